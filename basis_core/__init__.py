@@ -1,0 +1,3 @@
+"""basis: execution orchestration for hedged, cross-venue crypto trading."""
+
+__version__ = "0.1.0"

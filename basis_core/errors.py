@@ -1,0 +1,109 @@
+"""One error hierarchy for the whole engine.
+
+Hot-path outcomes ("ring full", "signal rejected") are return values or reason codes, not
+exceptions. Exceptions are for conditions a caller must not ignore: broken config, bad venue
+answers, impossible state transitions, reconciliation mismatches. No exception message may carry
+a secret; `redact` is applied by every adapter before it builds one.
+"""
+from __future__ import annotations
+
+
+class BasisError(Exception):
+    """Root of every error basis raises on purpose."""
+
+
+class ConfigError(BasisError):
+    """A configuration file or value is invalid. `path` is the dotted key path (e.g. venues.binance.fee_bps)."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class SchemaError(BasisError):
+    """A record does not match the event schema (wrong size, unknown kind, bad field)."""
+
+
+class UnknownName(BasisError):
+    """A venue, instrument or asset name (or id) that the registry does not know."""
+
+
+class RingError(BasisError):
+    """Misuse of a shared-memory ring (bad geometry, attaching to a foreign segment)."""
+
+
+class ProducerDead(RingError):
+    """The producer of a ring stopped publishing heartbeats or its process is gone."""
+
+
+class JournalError(BasisError):
+    """A journal directory or segment cannot be opened, written or read."""
+
+
+class JournalCorrupt(JournalError):
+    """A journal record failed its CRC in the middle of a segment (not a torn tail)."""
+
+
+class InvalidTransition(BasisError):
+    """A (state, event) pair that a state-machine table does not allow."""
+
+    def __init__(self, machine: str, state: str, event: str):
+        self.machine, self.state, self.event = machine, state, event
+        super().__init__(f"{machine}: no transition for event {event} in state {state}")
+
+
+class VenueError(BasisError):
+    """A venue answered with an error, or did not answer in a usable way."""
+
+    def __init__(self, venue: str, code: str, message: str = ""):
+        self.venue, self.code = venue, code
+        super().__init__(f"{venue}: {code}" + (f": {message}" if message else ""))
+
+
+class RequestTimeout(VenueError):
+    """No answer in time: the request may or may not have taken effect; verify before acting."""
+
+
+class RateLimited(VenueError):
+    """The venue throttled us. `retry_after_s` is what it asked for, if it said."""
+
+    def __init__(self, venue: str, code: str, message: str = "", retry_after_s: float | None = None):
+        super().__init__(venue, code, message)
+        self.retry_after_s = retry_after_s
+
+
+class VenueUnavailable(VenueError):
+    """Maintenance or outage: the venue is not accepting requests."""
+
+
+class OrderRejected(VenueError):
+    """The venue refused an order. `reason` is one of basis_core.schema.RejectReason names."""
+
+    def __init__(self, venue: str, code: str, message: str = "", reason: str = "venue_reject"):
+        super().__init__(venue, code, message)
+        self.reason = reason
+
+
+class OrderNotFound(VenueError):
+    """The venue does not know the order we asked about."""
+
+
+class MalformedResponse(VenueError):
+    """A venue answer that parses but is not usable (no order id, no status, NaN price...)."""
+
+
+class ReconciliationMismatch(BasisError):
+    """Our view and the venue's disagree at one reconciliation layer."""
+
+    def __init__(self, layer: str, key: str, ours, theirs, cause: str = ""):
+        self.layer, self.key, self.ours, self.theirs, self.cause = layer, key, ours, theirs, cause
+        super().__init__(f"{layer} mismatch on {key}: ours={ours!r} venue={theirs!r}" + (f" ({cause})" if cause else ""))
+
+
+def redact(text: str, secrets: "list[str] | tuple[str, ...]") -> str:
+    """Replace every occurrence of each non-empty secret in `text` with `***`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

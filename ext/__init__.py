@@ -1,0 +1,1 @@
+"""Compiled routing helpers (Cython). Installed as the package `basis_ext`."""

@@ -1,0 +1,89 @@
+import subprocess
+import sys
+
+import pytest
+
+from basis_core import config
+from basis_core.cli import main
+from basis_core.errors import ConfigError
+from basis_core.scenarios import DEFAULT
+
+
+def test_embedded_default_scenario_is_valid():
+    cfg = config.load(DEFAULT)
+    reg = cfg.registry()
+    assert len(reg.venues) >= 2
+    assert cfg.journal.fsync in ("every_n", "segment", "never")
+
+
+def test_unknown_key_names_its_full_path(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[venues.alpha]\nkind = "sim"\ntaker_fee_bsp = 3\n')
+    with pytest.raises(ConfigError) as err:
+        config.load(bad)
+    assert err.value.path == "venues.alpha.taker_fee_bsp"
+
+
+@pytest.mark.parametrize("body, path", [
+    ('[rings]\nmd_slots = 1000\n', "rings.md_slots"),
+    ('[journal]\nfsync = "sometimes"\n', "journal.fsync"),
+    ('[run]\nduration_s = "ten"\n', "run.duration_s"),
+    ('[run]\nseed = true\n', "run.seed"),
+    ('[venues.a]\ntaker_fee_bps = -1\n', "venues.a.taker_fee_bps"),
+    ('[instruments.x]\nvenue = "nowhere"\nsymbol = "BTC/USDT"\nbase = "BTC"\n', "instruments.x.venue"),
+    ('[instruments.x]\nvenue = "a"\nbase = "BTC"\n[venues.a]\n', "instruments.x.symbol"),
+])
+def test_bad_values_name_their_key_path(tmp_path, body, path):
+    f = tmp_path / "c.toml"
+    f.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        config.load(f)
+    assert err.value.path == path
+
+
+def test_config_objects_are_frozen():
+    cfg = config.load(DEFAULT)
+    with pytest.raises(Exception):
+        cfg.run.seed = 3
+    with pytest.raises(TypeError):
+        cfg.venues["new"] = None
+
+
+def test_basis_check_prints_key_path_and_exits_non_zero(tmp_path, capsys):
+    f = tmp_path / "typo.toml"
+    f.write_text('[journal]\nfsnyc = "never"\n')
+    assert main(["check", str(f)]) == 1
+    assert "journal.fsnyc" in capsys.readouterr().err
+
+
+def test_basis_check_accepts_the_default_scenario(capsys):
+    assert main(["check", str(DEFAULT)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_basis_check_reports_toml_syntax_errors(tmp_path, capsys):
+    f = tmp_path / "broken.toml"
+    f.write_text("[run\nname=1")
+    assert main(["check", str(f)]) == 1
+    assert "syntax" in capsys.readouterr().err
+
+
+def test_installed_basis_command_answers_help_and_version():
+    out = subprocess.run([sys.executable, "-m", "basis_core", "--help"], capture_output=True, text=True, check=True)
+    assert "check" in out.stdout and "run" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "basis_core", "version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("basis ")
+
+
+def test_cython_sequencer_is_deterministic_and_restorable():
+    from basis_ext.sequencer import Sequencer
+
+    a, b = Sequencer(), Sequencer()
+    assert [a.next(3) for _ in range(3)] == [b.next(3) for _ in range(3)] == [1, 2, 3]
+    assert a.next(4) == 1
+    a.restore(3, 100)
+    assert a.next(3) == 101
+    a.restore(3, 5)  # never backwards
+    assert a.next(3) == 102
+    with pytest.raises(ValueError):
+        a.next(256)
