@@ -1,0 +1,14 @@
+"""State machines declared as tables: `(state, event) -> (next state, actions)`.
+
+Every pair that is not in a table raises InvalidTransition; tests walk every missing pair.
+"""
+from .fsm import Machine, Table, Transition
+from .tables import (
+    ENGINE, HEDGE, ORDER, VENUE, EngineEvent, EngineState, HedgeEvent, HedgeState, OrderEvent,
+    OrderState, VenueEvent, VenueState,
+)
+
+__all__ = [
+    "Machine", "Table", "Transition", "ENGINE", "HEDGE", "ORDER", "VENUE", "EngineEvent", "EngineState",
+    "HedgeEvent", "HedgeState", "OrderEvent", "OrderState", "VenueEvent", "VenueState",
+]

@@ -1,0 +1,105 @@
+"""A generic table-driven state machine.
+
+A Table maps `(state, event)` to a Transition `(next_state, actions)`; actions are names the
+owner of the machine carries out (e.g. "stop_dispatch", "verify_orders"). A Machine holds one
+current state, applies events through its table and records every change with its cause and
+time, so the run's report can list the state timeline. A pair missing from the table raises
+InvalidTransition: nothing is ever decided by a default.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from ..errors import InvalidTransition
+
+
+@dataclass(frozen=True)
+class Transition:
+    next: enum.Enum
+    actions: tuple[str, ...] = ()
+
+
+class Table:
+    """An immutable transition table for one kind of machine."""
+
+    def __init__(self, name: str, states: type[enum.Enum], events: type[enum.Enum],
+                 rows: Iterable[tuple[enum.Enum, enum.Enum, enum.Enum, tuple[str, ...]]],
+                 terminal: Iterable[enum.Enum] = ()):
+        self.name = name
+        self.states = states
+        self.events = events
+        self.terminal = frozenset(terminal)
+        table: dict[tuple[enum.Enum, enum.Enum], Transition] = {}
+        for state, event, nxt, actions in rows:
+            if not isinstance(state, states) or not isinstance(nxt, states) or not isinstance(event, events):
+                raise TypeError(f"{name}: row ({state}, {event}) -> {nxt} mixes foreign enums")
+            if (state, event) in table:
+                raise ValueError(f"{name}: duplicate row for ({state.name}, {event.name})")
+            table[(state, event)] = Transition(nxt, tuple(actions))
+        self._table = table
+
+    def lookup(self, state: enum.Enum, event: enum.Enum) -> Transition:
+        try:
+            return self._table[(state, event)]
+        except KeyError:
+            raise InvalidTransition(self.name, state.name, event.name) from None
+
+    def allows(self, state: enum.Enum, event: enum.Enum) -> bool:
+        return (state, event) in self._table
+
+    def pairs(self) -> frozenset[tuple[enum.Enum, enum.Enum]]:
+        return frozenset(self._table)
+
+    def reachable(self, start: enum.Enum) -> set[enum.Enum]:
+        seen, todo = {start}, [start]
+        while todo:
+            s = todo.pop()
+            for (st, _), tr in self._table.items():
+                if st == s and tr.next not in seen:
+                    seen.add(tr.next)
+                    todo.append(tr.next)
+        return seen
+
+
+@dataclass
+class Change:
+    t_ns: int
+    machine: str
+    key: str
+    src: str
+    dst: str
+    event: str
+    cause: str
+
+
+@dataclass
+class Machine:
+    """One live instance of a Table (e.g. the state of venue 'alpha')."""
+
+    table: Table
+    state: enum.Enum
+    key: str = ""
+    on_change: Callable[[Change], None] | None = None
+    history: list[Change] = field(default_factory=list)
+    since_ns: int = 0
+
+    def fire(self, event: enum.Enum, t_ns: int, cause: str = "") -> tuple[str, ...]:
+        """Apply `event`; returns the actions to carry out. Raises InvalidTransition on a miss."""
+        tr = self.table.lookup(self.state, event)
+        if tr.next != self.state:
+            change = Change(t_ns, self.table.name, self.key, self.state.name, tr.next.name, event.name, cause)
+            self.history.append(change)
+            self.state = tr.next
+            self.since_ns = t_ns
+            if self.on_change is not None:
+                self.on_change(change)
+        return tr.actions
+
+    def can(self, event: enum.Enum) -> bool:
+        return self.table.allows(self.state, event)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in self.table.terminal

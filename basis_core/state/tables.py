@@ -1,0 +1,318 @@
+"""The four state machines of DESIGN.md, as data.
+
+Each row is `(state, event, next state, actions)`. Actions are names the orchestrator carries
+out; they are listed here so that a reader sees, in one place, what each transition does.
+Rows that keep the state are written out too: every pair an event can meet is decided here,
+and anything else is an InvalidTransition.
+"""
+from __future__ import annotations
+
+import enum
+
+from .fsm import Table
+
+
+# -- engine risk state -------------------------------------------------------------------------
+
+class EngineState(enum.Enum):
+    NORMAL = "NORMAL"
+    DEGRADED = "DEGRADED"
+    PROTECTIVE = "PROTECTIVE"
+    UNWINDING = "UNWINDING"
+    RECONCILING = "RECONCILING"
+    HALTED = "HALTED"
+
+
+class EngineEvent(enum.Enum):
+    RATE_LIMITED = "RATE_LIMITED"              # a venue throttled us
+    THROTTLE_CLEARED = "THROTTLE_CLEARED"      # no venue throttled for the configured window
+    SYMMETRY_BREACH = "SYMMETRY_BREACH"        # a hedged position went asymmetric
+    VOL_SPIKE = "VOL_SPIKE"                    # volatility above the protective level
+    VOL_HALT = "VOL_HALT"                      # volatility above the halt level
+    UNWIND_STARTED = "UNWIND_STARTED"
+    UNWIND_DONE = "UNWIND_DONE"                # every isolated position is flat
+    UNWIND_FAILED = "UNWIND_FAILED"            # retries exhausted: a person must look
+    EXPOSURE_RESOLVED = "EXPOSURE_RESOLVED"    # protective cause gone without an unwind
+    RECONCILE_REQUESTED = "RECONCILE_REQUESTED"
+    RECONCILE_MISMATCH = "RECONCILE_MISMATCH"
+    POLICY_CHECKS_PASSED = "POLICY_CHECKS_PASSED"  # flat or hedged, reconciled, venues healthy long enough
+    OPERATOR_HALT = "OPERATOR_HALT"
+    OPERATOR_RESUME = "OPERATOR_RESUME"
+
+
+_E, _V = EngineState, EngineEvent
+_ENGINE_ROWS = [
+    (_E.NORMAL, _V.RATE_LIMITED, _E.DEGRADED, ("lower_routing_rate", "hedges_first")),
+    (_E.DEGRADED, _V.RATE_LIMITED, _E.DEGRADED, ("lower_routing_rate",)),
+    (_E.DEGRADED, _V.THROTTLE_CLEARED, _E.NORMAL, ("restore_routing_rate",)),
+    (_E.NORMAL, _V.THROTTLE_CLEARED, _E.NORMAL, ()),
+]
+for _s in (_E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING, _E.HALTED):
+    _ENGINE_ROWS += [(_s, _V.RATE_LIMITED, _s, ("lower_routing_rate",)), (_s, _V.THROTTLE_CLEARED, _s, ())]
+for _s in (_E.NORMAL, _E.DEGRADED):
+    _ENGINE_ROWS += [
+        (_s, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ("freeze_new_exposure", "isolate_position")),
+        (_s, _V.VOL_SPIKE, _E.PROTECTIVE, ("freeze_new_exposure",)),
+        (_s, _V.RECONCILE_REQUESTED, _E.RECONCILING, ("freeze_new_exposure", "reconcile")),
+        (_s, _V.RECONCILE_MISMATCH, _E.RECONCILING, ("freeze_new_exposure", "reconcile")),
+    ]
+_ENGINE_ROWS += [
+    (_E.PROTECTIVE, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ("isolate_position",)),
+    (_E.PROTECTIVE, _V.VOL_SPIKE, _E.PROTECTIVE, ()),
+    (_E.PROTECTIVE, _V.UNWIND_STARTED, _E.UNWINDING, ("run_unwind",)),
+    (_E.PROTECTIVE, _V.EXPOSURE_RESOLVED, _E.RECONCILING, ("reconcile",)),
+    (_E.PROTECTIVE, _V.RECONCILE_REQUESTED, _E.PROTECTIVE, ("reconcile",)),
+    (_E.PROTECTIVE, _V.RECONCILE_MISMATCH, _E.PROTECTIVE, ("reconcile",)),
+    (_E.UNWINDING, _V.SYMMETRY_BREACH, _E.UNWINDING, ("isolate_position",)),
+    (_E.UNWINDING, _V.VOL_SPIKE, _E.UNWINDING, ()),
+    (_E.UNWINDING, _V.UNWIND_STARTED, _E.UNWINDING, ("run_unwind",)),
+    (_E.UNWINDING, _V.UNWIND_DONE, _E.RECONCILING, ("reconcile",)),
+    (_E.UNWINDING, _V.UNWIND_FAILED, _E.HALTED, ("alert_operator",)),
+    (_E.UNWINDING, _V.RECONCILE_REQUESTED, _E.UNWINDING, ()),
+    (_E.UNWINDING, _V.RECONCILE_MISMATCH, _E.UNWINDING, ()),
+    (_E.RECONCILING, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ("freeze_new_exposure", "isolate_position")),
+    (_E.RECONCILING, _V.VOL_SPIKE, _E.PROTECTIVE, ("freeze_new_exposure",)),
+    (_E.RECONCILING, _V.RECONCILE_REQUESTED, _E.RECONCILING, ("reconcile",)),
+    (_E.RECONCILING, _V.RECONCILE_MISMATCH, _E.RECONCILING, ("reconcile",)),
+    (_E.RECONCILING, _V.POLICY_CHECKS_PASSED, _E.NORMAL, ("resume_dispatch",)),
+    (_E.RECONCILING, _V.EXPOSURE_RESOLVED, _E.RECONCILING, ()),
+    (_E.HALTED, _V.SYMMETRY_BREACH, _E.HALTED, ("isolate_position",)),
+    (_E.HALTED, _V.VOL_SPIKE, _E.HALTED, ()),
+    (_E.HALTED, _V.VOL_HALT, _E.HALTED, ()),
+    (_E.HALTED, _V.RECONCILE_REQUESTED, _E.HALTED, ("reconcile",)),
+    (_E.HALTED, _V.RECONCILE_MISMATCH, _E.HALTED, ()),
+    (_E.HALTED, _V.OPERATOR_HALT, _E.HALTED, ()),
+    (_E.HALTED, _V.OPERATOR_RESUME, _E.RECONCILING, ("reconcile",)),
+    (_E.HALTED, _V.UNWIND_STARTED, _E.HALTED, ("run_unwind",)),
+    (_E.HALTED, _V.UNWIND_DONE, _E.HALTED, ()),
+    (_E.HALTED, _V.UNWIND_FAILED, _E.HALTED, ("alert_operator",)),
+]
+for _s in (_E.NORMAL, _E.DEGRADED, _E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING):
+    _ENGINE_ROWS += [
+        (_s, _V.OPERATOR_HALT, _E.HALTED, ("freeze_new_exposure", "cancel_entries")),
+        (_s, _V.VOL_HALT, _E.HALTED, ("freeze_new_exposure", "cancel_entries")),
+    ]
+
+ENGINE = Table("engine", EngineState, EngineEvent, _ENGINE_ROWS)
+
+#: engine states in which no new exposure may be opened
+NO_NEW_EXPOSURE = frozenset({_E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING, _E.HALTED})
+
+
+# -- venue state -------------------------------------------------------------------------------
+
+class VenueState(enum.Enum):
+    UP = "UP"
+    THROTTLED = "THROTTLED"
+    SUSPECT = "SUSPECT"
+    QUARANTINED = "QUARANTINED"
+    DOWN = "DOWN"
+
+
+class VenueEvent(enum.Enum):
+    OK = "OK"                          # a healthy answer
+    RATE_LIMITED = "RATE_LIMITED"
+    TIMEOUT = "TIMEOUT"
+    VERIFIED = "VERIFIED"              # every order we sent there is known to both sides again
+    MAINTENANCE = "MAINTENANCE"
+    MAINTENANCE_OVER = "MAINTENANCE_OVER"
+    DISCONNECTED = "DISCONNECTED"
+    RECONNECTED = "RECONNECTED"
+    HEALTHY_WINDOW = "HEALTHY_WINDOW"  # healthy for the configured time
+
+
+_S, _W = VenueState, VenueEvent
+_VENUE_ROWS = [
+    (_S.UP, _W.OK, _S.UP, ()),
+    (_S.UP, _W.HEALTHY_WINDOW, _S.UP, ()),
+    (_S.UP, _W.VERIFIED, _S.UP, ()),
+    (_S.UP, _W.MAINTENANCE_OVER, _S.UP, ()),
+    (_S.UP, _W.RECONNECTED, _S.UP, ()),
+    (_S.UP, _W.RATE_LIMITED, _S.THROTTLED, ("slow_down",)),
+    (_S.THROTTLED, _W.OK, _S.THROTTLED, ()),
+    (_S.THROTTLED, _W.RATE_LIMITED, _S.THROTTLED, ("back_off",)),
+    (_S.THROTTLED, _W.HEALTHY_WINDOW, _S.UP, ("restore_rate",)),
+    (_S.THROTTLED, _W.VERIFIED, _S.THROTTLED, ()),
+    (_S.THROTTLED, _W.MAINTENANCE_OVER, _S.THROTTLED, ()),
+    (_S.THROTTLED, _W.RECONNECTED, _S.THROTTLED, ()),
+    (_S.SUSPECT, _W.OK, _S.SUSPECT, ()),
+    (_S.SUSPECT, _W.RATE_LIMITED, _S.SUSPECT, ("back_off",)),
+    (_S.SUSPECT, _W.TIMEOUT, _S.SUSPECT, ("verify_orders",)),
+    (_S.SUSPECT, _W.HEALTHY_WINDOW, _S.SUSPECT, ("verify_orders",)),
+    (_S.SUSPECT, _W.VERIFIED, _S.UP, ("resume_dispatch",)),
+    (_S.SUSPECT, _W.MAINTENANCE_OVER, _S.SUSPECT, ()),
+    (_S.SUSPECT, _W.RECONNECTED, _S.SUSPECT, ()),
+    (_S.QUARANTINED, _W.MAINTENANCE_OVER, _S.SUSPECT, ("verify_orders",)),
+    (_S.DOWN, _W.RECONNECTED, _S.SUSPECT, ("verify_orders",)),
+]
+for _s in (_S.UP, _S.THROTTLED):
+    _VENUE_ROWS += [
+        (_s, _W.TIMEOUT, _S.SUSPECT, ("stop_dispatch", "verify_orders")),
+        (_s, _W.MAINTENANCE, _S.QUARANTINED, ("stop_dispatch", "reroute_if_allowed")),
+        (_s, _W.DISCONNECTED, _S.DOWN, ("stop_dispatch",)),
+    ]
+_VENUE_ROWS += [
+    (_S.SUSPECT, _W.MAINTENANCE, _S.QUARANTINED, ("reroute_if_allowed",)),
+    (_S.SUSPECT, _W.DISCONNECTED, _S.DOWN, ()),
+    (_S.QUARANTINED, _W.DISCONNECTED, _S.DOWN, ()),
+    (_S.DOWN, _W.MAINTENANCE, _S.QUARANTINED, ()),
+]
+for _e in (_W.OK, _W.RATE_LIMITED, _W.TIMEOUT, _W.VERIFIED, _W.MAINTENANCE, _W.HEALTHY_WINDOW, _W.RECONNECTED):
+    _VENUE_ROWS.append((_S.QUARANTINED, _e, _S.QUARANTINED, ()))
+for _e in (_W.OK, _W.RATE_LIMITED, _W.TIMEOUT, _W.VERIFIED, _W.MAINTENANCE_OVER, _W.HEALTHY_WINDOW, _W.DISCONNECTED):
+    _VENUE_ROWS.append((_S.DOWN, _e, _S.DOWN, ()))
+
+VENUE = Table("venue", VenueState, VenueEvent, _VENUE_ROWS)
+
+#: venue states to which no order may be sent (cancels and verification queries excepted)
+NO_DISPATCH = frozenset({_S.SUSPECT, _S.QUARANTINED, _S.DOWN})
+
+
+# -- order -------------------------------------------------------------------------------------
+
+class OrderState(enum.Enum):
+    NEW = "NEW"
+    SUBMITTED = "SUBMITTED"
+    ACKED = "ACKED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    UNKNOWN = "UNKNOWN"  # a request timed out: verify by client order id before anything else
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+
+
+class OrderEvent(enum.Enum):
+    SUBMIT = "SUBMIT"
+    ACK = "ACK"
+    PARTIAL_FILL = "PARTIAL_FILL"
+    FILL = "FILL"
+    CANCEL_REQUEST = "CANCEL_REQUEST"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+    REJECT = "REJECT"
+    TIMEOUT = "TIMEOUT"
+    NOT_FOUND = "NOT_FOUND"  # a targeted query by client order id: the venue never had it
+
+
+_O, _X = OrderState, OrderEvent
+_ORDER_ROWS = [
+    (_O.NEW, _X.SUBMIT, _O.SUBMITTED, ("send",)),
+    (_O.NEW, _X.REJECT, _O.REJECTED, ()),
+    (_O.NEW, _X.CANCEL_REQUEST, _O.CANCELED, ()),
+    (_O.SUBMITTED, _X.CANCEL_REQUEST, _O.PENDING_CANCEL, ("send_cancel",)),
+    (_O.SUBMITTED, _X.NOT_FOUND, _O.SUBMITTED, ()),  # a query raced the submit; ask again later
+    (_O.ACKED, _X.CANCEL_REQUEST, _O.PENDING_CANCEL, ("send_cancel",)),
+    (_O.PARTIALLY_FILLED, _X.CANCEL_REQUEST, _O.PENDING_CANCEL, ("send_cancel",)),
+    (_O.PENDING_CANCEL, _X.CANCEL_REQUEST, _O.PENDING_CANCEL, ("send_cancel",)),
+    (_O.PENDING_CANCEL, _X.ACK, _O.PENDING_CANCEL, ()),
+    (_O.PENDING_CANCEL, _X.PARTIAL_FILL, _O.PENDING_CANCEL, ("book_fill",)),
+    (_O.PENDING_CANCEL, _X.REJECT, _O.UNKNOWN, ("verify_order",)),  # cancel refused: filled or gone?
+    (_O.PENDING_CANCEL, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),
+    (_O.UNKNOWN, _X.TIMEOUT, _O.UNKNOWN, ("verify_order",)),
+    (_O.UNKNOWN, _X.CANCEL_REQUEST, _O.UNKNOWN, ("verify_order",)),
+    (_O.UNKNOWN, _X.NOT_FOUND, _O.REJECTED, ("declare_not_placed",)),
+    (_O.UNKNOWN, _X.ACK, _O.ACKED, ("adopt",)),
+    (_O.UNKNOWN, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ("adopt", "book_fill")),
+    (_O.UNKNOWN, _X.REJECT, _O.REJECTED, ()),
+]
+for _s in (_O.SUBMITTED, _O.ACKED, _O.PARTIALLY_FILLED, _O.PENDING_CANCEL):
+    _ORDER_ROWS += [
+        (_s, _X.FILL, _O.FILLED, ("book_fill",)),
+        (_s, _X.CANCELED, _O.CANCELED, ()),
+        (_s, _X.EXPIRED, _O.EXPIRED, ()),
+        (_s, _X.TIMEOUT, _O.UNKNOWN, ("stop_dispatch", "verify_order")),
+    ]
+for _s in (_O.SUBMITTED, _O.ACKED, _O.PARTIALLY_FILLED):
+    _ORDER_ROWS += [(_s, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ("book_fill",))]
+_ORDER_ROWS += [
+    (_O.SUBMITTED, _X.ACK, _O.ACKED, ()),
+    (_O.SUBMITTED, _X.REJECT, _O.REJECTED, ()),
+    (_O.ACKED, _X.ACK, _O.ACKED, ()),
+    (_O.ACKED, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),
+    (_O.PARTIALLY_FILLED, _X.ACK, _O.PARTIALLY_FILLED, ()),
+    (_O.PARTIALLY_FILLED, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),
+    (_O.UNKNOWN, _X.FILL, _O.FILLED, ("adopt", "book_fill")),
+    (_O.UNKNOWN, _X.CANCELED, _O.CANCELED, ("adopt",)),
+    (_O.UNKNOWN, _X.EXPIRED, _O.EXPIRED, ("adopt",)),
+]
+# terminal states: late news is booked (a fill that happened before the cancel is still a fill),
+# repeats are ignored, nothing reopens the order
+for _s in (_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED):
+    for _e in (_X.ACK, _X.CANCELED, _X.EXPIRED, _X.CANCEL_REQUEST, _X.TIMEOUT, _X.NOT_FOUND, _X.REJECT):
+        _ORDER_ROWS.append((_s, _e, _s, ()))
+    if _s is not _O.REJECTED:
+        _ORDER_ROWS += [(_s, _X.FILL, _s, ("book_late_fill",)), (_s, _X.PARTIAL_FILL, _s, ("book_late_fill",))]
+
+ORDER = Table("order", OrderState, OrderEvent, _ORDER_ROWS,
+              terminal=(_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED))
+
+
+# -- hedged position ---------------------------------------------------------------------------
+
+class HedgeState(enum.Enum):
+    PENDING = "PENDING"
+    LEG_WORKING = "LEG_WORKING"
+    HEDGING = "HEDGING"
+    COMPLETE = "COMPLETE"
+    ASYMMETRIC = "ASYMMETRIC"
+    ISOLATED = "ISOLATED"
+    UNWINDING = "UNWINDING"
+    CLOSED = "CLOSED"
+    RECONCILED = "RECONCILED"
+
+
+class HedgeEvent(enum.Enum):
+    DISPATCHED = "DISPATCHED"
+    LEG_FILLED = "LEG_FILLED"        # some fill on some leg, legs not yet matched
+    BOTH_FILLED = "BOTH_FILLED"      # legs matched within tolerance
+    NOTHING_FILLED = "NOTHING_FILLED"  # every leg terminal with no fill
+    DEGRADE = "DEGRADE"              # symmetry kernel: degrade
+    BREACH = "BREACH"                # symmetry kernel: breach (fill ratio or hedge window)
+    ISOLATE = "ISOLATE"
+    UNWIND = "UNWIND"
+    FLAT = "FLAT"                    # residual within tolerance after unwind
+    UNWIND_FAILED = "UNWIND_FAILED"
+    RECONCILED = "RECONCILED"
+
+
+_H, _G = HedgeState, HedgeEvent
+_HEDGE_ROWS = [
+    (_H.PENDING, _G.DISPATCHED, _H.LEG_WORKING, ("route_legs",)),
+    (_H.PENDING, _G.NOTHING_FILLED, _H.CLOSED, ()),
+    (_H.LEG_WORKING, _G.DISPATCHED, _H.LEG_WORKING, ("route_legs",)),
+    (_H.LEG_WORKING, _G.LEG_FILLED, _H.HEDGING, ("start_hedge_window",)),
+    (_H.LEG_WORKING, _G.NOTHING_FILLED, _H.CLOSED, ()),
+    (_H.HEDGING, _G.LEG_FILLED, _H.HEDGING, ()),
+    (_H.HEDGING, _G.DISPATCHED, _H.HEDGING, ("route_legs",)),
+    (_H.ASYMMETRIC, _G.ISOLATE, _H.ISOLATED, ("cancel_working_legs",)),
+    (_H.ASYMMETRIC, _G.LEG_FILLED, _H.ASYMMETRIC, ()),
+    (_H.ASYMMETRIC, _G.BREACH, _H.ASYMMETRIC, ()),
+    (_H.ASYMMETRIC, _G.DEGRADE, _H.ASYMMETRIC, ()),
+    (_H.ISOLATED, _G.UNWIND, _H.UNWINDING, ("flatten_residual",)),
+    (_H.ISOLATED, _G.FLAT, _H.CLOSED, ()),
+    (_H.ISOLATED, _G.LEG_FILLED, _H.ISOLATED, ()),
+    (_H.ISOLATED, _G.BREACH, _H.ISOLATED, ()),
+    (_H.ISOLATED, _G.DEGRADE, _H.ISOLATED, ()),
+    (_H.UNWINDING, _G.LEG_FILLED, _H.UNWINDING, ()),
+    (_H.UNWINDING, _G.UNWIND, _H.UNWINDING, ("flatten_residual",)),
+    (_H.UNWINDING, _G.FLAT, _H.CLOSED, ()),
+    (_H.UNWINDING, _G.UNWIND_FAILED, _H.ISOLATED, ("escalate",)),
+    (_H.UNWINDING, _G.BREACH, _H.UNWINDING, ()),
+    (_H.UNWINDING, _G.DEGRADE, _H.UNWINDING, ()),
+    (_H.COMPLETE, _G.LEG_FILLED, _H.COMPLETE, ()),
+    (_H.COMPLETE, _G.RECONCILED, _H.RECONCILED, ()),
+    (_H.CLOSED, _G.LEG_FILLED, _H.CLOSED, ("recheck_residual",)),
+    (_H.CLOSED, _G.RECONCILED, _H.RECONCILED, ()),
+]
+for _s in (_H.LEG_WORKING, _H.HEDGING):
+    _HEDGE_ROWS += [
+        (_s, _G.BOTH_FILLED, _H.COMPLETE, ()),
+        (_s, _G.DEGRADE, _s, ("escalate",)),
+        (_s, _G.BREACH, _H.ASYMMETRIC, ("stop_routing_pair",)),
+    ]
+for _s in (_H.ASYMMETRIC, _H.ISOLATED, _H.UNWINDING):
+    _HEDGE_ROWS.append((_s, _G.BOTH_FILLED, _H.COMPLETE, ()))
+
+HEDGE = Table("hedge", HedgeState, HedgeEvent, _HEDGE_ROWS, terminal=(_H.RECONCILED,))
