@@ -4,6 +4,7 @@
     basis check CONFIG         validate a TOML config; errors name the key path; exit 1 on error
     basis run [CONFIG]         run the engine (no CONFIG: the embedded simulated scenario)
     basis bench [SUITE...]     run pyperf suites (perf/), write pyperf JSON and a summary table
+    basis host-check [CONFIG]  what a tuned host needs and what this one has (ok / warn + fix)
 """
 from __future__ import annotations
 
@@ -48,6 +49,15 @@ def _cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def _cmd_host_check(args) -> int:
+    from .config import CpuConfig, load
+    from .hostcheck import checks, render
+
+    cpu = load(args.config).cpu if args.config else CpuConfig(engine=1, io=0)
+    print(render(checks(cpu)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="basis", description="Execution orchestration for hedged cross-venue crypto trading.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -71,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="fewer samples (quick look, noisier)")
     p.add_argument("--compare-to", default=None, help="earlier pyperf JSON to compare with")
     p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("host-check", help="report how well this host is tuned for basis")
+    p.add_argument("config", nargs="?", help="config whose [cpu] layout to check (default: engine=1, io=0)")
+    p.set_defaults(func=_cmd_host_check)
     return parser
 
 
