@@ -1,0 +1,181 @@
+"""The journal writer: appends batches of 64-byte records to memory-mapped segment files.
+
+    w = JournalWriter("runs/x/journal", JournalConfig(fsync="segment"))
+    first = w.append(records)      # any 64-byte record array; returns the position of records[0]
+    w.close()
+
+Positions: the journal numbers its slots itself, from 0, contiguous across segments. The
+records' own `seq` fields are not touched (the engine journals records of several producers,
+each with its own sequence); a journal written by one producer that numbers from 0 has
+position == seq. Each record is stored with its `check` word set to the CRC-32 of its bytes
+0..59 (whatever the caller's array held there is replaced); the caller's array is not modified.
+
+Write order (what makes a torn write detectable): within each batch the payload bytes of every
+record are copied first, then the check words are written in slot order (kernels.write_records).
+So the CRC-valid slots of a segment always form a prefix, whatever instruction a kill -9 hits.
+
+Opening an existing journal recovers it: segment headers are checked for a contiguous chain,
+the last segment is scanned, a torn tail (non-zero slots after the last valid record, none of
+them valid) is zeroed, and appending resumes right after the last whole record. A valid record
+after an invalid slot is not a torn tail but damage: JournalCorrupt, and nothing is changed.
+Only the last segment is scanned on open; `JournalReader` verifies every record it reads.
+
+One writer per directory: the writer holds an exclusive flock on `<dir>/LOCK` (released by the
+kernel if the process dies), a second writer gets JournalError.
+
+fsync policy (JournalConfig.fsync):
+  "every_n"  after an append leaves >= fsync_every records unsynced, msync(MS_SYNC) the pages
+             written since the last sync (granularity: whole batches); also on roll and close;
+             new segments are fsynced with their directory entry.
+  "segment"  msync a segment when it is full (before the next one is created) and on close.
+  "never"    no msync; the kernel writes dirty pages back when it chooses.
+A process crash (kill -9, segfault) loses nothing under any policy: the records are in the
+kernel's page cache as soon as `append` returns and reach the file whether or not the process
+lives. The policy decides what survives power loss or a kernel crash: up to fsync_every records
+(plus the current batch) with "every_n", up to a whole segment with "segment", anything not yet
+written back (typically up to ~30 s) with "never". After such a loss the tail is recovered like
+a torn write, or, if the page cache wrote pages out of order, reported as JournalCorrupt.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import JournalConfig
+from ..errors import JournalCorrupt, JournalError
+from ..schema import RECORD_SIZE
+from .kernels import WORDS, scan_slots, write_records
+from .segment import Segment, check_chain, create_segment, remove_leftovers
+
+LOCK_NAME = "LOCK"
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What opening the journal found in its last segment."""
+    segment: str
+    valid: int        # whole records found in the last segment
+    zeroed: int       # torn-tail slots that were zeroed (0 after a clean close)
+
+
+def _as_words(records: np.ndarray) -> np.ndarray:
+    arr = np.asarray(records)
+    if arr.dtype.itemsize != RECORD_SIZE:
+        if arr.dtype == np.uint8 and arr.size % RECORD_SIZE == 0:
+            return np.ascontiguousarray(arr).reshape(-1).view(np.uint32)
+        raise JournalError(f"append needs 64-byte records, got dtype {arr.dtype} (itemsize {arr.dtype.itemsize})")
+    return np.ascontiguousarray(arr.reshape(-1)).view(np.uint32)
+
+
+class JournalWriter:
+    """Appends records to the journal in `directory` (created if missing). See the module doc."""
+
+    def __init__(self, directory: str | Path, config: JournalConfig | None = None):
+        self.config = config or JournalConfig()
+        if self.config.fsync not in ("every_n", "segment", "never"):
+            raise JournalError(f"unknown fsync policy {self.config.fsync!r}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise JournalError(f"{self.directory}: journal is open by another writer") from None
+        self._seg: Segment | None = None
+        try:
+            self._open_tail()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_tail(self) -> None:
+        remove_leftovers(self.directory)
+        chain = check_chain(self.directory)
+        durable = self.config.fsync != "never"
+        if not chain:
+            path = create_segment(self.directory, 0, 0, self.config.segment_records, durable)
+            chain = [(path, None)]
+        path = chain[-1][0]
+        seg = Segment(path, writable=True)
+        self._seg = seg
+        valid, corrupt, dirty_end = scan_slots(seg.words, 0, seg.capacity)
+        if corrupt >= 0:
+            raise JournalCorrupt(f"{path}: slot {valid} (byte {(valid + 1) * RECORD_SIZE}) is damaged "
+                                 f"but a valid record follows at slot {corrupt}; refusing to append")
+        if dirty_end > valid:
+            seg.zero(valid, dirty_end)
+            if durable:
+                seg.sync(valid, dirty_end)
+        self.recovery = Recovery(str(path), int(valid), int(dirty_end - valid))
+        self._used = int(valid)
+        self._synced = int(valid)
+
+    @property
+    def position(self) -> int:
+        """Position the next appended record will get (= number of records in the journal)."""
+        return self._seg.first_pos + self._used
+
+    @property
+    def segment_index(self) -> int:
+        return self._seg.index
+
+    def append(self, records: np.ndarray) -> int:
+        """Append a batch of 64-byte records (any schema dtype, or uint8 rows of 64 bytes); seals
+        each stored copy. Rolls to a new segment when the current one is full. Returns the
+        position of the first record of the batch."""
+        if self._seg is None:
+            raise JournalError(f"{self.directory}: journal writer is closed")
+        src = _as_words(records)
+        n = src.shape[0] // WORDS
+        first = self.position
+        done = 0
+        while done < n:
+            if self._used == self._seg.capacity:
+                self._roll()
+            m = min(n - done, self._seg.capacity - self._used)
+            write_records(self._seg.words, self._used, src[done * WORDS:(done + m) * WORDS], m)
+            self._used += m
+            done += m
+            if self.config.fsync == "every_n" and self._used - self._synced >= self.config.fsync_every:
+                self.flush()
+        return first
+
+    def flush(self) -> None:
+        """msync the records written since the last sync, whatever the policy."""
+        if self._seg is not None:
+            self._seg.sync(self._synced, self._used)
+            self._synced = self._used
+
+    def _roll(self) -> None:
+        seg = self._seg
+        if self.config.fsync != "never":
+            self.flush()
+        index, first_pos = seg.index + 1, seg.first_pos + seg.capacity
+        path = create_segment(self.directory, index, first_pos, self.config.segment_records,
+                              durable=self.config.fsync != "never")
+        new = Segment(path, writable=True, expect_index=index)
+        self._seg = new
+        seg.close()
+        self._used = self._synced = 0
+
+    def close(self) -> None:
+        """Sync (unless fsync="never"), unmap, release the lock. Idempotent."""
+        if self._seg is not None:
+            if self.config.fsync != "never":
+                self.flush()
+            self._seg.close()
+            self._seg = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> "JournalWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
