@@ -85,6 +85,14 @@ class OrderRejected(VenueError):
         self.reason = reason
 
 
+class InsufficientFunds(BasisError):
+    """A ledger operation would make a balance negative (a simulated venue turns it into a reject)."""
+
+    def __init__(self, owner: str, asset: str, need: int, have: int):
+        self.owner, self.asset, self.need, self.have = owner, asset, need, have
+        super().__init__(f"{owner}: needs {need} atoms of {asset}, has {have}")
+
+
 class OrderNotFound(VenueError):
     """The venue does not know the order we asked about."""
 

@@ -1,0 +1,1 @@
+"""Venues behind one interface (`adapters.base.Venue`): simulated (`adapters.sim`), ccxt, web3."""

@@ -1,0 +1,512 @@
+"""A deterministic matching engine for one instrument over a limit order book.
+
+Pure and synchronous: no clock (callers pass `ts_ns`), no asyncio, no accounts. It is shared by
+the simulated venue and by the HTTP exchange emulator.
+
+Units. Inside, prices are integer ticks and quantities integer lots, so matching is exact. The
+money a fill moves is given in integer *atoms* of each asset (10**-decimals units):
+`base_atoms` = lots * lot_atoms, `quote_atoms` = ticks * lots * notional_unit. A spec whose
+tick*lot is not a whole number of quote atoms is refused (ConfigError), so notional is exact.
+
+Orders. LIMIT rests its remainder; IOC and MARKET expire theirs; POST_ONLY is rejected
+(POST_ONLY_WOULD_CROSS) if it would take liquidity. Price-time priority: best price first, then
+arrival order. A MARKET order may carry a protection price (it never trades beyond it).
+Self-trade prevention for real owners is "expire maker": the resting order of the same owner is
+expired and matching continues. The owner `MARKET` ("") stands for everyone else: the depth the
+market generator sets and the participants who trade against it; it has no account and no STP.
+
+Filters (typed rejects, `RejectReason`): qty not a multiple of lot, below one lot or above
+max_qty → LOT_SIZE; price not a multiple of tick, not finite or <= 0 → BAD_INPUT; price*qty
+below min_notional → MIN_NOTIONAL (MARKET orders are checked at the best opposite price).
+
+Fees. Each fill carries its owner's fee in atoms and the asset charged: `FeeSchedule.asset` is
+"quote" (always the quote asset), "received" (what the owner receives: base for a buyer, quote
+for a seller; naming the base asset means the same) or another asset valued at `asset_price` quote per unit; when `can_pay` says the
+owner lacks that asset, the fee falls back to the received asset. Fees round down to an atom;
+a negative maker fee is a rebate.
+
+Client order ids are unique per owner for the engine's lifetime: submitting a known id again
+returns the existing order with `duplicate=True` and changes nothing.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Callable
+
+from adapters.base import OrderStatus
+from basis_core.errors import ConfigError, OrderNotFound
+from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side
+
+MARKET = ""  # owner of generated depth and of other participants' orders
+
+
+def _decimals(x: float) -> int:
+    return max(0, -Decimal(repr(x)).normalize().as_tuple().exponent)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Trading rules of one instrument. Decimals are those of the assets' atoms."""
+    symbol: str
+    base: str
+    quote: str
+    tick: float
+    lot: float
+    min_notional: float = 0.0
+    max_qty: float = math.inf
+    base_decimals: int = 8
+    quote_decimals: int = 8
+    kind: str = "spot"
+
+    def __post_init__(self):
+        where = f"instrument {self.symbol}"
+        for name in ("tick", "lot"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"{where}.{name}", f"must be finite and > 0, got {v!r}")
+        lot_atoms = self.lot * 10 ** self.base_decimals
+        if abs(lot_atoms - round(lot_atoms)) > 1e-6 or round(lot_atoms) < 1:
+            raise ConfigError(f"{where}.lot", f"{self.lot} is not a whole number of base atoms (1e-{self.base_decimals})")
+        unit = self.tick * self.lot * 10 ** self.quote_decimals
+        if abs(unit - round(unit)) > 1e-6 or round(unit) < 1:
+            raise ConfigError(f"{where}.tick", f"tick*lot = {self.tick * self.lot:g} is not a whole number of quote atoms (1e-{self.quote_decimals})")
+
+    @property
+    def lot_atoms(self) -> int:
+        return round(self.lot * 10 ** self.base_decimals)
+
+    @property
+    def notional_unit(self) -> int:
+        """Quote atoms per (1 tick x 1 lot)."""
+        return round(self.tick * self.lot * 10 ** self.quote_decimals)
+
+
+@dataclass(frozen=True)
+class FeeSchedule:
+    maker_bps: float = 0.0
+    taker_bps: float = 0.0
+    asset: str = "quote"            # "quote" | "received" | an asset name
+    asset_price: float = 1.0        # quote per unit of a named fee asset
+    asset_decimals: int = 8
+
+    def rate(self, liquidity: Liquidity) -> int:
+        """Fee rate in units of 1e-8 (1 bps = 10_000)."""
+        return round((self.maker_bps if liquidity == Liquidity.MAKER else self.taker_bps) * 10_000)
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """A snapshot of one order."""
+    owner: str
+    coid: str
+    oid: int
+    side: Side
+    type: OrderType
+    price: float | None
+    qty: float
+    filled_qty: float
+    avg_price: float
+    status: OrderStatus
+    reason: RejectReason
+    fee_atoms: dict
+    created_ns: int
+    updated_ns: int
+    price_ticks: int = 0
+    qty_lots: int = 0
+    filled_lots: int = 0
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One side of one trade (each trade yields a maker fill and a taker fill)."""
+    trade_id: int
+    owner: str
+    coid: str
+    side: Side
+    liquidity: Liquidity
+    price: float
+    qty: float
+    price_ticks: int
+    lots: int
+    base_atoms: int
+    quote_atoms: int
+    fee_atoms: int
+    fee_asset: str
+    ts_ns: int
+
+
+@dataclass(frozen=True)
+class OrderEvent:
+    type: OrderEventType
+    order: OrderView
+    ts_ns: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one command did: the order it concerned, every fill (both sides of each trade,
+    public trades included via `fills` pairs) and every order event, in the order they happened."""
+    order: OrderView | None
+    fills: list[Fill] = field(default_factory=list)
+    events: list[OrderEvent] = field(default_factory=list)
+    duplicate: bool = False
+
+
+class _Order:
+    __slots__ = ("oid", "owner", "coid", "side", "type", "px", "lots", "filled", "quote_filled",
+                 "status", "reason", "fees", "created_ns", "updated_ns")
+
+    def __init__(self, oid, owner, coid, side, otype, px, lots, ts):
+        self.oid, self.owner, self.coid, self.side, self.type = oid, owner, coid, side, otype
+        self.px, self.lots, self.filled, self.quote_filled = px, lots, 0, 0
+        self.status, self.reason, self.fees = OrderStatus.OPEN, RejectReason.NONE, {}
+        self.created_ns = self.updated_ns = ts
+
+
+class _Side:
+    """One side of the book: FIFO queues per price, prices kept sorted ascending."""
+    __slots__ = ("is_bid", "levels", "prices", "total", "market")
+
+    def __init__(self, is_bid: bool):
+        self.is_bid = is_bid
+        self.levels: dict[int, deque] = {}
+        self.prices: list[int] = []
+        self.total: dict[int, int] = {}     # lots resting per price (everyone)
+        self.market: dict[int, int] = {}    # lots resting per price owned by MARKET
+
+    def best(self) -> int | None:
+        if not self.prices:
+            return None
+        return self.prices[-1] if self.is_bid else self.prices[0]
+
+    def add(self, order: _Order) -> None:
+        q = self.levels.get(order.px)
+        if q is None:
+            q = self.levels[order.px] = deque()
+            bisect.insort(self.prices, order.px)
+            self.total[order.px] = 0
+        q.append(order)
+        rest = order.lots - order.filled
+        self.total[order.px] += rest
+        if order.owner == MARKET:
+            self.market[order.px] = self.market.get(order.px, 0) + rest
+
+    def reduce(self, order: _Order, lots: int) -> None:
+        """Account for `lots` leaving the level (filled or canceled)."""
+        px = order.px
+        self.total[px] -= lots
+        if order.owner == MARKET:
+            self.market[px] -= lots
+            if not self.market[px]:
+                del self.market[px]
+
+    def drop_if_empty(self, px: int) -> None:
+        q = self.levels.get(px)
+        if q is not None and not q:
+            del self.levels[px]
+            del self.total[px]
+            self.prices.pop(bisect.bisect_left(self.prices, px))
+
+    def remove(self, order: _Order) -> None:
+        q = self.levels[order.px]
+        q.remove(order)
+        self.reduce(order, order.lots - order.filled)
+        self.drop_if_empty(order.px)
+
+    def top(self, n: int) -> list[tuple[int, int]]:
+        seq = reversed(self.prices) if self.is_bid else iter(self.prices)
+        out = []
+        for px in seq:
+            if len(out) >= n:
+                break
+            out.append((px, self.total[px]))
+        return out
+
+
+class MatchingEngine:
+    """The book and matching for one instrument. See the module docstring for the contract."""
+
+    def __init__(self, spec: Spec, fees: FeeSchedule = FeeSchedule(), venue: str = "sim",
+                 can_pay: Callable[[str, str, int], bool] | None = None):
+        self.spec, self.fees, self.venue, self.can_pay = spec, fees, venue, can_pay
+        self.bids, self.asks = _Side(True), _Side(False)
+        self._orders: dict[tuple[str, str], _Order] = {}
+        self._next_oid = 1
+        self._next_trade = 1
+        self._px_dec = _decimals(spec.tick)
+        self._qty_dec = _decimals(spec.lot)
+        self._max_lots = math.inf if math.isinf(spec.max_qty) else int(spec.max_qty / spec.lot + 1e-9)
+        self._min_notional_units = spec.min_notional / (spec.tick * spec.lot)
+
+    # -- conversions ----------------------------------------------------------------------
+
+    def price(self, ticks: int) -> float:
+        return round(ticks * self.spec.tick, self._px_dec)
+
+    def qty(self, lots: int) -> float:
+        return round(lots * self.spec.lot, self._qty_dec)
+
+    def to_ticks(self, price: float) -> int | None:
+        """Integer ticks of `price`, or None when it is not finite, <= 0 or off the tick grid."""
+        if not isinstance(price, (int, float)) or isinstance(price, bool) or not math.isfinite(price) or price <= 0:
+            return None
+        t = round(price / self.spec.tick)
+        return t if t > 0 and abs(t * self.spec.tick - price) <= 1e-9 * max(1.0, price) else None
+
+    def to_lots(self, qty: float) -> int | None:
+        """Integer lots of `qty`, or None when it is not finite, <= 0 or off the lot grid."""
+        if not isinstance(qty, (int, float)) or isinstance(qty, bool) or not math.isfinite(qty) or qty <= 0:
+            return None
+        n = round(qty / self.spec.lot)
+        return n if n > 0 and abs(n * self.spec.lot - qty) <= 1e-9 * max(1.0, qty) else None
+
+    # -- queries --------------------------------------------------------------------------
+
+    def best_bid(self) -> float | None:
+        b = self.bids.best()
+        return None if b is None else self.price(b)
+
+    def best_ask(self) -> float | None:
+        a = self.asks.best()
+        return None if a is None else self.price(a)
+
+    def book(self, depth: int = 10) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """Top `depth` levels per side as (price, qty), best first: (bids, asks)."""
+        return ([(self.price(p), self.qty(q)) for p, q in self.bids.top(depth)],
+                [(self.price(p), self.qty(q)) for p, q in self.asks.top(depth)])
+
+    def book_lots(self, depth: int = 10) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Like `book` in integer (ticks, lots)."""
+        return self.bids.top(depth), self.asks.top(depth)
+
+    def query(self, owner: str, coid: str) -> OrderView:
+        """The order `coid` of `owner`; OrderNotFound if the engine never accepted nor rejected it."""
+        order = self._orders.get((owner, coid))
+        if order is None:
+            raise OrderNotFound(self.venue, "unknown_order", f"{self.spec.symbol} {coid}")
+        return self._view(order)
+
+    def resting(self, owner: str | None = None) -> list[OrderView]:
+        """Live (open or partially filled) orders of `owner` (None: all real owners), by oid."""
+        live = [o for o in self._orders.values()
+                if o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED) and (owner is None or o.owner == owner)]
+        return [self._view(o) for o in sorted(live, key=lambda o: o.oid)]
+
+    # -- commands -------------------------------------------------------------------------
+
+    def submit(self, owner: str, coid: str, side: Side, otype: OrderType, qty: float,
+               price: float | None = None, ts_ns: int = 0,
+               admit: Callable[[Side, OrderType, int, int | None], RejectReason] | None = None) -> Result:
+        """Accept, reject or match one order. Rejections are orders in state REJECTED.
+
+        `admit(side, type, lots, price_ticks)` runs after the filters pass and before matching
+        (the account layer reserves funds there); any reason other than NONE rejects."""
+        if owner != MARKET:
+            known = self._orders.get((owner, coid))
+            if known is not None:
+                return Result(self._view(known), duplicate=True)
+        lots = self.to_lots(qty)
+        px = None if price is None else self.to_ticks(price)
+        order = _Order(self._next_oid, owner, coid, Side(side), OrderType(otype), px or 0, lots or 0, ts_ns)
+        self._next_oid += 1
+        reason = self._check(order, lots, price, px)
+        if reason is RejectReason.NONE and admit is not None:
+            reason = admit(order.side, order.type, lots, px)
+        if reason is not RejectReason.NONE:
+            return self._reject(order, reason, ts_ns)
+        return self._execute(order, ts_ns)
+
+    def submit_lots(self, owner: str, coid: str, side: Side, otype: OrderType, lots: int,
+                    px: int | None, ts_ns: int = 0) -> Result:
+        """`submit` in integer units (no grid checks needed); used by the market generator."""
+        return self.submit(owner, coid, side, otype, self.qty(lots), None if px is None else self.price(px), ts_ns)
+
+    def cancel(self, owner: str, coid: str, ts_ns: int = 0) -> Result:
+        """Cancel a live order (event CANCELED); a terminal one is returned unchanged with a
+        CANCEL_REJECT event. OrderNotFound if the id is unknown."""
+        order = self._orders.get((owner, coid))
+        if order is None:
+            raise OrderNotFound(self.venue, "unknown_order", f"{self.spec.symbol} {coid}")
+        if order.status.terminal:
+            return Result(self._view(order), events=[OrderEvent(OrderEventType.CANCEL_REJECT, self._view(order), ts_ns)])
+        self._side(order.side).remove(order)
+        order.status, order.updated_ns = OrderStatus.CANCELED, ts_ns
+        view = self._view(order)
+        return Result(view, events=[OrderEvent(OrderEventType.CANCELED, view, ts_ns)])
+
+    def set_level(self, side: Side, px: int, lots: int, ts_ns: int = 0) -> Result:
+        """Set MARKET's resting quantity at price `px` (ticks) on `side` to `lots`. Growth joins
+        the back of the queue and trades first against anything it crosses; shrinkage removes
+        MARKET's orders from the back of the queue. Real owners' orders are never touched."""
+        book = self._side(side)
+        have = book.market.get(px, 0)
+        if lots > have:
+            order = _Order(self._next_oid, MARKET, "", Side(side), OrderType.LIMIT, px, lots - have, ts_ns)
+            self._next_oid += 1
+            return self._execute(order, ts_ns)
+        if lots < have:
+            cut = have - lots
+            q = book.levels[px]
+            for order in reversed(list(q)):
+                if cut == 0:
+                    break
+                if order.owner != MARKET:
+                    continue
+                rest = order.lots - order.filled
+                take = min(rest, cut)
+                cut -= take
+                if take == rest:
+                    q.remove(order)
+                    book.reduce(order, rest)
+                else:
+                    order.lots -= take
+                    book.reduce(order, take)
+            book.drop_if_empty(px)
+        return Result(None)
+
+    def sweep(self, side: Side, lots: int, limit: int | None = None) -> tuple[int, int]:
+        """What an order of `side` for `lots` would take now: (lots, sum of ticks*lots)."""
+        opp = self.asks if side == Side.BUY else self.bids
+        seq = iter(opp.prices) if side == Side.BUY else reversed(opp.prices)
+        got = cost = 0
+        for px in seq:
+            if got >= lots or (limit is not None and not self._crosses(side, limit, px)):
+                break
+            take = min(lots - got, opp.total[px])
+            got += take
+            cost += take * px
+        return got, cost
+
+    def market_levels(self, side: Side) -> dict[int, int]:
+        """MARKET's resting lots by price on `side` (a copy)."""
+        return dict(self._side(side).market)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _side(self, side: Side) -> _Side:
+        return self.bids if side == Side.BUY else self.asks
+
+    def _check(self, order: _Order, lots, price, px) -> RejectReason:
+        if lots is None or lots > self._max_lots:
+            return RejectReason.LOT_SIZE
+        if price is None:
+            if order.type != OrderType.MARKET:
+                return RejectReason.BAD_INPUT
+        elif px is None:
+            return RejectReason.BAD_INPUT
+        if order.owner == MARKET:
+            return RejectReason.NONE
+        opp = self._side(Side.SELL if order.side == Side.BUY else Side.BUY).best()
+        ref = px if order.type != OrderType.MARKET else opp
+        if ref is not None and ref * lots < self._min_notional_units - 1e-9:
+            return RejectReason.MIN_NOTIONAL
+        if order.type == OrderType.POST_ONLY and opp is not None and self._crosses(order.side, px, opp):
+            return RejectReason.POST_ONLY_WOULD_CROSS
+        return RejectReason.NONE
+
+    @staticmethod
+    def _crosses(side: Side, px: int | None, opp: int) -> bool:
+        if px is None or px == 0:
+            return True
+        return opp <= px if side == Side.BUY else opp >= px
+
+    def _reject(self, order: _Order, reason: RejectReason, ts_ns: int) -> Result:
+        order.status, order.reason = OrderStatus.REJECTED, reason
+        if order.owner != MARKET:
+            self._orders[(order.owner, order.coid)] = order
+        view = self._view(order)
+        return Result(view, events=[OrderEvent(OrderEventType.REJECT, view, ts_ns)])
+
+    def _execute(self, order: _Order, ts_ns: int) -> Result:
+        if order.owner != MARKET:
+            self._orders[(order.owner, order.coid)] = order
+        fills: list[Fill] = []
+        events: list[OrderEvent] = []
+        if order.owner != MARKET:
+            events.append(OrderEvent(OrderEventType.ACK, self._view(order), ts_ns))
+        opp = self._side(Side.SELL if order.side == Side.BUY else Side.BUY)
+        limit = order.px if order.px else None
+        while order.filled < order.lots:
+            best = opp.best()
+            if best is None or (limit is not None and not self._crosses(order.side, limit, best)):
+                break
+            queue = opp.levels[best]
+            maker = queue[0]
+            if maker.owner == order.owner and order.owner != MARKET:
+                queue.popleft()
+                opp.reduce(maker, maker.lots - maker.filled)
+                opp.drop_if_empty(best)
+                maker.status, maker.updated_ns = OrderStatus.EXPIRED, ts_ns
+                events.append(OrderEvent(OrderEventType.EXPIRED, self._view(maker), ts_ns))
+                continue
+            lots = min(order.lots - order.filled, maker.lots - maker.filled)
+            trade_id = self._next_trade
+            self._next_trade += 1
+            fills.append(self._fill(trade_id, maker, Liquidity.MAKER, best, lots, ts_ns))
+            fills.append(self._fill(trade_id, order, Liquidity.TAKER, best, lots, ts_ns))
+            opp.reduce(maker, lots)
+            if maker.filled == maker.lots:
+                queue.popleft()
+                opp.drop_if_empty(best)
+            if maker.owner != MARKET:
+                events.append(OrderEvent(OrderEventType.FILL if maker.status == OrderStatus.FILLED
+                                         else OrderEventType.PARTIAL_FILL, self._view(maker), ts_ns))
+            if order.owner != MARKET:
+                events.append(OrderEvent(OrderEventType.FILL if order.status == OrderStatus.FILLED
+                                         else OrderEventType.PARTIAL_FILL, self._view(order), ts_ns))
+        if order.filled < order.lots:
+            if order.type in (OrderType.LIMIT, OrderType.POST_ONLY):
+                self._side(order.side).add(order)
+            else:
+                order.status, order.updated_ns = OrderStatus.EXPIRED, ts_ns
+                if order.owner != MARKET:
+                    events.append(OrderEvent(OrderEventType.EXPIRED, self._view(order), ts_ns))
+        return Result(self._view(order), fills, events)
+
+    def _fill(self, trade_id: int, order: _Order, liq: Liquidity, px: int, lots: int, ts_ns: int) -> Fill:
+        spec = self.spec
+        base_atoms = lots * spec.lot_atoms
+        quote_atoms = px * lots * spec.notional_unit
+        order.filled += lots
+        order.quote_filled += px * lots
+        order.updated_ns = ts_ns
+        order.status = OrderStatus.FILLED if order.filled == order.lots else OrderStatus.PARTIALLY_FILLED
+        fee, asset = self._fee(order, liq, base_atoms, quote_atoms)
+        if order.owner != MARKET and fee:
+            order.fees[asset] = order.fees.get(asset, 0) + fee
+        return Fill(trade_id, order.owner, order.coid, order.side, liq, self.price(px), self.qty(lots),
+                    px, lots, base_atoms, quote_atoms, fee, asset, ts_ns)
+
+    def _fee(self, order: _Order, liq: Liquidity, base_atoms: int, quote_atoms: int) -> tuple[int, str]:
+        spec, sched = self.spec, self.fees
+        rate = sched.rate(liq)
+        received = spec.base if order.side == Side.BUY and spec.kind == "spot" else spec.quote
+        if order.owner == MARKET:
+            return 0, received
+
+        def portion(atoms: int) -> int:
+            return atoms * rate // 100_000_000 if rate >= 0 else -((atoms * -rate) // 100_000_000)
+
+        mode = sched.asset
+        if mode not in ("quote", "received", spec.base, spec.quote):
+            quote_fee = portion(quote_atoms)
+            fee = math.floor(Fraction(abs(quote_fee) * 10 ** sched.asset_decimals)
+                             / (Fraction(repr(sched.asset_price)) * 10 ** spec.quote_decimals))
+            fee = fee if quote_fee >= 0 else -fee
+            if rate < 0 or self.can_pay is None or self.can_pay(order.owner, mode, fee):
+                return fee, mode
+            mode = "received"
+        if mode == "quote" or mode == spec.quote:
+            return portion(quote_atoms), spec.quote
+        return (portion(base_atoms), spec.base) if received == spec.base else (portion(quote_atoms), spec.quote)
+
+    def _view(self, o: _Order) -> OrderView:
+        avg = self.price(0) if not o.filled else round(o.quote_filled / o.filled * self.spec.tick, self._px_dec + 4)
+        return OrderView(o.owner, o.coid, o.oid, o.side, o.type, self.price(o.px) if o.px else None,
+                         self.qty(o.lots), self.qty(o.filled), avg, o.status, o.reason, dict(o.fees),
+                         o.created_ns, o.updated_ns, o.px, o.lots, o.filled)

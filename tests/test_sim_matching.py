@@ -1,0 +1,194 @@
+import math
+
+import pytest
+
+from adapters.base import OrderStatus
+from adapters.sim.matching import MARKET, FeeSchedule, MatchingEngine, Spec
+from basis_core.errors import ConfigError, OrderNotFound
+from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side
+
+SPEC = Spec("BTC/USDT", "BTC", "USDT", tick=0.01, lot=0.001, min_notional=5.0)
+
+
+def engine(**fees):
+    return MatchingEngine(SPEC, FeeSchedule(**fees))
+
+
+def test_price_time_priority_fills_better_price_first_then_earlier_order():
+    e = engine()
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 0.1, 101.0)
+    e.submit("b", "b1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    e.submit("c", "c1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    r = e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 0.25, 101.0)
+    makers = [(f.owner, f.price, f.qty) for f in r.fills if f.liquidity == Liquidity.MAKER]
+    assert makers == [("b", 100.0, 0.1), ("c", 100.0, 0.1), ("a", 101.0, 0.05)]
+    assert r.order.status is OrderStatus.FILLED
+    assert math.isclose(r.order.avg_price, (100 * 0.2 + 101 * 0.05) / 0.25)
+    assert e.query("a", "a1").status is OrderStatus.PARTIALLY_FILLED
+    assert e.query("a", "a1").filled_qty == 0.05
+    assert e.book(5)[1] == [(101.0, 0.05)]
+
+
+def test_partial_fill_of_limit_rests_the_remainder_on_the_book():
+    e = engine()
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    r = e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 0.3, 100.5)
+    assert r.order.status is OrderStatus.PARTIALLY_FILLED and r.order.filled_qty == 0.1
+    assert e.book(5) == ([(100.5, 0.2)], [])
+    assert [ev.type for ev in r.events] == [OrderEventType.ACK, OrderEventType.FILL, OrderEventType.PARTIAL_FILL]
+    assert [o.coid for o in e.resting("t")] == ["t1"]
+
+
+def test_ioc_remainder_is_expired_not_rested():
+    e = engine()
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    r = e.submit("t", "t1", Side.BUY, OrderType.IOC, 0.3, 100.0)
+    assert r.order.status is OrderStatus.EXPIRED and r.order.filled_qty == 0.1
+    assert r.events[-1].type == OrderEventType.EXPIRED
+    assert e.book(5) == ([], [])
+    assert e.resting() == []
+
+
+def test_market_order_respects_its_protection_price():
+    e = engine()
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    e.submit("a", "a2", Side.SELL, OrderType.LIMIT, 0.1, 105.0)
+    r = e.submit("t", "t1", Side.BUY, OrderType.MARKET, 0.2, 102.0)
+    assert r.order.filled_qty == 0.1 and r.order.status is OrderStatus.EXPIRED
+    r = e.submit("t", "t2", Side.BUY, OrderType.MARKET, 0.1)
+    assert r.order.status is OrderStatus.FILLED and r.order.avg_price == 105.0
+
+
+def test_post_only_that_would_cross_is_rejected_and_a_passive_one_rests():
+    e = engine()
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    r = e.submit("t", "t1", Side.BUY, OrderType.POST_ONLY, 0.1, 100.0)
+    assert r.order.status is OrderStatus.REJECTED and r.order.reason == RejectReason.POST_ONLY_WOULD_CROSS
+    assert r.fills == []
+    r = e.submit("t", "t2", Side.BUY, OrderType.POST_ONLY, 0.1, 99.99)
+    assert r.order.status is OrderStatus.OPEN
+    assert e.book(1) == ([(99.99, 0.1)], [(100.0, 0.1)])
+
+
+@pytest.mark.parametrize("qty, price, reason", [
+    (0.0015, 100.0, RejectReason.LOT_SIZE),          # off the lot grid
+    (0.0, 100.0, RejectReason.LOT_SIZE),
+    (float("nan"), 100.0, RejectReason.LOT_SIZE),
+    (0.01, 100.005, RejectReason.BAD_INPUT),         # off the tick grid
+    (0.01, float("nan"), RejectReason.BAD_INPUT),
+    (0.01, -1.0, RejectReason.BAD_INPUT),
+    (0.01, 100.0, RejectReason.MIN_NOTIONAL),         # 1.0 < 5.0
+])
+def test_filters_reject_with_typed_reason_codes(qty, price, reason):
+    e = engine()
+    r = e.submit("t", "x", Side.BUY, OrderType.LIMIT, qty, price)
+    assert r.order.status is OrderStatus.REJECTED and r.order.reason == reason
+    assert r.events[0].type == OrderEventType.REJECT
+    assert e.book(5) == ([], [])
+    assert e.query("t", "x").status is OrderStatus.REJECTED
+
+
+def test_market_order_min_notional_is_checked_at_the_best_opposite_price():
+    e = engine()
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 1.0, 100.0)
+    r = e.submit("t", "m", Side.BUY, OrderType.MARKET, 0.001)
+    assert r.order.reason == RejectReason.MIN_NOTIONAL
+
+
+def test_fees_maker_and_taker_in_quote_round_down_to_an_atom():
+    e = engine(maker_bps=2.0, taker_bps=10.0, asset="quote")
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    r = e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 0.1, 100.0)
+    maker, taker = r.fills
+    assert maker.liquidity == Liquidity.MAKER and taker.liquidity == Liquidity.TAKER
+    assert taker.quote_atoms == 10 * 10**8
+    assert taker.fee_asset == maker.fee_asset == "USDT"
+    assert taker.fee_atoms == 10 * 10**8 * 10 // 10_000   # 10 bps of 10 USDT
+    assert maker.fee_atoms == 10 * 10**8 * 2 // 10_000
+    assert e.query("t", "t1").fee_atoms == {"USDT": taker.fee_atoms}
+
+
+def test_fees_in_received_asset_and_named_asset_with_fallback():
+    e = engine(taker_bps=10.0, maker_bps=10.0, asset="received")
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    maker, taker = e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 0.1, 100.0).fills
+    assert (taker.fee_asset, taker.fee_atoms) == ("BTC", 10**7 * 10 // 10_000)
+    assert maker.fee_asset == "USDT"
+    paying = {"t": True, "a": False}
+    e = MatchingEngine(SPEC, FeeSchedule(taker_bps=10.0, maker_bps=10.0, asset="BNB", asset_price=500.0),
+                       can_pay=lambda owner, asset, atoms: paying[owner])
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    maker, taker = e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 0.1, 100.0).fills
+    assert (taker.fee_asset, taker.fee_atoms) == ("BNB", 2_000)   # 0.01 USDT / 500 = 0.00002 BNB
+    assert maker.fee_asset == "USDT"                                   # could not pay in BNB
+
+
+def test_negative_maker_fee_is_a_rebate():
+    e = engine(maker_bps=-1.0, taker_bps=5.0)
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 1.0, 100.0)
+    maker, _ = e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 1.0, 100.0).fills
+    assert maker.fee_atoms == -(100 * 10**8 // 10_000)
+
+
+def test_cancel_removes_the_order_and_a_second_cancel_is_a_cancel_reject():
+    e = engine()
+    e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 0.1, 99.0)
+    r = e.cancel("t", "t1", ts_ns=5)
+    assert r.order.status is OrderStatus.CANCELED and r.events[0].type == OrderEventType.CANCELED
+    assert e.book(5) == ([], [])
+    again = e.cancel("t", "t1")
+    assert again.events[0].type == OrderEventType.CANCEL_REJECT and again.order.status is OrderStatus.CANCELED
+    with pytest.raises(OrderNotFound):
+        e.cancel("t", "nope")
+    with pytest.raises(OrderNotFound):
+        e.query("other", "t1")
+
+
+def test_duplicate_client_order_id_returns_the_existing_order():
+    e = engine()
+    first = e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 0.1, 99.0)
+    dup = e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 0.5, 98.0)
+    assert dup.duplicate and dup.order.oid == first.order.oid and dup.order.qty == 0.1
+    assert e.book(5)[0] == [(99.0, 0.1)]
+
+
+def test_self_trade_expires_the_resting_order_of_the_same_owner():
+    e = engine()
+    e.submit("t", "s1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
+    r = e.submit("t", "b1", Side.BUY, OrderType.LIMIT, 0.1, 100.0)
+    assert e.query("t", "s1").status is OrderStatus.EXPIRED
+    assert [f.owner for f in r.fills] == ["a", "t"]
+
+
+def test_market_depth_levels_queue_behind_resting_orders_and_trade_through_them():
+    e = engine()
+    e.set_level(Side.BUY, 9_900, 500)                   # 0.5 BTC at 99.00 from the market
+    e.submit("t", "b1", Side.BUY, OrderType.LIMIT, 0.1, 99.0)
+    e.set_level(Side.BUY, 9_900, 800)                   # growth queues behind us
+    assert e.book(1)[0] == [(99.0, 0.9)]
+    r = e.submit_lots(MARKET, "", Side.SELL, OrderType.MARKET, 550, None)
+    ours = [f for f in r.fills if f.owner == "t"]
+    assert [f.qty for f in ours] == [0.05]             # 0.5 ahead of us, then half of ours
+    e.set_level(Side.BUY, 9_900, 0)                     # market leaves; we stay
+    assert e.book(1)[0] == [(99.0, 0.05)]
+    r = e.set_level(Side.SELL, 9_890, 1000)             # asks move down through our bid
+    assert [f.owner for f in r.fills if f.liquidity == Liquidity.MAKER] == ["t"]
+    assert e.query("t", "b1").status is OrderStatus.FILLED
+    assert e.book(1) == ([], [(98.9, 0.95)])
+
+
+def test_sweep_reports_quantity_and_cost_without_changing_the_book():
+    e = engine()
+    e.set_level(Side.SELL, 10_000, 100)
+    e.set_level(Side.SELL, 10_100, 100)
+    assert e.sweep(Side.BUY, 150) == (150, 100 * 10_000 + 50 * 10_100)
+    assert e.sweep(Side.BUY, 150, limit=10_000) == (100, 100 * 10_000)
+    assert e.book_lots(5)[1] == [(10_000, 100), (10_100, 100)]
+
+
+def test_spec_refuses_grids_that_are_not_whole_atoms():
+    with pytest.raises(ConfigError):
+        Spec("X/Y", "X", "Y", tick=0.01, lot=1e-9)
+    with pytest.raises(ConfigError):
+        Spec("X/Y", "X", "Y", tick=float("nan"), lot=0.1)
