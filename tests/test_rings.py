@@ -1,0 +1,376 @@
+"""Shared-memory SPSC rings: geometry, full/empty as return values, wrap-around, attach errors,
+cross-process streams checked record by record, producer death, and no segment left behind."""
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+import uuid
+from multiprocessing import shared_memory
+
+import numba
+import numpy as np
+import pytest
+
+import ring_children
+from conftest import SOAK
+from basis_core import schema
+from basis_core.errors import ProducerDead, RingError
+from basis_core.rings import (
+    CONSUMER, ENDED, PRODUCER, BackoffSleep, BusySpin, Ring, Yield, kernels, leftovers, seqcheck, unlink,
+)
+from basis_core.rings.layout import HEAD, HEADER_BYTES, TAIL
+
+TEST_PREFIX = f"basis-t{os.getpid()}-"
+SPAWN = mp.get_context("spawn")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_segment_left_behind():
+    yield
+    left = leftovers(TEST_PREFIX)
+    for name in left:
+        unlink(name)
+    assert left == [], f"ring segments left in /dev/shm: {left}"
+
+
+def fresh_name() -> str:
+    return f"t{os.getpid()}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def pair():
+    """A producer end (creator) and a consumer end of an 8-slot ring in this process."""
+    name = fresh_name()
+    prod = Ring.create(name, 8, PRODUCER)
+    cons = Ring.attach(name, CONSUMER)
+    yield prod, cons
+    cons.close()
+    prod.close()
+
+
+def records(first: int, n: int) -> np.ndarray:
+    words = np.zeros((n, 8), np.uint64)
+    seqcheck.fill(words, first)
+    return words
+
+
+def assert_stream(words: np.ndarray, first: int) -> None:
+    bad, why = seqcheck.verify(words, first)
+    assert bad == -1, f"record {first + bad}: {'wrong seq' if why == 1 else 'torn'}"
+
+
+def wait_for(predicate, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+# -- layout and ordering ------------------------------------------------------------------
+
+def test_head_tail_and_slots_sit_on_separate_cache_lines(pair):
+    prod, _ = pair
+    base = prod.header.ctypes.data
+    assert base % 128 == 0
+    assert (HEAD * 8) // 128 != (TAIL * 8) // 128
+    assert prod.slots.ctypes.data - base == HEADER_BYTES and HEADER_BYTES % 128 == 0
+    assert prod.slots.shape == (8, 8) and prod.slots.dtype == np.uint64
+
+
+def test_cursors_are_published_with_release_stores_and_read_with_acquire_loads():
+    a1 = numba.types.int64[::1]
+    a2 = numba.types.uint64[:, ::1]
+
+    def ir(fn, *args):  # compiled afresh: a dispatcher loaded from the on-disk cache has no IR
+        fresh = numba.njit(fn.py_func)
+        fresh.compile(args)
+        return "\n".join(fresh.inspect_llvm().values())
+    i64 = numba.types.int64
+    publish, release = ir(kernels.write_publish, a1, a1, i64), ir(kernels.read_release, a1, a1, i64)
+    claim, wclaim = ir(kernels.read_claim, a1, a2, a1, i64), ir(kernels.write_claim, a1, a2, a1, i64)
+    assert "store atomic i64" in publish and "release" in publish
+    assert "load atomic i64" in claim and "acquire" in claim
+    assert "store atomic i64" in release and "release" in release
+    assert "load atomic i64" in wclaim and "acquire" in wclaim
+
+
+# -- full / empty / wrap-around -----------------------------------------------------------
+
+def test_full_and_empty_are_zero_counts_not_exceptions(pair):
+    prod, cons = pair
+    out = np.zeros((8, 8), np.uint64)
+    assert cons.pop_batch(out) == 0
+    assert prod.push_batch(records(0, 5)) == 5
+    assert prod.push_batch(records(5, 5)) == 3          # only 3 slots were left
+    assert prod.push_batch(records(8, 1)) == 0          # full
+    assert cons.pop_batch(out[:2]) == 2
+    assert prod.push_batch(records(8, 4)) == 2          # two slots came free
+    assert cons.pop_batch(out) == 8
+    assert_stream(out, 2)
+    assert cons.pop_batch(out) == 0
+    assert (prod.published, prod.consumed) == (10, 10)
+
+
+@pytest.mark.parametrize("push_n,pop_n", [(1, 1), (3, 2), (2, 3), (8, 8), (5, 7), (16, 1)])
+def test_many_laps_of_wrap_around_keep_order(pair, push_n, pop_n):
+    prod, cons = pair
+    total, sent, got = 2_000, 0, 0
+    out = np.zeros((pop_n, 8), np.uint64)
+    while got < total:
+        if sent < total:
+            sent += prod.push_batch(records(sent, min(push_n, total - sent)))
+        k = cons.pop_batch(out)
+        assert_stream(out[:k], got)
+        got += k
+    assert got == sent == total and prod.published == total
+
+
+def test_push_and_pop_accept_schema_records_and_byte_rows(pair):
+    prod, cons = pair
+    trades = schema.empty(schema.Kind.TRADE, 3)
+    trades["seq"] = [7, 8, 9]
+    trades["price"] = [1.5, 2.5, 3.5]
+    assert prod.push_batch(trades) == 3
+    out = schema.empty(schema.Kind.TRADE, 2)
+    assert cons.pop_batch(out) == 2
+    assert out["seq"].tolist() == [7, 8] and out["price"].tolist() == [1.5, 2.5]
+    raw = np.zeros((4, 64), np.uint8)
+    assert cons.pop_batch(raw) == 1
+    assert schema.view(raw[:1], schema.Kind.TRADE)["price"][0] == 3.5
+
+
+def test_wrong_shapes_and_roles_are_ring_errors(pair):
+    prod, cons = pair
+    with pytest.raises(RingError, match="64-byte records"):
+        prod.push_batch(np.zeros((4, 7), np.uint64))
+    with pytest.raises(RingError, match="contiguous"):
+        prod.push_batch(np.zeros((4, 16), np.uint64)[:, ::2])
+    with pytest.raises(RingError, match="not the consumer"):
+        prod.pop_batch(np.zeros((1, 8), np.uint64))
+    with pytest.raises(RingError, match="not the producer"):
+        cons.push_batch(records(0, 1))
+
+
+# -- segments: create, attach, close, leaks -----------------------------------------------
+
+@pytest.mark.parametrize("capacity", [0, 1, 3, 100, 1 << 31])
+def test_capacity_must_be_a_power_of_two(capacity):
+    with pytest.raises(RingError, match="power of two"):
+        Ring.create(fresh_name(), capacity, PRODUCER)
+
+
+def test_attach_to_a_missing_segment_says_so():
+    with pytest.raises(RingError, match="no ring segment named"):
+        Ring.attach(fresh_name(), CONSUMER)
+
+
+@pytest.mark.parametrize("size,fill", [(4096, 0), (4096, 0xAB), (64, 0)])
+def test_attach_to_a_foreign_segment_says_it_is_not_a_ring(size, fill):
+    name = "basis-" + fresh_name()
+    shm = shared_memory.SharedMemory(name=name, create=True, size=size)
+    try:
+        shm.buf[:] = bytes([fill]) * size
+        with pytest.raises(RingError, match="not a basis ring|too small"):
+            Ring.attach(name, CONSUMER)
+    finally:
+        shm.close()
+        shm.unlink()
+
+
+def test_creating_an_existing_name_is_refused(pair):
+    prod, _ = pair
+    with pytest.raises(RingError, match="already exists"):
+        Ring.create(prod.name, 8, CONSUMER)
+
+
+def test_a_second_live_producer_is_refused():
+    name = fresh_name()
+    with Ring.create(name, 8, CONSUMER) as cons:
+        child = SPAWN.Process(target=ring_children.publish_then_idle, args=(cons.name, 1))
+        child.start()
+        try:
+            wait_for(lambda: cons.producer_pid == child.pid)
+            with pytest.raises(RingError, match="already has a live producer"):
+                Ring.attach(name, PRODUCER)
+        finally:
+            child.kill()
+            child.join()
+
+
+def test_creator_close_unlinks_and_attacher_close_does_not():
+    name = fresh_name()
+    cons = Ring.create(name, 8, CONSUMER)
+    prod = Ring.attach(name, PRODUCER)
+    prod.close()
+    assert cons.name in leftovers(TEST_PREFIX)
+    cons.close()
+    assert cons.name not in leftovers(TEST_PREFIX)
+    with pytest.raises(RingError, match="is closed"):
+        cons.pop_batch(np.zeros((1, 8), np.uint64))
+
+
+def test_a_killed_creator_leaves_a_segment_that_unlink_removes():
+    name = fresh_name()
+    child = SPAWN.Process(target=ring_children.create_and_idle, args=(name, 16))
+    child.start()
+    try:
+        wait_for(lambda: "basis-" + name in leftovers(TEST_PREFIX))
+    finally:
+        child.kill()
+        child.join()
+    assert child.exitcode == -signal.SIGKILL
+    assert unlink(name) is True
+    assert "basis-" + name not in leftovers(TEST_PREFIX)
+    assert unlink(name) is False
+
+
+# -- producer closed / dead ---------------------------------------------------------------
+
+def test_consumer_reads_everything_then_ended_after_the_producer_closes(pair):
+    prod, cons = pair
+    prod.push_batch(records(0, 6))
+    prod.close()
+    out = np.zeros((4, 8), np.uint64)
+    assert cons.pop_wait(out, timeout_s=1) == 4
+    assert cons.pop_wait(out, timeout_s=1) == 2
+    assert_stream(out[:2], 4)
+    assert cons.pop_wait(out, timeout_s=1) == ENDED
+
+
+def test_consumer_notices_a_sigkilled_producer_within_one_second():
+    name = fresh_name()
+    with Ring.create(name, 64, CONSUMER) as cons:
+        child = SPAWN.Process(target=ring_children.publish_then_idle, args=(cons.name, 40))
+        child.start()
+        try:
+            out = np.zeros((64, 8), np.uint64)
+            got = 0
+            while got < 40:
+                k = cons.pop_wait(out[got:], timeout_s=30)
+                assert k > 0
+                got += k
+            assert_stream(out[:40], 0)
+            assert cons.pop_wait(out, timeout_s=0.2) == 0      # alive and idle: a timeout, not death
+            os.kill(child.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            with pytest.raises(ProducerDead, match=f"producer pid {child.pid} is gone"):
+                cons.pop_wait(out, timeout_s=10)
+            assert time.monotonic() - killed < 1.0
+        finally:
+            child.kill()
+            child.join()
+
+
+def test_consumer_with_a_heartbeat_timeout_notices_a_hung_producer():
+    name = fresh_name()
+    with Ring.create(name, 64, CONSUMER, heartbeat_timeout_s=0.3) as cons:
+        child = SPAWN.Process(target=ring_children.publish_then_idle, args=(cons.name, 1))
+        child.start()
+        try:
+            out = np.zeros((1, 8), np.uint64)
+            assert cons.pop_wait(out, timeout_s=30) == 1
+            assert cons.pop_wait(out, timeout_s=0.5) == 0      # beating: alive
+            os.kill(child.pid, signal.SIGSTOP)                 # alive pid, no more heartbeats
+            stopped = time.monotonic()
+            with pytest.raises(ProducerDead, match="has not beaten"):
+                cons.pop_wait(out, wait=BackoffSleep(), timeout_s=10)
+            assert time.monotonic() - stopped < 1.0
+        finally:
+            child.kill()
+            child.join()
+
+
+@pytest.mark.parametrize("wait", [BusySpin(spin_us=50), Yield(), BackoffSleep(min_us=5, max_us=500)],
+                         ids=["spin", "yield", "backoff"])
+def test_each_wait_strategy_wakes_for_records_published_later(pair, wait):
+    prod, cons = pair
+    out = np.zeros((8, 8), np.uint64)
+    t0 = time.monotonic()
+    assert cons.pop_wait(out, wait=wait, timeout_s=0.05) == 0
+    assert time.monotonic() - t0 >= 0.05
+    timer = threading.Timer(0.05, prod.push_batch, args=(records(0, 3),))
+    timer.start()
+    assert cons.pop_wait(out, wait=wait, timeout_s=10) == 3
+    timer.join()
+    assert_stream(out[:3], 0)
+
+
+def test_push_wait_waits_for_room_while_the_consumer_drains(pair):
+    prod, cons = pair
+    src = records(0, 100)
+    got = []
+
+    def drain():
+        out = np.zeros((3, 8), np.uint64)
+        while sum(len(g) for g in got) < 100:
+            k = cons.pop_wait(out, wait=Yield(), timeout_s=10)
+            assert k > 0
+            got.append(out[:k].copy())
+
+    t = threading.Thread(target=drain)
+    t.start()
+    assert prod.push_wait(src, wait=Yield(), timeout_s=10) == 100
+    t.join()
+    assert_stream(np.concatenate(got), 0)
+
+
+def test_push_wait_gives_up_at_its_timeout_when_nobody_reads(pair):
+    prod, _ = pair
+    assert prod.push_wait(records(0, 20), wait=BackoffSleep(), timeout_s=0.05) == 8
+
+
+# -- cross-process streams ----------------------------------------------------------------
+
+def consume_from_child(cons: Ring, child, n: int, batch: int) -> int:
+    done = 0
+    while done < n:
+        k, bad, why = seqcheck.consume(cons.header, cons.slots, cons.local, done, n - done, batch, 2_000_000)
+        done += int(k)
+        assert bad == -1, f"record {bad}: {'wrong seq (lost/duplicated)' if why == 1 else 'torn'}"
+        if k == 0:
+            cons.check_producer()
+    return done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 64])
+def test_cross_process_compiled_stream_is_contiguous_untorn_and_complete(batch):
+    n = 50_000_000 if SOAK == "full" else 1_000_000
+    name = fresh_name()
+    with Ring.create(name, 4096, CONSUMER) as cons:
+        child = SPAWN.Process(target=ring_children.produce_compiled, args=(cons.name, n, batch))
+        child.start()
+        try:
+            assert consume_from_child(cons, child, n, batch) == n
+            assert cons.pop_wait(np.zeros((1, 8), np.uint64), timeout_s=30) == ENDED
+            child.join(30)
+            assert child.exitcode == 0
+            assert (cons.published, cons.consumed) == (n, n)
+        finally:
+            child.kill()
+            child.join()
+
+
+def test_cross_process_python_stream_with_mixed_batch_sizes():
+    n = 200_000
+    name = fresh_name()
+    with Ring.create(name, 256, CONSUMER) as cons:
+        child = SPAWN.Process(target=ring_children.produce_python, args=(cons.name, n, [1, 7, 64, 255, 300]))
+        child.start()
+        try:
+            out = np.zeros((100, 8), np.uint64)
+            got = 0
+            while True:
+                k = cons.pop_wait(out, wait=Yield(), timeout_s=30)
+                assert k != 0, "timed out"
+                if k == ENDED:
+                    break
+                assert_stream(out[:k], got)
+                got += k
+            assert got == n
+            child.join(30)
+            assert child.exitcode == 0
+        finally:
+            child.kill()
+            child.join()
