@@ -1,0 +1,77 @@
+"""The signing key of an EVM venue: loaded from the environment or a keystore, never shown.
+
+`Signer.from_config(cfg, env)` reads the hex key from `env[cfg.key_env]`, or decrypts the
+eth_account keystore file `cfg.keystore` with the password in `env[cfg.keystore_password_env]`.
+The key lives only inside the eth_account LocalAccount held by the Signer; the Signer's repr
+and str show the address only, and every error raised while loading names the variable or the
+file, never its content.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+from eth_account import Account
+
+from basis_core.errors import ConfigError
+
+
+class Signer:
+    """Signs transactions for one account. Only `address` is public."""
+
+    __slots__ = ("_account", "address")
+
+    def __init__(self, account):
+        self._account = account
+        self.address = account.address
+
+    @classmethod
+    def from_hex(cls, key_hex: str, source: str = "key") -> "Signer":
+        """A signer from a 32-byte hex key; ConfigError (naming `source` only) if malformed."""
+        text = key_hex.strip()
+        body = text[2:] if text[:2] in ("0x", "0X") else text
+        if len(body) != 64 or any(c not in "0123456789abcdefABCDEF" for c in body):
+            raise ConfigError(source, "is not a 32-byte hex private key")
+        try:
+            return cls(Account.from_key(bytes.fromhex(body)))
+        except Exception:  # the library's message may echo the key
+            raise ConfigError(source, "is not a valid secp256k1 private key") from None
+
+    @classmethod
+    def from_config(cls, cfg, env: Mapping[str, str] | None = None) -> "Signer":
+        """Load the key named by `cfg` (a Web3VenueConfig): keystore if set, else key_env."""
+        env = os.environ if env is None else env
+        if cfg.keystore:
+            pw_name = cfg.keystore_password_env
+            if pw_name not in env:
+                raise ConfigError("keystore_password_env", f"environment variable {pw_name} is not set")
+            try:
+                blob = json.loads(open(cfg.keystore, "rb").read())
+            except OSError as exc:
+                raise ConfigError("keystore", f"cannot read {cfg.keystore}: {exc.strerror}") from None
+            except ValueError:
+                raise ConfigError("keystore", f"{cfg.keystore} is not keystore JSON") from None
+            try:
+                key = Account.decrypt(blob, env[pw_name])
+            except Exception:
+                raise ConfigError("keystore", f"cannot decrypt {cfg.keystore} with the password in {pw_name}") from None
+            return cls(Account.from_key(key))
+        if cfg.key_env not in env:
+            raise ConfigError("key_env", f"environment variable {cfg.key_env} is not set")
+        return cls.from_hex(env[cfg.key_env], source=f"environment variable {cfg.key_env}")
+
+    def sign(self, tx: dict) -> bytes:
+        """The raw signed transaction bytes for `tx` (a typed-transaction dict)."""
+        try:
+            return bytes(self._account.sign_transaction(tx).raw_transaction)
+        except Exception as exc:
+            raise ValueError(f"cannot sign transaction: {type(exc).__name__}") from None
+
+    def __repr__(self) -> str:
+        return f"Signer(address={self.address})"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("a Signer cannot be pickled")

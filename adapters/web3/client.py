@@ -1,0 +1,336 @@
+"""The EVM venue client: JSON-RPC through web3's HTTP provider, and the transaction lifecycle.
+
+`EvmClient` talks to any EVM JSON-RPC endpoint (anvil, geth, a hosted node) with raw JSON-RPC
+requests through web3's HTTPProvider, which keeps calls at one round trip each and lets this
+module map every node answer itself:
+
+* a revert (JSON-RPC error with revert data) -> ChainRevert decoded by the RevertDecoder;
+* a refused connection -> VenueUnavailable; no answer in time -> RequestTimeout;
+* any other JSON-RPC error -> VenueError(venue, str(code), message).
+
+Sending: `send` allocates a nonce (NonceManager), prices the fees (GasPolicy, capped), signs
+(Signer) and broadcasts; `wait` polls for the receipt and returns it whatever its status — a
+mined revert (status 0) is for the caller to treat as a failed attempt. `replace` re-sends the
+same nonce with bumped fees; `cancel` replaces it with a 0-value transfer to ourselves;
+`recover_nonces` fills nonces whose transaction the node no longer has.
+The chain id is checked against the config on connect, so nothing is signed for a wrong chain.
+WebSocket endpoints are not supported by this synchronous client yet (ConfigError).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import requests
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+from web3 import HTTPProvider
+
+from basis_core.errors import (ChainRevert, ConfigError, NonceConflict, OrderRejected, RequestTimeout,
+                               VenueError, VenueUnavailable)
+
+from .auth import Signer
+from .calldata import address as check_address
+from .calldata import encode_call
+from .constants import TRANSFER_GAS
+from .gas import Fees, GasPolicy
+from .nonce import NonceManager
+from .revert import RevertDecoder
+
+_REVERT_CODES = (3, -32015)
+
+
+@dataclass(frozen=True)
+class SentTx:
+    """A transaction the node accepted into its pool."""
+    tx_hash: str
+    nonce: int
+    to: str | None
+    data: bytes
+    value: int
+    gas: int
+    fees: Fees
+    kind: str
+
+
+@dataclass(frozen=True)
+class Receipt:
+    tx_hash: str
+    status: int
+    block_number: int
+    gas_used: int
+    effective_gas_price: int
+    contract_address: str | None
+    logs: tuple
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 1
+
+    @property
+    def gas_cost_wei(self) -> int:
+        return self.gas_used * self.effective_gas_price
+
+
+def _int(x) -> int:
+    return int(x, 16) if isinstance(x, str) else int(x)
+
+
+class EvmClient:
+    """One account on one EVM endpoint. Not thread-safe except for nonce allocation."""
+
+    def __init__(self, cfg, signer: Signer | None = None, decoder: RevertDecoder | None = None,
+                 check_chain: bool = True):
+        if not cfg.rpc_url.startswith(("http://", "https://")):
+            raise ConfigError("rpc_url", "only http(s) endpoints are supported by the synchronous client (not yet ws)")
+        self.cfg = cfg
+        self.venue = cfg.name
+        self.signer = signer
+        self.decoder = decoder or RevertDecoder((), cfg.name)
+        self.gas = GasPolicy(cfg, cfg.name)
+        self.nonces = NonceManager()
+        self._provider = HTTPProvider(cfg.rpc_url, request_kwargs={"timeout": cfg.request_timeout_s},
+                                      exception_retry_configuration=None)
+        if check_chain:
+            got = _int(self.rpc("eth_chainId", []))
+            if got != cfg.chain_id:
+                raise ConfigError("chain_id", f"endpoint reports chain {got}, config says {cfg.chain_id}")
+
+    @classmethod
+    def from_config(cls, cfg, env=None, abis=()) -> "EvmClient":
+        """A client with the signer named by `cfg` (env var or keystore) and a decoder for `abis`."""
+        return cls(cfg, Signer.from_config(cfg, env), RevertDecoder(abis, cfg.name))
+
+    def __repr__(self) -> str:
+        who = self.signer.address if self.signer else "read-only"
+        return f"EvmClient(venue={self.venue!r}, url={self.cfg.rpc_url!r}, account={who})"
+
+    __str__ = __repr__
+
+    @property
+    def address(self) -> str:
+        if self.signer is None:
+            raise ConfigError("key_env", "this client has no signer")
+        return self.signer.address
+
+    # -- JSON-RPC ----------------------------------------------------------------------------
+
+    def rpc(self, method: str, params: list):
+        """One JSON-RPC request; the `result`, or a typed error."""
+        try:
+            resp = self._provider.make_request(method, params)
+        except requests.exceptions.Timeout:
+            raise RequestTimeout(self.venue, "timeout", f"{method} got no answer in {self.cfg.request_timeout_s}s") from None
+        except requests.exceptions.ConnectionError:
+            raise VenueUnavailable(self.venue, "unreachable", f"{method}: cannot connect to {self.cfg.rpc_url}") from None
+        err = resp.get("error")
+        if err is None:
+            if "result" not in resp:
+                raise VenueError(self.venue, "malformed", f"{method}: answer without result or error")
+            return resp["result"]
+        code, msg = err.get("code"), str(err.get("message", ""))
+        if code in _REVERT_CODES or "revert" in msg.lower():
+            return self._raise_revert(err.get("data"), msg)
+        raise VenueError(self.venue, str(code), f"{method}: {msg}")
+
+    def _raise_revert(self, data, msg):
+        if isinstance(data, dict):
+            data = data.get("data")
+        raise self.decoder.decode(data, "" if data else msg)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def block_number(self) -> int:
+        return _int(self.rpc("eth_blockNumber", []))
+
+    def latest_block(self) -> dict:
+        return self.rpc("eth_getBlockByNumber", ["latest", False])
+
+    def nonce_counts(self) -> tuple[int, int]:
+        """(mined, mined + pooled) transaction counts of our account."""
+        a = self.address
+        return _int(self.rpc("eth_getTransactionCount", [a, "latest"])), _int(self.rpc("eth_getTransactionCount", [a, "pending"]))
+
+    def eth_balance(self, who: str) -> int:
+        return _int(self.rpc("eth_getBalance", [check_address(who), "latest"]))
+
+    def call(self, to: str, data: bytes, block="latest", sender: str | None = None, value: int = 0) -> bytes:
+        """eth_call at `block` (default: latest). Reverts raise ChainRevert."""
+        tx = {"to": check_address(to), "data": "0x" + data.hex()}
+        frm = sender or (self.signer.address if self.signer else None)
+        if frm:
+            tx["from"] = frm
+        if value:
+            tx["value"] = hex(value)
+        tag = hex(block) if isinstance(block, int) else block
+        return bytes.fromhex(self.rpc("eth_call", [tx, tag])[2:])
+
+    def erc20_balance(self, token: str, owner: str) -> int:
+        out = self.call(token, encode_call("balanceOf(address)", ["address"], [check_address(owner)]))
+        return int.from_bytes(out, "big")
+
+    def estimate_gas(self, to: str | None, data: bytes, value: int = 0) -> int:
+        tx = {"from": self.address, "data": "0x" + data.hex(), "value": hex(value)}
+        if to is not None:
+            tx["to"] = check_address(to)
+        return _int(self.rpc("eth_estimateGas", [tx]))
+
+    def quote_fees(self) -> Fees:
+        """Fees for a new transaction under the caps (GasCapExceeded if the chain is too dear)."""
+        base = _int(self.latest_block().get("baseFeePerGas") or 0)
+        try:
+            tip = _int(self.rpc("eth_maxPriorityFeePerGas", []))
+        except VenueError:
+            tip = None
+        return self.gas.quote(base, tip)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _ensure_sync(self) -> None:
+        if not self.nonces.synced:
+            self.nonces.sync(*self.nonce_counts())
+
+    def send(self, to: str | None, data: bytes = b"", value: int = 0, gas: int | None = None,
+             fees: Fees | None = None, nonce: int | None = None, kind: str = "trade") -> SentTx:
+        """Sign and broadcast. Without `gas` it is estimated (a reverting estimate raises
+        ChainRevert and nothing is sent). Without `nonce` one is allocated."""
+        signer = self.signer
+        if signer is None:
+            raise ConfigError("key_env", "this client has no signer")
+        if gas is None:
+            gas = self.gas.gas_limit(self.estimate_gas(to, data, value))
+        elif gas > self.gas.max_gas:
+            self.gas.gas_limit(gas)
+        fees = fees or self.quote_fees()
+        if fees.max_fee_per_gas > self.gas.max_fee_cap:
+            self.gas.quote(fees.max_fee_per_gas)
+        self._ensure_sync()
+        own_nonce = nonce is None
+        n = self.nonces.allocate() if own_nonce else nonce
+        tx = {"type": 2, "chainId": self.cfg.chain_id, "nonce": n, "value": value, "data": data, "gas": gas,
+              **fees.as_tx()}
+        if to is not None:
+            tx["to"] = check_address(to)
+        raw = signer.sign(tx)
+        tx_hash = "0x" + keccak(raw).hex()
+        try:
+            self.rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
+        except (RequestTimeout, VenueUnavailable) as exc:
+            if isinstance(exc, RequestTimeout):
+                self.nonces.sent(n, tx_hash, raw, fees, kind)   # it may have arrived
+            elif own_nonce:
+                self.nonces.release(n)
+            raise
+        except VenueError as exc:
+            if own_nonce:
+                self.nonces.release(n)
+            text = str(exc).lower()
+            if "nonce too low" in text or "nonce has already been used" in text:
+                self.nonces.sync(*self.nonce_counts())
+                raise NonceConflict(self.venue, "nonce_too_low", f"nonce {n} already used on chain") from None
+            if "underpriced" in text:
+                raise VenueError(self.venue, "underpriced", f"replacement for nonce {n} needs higher fees") from None
+            if "insufficient funds" in text:
+                raise OrderRejected(self.venue, "insufficient_funds", "not enough ETH for gas",
+                                    reason="INSUFFICIENT_FUNDS") from None
+            raise
+        self.nonces.sent(n, tx_hash, raw, fees, kind)
+        return SentTx(tx_hash, n, tx.get("to"), data, value, gas, fees, kind)
+
+    def get_receipt(self, tx_hash: str) -> Receipt | None:
+        r = self.rpc("eth_getTransactionReceipt", [tx_hash])
+        if r is None:
+            return None
+        return Receipt(r["transactionHash"], _int(r["status"]), _int(r["blockNumber"]), _int(r["gasUsed"]),
+                       _int(r.get("effectiveGasPrice") or 0), r.get("contractAddress"), tuple(r.get("logs") or ()))
+
+    def wait(self, sent: SentTx | str, timeout_s: float | None = None) -> Receipt:
+        """Poll until mined; the receipt whatever its status. RequestTimeout if not mined in time."""
+        tx_hash = sent.tx_hash if isinstance(sent, SentTx) else sent
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.cfg.receipt_timeout_s)
+        while True:
+            rec = self.get_receipt(tx_hash)
+            if rec is not None:
+                if isinstance(sent, SentTx):
+                    self.nonces.mined(sent.nonce + 1)
+                return rec
+            if time.monotonic() >= deadline:
+                raise RequestTimeout(self.venue, "receipt_timeout", f"{tx_hash} not mined in time")
+            time.sleep(self.cfg.poll_interval_s)
+
+    def replace(self, sent: SentTx, to: str | None = None, data: bytes | None = None, value: int | None = None,
+                gas: int | None = None, kind: str = "replacement") -> SentTx:
+        """Re-send nonce `sent.nonce` with fees bumped above the pending transaction's."""
+        fees = self.gas.bump(sent.fees)
+        fresh = self.quote_fees()
+        fees = Fees(max(fees.max_fee_per_gas, fresh.max_fee_per_gas), max(fees.max_priority_fee_per_gas,
+                                                                            fresh.max_priority_fee_per_gas))
+        if fees.max_fee_per_gas > self.gas.max_fee_cap or fees.max_priority_fee_per_gas > self.gas.tip_cap:
+            fees = self.gas.bump(sent.fees)
+        return self.send(sent.to if to is None else to, sent.data if data is None else data,
+                         sent.value if value is None else value, gas or sent.gas, fees, sent.nonce, kind)
+
+    def cancel(self, sent: SentTx) -> SentTx:
+        """Replace a pending transaction by a 0-value transfer to ourselves (same nonce)."""
+        return self.replace(sent, to=self.address, data=b"", value=0, gas=TRANSFER_GAS, kind="cancel")
+
+    def revert_reason(self, sent: SentTx, receipt: Receipt) -> ChainRevert:
+        """Why a mined transaction reverted: from the node's call trace when it has one, else
+        by replaying the call on the state of its block."""
+        try:
+            trace = self.rpc("debug_traceTransaction", [receipt.tx_hash, {"tracer": "callTracer"}])
+            if isinstance(trace, dict) and (trace.get("error") or trace.get("output") not in (None, "0x")):
+                return self.decoder.decode(trace.get("output"), str(trace.get("error") or ""))
+        except ChainRevert as exc:
+            return exc
+        except VenueError:
+            pass
+        try:
+            self.call(sent.to, sent.data, block=receipt.block_number, value=sent.value)
+        except ChainRevert as exc:
+            return exc
+        return ChainRevert(self.venue, "unknown", (), "", "reverted on chain; replay does not revert")
+
+    def recover_nonces(self, rebroadcast: bool = False) -> list[tuple[int, str]]:
+        """Fill every nonce the node lost (dropped transaction or a send that never arrived):
+        re-broadcast the original if `rebroadcast` and we have it, else a cancel. Returns
+        [(nonce, "rebroadcast" | "cancel")]. Afterwards no nonce below ours is unused."""
+        latest, pending = self.nonce_counts()
+        self.nonces.mined(latest)
+        self.nonces.sync(latest, pending)
+        in_pool = {f.tx_hash for f in self.nonces.inflight()
+                   if self.rpc("eth_getTransactionByHash", [f.tx_hash]) is not None}
+        actions = []
+        for n in self.nonces.gaps(in_pool):
+            prior = self.nonces.get(n)
+            if rebroadcast and prior is not None:
+                self.rpc("eth_sendRawTransaction", ["0x" + prior.raw.hex()])
+                actions.append((n, "rebroadcast"))
+                continue
+            fees = self.quote_fees()
+            if prior is not None and prior.fees is not None:
+                bumped = self.gas.bump(prior.fees)
+                fees = Fees(max(fees.max_fee_per_gas, bumped.max_fee_per_gas),
+                            max(fees.max_priority_fee_per_gas, bumped.max_priority_fee_per_gas))
+            self.send(self.address, b"", 0, TRANSFER_GAS, fees, n, "cancel")
+            actions.append((n, "cancel"))
+        return actions
+
+    # -- deployment --------------------------------------------------------------------------
+
+    def deploy(self, artifact, types: list[str] = (), args: list = (), gas: int | None = None) -> str:
+        """Deploy a compiled contract and wait for it; its address. VenueError if it reverts."""
+        data = bytes.fromhex(artifact.bytecode[2:]) + (abi_encode(list(types), list(args)) if types else b"")
+        sent = self.send(None, data, gas=gas, kind="deploy")
+        rec = self.wait(sent)
+        if not rec.ok or not rec.contract_address:
+            raise VenueError(self.venue, "deploy_failed", f"{artifact.name} deployment reverted")
+        return to_checksum_address(rec.contract_address)
+
+    def transact(self, to: str, sig: str, types: list[str], args: list, gas: int | None = None) -> Receipt:
+        """Send a call and wait for it; VenueError-typed ChainRevert if it reverts when mined."""
+        sent = self.send(to, encode_call(sig, types, args), gas=gas)
+        rec = self.wait(sent)
+        if not rec.ok:
+            raise self.revert_reason(sent, rec)
+        return rec
