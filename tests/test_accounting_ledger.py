@@ -95,6 +95,15 @@ def test_perp_short_against_spot_long_is_flat_in_exposure_and_settles_realized_i
     assert led.unrealized_pnl_usdt(6) == pytest.approx(-10.0)
 
 
+def test_funding_is_realized_pnl_per_opportunity_not_a_fee():
+    led = Ledger(Marks(BTC=100.0))
+    led.book_funding("beta", "USDT", 1.25, 3, "funding:1", opportunity_id=4)
+    led.book_funding("beta", "BTC", -0.01, 4, "funding:2", opportunity_id=4)
+    assert led.realized_pnl_usdt == pytest.approx(0.25) and led.fees_usdt == 0.0
+    assert led.opportunity(4).realized_pnl_usdt == pytest.approx(0.25)
+    assert led.balance("beta", "BTC") == pytest.approx(-0.01)
+
+
 def test_transfer_debits_when_sent_credits_on_confirm_and_returns_on_failure():
     led = Ledger(Marks(BTC=100.0))
     led.deposit("alpha", "BTC", 2.0, 0)
@@ -149,6 +158,8 @@ entry = st.one_of(
               st.lists(st.sampled_from(list(TransferStatus)), min_size=1, max_size=4), st.floats(0, 0.01)),
     st.tuples(st.just("mark"), st.sampled_from(ASSETS), price),
     st.tuples(st.just("deposit"), st.sampled_from(VENUES), st.sampled_from(("USDT",) + ASSETS), amount),
+    st.tuples(st.just("funding"), st.sampled_from(VENUES), st.sampled_from(("USDT", "BTC")),
+              st.floats(min_value=-5, max_value=5, allow_nan=False), st.integers(0, 3)),
 )
 
 
@@ -174,6 +185,8 @@ def test_equity_change_equals_realized_plus_unrealized_minus_fees_and_repeats_ar
                     led.book_transfer(Transfer(f"t{n}", asset, amt, src, dst, s, ts, fee))
                 except AccountingError:
                     pass  # terminal-then-other-terminal is refused; the ledger is unchanged by it
+        elif e[0] == "funding":
+            led.book_funding(e[1], e[2], e[3], ts, f"funding:{n}", opportunity_id=e[4])
         elif e[0] == "mark":
             marks.set(e[1], ts, e[2])
         else:

@@ -44,7 +44,7 @@ _ORDER = {TransferStatus.REQUESTED: 0, TransferStatus.SENT: 1, TransferStatus.CO
 class Posting:
     """One change of one balance: `delta` units of `asset` at `venue` (venue "transit" = in flight)."""
     ts_ns: int
-    kind: str  # fill | fee | transfer | deposit | settle
+    kind: str  # fill | fee | transfer | deposit | settle | funding
     venue: str
     asset: str
     delta: float
@@ -61,6 +61,7 @@ class OpportunityResult:
     realized_pnl_usdt: float = 0.0
     fees_usdt: float = 0.0
     slippage_usdt: float = 0.0
+    funding_usdt: float = 0.0
     fills: int = 0
     bought: dict[str, float] = field(default_factory=dict)  # base asset -> qty bought
     sold: dict[str, float] = field(default_factory=dict)    # base asset -> qty sold
@@ -96,8 +97,10 @@ class Ledger:
     def __init__(self, mark: MarkFn):
         self._mark_fn = mark
         self.postings: list[Posting] = []
+        self.fills: list[tuple[LedgerFill, float]] = []        # every booked fill with its fee in USDT
+        self.history: list[tuple[int, float, float, float]] = []  # (ts_ns, realized, fees, residual) per booking
         self._bal: dict[tuple[str, str], float] = defaultdict(float)
-        self._seen: set[tuple[str, int, str]] = set()
+        self._seen: set[tuple[str, str, str]] = set()
         self._pos: dict[str, CostBasis] = {}              # asset or perp key -> cost basis
         self._perp_base: dict[str, str] = {}              # perp key -> base asset
         self._inst_qty: dict[str, float] = defaultdict(float)
@@ -110,6 +113,7 @@ class Ledger:
         self.contributed_usdt = 0.0
         self.fees_usdt = 0.0
         self.slippage_usdt = 0.0
+        self.funding_usdt = 0.0
         self.duplicates = 0
 
     # -- marks ---------------------------------------------------------------------------------
@@ -188,12 +192,14 @@ class Ledger:
         vt.slippage_usdt += slip
         if opp is not None:
             opp.fills += 1
-            opp.realized_pnl_usdt = sum(b.realized for b in self._opp_pos[f.opportunity_id].values())
+            opp.realized_pnl_usdt = self._opp_realized(f.opportunity_id)
             opp.fees_usdt += fee_usdt
             opp.slippage_usdt += slip
             side = opp.bought if f.side == "buy" else opp.sold
             side[f.base] = side.get(f.base, 0.0) + f.qty
             opp.last_ts_ns = max(opp.last_ts_ns, f.ts_ns)
+        self.fills.append((f, fee_usdt))
+        self._snapshot(f.ts_ns)
         return True
 
     def book_transfer(self, t: Transfer) -> bool:
@@ -221,6 +227,7 @@ class Ledger:
             self._post(t.ts_ns, "transfer", "transit", t.asset, -t.amount, m, ref)
             self._post(t.ts_ns, "transfer", t.from_venue, t.asset, t.amount, m, ref)
         self._transfers[t.transfer_id] = t
+        self._snapshot(t.ts_ns)
         return True
 
     def book_fee(self, venue: str, asset: str, amount: float, ts_ns: int, ref: str, opportunity_id: int = 0) -> float:
@@ -233,9 +240,26 @@ class Ledger:
         if opportunity_id:
             opp = self._opp(opportunity_id, "", ts_ns)
             opp.fees_usdt += usdt
-            opp.realized_pnl_usdt = sum(b.realized for b in self._opp_pos[opportunity_id].values())
+            opp.realized_pnl_usdt = self._opp_realized(opportunity_id)
         self._venue_totals[venue].fees_usdt += usdt
+        self._snapshot(ts_ns)
         return usdt
+
+    def book_funding(self, venue: str, asset: str, amount: float, ts_ns: int, ref: str, opportunity_id: int = 0) -> float:
+        """Perp funding settled into `asset` (> 0 received, < 0 paid); realized PnL, not a fee."""
+        if not math.isfinite(amount):
+            raise AccountingError(f"funding amount must be finite, got {amount!r}")
+        m = self.mark(asset, ts_ns)
+        if asset != USDT:
+            self._basis(self._pos, asset).trade(amount, m)
+        self._post(ts_ns, "funding", venue, asset, amount, m, ref)
+        self.funding_usdt += amount * m
+        if opportunity_id:
+            opp = self._opp(opportunity_id, "", ts_ns)
+            opp.funding_usdt += amount * m
+            opp.realized_pnl_usdt = self._opp_realized(opportunity_id)
+        self._snapshot(ts_ns)
+        return amount * m
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -260,7 +284,8 @@ class Ledger:
 
     @property
     def realized_pnl_usdt(self) -> float:
-        return sum(b.realized for b in self._pos.values())
+        """Realized by average cost over every asset and perp, plus funding received."""
+        return sum(b.realized for b in self._pos.values()) + self.funding_usdt
 
     def unrealized_pnl_usdt(self, ts_ns: int) -> float:
         return sum(b.unrealized(self._key_mark(k, ts_ns)) for k, b in self._pos.items() if b.qty)
@@ -338,6 +363,16 @@ class Ledger:
         elif strategy and not opp.strategy:
             opp.strategy = strategy
         return opp
+
+    def _snapshot(self, ts_ns: int) -> None:
+        try:
+            residual = sum(abs(v) for v in self.exposure_by_asset(ts_ns).values())
+        except AccountingError:
+            residual = math.nan  # no mark for some asset at this time: unknown, not zero
+        self.history.append((int(ts_ns), self.realized_pnl_usdt, self.fees_usdt, residual))
+
+    def _opp_realized(self, opportunity_id: int) -> float:
+        return sum(b.realized for b in self._opp_pos[opportunity_id].values()) + self._opps[opportunity_id].funding_usdt
 
     def _key_mark(self, key: str, ts_ns: int) -> float:
         return self.mark(self._perp_base.get(key, key), ts_ns)

@@ -1,0 +1,58 @@
+"""Writing a run's accounting and reconciliation results into the results database.
+
+`record_ledger` is idempotent: call it at every housekeeping tick and at the end of a run (or
+again after a resumed run replays); fills are keyed by (venue, client order id, fill id), the
+opportunities are replaced by their latest figures and the PnL series are rewritten whole.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .db import ResultsDB
+
+#: series names the report plots
+SERIES_REALIZED = "realized_pnl_usdt"
+SERIES_FEES = "fees_usdt"
+SERIES_NET = "net_pnl_usdt"
+SERIES_RESIDUAL = "residual_exposure_usdt"
+HIST_LATENCY = "decision_latency_ns"
+
+
+def record_ledger(db: ResultsDB, run_id: str, ledger, outcomes: dict[int, str] | None = None) -> None:
+    """Fills, opportunities and the cumulative PnL / residual exposure series of a Ledger."""
+    outcomes = outcomes or {}
+    for fill, fee_usdt in ledger.fills:
+        db.record_fill(run_id, fill, fee_usdt)
+    for opp in ledger.opportunities():
+        db.record_opportunity(run_id, opp, outcomes.get(opp.opportunity_id, ""))
+    hist = ledger.history
+    db.replace_series(run_id, SERIES_REALIZED, [(t, r) for t, r, _, _ in hist])
+    db.replace_series(run_id, SERIES_FEES, [(t, f) for t, _, f, _ in hist])
+    db.replace_series(run_id, SERIES_NET, [(t, r - f) for t, r, f, _ in hist])
+    db.replace_series(run_id, SERIES_RESIDUAL, [(t, x) for t, _, _, x in hist if math.isfinite(x)])
+    db.commit()
+
+
+def record_exceptions(db: ResultsDB, run_id: str, mismatches) -> None:
+    """Append reconciliation mismatches (reconcile.Mismatch) to the exception table."""
+    for m in mismatches:
+        db.record_exception(run_id, m)
+    db.commit()
+
+
+def latency_edges(lo_ns: float = 100.0, hi_ns: float = 1e8, per_decade: int = 5) -> np.ndarray:
+    """Log-spaced bin edges for decision latency, from `lo_ns` to `hi_ns`."""
+    decades = math.log10(hi_ns / lo_ns)
+    return np.logspace(math.log10(lo_ns), math.log10(hi_ns), int(round(decades * per_decade)) + 1)
+
+
+def record_latency(db: ResultsDB, run_id: str, samples_ns, edges=None) -> None:
+    """Bin decision latencies (ns) into the histogram the report draws; values outside the
+    edges land in the first or last bin so that none is dropped."""
+    edges = latency_edges() if edges is None else np.asarray(edges, dtype=np.float64)
+    arr = np.clip(np.asarray(samples_ns, dtype=np.float64), edges[0], np.nextafter(edges[-1], 0))
+    counts, _ = np.histogram(arr, bins=edges)
+    db.record_histogram(run_id, HIST_LATENCY, edges.tolist(), counts.tolist())
+    db.commit()

@@ -1,0 +1,140 @@
+"""report.json validation and writing, and `basis report RUN_DIR`: the summary it prints and the
+self-contained HTML it writes (five inline SVG plots, nothing fetched from anywhere)."""
+import argparse
+import math
+import re
+
+import orjson
+import pytest
+
+from basis_core.accounting import Ledger, LedgerFill
+from basis_core.errors import ResultsError
+from basis_core.reconcile.mismatch import Mismatch
+from basis_core.results import FIELDS, ResultsDB, RunReport, read_report, validate, write_report
+from basis_core.results.record import record_exceptions, record_latency, record_ledger
+from basis_core.results.report import main as report_main
+from basis_core.results.reportjson import latency_percentiles
+
+T0 = 1_700_000_000_000_000_000
+
+
+def sample_report(**over) -> RunReport:
+    r = RunReport(
+        events_processed=120_000, events_per_s=48_000.5, decision_latency_ns={"p50": 2_100.0, "p99": 9_000.0, "p999": 31_000.0},
+        signals_seen=40, signals_rejected={"STALE": 3, "EDGE_GONE": 5}, orders_submitted=50, orders_filled=44,
+        hedges_completed=19, asymmetric_episodes=2, unwinds=1, max_residual_exposure_usdt=150.0,
+        state_transitions=[{"t": T0 + 2e9, "machine": "engine", "from": "NORMAL", "to": "PROTECTIVE", "cause": "SYMMETRY_BREACH"}],
+        reconciliation={"order": 0, "position": 1, "balance": 0, "reporting": 0},
+        realized_pnl_usdt=12.5, fees_usdt=3.25, slippage_usdt=-0.5, extra={"run_id": "r1"})
+    for k, v in over.items():
+        setattr(r, k, v)
+    return r
+
+
+def test_report_json_round_trip_keeps_extra_fields(tmp_path):
+    path = write_report(tmp_path / "report.json", sample_report())
+    data = read_report(path)
+    assert data["run_id"] == "r1" and data["signals_rejected"] == {"STALE": 3, "EDGE_GONE": 5}
+    assert set(FIELDS) <= set(data)
+    assert not (tmp_path / "report.json.tmp").exists()
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
+def test_report_json_missing_field_is_rejected_and_named(field, tmp_path):
+    data = sample_report().as_dict()
+    del data[field]
+    with pytest.raises(ResultsError, match=field):
+        write_report(tmp_path / "report.json", data)
+    assert not (tmp_path / "report.json").exists()
+
+
+@pytest.mark.parametrize("field,value", [
+    ("events_processed", -1), ("events_processed", 1.5), ("events_processed", True), ("events_per_s", math.nan),
+    ("decision_latency_ns", {"p50": 1.0, "p99": 2.0}), ("decision_latency_ns", {"p50": -1, "p99": 2, "p999": 3}),
+    ("signals_rejected", {"STALE": "3"}), ("reconciliation", [1, 2]), ("realized_pnl_usdt", math.inf),
+    ("fees_usdt", -0.1), ("state_transitions", [{"t": 1, "machine": "engine", "from": "NORMAL", "to": "HALTED"}]),
+    ("state_transitions", [{"t": "x", "machine": "engine", "from": "a", "to": "b", "cause": "c"}]),
+    ("max_residual_exposure_usdt", None),
+])
+def test_report_json_mistyped_field_is_rejected(field, value):
+    data = sample_report().as_dict()
+    data[field] = value
+    with pytest.raises(ResultsError, match=field):
+        validate(data)
+
+
+def test_extra_field_may_not_shadow_a_required_one():
+    with pytest.raises(ResultsError):
+        sample_report(extra={"fees_usdt": 0.0}).as_dict()
+
+
+def test_latency_percentiles():
+    p = latency_percentiles(list(range(1, 1001)))
+    assert p["p50"] == pytest.approx(500.5) and p["p99"] == pytest.approx(990.01) and p["p999"] > p["p99"]
+    assert latency_percentiles([]) == {"p50": 0.0, "p99": 0.0, "p999": 0.0}
+    with pytest.raises(ResultsError):
+        latency_percentiles([1.0, math.nan])
+
+
+def make_run_dir(tmp_path, with_db=True):
+    run_dir = tmp_path / "run"
+    (run_dir / "journal").mkdir(parents=True)
+    write_report(run_dir / "report.json", sample_report())
+    if not with_db:
+        return run_dir
+    led = Ledger(lambda a, t: 100.0)
+    for i in range(1, 13):
+        led.open_opportunity(i, "spread", 0.5, T0 + i * 10**8)
+        sell_qty = 1.0 if i % 4 else 0.4
+        led.book_fill(LedgerFill("alpha", "BTCUSDT@alpha", "BTC", "USDT", "buy", 1.0, 100.0, T0 + i * 10**8, i << 4,
+                                 f"a{i}", fee=0.02, opportunity_id=i, signal_px=99.99))
+        led.book_fill(LedgerFill("beta", "BTCUSDT@beta", "BTC", "USDT", "sell", sell_qty, 100.6, T0 + i * 10**8 + 5 * 10**6,
+                                 (i << 4) | 1, f"b{i}", fee=0.02, opportunity_id=i, signal_px=100.6))
+    with ResultsDB(run_dir / "results.sqlite") as db:
+        db.start_run("r1", "default", 7, T0)
+        record_ledger(db, "r1", led)
+        record_latency(db, "r1", [1_000 + 37 * k for k in range(500)])
+        for t, m, key, a, b, cause in [(2, "engine", "", "NORMAL", "PROTECTIVE", "SYMMETRY_BREACH"),
+                                       (3, "engine", "", "PROTECTIVE", "UNWINDING", "UNWIND_STARTED"),
+                                       (4, "engine", "", "UNWINDING", "NORMAL", "POLICY_CHECKS_PASSED"),
+                                       (1, "venue", "beta", "UP", "THROTTLED", "RATE_LIMITED"),
+                                       (2.5, "venue", "beta", "THROTTLED", "UP", "THROTTLE_CLEARED")]:
+            db.record_transition("r1", T0 + int(t * 1e9), m, key, a, b, cause)
+        record_exceptions(db, "r1", [Mismatch("position", "BTC", 0.0, 0.6, "residual after hedge window", T0 + 2 * 10**9)])
+        db.end_run("r1", T0 + 5 * 10**9)
+    return run_dir
+
+
+def test_basis_report_prints_the_summary_and_writes_self_contained_html(tmp_path, capsys):
+    run_dir = make_run_dir(tmp_path)
+    assert report_main(argparse.Namespace(run_dir=str(run_dir))) == 0
+    out = capsys.readouterr().out
+    assert "run r1" in out and "120,000" in out and "STALE=3" in out and "position=1" in out
+    html = (run_dir / "report.html").read_text()
+    svgs = re.findall(r"<svg class=\"plot (\w+)\".*?</svg>", html, flags=re.S)
+    assert sorted(svgs) == ["bars", "histogram", "line", "line", "timeline"]
+    # every plot drew data, none is an empty frame
+    assert "no samples recorded" not in html and "no state transitions recorded" not in html
+    assert html.count("<polyline") == 4  # net, realized, fees + residual
+    assert html.count("</title></rect>") >= 12 + 5  # symmetry bars + timeline segments (+ histogram bins)
+    assert "PROTECTIVE" in html and "residual after hedge window" in html
+    # nothing to fetch: no URL, no script, no external stylesheet or image
+    for needle in ("http:", "https:", "//", "<script", "<link", "src=", "url(", "@import"):
+        assert needle not in html, needle
+
+
+def test_report_without_a_results_database_still_renders_every_plot_frame(tmp_path, capsys):
+    run_dir = make_run_dir(tmp_path, with_db=False)
+    assert report_main(argparse.Namespace(run_dir=str(run_dir))) == 0
+    html = (run_dir / "report.html").read_text()
+    assert html.count("<svg") == 5
+    assert "no samples recorded" in html  # says so rather than drawing an invented line
+    assert "PROTECTIVE" in html  # the timeline comes from report.json's transitions
+
+
+def test_report_on_a_missing_or_broken_run_dir_is_a_typed_error(tmp_path):
+    with pytest.raises(ResultsError):
+        report_main(argparse.Namespace(run_dir=str(tmp_path / "nope")))
+    (tmp_path / "report.json").write_bytes(orjson.dumps({"events_processed": 1}))
+    with pytest.raises(ResultsError, match="fees_usdt"):
+        report_main(argparse.Namespace(run_dir=str(tmp_path)))
