@@ -57,7 +57,7 @@ class LedgerFill:
     qty: float
     price: float
     ts_ns: int
-    coid: int
+    coid: int | str
     fill_id: str
     fee: float = 0.0
     fee_asset: str = USDT
@@ -79,13 +79,16 @@ class LedgerFill:
         _finite("price", self.price, positive=True)
         _finite("fee", self.fee, nonneg=True)
         _finite("signal_px", self.signal_px, nonneg=True)
+        if isinstance(self.coid, bool) or not isinstance(self.coid, (int, str)) or self.coid in (0, ""):
+            raise AccountingError(f"coid must be a non-zero int or a non-empty string, got {self.coid!r}")
         if not isinstance(self.fill_id, str) or not self.fill_id:
             raise AccountingError(f"fill_id must be a non-empty string, got {self.fill_id!r}")
 
     @property
-    def key(self) -> tuple[str, int, str]:
-        """The de-duplication key: a fill with the same key is the same execution."""
-        return (self.venue, int(self.coid), self.fill_id)
+    def key(self) -> tuple[str, str, str]:
+        """The de-duplication key: a fill with the same key is the same execution. The client
+        order id is compared in its wire form (decimal string), so 17 and "17" are one order."""
+        return (self.venue, str(self.coid), self.fill_id)
 
     @property
     def sign(self) -> int:
