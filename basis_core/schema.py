@@ -74,6 +74,7 @@ class Kind(enum.IntEnum):
     TIMER = 11
     CONTROL = 12
     FUNDING = 13
+    ORDER_QUERY = 14
 
 
 class Side(enum.IntEnum):
@@ -103,6 +104,8 @@ class OrderEventType(enum.IntEnum):
     CANCELED = 4
     EXPIRED = 5
     CANCEL_REJECT = 6
+    TIMEOUT = 7      # a request about this order got no answer: its effect is unknown
+    NOT_FOUND = 8    # a query by client order id: the venue does not have the order
 
 
 class RejectReason(enum.IntEnum):
@@ -190,7 +193,10 @@ ORDER_NEW = _record("order_new", [
 ])
 # sub = RejectReason-like cause for the cancel (0 = none)
 ORDER_CANCEL = _record("order_cancel", [("coid", "<u8", 24), ("requested_ns", "<i8", 32)])
-# sub = OrderEventType, aux = fee asset id
+# sub = OrderEventType, aux = fee asset id. Executions have fill_no >= 1 (numbered per order)
+# and carry last_px/last_qty/fee of that execution. Status reports (fill_no == 0: an ACK, a
+# cancel or expiry, a query's answer) carry the venue's cumulative filled quantity in last_qty
+# and its average price in last_px, so a fill we have not seen yet still counts.
 ORDER_EVENT = _record("order_event", [
     ("coid", "<u8", 24), ("last_px", "<f8", 32), ("last_qty", "<f8", 40), ("fee", "<f8", 48),
     ("reason", "u1", 56), ("liquidity", "u1", 57), ("fill_no", "<u2", 58),
@@ -209,6 +215,8 @@ TRANSFER_UPDATE = _record("transfer_update", [
     ("transfer_id", "<u8", 24), ("amount", "<f8", 32), ("eta_ns", "<i8", 40),
     ("to_venue", "u1", 48), ("confirmations", "<u2", 50), ("required", "<u2", 52),
 ])
+# engine → io: ask the venue for the order's state by client order id
+ORDER_QUERY = _record("order_query", [("coid", "<u8", 24)])
 TIMER = _record("timer", [("timer_id", "<u8", 24), ("deadline_ns", "<i8", 32)])
 # sub = ControlCommand, aux = reason code
 CONTROL = _record("control", [("operator", "<u8", 24)])
@@ -222,6 +230,7 @@ DTYPES: dict[Kind, np.dtype] = {
     Kind.ORDER_NEW: ORDER_NEW, Kind.ORDER_CANCEL: ORDER_CANCEL, Kind.ORDER_EVENT: ORDER_EVENT,
     Kind.VENUE_STATUS: VENUE_STATUS, Kind.BALANCE_UPDATE: BALANCE_UPDATE,
     Kind.TRANSFER_UPDATE: TRANSFER_UPDATE, Kind.TIMER: TIMER, Kind.CONTROL: CONTROL, Kind.FUNDING: FUNDING,
+    Kind.ORDER_QUERY: ORDER_QUERY,
 }
 
 

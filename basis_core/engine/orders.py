@@ -1,0 +1,142 @@
+"""Our orders, by client order id, each driven by the ORDER state machine.
+
+Two kinds of news move an order: the venue's view of it (`VenueOrder`, from a submit/cancel
+answer, a query or a pushed update) and executions (`Fill`, with trade ids and fees). Fills are
+booked once per trade id; the venue's cumulative filled quantity is kept beside what we booked,
+and exposure is computed from the larger of the two, so a fill we have not seen yet still
+counts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from adapters.base import Fill, OrderStatus, VenueOrder, coid_to_wire
+from ..schema import OrderType, Side, make_coid, split_coid
+from ..state.fsm import Machine
+from ..state.tables import ORDER, OrderEvent, OrderState
+
+_STATUS_EVENT = {
+    OrderStatus.OPEN: OrderEvent.ACK,
+    OrderStatus.PARTIALLY_FILLED: OrderEvent.PARTIAL_FILL,
+    OrderStatus.FILLED: OrderEvent.FILL,
+    OrderStatus.CANCELED: OrderEvent.CANCELED,
+    OrderStatus.EXPIRED: OrderEvent.EXPIRED,
+    OrderStatus.REJECTED: OrderEvent.REJECT,
+}
+
+
+@dataclass
+class ManagedOrder:
+    coid: int
+    venue: str
+    instrument: str
+    side: Side
+    otype: OrderType
+    qty: float
+    price: float | None           # the bound
+    max_slip_bps: float
+    depends_on: int = 0           # coid of the leg this one hedges (0: primary)
+    purpose: str = "entry"        # entry | hedge | unwind
+    machine: Machine | None = None
+    filled_booked: float = 0.0
+    filled_reported: float = 0.0
+    notional_booked: float = 0.0
+    fees: list[tuple[float, str]] = field(default_factory=list)
+    trade_ids: set[str] = field(default_factory=set)
+    created_ns: int = 0
+    sent_ns: int = 0
+    last_query_ns: int = 0
+    reject_reason: str = ""
+
+    @property
+    def wire(self) -> str:
+        return coid_to_wire(self.coid)
+
+    @property
+    def opportunity(self) -> int:
+        return split_coid(self.coid)[0]
+
+    @property
+    def leg(self) -> int:
+        return split_coid(self.coid)[1]
+
+    @property
+    def state(self) -> OrderState:
+        return self.machine.state
+
+    @property
+    def filled(self) -> float:
+        """Best knowledge of the executed quantity: the larger of booked and venue-reported."""
+        return max(self.filled_booked, self.filled_reported)
+
+    @property
+    def avg_price(self) -> float:
+        return self.notional_booked / self.filled_booked if self.filled_booked > 0 else 0.0
+
+    @property
+    def terminal(self) -> bool:
+        return self.machine.terminal
+
+    @property
+    def signed_filled(self) -> float:
+        return self.filled if self.side == Side.BUY else -self.filled
+
+
+class OrderManager:
+    """Every order we ever created in this run, with its state machine and fills."""
+
+    def __init__(self, on_change=None):
+        self.orders: dict[int, ManagedOrder] = {}
+        self._on_change = on_change
+        self.late_fills = 0
+
+    def create(self, opp_id: int, leg: int, venue: str, instrument: str, side: Side, otype: OrderType,
+               qty: float, price: float | None, max_slip_bps: float, now_ns: int,
+               depends_on: int = 0, purpose: str = "entry") -> ManagedOrder:
+        coid = make_coid(opp_id, leg)
+        if coid in self.orders:
+            raise ValueError(f"client order id {coid} already used")
+        order = ManagedOrder(coid, venue, instrument, side, otype, qty, price, max_slip_bps, depends_on, purpose,
+                             created_ns=now_ns)
+        order.machine = Machine(ORDER, OrderState.NEW, key=str(coid), on_change=self._on_change, since_ns=now_ns)
+        self.orders[coid] = order
+        return order
+
+    def get(self, coid: int) -> ManagedOrder | None:
+        return self.orders.get(coid)
+
+    def fire(self, order: ManagedOrder, event: OrderEvent, now_ns: int, cause: str = "") -> tuple[str, ...]:
+        return order.machine.fire(event, now_ns, cause)
+
+    def apply_view(self, order: ManagedOrder, view: VenueOrder, now_ns: int, cause: str = "venue") -> tuple[str, ...]:
+        """Fold the venue's view of the order in: state event plus its cumulative fill."""
+        if view.filled_qty > order.filled_reported:
+            order.filled_reported = view.filled_qty
+        if view.status == OrderStatus.REJECTED and view.reason:
+            order.reject_reason = view.reason.name.lower()
+        event = _STATUS_EVENT[view.status]
+        if event == OrderEvent.PARTIAL_FILL and order.state == OrderState.SUBMITTED and view.filled_qty <= 0:
+            event = OrderEvent.ACK
+        return order.machine.fire(event, now_ns, cause)
+
+    def book_fill(self, order: ManagedOrder, fill: Fill) -> bool:
+        """Book one execution; False when this trade id was booked already (a repeat)."""
+        if fill.trade_id in order.trade_ids:
+            return False
+        order.trade_ids.add(fill.trade_id)
+        order.filled_booked += fill.qty
+        order.notional_booked += fill.qty * fill.price
+        if fill.fee:
+            order.fees.append((fill.fee, fill.fee_asset))
+        if order.terminal:
+            self.late_fills += 1
+        return True
+
+    def working(self, venue: str | None = None) -> list[ManagedOrder]:
+        return [o for o in self.orders.values() if not o.terminal and (venue is None or o.venue == venue)]
+
+    def unknown(self) -> list[ManagedOrder]:
+        return [o for o in self.orders.values() if o.state == OrderState.UNKNOWN]
+
+    def of_opportunity(self, opp_id: int) -> list[ManagedOrder]:
+        return [o for o in self.orders.values() if o.opportunity == opp_id]

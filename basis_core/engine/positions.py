@@ -1,0 +1,69 @@
+"""Hedged positions: one per opportunity, with its HEDGE state machine.
+
+A position is the set of orders of one opportunity: the entry legs (a buy and a sell of the
+same base asset, on two venues or on spot and perp) and any unwind orders. Its net base
+quantity is the signed sum of what those orders filled; it is hedged when that is (near) zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..schema import Side
+from ..state.fsm import Machine
+from ..state.tables import HEDGE, HedgeState
+from .orders import ManagedOrder
+
+
+@dataclass
+class Leg:
+    venue: str
+    instrument: str
+    side: Side
+    signal_px: float      # the touch when the signal was taken (slippage is measured from it)
+    coid: int = 0
+
+
+@dataclass
+class HedgedPosition:
+    opp_id: int
+    strategy: str
+    buy: Leg
+    sell: Leg
+    qty: float
+    expected_edge_bps: float
+    created_ns: int
+    machine: Machine | None = None
+    first_fill_ns: int = 0
+    unwind_coids: list[int] = field(default_factory=list)
+    unwind_attempts: int = 0
+    unwind_started_ns: int = 0
+    asymmetric_episodes: int = 0
+    degraded: bool = False
+
+    @property
+    def state(self) -> HedgeState:
+        return self.machine.state
+
+    def orders(self, book: dict[int, ManagedOrder]) -> list[ManagedOrder]:
+        coids = [self.buy.coid, self.sell.coid, *self.unwind_coids]
+        return [book[c] for c in coids if c in book]
+
+    def net_qty(self, book: dict[int, ManagedOrder]) -> float:
+        """Signed base quantity this position holds (long > 0)."""
+        return sum(o.signed_filled for o in self.orders(book))
+
+    def leg_fills(self, book: dict[int, ManagedOrder]) -> tuple[float, float]:
+        b, s = book.get(self.buy.coid), book.get(self.sell.coid)
+        return (b.filled if b else 0.0), (s.filled if s else 0.0)
+
+    def fill_ratio(self, book: dict[int, ManagedOrder]) -> float:
+        bq, sq = self.leg_fills(book)
+        hi = max(bq, sq)
+        return 1.0 if hi <= 0 else min(bq, sq) / hi
+
+
+def new_position(opp_id: int, strategy: str, buy: Leg, sell: Leg, qty: float, edge_bps: float, now_ns: int,
+                 on_change=None) -> HedgedPosition:
+    pos = HedgedPosition(opp_id, strategy, buy, sell, qty, edge_bps, now_ns)
+    pos.machine = Machine(HEDGE, HedgeState.PENDING, key=str(opp_id), on_change=on_change, since_ns=now_ns)
+    return pos
