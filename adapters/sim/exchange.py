@@ -66,11 +66,16 @@ class Exchange:
             raise OrderNotFound(self.name, "unknown_instrument", instrument) from None
 
     def submit(self, owner: str, instrument: str, coid: str, side: Side, otype: OrderType,
-               qty: float, price: float | None = None, ts_ns: int = 0) -> Result:
+               qty: float, price: float | None = None, ts_ns: int = 0,
+               force: RejectReason | None = None) -> Result:
+        """Place an order for `owner`; `force` rejects it with that reason once it passes the
+        filters (fault injection)."""
         eng = self.engine(instrument)
         key = f"{instrument}/{coid}"
 
         def admit(side_, otype_, lots, px):
+            if force is not None:
+                return force
             try:
                 for asset, atoms in self._need(instrument, side_, otype_, lots, px).items():
                     self.accounts.reserve(owner, key, asset, atoms)

@@ -382,6 +382,20 @@ class MatchingEngine:
             cost += take * px
         return got, cost
 
+    def queue_ahead(self, owner: str, coid: str) -> int:
+        """Lots that trade before the live order `coid`: better prices, then earlier arrivals."""
+        order = self._orders.get((owner, coid))
+        if order is None or order.status.terminal:
+            raise OrderNotFound(self.venue, "unknown_order", f"{self.spec.symbol} {coid} is not live")
+        book = self._side(order.side)
+        ahead = sum(book.total[p] for p in book.prices
+                    if (p > order.px if book.is_bid else p < order.px))
+        for o in book.levels[order.px]:
+            if o is order:
+                break
+            ahead += o.lots - o.filled
+        return ahead
+
     def market_levels(self, side: Side) -> dict[int, int]:
         """MARKET's resting lots by price on `side` (a copy)."""
         return dict(self._side(side).market)

@@ -1,0 +1,473 @@
+"""SimVenue: the `adapters.base.Venue` interface over a simulated `Exchange`.
+
+Timing (all through asyncio, so a `VirtualTimeLoop` makes it instant and deterministic):
+
+* a request travels `request_s` (+ seeded jitter) to the venue, is processed there at that
+  instant (the exchange is synchronous), and the answer travels `response_s` back;
+* our order updates and fills reach `user_events()` `fill_s` after they happen; book changes
+  and public trades reach `market_data()` `market_s` after they happen;
+* balances lag: `balances()` answers the balances as they were `balance_lag_s` ago, and each
+  balance change reaches the stream `balance_lag_s` after it happens;
+* a request that times out raises RequestTimeout after `timeout_s` (the client's timeout).
+
+Faults come from a `FaultSchedule` (see faults.py) and show through these same methods.
+The venue's other participants (depth, trades, marks, funding rates) are driven from outside —
+by `market.MarketDriver` — through `apply_book`, `participant_trade` and `update_funding`;
+whatever they do to our resting orders is settled and reported like any fill.
+
+Every event the venue emits (and every request outcome) is appended to `log`, which is what the
+determinism tests hash. Our account on the exchange is `owner` ("basis" by default).
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import zlib
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from basis_core.errors import OrderNotFound, OrderRejected, RateLimited, RequestTimeout, VenueUnavailable
+from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side, VenueReport
+
+from ..base import (Balance, BalanceUpdate, BookUpdate, Fill, FillsPage, FundingPayment, FundingUpdate,
+                    InstrumentInfo, MarketEvent, OrderRequest, OrderStatus, OrderUpdate, Position,
+                    TradePrint, TransferInfo, UserEvent, Venue, VenueOrder, VenueStatus)
+from .clock import Clock
+from .exchange import Exchange
+from .faults import FaultSchedule
+from .matching import MARKET, OrderView, Result
+from .transfers import TransferNetwork
+
+_END = object()
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Delays of one venue, in seconds."""
+    request_s: float = 0.004
+    response_s: float = 0.004
+    jitter_s: float = 0.001
+    fill_s: float = 0.002
+    market_s: float = 0.001
+    balance_lag_s: float = 0.25
+    timeout_s: float = 1.0
+
+
+class SimVenue(Venue):
+    """A simulated venue (see module docstring)."""
+
+    def __init__(self, name: str, exchange: Exchange, instruments: dict[str, InstrumentInfo], clock: Clock, *,
+                 latency: Latency = Latency(), faults: FaultSchedule | None = None,
+                 network: TransferNetwork | None = None, seed: int = 0, owner: str = "basis",
+                 book_depth: int = 10, funding_interval_s: float = 8 * 3600.0):
+        self.name, self.exchange, self.clock, self.latency = name, exchange, clock, latency
+        self._instruments = dict(instruments)
+        self.faults = faults or FaultSchedule()
+        self.network = network
+        self.owner = owner
+        self.book_depth = book_depth
+        self.funding_interval_s = funding_interval_s
+        self._rng = random.Random(zlib.crc32(f"{seed}/{name}".encode()))
+        self._fills: list[Fill] = []
+        self._user_subs: list[asyncio.Queue] = []
+        self._md_subs: list[tuple[asyncio.Queue, set | None]] = []
+        self._published: dict[str, tuple[dict, dict]] = {}
+        self._update_id = 0
+        self._balance_hist: list[tuple[int, dict[str, Balance]]] = []
+        self._funding: dict[str, FundingUpdate] = {}
+        self._muted_until_ns = 0
+        self._tasks: list[asyncio.Task] = []
+        self._closed = False
+        self.log: list[tuple] = []
+        if network is not None:
+            network.attach(self)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self._snapshot_balances()
+        for name, info in self._instruments.items():
+            if info.kind == "perp":
+                self._tasks.append(asyncio.get_running_loop().create_task(self._funding_loop(name)))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for q in self._user_subs:
+            q.put_nowait(_END)
+        for q, _ in self._md_subs:
+            q.put_nowait(_END)
+
+    def instruments(self) -> dict[str, InstrumentInfo]:
+        return dict(self._instruments)
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def _request(self, endpoint: str, work, instrument: str | None = None, event: str = "request"):
+        """Send a request: faults, latency, processing at arrival, answer. `work()` runs at the
+        venue and returns the answer; `event` names the request for event-triggered faults."""
+        lat = self.latency
+        now = self.clock.now_ns()
+        if self.faults.window("maintenance", self.name, now):
+            await self.clock.sleep(lat.request_s + lat.response_s)
+            self._log("answer", endpoint, "maintenance")
+            raise VenueUnavailable(self.name, "maintenance", endpoint)
+        limited = self.faults.window("rate_limit", self.name, now)
+        if limited:
+            await self.clock.sleep(lat.request_s + lat.response_s)
+            self._log("answer", endpoint, "rate_limited")
+            raise RateLimited(self.name, "429", endpoint, retry_after_s=limited.retry_after_s)
+        fault = self.faults.on_event(event, self.name, now, instrument, kinds=("timeout",))
+        start = self.clock.now_ns()
+        await self.clock.sleep(lat.request_s + self._rng.random() * lat.jitter_s)
+        if fault is not None:
+            took_effect = self.faults.reached(fault)
+            if took_effect:
+                work()
+            await self.clock.sleep(lat.timeout_s - (self.clock.now_ns() - start) / 1e9)
+            self._log("answer", endpoint, "timeout", "reached" if took_effect else "lost")
+            raise RequestTimeout(self.name, "timeout", f"{endpoint} after {lat.timeout_s}s")
+        answer = work()
+        await self.clock.sleep(lat.response_s)
+        return answer
+
+    async def submit(self, order: OrderRequest) -> VenueOrder:
+        info = self._info(order.instrument)
+        state: dict = {}
+
+        def work():
+            now = self.clock.now_ns()
+            fault = self.faults.on_event("submit", self.name, now, info.name, kinds=("reject", "ack_lost"))
+            force = RejectReason[fault.reason.upper()] if fault is not None and fault.kind == "reject" else None
+            state["lost"] = fault is not None and fault.kind == "ack_lost"
+            result = self.exchange.submit(self.owner, info.name, order.coid, order.side, order.type,
+                                          order.qty, order.price, now, force=force)
+            self._after(info.name, result, drop_ack=state["lost"])
+            return result
+
+        result = await self._request("submit", work, info.name, event="submit")
+        if state.get("lost"):
+            await self.clock.sleep(self.latency.timeout_s)
+            self._log("answer", "submit", order.coid, "ack_lost")
+            raise RequestTimeout(self.name, "timeout", f"submit {order.coid}: no answer")
+        view = result.order
+        self._log("answer", "submit", order.coid, view.status.value, view.reason.name)
+        if view.status is OrderStatus.REJECTED:
+            raise OrderRejected(self.name, view.reason.name.lower(), f"order {order.coid}", reason=view.reason.name.lower())
+        return self._order(info.name, view)
+
+    async def cancel(self, coid: str, instrument: str | None = None) -> VenueOrder:
+        state: dict = {}
+
+        def work():
+            now = self.clock.now_ns()
+            name, view = self.exchange.find(self.owner, coid, instrument)
+            fault = self.faults.on_event("cancel", self.name, now, name,
+                                         kinds=("cancel_fill_race", "fill_after_cancel_ack"))
+            held = []
+            if fault is not None and not view.status.terminal:
+                rest = view.qty_lots - view.filled_lots
+                lots = rest if fault.kind == "cancel_fill_race" else max(1, rest // 2)
+                trade = self._cross(name, view, lots, now)
+                held = self._after(name, trade, hold=fault.kind == "fill_after_cancel_ack")
+            result = self.exchange.cancel(self.owner, name, coid, now)
+            self._after(name, result)
+            for delay, event in held:   # fill reports that lose the race with the cancel ack
+                self._push_user(event, delay + self.latency.response_s + self.latency.fill_s)
+            return name, result
+
+        name, result = await self._request("cancel", work, instrument, event="cancel")
+        self._log("answer", "cancel", coid, result.order.status.value)
+        return self._order(name, result.order)
+
+    async def fetch_order(self, coid: str, instrument: str | None = None) -> VenueOrder:
+        name, view = await self._request("fetch_order", lambda: self.exchange.find(self.owner, coid, instrument), instrument)
+        return self._order(name, view)
+
+    async def open_orders(self, instrument: str | None = None) -> list[VenueOrder]:
+        def work():
+            names = [instrument] if instrument else list(self._instruments)
+            return [self._order(n, v) for n in names for v in self.exchange.engine(n).resting(self.owner)]
+        return await self._request("open_orders", work, instrument)
+
+    async def fills(self, cursor: str | None = None, limit: int = 1000) -> FillsPage:
+        def work():
+            start = int(cursor) if cursor else 0
+            page = self._fills[start:start + limit]
+            return FillsPage(tuple(page), str(start + len(page)), start + len(page) < len(self._fills))
+        return await self._request("fills", work)
+
+    async def balances(self) -> dict[str, Balance]:
+        return await self._request("balances", self._lagged_balances)
+
+    async def positions(self) -> dict[str, Position]:
+        def work():
+            out = {}
+            for name, info in self._instruments.items():
+                if info.kind != "perp":
+                    continue
+                pos = self.exchange.position(self.owner, name)
+                eng = self.exchange.engine(name)
+                entry = pos.cost / abs(pos.lots) * eng.spec.tick if pos.lots else 0.0
+                mark = self.exchange.marks.get(name, entry)
+                qty = eng.qty(abs(pos.lots)) * (1 if pos.lots >= 0 else -1)
+                out[name] = Position(name, qty, entry, mark, (mark - entry) * qty,
+                                     pos.funding_atoms / 10 ** eng.spec.quote_decimals)
+            return out
+        return await self._request("positions", work)
+
+    async def transfer(self, asset: str, amount: float, to_venue: str) -> TransferInfo:
+        if self.network is None:
+            raise VenueUnavailable(self.name, "no_network", "this venue has no transfer network")
+        return await self._request("transfer", lambda: self.network.send(self, asset, amount, to_venue),
+                                   event="transfer")
+
+    async def transfers(self) -> list[TransferInfo]:
+        return await self._request("transfers", lambda: self.network.history(self.name) if self.network else [])
+
+    async def status(self) -> VenueStatus:
+        await self.clock.sleep(self.latency.request_s + self.latency.response_s)
+        return self.current_status()
+
+    def current_status(self) -> VenueStatus:
+        now = self.clock.now_ns()
+        for kind, report in (("maintenance", VenueReport.MAINTENANCE), ("rate_limit", VenueReport.RATE_LIMITED)):
+            f = self.faults.window(kind, self.name, now)
+            if f is not None:
+                return VenueStatus(self.name, report, self.faults.start_ns + int(f.end_s * 1e9), kind)
+        return VenueStatus(self.name, VenueReport.OK)
+
+    # -- streams --------------------------------------------------------------------------
+
+    async def market_data(self, instruments: list[str] | None = None) -> AsyncIterator[MarketEvent]:
+        q: asyncio.Queue = asyncio.Queue()
+        entry = (q, set(instruments) if instruments else None)
+        self._md_subs.append(entry)
+        if self._closed:
+            q.put_nowait(_END)
+        try:
+            while (item := await q.get()) is not _END:
+                yield item
+        finally:
+            self._md_subs.remove(entry)
+
+    async def user_events(self) -> AsyncIterator[UserEvent]:
+        q: asyncio.Queue = asyncio.Queue()
+        self._user_subs.append(q)
+        if self._closed:
+            q.put_nowait(_END)
+        try:
+            while (item := await q.get()) is not _END:
+                yield item
+        finally:
+            self._user_subs.remove(q)
+
+    # -- driven by the market and the transfer network --------------------------------------
+
+    def apply_book(self, instrument: str, bids: dict[int, int], asks: dict[int, int]) -> None:
+        """Set other participants' depth (ticks → lots) for both sides, replacing what they had."""
+        now = self.clock.now_ns()
+        for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
+            eng = self.exchange.engine(instrument)
+            have = eng.market_levels(side)
+            for px in sorted(set(have) - set(levels)):
+                self._after(instrument, self.exchange.set_level(instrument, side, px, 0, now), publish=False)
+            for px in sorted(levels):
+                if have.get(px) != levels[px]:
+                    self._after(instrument, self.exchange.set_level(instrument, side, px, levels[px], now), publish=False)
+        self._publish_book(instrument)
+
+    def participant_trade(self, instrument: str, side: Side, lots: int, limit: int | None = None) -> Result:
+        result = self.exchange.participant_trade(instrument, side, lots, self.clock.now_ns(), limit)
+        self._after(instrument, result)
+        return result
+
+    def update_funding(self, instrument: str, mark: float, index: float, rate: float) -> None:
+        """New mark/index/rate for a perp; the rate applies at the next funding time."""
+        now = self.clock.now_ns()
+        interval = int(self.funding_interval_s * 1e9)
+        next_ns = (now // interval + 1) * interval
+        self.exchange.set_mark(instrument, mark)
+        update = FundingUpdate(self.name, instrument, now, mark, index, rate, next_ns)
+        self._funding[instrument] = update
+        self._push_market(update)
+
+    def mute_market(self, until_ns: int) -> None:
+        """Publish no book updates until `until_ns` (a price gap)."""
+        self._muted_until_ns = max(self._muted_until_ns, until_ns)
+
+    def credit(self, asset: str, atoms: int) -> None:
+        """An incoming transfer lands."""
+        self.exchange.accounts.deposit(self.owner, asset, atoms)
+        self._balances_changed([asset])
+
+    def debit(self, asset: str, atoms: int) -> None:
+        """An outgoing transfer leaves (InsufficientFunds if not free)."""
+        self.exchange.accounts.withdraw(self.owner, asset, atoms)
+        self._balances_changed([asset])
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _info(self, instrument: str) -> InstrumentInfo:
+        info = self._instruments.get(instrument)
+        if info is None:
+            raise OrderRejected(self.name, "bad_input", f"unknown instrument {instrument!r}", reason="bad_input")
+        return info
+
+    def _cross(self, instrument: str, view: OrderView, lots: int, now: int) -> Result:
+        """Another participant takes `lots` of our resting order at its price (priority aside)."""
+        side = Side.SELL if view.side == Side.BUY else Side.BUY
+        ahead = self.exchange.engine(instrument).queue_ahead(self.owner, view.coid)
+        return self.exchange.participant_trade(instrument, side, ahead + lots, now, view.price_ticks)
+
+    def _after(self, instrument: str, result: Result, drop_ack: bool = False, hold: bool = False,
+               publish: bool = True) -> list:
+        """Report what a command did: our fills and order updates, public trades, balances.
+        With `hold`, our fill reports are returned (delay, event) instead of scheduled."""
+        now = self.clock.now_ns()
+        held = []
+        assets = set()
+        for f in result.fills:
+            if f.liquidity == Liquidity.TAKER:
+                self._push_market(TradePrint(self.name, instrument, now, f.price, f.qty, f.side, str(f.trade_id)))
+            if f.owner != self.owner:
+                continue
+            spec = self.exchange.engine(instrument).spec
+            fill = Fill(self.name, instrument, f.coid, str(f.trade_id), f.side, f.price, f.qty,
+                        f.fee_atoms / self.exchange.accounts.scale(f.fee_asset), f.fee_asset, f.liquidity, now)
+            self._fills.append(fill)
+            assets.update((spec.base, spec.quote, f.fee_asset))
+            if hold:
+                held.append((0.0, fill))
+            else:
+                self._push_user(fill, self.latency.fill_s)
+        for ev in result.events:
+            if ev.order.owner != self.owner or (drop_ack and ev.type == OrderEventType.ACK):
+                continue
+            update = OrderUpdate(self.name, now, self._order(instrument, ev.order))
+            if hold and ev.type in (OrderEventType.FILL, OrderEventType.PARTIAL_FILL):
+                held.append((0.0, update))
+            else:
+                self._push_user(update, self.latency.fill_s)
+            if ev.type in (OrderEventType.ACK, OrderEventType.CANCELED, OrderEventType.EXPIRED):
+                spec = self.exchange.engine(instrument).spec
+                assets.update((spec.base, spec.quote))
+        if assets:
+            self._balances_changed(sorted(assets))
+        if publish:
+            self._publish_book(instrument)
+        return held
+
+    def _order(self, instrument: str, v: OrderView) -> VenueOrder:
+        fee_asset, fee = "", 0.0
+        if v.fee_atoms:
+            fee_asset = next(iter(v.fee_atoms))
+            fee = v.fee_atoms[fee_asset] / self.exchange.accounts.scale(fee_asset)
+        return VenueOrder(v.coid, instrument, v.side, v.type, v.qty, v.price, v.status, v.filled_qty,
+                          v.avg_price, fee, fee_asset, str(v.oid), v.reason, v.created_ns, v.updated_ns)
+
+    def _balances_now(self) -> dict[str, Balance]:
+        acc = self.exchange.accounts
+        return {a: Balance(a, acc.to_float(a, acc.get(self.owner, a).free), acc.to_float(a, acc.get(self.owner, a).locked))
+                for a in acc.assets(self.owner)}
+
+    def _snapshot_balances(self) -> None:
+        self._balance_hist.append((self.clock.now_ns(), self._balances_now()))
+        if len(self._balance_hist) > 4096:
+            del self._balance_hist[:2048]
+
+    def _lag_ns(self) -> int:
+        extra = self.faults.window("balance_delay", self.name, self.clock.now_ns())
+        return int((self.latency.balance_lag_s + (extra.delay_s if extra else 0.0)) * 1e9)
+
+    def _lagged_balances(self) -> dict[str, Balance]:
+        cutoff = self.clock.now_ns() - self._lag_ns()
+        chosen = self._balance_hist[0][1] if self._balance_hist else {}
+        for ts, snap in self._balance_hist:
+            if ts > cutoff:
+                break
+            chosen = snap
+        return dict(chosen)
+
+    def _balances_changed(self, assets: list[str]) -> None:
+        self._snapshot_balances()
+        now = self.clock.now_ns()
+        acc = self.exchange.accounts
+        for asset in assets:
+            self._update_id += 1
+            amt = acc.get(self.owner, asset)
+            update = BalanceUpdate(self.name, now, Balance(asset, acc.to_float(asset, amt.free),
+                                                           acc.to_float(asset, amt.locked)), self._update_id)
+            delay = self._lag_ns() / 1e9
+            held = self.faults.on_event("balance", self.name, now, kinds=("balance_reorder",))
+            if held is not None:
+                delay += held.delay_s
+            self._push_user(update, delay)
+
+    def _publish_book(self, instrument: str) -> None:
+        now = self.clock.now_ns()
+        if now < self._muted_until_ns:
+            return
+        eng = self.exchange.engine(instrument)
+        bids, asks = eng.book(self.book_depth)
+        new = (dict(bids), dict(asks))
+        old = self._published.get(instrument)
+        self._update_id += 1
+        if old is None:
+            update = BookUpdate(self.name, instrument, now, tuple(bids), tuple(asks), True, self._update_id)
+        else:
+            diff = [tuple(sorted(((p, q) for p, q in n.items() if o.get(p) != q), reverse=rev)
+                          + [(p, 0.0) for p in sorted(set(o) - set(n), reverse=rev)])
+                    for n, o, rev in ((new[0], old[0], True), (new[1], old[1], False))]
+            if not diff[0] and not diff[1]:
+                return
+            update = BookUpdate(self.name, instrument, now, diff[0], diff[1], False, self._update_id)
+        self._published[instrument] = new
+        self._push_market(update)
+
+    def _push_market(self, event) -> None:
+        self._log("md", event)
+        loop = asyncio.get_running_loop()
+        for q, wanted in self._md_subs:
+            inst = getattr(event, "instrument", None)
+            if wanted is None or inst is None or inst in wanted:
+                loop.call_later(self.latency.market_s, q.put_nowait, event)
+
+    def _push_user(self, event, delay: float) -> None:
+        self._log("user", round(delay * 1e9), event)
+        loop = asyncio.get_running_loop()
+        for q in self._user_subs:
+            loop.call_later(delay, q.put_nowait, event)
+
+    def push_transfer(self, info: TransferInfo) -> None:
+        self._push_user(info, self.latency.fill_s)
+
+    def _log(self, *item) -> None:
+        self.log.append((self.clock.now_ns(),) + item)
+
+    async def _funding_loop(self, instrument: str) -> None:
+        interval = int(self.funding_interval_s * 1e9)
+        while True:
+            now = self.clock.now_ns()
+            await self.clock.sleep_until((now // interval + 1) * interval)
+            upd = self._funding.get(instrument)
+            if upd is None:
+                continue
+            quote = self._instruments[instrument].quote
+            for owner, atoms in self.exchange.apply_funding(instrument, upd.mark_price, upd.rate):
+                if owner != self.owner:
+                    continue
+                pos = self.exchange.position(owner, instrument)
+                eng = self.exchange.engine(instrument)
+                pay = FundingPayment(self.name, instrument, self.clock.now_ns(), -atoms / 10 ** eng.spec.quote_decimals,
+                                     quote, upd.rate, upd.mark_price, eng.qty(abs(pos.lots)) * (1 if pos.lots > 0 else -1))
+                self._push_user(pay, self.latency.fill_s)
+                self._balances_changed([quote])
+
+
+__all__ = ["Latency", "SimVenue", "MARKET", "OrderType", "OrderNotFound"]
