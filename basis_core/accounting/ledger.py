@@ -188,7 +188,6 @@ class Ledger:
         vt = self._venue_totals[f.venue]
         vt.fills += 1
         vt.volume_usdt += f.qty * px_usdt
-        vt.fees_usdt += fee_usdt
         vt.slippage_usdt += slip
         if opp is not None:
             opp.fills += 1
@@ -241,7 +240,6 @@ class Ledger:
             opp = self._opp(opportunity_id, "", ts_ns)
             opp.fees_usdt += usdt
             opp.realized_pnl_usdt = self._opp_realized(opportunity_id)
-        self._venue_totals[venue].fees_usdt += usdt
         self._snapshot(ts_ns)
         return usdt
 
@@ -311,6 +309,15 @@ class Ledger:
                 qty[self._perp_base[key]] += b.qty
         return {a: q * self.mark(a, ts_ns) for a, q in qty.items() if abs(q) > 1e-12}
 
+    def perp_positions(self) -> dict[tuple[str, str], float]:
+        """Signed perp quantity per (venue, instrument) as our fills put it."""
+        out = {}
+        for key, b in self._pos.items():
+            if key in self._perp_base:
+                _, venue, instrument = key.split(":", 2)
+                out[(venue, instrument)] = b.qty
+        return out
+
     def exposure_by_instrument(self, ts_ns: int) -> dict[str, float]:
         """Net signed quantity traded per instrument, in USDT at the mark of its base."""
         return {i: q * self.mark(self._inst_base[i], ts_ns) for i, q in self._inst_qty.items() if abs(q) > 1e-12}
@@ -348,6 +355,7 @@ class Ledger:
         self._post(ts_ns, "fee", venue, asset, -amount, m, ref)
         usdt = amount * m
         self.fees_usdt += usdt
+        self._venue_totals[venue].fees_usdt += usdt
         return usdt
 
     def _post(self, ts_ns, kind, venue, asset, delta, m, ref) -> None:

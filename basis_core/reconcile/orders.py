@@ -1,0 +1,170 @@
+"""Order layer: our orders against the venue's, found by client order id.
+
+Rules:
+
+* an order the venue has open and we do not know (the ack was lost, the process died between
+  send and record) is **adopted**: we take the venue's view and never send it again. Only ids
+  that basis made (`coid_from_wire` is not None) are adopted; an order placed by hand is a
+  mismatch ("foreign"), left alone;
+* an order we think is working that is not in the venue's open list is resolved by a
+  **targeted query** (`fetch_order` by client order id) before anything is concluded. The
+  answer is taken as a correction (it filled or was cancelled while we were not looking);
+  OrderNotFound after the grace window declares it **lost**; inside the window (the submit may
+  still be in flight) or on a timeout / rate limit / outage it stays unresolved for the next round;
+* where both know the order, the venue's status and fill progress are the truth. Catching up
+  (we were behind) is a correction; a contradiction (we count more filled than the venue, or
+  the venue shows open an order we hold terminal, or side/qty differ) is a Mismatch.
+
+`diff_orders` is the pure comparison; `reconcile_orders` is the async round against a Venue;
+`apply` folds a round's outcome into our order book.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from adapters.base import OrderStatus, Venue, VenueOrder, coid_from_wire
+
+from ..errors import OrderNotFound, VenueError
+from .mismatch import Layer, Mismatch
+
+#: an order submitted less than this long ago may not have reached the venue yet
+DEFAULT_GRACE_NS = 5_000_000_000
+QTY_TOL = 1e-9
+
+
+@dataclass
+class KnownOrder:
+    """Our record of one order. `status` None = sent, no acknowledgement seen yet."""
+    coid: str
+    venue: str
+    instrument: str
+    side: object
+    qty: float
+    price: float | None
+    status: OrderStatus | None = None
+    filled_qty: float = 0.0
+    avg_price: float = 0.0
+    submitted_ns: int = 0
+    origin: str = "ours"  # "ours" | "adopted"
+    lost: bool = False
+
+    @property
+    def working(self) -> bool:
+        return not self.lost and (self.status is None or not self.status.terminal)
+
+    @classmethod
+    def adopted(cls, venue: str, vo: VenueOrder) -> "KnownOrder":
+        return cls(vo.coid, venue, vo.instrument, vo.side, vo.qty, vo.price, vo.status, vo.filled_qty, vo.avg_price,
+                   vo.created_ns, origin="adopted")
+
+
+@dataclass
+class OrderDiff:
+    """What comparing our working orders with the venue's open list found."""
+    adopt: list[VenueOrder] = field(default_factory=list)
+    to_query: list[str] = field(default_factory=list)
+    updates: list[VenueOrder] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+
+@dataclass
+class OrderRound(OrderDiff):
+    """One reconciliation round of one venue's orders."""
+    lost: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+
+    @property
+    def settled(self) -> bool:
+        """True when every order is accounted for (nothing left to query next round)."""
+        return not self.unresolved
+
+
+def _key(venue: str, coid: str) -> str:
+    return f"{venue}:{coid}"
+
+
+def compare(venue: str, ours: KnownOrder, vo: VenueOrder, ts_ns: int) -> tuple[bool, list[Mismatch]]:
+    """Compare one order both sides know. Returns (venue view differs from ours, mismatches)."""
+    out = []
+    key = _key(venue, ours.coid)
+    if ours.side != vo.side or abs(ours.qty - vo.qty) > QTY_TOL or ours.instrument != vo.instrument:
+        out.append(Mismatch(Layer.ORDER, key, [ours.instrument, str(ours.side), ours.qty],
+                            [vo.instrument, str(vo.side), vo.qty], "order terms differ", ts_ns))
+    if ours.filled_qty > vo.filled_qty + QTY_TOL:
+        out.append(Mismatch(Layer.ORDER, key, ours.filled_qty, vo.filled_qty, "we count more filled than the venue", ts_ns))
+    if ours.status is not None and ours.status.terminal and not vo.status.terminal:
+        out.append(Mismatch(Layer.ORDER, key, ours.status.value, vo.status.value, "terminal here, working at the venue", ts_ns))
+    if ours.status is not None and ours.status.terminal and vo.status.terminal and ours.status != vo.status:
+        out.append(Mismatch(Layer.ORDER, key, ours.status.value, vo.status.value, "different terminal status", ts_ns))
+    changed = ours.status != vo.status or abs(ours.filled_qty - vo.filled_qty) > QTY_TOL
+    return changed, out
+
+
+def diff_orders(venue: str, ours: dict[str, KnownOrder], venue_open: list[VenueOrder], ts_ns: int) -> OrderDiff:
+    """Compare our orders on `venue` (by coid) with the venue's open orders."""
+    d = OrderDiff()
+    theirs = {vo.coid: vo for vo in venue_open}
+    for coid, vo in theirs.items():
+        mine = ours.get(coid)
+        if mine is None:
+            if coid_from_wire(coid) is None:
+                d.mismatches.append(Mismatch(Layer.ORDER, _key(venue, coid), None, vo.status.value,
+                                             "foreign order at the venue (not placed by basis)", ts_ns))
+            else:
+                d.adopt.append(vo)
+            continue
+        changed, mism = compare(venue, mine, vo, ts_ns)
+        d.mismatches += mism
+        if changed:
+            d.updates.append(vo)
+    for coid, mine in ours.items():
+        if mine.venue == venue and mine.working and coid not in theirs:
+            d.to_query.append(coid)
+    return d
+
+
+async def reconcile_orders(venue: Venue, ours: dict[str, KnownOrder], ts_ns: int, *,
+                           grace_ns: int = DEFAULT_GRACE_NS) -> OrderRound:
+    """One round for one venue: list its open orders, compare, query each missing one by coid.
+
+    Raises the venue's error if the open-order list itself cannot be fetched (the caller keeps
+    the venue SUSPECT and tries again); errors of single targeted queries leave that order
+    unresolved instead.
+    """
+    mine = {c: o for c, o in ours.items() if o.venue == venue.name}
+    d = diff_orders(venue.name, mine, await venue.open_orders(), ts_ns)
+    rnd = OrderRound(d.adopt, d.to_query, d.updates, d.mismatches)
+    for coid in d.to_query:
+        known = mine[coid]
+        try:
+            vo = await venue.fetch_order(coid, known.instrument)
+        except OrderNotFound:
+            if ts_ns - known.submitted_ns >= grace_ns:
+                rnd.lost.append(coid)
+                rnd.mismatches.append(Mismatch(Layer.ORDER, _key(venue.name, coid),
+                                               known.status.value if known.status else "submitted", None,
+                                               "not known to the venue after the grace window: lost", ts_ns))
+            else:
+                rnd.unresolved.append(coid)
+            continue
+        except VenueError:  # timeout, rate limit, outage, malformed answer: ask again next round
+            rnd.unresolved.append(coid)
+            continue
+        changed, mism = compare(venue.name, known, vo, ts_ns)
+        rnd.mismatches += mism
+        if changed:
+            rnd.updates.append(vo)
+    return rnd
+
+
+def apply(ours: dict[str, KnownOrder], venue: str, rnd: OrderDiff) -> None:
+    """Fold a round into our book: adopt, take the venue's status and fills, mark the lost."""
+    for vo in rnd.adopt:
+        ours[vo.coid] = KnownOrder.adopted(venue, vo)
+    for vo in rnd.updates:
+        known = ours[vo.coid]
+        ours[vo.coid] = replace(known, status=vo.status, filled_qty=vo.filled_qty,
+                                avg_price=vo.avg_price if math.isfinite(vo.avg_price) else known.avg_price)
+    for coid in getattr(rnd, "lost", ()):
+        ours[coid] = replace(ours[coid], lost=True)
