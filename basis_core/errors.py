@@ -101,6 +101,16 @@ class MalformedResponse(VenueError):
     """A venue answer that parses but is not usable (no order id, no status, NaN price...)."""
 
 
+class DataFileError(BasisError):
+    """A recorded market-data file (CSV/Parquet) cannot be used. `row` is the 1-based line
+    (header = line 1) of the first bad row, `column` the offending column, when known."""
+
+    def __init__(self, path: str, message: str, row: int | None = None, column: str | None = None):
+        self.path, self.row, self.column = path, row, column
+        where = path + (f":{row}" if row is not None else "") + (f" [{column}]" if column else "")
+        super().__init__(f"{where}: {message}")
+
+
 class ReconciliationMismatch(BasisError):
     """Our view and the venue's disagree at one reconciliation layer."""
 
