@@ -3,7 +3,8 @@
 Order of work, per pass:
 
 1. order layer per venue (adopt, query, mark lost), folded into our order book;
-2. fills per venue into the ledger (so partial fills found in step 1 are booked);
+2. fills and transfer states per venue into the ledger (so partial fills found in step 1 are
+   booked; the ledger ignores what it already has);
 3. position layer over all venues;
 4. balance layer per venue (lag window);
 5. reporting layer over the ledger.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 from adapters.base import Venue
 
+from ..accounting.convert import ledger_transfer
 from ..accounting.ledger import Ledger
 from ..errors import VenueError
 from ..state.tables import EngineEvent
@@ -36,6 +38,7 @@ class Pass:
     ts_ns: int
     orders: dict[str, OrderRound] = field(default_factory=dict)
     fills_booked: int = 0
+    transfers_booked: int = 0
     positions: PositionCheck | None = None
     balances_pending: dict[str, int] = field(default_factory=dict)
     reporting: ReportingCheck | None = None
@@ -88,6 +91,8 @@ class Reconciler:
                 fs = await sync_fills(v, self.ledger, self.cursors[v.name])
                 self.cursors[v.name] = fs.cursor
                 p.fills_booked += fs.booked
+                for info in await v.transfers():
+                    p.transfers_booked += self.ledger.book_transfer(ledger_transfer(info))
                 reachable.append(v)
             except VenueError as exc:
                 p.unreachable[v.name] = f"{type(exc).__name__}: {exc}"

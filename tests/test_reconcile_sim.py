@@ -1,0 +1,211 @@
+"""Reconciliation against the simulated venue (adapters/sim), on virtual time: a lost ack is
+adopted and never resent, a submit that never arrived is declared lost only after a targeted
+query and the grace window, partial fills and non-quote fees reach the ledger once, lagging
+balances and a pending transfer raise nothing inside the lag window, a real difference is
+raised after it, perp positions agree."""
+import asyncio
+
+import pytest
+from test_sim_support import START_NS, SPOT, Fault, Latency, TransferNetwork, TransferRules, VirtualClock, book_around, info, make_venue
+
+from adapters.base import OrderRequest, OrderStatus
+from adapters.sim.exchange import Exchange
+from adapters.sim.faults import FaultSchedule
+from adapters.sim.matching import FeeSchedule
+from adapters.sim.venue import SimVenue
+from basis_core.accounting import Ledger
+from basis_core.errors import RequestTimeout
+from basis_core.reconcile.orders import KnownOrder, apply, reconcile_orders
+from basis_core.reconcile.positions import PositionPolicy, PositionReconciler
+from basis_core.reconcile.runner import Reconciler, engine_event
+from basis_core.schema import OrderType, Side, make_coid
+from basis_core.state.tables import EngineEvent
+
+S = 1_000_000_000
+MARKS = {"BTC": 50_000.0, "BNB": 600.0}
+
+
+def one_leg_ok():
+    """These tests place single legs on purpose: the position layer's hedge checks are not under test."""
+    return PositionReconciler(PositionPolicy(hedge_window_ns=3600 * S, max_residual_usdt=1e9))
+
+
+def coid(opp, leg=0):
+    return str(make_coid(opp, leg))
+
+
+def known(venue, req, now):
+    return KnownOrder(req.coid, venue, req.instrument, req.side, req.qty, req.price, None, submitted_ns=now)
+
+
+async def seeded_ledger(*venues):
+    led = Ledger(lambda a, t: MARKS[a])
+    for v in venues:
+        for asset, bal in (await v.balances()).items():
+            if bal.total:
+                led.deposit(v.name, asset, bal.total, START_NS)
+    return led
+
+
+def test_lost_ack_is_adopted_and_not_resent():
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        v = make_venue(clock, faults=[Fault("ack_lost", on="submit", nth=1)])
+        await v.start()
+        book_around(v)
+        req = OrderRequest(coid(1), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_990.0)
+        with pytest.raises(RequestTimeout):
+            await v.submit(req)
+        ours = {}  # the process died before recording the send
+        rnd = await reconcile_orders(v, ours, clock.now_ns())
+        assert [o.coid for o in rnd.adopt] == [req.coid] and rnd.mismatches == []
+        apply(ours, v.name, rnd)
+        assert ours[req.coid].origin == "adopted" and ours[req.coid].status is OrderStatus.OPEN
+        again = await reconcile_orders(v, ours, clock.now_ns())
+        assert again.adopt == [] and again.to_query == [] and again.updates == []
+        assert [o.coid for o in await v.open_orders()] == [req.coid]  # exactly one order at the venue
+        await v.close()
+    clock.run(main())
+
+
+def test_submit_that_never_arrived_is_lost_only_after_query_and_grace_window():
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        v = make_venue(clock, faults=[Fault("timeout", on="submit", nth=1, reached="no")])
+        await v.start()
+        book_around(v)
+        req = OrderRequest(coid(2), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_990.0)
+        ours = {req.coid: known(v.name, req, clock.now_ns())}
+        with pytest.raises(RequestTimeout):
+            await v.submit(req)
+        rnd = await reconcile_orders(v, ours, clock.now_ns(), grace_ns=5 * S)
+        assert rnd.to_query == [req.coid] and rnd.unresolved == [req.coid] and rnd.lost == []
+        await asyncio.sleep(5.0)
+        rnd = await reconcile_orders(v, ours, clock.now_ns(), grace_ns=5 * S)
+        assert rnd.lost == [req.coid] and [m.cause for m in rnd.mismatches] == [
+            "not known to the venue after the grace window: lost"]
+        apply(ours, v.name, rnd)
+        assert ours[req.coid].lost and not ours[req.coid].working
+        await v.close()
+    clock.run(main())
+
+
+def test_order_that_partly_filled_while_unseen_is_found_by_targeted_query_and_its_fills_booked_once():
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        v = make_venue(clock, faults=[Fault("timeout", on="submit", nth=1, reached="yes")],
+                       latency=Latency(balance_lag_s=2.0))
+        await v.start()
+        book_around(v)
+        led = await seeded_ledger(v)
+        # sweeps the 2 levels up to its limit (0.2 BTC each): 2 fills, the rest expires
+        req = OrderRequest(coid(3), "btc", Side.BUY, OrderType.IOC, 0.5, 50_000.02)
+        orders = {req.coid: known(v.name, req, clock.now_ns())}
+        with pytest.raises(RequestTimeout):
+            await v.submit(req)
+        rec = Reconciler([v], led, orders, balance_lag_ns=3 * S, position=one_leg_ok())
+        p = await rec.run(clock.now_ns())
+        assert p.orders["alpha"].to_query == [req.coid]
+        assert orders[req.coid].status is OrderStatus.EXPIRED and orders[req.coid].filled_qty == pytest.approx(0.4)
+        assert p.fills_booked == 2 and led.balance("alpha", "BTC") == pytest.approx(2.4)
+        assert p.raised == [] and not p.clean and set(p.balances_pending) == {"alpha:BTC", "alpha:USDT"}
+        await asyncio.sleep(2.5)  # the venue's balances catch up inside the lag window
+        p = await rec.run(clock.now_ns())
+        assert p.fills_booked == 0 and p.raised == [] and p.clean
+        assert engine_event(p) == EngineEvent.POLICY_CHECKS_PASSED
+        await v.close()
+    clock.run(main())
+
+
+def test_fee_in_a_third_asset_is_converted_and_balances_agree_after_the_lag():
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        ex = Exchange("alpha", {"btc": (SPOT, FeeSchedule(1.0, 5.0, asset="BNB", asset_price=600.0))})
+        for asset, amount in (("USDT", 100_000.0), ("BTC", 2.0), ("BNB", 10.0)):
+            ex.accounts.deposit("basis", asset, round(amount * 1e8))
+        v = SimVenue("alpha", ex, {"btc": info("btc", SPOT)}, clock, latency=Latency(balance_lag_s=1.0),
+                     faults=FaultSchedule((), start_ns=START_NS))
+        await v.start()
+        book_around(v)
+        led = await seeded_ledger(v)
+        rec = Reconciler([v], led, {}, balance_lag_ns=2 * S, position=one_leg_ok())
+        await v.submit(OrderRequest(coid(4), "btc", Side.SELL, OrderType.MARKET, 0.2, None))
+        p = await rec.run(clock.now_ns())
+        assert p.fills_booked == 1 and p.raised == []
+        fee_bnb = 0.2 * 49_999.99 * 5e-4 / 600.0
+        assert led.balance("alpha", "BNB") == pytest.approx(10.0 - fee_bnb, rel=1e-6)
+        assert led.fees_usdt == pytest.approx(fee_bnb * 600.0, rel=1e-6)  # at the BNB mark, not the fill's quote
+        await asyncio.sleep(1.5)
+        p = await rec.run(clock.now_ns())
+        assert p.clean and p.raised == []
+        await v.close()
+    clock.run(main())
+
+
+def test_real_balance_difference_is_raised_only_after_the_lag_window():
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        v = make_venue(clock, latency=Latency(balance_lag_s=0.0))
+        await v.start()
+        led = await seeded_ledger(v)
+        rec = Reconciler([v], led, {}, balance_lag_ns=2 * S)
+        v.credit("BTC", round(0.3 * 1e8))  # BTC that no fill or transfer of ours explains
+        p1 = await rec.run(clock.now_ns())
+        assert p1.raised == [] and "alpha:BTC" in p1.balances_pending
+        await asyncio.sleep(1.0)
+        assert (await rec.run(clock.now_ns())).raised == []
+        await asyncio.sleep(1.5)
+        p3 = await rec.run(clock.now_ns())
+        assert [(m.layer, m.key, m.ours, m.theirs) for m in p3.raised] == [("balance", "alpha:BTC", 2.0, pytest.approx(2.3))]
+        assert engine_event(p3) == EngineEvent.RECONCILE_MISMATCH
+        assert rec.log.counts()["balance"] == 1
+        await v.close()
+    clock.run(main())
+
+
+def test_pending_transfer_raises_nothing_while_in_flight_and_lands_in_the_ledger():
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        net = TransferNetwork(clock, TransferRules(delay_s=20.0, confirmations=2, confirm_interval_s=10.0))
+        a = make_venue(clock, "alpha", network=net, latency=Latency(balance_lag_s=1.0))
+        b = make_venue(clock, "beta", network=net, latency=Latency(balance_lag_s=1.0))
+        for v in (a, b):
+            await v.start()
+        led = await seeded_ledger(a, b)
+        rec = Reconciler([a, b], led, {}, balance_lag_ns=2 * S)  # the venues' balances lag 1 s; the transfer takes 30 s
+        await a.transfer("USDT", 5_000.0, "beta")
+        raised = []
+        for _ in range(40):  # every second through the transfer's life and after
+            p = await rec.run(clock.now_ns())
+            raised += p.raised
+            await asyncio.sleep(1.0)
+        assert raised == []
+        assert led.balance("alpha", "USDT") == pytest.approx(95_000.0)
+        assert led.balance("beta", "USDT") == pytest.approx(105_000.0) and led.pending_transfers() == []
+        assert p.clean
+        for v in (a, b):
+            await v.close()
+    clock.run(main())
+
+
+def test_perp_position_agrees_with_the_venue_after_fills_are_synced():
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        v = make_venue(clock, "gamma", perp=True, latency=Latency(balance_lag_s=0.0))
+        await v.start()
+        book_around(v, lots=20)
+        led = await seeded_ledger(v)
+        rec = Reconciler([v], led, {}, balance_lag_ns=S)
+        await v.submit(OrderRequest(coid(6), "btc", Side.SELL, OrderType.MARKET, 0.015, None))
+        p = await rec.run(clock.now_ns())
+        assert led.perp_positions() == {("gamma", "btc"): pytest.approx(-0.015)}
+        assert p.positions.raised == [] and p.raised == []
+        await v.close()
+    clock.run(main())
