@@ -107,11 +107,20 @@ def test_append_accepts_any_record_dtype_and_uint8_rows_and_refuses_other_sizes(
     with JournalWriter(tmp_path, cfg()) as w:
         w.append(make(0, 3).view(schema.GENERIC))
         w.append(make(3, 2).view(np.uint8).reshape(2, 64))
-        w.append(make(5, 4)[::-1][::-1])  # a strided view is copied, not misread
-        w.append(make(9, 0))
-        with pytest.raises(JournalError, match="64-byte records"):
-            w.append(np.zeros(4, dtype=np.float64))
-    assert_journal_holds(tmp_path, 9)
+        w.append(make(5, 3).view(np.uint64).reshape(3, 8))
+        w.append(make(0, 16)[8:16:2].copy()[:0])  # empty
+        spaced = schema.empty(schema.Kind.TRADE, 8)
+        spaced[0::2] = make(8, 4)
+        strided = spaced[0::2]
+        assert [int(x) for x in strided["seq"]] == [8, 9, 10, 11] and not strided.flags.c_contiguous
+        w.append(strided)  # a strided view is copied, not misread
+        w.append(make(12, 0))
+        packed = np.concatenate([make(0, 1), make(1, 1)])  # numpy drops the padding: 60-byte items
+        for bad in (np.zeros(4, dtype=np.float64), np.zeros((2, 32), dtype=np.uint8), np.zeros((1, 16), dtype=np.int32),
+                    packed):
+            with pytest.raises(JournalError, match="64-byte records"):
+                w.append(bad)
+    assert_journal_holds(tmp_path, 12)
 
 
 def test_reopen_after_clean_close_resumes_at_the_end(tmp_path):
@@ -153,6 +162,7 @@ def test_record_iterator_and_read_count(tmp_path):
     with JournalWriter(tmp_path, cfg()) as w:
         w.append(make(0, 70))
     r = JournalReader(tmp_path)
+    assert r.read().dtype == schema.GENERIC
     seqs = [int(rec["seq"]) for rec in r]
     assert seqs == list(range(70))
     assert [int(x) for x in r.read(65, 3)["seq"]] == [65, 66, 67]

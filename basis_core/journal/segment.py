@@ -113,7 +113,10 @@ def create_segment(directory: Path, index: int, first_pos: int, capacity: int, d
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:
-            os.posix_fallocate(fd, 0, file_size(capacity))
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, file_size(capacity))
+            else:  # no block reservation on this OS: a full disk shows up later, as SIGBUS
+                os.ftruncate(fd, file_size(capacity))
         except OSError as exc:
             raise JournalError(f"{tmp}: cannot reserve {file_size(capacity)} bytes: {exc.strerror}") from None
         os.pwrite(fd, pack_header(index, first_pos, capacity), 0)

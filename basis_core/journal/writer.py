@@ -52,6 +52,7 @@ from .kernels import WORDS, scan_slots, write_records
 from .segment import Segment, check_chain, create_segment, remove_leftovers
 
 LOCK_NAME = "LOCK"
+_RAW = np.dtype((np.void, RECORD_SIZE))
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,15 @@ class Recovery:
 
 
 def _as_words(records: np.ndarray) -> np.ndarray:
+    """A flat uint32 view (or contiguous copy) of 64-byte records: any schema dtype, or rows of
+    an unsigned-integer array whose last axis is 64 bytes (uint8 x 64, uint64 x 8 ...)."""
     arr = np.asarray(records)
-    if arr.dtype.itemsize != RECORD_SIZE:
-        if arr.dtype == np.uint8 and arr.size % RECORD_SIZE == 0:
-            return np.ascontiguousarray(arr).reshape(-1).view(np.uint32)
-        raise JournalError(f"append needs 64-byte records, got dtype {arr.dtype} (itemsize {arr.dtype.itemsize})")
-    return np.ascontiguousarray(arr.reshape(-1)).view(np.uint32)
+    if arr.dtype.itemsize == RECORD_SIZE and arr.dtype.fields is not None:
+        # as raw 64-byte items: a numpy copy of a structured array would not copy padding bytes
+        return np.ascontiguousarray(arr.reshape(-1).view(_RAW)).view(np.uint32)
+    if arr.dtype.kind == "u" and arr.ndim >= 1 and arr.shape[-1] * arr.dtype.itemsize == RECORD_SIZE:
+        return np.ascontiguousarray(arr).reshape(-1).view(np.uint32)
+    raise JournalError(f"append needs 64-byte records, got an array of {arr.dtype} with shape {arr.shape}")
 
 
 class JournalWriter:
@@ -125,7 +129,7 @@ class JournalWriter:
         return self._seg.index
 
     def append(self, records: np.ndarray) -> int:
-        """Append a batch of 64-byte records (any schema dtype, or uint8 rows of 64 bytes); seals
+        """Append a batch of 64-byte records (any schema dtype, or 64-byte unsigned rows); seals
         each stored copy. Rolls to a new segment when the current one is full. Returns the
         position of the first record of the batch."""
         if self._seg is None:
