@@ -180,6 +180,36 @@ def test_every_fsync_policy_produces_a_readable_journal(tmp_path, policy):
         assert w.position == 300
 
 
+def _dirty_kib(path) -> int:
+    """Dirty KiB of this process's mappings of `path` (/proc/self/smaps): pages written through
+    the mapping and not yet written back to the file."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 5 and "-" in parts[0] and len(parts[1]) == 4:
+                inside = parts[-1] == str(path)
+            elif inside and parts[0] in ("Shared_Dirty:", "Private_Dirty:"):
+                total += int(parts[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
+def test_every_n_policy_writes_back_once_n_records_are_unsynced_and_flush_writes_back_all(tmp_path):
+    with JournalWriter(tmp_path / "a", cfg(segment_records=8192, fsync="every_n", fsync_every=1024)) as w:
+        for start in range(0, 768, 256):
+            w.append(make(start, 256))
+        assert _dirty_kib(w._seg.path) > 0   # 768 unsynced records: still only in the page cache
+        w.append(make(768, 256))
+        assert _dirty_kib(w._seg.path) == 0  # 1024 unsynced records reached: msync'd
+        w.append(make(1024, 256))
+        assert w._synced == 1024
+    with JournalWriter(tmp_path / "b", cfg(segment_records=8192, fsync="never")) as w:
+        w.append(make(0, 1000))
+        w.flush()
+        assert _dirty_kib(w._seg.path) == 0
+
+
 def test_second_writer_on_the_same_directory_is_refused(tmp_path):
     with JournalWriter(tmp_path, cfg()):
         with pytest.raises(JournalError, match="another writer"):
