@@ -362,6 +362,17 @@ def test_follow_yields_records_of_a_live_writer_across_rolls(tmp_path):
     assert np.concatenate(got).tobytes() == expected(0, total).tobytes()
 
 
+def test_follow_from_a_position_returns_the_rest_then_stops_and_refuses_a_start_past_the_end(tmp_path):
+    with JournalWriter(tmp_path, cfg()) as w:
+        w.append(make(0, 130))
+    calls = []
+    got = list(JournalReader(tmp_path).follow(100, poll_s=0.0001, stop=lambda: calls.append(1) or len(calls) > 3))
+    assert np.concatenate([b for _, b in got]).tobytes() == expected(100, 30).tobytes()
+    assert len(calls) == 4  # kept polling at the end until stop() said so
+    with pytest.raises(JournalError, match="ends at 130"):
+        next(JournalReader(tmp_path).follow(131))
+
+
 # -- kill -9 --------------------------------------------------------------------------------
 
 MAX_BATCH = 2000

@@ -138,7 +138,11 @@ class JournalReader:
                max_records: int = DEFAULT_BATCH) -> Iterator[tuple[int, np.ndarray]]:
         """Like `batches`, but at the end wait for more records (polling every `poll_s`) until
         `stop()` returns True. Records are checked as they become valid; a later segment appearing
-        while the current one is not full raises JournalCorrupt."""
+        while the current one is not full raises JournalCorrupt. `start` may not lie beyond the
+        current end (JournalError)."""
+        end = self.end()
+        if start > end:
+            raise JournalError(f"{self.directory}: cannot follow from position {start}, the journal ends at {end}")
         pos = start
         for pos_, batch in self.batches(start, max_records):
             yield pos_, batch
