@@ -79,6 +79,8 @@ class Fault:
                 f"must be a reject reason ({', '.join(r.name.lower() for r in RejectReason)})")
         require(self.delay_s >= 0, f"{path}.delay_s", "must be >= 0")
         require(math.isfinite(self.magnitude), f"{path}.magnitude", "must be finite")
+        require(self.kind != "price_gap" or math.isfinite(self.duration_s), f"{path}.duration_s",
+                "a price_gap needs a finite duration (how long prices are not published)")
         if self.kind in WINDOW_KINDS:
             require(not self.on, f"{path}.on", f"{self.kind} is a time window; it takes no event trigger")
 

@@ -269,16 +269,26 @@ class SimVenue(Venue):
 
     # -- driven by the market and the transfer network --------------------------------------
 
-    def apply_book(self, instrument: str, bids: dict[int, int], asks: dict[int, int]) -> None:
-        """Set other participants' depth (ticks → lots) for both sides, replacing what they had."""
+    def apply_book(self, instrument: str, bids: dict[int, int], asks: dict[int, int], replace: bool = True) -> None:
+        """Set other participants' depth (ticks → lots) on both sides: with `replace`, levels
+        not given are emptied; otherwise only the given levels change (lots 0 empties one).
+        Shrinking levels go first, so new levels only trade against our orders, never against
+        the participants' own stale ones."""
         now = self.clock.now_ns()
+        eng = self.exchange.engine(instrument)
+        plan = []
         for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
-            eng = self.exchange.engine(instrument)
             have = eng.market_levels(side)
-            for px in sorted(set(have) - set(levels)):
-                self._after(instrument, self.exchange.set_level(instrument, side, px, 0, now), publish=False)
-            for px in sorted(levels):
-                if have.get(px) != levels[px]:
+            if not replace:
+                levels = {**have, **levels}
+            plan.append((side, levels, have))
+        for side, levels, have in plan:
+            for px in sorted(have):
+                if levels.get(px, 0) < have[px]:
+                    self.exchange.set_level(instrument, side, px, levels.get(px, 0), now)
+        for side, levels, have in plan:
+            for px in sorted(levels, reverse=side == Side.SELL):
+                if levels[px] > have.get(px, 0):
                     self._after(instrument, self.exchange.set_level(instrument, side, px, levels[px], now), publish=False)
         self._publish_book(instrument)
 

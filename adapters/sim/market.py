@@ -1,0 +1,228 @@
+"""Generated markets: correlated mids across venues, spot vs perp, moving depth, participants.
+
+Prices. One common log-price factor (Gaussian steps, `vol_bps` per sqrt(second), multiplied in
+`volatility_spike` windows, jumping at `price_gap` faults) drives every listing. Each listing adds
+its own dislocation in bps: a mean-reverting (Ornstein-Uhlenbeck, half-life `revert_s`) noise of
+`noise_bps` plus Poisson jumps (`dislocations_per_min`, sizes exponential with mean
+`dislocation_bps`, random sign). Perp listings also carry a premium over spot: mean
+`basis_bps`, its own OU noise and jumps; the funding rate each interval is
+`premium * funding_factor`. Dislocations larger than two taker fees are real cross-venue
+opportunities; premium excursions are basis/funding opportunities.
+
+Depth. Around each mid, `levels` price levels per side start at `half_spread_bps` and step by
+`level_step_bps`; level i holds `level_qty * (1 + depth_growth * i)` times a lognormal factor
+redrawn every step (`depth_noise`), so depth moves. Other participants send market orders at
+Poisson times (`trades_per_s` per listing, sizes lognormal around `trade_qty`): they walk the
+book — our resting orders included, in price-time priority — and the depth refills at the next
+step.
+
+`generate_mids` and `book_arrays` are pure numpy (vectorized, deterministic per seed);
+`MarketDriver` plays them into SimVenues on the event loop's clock.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from basis_core.configio import require
+from basis_core.schema import Side
+
+from .faults import FaultSchedule
+
+
+@dataclass(frozen=True)
+class MarketModel:
+    """The `[market]` section of a scenario (see the module docstring for the meaning)."""
+    start_price: float = 50_000.0
+    step_s: float = 0.1
+    vol_bps: float = 3.0
+    noise_bps: float = 1.0
+    revert_s: float = 1.5
+    dislocations_per_min: float = 6.0
+    dislocation_bps: float = 25.0
+    basis_bps: float = 8.0
+    basis_noise_bps: float = 2.0
+    basis_jumps_per_min: float = 1.0
+    basis_jump_bps: float = 25.0
+    funding_factor: float = 1.0
+    funding_update_s: float = 1.0
+    levels: int = 10
+    half_spread_bps: float = 0.5
+    level_step_bps: float = 0.5
+    level_qty: float = 0.5
+    depth_growth: float = 0.3
+    depth_noise: float = 0.25
+    trades_per_s: float = 4.0
+    trade_qty: float = 0.05
+
+    def _validate(self, path):
+        require(math.isfinite(self.start_price) and self.start_price > 0, f"{path}.start_price", "must be > 0")
+        require(0 < self.step_s <= 60, f"{path}.step_s", "must be in (0, 60]")
+        for name in ("vol_bps", "noise_bps", "dislocations_per_min", "dislocation_bps", "basis_noise_bps",
+                     "basis_jumps_per_min", "basis_jump_bps", "half_spread_bps", "depth_growth", "depth_noise",
+                     "trades_per_s"):
+            require(getattr(self, name) >= 0, f"{path}.{name}", "must be >= 0")
+        for name in ("revert_s", "funding_update_s", "level_step_bps", "level_qty", "trade_qty"):
+            require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
+        require(1 <= self.levels <= 1000, f"{path}.levels", "must be in 1..1000")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One instrument on one venue as the generator sees it."""
+    venue: str
+    instrument: str
+    kind: str      # "spot" | "perp"
+    tick: float
+    lot: float
+
+
+def generate_mids(model: MarketModel, listings: list[Listing], n_steps: int, seed: int,
+                  faults: FaultSchedule | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mid prices [n_steps, n_listings] and perp premiums in bps [n_steps] (0 without perps).
+
+    Row t is the market at t * step_s seconds from the start."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    n, k, dt = n_steps, len(listings), model.step_s
+    t = np.arange(n) * dt
+    vol = np.ones(n)
+    jumps = np.zeros(n)
+    for f in (faults.faults if faults else ()):
+        if f.kind == "volatility_spike":
+            vol[(t >= f.start_s) & (t < f.end_s)] *= f.magnitude
+        elif f.kind == "price_gap" and f.venue == "*":
+            jumps[min(n - 1, int(f.start_s / dt))] += f.magnitude
+    steps = rng.standard_normal(n) * (model.vol_bps * 1e-4 * math.sqrt(dt)) * vol + jumps * 1e-4
+    steps[0] = 0.0
+    common = np.cumsum(steps)
+    offsets = _ou(rng, n, k, dt, model.revert_s, model.noise_bps, model.dislocations_per_min, model.dislocation_bps)
+    for j, lst in enumerate(listings):   # venue-specific gaps
+        for f in (faults.faults if faults else ()):
+            if f.kind == "price_gap" and f.venue == lst.venue:
+                offsets[int(min(n - 1, f.start_s / dt)):, j] += f.magnitude
+    premium = _ou(rng, n, 1, dt, model.revert_s * 4, model.basis_noise_bps, model.basis_jumps_per_min,
+                  model.basis_jump_bps)[:, 0] + model.basis_bps
+    is_perp = np.array([lst.kind == "perp" for lst in listings], dtype=bool)
+    bps = offsets + np.where(is_perp[None, :], premium[:, None], 0.0)
+    mids = model.start_price * np.exp(common)[:, None] * (1.0 + bps * 1e-4)
+    return mids, (premium if is_perp.any() else np.zeros(n))
+
+
+def _ou(rng, n: int, k: int, dt: float, revert_s: float, noise_bps: float, rate_per_min: float,
+        jump_bps: float) -> np.ndarray:
+    """k independent mean-reverting paths in bps with Poisson jumps, shape [n, k]."""
+    a = math.exp(-math.log(2) * dt / revert_s)
+    shock = rng.standard_normal((n, k)) * noise_bps * math.sqrt(max(1 - a * a, 1e-12))
+    p_jump = 1 - math.exp(-rate_per_min * dt / 60.0)
+    hit = rng.random((n, k)) < p_jump
+    size = rng.exponential(jump_bps, (n, k)) * np.where(rng.random((n, k)) < 0.5, -1.0, 1.0) if jump_bps > 0 else 0.0
+    shock = shock + np.where(hit, size, 0.0)
+    # x_t = a*x_{t-1} + shock_t, solved in blocks: x_t = a^j (x_start + cumsum(shock_i a^-i))
+    block = max(1, min(n, int(20.0 / max(1e-12, -math.log(a))) if a < 1 else n))
+    out = np.empty((n, k))
+    x = np.zeros(k)
+    for start in range(0, n, block):
+        s = shock[start:start + block]
+        j = np.arange(1, s.shape[0] + 1)[:, None]
+        out[start:start + s.shape[0]] = a ** j * (x[None, :] + np.cumsum(s * a ** (-j), axis=0))
+        x = out[start + s.shape[0] - 1]
+    return out
+
+
+def book_arrays(model: MarketModel, listing: Listing, mids: np.ndarray, seed: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Depth for one listing over all steps: (bid_ticks, bid_lots, ask_ticks, ask_lots), each
+    [n_steps, levels], best first. Prices are strictly ordered and never cross."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    n, L = mids.shape[0], model.levels
+    off = (model.half_spread_bps + model.level_step_bps * np.arange(L)) * 1e-4
+    bid = np.floor(mids[:, None] * (1 - off[None, :]) / listing.tick).astype(np.int64)
+    ask = np.ceil(mids[:, None] * (1 + off[None, :]) / listing.tick).astype(np.int64)
+    # strictly monotone per row even when the tick is coarse: distance d'_i = i + cummax(d_i - i)
+    idx = np.arange(L)[None, :]
+    bid = bid[:, :1] - (idx + np.maximum.accumulate(bid[:, :1] - bid - idx, axis=1))
+    ask = ask[:, :1] + (idx + np.maximum.accumulate(ask - ask[:, :1] - idx, axis=1))
+    ask = np.maximum(ask, bid[:, :1] + 1)
+    shape = model.level_qty * (1 + model.depth_growth * np.arange(L))
+    noise = np.exp(rng.standard_normal((2, n, L)) * model.depth_noise - model.depth_noise ** 2 / 2)
+    lots = np.maximum(1, np.round(shape[None, None, :] * noise / listing.lot)).astype(np.int64)
+    return bid, lots[0], ask, lots[1]
+
+
+def trade_times(model: MarketModel, duration_s: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Participants' market orders for one listing: (times s, sides 0=buy/1=sell, qty)."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    count = rng.poisson(model.trades_per_s * duration_s)
+    times = np.sort(rng.random(count) * duration_s)
+    sides = (rng.random(count) < 0.5).astype(np.int8)
+    qty = model.trade_qty * np.exp(rng.standard_normal(count) * 0.8 - 0.32)
+    return times, sides, qty
+
+
+class MarketDriver:
+    """Plays a generated market into SimVenues: depth every `step_s`, participants' trades,
+    perp marks and funding rates, gaps (no book publication) from the fault schedule."""
+
+    def __init__(self, venues: dict, listings: list[Listing], model: MarketModel, duration_s: float,
+                 seed: int, faults: FaultSchedule | None = None):
+        self.venues, self.listings, self.model = venues, listings, model
+        self.duration_s, self.seed = duration_s, seed
+        self.faults = faults or FaultSchedule()
+        self.n_steps = max(1, int(math.ceil(duration_s / model.step_s)) + 1)
+        self.mids, self.premium = generate_mids(model, listings, self.n_steps, seed, self.faults)
+        self.books = [book_arrays(model, lst, self.mids[:, j], seed * 7919 + j) for j, lst in enumerate(listings)]
+        self.trades = [trade_times(model, duration_s, seed * 104729 + j) for j in range(len(listings))]
+        self.book_events = 0
+
+    def spot_index(self, step: int) -> float:
+        spots = [self.mids[step, j] for j, lst in enumerate(self.listings) if lst.kind == "spot"]
+        return float(np.mean(spots)) if spots else float(self.mids[step, 0] / (1 + self.premium[step] * 1e-4))
+
+    def apply_step(self, step: int) -> None:
+        """Set every listing's depth to row `step`."""
+        for j, lst in enumerate(self.listings):
+            bt, bl, at, al = self.books[j]
+            venue = self.venues[lst.venue]
+            venue.apply_book(lst.instrument, dict(zip(bt[step].tolist(), bl[step].tolist())),
+                             dict(zip(at[step].tolist(), al[step].tolist())))
+            self.book_events += 2 * bt.shape[1]
+
+    def publish_funding(self, step: int) -> None:
+        index = self.spot_index(step)
+        for j, lst in enumerate(self.listings):
+            if lst.kind == "perp":
+                rate = float(self.premium[step]) * 1e-4 * self.model.funding_factor
+                self.venues[lst.venue].update_funding(lst.instrument, float(self.mids[step, j]), index, rate)
+
+    async def run(self) -> None:
+        """Drive the venues from t=0 to `duration_s` on the running loop's clock."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for f in self.faults.faults:
+            if f.kind == "price_gap":
+                for name, venue in self.venues.items():
+                    if f.venue in ("*", name):
+                        loop.call_at(t0 + f.start_s, self._mute, venue, f)
+        for j, (times, sides, qty) in enumerate(self.trades):
+            lst = self.listings[j]
+            for when, side, q in zip(times.tolist(), sides.tolist(), qty.tolist()):
+                lots = max(1, round(q / lst.lot))
+                loop.call_at(t0 + when, self._trade, lst, Side(side), lots)
+        every = max(1, round(self.model.funding_update_s / self.model.step_s))
+        for step in range(self.n_steps):
+            when = t0 + step * self.model.step_s
+            if when > loop.time():
+                await asyncio.sleep(when - loop.time())
+            self.apply_step(step)
+            if step % every == 0:
+                self.publish_funding(step)
+
+    def _trade(self, lst: Listing, side: Side, lots: int) -> None:
+        self.venues[lst.venue].participant_trade(lst.instrument, side, lots)
+
+    @staticmethod
+    def _mute(venue, fault) -> None:
+        venue.mute_market(venue.clock.now_ns() + int(fault.duration_s * 1e9))

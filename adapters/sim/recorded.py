@@ -1,0 +1,201 @@
+"""Recorded books and trades from CSV (or Parquet, when pyarrow is installed), and their replay.
+
+Both files have the same columns, in any order, with a header line:
+
+    ts_ns,venue,instrument,side,price,qty
+
+* books: one row per level change; `side` is bid|ask; `qty` 0 empties the level. Rows with the
+  same (ts_ns, venue, instrument) form one update.
+* trades: one row per public trade; `side` is the aggressor, buy|sell; `qty` > 0.
+
+`ts_ns` is an integer (nanoseconds, any epoch: replay starts at the first timestamp). Every row is
+checked: a missing column, a non-number, a NaN or negative price or size, an unknown side → a
+DataFileError naming the file, the line (header = line 1) and the column. Nothing is skipped.
+
+`RecordedMarket.run` replays both files into SimVenues on the loop's clock: book rows set the
+participants' depth level by level, trade rows become participants' IOC orders at the recorded
+price (so they fill our resting orders that stand at that price or better, in queue order).
+"""
+from __future__ import annotations
+
+import asyncio
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from basis_core.errors import DataFileError
+from basis_core.schema import Side
+
+COLUMNS = ("ts_ns", "venue", "instrument", "side", "price", "qty")
+_SIDES = {"books": {"bid": Side.BUY, "ask": Side.SELL}, "trades": {"buy": Side.BUY, "sell": Side.SELL}}
+ROW = np.dtype([("ts_ns", "<i8"), ("listing", "<u2"), ("side", "u1"), ("price", "<f8"), ("qty", "<f8"),
+                ("line", "<u4")])
+
+
+@dataclass
+class Recording:
+    """Rows of one file, sorted by time (stable); `listings[i]` is (venue, instrument)."""
+    path: str
+    kind: str
+    rows: np.ndarray
+    listings: list[tuple[str, str]]
+
+
+def load_csv(path: str | Path, kind: str) -> Recording:
+    """Load a books or trades CSV (see module docstring)."""
+    if kind not in _SIDES:
+        raise ValueError(f"kind must be 'books' or 'trades', got {kind!r}")
+    p = str(path)
+    try:
+        fh = open(p, newline="")
+    except OSError as exc:
+        raise DataFileError(p, f"cannot open: {exc.strerror}") from None
+    with fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise DataFileError(p, "empty file (expected a header line)", row=1)
+        header = [h.strip() for h in header]
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise DataFileError(p, f"missing column(s) {', '.join(missing)}; need {','.join(COLUMNS)}", row=1)
+        cols = {c: header.index(c) for c in COLUMNS}
+        records = []
+        for line, fields in enumerate(reader, start=2):
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            records.append(_parse_row(p, kind, line, fields, cols, len(header)))
+    return _recording(p, kind, records)
+
+
+def load_parquet(path: str | Path, kind: str) -> Recording:
+    """Load a books or trades Parquet file with the CSV's columns. Needs pyarrow."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataFileError(str(path), "reading Parquet needs pyarrow (pip install pyarrow), "
+                                       "or convert the file to CSV") from None
+    table = pq.read_table(str(path))
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise DataFileError(str(path), f"missing column(s) {', '.join(missing)}")
+    data = {c: table.column(c).to_pylist() for c in COLUMNS}
+    cols = {c: i for i, c in enumerate(COLUMNS)}
+    records = [_parse_row(str(path), kind, i + 2, [str(data[c][i]) for c in COLUMNS], cols, len(COLUMNS))
+               for i in range(table.num_rows)]
+    return _recording(str(path), kind, records)
+
+
+def load(path: str | Path, kind: str) -> Recording:
+    """CSV or Parquet by file suffix."""
+    return load_parquet(path, kind) if str(path).endswith((".parquet", ".pq")) else load_csv(path, kind)
+
+
+def _parse_row(p: str, kind: str, line: int, fields: list[str], cols: dict[str, int], width: int):
+    if len(fields) != width:
+        raise DataFileError(p, f"expected {width} fields, got {len(fields)}", row=line)
+    get = {c: fields[i].strip() for c, i in cols.items()}
+    try:
+        ts = int(get["ts_ns"])
+    except ValueError:
+        raise DataFileError(p, f"ts_ns must be an integer, got {get['ts_ns']!r}", row=line, column="ts_ns") from None
+    if ts < 0:
+        raise DataFileError(p, f"ts_ns must be >= 0, got {ts}", row=line, column="ts_ns")
+    for c in ("venue", "instrument"):
+        if not get[c]:
+            raise DataFileError(p, f"{c} is empty", row=line, column=c)
+    side = _SIDES[kind].get(get["side"].lower())
+    if side is None:
+        raise DataFileError(p, f"side must be {' or '.join(_SIDES[kind])}, got {get['side']!r}", row=line, column="side")
+    values = {}
+    for c in ("price", "qty"):
+        try:
+            v = float(get[c])
+        except ValueError:
+            raise DataFileError(p, f"{c} is not a number: {get[c]!r}", row=line, column=c) from None
+        if not math.isfinite(v) or v < 0 or (c == "price" and v == 0) or (c == "qty" and kind == "trades" and v == 0):
+            raise DataFileError(p, f"{c} must be finite and > 0{' (or 0 to empty a level)' if c == 'qty' and kind == 'books' else ''}, got {get[c]!r}",
+                                row=line, column=c)
+        values[c] = v
+    return ts, (get["venue"], get["instrument"]), int(side), values["price"], values["qty"], line
+
+
+def _recording(p: str, kind: str, records: list) -> Recording:
+    listings: dict[tuple[str, str], int] = {}
+    rows = np.zeros(len(records), dtype=ROW)
+    for i, (ts, key, side, price, qty, line) in enumerate(records):
+        rows[i] = (ts, listings.setdefault(key, len(listings)), side, price, qty, line)
+    order = np.argsort(rows["ts_ns"], kind="stable")
+    return Recording(p, kind, rows[order], list(listings))
+
+
+class RecordedMarket:
+    """Replays recorded books and trades into venues (keyed by venue name)."""
+
+    def __init__(self, books: Recording | None = None, trades: Recording | None = None):
+        self.books, self.trades = books, trades
+        starts = [r.rows["ts_ns"][0] for r in (books, trades) if r is not None and len(r.rows)]
+        self.t0_ns = int(min(starts)) if starts else 0
+
+    def _check(self, venues: dict, rec: Recording) -> None:
+        for venue, inst in rec.listings:
+            if venue not in venues or inst not in venues[venue].instruments():
+                raise DataFileError(rec.path, f"names {venue}/{inst}, which is not a venue/instrument of this scenario")
+
+    async def run(self, venues: dict) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        plan = []
+        for rec in (self.books, self.trades):
+            if rec is None:
+                continue
+            self._check(venues, rec)
+            plan.extend((int(r["ts_ns"]), 0 if rec.kind == "books" else 1, i, rec) for i, r in enumerate(rec.rows))
+        plan.sort(key=lambda x: (x[0], x[1], x[2]))
+        i = 0
+        while i < len(plan):
+            ts, _, _, rec = plan[i]
+            when = t0 + (ts - self.t0_ns) / 1e9
+            if when > loop.time():
+                await asyncio.sleep(when - loop.time())
+            if rec.kind == "trades":
+                self._trade(venues, rec, plan[i][2])
+                i += 1
+                continue
+            j = i
+            group = {}
+            while j < len(plan) and plan[j][0] == ts and plan[j][3] is rec:
+                r = rec.rows[plan[j][2]]
+                group.setdefault(int(r["listing"]), []).append(r)
+                j += 1
+            for listing, rows in group.items():
+                self._levels(venues, rec, listing, rows)
+            i = j
+
+    def _levels(self, venues: dict, rec: Recording, listing: int, rows: list) -> None:
+        venue_name, inst = rec.listings[listing]
+        venue = venues[venue_name]
+        eng = venue.exchange.engine(inst)
+        sides = ({}, {})
+        for r in rows:
+            px, lots = eng.to_ticks(float(r["price"])), round(float(r["qty"]) / eng.spec.lot)
+            if px is None:
+                raise DataFileError(rec.path, f"price {float(r['price'])} is not on the tick grid {eng.spec.tick}",
+                                    row=int(r["line"]), column="price")
+            sides[int(r["side"])][px] = lots
+        venue.apply_book(inst, sides[0], sides[1], replace=False)
+
+    def _trade(self, venues: dict, rec: Recording, index: int) -> None:
+        r = rec.rows[index]
+        venue_name, inst = rec.listings[int(r["listing"])]
+        venue = venues[venue_name]
+        eng = venue.exchange.engine(inst)
+        px = eng.to_ticks(float(r["price"]))
+        if px is None:
+            raise DataFileError(rec.path, f"price {float(r['price'])} is not on the tick grid {eng.spec.tick}",
+                                row=int(r["line"]), column="price")
+        lots = max(1, round(float(r["qty"]) / eng.spec.lot))
+        venue.participant_trade(inst, Side(int(r["side"])), lots, limit=px)
