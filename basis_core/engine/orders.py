@@ -121,13 +121,18 @@ class OrderManager:
 
     def book_fill(self, order: ManagedOrder, fill: Fill) -> bool:
         """Book one execution; False when this trade id was booked already (a repeat)."""
-        if fill.trade_id in order.trade_ids:
+        return self.book_execution(order, fill.trade_id, fill.price, fill.qty, fill.fee, fill.fee_asset)
+
+    def book_execution(self, order: ManagedOrder, trade_id: str, price: float, qty: float, fee: float,
+                       fee_asset: str) -> bool:
+        """Book one execution by its trade id; False when it was booked already (a repeat)."""
+        if trade_id in order.trade_ids:
             return False
-        order.trade_ids.add(fill.trade_id)
-        order.filled_booked += fill.qty
-        order.notional_booked += fill.qty * fill.price
-        if fill.fee:
-            order.fees.append((fill.fee, fill.fee_asset))
+        order.trade_ids.add(trade_id)
+        order.filled_booked += qty
+        order.notional_booked += qty * price
+        if fee:
+            order.fees.append((fee, fee_asset))
         if order.terminal:
             self.late_fills += 1
         return True

@@ -1,0 +1,389 @@
+"""The io side: venues in, records out; engine commands in, venue calls out.
+
+`VenueIO` is the only part of the engine that touches venues. It turns what venues say
+(book updates, trades, funding, our order updates and fills, balances, transfers, errors) into
+schema records and hands them to `sink` — the engine's inbox, or the md/exec rings when the
+engine runs in its own process. It takes the engine's ORDER_NEW / ORDER_CANCEL / ORDER_QUERY
+records and routes them through the Cython router: per-venue token buckets, strict priorities
+(cancels, then hedges and unwinds, then queries, then entries), deterministic sequence numbers.
+
+Failures become records, never exceptions: a timeout on a submit is an ORDER_EVENT TIMEOUT
+plus a VENUE_STATUS TIMEOUT (the engine then verifies the order by client order id); a rate
+limit blocks the venue's throttle for Retry-After and re-queues the same command (same client
+order id: the venue cannot see it twice); a reject is an ORDER_EVENT REJECT with its reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Callable
+
+import numpy as np
+
+from adapters.base import (
+    BalanceUpdate, BookUpdate, Fill, FundingPayment, FundingUpdate, OrderRequest, OrderStatus, OrderUpdate,
+    TradePrint, TransferInfo, Venue, VenueOrder, VenueStatus, coid_from_wire, coid_to_wire,
+)
+from basis_ext.router import CANCEL, ENTRY, HEDGE, QUERY, Router
+from basis_ext.sequencer import Sequencer
+from basis_ext.throttle import Throttle
+
+from .. import schema as S
+from ..errors import (
+    MalformedResponse, OrderNotFound, OrderRejected, RateLimited, RequestTimeout, VenueError, VenueUnavailable,
+)
+from ..registry import Registry
+
+_STATUS_EVENT = {
+    OrderStatus.OPEN: S.OrderEventType.ACK,
+    OrderStatus.PARTIALLY_FILLED: S.OrderEventType.ACK,
+    OrderStatus.FILLED: S.OrderEventType.FILL,
+    OrderStatus.CANCELED: S.OrderEventType.CANCELED,
+    OrderStatus.EXPIRED: S.OrderEventType.EXPIRED,
+    OrderStatus.REJECTED: S.OrderEventType.REJECT,
+}
+_REASON = {r.name.lower(): r for r in S.RejectReason}
+_PRIORITY = {S.Purpose.ENTRY: ENTRY, S.Purpose.HEDGE: HEDGE, S.Purpose.UNWIND: HEDGE}
+OK_EVERY_NS = 100_000_000
+
+
+def stable_id(text: str) -> int:
+    """A u63 id for a venue's string id, the same in every process and run."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def default_throttle(now_ns: int, orders_per_10s: float = 50, weight_per_min: float = 1200) -> Throttle:
+    """A conservative venue budget: request weight per minute, orders per 10 s."""
+    thr = Throttle()
+    thr.add_pool("weight", weight_per_min, 60.0, 0.25, now_ns)
+    thr.add_pool("orders", orders_per_10s, 10.0, 0.5, now_ns)
+    thr.add_endpoint("submit", {"weight": 1, "orders": 1})
+    thr.add_endpoint("cancel", {"weight": 1})
+    thr.add_endpoint("query", {"weight": 2})
+    return thr
+
+
+class VenueIO:
+    """Venue-facing half of the engine (see module docstring)."""
+
+    def __init__(self, venues: dict[str, Venue], registry: Registry, now_ns: Callable[[], int],
+                 sink: Callable[[np.ndarray], None], instrument_of: dict[int, str],
+                 max_rate_limit_retries: int = 5):
+        self.venues = venues
+        self.reg = registry
+        self.now_ns = now_ns
+        self.sink = sink
+        self.instrument_of = instrument_of        # instrument id -> config name
+        self.max_rl_retries = max_rate_limit_retries
+        self.router = Router(Sequencer())
+        self.seq = 0
+        self.tasks: list[asyncio.Task] = []
+        self._inflight: set[asyncio.Task] = set()
+        self.fill_hook: Callable[[Fill], None] | None = None
+        self._wake: dict[int, asyncio.Event] = {}
+        self._fill_no: dict[int, int] = {}
+        self._trades: set[tuple[str, str]] = set()
+        self._last_ok: dict[str, int] = {}
+        self.calls = {"submit": 0, "cancel": 0, "query": 0}
+        self.sent_seq: list[tuple[int, int]] = []  # (venue id, router sequence) in dispatch order
+        t0 = now_ns()
+        for name in venues:
+            vid = registry.venue(name)
+            self.router.add_venue(vid, default_throttle(t0))
+            self._wake[vid] = asyncio.Event()
+
+    # -- records out -------------------------------------------------------------------------
+
+    def _new(self, kind: S.Kind, n: int = 1) -> np.ndarray:
+        rec = S.empty(kind, n)
+        rec["ts_ns"] = self.now_ns()
+        rec["seq"] = np.arange(self.seq + 1, self.seq + n + 1)
+        rec["source"] = 1
+        self.seq += n
+        return rec
+
+    def _emit(self, rec: np.ndarray) -> None:
+        self.sink(rec.view(S.GENERIC))
+
+    def emit_status(self, venue: str, report: S.VenueReport, retry_after_s: float | None = None,
+                    until_ns: int = 0) -> None:
+        rec = self._new(S.Kind.VENUE_STATUS)
+        rec["venue"] = self.reg.venue(venue)
+        rec["sub"] = int(report)
+        rec["retry_after_ms"] = int(min((retry_after_s or 0.0) * 1000, 2**32 - 1))
+        rec["until_ns"] = until_ns
+        self._emit(rec)
+
+    def _ok(self, venue: str) -> None:
+        now = self.now_ns()
+        if now - self._last_ok.get(venue, -OK_EVERY_NS) >= OK_EVERY_NS:
+            self._last_ok[venue] = now
+            self.emit_status(venue, S.VenueReport.OK)
+
+    def emit_order_event(self, venue: str, instrument: str, coid: int, event: S.OrderEventType,
+                         cum_qty: float = 0.0, avg_px: float = 0.0, reason: S.RejectReason = S.RejectReason.NONE) -> None:
+        rec = self._new(S.Kind.ORDER_EVENT)
+        rec["venue"] = self.reg.venue(venue)
+        rec["instrument"] = self.reg.instrument(instrument) if instrument else 0
+        rec["sub"] = int(event)
+        rec["coid"] = coid
+        rec["last_qty"] = cum_qty
+        rec["last_px"] = avg_px
+        rec["reason"] = int(reason)
+        self._emit(rec)
+
+    def emit_view(self, venue: str, view: VenueOrder) -> None:
+        coid = coid_from_wire(view.coid)
+        if coid is None:
+            return  # not ours (placed by hand): reconciliation reports it, the engine ignores it
+        self.emit_order_event(venue, view.instrument, coid, _STATUS_EVENT[view.status], view.filled_qty,
+                              view.avg_price, view.reason)
+
+    def emit_fill(self, fill: Fill) -> None:
+        if (fill.venue, fill.trade_id) in self._trades:
+            return
+        coid = coid_from_wire(fill.coid)
+        if coid is None:
+            return
+        self._trades.add((fill.venue, fill.trade_id))
+        if self.fill_hook is not None:
+            self.fill_hook(fill)
+        n = self._fill_no.get(coid, 0) + 1
+        self._fill_no[coid] = n
+        rec = self._new(S.Kind.ORDER_EVENT)
+        rec["venue"] = self.reg.venue(fill.venue)
+        rec["instrument"] = self.reg.instrument(fill.instrument)
+        rec["sub"] = int(S.OrderEventType.PARTIAL_FILL)
+        rec["coid"] = coid
+        rec["last_px"] = fill.price
+        rec["last_qty"] = fill.qty
+        rec["fee"] = fill.fee
+        rec["aux"] = self.reg.assets.add(fill.fee_asset) if fill.fee_asset else 0
+        rec["liquidity"] = int(fill.liquidity)
+        rec["fill_no"] = min(n, 65535)
+        self._emit(rec)
+
+    def book_records(self, ev: BookUpdate) -> np.ndarray:
+        levels = []
+        if ev.snapshot:
+            levels.append((S.Side.BUY, 0.0, 0.0, S.BookAction.SNAPSHOT_BEGIN))
+            levels.append((S.Side.SELL, 0.0, 0.0, S.BookAction.SNAPSHOT_BEGIN))
+        levels += [(S.Side.BUY, p, q, S.BookAction.SET) for p, q in ev.bids]
+        levels += [(S.Side.SELL, p, q, S.BookAction.SET) for p, q in ev.asks]
+        if ev.snapshot:
+            levels.append((S.Side.BUY, 0.0, 0.0, S.BookAction.SNAPSHOT_END))
+        rec = self._new(S.Kind.BOOK_LEVEL, len(levels))
+        rec["venue"] = self.reg.venue(ev.venue)
+        rec["instrument"] = self.reg.instrument(ev.instrument)
+        rec["exch_ts_ns"] = ev.ts_ns
+        rec["update_id"] = ev.update_id
+        rec["aux"] = 0xFFFF
+        for i, (side, px, qty, action) in enumerate(levels):
+            rec["sub"][i] = int(side)
+            rec["price"][i] = px
+            rec["qty"][i] = qty
+            rec["action"][i] = int(action)
+        return rec
+
+    # -- venue streams -----------------------------------------------------------------------
+
+    async def pump_market(self, name: str) -> None:
+        venue = self.venues[name]
+        async for ev in venue.market_data():
+            if isinstance(ev, BookUpdate):
+                self._emit(self.book_records(ev))
+            elif isinstance(ev, TradePrint):
+                rec = self._new(S.Kind.TRADE)
+                rec["venue"], rec["instrument"] = self.reg.venue(name), self.reg.instrument(ev.instrument)
+                rec["sub"], rec["price"], rec["qty"], rec["exch_ts_ns"] = int(ev.side), ev.price, ev.qty, ev.ts_ns
+                self._emit(rec)
+            elif isinstance(ev, FundingUpdate):
+                rec = self._new(S.Kind.FUNDING)
+                rec["venue"], rec["instrument"] = self.reg.venue(name), self.reg.instrument(ev.instrument)
+                rec["mark_px"], rec["index_px"], rec["rate"], rec["next_ns"] = ev.mark_price, ev.index_price, ev.rate, ev.next_ns
+                self._emit(rec)
+            elif isinstance(ev, VenueStatus):
+                self.emit_status(name, ev.state, until_ns=ev.until_ns)
+
+    async def pump_user(self, name: str, on_funding: Callable[[FundingPayment], None] | None = None) -> None:
+        venue = self.venues[name]
+        async for ev in venue.user_events():
+            if isinstance(ev, OrderUpdate):
+                self.emit_view(name, ev.order)
+            elif isinstance(ev, Fill):
+                self.emit_fill(ev)
+            elif isinstance(ev, BalanceUpdate):
+                rec = self._new(S.Kind.BALANCE_UPDATE)
+                rec["venue"], rec["aux"] = self.reg.venue(name), self.reg.assets.add(ev.balance.asset)
+                rec["free"], rec["locked"], rec["update_id"], rec["venue_ts_ns"] = (
+                    ev.balance.free, ev.balance.locked, ev.update_id, ev.ts_ns)
+                self._emit(rec)
+            elif isinstance(ev, TransferInfo):
+                rec = self._new(S.Kind.TRANSFER_UPDATE)
+                rec["venue"], rec["aux"] = self.reg.venue(ev.from_venue), self.reg.assets.add(ev.asset)
+                rec["sub"], rec["amount"], rec["to_venue"] = int(ev.state), ev.amount, self.reg.venue(ev.to_venue)
+                rec["confirmations"], rec["required"], rec["eta_ns"] = ev.confirmations, ev.required, ev.eta_ns
+                rec["transfer_id"] = stable_id(ev.transfer_id)
+                self._emit(rec)
+            elif isinstance(ev, FundingPayment) and on_funding is not None:
+                on_funding(ev)
+
+    # -- commands in ----------------------------------------------------------------------------
+
+    def dispatch(self, records: np.ndarray) -> None:
+        """Queue the engine's commands (ORDER_NEW / ORDER_CANCEL / ORDER_QUERY) per venue."""
+        now = self.now_ns()
+        gen = records.view(S.GENERIC)
+        for i in range(len(gen)):
+            kind = int(gen["kind"][i])
+            vid = int(gen["venue"][i])
+            rec = records[i:i + 1].copy()
+            if kind == S.Kind.ORDER_NEW:
+                purpose = S.Purpose(int(rec.view(S.ORDER_NEW)["aux"][0]) >> 8)
+                self.router.push(vid, _PRIORITY[purpose], 0, (rec, 0), now)
+            elif kind == S.Kind.ORDER_CANCEL:
+                self.router.push(vid, CANCEL, 1, (rec, 0), now)
+            elif kind == S.Kind.ORDER_QUERY:
+                self.router.push(vid, QUERY, 2, (rec, 0), now)
+            else:
+                continue
+            self._wake[vid].set()
+
+    async def run_dispatcher(self, name: str) -> None:
+        """Hand out this venue's commands as its throttle allows; each call runs as its own task."""
+        vid = self.reg.venue(name)
+        wake = self._wake[vid]
+        while True:
+            now = self.now_ns()
+            cmd = self.router.pop_ready(vid, now)
+            if cmd is not None:
+                self.sent_seq.append((vid, cmd.seq))
+                task = asyncio.get_running_loop().create_task(self._execute(name, cmd.item))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                continue
+            wait = self.router.wait_ns(vid, now)
+            wake.clear()
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=min(wait, 5_000_000_000) / 1e9)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await wake.wait()
+
+    async def _execute(self, name: str, item) -> None:
+        rec, attempt = item
+        kind = int(rec.view(S.GENERIC)["kind"][0])
+        venue = self.venues[name]
+        if kind == S.Kind.ORDER_NEW:
+            o = rec.view(S.ORDER_NEW)[0]
+            coid, inst = int(o["coid"]), self.instrument_of[int(o["instrument"])]
+            otype = S.OrderType(int(o["aux"]) & 0xFF)
+            req = OrderRequest(coid_to_wire(coid), inst, S.Side(int(o["sub"])), otype, float(o["qty"]),
+                               float(o["price"]) if o["price"] > 0 else None)
+            self.calls["submit"] += 1
+            try:
+                view = await venue.submit(req)
+            except RateLimited as exc:
+                self._rate_limited(name, exc)
+                if attempt + 1 < self.max_rl_retries:
+                    # refused before execution: the same command (same client order id) goes again
+                    self.router.push(self.reg.venue(name), _PRIORITY[S.Purpose(int(o["aux"]) >> 8)], 0,
+                                     (rec, attempt + 1), self.now_ns())
+                    self._wake[self.reg.venue(name)].set()
+                else:
+                    self.emit_order_event(name, inst, coid, S.OrderEventType.REJECT, reason=S.RejectReason.RATE_LIMITED)
+                return
+            except OrderRejected as exc:
+                self.emit_order_event(name, inst, coid, S.OrderEventType.REJECT,
+                                      reason=_REASON.get(exc.reason, S.RejectReason.VENUE_REJECT))
+                self._ok(name)
+                return
+            except (RequestTimeout, VenueUnavailable, MalformedResponse, VenueError) as exc:
+                self._uncertain(name, exc)
+                self.emit_order_event(name, inst, coid, S.OrderEventType.TIMEOUT)
+                return
+            self._ok(name)
+            self.emit_view(name, view)
+        elif kind == S.Kind.ORDER_CANCEL:
+            c = rec.view(S.ORDER_CANCEL)[0]
+            coid, inst = int(c["coid"]), self.instrument_of.get(int(c["instrument"]))
+            self.calls["cancel"] += 1
+            try:
+                view = await venue.cancel(coid_to_wire(coid), inst)
+            except OrderNotFound:
+                self.emit_order_event(name, inst or "", coid, S.OrderEventType.NOT_FOUND)
+                return
+            except OrderRejected:
+                self.emit_order_event(name, inst or "", coid, S.OrderEventType.CANCEL_REJECT)
+                return
+            except VenueError as exc:
+                if isinstance(exc, RateLimited):
+                    self._rate_limited(name, exc)
+                else:
+                    self._uncertain(name, exc)
+                self.emit_order_event(name, inst or "", coid, S.OrderEventType.TIMEOUT)
+                return
+            self._ok(name)
+            self.emit_view(name, view)
+        elif kind == S.Kind.ORDER_QUERY:
+            q = rec.view(S.ORDER_QUERY)[0]
+            coid, inst = int(q["coid"]), self.instrument_of.get(int(q["instrument"]))
+            self.calls["query"] += 1
+            try:
+                view = await venue.fetch_order(coid_to_wire(coid), inst)
+            except OrderNotFound:
+                self._ok(name)
+                self.emit_order_event(name, inst or "", coid, S.OrderEventType.NOT_FOUND)
+                return
+            except VenueError as exc:
+                if isinstance(exc, RateLimited):
+                    self._rate_limited(name, exc)
+                else:
+                    self._uncertain(name, exc)
+                return  # the engine asks again on its verify interval
+            self._ok(name)
+            await self._catch_up_fills(name, coid, view)
+            self.emit_view(name, view)
+
+    async def _catch_up_fills(self, name: str, coid: int, view: VenueOrder) -> None:
+        """Before a query's answer is reported, book the fills it implies that we have not seen."""
+        if view.filled_qty <= 0:
+            return
+        try:
+            page = await self.venues[name].fills(None, 1000)
+        except VenueError:
+            return  # the status record still carries the venue's cumulative quantity
+        for fill in page.fills:
+            if fill.coid == view.coid:
+                self.emit_fill(fill)
+
+    def _rate_limited(self, name: str, exc: RateLimited) -> None:
+        now = self.now_ns()
+        wait_s = exc.retry_after_s if exc.retry_after_s is not None else 1.0
+        self.router.throttle(self.reg.venue(name)).block_until(now + int(wait_s * 1e9))
+        self.emit_status(name, S.VenueReport.RATE_LIMITED, retry_after_s=wait_s)
+
+    def _uncertain(self, name: str, exc: VenueError) -> None:
+        report = S.VenueReport.MAINTENANCE if isinstance(exc, VenueUnavailable) else S.VenueReport.TIMEOUT
+        self.emit_status(name, report)
+
+    def set_rate_factor(self, factor: float) -> None:
+        now = self.now_ns()
+        for name in self.venues:
+            self.router.throttle(self.reg.venue(name)).set_rate_factor(factor, now)
+
+    def start(self, on_funding=None) -> None:
+        loop = asyncio.get_running_loop()
+        for name in self.venues:
+            self.tasks.append(loop.create_task(self.pump_market(name)))
+            self.tasks.append(loop.create_task(self.pump_user(name, on_funding)))
+            self.tasks.append(loop.create_task(self.run_dispatcher(name)))
+
+    async def stop(self) -> None:
+        tasks = self.tasks + list(self._inflight)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.tasks.clear()

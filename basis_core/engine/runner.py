@@ -1,0 +1,255 @@
+"""One run: venues + io + engine core + journal + ledger + reconciliation + results.
+
+The loop: records that the io side produced since the last wake are taken as one batch, a
+TIMER record is added, the batch is appended to the journal *before* the engine sees it, the
+engine decides, its commands are journaled too (as the run's decision log) and handed to the
+io side. Side actions the engine asks for (lower routing rate, a reconciliation pass) run on
+the io side; a pass's outcome comes back to the engine as a CONTROL record, like any input.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from adapters.base import Fill, InstrumentInfo, OrderStatus, Venue, coid_from_wire
+from .. import schema as S
+from ..accounting.convert import ledger_fill
+from ..accounting.ledger import Ledger
+from ..errors import BasisError, VenueError
+from ..journal import JournalWriter
+from ..reconcile.orders import KnownOrder
+from ..reconcile.runner import Reconciler
+from ..registry import Registry
+from ..state.tables import OrderState
+from .core import EngineCore, InstrumentRules
+from .io import VenueIO
+from .policy import PolicyConfig
+
+MS = 1_000_000
+_KNOWN_STATUS = {
+    OrderState.NEW: None, OrderState.SUBMITTED: None, OrderState.UNKNOWN: None,
+    OrderState.ACKED: OrderStatus.OPEN, OrderState.PENDING_CANCEL: OrderStatus.OPEN,
+    OrderState.FILLED: OrderStatus.FILLED, OrderState.CANCELED: OrderStatus.CANCELED,
+    OrderState.EXPIRED: OrderStatus.EXPIRED, OrderState.REJECTED: OrderStatus.REJECTED,
+}
+
+
+@dataclass
+class RunStats:
+    wall_s: float = 0.0
+    batches: int = 0
+    reconcile_passes: int = 0
+    reconcile_mismatches: dict[str, int] = field(default_factory=dict)
+    progress_lines: int = 0
+
+
+class Runner:
+    """Drives one run on the current event loop (virtual or real time)."""
+
+    def __init__(self, *, venues: dict[str, Venue], registry: Registry, rules: dict[str, InstrumentRules],
+                 policy: PolicyConfig, now_ns: Callable[[], int], journal: JournalWriter | None,
+                 progress: Callable[[str], None] | None = None, progress_every_s: float = 2.0,
+                 tick_ms: float = 10.0):
+        self.venues = venues
+        self.reg = registry
+        self.rules = rules
+        self.policy = policy
+        self.now_ns = now_ns
+        self.journal = journal
+        self.progress = progress
+        self.progress_every_ns = int(progress_every_s * 1e9)
+        self.tick_ns = int(tick_ms * MS)
+        self.inbox: deque[np.ndarray] = deque()
+        self.wake = asyncio.Event()
+        self.stats = RunStats()
+        self.core: EngineCore | None = None
+        self.io: VenueIO | None = None
+        self.ledger: Ledger | None = None
+        self.reconciler: Reconciler | None = None
+        self.known: dict[str, KnownOrder] = {}
+        self.infos: dict[str, InstrumentInfo] = {}
+        self._reconciling: asyncio.Task | None = None
+        self._seq = 0
+        self.decisions = 0
+
+    # -- wiring ----------------------------------------------------------------------------------
+
+    def _sink(self, rec: np.ndarray) -> None:
+        self.inbox.append(rec)
+        self.wake.set()
+
+    def _mark(self, asset: str, ts_ns: int) -> float:
+        return self.core.market.mark(asset)
+
+    def _on_fill(self, fill: Fill) -> None:
+        info = self.infos.get(fill.instrument)
+        num = coid_from_wire(fill.coid)
+        if info is None or num is None:
+            return
+        opp = self.core.positions.get(num >> 4)
+        strategy = opp.strategy if opp else ""
+        signal_px = 0.0
+        if opp is not None:
+            signal_px = opp.buy.signal_px if fill.side == S.Side.BUY else opp.sell.signal_px
+        try:
+            self.ledger.book_fill(ledger_fill(fill, info, strategy=strategy, signal_px=signal_px))
+        except BasisError:
+            pass  # a mark is missing at this instant; the reconciliation pass books it later
+
+    async def start(self) -> None:
+        for v in self.venues.values():
+            await v.start()
+            self.infos.update(v.instruments())
+        start = self.now_ns()
+        balances: dict[tuple[str, str], float] = {}
+        for name, v in self.venues.items():
+            for asset, bal in (await v.balances()).items():
+                balances[(name, asset)] = bal.free + bal.locked
+                self.reg.assets.add(asset)
+        self.core = EngineCore(self.reg, self.rules, self.policy, balances, start)
+        self.ledger = Ledger(self._mark)
+        self._initial_balances = balances
+        instrument_of = {self.reg.instrument(n): n for n in self.rules}
+        self.io = VenueIO(self.venues, self.reg, self.now_ns, self._sink, instrument_of)
+        self.io.fill_hook = self._on_fill
+        self.reconciler = Reconciler(list(self.venues.values()), self.ledger, self.known,
+                                     balance_lag_ns=int(self.policy.balance_lag_ms * MS))
+        self.io.start()
+
+    def deposit_initial(self) -> None:
+        """Book the starting balances in the ledger once marks exist."""
+        ts = self.now_ns()
+        for (venue, asset), amount in self._initial_balances.items():
+            if amount > 0:
+                self.ledger.deposit(venue, asset, amount, ts)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def run_for(self, duration_s: float) -> None:
+        t_end = self.now_ns() + int(duration_s * 1e9)
+        wall0 = time.perf_counter()
+        next_progress = self.now_ns() + self.progress_every_ns
+        deposited = False
+        while True:
+            now = self.now_ns()
+            if now >= t_end:
+                break
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=self.tick_ns / 1e9)
+            except asyncio.TimeoutError:
+                pass
+            self.wake.clear()
+            self.pump()
+            if not deposited and self._marks_ready():
+                self.deposit_initial()
+                deposited = True
+            if self.progress and self.now_ns() >= next_progress:
+                next_progress += self.progress_every_ns
+                self.progress(self.progress_line())
+                self.stats.progress_lines += 1
+        self.stats.wall_s += time.perf_counter() - wall0
+
+    def _marks_ready(self) -> bool:
+        try:
+            for r in self.rules.values():
+                if not self.core.market.mark(r.base) > 0:
+                    return False
+            return True
+        except BasisError:
+            return False
+
+    def pump(self) -> None:
+        """One engine step over everything the io side produced since the last one."""
+        parts = list(self.inbox)
+        self.inbox.clear()
+        timer = S.empty(S.Kind.TIMER)
+        timer["ts_ns"] = self.now_ns()
+        timer["deadline_ns"] = self.now_ns()
+        timer["source"] = 3
+        parts.append(timer.view(S.GENERIC))
+        batch = np.concatenate(parts).view(S.GENERIC)
+        self._seq += 1
+        if self.journal is not None:
+            self.journal.append(batch)
+        cmds = self.core.step(batch)
+        self.stats.batches += 1
+        if len(cmds):
+            if self.journal is not None:
+                self.journal.append(cmds)
+            self.io.dispatch(cmds)
+            self._mirror_orders()
+        self._side_actions()
+
+    def _mirror_orders(self) -> None:
+        """The reconciliation's view of our orders follows the engine's order book."""
+        for o in self.core.orders.orders.values():
+            known = self.known.get(o.wire)
+            if known is None:
+                known = self.known[o.wire] = KnownOrder(o.wire, o.venue, o.instrument, o.side, o.qty, o.price,
+                                                        submitted_ns=o.created_ns)
+            if known.origin != "ours" or known.lost:
+                continue
+            known.status = _KNOWN_STATUS.get(o.state, known.status)
+            if o.state == OrderState.PARTIALLY_FILLED or (o.state == OrderState.PENDING_CANCEL and o.filled > 0):
+                known.status = OrderStatus.PARTIALLY_FILLED
+            known.filled_qty = o.filled
+            known.avg_price = o.avg_price
+
+    def _side_actions(self) -> None:
+        actions, self.core.actions = self.core.actions, []
+        for name, arg in actions:
+            if name == "rate_factor":
+                self.io.set_rate_factor(float(arg))
+            elif name == "reconcile" and (self._reconciling is None or self._reconciling.done()):
+                self._reconciling = asyncio.get_running_loop().create_task(self.reconcile_pass())
+
+    async def reconcile_pass(self) -> int:
+        """Run the four layers; tell the engine the outcome as a CONTROL record."""
+        self._mirror_orders()
+        try:
+            p = await self.reconciler.run(self.now_ns())
+        except VenueError:
+            return -1
+        self.stats.reconcile_passes += 1
+        for m in p.raised:
+            layer = getattr(m.layer, "value", str(m.layer))
+            self.stats.reconcile_mismatches[layer] = self.stats.reconcile_mismatches.get(layer, 0) + 1
+        # what the order layer found (adopted, lost) goes to the engine as order events
+        for venue, rnd in p.orders.items():
+            for vo in list(rnd.adopt) + list(rnd.updates):
+                self.io.emit_view(venue, vo)
+            for wire in rnd.lost:
+                num = coid_from_wire(wire)
+                order = self.core.orders.get(num) if num else None
+                if order is not None:
+                    self.io.emit_order_event(venue, order.instrument, num, S.OrderEventType.NOT_FOUND)
+        bad = len(p.raised) + (0 if p.clean else 1)
+        rec = S.empty(S.Kind.CONTROL)
+        rec["ts_ns"], rec["source"] = self.now_ns(), 3
+        rec["sub"], rec["aux"] = int(S.ControlCommand.RECONCILE), min(bad, 65535)
+        self._sink(rec.view(S.GENERIC))
+        return bad
+
+    def progress_line(self) -> str:
+        c = self.core.counters
+        t = (self.now_ns() - self.core.market.start_ns) / 1e9
+        return (f"t={t:6.1f}s events={c.events:>9,} signals={c.signals_seen:>5} orders={c.orders_submitted:>5} "
+                f"filled={c.orders_filled:>5} hedged={c.hedges_completed:>4} asym={c.asymmetric_episodes:>3} "
+                f"state={self.core.engine.state.name}")
+
+    async def finish(self, settle_s: float = 2.0) -> None:
+        """Stop opening positions, let working orders settle, reconcile once more."""
+        self.core.stop_new = True
+        await self.run_for(settle_s)
+        await self.reconcile_pass()
+        self.pump()
+        await self.io.stop()
+        for v in self.venues.values():
+            await v.close()
+
