@@ -4,6 +4,7 @@ query and the grace window, partial fills and non-quote fees reach the ledger on
 balances and a pending transfer raise nothing inside the lag window, a real difference is
 raised after it, perp positions agree."""
 import asyncio
+from dataclasses import replace
 
 import pytest
 from test_sim_support import START_NS, SPOT, Fault, Latency, TransferNetwork, TransferRules, VirtualClock, book_around, info, make_venue
@@ -14,8 +15,8 @@ from adapters.sim.faults import FaultSchedule
 from adapters.sim.matching import FeeSchedule
 from adapters.sim.venue import SimVenue
 from basis_core.accounting import Ledger
-from basis_core.errors import RequestTimeout
-from basis_core.reconcile.orders import KnownOrder, apply, reconcile_orders
+from basis_core.errors import OrderNotFound, RequestTimeout
+from basis_core.reconcile.orders import KnownOrder, apply, reconcile_orders, recover_orders
 from basis_core.reconcile.positions import PositionPolicy, PositionReconciler
 from basis_core.reconcile.runner import Reconciler, engine_event
 from basis_core.schema import OrderType, Side, make_coid
@@ -207,5 +208,56 @@ def test_perp_position_agrees_with_the_venue_after_fills_are_synced():
         p = await rec.run(clock.now_ns())
         assert led.perp_positions() == {("gamma", "btc"): pytest.approx(-0.015)}
         assert p.positions.raised == [] and p.raised == []
+        await v.close()
+    clock.run(main())
+
+
+def test_recovery_after_a_restart_makes_every_order_the_venue_knows_ours_and_declares_the_rest_lost():
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        v = make_venue(clock, faults=[Fault("ack_lost", on="submit", nth=2), Fault("timeout", on="submit", nth=4, reached="no")])
+        await v.start()
+        book_around(v)
+        reqs = {
+            "resting": OrderRequest(coid(10), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_990.0),
+            "ack_lost": OrderRequest(coid(11), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_991.0),
+            "unjournaled_fill": OrderRequest(coid(12), "btc", Side.BUY, OrderType.MARKET, 0.01, None),
+            "never_arrived": OrderRequest(coid(13), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_992.0),
+            "filled_while_down": OrderRequest(coid(14), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_999.99),
+        }
+        ours, sent, timed_out = {}, {}, []
+        for name, req in reqs.items():
+            if name != "unjournaled_fill":  # the journal lost its tail for this one
+                sent[req.coid] = known(v.name, req, clock.now_ns())
+            try:
+                ack = await v.submit(req)
+            except RequestTimeout:
+                timed_out.append(name)
+                continue
+            if name in ("resting", "filled_while_down"):
+                ours[req.coid] = replace(sent[req.coid], status=ack.status)
+        assert timed_out == ["ack_lost", "never_arrived"]
+        v.participant_trade("btc", Side.SELL, 20_000 + 1_000)  # takes the best bid queue, then ours at 49_999.99
+        await asyncio.sleep(10.0)  # the engine is down
+        rnd = await recover_orders(v, ours, sent, clock.now_ns(), grace_ns=5 * S)
+        apply(ours, v.name, rnd)
+        assert rnd.lost == [reqs["never_arrived"].coid] and rnd.unresolved == []
+        assert {o.coid for o in rnd.adopt} == {reqs["unjournaled_fill"].coid}
+        assert ours[reqs["ack_lost"].coid].status is OrderStatus.OPEN
+        assert ours[reqs["filled_while_down"].coid].status is OrderStatus.FILLED
+        # parity: every coid the venue knows is known here, and every order here not lost is at the venue
+        venue_known = {o.coid for o in await v.open_orders()} | {f.coid for f in (await v.fills()).fills}
+        for c in sent:
+            try:
+                await v.fetch_order(c)
+                venue_known.add(c)
+            except OrderNotFound:
+                pass
+        assert venue_known == {c for c, o in ours.items() if not o.lost}
+        # nothing left to do: a normal round finds the book in step
+        again = await reconcile_orders(v, ours, clock.now_ns())
+        assert again.adopt == [] and again.updates == [] and again.lost == [] and again.mismatches == []
+        assert [o.coid for o in await v.open_orders()].count(reqs["ack_lost"].coid) == 1
         await v.close()
     clock.run(main())

@@ -136,26 +136,75 @@ async def reconcile_orders(venue: Venue, ours: dict[str, KnownOrder], ts_ns: int
     d = diff_orders(venue.name, mine, await venue.open_orders(), ts_ns)
     rnd = OrderRound(d.adopt, d.to_query, d.updates, d.mismatches)
     for coid in d.to_query:
-        known = mine[coid]
-        try:
-            vo = await venue.fetch_order(coid, known.instrument)
-        except OrderNotFound:
-            if ts_ns - known.submitted_ns >= grace_ns:
-                rnd.lost.append(coid)
-                rnd.mismatches.append(Mismatch(Layer.ORDER, _key(venue.name, coid),
-                                               known.status.value if known.status else "submitted", None,
-                                               "not known to the venue after the grace window: lost", ts_ns))
-            else:
-                rnd.unresolved.append(coid)
-            continue
-        except VenueError:  # timeout, rate limit, outage, malformed answer: ask again next round
-            rnd.unresolved.append(coid)
-            continue
-        changed, mism = compare(venue.name, known, vo, ts_ns)
-        rnd.mismatches += mism
-        if changed:
-            rnd.updates.append(vo)
+        await _query(venue, mine[coid], ts_ns, grace_ns, rnd)
     return rnd
+
+
+async def recover_orders(venue: Venue, ours: dict[str, KnownOrder], sent: dict[str, KnownOrder], ts_ns: int, *,
+                         grace_ns: int = DEFAULT_GRACE_NS) -> OrderRound:
+    """Start-up round after a restart, before any new dispatch.
+
+    `ours` is the order book rebuilt from the journal (possibly missing the last orders);
+    `sent` are the orders the journal shows as sent to this venue (ORDER_NEW records), whether
+    or not an answer was recorded. Every order the venue can name is made known: its open
+    orders and the orders behind its fills are adopted when unknown; every sent or working
+    order is queried by client order id and updated, or declared lost after the grace window.
+    """
+    mine = {c: o for c, o in ours.items() if o.venue == venue.name}
+    for coid, order in sent.items():
+        if order.venue == venue.name and coid not in mine:
+            mine[coid] = order
+    rnd = OrderRound()
+    d = diff_orders(venue.name, mine, await venue.open_orders(), ts_ns)
+    rnd.adopt, rnd.to_query, rnd.updates, rnd.mismatches = d.adopt, d.to_query, d.updates, d.mismatches
+    for coid in d.to_query:
+        await _query(venue, mine[coid], ts_ns, grace_ns, rnd)
+    listed = {vo.coid for vo in d.adopt} | set(mine)
+    cursor, behind_fills = None, {}
+    while True:
+        page = await venue.fills(cursor)
+        for f in page.fills:
+            if f.coid not in listed:
+                behind_fills.setdefault(f.coid, f.instrument)
+        cursor = page.cursor if page.cursor is not None else cursor
+        if not page.more or not page.fills:
+            break
+    for coid, instrument in behind_fills.items():
+        if coid_from_wire(coid) is None:
+            rnd.mismatches.append(Mismatch(Layer.ORDER, _key(venue.name, coid), None, "filled",
+                                           "fills of a foreign order (not placed by basis)", ts_ns))
+            continue
+        try:
+            rnd.adopt.append(await venue.fetch_order(coid, instrument))
+        except VenueError:
+            rnd.unresolved.append(coid)
+    for coid, order in mine.items():
+        if coid not in ours:
+            ours[coid] = order  # sent per the journal: now part of the book (status from the round)
+    return rnd
+
+
+async def _query(venue: Venue, known: KnownOrder, ts_ns: int, grace_ns: int, rnd: OrderRound) -> None:
+    """Targeted query of one order we hold working but the venue does not list as open."""
+    coid = known.coid
+    try:
+        vo = await venue.fetch_order(coid, known.instrument)
+    except OrderNotFound:
+        if ts_ns - known.submitted_ns >= grace_ns:
+            rnd.lost.append(coid)
+            rnd.mismatches.append(Mismatch(Layer.ORDER, _key(venue.name, coid),
+                                           known.status.value if known.status else "submitted", None,
+                                           "not known to the venue after the grace window: lost", ts_ns))
+        else:
+            rnd.unresolved.append(coid)
+        return
+    except VenueError:  # timeout, rate limit, outage, malformed answer: ask again next round
+        rnd.unresolved.append(coid)
+        return
+    changed, mism = compare(venue.name, known, vo, ts_ns)
+    rnd.mismatches += mism
+    if changed:
+        rnd.updates.append(vo)
 
 
 def apply(ours: dict[str, KnownOrder], venue: str, rnd: OrderDiff) -> None:
