@@ -180,20 +180,12 @@ class Segment:
             self._map = mmap.mmap(fd, size, access=access)
         finally:
             os.close(fd)
+        self.index = self.header.index
+        self.first_pos = self.header.first_pos
+        self.capacity = self.header.capacity
         self.words = np.frombuffer(self._map, dtype=np.uint32)
         self.slots = self.words[WORDS:].view(GENERIC)
 
-    @property
-    def index(self) -> int:
-        return self.header.index
-
-    @property
-    def first_pos(self) -> int:
-        return self.header.first_pos
-
-    @property
-    def capacity(self) -> int:
-        return self.header.capacity
 
     def sync(self, first_slot: int, stop_slot: int) -> None:
         """msync(MS_SYNC) the pages holding slots first_slot..stop_slot-1."""

@@ -68,6 +68,8 @@ def _as_words(records: np.ndarray) -> np.ndarray:
     an unsigned-integer array whose last axis is 64 bytes (uint8 x 64, uint64 x 8 ...)."""
     arr = np.asarray(records)
     if arr.dtype.itemsize == RECORD_SIZE and arr.dtype.fields is not None:
+        if arr.flags.c_contiguous:
+            return arr.reshape(-1).view(np.uint32)
         # as raw 64-byte items: a numpy copy of a structured array would not copy padding bytes
         return np.ascontiguousarray(arr.reshape(-1).view(_RAW)).view(np.uint32)
     if arr.dtype.kind == "u" and arr.ndim >= 1 and arr.shape[-1] * arr.dtype.itemsize == RECORD_SIZE:
@@ -90,6 +92,7 @@ class JournalWriter:
         except BlockingIOError:
             os.close(self._lock_fd)
             raise JournalError(f"{self.directory}: journal is open by another writer") from None
+        self._every_n = self.config.fsync == "every_n"
         self._seg: Segment | None = None
         try:
             self._open_tail()
@@ -132,21 +135,26 @@ class JournalWriter:
         """Append a batch of 64-byte records (any schema dtype, or 64-byte unsigned rows); seals
         each stored copy. Rolls to a new segment when the current one is full. Returns the
         position of the first record of the batch."""
-        if self._seg is None:
+        seg = self._seg
+        if seg is None:
             raise JournalError(f"{self.directory}: journal writer is closed")
         src = _as_words(records)
         n = src.shape[0] // WORDS
-        first = self.position
-        done = 0
-        while done < n:
-            if self._used == self._seg.capacity:
-                self._roll()
-            m = min(n - done, self._seg.capacity - self._used)
-            write_records(self._seg.words, self._used, src[done * WORDS:(done + m) * WORDS], m)
-            self._used += m
-            done += m
-            if self.config.fsync == "every_n" and self._used - self._synced >= self.config.fsync_every:
-                self.flush()
+        first = seg.first_pos + self._used
+        if self._used + n <= seg.capacity:  # the common case: the batch fits the segment
+            write_records(seg.words, self._used, src, n)
+            self._used += n
+        else:
+            done = 0
+            while done < n:
+                if self._used == self._seg.capacity:
+                    self._roll()
+                m = min(n - done, self._seg.capacity - self._used)
+                write_records(self._seg.words, self._used, src[done * WORDS:(done + m) * WORDS], m)
+                self._used += m
+                done += m
+        if self._every_n and self._used - self._synced >= self.config.fsync_every:
+            self.flush()
         return first
 
     def flush(self) -> None:
