@@ -179,3 +179,36 @@ def test_exception_log_never_overwrites_and_counts_every_layer():
         Mismatch("ledger", "k", 1, 2, "unknown layer")
     err = a.to_error()
     assert err.layer == "balance" and "ours=1.0 venue=0.9" in str(err)
+
+
+# -- order diff over random books --------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+STATUSES = list(OrderStatus)
+order_state = st.tuples(st.sampled_from(STATUSES + [None]), st.floats(0, 1))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.dictionaries(st.integers(1, 30), order_state, max_size=12),
+       st.dictionaries(st.integers(1, 30), st.tuples(st.sampled_from([OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED]),
+                                                      st.floats(0, 1)), max_size=12),
+       st.lists(st.sampled_from(["manual-a", "manual-b"]), max_size=2, unique=True))
+def test_order_diff_adopts_each_unknown_basis_order_once_and_queries_only_what_it_cannot_see(ours_spec, open_spec, foreign):
+    ours = {str(make_coid(k, 0)): ko(str(make_coid(k, 0)), status, filled if status else 0.0)
+            for k, (status, filled) in ours_spec.items()}
+    venue_open = [vo(str(make_coid(k, 0)), status, filled) for k, (status, filled) in open_spec.items()]
+    venue_open += [vo(c) for c in foreign]
+    d = diff_orders("alpha", ours, venue_open, 1)
+    open_ids = {o.coid for o in venue_open}
+    assert {o.coid for o in d.adopt} == open_ids - set(ours) - set(foreign)
+    assert set(d.to_query) == {c for c, o in ours.items() if o.working} - open_ids
+    assert not set(d.to_query) & {o.coid for o in d.adopt}
+    assert sum("foreign" in m.cause for m in d.mismatches) == len(foreign)
+    apply(ours, "alpha", d)
+    # after applying, every basis order the venue lists is known with the venue's status and fills
+    for o in venue_open:
+        if o.coid not in foreign:
+            assert ours[o.coid].status == o.status and ours[o.coid].filled_qty == pytest.approx(o.filled_qty, abs=1e-9)
+    again = diff_orders("alpha", ours, venue_open, 2)
+    assert again.adopt == [] and again.updates == []
