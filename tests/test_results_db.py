@@ -8,8 +8,9 @@ from basis_core.accounting import Ledger, LedgerFill
 from basis_core.errors import ResultsError
 from basis_core.reconcile.mismatch import Mismatch
 from basis_core.results import ResultsDB
-from basis_core.results.record import (HIST_LATENCY, SERIES_NET, SERIES_RESIDUAL, record_exceptions, record_latency,
-                                       record_ledger)
+from basis_core.reconcile import ExceptionLog
+from basis_core.results.record import (HIST_LATENCY, SERIES_NET, SERIES_RESIDUAL, accounting_figures, record_exceptions,
+                                       record_latency, record_ledger)
 from basis_core.schema import OrderType, Side
 
 
@@ -122,3 +123,14 @@ def test_database_is_in_wal_mode(tmp_path):
     ResultsDB(tmp_path / "r.sqlite").close()
     con = sqlite3.connect(tmp_path / "r.sqlite")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_accounting_figures_for_report_json():
+    led = spread_ledger()
+    log = ExceptionLog()
+    log.raise_(Mismatch("order", "alpha:17", "open", None, "lost", 1))
+    fig = accounting_figures(led, log)
+    assert fig["realized_pnl_usdt"] == pytest.approx(1.0) and fig["fees_usdt"] == pytest.approx(0.35)
+    assert fig["slippage_usdt"] == pytest.approx(0.0)
+    assert fig["max_residual_exposure_usdt"] == pytest.approx(100.3)  # 1 BTC bought, before the sell
+    assert fig["reconciliation"] == {"order": 1, "position": 0, "balance": 0, "reporting": 0}

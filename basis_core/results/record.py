@@ -56,3 +56,19 @@ def record_latency(db: ResultsDB, run_id: str, samples_ns, edges=None) -> None:
     counts, _ = np.histogram(arr, bins=edges)
     db.record_histogram(run_id, HIST_LATENCY, edges.tolist(), counts.tolist())
     db.commit()
+
+
+def accounting_figures(ledger, log=None) -> dict:
+    """The report.json fields that come from accounting and reconciliation: realized_pnl_usdt,
+    fees_usdt, slippage_usdt, max_residual_exposure_usdt (the largest sum of |exposure| seen at a
+    booking) and, with an ExceptionLog, reconciliation {layer: mismatches}."""
+    residuals = [x for _, _, _, x in ledger.history if math.isfinite(x)]
+    out = {
+        "realized_pnl_usdt": float(ledger.realized_pnl_usdt),
+        "fees_usdt": float(ledger.fees_usdt),
+        "slippage_usdt": float(ledger.slippage_usdt),
+        "max_residual_exposure_usdt": float(max(residuals, default=0.0)),
+    }
+    if log is not None:
+        out["reconciliation"] = log.counts()
+    return out
