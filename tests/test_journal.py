@@ -15,7 +15,7 @@ import pytest
 from basis_core import schema
 from basis_core.config import JournalConfig
 from basis_core.errors import JournalCorrupt, JournalError
-from basis_core.journal import JournalReader, JournalWriter
+from basis_core.journal import JournalReader, JournalWriter, truncate
 from basis_core.journal.kernels import crc_records
 from basis_core.journal.segment import segment_name
 
@@ -267,11 +267,39 @@ def test_damaged_record_followed_by_valid_records_is_corruption_naming_segment_a
         w.append(make(0, 20))
     seg = segment_path(tmp_path, 0)
     _poke(seg, slot_offset(5) + 30, b"\xff")
-    with pytest.raises(JournalCorrupt, match=rf"{segment_name(0)}: slot 5 \(byte offset {slot_offset(5)}\)"):
+    with pytest.raises(JournalCorrupt, match=rf"{segment_name(0)}: slot 5 \(byte offset {slot_offset(5)}, position 5\)"):
         JournalReader(tmp_path).read()
     with pytest.raises(JournalCorrupt, match="refusing to append"):
         JournalWriter(tmp_path, cfg())
     assert seg.read_bytes()[slot_offset(6):slot_offset(20)] == expected(6, 14).tobytes()  # untouched
+
+
+def test_truncate_drops_a_damaged_record_and_all_after_it_so_appending_can_resume(tmp_path):
+    with JournalWriter(tmp_path, cfg()) as w:
+        w.append(make(0, 150))
+    _poke(segment_path(tmp_path, 1), slot_offset(10) + 3, b"\x99")
+    with pytest.raises(JournalCorrupt, match="position 74") as info:
+        JournalReader(tmp_path).read()
+    assert "truncate" in str(info.value)
+    with JournalWriter(tmp_path, cfg()):
+        with pytest.raises(JournalError, match="another writer"):
+            truncate(tmp_path, 74)
+    with pytest.raises(JournalError, match="not inside"):
+        truncate(tmp_path, 193)
+    truncate(tmp_path, 74)
+    assert not segment_path(tmp_path, 2).exists()
+    assert_journal_holds(tmp_path, 74)
+    with JournalWriter(tmp_path, cfg()) as w:
+        assert w.position == 74
+        w.append(make(74, 100))
+    assert_journal_holds(tmp_path, 174)
+    truncate(tmp_path, 128)  # a segment boundary: segment 2 goes, segment 1 stays full
+    assert_journal_holds(tmp_path, 128)
+    truncate(tmp_path, 0)
+    assert JournalReader(tmp_path).end() == 0
+    with JournalWriter(tmp_path, cfg()) as w:
+        w.append(make(0, 3))
+    assert_journal_holds(tmp_path, 3)
 
 
 def test_zeroed_hole_in_the_middle_is_corruption(tmp_path):

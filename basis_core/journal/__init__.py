@@ -9,8 +9,9 @@ record (the CRC-32 of 60 zero bytes is 0x04128F08), so "zero or CRC mismatch" ma
 
     JournalWriter  append batches, roll segments, fsync policy, crash recovery (writer.py)
     JournalReader  verified iteration by batch or record, from a position, follow mode (reader.py)
+    truncate       operator repair after JournalCorrupt: drop a damaged record and all after it
 """
 from .reader import JournalReader
-from .writer import JournalWriter, Recovery
+from .writer import JournalWriter, Recovery, truncate
 
-__all__ = ["JournalReader", "JournalWriter", "Recovery"]
+__all__ = ["JournalReader", "JournalWriter", "Recovery", "truncate"]

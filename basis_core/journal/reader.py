@@ -36,6 +36,7 @@ from .kernels import scan_slots, valid_prefix
 from .segment import Segment, check_chain, segment_name
 
 DEFAULT_BATCH = 65536
+_HINT = "; journal.truncate(directory, position) drops it and everything after it"
 
 
 def _offset(slot: int) -> int:
@@ -55,11 +56,13 @@ def _verified_end(seg: Segment, last: bool) -> int:
             if again > valid:
                 start = again
                 continue
-        raise JournalCorrupt(f"{seg.path}: slot {valid} (byte offset {_offset(valid)}) is not a valid record "
-                             f"but slot {corrupt} (byte offset {_offset(corrupt)}) is: records are missing")
+        raise JournalCorrupt(f"{seg.path}: slot {valid} (byte offset {_offset(valid)}, position "
+                             f"{seg.first_pos + valid}) is not a valid record but slot {corrupt} (byte offset "
+                             f"{_offset(corrupt)}) is: records are missing{_HINT}")
     if not last and valid < seg.capacity:
-        raise JournalCorrupt(f"{seg.path}: slot {valid} (byte offset {_offset(valid)}) is not a valid record, "
-                             f"but a later segment exists (a segment is only left when full)")
+        raise JournalCorrupt(f"{seg.path}: slot {valid} (byte offset {_offset(valid)}, position "
+                             f"{seg.first_pos + valid}) is not a valid record, but a later segment exists "
+                             f"(a segment is only left when full){_HINT}")
     return int(valid)
 
 

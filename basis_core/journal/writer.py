@@ -49,7 +49,7 @@ from ..config import JournalConfig
 from ..errors import JournalCorrupt, JournalError
 from ..schema import RECORD_SIZE
 from .kernels import WORDS, scan_slots, write_records
-from .segment import Segment, check_chain, create_segment, remove_leftovers
+from .segment import Segment, check_chain, create_segment, fsync_dir, remove_leftovers
 
 LOCK_NAME = "LOCK"
 _RAW = np.dtype((np.void, RECORD_SIZE))
@@ -77,6 +77,48 @@ def _as_words(records: np.ndarray) -> np.ndarray:
     raise JournalError(f"append needs 64-byte records, got an array of {arr.dtype} with shape {arr.shape}")
 
 
+def _lock(directory: Path) -> int:
+    """Take the directory's writer lock; returns the descriptor that holds it."""
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalError(f"{directory}: journal is open by another writer") from None
+    return fd
+
+
+def truncate(directory: str | Path, position: int) -> None:
+    """Operator repair: drop every record at or after `position` (delete the segments that start
+    at or after it, zero the rest of the segment that holds it), so that a journal reported as
+    JournalCorrupt can be read and appended to again. Takes the writer lock; synced on return.
+
+    This discards data on purpose; nothing in basis calls it on its own."""
+    directory = Path(directory)
+    lock_fd = _lock(directory)
+    try:
+        chain = check_chain(directory)
+        if not chain or not chain[0][1].first_pos <= position <= chain[-1][1].first_pos + chain[-1][1].capacity:
+            raise JournalError(f"{directory}: position {position} is not inside the journal")
+        for i in range(len(chain) - 1, -1, -1):  # last segment first: a crash midway leaves a chain
+            path, header = chain[i]
+            start = position - header.first_pos
+            if start <= 0 and i > 0:
+                os.unlink(path)
+                continue
+            if start < header.capacity:
+                seg = Segment(path, writable=True, expect_index=header.index)
+                try:
+                    seg.zero(start, header.capacity)
+                    seg.sync(start, header.capacity)
+                finally:
+                    seg.close()
+            break
+        fsync_dir(directory)
+    finally:
+        os.close(lock_fd)
+
+
 class JournalWriter:
     """Appends records to the journal in `directory` (created if missing). See the module doc."""
 
@@ -86,12 +128,7 @@ class JournalWriter:
             raise JournalError(f"unknown fsync policy {self.config.fsync!r}")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            raise JournalError(f"{self.directory}: journal is open by another writer") from None
+        self._lock_fd = _lock(self.directory)
         self._every_n = self.config.fsync == "every_n"
         self._seg: Segment | None = None
         try:
@@ -112,8 +149,10 @@ class JournalWriter:
         self._seg = seg
         valid, corrupt, dirty_end = scan_slots(seg.words, 0, seg.capacity)
         if corrupt >= 0:
-            raise JournalCorrupt(f"{path}: slot {valid} (byte {(valid + 1) * RECORD_SIZE}) is damaged "
-                                 f"but a valid record follows at slot {corrupt}; refusing to append")
+            raise JournalCorrupt(f"{path}: slot {valid} (byte offset {(valid + 1) * RECORD_SIZE}, position "
+                                 f"{seg.first_pos + valid}) is damaged but a valid record follows at slot {corrupt}; "
+                                 f"refusing to append (journal.truncate(directory, position) drops the damaged "
+                                 f"record and everything after it)")
         if dirty_end > valid:
             seg.zero(valid, dirty_end)
             if durable:
