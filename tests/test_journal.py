@@ -267,7 +267,8 @@ def test_damaged_record_followed_by_valid_records_is_corruption_naming_segment_a
         w.append(make(0, 20))
     seg = segment_path(tmp_path, 0)
     _poke(seg, slot_offset(5) + 30, b"\xff")
-    with pytest.raises(JournalCorrupt, match=rf"{segment_name(0)}: slot 5 \(byte offset {slot_offset(5)}, position 5\)"):
+    where = rf"{segment_name(0)}: slot 5 \(byte offset {slot_offset(5)}, position 5\)"
+    with pytest.raises(JournalCorrupt, match=where):
         JournalReader(tmp_path).read()
     with pytest.raises(JournalCorrupt, match="refusing to append"):
         JournalWriter(tmp_path, cfg())

@@ -175,7 +175,8 @@ class Segment:
             if expect_index is not None and self.header.index != expect_index:
                 raise JournalError(f"{self.path}: header says segment {self.header.index}, name says {expect_index}")
             if size != file_size(self.header.capacity):
-                raise JournalError(f"{self.path}: file is {size} bytes, header implies {file_size(self.header.capacity)}")
+                raise JournalError(f"{self.path}: file is {size} bytes, "
+                                   f"header implies {file_size(self.header.capacity)}")
             access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
             self._map = mmap.mmap(fd, size, access=access)
         finally:
