@@ -1,0 +1,15 @@
+"""A local exchange emulator speaking Binance spot REST (and its depth websocket) over the
+simulated venues' matching engine: the test and demo counterpart of the ccxt adapter.
+
+    server.py   Emulator (aiohttp app, endpoints, order wiring) and EmulatorThread
+    auth.py     HMAC-SHA256 signature, timestamp and recvWindow verification
+    limits.py   request weights, order counts, 429 then 418 with Retry-After
+    faults.py   switchable faults (maintenance, slow answers, empty answers, races ...)
+    wire.py     Binance JSON bodies from the engine's views
+    stream.py   websocket depth diffs for ccxt.pro watch_order_book
+"""
+from .faults import Faults
+from .limits import LimitsConfig
+from .server import Emulator, EmulatorThread, Placed
+
+__all__ = ["Emulator", "EmulatorThread", "Faults", "LimitsConfig", "Placed"]
