@@ -287,6 +287,8 @@ def test_truncate_drops_a_damaged_record_and_all_after_it_so_appending_can_resum
             truncate(tmp_path, 74)
     with pytest.raises(JournalError, match="not inside"):
         truncate(tmp_path, 193)
+    with pytest.raises(JournalError, match="no such journal directory"):
+        truncate(tmp_path / "nope", 0)
     truncate(tmp_path, 74)
     assert not segment_path(tmp_path, 2).exists()
     assert_journal_holds(tmp_path, 74)

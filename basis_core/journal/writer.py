@@ -13,22 +13,26 @@ position == seq. Each record is stored with its `check` word set to the CRC-32 o
 Write order (what makes a torn write detectable): within each batch the payload bytes of every
 record are copied first, then the check words are written in slot order (kernels.write_records).
 So the CRC-valid slots of a segment always form a prefix, whatever instruction a kill -9 hits.
+A batch is not atomic: after a crash, any prefix of the batch being written may be in the journal.
 
 Opening an existing journal recovers it: segment headers are checked for a contiguous chain,
 the last segment is scanned, a torn tail (non-zero slots after the last valid record, none of
 them valid) is zeroed, and appending resumes right after the last whole record. A valid record
-after an invalid slot is not a torn tail but damage: JournalCorrupt, and nothing is changed.
-Only the last segment is scanned on open; `JournalReader` verifies every record it reads.
+after an invalid slot is not a torn tail but damage: JournalCorrupt, and nothing is changed
+(`truncate(directory, position)` is the explicit, data-dropping repair). Only the last segment
+is scanned on open; `JournalReader` verifies every record it reads.
 
 One writer per directory: the writer holds an exclusive flock on `<dir>/LOCK` (released by the
-kernel if the process dies), a second writer gets JournalError.
+kernel if the process dies), a second writer gets JournalError. A writer object is meant for one
+thread.
 
 fsync policy (JournalConfig.fsync):
   "every_n"  after an append leaves >= fsync_every records unsynced, msync(MS_SYNC) the pages
              written since the last sync (granularity: whole batches); also on roll and close;
              new segments are fsynced with their directory entry.
-  "segment"  msync a segment when it is full (before the next one is created) and on close.
-  "never"    no msync; the kernel writes dirty pages back when it chooses.
+  "segment"  msync a segment when it is full (before the next one is created) and on close;
+             new segments are fsynced with their directory entry.
+  "never"    no msync, no fsync; the kernel writes dirty pages back when it chooses.
 A process crash (kill -9, segfault) loses nothing under any policy: the records are in the
 kernel's page cache as soon as `append` returns and reach the file whether or not the process
 lives. The policy decides what survives power loss or a kernel crash: up to fsync_every records
@@ -95,6 +99,8 @@ def truncate(directory: str | Path, position: int) -> None:
 
     This discards data on purpose; nothing in basis calls it on its own."""
     directory = Path(directory)
+    if not directory.is_dir():
+        raise JournalError(f"{directory}: no such journal directory")
     lock_fd = _lock(directory)
     try:
         chain = check_chain(directory)
