@@ -1,26 +1,41 @@
-"""The run configuration: one TOML file, loaded into frozen, validated objects.
+"""The run configuration: one TOML file (a *scenario*), loaded into frozen, validated objects.
 
 Sections (all optional except where noted; defaults are safe for the embedded simulation):
 
-    [run]          name, seed, duration_s, out_dir
+    [run]          name, seed, duration_s, out_dir, clock ("virtual" | "real"), start_ns
     [journal]      segment_records, fsync ("every_n" | "segment" | "never"), fsync_every
     [rings]        md_slots, order_slots, exec_slots (powers of two), wait ("spin" | "yield" | "sleep")
     [cpu]          engine, io (core numbers, -1 = do not pin), feeds (array), realtime
-    [venues.NAME]  kind ("sim" | "ccxt" | "web3"), taker_fee_bps, maker_fee_bps
-    [instruments.NAME]  venue, symbol, base, quote, kind ("spot" | "perp"), tick, lot, min_notional
+    [venues.NAME]  kind ("sim" | "ccxt" | "web3"), taker_fee_bps, maker_fee_bps,
+                   fee_asset ("quote" | "received" | an asset such as "BNB"), fee_asset_price,
+                   funding_interval_s, balances (table asset = amount),
+                   [venues.NAME.latency] request_ms, response_ms, jitter_ms, fill_ms, market_ms,
+                   balance_lag_ms, timeout_ms
+    [instruments.NAME]  venue, symbol, base, quote, kind ("spot" | "perp"), tick, lot,
+                   min_notional, max_qty (0 = none), leverage (perps)
+    [limits]       max_order_usdt, max_position_usdt, max_residual_usdt, hedge_window_s,
+                   unwind_window_s, max_slippage_bps, min_edge_bps
+    [transfers]    delay_s, confirmations, confirm_interval_s
+    [market]       source ("synthetic" | "recorded"); synthetic: the generator's parameters
+                   (see MarketConfig); recorded: books, trades (CSV/Parquet paths, relative to
+                   the scenario file)
+    [[faults]]     kind, venue, instrument, start_s, duration_s, on, nth, count, probability,
+                   retry_after_s, reached, reason, delay_s, magnitude (see FaultConfig)
 
-Later subsystems add their own sections here; `basis check FILE` validates a file and prints
-each error with its key path.
+`basis check FILE` validates a file and prints each error with its key path.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, Mapping
 
 from .configio import build, load_toml, require
+from .errors import ConfigError
 from .registry import Registry
+from .schema import RejectReason
 
 
 @dataclass(frozen=True)
@@ -29,9 +44,12 @@ class RunConfig:
     seed: int = 7
     duration_s: float = 10.0
     out_dir: str = "runs"
+    clock: Literal["virtual", "real"] = "virtual"   # virtual: simulated venues' time drives the run
+    start_ns: int = 1_767_225_600_000_000_000       # virtual clock origin (2026-01-01T00:00:00Z)
 
     def _validate(self, path):
         require(self.duration_s > 0, f"{path}.duration_s", "must be > 0")
+        require(self.start_ns >= 0, f"{path}.start_ns", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -70,14 +88,44 @@ class CpuConfig:
 
 
 @dataclass(frozen=True)
+class LatencyConfig:
+    """Delays of a simulated venue, in milliseconds (see adapters.sim.venue.Latency)."""
+    request_ms: float = 4.0
+    response_ms: float = 4.0
+    jitter_ms: float = 1.0
+    fill_ms: float = 2.0
+    market_ms: float = 1.0
+    balance_lag_ms: float = 250.0
+    timeout_ms: float = 1000.0
+
+    def _validate(self, path):
+        for name in ("request_ms", "response_ms", "jitter_ms", "fill_ms", "market_ms", "balance_lag_ms"):
+            require(getattr(self, name) >= 0, f"{path}.{name}", "must be >= 0")
+        require(self.timeout_ms > self.request_ms + self.response_ms, f"{path}.timeout_ms",
+                "must be longer than request_ms + response_ms")
+
+
+@dataclass(frozen=True)
 class VenueConfig:
     kind: Literal["sim", "ccxt", "web3"] = "sim"
     taker_fee_bps: float = 10.0
     maker_fee_bps: float = 2.0
+    fee_asset: str = "quote"            # "quote" | "received" | an asset name (valued at fee_asset_price)
+    fee_asset_price: float = 0.0        # quote per unit of a named fee asset
+    funding_interval_s: float = 28_800.0
+    balances: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
 
     def _validate(self, path):
         require(0 <= self.taker_fee_bps < 1000, f"{path}.taker_fee_bps", "must be in [0, 1000)")
         require(-100 < self.maker_fee_bps < 1000, f"{path}.maker_fee_bps", "must be in (-100, 1000)")
+        require(bool(self.fee_asset), f"{path}.fee_asset", "must be quote, received or an asset name")
+        if self.fee_asset not in ("quote", "received"):
+            require(self.fee_asset_price > 0, f"{path}.fee_asset_price",
+                    f"must be > 0 when fees are charged in {self.fee_asset}")
+        require(self.funding_interval_s > 0, f"{path}.funding_interval_s", "must be > 0")
+        for asset, amount in self.balances.items():
+            require(amount >= 0, f"{path}.balances.{asset}", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -90,11 +138,150 @@ class InstrumentConfig:
     tick: float = 0.01
     lot: float = 1e-5
     min_notional: float = 5.0
+    max_qty: float = 0.0                # 0 = no maximum
+    leverage: float = 5.0               # perps: margin = notional / leverage
 
     def _validate(self, path):
         for name in ("tick", "lot"):
             require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
         require(self.min_notional >= 0, f"{path}.min_notional", "must be >= 0")
+        require(self.max_qty >= 0, f"{path}.max_qty", "must be >= 0 (0 = no maximum)")
+        require(0 < self.leverage <= 125, f"{path}.leverage", "must be in (0, 125]")
+        require(self.base != self.quote, f"{path}.quote", "must differ from base")
+        # the simulated venues need whole atoms (1e-8) per lot and per tick*lot
+        for name, value in (("lot", self.lot), ("tick", self.tick * self.lot)):
+            atoms = value * 1e8
+            require(abs(atoms - round(atoms)) <= 1e-6 and round(atoms) >= 1, f"{path}.{name}",
+                    f"{'lot' if name == 'lot' else 'tick*lot'} = {value:g} is not a whole number of 1e-8 units")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Risk limits of the run, in USDT and seconds (the orchestrator enforces them)."""
+    max_order_usdt: float = 5_000.0
+    max_position_usdt: float = 20_000.0
+    max_residual_usdt: float = 2_000.0
+    hedge_window_s: float = 2.0
+    unwind_window_s: float = 10.0
+    max_slippage_bps: float = 10.0
+    min_edge_bps: float = 5.0
+
+    def _validate(self, path):
+        for name in ("max_order_usdt", "max_position_usdt", "max_residual_usdt", "hedge_window_s",
+                     "unwind_window_s", "max_slippage_bps"):
+            require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
+        require(self.max_order_usdt <= self.max_position_usdt, f"{path}.max_order_usdt",
+                "must be <= max_position_usdt")
+
+
+@dataclass(frozen=True)
+class TransfersConfig:
+    delay_s: float = 30.0
+    confirmations: int = 3
+    confirm_interval_s: float = 10.0
+
+    def _validate(self, path):
+        require(self.delay_s >= 0, f"{path}.delay_s", "must be >= 0")
+        require(self.confirmations >= 1, f"{path}.confirmations", "must be >= 1")
+        require(self.confirm_interval_s > 0, f"{path}.confirm_interval_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """The market the simulated venues see (adapters/sim/market.py documents the model)."""
+    source: Literal["synthetic", "recorded"] = "synthetic"
+    books: str = ""                     # recorded: CSV/Parquet of level changes
+    trades: str = ""                    # recorded: CSV/Parquet of public trades
+    start_price: float = 50_000.0
+    step_s: float = 0.1
+    vol_bps: float = 3.0                # common factor, bps per sqrt(second)
+    noise_bps: float = 1.0              # per-listing mean-reverting noise
+    revert_s: float = 1.5               # half-life of dislocations
+    dislocations_per_min: float = 6.0
+    dislocation_bps: float = 25.0       # mean jump size (exponential)
+    basis_bps: float = 8.0              # perp premium over spot, mean
+    basis_noise_bps: float = 2.0
+    basis_jumps_per_min: float = 1.0
+    basis_jump_bps: float = 25.0
+    funding_factor: float = 1.0         # funding rate per interval = premium * factor
+    funding_update_s: float = 1.0
+    levels: int = 10
+    half_spread_bps: float = 0.5
+    level_step_bps: float = 0.5
+    level_qty: float = 0.5              # base units at the touch
+    depth_growth: float = 0.3
+    depth_noise: float = 0.25
+    trades_per_s: float = 4.0           # other participants' market orders, per listing
+    trade_qty: float = 0.05
+
+    def _validate(self, path):
+        if self.source == "recorded":
+            require(bool(self.books or self.trades), f"{path}.books", "a recorded market needs books and/or trades")
+        require(math.isfinite(self.start_price) and self.start_price > 0, f"{path}.start_price", "must be > 0")
+        require(0 < self.step_s <= 60, f"{path}.step_s", "must be in (0, 60]")
+        for name in ("vol_bps", "noise_bps", "dislocations_per_min", "dislocation_bps", "basis_noise_bps",
+                     "basis_jumps_per_min", "basis_jump_bps", "half_spread_bps", "depth_growth", "depth_noise",
+                     "trades_per_s"):
+            require(getattr(self, name) >= 0, f"{path}.{name}", "must be >= 0")
+        for name in ("revert_s", "funding_update_s", "level_step_bps", "level_qty", "trade_qty"):
+            require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
+        require(1 <= self.levels <= 1000, f"{path}.levels", "must be in 1..1000")
+
+
+FAULT_KINDS = ("timeout", "rate_limit", "maintenance", "reject", "ack_lost", "cancel_fill_race",
+               "fill_after_cancel_ack", "balance_delay", "balance_reorder", "transfer_delay",
+               "volatility_spike", "price_gap")
+WINDOW_FAULTS = ("rate_limit", "maintenance", "balance_delay", "volatility_spike", "price_gap")
+FAULT_EVENTS = ("submit", "cancel", "request", "balance", "transfer")
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """One `[[faults]]` entry (adapters/sim/faults.py documents each kind)."""
+    kind: str
+    venue: str = "*"
+    instrument: str = "*"
+    start_s: float = 0.0
+    duration_s: float = math.inf
+    on: str = ""
+    nth: int = 0
+    count: int = 1
+    probability: float = 1.0
+    retry_after_s: float = 1.0
+    reached: str = "random"
+    reason: str = "insufficient_funds"
+    delay_s: float = 5.0
+    magnitude: float = 3.0
+
+    def _validate(self, path):
+        require(self.kind in FAULT_KINDS, f"{path}.kind", f"must be one of {', '.join(FAULT_KINDS)}, got {self.kind!r}")
+        require(self.start_s >= 0, f"{path}.start_s", "must be >= 0")
+        require(self.duration_s > 0, f"{path}.duration_s", "must be > 0")
+        require(self.on in ("",) + FAULT_EVENTS, f"{path}.on", f"must be one of {', '.join(FAULT_EVENTS)}")
+        require(self.nth >= 0, f"{path}.nth", "must be >= 0")
+        require(self.count >= 0, f"{path}.count", "must be >= 0 (0 = unlimited)")
+        require(0 < self.probability <= 1, f"{path}.probability", "must be in (0, 1]")
+        require(self.retry_after_s >= 0, f"{path}.retry_after_s", "must be >= 0")
+        require(self.reached in ("yes", "no", "random"), f"{path}.reached", "must be yes, no or random")
+        require(self.reason.upper() in RejectReason.__members__, f"{path}.reason",
+                f"must be a reject reason ({', '.join(r.name.lower() for r in RejectReason)})")
+        require(self.delay_s >= 0, f"{path}.delay_s", "must be >= 0")
+        require(self.kind != "price_gap" or math.isfinite(self.duration_s), f"{path}.duration_s",
+                "a price_gap needs a finite duration (how long prices are not published)")
+        if self.kind in WINDOW_FAULTS:
+            require(not self.on, f"{path}.on", f"{self.kind} is a time window; it takes no event trigger")
+
+    @property
+    def trigger(self) -> str:
+        return self.on or _DEFAULT_ON.get(self.kind, "")
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+
+_DEFAULT_ON = {"timeout": "submit", "reject": "submit", "ack_lost": "submit", "cancel_fill_race": "cancel",
+               "fill_after_cancel_ack": "cancel", "balance_reorder": "balance", "transfer_delay": "transfer"}
 
 
 @dataclass(frozen=True)
@@ -105,11 +292,22 @@ class Config:
     cpu: CpuConfig = field(default_factory=CpuConfig)
     venues: Mapping[str, VenueConfig] = field(default_factory=lambda: MappingProxyType({}))
     instruments: Mapping[str, InstrumentConfig] = field(default_factory=lambda: MappingProxyType({}))
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    transfers: TransfersConfig = field(default_factory=TransfersConfig)
+    market: MarketConfig = field(default_factory=MarketConfig)
+    faults: tuple[FaultConfig, ...] = ()
+    #: directory of the file this config came from (relative data paths resolve against it)
+    base_dir: str = field(default="", init=False, compare=False)
 
     def _validate(self, path):
         for name, inst in self.instruments.items():
             require(inst.venue in self.venues, f"instruments.{name}.venue",
                     f"names venue {inst.venue!r}, which is not in [venues] ({', '.join(self.venues) or 'none'})")
+        for i, fault in enumerate(self.faults):
+            require(fault.venue == "*" or fault.venue in self.venues, f"faults[{i}].venue",
+                    f"names venue {fault.venue!r}, which is not in [venues]")
+            require(fault.instrument == "*" or fault.instrument in self.instruments, f"faults[{i}].instrument",
+                    f"names instrument {fault.instrument!r}, which is not in [instruments]")
 
     def registry(self) -> Registry:
         """Ids for this config's venues, instruments and assets, in file order."""
@@ -120,13 +318,32 @@ class Config:
             reg.instruments.add(name)
             reg.assets.add(inst.base)
             reg.assets.add(inst.quote)
+        for venue in self.venues.values():
+            for asset in venue.balances:
+                reg.assets.add(asset)
+            if venue.fee_asset not in ("quote", "received"):
+                reg.assets.add(venue.fee_asset)
         return reg
+
+    def data_path(self, relative: str) -> Path:
+        """A data file named in the config, resolved against the config file's directory."""
+        p = Path(relative)
+        return p if p.is_absolute() or not self.base_dir else Path(self.base_dir) / p
 
 
 def load(path: str | Path) -> Config:
     """Load and validate a config file. Raises ConfigError naming the offending key path."""
-    return build(Config, load_toml(path))
+    cfg = build(Config, load_toml(path))
+    object.__setattr__(cfg, "base_dir", str(Path(path).resolve().parent))
+    return cfg
 
 
-def from_dict(data: dict) -> Config:
-    return build(Config, data)
+def from_dict(data: dict, base_dir: str = "") -> Config:
+    cfg = build(Config, data)
+    object.__setattr__(cfg, "base_dir", base_dir)
+    return cfg
+
+
+__all__ = ["Config", "ConfigError", "CpuConfig", "FaultConfig", "InstrumentConfig", "JournalConfig",
+           "LatencyConfig", "LimitsConfig", "MarketConfig", "RingsConfig", "RunConfig", "TransfersConfig",
+           "VenueConfig", "from_dict", "load"]

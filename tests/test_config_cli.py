@@ -87,3 +87,14 @@ def test_cython_sequencer_is_deterministic_and_restorable():
     assert a.next(3) == 102
     with pytest.raises(ValueError):
         a.next(256)
+
+
+def test_default_scenario_carries_balances_market_limits_and_faults():
+    cfg = config.load(DEFAULT)
+    kinds = {cfg.instruments[n].kind for n in cfg.instruments}
+    assert kinds == {"spot", "perp"}
+    assert all(v.balances for v in cfg.venues.values())
+    assert cfg.market.source == "synthetic" and cfg.run.clock == "virtual"
+    assert cfg.limits.max_order_usdt <= cfg.limits.max_position_usdt
+    assert {f.kind for f in cfg.faults} >= {"timeout", "rate_limit", "maintenance"}
+    assert "BNB" in cfg.registry().assets.by_name    # a fee asset is an asset of the run

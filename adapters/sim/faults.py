@@ -30,67 +30,16 @@ Kinds and what a venue client sees:
 """
 from __future__ import annotations
 
-import math
 import random
 import zlib
 from dataclasses import dataclass, field
 
-from basis_core.configio import require
-from basis_core.schema import RejectReason
+from basis_core.config import FAULT_EVENTS, FAULT_KINDS, WINDOW_FAULTS, FaultConfig
 
-KINDS = ("timeout", "rate_limit", "maintenance", "reject", "ack_lost", "cancel_fill_race",
-         "fill_after_cancel_ack", "balance_delay", "balance_reorder", "transfer_delay",
-         "volatility_spike", "price_gap")
-WINDOW_KINDS = ("rate_limit", "maintenance", "balance_delay", "volatility_spike", "price_gap")
-DEFAULT_ON = {"timeout": "submit", "reject": "submit", "ack_lost": "submit", "cancel_fill_race": "cancel",
-              "fill_after_cancel_ack": "cancel", "balance_reorder": "balance", "transfer_delay": "transfer"}
-EVENTS = ("submit", "cancel", "request", "balance", "transfer")
+KINDS, WINDOW_KINDS, EVENTS = FAULT_KINDS, WINDOW_FAULTS, FAULT_EVENTS
 
-
-@dataclass(frozen=True)
-class Fault:
-    """One scheduled fault (a `[[faults]]` table of a scenario). See the module docstring."""
-    kind: str
-    venue: str = "*"
-    instrument: str = "*"
-    start_s: float = 0.0
-    duration_s: float = math.inf
-    on: str = ""
-    nth: int = 0
-    count: int = 1
-    probability: float = 1.0
-    retry_after_s: float = 1.0
-    reached: str = "random"
-    reason: str = "insufficient_funds"
-    delay_s: float = 5.0
-    magnitude: float = 3.0
-
-    def _validate(self, path):
-        require(self.kind in KINDS, f"{path}.kind", f"must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        require(self.start_s >= 0, f"{path}.start_s", "must be >= 0")
-        require(self.duration_s > 0, f"{path}.duration_s", "must be > 0")
-        require(self.on in ("",) + EVENTS, f"{path}.on", f"must be one of {', '.join(EVENTS)}")
-        require(self.nth >= 0, f"{path}.nth", "must be >= 0")
-        require(self.count >= 0, f"{path}.count", "must be >= 0 (0 = unlimited)")
-        require(0 < self.probability <= 1, f"{path}.probability", "must be in (0, 1]")
-        require(self.retry_after_s >= 0, f"{path}.retry_after_s", "must be >= 0")
-        require(self.reached in ("yes", "no", "random"), f"{path}.reached", "must be yes, no or random")
-        require(self.reason.upper() in RejectReason.__members__, f"{path}.reason",
-                f"must be a reject reason ({', '.join(r.name.lower() for r in RejectReason)})")
-        require(self.delay_s >= 0, f"{path}.delay_s", "must be >= 0")
-        require(math.isfinite(self.magnitude), f"{path}.magnitude", "must be finite")
-        require(self.kind != "price_gap" or math.isfinite(self.duration_s), f"{path}.duration_s",
-                "a price_gap needs a finite duration (how long prices are not published)")
-        if self.kind in WINDOW_KINDS:
-            require(not self.on, f"{path}.on", f"{self.kind} is a time window; it takes no event trigger")
-
-    @property
-    def trigger(self) -> str:
-        return self.on or DEFAULT_ON.get(self.kind, "")
-
-    @property
-    def end_s(self) -> float:
-        return self.start_s + self.duration_s
+#: one scheduled fault: the `[[faults]]` table of a scenario (validated by the config loader)
+Fault = FaultConfig
 
 
 @dataclass(frozen=True)

@@ -27,47 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from basis_core.configio import require
+from basis_core.config import MarketConfig
 from basis_core.schema import Side
 
 from .faults import FaultSchedule
 
 
-@dataclass(frozen=True)
-class MarketModel:
-    """The `[market]` section of a scenario (see the module docstring for the meaning)."""
-    start_price: float = 50_000.0
-    step_s: float = 0.1
-    vol_bps: float = 3.0
-    noise_bps: float = 1.0
-    revert_s: float = 1.5
-    dislocations_per_min: float = 6.0
-    dislocation_bps: float = 25.0
-    basis_bps: float = 8.0
-    basis_noise_bps: float = 2.0
-    basis_jumps_per_min: float = 1.0
-    basis_jump_bps: float = 25.0
-    funding_factor: float = 1.0
-    funding_update_s: float = 1.0
-    levels: int = 10
-    half_spread_bps: float = 0.5
-    level_step_bps: float = 0.5
-    level_qty: float = 0.5
-    depth_growth: float = 0.3
-    depth_noise: float = 0.25
-    trades_per_s: float = 4.0
-    trade_qty: float = 0.05
-
-    def _validate(self, path):
-        require(math.isfinite(self.start_price) and self.start_price > 0, f"{path}.start_price", "must be > 0")
-        require(0 < self.step_s <= 60, f"{path}.step_s", "must be in (0, 60]")
-        for name in ("vol_bps", "noise_bps", "dislocations_per_min", "dislocation_bps", "basis_noise_bps",
-                     "basis_jumps_per_min", "basis_jump_bps", "half_spread_bps", "depth_growth", "depth_noise",
-                     "trades_per_s"):
-            require(getattr(self, name) >= 0, f"{path}.{name}", "must be >= 0")
-        for name in ("revert_s", "funding_update_s", "level_step_bps", "level_qty", "trade_qty"):
-            require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
-        require(1 <= self.levels <= 1000, f"{path}.levels", "must be in 1..1000")
+#: the generator's parameters: the `[market]` section of a scenario
+MarketModel = MarketConfig
 
 
 @dataclass(frozen=True)
