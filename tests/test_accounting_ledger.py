@@ -210,3 +210,42 @@ def test_equity_change_equals_realized_plus_unrealized_minus_fees_and_repeats_ar
     # fees split over opportunities and unattributed add up to the total
     assert sum(o.fees_usdt for o in led.opportunities()) <= led.fees_usdt + 1e-9 * scale
     assert math.isclose(sum(t.fees_usdt for t in led.totals_by_venue().values()), led.fees_usdt, abs_tol=1e-9 * scale)
+
+
+round_trip = st.tuples(st.sampled_from(ASSETS[:2]), st.sampled_from(VENUES), st.sampled_from(VENUES), amount, price, price,
+                       st.sampled_from(("USDT",) + ASSETS), st.floats(0, 0.01), st.booleans())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(round_trip, max_size=15), st.randoms(use_true_random=False))
+def test_flat_round_trips_change_usdt_value_by_exactly_realized_minus_fees(trips, rnd):
+    """Every buy is matched by a sell of the same quantity (any venue, any price, interleaved in any
+    order); marks fixed. With fees outside the traded assets the balance changes valued at the marks
+    sum to exactly realized PnL minus fees; a repeated fill report changes nothing."""
+    marks = {"BTC": 100.0, "ETH": 10.0, "BNB": 5.0}
+    led = Ledger(lambda a, t: marks[a])
+    legs = []
+    for n, (base, v_buy, v_sell, qty, p_buy, p_sell, fee_asset, fee_rate, perp) in enumerate(trips):
+        kind = "perp" if perp else "spot"
+        if perp:
+            v_sell = v_buy  # a perp position is per venue: a round trip closes it where it was opened
+        legs.append(fill(v_buy, "buy", qty, p_buy, coid=2 * n + 1, fid="b", base=base, kind=kind,
+                         fee=qty * fee_rate, fee_asset=fee_asset, opportunity_id=n + 1))
+        legs.append(fill(v_sell, "sell", qty, p_sell, coid=2 * n + 2, fid="s", base=base, kind=kind,
+                         fee=qty * fee_rate, fee_asset=fee_asset, opportunity_id=n + 1))
+    rnd.shuffle(legs)
+    for i, f in enumerate(legs):
+        assert led.book_fill(f)
+        if i % 3 == 0:
+            assert not led.book_fill(f)
+    value = sum(q * (1.0 if a == "USDT" else marks[a]) for (_, a), q in led.balances().items())
+    scale = 1.0 + sum(abs(p.usdt) for p in led.postings)
+    unrealized = led.unrealized_pnl_usdt(0)
+    assert math.isclose(value, led.realized_pnl_usdt + unrealized - led.fees_usdt, abs_tol=1e-9 * scale)
+    if all(t[6] in ("USDT", "BNB") for t in trips):
+        # fees paid outside the traded assets: every traded position is flat, nothing is unrealized,
+        # and realized is the sum of (sell - buy) * qty, whatever the booking order
+        assert unrealized == pytest.approx(0.0, abs=1e-9 * scale)
+        assert math.isclose(value, led.realized_pnl_usdt - led.fees_usdt, abs_tol=1e-9 * scale)
+        spread = sum((t[5] - t[4]) * t[3] for t in trips)
+        assert math.isclose(led.realized_pnl_usdt, spread, abs_tol=1e-9 * scale)
