@@ -219,3 +219,8 @@ class ToolMissing(BasisError):
 
 class CompileError(BasisError):
     """The Solidity compiler reported errors; the message lists them."""
+
+
+class AuthenticationFailed(VenueError):
+    """The venue refused our credentials or signature (bad key, bad secret, revoked permission).
+    Retrying cannot help; the message never carries the key or the secret."""

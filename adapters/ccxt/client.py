@@ -1,0 +1,445 @@
+"""A centralized venue through ccxt (async): `adapters.base.Venue` over one ccxt client.
+
+One `ccxt.async_support` client per venue, `enableRateLimit` off: every request passes the
+venue's `Gate` (Cython router: priority, throttle, sequence number). Orders carry OUR client
+order ids (`params={"clientOrderId": coid}`); fetch and cancel address orders by that id.
+
+Failures go through the ONE table of `constants.ERRORS`: each ccxt exception becomes a typed
+`basis_core.errors` error (messages redacted of every secret), and its failure mode is reported
+to `observer(event, error)` — a `VenueEvent` (TIMEOUT → SUSPECT, RATE_LIMITED → THROTTLED,
+MAINTENANCE → QUARANTINED, DISCONNECTED → DOWN) and, for rate limits, `EngineEvent.RATE_LIMITED`
+(→ DEGRADED). Retries follow `basis_ext.router.RetryPolicy`: queries and cancels are retried
+blindly, a rate-limited submit after the venue's Retry-After, and a submit whose outcome is
+unknown (timeout, 5xx, unreadable answer) is first looked up by client order id: adopted when the
+venue has it (observer gets VERIFIED), sent again once when it does not.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import json
+import logging
+import math
+import time
+from typing import AsyncIterator, Callable
+
+import ccxt
+import ccxt.async_support as ccxt_async
+
+from adapters.base import (Balance, BookUpdate, FillsPage, InstrumentInfo, OrderRequest, TransferInfo, Venue,
+                           VenueOrder, VenueStatus)
+from basis_core.errors import (ConfigError, MalformedResponse, OrderNotFound, OrderRejected, RateLimited,
+                               RequestTimeout, VenueError, VenueUnavailable, redact)
+from basis_core.schema import OrderType, Side, VenueReport
+from basis_core.state.tables import EngineEvent, VenueEvent
+from basis_ext import router as R
+
+from . import parsing
+from .auth import Credentials, RedactingFilter
+from .config import CcxtVenueConfig
+from .constants import ENDPOINT_NAMES, VENUE_MESSAGES, rule_for
+from .dispatch import Gate, build_throttle
+
+_headers: contextvars.ContextVar[dict | None] = contextvars.ContextVar("basis_ccxt_headers", default=None)
+_OPTIONS = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
+            "warnOnFetchOpenOrdersWithoutSymbol": False}
+Observer = Callable[[object, VenueError | None], None]
+
+
+def _client_class(exchange: str):
+    """ccxt's async class for `exchange`, extended to keep each answer's headers for its caller
+    (Retry-After) in a context variable: concurrent requests never see each other's."""
+    base = getattr(ccxt_async, exchange, None)
+    if base is None:
+        raise ConfigError("exchange", f"ccxt has no exchange {exchange!r}")
+
+    def on_rest_response(self, code, reason, url, method, response_headers, response_body, request_headers, request_body):
+        _headers.set(dict(response_headers or {}))
+        return base.on_rest_response(self, code, reason, url, method, response_headers, response_body,
+                                     request_headers, request_body)
+
+    return type(f"basis_{exchange}", (base,), {"on_rest_response": on_rest_response})
+
+
+def rewrite_urls(urls: dict, base_url: str) -> dict:
+    """Every REST base URL of a ccxt `urls["api"]` moved to `base_url`, path prefixes kept."""
+    out = {}
+    for name, url in urls.items():
+        if isinstance(url, str) and "://" in url:
+            rest = url.split("://", 1)[1]
+            path = rest.split("/", 1)[1] if "/" in rest else ""
+            out[name] = base_url.rstrip("/") + "/" + path
+        else:
+            out[name] = url
+    return out
+
+
+class CcxtVenue(Venue):
+    """One ccxt venue. `venue_id` is its registry id (sequence numbers are per venue id)."""
+
+    def __init__(self, name: str, config: CcxtVenueConfig, credentials: Credentials, *, venue_id: int = 0,
+                 router: R.Router | None = None, observer: Observer | None = None,
+                 clock: Callable[[], int] = time.monotonic_ns, poll_s: float = 0.5):
+        if not isinstance(credentials, Credentials):
+            raise ConfigError(f"venues.{name}.credentials", "expected a Credentials object")
+        self.name, self.config, self._cred = name, config, credentials
+        self._secrets = credentials.secrets()
+        self.observer = observer
+        self.poll_s = poll_s
+        pools = {k: (p.limit, p.window_s, p.burst) for k, p in config.pools.items()}
+        self.gate = Gate(venue_id, build_throttle(pools, dict(config.endpoints), clock(), ENDPOINT_NAMES),
+                         router, clock)
+        self._ep = {n: i for i, n in enumerate(ENDPOINT_NAMES)}
+        self.policy = R.RetryPolicy(config.max_attempts, config.backoff_s, config.max_backoff_s)
+        self._ex = None
+        self._instruments: dict[str, InstrumentInfo] = {}
+        self._by_symbol: dict[str, str] = {}
+        self._orders: dict[str, tuple[str, OrderRequest | None]] = {}   # coid -> (instrument, request)
+        self._coid_of: dict[tuple[str, str], str] = {}                   # (instrument, venue id) -> coid
+        self._last: dict[str, VenueOrder] = {}                            # coid -> last view
+        self._closed = asyncio.Event()
+        self.log = logging.getLogger(f"basis.venue.{name}")
+
+    def __repr__(self) -> str:
+        return f"CcxtVenue({self.name!r}, exchange={self.config.exchange!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._ex is not None:
+            return
+        cfg = self.config
+        logger = logging.getLogger(f"basis.ccxt.{self.name}")
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter(self._secrets))
+        params = {"apiKey": self._cred.api_key, "secret": self._cred.secret, "enableRateLimit": False,
+                  "timeout": cfg.timeout_ms, "options": dict(_OPTIONS, recvWindow=cfg.recv_window_ms),
+                  "logger": logger}
+        if self._cred.password:
+            params["password"] = self._cred.password
+        ex = _client_class(cfg.exchange)(params)
+        if cfg.sandbox:
+            ex.set_sandbox_mode(True)
+        if cfg.base_url:
+            ex.urls["api"] = rewrite_urls(ex.urls["api"], cfg.base_url)
+        self._ex = ex
+        try:
+            markets = await self._call(R.OP_MARKETS, "markets", R.QUERY, ex.load_markets)
+        except BaseException:
+            await self.close()
+            raise
+        for name, symbol in cfg.instruments.items():
+            if symbol not in markets:
+                await self.close()
+                raise ConfigError(f"venues.{self.name}.instruments.{name}", f"{symbol} is not listed by {cfg.exchange}")
+            self._instruments[name] = parsing.instrument(self.name, name, markets[symbol])
+            self._by_symbol[symbol] = name
+
+    async def close(self) -> None:
+        self._closed.set()
+        await self.gate.close()
+        if self._ex is not None:
+            await self._ex.close()
+            self._ex = None
+
+    def instruments(self) -> dict[str, InstrumentInfo]:
+        return dict(self._instruments)
+
+    # -- the request path ---------------------------------------------------------------------
+
+    def _emit(self, event, error: VenueError | None) -> None:
+        if self.observer is not None:
+            self.observer(event, error)
+
+    def _translate(self, exc: BaseException) -> tuple[VenueError, object]:
+        """Our typed error (redacted) and its rule for one ccxt exception."""
+        rule = rule_for(exc)
+        text = redact(str(exc), self._secrets)
+        code, reason = rule.code, rule.reason
+        venue_msg = _venue_message(text, self.config.exchange)
+        if venue_msg in VENUE_MESSAGES:
+            code, refined = VENUE_MESSAGES[venue_msg]
+            if rule.error is OrderRejected:
+                reason = refined
+        if rule.error is OrderRejected:
+            err = OrderRejected(self.name, code, text, reason=reason)
+        elif rule.error is RateLimited:
+            err = RateLimited(self.name, code, text, retry_after_s=_retry_after(_headers.get()))
+        else:
+            err = rule.error(self.name, code, text)
+        return err, rule
+
+    async def _call(self, op: int, endpoint: str, priority: int, fn, *args, **kwargs):
+        """One logical request: admitted by the gate, retried per the policy (never a submit:
+        `submit` runs its own verification). Raises typed errors only."""
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.gate.admit(self._ep[endpoint], priority)
+            _headers.set(None)
+            try:
+                return await fn(*args, **kwargs)
+            except ccxt.BaseError as exc:
+                err, rule = self._translate(exc)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:   # ccxt could not parse the answer
+                err, rule = self._translate(ccxt.BadResponse(f"{self.config.exchange} unreadable answer: {exc!r}"))
+            if rule.venue_event is not None:
+                self._emit(rule.venue_event, err)
+            if rule.engine_event is not None:
+                self._emit(rule.engine_event, err)
+            retry_after = getattr(err, "retry_after_s", None)
+            if retry_after:
+                self.gate.penalize(retry_after)
+            action = self.policy.decide(op, rule.fault, attempt)
+            if action != R.RETRY or (retry_after or 0) > self.config.max_backoff_s:
+                raise err
+            await asyncio.sleep(self.policy.backoff_ns(attempt, 0) / 1e9)
+
+    def _ex_or_fail(self):
+        if self._ex is None:
+            raise VenueUnavailable(self.name, "not_started", "call start() first")
+        return self._ex
+
+    def _symbol(self, instrument: str) -> str:
+        info = self._instruments.get(instrument)
+        if info is None:
+            raise OrderRejected(self.name, "unknown_instrument", instrument, reason="bad_input")
+        return info.symbol
+
+    # -- orders -------------------------------------------------------------------------------
+
+    def _wire(self, order: OrderRequest) -> tuple[str, float | None, dict]:
+        """ccxt (type, price, params) for our order; a protected MARKET goes as a limit IOC at
+        its bound (ccxt would turn a priced market order into a quote amount)."""
+        params = {"clientOrderId": order.coid}
+        if order.type == OrderType.LIMIT:
+            return "limit", order.price, params
+        if order.type == OrderType.IOC or (order.type == OrderType.MARKET and order.price is not None):
+            return "limit", order.price, dict(params, timeInForce="IOC")
+        if order.type == OrderType.POST_ONLY:
+            return "limit", order.price, dict(params, postOnly=True)
+        return "market", None, params
+
+    def _check(self, order: OrderRequest) -> InstrumentInfo:
+        info = self._instruments.get(order.instrument)
+        if info is None:
+            raise OrderRejected(self.name, "unknown_instrument", order.instrument, reason="bad_input")
+        if not parsing.on_grid(order.qty, info.lot) or order.qty > info.max_qty:
+            raise OrderRejected(self.name, "lot_size", f"{order.coid}: qty {order.qty} off lot {info.lot}", reason="lot_size")
+        if order.price is not None and not parsing.on_grid(order.price, info.tick):
+            raise OrderRejected(self.name, "price_filter", f"{order.coid}: price {order.price} off tick {info.tick}",
+                                reason="bad_input")
+        return info
+
+    def _adopt(self, order: OrderRequest | None, raw, instrument: str, coid: str | None = None) -> VenueOrder:
+        req_type = order.type if order is not None else None
+        vo = parsing.order(self.name, raw, instrument, coid, req_type)
+        last = self._last.get(vo.coid)
+        if not vo.fee_asset and last is not None and last.fee_asset:
+            vo = dataclasses.replace(vo, fee=last.fee, fee_asset=last.fee_asset)   # a query reports no fees
+        self._last[vo.coid] = vo
+        self._orders.setdefault(vo.coid, (instrument, order))
+        self._coid_of[(instrument, vo.venue_order_id)] = vo.coid
+        return vo
+
+    async def submit(self, order: OrderRequest, priority: int = R.ENTRY) -> VenueOrder:
+        """Place `order` (priority: router ENTRY, HEDGE ...). Idempotent by client order id."""
+        ex = self._ex_or_fail()
+        info = self._check(order)
+        if order.coid in self._orders:
+            return await self.fetch_order(order.coid, order.instrument)
+        self._orders[order.coid] = (order.instrument, order)
+        otype, price, params = self._wire(order)
+        side = "buy" if order.side == Side.BUY else "sell"
+        sends = 0
+        while True:
+            sends += 1
+            try:
+                raw = await self._call(R.OP_SUBMIT, "order", priority, ex.create_order, info.symbol, otype, side,
+                                       order.qty, price, dict(params))
+                return self._adopt(order, raw, order.instrument, order.coid)
+            except OrderRejected as err:
+                if err.code != "duplicate":
+                    raise
+                return await self._verify(order, priority, err)         # the venue has it: adopt it
+            except (RequestTimeout, VenueUnavailable, MalformedResponse) as err:
+                try:
+                    return await self._verify(order, priority, err)
+                except OrderNotFound:
+                    if sends >= 2:                                        # sent twice, never placed
+                        raise err from None
+                    # not placed: send it once more
+
+    async def _verify(self, order: OrderRequest, priority: int, cause: VenueError) -> VenueOrder:
+        """After an unknown outcome: the order as the venue has it (adopted; VERIFIED reported),
+        OrderNotFound if it never reached the venue, or `cause` again if the lookup fails too."""
+        try:
+            vo = await self.fetch_order(order.coid, order.instrument, min(priority, R.QUERY))
+        except OrderNotFound:
+            self._emit(VenueEvent.VERIFIED, None)
+            raise
+        except VenueError:
+            raise cause from None
+        self._emit(VenueEvent.VERIFIED, None)
+        self.log.info("%s: order %s adopted after %s", self.name, order.coid, cause.code)
+        return vo
+
+    async def cancel(self, coid: str, instrument: str | None = None) -> VenueOrder:
+        ex = self._ex_or_fail()
+        instrument = self._instrument_of(coid, instrument)
+        symbol = self._symbol(instrument)
+        try:
+            raw = await self._call(R.OP_CANCEL, "cancel", R.CANCEL, ex.cancel_order, None, symbol,
+                                   {"origClientOrderId": coid})
+        except OrderNotFound:
+            return await self.fetch_order(coid, instrument, R.CANCEL)     # filled or gone first: tell which
+        return self._adopt(self._orders.get(coid, (None, None))[1], raw, instrument, coid)
+
+    async def fetch_order(self, coid: str, instrument: str | None = None, priority: int = R.QUERY) -> VenueOrder:
+        ex = self._ex_or_fail()
+        instrument = self._instrument_of(coid, instrument)
+        raw = await self._call(R.OP_FETCH_ORDER, "fetch_order", priority, ex.fetch_order, None,
+                               self._symbol(instrument), {"origClientOrderId": coid})
+        return self._adopt(self._orders.get(coid, (None, None))[1], raw, instrument, coid)
+
+    def _instrument_of(self, coid: str, instrument: str | None) -> str:
+        if instrument:
+            return instrument
+        known = self._orders.get(coid)
+        if known is None:
+            raise OrderNotFound(self.name, "unknown_order", f"{coid}: instrument unknown")
+        return known[0]
+
+    async def open_orders(self, instrument: str | None = None) -> list[VenueOrder]:
+        ex = self._ex_or_fail()
+        out = []
+        for name in ([instrument] if instrument else list(self._instruments)):
+            rows = await self._call(R.OP_OPEN_ORDERS, "open_orders", R.QUERY, ex.fetch_open_orders, self._symbol(name))
+            for raw in rows:
+                out.append(self._adopt(self._orders.get(raw.get("clientOrderId"), (None, None))[1], raw, name))
+        return out
+
+    async def fills(self, cursor: str | None = None, limit: int = 1000) -> FillsPage:
+        """Fills per instrument after the cursor (JSON {instrument: next trade id}), oldest first."""
+        ex = self._ex_or_fail()
+        try:
+            after = json.loads(cursor) if cursor else {}
+            if not isinstance(after, dict):
+                raise ValueError
+        except ValueError:
+            raise MalformedResponse(self.name, "bad_cursor", f"not a cursor of this venue: {cursor!r}") from None
+        out, nxt, more = [], dict(after), False
+        for name in self._instruments:
+            params = {"fromId": int(after[name])} if name in after else {}
+            rows = await self._call(R.OP_FILLS, "fills", R.QUERY, ex.fetch_my_trades, self._symbol(name), None,
+                                    limit, params)
+            more = more or len(rows) >= limit
+            for t in rows:
+                coid = await self._coid_for(name, str(t.get("order")))
+                out.append(parsing.fill(self.name, t, name, coid))
+                nxt[name] = max(int(nxt.get(name, 0)), int(t["id"]) + 1)
+        out.sort(key=lambda f: (f.ts_ns, f.instrument, int(f.trade_id) if f.trade_id.isdigit() else 0))
+        return FillsPage(tuple(out), json.dumps(nxt, sort_keys=True) if nxt else cursor, more)
+
+    async def _coid_for(self, instrument: str, venue_order_id: str) -> str:
+        coid = self._coid_of.get((instrument, venue_order_id))
+        if coid is None:
+            raw = await self._call(R.OP_FETCH_ORDER, "fetch_order", R.QUERY, self._ex.fetch_order, venue_order_id,
+                                   self._symbol(instrument))
+            coid = self._adopt(None, raw, instrument).coid
+        return coid
+
+    # -- funds, status, streams -----------------------------------------------------------------
+
+    async def balances(self) -> dict[str, Balance]:
+        ex = self._ex_or_fail()
+        return parsing.balances(self.name, await self._call(R.OP_BALANCES, "balances", R.QUERY, ex.fetch_balance))
+
+    async def transfer(self, asset: str, amount: float, to_venue: str) -> TransferInfo:
+        raise VenueError(self.name, "not_supported", "withdrawals through ccxt are not implemented yet")
+
+    async def transfers(self) -> list[TransferInfo]:
+        raise VenueError(self.name, "not_supported", "transfer history through ccxt is not implemented yet")
+
+    async def status(self) -> VenueStatus:
+        """What a light public request says: OK, RATE_LIMITED, TIMEOUT or MAINTENANCE."""
+        ex = self._ex_or_fail()
+        try:
+            await self._call(R.OP_BOOK, "book", R.QUERY, ex.fetch_order_book, next(iter(self._by_symbol)), 5)
+        except RateLimited as err:
+            return VenueStatus(self.name, VenueReport.RATE_LIMITED, message=err.code)
+        except RequestTimeout as err:
+            return VenueStatus(self.name, VenueReport.TIMEOUT, message=err.code)
+        except VenueUnavailable as err:
+            return VenueStatus(self.name, VenueReport.MAINTENANCE, message=err.code)
+        except StopIteration:
+            pass
+        return VenueStatus(self.name, VenueReport.OK)
+
+    async def book(self, instrument: str, depth: int = 20) -> BookUpdate:
+        """One REST snapshot of `instrument`'s book."""
+        ex = self._ex_or_fail()
+        raw = await self._call(R.OP_BOOK, "book", R.QUERY, ex.fetch_order_book, self._symbol(instrument), depth)
+        try:
+            bids = tuple((float(p), float(q)) for p, q, *_ in raw["bids"])
+            asks = tuple((float(p), float(q)) for p, q, *_ in raw["asks"])
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse(self.name, "malformed", "order book without bids/asks") from None
+        if not all(math.isfinite(x) and x >= 0 for lv in bids + asks for x in lv):
+            raise MalformedResponse(self.name, "malformed", "order book with a non-finite or negative level")
+        return BookUpdate(self.name, instrument, time.time_ns(), bids, asks, snapshot=True,
+                          update_id=int(raw.get("nonce") or 0))
+
+    async def market_data(self, instruments: list[str] | None = None) -> AsyncIterator[BookUpdate]:
+        """REST snapshots every `poll_s` (a websocket feed is `adapters.ccxt` future work)."""
+        names = instruments or list(self._instruments)
+        while not self._closed.is_set():
+            for name in names:
+                yield await self.book(name)
+            try:
+                await asyncio.wait_for(self._closed.wait(), self.poll_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def user_events(self) -> AsyncIterator:
+        """Our fills, polled every `poll_s` from the venue's trade history."""
+        page = await self.fills(None)
+        cursor = page.cursor
+        while not self._closed.is_set():
+            try:
+                await asyncio.wait_for(self._closed.wait(), self.poll_s)
+                return
+            except asyncio.TimeoutError:
+                pass
+            page = await self.fills(cursor)
+            cursor = page.cursor
+            for f in page.fills:
+                yield f
+
+
+def _venue_message(text: str, exchange: str) -> str:
+    """The venue's own message inside a ccxt exception text ("binance {json}" or "binance msg")."""
+    start = text.find("{")
+    if start >= 0:
+        try:
+            body = json.loads(text[start:])
+            if isinstance(body, dict) and isinstance(body.get("msg"), str):
+                return body["msg"]
+        except ValueError:
+            pass
+    prefix = exchange + " "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _retry_after(headers: dict | None) -> float | None:
+    if not headers:
+        return None
+    for k, v in headers.items():
+        if k.lower() == "retry-after":
+            try:
+                out = float(v)
+            except (TypeError, ValueError):
+                return None
+            return out if math.isfinite(out) and out >= 0 else None
+    return None

@@ -1,0 +1,111 @@
+"""Configuration of one ccxt venue: which exchange, where, with which credentials and limits.
+
+A `[venues.NAME.ccxt]`-shaped table (loaded with `basis_core.configio.build`):
+
+    exchange = "binance"            # a ccxt exchange id
+    base_url = ""                   # e.g. "http://127.0.0.1:8765": every REST base is rewritten
+                                    # to this host, keeping its path prefix (local emulator)
+    sandbox = false                 # ccxt's sandbox/testnet endpoints (set_sandbox_mode)
+    timeout_ms = 1000
+    recv_window_ms = 5000
+    instruments = { BTCUSDT = "BTC/USDT" }   # our instrument name -> ccxt unified symbol
+    [credentials]                   # env variable NAMES, or a secrets file; never the values
+    api_key_env = "BASIS_BINANCE_KEY"
+    secret_env = "BASIS_BINANCE_SECRET"
+    # secrets_file = "/run/secrets/binance.toml"   (api_key = ..., secret = ...; mode 0600)
+    [pools.weight_1m]               # the venue's limits, see basis_ext.throttle
+    limit = 5400
+    window_s = 60.0
+    [endpoints]                     # weight drawn from each pool per endpoint
+    order = { weight_1m = 1, orders_10s = 1, orders_1d = 1 }
+
+Pools and endpoints default to Binance spot's published limits at 90 %.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from basis_core.configio import build, require
+
+from .constants import BINANCE_ENDPOINTS, BINANCE_POOLS, ENDPOINT_NAMES
+
+
+@dataclass(frozen=True)
+class CredentialsConfig:
+    """Where the API key and secret come from: two environment variables or one file."""
+    api_key_env: str = ""
+    secret_env: str = ""
+    password_env: str = ""
+    secrets_file: str = ""
+
+    def _validate(self, path):
+        by_env = bool(self.api_key_env or self.secret_env)
+        require(not (by_env and self.secrets_file), path,
+                "name either api_key_env/secret_env or secrets_file, not both")
+        if by_env:
+            require(bool(self.api_key_env and self.secret_env), path, "api_key_env and secret_env go together")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    limit: float
+    window_s: float
+    burst: float = 0.25
+
+    def _validate(self, path):
+        require(self.limit > 0, f"{path}.limit", "must be > 0")
+        require(self.window_s > 0, f"{path}.window_s", "must be > 0")
+        require(0 < self.burst <= 1, f"{path}.burst", "must be in (0, 1]")
+
+
+def _pools() -> Mapping[str, PoolConfig]:
+    return MappingProxyType({k: PoolConfig(*v) for k, v in BINANCE_POOLS.items()})
+
+
+def _endpoints() -> Mapping[str, Mapping[str, float]]:
+    return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in BINANCE_ENDPOINTS.items()})
+
+
+@dataclass(frozen=True)
+class CcxtVenueConfig:
+    exchange: str = "binance"
+    base_url: str = ""
+    sandbox: bool = False
+    timeout_ms: int = 1000
+    recv_window_ms: int = 5000
+    instruments: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
+    pools: Mapping[str, PoolConfig] = field(default_factory=_pools)
+    endpoints: Mapping[str, Mapping[str, float]] = field(default_factory=_endpoints)
+    max_attempts: int = 3
+    backoff_s: float = 0.05
+    max_backoff_s: float = 2.0
+    #: routing rate while the engine is DEGRADED (fraction of the pools' refill rates)
+    degraded_rate: float = 0.5
+
+    def _validate(self, path):
+        require(bool(self.exchange), f"{path}.exchange", "must name a ccxt exchange id")
+        require(not self.base_url or self.base_url.startswith(("http://", "https://")),
+                f"{path}.base_url", "must start with http:// or https://")
+        require(not (self.base_url and self.sandbox), f"{path}.sandbox", "sandbox and base_url exclude each other")
+        require(50 <= self.timeout_ms <= 120_000, f"{path}.timeout_ms", "must be in [50, 120000]")
+        require(0 < self.recv_window_ms <= 60_000, f"{path}.recv_window_ms", "must be in (0, 60000]")
+        require(self.max_attempts >= 1, f"{path}.max_attempts", "must be >= 1")
+        require(0 <= self.backoff_s <= self.max_backoff_s, f"{path}.backoff_s", "must be in [0, max_backoff_s]")
+        require(0 < self.degraded_rate <= 1, f"{path}.degraded_rate", "must be in (0, 1]")
+        for name, symbol in self.instruments.items():
+            require("/" in symbol, f"{path}.instruments.{name}", f"{symbol!r} is not a ccxt unified symbol (BASE/QUOTE)")
+        for name in ENDPOINT_NAMES:
+            require(name in self.endpoints, f"{path}.endpoints.{name}", "missing: every endpoint needs weights")
+        for name, weights in self.endpoints.items():
+            require(len(weights) > 0, f"{path}.endpoints.{name}", "needs at least one pool")
+            for pool, w in weights.items():
+                require(pool in self.pools, f"{path}.endpoints.{name}.{pool}", "names an undeclared pool")
+                require(w > 0, f"{path}.endpoints.{name}.{pool}", "must be > 0")
+
+
+def from_dict(data: dict, path: str = "") -> CcxtVenueConfig:
+    """Build and validate a CcxtVenueConfig (ConfigError names the bad key path)."""
+    return build(CcxtVenueConfig, data, path)

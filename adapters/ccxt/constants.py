@@ -1,0 +1,128 @@
+"""The ccxt venue's constants as data: the ONE error table, venue codes, limits, status map.
+
+`ERRORS` maps each ccxt exception class to our typed error (`basis_core.errors`), the router's
+fault class (`basis_ext.router.FAULT_*`, which decides retries) and the failure mode it signals:
+a venue-state event (`VenueEvent`) and, for rate limits, the engine event that degrades routing.
+Lookup walks the exception's MRO, so the most specific row wins and every ccxt error has a row
+(`BaseError` is the last resort). Note that Binance's HTTP 429/418 raise `DDoSProtection`, a
+sibling of `RateLimitExceeded`: both rows exist.
+
+`VENUE_MESSAGES` refines an order refusal by the venue's exact documented message (the body
+of the answer ccxt carries in its exception text), giving the `RejectReason` name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ccxt
+
+from basis_core.errors import (AuthenticationFailed, MalformedResponse, OrderNotFound, OrderRejected, RateLimited,
+                               RequestTimeout, VenueError, VenueUnavailable)
+from basis_core.state.tables import EngineEvent, VenueEvent
+from basis_ext import router as R
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """How one ccxt exception class is handled."""
+    error: type            # a basis_core.errors.VenueError subclass
+    code: str              # our short code, VenueError.code
+    fault: int             # basis_ext.router FAULT_* (retry decisions)
+    venue_event: VenueEvent | None = None
+    engine_event: EngineEvent | None = None
+    reason: str = ""       # RejectReason name, for OrderRejected
+
+
+_V, _N = VenueEvent, EngineEvent
+
+#: ccxt exception class -> rule. Looked up along the exception's MRO (most specific first).
+ERRORS: dict[type, ErrorRule] = {
+    # no answer / unknown outcome: SUSPECT, verify the order state before anything else
+    ccxt.RequestTimeout: ErrorRule(RequestTimeout, "timeout", R.FAULT_TIMEOUT, _V.TIMEOUT),
+    ccxt.NetworkError: ErrorRule(RequestTimeout, "network", R.FAULT_NETWORK, _V.TIMEOUT),
+    ccxt.OperationFailed: ErrorRule(RequestTimeout, "unknown_outcome", R.FAULT_NETWORK, _V.TIMEOUT),
+    ccxt.InvalidNonce: ErrorRule(VenueError, "clock_skew", R.FAULT_NETWORK),
+    ccxt.ChecksumError: ErrorRule(MalformedResponse, "checksum", R.FAULT_MALFORMED),
+    # throttled: THROTTLED venue, DEGRADED engine (hedges keep priority)
+    ccxt.DDoSProtection: ErrorRule(RateLimited, "rate_limited", R.FAULT_RATE_LIMITED, _V.RATE_LIMITED, _N.RATE_LIMITED),
+    ccxt.RateLimitExceeded: ErrorRule(RateLimited, "rate_limited", R.FAULT_RATE_LIMITED, _V.RATE_LIMITED, _N.RATE_LIMITED),
+    # maintenance / outage: QUARANTINED
+    ccxt.ExchangeNotAvailable: ErrorRule(VenueUnavailable, "unavailable", R.FAULT_UNAVAILABLE, _V.MAINTENANCE),
+    ccxt.OnMaintenance: ErrorRule(VenueUnavailable, "maintenance", R.FAULT_UNAVAILABLE, _V.MAINTENANCE),
+    # unreadable answers
+    ccxt.BadResponse: ErrorRule(MalformedResponse, "malformed", R.FAULT_MALFORMED),
+    ccxt.NullResponse: ErrorRule(MalformedResponse, "malformed", R.FAULT_MALFORMED),
+    # credentials: nothing will work until a person fixes them
+    ccxt.AuthenticationError: ErrorRule(AuthenticationFailed, "auth", R.FAULT_AUTH, _V.DISCONNECTED),
+    # refusals of one request
+    ccxt.InsufficientFunds: ErrorRule(OrderRejected, "insufficient_funds", R.FAULT_REJECTED, reason="insufficient_funds"),
+    ccxt.OrderImmediatelyFillable: ErrorRule(OrderRejected, "post_only_would_cross", R.FAULT_REJECTED,
+                                             reason="post_only_would_cross"),
+    ccxt.OrderNotFound: ErrorRule(OrderNotFound, "unknown_order", R.FAULT_NOT_FOUND),
+    ccxt.DuplicateOrderId: ErrorRule(OrderRejected, "duplicate", R.FAULT_REJECTED, reason="venue_reject"),
+    ccxt.InvalidOrder: ErrorRule(OrderRejected, "invalid_order", R.FAULT_REJECTED, reason="venue_reject"),
+    ccxt.BadSymbol: ErrorRule(OrderRejected, "bad_symbol", R.FAULT_REJECTED, reason="bad_input"),
+    ccxt.BadRequest: ErrorRule(OrderRejected, "bad_request", R.FAULT_REJECTED, reason="venue_reject"),
+    ccxt.OperationRejected: ErrorRule(OrderRejected, "operation_rejected", R.FAULT_REJECTED, reason="venue_reject"),
+    ccxt.MarketClosed: ErrorRule(OrderRejected, "market_closed", R.FAULT_REJECTED, reason="venue_unhealthy"),
+    ccxt.NotSupported: ErrorRule(VenueError, "not_supported", R.FAULT_REJECTED),
+    ccxt.ExchangeError: ErrorRule(VenueError, "venue_error", R.FAULT_REJECTED),
+    ccxt.BaseError: ErrorRule(VenueError, "ccxt_error", R.FAULT_REJECTED),
+}
+
+
+def rule_for(exc: BaseException) -> ErrorRule | None:
+    """The rule of the most specific ccxt class `exc` is an instance of (None: not a ccxt error)."""
+    for cls in type(exc).__mro__:
+        rule = ERRORS.get(cls)
+        if rule is not None:
+            return rule
+    return None
+
+
+#: the venue's exact message -> (our code, RejectReason name). Binance spot.
+VENUE_MESSAGES: dict[str, tuple[str, str]] = {
+    "Filter failure: LOT_SIZE": ("lot_size", "lot_size"),
+    "Filter failure: PRICE_FILTER": ("price_filter", "bad_input"),
+    "Filter failure: NOTIONAL": ("min_notional", "min_notional"),
+    "Filter failure: MIN_NOTIONAL": ("min_notional", "min_notional"),
+    "Order would immediately match and take.": ("post_only_would_cross", "post_only_would_cross"),
+    "Account has insufficient balance for requested action.": ("insufficient_funds", "insufficient_funds"),
+    "Duplicate order sent.": ("duplicate", "venue_reject"),
+    "Unknown order sent.": ("unknown_order", "venue_reject"),
+    "Order does not exist.": ("unknown_order", "venue_reject"),
+}
+
+# -- limits ------------------------------------------------------------------------------------
+
+#: every endpoint the adapter calls (router endpoint ids follow this order)
+ENDPOINT_NAMES = ("markets", "book", "balances", "order", "fetch_order", "cancel", "open_orders",
+                  "open_orders_all", "fills")
+
+#: Binance spot limits at 90 %: pool -> (limit, window_s, burst)
+BINANCE_POOLS = {
+    "weight_1m": (5400.0, 60.0, 0.25),
+    "orders_10s": (90.0, 10.0, 0.25),
+    "orders_1d": (180_000.0, 86_400.0, 0.25),
+}
+#: endpoint -> {pool: weight}; Binance spot's published request weights
+BINANCE_ENDPOINTS = {
+    "markets": {"weight_1m": 20},
+    "book": {"weight_1m": 5},
+    "balances": {"weight_1m": 20},
+    "order": {"weight_1m": 1, "orders_10s": 1, "orders_1d": 1},
+    "fetch_order": {"weight_1m": 4},
+    "cancel": {"weight_1m": 1},
+    "open_orders": {"weight_1m": 6},
+    "open_orders_all": {"weight_1m": 80},
+    "fills": {"weight_1m": 20},
+}
+
+# -- orders ------------------------------------------------------------------------------------
+
+#: ccxt unified order status -> adapters.base.OrderStatus value (partial fills are told apart
+#: by filled > 0); Binance's raw PENDING_NEW passes through ccxt unchanged and means open
+STATUS = {"open": "open", "closed": "filled", "canceled": "canceled", "cancelled": "canceled",
+          "expired": "expired", "rejected": "rejected", "PENDING_NEW": "open", "NEW": "open"}

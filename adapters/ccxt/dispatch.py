@@ -1,0 +1,106 @@
+"""The asyncio face of the Cython router for one venue: every request waits here for its turn.
+
+`Gate.admit(endpoint, priority)` queues the caller in `basis_ext.router.Router` and returns the
+command's sequence number once the venue's `basis_ext.throttle.Throttle` lets it go. One pump
+task per gate hands out turns in the router's order: strict priority (cancels, hedges, queries,
+entries), FIFO within a priority. A venue's `Retry-After` blocks the whole gate (`penalize`);
+`degrade` lowers its refill rates while the engine is DEGRADED. ccxt's own `enableRateLimit` is
+off: this is the only limiter.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from basis_core.errors import ConfigError
+from basis_ext import router as R
+from basis_ext.throttle import NEVER, Throttle
+
+
+def build_throttle(pools: dict, endpoints: dict, now_ns: int, names: tuple[str, ...]) -> Throttle:
+    """A Throttle with `pools` {name: (limit, window_s, burst)} and `endpoints` {name: {pool: w}}
+    declared in `names` order (so endpoint ids are their index). ConfigError when an endpoint's
+    weight can never fit a pool."""
+    thr = Throttle()
+    for name, (limit, window_s, burst) in pools.items():
+        thr.add_pool(name, float(limit), float(window_s), float(burst), now_ns)
+    for name in names:
+        thr.add_endpoint(name, {k: float(v) for k, v in endpoints[name].items()})
+        if thr.wait_ns(thr.endpoint(name), now_ns) == NEVER:
+            raise ConfigError(f"endpoints.{name}", "weight exceeds a pool's burst capacity: it could never be sent")
+    return thr
+
+
+class Gate:
+    """Priority + throttle + sequence numbers for one venue's requests."""
+
+    def __init__(self, venue_id: int, throttle: Throttle, router: R.Router | None = None,
+                 clock: Callable[[], int] = time.monotonic_ns):
+        self.venue_id = venue_id
+        self.throttle = throttle
+        self.router = router if router is not None else R.Router()
+        self.router.add_venue(venue_id, throttle)
+        self.clock = clock
+        self._wake: asyncio.Event | None = None
+        self._pump: asyncio.Task | None = None
+        self.admitted: list[tuple[int, int]] = []     # (seq, priority) of the last admissions
+        self._keep = 256
+
+    async def admit(self, endpoint: int, priority: int) -> int:
+        """Wait for a turn to send one request through `endpoint`; returns its sequence number."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.router.push(self.venue_id, priority, endpoint, fut, self.clock())
+        if self._pump is None or self._pump.done():
+            self._wake = asyncio.Event()
+            self._pump = loop.create_task(self._run(), name=f"gate-{self.venue_id}")
+        self._wake.set()
+        return await fut
+
+    def penalize(self, retry_after_s: float) -> None:
+        """The venue asked us to wait: nothing leaves before now + `retry_after_s`."""
+        self.throttle.block_until(self.clock() + int(retry_after_s * 1e9))
+        if self._wake is not None:
+            self._wake.set()
+
+    def degrade(self, factor: float) -> None:
+        """Lower (factor < 1) or restore (1.0) the routing rate."""
+        self.throttle.set_rate_factor(factor, self.clock())
+
+    async def _run(self) -> None:
+        venue, router = self.venue_id, self.router
+        while True:
+            now = self.clock()
+            cmd = router.pop_ready(venue, now)
+            if cmd is not None:
+                fut = cmd.item
+                if not fut.done():
+                    fut.set_result(cmd.seq)
+                    self.admitted.append((cmd.seq, cmd.priority))
+                    if len(self.admitted) > self._keep:
+                        del self.admitted[: self._keep // 2]
+                continue
+            wait = router.wait_ns(venue, now)
+            if wait == -2:
+                for c in router.drop(venue):
+                    if not c.item.done():
+                        c.item.set_exception(ConfigError("endpoints", "a request weight exceeds a pool's capacity"))
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), None if wait == -1 else wait / 1e9)
+            except asyncio.TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            try:
+                await self._pump
+            except asyncio.CancelledError:
+                pass
+            self._pump = None
+        for c in self.router.drop(self.venue_id):
+            if not c.item.done():
+                c.item.cancel()

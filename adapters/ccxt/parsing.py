@@ -1,0 +1,144 @@
+"""ccxt's unified structures (orders, trades, balances, markets) into `adapters.base` types.
+
+Every function checks what it reads: an order without an id or a status, a NaN or negative
+quantity, an unknown status or side is a MalformedResponse, never a guessed value. ccxt turns a
+venue's HTTP 200 `{}` into an order whose id and status are None; `order` refuses it.
+"""
+from __future__ import annotations
+
+import math
+
+from adapters.base import Balance, Fill, InstrumentInfo, OrderStatus, VenueOrder, require_finite
+from basis_core.errors import MalformedResponse
+from basis_core.schema import Liquidity, OrderType, Side
+
+from .constants import STATUS
+
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+
+
+def _bad(venue: str, message: str) -> MalformedResponse:
+    return MalformedResponse(venue, "malformed", message)
+
+
+def _num(venue: str, what: str, value, default: float | None = None) -> float:
+    if value is None and default is not None:
+        return default
+    out = require_finite(venue, what, value)
+    if out < 0:
+        raise _bad(venue, f"{what} is negative: {value!r}")
+    return out
+
+
+def _fee(venue: str, o: dict) -> tuple[float, str]:
+    """Total fee of an order or trade (ccxt's `fees` list or single `fee`) and its asset; fees in
+    several assets keep the first asset's total (the venue charges one asset per order here)."""
+    fees = o.get("fees") or ([o["fee"]] if o.get("fee") else [])
+    total, asset = 0.0, ""
+    for f in fees:
+        if not isinstance(f, dict) or f.get("cost") is None:
+            continue
+        cur = f.get("currency") or ""
+        if asset and cur != asset:
+            continue
+        asset = cur
+        total += require_finite(venue, "fee", f["cost"])
+    return total, asset
+
+
+def order_type(o: dict) -> OrderType:
+    """Our order type from ccxt's type, timeInForce and postOnly."""
+    if o.get("postOnly") or o.get("timeInForce") == "PO" or str(o.get("type", "")).lower() == "limit_maker":
+        return OrderType.POST_ONLY
+    if str(o.get("type", "")).lower() == "market":
+        return OrderType.MARKET
+    return OrderType.IOC if o.get("timeInForce") in ("IOC", "FOK") else OrderType.LIMIT
+
+
+def order(venue: str, o, instrument: str, coid: str | None = None, known_type: OrderType | None = None) -> VenueOrder:
+    """A VenueOrder from one ccxt order. `coid` overrides the answer's client id (cancel replies
+    carry the cancel's own id); `known_type` is the type we sent (ccxt cannot tell a protected
+    market order from a limit IOC)."""
+    if not isinstance(o, dict):
+        raise _bad(venue, f"order answer is not an object: {type(o).__name__}")
+    oid, raw_status = o.get("id"), o.get("status")
+    if not oid or raw_status is None:
+        raise _bad(venue, "answer without order id or status is not an order")
+    status = STATUS.get(raw_status)
+    if status is None:
+        raise _bad(venue, f"unknown order status {raw_status!r}")
+    side = _SIDES.get(o.get("side"))
+    if side is None:
+        raise _bad(venue, f"unknown order side {o.get('side')!r}")
+    cid = coid or o.get("clientOrderId")
+    if not cid:
+        raise _bad(venue, f"order {oid} has no client order id")
+    qty = _num(venue, "amount", o.get("amount"))
+    if qty <= 0:
+        raise _bad(venue, f"order {oid} has amount {qty}")
+    filled = _num(venue, "filled", o.get("filled"), 0.0)
+    if filled > qty * (1 + 1e-9):
+        raise _bad(venue, f"order {oid} filled {filled} of {qty}")
+    price = o.get("price")
+    price = _num(venue, "price", price) if price not in (None, 0, 0.0) else None
+    avg = _num(venue, "average", o.get("average"), 0.0) if filled else 0.0
+    fee, fee_asset = _fee(venue, o)
+    st = OrderStatus(status)
+    if st == OrderStatus.OPEN and filled > 0:
+        st = OrderStatus.PARTIALLY_FILLED
+    ts = o.get("timestamp") or 0
+    upd = o.get("lastUpdateTimestamp") or o.get("lastTradeTimestamp") or ts
+    return VenueOrder(coid=str(cid), instrument=instrument, side=side, type=known_type or order_type(o), qty=qty,
+                      price=price, status=st, filled_qty=filled, avg_price=avg, fee=fee, fee_asset=fee_asset,
+                      venue_order_id=str(oid), created_ns=int(ts) * 1_000_000, updated_ns=int(upd) * 1_000_000)
+
+
+def fill(venue: str, t, instrument: str, coid: str) -> Fill:
+    """A Fill from one ccxt trade of ours."""
+    if not isinstance(t, dict) or not t.get("id"):
+        raise _bad(venue, "trade without id")
+    side = _SIDES.get(t.get("side"))
+    if side is None:
+        raise _bad(venue, f"trade {t.get('id')}: unknown side {t.get('side')!r}")
+    price, qty = _num(venue, "trade price", t.get("price")), _num(venue, "trade amount", t.get("amount"))
+    if price <= 0 or qty <= 0:
+        raise _bad(venue, f"trade {t['id']}: price {price} amount {qty}")
+    fee, asset = _fee(venue, t)
+    liq = {"maker": Liquidity.MAKER, "taker": Liquidity.TAKER}.get(t.get("takerOrMaker"), Liquidity.UNKNOWN)
+    return Fill(venue=venue, instrument=instrument, coid=coid, trade_id=str(t["id"]), side=side, price=price,
+                qty=qty, fee=fee, fee_asset=asset, liquidity=liq, ts_ns=int(t.get("timestamp") or 0) * 1_000_000)
+
+
+def balances(venue: str, b) -> dict[str, Balance]:
+    """Balances by asset from ccxt's fetch_balance (free and used per currency)."""
+    if not isinstance(b, dict) or not isinstance(b.get("free"), dict):
+        raise _bad(venue, "balance answer without free amounts")
+    used = b.get("used") or {}
+    out = {}
+    for asset, free in b["free"].items():
+        if free is None:
+            continue
+        out[asset] = Balance(asset, _num(venue, f"{asset} free", free), _num(venue, f"{asset} used", used.get(asset), 0.0))
+    return out
+
+
+def instrument(venue: str, name: str, m: dict) -> InstrumentInfo:
+    """Trading rules from a ccxt market (precision given as tick sizes, as Binance's is)."""
+    try:
+        prec, limits = m["precision"], m.get("limits") or {}
+        tick, lot = float(prec["price"]), float(prec["amount"])
+    except (KeyError, TypeError, ValueError):
+        raise _bad(venue, f"market {m.get('symbol')!r} without price/amount precision") from None
+    if not (math.isfinite(tick) and tick > 0 and math.isfinite(lot) and lot > 0 and tick < 1e6 and lot < 1e6):
+        raise _bad(venue, f"market {m.get('symbol')!r}: tick {tick} lot {lot}")
+    min_cost = (limits.get("cost") or {}).get("min") or 0.0
+    max_amt = (limits.get("amount") or {}).get("max") or math.inf
+    return InstrumentInfo(name=name, symbol=m["symbol"], base=m["base"], quote=m["quote"],
+                          kind="spot" if m.get("spot", True) else "perp", tick=tick, lot=lot,
+                          min_notional=float(min_cost), max_qty=float(max_amt))
+
+
+def on_grid(value: float, step: float) -> bool:
+    """True when `value` is a whole multiple of `step` (to 1e-9 relative)."""
+    n = round(value / step)
+    return n > 0 and abs(n * step - value) <= 1e-9 * max(1.0, abs(value))
