@@ -1,4 +1,3 @@
-import os
 import sys
 from pathlib import Path
 
@@ -6,5 +5,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-#: "short" in CI, "full" when BASIS_SOAK=full: slow soaks pick their sizes from this.
-SOAK = os.environ.get("BASIS_SOAK", "short")
+# slow soaks pick their sizes from tests/soak.py (SOAK = "short" in CI, "full" with BASIS_SOAK=full)
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))

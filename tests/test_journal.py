@@ -19,7 +19,7 @@ from basis_core.journal import JournalReader, JournalWriter, truncate
 from basis_core.journal.kernels import crc_records
 from basis_core.journal.segment import segment_name
 
-from conftest import SOAK
+from soak import SOAK
 
 
 def make(start: int, n: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import ring_children
-from conftest import SOAK
+from soak import SOAK
 from basis_core import schema
 from basis_core.errors import ProducerDead, RingError
 from basis_core.rings import (
