@@ -134,3 +134,22 @@ def test_accounting_figures_for_report_json():
     assert fig["slippage_usdt"] == pytest.approx(0.0)
     assert fig["max_residual_exposure_usdt"] == pytest.approx(100.3)  # 1 BTC bought, before the sell
     assert fig["reconciliation"] == {"order": 1, "position": 0, "balance": 0, "reporting": 0}
+
+
+def test_record_ledger_is_incremental_and_a_fresh_writer_rewrites_the_same_content(tmp_path):
+    led = spread_ledger()
+    path = tmp_path / "r.sqlite"
+    with ResultsDB(path) as db:
+        record_ledger(db, "r1", led)
+        led.book_fill(LedgerFill("beta", "BTCUSDT@beta", "BTC", "USDT", "sell", 0.5, 103.0, 40, 50, "b2",
+                                 opportunity_id=3, signal_px=102.0))
+        led.open_opportunity(4, "basis", 2.0, ts_ns=45)
+        record_ledger(db, "r1", led, {4: "skipped"})
+        net = db.series("r1", SERIES_NET)
+        opps = db.opportunities("r1")
+    assert [t for t, _ in net] == [20, 30, 40]
+    assert [(o["opportunity_id"], o["fills"], o["outcome"]) for o in opps] == [(3, 3, ""), (4, 0, "skipped")]
+    with ResultsDB(path) as db:  # a resumed process: no watermark, the same rows again, no duplicates
+        record_ledger(db, "r1", led, {4: "skipped"})
+        assert db.series("r1", SERIES_NET) == net and len(db.fills("r1")) == 3
+        assert db.opportunities("r1") == opps

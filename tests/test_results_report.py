@@ -138,3 +138,16 @@ def test_report_on_a_missing_or_broken_run_dir_is_a_typed_error(tmp_path):
     (tmp_path / "report.json").write_bytes(orjson.dumps({"events_processed": 1}))
     with pytest.raises(ResultsError, match="fees_usdt"):
         report_main(argparse.Namespace(run_dir=str(tmp_path)))
+
+
+def test_long_series_are_thinned_but_keep_their_spikes():
+    from basis_core.results.report import MAX_POINTS, thin
+
+    pts = [(i * 1000, float(i % 7)) for i in range(50_000)]
+    pts[31_337] = (pts[31_337][0], 1e6)
+    out = thin(pts)
+    assert len(out) <= MAX_POINTS + 4 and out[0] == pts[0] and out[-1] == pts[-1]
+    assert (pts[31_337][0], 1e6) in out and min(v for _, v in out) == 0.0
+    assert [t for t, _ in out] == sorted(t for t, _ in out)
+    short = pts[:100]
+    assert thin(short) == short

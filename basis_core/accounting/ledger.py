@@ -108,6 +108,7 @@ class Ledger:
         self._deposited: dict[str, float] = defaultdict(float)
         self._transfers: dict[str, Transfer] = {}
         self._opps: dict[int, OpportunityResult] = {}
+        self.dirty: set[int] = set()  # opportunities changed since a recorder last took them
         self._opp_pos: dict[int, dict[str, CostBasis]] = defaultdict(dict)
         self._venue_totals: dict[str, Totals] = defaultdict(Totals)
         self.contributed_usdt = 0.0
@@ -365,6 +366,7 @@ class Ledger:
         self.postings.append(Posting(int(ts_ns), kind, venue, asset, float(delta), float(delta * m), ref))
 
     def _opp(self, opportunity_id: int, strategy: str, ts_ns: int) -> OpportunityResult:
+        self.dirty.add(opportunity_id)
         opp = self._opps.get(opportunity_id)
         if opp is None:
             opp = self._opps[opportunity_id] = OpportunityResult(opportunity_id, strategy, first_ts_ns=ts_ns, last_ts_ns=ts_ns)

@@ -88,6 +88,8 @@ class ResultsDB:
         self.path = Path(path)
         if readonly and not self.path.is_file():
             raise ResultsError(f"no results database at {self.path}")
+        #: progress of incremental writers in this process (record.record_ledger); not persisted
+        self.watermarks: dict[tuple[str, str], tuple[int, ...]] = {}
         try:
             self._db = self._open(readonly)
         except sqlite3.DatabaseError as exc:

@@ -21,17 +21,30 @@ HIST_LATENCY = "decision_latency_ns"
 
 
 def record_ledger(db: ResultsDB, run_id: str, ledger, outcomes: dict[int, str] | None = None) -> None:
-    """Fills, opportunities and the cumulative PnL / residual exposure series of a Ledger."""
+    """Fills, opportunities and the cumulative PnL / residual exposure series of a Ledger.
+
+    Incremental within one process: only fills, history points and opportunities that changed
+    since the last call on this `db` are written. The first call (a fresh process, a resumed run)
+    writes the fills it has (repeats ignored), every opportunity, and replaces the series whole.
+    """
     outcomes = outcomes or {}
-    for fill, fee_usdt in ledger.fills:
+    mark = db.watermarks.get((run_id, "ledger"))
+    n_fills, n_hist = mark if mark else (0, 0)
+    for fill, fee_usdt in ledger.fills[n_fills:]:
         db.record_fill(run_id, fill, fee_usdt)
-    for opp in ledger.opportunities():
-        db.record_opportunity(run_id, opp, outcomes.get(opp.opportunity_id, ""))
-    hist = ledger.history
-    db.replace_series(run_id, SERIES_REALIZED, [(t, r) for t, r, _, _ in hist])
-    db.replace_series(run_id, SERIES_FEES, [(t, f) for t, _, f, _ in hist])
-    db.replace_series(run_id, SERIES_NET, [(t, r - f) for t, r, f, _ in hist])
-    db.replace_series(run_id, SERIES_RESIDUAL, [(t, x) for t, _, _, x in hist if math.isfinite(x)])
+    opp_ids = sorted(ledger.dirty) if mark else [o.opportunity_id for o in ledger.opportunities()]
+    ledger.dirty.clear()
+    for oid in opp_ids:
+        db.record_opportunity(run_id, ledger.opportunity(oid), outcomes.get(oid, ""))
+    for oid in set(outcomes) - set(opp_ids):
+        db.record_opportunity(run_id, ledger.opportunity(oid), outcomes[oid])
+    hist = ledger.history[n_hist:]
+    write = db.record_series if mark else db.replace_series
+    write(run_id, SERIES_REALIZED, [(t, r) for t, r, _, _ in hist])
+    write(run_id, SERIES_FEES, [(t, f) for t, _, f, _ in hist])
+    write(run_id, SERIES_NET, [(t, r - f) for t, r, f, _ in hist])
+    write(run_id, SERIES_RESIDUAL, [(t, x) for t, _, _, x in hist if math.isfinite(x)])
+    db.watermarks[(run_id, "ledger")] = (len(ledger.fills), len(ledger.history))
     db.commit()
 
 

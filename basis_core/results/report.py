@@ -25,6 +25,7 @@ RESULTS_DB = "results.sqlite"
 REPORT_HTML = "report.html"
 MAX_LANES = 8
 MAX_ROWS = 200
+MAX_POINTS = 2000  # per plotted series
 
 _HEADLINE = (
     ("events_processed", "events processed"), ("events_per_s", "events / s"),
@@ -88,10 +89,36 @@ class RunData:
         return float(max(times)) if times else self.t0()
 
 
+def thin(points: list[tuple[int, float]], buckets: int = MAX_POINTS // 4) -> list[tuple[int, float]]:
+    """At most ~4 points per time bucket (first, min, max, last), so a long series plots as the
+    same envelope in a small file: spikes are kept, the number of SVG vertices is bounded."""
+    if len(points) <= MAX_POINTS:
+        return points
+    t_lo, t_hi = points[0][0], points[-1][0]
+    width = max((t_hi - t_lo) / buckets, 1)
+    out, group, edge = [], [], t_lo + width
+    for pt in points + [(None, None)]:
+        if pt[0] is None or pt[0] >= edge:
+            if group:
+                keep = {0, len(group) - 1, min(range(len(group)), key=lambda i: group[i][1]),
+                        max(range(len(group)), key=lambda i: group[i][1])}
+                out += [group[i] for i in sorted(keep)]
+            group = []
+            if pt[0] is not None:
+                edge = t_lo + ((pt[0] - t_lo) // width + 1) * width
+        if pt[0] is not None:
+            group.append(pt)
+    return out
+
+
 def plots(data: RunData) -> dict[str, str]:
     """The five plots as SVG strings, by name."""
     t0 = data.t0()
-    sec = lambda pts: ([(t - t0) / 1e9 for t, _ in pts], [v for _, v in pts])  # noqa: E731
+
+    def sec(pts):
+        pts = thin(pts)
+        return [(t - t0) / 1e9 for t, _ in pts], [v for _, v in pts]
+
     out = {}
     out["cumulative_pnl"] = svg.line_chart(
         "Cumulative PnL (USDT)",
