@@ -55,9 +55,14 @@ class PoolConfig:
     burst: float = 0.25
 
     def _validate(self, path):
-        require(self.limit > 0, f"{path}.limit", "must be > 0")
-        require(self.window_s > 0, f"{path}.window_s", "must be > 0")
-        require(0 < self.burst <= 1, f"{path}.burst", "must be in (0, 1]")
+        require(self.limit > 0, f"{_at(path)}limit", "must be > 0")
+        require(self.window_s > 0, f"{_at(path)}window_s", "must be > 0")
+        require(0 < self.burst <= 1, f"{_at(path)}burst", "must be in (0, 1]")
+
+
+def _at(path: str) -> str:
+    """`path` as a key prefix ("" at the top level)."""
+    return f"{path}." if path else ""
 
 
 def _pools() -> Mapping[str, PoolConfig]:
@@ -86,24 +91,24 @@ class CcxtVenueConfig:
     degraded_rate: float = 0.5
 
     def _validate(self, path):
-        require(bool(self.exchange), f"{path}.exchange", "must name a ccxt exchange id")
+        require(bool(self.exchange), f"{_at(path)}exchange", "must name a ccxt exchange id")
         require(not self.base_url or self.base_url.startswith(("http://", "https://")),
-                f"{path}.base_url", "must start with http:// or https://")
-        require(not (self.base_url and self.sandbox), f"{path}.sandbox", "sandbox and base_url exclude each other")
-        require(50 <= self.timeout_ms <= 120_000, f"{path}.timeout_ms", "must be in [50, 120000]")
-        require(0 < self.recv_window_ms <= 60_000, f"{path}.recv_window_ms", "must be in (0, 60000]")
-        require(self.max_attempts >= 1, f"{path}.max_attempts", "must be >= 1")
-        require(0 <= self.backoff_s <= self.max_backoff_s, f"{path}.backoff_s", "must be in [0, max_backoff_s]")
-        require(0 < self.degraded_rate <= 1, f"{path}.degraded_rate", "must be in (0, 1]")
+                f"{_at(path)}base_url", "must start with http:// or https://")
+        require(not (self.base_url and self.sandbox), f"{_at(path)}sandbox", "sandbox and base_url exclude each other")
+        require(50 <= self.timeout_ms <= 120_000, f"{_at(path)}timeout_ms", "must be in [50, 120000]")
+        require(0 < self.recv_window_ms <= 60_000, f"{_at(path)}recv_window_ms", "must be in (0, 60000]")
+        require(self.max_attempts >= 1, f"{_at(path)}max_attempts", "must be >= 1")
+        require(0 <= self.backoff_s <= self.max_backoff_s, f"{_at(path)}backoff_s", "must be in [0, max_backoff_s]")
+        require(0 < self.degraded_rate <= 1, f"{_at(path)}degraded_rate", "must be in (0, 1]")
         for name, symbol in self.instruments.items():
-            require("/" in symbol, f"{path}.instruments.{name}", f"{symbol!r} is not a ccxt unified symbol (BASE/QUOTE)")
+            require("/" in symbol, f"{_at(path)}instruments.{name}", f"{symbol!r} is not a ccxt unified symbol (BASE/QUOTE)")
         for name in ENDPOINT_NAMES:
-            require(name in self.endpoints, f"{path}.endpoints.{name}", "missing: every endpoint needs weights")
+            require(name in self.endpoints, f"{_at(path)}endpoints.{name}", "missing: every endpoint needs weights")
         for name, weights in self.endpoints.items():
-            require(len(weights) > 0, f"{path}.endpoints.{name}", "needs at least one pool")
+            require(len(weights) > 0, f"{_at(path)}endpoints.{name}", "needs at least one pool")
             for pool, w in weights.items():
-                require(pool in self.pools, f"{path}.endpoints.{name}.{pool}", "names an undeclared pool")
-                require(w > 0, f"{path}.endpoints.{name}.{pool}", "must be > 0")
+                require(pool in self.pools, f"{_at(path)}endpoints.{name}.{pool}", "names an undeclared pool")
+                require(w > 0, f"{_at(path)}endpoints.{name}.{pool}", "must be > 0")
 
 
 def from_dict(data: dict, path: str = "") -> CcxtVenueConfig:
