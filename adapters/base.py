@@ -93,7 +93,8 @@ class InstrumentInfo:
 @dataclass(frozen=True)
 class OrderRequest:
     """A command to place one order. `price` is the limit (LIMIT, IOC, POST_ONLY) or, for
-    MARKET, an optional protection bound (worst acceptable price; None = unbounded)."""
+    MARKET, an optional protection bound (worst acceptable price; None = unbounded).
+    `reduce_only` (perps): the venue rejects the order unless it only shrinks the position."""
     coid: str
     instrument: str
     side: Side

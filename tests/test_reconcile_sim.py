@@ -261,3 +261,29 @@ def test_recovery_after_a_restart_makes_every_order_the_venue_knows_ours_and_dec
         assert [o.coid for o in await v.open_orders()].count(reqs["ack_lost"].coid) == 1
         await v.close()
     clock.run(main())
+
+
+def test_fills_booked_from_the_stream_by_ordinal_are_not_booked_again_by_the_sync():
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        v = make_venue(clock, latency=Latency(balance_lag_s=0.0))
+        await v.start()
+        user, _, tasks = start_collecting(v)
+        book_around(v)
+        led = await seeded_ledger(v)
+        await v.submit(OrderRequest(coid(7), "btc", Side.BUY, OrderType.IOC, 0.3, 50_000.02))  # 2 fills
+        await v.submit(OrderRequest(coid(8), "btc", Side.SELL, OrderType.MARKET, 0.25, None))  # 2 fills
+        await asyncio.sleep(0.1)
+        counts = {}
+        for f in (e for e in user if isinstance(e, Fill)):  # what a replayed journal books: fill_no per order
+            counts[f.coid] = counts.get(f.coid, 0) + 1
+            assert led.book_fill(ledger_fill(f, v.instruments()["btc"], fill_id=ordinal_id(counts[f.coid])))
+        assert sum(counts.values()) == 4
+        rec = Reconciler([v], led, {}, balance_lag_ns=S, position=one_leg_ok(), ordinal_fill_ids=True)
+        p = await rec.run(clock.now_ns())
+        assert p.fills_booked == 0 and rec.fills["alpha"].repeated == 4
+        assert p.raised == [] and p.clean
+        await v.close()
+        await asyncio.gather(*tasks)
+    clock.run(main())

@@ -152,6 +152,12 @@ def test_perp_position_pays_funding_on_schedule():
         assert pos.qty == 0.5 and pos.entry_price == pytest.approx(50_000.1)
         v.update_funding("btc", mark=50_000.0, index=49_990.0, rate=0.0001)
         await asyncio.sleep(3600.0)
+        with pytest.raises(OrderRejected):      # would flip the position: not reduce-only
+            await v.submit(OrderRequest("2", "btc", Side.SELL, OrderType.MARKET, 0.6, reduce_only=True))
+        with pytest.raises(OrderRejected):      # same direction as the position
+            await v.submit(OrderRequest("3", "btc", Side.BUY, OrderType.MARKET, 0.1, reduce_only=True))
+        await v.submit(OrderRequest("4", "btc", Side.SELL, OrderType.MARKET, 0.2, reduce_only=True))
+        await v.submit(OrderRequest("5", "btc", Side.BUY, OrderType.MARKET, 0.2))
         pays = [e for e in user if isinstance(e, FundingPayment)]
         assert len(pays) == 1 and pays[0].amount == pytest.approx(-0.5 * 50_000 * 0.0001)
         assert (await v.positions())["btc"].funding_paid == pytest.approx(2.5)

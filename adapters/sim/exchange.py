@@ -25,7 +25,7 @@ from basis_core.errors import InsufficientFunds, OrderNotFound
 from basis_core.schema import OrderEventType, OrderType, RejectReason, Side
 
 from .accounts import EXTERNAL, FEES, Accounts
-from .matching import MARKET, FeeSchedule, Fill, MatchingEngine, Result, Spec
+from .matching import MARKET, NOTHING, FeeSchedule, Fill, MatchingEngine, Result, Spec
 
 _TERMINAL_EVENTS = (OrderEventType.FILL, OrderEventType.CANCELED, OrderEventType.EXPIRED, OrderEventType.REJECT)
 
@@ -108,7 +108,8 @@ class Exchange:
 
     def set_level(self, instrument: str, side: Side, px: int, lots: int, ts_ns: int = 0) -> Result:
         result = self.engine(instrument).set_level(side, px, lots, ts_ns)
-        self._settle(instrument, result)
+        if result is not NOTHING:
+            self._settle(instrument, result)
         return result
 
     def participant_trade(self, instrument: str, side: Side, lots: int, ts_ns: int = 0,

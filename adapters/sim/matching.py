@@ -157,6 +157,9 @@ class Result:
     duplicate: bool = False
 
 
+NOTHING = Result(None, [], [])
+
+
 class _Order:
     __slots__ = ("oid", "owner", "coid", "side", "type", "px", "lots", "filled", "quote_filled",
                  "status", "reason", "fees", "created_ns", "updated_ns")
@@ -342,32 +345,43 @@ class MatchingEngine:
     def set_level(self, side: Side, px: int, lots: int, ts_ns: int = 0) -> Result:
         """Set MARKET's resting quantity at price `px` (ticks) on `side` to `lots`. Growth joins
         the back of the queue and trades first against anything it crosses; shrinkage removes
-        MARKET's orders from the back of the queue. Real owners' orders are never touched."""
-        book = self._side(side)
+        MARKET's orders from the back of the queue. Real owners' orders are never touched.
+        Returns `NOTHING` (a shared empty Result: do not mutate) when no order changed state."""
+        book = self.bids if side == Side.BUY else self.asks
         have = book.market.get(px, 0)
         if lots > have:
-            order = _Order(self._next_oid, MARKET, "", Side(side), OrderType.LIMIT, px, lots - have, ts_ns)
-            self._next_oid += 1
-            return self._execute(order, ts_ns)
-        if lots < have:
+            opp = self.asks if side == Side.BUY else self.bids
+            best = opp.best()
+            if best is not None and (best <= px if side == Side.BUY else best >= px):
+                order = _Order(self._next_oid, MARKET, "", Side(side), OrderType.LIMIT, px, lots - have, ts_ns)
+                self._next_oid += 1
+                return self._execute(order, ts_ns)
+            q = book.levels.get(px)
+            if q and q[-1].owner == MARKET:      # same as queueing a new order right behind it
+                q[-1].lots += lots - have
+                book.total[px] += lots - have
+                book.market[px] = lots
+            else:
+                book.add(_Order(self._next_oid, MARKET, "", Side(side), OrderType.LIMIT, px, lots - have, ts_ns))
+                self._next_oid += 1
+        elif lots < have:
             cut = have - lots
             q = book.levels[px]
-            for order in reversed(list(q)):
-                if cut == 0:
-                    break
-                if order.owner != MARKET:
-                    continue
-                rest = order.lots - order.filled
-                take = min(rest, cut)
-                cut -= take
-                if take == rest:
-                    q.remove(order)
-                    book.reduce(order, rest)
-                else:
-                    order.lots -= take
+            i = len(q) - 1
+            while cut and i >= 0:
+                order = q[i]
+                if order.owner == MARKET:
+                    rest = order.lots - order.filled
+                    take = rest if rest < cut else cut
+                    cut -= take
+                    if take == rest:
+                        del q[i]
+                    else:
+                        order.lots -= take
                     book.reduce(order, take)
+                i -= 1
             book.drop_if_empty(px)
-        return Result(None)
+        return NOTHING
 
     def sweep(self, side: Side, lots: int, limit: int | None = None) -> tuple[int, int]:
         """What an order of `side` for `lots` would take now: (lots, sum of ticks*lots)."""

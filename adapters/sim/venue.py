@@ -35,7 +35,7 @@ from ..base import (Balance, BalanceUpdate, BookUpdate, Fill, FillsPage, Funding
 from .clock import Clock
 from .exchange import Exchange
 from .faults import FaultSchedule
-from .matching import MARKET, OrderView, Result
+from .matching import MARKET, NOTHING, OrderView, Result
 from .transfers import TransferNetwork
 
 _END = object()
@@ -145,6 +145,8 @@ class SimVenue(Venue):
             fault = self.faults.on_event("submit", self.name, now, info.name, kinds=("reject", "ack_lost"))
             force = RejectReason[fault.reason.upper()] if fault is not None and fault.kind == "reject" else None
             state["lost"] = fault is not None and fault.kind == "ack_lost"
+            if force is None and order.reduce_only and not self._reduces(info, order):
+                force = RejectReason.VENUE_REJECT
             result = self.exchange.submit(self.owner, info.name, order.coid, order.side, order.type,
                                           order.qty, order.price, now, force=force)
             self._after(info.name, result, drop_ack=state["lost"])
@@ -283,13 +285,15 @@ class SimVenue(Venue):
                 levels = {**have, **levels}
             plan.append((side, levels, have))
         for side, levels, have in plan:
-            for px in sorted(have):
-                if levels.get(px, 0) < have[px]:
+            for px, lots in have.items():
+                if levels.get(px, 0) < lots:
                     self.exchange.set_level(instrument, side, px, levels.get(px, 0), now)
         for side, levels, have in plan:
             for px in sorted(levels, reverse=side == Side.SELL):
                 if levels[px] > have.get(px, 0):
-                    self._after(instrument, self.exchange.set_level(instrument, side, px, levels[px], now), publish=False)
+                    result = self.exchange.set_level(instrument, side, px, levels[px], now)
+                    if result is not NOTHING:
+                        self._after(instrument, result, publish=False)
         self._publish_book(instrument)
 
     def participant_trade(self, instrument: str, side: Side, lots: int, limit: int | None = None) -> Result:
@@ -329,6 +333,16 @@ class SimVenue(Venue):
             raise OrderRejected(self.name, "bad_input", f"unknown instrument {instrument!r}", reason="bad_input")
         return info
 
+    def _reduces(self, info: InstrumentInfo, order: OrderRequest) -> bool:
+        """A reduce-only order must shrink a perp position by no more than its size."""
+        if info.kind != "perp":
+            return False
+        eng = self.exchange.engine(info.name)
+        pos = self.exchange.position(self.owner, info.name).lots
+        lots = eng.to_lots(order.qty) or 0
+        closing = pos < 0 if order.side == Side.BUY else pos > 0
+        return closing and lots <= abs(pos)
+
     def _cross(self, instrument: str, view: OrderView, lots: int, now: int) -> Result:
         """Another participant takes `lots` of our resting order at its price (priority aside)."""
         side = Side.SELL if view.side == Side.BUY else Side.BUY
@@ -351,7 +365,7 @@ class SimVenue(Venue):
             fill = Fill(self.name, instrument, f.coid, str(f.trade_id), f.side, f.price, f.qty,
                         f.fee_atoms / self.exchange.accounts.scale(f.fee_asset), f.fee_asset, f.liquidity, now)
             self._fills.append(fill)
-            assets.update((spec.base, spec.quote, f.fee_asset))
+            assets.update((spec.base, spec.quote, f.fee_asset) if spec.kind == "spot" else (spec.quote, f.fee_asset))
             if hold:
                 held.append((0.0, fill))
             else:
@@ -366,7 +380,7 @@ class SimVenue(Venue):
                 self._push_user(update, self.latency.fill_s)
             if ev.type in (OrderEventType.ACK, OrderEventType.CANCELED, OrderEventType.EXPIRED):
                 spec = self.exchange.engine(instrument).spec
-                assets.update((spec.base, spec.quote))
+                assets.update((spec.base, spec.quote) if spec.kind == "spot" else (spec.quote,))
         if assets:
             self._balances_changed(sorted(assets))
         if publish:

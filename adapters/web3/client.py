@@ -175,9 +175,18 @@ class EvmClient:
             tx["to"] = check_address(to)
         return _int(self.rpc("eth_estimateGas", [tx]))
 
+    def next_base_fee(self) -> int:
+        """Base fee of the next block: the last entry of eth_feeHistory (the latest block's
+        own base fee when the node has no fee history)."""
+        try:
+            hist = self.rpc("eth_feeHistory", ["0x1", "latest", []])
+            return _int(hist["baseFeePerGas"][-1])
+        except (VenueError, KeyError, IndexError, TypeError):
+            return _int(self.latest_block().get("baseFeePerGas") or 0)
+
     def quote_fees(self) -> Fees:
         """Fees for a new transaction under the caps (GasCapExceeded if the chain is too dear)."""
-        base = _int(self.latest_block().get("baseFeePerGas") or 0)
+        base = self.next_base_fee()
         try:
             tip = _int(self.rpc("eth_maxPriorityFeePerGas", []))
         except VenueError:

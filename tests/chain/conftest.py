@@ -10,6 +10,7 @@ rewinds account nonces, so nonce managers must not outlive a test).
 """
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -23,7 +24,9 @@ from adapters.web3.revert import RevertDecoder
 from chainkit import E18, World, approve, make_client, mint, rpc
 
 ROOT = Path(__file__).resolve().parents[2]
-ANVIL = ROOT / "tools" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+#: the anvil binary; BASIS_ANVIL overrides it (the missing-tool test points it nowhere)
+ANVIL = Path(os.environ.get("BASIS_ANVIL") or ROOT / "tools" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64"
+             / "bin" / "anvil")
 
 
 def _free_port() -> int:
@@ -96,16 +99,19 @@ def world(anvil_url, artifacts, decoder):
 
 @pytest.fixture(autouse=True)
 def chain_snapshot(request):
-    """evm_snapshot before each chain test, evm_revert (with automine back on) after it."""
+    """evm_snapshot before each chain test; after it evm_revert with automine back on and the
+    next block's base fee restored."""
     if "world" not in request.fixturenames and "anvil_url" not in request.fixturenames:
         yield
         return
     url = request.getfixturevalue("anvil_url")
     request.getfixturevalue("world") if "world" in request.fixturenames else None
+    base_fee = rpc(url, "eth_feeHistory", ["0x1", "latest", []])["baseFeePerGas"][-1]
     snap = rpc(url, "evm_snapshot")
     yield
     rpc(url, "evm_setAutomine", [True])
     assert rpc(url, "evm_revert", [snap]) is True
+    rpc(url, "anvil_setNextBlockBaseFeePerGas", [base_fee])     # evm_revert keeps the fee state
 
 
 @pytest.fixture
