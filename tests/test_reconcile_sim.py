@@ -7,15 +7,18 @@ import asyncio
 from dataclasses import replace
 
 import pytest
-from test_sim_support import START_NS, SPOT, Fault, Latency, TransferNetwork, TransferRules, VirtualClock, book_around, info, make_venue
+from test_sim_support import (START_NS, SPOT, Fault, Latency, TransferNetwork, TransferRules, VirtualClock, book_around,
+                              info, make_venue, start_collecting)
 
-from adapters.base import OrderRequest, OrderStatus
+from adapters.base import Fill, OrderRequest, OrderStatus
 from adapters.sim.exchange import Exchange
 from adapters.sim.faults import FaultSchedule
 from adapters.sim.matching import FeeSchedule
 from adapters.sim.venue import SimVenue
 from basis_core.accounting import Ledger
+from basis_core.accounting.convert import ledger_fill
 from basis_core.errors import OrderNotFound, RequestTimeout
+from basis_core.reconcile.fills import ordinal_id
 from basis_core.reconcile.orders import KnownOrder, apply, reconcile_orders, recover_orders
 from basis_core.reconcile.positions import PositionPolicy, PositionReconciler
 from basis_core.reconcile.runner import Reconciler, engine_event

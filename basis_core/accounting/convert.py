@@ -13,8 +13,10 @@ from ..schema import split_coid
 from .entries import LedgerFill, Transfer, TransferStatus
 
 
-def ledger_fill(fill: Fill, info: InstrumentInfo, *, strategy: str = "", signal_px: float = 0.0) -> LedgerFill:
-    """The ledger's record of one venue fill on instrument `info`."""
+def ledger_fill(fill: Fill, info: InstrumentInfo, *, strategy: str = "", signal_px: float = 0.0,
+                fill_id: str | None = None) -> LedgerFill:
+    """The ledger's record of one venue fill on instrument `info`. `fill_id` replaces the venue's
+    trade id as the de-duplication id (see reconcile.fills for the per-order ordinal form)."""
     if fill.instrument != info.name:
         raise AccountingError(f"fill {fill.trade_id} is on {fill.instrument}, rules given for {info.name}")
     num = coid_from_wire(fill.coid)
@@ -22,7 +24,7 @@ def ledger_fill(fill: Fill, info: InstrumentInfo, *, strategy: str = "", signal_
     return LedgerFill(
         venue=fill.venue, instrument=fill.instrument, base=info.base, quote=info.quote,
         side="buy" if fill.side == Side.BUY else "sell", qty=fill.qty, price=fill.price, ts_ns=fill.ts_ns,
-        coid=fill.coid, fill_id=fill.trade_id, fee=fill.fee, fee_asset=fill.fee_asset or info.quote,
+        coid=fill.coid, fill_id=fill_id or fill.trade_id, fee=fill.fee, fee_asset=fill.fee_asset or info.quote,
         opportunity_id=opportunity_id, strategy=strategy, kind=info.kind, signal_px=signal_px,
     )
 

@@ -25,7 +25,7 @@ from ..accounting.ledger import Ledger
 from ..errors import VenueError
 from ..state.tables import EngineEvent
 from .balances import BalanceReconciler, reconcile_balances
-from .fills import sync_fills
+from .fills import FillSync, sync_fills
 from .mismatch import ExceptionLog, Mismatch
 from .orders import DEFAULT_GRACE_NS, KnownOrder, OrderRound, apply, reconcile_orders
 from .positions import PositionCheck, PositionReconciler
@@ -64,18 +64,19 @@ class Pass:
 
 
 class Reconciler:
-    """Holds the state that spans passes: exception log, lag windows, fill cursors."""
+    """Holds the state that spans passes: exception log, lag windows, fill cursors.
+    `ordinal_fill_ids`: book fills as "#n" per order, as a ledger rebuilt from the journal does."""
 
     def __init__(self, venues: list[Venue], ledger: Ledger, orders: dict[str, KnownOrder], *,
                  balance_lag_ns: int, position: PositionReconciler | None = None,
-                 grace_ns: int = DEFAULT_GRACE_NS, log: ExceptionLog | None = None):
+                 grace_ns: int = DEFAULT_GRACE_NS, log: ExceptionLog | None = None, ordinal_fill_ids: bool = False):
         self.venues, self.ledger, self.orders = venues, ledger, orders
         self.log = log if log is not None else ExceptionLog()
         self.balances = BalanceReconciler(balance_lag_ns, log=self.log)
         self.positions = position or PositionReconciler(log=self.log)
         self.positions.log = self.log
         self.grace_ns = grace_ns
-        self.cursors: dict[str, str | None] = {v.name: None for v in venues}
+        self.fills = {v.name: FillSync(ordinal=ordinal_fill_ids) for v in venues}
 
     async def run(self, ts_ns: int) -> Pass:
         p = Pass(ts_ns)
@@ -88,9 +89,7 @@ class Reconciler:
                     self.log.raise_(m)
                 apply(self.orders, v.name, rnd)
                 p.orders[v.name] = rnd
-                fs = await sync_fills(v, self.ledger, self.cursors[v.name])
-                self.cursors[v.name] = fs.cursor
-                p.fills_booked += fs.booked
+                p.fills_booked += await sync_fills(v, self.ledger, self.fills[v.name])
                 for info in await v.transfers():
                     p.transfers_booked += self.ledger.book_transfer(ledger_transfer(info))
                 reachable.append(v)
