@@ -3,8 +3,8 @@
     engine ── append(batch of 1024 records) ──▶ JournalWriter ── mmap ──▶ segment files
                                                   (CRC-32 per record, roll every 65,536)
 
-Benchmarks: journal_append_never, journal_append_segment, journal_append_every_n
-(fsync_every=4096). Each timed run appends `loops` batches of 1024 TRADE records to a fresh
+Benchmarks: JournalAppendThroughput[<policy>,batch=1024] for policy never, segment and every_n
+(fsync_every=4096), named like the other suites so `basis bench` can tabulate them. Each timed run appends `loops` batches of 1024 TRADE records to a fresh
 journal (stamping each batch's seq, ~1 us of the ~50 us a batch costs) and closes the writer,
 so the closing msync is part of the figure. pyperf's value is seconds per record
 (inner_loops=1024); the table printed at the end gives records/s. Before a run counts, its
@@ -84,8 +84,8 @@ def main() -> None:
     args = runner.parse_args()
     results = {}
     for policy in POLICIES:
-        bench = runner.bench_time_func(f"journal_append_{policy}", append_batches, policy, args.journal_dir,
-                                       inner_loops=BATCH)
+        bench = runner.bench_time_func(f"JournalAppendThroughput[{policy},batch={BATCH}]", append_batches,
+                                       policy, args.journal_dir, inner_loops=BATCH)
         if bench is not None:
             results[policy] = bench
     if results and not args.worker:

@@ -1,6 +1,7 @@
 """The journal: round trips, segment rolls, reopening, torn tails, corruption, fsync policies,
 follow mode, and a writer process killed with SIGKILL at random points."""
 import os
+import select
 import signal
 import struct
 import sys
@@ -434,6 +435,15 @@ def _child_writes_until_killed(directory, policy: str, seed: int, report_fd: int
         os._exit(3)
 
 
+def _read_or_kill(fd: int, n: int, pid: int, timeout_s: float = 20.0) -> bytes:
+    """Read up to `n` bytes the child sends; if it sends nothing in time, kill it and fail."""
+    if not select.select([fd], [], [], timeout_s)[0]:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail(f"writer child sent nothing within {timeout_s} s")
+    return os.read(fd, n)
+
+
 def _kill_once(directory, policy: str, seed: int, delay_s: float, during_open: bool) -> int:
     """Fork a writer, SIGKILL it `delay_s` after it opened the journal (or after the fork when
     `during_open`), return the last end it reported (-1 if none)."""
@@ -444,7 +454,7 @@ def _kill_once(directory, policy: str, seed: int, delay_s: float, during_open: b
         _child_writes_until_killed(directory, policy, seed, wfd)
         os._exit(4)
     os.close(wfd)
-    first = b"" if during_open else os.read(r, 8)
+    first = b"" if during_open else _read_or_kill(r, 8, pid)
     time.sleep(delay_s)
     os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
@@ -459,6 +469,10 @@ def _kill_once(directory, policy: str, seed: int, delay_s: float, during_open: b
 
 def test_sigkill_at_random_points_loses_no_whole_record_and_yields_nothing_torn(tmp_path):
     kills = 300 if SOAK == "full" else 24
+    with JournalWriter(tmp_path / "warm", cfg()) as w:  # compile every kernel before forking
+        w.append(make(0, 100))
+    assert_journal_holds(tmp_path / "warm", 100)
+    tmp_path = tmp_path / "journal"
     rng = np.random.default_rng(20261124)
     policies = ["never", "segment", "every_n"]
     end = 0
@@ -492,6 +506,10 @@ def test_sigkill_at_random_points_loses_no_whole_record_and_yields_nothing_torn(
 
 def test_sigkill_inside_a_large_batch_leaves_a_torn_tail_that_is_dropped_and_zeroed(tmp_path):
     big = 200_000  # ~13 MB: the append takes milliseconds, so the kill lands inside it
+    with JournalWriter(tmp_path / "warm", cfg()) as w:  # compile every kernel before forking
+        w.append(make(0, 100))
+    assert_journal_holds(tmp_path / "warm", 100)
+    tmp_path = tmp_path / "journal"
     config = cfg(segment_records=1 << 18)
     with JournalWriter(tmp_path, config) as w:
         w.append(make(0, 100))
@@ -511,7 +529,7 @@ def test_sigkill_inside_a_large_batch_leaves_a_torn_tail_that_is_dropped_and_zer
             finally:
                 os._exit(3)
         os.close(wfd)
-        assert os.read(r, 2) == b"go"
+        assert _read_or_kill(r, 2, pid) == b"go"
         time.sleep(0.002)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
