@@ -153,3 +153,16 @@ def test_record_ledger_is_incremental_and_a_fresh_writer_rewrites_the_same_conte
         record_ledger(db, "r1", led, {4: "skipped"})
         assert db.series("r1", SERIES_NET) == net and len(db.fills("r1")) == 3
         assert db.opportunities("r1") == opps
+
+
+def test_sealed_database_is_one_file_and_a_later_writer_turns_wal_back_on(tmp_path):
+    path = tmp_path / "results.sqlite"
+    with ResultsDB(path) as db:
+        db.start_run("r1", "t", 1, 0)
+        db.record_series("r1", "x", [(1, 2.0)])
+        db.seal()
+    with ResultsDB(path, readonly=True) as db:
+        assert db.series("r1", "x") == [(1, 2.0)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.sqlite"]
+    with ResultsDB(path) as db:
+        assert db._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

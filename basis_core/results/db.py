@@ -117,6 +117,14 @@ class ResultsDB:
         self._db.commit()
         self._db.close()
 
+    def seal(self) -> None:
+        """Fold the WAL into the main file and leave it in rollback-journal mode, so that the run's
+        results are one self-standing file (to copy or open read-only). The next writer that opens
+        it turns WAL on again."""
+        self._db.commit()
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.execute("PRAGMA journal_mode=DELETE")
+
     def __enter__(self):
         return self
 
