@@ -40,20 +40,28 @@ class PoolState:
         return self.token1 if token == self.token0 else self.token0
 
 
-def _word(client: EvmClient, to: str, sig: str, block) -> bytes:
-    return client.call(to, encode_call(sig, [], []), block=block)[:32]
+_POOL_GETTERS = ("token0()", "token1()", "reserve0()", "reserve1()")
+
+
+def read_pools(client: EvmClient, pools, block: int | str = "latest") -> list[PoolState]:
+    """Tokens and reserves of each pool at one block, in a single JSON-RPC batch."""
+    pools = [address(p, "pool") for p in pools]
+    if block == "latest":
+        block = client.block_number()
+    words = client.call_many([(p, encode_call(g, [], [])) for p in pools for g in _POOL_GETTERS], block)
+    out = []
+    for i, p in enumerate(pools):
+        w = words[4 * i:4 * i + 4]
+        if any(len(x) < 32 for x in w):
+            raise OrderRejected(client.venue, "bad_input", f"{p} does not answer like a pool", reason="BAD_INPUT")
+        out.append(PoolState(p, address(w[0][12:32], "token0"), address(w[1][12:32], "token1"),
+                             int.from_bytes(w[2][:32], "big"), int.from_bytes(w[3][:32], "big"), block))
+    return out
 
 
 def read_pool(client: EvmClient, pool: str, block: int | str = "latest") -> PoolState:
     """The pool's tokens and reserves at `block` (one consistent block for all four reads)."""
-    pool = address(pool, "pool")
-    if block == "latest":
-        block = client.block_number()
-    t0 = address(_word(client, pool, "token0()", block)[12:], "token0")
-    t1 = address(_word(client, pool, "token1()", block)[12:], "token1")
-    r0 = int.from_bytes(_word(client, pool, "reserve0()", block), "big")
-    r1 = int.from_bytes(_word(client, pool, "reserve1()", block), "big")
-    return PoolState(pool, t0, t1, r0, r1, block)
+    return read_pools(client, [pool], block)[0]
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,7 @@ def plan_two_pool(client: EvmClient, pool_a: str, pool_b: str, token: str, deadl
                   slippage_bps: int = 0, min_profit: int = 1, max_in: int | None = None,
                   tag: int = 0) -> tuple[TradePlan, TwoPoolQuote] | None:
     """Plan the atomic trade token -> (A) -> other -> (B) -> token at the latest reserves."""
-    block = client.block_number()
-    a, b = read_pool(client, pool_a, block), read_pool(client, pool_b, block)
+    a, b = read_pools(client, [pool_a, pool_b])
     q = quote_two_pool(a, b, token, max_in)
     if q is None or q.profit < min_profit:
         return None

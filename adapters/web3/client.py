@@ -117,12 +117,30 @@ class EvmClient:
 
     def rpc(self, method: str, params: list):
         """One JSON-RPC request; the `result`, or a typed error."""
+        return self._result(method, self._transport(self._provider.make_request, method, params))
+
+    def rpc_batch(self, requests_: list[tuple[str, list]]) -> list:
+        """Several requests in one JSON-RPC batch (one round trip); their results in order.
+        The first failing entry raises its typed error."""
+        if not requests_:
+            return []
+        answers = self._transport(self._provider.make_batch_request, "batch", requests_)
+        if not isinstance(answers, list) or len(answers) != len(requests_):
+            raise VenueError(self.venue, "malformed", "batch answer does not match the batch")
+        by_id = sorted(answers, key=lambda a: a.get("id", 0)) if all("id" in a for a in answers) else answers
+        return [self._result(m, a) for (m, _), a in zip(requests_, by_id)]
+
+    def _transport(self, fn, method, params):
         try:
-            resp = self._provider.make_request(method, params)
+            return fn(params) if method == "batch" else fn(method, params)
         except requests.exceptions.Timeout:
             raise RequestTimeout(self.venue, "timeout", f"{method} got no answer in {self.cfg.request_timeout_s}s") from None
         except requests.exceptions.ConnectionError:
             raise VenueUnavailable(self.venue, "unreachable", f"{method}: cannot connect to {self.cfg.rpc_url}") from None
+
+    def _result(self, method: str, resp):
+        if not isinstance(resp, dict):
+            raise VenueError(self.venue, "malformed", f"{method}: answer is not a JSON-RPC object")
         err = resp.get("error")
         if err is None:
             if "result" not in resp:
@@ -164,6 +182,13 @@ class EvmClient:
             tx["value"] = hex(value)
         tag = hex(block) if isinstance(block, int) else block
         return bytes.fromhex(self.rpc("eth_call", [tx, tag])[2:])
+
+    def call_many(self, calls: list[tuple[str, bytes]], block="latest") -> list[bytes]:
+        """Several eth_calls at the same `block` in one batch round trip; ChainRevert on the
+        first that reverts."""
+        tag = hex(block) if isinstance(block, int) else block
+        reqs = [("eth_call", [{"to": check_address(to), "data": "0x" + data.hex()}, tag]) for to, data in calls]
+        return [bytes.fromhex(r[2:]) for r in self.rpc_batch(reqs)]
 
     def erc20_balance(self, token: str, owner: str) -> int:
         out = self.call(token, encode_call("balanceOf(address)", ["address"], [check_address(owner)]))

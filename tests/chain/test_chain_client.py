@@ -1,0 +1,83 @@
+"""The JSON-RPC client maps every node answer to a typed outcome."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from adapters.web3.calldata import encode_call
+from adapters.web3.config import Web3VenueConfig
+from adapters.web3.client import EvmClient
+from basis_core.errors import ChainRevert, RequestTimeout, VenueError, VenueUnavailable
+from chainkit import E18, rpc, swap
+
+pytestmark = pytest.mark.chain
+
+
+def test_unreachable_endpoint_is_venue_unavailable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]                    # bound but not listening: refused
+        with pytest.raises(VenueUnavailable) as info:
+            EvmClient(Web3VenueConfig(rpc_url=f"http://127.0.0.1:{port}", request_timeout_s=2))
+    assert info.value.code == "unreachable"
+
+
+def test_unknown_method_is_a_venue_error_with_the_node_code(owner):
+    with pytest.raises(VenueError) as info:
+        owner.rpc("eth_noSuchMethod", [])
+    assert info.value.code == "-32601" and not isinstance(info.value, ChainRevert)
+
+
+def test_batched_calls_share_a_block_and_a_revert_in_the_batch_is_decoded(world, owner):
+    bal = encode_call("balanceOf(address)", ["address"], [world.executor])
+    r0 = encode_call("reserve0()", [], [])
+    a, b = owner.call_many([(world.y, bal), (world.pool_a, r0)])
+    assert int.from_bytes(a, "big") == world.executor_funds and int.from_bytes(b, "big") == 100 * E18
+    bad = encode_call("quote(address,uint256)", ["address", "uint256"], [world.executor, 1])
+    with pytest.raises(ChainRevert) as info:
+        owner.call_many([(world.y, bal), (world.pool_a, bad)])
+    assert info.value.error_name == "UnknownToken"
+    assert owner.call_many([]) == []
+
+
+def test_receipt_that_never_comes_is_a_request_timeout(world, owner):
+    rpc(world.url, "evm_setAutomine", [False])
+    sent = owner.send(owner.address, b"", gas=21_000)
+    with pytest.raises(RequestTimeout) as info:
+        owner.wait(sent, timeout_s=0.05)
+    assert info.value.code == "receipt_timeout"
+
+
+def test_mined_revert_is_reported_with_its_decoded_custom_error(world, owner):
+    data = encode_call("swap(address,uint256,uint256,address)", ["address", "uint256", "uint256", "address"],
+                       [world.y, 1_000 * E18, 10 ** 30, owner.address])      # min out impossible
+    sent = owner.send(world.pool_a, data, gas=200_000)                       # explicit gas: no estimate
+    rec = owner.wait(sent)
+    assert rec.status == 0 and not rec.ok and rec.gas_used > 0
+    why = owner.revert_reason(sent, rec)
+    assert why.error_name == "InsufficientOutput" and why.revert_args[1] == 10 ** 30
+    with pytest.raises(ChainRevert) as info:                                 # transact() raises it
+        owner.transact(world.pool_a, "swap(address,uint256,uint256,address)",
+                       ["address", "uint256", "uint256", "address"], [world.y, E18, 10 ** 30, owner.address],
+                       gas=200_000)
+    assert info.value.error_name == "InsufficientOutput"
+
+
+def test_revert_reason_falls_back_to_a_replay_when_the_node_has_no_tracer(world, owner, monkeypatch):
+    sent = swap(owner, world.pool_a, world.y, E18, gas=200_000)
+    owner.wait(sent)
+    data = encode_call("swap(address,uint256,uint256,address)", ["address", "uint256", "uint256", "address"],
+                       [world.x, E18, 10 ** 30, owner.address])
+    bad = owner.send(world.pool_a, data, gas=200_000)
+    rec = owner.wait(bad)
+    real_rpc = owner.rpc
+
+    def no_debug(method, params):
+        if method.startswith("debug_"):
+            raise VenueError(owner.venue, "-32601", "Method not found")
+        return real_rpc(method, params)
+
+    monkeypatch.setattr(owner, "rpc", no_debug)
+    why = owner.revert_reason(bad, rec)
+    assert why.error_name == "InsufficientOutput"
