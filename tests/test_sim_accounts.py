@@ -38,6 +38,8 @@ def check_invariants(ex: Exchange):
             assert got.locked == reserved.get(asset, 0), (owner, asset)
     for asset in ("BTC", "USDT", "BNB"):
         assert acc.total(asset) == acc.external(asset)
+    eng = ex.engine("spot")
+    assert eng.live_orders() == len(eng.resting())
 
 
 ops = st.lists(st.tuples(

@@ -97,7 +97,7 @@ def test_participants_fill_our_resting_orders_through_the_driver():
         driver = MarketDriver({"alpha": v}, LISTINGS[:1], model, 20.0, seed=2)
         run = asyncio.get_running_loop().create_task(driver.run())
         await asyncio.sleep(0.15)
-        bid = v.exchange.engine("btc").best_bid()
+        bid = v.book("btc", 1)[0][0][0]
         await v.submit(OrderRequest("1", "btc", Side.BUY, OrderType.LIMIT, 0.01, bid))
         await run
         await v.close()
@@ -131,7 +131,7 @@ def test_recorded_books_and_trades_replay_into_the_venue(tmp_path):
         market = RecordedMarket(books, trades)
         run = asyncio.get_running_loop().create_task(market.run({"alpha": v}))
         await asyncio.sleep(0.6)
-        assert v.exchange.engine("btc").book(5) == ([(49999.5, 0.2), (49999.0, 0.5)], [(50001.0, 0.5)])
+        assert v.book("btc", 5) == ([(49999.5, 0.2), (49999.0, 0.5)], [(50001.0, 0.5)])
         await v.submit(OrderRequest("1", "btc", Side.BUY, OrderType.LIMIT, 0.1, 49999.5))
         await run
         return v

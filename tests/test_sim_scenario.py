@@ -29,9 +29,10 @@ async def trade_a_little(world: SimWorld, seconds: float):
         await asyncio.sleep(1.0)
         for name, venue in world.venues.items():
             inst = next(iter(venue.instruments()))
-            bid = venue.exchange.engine(inst).best_bid()
-            if bid is None:
+            bids = venue.book(inst, 1)[0]
+            if not bids:
                 continue
+            bid = bids[0][0]
             try:
                 await venue.submit(OrderRequest(str(i), inst, Side.BUY, OrderType.LIMIT, 0.01, bid))
                 await asyncio.sleep(0.5)
@@ -94,7 +95,7 @@ def test_recorded_scenario_replays_its_data_files():
     async def main():
         await world.start()
         await world.start_market()
-        books = {n: v.exchange.engine(next(iter(v.instruments()))).book(1) for n, v in world.venues.items()}
+        books = {n: v.book(next(iter(v.instruments())), 1) for n, v in world.venues.items()}
         await world.close()
         return books
     books = world.clock.run(main())

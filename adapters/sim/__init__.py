@@ -2,9 +2,15 @@
 
     matching.py   one instrument's limit order book and matching (pure, synchronous)
     accounts.py   balances with free/locked in integer atoms; reserve, release, settle
-    exchange.py   one venue's instruments + accounts + fees + perp positions (synchronous)
-    clock.py      virtual and real clocks that drive the async venue
+    exchange.py   one venue's books + ledger + fees + perp positions (synchronous)
+    clock.py      virtual-time event loop and clocks that drive the async venue
     venue.py      SimVenue: the `adapters.base.Venue` interface over an Exchange, with latency
+    transfers.py  transfers between simulated venues with delays and confirmations
     faults.py     deterministic fault schedule
-    market.py     correlated prices, moving depth, participants; CSV book/trade loading
+    market.py     correlated mids, perp premium, moving depth, participants (generated)
+    recorded.py   recorded books/trades from CSV or Parquet, and their replay
+    world.py      SimWorld: all of the above built from a scenario config
+
+matching.py, accounts.py and exchange.py use no asyncio and no venue interface: the HTTP
+exchange emulator builds on them too.
 """

@@ -31,6 +31,7 @@ from basis_core.config import MarketConfig
 from basis_core.schema import Side
 
 from .faults import FaultSchedule
+from .matching import _decimals
 
 
 #: the generator's parameters: the `[market]` section of a scenario
@@ -143,6 +144,12 @@ class MarketDriver:
         self.books = [book_arrays(model, lst, self.mids[:, j], seed * 7919 + j) for j, lst in enumerate(listings)]
         self.trades = [trade_times(model, duration_s, seed * 104729 + j) for j in range(len(listings))]
         self.book_events = 0
+        self._views = []
+        for j, lst in enumerate(listings):
+            bt, bl, at, al = self.books[j]
+            dec = _decimals(lst.tick), _decimals(lst.lot)
+            self._views.append((np.round(bt * lst.tick, dec[0]), np.round(bl * lst.lot, dec[1]),
+                                np.round(at * lst.tick, dec[0]), np.round(al * lst.lot, dec[1])))
 
     def spot_index(self, step: int) -> float:
         spots = [self.mids[step, j] for j, lst in enumerate(self.listings) if lst.kind == "spot"]
@@ -152,9 +159,10 @@ class MarketDriver:
         """Set every listing's depth to row `step`."""
         for j, lst in enumerate(self.listings):
             bt, bl, at, al = self.books[j]
-            venue = self.venues[lst.venue]
-            venue.apply_book(lst.instrument, dict(zip(bt[step].tolist(), bl[step].tolist())),
-                             dict(zip(at[step].tolist(), al[step].tolist())))
+            bp, bq, ap, aq = self._views[j]
+            view = (tuple(zip(bp[step].tolist(), bq[step].tolist())), tuple(zip(ap[step].tolist(), aq[step].tolist())))
+            self.venues[lst.venue].apply_book(lst.instrument, dict(zip(bt[step].tolist(), bl[step].tolist())),
+                                              dict(zip(at[step].tolist(), al[step].tolist())), view=view)
             self.book_events += 2 * bt.shape[1]
 
     def publish_funding(self, step: int) -> None:

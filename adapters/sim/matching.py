@@ -173,10 +173,11 @@ class _Order:
 
 class _Side:
     """One side of the book: FIFO queues per price, prices kept sorted ascending."""
-    __slots__ = ("is_bid", "levels", "prices", "total", "market")
+    __slots__ = ("is_bid", "levels", "prices", "total", "market", "live")
 
     def __init__(self, is_bid: bool):
         self.is_bid = is_bid
+        self.live = 0                        # resting orders of real owners
         self.levels: dict[int, deque] = {}
         self.prices: list[int] = []
         self.total: dict[int, int] = {}     # lots resting per price (everyone)
@@ -194,6 +195,8 @@ class _Side:
             bisect.insort(self.prices, order.px)
             self.total[order.px] = 0
         q.append(order)
+        if order.owner != MARKET:
+            self.live += 1
         rest = order.lots - order.filled
         self.total[order.px] += rest
         if order.owner == MARKET:
@@ -218,6 +221,8 @@ class _Side:
     def remove(self, order: _Order) -> None:
         q = self.levels[order.px]
         q.remove(order)
+        if order.owner != MARKET:
+            self.live -= 1
         self.reduce(order, order.lots - order.filled)
         self.drop_if_empty(order.px)
 
@@ -286,6 +291,15 @@ class MatchingEngine:
     def book_lots(self, depth: int = 10) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Like `book` in integer (ticks, lots)."""
         return self.bids.top(depth), self.asks.top(depth)
+
+    def live_orders(self) -> int:
+        """How many orders of real owners rest on the book (0: the book is MARKET's alone)."""
+        return self.bids.live + self.asks.live
+
+    def next_trade_id(self) -> int:
+        """Reserve a trade id (for trades printed without touching the book)."""
+        self._next_trade += 1
+        return self._next_trade - 1
 
     def query(self, owner: str, coid: str) -> OrderView:
         """The order `coid` of `owner`; OrderNotFound if the engine never accepted nor rejected it."""
@@ -467,6 +481,7 @@ class MatchingEngine:
             maker = queue[0]
             if maker.owner == order.owner and order.owner != MARKET:
                 queue.popleft()
+                opp.live -= 1
                 opp.reduce(maker, maker.lots - maker.filled)
                 opp.drop_if_empty(best)
                 maker.status, maker.updated_ns = OrderStatus.EXPIRED, ts_ns
@@ -480,6 +495,8 @@ class MatchingEngine:
             opp.reduce(maker, lots)
             if maker.filled == maker.lots:
                 queue.popleft()
+                if maker.owner != MARKET:
+                    opp.live -= 1
                 opp.drop_if_empty(best)
             if maker.owner != MARKET:
                 events.append(OrderEvent(OrderEventType.FILL if maker.status == OrderStatus.FILLED

@@ -71,7 +71,7 @@ class SimVenue(Venue):
         self._fills: list[Fill] = []
         self._user_subs: list[asyncio.Queue] = []
         self._md_subs: list[tuple[asyncio.Queue, set | None]] = []
-        self._published: dict[str, tuple[dict, dict]] = {}
+        self._staged: dict[str, tuple[dict, dict]] = {}
         self._update_id = 0
         self._balance_hist: list[tuple[int, dict[str, Balance]]] = []
         self._funding: dict[str, FundingUpdate] = {}
@@ -142,6 +142,7 @@ class SimVenue(Venue):
 
         def work():
             now = self.clock.now_ns()
+            self._sync(info.name)
             fault = self.faults.on_event("submit", self.name, now, info.name, kinds=("reject", "ack_lost"))
             force = RejectReason[fault.reason.upper()] if fault is not None and fault.kind == "reject" else None
             state["lost"] = fault is not None and fault.kind == "ack_lost"
@@ -169,6 +170,7 @@ class SimVenue(Venue):
         def work():
             now = self.clock.now_ns()
             name, view = self.exchange.find(self.owner, coid, instrument)
+            self._sync(name)
             fault = self.faults.on_event("cancel", self.name, now, name,
                                          kinds=("cancel_fill_race", "fill_after_cancel_ack"))
             held = []
@@ -271,11 +273,26 @@ class SimVenue(Venue):
 
     # -- driven by the market and the transfer network --------------------------------------
 
-    def apply_book(self, instrument: str, bids: dict[int, int], asks: dict[int, int], replace: bool = True) -> None:
+    def apply_book(self, instrument: str, bids: dict[int, int], asks: dict[int, int], replace: bool = True,
+                   view: tuple[tuple, tuple] | None = None) -> None:
         """Set other participants' depth (ticks → lots) on both sides: with `replace`, levels
         not given are emptied; otherwise only the given levels change (lots 0 empties one).
-        Shrinking levels go first, so new levels only trade against our orders, never against
-        the participants' own stale ones."""
+
+        While none of our orders rests on the instrument, a replacing update is only staged
+        (published, and applied to the matching engine when something needs the engine), so an
+        idle venue costs little per update. Shrinking levels go first, so new levels only
+        trade against our orders, never against the participants' own stale ones. `view` is
+        the same depth as ((price, qty), ...) per side, best first, if the caller has it."""
+        eng = self.exchange.engine(instrument)
+        if replace and eng.live_orders() == 0:
+            self._staged[instrument] = (dict(bids), dict(asks))
+            self._publish_book(instrument, self._staged[instrument], view)
+            return
+        self._sync(instrument)
+        self._apply(instrument, bids, asks, replace)
+        self._publish_book(instrument)
+
+    def _apply(self, instrument: str, bids: dict[int, int], asks: dict[int, int], replace: bool) -> None:
         now = self.clock.now_ns()
         eng = self.exchange.engine(instrument)
         plan = []
@@ -294,12 +311,48 @@ class SimVenue(Venue):
                     result = self.exchange.set_level(instrument, side, px, levels[px], now)
                     if result is not NOTHING:
                         self._after(instrument, result, publish=False)
-        self._publish_book(instrument)
 
-    def participant_trade(self, instrument: str, side: Side, lots: int, limit: int | None = None) -> Result:
+    def _sync(self, instrument: str) -> None:
+        """Bring the matching engine up to the staged depth, if any."""
+        staged = self._staged.pop(instrument, None)
+        if staged is not None:
+            self._apply(instrument, staged[0], staged[1], True)
+
+    def book(self, instrument: str, depth: int = 10) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """The venue's book right now (participants and our orders), best first: (bids, asks).
+        A simulation-side view with no latency; clients use `market_data()`."""
+        self._sync(instrument)
+        return self.exchange.engine(instrument).book(depth)
+
+    def participant_trade(self, instrument: str, side: Side, lots: int, limit: int | None = None) -> Result | None:
+        """Another participant sends an aggressive order of `lots` (IOC at `limit` ticks, or market)."""
+        eng = self.exchange.engine(instrument)
+        staged = self._staged.get(instrument)
+        if staged is not None and eng.live_orders() == 0:
+            self._trade_staged(instrument, staged, side, lots, limit)
+            return None
+        self._sync(instrument)
         result = self.exchange.participant_trade(instrument, side, lots, self.clock.now_ns(), limit)
         self._after(instrument, result)
         return result
+
+    def _trade_staged(self, instrument: str, staged: tuple[dict, dict], side: Side, lots: int, limit: int | None) -> None:
+        """A participant's trade against staged depth: the same prints and depth change as the
+        engine would produce, without building the book."""
+        eng = self.exchange.engine(instrument)
+        now = self.clock.now_ns()
+        levels = staged[1] if side == Side.BUY else staged[0]
+        for px in sorted(levels, reverse=side == Side.SELL):
+            if lots <= 0 or (limit is not None and (px > limit if side == Side.BUY else px < limit)):
+                break
+            take = min(lots, levels[px])
+            lots -= take
+            levels[px] -= take
+            if not levels[px]:
+                del levels[px]
+            self._push_market(TradePrint(self.name, instrument, now, eng.price(px), eng.qty(take), side,
+                                         str(eng.next_trade_id())))
+        self._publish_book(instrument, staged)
 
     def update_funding(self, instrument: str, mark: float, index: float, rate: float) -> None:
         """New mark/index/rate for a perp; the rate applies at the next funding time."""
@@ -433,26 +486,24 @@ class SimVenue(Venue):
                 delay += held.delay_s
             self._push_user(update, delay)
 
-    def _publish_book(self, instrument: str) -> None:
+    def _publish_book(self, instrument: str, staged: tuple[dict, dict] | None = None,
+                      view: tuple[tuple, tuple] | None = None) -> None:
+        """Publish the top `book_depth` levels per side as a snapshot BookUpdate (like a venue's
+        partial-depth stream): from `view` if given, else the staged depth, else the engine."""
         now = self.clock.now_ns()
         if now < self._muted_until_ns:
             return
-        eng = self.exchange.engine(instrument)
-        bids, asks = eng.book(self.book_depth)
-        new = (dict(bids), dict(asks))
-        old = self._published.get(instrument)
-        self._update_id += 1
-        if old is None:
-            update = BookUpdate(self.name, instrument, now, tuple(bids), tuple(asks), True, self._update_id)
+        n = self.book_depth
+        if view is not None:
+            bids, asks = view[0][:n], view[1][:n]
+        elif staged is not None:
+            eng = self.exchange.engine(instrument)
+            bids = tuple((eng.price(p), eng.qty(staged[0][p])) for p in sorted(staged[0], reverse=True)[:n])
+            asks = tuple((eng.price(p), eng.qty(staged[1][p])) for p in sorted(staged[1])[:n])
         else:
-            diff = [tuple(sorted(((p, q) for p, q in n.items() if o.get(p) != q), reverse=rev)
-                          + [(p, 0.0) for p in sorted(set(o) - set(n), reverse=rev)])
-                    for n, o, rev in ((new[0], old[0], True), (new[1], old[1], False))]
-            if not diff[0] and not diff[1]:
-                return
-            update = BookUpdate(self.name, instrument, now, diff[0], diff[1], False, self._update_id)
-        self._published[instrument] = new
-        self._push_market(update)
+            bids, asks = (tuple(side) for side in self.exchange.engine(instrument).book(n))
+        self._update_id += 1
+        self._push_market(BookUpdate(self.name, instrument, now, bids, asks, True, self._update_id))
 
     def _push_market(self, event) -> None:
         self._log("md", event)
