@@ -207,7 +207,8 @@ class Ledger:
         a terminal transfer that reports a different terminal status raises AccountingError."""
         prev = self._transfers.get(t.transfer_id)
         if prev is not None:
-            if (prev.asset, prev.amount, prev.from_venue, prev.to_venue) != (t.asset, t.amount, t.from_venue, t.to_venue):
+            terms = lambda x: (x.asset, x.amount, x.from_venue, x.to_venue)  # noqa: E731
+            if terms(prev) != terms(t):
                 raise AccountingError(f"transfer {t.transfer_id}: update does not match the transfer first booked")
             if prev.status == t.status or _ORDER[t.status] < _ORDER[prev.status]:
                 return False
@@ -244,7 +245,8 @@ class Ledger:
         self._snapshot(ts_ns)
         return usdt
 
-    def book_funding(self, venue: str, asset: str, amount: float, ts_ns: int, ref: str, opportunity_id: int = 0) -> float:
+    def book_funding(self, venue: str, asset: str, amount: float, ts_ns: int, ref: str,
+                     opportunity_id: int = 0) -> float:
         """Perp funding settled into `asset` (> 0 received, < 0 paid); realized PnL, not a fee."""
         if not math.isfinite(amount):
             raise AccountingError(f"funding amount must be finite, got {amount!r}")
@@ -270,7 +272,8 @@ class Ledger:
         return dict(self._bal)
 
     def pending_transfers(self) -> list[Transfer]:
-        return [t for t in self._transfers.values() if t.status not in (TransferStatus.CONFIRMED, TransferStatus.FAILED)]
+        done = (TransferStatus.CONFIRMED, TransferStatus.FAILED)
+        return [t for t in self._transfers.values() if t.status not in done]
 
     def pending_out(self, venue: str, asset: str) -> float:
         """Amount debited from `venue` by the ledger but not yet confirmed at the destination."""
@@ -292,7 +295,8 @@ class Ledger:
     def equity_usdt(self, ts_ns: int) -> float:
         """Every balance (in transit included) at the marks, plus the perps' unrealized PnL."""
         total = sum(q * self.mark(a, ts_ns) for (_, a), q in self._bal.items() if q)
-        total += sum(b.unrealized(self._key_mark(k, ts_ns)) for k, b in self._pos.items() if k in self._perp_base and b.qty)
+        total += sum(b.unrealized(self._key_mark(k, ts_ns)) for k, b in self._pos.items()
+                     if k in self._perp_base and b.qty)
         return total
 
     def exposure_by_asset(self, ts_ns: int) -> dict[str, float]:
@@ -333,7 +337,8 @@ class Ledger:
         return [self._opps[k] for k in sorted(self._opps)]
 
     def totals_by_venue(self) -> dict[str, Totals]:
-        return {v: Totals(t.fills, t.volume_usdt, t.fees_usdt, t.slippage_usdt) for v, t in sorted(self._venue_totals.items())}
+        return {v: Totals(t.fills, t.volume_usdt, t.fees_usdt, t.slippage_usdt)
+                for v, t in sorted(self._venue_totals.items())}
 
     def totals_by_strategy(self) -> dict[str, Totals]:
         out: dict[str, Totals] = {}
@@ -369,7 +374,8 @@ class Ledger:
         self.dirty.add(opportunity_id)
         opp = self._opps.get(opportunity_id)
         if opp is None:
-            opp = self._opps[opportunity_id] = OpportunityResult(opportunity_id, strategy, first_ts_ns=ts_ns, last_ts_ns=ts_ns)
+            opp = OpportunityResult(opportunity_id, strategy, first_ts_ns=ts_ns, last_ts_ns=ts_ns)
+            self._opps[opportunity_id] = opp
         elif strategy and not opp.strategy:
             opp.strategy = strategy
         return opp

@@ -62,7 +62,8 @@ class BalanceReconciler:
             theirs = balances[asset].total if asset in balances else 0.0
             lo, hi = self.band(ledger, venue, asset)
             if lo <= theirs <= hi:
-                if self._cand.pop(key, None) is not None and self.log.resolve(Layer.BALANCE, key, ts_ns, "back within band"):
+                was = self._cand.pop(key, None)
+                if was is not None and self.log.resolve(Layer.BALANCE, key, ts_ns, "back within band"):
                     out.resolved.append(key)
                 continue
             cand = self._cand.setdefault(key, _Candidate(ts_ns))

@@ -92,9 +92,11 @@ def compare(venue: str, ours: KnownOrder, vo: VenueOrder, ts_ns: int) -> tuple[b
         out.append(Mismatch(Layer.ORDER, key, [ours.instrument, str(ours.side), ours.qty],
                             [vo.instrument, str(vo.side), vo.qty], "order terms differ", ts_ns))
     if ours.filled_qty > vo.filled_qty + QTY_TOL:
-        out.append(Mismatch(Layer.ORDER, key, ours.filled_qty, vo.filled_qty, "we count more filled than the venue", ts_ns))
+        out.append(Mismatch(Layer.ORDER, key, ours.filled_qty, vo.filled_qty, "we count more filled than the venue",
+                            ts_ns))
     if ours.status is not None and ours.status.terminal and not vo.status.terminal:
-        out.append(Mismatch(Layer.ORDER, key, ours.status.value, vo.status.value, "terminal here, working at the venue", ts_ns))
+        out.append(Mismatch(Layer.ORDER, key, ours.status.value, vo.status.value, "terminal here, working at the venue",
+                            ts_ns))
     if ours.status is not None and ours.status.terminal and vo.status.terminal and ours.status != vo.status:
         out.append(Mismatch(Layer.ORDER, key, ours.status.value, vo.status.value, "different terminal status", ts_ns))
     changed = ours.status != vo.status or abs(ours.filled_qty - vo.filled_qty) > QTY_TOL

@@ -90,6 +90,7 @@ class PositionReconciler:
             out.raised.append(m)
 
 
-async def reconcile_positions(venues: list[Venue], ledger: Ledger, rec: PositionReconciler, ts_ns: int) -> PositionCheck:
+async def reconcile_positions(venues: list[Venue], ledger: Ledger, rec: PositionReconciler,
+                              ts_ns: int) -> PositionCheck:
     """Fetch every venue's perp positions and run the position checks."""
     return rec.check(ledger, {v.name: await v.positions() for v in venues}, ts_ns)

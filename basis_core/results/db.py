@@ -139,7 +139,8 @@ class ResultsDB:
     def start_run(self, run_id: str, name: str, seed: int, started_ns: int, config: dict | None = None,
                   version: str = "") -> None:
         """Register a run; starting a run id again (a resumed run) keeps its first start time."""
-        self._db.execute("INSERT OR IGNORE INTO runs (run_id, name, seed, started_ns, config, version) VALUES (?,?,?,?,?,?)",
+        self._db.execute("INSERT OR IGNORE INTO runs (run_id, name, seed, started_ns, config, version) "
+                         "VALUES (?,?,?,?,?,?)",
                          (run_id, name, int(seed), int(started_ns), _json(config or {}), version))
         self._db.commit()
 
@@ -215,7 +216,8 @@ class ResultsDB:
             raise ResultsError(f"histogram {name}: {len(edges)} edges for {len(counts)} counts")
         self._db.execute("DELETE FROM histograms WHERE run_id=? AND name=?", (run_id, name))
         self._db.executemany("INSERT INTO histograms VALUES (?,?,?,?,?)",
-                             [(run_id, name, float(edges[i]), float(edges[i + 1]), int(c)) for i, c in enumerate(counts)])
+                             [(run_id, name, float(edges[i]), float(edges[i + 1]), int(c))
+                              for i, c in enumerate(counts)])
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -165,7 +165,8 @@ def summary(data: RunData) -> str:
     lines = [f"run {data.run['run_id'] if data.run else data.run_dir.name}  ({data.run_dir})"]
     for key, label in _HEADLINE:
         lines.append(f"  {label:<32} {_n(r[key]):>18}")
-    lines.append(f"  {'decision latency p50/p99/p99.9':<32} {lat['p50']:>8.0f} / {lat['p99']:.0f} / {lat['p999']:.0f} ns")
+    lines.append(f"  {'decision latency p50/p99/p99.9':<32} "
+                 f"{lat['p50']:>8.0f} / {lat['p99']:.0f} / {lat['p999']:.0f} ns")
     rej = ", ".join(f"{k}={v}" for k, v in sorted(r["signals_rejected"].items())) or "none"
     lines.append(f"  {'signals rejected':<32} {rej}")
     rec = ", ".join(f"{k}={v}" for k, v in sorted(r["reconciliation"].items())) or "none"
@@ -196,7 +197,8 @@ def render_html(data: RunData) -> str:
     p = plots(data)
     lat = r["decision_latency_ns"]
     head_rows = [[label, r[key]] for key, label in _HEADLINE]
-    head_rows.append(["decision latency p50 / p99 / p99.9 (ns)", f"{lat['p50']:.0f} / {lat['p99']:.0f} / {lat['p999']:.0f}"])
+    head_rows.append(["decision latency p50 / p99 / p99.9 (ns)",
+                      f"{lat['p50']:.0f} / {lat['p99']:.0f} / {lat['p999']:.0f}"])
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>",
              f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>",
              _table(["figure", "value"], head_rows),

@@ -51,7 +51,8 @@ def _open(title: str, kind: str) -> list[str]:
     return [f'<svg class="plot {kind}" viewBox="0 0 {W} {H}" '
             f'width="100%" role="img" aria-label="{escape(title)}">',
             f'<rect x="0" y="0" width="{W}" height="{H}" fill="#ffffff"/>',
-            f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="14" font-family="sans-serif">{escape(title)}</text>']
+            f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="14" '
+            f'font-family="sans-serif">{escape(title)}</text>']
 
 
 def _empty(title: str, kind: str, why: str) -> str:
@@ -194,7 +195,8 @@ def bar_chart(title: str, labels: list[str], values: list[float], y_label: str, 
         x = ML + i * bw
         color = PALETTE[1] if threshold is not None and v < threshold else PALETTE[2]
         y, y0 = sy(max(v, 0.0)), sy(min(v, 0.0))
-        parts.append(f'<rect x="{x + 0.5:.1f}" y="{y:.1f}" width="{max(bw - 1, 0.5):.1f}" height="{max(y0 - y, 0.5):.1f}" '
+        parts.append(f'<rect x="{x + 0.5:.1f}" y="{y:.1f}" width="{max(bw - 1, 0.5):.1f}" '
+                     f'height="{max(y0 - y, 0.5):.1f}" '
                      f'fill="{color}"><title>{escape(lab)}: {fmt(v)}</title></rect>')
         if i % label_every == 0:
             parts.append(f'<text x="{x + bw / 2:.1f}" y="{H - MB + 14}" text-anchor="middle" font-size="9" '
