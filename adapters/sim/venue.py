@@ -454,9 +454,13 @@ class SimVenue(Venue):
                 for a in acc.assets(self.owner)}
 
     def _snapshot_balances(self) -> None:
-        self._balance_hist.append((self.clock.now_ns(), self._balances_now()))
+        now = self.clock.now_ns()
+        self._balance_hist.append((now, self._balances_now()))
         if len(self._balance_hist) > 4096:
-            del self._balance_hist[:2048]
+            # keep the newest snapshot old enough for any lag (+60 s margin) and all after it
+            cutoff = now - self._lag_ns() - 60 * 10**9
+            keep = max(0, max((i for i, (ts, _) in enumerate(self._balance_hist) if ts <= cutoff), default=0))
+            del self._balance_hist[:keep]
 
     def _lag_ns(self) -> int:
         extra = self.faults.window("balance_delay", self.name, self.clock.now_ns())
