@@ -90,8 +90,7 @@ class Reconciler:
                 apply(self.orders, v.name, rnd)
                 p.orders[v.name] = rnd
                 p.fills_booked += await sync_fills(v, self.ledger, self.fills[v.name])
-                for info in await v.transfers():
-                    p.transfers_booked += self.ledger.book_transfer(ledger_transfer(info))
+                p.transfers_booked += await self._sync_transfers(v)
                 reachable.append(v)
             except VenueError as exc:
                 p.unreachable[v.name] = f"{type(exc).__name__}: {exc}"
@@ -109,6 +108,18 @@ class Reconciler:
         p.raised = self.log.mismatches()[n_before:]
         p.open_mismatches = len(self.log.open())
         return p
+
+
+    async def _sync_transfers(self, v: Venue) -> int:
+        """Book the venue's transfer states; a venue that has no transfer history to offer
+        (VenueError code "not_supported") has none to book."""
+        try:
+            infos = await v.transfers()
+        except VenueError as exc:
+            if exc.code == "not_supported":
+                return 0
+            raise
+        return sum(self.ledger.book_transfer(ledger_transfer(info)) for info in infos)
 
 
 def engine_event(p: Pass) -> EngineEvent | None:
