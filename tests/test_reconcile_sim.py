@@ -18,7 +18,8 @@ from adapters.sim.venue import SimVenue
 from basis_core.accounting import Ledger
 from basis_core.accounting.convert import ledger_fill
 from basis_core.errors import OrderNotFound, RequestTimeout
-from basis_core.reconcile.fills import ordinal_id
+from basis_core.reconcile.balances import BalanceReconciler
+from basis_core.reconcile.fills import FillSync, ordinal_id, sync_fills
 from basis_core.reconcile.orders import KnownOrder, apply, reconcile_orders, recover_orders
 from basis_core.reconcile.positions import PositionPolicy, PositionReconciler
 from basis_core.reconcile.runner import Reconciler, engine_event
@@ -289,4 +290,32 @@ def test_fills_booked_from_the_stream_by_ordinal_are_not_booked_again_by_the_syn
         assert p.raised == [] and p.clean
         await v.close()
         await asyncio.gather(*tasks)
+    clock.run(main())
+
+
+def test_partial_fill_missing_from_the_ledger_is_raised_after_the_window_and_resolved_once_booked():
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        v = make_venue(clock, latency=Latency(balance_lag_s=0.5))
+        await v.start()
+        book_around(v)
+        led = await seeded_ledger(v)
+        bal = BalanceReconciler(lag_ns=2 * S)
+        await v.submit(OrderRequest(coid(9), "btc", Side.BUY, OrderType.LIMIT, 0.05, 49_999.99))
+        v.participant_trade("btc", Side.SELL, 20_000 + 2_000)  # the queue ahead, then 0.02 of our 0.05
+        raised = []
+        for _ in range(5):  # 0 .. 2 s: the venue's balances move, the ledger's do not (fill not booked)
+            raised += bal.check("alpha", await v.balances(), led, clock.now_ns()).raised
+            await asyncio.sleep(0.5)
+        assert raised == []
+        await asyncio.sleep(0.1)
+        late = bal.check("alpha", await v.balances(), led, clock.now_ns())
+        assert sorted(m.key for m in late.raised) == ["alpha:BTC", "alpha:USDT"]
+        btc = next(m for m in late.raised if m.key == "alpha:BTC")
+        assert btc.ours == pytest.approx(2.0) and btc.theirs == pytest.approx(2.02)
+        assert await sync_fills(v, led, FillSync()) == 1  # the partial fill, booked
+        clean = bal.check("alpha", await v.balances(), led, clock.now_ns())
+        assert clean.raised == [] and sorted(clean.resolved) == ["alpha:BTC", "alpha:USDT"]
+        await v.close()
     clock.run(main())
