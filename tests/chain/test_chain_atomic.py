@@ -142,3 +142,19 @@ def test_pool_moved_between_simulation_and_mining_reverts_on_chain_without_expos
     rec = result.to_record(seq=3, venue_id=3)
     assert rec[0]["sub"] == schema.OrderEventType.REJECT and rec[0]["reason"] == schema.RejectReason.SLIPPAGE
     assert rec[0]["fee"] == pytest.approx(result.gas_cost_wei * 1e-18)
+
+
+def test_stale_plan_after_the_pool_moved_is_refused_by_the_gate_or_reverts_if_sent_blind(world, owner, other):
+    plan, quote = plan_two_pool(owner, world.pool_a, world.pool_b, world.y, deadline=_now(owner) + 60)
+    trader = AtomicTrader(owner, world.executor)
+    other.wait(swap(other, world.pool_a, world.y, 30_000 * E18, gas=200_000))   # mined: the gap is gone
+    before, counts = _balances(owner, world), owner.nonce_counts()
+
+    gated = trader.execute(plan)                                                 # simulation at latest
+
+    assert gated.outcome == Outcome.NOT_SENT and gated.reason.error_name in ("LegBelowMin", "ProfitBelowMin")
+    assert owner.nonce_counts() == counts and _balances(owner, world) == before
+    blind = trader.settle(plan, trader.dispatch(plan, gas=400_000))             # no gate, explicit gas
+    assert blind.outcome == Outcome.REVERTED and blind.reason.error_name == gated.reason.error_name
+    assert blind.reason.revert_args == gated.reason.revert_args
+    assert _balances(owner, world) == before and blind.gas_cost_wei > 0
