@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from basis_core.accounting import Ledger, LedgerFill, Transfer, TransferStatus
-from basis_core.errors import AccountingError
+from basis_core.errors import AccountingError, UnknownName
 
 ASSETS = ("BTC", "ETH", "BNB")
 VENUES = ("alpha", "beta", "gamma")
@@ -134,9 +134,14 @@ def test_bad_fill_input_is_refused_with_a_typed_error(bad):
         fill(**bad)
 
 
-@pytest.mark.parametrize("mark", [float("nan"), 0.0, -5.0, None])
+def _raises_unknown(asset, ts):
+    raise UnknownName(f"no market for {asset}")
+
+
+@pytest.mark.parametrize("mark", [float("nan"), 0.0, -5.0, None, "raise-key", "raise-basis"])
 def test_missing_or_broken_mark_books_nothing(mark):
-    led = Ledger(lambda a, t: mark)
+    fn = {"raise-key": lambda a, t: {}[a], "raise-basis": _raises_unknown}.get(mark, lambda a, t: mark)
+    led = Ledger(fn)
     with pytest.raises(AccountingError):
         led.book_fill(fill(fee=0.01, fee_asset="BNB"))
     assert led.postings == [] and led.balances() == {}

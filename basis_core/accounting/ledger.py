@@ -29,7 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import AccountingError
+from ..errors import AccountingError, BasisError
 from .costbasis import CostBasis
 from .entries import USDT, LedgerFill, Transfer, TransferStatus
 
@@ -125,7 +125,7 @@ class Ledger:
             return 1.0
         try:
             px = self._mark_fn(asset, ts_ns)
-        except KeyError:
+        except (LookupError, BasisError):  # the caller's "no mark for that": the same as a missing one
             px = None
         if px is None or isinstance(px, bool) or not isinstance(px, (int, float)) or not math.isfinite(px) or px <= 0:
             raise AccountingError(f"no usable USDT mark for {asset} at {ts_ns}: {px!r}")
