@@ -170,3 +170,30 @@ def test_missing_column_and_parquet_without_pyarrow_are_clear_errors(tmp_path):
         with pytest.raises(DataFileError) as err:
             load(tmp_path / "x.parquet", "books")
         assert "pyarrow" in str(err.value)
+
+
+def test_book_records_carry_the_same_depth_as_the_published_snapshots():
+    from basis_core import schema as S
+    clock = VirtualClock(START_NS)
+
+    async def main():
+        v = make_venue(clock, "alpha")
+        await v.start()
+        _, md, tasks = start_collecting(v)
+        driver = MarketDriver({"alpha": v}, LISTINGS[:1], MarketModel(levels=4, trades_per_s=0.0), 1.0, seed=8)
+        for step in range(3):
+            driver.apply_step(step)
+        await asyncio.sleep(0.01)
+        await v.close()
+        await asyncio.gather(*tasks)
+        return driver, [e for e in md if isinstance(e, BookUpdate)]
+    driver, updates = clock.run(main())
+    rec = driver.book_records([1], [1], 0, 3, start_ns=START_NS)
+    assert rec.dtype == S.BOOK_LEVEL and len(rec) == 3 * (2 * 4 + 3)
+    per = rec.reshape(3, -1)
+    for step, upd in enumerate(updates):
+        assert list(per[step]["action"][[0, 1, -1]]) == [S.BookAction.SNAPSHOT_BEGIN] * 2 + [S.BookAction.SNAPSHOT_END]
+        sets = per[step][per[step]["action"] == S.BookAction.SET]
+        bids = [(p, q) for p, q, sd in zip(sets["price"], sets["qty"], sets["sub"]) if sd == Side.BUY]
+        asks = [(p, q) for p, q, sd in zip(sets["price"], sets["qty"], sets["sub"]) if sd == Side.SELL]
+        assert bids == list(upd.bids) and asks == list(upd.asks)

@@ -151,6 +151,40 @@ class MarketDriver:
             self._views.append((np.round(bt * lst.tick, dec[0]), np.round(bl * lst.lot, dec[1]),
                                 np.round(at * lst.tick, dec[0]), np.round(al * lst.lot, dec[1])))
 
+    def book_records(self, venue_ids: list[int], instrument_ids: list[int], start: int = 0,
+                     stop: int | None = None, start_ns: int = 0) -> np.ndarray:
+        """Steps [start, stop) of every listing's depth as schema BOOK_LEVEL records, vectorized:
+        per listing and step one snapshot — SNAPSHOT_BEGIN bid, SNAPSHOT_BEGIN ask, the bid
+        levels best first, the ask levels best first, SNAPSHOT_END — the layout the engine's
+        feed writes for a snapshot BookUpdate. `venue_ids`/`instrument_ids` are the registry ids
+        of `listings`, in order. Rows are ordered by step, then listing. `seq` is left 0."""
+        from basis_core import schema as S
+        stop = self.n_steps if stop is None else min(stop, self.n_steps)
+        n, k, L = max(0, stop - start), len(self.listings), self.model.levels
+        per = 2 * L + 3
+        rec = S.empty(S.Kind.BOOK_LEVEL, n * k * per).reshape(n, k, per)
+        ts = start_ns + np.round(np.arange(start, stop) * self.model.step_s * 1e9).astype(np.int64)
+        rec["ts_ns"] = ts[:, None, None]
+        rec["exch_ts_ns"] = ts[:, None, None]
+        rec["update_id"] = (np.arange(start, stop, dtype=np.uint64)[:, None, None] + 1)
+        rec["aux"] = 0xFFFF
+        rec["venue"] = np.asarray(venue_ids, dtype=np.uint8)[None, :, None]
+        rec["instrument"] = np.asarray(instrument_ids, dtype=np.uint16)[None, :, None]
+        sub = np.zeros(per, dtype=np.uint8)
+        sub[1] = sub[2 + L:2 + 2 * L] = int(Side.SELL)
+        action = np.full(per, int(S.BookAction.SET), dtype=np.uint8)
+        action[:2] = int(S.BookAction.SNAPSHOT_BEGIN)
+        action[-1] = int(S.BookAction.SNAPSHOT_END)
+        rec["sub"] = sub
+        rec["action"] = action
+        for j in range(k):
+            bp, bq, ap, aq = self._views[j]
+            rec["price"][:, j, 2:2 + L] = bp[start:stop]
+            rec["qty"][:, j, 2:2 + L] = bq[start:stop]
+            rec["price"][:, j, 2 + L:2 + 2 * L] = ap[start:stop]
+            rec["qty"][:, j, 2 + L:2 + 2 * L] = aq[start:stop]
+        return rec.reshape(-1)
+
     def spot_index(self, step: int) -> float:
         spots = [self.mids[step, j] for j, lst in enumerate(self.listings) if lst.kind == "spot"]
         return float(np.mean(spots)) if spots else float(self.mids[step, 0] / (1 + self.premium[step] * 1e-4))
