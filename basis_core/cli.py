@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="TOML config or run directory; omitted: embedded default scenario")
     p.add_argument("--duration", type=float, default=None, help="override run.duration_s (seconds)")
     p.add_argument("--out", default=None, help="override run.out_dir")
+    p.add_argument("--run-dir", default=None, help="write the run here (default: OUT_DIR/NAME-TIMESTAMP)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("bench", help="run pyperf benchmark suites and print a summary")

@@ -36,6 +36,11 @@ from .venues import VenueBoard
 MS = 1_000_000
 
 
+def sl_leverage(rules) -> float:
+    """Leverage used for perp margin headroom (conservative: 2x when the rules do not say)."""
+    return rules.leverage if rules.leverage > 0 else 2.0
+
+
 @dataclass(frozen=True)
 class InstrumentRules:
     name: str
@@ -47,6 +52,7 @@ class InstrumentRules:
     lot: float
     min_notional: float
     taker_fee_bps: float
+    leverage: float = 2.0
 
 
 @dataclass
@@ -91,7 +97,8 @@ class EngineCore:
     """Record-driven decisions (see module docstring)."""
 
     def __init__(self, registry: Registry, rules: dict[str, InstrumentRules], policy: PolicyConfig,
-                 balances: dict[tuple[str, str], float], start_ns: int, depth: int = 10):
+                 balances: dict[tuple[str, str], float], start_ns: int, depth: int = 10,
+                 fixed_marks: dict[str, float] | None = None):
         self.reg = registry
         self.policy = policy
         self.rules = rules
@@ -104,7 +111,8 @@ class EngineCore:
         self.board = VenueBoard(list(registry.venues.by_id[1:]), start_ns, int(policy.healthy_window_ms * MS), record)
         self.orders = OrderManager(on_change=None)
         self.positions: dict[int, HedgedPosition] = {}
-        self.market = MarketState(registry, rules, depth, policy)
+        self.market = MarketState(registry, rules, depth, policy, start_ns, fixed_marks)
+        self.market.warm_up()
         self.inventory = dict(balances)            # (venue, asset) -> free, from our own fills
         self.venue_balance: dict[tuple[str, str], tuple[float, int]] = {}  # as the venue last said
         self.in_transit: dict[tuple[str, str], float] = {}  # (to venue, asset) -> amount
@@ -216,8 +224,20 @@ class EngineCore:
         order = self.orders.get(coid)
         if order is None:
             return  # not ours: the order-layer reconciliation reports it
-        etype = S.OrderEventType(int(r["sub"]))
+        was_filled = order.state == OrderState.FILLED
+        self._apply_order_event(order, r)
+        if order.state == OrderState.FILLED and not was_filled:
+            self.counters.orders_filled += 1
         venue = order.venue
+        if self.board[venue].state == VenueState.SUSPECT and not any(
+                o.state == OrderState.UNKNOWN for o in self.orders.working(venue)):
+            self.board.fire(venue, VenueEvent.VERIFIED, self.now, "orders verified by client order id")
+        pos = self.positions.get(order.opportunity)
+        if pos is not None:
+            self._position_update(pos)
+
+    def _apply_order_event(self, order: ManagedOrder, r) -> None:
+        etype = S.OrderEventType(int(r["sub"]))
         if int(r["fill_no"]) >= 1:
             qty, px, fee = float(r["last_qty"]), float(r["last_px"]), float(r["fee"])
             fee_asset = self.reg.assets.name(int(r["aux"])) if int(r["aux"]) else ""
@@ -241,14 +261,6 @@ class EngineCore:
             if etype == S.OrderEventType.ACK and cum > 0 and order.state in (OrderState.SUBMITTED, OrderState.ACKED, OrderState.UNKNOWN):
                 event = OrderEvent.PARTIAL_FILL
             order.machine.fire(event, self.now, etype.name.lower())
-            if order.terminal and order.state == OrderState.FILLED:
-                self.counters.orders_filled += 1
-        if self.board[venue].state == VenueState.SUSPECT and not any(
-                o.state == OrderState.UNKNOWN for o in self.orders.working(venue)):
-            self.board.fire(venue, VenueEvent.VERIFIED, self.now, "orders verified by client order id")
-        pos = self.positions.get(order.opportunity)
-        if pos is not None:
-            self._position_update(pos)
 
     def _book_inventory(self, order: ManagedOrder, px: float, qty: float, fee: float, fee_asset: int) -> None:
         r = self.rules[order.instrument]
@@ -341,9 +353,10 @@ class EngineCore:
         ratio = pos.fill_ratio(self.orders.orders)
         age_ms = (self.now - pos.first_fill_ns) / MS
         p = self.policy
-        breach = residual_usdt > p.max_residual_usdt or (
-            age_ms > p.hedge_window_ms and residual_usdt > p.residual_tolerance_usdt) or (
-            age_ms > p.hedge_window_ms and ratio < p.fill_ratio_breach)
+        # unhedged exposure is allowed only inside the hedge window; past it, any residual above
+        # tolerance (or a fill ratio below the breach threshold) is a breach
+        breach = age_ms > p.hedge_window_ms and (
+            residual_usdt > p.residual_tolerance_usdt or ratio < p.fill_ratio_breach)
         if breach:
             pos.machine.fire(HedgeEvent.BREACH, self.now,
                              f"fill ratio {ratio:.2f}, residual {residual_usdt:.2f} USDT after {age_ms:.0f} ms")
@@ -366,6 +379,13 @@ class EngineCore:
         book = self.orders.orders
         if any(not book[c].terminal for c in pos.unwind_coids if c in book):
             return
+        if pos.hedge_attempts >= self.policy.hedge_max_retries or pos.hedge_blocked:
+            return  # the window decides: a breach if the residual is still there when it closes
+        last = book.get(pos.unwind_coids[-1]) if pos.unwind_coids else None
+        if last is not None and last.reject_reason in ("insufficient_funds", "min_notional", "lot_size", "bad_input"):
+            pos.hedge_blocked = True  # retrying cannot help
+            return
+        pos.hedge_attempts += 1
         leg = pos.sell if net > 0 else pos.buy
         side = S.Side.SELL if net > 0 else S.Side.BUY
         if not self.board.can_dispatch(leg.venue, self.now):
@@ -449,9 +469,14 @@ class EngineCore:
         if any(not o.terminal for o in pos.orders(book)):
             return  # wait for the cancels / the working unwind to settle
         if pos.unwind_attempts >= self.policy.unwind_max_retries:
-            if pos.state == HedgeState.UNWINDING:
-                pos.machine.fire(HedgeEvent.UNWIND_FAILED, self.now, f"{pos.unwind_attempts} attempts")
-                self.engine.fire(EngineEvent.UNWIND_FAILED, self.now, f"opportunity {pos.opp_id}: unwind failed")
+            if not pos.unwind_failed:
+                pos.unwind_failed = True
+                if pos.state == HedgeState.UNWINDING:
+                    pos.machine.fire(HedgeEvent.UNWIND_FAILED, self.now, f"{pos.unwind_attempts} attempts")
+                if self.engine.can(EngineEvent.UNWIND_FAILED):
+                    self.engine.fire(EngineEvent.UNWIND_FAILED, self.now, f"opportunity {pos.opp_id}: unwind failed")
+                else:
+                    self.engine.fire(EngineEvent.OPERATOR_HALT, self.now, f"opportunity {pos.opp_id}: unwind failed")
             return
         # flatten on the venue of the over-filled leg; another usable venue if policy allows
         leg = pos.buy if net > 0 else pos.sell
@@ -464,13 +489,13 @@ class EngineCore:
                 return
             venue, instrument = alt
         side = S.Side.SELL if net > 0 else S.Side.BUY
-        if self.engine.state == EngineState.PROTECTIVE:
-            self.engine.fire(EngineEvent.UNWIND_STARTED, self.now, f"unwind opportunity {pos.opp_id}")
         order = self._aggressive(pos, venue, instrument, side, abs(net), S.Purpose.UNWIND,
                                  self.policy.unwind_aggression_bps * (1 + pos.unwind_attempts))
-        if order is None:
-            return
         pos.unwind_attempts += 1
+        if order is None:
+            return  # no usable book or no order id left: counted as a failed attempt
+        if self.engine.state == EngineState.PROTECTIVE:
+            self.engine.fire(EngineEvent.UNWIND_STARTED, self.now, f"unwind opportunity {pos.opp_id}")
         if pos.state == HedgeState.ISOLATED:
             pos.machine.fire(HedgeEvent.UNWIND, self.now, f"flatten {abs(net):g} on {venue}")
             self.counters.unwinds += 1
@@ -675,32 +700,30 @@ class EngineCore:
         return S.RejectReason.NONE
 
     def _size(self, buy_name: str, sell_name: str, qty_hint: float):
+        """Inventory, capital and exposure headroom, then the sizing kernel on the live books."""
         bl, sl = self.rules[buy_name], self.rules[sell_name]
         p = self.policy
         level = self.market.vol_level(bl.base)
-        slip = p.max_slippage_bps / (2.0 if level >= 1 else 1.0)
+        slip = p.max_slippage_bps / (2.0 if level >= 1 else 1.0)   # tighten
         mark = self.market.mark(bl.base)
-        # inventory: quote for the buy leg; base for a spot sell, margin for a perp sell
-        quote_free = self.inventory.get((bl.venue, bl.quote), 0.0) - self._working_notional(bl.venue)
+        # a venue locks a buy at its limit price plus the fee: leave that headroom
+        quote_avail = (self.inventory.get((bl.venue, bl.quote), 0.0) - self._working_notional(bl.venue)) / (
+            1.0 + 2.0 * slip / 1e4)
         if sl.kind == "spot":
-            base_free = self.inventory.get((sl.venue, sl.base), 0.0) - self._working_qty(sl.venue, sell_name)
-        else:
-            base_free = (self.inventory.get((sl.venue, sl.quote), 0.0) - self._working_notional(sl.venue)) / max(mark, 1e-9)
-        capital_free = p.strategy_budget_usdt - self._capital_used()
-        max_notional = min(p.max_order_notional_usdt, capital_free, p.max_exposure_usdt - self._venue_exposure(bl.venue),
-                           p.max_exposure_usdt - self._venue_exposure(sl.venue))
-        if capital_free <= 0:
-            return None, S.RejectReason.CAPITAL
-        if quote_free <= 0 or base_free <= 0:
-            return None, S.RejectReason.NO_INVENTORY
-        if max_notional <= 0:
-            return None, S.RejectReason.EXPOSURE_LIMIT
-        limit_qty = min(base_free, quote_free / max(mark, 1e-9), max_notional / max(mark, 1e-9))
+            base_avail = self.inventory.get((sl.venue, sl.base), 0.0) - self._working_qty(sl.venue, sell_name)
+        else:   # a perp short needs margin, not coins
+            margin = self.inventory.get((sl.venue, sl.quote), 0.0) - self._working_notional(sl.venue)
+            base_avail = margin * sl_leverage(sl) / max(mark, 1e-9)
         if level >= 2:
-            limit_qty /= 2.0
+            base_avail /= 2.0                                          # reduce
         if qty_hint > 0:
-            limit_qty = min(limit_qty, qty_hint)
-        return self.market.size_pair(buy_name, sell_name, limit_qty, slip, p.min_edge_bps)
+            base_avail = min(base_avail, qty_hint)
+        capital_free = p.strategy_budget_usdt - self._capital_used()
+        notional_cap = min(p.max_order_notional_usdt, p.max_exposure_usdt - self._venue_exposure(bl.venue),
+                           p.max_exposure_usdt - self._venue_exposure(sl.venue))
+        return self.market.size_pair(buy_name, sell_name, slip_bps=slip, min_edge_bps=p.min_edge_bps,
+                                     base_avail=base_avail, quote_avail=quote_avail, capital_free=capital_free,
+                                     notional_cap=notional_cap)
 
     def _working_notional(self, venue: str) -> float:
         return sum(o.qty * (o.price or 0.0) for o in self.orders.working(venue) if o.side == S.Side.BUY)

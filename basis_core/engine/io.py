@@ -369,14 +369,34 @@ class VenueIO:
         report = S.VenueReport.MAINTENANCE if isinstance(exc, VenueUnavailable) else S.VenueReport.TIMEOUT
         self.emit_status(name, report)
 
+    async def run_health(self, name: str, interval_s: float) -> None:
+        """Ask the venue how it is, on an interval: a venue we stopped sending to (throttled,
+        quarantined, suspect) still gets a chance to show it is healthy again."""
+        venue = self.venues[name]
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                st = await venue.status()
+            except RateLimited as exc:
+                self._rate_limited(name, exc)
+                continue
+            except VenueError as exc:
+                self._uncertain(name, exc)
+                continue
+            if st.state == S.VenueReport.OK:
+                self._ok(name)
+            else:
+                self.emit_status(name, st.state, until_ns=st.until_ns)
+
     def set_rate_factor(self, factor: float) -> None:
         now = self.now_ns()
         for name in self.venues:
             self.router.throttle(self.reg.venue(name)).set_rate_factor(factor, now)
 
-    def start(self, on_funding=None) -> None:
+    def start(self, on_funding=None, health_interval_s: float = 0.5) -> None:
         loop = asyncio.get_running_loop()
         for name in self.venues:
+            self.tasks.append(loop.create_task(self.run_health(name, health_interval_s)))
             self.tasks.append(loop.create_task(self.pump_market(name)))
             self.tasks.append(loop.create_task(self.pump_user(name, on_funding)))
             self.tasks.append(loop.create_task(self.run_dispatcher(name)))

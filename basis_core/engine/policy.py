@@ -27,6 +27,7 @@ class PolicyConfig:
     fill_ratio_degrade: float = 0.95     # min(filled)/max(filled) below this: degrade
     fill_ratio_breach: float = 0.80      # below this at the end of the hedge window: breach
     max_residual_usdt: float = 2_000.0   # unhedged exposure tolerated inside the window
+    hedge_max_retries: int = 3           # re-sends of a missing hedge quantity inside the window
     residual_tolerance_usdt: float = 5.0 # below this a position counts as flat
     unwind_window_ms: float = 3_000.0
     unwind_max_retries: int = 3

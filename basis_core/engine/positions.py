@@ -36,6 +36,9 @@ class HedgedPosition:
     first_fill_ns: int = 0
     unwind_coids: list[int] = field(default_factory=list)
     unwind_attempts: int = 0
+    unwind_failed: bool = False
+    hedge_attempts: int = 0
+    hedge_blocked: bool = False
     unwind_started_ns: int = 0
     asymmetric_episodes: int = 0
     degraded: bool = False

@@ -55,7 +55,8 @@ class Runner:
     def __init__(self, *, venues: dict[str, Venue], registry: Registry, rules: dict[str, InstrumentRules],
                  policy: PolicyConfig, now_ns: Callable[[], int], journal: JournalWriter | None,
                  progress: Callable[[str], None] | None = None, progress_every_s: float = 2.0,
-                 tick_ms: float = 10.0):
+                 tick_ms: float = 10.0, fixed_marks: dict[str, float] | None = None):
+        self.fixed_marks = dict(fixed_marks or {})
         self.venues = venues
         self.reg = registry
         self.rules = rules
@@ -77,6 +78,7 @@ class Runner:
         self._reconciling: asyncio.Task | None = None
         self._seq = 0
         self.decisions = 0
+        self.deposited = False
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -102,6 +104,12 @@ class Runner:
         except BasisError:
             pass  # a mark is missing at this instant; the reconciliation pass books it later
 
+    def _on_funding(self, pay) -> None:
+        try:
+            self.ledger.book_funding(pay.venue, pay.asset, pay.amount, pay.ts_ns, f"funding:{pay.instrument}:{pay.ts_ns}")
+        except BasisError:
+            pass  # no mark yet: the balance layer raises the difference if it persists
+
     async def start(self) -> None:
         for v in self.venues.values():
             await v.start()
@@ -112,7 +120,7 @@ class Runner:
             for asset, bal in (await v.balances()).items():
                 balances[(name, asset)] = bal.free + bal.locked
                 self.reg.assets.add(asset)
-        self.core = EngineCore(self.reg, self.rules, self.policy, balances, start)
+        self.core = EngineCore(self.reg, self.rules, self.policy, balances, start, fixed_marks=self.fixed_marks)
         self.ledger = Ledger(self._mark)
         self._initial_balances = balances
         instrument_of = {self.reg.instrument(n): n for n in self.rules}
@@ -120,7 +128,7 @@ class Runner:
         self.io.fill_hook = self._on_fill
         self.reconciler = Reconciler(list(self.venues.values()), self.ledger, self.known,
                                      balance_lag_ns=int(self.policy.balance_lag_ms * MS))
-        self.io.start()
+        self.io.start(on_funding=self._on_funding)
 
     def deposit_initial(self) -> None:
         """Book the starting balances in the ledger once marks exist."""
@@ -135,7 +143,6 @@ class Runner:
         t_end = self.now_ns() + int(duration_s * 1e9)
         wall0 = time.perf_counter()
         next_progress = self.now_ns() + self.progress_every_ns
-        deposited = False
         while True:
             now = self.now_ns()
             if now >= t_end:
@@ -146,9 +153,9 @@ class Runner:
                 pass
             self.wake.clear()
             self.pump()
-            if not deposited and self._marks_ready():
+            if not self.deposited and self._marks_ready():
                 self.deposit_initial()
-                deposited = True
+                self.deposited = True
             if self.progress and self.now_ns() >= next_progress:
                 next_progress += self.progress_every_ns
                 self.progress(self.progress_line())

@@ -1,0 +1,105 @@
+"""The end of a run: report.json, results.sqlite and report.html in the run directory."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from adapters.base import OrderStatus
+from ..results.db import ResultsDB
+from ..results.record import SERIES_RESIDUAL, accounting_figures, record_exceptions, record_latency, record_ledger
+from ..results.report import write_html
+from ..results.reportjson import write_report
+from ..state.tables import OrderState
+
+_STATUS = {OrderState.FILLED: OrderStatus.FILLED, OrderState.CANCELED: OrderStatus.CANCELED,
+           OrderState.EXPIRED: OrderStatus.EXPIRED, OrderState.REJECTED: OrderStatus.REJECTED,
+           OrderState.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED}
+
+
+def percentiles(samples) -> dict[str, float]:
+    if len(samples) == 0:
+        return {"p50": 0.0, "p99": 0.0, "p999": 0.0}
+    arr = np.asarray(samples, dtype=np.float64)
+    return {k: float(np.percentile(arr, q)) for k, q in (("p50", 50), ("p99", 99), ("p999", 99.9))}
+
+
+class _OrderRow:
+    """An engine order in the shape ResultsDB.record_order reads."""
+
+    def __init__(self, o):
+        self.coid, self.instrument, self.side, self.type = o.wire, o.instrument, o.side, o.otype
+        self.qty, self.price = o.qty, o.price
+        self.status = _STATUS.get(o.state, OrderStatus.OPEN)
+        self.filled_qty, self.avg_price = o.filled, o.avg_price
+        self.created_ns, self.updated_ns = o.created_ns, o.machine.since_ns
+
+
+def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
+    core = runner.core
+    c = core.counters
+    acct = accounting_figures(runner.ledger, runner.reconciler.log)
+    recon = dict(acct.get("reconciliation", {}))
+    for layer, n in runner.stats.reconcile_mismatches.items():
+        recon[layer] = max(recon.get(layer, 0), n)
+    for layer in ("order", "position", "balance", "reporting"):
+        recon.setdefault(layer, 0)
+    return {
+        "events_processed": int(c.events),
+        "events_per_s": float(c.events / wall_s) if wall_s > 0 else 0.0,
+        "decision_latency_ns": percentiles(c.decision_ns),
+        "signals_seen": int(c.signals_seen),
+        "signals_rejected": dict(sorted(c.rejected.items())),
+        "orders_submitted": int(c.orders_submitted),
+        "orders_filled": int(c.orders_filled),
+        "hedges_completed": int(c.hedges_completed),
+        "asymmetric_episodes": int(c.asymmetric_episodes),
+        "unwinds": int(c.unwinds),
+        "max_residual_exposure_usdt": float(c.max_residual_usdt),
+        "state_transitions": core.transitions_as_dicts(),
+        "reconciliation": recon,
+        "realized_pnl_usdt": acct["realized_pnl_usdt"],
+        "fees_usdt": acct["fees_usdt"],
+        "slippage_usdt": acct["slippage_usdt"],
+        "decision_digest": core.digest,
+        "venue_digest": world_digest,
+        "wall_s": wall_s,
+        "final_engine_state": core.engine.state.name,
+        "venue_states": {n: v.state.name for n, v in core.board.venues.items()},
+        "order_states": _count(o.state.name for o in core.orders.orders.values()),
+        "position_states": _count(p.state.name for p in core.positions.values()),
+        "late_fills": core.orders.late_fills,
+        "io_calls": dict(runner.io.calls),
+    }
+
+
+def _count(items) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def write_run(runner, cfg, run_dir: Path, wall_s: float, world_digest: str = "") -> dict:
+    report = build_report(runner, wall_s, world_digest)
+    run_dir = Path(run_dir)
+    write_report(run_dir / "report.json", report)
+    core = runner.core
+    run_id = run_dir.name
+    with ResultsDB(run_dir / "results.sqlite") as db:
+        db.start_run(run_id, cfg.run.name, cfg.run.seed, core.market.start_ns)
+        for t in report["state_transitions"]:
+            machine, _, key = t["machine"].partition(":")
+            db.record_transition(run_id, t["t"], machine, key, t["from"], t["to"], t["cause"])
+        for o in core.orders.orders.values():
+            db.record_order(run_id, o.venue, _OrderRow(o), opportunity_id=o.opportunity, submitted_ns=o.created_ns)
+        outcomes = {p.opp_id: p.state.name for p in core.positions.values()}
+        record_ledger(db, run_id, runner.ledger, outcomes)
+        db.replace_series(run_id, SERIES_RESIDUAL, core.residual_history)
+        record_exceptions(db, run_id, runner.reconciler.log.mismatches())
+        record_latency(db, run_id, core.counters.decision_ns or [0])
+        db.end_run(run_id, core.now)
+        db.commit()
+    write_html(run_dir)
+    return report
