@@ -162,3 +162,21 @@ def test_perp_order_needs_margin_not_notional():
     assert ex.accounts.get("a", "USDT").locked == 20 * 10**8 + 100 * 10**8 * 5 // 10_000
     r = ex.submit("a", "perp", "o2", Side.BUY, OrderType.LIMIT, 1.0, 100.0)
     assert r.order.reason == RejectReason.INSUFFICIENT_FUNDS
+
+
+def test_market_order_reservation_looks_past_the_owners_own_resting_orders():
+    ex = spot_exchange("quote", maker=0.0, taker=0.0)
+    ex.set_level("spot", Side.SELL, 220, 100)                 # 1.0 BTC at 110 from the market
+    ex.submit("a", "spot", "own", Side.SELL, OrderType.LIMIT, 1.0, 100.0)   # our own ask in front
+    r = ex.submit("a", "spot", "m", Side.BUY, OrderType.MARKET, 1.0)
+    assert ex.engine("spot").query("a", "own").status is OrderStatus.EXPIRED
+    assert r.order.status is OrderStatus.FILLED and r.order.avg_price == 110.0
+    check_invariants(ex)
+    assert ex.accounts.get("a", "USDT").total == 300 * 10**8 - 110 * 10**8
+    ex.accounts.deposit("c", "USDT", 105 * 10**8)
+    ex.accounts.deposit("c", "BTC", 10**8)
+    ex.set_level("spot", Side.SELL, 220, 100)
+    ex.submit("c", "spot", "own", Side.SELL, OrderType.LIMIT, 1.0, 100.0)
+    r = ex.submit("c", "spot", "m", Side.BUY, OrderType.MARKET, 1.0)   # 110 needed, 105 held
+    assert r.order.status is OrderStatus.REJECTED and r.order.reason == RejectReason.INSUFFICIENT_FUNDS
+    assert ex.accounts.get("c", "USDT").free == 105 * 10**8

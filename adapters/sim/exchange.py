@@ -77,7 +77,7 @@ class Exchange:
             if force is not None:
                 return force
             try:
-                for asset, atoms in self._need(instrument, side_, otype_, lots, px).items():
+                for asset, atoms in self._need(instrument, side_, otype_, lots, px, owner).items():
                     self.accounts.reserve(owner, key, asset, atoms)
             except InsufficientFunds:
                 self.accounts.release(owner, key)
@@ -149,11 +149,13 @@ class Exchange:
     def _can_pay(self, owner: str, asset: str, atoms: int) -> bool:
         return self.accounts.free(owner, asset) >= atoms
 
-    def _need(self, instrument: str, side: Side, otype: OrderType, lots: int, px: int | None) -> dict[str, int]:
-        """Atoms to reserve for `lots` at `px` (market orders: the current sweep cost)."""
+    def _need(self, instrument: str, side: Side, otype: OrderType, lots: int, px: int | None,
+              owner: str | None = None) -> dict[str, int]:
+        """Atoms to reserve for `lots` at `px` (market orders: the current sweep cost, past
+        `owner`'s own resting orders, which self-trade prevention expires)."""
         eng = self.engines[instrument]
         spec, fees = eng.spec, eng.fees
-        units = eng.sweep(side, lots, px)[1] if otype == OrderType.MARKET else px * lots
+        units = eng.sweep(side, lots, px, exclude=owner)[1] if otype == OrderType.MARKET else px * lots
         notional = units * spec.notional_unit
         fee_rate = max(fees.rate(1), fees.rate(2), 0)
         quote_fee = spec.kind != "spot" or fees.asset in ("quote", spec.quote)

@@ -397,15 +397,19 @@ class MatchingEngine:
             book.drop_if_empty(px)
         return NOTHING
 
-    def sweep(self, side: Side, lots: int, limit: int | None = None) -> tuple[int, int]:
-        """What an order of `side` for `lots` would take now: (lots, sum of ticks*lots)."""
+    def sweep(self, side: Side, lots: int, limit: int | None = None, exclude: str | None = None) -> tuple[int, int]:
+        """What an order of `side` for `lots` would take now: (lots, sum of ticks*lots).
+        Orders of owner `exclude` are skipped (self-trade prevention would expire them)."""
         opp = self.asks if side == Side.BUY else self.bids
         seq = iter(opp.prices) if side == Side.BUY else reversed(opp.prices)
         got = cost = 0
         for px in seq:
             if got >= lots or (limit is not None and not self._crosses(side, limit, px)):
                 break
-            take = min(lots - got, opp.total[px])
+            avail = opp.total[px]
+            if exclude is not None and exclude != MARKET and avail != opp.market.get(px, 0):
+                avail -= sum(o.lots - o.filled for o in opp.levels[px] if o.owner == exclude)
+            take = min(lots - got, avail)
             got += take
             cost += take * px
         return got, cost
