@@ -139,3 +139,13 @@ def test_key_and_secret_never_reach_logs_errors_or_reprs(caplog):
 
 def test_every_typed_error_is_a_basis_error():
     assert issubclass(AuthenticationFailed, BasisError)
+
+
+def test_a_shared_logger_redacts_the_secrets_of_every_client(caplog):
+    log = logging.getLogger("basis.test.shared")
+    auth.RedactingFilter.install(log, ("first-key-123",))
+    auth.RedactingFilter.install(log, ("second-key-456",))
+    with caplog.at_level(logging.DEBUG, logger="basis.test.shared"):
+        log.debug("%s %s", "first-key-123", "second-key-456")
+    assert "first-key-123" not in caplog.text and "second-key-456" not in caplog.text
+    assert sum(isinstance(f, auth.RedactingFilter) for f in log.filters) == 1

@@ -297,3 +297,41 @@ def test_requests_carry_deterministic_sequence_numbers_in_dispatch_order():
             assert seqs[-3:] == [start, start + 1, start + 2]
             assert [p for _, p in v.gate.admitted][-3:] == [R.ENTRY, R.QUERY, R.CANCEL]
     run(body())
+
+
+def test_market_data_polls_rest_snapshots_until_close():
+    async def body():
+        async with venue(timeout_ms=1000) as (emu, v, _):
+            v.poll_s = 0.05
+            stream = v.market_data(["BTCUSDT"])
+            first = await stream.__anext__()
+            assert first.snapshot and first.bids[0] == (50000.0, 0.5) and first.asks[0] == (50000.01, 0.3)
+            emu.set_book("BTCUSDT", [(49000.0, 1.0)], [(49001.0, 2.0)])
+            second = await stream.__anext__()
+            assert second.bids == ((49000.0, 1.0),) and second.asks == ((49001.0, 2.0),)
+            await stream.aclose()
+    run(body())
+
+
+def test_market_data_over_the_websocket_through_ccxt_pro():
+    async def body():
+        async with venue(timeout_ms=1000, market_data="ws") as (emu, v, _):
+            stream = v.market_data(["ETHUSDT"])
+            first = await asyncio.wait_for(stream.__anext__(), 5)
+            assert first.bids[0] == (3000.0, 5.0)
+            emu.trade_against("ETHUSDT", Side.SELL, 2.0)
+            nxt = await asyncio.wait_for(stream.__anext__(), 5)
+            assert nxt.bids[0] == (3000.0, 3.0) and nxt.update_id == first.update_id + 1
+            await stream.aclose()
+    run(body())
+
+
+def test_degraded_routing_slows_refill_and_restores():
+    async def body():
+        async with venue(degraded_rate=0.25) as (emu, v, _):
+            v.set_degraded(True)
+            assert v.gate.throttle.rate_factor == 0.25
+            await v.submit(buy("2301"))                     # still served: the burst is there
+            v.set_degraded(False)
+            assert v.gate.throttle.rate_factor == 1.0
+    run(body())

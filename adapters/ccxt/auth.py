@@ -106,6 +106,19 @@ class RedactingFilter(logging.Filter):
         super().__init__()
         self._secrets = tuple(s for s in secrets if s)
 
+    def add(self, secrets: tuple[str, ...]) -> None:
+        """Redact `secrets` too (several clients may log through one logger)."""
+        self._secrets = tuple(dict.fromkeys(self._secrets + tuple(s for s in secrets if s)))
+
+    @classmethod
+    def install(cls, logger: logging.Logger, secrets: tuple[str, ...]) -> None:
+        """Make `logger` redact `secrets`, extending its filter if it has one."""
+        for f in logger.filters:
+            if isinstance(f, cls):
+                f.add(secrets)
+                return
+        logger.addFilter(cls(secrets))
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self._secrets:
             record.msg = redact(str(record.msg), self._secrets)

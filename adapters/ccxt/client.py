@@ -26,6 +26,7 @@ from typing import AsyncIterator, Callable
 
 import ccxt
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 
 from adapters.base import (Balance, BookUpdate, FillsPage, InstrumentInfo, OrderRequest, TransferInfo, Venue,
                            VenueOrder, VenueStatus)
@@ -47,10 +48,11 @@ _OPTIONS = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetc
 Observer = Callable[[object, VenueError | None], None]
 
 
-def _client_class(exchange: str):
-    """ccxt's async class for `exchange`, extended to keep each answer's headers for its caller
-    (Retry-After) in a context variable: concurrent requests never see each other's."""
-    base = getattr(ccxt_async, exchange, None)
+def _client_class(exchange: str, websocket: bool = False):
+    """ccxt's async class for `exchange` (its ccxt.pro class when `websocket`), extended to keep
+    each answer's headers for its caller (Retry-After) in a context variable: concurrent requests
+    never see each other's."""
+    base = getattr(ccxt_pro, exchange, None) if websocket else getattr(ccxt_async, exchange, None)
     if base is None:
         raise ConfigError("exchange", f"ccxt has no exchange {exchange!r}")
 
@@ -111,18 +113,20 @@ class CcxtVenue(Venue):
             return
         cfg = self.config
         logger = logging.getLogger(f"basis.ccxt.{self.name}")
-        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-            logger.addFilter(RedactingFilter(self._secrets))
+        RedactingFilter.install(logger, self._secrets)
         params = {"apiKey": self._cred.api_key, "secret": self._cred.secret, "enableRateLimit": False,
                   "timeout": cfg.timeout_ms, "options": dict(_OPTIONS, recvWindow=cfg.recv_window_ms),
                   "logger": logger}
         if self._cred.password:
             params["password"] = self._cred.password
-        ex = _client_class(cfg.exchange)(params)
+        ex = _client_class(cfg.exchange, cfg.market_data == "ws")(params)
         if cfg.sandbox:
             ex.set_sandbox_mode(True)
         if cfg.base_url:
             ex.urls["api"] = rewrite_urls(ex.urls["api"], cfg.base_url)
+        ws_url = cfg.ws_url or (("ws" + cfg.base_url[4:]).rstrip("/") + "/ws" if cfg.base_url else "")
+        if cfg.market_data == "ws" and ws_url and isinstance(ex.urls["api"].get("ws"), dict):
+            ex.urls["api"]["ws"] = dict(ex.urls["api"]["ws"], spot=ws_url)
         self._ex = ex
         try:
             markets = await self._call(R.OP_MARKETS, "markets", R.QUERY, ex.load_markets)
@@ -142,6 +146,11 @@ class CcxtVenue(Venue):
         if self._ex is not None:
             await self._ex.close()
             self._ex = None
+
+    def set_degraded(self, degraded: bool) -> None:
+        """Lower this venue's routing rate to `config.degraded_rate` while the engine is DEGRADED
+        (hedges and cancels keep their priority), or restore it."""
+        self.gate.degrade(self.config.degraded_rate if degraded else 1.0)
 
     def instruments(self) -> dict[str, InstrumentInfo]:
         return dict(self._instruments)
@@ -392,8 +401,13 @@ class CcxtVenue(Venue):
                           update_id=int(raw.get("nonce") or 0))
 
     async def market_data(self, instruments: list[str] | None = None) -> AsyncIterator[BookUpdate]:
-        """REST snapshots every `poll_s` (a websocket feed is `adapters.ccxt` future work)."""
+        """Book snapshots of `instruments`: REST polls every `poll_s` ("rest"), or the book ccxt.pro
+        keeps from the venue's websocket diffs, after each update ("ws"). Ends at `close`."""
         names = instruments or list(self._instruments)
+        if self.config.market_data == "ws":
+            async for update in self._watch_books(names):
+                yield update
+            return
         while not self._closed.is_set():
             for name in names:
                 yield await self.book(name)
@@ -401,6 +415,41 @@ class CcxtVenue(Venue):
                 await asyncio.wait_for(self._closed.wait(), self.poll_s)
             except asyncio.TimeoutError:
                 pass
+
+    async def _watch_books(self, names: list[str]) -> AsyncIterator[BookUpdate]:
+        ex = self._ex_or_fail()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def watch(name: str):
+            symbol = self._symbol(name)
+            while not self._closed.is_set():
+                try:
+                    ob = await ex.watch_order_book(symbol)
+                except ccxt.BaseError as exc:
+                    await queue.put(self._translate(exc)[0])
+                    return
+                await queue.put(BookUpdate(self.name, name, time.time_ns(),
+                                           tuple((float(p), float(q)) for p, q, *_ in ob["bids"]),
+                                           tuple((float(p), float(q)) for p, q, *_ in ob["asks"]),
+                                           snapshot=True, update_id=int(ob.get("nonce") or 0)))
+
+        tasks = [asyncio.create_task(watch(n)) for n in names]
+        closed = asyncio.create_task(self._closed.wait())
+        try:
+            while True:
+                got = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({got, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if got not in done:
+                    got.cancel()
+                    return
+                item = got.result()
+                if isinstance(item, VenueError):
+                    raise item
+                yield item
+        finally:
+            closed.cancel()
+            for t in tasks:
+                t.cancel()
 
     async def user_events(self) -> AsyncIterator:
         """Our fills, polled every `poll_s` from the venue's trade history."""

@@ -8,6 +8,9 @@ A `[venues.NAME.ccxt]`-shaped table (loaded with `basis_core.configio.build`):
     sandbox = false                 # ccxt's sandbox/testnet endpoints (set_sandbox_mode)
     timeout_ms = 1000
     recv_window_ms = 5000
+    market_data = "rest"            # "rest": polled snapshots; "ws": ccxt.pro watch_order_book
+    ws_url = ""                     # websocket base for "ws" (default: the venue's, or derived
+                                    # from base_url as ws://HOST:PORT/ws)
     instruments = { BTCUSDT = "BTC/USDT" }   # our instrument name -> ccxt unified symbol
     [credentials]                   # env variable NAMES, or a secrets file; never the values
     api_key_env = "BASIS_BINANCE_KEY"
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Literal, Mapping
 
 from basis_core.configio import build, require
 
@@ -80,6 +83,8 @@ class CcxtVenueConfig:
     sandbox: bool = False
     timeout_ms: int = 1000
     recv_window_ms: int = 5000
+    market_data: Literal["rest", "ws"] = "rest"
+    ws_url: str = ""
     instruments: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
     pools: Mapping[str, PoolConfig] = field(default_factory=_pools)
@@ -96,6 +101,8 @@ class CcxtVenueConfig:
                 f"{_at(path)}base_url", "must start with http:// or https://")
         require(not (self.base_url and self.sandbox), f"{_at(path)}sandbox", "sandbox and base_url exclude each other")
         require(50 <= self.timeout_ms <= 120_000, f"{_at(path)}timeout_ms", "must be in [50, 120000]")
+        require(not self.ws_url or self.ws_url.startswith(("ws://", "wss://")),
+                f"{_at(path)}ws_url", "must start with ws:// or wss://")
         require(0 < self.recv_window_ms <= 60_000, f"{_at(path)}recv_window_ms", "must be in (0, 60000]")
         require(self.max_attempts >= 1, f"{_at(path)}max_attempts", "must be >= 1")
         require(0 <= self.backoff_s <= self.max_backoff_s, f"{_at(path)}backoff_s", "must be in [0, max_backoff_s]")
