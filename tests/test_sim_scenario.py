@@ -135,3 +135,13 @@ def test_recorded_data_path_resolves_next_to_the_scenario_and_bad_files_fail_cle
     with pytest.raises(BasisError) as err:
         SimWorld.from_config(cfg)
     assert "b.csv:2" in str(err.value) and "price" in str(err.value)
+
+
+def test_the_worked_example_in_the_scenario_readme_is_a_valid_scenario(tmp_path):
+    text = (SCENARIO_DIR / "README.md").read_text()
+    body = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    f = tmp_path / "example.toml"
+    f.write_text(body)
+    cfg = config.load(f)
+    assert {f.kind for f in cfg.faults} == {"timeout", "rate_limit", "maintenance", "cancel_fill_race"}
+    assert SimWorld.from_config(cfg).venues.keys() == {"alpha", "gamma"}
