@@ -116,8 +116,10 @@ def test_scheduled_reject_refuses_an_otherwise_valid_order_with_that_reason(reas
 
 def test_lost_ack_leaves_a_live_order_the_client_never_heard_about():
     async def body(v, clock, user):
+        t0 = clock.now_ns()
         with pytest.raises(RequestTimeout):
             await v.submit(req("1"))
+        assert clock.now_ns() - t0 == pytest.approx(1e9, abs=1e6)   # the client's timeout
         await asyncio.sleep(0.1)
         assert not [e for e in user if isinstance(e, OrderUpdate) and e.order.coid == "1"]
         assert [o.coid for o in await v.open_orders()] == ["1"]
@@ -227,3 +229,10 @@ def test_fault_tables_are_validated_with_key_paths():
     with pytest.raises(ConfigError) as err:
         build(Fault, {"kind": "reject", "reason": "because"}, "faults[2]")
     assert err.value.path == "faults[2].reason"
+
+
+def test_timed_out_cancel_of_an_unknown_order_is_still_a_timeout():
+    async def body(v, clock, user):
+        with pytest.raises(RequestTimeout):
+            await v.cancel("never-sent")
+    scenario([Fault("timeout", on="cancel", reached="yes")], body)

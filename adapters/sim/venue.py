@@ -26,7 +26,8 @@ import zlib
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-from basis_core.errors import OrderNotFound, OrderRejected, RateLimited, RequestTimeout, VenueUnavailable
+from basis_core.errors import (BasisError, OrderNotFound, OrderRejected, RateLimited, RequestTimeout,
+                               VenueUnavailable)
 from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side, VenueReport
 
 from ..base import (Balance, BalanceUpdate, BookUpdate, Fill, FillsPage, FundingPayment, FundingUpdate,
@@ -128,7 +129,10 @@ class SimVenue(Venue):
         if fault is not None:
             took_effect = self.faults.reached(fault)
             if took_effect:
-                work()
+                try:
+                    work()          # it happened at the venue; the answer is what gets lost
+                except BasisError:
+                    pass
             await self.clock.sleep(lat.timeout_s - (self.clock.now_ns() - start) / 1e9)
             self._log("answer", endpoint, "timeout", "reached" if took_effect else "lost")
             raise RequestTimeout(self.name, "timeout", f"{endpoint} after {lat.timeout_s}s")
@@ -153,9 +157,10 @@ class SimVenue(Venue):
             self._after(info.name, result, drop_ack=state["lost"])
             return result
 
+        sent = self.clock.now_ns()
         result = await self._request("submit", work, info.name, event="submit")
         if state.get("lost"):
-            await self.clock.sleep(self.latency.timeout_s)
+            await self.clock.sleep(self.latency.timeout_s - (self.clock.now_ns() - sent) / 1e9)
             self._log("answer", "submit", order.coid, "ack_lost")
             raise RequestTimeout(self.name, "timeout", f"submit {order.coid}: no answer")
         view = result.order
