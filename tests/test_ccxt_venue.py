@@ -335,3 +335,17 @@ def test_degraded_routing_slows_refill_and_restores():
             v.set_degraded(False)
             assert v.gate.throttle.rate_factor == 1.0
     run(body())
+
+
+def test_resubmitting_a_refused_order_sends_it_again_after_a_lookup():
+    async def body():
+        async with venue() as (emu, v, _):
+            emu.faults.insufficient_balance = 1
+            with pytest.raises(OrderRejected):
+                await v.submit(buy("2401"))
+            out = await v.submit(buy("2401"))
+            assert out.status == OrderStatus.OPEN
+            methods = [(m, s) for m, p, s in emu.log if p == "/api/v3/order"]
+            assert methods == [("POST", 400), ("GET", 400), ("POST", 200)]
+            assert [p.coid for p in emu.orders_of("alice")] == ["2401"]
+    run(body())

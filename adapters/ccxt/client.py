@@ -256,8 +256,11 @@ class CcxtVenue(Venue):
         """Place `order` (priority: router ENTRY, HEDGE ...). Idempotent by client order id."""
         ex = self._ex_or_fail()
         info = self._check(order)
-        if order.coid in self._orders:
-            return await self.fetch_order(order.coid, order.instrument)
+        if order.coid in self._orders:                 # sent before: the venue's copy, if it has one
+            try:
+                return await self.fetch_order(order.coid, order.instrument, min(priority, R.QUERY))
+            except OrderNotFound:
+                pass                                   # it never got there: sending is safe
         self._orders[order.coid] = (order.instrument, order)
         otype, price, params = self._wire(order)
         side = "buy" if order.side == Side.BUY else "sell"
