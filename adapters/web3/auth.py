@@ -5,16 +5,21 @@ eth_account keystore file `cfg.keystore` with the password in `env[cfg.keystore_
 The key lives only inside the eth_account LocalAccount held by the Signer; the Signer's repr
 and str show the address only, and every error raised while loading names the variable or the
 file, never its content.
+
+Endpoint URLs are secrets too when a hosted provider puts an API key in them: `safe_url`
+gives the form that may be shown, and `hide_in_logs` redacts the rest from the HTTP loggers.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
+import urllib.parse
 from typing import Mapping
 
 from eth_account import Account
 
-from basis_core.errors import ConfigError
+from basis_core.errors import ConfigError, redact
 
 
 class Signer:
@@ -75,3 +80,62 @@ class Signer:
 
     def __reduce__(self):
         raise TypeError("a Signer cannot be pickled")
+
+
+# -- endpoint URLs: hosted nodes put API keys in the path, query or user-info ---------------
+
+_LOGGERS_WITH_URLS = ("web3.providers.HTTPProvider", "web3._utils.http_session_manager.HTTPSessionManager",
+                      "urllib3.connectionpool")
+
+
+def safe_url(url: str) -> str:
+    """The endpoint as it may be shown: scheme://host[:port], with `/***` if it had a path,
+    query or user-info (where hosted providers carry API keys)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    hidden = parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password
+    return f"{parts.scheme}://{host}{port}" + ("/***" if hidden else "")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of `url` that must not be shown: the whole URL and its path+query, when
+    they carry anything beyond the host."""
+    parts = urllib.parse.urlsplit(url)
+    if safe_url(url).endswith("/***"):
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        return [s for s in (url, tail if tail not in ("", "/") else "", parts.password or "") if s]
+    return []
+
+
+class _RedactFilter(logging.Filter):
+    """Rewrites records of the HTTP client loggers with every registered secret replaced."""
+
+    def __init__(self):
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            clean = redact(text, sorted(self.secrets, key=len, reverse=True))
+            if clean != text:
+                record.msg, record.args = clean, ()
+        return True
+
+
+_FILTER = _RedactFilter()
+
+
+def hide_in_logs(secrets) -> None:
+    """Redact `secrets` from the web3 / urllib3 HTTP loggers from now on (idempotent)."""
+    new = {s for s in secrets if s}
+    if not new:
+        return
+    _FILTER.secrets |= new
+    for name in _LOGGERS_WITH_URLS:
+        lg = logging.getLogger(name)
+        if _FILTER not in lg.filters:
+            lg.addFilter(_FILTER)

@@ -5,7 +5,8 @@ requests through web3's HTTPProvider, which keeps calls at one round trip each a
 module map every node answer itself:
 
 * a revert (JSON-RPC error with revert data) -> ChainRevert decoded by the RevertDecoder;
-* a refused connection -> VenueUnavailable; no answer in time -> RequestTimeout;
+* a refused connection or HTTP 5xx -> VenueUnavailable; HTTP 429 -> RateLimited; no answer in
+  time -> RequestTimeout; another HTTP status or a body that is not JSON-RPC -> VenueError;
 * any other JSON-RPC error -> VenueError(venue, str(code), message).
 
 Sending: `send` allocates a nonce (NonceManager), prices the fees (GasPolicy, capped), signs
@@ -26,10 +27,10 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 from web3 import HTTPProvider
 
-from basis_core.errors import (ChainRevert, ConfigError, NonceConflict, OrderRejected, RequestTimeout,
-                               VenueError, VenueUnavailable)
+from basis_core.errors import (ChainRevert, ConfigError, GasCapExceeded, NonceConflict, OrderRejected,
+                               RateLimited, RequestTimeout, VenueError, VenueUnavailable)
 
-from .auth import Signer
+from .auth import Signer, hide_in_logs, safe_url, url_secrets
 from .calldata import address as check_address
 from .calldata import encode_call
 from .constants import TRANSFER_GAS
@@ -84,6 +85,8 @@ class EvmClient:
         if not cfg.rpc_url.startswith(("http://", "https://")):
             raise ConfigError("rpc_url", "only http(s) endpoints are supported by the synchronous client (not yet ws)")
         self.cfg = cfg
+        self.url = safe_url(cfg.rpc_url)          # the form that may appear in errors and reprs
+        hide_in_logs(url_secrets(cfg.rpc_url))
         self.venue = cfg.name
         self.signer = signer
         self.decoder = decoder or RevertDecoder((), cfg.name)
@@ -103,7 +106,7 @@ class EvmClient:
 
     def __repr__(self) -> str:
         who = self.signer.address if self.signer else "read-only"
-        return f"EvmClient(venue={self.venue!r}, url={self.cfg.rpc_url!r}, account={who})"
+        return f"EvmClient(venue={self.venue!r}, url={self.url!r}, account={who})"
 
     __str__ = __repr__
 
@@ -134,9 +137,22 @@ class EvmClient:
         try:
             return fn(params) if method == "batch" else fn(method, params)
         except requests.exceptions.Timeout:
-            raise RequestTimeout(self.venue, "timeout", f"{method} got no answer in {self.cfg.request_timeout_s}s") from None
+            raise RequestTimeout(self.venue, "timeout",
+                                 f"{method} got no answer in {self.cfg.request_timeout_s}s") from None
         except requests.exceptions.ConnectionError:
-            raise VenueUnavailable(self.venue, "unreachable", f"{method}: cannot connect to {self.cfg.rpc_url}") from None
+            raise VenueUnavailable(self.venue, "unreachable", f"{method}: cannot connect to {self.url}") from None
+        except requests.exceptions.HTTPError as exc:    # its text holds the full URL: never re-raised
+            status = exc.response.status_code if exc.response is not None else 0
+            if status == 429:
+                after = exc.response.headers.get("Retry-After", "")
+                raise RateLimited(self.venue, "http_429", f"{method}: throttled by {self.url}",
+                                  float(after) if after.isdigit() else None) from None
+            if status >= 500:
+                raise VenueUnavailable(self.venue, f"http_{status}", f"{method}: {self.url} answered {status}") from None
+            raise VenueError(self.venue, f"http_{status}", f"{method}: {self.url} answered {status}") from None
+        except (requests.exceptions.RequestException, ValueError) as exc:
+            raise VenueError(self.venue, "malformed", f"{method}: unusable answer from {self.url} "
+                             f"({type(exc).__name__})") from None
 
     def _result(self, method: str, resp):
         if not isinstance(resp, dict):
@@ -167,7 +183,9 @@ class EvmClient:
     def nonce_counts(self) -> tuple[int, int]:
         """(mined, mined + pooled) transaction counts of our account."""
         a = self.address
-        return _int(self.rpc("eth_getTransactionCount", [a, "latest"])), _int(self.rpc("eth_getTransactionCount", [a, "pending"]))
+        latest, pending = self.rpc_batch([("eth_getTransactionCount", [a, "latest"]),
+                                          ("eth_getTransactionCount", [a, "pending"])])
+        return _int(latest), _int(pending)
 
     def eth_balance(self, who: str) -> int:
         return _int(self.rpc("eth_getBalance", [check_address(who), "latest"]))
@@ -234,10 +252,9 @@ class EvmClient:
         if gas is None:
             gas = self.gas.gas_limit(self.estimate_gas(to, data, value))
         elif gas > self.gas.max_gas:
-            self.gas.gas_limit(gas)
+            raise GasCapExceeded(self.venue, "gas", gas, self.gas.max_gas)
         fees = fees or self.quote_fees()
-        if fees.max_fee_per_gas > self.gas.max_fee_cap:
-            self.gas.quote(fees.max_fee_per_gas)
+        self.gas.check(fees)
         self._ensure_sync()
         own_nonce = nonce is None
         n = self.nonces.allocate() if own_nonce else nonce

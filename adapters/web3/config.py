@@ -11,18 +11,20 @@ Loaded with basis_core.configio.build from a TOML table such as
     max_fee_gwei = 200.0
     max_priority_fee_gwei = 3.0
 
-The config holds the *names* of the environment variables, never a key or a password.
+The config holds the *names* of the environment variables, never a key or a password. The
+endpoint URL is left out of its repr, since hosted endpoints carry an API key in it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from basis_core.configio import build, require
 
 
 @dataclass(frozen=True)
 class Web3VenueConfig:
-    rpc_url: str = "http://127.0.0.1:8545"
+    #: kept out of repr: hosted endpoints carry API keys in the URL (see auth.safe_url)
+    rpc_url: str = field(default="http://127.0.0.1:8545", repr=False)
     chain_id: int = 31337
     name: str = "evm"
     key_env: str = "BASIS_WEB3_KEY"

@@ -55,6 +55,13 @@ class GasPolicy:
             raise GasCapExceeded(self.venue, "max_fee_per_gas", new_max, self.max_fee_cap)
         return Fees(new_max, new_tip)
 
+    def check(self, fees: Fees) -> None:
+        """GasCapExceeded unless both fields of `fees` are within the caps."""
+        if fees.max_priority_fee_per_gas > self.tip_cap:
+            raise GasCapExceeded(self.venue, "max_priority_fee_per_gas", fees.max_priority_fee_per_gas, self.tip_cap)
+        if fees.max_fee_per_gas > self.max_fee_cap:
+            raise GasCapExceeded(self.venue, "max_fee_per_gas", fees.max_fee_per_gas, self.max_fee_cap)
+
     def gas_limit(self, estimate: int) -> int:
         """Gas limit for an estimate: estimate * margin, refused above max_gas."""
         if estimate > self.max_gas:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from web3 import Web3
@@ -50,7 +51,7 @@ def test_execute_calldata_is_byte_identical_in_a_fresh_process():
             f"legs = {[(leg.pool.lower(), leg.token_in.upper().replace('0X', '0x'), leg.min_out) for leg in LEGS]!r}\n"
             f"print(encode_execute([Leg(*l) for l in legs], *{ARGS!r}).hex())\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "12345", "PATH": ""}, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+                         env={"PYTHONHASHSEED": "12345", "PATH": ""}, cwd=str(Path(__file__).parents[2]))
     assert out.stdout.strip() == PINNED
 
 

@@ -1,14 +1,16 @@
 """The JSON-RPC client maps every node answer to a typed outcome."""
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 
 import pytest
 
 from adapters.web3.calldata import encode_call
 from adapters.web3.config import Web3VenueConfig
 from adapters.web3.client import EvmClient
-from basis_core.errors import ChainRevert, RequestTimeout, VenueError, VenueUnavailable
+from basis_core.errors import ChainRevert, RateLimited, RequestTimeout, VenueError, VenueUnavailable
 from chainkit import E18, rpc, swap
 
 pytestmark = pytest.mark.chain
@@ -81,3 +83,49 @@ def test_revert_reason_falls_back_to_a_replay_when_the_node_has_no_tracer(world,
     monkeypatch.setattr(owner, "rpc", no_debug)
     why = owner.revert_reason(bad, rec)
     assert why.error_name == "InsufficientOutput"
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    """Loopback endpoint that answers every POST with the status/body of its path."""
+    ANSWERS = {
+        "/busy": (429, {"Retry-After": "3"}, b"slow down"),
+        "/down": (503, {}, b"maintenance"),
+        "/garbage": (200, {"Content-Type": "application/json"}, b"{not json"),
+        "/noresult": (200, {"Content-Type": "application/json"}, b'{"jsonrpc":"2.0","id":0}'),
+    }
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        status, headers, body = self.ANSWERS[self.path]
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def odd_endpoint():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("path,error,code", [
+    ("/busy", RateLimited, "http_429"), ("/down", VenueUnavailable, "http_503"),
+    ("/garbage", VenueError, "malformed"), ("/noresult", VenueError, "malformed"),
+])
+def test_http_level_failures_map_to_typed_errors(odd_endpoint, path, error, code):
+    c = EvmClient(Web3VenueConfig(rpc_url=odd_endpoint + path, request_timeout_s=2), None, check_chain=False)
+    with pytest.raises(error) as info:
+        c.block_number()
+    assert info.value.code == code
+    if path == "/busy":
+        assert info.value.retry_after_s == 3.0

@@ -90,3 +90,15 @@ def test_replacement_that_would_break_the_cap_is_refused(world, decoder):
     assert sent.fees.max_fee_per_gas == int(2.5 * GWEI)
     with pytest.raises(GasCapExceeded):
         c.replace(sent)
+
+
+def test_explicit_fees_or_gas_above_the_caps_are_refused_before_signing(world, decoder):
+    c = make_client(world.url, decoder, 0, max_fee_gwei=10, max_priority_fee_gwei=1, max_gas=100_000)
+    counts = c.nonce_counts()
+    for kw, field in ((dict(fees=Fees(11 * GWEI, GWEI)), "max_fee_per_gas"),
+                      (dict(fees=Fees(5 * GWEI, 2 * GWEI)), "max_priority_fee_per_gas"),
+                      (dict(gas=100_001), "gas")):
+        with pytest.raises(GasCapExceeded) as info:
+            c.send(c.address, b"", **({"gas": 21_000} | kw))
+        assert info.value.field == field
+    assert c.nonce_counts() == counts and c.nonces.next_nonce in (None, counts[1])

@@ -15,7 +15,7 @@ from adapters.web3.auth import Signer
 from adapters.web3.client import EvmClient
 from adapters.web3.config import Web3VenueConfig, load
 from adapters.web3.execution import AtomicTrader, plan_path
-from basis_core.errors import ConfigError, GasCapExceeded
+from basis_core.errors import ConfigError, GasCapExceeded, VenueError, VenueUnavailable
 from chainkit import DEV_KEYS, rpc
 
 pytestmark = pytest.mark.chain
@@ -123,3 +123,26 @@ def test_wrong_chain_id_is_refused_before_anything_is_signed(world, decoder):
         EvmClient(cfg, Signer.from_hex(KEY), decoder)
     assert info.value.path == "chain_id" and "31337" in str(info.value)
     assert rpc(world.url, "eth_chainId") == hex(31337)
+
+
+def test_api_key_in_the_endpoint_url_stays_out_of_reprs_errors_and_logs(world, decoder, caplog):
+    secret = "k3y0fTheHostedProvider"
+    cfg = Web3VenueConfig(rpc_url=f"{world.url}/?apikey={secret}", chain_id=31337, name="anvil")
+    with caplog.at_level(logging.DEBUG):
+        c = EvmClient(cfg, Signer.from_hex(KEY), decoder)                  # the key rides in the query
+        c.wait(c.send(c.address, b"", gas=21_000))
+        c.call_many([(world.y, bytes.fromhex("18160ddd"))])                # totalSupply(), batched
+        wrong_path = EvmClient(Web3VenueConfig(rpc_url=f"{world.url}/v3/{secret}"), None, decoder,
+                               check_chain=False)
+        with pytest.raises(VenueError) as not_found:                       # anvil answers 404 here
+            wrong_path.block_number()
+        dead = EvmClient(Web3VenueConfig(rpc_url=f"http://127.0.0.1:9/v3/{secret}"), None, decoder,
+                         check_chain=False)
+        with pytest.raises(VenueUnavailable) as info:
+            dead.block_number()
+    assert not_found.value.code == "http_404"
+    texts = [repr(c), str(c), repr(cfg), repr(dead), *_error_texts(info.value), *_error_texts(not_found.value),
+             caplog.text]
+    assert "127.0.0.1" in repr(c) and "/***" in repr(c)
+    assert not [t for t in texts if secret in t]
+    assert "Making request" in caplog.text                                 # the logs were there, redacted
