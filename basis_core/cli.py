@@ -3,6 +3,7 @@
     basis version              print the version and the versions of the libraries it runs on
     basis check CONFIG         validate a TOML config; errors name the key path; exit 1 on error
     basis run [CONFIG]         run the engine (no CONFIG: the embedded simulated scenario)
+    basis report RUN_DIR       print a run's summary and write RUN_DIR/report.html
     basis bench [SUITE...]     run pyperf suites (perf/), write pyperf JSON and a summary table
     basis host-check [CONFIG]  what a tuned host needs and what this one has (ok / warn + fix)
 """
@@ -49,6 +50,12 @@ def _cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def _cmd_report(args) -> int:
+    from .results.report import main as report_main
+
+    return report_main(args)
+
+
 def _cmd_host_check(args) -> int:
     from .config import CpuConfig, load
     from .hostcheck import checks, render
@@ -82,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="fewer samples (quick look, noisier)")
     p.add_argument("--compare-to", default=None, help="earlier pyperf JSON to compare with")
     p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("report", help="print a run's summary and write RUN_DIR/report.html")
+    p.add_argument("run_dir", help="run directory (report.json, results.sqlite)")
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("host-check", help="report how well this host is tuned for basis")
     p.add_argument("config", nargs="?", help="config whose [cpu] layout to check (default: engine=1, io=0)")
     p.set_defaults(func=_cmd_host_check)

@@ -36,6 +36,12 @@ from .venues import VenueBoard
 MS = 1_000_000
 
 
+def _template(kind: S.Kind) -> np.ndarray:
+    rec = S.empty(kind)
+    rec["source"] = 2
+    return rec
+
+
 def sl_leverage(rules) -> float:
     """Leverage used for perp margin headroom (conservative: 2x when the rules do not say)."""
     return rules.leverage if rules.leverage > 0 else 2.0
@@ -111,6 +117,7 @@ class EngineCore:
         self.board = VenueBoard(list(registry.venues.by_id[1:]), start_ns, int(policy.healthy_window_ms * MS), record)
         self.orders = OrderManager(on_change=None)
         self.positions: dict[int, HedgedPosition] = {}
+        self.open_positions: dict[int, HedgedPosition] = {}   # not yet RECONCILED
         self.market = MarketState(registry, rules, depth, policy, start_ns, fixed_marks)
         self.market.warm_up()
         self.inventory = dict(balances)            # (venue, asset) -> free, from our own fills
@@ -118,6 +125,8 @@ class EngineCore:
         self.in_transit: dict[tuple[str, str], float] = {}  # (to venue, asset) -> amount
         self.next_opp = 1
         self.out: list[np.ndarray] = []
+        self._tpl_new, self._tpl_cancel, self._tpl_query = (
+            _template(S.Kind.ORDER_NEW), _template(S.Kind.ORDER_CANCEL), _template(S.Kind.ORDER_QUERY))
         self.actions: list[tuple[str, object]] = []  # for the io side: ("rate_factor", f), ("reconcile", None)
         self.halted_reason = ""
         self.reconcile_clean_since = 0
@@ -424,7 +433,7 @@ class EngineCore:
 
     def _timed_checks(self) -> None:
         p = self.policy
-        for pos in list(self.positions.values()):
+        for pos in list(self.open_positions.values()):
             st = pos.state
             if st in (HedgeState.LEG_WORKING, HedgeState.HEDGING) and pos.first_fill_ns:
                 self._position_update(pos)
@@ -439,7 +448,7 @@ class EngineCore:
             elif st in (HedgeState.COMPLETE, HedgeState.CLOSED) and self.engine.state not in (EngineState.UNWINDING,):
                 if all(o.terminal for o in pos.orders(self.orders.orders)):
                     pos.machine.fire(HedgeEvent.RECONCILED, self.now, "legs terminal, residual within tolerance")
-                    self.counters.max_residual_usdt = max(self.counters.max_residual_usdt, 0.0)
+                    del self.open_positions[pos.opp_id]
         self._engine_checks()
         # orders in doubt: ask again on the verify interval; an order with no answer at all for
         # several intervals (a lost acknowledgement) is asked about too
@@ -512,7 +521,7 @@ class EngineCore:
 
     def _engine_checks(self) -> None:
         st = self.engine.state
-        active = [p for p in self.positions.values() if p.state in (
+        active = [p for p in self.open_positions.values() if p.state in (
             HedgeState.ASYMMETRIC, HedgeState.ISOLATED, HedgeState.UNWINDING)]
         if st == EngineState.UNWINDING and not active:
             self.engine.fire(EngineEvent.UNWIND_DONE, self.now, "every isolated position is flat")
@@ -545,7 +554,7 @@ class EngineCore:
 
     def _record_residual(self) -> None:
         total = 0.0
-        for pos in self.positions.values():
+        for pos in self.open_positions.values():
             if pos.state not in (HedgeState.RECONCILED,):
                 net = pos.net_qty(self.orders.orders)
                 if net:
@@ -562,8 +571,8 @@ class EngineCore:
                                    depends_on=depends_on, purpose=purpose.name.lower())
         order.machine.fire(OrderEvent.SUBMIT, self.now, purpose.name.lower())
         order.sent_ns = self.now
-        rec = S.empty(S.Kind.ORDER_NEW)
-        rec["ts_ns"], rec["source"] = self.now, 2
+        rec = self._tpl_new.copy()
+        rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(venue), self.reg.instrument(instrument)
         rec["sub"], rec["aux"] = int(side), int(otype) | (int(purpose) << 8)
         rec["coid"], rec["price"], rec["qty"] = order.coid, price, qty
@@ -580,16 +589,16 @@ class EngineCore:
             if "verify_order" in actions:
                 self._query(order)
             return
-        rec = S.empty(S.Kind.ORDER_CANCEL)
-        rec["ts_ns"], rec["source"] = self.now, 2
+        rec = self._tpl_cancel.copy()
+        rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)
         rec["coid"], rec["requested_ns"] = order.coid, self.now
         self.out.append(rec.view(S.GENERIC))
 
     def _query(self, order: ManagedOrder) -> None:
         order.last_query_ns = self.now
-        rec = S.empty(S.Kind.ORDER_QUERY)
-        rec["ts_ns"], rec["source"] = self.now, 2
+        rec = self._tpl_query.copy()
+        rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)
         rec["coid"] = order.coid
         self.out.append(rec.view(S.GENERIC))
@@ -623,7 +632,7 @@ class EngineCore:
         self._decide(kind, buy_name, sell_name, self.now, int(p.signal_ttl_ms * 1000), edge, 0.0)
 
     def _pair_busy(self, buy_name: str, sell_name: str) -> bool:
-        for pos in self.positions.values():
+        for pos in self.open_positions.values():
             if pos.state not in (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE) and (
                     {pos.buy.instrument, pos.sell.instrument} & {buy_name, sell_name}):
                 return True
@@ -668,6 +677,7 @@ class EngineCore:
         pos = new_position(opp, strategy, Leg(bl.venue, buy_name, S.Side.BUY, touch_buy),
                            Leg(sl.venue, sell_name, S.Side.SELL, touch_sell), qty, edge_bps, self.now)
         self.positions[opp] = pos
+        self.open_positions[opp] = pos
         primary = self._new_order(opp, 0, bl.venue, buy_name, S.Side.BUY, S.OrderType.IOC, qty, buy_px, buy_slip,
                                   0, S.Purpose.ENTRY)
         pos.buy.coid = primary.coid
@@ -734,7 +744,7 @@ class EngineCore:
 
     def _capital_used(self) -> float:
         used = 0.0
-        for pos in self.positions.values():
+        for pos in self.open_positions.values():
             if pos.state not in (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE):
                 used += pos.qty * self.market.mark(self.rules[pos.buy.instrument].base)
         return used

@@ -54,11 +54,15 @@ class MarketState:
     def warm_up(self) -> None:
         """Compile (or load from cache) the kernels on this state now, not on the first signal."""
         self.books.apply(S.empty(S.Kind.BOOK_LEVEL, 0))
+        self.books.usable(1, 1, 0, self.max_age_ns)
+        b = self.books
         for buy in self.rules:
             for sell in self.rules:
                 if buy != sell:
-                    self.size_pair(buy, sell, slip_bps=1.0, min_edge_bps=0.0, base_avail=0.0, quote_avail=0.0,
-                                   capital_free=0.0, notional_cap=0.0)
+                    (bv, bi), (sv, si) = self.ids[buy], self.ids[sell]
+                    sizing.size_two_leg_nb(b.px, b.qty, b.cnt, bv, bi, sv, si, self._lots[buy], self._lots[sell],
+                                           1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                                           self._out)
                     return
 
     # -- updates -----------------------------------------------------------------------------

@@ -87,8 +87,16 @@ class OrderManager:
 
     def __init__(self, on_change=None):
         self.orders: dict[int, ManagedOrder] = {}
+        self._working: dict[int, ManagedOrder] = {}
         self._on_change = on_change
         self.late_fills = 0
+
+    def _changed(self, change) -> None:
+        order = self.orders.get(int(change.key))
+        if order is not None and order.terminal:
+            self._working.pop(order.coid, None)
+        if self._on_change is not None:
+            self._on_change(change)
 
     def create(self, opp_id: int, leg: int, venue: str, instrument: str, side: Side, otype: OrderType,
                qty: float, price: float | None, max_slip_bps: float, now_ns: int,
@@ -98,8 +106,9 @@ class OrderManager:
             raise ValueError(f"client order id {coid} already used")
         order = ManagedOrder(coid, venue, instrument, side, otype, qty, price, max_slip_bps, depends_on, purpose,
                              created_ns=now_ns)
-        order.machine = Machine(ORDER, OrderState.NEW, key=str(coid), on_change=self._on_change, since_ns=now_ns)
+        order.machine = Machine(ORDER, OrderState.NEW, key=str(coid), on_change=self._changed, since_ns=now_ns)
         self.orders[coid] = order
+        self._working[coid] = order
         return order
 
     def get(self, coid: int) -> ManagedOrder | None:
@@ -138,10 +147,11 @@ class OrderManager:
         return True
 
     def working(self, venue: str | None = None) -> list[ManagedOrder]:
-        return [o for o in self.orders.values() if not o.terminal and (venue is None or o.venue == venue)]
+        """Orders not yet in a terminal state (kept as an index: no scan of finished orders)."""
+        return [o for o in self._working.values() if venue is None or o.venue == venue]
 
     def unknown(self) -> list[ManagedOrder]:
-        return [o for o in self.orders.values() if o.state == OrderState.UNKNOWN]
+        return [o for o in self._working.values() if o.state == OrderState.UNKNOWN]
 
     def of_opportunity(self, opp_id: int) -> list[ManagedOrder]:
         return [o for o in self.orders.values() if o.opportunity == opp_id]

@@ -101,5 +101,6 @@ def write_run(runner, cfg, run_dir: Path, wall_s: float, world_digest: str = "")
         record_latency(db, run_id, core.counters.decision_ns or [0])
         db.end_run(run_id, core.now)
         db.commit()
+        db.seal()
     write_html(run_dir)
     return report
