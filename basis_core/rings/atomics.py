@@ -1,4 +1,5 @@
-"""Memory-ordering primitives for numba code: acquire load, release store, spin-loop pause.
+"""Memory-ordering primitives for numba code: acquire load, release store, spin-loop pause, and
+the two system calls a spin loop needs (CLOCK_MONOTONIC, sched_yield).
 
 Each is a numba `@intrinsic` that emits one LLVM instruction, so its ordering is the one LLVM
 promises on every target, not an accident of the host CPU:
@@ -8,6 +9,8 @@ promises on every target, not an accident of the host CPU:
     store_release(a, i, v)  `store atomic i64 v, ptr release` no earlier load or store of this
                                                              thread may be moved after it
     cpu_relax()             `pause` on x86-64, `yield` on ARM64, nothing elsewhere
+    monotonic_ns()          libc clock_gettime(CLOCK_MONOTONIC)
+    sched_yield()           libc sched_yield()
 
 On x86-64 the acquire load and release store compile to plain `mov`s (TSO already gives that
 order) but they still stop the compiler from reordering or hoisting: a plain load of a cursor
@@ -139,3 +142,17 @@ def monotonic_ns(typingctx):
         return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
 
     return types.int64(), codegen
+
+
+@intrinsic
+def sched_yield(typingctx):
+    """libc `sched_yield()`: give the core to another runnable thread, if any (a system call,
+    ~0.3-1 us). A spin loop falls back to it after a while so that, on an oversubscribed host,
+    the waiter does not burn the time slice the other end needs to make progress."""
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(ir.IntType(32), [])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "sched_yield")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen

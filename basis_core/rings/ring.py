@@ -14,7 +14,8 @@ cursor, release store of one's own (details in that module). Compiled code passe
 `ring.header, ring.slots, ring.local` to the kernels directly.
 
 A consumer knows whether its producer is alive: the producer stores its pid in the header and a
-CLOCK_MONOTONIC heartbeat on every publish (and on `heartbeat()`). `pop_wait` raises
+CLOCK_MONOTONIC heartbeat on every `push_batch` / `push_wait` call (and on `heartbeat()`;
+compiled producers beat with `kernels.heartbeat`). `pop_wait` raises
 ProducerDead when that pid is gone (or a zombie) or, if `heartbeat_timeout_s` is set, when the
 heartbeat is older than that; records published before the death are still delivered first.
 """
@@ -243,7 +244,7 @@ class Ring:
             k = int(kernels.pop_batch(self.header, self.slots, self.local, words, 0, words.shape[0]))
             if k:
                 return k
-            if int(kernels.load_word(self.header, W_FLAGS)) & FLAG_PRODUCER_CLOSED:
+            if self.producer_closed:
                 k = int(kernels.pop_batch(self.header, self.slots, self.local, words, 0, words.shape[0]))
                 return k if k else ENDED
             now = time.monotonic()
@@ -292,6 +293,11 @@ class Ring:
     @property
     def consumed(self) -> int:
         return int(kernels.load_word(self.header, TAIL))
+
+    @property
+    def producer_closed(self) -> bool:
+        """True once the producer closed its end (records may still be waiting to be read)."""
+        return bool(int(kernels.load_word(self.header, W_FLAGS)) & FLAG_PRODUCER_CLOSED)
 
     @property
     def producer_pid(self) -> int:

@@ -9,17 +9,21 @@ a 32-bit fold of the xor of everything before it. A reader can so tell, per reco
 
 `produce` and `consume` are whole loops in compiled code that write into / read from the ring
 slots in place (batch claim, fill, publish / claim, verify, release), so a benchmark measures
-the ring and not the Python call overhead. They return early when a wait runs past `max_spins`
-polls, so the Python caller can check liveness and call again.
+the ring and not the Python call overhead. A wait spins with PAUSE for SPIN_BEFORE_YIELD
+polls, then yields the core on every poll (on a host with more runnable threads than cores, a
+pure spin would burn the time slice the other end needs). They return early when a wait runs
+past `max_spins` polls, so the Python caller can check liveness and call again.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from .atomics import cpu_relax
-from .kernels import read_claim, read_release, write_claim, write_publish
-from .layout import OWN
+from .atomics import cpu_relax, load_acquire, sched_yield, store_release
+from .kernels import heartbeat
+from .layout import CACHED, HEAD, OWN, TAIL
+
+SPIN_BEFORE_YIELD = 1000   # polls with PAUSE before a wait falls back to sched_yield per poll
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -87,25 +91,45 @@ def verify(words, first_seq):
 def produce(header, slots, local, first_seq, n, batch, max_spins):
     """Producer loop: write records first_seq .. first_seq + n - 1 straight into the ring slots,
     publishing every `batch` records (fewer when the ring has less room). Returns how many were
-    published; less than `n` when one wait for room exceeded `max_spins` polls."""
-    mask = slots.shape[0] - 1
+    published; less than `n` when one wait for room exceeded `max_spins` polls. Beats the
+    heartbeat once per call.
+
+    The claim / publish steps of `kernels.write_claim` / `kernels.write_publish` are written out
+    here with the cursors in registers: a call to a kernel that takes arrays costs numba four
+    atomic reference-count updates (~40 ns here), which a one-record publish cannot afford.
+    Ordering is the same: acquire load of TAIL before reusing slots, slot stores, then a
+    release store of HEAD."""
+    heartbeat(header)
+    cap = slots.shape[0]
+    mask = cap - 1
+    head = local[OWN]
+    tail = local[CACHED]
     done = 0
     spins = 0
     while done < n:
         want = batch if batch < n - done else n - done
-        k = write_claim(header, slots, local, want)
+        free = cap - (head - tail)
+        if free < want:
+            tail = load_acquire(header, TAIL)
+            free = cap - (head - tail)
+        k = want if want < free else free
         if k == 0:
             spins += 1
             if spins > max_spins:
                 break
-            cpu_relax()
+            if spins > SPIN_BEFORE_YIELD:
+                sched_yield()
+            else:
+                cpu_relax()
             continue
         spins = 0
-        head = local[OWN]
         for i in range(k):
             _write_record(slots, (head + i) & mask, first_seq + done + i)
-        write_publish(header, local, k)
+        head += k
+        store_release(header, HEAD, head)
         done += k
+    local[OWN] = head
+    local[CACHED] = tail
     return done
 
 
@@ -114,26 +138,45 @@ def consume(header, slots, local, first_seq, n, batch, max_spins):
     """Consumer loop: read up to `n` records in place, up to `batch` per claim, checking each is
     record first_seq + i and untorn. Returns (records read, seq of the first bad record or -1,
     0 / 1 wrong seq / 2 torn). Stops early at a bad record or when one wait for data exceeds
-    `max_spins` polls."""
+    `max_spins` polls.
+
+    The claim / release steps of `kernels.read_claim` / `kernels.read_release` are written out
+    with the cursors in registers (see `produce`). Ordering is the same: acquire load of HEAD
+    before reading slots below it, then a release store of TAIL after reading them."""
     mask = slots.shape[0] - 1
+    tail = local[OWN]
+    head = local[CACHED]
     done = 0
     spins = 0
+    bad, why = -1, 0
     while done < n:
         want = batch if batch < n - done else n - done
-        k = read_claim(header, slots, local, want)
+        avail = head - tail
+        if avail < want:
+            head = load_acquire(header, HEAD)
+            avail = head - tail
+        k = want if want < avail else avail
         if k == 0:
             spins += 1
             if spins > max_spins:
                 break
-            cpu_relax()
+            if spins > SPIN_BEFORE_YIELD:
+                sched_yield()
+            else:
+                cpu_relax()
             continue
         spins = 0
-        tail = local[OWN]
         for i in range(k):
             why = _record_ok(slots, (tail + i) & mask, first_seq + done + i)
             if why:
-                read_release(header, local, i)
-                return done + i, first_seq + done + i, why
-        read_release(header, local, k)
+                bad = first_seq + done + i
+                k = i
+                break
+        tail += k
+        store_release(header, TAIL, tail)
         done += k
-    return done, -1, 0
+        if bad != -1:
+            break
+    local[OWN] = tail
+    local[CACHED] = head
+    return done, bad, why

@@ -1,0 +1,139 @@
+"""`basis bench`: run pyperf benchmark suites from perf/, keep their JSON, print a summary.
+
+Each suite is one pyperf script (SUITES: name -> path from the repository root); adding a suite
+is one line there. A run writes `<out>/<suite>-<UTC time>.json` (pyperf's own format, readable
+by `python -m pyperf show / stats / compare_to`) and prints one table per suite:
+
+    benchmark                      msgs/s      one-way p50   one-way p99   vs queue
+    OneToOneThroughput batch=16    40.1 M/s    -             -             310x
+    PingPongLatency                -           180 ns        420 ns        110x / 80x
+
+Benchmark names follow `Topology[impl,params]` or `Topology[impl].pNN`. A `...Throughput`
+benchmark's value is seconds per message (shown as msgs/s); a `...Latency[...].pNN` benchmark's
+value is that percentile of one-way latency. "vs queue" divides the `queue` baseline of the
+same topology and params by the benchmark (higher = faster than the baseline). Other names are
+shown as their median time per loop. `--compare-to OLD.json` runs pyperf's compare_to between
+OLD and the new file of each suite.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import BasisError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: suite name -> pyperf script, relative to the repository root
+SUITES: dict[str, str] = {
+    "rings": "perf/bench_rings.py",
+}
+
+BASELINE = "queue"
+_NAME = re.compile(r"^(?P<topo>\w+)\[(?P<impl>[\w-]+)(?:,(?P<params>[^\]]*))?\](?:\.p(?P<pct>\d+))?$")
+
+
+def _fmt_rate(per_s: float) -> str:
+    for scale, unit in ((1e9, "G/s"), (1e6, "M/s"), (1e3, "K/s")):
+        if per_s >= scale:
+            return f"{per_s / scale:.2f} {unit}"
+    return f"{per_s:.0f} /s"
+
+
+def _fmt_time(s: float) -> str:
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
+        if s >= scale:
+            return f"{s / scale:.1f} {unit}"
+    return f"{s * 1e9:.0f} ns"
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return "-" if r is None else (f"{r:.0f}x" if r >= 10 else f"{r:.2f}x")
+
+
+def summarize(medians: dict[str, float]) -> list[tuple[str, str, str, str, str]]:
+    """Rows (benchmark, msgs/s, p50, p99, vs baseline) from {benchmark name: median value}.
+    Baseline benchmarks get their own rows (without a ratio)."""
+    rows: dict[tuple[str, str, str], dict] = {}
+    other: list[tuple[str, str, str, str, str]] = []
+    for name, value in medians.items():
+        m = _NAME.match(name)
+        if not m:
+            other.append((name, f"{_fmt_time(value)}/loop", "-", "-", "-"))
+            continue
+        key = (m["topo"], m["impl"], m["params"] or "")
+        row = rows.setdefault(key, {})
+        if m["topo"].endswith("Throughput"):
+            row["time"] = value
+        elif m["pct"]:
+            row[f"p{m['pct']}"] = value
+        else:
+            row["time"] = value
+    out = []
+    for (topo, impl, params), row in rows.items():
+        base = rows.get((topo, BASELINE, params)) if impl != BASELINE else None
+
+        def ratio(field):
+            if base is None or field not in row or field not in base or row[field] <= 0:
+                return None
+            return base[field] / row[field]
+
+        label = f"{topo}[{impl}{',' + params if params else ''}]"
+        rate = _fmt_rate(1.0 / row["time"]) if "time" in row and topo.endswith("Throughput") else "-"
+        p50 = _fmt_time(row["p50"]) if "p50" in row else "-"
+        p99 = _fmt_time(row["p99"]) if "p99" in row else "-"
+        ratios = [r for r in (ratio("time"), ratio("p50"), ratio("p99")) if r is not None]
+        vs = " / ".join(_fmt_ratio(r) for r in ratios) if ratios else "-"
+        out.append((label, rate, p50, p99, vs))
+    return out + other
+
+
+def render(rows, baseline: str = BASELINE) -> str:
+    head = ("benchmark", "msgs/s", "one-way p50", "one-way p99", f"vs {baseline} (x faster)")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def load_medians(path: Path) -> dict[str, float]:
+    import pyperf
+
+    suite = pyperf.BenchmarkSuite.load(str(path))
+    return {b.get_name(): b.median() for b in suite.get_benchmarks()}
+
+
+def run_suite(suite: str, out_dir: Path, fast: bool) -> Path:
+    """Run one suite's pyperf script; returns the JSON file it wrote."""
+    script = ROOT / SUITES[suite]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{suite}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    cmd = [sys.executable, str(script), "--quiet", "-o", str(out)] + (["--fast"] if fast else [])
+    print(f"basis bench: {suite}: {' '.join(cmd[1:])}", flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode != 0 or not out.exists():
+        raise BasisError(f"bench suite {suite!r} failed (exit {proc.returncode}); no results written")
+    return out
+
+
+def main(args) -> int:
+    suites = list(args.suites or ["rings"])
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        print(f"basis bench: unknown suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}", file=sys.stderr)
+        return 2
+    if args.compare_to and not Path(args.compare_to).is_file():
+        print(f"basis bench: --compare-to {args.compare_to}: no such file", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out)
+    for suite in suites:
+        path = run_suite(suite, out_dir, args.fast)
+        print(f"\n{suite}: pyperf JSON in {path}\n")
+        print(render(summarize(load_medians(path))))
+        if args.compare_to:
+            print(f"\ncompare_to {args.compare_to}:")
+            subprocess.run([sys.executable, "-m", "pyperf", "compare_to", args.compare_to, str(path), "--table"])
+    return 0
