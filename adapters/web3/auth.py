@@ -85,7 +85,7 @@ class Signer:
 # -- endpoint URLs: hosted nodes put API keys in the path, query or user-info ---------------
 
 _LOGGERS_WITH_URLS = ("web3.providers.HTTPProvider", "web3._utils.http_session_manager.HTTPSessionManager",
-                      "urllib3.connectionpool")
+                      "urllib3.connectionpool", "websockets.client")
 
 
 def safe_url(url: str) -> str:

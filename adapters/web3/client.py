@@ -1,8 +1,9 @@
 """The EVM venue client: JSON-RPC through web3's HTTP provider, and the transaction lifecycle.
 
 `EvmClient` talks to any EVM JSON-RPC endpoint (anvil, geth, a hosted node) with raw JSON-RPC
-requests through web3's HTTPProvider, which keeps calls at one round trip each and lets this
-module map every node answer itself:
+requests through web3's HTTPProvider (http/https) or a persistent WebSocket (ws/wss, see
+transport.py), which keeps calls at one round trip each and lets this module map every node
+answer itself:
 
 * a revert (JSON-RPC error with revert data) -> ChainRevert decoded by the RevertDecoder;
 * a refused connection or HTTP 5xx -> VenueUnavailable; HTTP 429 -> RateLimited; no answer in
@@ -15,7 +16,6 @@ mined revert (status 0) is for the caller to treat as a failed attempt. `replace
 same nonce with bumped fees; `cancel` replaces it with a 0-value transfer to ourselves;
 `recover_nonces` fills nonces whose transaction the node no longer has.
 The chain id is checked against the config on connect, so nothing is signed for a wrong chain.
-WebSocket endpoints are not supported by this synchronous client yet (ConfigError).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import requests
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 from web3 import HTTPProvider
+from websockets.exceptions import WebSocketException
 
 from basis_core.errors import (ChainRevert, ConfigError, GasCapExceeded, NonceConflict, OrderRejected,
                                RateLimited, RequestTimeout, VenueError, VenueUnavailable)
@@ -37,6 +38,7 @@ from .constants import TRANSFER_GAS
 from .gas import Fees, GasPolicy
 from .nonce import NonceManager
 from .revert import RevertDecoder
+from .transport import WsTransport
 
 _REVERT_CODES = (3, -32015)
 
@@ -82,8 +84,6 @@ class EvmClient:
 
     def __init__(self, cfg, signer: Signer | None = None, decoder: RevertDecoder | None = None,
                  check_chain: bool = True):
-        if not cfg.rpc_url.startswith(("http://", "https://")):
-            raise ConfigError("rpc_url", "only http(s) endpoints are supported by the synchronous client (not yet ws)")
         self.cfg = cfg
         self.url = safe_url(cfg.rpc_url)          # the form that may appear in errors and reprs
         hide_in_logs(url_secrets(cfg.rpc_url))
@@ -92,8 +92,11 @@ class EvmClient:
         self.decoder = decoder or RevertDecoder((), cfg.name)
         self.gas = GasPolicy(cfg, cfg.name)
         self.nonces = NonceManager()
-        self._provider = HTTPProvider(cfg.rpc_url, request_kwargs={"timeout": cfg.request_timeout_s},
-                                      exception_retry_configuration=None)
+        if cfg.rpc_url.startswith(("ws://", "wss://")):
+            self._provider = WsTransport(cfg.rpc_url, cfg.request_timeout_s)
+        else:
+            self._provider = HTTPProvider(cfg.rpc_url, request_kwargs={"timeout": cfg.request_timeout_s},
+                                          exception_retry_configuration=None)
         if check_chain:
             got = _int(self.rpc("eth_chainId", []))
             if got != cfg.chain_id:
@@ -136,11 +139,9 @@ class EvmClient:
     def _transport(self, fn, method, params):
         try:
             return fn(params) if method == "batch" else fn(method, params)
-        except requests.exceptions.Timeout:
+        except (requests.exceptions.Timeout, TimeoutError):
             raise RequestTimeout(self.venue, "timeout",
                                  f"{method} got no answer in {self.cfg.request_timeout_s}s") from None
-        except requests.exceptions.ConnectionError:
-            raise VenueUnavailable(self.venue, "unreachable", f"{method}: cannot connect to {self.url}") from None
         except requests.exceptions.HTTPError as exc:    # its text holds the full URL: never re-raised
             status = exc.response.status_code if exc.response is not None else 0
             if status == 429:
@@ -148,11 +149,14 @@ class EvmClient:
                 raise RateLimited(self.venue, "http_429", f"{method}: throttled by {self.url}",
                                   float(after) if after.isdigit() else None) from None
             if status >= 500:
-                raise VenueUnavailable(self.venue, f"http_{status}", f"{method}: {self.url} answered {status}") from None
+                raise VenueUnavailable(self.venue, f"http_{status}",
+                                       f"{method}: {self.url} answered {status}") from None
             raise VenueError(self.venue, f"http_{status}", f"{method}: {self.url} answered {status}") from None
-        except (requests.exceptions.RequestException, ValueError) as exc:
+        except ValueError as exc:                        # the body is not JSON (requests' JSON errors too)
             raise VenueError(self.venue, "malformed", f"{method}: unusable answer from {self.url} "
                              f"({type(exc).__name__})") from None
+        except (OSError, WebSocketException):            # refused, reset, DNS (requests' errors are OSErrors)
+            raise VenueUnavailable(self.venue, "unreachable", f"{method}: cannot connect to {self.url}") from None
 
     def _result(self, method: str, resp):
         if not isinstance(resp, dict):

@@ -11,7 +11,7 @@ from adapters.web3.calldata import encode_call
 from adapters.web3.config import Web3VenueConfig
 from adapters.web3.client import EvmClient
 from basis_core.errors import ChainRevert, RateLimited, RequestTimeout, VenueError, VenueUnavailable
-from chainkit import E18, rpc, swap
+from chainkit import E18, make_client, rpc, swap
 
 pytestmark = pytest.mark.chain
 
@@ -129,3 +129,26 @@ def test_http_level_failures_map_to_typed_errors(odd_endpoint, path, error, code
     assert info.value.code == code
     if path == "/busy":
         assert info.value.retry_after_s == 3.0
+
+
+def test_websocket_endpoint_runs_the_same_client(world, decoder):
+    ws = make_client(world.url.replace("http://", "ws://"), decoder, 0)
+    http = make_client(world.url, decoder, 0)
+    assert ws.block_number() == http.block_number()
+    assert ws.erc20_balance(world.y, world.executor) == world.executor_funds
+    sent = ws.send(ws.address, b"", value=7, gas=21_000)
+    assert ws.wait(sent).ok and http.get_receipt(sent.tx_hash).ok
+    assert ws.nonce_counts() == http.nonce_counts()                 # a batch over the socket
+    with pytest.raises(ChainRevert) as info:
+        ws.call(world.pool_a, encode_call("quote(address,uint256)", ["address", "uint256"], [world.executor, 1]))
+    assert info.value.error_name == "UnknownToken"
+    ws._provider.close()                                             # a dropped socket is reopened
+    assert ws.block_number() == http.block_number()
+
+
+def test_websocket_to_a_closed_port_is_venue_unavailable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        with pytest.raises(VenueUnavailable):
+            EvmClient(Web3VenueConfig(rpc_url=f"ws://127.0.0.1:{port}", request_timeout_s=2))

@@ -111,10 +111,6 @@ def test_config_rejects_bad_fields_by_key_path():
         load({"private_key": KEY}, "venues.chain")               # no place for a key in the config
     assert "unknown key" in str(info.value)
     _assert_clean(*_error_texts(info.value))
-    ws = load({"chain_id": 1, "rpc_url": "ws://127.0.0.1:1"})
-    with pytest.raises(ConfigError) as info:
-        EvmClient(ws, None)                                       # the synchronous client is HTTP only
-    assert info.value.path == "rpc_url" and "not yet" in str(info.value)
 
 
 def test_wrong_chain_id_is_refused_before_anything_is_signed(world, decoder):
