@@ -158,3 +158,27 @@ def test_stale_plan_after_the_pool_moved_is_refused_by_the_gate_or_reverts_if_se
     assert blind.outcome == Outcome.REVERTED and blind.reason.error_name == gated.reason.error_name
     assert blind.reason.revert_args == gated.reason.revert_args
     assert _balances(owner, world) == before and blind.gas_cost_wei > 0
+
+
+def test_four_leg_multi_hop_path_pays_exactly_the_kernel_chain(world, owner):
+    a, b = read_pool(owner, world.pool_a), read_pool(owner, world.pool_b)
+    reserves = {world.pool_a: dict(zip((a.token0, a.token1), (a.reserve0, a.reserve1))),
+                world.pool_b: dict(zip((b.token0, b.token1), (b.reserve0, b.reserve1)))}
+    hops = [(world.pool_a, world.y, world.x), (world.pool_b, world.x, world.y)] * 2
+    amount = amm.optimal_two_pool_input(*a.reserves_for(world.y), *b.reserves_for(world.x)) // 10
+    running, legs = amount, []
+    for pool, tin, tout in hops:                       # the kernel, with each leg moving its pool
+        r = reserves[pool]
+        out = amm.amount_out(running, r[tin], r[tout])
+        r[tin], r[tout] = r[tin] + running, r[tout] - out
+        legs.append(Leg(pool, tin, out))               # min_out = the exact expected output
+        running = out
+    assert running > amount
+    before = owner.erc20_balance(world.y, world.executor)
+
+    res = AtomicTrader(owner, world.executor).execute(plan_path(legs, amount, running - amount, _now(owner) + 60))
+
+    assert res.ok and res.amount_out == running == res.simulated_out
+    assert owner.erc20_balance(world.y, world.executor) - before == running - amount
+    assert read_pool(owner, world.pool_a).reserves_for(world.y) == (reserves[world.pool_a][world.y],
+                                                                    reserves[world.pool_a][world.x])
