@@ -4,7 +4,7 @@ import pytest
 from test_sim_support import (START_NS, Fault, FaultSchedule, Latency, TransferNetwork, TransferRules, VirtualClock,
                               book_around, make_venue, start_collecting)
 
-from adapters.base import BalanceUpdate, Fill, OrderRequest, OrderStatus, OrderUpdate, TransferInfo
+from adapters.base import BalanceUpdate, Fill, OrderRequest, OrderStatus, OrderUpdate, TransferInfo, VenueStatus
 from basis_core.configio import build
 from basis_core.errors import (ConfigError, OrderNotFound, OrderRejected, RateLimited, RequestTimeout,
                                VenueUnavailable)
@@ -100,7 +100,10 @@ def test_maintenance_window_refuses_requests_and_reports_until_when():
         assert st.state is VenueReport.MAINTENANCE and st.until_ns == START_NS + 10 * 10**9
         await asyncio.sleep(6.0)
         assert (await v.submit(req("2"))).status is OrderStatus.OPEN
-    scenario([Fault("maintenance", venue="alpha", start_s=4.0, duration_s=6.0)], body)
+        return clock
+    (clock, v) = scenario([Fault("maintenance", venue="alpha", start_s=4.0, duration_s=6.0)], body)
+    pushed = [(it[0] - START_NS, it[2].state) for it in v.log if it[1] == "md" and isinstance(it[2], VenueStatus)]
+    assert pushed == [(4 * 10**9, VenueReport.MAINTENANCE), (10 * 10**9, VenueReport.OK)]
 
 
 @pytest.mark.parametrize("reason", ["insufficient_funds", "min_notional", "post_only_would_cross"])

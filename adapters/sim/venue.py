@@ -89,6 +89,16 @@ class SimVenue(Venue):
         if self._tasks:
             return
         self._snapshot_balances()
+        loop = asyncio.get_running_loop()
+        now = self.clock.now_ns()
+        for f in self.faults.faults:    # announce maintenance / 429 windows on the market stream
+            if f.kind in ("maintenance", "rate_limit") and f.venue in ("*", self.name):
+                begin = self.faults.start_ns + int(f.start_s * 1e9)
+                report = VenueReport.MAINTENANCE if f.kind == "maintenance" else VenueReport.RATE_LIMITED
+                if begin >= now:
+                    loop.call_later((begin - now) / 1e9, self._announce_status, report, f)
+                    if f.end_s != float("inf"):
+                        loop.call_later((begin - now) / 1e9 + f.duration_s, self._announce_status, VenueReport.OK, f)
         for name, info in self._instruments.items():
             if info.kind == "perp":
                 self._tasks.append(asyncio.get_running_loop().create_task(self._funding_loop(name)))
@@ -242,6 +252,10 @@ class SimVenue(Venue):
     async def status(self) -> VenueStatus:
         await self.clock.sleep(self.latency.request_s + self.latency.response_s)
         return self.current_status()
+
+    def _announce_status(self, report: VenueReport, fault) -> None:
+        until = self.faults.start_ns + int(fault.end_s * 1e9) if report != VenueReport.OK else 0
+        self._push_market(VenueStatus(self.name, report, until, fault.kind if until else ""))
 
     def current_status(self) -> VenueStatus:
         now = self.clock.now_ns()
