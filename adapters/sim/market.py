@@ -9,8 +9,8 @@ its own dislocation in bps: a mean-reverting (Ornstein-Uhlenbeck, half-life `rev
 `premium * funding_factor`. Dislocations larger than two taker fees are real cross-venue
 opportunities; premium excursions are basis/funding opportunities.
 
-Depth. Around each mid, `levels` price levels per side start at `half_spread_bps` and step by
-`level_step_bps`; level i holds `level_qty * (1 + depth_growth * i)` times a lognormal factor
+Depth. Around each mid, `levels` price levels per side on a fixed grid of `level_step_bps`
+(of the start price), the best at least `half_spread_bps` from the mid; level i holds `level_qty * (1 + depth_growth * i)` times a lognormal factor
 redrawn every step (`depth_noise`), so depth moves. Other participants send market orders at
 Poisson times (`trades_per_s` per listing, sizes lognormal around `trade_qty`): they walk the
 book — our resting orders included, in price-time priority — and the depth refills at the next
@@ -103,17 +103,18 @@ def _ou(rng, n: int, k: int, dt: float, revert_s: float, noise_bps: float, rate_
 def book_arrays(model: MarketModel, listing: Listing, mids: np.ndarray, seed: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Depth for one listing over all steps: (bid_ticks, bid_lots, ask_ticks, ask_lots), each
-    [n_steps, levels], best first. Prices are strictly ordered and never cross."""
+    [n_steps, levels], best first. Levels sit on a fixed price grid (`level_step_bps` of the
+    start price, in whole ticks) like resting orders do: while the mid moves less than a grid
+    step, prices stay and only sizes change. Prices are strictly ordered and never cross."""
     rng = np.random.Generator(np.random.PCG64(seed))
     n, L = mids.shape[0], model.levels
-    off = (model.half_spread_bps + model.level_step_bps * np.arange(L)) * 1e-4
-    bid = np.floor(mids[:, None] * (1 - off[None, :]) / listing.tick).astype(np.int64)
-    ask = np.ceil(mids[:, None] * (1 + off[None, :]) / listing.tick).astype(np.int64)
-    # strictly monotone per row even when the tick is coarse: distance d'_i = i + cummax(d_i - i)
-    idx = np.arange(L)[None, :]
-    bid = bid[:, :1] - (idx + np.maximum.accumulate(bid[:, :1] - bid - idx, axis=1))
-    ask = ask[:, :1] + (idx + np.maximum.accumulate(ask - ask[:, :1] - idx, axis=1))
-    ask = np.maximum(ask, bid[:, :1] + 1)
+    grid = max(1, round(model.start_price * model.level_step_bps * 1e-4 / listing.tick))
+    hs = model.half_spread_bps * 1e-4
+    top_bid = np.floor(mids * (1 - hs) / listing.tick / grid).astype(np.int64) * grid
+    top_ask = np.ceil(mids * (1 + hs) / listing.tick / grid).astype(np.int64) * grid
+    top_ask = np.where(top_ask <= top_bid, top_bid + grid, top_ask)
+    steps = np.arange(L, dtype=np.int64)[None, :] * grid
+    bid, ask = top_bid[:, None] - steps, top_ask[:, None] + steps
     shape = model.level_qty * (1 + model.depth_growth * np.arange(L))
     noise = np.exp(rng.standard_normal((2, n, L)) * model.depth_noise - model.depth_noise ** 2 / 2)
     lots = np.maximum(1, np.round(shape[None, None, :] * noise / listing.lot)).astype(np.int64)
