@@ -180,3 +180,32 @@ def test_market_order_reservation_looks_past_the_owners_own_resting_orders():
     r = ex.submit("c", "spot", "m", Side.BUY, OrderType.MARKET, 1.0)   # 110 needed, 105 held
     assert r.order.status is OrderStatus.REJECTED and r.order.reason == RejectReason.INSUFFICIENT_FUNDS
     assert ex.accounts.get("c", "USDT").free == 105 * 10**8
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=ops)
+def test_perp_ledger_never_goes_negative_and_conserves_quote(ops):
+    ex = Exchange("p", {"spot": (PERP, FeeSchedule(-0.5, 7.5))}, leverage={"spot": 3.0})
+    for owner in OWNERS:
+        ex.accounts.deposit(owner, "USDT", 300 * 10**8)
+    ex.accounts.deposit(FEES, "USDT", 10**8)
+    signed = {o: 0 for o in OWNERS}
+    for n, (kind, owner, side, otype, lots, px) in enumerate(ops, start=1):
+        r = None
+        if kind == "order":
+            r = ex.submit(owner, "spot", f"c{n}", side, otype, lots * PERP.lot, px * PERP.tick, ts_ns=n)
+        elif kind == "cancel":
+            live = ex.engine("spot").resting(owner)
+            if live:
+                r = ex.cancel(owner, "spot", live[0].coid, ts_ns=n)
+        elif kind == "level":
+            r = ex.set_level("spot", side, px, lots, ts_ns=n)
+        else:
+            r = ex.participant_trade("spot", side, lots, ts_ns=n)
+        for f in (r.fills if r is not None and not r.duplicate else ()):
+            if f.owner in signed:
+                signed[f.owner] += f.lots if f.side == Side.BUY else -f.lots
+        check_invariants(ex)
+        assert ex.accounts.get("a", "BTC").total == 0         # perps move no base asset
+    for owner in OWNERS:
+        assert ex.position(owner, "spot").lots == signed[owner]
