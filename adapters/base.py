@@ -40,7 +40,8 @@ from basis_core.schema import Liquidity, OrderType, RejectReason, Side, Transfer
 __all__ = [
     "Balance", "BookUpdate", "FillsPage", "Fill", "FundingUpdate", "InstrumentInfo", "MarketEvent",
     "OrderRequest", "OrderStatus", "Position", "TradePrint", "TransferInfo", "UserEvent", "Venue",
-    "VenueOrder", "VenueStatus", "BalanceUpdate", "coid_from_wire", "coid_to_wire",
+    "VenueOrder", "VenueStatus", "BalanceUpdate", "FundingPayment", "OrderUpdate", "coid_from_wire",
+    "coid_to_wire", "require_finite",
     "Liquidity", "OrderType", "RejectReason", "Side", "TransferState", "VenueReport",
 ]
 
@@ -373,17 +374,3 @@ class Venue(abc.ABC):
     @abc.abstractmethod
     def user_events(self) -> AsyncIterator[UserEvent]:
         """Subscribe to our order updates, fills, balance updates, transfers, funding payments."""
-
-
-def order_status_of(qty: float, filled: float, terminal: OrderStatus | None) -> OrderStatus:
-    """Status from fill progress; `terminal` (CANCELED/EXPIRED/REJECTED) wins if given, unless
-    the order is fully filled."""
-    if filled >= qty > 0 and terminal is not OrderStatus.REJECTED:
-        return OrderStatus.FILLED
-    if terminal is not None:
-        return terminal
-    return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.OPEN
-
-
-__all__ += ["FundingPayment", "OrderUpdate", "order_status_of", "require_finite"]
-

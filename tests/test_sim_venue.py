@@ -164,3 +164,23 @@ def test_perp_position_pays_funding_on_schedule():
         await v.close()
         await asyncio.gather(*tasks)
     clock.run(main())
+
+
+def test_client_order_ids_travel_as_decimal_strings():
+    from adapters.base import coid_from_wire, coid_to_wire
+    from basis_core.schema import make_coid
+    coid = make_coid(123456789, 3)
+    assert coid_to_wire(coid) == str(coid) and coid_from_wire(str(coid)) == coid
+    assert coid_from_wire(str(2**64)) is None and coid_from_wire("x-TKT5PX2F") is None
+    assert coid_from_wire("007") is None
+    with pytest.raises(ValueError):
+        coid_to_wire(0)
+
+
+@pytest.mark.parametrize("kwargs", [dict(qty=float("nan")), dict(qty=-1.0), dict(price=float("inf")),
+                                    dict(price=None), dict(coid="")])
+def test_bad_order_requests_are_refused_before_any_venue_sees_them(kwargs):
+    args = dict(coid="1", instrument="btc", side=Side.BUY, type=OrderType.LIMIT, qty=0.01, price=100.0) | kwargs
+    with pytest.raises(OrderRejected) as err:
+        OrderRequest(**args)
+    assert err.value.reason == "bad_input"
