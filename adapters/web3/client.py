@@ -233,11 +233,17 @@ class EvmClient:
 
     def quote_fees(self) -> Fees:
         """Fees for a new transaction under the caps (GasCapExceeded if the chain is too dear)."""
-        base = self.next_base_fee()
-        try:
-            tip = _int(self.rpc("eth_maxPriorityFeePerGas", []))
-        except VenueError:
-            tip = None
+        try:                                # one round trip for both when the node allows
+            hist, tip = self.rpc_batch([("eth_feeHistory", ["0x1", "latest", []]), ("eth_maxPriorityFeePerGas", [])])
+            base, tip = _int(hist["baseFeePerGas"][-1]), _int(tip)
+        except (VenueUnavailable, RequestTimeout, RateLimited):
+            raise
+        except (VenueError, KeyError, IndexError, TypeError):      # a node without one of them
+            base = self.next_base_fee()
+            try:
+                tip = _int(self.rpc("eth_maxPriorityFeePerGas", []))
+            except VenueError:
+                tip = None
         return self.gas.quote(base, tip)
 
     # -- sending -----------------------------------------------------------------------------
@@ -300,9 +306,11 @@ class EvmClient:
                        _int(r.get("effectiveGasPrice") or 0), r.get("contractAddress"), tuple(r.get("logs") or ()))
 
     def wait(self, sent: SentTx | str, timeout_s: float | None = None) -> Receipt:
-        """Poll until mined; the receipt whatever its status. RequestTimeout if not mined in time."""
+        """Poll until mined (first after 0.5 ms, then doubling up to poll_interval_s); the receipt
+        whatever its status. RequestTimeout if not mined in time."""
         tx_hash = sent.tx_hash if isinstance(sent, SentTx) else sent
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.cfg.receipt_timeout_s)
+        delay = min(0.0005, self.cfg.poll_interval_s)     # doubling up to poll_interval_s
         while True:
             rec = self.get_receipt(tx_hash)
             if rec is not None:
@@ -311,7 +319,8 @@ class EvmClient:
                 return rec
             if time.monotonic() >= deadline:
                 raise RequestTimeout(self.venue, "receipt_timeout", f"{tx_hash} not mined in time")
-            time.sleep(self.cfg.poll_interval_s)
+            time.sleep(delay)
+            delay = min(delay * 2, self.cfg.poll_interval_s)
 
     def replace(self, sent: SentTx, to: str | None = None, data: bytes | None = None, value: int | None = None,
                 gas: int | None = None, kind: str = "replacement") -> SentTx:
