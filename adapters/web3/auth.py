@@ -19,7 +19,7 @@ from typing import Mapping
 
 from eth_account import Account
 
-from basis_core.errors import ConfigError, redact
+from basis_core.errors import ConfigError, OrderRejected, redact
 
 
 class Signer:
@@ -70,8 +70,9 @@ class Signer:
         """The raw signed transaction bytes for `tx` (a typed-transaction dict)."""
         try:
             return bytes(self._account.sign_transaction(tx).raw_transaction)
-        except Exception as exc:
-            raise ValueError(f"cannot sign transaction: {type(exc).__name__}") from None
+        except Exception as exc:  # the library's message is not shown: it may describe key material
+            raise OrderRejected("evm", "bad_input", f"cannot sign transaction: {type(exc).__name__}",
+                                reason="BAD_INPUT") from None
 
     def __repr__(self) -> str:
         return f"Signer(address={self.address})"

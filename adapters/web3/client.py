@@ -255,7 +255,8 @@ class EvmClient:
     def send(self, to: str | None, data: bytes = b"", value: int = 0, gas: int | None = None,
              fees: Fees | None = None, nonce: int | None = None, kind: str = "trade") -> SentTx:
         """Sign and broadcast. Without `gas` it is estimated (a reverting estimate raises
-        ChainRevert and nothing is sent). Without `nonce` one is allocated."""
+        ChainRevert and nothing is sent). Without `nonce` one is allocated. A RequestTimeout
+        (the transaction may or may not have arrived) carries `.tx_hash` and `.nonce`."""
         signer = self.signer
         if signer is None:
             raise ConfigError("key_env", "this client has no signer")
@@ -278,7 +279,8 @@ class EvmClient:
             self.rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
         except (RequestTimeout, VenueUnavailable) as exc:
             if isinstance(exc, RequestTimeout):
-                self.nonces.sent(n, tx_hash, raw, fees, kind)   # it may have arrived
+                self.nonces.sent(n, tx_hash, raw, fees, kind)   # it may have arrived: look it up by hash
+                exc.tx_hash, exc.nonce = tx_hash, n
             elif own_nonce:
                 self.nonces.release(n)
             raise
@@ -318,7 +320,9 @@ class EvmClient:
                     self.nonces.mined(sent.nonce + 1)
                 return rec
             if time.monotonic() >= deadline:
-                raise RequestTimeout(self.venue, "receipt_timeout", f"{tx_hash} not mined in time")
+                exc = RequestTimeout(self.venue, "receipt_timeout", f"{tx_hash} not mined in time")
+                exc.tx_hash, exc.nonce = tx_hash, sent.nonce if isinstance(sent, SentTx) else None
+                raise exc
             time.sleep(delay)
             delay = min(delay * 2, self.cfg.poll_interval_s)
 

@@ -49,6 +49,9 @@ def test_receipt_that_never_comes_is_a_request_timeout(world, owner):
     with pytest.raises(RequestTimeout) as info:
         owner.wait(sent, timeout_s=0.05)
     assert info.value.code == "receipt_timeout"
+    assert (info.value.tx_hash, info.value.nonce) == (sent.tx_hash, sent.nonce)   # to look it up later
+    rpc(world.url, "evm_mine")
+    assert owner.wait(sent).ok
 
 
 def test_mined_revert_is_reported_with_its_decoded_custom_error(world, owner):

@@ -15,7 +15,7 @@ from adapters.web3.auth import Signer
 from adapters.web3.client import EvmClient
 from adapters.web3.config import Web3VenueConfig, load
 from adapters.web3.execution import AtomicTrader, plan_path
-from basis_core.errors import ConfigError, GasCapExceeded, VenueError, VenueUnavailable
+from basis_core.errors import ConfigError, GasCapExceeded, OrderRejected, VenueError, VenueUnavailable
 from chainkit import DEV_KEYS, rpc
 
 pytestmark = pytest.mark.chain
@@ -142,3 +142,11 @@ def test_api_key_in_the_endpoint_url_stays_out_of_reprs_errors_and_logs(world, d
     assert "127.0.0.1" in repr(c) and "/***" in repr(c)
     assert not [t for t in texts if secret in t]
     assert "Making request" in caplog.text                                 # the logs were there, redacted
+
+
+def test_signing_a_malformed_transaction_is_a_typed_refusal_without_key_material():
+    signer = Signer.from_hex(KEY)
+    with pytest.raises(OrderRejected) as info:
+        signer.sign({"type": 2, "chainId": 1, "nonce": -1, "gas": 21_000, "to": "0x12"})
+    assert info.value.reason == "BAD_INPUT"
+    _assert_clean(*_error_texts(info.value))
