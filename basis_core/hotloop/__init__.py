@@ -1,0 +1,15 @@
+"""The compiled engine hot loop of the end-to-end path, its plain-Python reference, and the
+synthetic workload they are measured on.
+
+    params.py     HotParams: the one spread strategy the loop runs, flattened for numba
+    loop.py       run_batch (one compiled call per md batch) and HotLoop, its Python driver
+    reference.py  PyEngine: the same decisions in plain Python (reference and baseline)
+    workload.py   quote_ticks: two-venue quote ticks with one opportunity every K ticks
+"""
+from .loop import HotLoop, run_batch
+from .params import HotParams
+from .reference import ORDER_FIELDS, PyEngine, orders_array, orders_tuples
+from .workload import opportunity_index, quote_ticks
+
+__all__ = ["HotLoop", "run_batch", "HotParams", "PyEngine", "ORDER_FIELDS", "orders_array", "orders_tuples",
+           "quote_ticks", "opportunity_index"]
