@@ -34,7 +34,7 @@ from basis_core.errors import (ChainRevert, ConfigError, GasCapExceeded, NonceCo
 from .auth import Signer, hide_in_logs, safe_url, url_secrets
 from .calldata import address as check_address
 from .calldata import encode_call
-from .constants import TRANSFER_GAS
+from .constants import TRANSFER_GAS, send_refusal_code
 from .gas import Fees, GasPolicy
 from .nonce import NonceManager
 from .revert import RevertDecoder
@@ -285,20 +285,25 @@ class EvmClient:
                 self.nonces.release(n)
             raise
         except VenueError as exc:
-            if own_nonce:
-                self.nonces.release(n)
-            text = str(exc).lower()
-            if "nonce too low" in text or "nonce has already been used" in text:
-                self.nonces.sync(*self.nonce_counts())
-                raise NonceConflict(self.venue, "nonce_too_low", f"nonce {n} already used on chain") from None
-            if "underpriced" in text:
-                raise VenueError(self.venue, "underpriced", f"replacement for nonce {n} needs higher fees") from None
-            if "insufficient funds" in text:
-                raise OrderRejected(self.venue, "insufficient_funds", "not enough ETH for gas",
-                                    reason="INSUFFICIENT_FUNDS") from None
-            raise
+            code = send_refusal_code(str(exc))
+            if code != "already_known":
+                self._refused(exc, code, n, own_nonce)
         self.nonces.sent(n, tx_hash, raw, fees, kind)
         return SentTx(tx_hash, n, tx.get("to"), data, value, gas, fees, kind)
+
+    def _refused(self, exc: VenueError, code: str, n: int, own_nonce: bool):
+        """Raise the typed error for a refused send; an allocated nonce goes back first."""
+        if own_nonce:
+            self.nonces.release(n)
+        if code == "nonce_too_low":
+            self.nonces.sync(*self.nonce_counts())
+            raise NonceConflict(self.venue, code, f"nonce {n} already used on chain") from None
+        if code == "insufficient_funds":
+            raise OrderRejected(self.venue, code, "not enough ETH for value + gas",
+                                reason="INSUFFICIENT_FUNDS") from None
+        if code == "underpriced":
+            raise VenueError(self.venue, code, f"replacement for nonce {n} needs higher fees") from None
+        raise VenueError(self.venue, code, str(exc).split(": ", 2)[-1]) from None
 
     def get_receipt(self, tx_hash: str) -> Receipt | None:
         r = self.rpc("eth_getTransactionReceipt", [tx_hash])

@@ -25,3 +25,27 @@ TRANSFER_GAS = 21_000
 REPLACEMENT_BUMP_NUM, REPLACEMENT_BUMP_DEN = 1125, 1000
 
 GWEI = 10 ** 9
+
+#: eth_sendRawTransaction refusals. Nodes answer all of them with the generic JSON-RPC code
+#: -32000 (geth, anvil, erigon alike), so the message text is the only discriminator; this one
+#: table maps it to our codes, in order of precedence.
+SEND_REFUSALS = (
+    ("already known", "already_known"),                     # the node has this exact transaction
+    ("already imported", "already_known"),                  # (anvil's wording)
+    ("nonce too low", "nonce_too_low"),
+    ("nonce has already been used", "nonce_too_low"),
+    ("replacement transaction underpriced", "underpriced"),
+    ("underpriced", "underpriced"),
+    ("insufficient funds", "insufficient_funds"),
+    ("max fee per gas less than block base fee", "fee_below_base"),
+    ("exceeds block gas limit", "gas_limit"),
+)
+
+
+def send_refusal_code(message: str) -> str:
+    """Our code for a node's refusal message ("rejected" when the table has no match)."""
+    text = message.lower()
+    for needle, code in SEND_REFUSALS:
+        if needle in text:
+            return code
+    return "rejected"

@@ -166,3 +166,21 @@ def test_nonce_used_by_another_process_is_detected_and_resynced(world, owner, de
         owner.send(owner.address, b"", gas=21_000)
     nxt = owner.send(owner.address, b"", gas=21_000)                  # resynced: no reuse, no gap
     assert owner.wait(nxt).ok and nxt.nonce == owner.nonce_counts()[0] - 1
+
+
+def test_resending_the_exact_same_transaction_is_idempotent(world, owner):
+    rpc(world.url, "evm_setAutomine", [False])
+    a = owner.send(owner.address, b"", value=3, gas=21_000)
+    again = owner.send(owner.address, b"", value=3, gas=21_000, fees=a.fees, nonce=a.nonce)   # "already known"
+    assert again.tx_hash == a.tx_hash
+    rpc(world.url, "evm_mine")
+    assert owner.wait(a).ok and owner.nonce_counts()[0] == a.nonce + 1
+
+
+def test_refusal_messages_map_through_one_table():
+    from adapters.web3.constants import send_refusal_code
+    assert send_refusal_code("eth_sendRawTransaction: nonce too low") == "nonce_too_low"
+    assert send_refusal_code("replacement transaction underpriced") == "underpriced"
+    assert send_refusal_code("Insufficient funds for gas * price + value") == "insufficient_funds"
+    assert send_refusal_code("already known") == send_refusal_code("transaction already imported") == "already_known"
+    assert send_refusal_code("something new") == "rejected"
