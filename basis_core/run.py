@@ -58,8 +58,10 @@ def run_dir_for(cfg: Config, override: str | None) -> Path:
     return Path(cfg.run.out_dir) / f"{cfg.run.name}-{stamp}"
 
 
-async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle_s: float = 2.0) -> Runner:
-    """Run one scenario on the running loop; returns the finished Runner."""
+async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle_s: float = 2.0,
+                       before_close=None) -> Runner:
+    """Run one scenario on the running loop; returns the finished Runner. `before_close(runner)`,
+    if given, is awaited while the venues are still open (tests compare both sides there)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     journal = JournalWriter(run_dir / "journal", cfg.journal)
     reg = cfg.registry()
@@ -74,6 +76,8 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
         if not market.done():
             market.cancel()
             await asyncio.gather(market, return_exceptions=True)
+        if before_close is not None:
+            await before_close(runner)
     finally:
         journal.close()
         await world.close()

@@ -116,7 +116,8 @@ def test_order_that_partly_filled_while_unseen_is_found_by_targeted_query_and_it
         assert p.orders["alpha"].to_query == [req.coid]
         assert orders[req.coid].status is OrderStatus.EXPIRED and orders[req.coid].filled_qty == pytest.approx(0.4)
         assert p.fills_booked == 2 and led.balance("alpha", "BTC") == pytest.approx(2.4)
-        assert p.raised == [] and not p.clean and set(p.balances_pending) == {"alpha:BTC", "alpha:USDT"}
+        # the venue's balances lag the fills just booked: inside the lag window that is consistent
+        assert p.raised == [] and p.balances_pending == {}
         await asyncio.sleep(2.5)  # the venue's balances catch up inside the lag window
         p = await rec.run(clock.now_ns())
         assert p.fills_booked == 0 and p.raised == [] and p.clean

@@ -316,14 +316,16 @@ class EngineCore:
         elif cmd == S.ControlCommand.RESUME:
             self.engine.fire(EngineEvent.OPERATOR_RESUME, self.now, "operator resume")
         elif cmd == S.ControlCommand.RECONCILE:
-            mismatches = int(c["aux"])
+            mismatches, clean = int(c["aux"]), int(c["operator"]) == 1
             self.reconcile_requested = False
             if mismatches:
                 self.reconcile_clean_since = 0
                 if self.engine.can(EngineEvent.RECONCILE_MISMATCH):
                     self.engine.fire(EngineEvent.RECONCILE_MISMATCH, self.now, f"{mismatches} reconciliation mismatch(es)")
-            elif not self.reconcile_clean_since:
+            elif clean and not self.reconcile_clean_since:
                 self.reconcile_clean_since = self.now
+            elif not clean:
+                self.reconcile_clean_since = 0   # still settling (lag window, orders in doubt): ask again
 
     # -- hedged positions ------------------------------------------------------------------------
 

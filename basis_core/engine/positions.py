@@ -56,8 +56,14 @@ class HedgedPosition:
         return sum(o.signed_filled for o in self.orders(book))
 
     def leg_fills(self, book: dict[int, ManagedOrder]) -> tuple[float, float]:
-        b, s = book.get(self.buy.coid), book.get(self.sell.coid)
-        return (b.filled if b else 0.0), (s.filled if s else 0.0)
+        """Quantity bought and sold by this position's orders (hedge completions included)."""
+        bought = sold = 0.0
+        for o in self.orders(book):
+            if o.side == Side.BUY:
+                bought += o.filled
+            else:
+                sold += o.filled
+        return bought, sold
 
     def fill_ratio(self, book: dict[int, ManagedOrder]) -> float:
         bq, sq = self.leg_fills(book)

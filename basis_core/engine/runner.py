@@ -24,6 +24,7 @@ from ..accounting.ledger import Ledger
 from ..errors import BasisError, VenueError
 from ..journal import JournalWriter
 from ..reconcile.orders import KnownOrder
+from ..reconcile.positions import PositionPolicy, PositionReconciler
 from ..reconcile.runner import Reconciler
 from ..registry import Registry
 from ..state.tables import OrderState
@@ -79,6 +80,7 @@ class Runner:
         self._seq = 0
         self.decisions = 0
         self.deposited = False
+        self.next_reconcile_ns = 0
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -126,8 +128,14 @@ class Runner:
         instrument_of = {self.reg.instrument(n): n for n in self.rules}
         self.io = VenueIO(self.venues, self.reg, self.now_ns, self._sink, instrument_of)
         self.io.fill_hook = self._on_fill
+        window_ns = int((self.policy.hedge_window_ms + self.policy.unwind_window_ms) * MS)
+        positions = PositionReconciler(
+            PositionPolicy(hedge_window_ns=window_ns, max_residual_usdt=self.policy.max_residual_usdt),
+            fee_assets=frozenset(self.fixed_marks))
         self.reconciler = Reconciler(list(self.venues.values()), self.ledger, self.known,
-                                     balance_lag_ns=int(self.policy.balance_lag_ms * MS))
+                                     balance_lag_ns=int(self.policy.balance_lag_ms * MS), position=positions,
+                                     # venues settle in whole atoms, our ledger in floats
+                                     balance_rel_tol=1e-8)
         self.io.start(on_funding=self._on_funding)
 
     def deposit_initial(self) -> None:
@@ -156,6 +164,11 @@ class Runner:
             if not self.deposited and self._marks_ready():
                 self.deposit_initial()
                 self.deposited = True
+            if self.deposited and self.now_ns() >= self.next_reconcile_ns:
+                # the four layers run continuously, not only when something looked wrong
+                self.next_reconcile_ns = self.now_ns() + int(self.policy.reconcile_interval_ms * MS)
+                self.core.actions.append(("reconcile", self.now_ns()))
+                self._side_actions()
             if self.progress and self.now_ns() >= next_progress:
                 next_progress += self.progress_every_ns
                 self.progress(self.progress_line())
@@ -236,12 +249,13 @@ class Runner:
                 order = self.core.orders.get(num) if num else None
                 if order is not None:
                     self.io.emit_order_event(venue, order.instrument, num, S.OrderEventType.NOT_FOUND)
-        bad = len(p.raised) + (0 if p.clean else 1)
+        # CONTROL RECONCILE: aux = mismatches raised by this pass, operator = 1 when the pass is clean
         rec = S.empty(S.Kind.CONTROL)
         rec["ts_ns"], rec["source"] = self.now_ns(), 3
-        rec["sub"], rec["aux"] = int(S.ControlCommand.RECONCILE), min(bad, 65535)
+        rec["sub"], rec["aux"] = int(S.ControlCommand.RECONCILE), min(len(p.raised), 65535)
+        rec["operator"] = 1 if p.clean else 0
         self._sink(rec.view(S.GENERIC))
-        return bad
+        return len(p.raised)
 
     def progress_line(self) -> str:
         c = self.core.counters
@@ -257,6 +271,4 @@ class Runner:
         await self.reconcile_pass()
         self.pump()
         await self.io.stop()
-        for v in self.venues.values():
-            await v.close()
 

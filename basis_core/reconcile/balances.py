@@ -9,7 +9,9 @@ deposit we have not seen confirmed yet. So a venue total is consistent when
 
 Anything outside is a candidate. Venue balance updates lag our own fills (fees too), so a
 candidate becomes a Mismatch only after it has persisted, continuously, for `lag_ns`; a
-candidate that comes back inside the band is dropped (and a raised one is resolved).
+candidate that comes back inside the band is dropped (and a raised one is resolved). While
+trading goes on the ledger keeps moving, so the band also admits any value the ledger held during
+the last `lag_ns`: a venue that is merely behind is inside it.
 """
 from __future__ import annotations
 
@@ -46,11 +48,23 @@ class BalanceReconciler:
         self.log = log if log is not None else ExceptionLog()
         self._cand: dict[str, _Candidate] = {}
 
-    def band(self, ledger: Ledger, venue: str, asset: str) -> tuple[float, float]:
-        """The interval of venue totals consistent with the ledger for (venue, asset)."""
+    def band(self, ledger: Ledger, venue: str, asset: str, ts_ns: int | None = None) -> tuple[float, float]:
+        """The interval of venue totals consistent with the ledger for (venue, asset).
+
+        With `ts_ns`, a venue that shows any balance the ledger held during the last `lag_ns`
+        is consistent too: its balance reports trail our own fills by up to that much."""
         expected = ledger.balance(venue, asset)
-        tol = self.abs_tol + self.rel_tol * abs(expected)
-        return expected - tol, expected + ledger.pending_out(venue, asset) + ledger.pending_in(venue, asset) + tol
+        lo = hi = expected
+        if ts_ns is not None and self.lag_ns:
+            running = expected
+            for post in reversed(ledger.postings):
+                if post.ts_ns < ts_ns - self.lag_ns:
+                    break
+                if post.venue == venue and post.asset == asset and post.kind != "deposit":  # inventory we start with
+                    running -= post.delta
+                    lo, hi = min(lo, running), max(hi, running)
+        tol = self.abs_tol + self.rel_tol * max(abs(lo), abs(hi))
+        return lo - tol, hi + ledger.pending_out(venue, asset) + ledger.pending_in(venue, asset) + tol
 
     def check(self, venue: str, balances: dict[str, Balance], ledger: Ledger, ts_ns: int) -> BalanceCheck:
         """Compare the venue's balances (as fetched at `ts_ns`) with the ledger."""
@@ -60,7 +74,7 @@ class BalanceReconciler:
             out.checked += 1
             key = f"{venue}:{asset}"
             theirs = balances[asset].total if asset in balances else 0.0
-            lo, hi = self.band(ledger, venue, asset)
+            lo, hi = self.band(ledger, venue, asset, ts_ns)
             if lo <= theirs <= hi:
                 was = self._cand.pop(key, None)
                 if was is not None and self.log.resolve(Layer.BALANCE, key, ts_ns, "back within band"):

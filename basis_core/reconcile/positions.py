@@ -40,8 +40,12 @@ class PositionCheck:
 
 
 class PositionReconciler:
-    def __init__(self, policy: PositionPolicy = PositionPolicy(), log: ExceptionLog | None = None):
+    def __init__(self, policy: PositionPolicy = PositionPolicy(), log: ExceptionLog | None = None,
+                 fee_assets: frozenset[str] = frozenset()):
+        """`fee_assets` are spent on fees only (a venue's fee token): their use is a cost the
+        ledger books, not market exposure, so the residual check leaves them out."""
         self.policy = policy
+        self.fee_assets = frozenset(fee_assets)
         self.log = log if log is not None else ExceptionLog()
         self._over_since: dict[str, int] = {}
 
@@ -69,7 +73,7 @@ class PositionReconciler:
                 self._raise(out, Mismatch(Layer.POSITION, f"opportunity:{opp.opportunity_id}", dict(opp.bought),
                                           dict(opp.sold), f"hedge incomplete past the window (symmetry "
                                           f"{opp.symmetry:.3f} < {p.min_symmetry})", ts_ns))
-        out.exposure_usdt = ledger.exposure_by_asset(ts_ns)
+        out.exposure_usdt = {a: v for a, v in ledger.exposure_by_asset(ts_ns).items() if a not in self.fee_assets}
         out.residual_usdt = sum(abs(v) for v in out.exposure_usdt.values())
         for asset in sorted(set(out.exposure_usdt) | {k for k in self._over_since}):
             value = out.exposure_usdt.get(asset, 0.0)

@@ -69,10 +69,11 @@ class Reconciler:
 
     def __init__(self, venues: list[Venue], ledger: Ledger, orders: dict[str, KnownOrder], *,
                  balance_lag_ns: int, position: PositionReconciler | None = None,
-                 grace_ns: int = DEFAULT_GRACE_NS, log: ExceptionLog | None = None, ordinal_fill_ids: bool = False):
+                 grace_ns: int = DEFAULT_GRACE_NS, log: ExceptionLog | None = None, ordinal_fill_ids: bool = False,
+                 balance_rel_tol: float = 1e-9):
         self.venues, self.ledger, self.orders = venues, ledger, orders
         self.log = log if log is not None else ExceptionLog()
-        self.balances = BalanceReconciler(balance_lag_ns, log=self.log)
+        self.balances = BalanceReconciler(balance_lag_ns, rel_tol=balance_rel_tol, log=self.log)
         self.positions = position or PositionReconciler(log=self.log)
         self.positions.log = self.log
         self.grace_ns = grace_ns

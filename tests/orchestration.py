@@ -1,0 +1,122 @@
+"""Running scenarios in tests, and the invariants every scenario test asserts."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from adapters.base import OrderStatus
+from adapters.sim.world import SimWorld
+from basis_core.config import from_dict
+from basis_core.errors import OrderNotFound
+from basis_core.run import run_scenario
+from basis_core.scenarios import DEFAULT
+from basis_core.state.tables import NO_DISPATCH, NO_NEW_EXPOSURE, EngineState, OrderState, VenueState
+
+_TERMINAL = {OrderState.FILLED: OrderStatus.FILLED, OrderState.CANCELED: OrderStatus.CANCELED,
+             OrderState.EXPIRED: OrderStatus.EXPIRED, OrderState.REJECTED: OrderStatus.REJECTED}
+
+
+def scenario(duration_s: float = 12.0, faults: list[dict] | None = None, seed: int = 7, **overrides) -> dict:
+    """The default scenario as a dict, shortened, with its faults replaced by `faults`."""
+    data = tomllib.loads(Path(DEFAULT).read_text())
+    data["run"]["duration_s"] = duration_s
+    data["run"]["seed"] = seed
+    data["faults"] = faults or []
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    return data
+
+
+def run(data: dict, tmp_path: Path, check=None):
+    """Run a scenario dict on the virtual clock; returns (runner, world, problems found by check)."""
+    cfg = from_dict(data)
+    world = SimWorld.from_config(cfg)
+    found: list[str] = []
+
+    async def before_close(runner):
+        found.extend(await venue_agreement(runner))
+        if check is not None:
+            found.extend(check(runner) or [])
+
+    runner = world.clock.run(run_scenario(cfg, tmp_path / "run", world, progress=lambda line: None,
+                                          before_close=before_close))
+    return runner, world, found
+
+
+async def venue_agreement(runner) -> list[str]:
+    """Every client order id ends in a terminal state that we and the venue agree on."""
+    problems = []
+    for o in runner.core.orders.orders.values():
+        if not o.terminal:
+            problems.append(f"order {o.coid} on {o.venue} not terminal: {o.state.name}")
+            continue
+        try:
+            vo = await runner.venues[o.venue].fetch_order(o.wire, o.instrument)
+        except OrderNotFound:
+            if o.state != OrderState.REJECTED:
+                problems.append(f"order {o.coid} is {o.state.name} here, unknown at {o.venue}")
+            continue
+        if not vo.status.terminal:
+            problems.append(f"order {o.coid}: terminal here ({o.state.name}), {vo.status.name} at {o.venue}")
+        elif abs(vo.filled_qty - o.filled) > 1e-9:
+            problems.append(f"order {o.coid}: filled {o.filled} here, {vo.filled_qty} at {o.venue}")
+        elif _TERMINAL[o.state] != vo.status and not (vo.status == OrderStatus.FILLED and o.filled >= o.qty - 1e-12):
+            problems.append(f"order {o.coid}: {o.state.name} here, {vo.status.name} at {o.venue}")
+    return problems
+
+
+def _intervals(transitions, machine: str):
+    """[(start, end, state)] of one machine from the report's transitions."""
+    out, cur_state, cur_t = [], None, 0
+    for t in transitions:
+        if t["machine"] != machine:
+            continue
+        if cur_state is None:
+            cur_state, cur_t = t["from"], 0
+        out.append((cur_t, t["t"], cur_state))
+        cur_state, cur_t = t["to"], t["t"]
+    if cur_state is not None:
+        out.append((cur_t, 1 << 62, cur_state))
+    return out
+
+
+def state_at(intervals, t: int, default: str) -> str:
+    for start, end, state in intervals:
+        if start <= t < end:
+            return state
+    return default
+
+
+def invariants(runner) -> list[str]:
+    """The invariants of the orchestrator, checked on a finished run."""
+    core, policy = runner.core, runner.policy
+    problems = []
+    trans = core.transitions_as_dicts()
+    engine = _intervals(trans, "engine")
+    venue_iv = {name: _intervals(trans, f"venue:{name}") for name in core.board.venues}
+    bad_engine = {s.name for s in NO_NEW_EXPOSURE}
+    bad_venue = {s.name for s in NO_DISPATCH}
+    for o in core.orders.orders.values():
+        vstate = state_at(venue_iv[o.venue], o.created_ns, VenueState.UP.name)
+        if vstate in bad_venue:
+            problems.append(f"order {o.coid} ({o.purpose}) sent to {o.venue} while {vstate}")
+        if o.purpose == "entry":
+            estate = state_at(engine, o.created_ns, EngineState.NORMAL.name)
+            if estate in bad_engine:
+                problems.append(f"entry order {o.coid} sent while engine {estate}")
+    # residual over the limit never lasts longer than the hedge window plus the unwind window
+    limit_ns = int((policy.hedge_window_ms + policy.unwind_window_ms) * 1e6)
+    over_since = None
+    for t, total in core.residual_history:
+        if total > policy.max_residual_usdt:
+            over_since = t if over_since is None else over_since
+            if t - over_since > limit_ns:
+                problems.append(f"residual {total:.0f} USDT above {policy.max_residual_usdt} for {(t - over_since) / 1e9:.1f} s")
+                break
+        else:
+            over_since = None
+    return problems
+
+
+def transitions(runner, machine: str) -> list[tuple[str, str, str]]:
+    return [(t["from"], t["to"], t["cause"]) for t in runner.core.transitions_as_dicts() if t["machine"] == machine]

@@ -1,0 +1,90 @@
+"""Scenario tests of the orchestrator on the simulated venues (virtual clock).
+
+Each runs a short scenario with one family of fault and asserts the transitions and their
+causes, plus the invariants of tests/orchestration.py: every order terminal and agreed with
+the venue, nothing sent to an unhealthy venue, no new exposure in protective states, residual
+exposure over the limit never outlasting the hedge and unwind windows.
+"""
+import pytest
+
+from orchestration import invariants, run, scenario, transitions
+
+
+def _ok(found, runner):
+    problems = list(found) + invariants(runner)
+    assert not problems, "\n".join(problems)
+
+
+def test_default_scenario_trades_hedges_and_keeps_every_invariant(tmp_path):
+    runner, world, found = run(scenario(duration_s=15.0), tmp_path)
+    _ok(found, runner)
+    c = runner.core.counters
+    assert c.orders_submitted > 0 and c.hedges_completed > 0
+    assert runner.core.engine.state.name == "NORMAL"
+
+
+def test_same_seed_gives_the_same_decisions_and_venue_events(tmp_path):
+    a, wa, _ = run(scenario(duration_s=8.0, seed=11), tmp_path / "a")
+    b, wb, _ = run(scenario(duration_s=8.0, seed=11), tmp_path / "b")
+    c, wc, _ = run(scenario(duration_s=8.0, seed=12), tmp_path / "c")
+    assert a.core.counters.orders_submitted > 0
+    assert a.core.digest == b.core.digest and wa.digest() == wb.digest()
+    assert a.core.digest != c.core.digest
+
+
+def test_api_timeout_makes_the_venue_suspect_until_orders_are_verified(tmp_path):
+    faults = [{"kind": "timeout", "venue": "alpha", "on": "submit", "nth": 1, "reached": "yes"}]
+    runner, world, found = run(scenario(duration_s=12.0, faults=faults), tmp_path)
+    _ok(found, runner)
+    venue = transitions(runner, "venue:alpha")
+    assert ("UP", "SUSPECT", "alpha: timeout") in venue
+    i = venue.index(("UP", "SUSPECT", "alpha: timeout"))
+    assert venue[i + 1][:2] == ("SUSPECT", "UP")
+    assert runner.io.calls["query"] >= 1          # the order was looked up by client order id
+
+
+def test_rate_limit_degrades_routing_then_recovers(tmp_path):
+    faults = [{"kind": "rate_limit", "venue": "beta", "start_s": 3.0, "duration_s": 2.0, "retry_after_s": 0.5}]
+    runner, world, found = run(scenario(duration_s=14.0, faults=faults), tmp_path)
+    _ok(found, runner)
+    assert ("UP", "THROTTLED", "beta: rate_limited") in transitions(runner, "venue:beta")
+    engine = transitions(runner, "engine")
+    assert ("NORMAL", "DEGRADED", "beta rate limited") in engine
+    assert any(src == "DEGRADED" and dst == "NORMAL" for src, dst, _ in engine)
+    assert runner.core.engine.state.name == "NORMAL"
+
+
+def test_maintenance_quarantines_the_venue_and_nothing_is_sent_there(tmp_path):
+    faults = [{"kind": "maintenance", "venue": "gamma", "start_s": 3.0, "duration_s": 4.0}]
+    runner, world, found = run(scenario(duration_s=14.0, faults=faults), tmp_path)
+    _ok(found, runner)   # includes: no order sent to gamma while QUARANTINED
+    venue = transitions(runner, "venue:gamma")
+    assert any(dst == "QUARANTINED" for _, dst, _ in venue)
+    assert ("QUARANTINED", "SUSPECT", "venue answers again") in venue
+    assert venue[-1][1] == "UP"
+    assert runner.core.counters.rejected.get("venue_unhealthy", 0) > 0
+
+
+def test_volatility_spike_stops_new_exposure_until_it_calms(tmp_path):
+    faults = [{"kind": "volatility_spike", "venue": "*", "start_s": 3.0, "duration_s": 3.0, "magnitude": 60.0}]
+    runner, world, found = run(scenario(duration_s=16.0, faults=faults), tmp_path)
+    _ok(found, runner)
+    engine = transitions(runner, "engine")
+    causes = [cause for _, dst, cause in engine if dst in ("PROTECTIVE", "HALTED")]
+    assert any("volatility" in c for c in causes), engine
+
+
+def test_hedge_rejected_breach_protective_unwind_reconcile_normal(tmp_path):
+    # every submit on beta is refused for a while: a leg that fills elsewhere cannot be hedged
+    faults = [{"kind": "reject", "venue": "beta", "on": "submit", "start_s": 0.0, "duration_s": 9.0,
+               "reason": "insufficient_funds", "count": 0}]
+    runner, world, found = run(scenario(duration_s=16.0, faults=faults), tmp_path)
+    _ok(found, runner)
+    engine = [(a, b) for a, b, _ in transitions(runner, "engine")]
+    assert ("NORMAL", "PROTECTIVE") in engine or ("DEGRADED", "PROTECTIVE") in engine
+    i = engine.index(next(p for p in engine if p[1] == "PROTECTIVE"))
+    assert ("PROTECTIVE", "UNWINDING") in engine[i:]
+    assert ("UNWINDING", "RECONCILING") in engine[i:]
+    assert ("RECONCILING", "NORMAL") in engine[i:]
+    assert runner.core.counters.unwinds >= 1
+    assert runner.core.engine.state.name == "NORMAL"
