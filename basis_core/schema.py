@@ -96,6 +96,13 @@ class OrderType(enum.IntEnum):
     POST_ONLY = 3
 
 
+class Purpose(enum.IntEnum):
+    """Why an order exists (high byte of ORDER_NEW.aux): routing priority follows it."""
+    ENTRY = 0
+    HEDGE = 1
+    UNWIND = 2
+
+
 class OrderEventType(enum.IntEnum):
     ACK = 0
     PARTIAL_FILL = 1
@@ -185,7 +192,7 @@ SIGNAL = _record("signal", [
     ("signal_id", "<u4", 24), ("sell_venue", "u1", 28), ("flags", "u1", 29), ("sell_instrument", "<u2", 30),
     ("created_ns", "<i8", 32), ("edge_bps", "<f8", 40), ("qty_hint", "<f8", 48), ("ttl_us", "<u4", 56),
 ])
-# sub = Side, aux = OrderType; price is the bound (worst acceptable limit)
+# sub = Side, aux = OrderType | Purpose << 8; price is the bound (worst acceptable limit)
 ORDER_NEW = _record("order_new", [
     ("coid", "<u8", 24), ("price", "<f8", 32), ("qty", "<f8", 40),
     ("depends_on", "<u8", 48),  # coid of the leg this hedge depends on; 0 = none
