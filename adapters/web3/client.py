@@ -377,7 +377,11 @@ class EvmClient:
         for n in self.nonces.gaps(in_pool):
             prior = self.nonces.get(n)
             if rebroadcast and prior is not None:
-                self.rpc("eth_sendRawTransaction", ["0x" + prior.raw.hex()])
+                try:
+                    self.rpc("eth_sendRawTransaction", ["0x" + prior.raw.hex()])
+                except VenueError as exc:
+                    if send_refusal_code(str(exc)) != "already_known":
+                        raise
                 actions.append((n, "rebroadcast"))
                 continue
             fees = self.quote_fees()

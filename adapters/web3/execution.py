@@ -25,7 +25,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
 from basis_core import schema
-from basis_core.errors import ChainRevert, SimulationFailed
+from basis_core.errors import ChainRevert, MalformedResponse, SimulationFailed
 
 from .calldata import Leg, address, encode_execute, uint
 from .client import EvmClient, Receipt, SentTx
@@ -83,6 +83,20 @@ class AtomicResult:
     @property
     def profit(self) -> int:
         return self.amount_out - self.plan.amount_in if self.ok else 0
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary for the exception log and reports: outcome, decoded reason,
+        transaction, gas and amounts (base units as decimal strings, exact)."""
+        r = self.reason
+        return {
+            "outcome": self.outcome.name, "tx_hash": self.tx_hash, "nonce": self.nonce, "block": self.block_number,
+            "error": r.error_name if r is not None else None,
+            "error_args": [str(a) for a in r.revert_args] if r is not None else [],
+            "amount_in": str(self.plan.amount_in), "amount_out": str(self.amount_out), "profit": str(self.profit),
+            "simulated_out": None if self.simulated_out is None else str(self.simulated_out),
+            "gas_used": self.gas_used, "gas_cost_wei": str(self.gas_cost_wei),
+            "reject_reason": self.reject_reason().name,
+        }
 
     def reject_reason(self) -> schema.RejectReason:
         if self.ok:
@@ -170,7 +184,8 @@ class AtomicTrader:
             if topics and topics[0].lower() == EXECUTED_TOPIC and log["address"].lower() == self.executor.lower():
                 _amount_in, amount_out, _profit = abi_decode(["uint256"] * 3, bytes.fromhex(log["data"][2:]))
                 return amount_out
-        raise ChainRevert(self.client.venue, "unknown", (), "", f"{rec.tx_hash}: succeeded without an Executed event")
+        raise MalformedResponse(self.client.venue, "no_executed_event",
+                                f"{rec.tx_hash} succeeded without an Executed event from {self.executor}")
 
 
 def plan_path(legs, amount_in: int, min_profit: int, deadline: int, tag: int = 0) -> TradePlan:

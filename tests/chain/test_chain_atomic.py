@@ -2,6 +2,8 @@
 failed simulations are never sent, a stale trade reverts on chain with no token exposure."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from adapters.web3.arbitrage import plan_two_pool, read_pool
@@ -142,6 +144,10 @@ def test_pool_moved_between_simulation_and_mining_reverts_on_chain_without_expos
     rec = result.to_record(seq=3, venue_id=3)
     assert rec[0]["sub"] == schema.OrderEventType.REJECT and rec[0]["reason"] == schema.RejectReason.SLIPPAGE
     assert rec[0]["fee"] == pytest.approx(result.gas_cost_wei * 1e-18)
+    logged = json.loads(json.dumps(result.as_dict()))
+    assert logged["outcome"] == "REVERTED" and logged["error"] == "LegBelowMin"
+    assert logged["error_args"] == [str(a) for a in (leg, got, minimum)] and logged["profit"] == "0"
+    assert logged["tx_hash"] == sent.tx_hash and int(logged["gas_cost_wei"]) == result.gas_cost_wei
 
 
 def test_stale_plan_after_the_pool_moved_is_refused_by_the_gate_or_reverts_if_sent_blind(world, owner, other):
