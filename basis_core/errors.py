@@ -178,49 +178,6 @@ class CompileError(BasisError):
     """The Solidity compiler reported errors; the message lists them."""
 
 
-class ChainRevert(VenueError):
-    """An EVM call or transaction reverted. `error_name` is the decoded error ("Error" for a
-    require string, "Panic" for a panic code, a contract's custom error name, or "unknown"),
-    `revert_args` its decoded arguments as a tuple (BaseException.args keeps the message),
-    `data` the raw revert bytes as 0x-hex."""
-
-    def __init__(self, venue: str, error_name: str, revert_args: tuple = (), data: str = "", message: str = ""):
-        self.error_name, self.revert_args, self.data = error_name, tuple(revert_args), data
-        shown = ", ".join(repr(a) for a in self.revert_args)
-        super().__init__(venue, "revert", message or f"{error_name}({shown})")
-
-
-class SimulationFailed(VenueError):
-    """A pre-trade eth_call did not pass: the trade was not sent. `cause` is the ChainRevert
-    (or the node error) that the simulation produced."""
-
-    def __init__(self, venue: str, cause: BaseException, message: str = ""):
-        self.cause = cause
-        super().__init__(venue, "simulation_failed", message or str(cause))
-
-
-class GasCapExceeded(VenueError):
-    """The fee a transaction would need is above the configured cap: it was not sent.
-    `field` is "max_fee_per_gas", "max_priority_fee_per_gas" or "gas"."""
-
-    def __init__(self, venue: str, field: str, wanted: int, cap: int):
-        self.field, self.wanted, self.cap = field, wanted, cap
-        super().__init__(venue, "gas_cap", f"{field} {wanted} above cap {cap}")
-
-
-class NonceConflict(VenueError):
-    """The node's view of our account nonce contradicts ours in a way the manager cannot repair
-    by itself (e.g. another signer used the key)."""
-
-
-class ToolMissing(BasisError):
-    """An external tool the caller needs (anvil, solc-js, node) is not installed."""
-
-
-class CompileError(BasisError):
-    """The Solidity compiler reported errors; the message lists them."""
-
-
 class AuthenticationFailed(VenueError):
     """The venue refused our credentials or signature (bad key, bad secret, revoked permission).
     Retrying cannot help; the message never carries the key or the secret."""
