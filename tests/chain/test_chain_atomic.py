@@ -188,3 +188,16 @@ def test_four_leg_multi_hop_path_pays_exactly_the_kernel_chain(world, owner):
     assert owner.erc20_balance(world.y, world.executor) - before == running - amount
     assert read_pool(owner, world.pool_a).reserves_for(world.y) == (reserves[world.pool_a][world.y],
                                                                     reserves[world.pool_a][world.x])
+
+
+def test_size_capped_by_inventory_still_pays_exactly_the_kernel_profit(world, owner):
+    full, _ = plan_two_pool(owner, world.pool_a, world.pool_b, world.y, deadline=_now(owner) + 60)
+    cap = full.amount_in // 3
+    plan, quote = plan_two_pool(owner, world.pool_a, world.pool_b, world.y, deadline=_now(owner) + 60, max_in=cap)
+    a, b = read_pool(owner, world.pool_a), read_pool(owner, world.pool_b)
+    expected = amm.amount_out(amm.amount_out(cap, *a.reserves_for(world.y)), *b.reserves_for(world.x))
+    assert plan.amount_in == cap and quote.final_out == expected
+    before = owner.erc20_balance(world.y, world.executor)
+    res = AtomicTrader(owner, world.executor).execute(plan)
+    assert res.ok and owner.erc20_balance(world.y, world.executor) - before == expected - cap == res.profit
+    assert plan_two_pool(owner, world.pool_a, world.pool_b, world.y, deadline=_now(owner) + 60, max_in=0) is None
