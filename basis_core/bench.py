@@ -128,7 +128,7 @@ def main(args) -> int:
     if args.compare_to and not Path(args.compare_to).is_file():
         print(f"basis bench: --compare-to {args.compare_to}: no such file", file=sys.stderr)
         return 2
-    out_dir = Path(args.out)
+    out_dir = Path(args.out).resolve()
     for suite in suites:
         path = run_suite(suite, out_dir, args.fast)
         print(f"\n{suite}: pyperf JSON in {path}\n")

@@ -13,6 +13,9 @@ OneToOneThroughput — one producer process, one consumer process, 64-byte recor
                                      publishes every B; the consumer claims up to B, checks each
                                      (seq contiguous, check field untorn) and releases. Both
                                      loops run in compiled code.
+  OneToOneThroughput[ring-py,batch=B]  B = 16, 256: the same ring driven from Python on both
+                                     ends: fill + Ring.push_wait in the producer, Ring.pop_wait
+                                     + verify in the consumer, Yield wait strategy.
   OneToOneThroughput[queue,batch=B]  the same stream through mp.Queue: one put/get of a bytes
                                      object of B records, checked the same way.
   pyperf value: seconds per record (msgs/s = 1 / value). Before a value is returned, the
@@ -50,12 +53,13 @@ import numba
 import numpy as np
 import pyperf
 
-from basis_core.rings import CONSUMER, PRODUCER, Ring, seqcheck
+from basis_core.rings import CONSUMER, PRODUCER, Ring, Yield, seqcheck
 from basis_core.rings.seqcheck import SPIN_BEFORE_YIELD
 from basis_core.rings.atomics import cpu_relax, load_acquire, monotonic_ns, sched_yield, store_release
 from basis_core.rings.layout import CACHED, HEAD, OWN, RECORD_WORDS, TAIL
 
 BATCHES = (1, 16, 256)
+PY_BATCHES = (16, 256)
 RING_SLOTS = 4096
 PING_SLOTS = 64
 SPINS = 2_000_000           # polls before a compiled wait returns to Python to check liveness
@@ -185,6 +189,24 @@ def ring_producer(name: str, conn, cpu) -> None:
     ring.close()
 
 
+def ring_py_producer(name: str, conn, cpu) -> None:
+    _pin(cpu)
+    ring = Ring.attach(name, PRODUCER)
+    conn.send("ready")
+    while True:
+        cmd = conn.recv()
+        if cmd is None:
+            break
+        first, n, batch = cmd
+        src = np.zeros((batch, RECORD_WORDS), np.uint64)
+        for start in range(0, n, batch):
+            k = min(batch, n - start)
+            seqcheck.fill(src[:k], first + start)
+            if ring.push_wait(src[:k], wait=Yield(), timeout_s=60) != k:
+                raise RuntimeError("ring-py producer: consumer stopped reading")
+    ring.close()
+
+
 def queue_producer(q, conn, cpu) -> None:
     _pin(cpu)
     seqcheck.fill(np.zeros((1, RECORD_WORDS), np.uint64), 0)
@@ -283,6 +305,35 @@ def ring_throughput(loops: int, batch: int) -> float:
     return elapsed
 
 
+def ring_py_throughput(loops: int, batch: int) -> float:
+    st = _peers.get("ring-py")
+    if st is None:
+        ring = Ring.create(_name("1to1py"), RING_SLOTS, CONSUMER)
+        seqcheck.verify(np.zeros((0, RECORD_WORDS), np.uint64), 0)
+        peer = _Peer(ring_py_producer, (ring.name,))
+        peer.closers += [lambda: peer.conn.send(None), ring.close]
+        st = _peers["ring-py"] = {"ring": ring, "conn": peer.conn, "next": 0}
+    ring, first = st["ring"], st["next"]
+    out = np.zeros((batch, RECORD_WORDS), np.uint64)
+    wait = Yield()
+    st["conn"].send((first, loops, batch))
+    t0 = time.perf_counter()
+    done = 0
+    while done < loops:
+        k = ring.pop_wait(out[:min(batch, loops - done)], wait=wait, timeout_s=60)
+        if k <= 0:
+            raise AssertionError(f"ring-py: pop_wait returned {k} after {done} of {loops} records")
+        bad, why = seqcheck.verify(out[:k], first + done)
+        if bad != -1:
+            raise AssertionError(f"ring-py record {first + done + bad}: {'wrong seq' if why == 1 else 'torn'}")
+        done += k
+    elapsed = time.perf_counter() - t0
+    if done != loops:
+        raise AssertionError(f"ring-py delivered {done} of {loops} records")
+    st["next"] = first + loops
+    return elapsed
+
+
 def queue_throughput(loops: int, batch: int) -> float:
     st = _peers.get("queue")
     if st is None:
@@ -358,6 +409,8 @@ def main() -> None:
     runner.metadata["ring_cpus"] = f"consumer/pinger cpu {wcpu}, producer/ponger cpu {ccpu}" if wcpu is not None else "unpinned"
     for batch in BATCHES:
         runner.bench_time_func(f"OneToOneThroughput[ring,batch={batch}]", ring_throughput, batch)
+        if batch in PY_BATCHES:
+            runner.bench_time_func(f"OneToOneThroughput[ring-py,batch={batch}]", ring_py_throughput, batch)
         runner.bench_time_func(f"OneToOneThroughput[queue,batch={batch}]", queue_throughput, batch)
     for pct in (50, 99):
         runner.bench_time_func(f"PingPongLatency[ring].p{pct}", ring_pingpong, pct)

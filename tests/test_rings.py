@@ -146,6 +146,10 @@ def test_wrong_shapes_and_roles_are_ring_errors(pair):
         prod.push_batch(np.zeros((4, 7), np.uint64))
     with pytest.raises(RingError, match="contiguous"):
         prod.push_batch(np.zeros((4, 16), np.uint64)[:, ::2])
+    with pytest.raises(RingError, match="contiguous"):
+        prod.push_batch(schema.empty(schema.Kind.TRADE, 4)[::2])
+    with pytest.raises(RingError, match="numpy array"):
+        prod.push_batch([b"x" * 64])
     with pytest.raises(RingError, match="not the consumer"):
         prod.pop_batch(np.zeros((1, 8), np.uint64))
     with pytest.raises(RingError, match="not the producer"):
@@ -374,3 +378,38 @@ def test_cross_process_python_stream_with_mixed_batch_sizes():
         finally:
             child.kill()
             child.join()
+
+
+# -- the `basis bench` summary --------------------------------------------------------------
+
+def test_bench_table_sets_each_ring_benchmark_beside_its_queue_baseline():
+    from basis_core.bench import render, summarize
+
+    rows = summarize({
+        "OneToOneThroughput[ring,batch=16]": 50e-9,
+        "OneToOneThroughput[queue,batch=16]": 2e-6,
+        "OneToOneThroughput[queue,batch=1]": 25e-6,
+        "PingPongLatency[ring].p50": 200e-9,
+        "PingPongLatency[ring].p99": 400e-9,
+        "PingPongLatency[queue].p50": 40e-6,
+        "PingPongLatency[queue].p99": 60e-6,
+        "journal_append_never": 3e-7,
+    })
+    by_name = {r[0]: r for r in rows}
+    assert by_name["OneToOneThroughput[ring,batch=16]"] == (
+        "OneToOneThroughput[ring,batch=16]", "20.00 M/s", "-", "-", "40x")
+    assert by_name["OneToOneThroughput[queue,batch=1]"][1:] == ("40.00 K/s", "-", "-", "-")
+    assert by_name["PingPongLatency[ring]"][1:] == ("-", "200 ns", "400 ns", "200x / 150x")
+    assert by_name["journal_append_never"][1] == "300 ns/loop"
+    table = render(rows)
+    assert table.splitlines()[0].split()[:2] == ["benchmark", "msgs/s"]
+    assert len(table.splitlines()) == len(rows) + 2
+
+
+def test_bench_rejects_an_unknown_suite(capsys):
+    from types import SimpleNamespace
+
+    from basis_core.bench import main
+
+    assert main(SimpleNamespace(suites=["nope"], out="/tmp", fast=True, compare_to=None)) == 2
+    assert "unknown suite" in capsys.readouterr().err

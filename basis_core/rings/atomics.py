@@ -17,7 +17,7 @@ order) but they still stop the compiler from reordering or hoisting: a plain loa
 inside a spin loop can be hoisted out of the loop by LLVM, which turns the wait into an endless
 loop. On ARM64 they become `ldar` / `stlr`.
 
-`a` is a 1-D contiguous int64 array whose element `i` is 8-byte aligned (the ring header is).
+`a` is a 1-D int64 array whose element `i` is 8-byte aligned (the ring header is).
 No bounds check is made: callers pass constant indices of the header layout.
 """
 from __future__ import annotations

@@ -71,6 +71,8 @@ def as_words(records: np.ndarray) -> np.ndarray:
     """View 64-byte records (any schema dtype, uint64 [n, 8] or uint8 [n, 64]) as uint64 [n, 8]."""
     if not isinstance(records, np.ndarray):
         raise RingError(f"records must be a numpy array, got {type(records).__name__}")
+    if not records.flags.c_contiguous:
+        raise RingError("records must be C-contiguous")
     if records.dtype == np.uint64 and records.ndim == 2 and records.shape[1] == RECORD_WORDS:
         words = records
     elif records.dtype.itemsize == RECORD_SIZE and records.ndim == 1:
@@ -80,8 +82,6 @@ def as_words(records: np.ndarray) -> np.ndarray:
     else:
         raise RingError(f"records must be 64-byte records, uint64 [n, 8] or uint8 [n, 64]; "
                         f"got dtype {records.dtype} shape {records.shape}")
-    if not words.flags.c_contiguous:
-        raise RingError("records must be C-contiguous")
     return words
 
 
