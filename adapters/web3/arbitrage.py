@@ -33,7 +33,7 @@ class PoolState:
             return self.reserve0, self.reserve1
         if token_in == self.token1:
             return self.reserve1, self.reserve0
-        raise OrderRejected("evm", "bad_input", f"{token_in} is not in pool {self.pool}", reason="BAD_INPUT")
+        raise OrderRejected("evm", "bad_input", f"{token_in} is not in pool {self.pool}", reason="bad_input")
 
     def other(self, token: str) -> str:
         self.reserves_for(token)
@@ -53,7 +53,7 @@ def read_pools(client: EvmClient, pools, block: int | str = "latest") -> list[Po
     for i, p in enumerate(pools):
         w = words[4 * i:4 * i + 4]
         if any(len(x) < 32 for x in w):
-            raise OrderRejected(client.venue, "bad_input", f"{p} does not answer like a pool", reason="BAD_INPUT")
+            raise OrderRejected(client.venue, "bad_input", f"{p} does not answer like a pool", reason="bad_input")
         out.append(PoolState(p, address(w[0][12:32], "token0"), address(w[1][12:32], "token1"),
                              int.from_bytes(w[2][:32], "big"), int.from_bytes(w[3][:32], "big"), block))
     return out

@@ -72,7 +72,7 @@ class Signer:
             return bytes(self._account.sign_transaction(tx).raw_transaction)
         except Exception as exc:  # the library's message is not shown: it may describe key material
             raise OrderRejected("evm", "bad_input", f"cannot sign transaction: {type(exc).__name__}",
-                                reason="BAD_INPUT") from None
+                                reason="bad_input") from None
 
     def __repr__(self) -> str:
         return f"Signer(address={self.address})"

@@ -2,7 +2,7 @@
 
 Encoding is plain ABI (eth_abi) with the selector computed from a fixed signature string, so
 it does not depend on dict ordering, web3 contract objects, checksum casing or the node.
-Inputs are checked first; a bad value raises OrderRejected(reason="BAD_INPUT") instead of
+Inputs are checked first; a bad value raises OrderRejected(reason="bad_input") instead of
 being wrapped or truncated.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ UINT256_MAX = (1 << 256) - 1
 
 
 def _bad(message: str) -> OrderRejected:
-    return OrderRejected("evm", "bad_input", message, reason="BAD_INPUT")
+    return OrderRejected("evm", "bad_input", message, reason="bad_input")
 
 
 def address(value, what: str = "address") -> str:

@@ -300,7 +300,7 @@ class EvmClient:
             raise NonceConflict(self.venue, code, f"nonce {n} already used on chain") from None
         if code == "insufficient_funds":
             raise OrderRejected(self.venue, code, "not enough ETH for value + gas",
-                                reason="INSUFFICIENT_FUNDS") from None
+                                reason="insufficient_funds") from None
         if code == "underpriced":
             raise VenueError(self.venue, code, f"replacement for nonce {n} needs higher fees") from None
         raise VenueError(self.venue, code, str(exc).split(": ", 2)[-1]) from None

@@ -189,6 +189,6 @@ class AtomicTrader:
 
 
 def plan_path(legs, amount_in: int, min_profit: int, deadline: int, tag: int = 0) -> TradePlan:
-    """A TradePlan with its inputs checked (OrderRejected BAD_INPUT on a bad value)."""
+    """A TradePlan with its inputs checked (OrderRejected reason "bad_input" on a bad value)."""
     return TradePlan(tuple(legs), uint(amount_in, "amount_in"), uint(min_profit, "min_profit"),
                      uint(deadline, "deadline", 64), tag)

@@ -101,7 +101,7 @@ def test_require_strings_custom_errors_and_local_checks_decode_to_typed_errors(w
     # a one-leg path is refused locally; sent raw it meets the contract's require string
     with pytest.raises(OrderRejected) as info:
         plan_path((Leg(world.pool_a, world.y, 0),), E18, 0, _now(owner) + 60).calldata()
-    assert info.value.reason == "BAD_INPUT"
+    assert info.value.reason == "bad_input"
     raw = encode_call(EXECUTE_SIGNATURE, ["(address,address,uint256)[]", "uint256", "uint256", "uint256", "bytes32"],
                       [[(world.pool_a, world.y, 0)], E18, 0, _now(owner) + 60, bytes(32)])
     with pytest.raises(ChainRevert) as info:

@@ -63,7 +63,7 @@ def test_bad_amounts_are_refused_with_bad_input(bad):
     kw = dict(amount_in=ARGS[0], min_profit=ARGS[1], deadline=ARGS[2], tag=ARGS[3]) | bad
     with pytest.raises(OrderRejected) as info:
         encode_execute(LEGS, **kw)
-    assert info.value.reason == "BAD_INPUT"
+    assert info.value.reason == "bad_input"
 
 
 @pytest.mark.parametrize("pool,token,min_out", [

@@ -151,7 +151,7 @@ def test_send_that_never_reaches_the_pool_gives_its_nonce_back(world, owner, dec
                       Signer(Account.create()), decoder)
     with pytest.raises(OrderRejected) as info:
         broke.send(broke.address, b"", gas=21_000)
-    assert info.value.reason == "INSUFFICIENT_FUNDS"
+    assert info.value.reason == "insufficient_funds"
     owner.send(broke.address, b"", value=E18, gas=21_000)
     assert broke.wait(broke.send(broke.address, b"", gas=21_000)).ok
     assert broke.nonce_counts() == (1, 1)                              # nonce 0 used once, no gap

@@ -148,5 +148,5 @@ def test_signing_a_malformed_transaction_is_a_typed_refusal_without_key_material
     signer = Signer.from_hex(KEY)
     with pytest.raises(OrderRejected) as info:
         signer.sign({"type": 2, "chainId": 1, "nonce": -1, "gas": 21_000, "to": "0x12"})
-    assert info.value.reason == "BAD_INPUT"
+    assert info.value.reason == "bad_input"
     _assert_clean(*_error_texts(info.value))
