@@ -11,6 +11,8 @@ from multiprocessing import shared_memory
 import numba
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ring_children
 from soak import SOAK
@@ -19,7 +21,7 @@ from basis_core.errors import ProducerDead, RingError
 from basis_core.rings import (
     CONSUMER, ENDED, PRODUCER, BackoffSleep, BusySpin, Ring, Yield, kernels, leftovers, seqcheck, unlink,
 )
-from basis_core.rings.layout import HEAD, HEADER_BYTES, TAIL
+from basis_core.rings.layout import HEAD, HEADER_BYTES, OWN, TAIL
 
 TEST_PREFIX = f"basis-t{os.getpid()}-"
 SPAWN = mp.get_context("spawn")
@@ -126,6 +128,53 @@ def test_many_laps_of_wrap_around_keep_order(pair, push_n, pop_n):
     assert got == sent == total and prod.published == total
 
 
+@numba.njit
+def _compiled_round_trip(ph, ps, pl, ch, cs, cl, n, out):
+    """Producer and consumer steps written against the kernels from compiled code."""
+    mask = ps.shape[0] - 1
+    k = kernels.write_claim(ph, ps, pl, n)
+    for i in range(k):
+        for w in range(8):
+            ps[(pl[OWN] + i) & mask, w] = np.uint64(1000 + i)
+    kernels.write_publish(ph, pl, k)
+    m = kernels.read_claim(ch, cs, cl, n)
+    for i in range(m):
+        out[i] = cs[(cl[OWN] + i) & mask, 3]
+    kernels.read_release(ch, cl, m)
+    return k, m
+
+
+def test_claim_publish_and_read_release_are_callable_from_compiled_code(pair):
+    prod, cons = pair
+    out = np.zeros(16, np.uint64)
+    assert _compiled_round_trip(prod.header, prod.slots, prod.local, cons.header, cons.slots, cons.local, 5, out) == (5, 5)
+    assert out[:5].tolist() == [1000, 1001, 1002, 1003, 1004]
+    assert _compiled_round_trip(prod.header, prod.slots, prod.local, cons.header, cons.slots, cons.local, 16, out) == (8, 8)
+    assert (prod.published, cons.consumed) == (13, 13)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 12)), max_size=60))
+def test_push_and_pop_match_a_bounded_fifo_model(ops):
+    name = fresh_name()
+    with Ring.create(name, 8, PRODUCER) as prod, Ring.attach(name, CONSUMER) as cons:
+        model: list[int] = []
+        sent = 0
+        for is_push, k in ops:
+            if is_push:
+                n = prod.push_batch(records(sent, k))
+                assert n == min(k, 8 - len(model))
+                model += list(range(sent, sent + n))
+                sent += n
+            else:
+                out = np.zeros((k, 8), np.uint64)
+                n = cons.pop_batch(out)
+                assert n == min(k, len(model))
+                assert out[:n, 0].tolist() == model[:n]
+                assert_stream(out[:n], model[0] if n else 0)
+                del model[:n]
+
+
 def test_push_and_pop_accept_schema_records_and_byte_rows(pair):
     prod, cons = pair
     trades = schema.empty(schema.Kind.TRADE, 3)
@@ -162,6 +211,12 @@ def test_wrong_shapes_and_roles_are_ring_errors(pair):
 def test_capacity_must_be_a_power_of_two(capacity):
     with pytest.raises(RingError, match="power of two"):
         Ring.create(fresh_name(), capacity, PRODUCER)
+
+
+@pytest.mark.parametrize("name", ["", "a/b"])
+def test_bad_names_are_refused(name):
+    with pytest.raises(RingError, match="bad ring name"):
+        Ring.create(name, 8, PRODUCER)
 
 
 def test_attach_to_a_missing_segment_says_so():
