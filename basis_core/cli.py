@@ -3,6 +3,7 @@
     basis version              print the version and the versions of the libraries it runs on
     basis check CONFIG         validate a TOML config; errors name the key path; exit 1 on error
     basis run [CONFIG]         run the engine (no CONFIG: the embedded simulated scenario)
+    basis replay RUN_DIR       replay the journal through a fresh engine; exit 1 if any decision differs
     basis report RUN_DIR       print a run's summary and write RUN_DIR/report.html
     basis bench [SUITE...]     run pyperf suites (perf/), write pyperf JSON and a summary table
     basis host-check [CONFIG]  what a tuned host needs and what this one has (ok / warn + fix)
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import BasisError, ConfigError
@@ -48,6 +50,21 @@ def _cmd_bench(args) -> int:
     from .bench import main as bench_main
 
     return bench_main(args)
+
+
+def _cmd_replay(args) -> int:
+    import orjson
+
+    from .engine.replay import replay
+
+    res = replay(args.run_dir)
+    report = Path(args.run_dir) / "report.json"
+    logged = orjson.loads(report.read_bytes()).get("decision_digest", "") if report.exists() else ""
+    same = res.identical and (not logged or logged == res.digest)
+    print(f"replayed {res.records:,} records in {res.batches:,} batches: {res.commands:,} commands, "
+          f"{res.mismatched_batches} batch(es) decided differently; digest {res.digest}"
+          + (f" ({'equal to' if logged == res.digest else 'DIFFERENT from'} the run's)" if logged else ""))
+    return 0 if same else 1
 
 
 def _cmd_report(args) -> int:
@@ -89,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="fewer samples (quick look, noisier)")
     p.add_argument("--compare-to", default=None, help="earlier pyperf JSON to compare with")
     p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("replay", help="replay a run's journal through a fresh engine and compare its decisions")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_replay)
+
     p = sub.add_parser("report", help="print a run's summary and write RUN_DIR/report.html")
     p.add_argument("run_dir", help="run directory (report.json, results.sqlite)")
     p.set_defaults(func=_cmd_report)

@@ -107,3 +107,21 @@ def require(cond: bool, path: str, message: str) -> None:
     """Raise ConfigError(path, message) unless `cond` holds."""
     if not cond:
         raise ConfigError(path, message)
+
+
+def _unset(value) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def to_plain(obj):
+    """A config object as plain data (dicts, lists, scalars) that `build` accepts back."""
+    if dataclasses.is_dataclass(obj):
+        # None (an optional field not set) and a non-finite default (the loader refuses
+        # non-finite input) are left out: loading the result gives the same object back
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if f.init and not _unset(getattr(obj, f.name))}
+    if isinstance(obj, collections.abc.Mapping):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return [to_plain(v) for v in obj]
+    return obj

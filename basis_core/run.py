@@ -18,6 +18,7 @@ from pathlib import Path
 from .config import Config, load
 from .engine.core import InstrumentRules
 from .engine.policy import PolicyConfig
+from .engine.replay import save_run_meta
 from .engine.runner import Runner
 from .journal import JournalWriter
 from .scenarios import DEFAULT
@@ -70,12 +71,14 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
     try:
         await world.start()
         await runner.start()
+        save_run_meta(run_dir, cfg, reg)
         market = world.start_market()
         await runner.run_for(cfg.run.duration_s)
         await runner.finish(settle_s)
         if not market.done():
             market.cancel()
             await asyncio.gather(market, return_exceptions=True)
+        save_run_meta(run_dir, cfg, reg)   # assets met during the run (fee tokens) have ids now
         if before_close is not None:
             await before_close(runner)
     finally:

@@ -88,3 +88,17 @@ def test_hedge_rejected_breach_protective_unwind_reconcile_normal(tmp_path):
     assert ("RECONCILING", "NORMAL") in engine[i:]
     assert runner.core.counters.unwinds >= 1
     assert runner.core.engine.state.name == "NORMAL"
+
+
+def test_replaying_the_journal_reproduces_every_decision_byte_for_byte(tmp_path):
+    from basis_core.cli import main
+    from basis_core.engine.replay import replay
+
+    faults = [{"kind": "timeout", "venue": "alpha", "on": "submit", "nth": 2, "reached": "random"}]
+    runner, world, found = run(scenario(duration_s=15.0, faults=faults), tmp_path)
+    assert runner.core.counters.orders_submitted > 0
+    res = replay(tmp_path / "run")
+    assert res.identical and res.commands > 0
+    assert res.digest == runner.core.digest
+    assert res.core.counters.orders_submitted == runner.core.counters.orders_submitted
+    assert main(["replay", str(tmp_path / "run")]) == 0

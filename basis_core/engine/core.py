@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import schema as S
+from ..errors import InvalidTransition
 from ..registry import Registry
 from ..state.fsm import Change, Machine
 from ..state.tables import (
@@ -34,12 +35,16 @@ from .positions import HedgedPosition, Leg, new_position
 from .venues import VenueBoard
 
 MS = 1_000_000
+#: BALANCE_UPDATE.sub of the inventory a run starts with (journaled first, so a replay has it)
+INITIAL_BALANCE = 1
 
 
 def _template(kind: S.Kind) -> np.ndarray:
+    """A zeroed command record of `kind`, held as GENERIC so that copies carry every byte (a
+    copy through a dtype with gaps leaves the gaps undefined, and decisions must be bytes)."""
     rec = S.empty(kind)
     rec["source"] = 2
-    return rec
+    return rec.view(S.GENERIC)
 
 
 def sl_leverage(rules) -> float:
@@ -73,6 +78,7 @@ class Counters:
     unwinds: int = 0
     max_residual_usdt: float = 0.0
     decision_ns: list[int] = field(default_factory=list)
+    anomalies: list[str] = field(default_factory=list)
 
     def reject(self, reason: S.RejectReason) -> None:
         key = reason.name.lower()
@@ -183,6 +189,9 @@ class EngineCore:
         elif kind == S.Kind.BALANCE_UPDATE:
             b = rec.view(S.BALANCE_UPDATE)[0]
             key = (self.reg.venues.name(int(b["venue"])), self.reg.assets.name(int(b["aux"])))
+            if int(b["sub"]) == INITIAL_BALANCE:
+                self.inventory[key] = float(b["free"]) + float(b["locked"])
+                return
             prev = self.venue_balance.get(key)
             if prev is None or int(b["update_id"]) >= prev[1]:
                 self.venue_balance[key] = (float(b["free"]) + float(b["locked"]), int(b["update_id"]))
@@ -234,7 +243,14 @@ class EngineCore:
         if order is None:
             return  # not ours: the order-layer reconciliation reports it
         was_filled = order.state == OrderState.FILLED
-        self._apply_order_event(order, r)
+        try:
+            self._apply_order_event(order, r)
+        except InvalidTransition as exc:
+            # a venue report that contradicts what we know: never crash on it, reconcile instead
+            self.counters.anomalies.append(f"{order.coid}: {exc}")
+            if self.engine.can(EngineEvent.RECONCILE_REQUESTED):
+                self.engine.fire(EngineEvent.RECONCILE_REQUESTED, self.now, f"order {order.coid}: {exc}")
+            self._request_reconcile()
         if order.state == OrderState.FILLED and not was_filled:
             self.counters.orders_filled += 1
         venue = order.venue
@@ -263,6 +279,9 @@ class EngineCore:
             event = _ORDER_EVENT[etype]
             if event == OrderEvent.REJECT:
                 order.reject_reason = S.RejectReason(int(r["reason"])).name.lower()
+            if event == OrderEvent.NOT_FOUND and order.state == OrderState.UNKNOWN and (
+                    self.now - order.machine.since_ns >= self.policy.lost_after_ms * MS):
+                event = OrderEvent.LOST
             if event == OrderEvent.TIMEOUT:
                 order.machine.fire(event, self.now, "request timed out")
                 self._query(order)
@@ -313,6 +332,8 @@ class EngineCore:
         cmd = S.ControlCommand(int(c["sub"]))
         if cmd == S.ControlCommand.HALT:
             self.engine.fire(EngineEvent.OPERATOR_HALT, self.now, "operator halt")
+        elif cmd == S.ControlCommand.SHUTDOWN:
+            self.stop_new = True   # the run is ending: let working orders settle, open nothing new
         elif cmd == S.ControlCommand.RESUME:
             self.engine.fire(EngineEvent.OPERATOR_RESUME, self.now, "operator resume")
         elif cmd == S.ControlCommand.RECONCILE:
@@ -573,7 +594,7 @@ class EngineCore:
                                    depends_on=depends_on, purpose=purpose.name.lower())
         order.machine.fire(OrderEvent.SUBMIT, self.now, purpose.name.lower())
         order.sent_ns = self.now
-        rec = self._tpl_new.copy()
+        rec = self._tpl_new.copy().view(S.ORDER_NEW)   # copied as GENERIC: padding bytes included
         rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(venue), self.reg.instrument(instrument)
         rec["sub"], rec["aux"] = int(side), int(otype) | (int(purpose) << 8)
@@ -591,7 +612,7 @@ class EngineCore:
             if "verify_order" in actions:
                 self._query(order)
             return
-        rec = self._tpl_cancel.copy()
+        rec = self._tpl_cancel.copy().view(S.ORDER_CANCEL)   # copied as GENERIC: padding bytes included
         rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)
         rec["coid"], rec["requested_ns"] = order.coid, self.now
@@ -599,7 +620,7 @@ class EngineCore:
 
     def _query(self, order: ManagedOrder) -> None:
         order.last_query_ns = self.now
-        rec = self._tpl_query.copy()
+        rec = self._tpl_query.copy().view(S.ORDER_QUERY)   # copied as GENERIC: padding bytes included
         rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)
         rec["coid"] = order.coid

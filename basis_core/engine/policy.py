@@ -37,6 +37,7 @@ class PolicyConfig:
     degraded_rate_factor: float = 0.25   # routing frequency while rate limited
     reroute_on_maintenance: bool = False
     verify_interval_ms: float = 250.0    # how often an UNKNOWN order is queried
+    lost_after_ms: float = 3_000.0       # not found for this long after a timeout: never placed
     # volatility
     vol_halflife_ms: float = 2_000.0
     vol_tighten_bps: float = 15.0        # per-sqrt-second EWMA vol above which bounds tighten

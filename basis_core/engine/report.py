@@ -70,6 +70,7 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         "order_states": _count(o.state.name for o in core.orders.orders.values()),
         "position_states": _count(p.state.name for p in core.positions.values()),
         "late_fills": core.orders.late_fills,
+        "anomalies": list(core.counters.anomalies),
         "io_calls": dict(runner.io.calls),
     }
 

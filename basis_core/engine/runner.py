@@ -28,7 +28,7 @@ from ..reconcile.positions import PositionPolicy, PositionReconciler
 from ..reconcile.runner import Reconciler
 from ..registry import Registry
 from ..state.tables import OrderState
-from .core import EngineCore, InstrumentRules
+from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
 from .io import VenueIO
 from .policy import PolicyConfig
 
@@ -122,7 +122,13 @@ class Runner:
             for asset, bal in (await v.balances()).items():
                 balances[(name, asset)] = bal.free + bal.locked
                 self.reg.assets.add(asset)
-        self.core = EngineCore(self.reg, self.rules, self.policy, balances, start, fixed_marks=self.fixed_marks)
+        self.core = EngineCore(self.reg, self.rules, self.policy, {}, start, fixed_marks=self.fixed_marks)
+        # the starting inventory enters the engine as records, like everything else (replayable)
+        for (venue, asset), amount in sorted(balances.items()):
+            rec = S.empty(S.Kind.BALANCE_UPDATE)
+            rec["ts_ns"], rec["source"], rec["sub"] = start, 3, INITIAL_BALANCE
+            rec["venue"], rec["aux"], rec["free"] = self.reg.venue(venue), self.reg.asset(asset), amount
+            self._sink(rec.view(S.GENERIC))
         self.ledger = Ledger(self._mark)
         self._initial_balances = balances
         instrument_of = {self.reg.instrument(n): n for n in self.rules}
@@ -266,7 +272,9 @@ class Runner:
 
     async def finish(self, settle_s: float = 2.0) -> None:
         """Stop opening positions, let working orders settle, reconcile once more."""
-        self.core.stop_new = True
+        rec = S.empty(S.Kind.CONTROL)
+        rec["ts_ns"], rec["source"], rec["sub"] = self.now_ns(), 3, int(S.ControlCommand.SHUTDOWN)
+        self._sink(rec.view(S.GENERIC))
         await self.run_for(settle_s)
         await self.reconcile_pass()
         self.pump()

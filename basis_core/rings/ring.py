@@ -18,6 +18,8 @@ CLOCK_MONOTONIC heartbeat on every `push_batch` / `push_wait` call (and on `hear
 compiled producers beat with `kernels.heartbeat`). `pop_wait` raises
 ProducerDead when that pid is gone (or a zombie) or, if `heartbeat_timeout_s` is set, when the
 heartbeat is older than that; records published before the death are still delivered first.
+The pid check needs both ends in one PID namespace and can be fooled by pid reuse; the
+heartbeat check has neither limit, at the price of the producer beating while idle.
 """
 from __future__ import annotations
 

@@ -193,7 +193,8 @@ class OrderEvent(enum.Enum):
     EXPIRED = "EXPIRED"
     REJECT = "REJECT"
     TIMEOUT = "TIMEOUT"
-    NOT_FOUND = "NOT_FOUND"  # a targeted query by client order id: the venue never had it
+    NOT_FOUND = "NOT_FOUND"  # a targeted query by client order id: the venue does not have it (yet)
+    LOST = "LOST"            # still not found after the grace period: it never reached the venue
 
 
 _O, _X = OrderState, OrderEvent
@@ -212,7 +213,8 @@ _ORDER_ROWS = [
     (_O.PENDING_CANCEL, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),
     (_O.UNKNOWN, _X.TIMEOUT, _O.UNKNOWN, ("verify_order",)),
     (_O.UNKNOWN, _X.CANCEL_REQUEST, _O.UNKNOWN, ("verify_order",)),
-    (_O.UNKNOWN, _X.NOT_FOUND, _O.REJECTED, ("declare_not_placed",)),
+    (_O.UNKNOWN, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),   # may still be in flight: ask again
+    (_O.UNKNOWN, _X.LOST, _O.REJECTED, ("declare_not_placed",)),
     (_O.UNKNOWN, _X.ACK, _O.ACKED, ("adopt",)),
     (_O.UNKNOWN, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ("adopt", "book_fill")),
     (_O.UNKNOWN, _X.REJECT, _O.REJECTED, ()),
@@ -240,10 +242,11 @@ _ORDER_ROWS += [
 # terminal states: late news is booked (a fill that happened before the cancel is still a fill),
 # repeats are ignored, nothing reopens the order
 for _s in (_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED):
-    for _e in (_X.ACK, _X.CANCELED, _X.EXPIRED, _X.CANCEL_REQUEST, _X.TIMEOUT, _X.NOT_FOUND, _X.REJECT):
+    for _e in (_X.ACK, _X.CANCELED, _X.EXPIRED, _X.CANCEL_REQUEST, _X.TIMEOUT, _X.NOT_FOUND, _X.REJECT, _X.LOST):
         _ORDER_ROWS.append((_s, _e, _s, ()))
-    if _s is not _O.REJECTED:
-        _ORDER_ROWS += [(_s, _X.FILL, _s, ("book_late_fill",)), (_s, _X.PARTIAL_FILL, _s, ("book_late_fill",))]
+    # a fill is a fact even when it arrives late (or for an order declared not placed): it is
+    # booked, so exposure counts it, and reconciliation compares it with the venue
+    _ORDER_ROWS += [(_s, _X.FILL, _s, ("book_late_fill",)), (_s, _X.PARTIAL_FILL, _s, ("book_late_fill",))]
 
 ORDER = Table("order", OrderState, OrderEvent, _ORDER_ROWS,
               terminal=(_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED))

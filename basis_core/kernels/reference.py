@@ -1,0 +1,380 @@
+"""Plain-Python references for every kernel, and the COMPARISONS table.
+
+Each reference states the kernel's math readably, on Python lists and numbers, following the
+contract in the kernel module's docstring (same checks, same order of floating-point operations
+where a float result is compared). COMPARISONS maps a kernel name to a pair of callables with
+the same signature, `kernel(case)` and `reference(case)`, and the tolerance their results must
+agree to; the parity tests and perf/bench_kernels.py are both driven from it.
+
+A `case` is a dict built by the caller (tests: hypothesis; benchmarks: fixed scenarios).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import schema
+from ..schema import RejectReason as R
+from . import amm, book, gate, risk, sizing, symmetry
+
+# -- pool math ----------------------------------------------------------------------------
+
+
+def amount_out(amount_in: int, reserve_in: int, reserve_out: int, fee_num: int, fee_den: int) -> int:
+    """getAmountOut, or -1 for inputs the contract would refuse."""
+    if amount_in < 0 or reserve_in <= 0 or reserve_out <= 0 or not 0 < fee_num <= fee_den <= amm.FEE_DEN_MAX:
+        return amm.AMM_BAD_INPUT
+    with_fee = amount_in * fee_num
+    return (with_fee * reserve_out) // (reserve_in * fee_den + with_fee)
+
+
+# -- book ---------------------------------------------------------------------------------
+
+
+class RefBook:
+    """Books as sorted lists of (price, qty) per (venue, instrument), top `depth` kept."""
+
+    def __init__(self, n_venues: int, n_instruments: int, depth: int):
+        self.nv, self.ni, self.depth = n_venues + 1, n_instruments + 1, depth
+        self.sides: dict[tuple[int, int], list[list[tuple[float, float]]]] = {}
+        self.ts: dict[tuple[int, int], int] = {}
+        self.status: dict[tuple[int, int], int] = {}
+        self.counters = [0] * book.N_EV
+
+    def _book(self, v, i):
+        return self.sides.setdefault((v, i), [[], []])
+
+    def _cross(self, v, i):
+        st = self.status.get((v, i), book.NEED_SNAPSHOT)
+        if st & (book.NEED_SNAPSHOT | book.SNAP_BID | book.SNAP_ASK):
+            return
+        bids, asks = self._book(v, i)
+        crossed = bool(bids) and bool(asks) and bids[0][0] >= asks[0][0]
+        self.status[(v, i)] = (st | book.CROSSED) if crossed else (st & ~book.CROSSED)
+
+    def _bad(self, v, i, mark: bool):
+        self.counters[book.EV_BAD] += 1
+        if mark:
+            self.status[(v, i)] = self.status.get((v, i), book.NEED_SNAPSHOT) | book.BAD
+
+    def level(self, v, i, side, action, price, qty, ts_ns):
+        if not (0 < v < self.nv and 0 < i < self.ni):
+            return self._bad(v, i, False)
+        good = lambda p: math.isfinite(p) and p > 0     # noqa: E731
+        if side > 1 or action > 2 or (action == 0 and not (good(price) and math.isfinite(qty) and qty >= 0)):
+            return self._bad(v, i, True)
+        self.ts[(v, i)] = ts_ns
+        st = self.status.get((v, i), book.NEED_SNAPSHOT)
+        levels = self._book(v, i)[side]
+        if action == schema.BookAction.SNAPSHOT_BEGIN:
+            levels.clear()
+            self.status[(v, i)] = st | (book.SNAP_BID if side == 0 else book.SNAP_ASK)
+        elif action == schema.BookAction.SNAPSHOT_END:
+            self.status[(v, i)] = st & ~(book.NEED_SNAPSHOT | book.SNAP_BID | book.SNAP_ASK | book.BAD)
+        else:
+            prices = [p for p, _ in levels]
+            if price in prices:
+                k = prices.index(price)
+                if qty == 0:
+                    del levels[k]
+                else:
+                    levels[k] = (price, qty)
+            elif qty > 0:
+                better = (lambda p: p > price) if side == 0 else (lambda p: p < price)
+                k = sum(1 for p in prices if better(p))
+                if k >= self.depth:
+                    self.counters[book.EV_BEYOND_DEPTH] += 1
+                    self._cross(v, i)
+                    return
+                levels.insert(k, (price, qty))
+                del levels[self.depth:]
+        self._cross(v, i)
+        self.counters[book.EV_APPLIED] += 1
+
+    def top(self, v, i, bid_px, bid_q, ask_px, ask_q, ts_ns, age_us):
+        if not (0 < v < self.nv and 0 < i < self.ni):
+            return self._bad(v, i, False)
+        okq = lambda q: math.isfinite(q) and q >= 0     # noqa: E731
+        okp = lambda p: math.isfinite(p) and p > 0      # noqa: E731
+        if not (okq(bid_q) and okq(ask_q)) or (bid_q > 0 and not okp(bid_px)) or (ask_q > 0 and not okp(ask_px)):
+            return self._bad(v, i, True)
+        self.sides[(v, i)] = [[(bid_px, bid_q)] if bid_q > 0 else [], [(ask_px, ask_q)] if ask_q > 0 else []]
+        self.ts[(v, i)] = ts_ns - age_us * 1000 if age_us != 0xFFFFFFFF else ts_ns
+        self.status[(v, i)] = 0
+        self._cross(v, i)
+        self.counters[book.EV_APPLIED] += 1
+
+    def apply(self, records: np.ndarray) -> None:
+        levels = schema.view(records, schema.Kind.BOOK_LEVEL)
+        tops = schema.view(records, schema.Kind.TOP_OF_BOOK)
+        for lv, tp in zip(levels, tops):
+            if lv["kind"] == schema.Kind.BOOK_LEVEL:
+                self.level(int(lv["venue"]), int(lv["instrument"]), int(lv["sub"]), int(lv["action"]),
+                           float(lv["price"]), float(lv["qty"]), int(lv["ts_ns"]))
+            elif lv["kind"] == schema.Kind.TOP_OF_BOOK:
+                self.top(int(tp["venue"]), int(tp["instrument"]), float(tp["bid_px"]), float(tp["bid_qty"]),
+                         float(tp["ask_px"]), float(tp["ask_qty"]), int(tp["ts_ns"]), int(tp["exch_age_us"]))
+            else:
+                self.counters[book.EV_IGNORED] += 1
+
+
+# -- sizing -------------------------------------------------------------------------------
+
+
+def _walk(levels, q, limit, side):
+    """Cost of q over (price, qty) levels inside limit, or None when the depth is short."""
+    left, cost = q, 0.0
+    for p, avail in levels:
+        if (side == 1 and p > limit) or (side == 0 and p < limit):
+            break
+        take = avail if avail < left else left
+        cost += take * p
+        left -= take
+        if left <= 0.0:
+            return cost
+    return None
+
+
+def size_two_leg(asks, bids, lot_b, lot_s, tick_b, tick_s, min_not_b, min_not_s, fee_b, fee_s, slip_b,
+                 slip_s, buy_bound, sell_bound, min_edge_bps, base_avail, quote_avail, capital_free,
+                 notional_cap):
+    """(reason, result) for buying on `asks` and selling on `bids`; result has qty, limits, vwaps."""
+    fin = math.isfinite
+    if not all(fin(x) and x > 0 for x in (tick_b, tick_s, buy_bound, sell_bound)):
+        return int(R.BAD_INPUT), None
+    if not all(fin(x) and x >= 0 for x in (min_not_b, min_not_s, fee_b, fee_s, slip_b, slip_s, base_avail,
+                                           quote_avail, capital_free, notional_cap)) or not fin(min_edge_bps):
+        return int(R.BAD_INPUT), None
+    if not asks or not bids:
+        return int(R.BOOK_UNUSABLE), None
+    if lot_b <= 0 or lot_s <= 0 or math.lcm(lot_b, lot_s) > (1 << 62):
+        return int(R.LOT_SIZE), None
+    lot = math.lcm(lot_b, lot_s)
+    buy_limit = sizing.floor_to_tick(buy_bound, tick_b)
+    sell_limit = sizing.ceil_to_tick(sell_bound, tick_s)
+    best_ask, best_bid = asks[0][0], bids[0][0]
+    if buy_limit < best_ask or sell_limit > best_bid:
+        return int(R.SLIPPAGE), None
+
+    def check(n):
+        q = (n * lot) / sizing.QTY_SCALE
+        cost, rev = _walk(asks, q, buy_limit, 1), _walk(bids, q, sell_limit, 0)
+        if cost is None or rev is None:
+            return int(R.SLIPPAGE), None
+        vwap_b, vwap_s = cost / q, rev / q
+        if (vwap_b / best_ask - 1.0) * 1e4 > slip_b or (1.0 - vwap_s / best_bid) * 1e4 > slip_s:
+            return int(R.SLIPPAGE), None
+        edge = (rev * (1.0 - fee_s * 1e-4) - cost * (1.0 + fee_b * 1e-4)) / cost * 1e4
+        if not edge >= min_edge_bps:
+            return int(R.EDGE_GONE), None
+        if cost * (1.0 + fee_b * 1e-4) > quote_avail:
+            return int(R.NO_INVENTORY), None
+        if cost > capital_free:
+            return int(R.CAPITAL), None
+        if cost > notional_cap:
+            return int(R.EXPOSURE_LIMIT), None
+        return 0, dict(qty=q, buy_vwap=vwap_b, sell_vwap=vwap_s, edge_bps=edge, notional=cost)
+
+    inside = lambda levels, side, lim: sum(  # noqa: E731
+        a for p, a in _prefix_inside(levels, side, lim))
+    depth = min(inside(asks, 1, buy_limit), inside(bids, 0, sell_limit))
+    n_f = min(min(depth, base_avail) * sizing.QTY_SCALE / lot * (1.0 + 1e-12), 4e18)
+    hi = math.floor(n_f)
+    if hi < 1:
+        return (int(R.NO_INVENTORY) if base_avail * sizing.QTY_SCALE < lot else int(R.SLIPPAGE)), None
+    reason, _ = check(1)
+    if reason:
+        return reason, None
+    lo = hi if check(hi)[0] == 0 else 1          # largest feasible n by bisection
+    while hi - lo > 1:
+        mid = lo + (hi - lo) // 2
+        if check(mid)[0] == 0:
+            lo = mid
+        else:
+            hi = mid
+    _, res = check(lo)
+    if res["notional"] < min_not_b or res["qty"] * res["sell_vwap"] < min_not_s:
+        return int(R.MIN_NOTIONAL), None
+    res.update(buy_limit=buy_limit, sell_limit=sell_limit, lots=lo)
+    return 0, res
+
+
+def _prefix_inside(levels, side, limit):
+    for p, a in levels:
+        if (side == 1 and p > limit) or (side == 0 and p < limit):
+            return
+        yield p, a
+
+
+# -- symmetry and volatility --------------------------------------------------------------
+
+
+def symmetry_one(target, fa, fb, mark, first_fill_ns, window_ns, now_ns, ratio_degrade, ratio_breach,
+                 resid_degrade, resid_breach):
+    """(ratio_a, ratio_b, residual_usdt, elapsed_ns, signal) for one hedged pair."""
+    fin = math.isfinite
+    if not (fin(target) and target > 0 and fin(fa) and fa >= 0 and fin(fb) and fb >= 0 and fin(mark)
+            and mark > 0 and window_ns >= 0 and first_fill_ns >= 0):
+        return 0.0, 0.0, 0.0, 0, symmetry.SYM_BAD
+    ra, rb = fa / target, fb / target
+    imbalance, resid = abs(ra - rb), abs(fa - fb) * mark
+    elapsed = now_ns - first_fill_ns if first_fill_ns > 0 else 0
+    if imbalance > ratio_breach or resid > resid_breach or (imbalance > 0 and elapsed > window_ns):
+        sig = symmetry.SYM_BREACH
+    elif imbalance > ratio_degrade or resid > resid_degrade:
+        sig = symmetry.SYM_DEGRADE
+    else:
+        sig = symmetry.SYM_OK
+    return ra, rb, resid, elapsed, sig
+
+
+def ewma(observations, n_instruments, tau_s, t1, t2, t3):
+    """Fold [(instrument, mid, ts_ns)] into {instrument: (var, level)} and a bad count."""
+    last: dict[int, tuple[float, int]] = {}
+    var: dict[int, float] = {}
+    level: dict[int, int] = {}
+    bad = 0
+    for i, m, t in observations:
+        if not (0 < i <= n_instruments) or not (math.isfinite(m) and m > 0):
+            bad += 1
+            continue
+        if i not in last:
+            last[i] = (m, t)
+            continue
+        m0, t0 = last[i]
+        if t <= t0:
+            bad += 1
+            continue
+        dt = (t - t0) * 1e-9
+        r = math.log(m / m0)
+        alpha = 1.0 - math.exp(-dt / tau_s)
+        v = var.get(i, 0.0)
+        var[i] = v + alpha * (r * r / dt - v)
+        last[i] = (m, t)
+        vol = 1e4 * math.sqrt(var[i])
+        level[i] = 3 if vol >= t3 else 2 if vol >= t2 else 1 if vol >= t1 else 0
+    return var, level, bad
+
+
+# -- the comparison table -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    kernel: Callable[[dict], Any]
+    reference: Callable[[dict], Any]
+    #: absolute tolerance for float results; 0 = exact
+    atol: float = 0.0
+
+
+def _k_amount_out(c):
+    return int(amm.amount_out_nb(c["amount_in"], c["reserve_in"], c["reserve_out"], c["fee_num"], c["fee_den"]))
+
+
+def _r_amount_out(c):
+    return amount_out(c["amount_in"], c["reserve_in"], c["reserve_out"], c["fee_num"], c["fee_den"])
+
+
+def _k_two_pool(c):
+    return int(amm.optimal_two_pool_input_nb(*c["reserves"], 997, 1000))
+
+
+def _r_two_pool(c):
+    return amm.optimal_two_pool_input(*c["reserves"])
+
+
+def _k_book(c):
+    st = book.BookState(c["n_venues"], c["n_instruments"], c["depth"])
+    st.apply(c["records"])
+    return _book_view(st.levels, st.status, st.ts, st.counters, c)
+
+
+def _r_book(c):
+    rb = RefBook(c["n_venues"], c["n_instruments"], c["depth"])
+    rb.apply(c["records"])
+    return {"levels": {(v, i, s): rb.sides.get((v, i), [[], []])[s] for v in range(1, rb.nv)
+                       for i in range(1, rb.ni) for s in (0, 1)},
+            "status": {(v, i): rb.status.get((v, i), book.NEED_SNAPSHOT) for v in range(1, rb.nv)
+                       for i in range(1, rb.ni)},
+            "ts": {(v, i): rb.ts.get((v, i), 0) for v in range(1, rb.nv) for i in range(1, rb.ni)},
+            "counters": list(rb.counters)}
+
+
+def _book_view(levels, status, ts, counters, c):
+    keys = [(v, i) for v in range(1, c["n_venues"] + 1) for i in range(1, c["n_instruments"] + 1)]
+    return {"levels": {(v, i, s): levels(v, i, s) for v, i in keys for s in (0, 1)},
+            "status": {(v, i): int(status[v, i]) for v, i in keys},
+            "ts": {(v, i): int(ts[v, i]) for v, i in keys},
+            "counters": [int(x) for x in counters]}
+
+
+def _size_args(c):
+    return (c["lot_b"], c["lot_s"], c["tick_b"], c["tick_s"], c["min_not_b"], c["min_not_s"], c["fee_b"],
+            c["fee_s"], c["slip_b"], c["slip_s"], c["buy_bound"], c["sell_bound"], c["min_edge_bps"],
+            c["base_avail"], c["quote_avail"], c["capital_free"], c["notional_cap"])
+
+
+def _k_size(c):
+    st = book.BookState(2, 2, max(book.MIN_DEPTH, len(c["asks"]), len(c["bids"])))
+    for side, levels, v, i in ((1, c["asks"], 1, 1), (0, c["bids"], 2, 2)):
+        for k, (p, q) in enumerate(levels):
+            st.px[v, i, side, k], st.qty[v, i, side, k] = p, q
+        st.cnt[v, i, side] = len(levels)
+    out = np.zeros(sizing.N_OUT)
+    r = sizing.size_two_leg_nb(st.px, st.qty, st.cnt, 1, 1, 2, 2, *_size_args(c), out)
+    if r:
+        return r, None
+    return r, dict(qty=out[sizing.O_QTY], buy_vwap=out[sizing.O_BUY_VWAP], sell_vwap=out[sizing.O_SELL_VWAP],
+                   edge_bps=out[sizing.O_EDGE_BPS], notional=out[sizing.O_NOTIONAL],
+                   buy_limit=out[sizing.O_BUY_LIMIT], sell_limit=out[sizing.O_SELL_LIMIT],
+                   lots=int(out[sizing.O_LOTS]))
+
+
+def _r_size(c):
+    return size_two_leg(c["asks"], c["bids"], *_size_args(c))
+
+
+def _k_symmetry(c):
+    n = len(c["pairs"])
+    cols = list(zip(*c["pairs"])) if n else [[]] * 6
+    arr = [np.array(cols[k], dtype=np.float64) for k in range(4)]
+    t0, win = np.array(cols[4], dtype=np.int64), np.array(cols[5], dtype=np.int64)
+    ra, rb, res = np.zeros(n), np.zeros(n), np.zeros(n)
+    el, sig = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    symmetry.symmetry_nb(*arr, t0, win, c["now_ns"], *c["policy"], ra, rb, res, el, sig)
+    return [(ra[k], rb[k], res[k], int(el[k]), int(sig[k])) for k in range(n)]
+
+
+def _r_symmetry(c):
+    return [symmetry_one(*p, c["now_ns"], *c["policy"]) for p in c["pairs"]]
+
+
+def _k_ewma(c):
+    vs = risk.VolState(c["n_instruments"], c["tau_s"], c["thresholds"])
+    obs = c["observations"]
+    bad = vs.update(np.array([o[0] for o in obs], dtype=np.int64), np.array([o[1] for o in obs], dtype=np.float64),
+                    np.array([o[2] for o in obs], dtype=np.int64))
+    seen = {o[0] for o in obs}
+    var = {i: float(vs.var[i]) for i in seen if 0 < i <= c["n_instruments"] and vs.var[i] != 0.0}
+    level = {i: int(vs.level[i]) for i in seen if 0 < i <= c["n_instruments"] and vs.last_ts[i] != 0}
+    return var, level, bad
+
+
+def _r_ewma(c):
+    var, level, bad = ewma(c["observations"], c["n_instruments"], c["tau_s"], *c["thresholds"])
+    var = {i: v for i, v in var.items() if v != 0.0}
+    seen_ok = {o[0] for o in c["observations"] if 0 < o[0] <= c["n_instruments"] and math.isfinite(o[1]) and o[1] > 0}
+    return var, {i: level.get(i, 0) for i in seen_ok}, bad
+
+
+COMPARISONS: dict[str, Comparison] = {
+    "amm.amount_out": Comparison(_k_amount_out, _r_amount_out),
+    "amm.optimal_two_pool_input": Comparison(_k_two_pool, _r_two_pool),
+    "book.apply": Comparison(_k_book, _r_book),
+    "sizing.size_two_leg": Comparison(_k_size, _r_size),
+    "symmetry": Comparison(_k_symmetry, _r_symmetry),
+    "risk.ewma": Comparison(_k_ewma, _r_ewma, atol=1e-12),
+}
