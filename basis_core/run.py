@@ -60,7 +60,7 @@ def run_dir_for(cfg: Config, override: str | None) -> Path:
 
 
 async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle_s: float = 2.0,
-                       before_close=None) -> Runner:
+                       before_close=None, after_start=None) -> Runner:
     """Run one scenario on the running loop; returns the finished Runner. `before_close(runner)`,
     if given, is awaited while the venues are still open (tests compare both sides there)."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +73,8 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
         await runner.start()
         save_run_meta(run_dir, cfg, reg)
         market = world.start_market()
+        if after_start is not None:
+            await after_start(runner)
         await runner.run_for(cfg.run.duration_s)
         await runner.finish(settle_s)
         if not market.done():

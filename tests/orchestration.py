@@ -27,7 +27,7 @@ def scenario(duration_s: float = 12.0, faults: list[dict] | None = None, seed: i
     return data
 
 
-def run(data: dict, tmp_path: Path, check=None):
+def run(data: dict, tmp_path: Path, check=None, after_start=None):
     """Run a scenario dict on the virtual clock; returns (runner, world, problems found by check)."""
     cfg = from_dict(data)
     world = SimWorld.from_config(cfg)
@@ -39,7 +39,7 @@ def run(data: dict, tmp_path: Path, check=None):
             found.extend(check(runner) or [])
 
     runner = world.clock.run(run_scenario(cfg, tmp_path / "run", world, progress=lambda line: None,
-                                          before_close=before_close))
+                                          before_close=before_close, after_start=after_start))
     return runner, world, found
 
 
