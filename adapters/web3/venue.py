@@ -1,0 +1,346 @@
+"""A constant-product pool as a `Venue`: the engine's one interface over an EVM account.
+
+Each instrument is one pool (`PoolMarket`): base and quote are its two ERC-20 tokens. An order
+is one swap, sent from our account straight to the pool, atomic by construction:
+
+* SELL qty base: exact input `qty`; the pool must pay at least `qty * price` quote (the order's
+  bound) or, for a MARKET order without a price, the expected output less `slippage_bps`.
+* BUY qty base: exact output `qty`; the input is the Uniswap-V2 `getAmountIn` at the latest
+  reserves, refused locally if it costs more than `price` per base. The pool's min-out is `qty`.
+* LIMIT and IOC are both fill-or-kill at their price (a pool never rests an order); POST_ONLY
+  is refused (a pool has no book to rest on).
+
+Every order is simulated with eth_call first; a failing simulation is an OrderRejected and
+nothing is sent. A swap that reverts when mined (the pool moved) is an OrderRejected too, with
+reason "slippage" and no token exposure; its gas is spent. A swap whose receipt does not come
+in time raises RequestTimeout; `fetch_order` by client id then looks the transaction up.
+Fills carry the gas cost as their fee, in ETH; the pool fee is inside the price.
+
+`market_data()` polls the pools once per `poll_s` and, when a new block has changed them,
+yields a snapshot `BookUpdate`: the pool's curve cut into `book_levels` price steps of
+`book_step_bps` on each side (taker prices, pool fee included). Transfers are not supported
+by this venue yet (VenueError "not_supported").
+
+All chain I/O runs in a worker thread, one call at a time (the client is not thread-safe).
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, replace
+from decimal import ROUND_FLOOR, Decimal
+
+from eth_abi import decode as abi_decode
+from eth_utils import keccak
+
+from basis_core.errors import (ChainRevert, OrderNotFound, OrderRejected, RequestTimeout, VenueError,
+                               VenueUnavailable)
+from basis_core.kernels import amm
+
+from adapters.base import (Balance, BookUpdate, Fill, FillsPage, InstrumentInfo, Liquidity, OrderRequest,
+                           OrderStatus, OrderType, OrderUpdate, RejectReason, Side, TransferInfo, Venue,
+                           VenueOrder, VenueReport, VenueStatus)
+
+from .arbitrage import PoolState, read_pools
+from .calldata import address, encode_call
+from .client import EvmClient, SentTx
+
+SWAP_TOPIC = "0x" + keccak(text="Swap(address,address,uint256,uint256,address)").hex()
+_SWAP_SIG = "swap(address,uint256,uint256,address)"
+_SWAP_TYPES = ["address", "uint256", "uint256", "address"]
+_MAX = (1 << 256) - 1
+
+
+@dataclass(frozen=True)
+class PoolMarket:
+    """One pool traded as instrument `name`: `base_token` / `quote_token` are its ERC-20s."""
+    name: str
+    pool: str
+    base_token: str
+    quote_token: str
+    base: str
+    quote: str
+
+
+def amount_in_for(amount_out: int, reserve_in: int, reserve_out: int) -> int:
+    """Smallest input whose V2 output is at least `amount_out` (Uniswap-V2 getAmountIn)."""
+    if not 0 < amount_out < reserve_out:
+        raise ValueError(f"output {amount_out} not in (0, reserve {reserve_out})")
+    return (reserve_in * amount_out * 1000) // ((reserve_out - amount_out) * 997) + 1
+
+
+def to_units(qty: float, decimals: int) -> int:
+    """Natural units to base units, rounded down (float -> exact decimal first)."""
+    return int((Decimal(repr(float(qty))).scaleb(decimals)).to_integral_value(ROUND_FLOOR))
+
+
+class Web3Venue(Venue):
+    def __init__(self, client: EvmClient, markets, slippage_bps: int = 50, poll_s: float = 0.2,
+                 book_levels: int = 10, book_step_bps: float = 10.0):
+        self.client = client
+        self.name = client.venue
+        self.markets = {m.name: replace(m, pool=address(m.pool), base_token=address(m.base_token),
+                                        quote_token=address(m.quote_token)) for m in markets}
+        self.slippage_bps, self.poll_s = slippage_bps, poll_s
+        self.book_levels, self.book_step = book_levels, book_step_bps / 1e4
+        self._io = asyncio.Lock()
+        self._decimals: dict[str, int] = {}
+        self._orders: dict[str, VenueOrder] = {}
+        self._pending: dict[str, tuple[OrderRequest, SentTx]] = {}
+        self._fills: list[Fill] = []
+        self._subscribers: list[asyncio.Queue] = []
+        self._closed = False
+        self._started = False
+
+    async def _run(self, fn, *args, **kw):
+        async with self._io:
+            return await asyncio.to_thread(fn, *args, **kw)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read token decimals and approve each pool for both its tokens (once). Idempotent."""
+        if self._started:
+            return
+        await self._run(self._prepare)
+        self._started = True
+
+    def _prepare(self) -> None:
+        c = self.client
+        for m in self.markets.values():
+            for token in (m.base_token, m.quote_token):
+                if token not in self._decimals:
+                    self._decimals[token] = int.from_bytes(c.call(token, encode_call("decimals()", [], [])), "big")
+                allowed = int.from_bytes(c.call(token, encode_call("allowance(address,address)", ["address", "address"],
+                                                                   [c.address, m.pool])), "big")
+                if allowed < _MAX // 2:
+                    c.transact(token, "approve(address,uint256)", ["address", "uint256"], [m.pool, _MAX])
+
+    async def close(self) -> None:
+        self._closed = True
+        self._publish(None)
+
+    def instruments(self) -> dict[str, InstrumentInfo]:
+        out = {}
+        for m in self.markets.values():
+            lot = 10.0 ** -self._decimals.get(m.base_token, 18)
+            out[m.name] = InstrumentInfo(m.name, m.pool, m.base, m.quote, "spot", tick=1e-18, lot=lot, min_notional=0.0)
+        return out
+
+    # -- orders ---------------------------------------------------------------------------------
+
+    def _market(self, instrument: str) -> PoolMarket:
+        m = self.markets.get(instrument)
+        if m is None:
+            raise OrderRejected(self.name, "unknown_instrument", instrument, reason="bad_input")
+        return m
+
+    async def submit(self, order: OrderRequest) -> VenueOrder:
+        """One atomic swap (see the module docstring). Idempotent by client order id."""
+        if order.coid in self._orders:
+            return await self.fetch_order(order.coid, order.instrument)
+        m = self._market(order.instrument)
+        if order.type == OrderType.POST_ONLY:
+            raise OrderRejected(self.name, "post_only", f"{order.coid}: a pool cannot rest an order",
+                                reason="post_only_would_cross")
+        if not self._started:
+            await self.start()
+        return await self._run(self._swap, order, m)
+
+    def _swap(self, order: OrderRequest, m: PoolMarket) -> VenueOrder:
+        c = self.client
+        state = read_pools(c, [m.pool])[0]
+        token_in, token_out, amount_in, min_out = self._size(order, m, state)
+        data = encode_call(_SWAP_SIG, _SWAP_TYPES, [token_in, amount_in, min_out, c.address])
+        try:
+            c.call(m.pool, data)                                       # the gate: nothing sent if it fails
+            sent = c.send(m.pool, data)
+        except ChainRevert as exc:
+            self._reject(order, m, f"simulation: {exc.error_name}{exc.revert_args}")
+        self._orders[order.coid] = self._view(order, OrderStatus.OPEN, venue_order_id=sent.tx_hash)
+        self._pending[order.coid] = (order, sent)
+        try:
+            rec = c.wait(sent)
+        except RequestTimeout as exc:
+            raise RequestTimeout(self.name, exc.code, f"{order.coid}: swap {sent.tx_hash} not mined yet") from None
+        return self._settle(order.coid, rec)
+
+    def _size(self, order: OrderRequest, m: PoolMarket, s: PoolState) -> tuple[str, str, int, int]:
+        bdec, qdec = self._decimals[m.base_token], self._decimals[m.quote_token]
+        qty = to_units(order.qty, bdec)
+        if qty <= 0:
+            raise OrderRejected(self.name, "lot_size", f"{order.coid}: qty below one base unit", reason="lot_size")
+        if order.side == Side.SELL:
+            r_in, r_out = s.reserves_for(m.base_token)
+            expected = amm.amount_out(qty, r_in, r_out)
+            if order.price is not None:
+                min_out = math.ceil(Decimal(repr(order.price)) * Decimal(qty) / (Decimal(10) ** (bdec - qdec)))
+            else:
+                min_out = amm.min_out_with_slippage(expected, self.slippage_bps)
+            if expected < min_out:
+                raise OrderRejected(self.name, "price_bound", f"{order.coid}: pool pays {expected} < bound {min_out}",
+                                    reason="slippage")
+            return m.base_token, m.quote_token, qty, min_out
+        r_in, r_out = s.reserves_for(m.quote_token)
+        if qty >= r_out:
+            raise OrderRejected(self.name, "liquidity", f"{order.coid}: pool holds less than {order.qty}",
+                                reason="lot_size")
+        need = amount_in_for(qty, r_in, r_out)
+        if order.price is not None:
+            budget = math.floor(Decimal(repr(order.price)) * Decimal(qty) / (Decimal(10) ** (bdec - qdec)))
+            if need > budget:
+                raise OrderRejected(self.name, "price_bound", f"{order.coid}: costs {need} > bound {budget}",
+                                    reason="slippage")
+        elif order.type != OrderType.MARKET:
+            raise OrderRejected(self.name, "bad_input", f"{order.coid}: needs a price", reason="bad_input")
+        return m.quote_token, m.base_token, need, qty
+
+    def _settle(self, coid: str, rec) -> VenueOrder:
+        order, sent = self._pending.pop(coid)
+        m = self.markets[order.instrument]
+        if not rec.ok:
+            why = self.client.revert_reason(sent, rec)
+            self._reject(order, m, f"reverted on chain: {why.error_name}{why.revert_args}", sent.tx_hash)
+        amount_in, amount_out = self._swap_amounts(rec, m.pool)
+        bdec, qdec = self._decimals[m.base_token], self._decimals[m.quote_token]
+        base, quote = (amount_in, amount_out) if order.side == Side.SELL else (amount_out, amount_in)
+        qty_f, px = base / 10 ** bdec, (quote / 10 ** qdec) / (base / 10 ** bdec)
+        fee = rec.gas_cost_wei / 1e18
+        now = time.time_ns()
+        fill = Fill(self.name, order.instrument, coid, rec.tx_hash, order.side, px, qty_f, fee, "ETH",
+                    Liquidity.TAKER, now)
+        view = self._view(order, OrderStatus.FILLED, filled=qty_f, avg=px, fee=fee, venue_order_id=rec.tx_hash)
+        self._orders[coid] = view
+        self._fills.append(fill)
+        self._publish(OrderUpdate(self.name, now, view))
+        self._publish(fill)
+        return view
+
+    def _reject(self, order: OrderRequest, m: PoolMarket, why: str, tx_hash: str = ""):
+        view = self._view(order, OrderStatus.REJECTED, reason=RejectReason.SLIPPAGE, venue_order_id=tx_hash)
+        self._orders[order.coid] = view
+        self._publish(OrderUpdate(self.name, time.time_ns(), view))
+        raise OrderRejected(self.name, "slippage", f"{order.coid} on {m.name}: {why}", reason="slippage")
+
+    def _view(self, order: OrderRequest, status: OrderStatus, filled: float = 0.0, avg: float = 0.0,
+              fee: float = 0.0, reason: RejectReason = RejectReason.NONE, venue_order_id: str = "") -> VenueOrder:
+        now = time.time_ns()
+        return VenueOrder(order.coid, order.instrument, order.side, order.type, order.qty, order.price, status,
+                          filled, avg, fee, "ETH" if fee else "", venue_order_id, reason, now, now)
+
+    @staticmethod
+    def _swap_amounts(rec, pool: str) -> tuple[int, int]:
+        for log in rec.logs:
+            topics = log.get("topics") or ()
+            if topics and topics[0].lower() == SWAP_TOPIC and log["address"].lower() == pool.lower():
+                data = bytes.fromhex(log["data"][2:])
+                amount_in, amount_out, _to = abi_decode(["uint256", "uint256", "address"], data)
+                return amount_in, amount_out
+        raise VenueError(pool, "malformed", f"{rec.tx_hash}: swap succeeded without a Swap event")
+
+    async def cancel(self, coid: str, instrument: str | None = None) -> VenueOrder:
+        """Swaps are terminal once mined; a pending one is looked up, not replaced."""
+        return await self.fetch_order(coid, instrument)
+
+    async def fetch_order(self, coid: str, instrument: str | None = None) -> VenueOrder:
+        if coid not in self._orders:
+            raise OrderNotFound(self.name, "unknown_order", coid)
+        if coid in self._pending:
+            _order, sent = self._pending[coid]
+            rec = await self._run(self.client.get_receipt, sent.tx_hash)
+            if rec is not None:
+                try:
+                    return await self._run(self._settle, coid, rec)
+                except OrderRejected:
+                    pass
+        return self._orders[coid]
+
+    async def open_orders(self, instrument: str | None = None) -> list[VenueOrder]:
+        return [self._orders[c] for c in self._pending
+                if instrument is None or self._orders[c].instrument == instrument]
+
+    async def fills(self, cursor: str | None = None, limit: int = 1000) -> FillsPage:
+        start = int(cursor) if cursor else 0
+        page = tuple(self._fills[start:start + limit])
+        end = start + len(page)
+        return FillsPage(page, str(end), more=end < len(self._fills))
+
+    # -- funds ----------------------------------------------------------------------------------
+
+    async def balances(self) -> dict[str, Balance]:
+        return await self._run(self._balances)
+
+    def _balances(self) -> dict[str, Balance]:
+        c, out = self.client, {}
+        for m in self.markets.values():
+            for token, asset in ((m.base_token, m.base), (m.quote_token, m.quote)):
+                dec = self._decimals.get(token, 18)
+                out[asset] = Balance(asset, c.erc20_balance(token, c.address) / 10 ** dec)
+        out["ETH"] = Balance("ETH", c.eth_balance(c.address) / 1e18)
+        return out
+
+    async def transfer(self, asset: str, amount: float, to_venue: str) -> TransferInfo:
+        raise VenueError(self.name, "not_supported", "on-chain transfers are not supported by this venue yet")
+
+    async def transfers(self) -> list[TransferInfo]:
+        return []
+
+    # -- status and streams ---------------------------------------------------------------------
+
+    async def status(self) -> VenueStatus:
+        try:
+            block = await self._run(self.client.block_number)
+        except (VenueUnavailable, RequestTimeout) as exc:
+            return VenueStatus(self.name, VenueReport.DISCONNECTED, message=exc.code)
+        return VenueStatus(self.name, VenueReport.OK, message=f"block {block}")
+
+    def book(self, m: PoolMarket, s: PoolState, ts_ns: int) -> BookUpdate:
+        """The pool's curve as a ladder: level k spans marginal prices p0*(1±step)^(k-1..k);
+        its quantity is the base the pool gives (asks) or takes (bids) over that span; its price
+        is the far end, with the pool fee applied (what a taker pays or gets there)."""
+        bdec, qdec = self._decimals.get(m.base_token, 18), self._decimals.get(m.quote_token, 18)
+        rb, rq = s.reserves_for(m.base_token)
+        x0, k = rb / 10 ** bdec, (rb / 10 ** bdec) * (rq / 10 ** qdec)
+        p0 = (rq / 10 ** qdec) / x0
+        asks, bids = [], []
+        for i in range(1, self.book_levels + 1):
+            pa_prev, pa = p0 * (1 + self.book_step) ** (i - 1), p0 * (1 + self.book_step) ** i
+            pb_prev, pb = p0 * (1 - self.book_step) ** (i - 1), p0 * (1 - self.book_step) ** i
+            asks.append((pa / 0.997, math.sqrt(k / pa_prev) - math.sqrt(k / pa)))
+            bids.append((pb * 0.997, math.sqrt(k / pb) - math.sqrt(k / pb_prev)))
+        return BookUpdate(self.name, m.name, ts_ns, tuple(bids), tuple(asks), snapshot=True, update_id=s.block_number)
+
+    async def market_data(self, instruments: list[str] | None = None):
+        names = instruments or list(self.markets)
+        ms = [self._market(n) for n in names]
+        if not self._started:
+            await self.start()
+        last: dict[str, tuple[int, int]] = {}
+        while not self._closed:
+            states = await self._run(read_pools, self.client, [m.pool for m in ms])
+            now = time.time_ns()
+            for m, s in zip(ms, states):
+                key = (s.reserve0, s.reserve1)
+                if last.get(m.name) != key:
+                    last[m.name] = key
+                    yield self.book(m, s, now)
+            await asyncio.sleep(self.poll_s)
+
+    async def user_events(self):
+        q: asyncio.Queue = asyncio.Queue()
+        sub = (asyncio.get_running_loop(), q)
+        self._subscribers.append(sub)
+        try:
+            while True:
+                ev = await q.get()
+                if ev is None:
+                    return
+                yield ev
+        finally:
+            self._subscribers.remove(sub)
+
+    def _publish(self, event) -> None:
+        """Hand `event` to every subscriber (safe from the worker thread)."""
+        for loop, q in self._subscribers:
+            loop.call_soon_threadsafe(q.put_nowait, event)
