@@ -158,13 +158,22 @@ class Web3Venue(Venue):
             sent = c.send(m.pool, data)
         except ChainRevert as exc:
             self._reject(order, m, f"simulation: {exc.error_name}{exc.revert_args}")
-        self._orders[order.coid] = self._view(order, OrderStatus.OPEN, venue_order_id=sent.tx_hash)
-        self._pending[order.coid] = (order, sent)
+        except RequestTimeout as exc:                                  # it may have reached the node
+            if getattr(exc, "tx_hash", None) is None:
+                raise
+            self._track(order, SentTx(exc.tx_hash, exc.nonce, m.pool, data, 0, 0, None, "trade"))
+            raise RequestTimeout(self.name, exc.code, f"{order.coid}: swap {exc.tx_hash} sent, no answer") from None
+        self._track(order, sent)
         try:
             rec = c.wait(sent)
         except RequestTimeout as exc:
             raise RequestTimeout(self.name, exc.code, f"{order.coid}: swap {sent.tx_hash} not mined yet") from None
         return self._settle(order.coid, rec)
+
+    def _track(self, order: OrderRequest, sent: SentTx) -> None:
+        """Record a swap that reached (or may have reached) the node: OPEN until its receipt."""
+        self._orders[order.coid] = self._view(order, OrderStatus.OPEN, venue_order_id=sent.tx_hash)
+        self._pending[order.coid] = (order, sent)
 
     def _size(self, order: OrderRequest, m: PoolMarket, s: PoolState) -> tuple[str, str, int, int]:
         bdec, qdec = self._decimals[m.base_token], self._decimals[m.quote_token]

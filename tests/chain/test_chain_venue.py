@@ -168,3 +168,24 @@ def test_swap_overtaken_in_its_block_reverts_on_chain_with_no_token_exposure(wor
     assert vo.status == OrderStatus.REJECTED and vo.venue_order_id.startswith("0x")
     assert owner.get_receipt(vo.venue_order_id).status == 0
     assert (owner.erc20_balance(world.y, owner.address), owner.erc20_balance(world.x, owner.address)) == (y0, x0)
+
+
+def test_lost_answer_to_the_send_is_verified_by_client_order_id_and_never_sent_twice(world, owner, venue,
+                                                                                      monkeypatch):
+    real = owner.rpc
+
+    def answer_lost(method, params):
+        out = real(method, params)
+        if method == "eth_sendRawTransaction":
+            raise RequestTimeout(owner.venue, "timeout", "no answer")      # the node got it; we did not hear
+        return out
+
+    monkeypatch.setattr(owner, "rpc", answer_lost)
+    with pytest.raises(RequestTimeout):
+        asyncio.run(venue.submit(_order("110", Side.SELL, 1.0, price=1900.0)))
+    monkeypatch.setattr(owner, "rpc", real)
+    counts = owner.nonce_counts()
+    vo = asyncio.run(venue.fetch_order("110"))
+    assert vo.status == OrderStatus.FILLED and vo.filled_qty == 1.0
+    assert asyncio.run(venue.submit(_order("110", Side.SELL, 1.0, price=1900.0))) == vo
+    assert owner.nonce_counts() == counts
