@@ -21,6 +21,12 @@ Sections (all optional except where noted; defaults are safe for the embedded si
                    the scenario file)
     [[faults]]     kind, venue, instrument, start_s, duration_s, on, nth, count, probability,
                    retry_after_s, reached, reason, delay_s, magnitude (see FaultConfig)
+    [policy]       the rest of the execution policy (basis_core/engine/policy.py): dispatch
+                   ("simultaneous" | "primary_then_hedge"), fill_ratio_degrade/breach, volatility
+                   levels, verification and reconciliation intervals ...; the seven limits
+                   above are set in [limits] only
+    [signals]      builtin (the cross-venue spread / basis scanner), file (JSON lines of
+                   external signals, relative to the scenario file)
 
 `basis check FILE` validates a file and prints each error with its key path.
 """
@@ -32,6 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, Mapping
 
+from .engine.policy import PolicyConfig
 from .configio import build, load_toml, require
 from .errors import ConfigError
 from .registry import Registry
@@ -285,6 +292,22 @@ _DEFAULT_ON = {"timeout": "submit", "reject": "submit", "ack_lost": "submit", "c
 
 
 @dataclass(frozen=True)
+class SignalsConfig:
+    """Where signals come from: the built-in cross-venue spread and basis scanner, and/or a
+    JSON-lines file of external signals (one object per line, see basis_core/engine/signals.py)."""
+    builtin: bool = True
+    file: str = ""
+
+
+#: [limits] key -> the PolicyConfig field it sets (and that [policy] must then leave alone)
+LIMIT_FIELDS = {
+    "min_edge_bps": "min_edge_bps", "max_slippage_bps": "max_slippage_bps",
+    "max_order_usdt": "max_order_notional_usdt", "max_position_usdt": "max_exposure_usdt",
+    "max_residual_usdt": "max_residual_usdt", "hedge_window_s": "hedge_window_ms", "unwind_window_s": "unwind_window_ms",
+}
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
@@ -296,10 +319,16 @@ class Config:
     transfers: TransfersConfig = field(default_factory=TransfersConfig)
     market: MarketConfig = field(default_factory=MarketConfig)
     faults: tuple[FaultConfig, ...] = ()
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    signals: SignalsConfig = field(default_factory=SignalsConfig)
     #: directory of the file this config came from (relative data paths resolve against it)
     base_dir: str = field(default="", init=False, compare=False)
 
     def _validate(self, path):
+        default = PolicyConfig()
+        for key, fname in LIMIT_FIELDS.items():
+            require(getattr(self.policy, fname) == getattr(default, fname), f"policy.{fname}",
+                    f"set this limit in [limits].{key}")
         for name, inst in self.instruments.items():
             require(inst.venue in self.venues, f"instruments.{name}.venue",
                     f"names venue {inst.venue!r}, which is not in [venues] ({', '.join(self.venues) or 'none'})")

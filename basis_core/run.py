@@ -19,15 +19,16 @@ from .config import Config, load
 from .engine.core import InstrumentRules
 from .engine.policy import PolicyConfig
 from .engine.replay import save_run_meta
+from .engine.signals import load_signals
 from .engine.runner import Runner
 from .journal import JournalWriter
 from .scenarios import DEFAULT
 
 
 def policy_of(cfg: Config) -> PolicyConfig:
-    """The engine policy: defaults, with the scenario's [limits] applied."""
+    """The engine policy: the scenario's [policy], with its [limits] applied."""
     lim = cfg.limits
-    return replace(PolicyConfig(), min_edge_bps=lim.min_edge_bps, max_slippage_bps=lim.max_slippage_bps,
+    return replace(cfg.policy, min_edge_bps=lim.min_edge_bps, max_slippage_bps=lim.max_slippage_bps,
                    max_order_notional_usdt=lim.max_order_usdt, max_exposure_usdt=lim.max_position_usdt,
                    max_residual_usdt=lim.max_residual_usdt, hedge_window_ms=lim.hedge_window_s * 1e3,
                    unwind_window_ms=lim.unwind_window_s * 1e3)
@@ -66,8 +67,12 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
     run_dir.mkdir(parents=True, exist_ok=True)
     journal = JournalWriter(run_dir / "journal", cfg.journal)
     reg = cfg.registry()
+    signals = None
+    if cfg.signals.file:
+        signals = load_signals(cfg.data_path(cfg.signals.file), reg, set(cfg.instruments))
     runner = Runner(venues=dict(world.venues), registry=reg, rules=rules_of(cfg), policy=policy_of(cfg),
-                    now_ns=world.clock.now_ns, journal=journal, progress=progress, fixed_marks=fixed_marks_of(cfg))
+                    now_ns=world.clock.now_ns, journal=journal, progress=progress, fixed_marks=fixed_marks_of(cfg),
+                    signals=signals, builtin_signals=cfg.signals.builtin)
     try:
         await world.start()
         await runner.start()

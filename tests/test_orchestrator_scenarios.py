@@ -163,3 +163,74 @@ def test_randomized_fault_schedules_keep_every_invariant(tmp_path, seed):
     duration = 15.0 if SOAK == "short" else 60.0
     runner, world, found = run(scenario(duration_s=duration, faults=faults, seed=100 + seed), tmp_path)
     _ok(found, runner)
+
+
+def test_external_signals_from_a_jsonl_file_are_rechecked_at_dispatch(tmp_path):
+    lines = [
+        # a real cross-venue signal with a 10-minute ttl: gated and sized like a built-in one
+        '{"at_ms": 2000, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": 30, "ttl_ms": 600000, "qty": 0.01}',
+        # a signal whose ttl is shorter than the path to the engine: stale on arrival
+        '{"at_ms": 3000, "buy": "beta-BTCUSDT", "sell": "alpha-BTCUSDT", "edge_bps": 30, "ttl_ms": 0.0001}',
+        '# comments and blank lines are skipped',
+        '',
+        '{"at_ms": 4000, "buy": "alpha-BTCUSDT", "sell": "gamma-BTCUSDT-PERP", "edge_bps": 30, "ttl_ms": 600000, "strategy": 9}',
+    ]
+    (tmp_path / "signals.jsonl").write_text("\n".join(lines) + "\n")
+    data = scenario(duration_s=8.0)
+    data["signals"] = {"builtin": False, "file": str(tmp_path / "signals.jsonl")}
+    data["limits"]["min_edge_bps"] = -60.0   # this test's alpha pays the spread: the path is what is tested
+    runner, world, found = run(data, tmp_path)
+    _ok(found, runner)
+    c = runner.core.counters
+    assert c.signals_seen == 3
+    assert c.rejected.get("stale") == 1
+    # every order comes from an external signal: nothing else may trade when builtin is off
+    opps = {o.opportunity for o in runner.core.orders.orders.values()}
+    assert len(opps) == 2 and sum(c.rejected.values()) == 1
+    first = runner.core.positions[min(opps)]
+    assert first.qty <= 0.01 + 1e-12                           # the signal's qty caps the size
+    strategies = {p.strategy for p in runner.core.positions.values()}
+    assert strategies <= {"external"}
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"at_ms": 1, "buy": "nowhere", "sell": "beta-BTCUSDT", "edge_bps": 1, "ttl_ms": 5}', "line 1: buy names 'nowhere'"),
+    ('{"at_ms": 1, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": NaN, "ttl_ms": 5}', "line 1: not JSON"),
+    ('{"at_ms": -1, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": 1, "ttl_ms": 5}', "at_ms must be >= 0"),
+    ('{"at_ms": 1, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": 1, "ttl_ms": 5, "size": 2}', "unknown key 'size'"),
+    ('[1, 2]', "expected an object"),
+])
+def test_a_malformed_signal_line_is_a_typed_error_naming_the_line(tmp_path, line, message):
+    from basis_core.config import from_dict
+    from basis_core.engine.signals import SignalFileError, load_signals
+
+    cfg = from_dict(scenario())
+    (tmp_path / "s.jsonl").write_text(line + "\n")
+    with pytest.raises(SignalFileError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_signals(tmp_path / "s.jsonl", cfg.registry(), set(cfg.instruments))
+
+
+def test_primary_then_hedge_sends_the_hedge_for_what_the_primary_filled(tmp_path):
+    data = scenario(duration_s=15.0)
+    data["policy"] = {"dispatch": "primary_then_hedge"}
+    runner, world, found = run(data, tmp_path)
+    _ok(found, runner)
+    book = runner.core.orders.orders
+    hedged = [p for p in runner.core.positions.values() if p.sell.coid]
+    assert hedged
+    for pos in hedged:
+        primary, hedge = book[pos.buy.coid], book[pos.sell.coid]
+        assert hedge.created_ns > primary.created_ns          # after, not together
+        assert hedge.qty == pytest.approx(primary.filled)     # exactly what the primary got
+        assert hedge.depends_on == primary.coid
+
+
+def test_policy_may_not_restate_a_limit(tmp_path):
+    from basis_core.config import from_dict
+    from basis_core.errors import ConfigError
+
+    data = scenario()
+    data["policy"] = {"min_edge_bps": 3.0}
+    with pytest.raises(ConfigError) as err:
+        from_dict(data)
+    assert err.value.path == "policy.min_edge_bps" and "[limits].min_edge_bps" in err.value.message

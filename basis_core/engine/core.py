@@ -110,7 +110,7 @@ class EngineCore:
 
     def __init__(self, registry: Registry, rules: dict[str, InstrumentRules], policy: PolicyConfig,
                  balances: dict[tuple[str, str], float], start_ns: int, depth: int = 10,
-                 fixed_marks: dict[str, float] | None = None):
+                 fixed_marks: dict[str, float] | None = None, builtin_signals: bool = True):
         self.reg = registry
         self.policy = policy
         self.rules = rules
@@ -139,6 +139,7 @@ class EngineCore:
         self.reconcile_requested = False
         self.last_entry_ns = 0
         self.stop_new = False                      # set at the end of a run: no new opportunities
+        self.builtin_signals = builtin_signals
         self._digest = hashlib.blake2b(digest_size=16)
         self.residual_history: list[tuple[int, float]] = []
         self.fills: list[tuple[int, ManagedOrder, float, float, float, int]] = []  # (ts, order, px, qty, fee, fee asset)
@@ -159,7 +160,7 @@ class EngineCore:
         for i in np.flatnonzero(~md):
             self._rare(gen[i:i + 1])
         self._timed_checks()
-        if self.engine.state not in NO_NEW_EXPOSURE and not self.stop_new:
+        if self.builtin_signals and self.engine.state not in NO_NEW_EXPOSURE and not self.stop_new:
             self._scan_signals()
         return self._flush()
 
@@ -363,6 +364,16 @@ class EngineCore:
         st = pos.state
         if (bq > 0 or sq > 0) and not pos.first_fill_ns:
             pos.first_fill_ns = self.now
+        if sell is None and buy is not None and buy.terminal and st == HedgeState.LEG_WORKING:
+            # primary_then_hedge: the primary is done; hedge what it filled, or close
+            if buy.filled > 0 and self.board.can_dispatch(self.rules[pos.sell.instrument].venue, self.now):
+                self._send_hedge(pos, buy.filled)
+                pos.machine.fire(HedgeEvent.LEG_FILLED, self.now, f"primary filled {buy.filled:g}; hedge sent")
+                return
+            if buy.filled <= 0:
+                pos.machine.fire(HedgeEvent.NOTHING_FILLED, self.now, "primary filled nothing")
+                return
+            legs_done = True   # the hedge venue cannot take it: the window will decide
         if st in (HedgeState.LEG_WORKING, HedgeState.HEDGING):
             if bq > 0 and sq > 0 and flat and legs_done:
                 pos.machine.fire(HedgeEvent.BOTH_FILLED, self.now, "legs matched")
@@ -654,6 +665,13 @@ class EngineCore:
         kind = "basis" if "perp" in (self.rules[buy_name].kind, self.rules[sell_name].kind) else "spread"
         self._decide(kind, buy_name, sell_name, self.now, int(p.signal_ttl_ms * 1000), edge, 0.0)
 
+    def _send_hedge(self, pos: HedgedPosition, qty: float) -> ManagedOrder:
+        sl = self.rules[pos.sell.instrument]
+        hedge = self._new_order(pos.opp_id, 1, sl.venue, pos.sell.instrument, S.Side.SELL, S.OrderType.IOC, qty,
+                                pos.hedge_price, pos.hedge_slip, pos.buy.coid, S.Purpose.HEDGE)
+        pos.sell.coid = hedge.coid
+        return hedge
+
     def _pair_busy(self, buy_name: str, sell_name: str) -> bool:
         for pos in self.open_positions.values():
             if pos.state not in (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE) and (
@@ -663,6 +681,9 @@ class EngineCore:
 
     def _external_signal(self, s) -> None:
         self.counters.signals_seen += 1
+        if self.stop_new:
+            self.counters.reject(S.RejectReason.RISK_STATE)
+            return
         try:
             buy_name = self.reg.instruments.name(int(s["instrument"]))
             sell_name = self.reg.instruments.name(int(s["sell_instrument"]))
@@ -704,16 +725,17 @@ class EngineCore:
         primary = self._new_order(opp, 0, bl.venue, buy_name, S.Side.BUY, S.OrderType.IOC, qty, buy_px, buy_slip,
                                   0, S.Purpose.ENTRY)
         pos.buy.coid = primary.coid
-        hedge = self._new_order(opp, 1, sl.venue, sell_name, S.Side.SELL, S.OrderType.IOC, qty, sell_px, sell_slip,
-                                primary.coid, S.Purpose.HEDGE)
-        pos.sell.coid = hedge.coid
+        pos.hedge_price, pos.hedge_slip = sell_px, sell_slip
+        if self.policy.dispatch == "simultaneous":
+            self._send_hedge(pos, qty)
+        # primary_then_hedge: the hedge leaves when the primary is done, for what it filled
         pos.machine.fire(HedgeEvent.DISPATCHED, self.now, f"{strategy} {buy_name}->{sell_name} {qty:g}")
         self.last_entry_ns = self.now
         self.counters.decision_ns.append(time.perf_counter_ns() - t0)
 
     def _gate(self, buy_name: str, sell_name: str, created_ns: int, ttl_us: int) -> S.RejectReason:
         bl, sl = self.rules[buy_name], self.rules[sell_name]
-        if self.now - created_ns > ttl_us * 1000:
+        if ttl_us == 0 or self.now - created_ns > ttl_us * 1000:
             return S.RejectReason.STALE
         if self.engine.state in NO_NEW_EXPOSURE:
             return S.RejectReason.RISK_STATE

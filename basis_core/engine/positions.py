@@ -42,6 +42,8 @@ class HedgedPosition:
     unwind_started_ns: int = 0
     asymmetric_episodes: int = 0
     degraded: bool = False
+    hedge_price: float = 0.0     # the hedge leg's bound, fixed when the opportunity was sized
+    hedge_slip: float = 0.0
 
     @property
     def state(self) -> HedgeState:

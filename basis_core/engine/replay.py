@@ -68,7 +68,7 @@ def replay(run_dir: str | Path, debug=None) -> ReplayResult:
     if len(records) == 0:
         raise JournalError(f"{run_dir}/journal is empty")
     core = EngineCore(reg, rules_of(cfg), policy_of(cfg), {}, int(records["ts_ns"][0]),
-                      fixed_marks=fixed_marks_of(cfg))
+                      fixed_marks=fixed_marks_of(cfg), builtin_signals=cfg.signals.builtin)
     src, kind = records["source"], records["kind"]
     ends = np.flatnonzero((src == RUNNER_SOURCE) & (kind == S.Kind.TIMER))
     batches = mismatched = commands = 0

@@ -56,7 +56,10 @@ class Runner:
     def __init__(self, *, venues: dict[str, Venue], registry: Registry, rules: dict[str, InstrumentRules],
                  policy: PolicyConfig, now_ns: Callable[[], int], journal: JournalWriter | None,
                  progress: Callable[[str], None] | None = None, progress_every_s: float = 2.0,
-                 tick_ms: float = 10.0, fixed_marks: dict[str, float] | None = None):
+                 tick_ms: float = 10.0, fixed_marks: dict[str, float] | None = None,
+                 signals: np.ndarray | None = None, builtin_signals: bool = True):
+        self.signals = signals
+        self.builtin_signals = builtin_signals
         self.fixed_marks = dict(fixed_marks or {})
         self.venues = venues
         self.reg = registry
@@ -122,7 +125,8 @@ class Runner:
             for asset, bal in (await v.balances()).items():
                 balances[(name, asset)] = bal.free + bal.locked
                 self.reg.assets.add(asset)
-        self.core = EngineCore(self.reg, self.rules, self.policy, {}, start, fixed_marks=self.fixed_marks)
+        self.core = EngineCore(self.reg, self.rules, self.policy, {}, start, fixed_marks=self.fixed_marks,
+                               builtin_signals=self.builtin_signals)
         # the starting inventory enters the engine as records, like everything else (replayable)
         for (venue, asset), amount in sorted(balances.items()):
             rec = S.empty(S.Kind.BALANCE_UPDATE)
@@ -143,6 +147,24 @@ class Runner:
                                      # venues settle in whole atoms, our ledger in floats
                                      balance_rel_tol=1e-8)
         self.io.start(on_funding=self._on_funding)
+        if self.signals is not None and len(self.signals):
+            self.io.tasks.append(asyncio.get_running_loop().create_task(self._play_signals(start)))
+
+    async def _play_signals(self, start_ns: int) -> None:
+        """External signals enter at their time, stamped like any input, journaled first."""
+        sig = self.signals.view(S.SIGNAL)
+        for i in range(len(sig)):
+            at = start_ns + int(sig["created_ns"][i])
+            wait = (at - self.now_ns()) / 1e9
+            if wait > 0:
+                await asyncio.sleep(wait)
+            rec = S.empty(S.Kind.SIGNAL)
+            rec[:] = sig[i:i + 1].view(S.GENERIC).view(S.SIGNAL)
+            rec["ts_ns"], rec["created_ns"] = self.now_ns(), at
+            buy = self.rules[self.reg.instruments.name(int(rec["instrument"][0]))]
+            sell = self.rules[self.reg.instruments.name(int(rec["sell_instrument"][0]))]
+            rec["venue"], rec["sell_venue"] = self.reg.venue(buy.venue), self.reg.venue(sell.venue)
+            self._sink(rec.view(S.GENERIC))
 
     def deposit_initial(self) -> None:
         """Book the starting balances in the ledger once marks exist."""
