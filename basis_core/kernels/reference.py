@@ -148,6 +148,8 @@ def size_two_leg(asks, bids, lot_b, lot_s, tick_b, tick_s, min_not_b, min_not_s,
     if not all(fin(x) and x >= 0 for x in (min_not_b, min_not_s, fee_b, fee_s, slip_b, slip_s, base_avail,
                                            quote_avail, capital_free, notional_cap)) or not fin(min_edge_bps):
         return int(R.BAD_INPUT), None
+    if buy_bound / tick_b >= sizing.MAX_TICKS or sell_bound / tick_s >= sizing.MAX_TICKS:
+        return int(R.BAD_INPUT), None
     if not asks or not bids:
         return int(R.BOOK_UNUSABLE), None
     if lot_b <= 0 or lot_s <= 0 or math.lcm(lot_b, lot_s) > (1 << 62):

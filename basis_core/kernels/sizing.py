@@ -58,12 +58,15 @@ _MINN = int(R.MIN_NOTIONAL)
 _UNUSABLE = int(R.BOOK_UNUSABLE)
 
 _LCM_MAX = 1 << 62
+#: a price may be at most this many ticks (k stays an exact integer in float64)
+MAX_TICKS = 1e15
 
 
 @njit(cache=True)
 def floor_to_tick(price, tick):
-    """Largest k*tick <= price (exact float comparison, so the result never exceeds price)."""
-    k = math.floor(price / tick)
+    """Largest k*tick <= price (exact float comparison, so the result never exceeds price).
+    Needs price / tick < MAX_TICKS (checked by the callers)."""
+    k = np.floor(price / tick)
     while k * tick > price:
         k -= 1
     while (k + 1) * tick <= price:
@@ -74,7 +77,7 @@ def floor_to_tick(price, tick):
 @njit(cache=True)
 def ceil_to_tick(price, tick):
     """Smallest k*tick >= price."""
-    k = math.ceil(price / tick)
+    k = np.ceil(price / tick)
     while k * tick < price:
         k += 1
     while (k - 1) * tick >= price:
@@ -181,6 +184,8 @@ def size_two_leg_nb(px, qty, cnt, vb, ib, vs, is_, lot_b, lot_s, tick_b, tick_s,
         return _BAD
     if not (math.isfinite(min_edge_bps) and _finite_nonneg(base_avail) and _finite_nonneg(quote_avail)
             and _finite_nonneg(capital_free) and _finite_nonneg(notional_cap)):
+        return _BAD
+    if buy_bound / tick_b >= MAX_TICKS or sell_bound / tick_s >= MAX_TICKS:
         return _BAD
     if cnt[vb, ib, 1] == 0 or cnt[vs, is_, 0] == 0:
         return _UNUSABLE
