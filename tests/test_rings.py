@@ -323,13 +323,13 @@ def test_consumer_notices_a_sigkilled_producer_within_one_second():
 
 def test_consumer_with_a_heartbeat_timeout_notices_a_hung_producer():
     name = fresh_name()
-    with Ring.create(name, 64, CONSUMER, heartbeat_timeout_s=0.3) as cons:
+    with Ring.create(name, 64, CONSUMER, heartbeat_timeout_s=0.4) as cons:
         child = SPAWN.Process(target=ring_children.publish_then_idle, args=(cons.name, 1))
         child.start()
         try:
             out = np.zeros((1, 8), np.uint64)
             assert cons.pop_wait(out, timeout_s=30) == 1
-            assert cons.pop_wait(out, timeout_s=0.5) == 0      # beating: alive
+            assert cons.pop_wait(out, timeout_s=0.6) == 0      # beating: alive
             os.kill(child.pid, signal.SIGSTOP)                 # alive pid, no more heartbeats
             stopped = time.monotonic()
             with pytest.raises(ProducerDead, match="has not beaten"):
