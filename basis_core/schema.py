@@ -163,10 +163,15 @@ class TransferState(enum.IntEnum):
 
 
 class ControlCommand(enum.IntEnum):
+    """`sub` of a CONTROL record. From the operator or the io side (source != 2) they are inputs;
+    from the engine (source 2) they are requests to the io side."""
     HALT = 0
     RESUME = 1
-    SHUTDOWN = 2
-    RECONCILE = 3
+    SHUTDOWN = 2       # input: open nothing new, let working orders settle
+    RECONCILE = 3      # input: a pass's outcome (aux = mismatches, operator = 1 if clean); request: run one
+    RATE_FACTOR = 4    # request: scale every venue's routing rate by aux / 1000
+    EXIT = 5           # input: the engine process finishes its step and exits
+    RECOVERED = 6      # input: the engine restarted from its journal; reconcile before any dispatch
 
 
 # -- record dtypes ------------------------------------------------------------------------

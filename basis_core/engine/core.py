@@ -133,7 +133,7 @@ class EngineCore:
         self.out: list[np.ndarray] = []
         self._tpl_new, self._tpl_cancel, self._tpl_query = (
             _template(S.Kind.ORDER_NEW), _template(S.Kind.ORDER_CANCEL), _template(S.Kind.ORDER_QUERY))
-        self.actions: list[tuple[str, object]] = []  # for the io side: ("rate_factor", f), ("reconcile", None)
+        self._tpl_control = _template(S.Kind.CONTROL)
         self.halted_reason = ""
         self.reconcile_clean_since = 0
         self.reconcile_requested = False
@@ -219,14 +219,14 @@ class EngineCore:
                 self.board.on_ok(venue, self.now)
             if self.engine.state == EngineState.DEGRADED and not self.board.any_throttled():
                 self.engine.fire(EngineEvent.THROTTLE_CLEARED, self.now, f"{venue} healthy")
-                self.actions.append(("rate_factor", 1.0))
+                self._request(S.ControlCommand.RATE_FACTOR, 1000)
             return
         event = _VENUE_EVENT[report]
         actions = self.board.fire(venue, event, self.now, f"{venue}: {report.name.lower()}")
         if report == S.VenueReport.RATE_LIMITED:
             v.throttled_until_ns = max(v.throttled_until_ns, self.now + int(r["retry_after_ms"]) * MS)
             if "lower_routing_rate" in self.engine.fire(EngineEvent.RATE_LIMITED, self.now, f"{venue} rate limited"):
-                self.actions.append(("rate_factor", self.policy.degraded_rate_factor))
+                self._request(S.ControlCommand.RATE_FACTOR, int(self.policy.degraded_rate_factor * 1000))
         if "verify_orders" in actions:
             self._verify_venue(venue)
 
@@ -333,6 +333,14 @@ class EngineCore:
         cmd = S.ControlCommand(int(c["sub"]))
         if cmd == S.ControlCommand.HALT:
             self.engine.fire(EngineEvent.OPERATOR_HALT, self.now, "operator halt")
+        elif cmd == S.ControlCommand.RECOVERED:
+            # state rebuilt from the journal: nothing new until the venues agree with it
+            if self.engine.can(EngineEvent.RECONCILE_REQUESTED):
+                self.engine.fire(EngineEvent.RECONCILE_REQUESTED, self.now, "engine restarted from its journal")
+            self.reconcile_clean_since = 0
+            self._request_reconcile()
+            for o in self.orders.working():
+                self._query(o)          # every order in flight is verified by client order id
         elif cmd == S.ControlCommand.SHUTDOWN:
             self.stop_new = True   # the run is ending: let working orders settle, open nothing new
         elif cmd == S.ControlCommand.RESUME:
@@ -584,7 +592,7 @@ class EngineCore:
     def _request_reconcile(self) -> None:
         self.reconcile_clean_since = 0
         self.reconcile_requested = True
-        self.actions.append(("reconcile", self.now))
+        self._request(S.ControlCommand.RECONCILE, 0)
 
     def _record_residual(self) -> None:
         total = 0.0
@@ -627,6 +635,12 @@ class EngineCore:
         rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)
         rec["coid"], rec["requested_ns"] = order.coid, self.now
+        self.out.append(rec.view(S.GENERIC))
+
+    def _request(self, command: S.ControlCommand, aux: int) -> None:
+        """Ask the io side for something only it can do (a reconciliation pass, a routing rate)."""
+        rec = self._tpl_control.copy().view(S.CONTROL)
+        rec["ts_ns"], rec["sub"], rec["aux"] = self.now, int(command), aux
         self.out.append(rec.view(S.GENERIC))
 
     def _query(self, order: ManagedOrder) -> None:

@@ -195,8 +195,7 @@ class Runner:
             if self.deposited and self.now_ns() >= self.next_reconcile_ns:
                 # the four layers run continuously, not only when something looked wrong
                 self.next_reconcile_ns = self.now_ns() + int(self.policy.reconcile_interval_ms * MS)
-                self.core.actions.append(("reconcile", self.now_ns()))
-                self._side_actions()
+                self._start_reconcile()
             if self.progress and self.now_ns() >= next_progress:
                 next_progress += self.progress_every_ns
                 self.progress(self.progress_line())
@@ -230,9 +229,19 @@ class Runner:
         if len(cmds):
             if self.journal is not None:
                 self.journal.append(cmds)
-            self.io.dispatch(cmds)
-            self._mirror_orders()
-        self._side_actions()
+            self.route(cmds)
+
+    def route(self, cmds: np.ndarray) -> None:
+        """Commands to the io side: orders to the router, requests carried out here."""
+        self.io.dispatch(cmds)
+        self._mirror_orders()
+        ctl = cmds[cmds["kind"] == S.Kind.CONTROL].view(S.CONTROL)
+        for i in range(len(ctl)):
+            cmd = int(ctl["sub"][i])
+            if cmd == S.ControlCommand.RATE_FACTOR:
+                self.io.set_rate_factor(int(ctl["aux"][i]) / 1000.0)
+            elif cmd == S.ControlCommand.RECONCILE:
+                self._start_reconcile()
 
     def _mirror_orders(self) -> None:
         """The reconciliation's view of our orders follows the engine's order book."""
@@ -249,13 +258,9 @@ class Runner:
             known.filled_qty = o.filled
             known.avg_price = o.avg_price
 
-    def _side_actions(self) -> None:
-        actions, self.core.actions = self.core.actions, []
-        for name, arg in actions:
-            if name == "rate_factor":
-                self.io.set_rate_factor(float(arg))
-            elif name == "reconcile" and (self._reconciling is None or self._reconciling.done()):
-                self._reconciling = asyncio.get_running_loop().create_task(self.reconcile_pass())
+    def _start_reconcile(self) -> None:
+        if self._reconciling is None or self._reconciling.done():
+            self._reconciling = asyncio.get_running_loop().create_task(self.reconcile_pass())
 
     async def reconcile_pass(self) -> int:
         """Run the four layers; tell the engine the outcome as a CONTROL record."""
