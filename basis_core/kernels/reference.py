@@ -10,6 +10,7 @@ A `case` is a dict built by the caller (tests: hypothesis; benchmarks: fixed sce
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -261,6 +262,121 @@ def ewma(observations, n_instruments, tau_s, t1, t2, t3):
     return var, level, bad
 
 
+# -- one decision -------------------------------------------------------------------------
+
+
+def decide(sig: dict, books: dict, st: dict, now_ns: int, source: int):
+    """(reason, orders) for one signal, following gate.decide_nb; mutates `st` on success.
+
+    books: {(v, i): {"bids": [...], "asks": [...], "status": int, "ts": int}};
+    st: plain dict of lists copied from a DecisionState (see `state_as_lists`)."""
+    G = gate
+    vb, ib, vs, is_, strat = sig["venue"], sig["instrument"], sig["sell_venue"], sig["sell_instrument"], sig["strategy"]
+    nv, ni = len(st["venue_h"]), len(st["inst_i"])
+    if not (0 < vb < nv and 0 < vs < nv and 0 < ib < ni and 0 < is_ < ni and 0 <= strat < len(st["strat_f"])) \
+            or (vb == vs and ib == is_) or math.isnan(sig["edge_bps"]) or not sig["qty_hint"] >= 0 \
+            or sig["created_ns"] > now_ns:
+        return int(R.BAD_INPUT), []
+    if now_ns - sig["created_ns"] > sig["ttl_us"] * 1000:
+        return int(R.STALE), []
+    pol, inst_i = st["policy"], st["inst_i"]
+    if pol[G.P_RISK_STATE] >= G.RISK_PROTECTIVE or max(inst_i[ib][G.II_RISK_LEVEL], inst_i[is_][G.II_RISK_LEVEL]) >= risk.LEVEL_HALT:
+        return int(R.RISK_STATE), []
+    if st["venue_h"][vb] >= G.HEALTH_SUSPECT or st["venue_h"][vs] >= G.HEALTH_SUSPECT:
+        return int(R.VENUE_UNHEALTHY), []
+    if st["strat_f"][strat][G.SF_BLOCKED] != 0:
+        return int(R.TRANSFER_PENDING), []
+
+    def usable(b):
+        return b["status"] == 0 and now_ns - b["ts"] <= int(pol[G.P_MAX_BOOK_AGE_NS]) and b["bids"] and b["asks"]
+    bb, bs = books[(vb, ib)], books[(vs, is_)]
+    if not (usable(bb) and usable(bs)):
+        return int(R.BOOK_UNUSABLE), []
+    vf, inst_f, bal = st["venue_f"], st["inst_f"], st["balance"]
+    fee_b, fee_s = vf[vb][G.VF_FEE_BPS], vf[vs][G.VF_FEE_BPS]
+    ask, bid = bb["asks"][0][0], bs["bids"][0][0]
+    if not (bid * (1.0 - fee_s * 1e-4) - ask * (1.0 + fee_b * 1e-4)) / ask * 1e4 >= pol[G.P_MIN_EDGE_BPS]:
+        return int(R.EDGE_GONE), []
+    capital_free = st["strat_f"][strat][G.SF_BUDGET] - st["strat_f"][strat][G.SF_USED]
+    if not capital_free >= inst_f[ib][G.IF_MIN_NOTIONAL]:
+        return int(R.CAPITAL), []
+    lvl = max(inst_i[ib][G.II_RISK_LEVEL], inst_i[is_][G.II_RISK_LEVEL])
+    band = pol[G.P_BAND_BPS] * pol[G.P_BOUND_SCALE + lvl] * 1e-4
+    base_avail = bal[vs][inst_i[is_][G.II_BASE]] * pol[G.P_SIZE_SCALE + lvl]
+    if 0.0 < sig["qty_hint"] < base_avail:
+        base_avail = sig["qty_hint"]
+    cap = min(pol[G.P_MAX_ORDER_NOTIONAL], vf[vb][G.VF_EXPOSURE_LIMIT] - vf[vb][G.VF_EXPOSURE],
+              vf[vs][G.VF_EXPOSURE_LIMIT] - vf[vs][G.VF_EXPOSURE], pol[G.P_EXPOSURE_LIMIT] - pol[G.P_EXPOSURE])
+    if cap < 0.0:
+        return int(R.EXPOSURE_LIMIT), []
+    reason, res = size_two_leg(bb["asks"], bs["bids"], inst_i[ib][G.II_LOT_UNITS], inst_i[is_][G.II_LOT_UNITS],
+                               inst_f[ib][G.IF_TICK], inst_f[is_][G.IF_TICK], inst_f[ib][G.IF_MIN_NOTIONAL],
+                               inst_f[is_][G.IF_MIN_NOTIONAL], fee_b, fee_s, vf[vb][G.VF_SLIP_BPS],
+                               vf[vs][G.VF_SLIP_BPS], ask * (1.0 + band), bid * (1.0 - band), pol[G.P_MIN_EDGE_BPS],
+                               base_avail, bal[vb][inst_i[ib][G.II_QUOTE]], capital_free, cap)
+    if reason:
+        return reason, []
+    opp = st["seqs"][G.S_NEXT_OPP]
+    st["seqs"][G.S_NEXT_OPP] += 1
+    orders = []
+    for leg, (v, i, price) in enumerate(((vb, ib, res["buy_limit"]), (vs, is_, res["sell_limit"]))):
+        orders.append(dict(seq=st["seqs"][G.S_NEXT_SEQ], ts_ns=now_ns, kind=int(schema.Kind.ORDER_NEW),
+                           source=source, venue=v, sub=leg, instrument=i, aux=int(schema.OrderType.IOC),
+                           coid=schema.make_coid(opp, leg), price=price, qty=res["qty"],
+                           depends_on=0 if leg == 0 else schema.make_coid(opp, 0),
+                           max_slip_bps=float(np.float32(vf[v][G.VF_SLIP_BPS]))))
+        st["seqs"][G.S_NEXT_SEQ] += 1
+    n = res["notional"]
+    st["strat_f"][strat][G.SF_USED] += n
+    vf[vb][G.VF_EXPOSURE] += n
+    vf[vs][G.VF_EXPOSURE] += n
+    pol[G.P_EXPOSURE] += n
+    bal[vb][inst_i[ib][G.II_QUOTE]] -= n * (1.0 + fee_b * 1e-4)
+    bal[vs][inst_i[is_][G.II_BASE]] -= res["qty"]
+    return 0, orders
+
+
+def state_as_lists(ds) -> dict:
+    """A DecisionState's arrays as nested Python lists (for the reference)."""
+    return {name: getattr(ds, name).tolist() for name in
+            ("venue_f", "venue_h", "inst_f", "inst_i", "balance", "strat_f", "policy", "seqs")}
+
+
+def books_as_lists(bs) -> dict:
+    return {(v, i): {"bids": bs.levels(v, i, 0), "asks": bs.levels(v, i, 1), "status": int(bs.status[v, i]),
+                     "ts": int(bs.ts[v, i])}
+            for v in range(1, bs.px.shape[0]) for i in range(1, bs.px.shape[1])}
+
+
+ORDER_FIELDS = ("seq", "ts_ns", "kind", "source", "venue", "sub", "instrument", "aux", "coid", "price", "qty",
+                "depends_on", "max_slip_bps")
+
+
+def _k_decide(c):
+    bs, ds = c["books"], copy.deepcopy(c["state"])
+    out = schema.empty(schema.Kind.ORDER_NEW, 2 * len(c["signals"]))
+    before = ds.counters.copy()
+    n = gate.decide_batch_nb(c["signals"], c["now_ns"], 1, *bs.arrays()[:5], *ds.arrays(), out)
+    orders = [{f: out[k][f].item() for f in ORDER_FIELDS} for k in range(n)]
+    return orders, (ds.counters - before).tolist(), state_as_lists(ds)
+
+
+def _r_decide(c):
+    st, books = state_as_lists(c["state"]), books_as_lists(c["books"])
+    counts = [0] * gate.N_REASONS
+    orders = []
+    for s in c["signals"]:
+        if s["kind"] != schema.Kind.SIGNAL:
+            continue
+        sig = {k: s[k].item() for k in ("venue", "instrument", "sell_venue", "sell_instrument", "created_ns",
+                                         "ttl_us", "edge_bps", "qty_hint")}
+        sig["strategy"] = int(s["aux"])
+        reason, o = decide(sig, books, st, c["now_ns"], 1)
+        counts[reason] += 1
+        orders += o
+    return orders, counts, st
+
+
 # -- the comparison table -----------------------------------------------------------------
 
 
@@ -379,4 +495,6 @@ COMPARISONS: dict[str, Comparison] = {
     "sizing.size_two_leg": Comparison(_k_size, _r_size),
     "symmetry": Comparison(_k_symmetry, _r_symmetry),
     "risk.ewma": Comparison(_k_ewma, _r_ewma, atol=1e-12),
+    # both sides book into their own copy of the case's state and return it
+    "gate.decide": Comparison(_k_decide, _r_decide),
 }
