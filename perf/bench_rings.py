@@ -63,6 +63,7 @@ PY_BATCHES = (16, 256)
 RING_SLOTS = 4096
 PING_SLOTS = 64
 SPINS = 2_000_000           # polls before a compiled wait returns to Python to check liveness
+ECHO_IDLE = 200_000         # idle polls before the ponger looks whether the pinger closed ring A
 SPAWN = mp.get_context("spawn")
 
 
@@ -230,7 +231,7 @@ def ring_ponger(ping: str, pong: str, conn, cpu) -> None:
     _echo(a.header, a.slots, a.local, b.header, b.slots, b.local, 1)
     conn.send("ready")
     while _parent_alive() and not a.producer_closed and a.producer_status() == "":
-        _echo(a.header, a.slots, a.local, b.header, b.slots, b.local, SPINS)
+        _echo(a.header, a.slots, a.local, b.header, b.slots, b.local, ECHO_IDLE)
     b.close()
     a.close()
 

@@ -205,7 +205,8 @@ class Ring:
     def push_wait(self, records: np.ndarray, wait=None, timeout_s: float | None = None) -> int:
         """Producer: push all of `records`, waiting with `wait` (default BusySpin) while full.
         Returns how many were written: all of them, or fewer when `timeout_s` passed or the
-        consumer process is gone."""
+        consumer process is gone. Ordering: each step is `kernels.push_batch` (acquire load of
+        TAIL before reusing slots, release store of HEAD after filling them)."""
         self._require(PRODUCER)
         words = as_words(records)
         wait = wait or BusySpin()
@@ -235,7 +236,9 @@ class Ring:
         """Consumer: wait with `wait` (default BusySpin) until records are ready and pop up to
         `len(out)` of them. Returns the count read (> 0), 0 when `timeout_s` passed, or ENDED
         when the producer closed its end and everything was read. Raises ProducerDead when the
-        producer died (see `check_producer`); records it published before are read first."""
+        producer died (see `check_producer`); records it published before are read first.
+        Ordering: each poll is `kernels.pop_batch` (acquire load of HEAD before reading slots,
+        release store of TAIL after); waits poll the cursor with atomic loads only."""
         self._require(CONSUMER)
         words = as_words(out)
         wait = wait or BusySpin()
