@@ -97,6 +97,33 @@ def test_cursors_are_published_with_release_stores_and_read_with_acquire_loads()
     assert "load atomic i64" in wclaim and "acquire" in wclaim
 
 
+@pytest.mark.parametrize("kernel,op", [("read_claim", "ldar"), ("write_claim", "ldar"),
+                                       ("write_publish", "stlr"), ("read_release", "stlr")])
+def test_on_arm64_cursor_loads_become_ldar_and_cursor_stores_become_stlr(kernel, op):
+    import re
+
+    import llvmlite.binding as llvm
+
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    try:
+        target = llvm.Target.from_triple("aarch64-unknown-linux-gnu")
+    except RuntimeError:
+        pytest.skip("this llvmlite has no AArch64 back end")
+    a1, a2, i64 = numba.types.int64[::1], numba.types.uint64[:, ::1], numba.types.int64
+    args = (a1, a2, a1, i64) if kernel.endswith("claim") else (a1, a1, i64)
+    fresh = numba.njit(_nrt=False, no_cpython_wrapper=True)(getattr(kernels, kernel).py_func)
+    fresh.compile(args)
+    text = "\n".join(fresh.inspect_llvm().values())
+    text = re.sub(r'"target-(cpu|features)"="[^"]*"', "", text)          # host (x86) attributes
+    text = re.sub(r"^target (datalayout|triple) = .*$", "", text, flags=re.M)
+    mod = llvm.parse_assembly(text)
+    mod.triple = "aarch64-unknown-linux-gnu"
+    tm = target.create_target_machine(opt=2)
+    mod.data_layout = str(tm.target_data)
+    assert re.search(rf"\b{op}\b", tm.emit_assembly(mod))
+
+
 # -- full / empty / wrap-around -----------------------------------------------------------
 
 def test_full_and_empty_are_zero_counts_not_exceptions(pair):
