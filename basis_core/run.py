@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import Config, load
+from .cpu import apply, busy_warning, plan
 from .engine.core import InstrumentRules
 from .engine.policy import PolicyConfig
 from .engine.replay import save_run_meta
@@ -61,22 +62,44 @@ def run_dir_for(cfg: Config, override: str | None) -> Path:
 
 
 async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle_s: float = 2.0,
-                       before_close=None, after_start=None) -> Runner:
-    """Run one scenario on the running loop; returns the finished Runner. `before_close(runner)`,
-    if given, is awaited while the venues are still open (tests compare both sides there)."""
+                       before_close=None, after_start=None, layout: str = "single") -> Runner:
+    """Run one scenario on the running loop; returns the finished Runner.
+
+    layout "single": the engine core runs in this process, on the event loop (what the
+    virtual clock needs); "processes": the pinned engine process joined by rings (real time).
+    `after_start(runner)` and `before_close(runner)` are awaited with the venues open."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    journal = JournalWriter(run_dir / "journal", cfg.journal)
     reg = cfg.registry()
     signals = None
     if cfg.signals.file:
         signals = load_signals(cfg.data_path(cfg.signals.file), reg, set(cfg.instruments))
-    runner = Runner(venues=dict(world.venues), registry=reg, rules=rules_of(cfg), policy=policy_of(cfg),
-                    now_ns=world.clock.now_ns, journal=journal, progress=progress, fixed_marks=fixed_marks_of(cfg),
-                    signals=signals, builtin_signals=cfg.signals.builtin)
+    common = dict(venues=dict(world.venues), registry=reg, rules=rules_of(cfg), policy=policy_of(cfg),
+                  now_ns=world.clock.now_ns, progress=progress, fixed_marks=fixed_marks_of(cfg),
+                  signals=signals, builtin_signals=cfg.signals.builtin)
+    journal = None
+    if layout == "processes":
+        from .engine.procs import ProcessRunner
+
+        placements = {p.role: p for p in plan(cfg.cpu)}
+        if progress:
+            for p in placements.values():
+                if p.role != "io":
+                    progress(f"{p.role}: {'unpinned' if p.core is None else f'core {p.core}'} {p.note}".rstrip())
+            progress(apply(placements["io"]))
+            warning = busy_warning(placements["engine"].core)
+            if warning:
+                progress(warning)
+        runner = ProcessRunner(cfg=cfg, run_dir=run_dir, placements=placements, **common)
+    else:
+        journal = JournalWriter(run_dir / "journal", cfg.journal)
+        runner = Runner(journal=journal, **common)
     try:
         await world.start()
-        await runner.start()
+        for v in world.venues.values():          # every asset the venues hold has an id before
+            for asset in (await v.balances()):   # any process copies the registry
+                reg.assets.add(asset)
         save_run_meta(run_dir, cfg, reg)
+        await runner.start()
         market = world.start_market()
         if after_start is not None:
             await after_start(runner)
@@ -89,7 +112,10 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
         if before_close is not None:
             await before_close(runner)
     finally:
-        journal.close()
+        if journal is not None:
+            journal.close()
+        if layout == "processes":
+            runner.close()
         await world.close()
     return runner
 
@@ -107,7 +133,8 @@ def main(args) -> int:
           f"{cfg.run.clock} clock; run directory {run_dir}")
     world = SimWorld.from_config(cfg)
     wall0 = time.perf_counter()
-    coro = run_scenario(cfg, run_dir, world, progress=lambda line: print("  " + line, flush=True))
+    layout = "single" if cfg.run.clock == "virtual" else "processes"
+    coro = run_scenario(cfg, run_dir, world, progress=lambda line: print("  " + line, flush=True), layout=layout)
     runner = world.clock.run(coro) if cfg.run.clock == "virtual" else asyncio.run(coro)
     wall = time.perf_counter() - wall0
     report = write_run(runner, cfg, run_dir, wall, world.digest())

@@ -71,6 +71,9 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         "position_states": _count(p.state.name for p in core.positions.values()),
         "late_fills": core.orders.late_fills,
         "anomalies": list(core.counters.anomalies),
+        "fills_booked_late": len(runner.unbooked_fills),
+        "engine_restarts": getattr(runner, "restarts", 0),
+        "inventory_booked": runner.deposited,
         "io_calls": dict(runner.io.calls),
     }
 

@@ -83,7 +83,9 @@ class Runner:
         self._seq = 0
         self.decisions = 0
         self.deposited = False
+        self.unbooked_fills: list[str] = []
         self.next_reconcile_ns = 0
+        self.next_progress_ns = 0
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -106,8 +108,9 @@ class Runner:
             signal_px = opp.buy.signal_px if fill.side == S.Side.BUY else opp.sell.signal_px
         try:
             self.ledger.book_fill(ledger_fill(fill, info, strategy=strategy, signal_px=signal_px))
-        except BasisError:
-            pass  # a mark is missing at this instant; the reconciliation pass books it later
+        except BasisError as exc:
+            # a mark is missing at this instant; the reconciliation pass books the fill later
+            self.unbooked_fills.append(f"{fill.venue}:{fill.coid}:{fill.trade_id}: {exc}")
 
     def _on_funding(self, pay) -> None:
         try:
@@ -178,7 +181,8 @@ class Runner:
     async def run_for(self, duration_s: float) -> None:
         t_end = self.now_ns() + int(duration_s * 1e9)
         wall0 = time.perf_counter()
-        next_progress = self.now_ns() + self.progress_every_ns
+        if not self.next_progress_ns:
+            self.next_progress_ns = self.now_ns() + self.progress_every_ns
         while True:
             now = self.now_ns()
             if now >= t_end:
@@ -196,8 +200,8 @@ class Runner:
                 # the four layers run continuously, not only when something looked wrong
                 self.next_reconcile_ns = self.now_ns() + int(self.policy.reconcile_interval_ms * MS)
                 self._start_reconcile()
-            if self.progress and self.now_ns() >= next_progress:
-                next_progress += self.progress_every_ns
+            if self.progress and self.now_ns() >= self.next_progress_ns:
+                self.next_progress_ns += self.progress_every_ns
                 self.progress(self.progress_line())
                 self.stats.progress_lines += 1
         self.stats.wall_s += time.perf_counter() - wall0
@@ -302,8 +306,22 @@ class Runner:
         rec = S.empty(S.Kind.CONTROL)
         rec["ts_ns"], rec["source"], rec["sub"] = self.now_ns(), 3, int(S.ControlCommand.SHUTDOWN)
         self._sink(rec.view(S.GENERIC))
-        await self.run_for(settle_s)
+        await self.settle(settle_s)
         await self.reconcile_pass()
         self.pump()
         await self.io.stop()
+
+    def settled(self) -> bool:
+        """No order in flight and no position left to hedge or unwind."""
+        return not self.core.orders.working() and not any(
+            p.state.name in ("LEG_WORKING", "HEDGING", "ASYMMETRIC", "ISOLATED", "UNWINDING")
+            for p in self.core.open_positions.values())
+
+    async def settle(self, settle_s: float, max_factor: float = 6.0) -> None:
+        """Run at least `settle_s`, then on until settled (at most `max_factor` times longer):
+        orders in doubt get verified and positions closed before the run ends."""
+        await self.run_for(settle_s)
+        deadline = self.now_ns() + int(settle_s * (max_factor - 1) * 1e9)
+        while not self.settled() and self.now_ns() < deadline:
+            await self.run_for(0.25)
 

@@ -1,0 +1,259 @@
+"""The pinned two-process layout: an io process and an engine process joined by rings.
+
+    io process (this one, core [cpu].io)            engine process (core [cpu].engine)
+    venues, router, ledger, reconciliation           rings -> EngineCore.step -> order ring
+      md records   ── md ring ──────────────────▶      journal: inputs first, then commands
+      exec records ── exec ring ────────────────▶
+      commands     ◀────────────── order ring ──
+
+The engine process is the only one that decides and the only writer of the journal. The io
+process keeps a *shadow* of the engine state by following the journal and stepping its own
+EngineCore over the same batches (the engine is deterministic, so the shadow is the engine, a
+few milliseconds late): reconciliation, the ledger's attributions and the report read it.
+
+If the engine process dies, the io process (whose venues live on) starts a new one with
+`resume`: it rebuilds its state by replaying the journal, closes a half-written last batch,
+journals a RECOVERED control (reconcile, verify every order in flight by client order id, no new
+exposure until the venues agree) and goes on from there.
+"""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from .. import schema as S
+from ..config import from_dict
+from ..cpu import Placement, apply
+from ..journal import JournalReader, JournalWriter
+from ..registry import Registry
+from ..rings import CONSUMER, PRODUCER, Ring
+from .core import EngineCore
+from .replay import ENGINE_SOURCE, RUNNER_SOURCE, replay
+from .runner import Runner
+
+MD_KINDS = (S.Kind.BOOK_LEVEL, S.Kind.TOP_OF_BOOK, S.Kind.TRADE, S.Kind.FUNDING)
+BATCH = 4096
+
+
+def _timer(now: int) -> np.ndarray:
+    t = S.empty(S.Kind.TIMER)
+    t["ts_ns"], t["deadline_ns"], t["source"] = now, now, RUNNER_SOURCE
+    return t.view(S.GENERIC)
+
+
+def engine_main(spec: dict) -> None:
+    """Entry point of the engine process (multiprocessing 'spawn')."""
+    from ..run import fixed_marks_of, policy_of, rules_of
+
+    placement = Placement("engine", spec["core"], spec.get("core_note", ""))
+    print("  " + apply(placement, realtime=spec.get("realtime", False)), flush=True)
+    run_dir = Path(spec["run_dir"])
+    cfg = from_dict(spec["config"])
+    reg = Registry.from_dict(spec["registry"])
+    md = Ring.attach(spec["md"], CONSUMER)
+    ex = Ring.attach(spec["exec"], CONSUMER)
+    orders = Ring.attach(spec["orders"], PRODUCER)
+    tick_ns = int(spec.get("tick_ms", 5.0) * 1e6)
+    samples: list[int] = []
+    try:
+        if spec["resume"]:
+            res = replay(run_dir)
+            core = res.core
+            journal = JournalWriter(run_dir / "journal", cfg.journal)
+            tail = _unfinished_batch(run_dir)
+            if len(tail):
+                # inputs journaled just before the crash but never decided: close their batch
+                closing = _timer(time.time_ns())
+                journal.append(closing)
+                _emit(core, np.concatenate([tail, closing]).view(S.GENERIC), journal, orders)
+            rec = S.empty(S.Kind.CONTROL)
+            rec["ts_ns"], rec["source"], rec["sub"] = time.time_ns(), RUNNER_SOURCE, int(S.ControlCommand.RECOVERED)
+            batch = np.concatenate([rec.view(S.GENERIC), _timer(time.time_ns())]).view(S.GENERIC)
+            journal.append(batch)
+            _emit(core, batch, journal, orders)
+        else:
+            core = EngineCore(reg, rules_of(cfg), policy_of(cfg), {}, spec["start_ns"],
+                              fixed_marks=fixed_marks_of(cfg), builtin_signals=cfg.signals.builtin)
+            journal = JournalWriter(run_dir / "journal", cfg.journal)
+        buf_md, buf_ex = S.aligned_empty(BATCH), S.aligned_empty(BATCH)
+        last = time.time_ns()
+        parent = os.getppid()
+        exiting = False
+        while not exiting:
+            n_ex = ex.pop_batch(buf_ex)
+            n_md = md.pop_batch(buf_md)
+            now = time.time_ns()
+            if n_ex + n_md == 0 and now - last < tick_ns:
+                time.sleep(0.0002)
+                if os.getppid() != parent:
+                    break          # the io process is gone: nothing can carry our commands
+                continue
+            last = now
+            batch = np.concatenate([buf_ex[:n_ex], buf_md[:n_md], _timer(now)]).view(S.GENERIC)
+            journal.append(batch)
+            n_before = len(core.counters.decision_ns)
+            _emit(core, batch, journal, orders)
+            samples.extend(core.counters.decision_ns[n_before:])
+            exiting = bool(np.any((batch["kind"] == S.Kind.CONTROL) & (batch["sub"] == S.ControlCommand.EXIT)))
+        journal.close()
+        (run_dir / "engine-latency.npy").write_bytes(np.asarray(samples, dtype=np.int64).tobytes())
+    finally:
+        for ring in (md, ex, orders):
+            ring.close()
+
+
+def _emit(core: EngineCore, batch: np.ndarray, journal: JournalWriter, orders: Ring) -> None:
+    cmds = core.step(batch)
+    if len(cmds):
+        journal.append(cmds)
+        done = 0
+        while done < len(cmds):
+            done += orders.push_batch(cmds[done:])
+            if done < len(cmds):
+                time.sleep(0.0001)
+
+
+def _unfinished_batch(run_dir: Path) -> np.ndarray:
+    """Input records after the last closed batch (a crash between journaling and deciding)."""
+    records = JournalReader(run_dir / "journal").read(0).view(S.GENERIC)
+    ends = np.flatnonzero((records["source"] == RUNNER_SOURCE) & (records["kind"] == S.Kind.TIMER))
+    tail = records[(ends[-1] + 1) if len(ends) else 0:]
+    return tail[tail["source"] != ENGINE_SOURCE]
+
+
+class ProcessRunner(Runner):
+    """The io process's side of the two-process layout (see module docstring)."""
+
+    def __init__(self, *, cfg, run_dir: Path, placements: dict[str, Placement], **kw):
+        super().__init__(journal=None, **kw)
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.placements = placements
+        self.engine_proc: mp.Process | None = None
+        self.restarts = 0
+        self._follow_pos = 0
+        self._pending: list[np.ndarray] = []
+        self._exiting = False
+        tag = f"{os.getpid()}-{int(time.time() * 1000) % 100000}"
+        self.names = {"md": f"md-{tag}", "exec": f"exec-{tag}", "orders": f"orders-{tag}"}
+        r = cfg.rings
+        self.md = Ring.create(self.names["md"], r.md_slots, PRODUCER)
+        self.ex = Ring.create(self.names["exec"], r.exec_slots, PRODUCER)
+        self.orders = Ring.create(self.names["orders"], r.order_slots, CONSUMER)
+        self._buf = S.aligned_empty(BATCH)
+
+    # records go to the engine through the rings; the shadow core sees them in the journal
+    def _sink(self, rec: np.ndarray) -> None:
+        kinds = rec["kind"]
+        is_md = np.isin(kinds, MD_KINDS)
+        for ring, part in ((self.md, rec[is_md]), (self.ex, rec[~is_md])):
+            done = 0
+            while done < len(part):
+                done += ring.push_batch(part[done:])
+                if done < len(part):
+                    time.sleep(0.0001)
+
+    def pump(self) -> None:
+        self._commands()
+        self._follow()
+
+    def spawn_engine(self, resume: bool) -> None:
+        from ..configio import to_plain
+
+        p = self.placements["engine"]
+        spec = {"run_dir": str(self.run_dir), "config": to_plain(self.cfg), "registry": self.reg.as_dict(),
+                "md": self.names["md"], "exec": self.names["exec"], "orders": self.names["orders"],
+                "start_ns": self.core.market.start_ns or self.now_ns(), "resume": resume, "core": p.core,
+                "core_note": p.note, "realtime": self.cfg.cpu.realtime}
+        self.engine_proc = mp.get_context("spawn").Process(target=engine_main, args=(spec,), name="basis-engine")
+        self.engine_proc.start()
+
+    async def start(self) -> None:
+        await super().start()
+        self.spawn_engine(resume=False)
+
+    def _commands(self) -> None:
+        while True:
+            n = self.orders.pop_batch(self._buf)
+            if n == 0:
+                return
+            self.route(self._buf[:n].copy())
+
+    def _follow(self) -> None:
+        """Step the shadow core over the batches the engine has journaled since the last call."""
+        jdir = self.run_dir / "journal"
+        if not (jdir / "LOCK").exists() and not any(jdir.glob("*.journal")):
+            return
+        try:
+            reader = JournalReader(jdir)
+            parts = [b for _, b in reader.batches(self._follow_pos)]
+        except Exception:
+            return   # the engine is between segments or restarting: read again next time
+        if not parts:
+            return
+        recs = np.concatenate(parts).view(S.GENERIC)
+        self._follow_pos += len(recs)
+        recs = recs[recs["source"] != ENGINE_SOURCE]
+        self._pending.append(recs)
+        pending = np.concatenate(self._pending).view(S.GENERIC)
+        ends = np.flatnonzero((pending["source"] == RUNNER_SOURCE) & (pending["kind"] == S.Kind.TIMER))
+        start = 0
+        for end in ends:
+            batch = S.aligned_empty(end + 1 - start)
+            batch[:] = pending[start:end + 1]
+            self.core.step(batch)
+            start = end + 1
+        self._pending = [pending[start:]] if start < len(pending) else []
+
+    def engine_alive(self) -> bool:
+        return self.engine_proc is not None and self.engine_proc.is_alive()
+
+    async def run_for(self, duration_s: float) -> None:
+        t_end = self.now_ns() + int(duration_s * 1e9)
+        while self.now_ns() < t_end:
+            if not self.engine_alive() and not self._exiting:
+                code = self.engine_proc.exitcode if self.engine_proc else None
+                if self.progress:
+                    self.progress(f"engine process exited ({code}); restarting from its journal")
+                self._commands()
+                self._follow()
+                self.restarts += 1
+                self.spawn_engine(resume=True)
+            await super().run_for(min(0.25, max(0.0, (t_end - self.now_ns()) / 1e9)))
+
+    async def finish(self, settle_s: float = 2.0) -> None:
+        self._sink(_control(self.now_ns(), S.ControlCommand.SHUTDOWN))
+        await self.settle(settle_s)
+        await self.reconcile_pass()
+        await asyncio.sleep(0.05)
+        self._exiting = True
+        self._sink(_control(self.now_ns(), S.ControlCommand.EXIT))
+        deadline = time.monotonic() + 10
+        while self.engine_alive() and time.monotonic() < deadline:
+            self._commands()
+            await asyncio.sleep(0.01)
+        self._commands()
+        self._follow()
+        lat = self.run_dir / "engine-latency.npy"
+        if lat.exists():
+            self.core.counters.decision_ns = np.frombuffer(lat.read_bytes(), dtype=np.int64).tolist()
+        await self.io.stop()
+
+    def close(self) -> None:
+        if self.engine_alive():
+            self.engine_proc.kill()
+            self.engine_proc.join(5)
+        for ring in (self.md, self.ex, self.orders):
+            ring.close()
+
+
+def _control(now: int, cmd: S.ControlCommand) -> np.ndarray:
+    rec = S.empty(S.Kind.CONTROL)
+    rec["ts_ns"], rec["source"], rec["sub"] = now, RUNNER_SOURCE, int(cmd)
+    return rec.view(S.GENERIC)

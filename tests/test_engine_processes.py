@@ -1,0 +1,65 @@
+"""The two-process layout on the real clock: engine process pinned, joined to the io process by
+rings; the engine killed with SIGKILL mid-run comes back from its journal."""
+import asyncio
+import os
+import signal
+
+import pytest
+
+from adapters.sim.world import SimWorld
+from basis_core.config import from_dict
+from basis_core.engine.replay import replay
+from basis_core.rings import leftovers
+from basis_core.run import run_scenario
+from orchestration import invariants, scenario, venue_agreement
+
+
+def _real(duration_s: float, **kw) -> dict:
+    data = scenario(duration_s=duration_s, **kw)
+    data["run"]["clock"] = "real"
+    data["cpu"] = {"engine": 1, "io": 0}
+    data["market"]["dislocations_per_min"] = 30.0
+    return data
+
+
+def _run(data, tmp_path, after_start=None):
+    cfg = from_dict(data)
+    world = SimWorld.from_config(cfg)
+    lines, found = [], []
+
+    async def before_close(runner):
+        found.extend(await venue_agreement(runner))
+
+    runner = asyncio.run(run_scenario(cfg, tmp_path / "run", world, progress=lines.append, layout="processes",
+                                      before_close=before_close, after_start=after_start))
+    return runner, lines, found
+
+
+def test_engine_process_runs_pinned_and_its_journal_replays_identically(tmp_path):
+    before = set(leftovers())
+    runner, lines, found = _run(_real(5.0), tmp_path)
+    assert not found + invariants(runner), found + invariants(runner)
+    assert any(line.startswith("engine: core") for line in lines)
+    assert runner.core.counters.events > 1000
+    res = replay(tmp_path / "run")
+    assert res.identical and res.digest == runner.core.digest
+    assert set(leftovers()) <= before           # the io process unlinked its rings
+
+
+def test_engine_killed_mid_run_restarts_from_its_journal_and_reconciles(tmp_path):
+    async def kill_later(runner):
+        async def kill():
+            await asyncio.sleep(3.0)
+            os.kill(runner.engine_proc.pid, signal.SIGKILL)
+        asyncio.get_running_loop().create_task(kill())
+
+    runner, lines, found = _run(_real(8.0), tmp_path, after_start=kill_later)
+    assert runner.restarts == 1
+    assert any("restarting from its journal" in line for line in lines)
+    # every order sent before or after the crash is terminal and agreed with the venue
+    assert not found + invariants(runner), found + invariants(runner)
+    engine = [t for t in runner.core.transitions_as_dicts() if t["machine"] == "engine"]
+    assert any(t["cause"] == "engine restarted from its journal" for t in engine)
+    # the journal across the crash still replays to the very same decisions
+    res = replay(tmp_path / "run")
+    assert res.identical and res.digest == runner.core.digest
