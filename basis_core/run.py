@@ -131,6 +131,12 @@ def main(args) -> int:
     run_dir = run_dir_for(cfg, getattr(args, "run_dir", None) or args.out)
     print(f"basis run: scenario {cfg.run.name!r} from {path}; {cfg.run.duration_s:g} s on the "
           f"{cfg.run.clock} clock; run directory {run_dir}")
+    from .kernels.warmup import IMPORT_S, warm_up
+
+    t0 = time.perf_counter()
+    groups = warm_up()   # compile or load every kernel now, not on the first live signal
+    print(f"kernels ready in {time.perf_counter() - t0 + IMPORT_S:.2f} s ("
+          + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in groups.items()) + ")")
     world = SimWorld.from_config(cfg)
     wall0 = time.perf_counter()
     layout = "single" if cfg.run.clock == "virtual" else "processes"
