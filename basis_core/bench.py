@@ -30,7 +30,18 @@ ROOT = Path(__file__).resolve().parents[1]
 #: suite name -> pyperf script, relative to the repository root
 SUITES: dict[str, str] = {
     "rings": "perf/bench_rings.py",
+    "cring": "perf/c_ring/bench_c_ring.py",
+    "e2e": "perf/bench_e2e.py",
+    "router": "perf/bench_router.py",
+    "kernels": "perf/bench_kernels.py",
+    "journal": "perf/bench_journal.py",
+    "peers": "perf/peers/bench_nautilus.py",
 }
+
+#: exit status of a suite script that cannot run on this host (an optional peer not installed)
+SKIPPED = 75
+#: per topology, the implementation the "vs" column divides by (default BASELINE)
+BASELINES = {"E2EThroughput": "python", "TickToOrderLatency": "python"}
 
 BASELINE = "queue"
 _NAME = re.compile(r"^(?P<topo>\w+)\[(?P<impl>[\w-]+)(?:,(?P<params>[^\]]*))?\](?:\.p(?P<pct>\d+))?$")
@@ -74,7 +85,8 @@ def summarize(medians: dict[str, float]) -> list[tuple[str, str, str, str, str]]
             row["time"] = value
     out = []
     for (topo, impl, params), row in rows.items():
-        base = rows.get((topo, BASELINE, params)) if impl != BASELINE else None
+        base_impl = BASELINES.get(topo, BASELINE)
+        base = rows.get((topo, base_impl, params)) if impl != base_impl else None
 
         def ratio(field):
             if base is None or field not in row or field not in base or row[field] <= 0:
@@ -85,6 +97,8 @@ def summarize(medians: dict[str, float]) -> list[tuple[str, str, str, str, str]]
         rate = _fmt_rate(1.0 / row["time"]) if "time" in row and topo.endswith("Throughput") else "-"
         p50 = _fmt_time(row["p50"]) if "p50" in row else "-"
         p99 = _fmt_time(row["p99"]) if "p99" in row else "-"
+        if "p999" in row:
+            p99 += f" (p999 {_fmt_time(row['p999'])})"
         ratios = [r for r in (ratio("time"), ratio("p50"), ratio("p99")) if r is not None]
         vs = " / ".join(_fmt_ratio(r) for r in ratios) if ratios else "-"
         out.append((label, rate, p50, p99, vs))
@@ -106,14 +120,19 @@ def load_medians(path: Path) -> dict[str, float]:
     return {b.get_name(): b.median() for b in suite.get_benchmarks()}
 
 
-def run_suite(suite: str, out_dir: Path, fast: bool) -> Path:
-    """Run one suite's pyperf script; returns the JSON file it wrote."""
+def run_suite(suite: str, out_dir: Path, fast: bool) -> Path | None:
+    """Run one suite's pyperf script; returns the JSON file it wrote (None: the script exited
+    with SKIPPED, having said why)."""
     script = ROOT / SUITES[suite]
+    if not script.exists():
+        raise BasisError(f"bench suite {suite!r}: {SUITES[suite]} is not in this checkout")
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{suite}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     cmd = [sys.executable, str(script), "--quiet", "-o", str(out)] + (["--fast"] if fast else [])
     print(f"basis bench: {suite}: {' '.join(cmd[1:])}", flush=True)
     proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode == SKIPPED:
+        return None
     if proc.returncode != 0 or not out.exists():
         raise BasisError(f"bench suite {suite!r} failed (exit {proc.returncode}); no results written")
     return out
@@ -131,6 +150,9 @@ def main(args) -> int:
     out_dir = Path(args.out).resolve()
     for suite in suites:
         path = run_suite(suite, out_dir, args.fast)
+        if path is None:
+            print(f"\n{suite}: skipped\n")
+            continue
         print(f"\n{suite}: pyperf JSON in {path}\n")
         print(render(summarize(load_medians(path))))
         if args.compare_to:
