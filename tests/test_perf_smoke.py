@@ -1,0 +1,73 @@
+"""Every `basis bench` suite script runs in its smallest form and writes a valid pyperf JSON
+with the benchmarks it promises (the figures themselves are not judged here: one value on a
+shared host means nothing). The end-to-end suite checks every order against the plain-Python
+decisions before it reports, so a passing smoke run is also a correctness run of the pipeline.
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from basis_core.bench import ROOT, SKIPPED, SUITES, load_medians, render, summarize
+from basis_core.rings import leftovers
+
+SINGLE = ["--debug-single-value", "--quiet"]
+
+
+def run(script: str, args: list[str], out: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *SINGLE, *args, "-o", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def names(path: Path) -> set[str]:
+    medians = load_medians(path)
+    assert all(v > 0 for v in medians.values()), medians
+    assert render(summarize(medians)).splitlines()[0].startswith("benchmark")
+    return set(medians)
+
+
+def test_suites_point_at_scripts():
+    for suite, script in SUITES.items():
+        if suite == "kernels" and not (ROOT / script).exists():
+            continue                        # registered ahead of its script
+        assert (ROOT / script).is_file(), suite
+
+
+def test_e2e_smallest_form(tmp_path):
+    out = tmp_path / "e2e.json"
+    proc = run(SUITES["e2e"], ["--smoke", "--min-events", "4000"], out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert names(out) == {"E2EThroughput[numba]", "E2EThroughput[python]", "TickToOrderLatency[numba,rate=1M].p99"}
+    assert not [n for n in leftovers() if n.startswith("basis-bench-e2e-")]
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None, reason="no C compiler")
+def test_c_ring_smallest_form(tmp_path):
+    out = tmp_path / "cring.json"
+    proc = run(SUITES["cring"], [], out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert names(out) == {"OneToOneThroughput[c,batch=1]", "OneToOneThroughput[c,batch=16]",
+                          "OneToOneThroughput[c,batch=256]", "PingPongLatency[c].p50", "PingPongLatency[c].p99"}
+
+
+def test_peer_smallest_form_or_a_clear_skip(tmp_path):
+    out = tmp_path / "peers.json"
+    proc = run(SUITES["peers"], ["--ticks", "1000"], out)
+    if importlib.util.find_spec("nautilus_trader") is None:
+        assert proc.returncode == SKIPPED and "not installed" in proc.stderr and not out.exists()
+        return
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert names(out) == {"PeerThroughput[nautilus]", "PeerThroughput[nautilus,noorders]"}
+
+
+@pytest.mark.parametrize("suite", ["router", "journal"])
+def test_other_suites_smallest_form(tmp_path, suite):
+    out = tmp_path / f"{suite}.json"
+    proc = run(SUITES[suite], [], out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert names(out)
