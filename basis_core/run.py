@@ -10,6 +10,7 @@ results.sqlite, report.json and report.html.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from dataclasses import replace
@@ -77,6 +78,7 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
                   now_ns=world.clock.now_ns, progress=progress, fixed_marks=fixed_marks_of(cfg),
                   signals=signals, builtin_signals=cfg.signals.builtin)
     journal = None
+    affinity = os.sched_getaffinity(0)
     if layout == "processes":
         from .engine.procs import ProcessRunner
 
@@ -116,6 +118,7 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
             journal.close()
         if layout == "processes":
             runner.close()
+            os.sched_setaffinity(0, affinity)   # the caller gets its cores back
         await world.close()
     return runner
 

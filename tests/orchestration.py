@@ -4,10 +4,12 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from adapters.base import OrderStatus
+import asyncio
+
+from adapters.base import OrderStatus, coid_from_wire
 from adapters.sim.world import SimWorld
 from basis_core.config import from_dict
-from basis_core.errors import OrderNotFound
+from basis_core.errors import OrderNotFound, VenueError
 from basis_core.run import run_scenario
 from basis_core.scenarios import DEFAULT
 from basis_core.state.tables import NO_DISPATCH, NO_NEW_EXPOSURE, EngineState, OrderState, VenueState
@@ -43,15 +45,40 @@ def run(data: dict, tmp_path: Path, check=None, after_start=None):
     return runner, world, found
 
 
+async def _retry(call):
+    for _ in range(20):
+        try:
+            return await call()
+        except (VenueError, OrderNotFound) as exc:
+            if isinstance(exc, OrderNotFound):
+                raise
+            await asyncio.sleep(0.5)   # a fault window (maintenance, 429) may still be open
+    return await call()
+
+
 async def venue_agreement(runner) -> list[str]:
-    """Every client order id ends in a terminal state that we and the venue agree on."""
+    """Every client order id ends in a terminal state that we and the venue agree on, and every
+    order the venue has (open, or behind a fill) is one the engine knows."""
     problems = []
+    known = runner.core.orders.orders
+    for name, venue in runner.venues.items():
+        cursor = None
+        while True:
+            page = await _retry(lambda: venue.fills(cursor))
+            for f in page.fills:
+                if coid_from_wire(f.coid) not in known:
+                    problems.append(f"{name} has fill {f.trade_id} of order {f.coid}, unknown to the engine")
+            cursor = page.cursor
+            if not page.more:
+                break
+        for vo in await _retry(lambda: venue.open_orders()):
+            problems.append(f"{name} still has order {vo.coid} open ({vo.status.name})")
     for o in runner.core.orders.orders.values():
         if not o.terminal:
             problems.append(f"order {o.coid} on {o.venue} not terminal: {o.state.name}")
             continue
         try:
-            vo = await runner.venues[o.venue].fetch_order(o.wire, o.instrument)
+            vo = await _retry(lambda: runner.venues[o.venue].fetch_order(o.wire, o.instrument))
         except OrderNotFound:
             if o.state != OrderState.REJECTED:
                 problems.append(f"order {o.coid} is {o.state.name} here, unknown at {o.venue}")

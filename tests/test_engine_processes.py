@@ -46,6 +46,39 @@ def test_engine_process_runs_pinned_and_its_journal_replays_identically(tmp_path
     assert set(leftovers()) <= before           # the io process unlinked its rings
 
 
+@pytest.mark.slow
+def test_engine_killed_at_random_points_loses_no_order_and_reconciles(tmp_path):
+    """SIGKILL the engine process at seeded random moments of a faulted scenario (10 kills in
+    the CI form, 100 with BASIS_SOAK=full): every restart rebuilds from the journal."""
+    import random
+
+    from soak import SOAK
+
+    kills = 10 if SOAK == "short" else 100
+    rng = random.Random(5)
+    faults = [{"kind": "timeout", "venue": "alpha", "on": "submit", "nth": 2, "reached": "random", "count": 3},
+              {"kind": "rate_limit", "venue": "beta", "start_s": 4.0, "duration_s": 1.5, "retry_after_s": 0.5},
+              {"kind": "ack_lost", "venue": "beta", "on": "submit", "nth": 3}]
+    duration = 4.0 + kills * 2.0
+
+    async def kill_repeatedly(runner):
+        async def killer():
+            for _ in range(kills):
+                await asyncio.sleep(rng.uniform(1.2, 2.2))   # after the new engine is up
+                while not runner.engine_alive():
+                    await asyncio.sleep(0.05)
+                os.kill(runner.engine_proc.pid, signal.SIGKILL)
+        asyncio.get_running_loop().create_task(killer())
+
+    runner, lines, found = _run(_real(duration, faults=faults), tmp_path, after_start=kill_repeatedly)
+    assert runner.restarts >= kills - 1
+    assert not found + invariants(runner), found + invariants(runner)
+    assert runner.reconciler.log.open() == [], runner.reconciler.log.open()
+    assert runner.core.engine.state.name == "NORMAL"
+    res = replay(tmp_path / "run")
+    assert res.identical and res.digest == runner.core.digest
+
+
 def test_engine_killed_mid_run_restarts_from_its_journal_and_reconciles(tmp_path):
     async def kill_later(runner):
         async def kill():
