@@ -319,10 +319,7 @@ class VenueIO:
                 self.emit_order_event(name, inst or "", coid, S.OrderEventType.CANCEL_REJECT)
                 return
             except VenueError as exc:
-                if isinstance(exc, RateLimited):
-                    self._rate_limited(name, exc)
-                else:
-                    self._uncertain(name, exc)
+                self._failed(name, exc)
                 self.emit_order_event(name, inst or "", coid, S.OrderEventType.TIMEOUT)
                 return
             self._ok(name)
@@ -338,10 +335,7 @@ class VenueIO:
                 self.emit_order_event(name, inst or "", coid, S.OrderEventType.NOT_FOUND)
                 return
             except VenueError as exc:
-                if isinstance(exc, RateLimited):
-                    self._rate_limited(name, exc)
-                else:
-                    self._uncertain(name, exc)
+                self._failed(name, exc)
                 return  # the engine asks again on its verify interval
             self._ok(name)
             await self._catch_up_fills(name, coid, view)
@@ -365,6 +359,13 @@ class VenueIO:
         self.router.throttle(self.reg.venue(name)).block_until(now + int(wait_s * 1e9))
         self.emit_status(name, S.VenueReport.RATE_LIMITED, retry_after_s=wait_s)
 
+    def _failed(self, name: str, exc: VenueError) -> None:
+        """A cancel or query got no usable answer: throttle on a rate limit, else report it."""
+        if isinstance(exc, RateLimited):
+            self._rate_limited(name, exc)
+        else:
+            self._uncertain(name, exc)
+
     def _uncertain(self, name: str, exc: VenueError) -> None:
         report = S.VenueReport.MAINTENANCE if isinstance(exc, VenueUnavailable) else S.VenueReport.TIMEOUT
         self.emit_status(name, report)
@@ -377,11 +378,8 @@ class VenueIO:
             await asyncio.sleep(interval_s)
             try:
                 st = await venue.status()
-            except RateLimited as exc:
-                self._rate_limited(name, exc)
-                continue
             except VenueError as exc:
-                self._uncertain(name, exc)
+                self._failed(name, exc)
                 continue
             if st.state == S.VenueReport.OK:
                 self._ok(name)
