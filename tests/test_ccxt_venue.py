@@ -217,7 +217,11 @@ def test_429_is_rate_limited_with_retry_after_and_the_gate_holds_until_then():
                 except RateLimited as err:
                     errors.append(err)
             assert errors, "the emulator's 45-per-second weight limit must have been hit"
-            assert all(e.retry_after_s == 1.0 for e in errors)
+            venue_said = [e for e in errors if e.code == "rate_limited"]
+            held_here = [e for e in errors if e.code == "throttled"]       # refused without a request
+            assert venue_said and all(e.retry_after_s == 1.0 for e in venue_said)
+            assert all(0 < e.retry_after_s <= 1.0 for e in held_here)
+            assert sum(1 for _, _, s in emu.log if s == 429) == len(venue_said)
             kinds = [e for e, _ in events]
             assert VenueEvent.RATE_LIMITED in kinds and EngineEvent.RATE_LIMITED in kinds
             assert 418 not in [s for _, _, s in emu.log], "the gate must wait out Retry-After"
@@ -348,4 +352,19 @@ def test_resubmitting_a_refused_order_sends_it_again_after_a_lookup():
             methods = [(m, s) for m, p, s in emu.log if p == "/api/v3/order"]
             assert methods == [("POST", 400), ("GET", 400), ("POST", 200)]
             assert [p.coid for p in emu.orders_of("alice")] == ["2401"]
+    run(body())
+
+
+def test_a_long_retry_after_refuses_at_once_instead_of_queueing_stale_requests():
+    async def body():
+        async with venue(max_backoff_s=0.5) as (emu, v, _):
+            sent = len(emu.log)
+            v.gate.penalize(30.0)
+            with pytest.raises(RateLimited) as ei:
+                await v.submit(buy("2501"))
+            assert ei.value.code == "throttled" and 29 < ei.value.retry_after_s <= 30
+            assert len(emu.log) == sent                                       # nothing left
+            v.gate.throttle.block_until(0)                                    # never shortens a block
+            with pytest.raises(RateLimited):
+                await v.balances()
     run(body())

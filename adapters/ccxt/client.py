@@ -91,7 +91,7 @@ class CcxtVenue(Venue):
         self.poll_s = poll_s
         pools = {k: (p.limit, p.window_s, p.burst) for k, p in config.pools.items()}
         self.gate = Gate(venue_id, build_throttle(pools, dict(config.endpoints), clock(), ENDPOINT_NAMES),
-                         router, clock)
+                         router, clock, name=name, max_block_s=config.max_backoff_s)
         self._ep = {n: i for i, n in enumerate(ENDPOINT_NAMES)}
         self.policy = R.RetryPolicy(config.max_attempts, config.backoff_s, config.max_backoff_s)
         self._ex = None
@@ -276,6 +276,8 @@ class CcxtVenue(Venue):
                     raise
                 return await self._verify(order, priority, err)         # the venue has it: adopt it
             except (RequestTimeout, VenueUnavailable, MalformedResponse) as err:
+                if not self.config.verify_submits:
+                    raise
                 try:
                     return await self._verify(order, priority, err)
                 except OrderNotFound:

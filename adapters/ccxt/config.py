@@ -90,6 +90,9 @@ class CcxtVenueConfig:
     pools: Mapping[str, PoolConfig] = field(default_factory=_pools)
     endpoints: Mapping[str, Mapping[str, float]] = field(default_factory=_endpoints)
     max_attempts: int = 3
+    #: look a submit with an unknown outcome up by client id and adopt or resend it here; false
+    #: when the caller (the orchestrator, with its own SUSPECT/verify machinery) does that itself
+    verify_submits: bool = True
     backoff_s: float = 0.05
     max_backoff_s: float = 2.0
     #: routing rate while the engine is DEGRADED (fraction of the pools' refill rates)

@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Callable
 
-from basis_core.errors import ConfigError
+from basis_core.errors import ConfigError, RateLimited
 from basis_ext import router as R
 from basis_ext.throttle import NEVER, Throttle
 
@@ -36,8 +36,9 @@ class Gate:
     """Priority + throttle + sequence numbers for one venue's requests."""
 
     def __init__(self, venue_id: int, throttle: Throttle, router: R.Router | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns):
-        self.venue_id = venue_id
+                 clock: Callable[[], int] = time.monotonic_ns, name: str = "", max_block_s: float = 2.0):
+        self.venue_id, self.name = venue_id, name or str(venue_id)
+        self.max_block_ns = int(max_block_s * 1e9)
         self.throttle = throttle
         self.router = router if router is not None else R.Router()
         self.router.add_venue(venue_id, throttle)
@@ -48,7 +49,14 @@ class Gate:
         self._keep = 256
 
     async def admit(self, endpoint: int, priority: int) -> int:
-        """Wait for a turn to send one request through `endpoint`; returns its sequence number."""
+        """Wait for a turn to send one request through `endpoint`; returns its sequence number.
+        While the venue's Retry-After holds the gate for longer than `max_block_s`, refuse at once
+        with RateLimited (its `retry_after_s` is what is left): a request that would wait that
+        long is stale when it leaves, and the caller must learn that the venue is throttled."""
+        left = self.throttle.blocked_until - self.clock()
+        if left > self.max_block_ns:
+            raise RateLimited(self.name, "throttled", "waiting out the venue's Retry-After",
+                              retry_after_s=left / 1e9)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self.router.push(self.venue_id, priority, endpoint, fut, self.clock())

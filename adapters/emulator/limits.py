@@ -123,6 +123,14 @@ class RateLimiter:
             self.orders_day.used += 1
         return Verdict()
 
+    def exhaust(self, now: float, window_s: float | None = None) -> None:
+        """Another client on the same address spent the request weight: the current window is
+        full from `now` for `window_s` (default: the configured window)."""
+        w = self.weight
+        if window_s is not None:
+            w.length_s = window_s
+        w.start, w.used = now, w.limit
+
     def _refuse(self, status: int, code: int, message: str, wait_s: float) -> Verdict:
         self.counts[status] += 1
         return Verdict(status, code, message, max(1, math.ceil(wait_s)))

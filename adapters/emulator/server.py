@@ -125,6 +125,11 @@ class Emulator:
             self._absorb(symbol, result)
             return result
 
+    def exhaust_weight(self, window_s: float | None = None) -> None:
+        """Fill the request-weight window from now on (someone else on our address used it)."""
+        with self.lock:
+            self.limiter.exhaust(time.monotonic() - self._t0, window_s)
+
     def orders_of(self, owner: str) -> list[Placed]:
         with self.lock:
             return [p for p in self.placed if p.owner == owner]
