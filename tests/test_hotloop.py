@@ -40,7 +40,8 @@ def run_rings(params, records, md_cap=64, od_cap=64, batch=32, drain_every=1):
             steps += 1
             n = odc.pop_batch(buf) if steps % drain_every == 0 else 0
             got += orders_tuples(buf[:n])
-            if sent == len(records) and k == 0 and n == 0 and mdc.published == mdc.consumed and steps % drain_every == 0:
+            idle = k == 0 and n == 0 and steps % drain_every == 0
+            if sent == len(records) and idle and mdc.published == mdc.consumed:
                 break
         return got, loop
     finally:

@@ -164,9 +164,12 @@ def run_batch(md_header, md_slots, md_local, md_levels, md_tops, od_header, od_s
     the md ring's slot memory, `od_recs` an ORDER_NEW view of the order ring's."""
     md_header, md_slots, md_local = unmanaged(md_header), unmanaged(md_slots), unmanaged(md_local)
     md_levels, md_tops = unmanaged(md_levels), unmanaged(md_tops)
-    od_header, od_slots, od_local, od_recs = unmanaged(od_header), unmanaged(od_slots), unmanaged(od_local), unmanaged(od_recs)
-    px, qty, cnt, ts, status, counters = unmanaged(px), unmanaged(qty), unmanaged(cnt), unmanaged(ts), unmanaged(status), unmanaged(counters)
-    ip, fp, state, rejects, lat, out = unmanaged(ip), unmanaged(fp), unmanaged(state), unmanaged(rejects), unmanaged(lat), unmanaged(out)
+    od_header, od_slots = unmanaged(od_header), unmanaged(od_slots)
+    od_local, od_recs = unmanaged(od_local), unmanaged(od_recs)
+    px, qty, cnt, ts = unmanaged(px), unmanaged(qty), unmanaged(cnt), unmanaged(ts)
+    status, counters = unmanaged(status), unmanaged(counters)
+    ip, fp, state, rejects = unmanaged(ip), unmanaged(fp), unmanaged(state), unmanaged(rejects)
+    lat, out = unmanaged(lat), unmanaged(out)
     state[S_BLOCKED] = 0
     k = read_claim(md_header, md_slots, md_local, max_batch)
     spins = 0
@@ -307,7 +310,8 @@ class HotLoop:
             if self.state[S_BLOCKED]:
                 cpid = int(load_word(self.orders.header, W_CONSUMER_PID))
                 if cpid and not pid_alive(cpid):
-                    raise RingError(f"order ring {self.orders.name!r}: consumer pid {cpid} is gone and the ring is full")
+                    raise RingError(f"order ring {self.orders.name!r}: consumer pid {cpid} is gone "
+                                    f"and the ring is full")
             elif self.md.producer_closed:
                 k = self.step(max_batch, 0)
                 total += k
