@@ -30,7 +30,7 @@ order, contiguous in seq, and each one (venue, side, instrument, coid = make_coi
 limit price, quantity, depends_on, type/purpose) equals the plain-Python reference's decision
 on the same pattern; decision and order counts equal the number of opportunities sent.
 
-    .venv/bin/python perf/bench_e2e.py -o e2e.json [--fast] [--min-events N] [--realtime]
+    .venv/bin/python perf/bench_e2e.py -o e2e.json [--fast] [--min-events N] [--realtime] [--only TEXT]
     .venv/bin/python perf/bench_e2e.py -o e2e.json --debug-single-value --smoke --min-events 4000
     basis bench e2e [--fast]
 """
@@ -173,7 +173,7 @@ def engine_main(impl: str, md_name: str, od_name: str, conn, core, realtime: boo
         if impl == "numba":
             loop.state[S_LAT_N] = 0
             while loop.state[S_MD] < target and _parent_alive():
-                if loop.step(min(ENGINE_BATCH, target - int(loop.state[S_MD])), SPINS) == 0:
+                if loop.step(target - int(loop.state[S_MD]), SPINS) == 0:
                     md.check_producer()
             s = loop.stats()
             conn.send((s["md"], s["decisions"], s["orders"], s["rejects"], loop.latencies_ns()))
@@ -375,6 +375,8 @@ def _add_args(cmd, args) -> None:
         cmd.append("--smoke")
     if args.realtime:
         cmd.append("--realtime")
+    if args.only:
+        cmd.extend(["--only", args.only])
 
 
 def main() -> None:
@@ -386,6 +388,7 @@ def main() -> None:
     runner.argparser.add_argument("--realtime", action="store_true",
                                   help="run the feed and the engine SCHED_FIFO when permitted (they then "
                                        "take their cores from every other process while the suite runs)")
+    runner.argparser.add_argument("--only", default="", help="run only the benchmarks whose name contains this")
     args = runner.parse_args()
     _opts["realtime"] = args.realtime
     if args.min_events is None:
@@ -398,6 +401,8 @@ def main() -> None:
                                        f"ticks; md ring {MD_SLOTS}, order ring {ORDER_SLOTS}")
     for impl in ("numba", "python"):
         inner = _events(impl, 0, args.min_events)
+        if args.only not in f"E2EThroughput[{impl}]":
+            continue
         runner.bench_time_func(f"E2EThroughput[{impl}]", throughput, impl, inner, inner_loops=inner)
     for impl, rate, pcts in LATENCY_RUNS:
         if args.smoke and (impl, rate) != ("numba", 1_000_000):
@@ -407,6 +412,8 @@ def main() -> None:
             inner = min(inner, args.min_events)
         for pct in ((99,) if args.smoke else pcts):
             name = f"TickToOrderLatency[{impl},rate={_label(rate)}].p{str(pct).replace('.', '')}"
+            if args.only not in name:
+                continue
             runner.bench_time_func(name, latency, impl, rate, pct, inner, inner_loops=inner)
 
 

@@ -158,10 +158,13 @@ def decide_nb(px, qty, cnt, ts, status, ip, fp, vb, vs, now_ns, out):
 @numba.njit(cache=True, nogil=True)
 def run_batch(md_header, md_slots, md_local, md_levels, md_tops, od_header, od_slots, od_local, od_recs,
               px, qty, cnt, ts, status, counters, ip, fp, state, rejects, lat, out, max_batch, max_spins):
-    """Consume up to `max_batch` md records (waiting up to `max_spins` polls for the first one)
-    and act on each; returns how many were consumed (0 = none arrived, or the order ring stayed
-    full: see state[S_BLOCKED]). `md_levels` / `md_tops` are BOOK_LEVEL / TOP_OF_BOOK views of
-    the md ring's slot memory, `od_recs` an ORDER_NEW view of the order ring's."""
+    """Consume up to `max_batch` md records and act on each, claiming whatever is ready and
+    waiting for more while fewer than `max_spins` consecutive polls found nothing (PAUSE, then
+    sched_yield after SPIN_BEFORE_YIELD polls): the whole wait-and-decide loop stays compiled.
+    Returns how many were consumed (0 = none arrived, or the order ring stayed full: see
+    state[S_BLOCKED]; a blocked call stops early). `md_levels` / `md_tops` are BOOK_LEVEL /
+    TOP_OF_BOOK views of the md ring's slot memory, `od_recs` an ORDER_NEW view of the order
+    ring's."""
     md_header, md_slots, md_local = unmanaged(md_header), unmanaged(md_slots), unmanaged(md_local)
     md_levels, md_tops = unmanaged(md_levels), unmanaged(md_tops)
     od_header, od_slots = unmanaged(od_header), unmanaged(od_slots)
@@ -171,92 +174,98 @@ def run_batch(md_header, md_slots, md_local, md_levels, md_tops, od_header, od_s
     ip, fp, state, rejects = unmanaged(ip), unmanaged(fp), unmanaged(state), unmanaged(rejects)
     lat, out = unmanaged(lat), unmanaged(out)
     state[S_BLOCKED] = 0
-    k = read_claim(md_header, md_slots, md_local, max_batch)
-    spins = 0
-    while k == 0:
-        if spins >= max_spins:
-            return 0
-        spins += 1
-        if spins > SPIN_BEFORE_YIELD:
-            sched_yield()
-        else:
-            cpu_relax()
-        k = read_claim(md_header, md_slots, md_local, max_batch)
     md_mask = md_slots.shape[0] - 1
     od_mask = od_slots.shape[0] - 1
-    tail = md_local[OWN]
     va, vb_, inst = ip[I_VENUE_A], ip[I_VENUE_B], ip[I_INSTRUMENT]
     source = ip[I_SOURCE]
-    done = 0
-    for j in range(k):
-        if write_claim(od_header, od_slots, od_local, 2) < 2:
-            room = 0
-            for w in range(max_spins):
-                room = write_claim(od_header, od_slots, od_local, 2)
-                if room >= 2:
-                    break
-                if w > SPIN_BEFORE_YIELD:
-                    sched_yield()
-                else:
-                    cpu_relax()
-            if room < 2:
-                state[S_BLOCKED] = 1
+    total = 0
+    spins = 0
+    while total < max_batch:
+        k = read_claim(md_header, md_slots, md_local, max_batch - total)
+        if k == 0:
+            if spins >= max_spins:
                 break
-        s = (tail + j) & md_mask
-        kind = md_levels[s].kind
-        v = -1
-        i = -1
-        t_ns = md_levels[s].ts_ns
-        if kind == _LEVEL:
-            rec = md_levels[s]
-            v, i = np.int64(rec.venue), np.int64(rec.instrument)
-            _apply_level(px, qty, cnt, ts, status, counters, v, i, np.int64(rec.sub),
-                                 np.int64(rec.action), rec.price, rec.qty, t_ns)
-        elif kind == _TOB:
-            t = md_tops[s]
-            v, i = np.int64(t.venue), np.int64(t.instrument)
-            _apply_top(px, qty, cnt, ts, status, counters, v, i, t.bid_px, t.bid_qty, t.ask_px,
-                               t.ask_qty, t_ns, np.int64(t.exch_age_us))
-        else:
-            counters[kbook.EV_IGNORED] += 1
-        done += 1
-        if i != inst or (v != va and v != vb_):
+            spins += 1
+            if spins > SPIN_BEFORE_YIELD:
+                sched_yield()
+            else:
+                cpu_relax()
             continue
-        other = vb_ if v == va else va
-        # the touched venue as buyer, then as seller: at most one direction can pass
-        buy_v, sell_v = v, other
-        r = decide_nb(px, qty, cnt, ts, status, ip, fp, buy_v, sell_v, t_ns, out)
-        if r == -1:
-            buy_v, sell_v = other, v
+        spins = 0
+        tail = md_local[OWN]
+        done = 0
+        for j in range(k):
+            if write_claim(od_header, od_slots, od_local, 2) < 2:
+                room = 0
+                for w in range(max_spins):
+                    room = write_claim(od_header, od_slots, od_local, 2)
+                    if room >= 2:
+                        break
+                    if w > SPIN_BEFORE_YIELD:
+                        sched_yield()
+                    else:
+                        cpu_relax()
+                if room < 2:
+                    state[S_BLOCKED] = 1
+                    break
+            s = (tail + j) & md_mask
+            kind = md_levels[s].kind
+            v = -1
+            i = -1
+            t_ns = md_levels[s].ts_ns
+            if kind == _LEVEL:
+                rec = md_levels[s]
+                v, i = np.int64(rec.venue), np.int64(rec.instrument)
+                _apply_level(px, qty, cnt, ts, status, counters, v, i, np.int64(rec.sub),
+                             np.int64(rec.action), rec.price, rec.qty, t_ns)
+            elif kind == _TOB:
+                t = md_tops[s]
+                v, i = np.int64(t.venue), np.int64(t.instrument)
+                _apply_top(px, qty, cnt, ts, status, counters, v, i, t.bid_px, t.bid_qty, t.ask_px,
+                           t.ask_qty, t_ns, np.int64(t.exch_age_us))
+            else:
+                counters[kbook.EV_IGNORED] += 1
+            done += 1
+            if i != inst or (v != va and v != vb_):
+                continue
+            other = vb_ if v == va else va
+            # the touched venue as buyer, then as seller: at most one direction can pass
+            buy_v, sell_v = v, other
             r = decide_nb(px, qty, cnt, ts, status, ip, fp, buy_v, sell_v, t_ns, out)
-        if r == -1:
-            continue
-        state[S_DECISIONS] += 1
-        if r != 0:
-            rejects[r] += 1
-            continue
-        opp = state[S_NEXT_OPP]
-        state[S_NEXT_OPP] = opp + 1
-        c0 = (opp << 4) | 0
-        c1 = (opp << 4) | 1
-        q = out[sizing.O_QTY]
-        head = od_local[OWN]
-        nord = state[S_ORDERS]
-        b_is_a = buy_v == va
-        _write_order(od_recs, head & od_mask, nord + 1, t_ns, source, buy_v, inst, _BUY, _AUX_ENTRY, c0,
-                     out[sizing.O_BUY_LIMIT], q, 0, fp[F_SLIP_A] if b_is_a else fp[F_SLIP_B])
-        _write_order(od_recs, (head + 1) & od_mask, nord + 2, t_ns, source, sell_v, inst, _SELL, _AUX_HEDGE, c1,
-                     out[sizing.O_SELL_LIMIT], q, c0, fp[F_SLIP_B] if b_is_a else fp[F_SLIP_A])
-        write_publish(od_header, od_local, 2)
-        now = monotonic_ns()
-        state[S_ORDERS] = nord + 2
-        state[S_SIZED] += 1
-        n = state[S_LAT_N]
-        lat[n % lat.shape[0]] = now - t_ns
-        state[S_LAT_N] = n + 1
-    read_release(md_header, md_local, done)
-    state[S_MD] += done
-    return done
+            if r == -1:
+                buy_v, sell_v = other, v
+                r = decide_nb(px, qty, cnt, ts, status, ip, fp, buy_v, sell_v, t_ns, out)
+            if r == -1:
+                continue
+            state[S_DECISIONS] += 1
+            if r != 0:
+                rejects[r] += 1
+                continue
+            opp = state[S_NEXT_OPP]
+            state[S_NEXT_OPP] = opp + 1
+            c0 = (opp << 4) | 0
+            c1 = (opp << 4) | 1
+            q = out[sizing.O_QTY]
+            head = od_local[OWN]
+            nord = state[S_ORDERS]
+            b_is_a = buy_v == va
+            _write_order(od_recs, head & od_mask, nord + 1, t_ns, source, buy_v, inst, _BUY, _AUX_ENTRY, c0,
+                         out[sizing.O_BUY_LIMIT], q, 0, fp[F_SLIP_A] if b_is_a else fp[F_SLIP_B])
+            _write_order(od_recs, (head + 1) & od_mask, nord + 2, t_ns, source, sell_v, inst, _SELL, _AUX_HEDGE,
+                         c1, out[sizing.O_SELL_LIMIT], q, c0, fp[F_SLIP_B] if b_is_a else fp[F_SLIP_A])
+            write_publish(od_header, od_local, 2)
+            now = monotonic_ns()
+            state[S_ORDERS] = nord + 2
+            state[S_SIZED] += 1
+            n = state[S_LAT_N]
+            lat[n % lat.shape[0]] = now - t_ns
+            state[S_LAT_N] = n + 1
+        read_release(md_header, md_local, done)
+        state[S_MD] += done
+        total += done
+        if state[S_BLOCKED]:
+            break
+    return total
 
 
 class HotLoop:
