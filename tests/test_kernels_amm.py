@@ -142,3 +142,27 @@ def test_min_out_with_slippage(expected, bps, floor):
 def test_min_out_rejects_bad_arguments(expected, bps):
     with pytest.raises(ValueError):
         amm.min_out_with_slippage(expected, bps)
+
+
+def test_two_pool_sawtooth_when_one_output_unit_costs_many_input_units():
+    # pool A gives ~1 Y per 1e9 X: the profit is a sawtooth whose teeth start where the
+    # output steps up; the search must land on a tooth start, and quickly
+    a_in, a_out, b_in, b_out = 999_999_999_999_999, 1_000_000, 900_000, 996_999_999_999_999
+    x = amm.optimal_two_pool_input(a_in, a_out, b_in, b_out)
+    assert amm.optimal_two_pool_input_nb(a_in, a_out, b_in, b_out, 997, 1000) == x
+    p = _profit(x, a_in, a_out, b_in, b_out)
+    y = contract(x, a_in, a_out)
+    assert contract(x - 1, a_in, a_out) < y                # x is the first input giving y
+    for yy in range(max(y - 50, 1), y + 50):              # no other tooth nearby is higher
+        xx = amm.amount_in_min(yy, a_in, a_out)
+        assert _profit(xx, a_in, a_out, b_in, b_out) <= p
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 1 << 40), st.integers(2, 1 << 40), st.integers(1, 1 << 40))
+def test_amount_in_min_is_the_smallest_input_reaching_the_output(ri, ro, y):
+    y = y % ro or 1
+    x = amm.amount_in_min(y, ri, ro)
+    assert contract(x, ri, ro) >= y and (x == 0 or contract(x - 1, ri, ro) < y)
+    assert amm.amount_in_min_nb(y, ri, ro, 997, 1000) == x
+    assert amm.amount_in_min(ro, ri, ro) is None and amm.amount_in_min_nb(ro, ri, ro, 997, 1000) == amm.AMM_BAD_INPUT

@@ -1,5 +1,4 @@
 """One decision: every gate reason, orders that respect every bound, and parity with the reference."""
-import copy
 import math
 
 import numpy as np
@@ -237,7 +236,7 @@ def test_the_bound_property_saw_accepted_orders():
     assert len(ACCEPTED) >= 5
 
 
-# -- parity of the whole decision --------------------------------------------------------
+# -- decision cases for the parity table (tests/test_kernels_parity.py) --------------------
 
 
 @st.composite
@@ -259,12 +258,19 @@ def decision_case(draw):
     return {"books": book, "state": ds, "signals": sig, "now_ns": NOW}
 
 
-@SETTINGS
-@given(decision_case())
-def test_decision_kernel_matches_reference(case):
-    cmp = reference.COMPARISONS["gate.decide"]
-    k_orders, k_counts, k_state = cmp.kernel(case)
-    r_orders, r_counts, r_state = cmp.reference(copy.deepcopy(case))
-    assert k_counts == r_counts
-    assert k_orders == r_orders
-    np.testing.assert_equal(k_state, r_state)
+def test_decision_cases_reach_the_accepted_path():
+    # the scenario the parity cases start from must reach the accepted path, or the parity
+    # would compare rejections only
+    accepted = 0
+    for seed in range(30):
+        accepted += reference.COMPARISONS["gate.decide"].kernel(_seeded_case(seed))[1][0]
+    assert accepted > 0
+
+
+def _seeded_case(seed):
+    rng = np.random.default_rng(seed)
+    book, ds = market()
+    ds.balance[2, 1] = float(rng.choice([10.0, 3.0, 0.0]))
+    sig = signal(3)
+    sig["created_ns"] = NOW - rng.choice([0, 10, 2_000_000], 3)
+    return {"books": book, "state": ds, "signals": sig, "now_ns": NOW}

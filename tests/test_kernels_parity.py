@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from basis_core import schema
 from basis_core.kernels import reference
 from basis_core.kernels.reference import COMPARISONS
+from test_kernels_decision import decision_case
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -111,6 +112,7 @@ CASES = {
                                            st.integers(1, 10**10)), max_size=30),
         "n_instruments": st.just(3), "tau_s": st.sampled_from([1.0, 60.0]),
         "thresholds": st.just((5.0, 10.0, 20.0))}),
+    "gate.decide": decision_case(),
 }
 
 
@@ -128,7 +130,7 @@ def _same(a, b, atol):
         for x, y in zip(a, b):
             _same(x, y, atol)
     elif isinstance(a, float) or isinstance(b, float):
-        assert (math.isnan(a) and math.isnan(b)) or abs(a - b) <= atol, (a, b)
+        assert a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= atol, (a, b)
     else:
         assert a == b, (a, b)
 

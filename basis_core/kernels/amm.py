@@ -19,8 +19,9 @@ for ordinary reserves, so this module never multiplies two unbounded int64 value
 `optimal_two_pool_input` and `optimal_cex_dex_input` solve the arbitrage size in closed form
 (integer square roots) and then search the integer neighbourhood with the exact pool math, so
 the amount returned is the best integer in that neighbourhood as the contract would compute it.
-The floors make the integer profit a plateau with sporadic +1 spikes far from the closed form;
-the result is within 2 smallest units of the global integer optimum (tested by brute force).
+The floors make the integer profit a plateau with sporadic +1 spikes, or, when one output unit
+costs many input units, a sawtooth; the search covers both (see `_search`), and the result is
+within 2 smallest units of the global integer optimum (tested by brute force on small pools).
 `min_out_with_slippage` gives the minimum output bound an executor contract enforces.
 """
 from __future__ import annotations
@@ -38,6 +39,8 @@ INT64_MAX = (1 << 63) - 1
 FEE_DEN_MAX = 1 << 32
 #: half-width of the integer neighbourhood searched around the closed-form optimum
 SEARCH_RADIUS = 16
+#: how many times the search window may move while the best input sits on its edge
+MAX_PASSES = 64
 
 _M32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
@@ -120,6 +123,42 @@ def amount_out_nb(amount_in, reserve_in, reserve_out, fee_num, fee_den):
     return np.int64(_div128(nh, nl, dh, dl))
 
 
+@njit("int64(int64, int64, int64, int64, int64)", cache=True)
+def amount_in_min_nb(amount_out, reserve_in, reserve_out, fee_num, fee_den):
+    """Smallest input whose pool output is >= amount_out; AMM_BAD_INPUT when amount_out >=
+    reserve_out (unreachable), AMM_OVERFLOW when it does not fit the 128-bit path."""
+    if amount_out <= 0:
+        return 0
+    if amount_out >= reserve_out or reserve_in <= 0:
+        return AMM_BAD_INPUT
+    th, tl = _mul64(np.uint64(reserve_in), np.uint64(fee_den))
+    yy = np.uint64(amount_out)
+    h2, l2 = _mul64(tl, yy)
+    if th != _ZERO:
+        if yy > np.uint64(0xFFFFFFFFFFFFFFFF) // th:
+            return AMM_OVERFLOW
+        nh = h2 + th * yy
+        if nh < h2:
+            return AMM_OVERFLOW
+    else:
+        nh = h2
+    dh, dl = _mul64(np.uint64(reserve_out - amount_out), np.uint64(fee_num))
+    qf = (float(nh) * 18446744073709551616.0 + float(l2)) / (float(dh) * 18446744073709551616.0 + float(dl))
+    if qf > 4.0e18:
+        return AMM_OVERFLOW
+    x = np.int64(_div128(nh, l2, dh, dl))
+    while True:                                     # the formula is exact to +-1: settle it
+        out = amount_out_nb(x, reserve_in, reserve_out, fee_num, fee_den)
+        if out < 0:
+            return AMM_OVERFLOW
+        if out >= amount_out:
+            break
+        x += 1
+    while x > 0 and amount_out_nb(x - 1, reserve_in, reserve_out, fee_num, fee_den) >= amount_out:
+        x -= 1
+    return x
+
+
 @njit("int64(int64, int64, int64, int64, int64, int64, int64)", cache=True)
 def _two_pool_profit_nb(x, ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
     y = amount_out_nb(x, ra_in, ra_out, fee_num, fee_den)
@@ -135,8 +174,8 @@ def _two_pool_profit_nb(x, ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
 def optimal_two_pool_input_nb(ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
     """Best integer input of X into pool A (X->Y) then B (Y->X); 0 when no profit; <0 on error.
 
-    The closed form is taken in float64 (the reference uses integer square roots); the
-    integer search then walks uphill from it, so both land on the same integer optimum."""
+    Same search as `optimal_two_pool_input`; the closed form is taken in float64 here (the
+    reference uses integer square roots)."""
     if ra_in <= 0 or ra_out <= 0 or rb_in <= 0 or rb_out <= 0:
         return AMM_BAD_INPUT
     if fee_den <= 0 or fee_num <= 0 or fee_num > fee_den or fee_den > FEE_DEN_MAX:
@@ -152,8 +191,7 @@ def optimal_two_pool_input_nb(ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
     lo = max(x0 - SEARCH_RADIUS, 0)
     best_x = 0
     best_p = 0
-    first = True
-    while True:
+    for npass in range(MAX_PASSES):
         before = best_p
         for x in range(lo, lo + 2 * SEARCH_RADIUS + 1):
             p = _two_pool_profit_nb(x, ra_in, ra_out, rb_in, rb_out, fee_num, fee_den)
@@ -162,15 +200,27 @@ def optimal_two_pool_input_nb(ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
             if p > best_p or (p == best_p and p > 0 and x < best_x):
                 best_p = p
                 best_x = x
-        if not first and best_p == before:
-            break                                       # a plateau does not move the window
-        first = False
+        if npass > 0 and best_p == before:
+            break
         if best_x == lo + 2 * SEARCH_RADIUS:
-            lo = best_x                                 # best at the right edge: keep climbing
+            lo = best_x
         elif best_x == lo and lo > 0:
-            lo = max(best_x - 2 * SEARCH_RADIUS, 0)     # best at the left edge: climb down
+            lo = max(best_x - 2 * SEARCH_RADIUS, 0)
         else:
             break
+    y0 = amount_out_nb(x0, ra_in, ra_out, fee_num, fee_den)
+    for y in range(max(y0 - SEARCH_RADIUS, 1), y0 + SEARCH_RADIUS + 1):
+        if y >= ra_out:
+            break
+        x = amount_in_min_nb(y, ra_in, ra_out, fee_num, fee_den)
+        if x < 0:
+            return AMM_OVERFLOW
+        p = _two_pool_profit_nb(x, ra_in, ra_out, rb_in, rb_out, fee_num, fee_den)
+        if p == -INT64_MAX:
+            return AMM_OVERFLOW
+        if p > best_p or (p == best_p and p > 0 and x < best_x):
+            best_p = p
+            best_x = x
     return best_x
 
 
@@ -219,29 +269,54 @@ def amount_out(amount_in: int, reserve_in: int, reserve_out: int, fee_num: int =
     return amount_out_exact(amount_in, reserve_in, reserve_out, fee_num, fee_den)
 
 
-def _search_up(profit, x0: int) -> int:
-    """Best integer in [x0-R, x0+R], moving the window while the best sits on its edge.
+def amount_in_min(amount_out: int, reserve_in: int, reserve_out: int, fee_num: int = 997,
+                  fee_den: int = 1000) -> int | None:
+    """Smallest input whose pool output is >= amount_out (None if amount_out >= reserve_out)."""
+    if amount_out <= 0:
+        return 0
+    if amount_out >= reserve_out:
+        return None
+    x = (reserve_in * fee_den * amount_out) // ((reserve_out - amount_out) * fee_num)
+    while amount_out_exact(x, reserve_in, reserve_out, fee_num, fee_den) < amount_out:
+        x += 1
+    while x > 0 and amount_out_exact(x - 1, reserve_in, reserve_out, fee_num, fee_den) >= amount_out:
+        x -= 1
+    return x
 
-    Ties go to the smaller input seen; the window moves only on a strict improvement, so a
-    flat optimum (common with large reserves) ends the search. An input with profit <= 0 is
-    never chosen (0 = do nothing)."""
+
+def _search(profit, x0: int, first_out, reserve_out: int, in_for_out) -> int:
+    """Best integer input near the closed-form x0. Ties go to the smaller input; an input with
+    profit <= 0 is never chosen (0 = do nothing).
+
+    Two candidate sets: inputs in a window around x0 (moved while a strict improvement sits on
+    its edge, at most MAX_PASSES times), and the smallest input reaching each first-pool output
+    within SEARCH_RADIUS of first_out(x0). The second set matters when one output unit costs
+    many input units: the profit is then a sawtooth whose teeth start at those inputs."""
     lo = max(x0 - SEARCH_RADIUS, 0)
-    best_x, best_p, first = 0, 0, True
-    while True:
+    best_x, best_p = 0, 0
+    for npass in range(MAX_PASSES):
         before = best_p
         for x in range(lo, lo + 2 * SEARCH_RADIUS + 1):
             p = profit(x)
             if p > best_p or (p == best_p and p > 0 and x < best_x):
                 best_x, best_p = x, p
-        if not first and best_p == before:
-            return best_x                               # a plateau does not move the window
-        first = False
+        if npass > 0 and best_p == before:
+            break                                       # a plateau does not move the window
         if best_x == lo + 2 * SEARCH_RADIUS:
             lo = best_x
         elif best_x == lo and lo > 0:
             lo = max(best_x - 2 * SEARCH_RADIUS, 0)
         else:
-            return best_x
+            break
+    y0 = first_out(x0)
+    for y in range(max(y0 - SEARCH_RADIUS, 1), y0 + SEARCH_RADIUS + 1):
+        if y >= reserve_out:
+            break
+        x = in_for_out(y)
+        p = profit(x)
+        if p > best_p or (p == best_p and p > 0 and x < best_x):
+            best_x, best_p = x, p
+    return best_x
 
 
 def optimal_two_pool_input(rA_in: int, rA_out: int, rB_in: int, rB_out: int, fee_num: int = 997,
@@ -265,7 +340,8 @@ def optimal_two_pool_input(rA_in: int, rA_out: int, rB_in: int, rB_out: int, fee
     def profit(x: int) -> int:
         return amount_out_exact(amount_out_exact(x, ra_in, ra_out, fn, fd), rb_in, rb_out, fn, fd) - x
 
-    return _search_up(profit, x0)
+    return _search(profit, x0, lambda x: amount_out_exact(x, ra_in, ra_out, fn, fd), ra_out,
+                   lambda y: amount_in_min(y, ra_in, ra_out, fn, fd))
 
 
 def optimal_cex_dex_input(reserve_in: int, reserve_out: int, px_num: int, px_den: int,
@@ -289,7 +365,8 @@ def optimal_cex_dex_input(reserve_in: int, reserve_out: int, px_num: int, px_den
     def profit(x: int) -> int:
         return (amount_out_exact(x, ri, ro, fn, fd) * pn) // pd - x
 
-    return _search_up(profit, x0)
+    return _search(profit, x0, lambda x: amount_out_exact(x, ri, ro, fn, fd), ro,
+                   lambda y: amount_in_min(y, ri, ro, fn, fd))
 
 
 def min_out_with_slippage(expected_out: int, slippage_bps: int) -> int:

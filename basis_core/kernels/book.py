@@ -16,6 +16,10 @@ an unknown side/action or unknown ids never enters the book: it is counted as ba
 (if its ids are valid) is marked BAD until the next snapshot. A crossed book (best bid >= best ask)
 is marked CROSSED until the cross resolves. Staleness is judged at use time (`usable_nb`).
 A price level that would fall below the N best is dropped (counted as beyond depth).
+
+The per-record helpers are inlined into the batch loop (`inline="always"`): a call between
+compiled functions passes every array by value with a reference-count update each, which cost
+more than the level update itself.
 """
 from __future__ import annotations
 
@@ -47,27 +51,33 @@ _AGE_UNKNOWN = 0xFFFFFFFF
 MIN_DEPTH = 10
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ok_price(p):
     return math.isfinite(p) and p > 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ok_qty(q):
     return math.isfinite(q) and q >= 0.0
 
 
-@njit(cache=True)
+_SNAPPING = NEED_SNAPSHOT | SNAP_BID | SNAP_ASK
+_KEEP_NOT_CROSSED = 0xFF ^ CROSSED
+_KEEP_AFTER_SNAPSHOT = 0xFF ^ (_SNAPPING | BAD)
+
+
+@njit(cache=True, inline="always")
 def _check_cross(px, cnt, status, v, i):
-    if status[v, i] & (NEED_SNAPSHOT | SNAP_BID | SNAP_ASK):
+    st = np.int64(status[v, i])
+    if st & _SNAPPING:
         return
     if cnt[v, i, 0] > 0 and cnt[v, i, 1] > 0 and px[v, i, 0, 0] >= px[v, i, 1, 0]:
-        status[v, i] |= CROSSED
+        status[v, i] = st | CROSSED
     else:
-        status[v, i] &= ~np.uint8(CROSSED)
+        status[v, i] = st & _KEEP_NOT_CROSSED
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def set_level_nb(px, qty, cnt, v, i, side, price, q):
     """Set one price level (q == 0 deletes it). Returns 0 applied, 1 beyond depth (dropped)."""
     n = cnt[v, i, side]
@@ -101,7 +111,7 @@ def set_level_nb(px, qty, cnt, v, i, side, price, q):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def apply_level_nb(px, qty, cnt, ts, status, counters, v, i, side, action, price, q, ts_ns):
     """Apply one BOOK_LEVEL record's fields; returns the EV_* code it was counted under."""
     nv, ni = px.shape[0], px.shape[1]
@@ -110,14 +120,14 @@ def apply_level_nb(px, qty, cnt, ts, status, counters, v, i, side, action, price
         return EV_BAD
     if side > 1 or action > 2 or (action == _SET and not (_ok_price(price) and _ok_qty(q))):
         counters[EV_BAD] += 1
-        status[v, i] |= BAD
+        status[v, i] = np.int64(status[v, i]) | BAD
         return EV_BAD
     ts[v, i] = ts_ns
     if action == _BEGIN:
         cnt[v, i, side] = 0
-        status[v, i] |= SNAP_BID if side == 0 else SNAP_ASK
+        status[v, i] = np.int64(status[v, i]) | (SNAP_BID if side == 0 else SNAP_ASK)
     elif action == _END:
-        status[v, i] &= ~np.uint8(NEED_SNAPSHOT | SNAP_BID | SNAP_ASK | BAD)
+        status[v, i] = np.int64(status[v, i]) & _KEEP_AFTER_SNAPSHOT
     elif set_level_nb(px, qty, cnt, v, i, side, price, q) == 1:
         counters[EV_BEYOND_DEPTH] += 1
         _check_cross(px, cnt, status, v, i)
@@ -127,7 +137,7 @@ def apply_level_nb(px, qty, cnt, ts, status, counters, v, i, side, action, price
     return EV_APPLIED
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def apply_top_nb(px, qty, cnt, ts, status, counters, v, i, bid_px, bid_q, ask_px, ask_q, ts_ns, age_us):
     """Apply one TOP_OF_BOOK record's fields (a one-level snapshot of both sides)."""
     nv, ni = px.shape[0], px.shape[1]
@@ -139,7 +149,7 @@ def apply_top_nb(px, qty, cnt, ts, status, counters, v, i, bid_px, bid_q, ask_px
         bad = (bid_q > 0.0 and not _ok_price(bid_px)) or (ask_q > 0.0 and not _ok_price(ask_px))
     if bad:
         counters[EV_BAD] += 1
-        status[v, i] |= BAD
+        status[v, i] = np.int64(status[v, i]) | BAD
         return EV_BAD
     cnt[v, i, 0] = 0
     cnt[v, i, 1] = 0
@@ -177,7 +187,7 @@ def apply_batch_nb(levels, tops, px, qty, cnt, ts, status, counters):
     return levels.shape[0]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def usable_nb(cnt, ts, status, v, i, now_ns, max_age_ns):
     """True when the book has no flag set, is not older than max_age_ns, and has both sides."""
     return (status[v, i] == 0 and now_ns - ts[v, i] <= max_age_ns

@@ -73,7 +73,7 @@ _ORDER_NEW = int(schema.Kind.ORDER_NEW)
 _IOC = int(schema.OrderType.IOC)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def gate_nb(vb, ib, vs, is_, strat, created_ns, ttl_us, edge_bps, qty_hint, now_ns,
             cnt, ts, status, venue_h, inst_i, strat_f, policy):
     """Freshness and eligibility checks; RejectReason code, 0 = eligible."""
@@ -111,7 +111,7 @@ def decide_nb(vb, ib, vs, is_, strat, created_ns, ttl_us, edge_bps, qty_hint, no
     return r
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _size_and_emit(vb, ib, vs, is_, strat, qty_hint, now_ns, source, px, qty, cnt, venue_f, inst_f,
                    inst_i, balance, strat_f, policy, seqs, work, out, out_pos):
     fee_b = venue_f[vb, VF_FEE_BPS]

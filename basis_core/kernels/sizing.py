@@ -62,7 +62,7 @@ _LCM_MAX = 1 << 62
 MAX_TICKS = 1e15
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def floor_to_tick(price, tick):
     """Largest k*tick <= price (exact float comparison, so the result never exceeds price).
     Needs price / tick < MAX_TICKS (checked by the callers)."""
@@ -74,7 +74,7 @@ def floor_to_tick(price, tick):
     return k * tick
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ceil_to_tick(price, tick):
     """Smallest k*tick >= price."""
     k = np.ceil(price / tick)
@@ -85,7 +85,7 @@ def ceil_to_tick(price, tick):
     return k * tick
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def common_lot(a, b):
     """lcm of two positive lot sizes in QTY_UNITs; 0 if it does not fit (reject LOT_SIZE)."""
     if a <= 0 or b <= 0:
@@ -99,7 +99,7 @@ def common_lot(a, b):
     return m * b
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def walk_nb(px, qty, cnt, v, i, side, q, limit):
     """Cost of taking q from one side, using only levels inside `limit`; -1.0 if depth is short."""
     left = q
@@ -116,7 +116,7 @@ def walk_nb(px, qty, cnt, v, i, side, q, limit):
     return -1.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def depth_inside_nb(px, qty, cnt, v, i, side, limit):
     total = 0.0
     for k in range(cnt[v, i, side]):
@@ -127,7 +127,7 @@ def depth_inside_nb(px, qty, cnt, v, i, side, limit):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def check_lots_nb(px, qty, cnt, vb, ib, vs, is_, n, lot, buy_limit, sell_limit, fee_b, fee_s,
                   slip_b, slip_s, min_edge_bps, quote_avail, capital_free, notional_cap, out):
     """Reason code for n lots (0 = feasible); fills out[O_QTY..O_NOTIONAL] when feasible."""
@@ -157,12 +157,12 @@ def check_lots_nb(px, qty, cnt, vb, ib, vs, is_, n, lot, buy_limit, sell_limit, 
     return _OK
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _finite_pos(x):
     return math.isfinite(x) and x > 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _finite_nonneg(x):
     return math.isfinite(x) and x >= 0.0
 
