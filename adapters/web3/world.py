@@ -1,0 +1,134 @@
+"""A run's world with pools on an EVM node beside the simulated venues (mixed CEX-DEX runs).
+
+    world = ChainWorld.from_config(cfg, clients={"dex": client},
+                                   pools={"dex-BTCUSDT": PoolAddresses(pool, base_token, quote_token)})
+    runner = asyncio.run(run_scenario(cfg, run_dir, world, layout="single"))
+
+The simulated venues (`[venues.NAME] kind = "sim"`) come from `SimWorld`; every venue of kind
+"web3" becomes a `Web3Venue` over the `EvmClient` given for it, with one `PoolMarket` per
+instrument of that venue. The world has what `run_scenario` uses: `venues`, `clock`, `start()`,
+`close()`, `start_market()` (the simulated market; pools move only by swaps) and `digest()`.
+
+What the config must say, checked here (ConfigError with the key path otherwise):
+
+* `run.clock = "real"`: a chain node keeps real time, a virtual clock cannot drive it;
+* each web3 venue has a client whose venue name is the venue's name, and charges its fees in
+  ETH (`fee_asset = "ETH"`, `fee_asset_price` > 0): a swap's fee is the gas it burned, and the
+  ledger values it at that price; the pool's own fee is inside its prices, so `taker_fee_bps`
+  is what the engine adds on top (0 for the pool alone);
+* each of its instruments is spot and has pool addresses; once the venue has read its tokens'
+  decimals (`start()`), the instrument's lot must be a whole number of base-token units, its
+  tick at least the venue's, its min_notional at least the venue's.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from decimal import Decimal
+
+from adapters.sim.world import SimWorld
+from basis_core.config import Config
+from basis_core.errors import ConfigError
+
+from .client import EvmClient
+from .venue import PoolMarket, Web3Venue
+
+#: the asset a web3 venue's fills carry their gas cost in
+GAS_ASSET = "ETH"
+
+
+@dataclass(frozen=True)
+class PoolAddresses:
+    """Where an instrument of a web3 venue trades: the pool and its base / quote ERC-20s."""
+    pool: str
+    base_token: str
+    quote_token: str
+
+
+class ChainWorld:
+    """Simulated venues plus web3 pool venues, one world for `run_scenario` (see module docstring)."""
+
+    def __init__(self, sim: SimWorld, chain: dict[str, Web3Venue], cfg: Config):
+        clash = set(sim.venues) & set(chain)
+        if clash:
+            raise ConfigError("venues", f"{', '.join(sorted(clash))} built twice")
+        self.cfg, self.sim, self.chain = cfg, sim, dict(chain)
+        self.venues = {**sim.venues, **chain}
+        self.clock = sim.clock
+
+    @classmethod
+    def from_config(cls, cfg: Config, clients: dict[str, EvmClient], pools: dict[str, PoolAddresses],
+                    poll_s: float = 0.05, slippage_bps: int = 50) -> "ChainWorld":
+        if cfg.run.clock != "real":
+            raise ConfigError("run.clock", "a run with web3 venues needs the real clock (the chain keeps real time)")
+        web3 = [name for name, v in cfg.venues.items() if v.kind == "web3"]
+        for name in clients:
+            if name not in web3:
+                raise ConfigError(f"venues.{name}", "a client was given for it, but it is not a venue of kind web3")
+        chain = {}
+        for name in web3:
+            vcfg = cfg.venues[name]
+            client = clients.get(name)
+            if client is None:
+                raise ConfigError(f"venues.{name}", "a web3 venue needs an EVM client (none given)")
+            if client.venue != name:
+                raise ConfigError(f"venues.{name}", f"the client given for it is named {client.venue!r}")
+            if vcfg.fee_asset != GAS_ASSET or not vcfg.fee_asset_price > 0:
+                raise ConfigError(f"venues.{name}.fee_asset",
+                                  f"a web3 venue pays gas in {GAS_ASSET}: set fee_asset = {GAS_ASSET!r} and its price")
+            markets = []
+            for iname, inst in cfg.instruments.items():
+                if inst.venue != name:
+                    continue
+                if inst.kind != "spot":
+                    raise ConfigError(f"instruments.{iname}.kind", "a pool trades spot only")
+                where = pools.get(iname)
+                if where is None:
+                    raise ConfigError(f"instruments.{iname}", "no pool addresses given for this web3 instrument")
+                markets.append(PoolMarket(iname, where.pool, where.base_token, where.quote_token, inst.base,
+                                          inst.quote))
+            if not markets:
+                raise ConfigError(f"venues.{name}", "a web3 venue needs at least one instrument")
+            chain[name] = Web3Venue(client, markets, slippage_bps=slippage_bps, poll_s=poll_s)
+        unknown = set(pools) - {i for i, c in cfg.instruments.items() if c.venue in chain}
+        if unknown:
+            raise ConfigError("instruments", f"pool addresses for {', '.join(sorted(unknown))}, "
+                                             "which are not instruments of a web3 venue")
+        return cls(SimWorld.from_config(cfg), chain, cfg)
+
+    # -- what run_scenario uses --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the simulated venues, then the pools (token decimals, approvals), then check
+        the config's instrument rules against what the pools can trade."""
+        await self.sim.start()
+        for venue in self.chain.values():
+            await venue.start()
+            self.check_rules(venue)
+
+    def check_rules(self, venue: Web3Venue) -> None:
+        infos = venue.instruments()
+        for iname, info in infos.items():
+            inst, path = self.cfg.instruments[iname], f"instruments.{iname}"
+            units = Decimal(repr(inst.lot)) / Decimal(repr(info.lot))
+            if units < 1 or units != units.to_integral_value():
+                raise ConfigError(f"{path}.lot", f"{inst.lot:g} is not a whole number of the pool's base units "
+                                                 f"({info.lot:g})")
+            if inst.tick < info.tick:
+                raise ConfigError(f"{path}.tick", f"{inst.tick:g} is finer than the pool's {info.tick:g}")
+            if inst.min_notional < info.min_notional:
+                raise ConfigError(f"{path}.min_notional", f"below the pool's {info.min_notional:g}")
+
+    async def close(self) -> None:
+        try:
+            for venue in self.chain.values():
+                await venue.close()
+        finally:
+            await self.sim.close()
+
+    def start_market(self) -> asyncio.Task:
+        return self.sim.start_market()
+
+    def digest(self) -> str:
+        """The simulated venues' digest (a chain's events are not replayable by seed)."""
+        return self.sim.digest()
