@@ -368,3 +368,34 @@ def test_a_long_retry_after_refuses_at_once_instead_of_queueing_stale_requests()
             with pytest.raises(RateLimited):
                 await v.balances()
     run(body())
+
+
+def test_without_adapter_verification_an_unknown_outcome_is_raised_for_the_caller_to_verify():
+    async def body():
+        async with venue(timeout_ms=300, verify_submits=False) as (emu, v, events):
+            emu.faults.empty_reply = 1
+            with pytest.raises(MalformedResponse):
+                await v.submit(buy("2601"))
+            emu.faults.slow_submit, emu.faults.slow_s = 1, 0.5
+            with pytest.raises(RequestTimeout):
+                await v.submit(buy("2602"))
+            assert [e for e, _ in events] == [VenueEvent.TIMEOUT]          # no lookup was made here
+            assert (await v.fetch_order("2601")).status == OrderStatus.OPEN   # the caller's lookup
+            await asyncio.sleep(0.3)
+            assert sorted(p.coid for p in emu.orders_of("alice")) == ["2601", "2602"]
+    run(body())
+
+
+def test_closing_ends_the_gate_even_when_a_wake_up_races_the_cancel():
+    async def body():
+        from adapters.ccxt.dispatch import Gate, build_throttle
+        from adapters.ccxt.constants import BINANCE_ENDPOINTS, BINANCE_POOLS, ENDPOINT_NAMES
+        for _ in range(50):
+            gate = Gate(1, build_throttle(BINANCE_POOLS, BINANCE_ENDPOINTS, 0, ENDPOINT_NAMES))
+            await gate.admit(0, R.QUERY)
+            await asyncio.sleep(0)
+            gate.penalize(0.0)                          # the pump's waiter completes ...
+            await asyncio.wait_for(gate.close(), 2.0)   # ... as the cancel lands: close still ends
+            with pytest.raises(RateLimited):
+                await gate.admit(0, R.QUERY)
+    run(body())

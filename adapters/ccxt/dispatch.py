@@ -45,6 +45,7 @@ class Gate:
         self.clock = clock
         self._wake: asyncio.Event | None = None
         self._pump: asyncio.Task | None = None
+        self._closing = False
         self.admitted: list[tuple[int, int]] = []     # (seq, priority) of the last admissions
         self._keep = 256
 
@@ -57,6 +58,8 @@ class Gate:
         if left > self.max_block_ns:
             raise RateLimited(self.name, "throttled", "waiting out the venue's Retry-After",
                               retry_after_s=left / 1e9)
+        if self._closing:
+            raise RateLimited(self.name, "closed", "the venue client is closed")
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self.router.push(self.venue_id, priority, endpoint, fut, self.clock())
@@ -78,7 +81,7 @@ class Gate:
 
     async def _run(self) -> None:
         venue, router = self.venue_id, self.router
-        while True:
+        while not self._closing:
             now = self.clock()
             cmd = router.pop_ready(venue, now)
             if cmd is not None:
@@ -102,12 +105,15 @@ class Gate:
                 pass
 
     async def close(self) -> None:
+        """Stop the pump and cancel every waiting request. Never hangs: a cancellation that
+        asyncio.wait_for swallows (it can, when its waiter completes at the same moment) still
+        ends the pump through the closing flag."""
+        self._closing = True
         if self._pump is not None:
+            if self._wake is not None:
+                self._wake.set()
             self._pump.cancel()
-            try:
-                await self._pump
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({self._pump}, timeout=1.0)
             self._pump = None
         for c in self.router.drop(self.venue_id):
             if not c.item.done():
