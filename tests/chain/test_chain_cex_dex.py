@@ -174,7 +174,7 @@ def test_pool_buy_then_cex_hedge_for_exactly_what_the_swap_delivered(tmp_path, d
 def test_cex_refusing_the_hedge_isolates_unwinds_on_the_pool_and_returns_to_normal(tmp_path, dex, decoder):
     faults = [{"kind": "reject", "venue": "cex", "on": "submit", "start_s": 0.0, "duration_s": 1.0,
                "reason": "insufficient_funds", "count": 0}]
-    runner, world, problems, fills = _run(_data(2.5, faults), tmp_path, dex, decoder)
+    runner, world, problems, fills = _run(_data(2.5, faults), tmp_path, dex, decoder, settle_s=0.5)
     assert not problems, "\n".join(problems)
     pos, buy, hedge = _legs(runner)[0]
     book = runner.core.orders.orders
