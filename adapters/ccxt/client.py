@@ -33,7 +33,7 @@ from adapters.base import (Balance, BookUpdate, FillsPage, InstrumentInfo, Order
 from basis_core.errors import (ConfigError, MalformedResponse, OrderNotFound, OrderRejected, RateLimited,
                                RequestTimeout, VenueError, VenueUnavailable, redact)
 from basis_core.schema import OrderType, Side, VenueReport
-from basis_core.state.tables import EngineEvent, VenueEvent
+from basis_core.state.tables import VenueEvent
 from basis_ext import router as R
 
 from . import parsing
