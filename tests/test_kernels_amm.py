@@ -166,3 +166,9 @@ def test_amount_in_min_is_the_smallest_input_reaching_the_output(ri, ro, y):
     assert contract(x, ri, ro) >= y and (x == 0 or contract(x - 1, ri, ro) < y)
     assert amm.amount_in_min_nb(y, ri, ro, 997, 1000) == x
     assert amm.amount_in_min(ro, ri, ro) is None and amm.amount_in_min_nb(ro, ri, ro, 997, 1000) == amm.AMM_BAD_INPUT
+
+
+def test_two_pool_with_reserves_beyond_float_range():
+    big = 10**160
+    x = amm.optimal_two_pool_input(big, 2 * big, 2 * big, 105 * big // 100)
+    assert x > 0 and _profit(x, big, 2 * big, 2 * big, 105 * big // 100) > 0

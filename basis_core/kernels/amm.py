@@ -17,7 +17,7 @@ for ordinary reserves, so this module never multiplies two unbounded int64 value
   parity tests hold them equal.
 
 `optimal_two_pool_input` and `optimal_cex_dex_input` solve the arbitrage size in closed form
-(integer square roots) and then search the integer neighbourhood with the exact pool math, so
+(float64 and integer square root respectively) and then search the integer neighbourhood with the exact pool math, so
 the amount returned is the best integer in that neighbourhood as the contract would compute it.
 The floors make the integer profit a plateau with sporadic +1 spikes, or, when one output unit
 costs many input units, a sawtooth; the search covers both (see `_search`), and the result is
@@ -174,8 +174,7 @@ def _two_pool_profit_nb(x, ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
 def optimal_two_pool_input_nb(ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
     """Best integer input of X into pool A (X->Y) then B (Y->X); 0 when no profit; <0 on error.
 
-    Same search as `optimal_two_pool_input`; the closed form is taken in float64 here (the
-    reference uses integer square roots)."""
+    Same closed form (float64) and the same integer search as `optimal_two_pool_input`."""
     if ra_in <= 0 or ra_out <= 0 or rb_in <= 0 or rb_out <= 0:
         return AMM_BAD_INPUT
     if fee_den <= 0 or fee_num <= 0 or fee_num > fee_den or fee_den > FEE_DEN_MAX:
@@ -325,17 +324,23 @@ def optimal_two_pool_input(rA_in: int, rA_out: int, rB_in: int, rB_out: int, fee
     the X profit `out_B(out_A(x)) - x` under the contracts' integer math; 0 if no input profits.
 
     Closed form of the composed pools, x* = (g*sqrt(Ai*Ao*Bi*Bo) - Ai*Bi) / (g*Bi + g^2*Ao) with
-    g = fee_num/fee_den, taken with integer square roots, then an exact integer search around it."""
+    g = fee_num/fee_den, taken in float64 (its error only moves where the search starts), then an
+    exact integer search around it with the contracts' math."""
     ra_in, ra_out = _check_int("rA_in", rA_in), _check_int("rA_out", rA_out)
     rb_in, rb_out = _check_int("rB_in", rB_in), _check_int("rB_out", rB_out)
     fn, fd = _check_fee(fee_num, fee_den)
     if min(ra_in, ra_out, rb_in, rb_out) <= 0:
         raise ValueError("reserves must be > 0")
-    # multiply numerator and denominator of x* by fd^2 to stay in integers
-    root = math.isqrt(fn * fn * fd * fd * ra_in * ra_out * rb_in * rb_out)
-    num = root - fd * fd * ra_in * rb_in
-    den = fn * fd * rb_in + fn * fn * ra_out
-    x0 = max(num // den, 0)
+    # the closed form only places the search; it is taken in float64 exactly as the kernel
+    # takes it, so the wrapper and optimal_two_pool_input_nb pick the same integer
+    g = fn / fd
+    root = math.sqrt(float(ra_in) * float(ra_out)) * math.sqrt(float(rb_in) * float(rb_out))
+    x0f = (g * root - float(ra_in) * float(rb_in)) / (g * float(rb_in) + g * g * float(ra_out))
+    if math.isfinite(x0f):
+        x0 = int(x0f) if x0f > 0.0 else 0
+    else:                                       # reserves beyond float64 range: integer roots
+        root_i = math.isqrt(fn * fn * fd * fd * ra_in * ra_out * rb_in * rb_out)
+        x0 = max((root_i - fd * fd * ra_in * rb_in) // (fn * fd * rb_in + fn * fn * ra_out), 0)
 
     def profit(x: int) -> int:
         return amount_out_exact(amount_out_exact(x, ra_in, ra_out, fn, fd), rb_in, rb_out, fn, fd) - x
