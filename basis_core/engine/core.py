@@ -454,7 +454,9 @@ class EngineCore:
         if top is None:
             return None
         bid, _, ask, _ = top
-        qty = np.floor(qty / r.lot + 1e-9) * r.lot
+        # whole lots, as the double nearest the decimal: n * lot alone can overshoot in floats
+        # (4996 * 1e-5 = 0.049960000000000004, more than a venue holding 0.04996 can sell)
+        qty = round(float(np.floor(qty / r.lot + 1e-9)) * r.lot, 12)
         if qty <= 0:
             return None
         if side == S.Side.BUY:
@@ -519,6 +521,9 @@ class EngineCore:
             return
         if any(not o.terminal for o in pos.orders(book)):
             return  # wait for the cancels / the working unwind to settle
+        gap_ns = int(self.policy.unwind_window_ms / self.policy.unwind_max_retries * MS)
+        if pos.unwind_attempts and self.now - pos.last_unwind_ns < gap_ns:
+            return  # retries are spaced over the unwind window: a passing refusal gets time to clear
         if pos.unwind_attempts >= self.policy.unwind_max_retries:
             if not pos.unwind_failed:
                 pos.unwind_failed = True
@@ -543,6 +548,7 @@ class EngineCore:
         order = self._aggressive(pos, venue, instrument, side, abs(net), S.Purpose.UNWIND,
                                  self.policy.unwind_aggression_bps * (1 + pos.unwind_attempts))
         pos.unwind_attempts += 1
+        pos.last_unwind_ns = self.now
         if order is None:
             return  # no usable book or no order id left: counted as a failed attempt
         if self.engine.state == EngineState.PROTECTIVE:

@@ -37,6 +37,7 @@ class HedgedPosition:
     unwind_coids: list[int] = field(default_factory=list)
     unwind_attempts: int = 0
     unwind_failed: bool = False
+    last_unwind_ns: int = 0
     hedge_attempts: int = 0
     hedge_blocked: bool = False
     unwind_started_ns: int = 0

@@ -166,11 +166,6 @@ def test_pool_buy_then_cex_hedge_for_exactly_what_the_swap_delivered(tmp_path, d
     assert runner.core.engine.state.name == "NORMAL"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: an unwind or hedge-remainder quantity is n * lot in floats (4996 * 1e-5 = "
-    "0.049960000000000004), a few wei more than the swap bought; the pool's eth_call refuses the "
-    "sell, three retries go out at once and the engine HALTs. EngineCore._aggressive must round "
-    "the quantity to the lot's decimals"))
 def test_cex_refusing_the_hedge_isolates_unwinds_on_the_pool_and_returns_to_normal(tmp_path, dex, decoder):
     faults = [{"kind": "reject", "venue": "cex", "on": "submit", "start_s": 0.0, "duration_s": 1.0,
                "reason": "insufficient_funds", "count": 0}]
