@@ -172,6 +172,7 @@ class ControlCommand(enum.IntEnum):
     RATE_FACTOR = 4    # request: scale every venue's routing rate by aux / 1000
     EXIT = 5           # input: the engine process finishes its step and exits
     RECOVERED = 6      # input: the engine restarted from its journal; reconcile before any dispatch
+    READY = 7          # engine -> io: kernels compiled, state built, the engine takes records now
 
 
 # -- record dtypes ------------------------------------------------------------------------

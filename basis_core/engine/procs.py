@@ -29,6 +29,7 @@ import orjson
 
 from .. import schema as S
 from ..config import from_dict
+from ..errors import RingError
 from ..cpu import Placement, apply
 from ..journal import JournalReader, JournalWriter
 from ..registry import Registry
@@ -51,8 +52,11 @@ def engine_main(spec: dict) -> None:
     """Entry point of the engine process (multiprocessing 'spawn')."""
     from ..run import fixed_marks_of, policy_of, rules_of
 
+    from ..kernels.warmup import warm_up
+
     placement = Placement("engine", spec["core"], spec.get("core_note", ""))
     print("  " + apply(placement, realtime=spec.get("realtime", False)), flush=True)
+    warm_up()   # compile or load every kernel before the first record
     run_dir = Path(spec["run_dir"])
     cfg = from_dict(spec["config"])
     reg = Registry.from_dict(spec["registry"])
@@ -81,6 +85,7 @@ def engine_main(spec: dict) -> None:
             core = EngineCore(reg, rules_of(cfg), policy_of(cfg), {}, spec["start_ns"],
                               fixed_marks=fixed_marks_of(cfg), builtin_signals=cfg.signals.builtin)
             journal = JournalWriter(run_dir / "journal", cfg.journal)
+        _push(orders, _control(time.time_ns(), S.ControlCommand.READY))
         buf_md, buf_ex = S.aligned_empty(BATCH), S.aligned_empty(BATCH)
         last = time.time_ns()
         parent = os.getppid()
@@ -112,11 +117,15 @@ def _emit(core: EngineCore, batch: np.ndarray, journal: JournalWriter, orders: R
     cmds = core.step(batch)
     if len(cmds):
         journal.append(cmds)
-        done = 0
-        while done < len(cmds):
-            done += orders.push_batch(cmds[done:])
-            if done < len(cmds):
-                time.sleep(0.0001)
+        _push(orders, cmds)
+
+
+def _push(ring: Ring, records: np.ndarray) -> None:
+    done = 0
+    while done < len(records):
+        done += ring.push_batch(records[done:])
+        if done < len(records):
+            time.sleep(0.0001)
 
 
 def _unfinished_batch(run_dir: Path) -> np.ndarray:
@@ -140,6 +149,7 @@ class ProcessRunner(Runner):
         self._follow_pos = 0
         self._pending: list[np.ndarray] = []
         self._exiting = False
+        self.engine_ready = False
         tag = f"{os.getpid()}-{int(time.time() * 1000) % 100000}"
         self.names = {"md": f"md-{tag}", "exec": f"exec-{tag}", "orders": f"orders-{tag}"}
         r = cfg.rings
@@ -171,19 +181,34 @@ class ProcessRunner(Runner):
                 "md": self.names["md"], "exec": self.names["exec"], "orders": self.names["orders"],
                 "start_ns": self.core.market.start_ns or self.now_ns(), "resume": resume, "core": p.core,
                 "core_note": p.note, "realtime": self.cfg.cpu.realtime}
+        self.engine_ready = False
         self.engine_proc = mp.get_context("spawn").Process(target=engine_main, args=(spec,), name="basis-engine")
         self.engine_proc.start()
 
-    async def start(self) -> None:
+    async def start(self, ready_timeout_s: float = 300.0) -> None:
         await super().start()
         self.spawn_engine(resume=False)
+        # the run starts when the engine can take records (its kernels may be compiling)
+        deadline = time.monotonic() + ready_timeout_s
+        while not self.engine_ready:
+            self._commands()
+            if not self.engine_alive():
+                raise RingError(f"the engine process exited before it was ready (exit code {self.engine_proc.exitcode})")
+            if time.monotonic() > deadline:
+                raise RingError(f"the engine process was not ready after {ready_timeout_s:g} s")
+            await asyncio.sleep(0.01)
 
     def _commands(self) -> None:
         while True:
             n = self.orders.pop_batch(self._buf)
             if n == 0:
                 return
-            self.route(self._buf[:n].copy())
+            cmds = self._buf[:n].copy()
+            ready = (cmds["kind"] == S.Kind.CONTROL) & (cmds["sub"] == S.ControlCommand.READY)
+            if ready.any():
+                self.engine_ready = True
+                cmds = cmds[~ready]
+            self.route(cmds)
 
     def _follow(self) -> None:
         """Step the shadow core over the batches the engine has journaled since the last call."""
