@@ -152,7 +152,7 @@ def sizing_case(draw):
                         reverse=desc)
         return [(p / 10.0, draw(st.integers(1, 500)) / 100.0) for p in prices]
     return {
-        "asks": side(1000, False), "bids": side(1003, True),
+        "asks": side(1000, False), "bids": side(1010, True),
         "lot_b": draw(st.sampled_from([1_000_000, 10_000_000, 3_000_000, 5_000])),
         "lot_s": draw(st.sampled_from([1_000_000, 2_000_000, 10_000_000])),
         "tick_b": draw(st.sampled_from([0.1, 0.05, 0.3])), "tick_s": draw(st.sampled_from([0.1, 0.2])),
@@ -161,8 +161,8 @@ def sizing_case(draw):
         "slip_b": draw(st.sampled_from([5.0, 20.0, 100.0])), "slip_s": draw(st.sampled_from([5.0, 30.0, 100.0])),
         "buy_bound": draw(st.floats(100.0, 104.0)), "sell_bound": draw(st.floats(96.0, 100.3)),
         "min_edge_bps": draw(st.sampled_from([-20.0, 0.0, 2.0, 10.0])),
-        "base_avail": draw(st.floats(0.0, 30.0)), "quote_avail": draw(st.floats(0.0, 5e3)),
-        "capital_free": draw(st.floats(0.0, 5e3)), "notional_cap": draw(st.floats(0.0, 5e3)),
+        "base_avail": draw(st.floats(0.0, 30.0)), "quote_avail": draw(st.floats(1.0, 5e3)),
+        "capital_free": draw(st.floats(1.0, 5e3)), "notional_cap": draw(st.floats(1.0, 5e3)),
     }
 
 
@@ -181,7 +181,7 @@ def _vwap(levels, q, limit, buy):
     return None, None
 
 
-@SETTINGS
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(sizing_case())
 def test_sizing_never_returns_an_order_that_violates_a_bound(c):
     reason, res = reference.COMPARISONS["sizing.size_two_leg"].kernel(c)
@@ -232,8 +232,9 @@ def _feasible_lots(c, n):
 
 
 def test_the_bound_property_saw_accepted_orders():
-    # runs after the property test in file order: the property must not pass vacuously
-    assert len(ACCEPTED) >= 5
+    # runs after the property test in file order (derandomized, so the count is stable):
+    # the property must not pass vacuously
+    assert len(ACCEPTED) >= 10, len(ACCEPTED)
 
 
 # -- decision cases for the parity table (tests/test_kernels_parity.py) --------------------

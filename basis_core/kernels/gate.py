@@ -92,7 +92,8 @@ def gate_nb(vb, ib, vs, is_, strat, created_ns, ttl_us, edge_bps, qty_hint, now_
     if strat_f[strat, SF_BLOCKED] != 0.0:
         return _TRANSFER_PENDING
     max_age = np.int64(policy[P_MAX_BOOK_AGE_NS])
-    if not (usable_nb(cnt, ts, status, vb, ib, now_ns, max_age) and usable_nb(cnt, ts, status, vs, is_, now_ns, max_age)):
+    if not (usable_nb(cnt, ts, status, vb, ib, now_ns, max_age)
+            and usable_nb(cnt, ts, status, vs, is_, now_ns, max_age)):
         return _BOOK_UNUSABLE
     return 0
 

@@ -280,7 +280,8 @@ def decide(sig: dict, books: dict, st: dict, now_ns: int, source: int):
     if now_ns - sig["created_ns"] > sig["ttl_us"] * 1000:
         return int(R.STALE), []
     pol, inst_i = st["policy"], st["inst_i"]
-    if pol[G.P_RISK_STATE] >= G.RISK_PROTECTIVE or max(inst_i[ib][G.II_RISK_LEVEL], inst_i[is_][G.II_RISK_LEVEL]) >= risk.LEVEL_HALT:
+    halted = max(inst_i[ib][G.II_RISK_LEVEL], inst_i[is_][G.II_RISK_LEVEL]) >= risk.LEVEL_HALT
+    if pol[G.P_RISK_STATE] >= G.RISK_PROTECTIVE or halted:
         return int(R.RISK_STATE), []
     if st["venue_h"][vb] >= G.HEALTH_SUSPECT or st["venue_h"][vs] >= G.HEALTH_SUSPECT:
         return int(R.VENUE_UNHEALTHY), []
