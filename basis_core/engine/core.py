@@ -280,6 +280,10 @@ class EngineCore:
             event = _ORDER_EVENT[etype]
             if event == OrderEvent.REJECT:
                 order.reject_reason = S.RejectReason(int(r["reason"])).name.lower()
+            if event == OrderEvent.NOT_FOUND and order.state == OrderState.SUBMITTED and (
+                    self.now - order.sent_ns >= self.policy.lost_after_ms * MS):
+                # sent long ago and the venue still does not know it: the request was lost
+                order.machine.fire(OrderEvent.TIMEOUT, self.now, "no answer and not at the venue")
             if event == OrderEvent.NOT_FOUND and order.state == OrderState.UNKNOWN and (
                     self.now - order.machine.since_ns >= self.policy.lost_after_ms * MS):
                 event = OrderEvent.LOST
@@ -340,6 +344,9 @@ class EngineCore:
             self.reconcile_clean_since = 0
             self._request_reconcile()
             for o in self.orders.working():
+                if o.state in (OrderState.SUBMITTED, OrderState.PENDING_CANCEL):
+                    # the request may never have left (it died with the old engine): unknown
+                    o.machine.fire(OrderEvent.TIMEOUT, self.now, "engine restarted before an answer")
                 self._query(o)          # every order in flight is verified by client order id
         elif cmd == S.ControlCommand.SHUTDOWN:
             self.stop_new = True   # the run is ending: let working orders settle, open nothing new

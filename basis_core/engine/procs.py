@@ -33,7 +33,11 @@ from ..errors import RingError
 from ..cpu import Placement, apply
 from ..journal import JournalReader, JournalWriter
 from ..registry import Registry
+from numba import njit
+
 from ..rings import CONSUMER, PRODUCER, Ring
+from ..rings import kernels as ring_kernels
+from ..rings.layout import OWN
 from .core import EngineCore
 from .replay import ENGINE_SOURCE, RUNNER_SOURCE, replay
 from .runner import Runner
@@ -87,12 +91,17 @@ def engine_main(spec: dict) -> None:
             journal = JournalWriter(run_dir / "journal", cfg.journal)
         _push(orders, _control(time.time_ns(), S.ControlCommand.READY))
         buf_md, buf_ex = S.aligned_empty(BATCH), S.aligned_empty(BATCH)
+        words_md, words_ex = buf_md.view(np.uint64).reshape(-1, 8), buf_ex.view(np.uint64).reshape(-1, 8)
+        seen_md, seen_ex = _journaled_seqs(run_dir) if spec["resume"] else (0, 0)
         last = time.time_ns()
         parent = os.getppid()
         exiting = False
         while not exiting:
-            n_ex = ex.pop_batch(buf_ex)
-            n_md = md.pop_batch(buf_md)
+            # read without releasing: a slot goes back to the io process only once its record
+            # is in the journal, so an engine killed in between loses nothing (the next one
+            # reads it again and drops what its journal already holds, by sequence number)
+            n_ex = int(_peek(ex.header, ex.slots, ex.local, words_ex, BATCH))
+            n_md = int(_peek(md.header, md.slots, md.local, words_md, BATCH))
             now = time.time_ns()
             if n_ex + n_md == 0 and now - last < tick_ns:
                 time.sleep(0.0002)
@@ -100,8 +109,16 @@ def engine_main(spec: dict) -> None:
                     break          # the io process is gone: nothing can carry our commands
                 continue
             last = now
-            batch = np.concatenate([buf_ex[:n_ex], buf_md[:n_md], _timer(now)]).view(S.GENERIC)
+            new_ex = buf_ex[:n_ex][buf_ex["seq"][:n_ex] > seen_ex]
+            new_md = buf_md[:n_md][buf_md["seq"][:n_md] > seen_md]
+            if len(new_ex):
+                seen_ex = int(new_ex["seq"].max())
+            if len(new_md):
+                seen_md = int(new_md["seq"].max())
+            batch = np.concatenate([new_ex, new_md, _timer(now)]).view(S.GENERIC)
             journal.append(batch)
+            ring_kernels.read_release(ex.header, ex.local, n_ex)
+            ring_kernels.read_release(md.header, md.local, n_md)
             n_before = len(core.counters.decision_ns)
             _emit(core, batch, journal, orders)
             samples.extend(core.counters.decision_ns[n_before:])
@@ -111,6 +128,30 @@ def engine_main(spec: dict) -> None:
     finally:
         for ring in (md, ex, orders):
             ring.close()
+
+
+@njit(cache=True, nogil=True)
+def _peek(header, slots, local, out, n):
+    """Consumer: copy up to `n` ready records into `out` without releasing their slots
+    (ordering as in rings.kernels.read_claim: acquire load of the producer's cursor)."""
+    k = ring_kernels.read_claim(header, slots, local, n)
+    mask = slots.shape[0] - 1
+    tail = local[OWN]
+    for i in range(k):
+        s = (tail + i) & mask
+        for w in range(8):
+            out[i, w] = slots[s, w]
+    return k
+
+
+def _journaled_seqs(run_dir: Path) -> tuple[int, int]:
+    """The last io sequence numbers the journal holds for the md ring and the exec ring."""
+    records = JournalReader(run_dir / "journal").read(0).view(S.GENERIC)
+    io = records[records["source"] != ENGINE_SOURCE]
+    is_md = np.isin(io["kind"], MD_KINDS)
+    seq_md = int(io["seq"][is_md].max()) if is_md.any() else 0
+    seq_ex = int(io["seq"][~is_md].max()) if (~is_md).any() else 0
+    return seq_md, seq_ex
 
 
 def _emit(core: EngineCore, batch: np.ndarray, journal: JournalWriter, orders: Ring) -> None:
@@ -157,12 +198,18 @@ class ProcessRunner(Runner):
         self.ex = Ring.create(self.names["exec"], r.exec_slots, PRODUCER)
         self.orders = Ring.create(self.names["orders"], r.order_slots, CONSUMER)
         self._buf = S.aligned_empty(BATCH)
+        self._ring_seq = {self.md.name: 0, self.ex.name: 0}
 
     # records go to the engine through the rings; the shadow core sees them in the journal
     def _sink(self, rec: np.ndarray) -> None:
         kinds = rec["kind"]
         is_md = np.isin(kinds, MD_KINDS)
         for ring, part in ((self.md, rec[is_md]), (self.ex, rec[~is_md])):
+            if len(part):
+                # one increasing sequence per ring: a restarted engine drops what it already has
+                part = part.copy()
+                part["seq"] = np.arange(self._ring_seq[ring.name] + 1, self._ring_seq[ring.name] + 1 + len(part))
+                self._ring_seq[ring.name] += len(part)
             done = 0
             while done < len(part):
                 done += ring.push_batch(part[done:])

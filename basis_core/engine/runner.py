@@ -254,6 +254,10 @@ class Runner:
             if known is None:
                 known = self.known[o.wire] = KnownOrder(o.wire, o.venue, o.instrument, o.side, o.qty, o.price,
                                                         submitted_ns=o.created_ns)
+            if known.lost and o.state == OrderState.REJECTED:
+                # the venue never had it and the engine has declared it not placed: both agree
+                self.reconciler.log.resolve("order", f"{o.venue}:{o.wire}", self.now_ns(),
+                                            "declared not placed by the engine")
             if known.origin != "ours" or known.lost:
                 continue
             known.status = _KNOWN_STATUS.get(o.state, known.status)
