@@ -15,7 +15,6 @@ dispatch time (freshness, venues, risk state, inventory, capital) and sized by t
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,13 +24,14 @@ from ..errors import InvalidTransition
 from ..registry import Registry
 from ..state.fsm import Change, Machine
 from ..state.tables import (
-    ENGINE, NO_NEW_EXPOSURE, EngineEvent, EngineState, HedgeEvent, HedgeState, OrderEvent, OrderState, VenueEvent,
-    VenueState,
+    ENGINE, NO_NEW_EXPOSURE, EngineEvent, EngineState, OrderEvent, OrderState, VenueEvent, VenueState,
 )
+from .decisions import Decisions
+from .hedging import Hedging
 from .market import MarketState
 from .orders import ManagedOrder, OrderManager
 from .policy import PolicyConfig
-from .positions import HedgedPosition, Leg, new_position
+from .positions import HedgedPosition
 from .venues import VenueBoard
 
 MS = 1_000_000
@@ -45,11 +45,6 @@ def _template(kind: S.Kind) -> np.ndarray:
     rec = S.empty(kind)
     rec["source"] = 2
     return rec.view(S.GENERIC)
-
-
-def sl_leverage(rules) -> float:
-    """Leverage used for perp margin headroom (conservative: 2x when the rules do not say)."""
-    return rules.leverage if rules.leverage > 0 else 2.0
 
 
 @dataclass(frozen=True)
@@ -105,7 +100,7 @@ _VENUE_EVENT = {
 }
 
 
-class EngineCore:
+class EngineCore(Hedging, Decisions):
     """Record-driven decisions (see module docstring)."""
 
     def __init__(self, registry: Registry, rules: dict[str, InstrumentRules], policy: PolicyConfig,
@@ -364,260 +359,6 @@ class EngineCore:
             elif not clean:
                 self.reconcile_clean_since = 0   # still settling (lag window, orders in doubt): ask again
 
-    # -- hedged positions ------------------------------------------------------------------------
-
-    def _position_update(self, pos: HedgedPosition) -> None:
-        book = self.orders.orders
-        buy, sell = book.get(pos.buy.coid), book.get(pos.sell.coid)
-        bq, sq = pos.leg_fills(book)
-        net = pos.net_qty(book)
-        mark = self.market.mark(self.rules[pos.buy.instrument].base)
-        residual_usdt = abs(net) * mark
-        self.counters.max_residual_usdt = max(self.counters.max_residual_usdt, residual_usdt)
-        flat = residual_usdt <= self.policy.residual_tolerance_usdt
-        legs_done = all(o is not None and o.terminal for o in (buy, sell))
-        st = pos.state
-        if (bq > 0 or sq > 0) and not pos.first_fill_ns:
-            pos.first_fill_ns = self.now
-        if sell is None and buy is not None and buy.terminal and st == HedgeState.LEG_WORKING:
-            # primary_then_hedge: the primary is done; hedge what it filled, or close
-            if buy.filled > 0 and self.board.can_dispatch(self.rules[pos.sell.instrument].venue, self.now):
-                self._send_hedge(pos, buy.filled)
-                pos.machine.fire(HedgeEvent.LEG_FILLED, self.now, f"primary filled {buy.filled:g}; hedge sent")
-                return
-            if buy.filled <= 0:
-                pos.machine.fire(HedgeEvent.NOTHING_FILLED, self.now, "primary filled nothing")
-                return
-            legs_done = True   # the hedge venue cannot take it: the window will decide
-        if st in (HedgeState.LEG_WORKING, HedgeState.HEDGING):
-            if bq > 0 and sq > 0 and flat and legs_done:
-                pos.machine.fire(HedgeEvent.BOTH_FILLED, self.now, "legs matched")
-                self.counters.hedges_completed += 1
-            elif legs_done and bq == 0 and sq == 0:
-                pos.machine.fire(HedgeEvent.NOTHING_FILLED, self.now, "no leg filled")
-            elif bq > 0 or sq > 0:
-                if st == HedgeState.LEG_WORKING:
-                    pos.machine.fire(HedgeEvent.LEG_FILLED, self.now, "first fill")
-                self._symmetry(pos, net, residual_usdt, legs_done)
-        elif st in (HedgeState.ISOLATED, HedgeState.UNWINDING):
-            unwinding = [book[c] for c in pos.unwind_coids if c in book and not book[c].terminal]
-            if flat and not unwinding:
-                pos.machine.fire(HedgeEvent.FLAT, self.now, f"residual {residual_usdt:.2f} USDT")
-        elif st == HedgeState.ASYMMETRIC and flat and legs_done:
-            pos.machine.fire(HedgeEvent.BOTH_FILLED, self.now, "late hedge fill matched the legs")
-
-    def _symmetry(self, pos: HedgedPosition, net: float, residual_usdt: float, legs_done: bool) -> None:
-        """Escalation by policy: ok / degrade / breach; inside the window, complete the hedge."""
-        ratio = pos.fill_ratio(self.orders.orders)
-        age_ms = (self.now - pos.first_fill_ns) / MS
-        p = self.policy
-        # unhedged exposure is allowed only inside the hedge window; past it, any residual above
-        # tolerance (or a fill ratio below the breach threshold) is a breach
-        breach = age_ms > p.hedge_window_ms and (
-            residual_usdt > p.residual_tolerance_usdt or ratio < p.fill_ratio_breach)
-        if breach:
-            pos.machine.fire(HedgeEvent.BREACH, self.now,
-                             f"fill ratio {ratio:.2f}, residual {residual_usdt:.2f} USDT after {age_ms:.0f} ms")
-            pos.asymmetric_episodes += 1
-            self.counters.asymmetric_episodes += 1
-            self.engine.fire(EngineEvent.SYMMETRY_BREACH, self.now, f"opportunity {pos.opp_id} asymmetric")
-            pos.machine.fire(HedgeEvent.ISOLATE, self.now, "isolate")
-            for o in pos.orders(self.orders.orders):
-                if not o.terminal:
-                    self._cancel(o)
-            return
-        if ratio < p.fill_ratio_degrade and not pos.degraded:
-            pos.degraded = True
-            pos.machine.fire(HedgeEvent.DEGRADE, self.now, f"fill ratio {ratio:.2f}")
-        if legs_done and residual_usdt > p.residual_tolerance_usdt:
-            self._complete_hedge(pos, net)
-
-    def _complete_hedge(self, pos: HedgedPosition, net: float) -> None:
-        """Inside the hedge window: send the missing quantity on the under-filled leg."""
-        book = self.orders.orders
-        if any(not book[c].terminal for c in pos.unwind_coids if c in book):
-            return
-        if pos.hedge_attempts >= self.policy.hedge_max_retries or pos.hedge_blocked:
-            return  # the window decides: a breach if the residual is still there when it closes
-        last = book.get(pos.unwind_coids[-1]) if pos.unwind_coids else None
-        if last is not None and last.reject_reason in ("insufficient_funds", "min_notional", "lot_size", "bad_input"):
-            pos.hedge_blocked = True  # retrying cannot help
-            return
-        pos.hedge_attempts += 1
-        leg = pos.sell if net > 0 else pos.buy
-        side = S.Side.SELL if net > 0 else S.Side.BUY
-        if not self.board.can_dispatch(leg.venue, self.now):
-            return
-        order = self._aggressive(pos, leg.venue, leg.instrument, side, abs(net), S.Purpose.HEDGE,
-                                 self.policy.max_slippage_bps)
-        if order is not None:
-            pos.machine.fire(HedgeEvent.DISPATCHED, self.now, "hedge remainder")
-
-    def _aggressive(self, pos: HedgedPosition, venue: str, instrument: str, side: S.Side, qty: float,
-                    purpose: S.Purpose, through_bps: float) -> ManagedOrder | None:
-        """An IOC `through_bps` through the touch for `qty` (rounded down to the lot)."""
-        r = self.rules[instrument]
-        top = self.market.top(self.reg.venue(venue), self.reg.instrument(instrument))
-        if top is None:
-            return None
-        bid, _, ask, _ = top
-        # whole lots, as the double nearest the decimal: n * lot alone can overshoot in floats
-        # (4996 * 1e-5 = 0.049960000000000004, more than a venue holding 0.04996 can sell)
-        qty = round(float(np.floor(qty / r.lot + 1e-9)) * r.lot, 12)
-        if qty <= 0:
-            return None
-        if side == S.Side.BUY:
-            price = np.ceil(ask * (1 + through_bps / 1e4) / r.tick - 1e-9) * r.tick
-        else:
-            price = np.floor(bid * (1 - through_bps / 1e4) / r.tick + 1e-9) * r.tick
-        if price <= 0 or qty * price < r.min_notional:
-            return None
-        leg_no = 2 + len(pos.unwind_coids)
-        if leg_no > 15:
-            return None
-        order = self._new_order(pos.opp_id, leg_no, venue, instrument, side, S.OrderType.IOC, qty, float(price),
-                                through_bps, pos.buy.coid, purpose)
-        pos.unwind_coids.append(order.coid)
-        return order
-
-    # -- timed checks ------------------------------------------------------------------------------
-
-    def _timed_checks(self) -> None:
-        p = self.policy
-        for pos in list(self.open_positions.values()):
-            st = pos.state
-            if st in (HedgeState.LEG_WORKING, HedgeState.HEDGING) and pos.first_fill_ns:
-                self._position_update(pos)
-            elif st == HedgeState.ISOLATED:
-                self._unwind(pos)
-            elif st == HedgeState.UNWINDING:
-                book = self.orders.orders
-                if all(book[c].terminal for c in pos.unwind_coids if c in book):
-                    self._position_update(pos)
-                    if pos.state == HedgeState.UNWINDING:
-                        self._unwind(pos)
-            elif st in (HedgeState.COMPLETE, HedgeState.CLOSED) and self.engine.state not in (EngineState.UNWINDING,):
-                if all(o.terminal for o in pos.orders(self.orders.orders)):
-                    pos.machine.fire(HedgeEvent.RECONCILED, self.now, "legs terminal, residual within tolerance")
-                    del self.open_positions[pos.opp_id]
-        self._engine_checks()
-        # orders in doubt: ask again on the verify interval; an order with no answer at all for
-        # several intervals (a lost acknowledgement) is asked about too
-        quiet_ns = int(4 * p.verify_interval_ms * MS)
-        for o in self.orders.working():
-            if o.state == OrderState.UNKNOWN:
-                due = self.now - o.last_query_ns >= p.verify_interval_ms * MS
-            elif o.state in (OrderState.SUBMITTED, OrderState.PENDING_CANCEL):
-                due = self.now - max(o.machine.since_ns, o.last_query_ns) >= quiet_ns
-            else:
-                due = False
-            if due:
-                self._query(o)
-        self._record_residual()
-
-    def _unwind(self, pos: HedgedPosition) -> None:
-        book = self.orders.orders
-        net = pos.net_qty(book)
-        mark = self.market.mark(self.rules[pos.buy.instrument].base)
-        if abs(net) * mark <= self.policy.residual_tolerance_usdt:
-            if all(o.terminal for o in pos.orders(book)):
-                if pos.state == HedgeState.ISOLATED:
-                    pos.machine.fire(HedgeEvent.FLAT, self.now, "nothing to unwind")
-                else:
-                    pos.machine.fire(HedgeEvent.FLAT, self.now, "flat after unwind")
-            return
-        if any(not o.terminal for o in pos.orders(book)):
-            return  # wait for the cancels / the working unwind to settle
-        gap_ns = int(self.policy.unwind_window_ms / self.policy.unwind_max_retries * MS)
-        if pos.unwind_attempts and self.now - pos.last_unwind_ns < gap_ns:
-            return  # retries are spaced over the unwind window: a passing refusal gets time to clear
-        if pos.unwind_attempts >= self.policy.unwind_max_retries:
-            if not pos.unwind_failed:
-                pos.unwind_failed = True
-                if pos.state == HedgeState.UNWINDING:
-                    pos.machine.fire(HedgeEvent.UNWIND_FAILED, self.now, f"{pos.unwind_attempts} attempts")
-                if self.engine.can(EngineEvent.UNWIND_FAILED):
-                    self.engine.fire(EngineEvent.UNWIND_FAILED, self.now, f"opportunity {pos.opp_id}: unwind failed")
-                else:
-                    self.engine.fire(EngineEvent.OPERATOR_HALT, self.now, f"opportunity {pos.opp_id}: unwind failed")
-            return
-        # flatten on the venue of the over-filled leg; another usable venue if policy allows
-        leg = pos.buy if net > 0 else pos.sell
-        venue, instrument = leg.venue, leg.instrument
-        if not self.board.can_dispatch(venue, self.now):
-            if not self.policy.reroute_on_maintenance:
-                return
-            alt = self._reroute(instrument, S.Side.SELL if net > 0 else S.Side.BUY)
-            if alt is None:
-                return
-            venue, instrument = alt
-        side = S.Side.SELL if net > 0 else S.Side.BUY
-        order = self._aggressive(pos, venue, instrument, side, abs(net), S.Purpose.UNWIND,
-                                 self.policy.unwind_aggression_bps * (1 + pos.unwind_attempts))
-        pos.unwind_attempts += 1
-        pos.last_unwind_ns = self.now
-        if order is None:
-            return  # no usable book or no order id left: counted as a failed attempt
-        if self.engine.state == EngineState.PROTECTIVE:
-            self.engine.fire(EngineEvent.UNWIND_STARTED, self.now, f"unwind opportunity {pos.opp_id}")
-        if pos.state == HedgeState.ISOLATED:
-            pos.machine.fire(HedgeEvent.UNWIND, self.now, f"flatten {abs(net):g} on {venue}")
-            self.counters.unwinds += 1
-        else:
-            pos.machine.fire(HedgeEvent.UNWIND, self.now, f"retry {pos.unwind_attempts}")
-
-    def _reroute(self, instrument: str, side: S.Side) -> tuple[str, str] | None:
-        base = self.rules[instrument].base
-        for name, r in self.rules.items():
-            if r.base == base and r.kind == self.rules[instrument].kind and self.board.can_dispatch(r.venue, self.now):
-                if self.market.top(self.reg.venue(r.venue), self.reg.instrument(name)) is not None:
-                    return r.venue, name
-        return None
-
-    def _engine_checks(self) -> None:
-        st = self.engine.state
-        active = [p for p in self.open_positions.values() if p.state in (
-            HedgeState.ASYMMETRIC, HedgeState.ISOLATED, HedgeState.UNWINDING)]
-        if st == EngineState.UNWINDING and not active:
-            self.engine.fire(EngineEvent.UNWIND_DONE, self.now, "every isolated position is flat")
-            self._request_reconcile()
-        elif st == EngineState.PROTECTIVE and not active and self.market.vol_level_max() < 3:
-            self.engine.fire(EngineEvent.EXPOSURE_RESOLVED, self.now, "no isolated position, volatility below protect level")
-            self._request_reconcile()
-        elif st == EngineState.RECONCILING:
-            if not self.reconcile_clean_since and not self.reconcile_requested:
-                self._request_reconcile()
-            working_entries = [o for o in self.orders.working() if o.purpose != "entry"]
-            if (self.reconcile_clean_since and not active and not working_entries
-                    and self.board.all_healthy_for(self.now) and self.market.vol_level_max() < 3):
-                self.engine.fire(EngineEvent.POLICY_CHECKS_PASSED, self.now,
-                                 "flat, reconciliation clean, venues healthy for the window")
-        # volatility levels: protect and halt
-        level = self.market.vol_level_max()
-        if level >= 4 and self.engine.can(EngineEvent.VOL_HALT) and self.engine.state != EngineState.HALTED:
-            self.engine.fire(EngineEvent.VOL_HALT, self.now, "volatility above halt level")
-            for o in self.orders.working():
-                if o.purpose == "entry":
-                    self._cancel(o)
-        elif level == 3 and self.engine.state in (EngineState.NORMAL, EngineState.DEGRADED, EngineState.RECONCILING):
-            self.engine.fire(EngineEvent.VOL_SPIKE, self.now, "volatility above protect level")
-
-    def _request_reconcile(self) -> None:
-        self.reconcile_clean_since = 0
-        self.reconcile_requested = True
-        self._request(S.ControlCommand.RECONCILE, 0)
-
-    def _record_residual(self) -> None:
-        total = 0.0
-        for pos in self.open_positions.values():
-            if pos.state not in (HedgeState.RECONCILED,):
-                net = pos.net_qty(self.orders.orders)
-                if net:
-                    total += abs(net) * self.market.mark(self.rules[pos.buy.instrument].base)
-        if not self.residual_history or self.residual_history[-1][1] != total:
-            self.residual_history.append((self.now, total))
-        self.counters.max_residual_usdt = max(self.counters.max_residual_usdt, total)
-
     # -- commands ----------------------------------------------------------------------------------
 
     def _new_order(self, opp_id: int, leg: int, venue: str, instrument: str, side: S.Side, otype: S.OrderType,
@@ -663,166 +404,6 @@ class EngineCore:
         rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)
         rec["coid"] = order.coid
         self.out.append(rec.view(S.GENERIC))
-
-    # -- signals -----------------------------------------------------------------------------------
-
-    def _scan_signals(self) -> None:
-        """Built-in cross-venue spread / basis signals on the books that changed in this batch."""
-        changed = self.market.take_changed()
-        if not changed:
-            return
-        p = self.policy
-        if self.engine.state == EngineState.DEGRADED:
-            min_gap = int(50 * MS / p.degraded_rate_factor)
-            if self.now - self.last_entry_ns < min_gap:
-                return
-        best = None
-        for buy_name, sell_name in self.market.pairs_touching(changed):
-            edge = self.market.quick_edge_bps(buy_name, sell_name)
-            if edge is None or edge < p.min_edge_bps:
-                continue
-            if best is None or edge > best[0]:
-                best = (edge, buy_name, sell_name)
-        if best is None:
-            return
-        edge, buy_name, sell_name = best
-        if self._pair_busy(buy_name, sell_name):
-            return
-        self.counters.signals_seen += 1
-        kind = "basis" if "perp" in (self.rules[buy_name].kind, self.rules[sell_name].kind) else "spread"
-        self._decide(kind, buy_name, sell_name, self.now, int(p.signal_ttl_ms * 1000), edge, 0.0)
-
-    def _send_hedge(self, pos: HedgedPosition, qty: float) -> ManagedOrder:
-        sl = self.rules[pos.sell.instrument]
-        hedge = self._new_order(pos.opp_id, 1, sl.venue, pos.sell.instrument, S.Side.SELL, S.OrderType.IOC, qty,
-                                pos.hedge_price, pos.hedge_slip, pos.buy.coid, S.Purpose.HEDGE)
-        pos.sell.coid = hedge.coid
-        return hedge
-
-    def _pair_busy(self, buy_name: str, sell_name: str) -> bool:
-        for pos in self.open_positions.values():
-            if pos.state not in (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE) and (
-                    {pos.buy.instrument, pos.sell.instrument} & {buy_name, sell_name}):
-                return True
-        return False
-
-    def _external_signal(self, s) -> None:
-        self.counters.signals_seen += 1
-        if self.stop_new:
-            self.counters.reject(S.RejectReason.RISK_STATE)
-            return
-        try:
-            buy_name = self.reg.instruments.name(int(s["instrument"]))
-            sell_name = self.reg.instruments.name(int(s["sell_instrument"]))
-        except Exception:
-            self.counters.reject(S.RejectReason.BAD_INPUT)
-            return
-        if buy_name not in self.rules or sell_name not in self.rules or buy_name == sell_name:
-            self.counters.reject(S.RejectReason.BAD_INPUT)
-            return
-        if self.engine.state in NO_NEW_EXPOSURE:
-            self.counters.reject(S.RejectReason.RISK_STATE)
-            return
-        if self._pair_busy(buy_name, sell_name):
-            self.counters.reject(S.RejectReason.RISK_STATE)
-            return
-        self._decide("external", buy_name, sell_name, int(s["created_ns"]), int(s["ttl_us"]), float(s["edge_bps"]),
-                     float(s["qty_hint"]))
-
-    def _decide(self, strategy: str, buy_name: str, sell_name: str, created_ns: int, ttl_us: int,
-                edge_bps: float, qty_hint: float) -> None:
-        """Dispatch-time re-check, gate and sizing of one signal; orders or a counted reason."""
-        t0 = time.perf_counter_ns()
-        reason = self._gate(buy_name, sell_name, created_ns, ttl_us)
-        sized = None
-        if reason == S.RejectReason.NONE:
-            sized, reason = self._size(buy_name, sell_name, qty_hint)
-        if reason != S.RejectReason.NONE:
-            self.counters.reject(reason)
-            self.counters.decision_ns.append(time.perf_counter_ns() - t0)
-            return
-        qty, buy_px, sell_px, buy_slip, sell_slip, touch_buy, touch_sell = sized
-        bl, sl = self.rules[buy_name], self.rules[sell_name]
-        opp = self.next_opp
-        self.next_opp += 1
-        pos = new_position(opp, strategy, Leg(bl.venue, buy_name, S.Side.BUY, touch_buy),
-                           Leg(sl.venue, sell_name, S.Side.SELL, touch_sell), qty, edge_bps, self.now)
-        self.positions[opp] = pos
-        self.open_positions[opp] = pos
-        primary = self._new_order(opp, 0, bl.venue, buy_name, S.Side.BUY, S.OrderType.IOC, qty, buy_px, buy_slip,
-                                  0, S.Purpose.ENTRY)
-        pos.buy.coid = primary.coid
-        pos.hedge_price, pos.hedge_slip = sell_px, sell_slip
-        if self.policy.dispatch == "simultaneous":
-            self._send_hedge(pos, qty)
-        # primary_then_hedge: the hedge leaves when the primary is done, for what it filled
-        pos.machine.fire(HedgeEvent.DISPATCHED, self.now, f"{strategy} {buy_name}->{sell_name} {qty:g}")
-        self.last_entry_ns = self.now
-        self.counters.decision_ns.append(time.perf_counter_ns() - t0)
-
-    def _gate(self, buy_name: str, sell_name: str, created_ns: int, ttl_us: int) -> S.RejectReason:
-        bl, sl = self.rules[buy_name], self.rules[sell_name]
-        if ttl_us == 0 or self.now - created_ns > ttl_us * 1000:
-            return S.RejectReason.STALE
-        if self.engine.state in NO_NEW_EXPOSURE:
-            return S.RejectReason.RISK_STATE
-        for r in (bl, sl):
-            if not self.board.can_dispatch(r.venue, self.now):
-                return S.RejectReason.VENUE_UNHEALTHY
-        for name, r in ((buy_name, bl), (sell_name, sl)):
-            if not self.market.usable(self.reg.venue(r.venue), self.reg.instrument(name), self.now):
-                return S.RejectReason.BOOK_UNUSABLE
-        if self.market.vol_level(bl.base) >= 3:
-            return S.RejectReason.RISK_STATE
-        # transfers in flight toward a leg's venue block strategies that would need them
-        needs = [(bl.venue, bl.quote)] + ([(sl.venue, sl.base)] if sl.kind == "spot" else [(sl.venue, sl.quote)])
-        for key in needs:
-            if self.in_transit.get(key, 0.0) > 0 and self.inventory.get(key, 0.0) <= 0:
-                return S.RejectReason.TRANSFER_PENDING
-        return S.RejectReason.NONE
-
-    def _size(self, buy_name: str, sell_name: str, qty_hint: float):
-        """Inventory, capital and exposure headroom, then the sizing kernel on the live books."""
-        bl, sl = self.rules[buy_name], self.rules[sell_name]
-        p = self.policy
-        level = self.market.vol_level(bl.base)
-        slip = p.max_slippage_bps / (2.0 if level >= 1 else 1.0)   # tighten
-        mark = self.market.mark(bl.base)
-        # a venue locks a buy at its limit price plus the fee: leave that headroom
-        quote_avail = (self.inventory.get((bl.venue, bl.quote), 0.0) - self._working_notional(bl.venue)) / (
-            1.0 + 2.0 * slip / 1e4)
-        if sl.kind == "spot":
-            base_avail = self.inventory.get((sl.venue, sl.base), 0.0) - self._working_qty(sl.venue, sell_name)
-        else:   # a perp short needs margin, not coins
-            margin = self.inventory.get((sl.venue, sl.quote), 0.0) - self._working_notional(sl.venue)
-            base_avail = margin * sl_leverage(sl) / max(mark, 1e-9)
-        if level >= 2:
-            base_avail /= 2.0                                          # reduce
-        if qty_hint > 0:
-            base_avail = min(base_avail, qty_hint)
-        capital_free = p.strategy_budget_usdt - self._capital_used()
-        notional_cap = min(p.max_order_notional_usdt, p.max_exposure_usdt - self._venue_exposure(bl.venue),
-                           p.max_exposure_usdt - self._venue_exposure(sl.venue))
-        return self.market.size_pair(buy_name, sell_name, slip_bps=slip, min_edge_bps=p.min_edge_bps,
-                                     base_avail=base_avail, quote_avail=quote_avail, capital_free=capital_free,
-                                     notional_cap=notional_cap)
-
-    def _working_notional(self, venue: str) -> float:
-        return sum(o.qty * (o.price or 0.0) for o in self.orders.working(venue) if o.side == S.Side.BUY)
-
-    def _working_qty(self, venue: str, instrument: str) -> float:
-        return sum(o.qty - o.filled for o in self.orders.working(venue)
-                   if o.side == S.Side.SELL and o.instrument == instrument)
-
-    def _capital_used(self) -> float:
-        used = 0.0
-        for pos in self.open_positions.values():
-            if pos.state not in (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE):
-                used += pos.qty * self.market.mark(self.rules[pos.buy.instrument].base)
-        return used
-
-    def _venue_exposure(self, venue: str) -> float:
-        return sum(o.qty * (o.price or 0.0) for o in self.orders.working(venue))
 
     # -- report ---------------------------------------------------------------------------------
 

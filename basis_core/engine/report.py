@@ -1,7 +1,6 @@
 """The end of a run: report.json, results.sqlite and report.html in the run directory."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np

@@ -1,0 +1,182 @@
+"""Signals inside the engine core: the built-in spread/basis scanner, external signals, and
+the dispatch-time re-check, gate and sizing that turn one into orders or a counted reason.
+
+A mixin of EngineCore (basis_core/engine/core.py): it reads and writes the core's state.
+"""
+from __future__ import annotations
+
+import time
+
+from .. import schema as S
+from ..state.tables import NO_NEW_EXPOSURE, EngineState, HedgeEvent, HedgeState
+from .orders import ManagedOrder
+from .positions import HedgedPosition, Leg, new_position
+
+MS = 1_000_000
+
+
+def leverage_of(rules) -> float:
+    """Leverage used for perp margin headroom (2x when the rules do not say)."""
+    return rules.leverage if rules.leverage > 0 else 2.0
+
+
+class Decisions:
+    # -- signals -----------------------------------------------------------------------------------
+
+    def _scan_signals(self) -> None:
+        """Built-in cross-venue spread / basis signals on the books that changed in this batch."""
+        changed = self.market.take_changed()
+        if not changed:
+            return
+        p = self.policy
+        if self.engine.state == EngineState.DEGRADED:
+            min_gap = int(50 * MS / p.degraded_rate_factor)
+            if self.now - self.last_entry_ns < min_gap:
+                return
+        best = None
+        for buy_name, sell_name in self.market.pairs_touching(changed):
+            edge = self.market.quick_edge_bps(buy_name, sell_name)
+            if edge is None or edge < p.min_edge_bps:
+                continue
+            if best is None or edge > best[0]:
+                best = (edge, buy_name, sell_name)
+        if best is None:
+            return
+        edge, buy_name, sell_name = best
+        if self._pair_busy(buy_name, sell_name):
+            return
+        self.counters.signals_seen += 1
+        kind = "basis" if "perp" in (self.rules[buy_name].kind, self.rules[sell_name].kind) else "spread"
+        self._decide(kind, buy_name, sell_name, self.now, int(p.signal_ttl_ms * 1000), edge, 0.0)
+
+    def _send_hedge(self, pos: HedgedPosition, qty: float) -> ManagedOrder:
+        sl = self.rules[pos.sell.instrument]
+        hedge = self._new_order(pos.opp_id, 1, sl.venue, pos.sell.instrument, S.Side.SELL, S.OrderType.IOC, qty,
+                                pos.hedge_price, pos.hedge_slip, pos.buy.coid, S.Purpose.HEDGE)
+        pos.sell.coid = hedge.coid
+        return hedge
+
+    def _pair_busy(self, buy_name: str, sell_name: str) -> bool:
+        for pos in self.open_positions.values():
+            if pos.state not in (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE) and (
+                    {pos.buy.instrument, pos.sell.instrument} & {buy_name, sell_name}):
+                return True
+        return False
+
+    def _external_signal(self, s) -> None:
+        self.counters.signals_seen += 1
+        if self.stop_new:
+            self.counters.reject(S.RejectReason.RISK_STATE)
+            return
+        try:
+            buy_name = self.reg.instruments.name(int(s["instrument"]))
+            sell_name = self.reg.instruments.name(int(s["sell_instrument"]))
+        except Exception:
+            self.counters.reject(S.RejectReason.BAD_INPUT)
+            return
+        if buy_name not in self.rules or sell_name not in self.rules or buy_name == sell_name:
+            self.counters.reject(S.RejectReason.BAD_INPUT)
+            return
+        if self.engine.state in NO_NEW_EXPOSURE:
+            self.counters.reject(S.RejectReason.RISK_STATE)
+            return
+        if self._pair_busy(buy_name, sell_name):
+            self.counters.reject(S.RejectReason.RISK_STATE)
+            return
+        self._decide("external", buy_name, sell_name, int(s["created_ns"]), int(s["ttl_us"]), float(s["edge_bps"]),
+                     float(s["qty_hint"]))
+
+    def _decide(self, strategy: str, buy_name: str, sell_name: str, created_ns: int, ttl_us: int,
+                edge_bps: float, qty_hint: float) -> None:
+        """Dispatch-time re-check, gate and sizing of one signal; orders or a counted reason."""
+        t0 = time.perf_counter_ns()
+        reason = self._gate(buy_name, sell_name, created_ns, ttl_us)
+        sized = None
+        if reason == S.RejectReason.NONE:
+            sized, reason = self._size(buy_name, sell_name, qty_hint)
+        if reason != S.RejectReason.NONE:
+            self.counters.reject(reason)
+            self.counters.decision_ns.append(time.perf_counter_ns() - t0)
+            return
+        qty, buy_px, sell_px, buy_slip, sell_slip, touch_buy, touch_sell = sized
+        bl, sl = self.rules[buy_name], self.rules[sell_name]
+        opp = self.next_opp
+        self.next_opp += 1
+        pos = new_position(opp, strategy, Leg(bl.venue, buy_name, S.Side.BUY, touch_buy),
+                           Leg(sl.venue, sell_name, S.Side.SELL, touch_sell), qty, edge_bps, self.now)
+        self.positions[opp] = pos
+        self.open_positions[opp] = pos
+        primary = self._new_order(opp, 0, bl.venue, buy_name, S.Side.BUY, S.OrderType.IOC, qty, buy_px, buy_slip,
+                                  0, S.Purpose.ENTRY)
+        pos.buy.coid = primary.coid
+        pos.hedge_price, pos.hedge_slip = sell_px, sell_slip
+        if self.policy.dispatch == "simultaneous":
+            self._send_hedge(pos, qty)
+        # primary_then_hedge: the hedge leaves when the primary is done, for what it filled
+        pos.machine.fire(HedgeEvent.DISPATCHED, self.now, f"{strategy} {buy_name}->{sell_name} {qty:g}")
+        self.last_entry_ns = self.now
+        self.counters.decision_ns.append(time.perf_counter_ns() - t0)
+
+    def _gate(self, buy_name: str, sell_name: str, created_ns: int, ttl_us: int) -> S.RejectReason:
+        bl, sl = self.rules[buy_name], self.rules[sell_name]
+        if ttl_us == 0 or self.now - created_ns > ttl_us * 1000:
+            return S.RejectReason.STALE
+        if self.engine.state in NO_NEW_EXPOSURE:
+            return S.RejectReason.RISK_STATE
+        for r in (bl, sl):
+            if not self.board.can_dispatch(r.venue, self.now):
+                return S.RejectReason.VENUE_UNHEALTHY
+        for name, r in ((buy_name, bl), (sell_name, sl)):
+            if not self.market.usable(self.reg.venue(r.venue), self.reg.instrument(name), self.now):
+                return S.RejectReason.BOOK_UNUSABLE
+        if self.market.vol_level(bl.base) >= 3:
+            return S.RejectReason.RISK_STATE
+        # transfers in flight toward a leg's venue block strategies that would need them
+        needs = [(bl.venue, bl.quote)] + ([(sl.venue, sl.base)] if sl.kind == "spot" else [(sl.venue, sl.quote)])
+        for key in needs:
+            if self.in_transit.get(key, 0.0) > 0 and self.inventory.get(key, 0.0) <= 0:
+                return S.RejectReason.TRANSFER_PENDING
+        return S.RejectReason.NONE
+
+    def _size(self, buy_name: str, sell_name: str, qty_hint: float):
+        """Inventory, capital and exposure headroom, then the sizing kernel on the live books."""
+        bl, sl = self.rules[buy_name], self.rules[sell_name]
+        p = self.policy
+        level = self.market.vol_level(bl.base)
+        slip = p.max_slippage_bps / (2.0 if level >= 1 else 1.0)   # tighten
+        mark = self.market.mark(bl.base)
+        # a venue locks a buy at its limit price plus the fee: leave that headroom
+        quote_avail = (self.inventory.get((bl.venue, bl.quote), 0.0) - self._working_notional(bl.venue)) / (
+            1.0 + 2.0 * slip / 1e4)
+        if sl.kind == "spot":
+            base_avail = self.inventory.get((sl.venue, sl.base), 0.0) - self._working_qty(sl.venue, sell_name)
+        else:   # a perp short needs margin, not coins
+            margin = self.inventory.get((sl.venue, sl.quote), 0.0) - self._working_notional(sl.venue)
+            base_avail = margin * leverage_of(sl) / max(mark, 1e-9)
+        if level >= 2:
+            base_avail /= 2.0                                          # reduce
+        if qty_hint > 0:
+            base_avail = min(base_avail, qty_hint)
+        capital_free = p.strategy_budget_usdt - self._capital_used()
+        notional_cap = min(p.max_order_notional_usdt, p.max_exposure_usdt - self._venue_exposure(bl.venue),
+                           p.max_exposure_usdt - self._venue_exposure(sl.venue))
+        return self.market.size_pair(buy_name, sell_name, slip_bps=slip, min_edge_bps=p.min_edge_bps,
+                                     base_avail=base_avail, quote_avail=quote_avail, capital_free=capital_free,
+                                     notional_cap=notional_cap)
+
+    def _working_notional(self, venue: str) -> float:
+        return sum(o.qty * (o.price or 0.0) for o in self.orders.working(venue) if o.side == S.Side.BUY)
+
+    def _working_qty(self, venue: str, instrument: str) -> float:
+        return sum(o.qty - o.filled for o in self.orders.working(venue)
+                   if o.side == S.Side.SELL and o.instrument == instrument)
+
+    def _capital_used(self) -> float:
+        used = 0.0
+        for pos in self.open_positions.values():
+            if pos.state not in (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE):
+                used += pos.qty * self.market.mark(self.rules[pos.buy.instrument].base)
+        return used
+
+    def _venue_exposure(self, venue: str) -> float:
+        return sum(o.qty * (o.price or 0.0) for o in self.orders.working(venue))
