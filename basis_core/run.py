@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import Config, load
+from .errors import ConfigError
 from .cpu import apply, busy_warning, plan
 from .engine.core import InstrumentRules
 from .engine.policy import PolicyConfig
@@ -128,6 +129,12 @@ def main(args) -> int:
 
     path = args.config or DEFAULT
     cfg = load(path)
+    for name, venue in cfg.venues.items():
+        if venue.kind != "sim":
+            # not yet: live ccxt/web3 accounts are driven from code (adapters/ccxt/local.py,
+            # adapters/web3/world.py), not from `basis run`; never run without a venue silently
+            raise ConfigError(f"venues.{name}.kind",
+                              f"'{venue.kind}' venues are not run by `basis run` yet; it drives simulated venues")
     if args.duration:
         cfg = replace(cfg, run=replace(cfg.run, duration_s=float(args.duration)))
     run_dir = run_dir_for(cfg, getattr(args, "run_dir", None) or args.out)

@@ -31,3 +31,13 @@ def test_basis_run_default_scenario_writes_the_run_and_replays_to_the_same_diges
     shown = subprocess.run([sys.executable, "-m", "basis_core", "report", str(run_dir)],
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "orders submitted" in shown.stdout
+
+
+def test_basis_run_refuses_a_venue_kind_it_does_not_drive_instead_of_skipping_it(tmp_path, capsys):
+    from basis_core.cli import main
+
+    cfg = tmp_path / "ccxt.toml"
+    cfg.write_text('[venues.live]\nkind = "ccxt"\n')
+    assert main(["run", str(cfg), "--run-dir", str(tmp_path / "run")]) == 1
+    assert "venues.live.kind" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
