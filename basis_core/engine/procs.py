@@ -73,6 +73,10 @@ def engine_main(spec: dict) -> None:
             res = replay(run_dir)
             core = res.core
             journal = JournalWriter(run_dir / "journal", cfg.journal)
+            if res.unlogged is not None:
+                # decided just before the crash and never sent: logged as decided, not sent now
+                # (the RECOVERED step below verifies them and they end as never placed)
+                journal.append(res.unlogged)
             tail = _unfinished_batch(run_dir)
             if len(tail):
                 # inputs journaled just before the crash but never decided: close their batch

@@ -34,6 +34,9 @@ class ReplayResult:
     commands: int
     mismatched_batches: int
     digest: str
+    #: commands decided for the journal's last batch that the journal does not hold: the
+    #: engine died after journaling the batch and before journaling (hence sending) them
+    unlogged: np.ndarray | None = None
 
     @property
     def identical(self) -> bool:
@@ -73,7 +76,8 @@ def replay(run_dir: str | Path, debug=None) -> ReplayResult:
     ends = np.flatnonzero((src == RUNNER_SOURCE) & (kind == S.Kind.TIMER))
     batches = mismatched = commands = 0
     start = 0
-    for end in ends:
+    unlogged = None
+    for n_batch, end in enumerate(ends):
         batch = records[start:end + 1]
         inputs = batch[batch["source"] != ENGINE_SOURCE]
         logged = batch[batch["source"] == ENGINE_SOURCE]   # commands of the previous step
@@ -87,11 +91,14 @@ def replay(run_dir: str | Path, debug=None) -> ReplayResult:
         out = core.step(_aligned(inputs))
         batches += 1
         commands += len(out)
+        if n_batch == len(ends) - 1 and len(out) and not len(logged) and nxt == len(records):
+            unlogged = out          # a crash between the batch and its commands, not a divergence
+            continue
         if len(out) != len(logged) or (len(out) and not _same(out, _aligned(logged))):
             mismatched += 1
             if debug:
                 debug(batches, inputs, out, logged)
-    return ReplayResult(core, batches, len(records), commands, mismatched, core.digest)
+    return ReplayResult(core, batches, len(records), commands, mismatched, core.digest, unlogged)
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
