@@ -29,6 +29,19 @@ class Hedging:
         flat = residual_usdt <= self.policy.residual_tolerance_usdt
         legs_done = all(o is not None and o.terminal for o in (buy, sell))
         st = pos.state
+        if st in (HedgeState.CLOSED, HedgeState.RECONCILED, HedgeState.COMPLETE):
+            if not flat and legs_done:
+                # late news left exposure behind a position we had closed: treat it as a breach
+                if st == HedgeState.COMPLETE:
+                    pos.machine.fire(HedgeEvent.RECONCILED, self.now, "legs were matched when it completed")
+                pos.machine.fire(HedgeEvent.LEG_FILLED, self.now, f"late fill: residual {residual_usdt:.2f} USDT")
+                self.open_positions[pos.opp_id] = pos
+                pos.unwind_attempts, pos.unwind_failed = 0, False
+                pos.asymmetric_episodes += 1
+                self.counters.asymmetric_episodes += 1
+                if self.engine.can(EngineEvent.SYMMETRY_BREACH):
+                    self.engine.fire(EngineEvent.SYMMETRY_BREACH, self.now, f"opportunity {pos.opp_id} reopened by a late fill")
+            return
         if (bq > 0 or sq > 0) and not pos.first_fill_ns:
             pos.first_fill_ns = self.now
         if sell is None and buy is not None and buy.terminal and st == HedgeState.LEG_WORKING:

@@ -68,13 +68,14 @@ class VenueIO:
 
     def __init__(self, venues: dict[str, Venue], registry: Registry, now_ns: Callable[[], int],
                  sink: Callable[[np.ndarray], None], instrument_of: dict[int, str],
-                 max_rate_limit_retries: int = 5):
+                 max_rate_limit_retries: int = 5, resend_window_s: float = 1.5):
         self.venues = venues
         self.reg = registry
         self.now_ns = now_ns
         self.sink = sink
         self.instrument_of = instrument_of        # instrument id -> config name
         self.max_rl_retries = max_rate_limit_retries
+        self.resend_window_ns = int(resend_window_s * 1e9)
         self.router = Router(Sequencer())
         self.seq = 0
         self.tasks: list[asyncio.Task] = []
@@ -287,7 +288,10 @@ class VenueIO:
                 view = await venue.submit(req)
             except RateLimited as exc:
                 self._rate_limited(name, exc)
-                if attempt + 1 < self.max_rl_retries:
+                # refused before execution: the same command goes again after the wait, but only
+                # while the engine still waits for it; past that it is refused here, so an order
+                # the engine has given up on can never reach the venue later
+                if attempt + 1 < self.max_rl_retries and self.now_ns() - int(o["ts_ns"]) < self.resend_window_ns:
                     # refused before execution: the same command (same client order id) goes again
                     self.router.push(self.reg.venue(name), _PRIORITY[S.Purpose(int(o["aux"]) >> 8)], 0,
                                      (rec, attempt + 1), self.now_ns())

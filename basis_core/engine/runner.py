@@ -138,7 +138,8 @@ class Runner:
         self.ledger = Ledger(self._mark)
         self._initial_balances = balances
         instrument_of = {self.reg.instrument(n): n for n in self.rules}
-        self.io = VenueIO(self.venues, self.reg, self.now_ns, self._sink, instrument_of)
+        self.io = VenueIO(self.venues, self.reg, self.now_ns, self._sink, instrument_of,
+                          resend_window_s=self.policy.lost_after_ms / 2000.0)
         self.io.fill_hook = self._on_fill
         window_ns = int((self.policy.hedge_window_ms + self.policy.unwind_window_ms) * MS)
         positions = PositionReconciler(

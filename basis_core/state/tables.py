@@ -306,7 +306,10 @@ _HEDGE_ROWS = [
     (_H.UNWINDING, _G.DEGRADE, _H.UNWINDING, ()),
     (_H.COMPLETE, _G.LEG_FILLED, _H.COMPLETE, ()),
     (_H.COMPLETE, _G.RECONCILED, _H.RECONCILED, ()),
-    (_H.CLOSED, _G.LEG_FILLED, _H.CLOSED, ("recheck_residual",)),
+    # a fill that arrives after the position was closed (an order we had declared never placed,
+    # a fill reported after its cancel) reopens it: isolated, then unwound like any breach
+    (_H.CLOSED, _G.LEG_FILLED, _H.ISOLATED, ("reopen", "isolate_position")),
+    (_H.RECONCILED, _G.LEG_FILLED, _H.ISOLATED, ("reopen", "isolate_position")),
     (_H.CLOSED, _G.RECONCILED, _H.RECONCILED, ()),
 ]
 for _s in (_H.LEG_WORKING, _H.HEDGING):
