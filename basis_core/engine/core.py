@@ -124,6 +124,7 @@ class EngineCore(Hedging, Decisions):
         self.inventory = dict(balances)            # (venue, asset) -> free, from our own fills
         self.venue_balance: dict[tuple[str, str], tuple[float, int]] = {}  # as the venue last said
         self.in_transit: dict[tuple[str, str], float] = {}  # (to venue, asset) -> amount
+        self._transfer_states: dict[int, S.TransferState] = {}
         self.next_opp = 1
         self.out: list[np.ndarray] = []
         self._tpl_new, self._tpl_cancel, self._tpl_query = (
@@ -308,8 +309,7 @@ class EngineCore(Hedging, Decisions):
         amount = float(t["amount"])
         tid = int(t["transfer_id"])
         pending = self.in_transit.setdefault(key, 0.0)
-        seen = getattr(self, "_transfers", {})
-        self._transfers = seen
+        seen = self._transfer_states
         prev = seen.get(tid)
         if state in (S.TransferState.REQUESTED, S.TransferState.SENT, S.TransferState.CONFIRMING):
             if prev is None:

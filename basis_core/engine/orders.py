@@ -10,20 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapters.base import Fill, OrderStatus, VenueOrder, coid_to_wire
+from adapters.base import coid_to_wire
 from ..schema import OrderType, Side, make_coid, split_coid
 from ..state.fsm import Machine
 from ..state.tables import ORDER, OrderEvent, OrderState
-
-_STATUS_EVENT = {
-    OrderStatus.OPEN: OrderEvent.ACK,
-    OrderStatus.PARTIALLY_FILLED: OrderEvent.PARTIAL_FILL,
-    OrderStatus.FILLED: OrderEvent.FILL,
-    OrderStatus.CANCELED: OrderEvent.CANCELED,
-    OrderStatus.EXPIRED: OrderEvent.EXPIRED,
-    OrderStatus.REJECTED: OrderEvent.REJECT,
-}
-
 
 @dataclass
 class ManagedOrder:
@@ -116,21 +106,6 @@ class OrderManager:
 
     def fire(self, order: ManagedOrder, event: OrderEvent, now_ns: int, cause: str = "") -> tuple[str, ...]:
         return order.machine.fire(event, now_ns, cause)
-
-    def apply_view(self, order: ManagedOrder, view: VenueOrder, now_ns: int, cause: str = "venue") -> tuple[str, ...]:
-        """Fold the venue's view of the order in: state event plus its cumulative fill."""
-        if view.filled_qty > order.filled_reported:
-            order.filled_reported = view.filled_qty
-        if view.status == OrderStatus.REJECTED and view.reason:
-            order.reject_reason = view.reason.name.lower()
-        event = _STATUS_EVENT[view.status]
-        if event == OrderEvent.PARTIAL_FILL and order.state == OrderState.SUBMITTED and view.filled_qty <= 0:
-            event = OrderEvent.ACK
-        return order.machine.fire(event, now_ns, cause)
-
-    def book_fill(self, order: ManagedOrder, fill: Fill) -> bool:
-        """Book one execution; False when this trade id was booked already (a repeat)."""
-        return self.book_execution(order, fill.trade_id, fill.price, fill.qty, fill.fee, fill.fee_asset)
 
     def book_execution(self, order: ManagedOrder, trade_id: str, price: float, qty: float, fee: float,
                        fee_asset: str) -> bool:

@@ -38,17 +38,11 @@ from ..rings import CONSUMER, PRODUCER, Ring
 from ..rings import kernels as ring_kernels
 from ..rings.layout import OWN
 from .core import EngineCore
-from .replay import ENGINE_SOURCE, RUNNER_SOURCE, replay
+from .replay import ENGINE_SOURCE, batch_ends, control_record, replay, timer_record
 from .runner import Runner
 
 MD_KINDS = (S.Kind.BOOK_LEVEL, S.Kind.TOP_OF_BOOK, S.Kind.TRADE, S.Kind.FUNDING)
 BATCH = 4096
-
-
-def _timer(now: int) -> np.ndarray:
-    t = S.empty(S.Kind.TIMER)
-    t["ts_ns"], t["deadline_ns"], t["source"] = now, now, RUNNER_SOURCE
-    return t.view(S.GENERIC)
 
 
 def engine_main(spec: dict) -> None:
@@ -80,19 +74,18 @@ def engine_main(spec: dict) -> None:
             tail = _unfinished_batch(run_dir)
             if len(tail):
                 # inputs journaled just before the crash but never decided: close their batch
-                closing = _timer(time.time_ns())
+                closing = timer_record(time.time_ns())
                 journal.append(closing)
                 _emit(core, np.concatenate([tail, closing]).view(S.GENERIC), journal, orders)
-            rec = S.empty(S.Kind.CONTROL)
-            rec["ts_ns"], rec["source"], rec["sub"] = time.time_ns(), RUNNER_SOURCE, int(S.ControlCommand.RECOVERED)
-            batch = np.concatenate([rec.view(S.GENERIC), _timer(time.time_ns())]).view(S.GENERIC)
+            batch = np.concatenate([control_record(time.time_ns(), S.ControlCommand.RECOVERED),
+                                    timer_record(time.time_ns())]).view(S.GENERIC)
             journal.append(batch)
             _emit(core, batch, journal, orders)
         else:
             core = EngineCore(reg, rules_of(cfg), policy_of(cfg), {}, spec["start_ns"],
                               fixed_marks=fixed_marks_of(cfg), builtin_signals=cfg.signals.builtin)
             journal = JournalWriter(run_dir / "journal", cfg.journal)
-        _push(orders, _control(time.time_ns(), S.ControlCommand.READY))
+        _push(orders, control_record(time.time_ns(), S.ControlCommand.READY))
         buf_md, buf_ex = S.aligned_empty(BATCH), S.aligned_empty(BATCH)
         words_md, words_ex = buf_md.view(np.uint64).reshape(-1, 8), buf_ex.view(np.uint64).reshape(-1, 8)
         seen_md, seen_ex = _journaled_seqs(run_dir) if spec["resume"] else (0, 0)
@@ -118,7 +111,7 @@ def engine_main(spec: dict) -> None:
                 seen_ex = int(new_ex["seq"].max())
             if len(new_md):
                 seen_md = int(new_md["seq"].max())
-            batch = np.concatenate([new_ex, new_md, _timer(now)]).view(S.GENERIC)
+            batch = np.concatenate([new_ex, new_md, timer_record(now)]).view(S.GENERIC)
             journal.append(batch)
             ring_kernels.read_release(ex.header, ex.local, n_ex)
             ring_kernels.read_release(md.header, md.local, n_md)
@@ -175,7 +168,7 @@ def _push(ring: Ring, records: np.ndarray) -> None:
 def _unfinished_batch(run_dir: Path) -> np.ndarray:
     """Input records after the last closed batch (a crash between journaling and deciding)."""
     records = JournalReader(run_dir / "journal").read(0).view(S.GENERIC)
-    ends = np.flatnonzero((records["source"] == RUNNER_SOURCE) & (records["kind"] == S.Kind.TIMER))
+    ends = batch_ends(records)
     tail = records[(ends[-1] + 1) if len(ends) else 0:]
     return tail[tail["source"] != ENGINE_SOURCE]
 
@@ -277,7 +270,7 @@ class ProcessRunner(Runner):
         recs = recs[recs["source"] != ENGINE_SOURCE]
         self._pending.append(recs)
         pending = np.concatenate(self._pending).view(S.GENERIC)
-        ends = np.flatnonzero((pending["source"] == RUNNER_SOURCE) & (pending["kind"] == S.Kind.TIMER))
+        ends = batch_ends(pending)
         start = 0
         for end in ends:
             batch = S.aligned_empty(end + 1 - start)
@@ -303,12 +296,12 @@ class ProcessRunner(Runner):
             await super().run_for(min(0.25, max(0.0, (t_end - self.now_ns()) / 1e9)))
 
     async def finish(self, settle_s: float = 2.0) -> None:
-        self._sink(_control(self.now_ns(), S.ControlCommand.SHUTDOWN))
+        self._sink(control_record(self.now_ns(), S.ControlCommand.SHUTDOWN))
         await self.settle(settle_s)
         await self.reconcile_pass()
         await asyncio.sleep(0.05)
         self._exiting = True
-        self._sink(_control(self.now_ns(), S.ControlCommand.EXIT))
+        self._sink(control_record(self.now_ns(), S.ControlCommand.EXIT))
         deadline = time.monotonic() + 10
         while self.engine_alive() and time.monotonic() < deadline:
             self._commands()
@@ -327,8 +320,3 @@ class ProcessRunner(Runner):
         for ring in (self.md, self.ex, self.orders):
             ring.close()
 
-
-def _control(now: int, cmd: S.ControlCommand) -> np.ndarray:
-    rec = S.empty(S.Kind.CONTROL)
-    rec["ts_ns"], rec["source"], rec["sub"] = now, RUNNER_SOURCE, int(cmd)
-    return rec.view(S.GENERIC)

@@ -26,6 +26,25 @@ ENGINE_SOURCE = 2
 RUNNER_SOURCE = 3
 
 
+def timer_record(now_ns: int) -> np.ndarray:
+    """The TIMER record that closes an input batch (the boundary a replay steps on)."""
+    t = S.empty(S.Kind.TIMER)
+    t["ts_ns"], t["deadline_ns"], t["source"] = now_ns, now_ns, RUNNER_SOURCE
+    return t.view(S.GENERIC)
+
+
+def control_record(now_ns: int, cmd: S.ControlCommand, aux: int = 0, operator: int = 0) -> np.ndarray:
+    """A CONTROL input from the io side / runner."""
+    rec = S.empty(S.Kind.CONTROL)
+    rec["ts_ns"], rec["source"], rec["sub"], rec["aux"], rec["operator"] = now_ns, RUNNER_SOURCE, int(cmd), aux, operator
+    return rec.view(S.GENERIC)
+
+
+def batch_ends(records: np.ndarray) -> np.ndarray:
+    """Indices of the TIMER records that close input batches."""
+    return np.flatnonzero((records["source"] == RUNNER_SOURCE) & (records["kind"] == S.Kind.TIMER))
+
+
 @dataclass
 class ReplayResult:
     core: EngineCore
@@ -72,8 +91,7 @@ def replay(run_dir: str | Path, debug=None) -> ReplayResult:
         raise JournalError(f"{run_dir}/journal is empty")
     core = EngineCore(reg, rules_of(cfg), policy_of(cfg), {}, int(records["ts_ns"][0]),
                       fixed_marks=fixed_marks_of(cfg), builtin_signals=cfg.signals.builtin)
-    src, kind = records["source"], records["kind"]
-    ends = np.flatnonzero((src == RUNNER_SOURCE) & (kind == S.Kind.TIMER))
+    ends = batch_ends(records)
     batches = mismatched = commands = 0
     start = 0
     unlogged = None

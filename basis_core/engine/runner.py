@@ -29,6 +29,7 @@ from ..registry import Registry
 from ..state.tables import OrderState
 from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
 from .io import VenueIO
+from .replay import control_record, timer_record
 from .policy import PolicyConfig
 
 MS = 1_000_000
@@ -219,11 +220,7 @@ class Runner:
         """One engine step over everything the io side produced since the last one."""
         parts = list(self.inbox)
         self.inbox.clear()
-        timer = S.empty(S.Kind.TIMER)
-        timer["ts_ns"] = self.now_ns()
-        timer["deadline_ns"] = self.now_ns()
-        timer["source"] = 3
-        parts.append(timer.view(S.GENERIC))
+        parts.append(timer_record(self.now_ns()))
         batch = np.concatenate(parts).view(S.GENERIC)
         self._seq += 1
         if self.journal is not None:
@@ -291,11 +288,8 @@ class Runner:
                 if order is not None:
                     self.io.emit_order_event(venue, order.instrument, num, S.OrderEventType.NOT_FOUND)
         # CONTROL RECONCILE: aux = mismatches raised by this pass, operator = 1 when the pass is clean
-        rec = S.empty(S.Kind.CONTROL)
-        rec["ts_ns"], rec["source"] = self.now_ns(), 3
-        rec["sub"], rec["aux"] = int(S.ControlCommand.RECONCILE), min(len(p.raised), 65535)
-        rec["operator"] = 1 if p.clean else 0
-        self._sink(rec.view(S.GENERIC))
+        self._sink(control_record(self.now_ns(), S.ControlCommand.RECONCILE, min(len(p.raised), 65535),
+                                  1 if p.clean else 0))
         return len(p.raised)
 
     def progress_line(self) -> str:
@@ -307,9 +301,7 @@ class Runner:
 
     async def finish(self, settle_s: float = 2.0) -> None:
         """Stop opening positions, let working orders settle, reconcile once more."""
-        rec = S.empty(S.Kind.CONTROL)
-        rec["ts_ns"], rec["source"], rec["sub"] = self.now_ns(), 3, int(S.ControlCommand.SHUTDOWN)
-        self._sink(rec.view(S.GENERIC))
+        self._sink(control_record(self.now_ns(), S.ControlCommand.SHUTDOWN))
         await self.settle(settle_s)
         await self.reconcile_pass()
         self.pump()
