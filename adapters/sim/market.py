@@ -31,11 +31,15 @@ from basis_core.config import MarketConfig
 from basis_core.schema import Side
 
 from .faults import FaultSchedule
+from .depth import row_dicts, rows
 from .matching import _decimals
 
 
 #: the generator's parameters: the `[market]` section of a scenario
 MarketModel = MarketConfig
+
+#: steps of depth converted to Python lists at a time by MarketDriver
+_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,14 @@ class MarketDriver:
         self.mids, self.premium = generate_mids(model, listings, self.n_steps, seed, self.faults)
         self.books = [book_arrays(model, lst, self.mids[:, j], seed * 7919 + j) for j, lst in enumerate(listings)]
         self.trades = [trade_times(model, duration_s, seed * 104729 + j) for j in range(len(listings))]
+        spot = [j for j, lst in enumerate(listings) if lst.kind == "spot"]
+        self._index = (self.mids[:, spot].mean(axis=1) if spot
+                       else self.mids[:, 0] / (1 + self.premium * 1e-4))
+        self._perps = [j for j, lst in enumerate(listings) if lst.kind == "perp"]
         self.book_events = 0
+        self._chunk_start, self._chunk = -_CHUNK, []
+        self._targets = None
+        self._events_per_step = 2 * model.levels * len(listings)
         self._views = []
         for j, lst in enumerate(listings):
             bt, bl, at, al = self.books[j]
@@ -187,25 +198,43 @@ class MarketDriver:
         return rec.reshape(-1)
 
     def spot_index(self, step: int) -> float:
-        spots = [self.mids[step, j] for j, lst in enumerate(self.listings) if lst.kind == "spot"]
-        return float(np.mean(spots)) if spots else float(self.mids[step, 0] / (1 + self.premium[step] * 1e-4))
+        """The perp index at `step`: the mean of the spot mids, or the perp mid without its
+        premium when there is no spot listing."""
+        return float(self._index[step])
 
     def apply_step(self, step: int) -> None:
         """Set every listing's depth to row `step`."""
-        for j, lst in enumerate(self.listings):
-            bt, bl, at, al = self.books[j]
-            bp, bq, ap, aq = self._views[j]
-            view = (tuple(zip(bp[step].tolist(), bq[step].tolist())), tuple(zip(ap[step].tolist(), aq[step].tolist())))
-            self.venues[lst.venue].apply_book(lst.instrument, dict(zip(bt[step].tolist(), bl[step].tolist())),
-                                              dict(zip(at[step].tolist(), al[step].tolist())), view=view)
-            self.book_events += 2 * bt.shape[1]
+        if self._targets is None:
+            self._targets = [(getattr(self.venues[lst.venue], "apply_depth", None), self.venues[lst.venue],
+                              lst.instrument) for lst in self.listings]
+        if not self._chunk_start <= step < self._chunk_start + _CHUNK:
+            self._load_chunk(step)
+        i = step - self._chunk_start
+        for (apply_depth, venue, instrument), rows in zip(self._targets, self._chunk):
+            row = rows[i]
+            if apply_depth is not None:
+                apply_depth(instrument, row)
+            else:
+                bids, asks = row_dicts(row)
+                venue.apply_book(instrument, bids, asks, view=(row[0], row[1]))
+        self.book_events += self._events_per_step
+
+    def _load_chunk(self, step: int) -> None:
+        """Rows (depth.py) of every listing for the block of `_CHUNK` steps holding `step`:
+        Python objects built once per block rather than once per step, and never for the
+        whole run at once."""
+        start = step - step % _CHUNK
+        self._chunk = [rows(self.books[j], self._views[j], start, start + _CHUNK) for j in range(len(self.listings))]
+        self._chunk_start = start
 
     def publish_funding(self, step: int) -> None:
-        index = self.spot_index(step)
-        for j, lst in enumerate(self.listings):
-            if lst.kind == "perp":
-                rate = float(self.premium[step]) * 1e-4 * self.model.funding_factor
-                self.venues[lst.venue].update_funding(lst.instrument, float(self.mids[step, j]), index, rate)
+        if not self._perps:
+            return
+        index = float(self._index[step])
+        rate = float(self.premium[step]) * 1e-4 * self.model.funding_factor
+        for j in self._perps:
+            lst = self.listings[j]
+            self.venues[lst.venue].update_funding(lst.instrument, float(self.mids[step, j]), index, rate)
 
     async def run(self) -> None:
         """Drive the venues from t=0 to `duration_s` on the running loop's clock."""

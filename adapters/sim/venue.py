@@ -34,12 +34,29 @@ from ..base import (Balance, BalanceUpdate, BookUpdate, Fill, FillsPage, Funding
                     InstrumentInfo, MarketEvent, OrderRequest, OrderStatus, OrderUpdate, Position,
                     TradePrint, TransferInfo, UserEvent, Venue, VenueOrder, VenueStatus)
 from .clock import Clock
+from .depth import StagedDepth, row_dicts
 from .exchange import Exchange
 from .faults import FaultSchedule
 from .matching import MARKET, NOTHING, OrderView, Result
 from .transfers import TransferNetwork
 
 _END = object()
+
+
+_new = object.__new__
+
+
+def _make(cls, **fields):
+    """An instance of the frozen dataclass `cls` (no __post_init__, no slots) without its
+    generated __init__ (which sets each field through object.__setattr__): equal to
+    cls(**fields) field for field. For the events the market drives every step."""
+    obj = _new(cls)
+    obj.__dict__.update(fields)
+    return obj
+
+
+for _cls in (BookUpdate, TradePrint):
+    assert not hasattr(_cls, "__post_init__") and not hasattr(_cls, "__slots__"), _cls
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,7 @@ class SimVenue(Venue):
         self._fills: list[Fill] = []
         self._user_subs: list[asyncio.Queue] = []
         self._md_subs: list[tuple[asyncio.Queue, set | None]] = []
-        self._staged: dict[str, tuple[dict, dict]] = {}
+        self._staged: dict[str, StagedDepth | tuple] = {}   # see depth.py
         self._update_id = 0
         self._balance_hist: list[tuple[int, dict[str, Balance]]] = []
         self._funding: dict[str, FundingUpdate] = {}
@@ -304,12 +321,38 @@ class SimVenue(Venue):
         the same depth as ((price, qty), ...) per side, best first, if the caller has it."""
         eng = self.exchange.engine(instrument)
         if replace and eng.live_orders() == 0:
-            self._staged[instrument] = (dict(bids), dict(asks))
-            self._publish_book(instrument, self._staged[instrument], view)
+            staged = self._staged[instrument] = StagedDepth.from_dicts(bids, asks, eng.price, eng.qty)
+            self._publish_book(instrument, staged, view)
             return
         self._sync(instrument)
         self._apply(instrument, bids, asks, replace)
         self._publish_book(instrument)
+
+    def apply_depth(self, instrument: str, row: tuple) -> None:
+        """`apply_book` with `replace`, from a row of depth (depth.py: the published levels and
+        the generator's arrays): the market driver's path. The row is kept, not copied."""
+        eng = self.exchange.engine(instrument)
+        if eng.bids.live or eng.asks.live:
+            self._sync(instrument)
+            bids, asks = row_dicts(row)
+            self._apply(instrument, bids, asks, True)
+            self._publish_book(instrument)
+            return
+        self._staged[instrument] = row
+        now = self.clock.now_ns()
+        if now < self._muted_until_ns:
+            return
+        bids, asks = row[0], row[1]
+        n = self.book_depth
+        if len(bids) > n or len(asks) > n:
+            bids, asks = bids[:n], asks[:n]
+        self._update_id += 1
+        event = _new(BookUpdate)
+        event.__dict__.update(venue=self.name, instrument=instrument, ts_ns=now, bids=bids, asks=asks,
+                              snapshot=True, update_id=self._update_id)
+        self.log.append((now, "md", event))
+        if self._md_subs:
+            self._deliver(event)
 
     def _apply(self, instrument: str, bids: dict[int, int], asks: dict[int, int], replace: bool) -> None:
         now = self.clock.now_ns()
@@ -335,7 +378,8 @@ class SimVenue(Venue):
         """Bring the matching engine up to the staged depth, if any."""
         staged = self._staged.pop(instrument, None)
         if staged is not None:
-            self._apply(instrument, staged[0], staged[1], True)
+            bids, asks = row_dicts(staged) if type(staged) is tuple else staged.to_dicts()
+            self._apply(instrument, bids, asks, True)
 
     def book(self, instrument: str, depth: int = 10) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         """The venue's book right now (participants and our orders), best first: (bids, asks).
@@ -347,30 +391,25 @@ class SimVenue(Venue):
         """Another participant sends an aggressive order of `lots` (IOC at `limit` ticks, or market)."""
         eng = self.exchange.engine(instrument)
         staged = self._staged.get(instrument)
-        if staged is not None and eng.live_orders() == 0:
-            self._trade_staged(instrument, staged, side, lots, limit)
+        if staged is not None and not (eng.bids.live or eng.asks.live):
+            self._trade_staged(instrument, eng, staged, side, lots, limit)
             return None
         self._sync(instrument)
         result = self.exchange.participant_trade(instrument, side, lots, self.clock.now_ns(), limit)
         self._after(instrument, result)
         return result
 
-    def _trade_staged(self, instrument: str, staged: tuple[dict, dict], side: Side, lots: int, limit: int | None) -> None:
+    def _trade_staged(self, instrument: str, eng, staged: StagedDepth | tuple, side: Side, lots: int,
+                      limit: int | None) -> None:
         """A participant's trade against staged depth: the same prints and depth change as the
         engine would produce, without building the book."""
-        eng = self.exchange.engine(instrument)
+        if type(staged) is tuple:
+            staged = self._staged[instrument] = StagedDepth.from_row(staged)
         now = self.clock.now_ns()
-        levels = staged[1] if side == Side.BUY else staged[0]
-        for px in sorted(levels, reverse=side == Side.SELL):
-            if lots <= 0 or (limit is not None and (px > limit if side == Side.BUY else px < limit)):
-                break
-            take = min(lots, levels[px])
-            lots -= take
-            levels[px] -= take
-            if not levels[px]:
-                del levels[px]
-            self._push_market(TradePrint(self.name, instrument, now, eng.price(px), eng.qty(take), side,
-                                         str(eng.next_trade_id())))
+        qty = eng.qty
+        for price, take in staged.trade(side, lots, limit, qty):
+            self._push_market(_make(TradePrint, venue=self.name, instrument=instrument, ts_ns=now, price=price,
+                                    qty=qty(take), side=side, trade_id=str(eng.next_trade_id())))
         self._publish_book(instrument, staged)
 
     def update_funding(self, instrument: str, mark: float, index: float, rate: float) -> None:
@@ -509,7 +548,7 @@ class SimVenue(Venue):
                 delay += held.delay_s
             self._push_user(update, delay)
 
-    def _publish_book(self, instrument: str, staged: tuple[dict, dict] | None = None,
+    def _publish_book(self, instrument: str, staged: StagedDepth | None = None,
                       view: tuple[tuple, tuple] | None = None) -> None:
         """Publish the top `book_depth` levels per side as a snapshot BookUpdate (like a venue's
         partial-depth stream): from `view` if given, else the staged depth, else the engine."""
@@ -520,16 +559,19 @@ class SimVenue(Venue):
         if view is not None:
             bids, asks = view[0][:n], view[1][:n]
         elif staged is not None:
-            eng = self.exchange.engine(instrument)
-            bids = tuple((eng.price(p), eng.qty(staged[0][p])) for p in sorted(staged[0], reverse=True)[:n])
-            asks = tuple((eng.price(p), eng.qty(staged[1][p])) for p in sorted(staged[1])[:n])
+            bids, asks = staged.top(n)
         else:
             bids, asks = (tuple(side) for side in self.exchange.engine(instrument).book(n))
         self._update_id += 1
-        self._push_market(BookUpdate(self.name, instrument, now, bids, asks, True, self._update_id))
+        self._push_market(_make(BookUpdate, venue=self.name, instrument=instrument, ts_ns=now, bids=bids, asks=asks,
+                                snapshot=True, update_id=self._update_id))
 
     def _push_market(self, event) -> None:
-        self._log("md", event)
+        self.log.append((self.clock.now_ns(), "md", event))
+        if self._md_subs:
+            self._deliver(event)
+
+    def _deliver(self, event) -> None:
         loop = asyncio.get_running_loop()
         for q, wanted in self._md_subs:
             inst = getattr(event, "instrument", None)

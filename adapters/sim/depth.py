@@ -1,0 +1,118 @@
+"""Participants' depth held outside the matching engine while none of our orders rests.
+
+A SimVenue whose book holds only the other participants' depth (owner MARKET) does not need
+the matching engine to answer anything: each generated step replaces the depth, and each
+participant's market order walks it from the best level. `StagedDepth` keeps that depth as
+it arrives and plays participants' trades on it with the same prints and the same resulting
+depth as `MatchingEngine` (see `trade`). When one of our orders arrives, the venue moves the
+depth into the engine (`to_dicts`) and matching goes on there.
+
+A step's depth arrives as a *row*: the tuple (bids, asks, books, step) where `bids` and
+`asks` are the levels as published, ((price, qty), ...) best first, and `books` is the
+generator's (bid_ticks, bid_lots, ask_ticks, ask_lots) arrays [n_steps, levels] (market.py
+`book_arrays`: bids descending, asks ascending, lots > 0) whose row `step` holds the same levels
+in integers. The venue keeps the row itself until a participant trades (most steps see none);
+`StagedDepth.from_row` then unpacks it. Nothing handed in is changed.
+"""
+from __future__ import annotations
+
+from basis_core.schema import Side
+
+
+class _Levels:
+    """One side, best first. Levels before `start` are gone (trades took them); the level at
+    `start` holds `lots[start]`, published as `head` when a trade took part of it (else as
+    `view[start]`)."""
+    __slots__ = ("ticks", "lots", "view", "start", "head")
+
+    def __init__(self, ticks: list, lots: list, view: tuple):
+        self.ticks, self.lots, self.view = ticks, lots, view
+        self.start, self.head = 0, None
+
+    def top(self, n: int) -> tuple:
+        s, view = self.start, self.view
+        if self.head is not None:
+            return (self.head,) + view[s + 1:s + n]
+        return view if s == 0 and len(view) <= n else view[s:s + n]
+
+    def as_dict(self) -> dict[int, int]:
+        s = self.start
+        return dict(zip(self.ticks[s:], self.lots[s:]))
+
+
+class StagedDepth:
+    """Both sides of the participants' depth (see module docstring)."""
+    __slots__ = ("bids", "asks")
+
+    def __init__(self, bids: _Levels, asks: _Levels):
+        self.bids, self.asks = bids, asks
+
+    @classmethod
+    def from_row(cls, row: tuple) -> "StagedDepth":
+        """Depth from a row (see module docstring)."""
+        bids, asks, (bt, bl, at, al), step = row
+        return cls(_Levels(bt[step].tolist(), bl[step].tolist(), bids), _Levels(at[step].tolist(), al[step].tolist(), asks))
+
+    @classmethod
+    def from_dicts(cls, bids: dict[int, int], asks: dict[int, int], price, qty) -> "StagedDepth":
+        """Depth from {ticks: lots} per side (levels with no lots are left out); `price` and
+        `qty` convert ticks and lots to the published floats (MatchingEngine.price / .qty)."""
+        sides = []
+        for levels, descending in ((bids, True), (asks, False)):
+            ticks = sorted((t for t, n in levels.items() if n > 0), reverse=descending)
+            lots = [levels[t] for t in ticks]
+            sides.append(_Levels(ticks, lots, tuple((price(t), qty(n)) for t, n in zip(ticks, lots))))
+        return cls(*sides)
+
+    def to_dicts(self) -> tuple[dict[int, int], dict[int, int]]:
+        """{ticks: lots} per side: (bids, asks)."""
+        return self.bids.as_dict(), self.asks.as_dict()
+
+    def top(self, n: int) -> tuple[tuple, tuple]:
+        """The best `n` levels per side as ((price, qty), ...): (bids, asks)."""
+        return self.bids.top(n), self.asks.top(n)
+
+    def trade(self, side: Side, lots: int, limit: int | None, qty) -> list[tuple[float, int]]:
+        """A participant's order of `side` for `lots` (IOC at `limit` ticks, or market) against
+        the opposite side, best level first; returns its prints as (price, lots), one per level
+        taken, and leaves the depth it did not take. `qty` converts lots to the published
+        quantity of a level left partly taken. The same prints and remaining depth as the
+        matching engine gives a participant's order against MARKET-only depth."""
+        lv = self.asks if side == Side.BUY else self.bids
+        ticks, have, view = lv.ticks, lv.lots, lv.view
+        i, n = lv.start, len(ticks)
+        prints = []
+        buy = side == Side.BUY
+        while lots > 0 and i < n:
+            t = ticks[i]
+            if limit is not None and (t > limit if buy else t < limit):
+                break
+            h = have[i]
+            px = view[i][0]
+            if lots >= h:
+                prints.append((px, h))
+                lots -= h
+                i += 1
+                lv.head = None
+            else:
+                have[i] = h - lots
+                lv.head = (px, qty(h - lots))
+                prints.append((px, lots))
+                lots = 0
+        lv.start = i
+        return prints
+
+
+def row_dicts(row: tuple) -> tuple[dict[int, int], dict[int, int]]:
+    """{ticks: lots} per side of a row: (bids, asks)."""
+    (bt, bl, at, al), step = row[2], row[3]
+    return dict(zip(bt[step].tolist(), bl[step].tolist())), dict(zip(at[step].tolist(), al[step].tolist()))
+
+
+def rows(books: tuple, views: tuple, start: int, stop: int) -> list[tuple]:
+    """The rows of steps [start, stop) of one listing: `books` as in the module docstring,
+    `views` the (bid prices, bid quantities, ask prices, ask quantities) float arrays of the
+    same shape, as published."""
+    bp, bq, ap, aq = (a[start:stop].tolist() for a in views)
+    return [(tuple(zip(p, q)), tuple(zip(a, b)), books, s)
+            for s, p, q, a, b in zip(range(start, stop), bp, bq, ap, aq)]
