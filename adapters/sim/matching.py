@@ -43,6 +43,7 @@ from basis_core.errors import ConfigError, OrderNotFound
 from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side
 
 MARKET = ""  # owner of generated depth and of other participants' orders
+_CACHE = 1 << 16
 
 
 def _decimals(x: float) -> int:
@@ -227,13 +228,11 @@ class _Side:
         self.drop_if_empty(order.px)
 
     def top(self, n: int) -> list[tuple[int, int]]:
-        seq = reversed(self.prices) if self.is_bid else iter(self.prices)
-        out = []
-        for px in seq:
-            if len(out) >= n:
-                break
-            out.append((px, self.total[px]))
-        return out
+        if n <= 0:
+            return []
+        prices = self.prices[:-n - 1:-1] if self.is_bid else self.prices[:n]
+        total = self.total
+        return [(px, total[px]) for px in prices]
 
 
 class MatchingEngine:
@@ -250,6 +249,8 @@ class MatchingEngine:
         self._qty_dec = _decimals(spec.lot)
         self._max_lots = math.inf if math.isinf(spec.max_qty) else int(spec.max_qty / spec.lot + 1e-9)
         self._min_notional_units = spec.min_notional / (spec.tick * spec.lot)
+        self._px_cache: dict[int, float] = {}
+        self._qty_cache: dict[int, float] = {}
 
     # -- conversions ----------------------------------------------------------------------
 
@@ -258,6 +259,24 @@ class MatchingEngine:
 
     def qty(self, lots: int) -> float:
         return round(lots * self.spec.lot, self._qty_dec)
+
+    def _book_side(self, levels: list[tuple[int, int]]) -> list[tuple[float, float]]:
+        """(ticks, lots) levels as (price, qty), through caches of both conversions (the depth
+        repeats its prices and sizes; a cache is dropped when it reaches `_CACHE` entries)."""
+        pc, qc = self._px_cache, self._qty_cache
+        if len(pc) > _CACHE or len(qc) > _CACHE:
+            pc.clear()
+            qc.clear()
+        out = []
+        for p, q in levels:
+            fp = pc.get(p)
+            if fp is None:
+                fp = pc[p] = self.price(p)
+            fq = qc.get(q)
+            if fq is None:
+                fq = qc[q] = self.qty(q)
+            out.append((fp, fq))
+        return out
 
     def to_ticks(self, price: float) -> int | None:
         """Integer ticks of `price`, or None when it is not finite, <= 0 or off the tick grid."""
@@ -285,8 +304,7 @@ class MatchingEngine:
 
     def book(self, depth: int = 10) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         """Top `depth` levels per side as (price, qty), best first: (bids, asks)."""
-        return ([(self.price(p), self.qty(q)) for p, q in self.bids.top(depth)],
-                [(self.price(p), self.qty(q)) for p, q in self.asks.top(depth)])
+        return self._book_side(self.bids.top(depth)), self._book_side(self.asks.top(depth))
 
     def book_lots(self, depth: int = 10) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Like `book` in integer (ticks, lots)."""

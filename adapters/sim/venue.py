@@ -363,10 +363,12 @@ class SimVenue(Venue):
             if not replace:
                 levels = {**have, **levels}
             plan.append((side, levels, have))
+        set_level = eng.set_level          # shrinking never trades: nothing to settle
         for side, levels, have in plan:
             for px, lots in have.items():
-                if levels.get(px, 0) < lots:
-                    self.exchange.set_level(instrument, side, px, levels.get(px, 0), now)
+                want = levels.get(px, 0)
+                if want < lots:
+                    set_level(side, px, want, now)
         for side, levels, have in plan:
             for px in sorted(levels, reverse=side == Side.SELL):
                 if levels[px] > have.get(px, 0):
