@@ -36,6 +36,7 @@ SUITES: dict[str, str] = {
     "kernels": "perf/bench_kernels.py",
     "journal": "perf/bench_journal.py",
     "peers": "perf/peers/bench_nautilus.py",
+    "sim": "perf/bench_sim.py",
 }
 
 #: exit status of a suite script that cannot run on this host (an optional peer not installed)

@@ -41,17 +41,25 @@ class _Levels:
 
 
 class StagedDepth:
-    """Both sides of the participants' depth (see module docstring)."""
-    __slots__ = ("bids", "asks")
+    """Both sides of the participants' depth (see module docstring). A side made from a row
+    is unpacked into `_Levels` only when a trade first takes from it."""
+    __slots__ = ("row", "sides")
 
-    def __init__(self, bids: _Levels, asks: _Levels):
-        self.bids, self.asks = bids, asks
+    def __init__(self, row: tuple | None, bids: _Levels | None = None, asks: _Levels | None = None):
+        self.row, self.sides = row, [bids, asks]
 
     @classmethod
     def from_row(cls, row: tuple) -> "StagedDepth":
         """Depth from a row (see module docstring)."""
-        bids, asks, (bt, bl, at, al), step = row
-        return cls(_Levels(bt[step].tolist(), bl[step].tolist(), bids), _Levels(at[step].tolist(), al[step].tolist(), asks))
+        return cls(row)
+
+    def _side(self, i: int) -> _Levels:
+        """Side `i` (0 bids, 1 asks), unpacked from the row if it is not yet."""
+        lv = self.sides[i]
+        if lv is None:
+            books, step = self.row[2], self.row[3]
+            lv = self.sides[i] = _Levels(books[2 * i][step].tolist(), books[2 * i + 1][step].tolist(), self.row[i])
+        return lv
 
     @classmethod
     def from_dicts(cls, bids: dict[int, int], asks: dict[int, int], price, qty) -> "StagedDepth":
@@ -62,15 +70,22 @@ class StagedDepth:
             ticks = sorted((t for t, n in levels.items() if n > 0), reverse=descending)
             lots = [levels[t] for t in ticks]
             sides.append(_Levels(ticks, lots, tuple((price(t), qty(n)) for t, n in zip(ticks, lots))))
-        return cls(*sides)
+        return cls(None, *sides)
 
     def to_dicts(self) -> tuple[dict[int, int], dict[int, int]]:
         """{ticks: lots} per side: (bids, asks)."""
-        return self.bids.as_dict(), self.asks.as_dict()
+        return self._side(0).as_dict(), self._side(1).as_dict()
 
     def top(self, n: int) -> tuple[tuple, tuple]:
         """The best `n` levels per side as ((price, qty), ...): (bids, asks)."""
-        return self.bids.top(n), self.asks.top(n)
+        out = []
+        for i, lv in enumerate(self.sides):
+            if lv is not None:
+                out.append(lv.top(n))
+            else:
+                view = self.row[i]
+                out.append(view if len(view) <= n else view[:n])
+        return out[0], out[1]
 
     def trade(self, side: Side, lots: int, limit: int | None, qty) -> list[tuple[float, int]]:
         """A participant's order of `side` for `lots` (IOC at `limit` ticks, or market) against
@@ -78,7 +93,7 @@ class StagedDepth:
         taken, and leaves the depth it did not take. `qty` converts lots to the published
         quantity of a level left partly taken. The same prints and remaining depth as the
         matching engine gives a participant's order against MARKET-only depth."""
-        lv = self.asks if side == Side.BUY else self.bids
+        lv = self._side(1 if side == Side.BUY else 0)
         ticks, have, view = lv.ticks, lv.lots, lv.view
         i, n = lv.start, len(ticks)
         prints = []

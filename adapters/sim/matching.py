@@ -260,6 +260,15 @@ class MatchingEngine:
     def qty(self, lots: int) -> float:
         return round(lots * self.spec.lot, self._qty_dec)
 
+    def qty_of(self, lots: int) -> float:
+        """`qty(lots)` through the cache `_book_side` uses (the same value)."""
+        q = self._qty_cache.get(lots)
+        if q is None:
+            if len(self._qty_cache) > _CACHE:
+                self._qty_cache.clear()
+            q = self._qty_cache[lots] = self.qty(lots)
+        return q
+
     def _book_side(self, levels: list[tuple[int, int]]) -> list[tuple[float, float]]:
         """(ticks, lots) levels as (price, qty), through caches of both conversions (the depth
         repeats its prices and sizes; a cache is dropped when it reaches `_CACHE` entries)."""

@@ -408,7 +408,7 @@ class SimVenue(Venue):
         if type(staged) is tuple:
             staged = self._staged[instrument] = StagedDepth.from_row(staged)
         now = self.clock.now_ns()
-        qty = eng.qty
+        qty = eng.qty_of
         for price, take in staged.trade(side, lots, limit, qty):
             self._push_market(_make(TradePrint, venue=self.name, instrument=instrument, ts_ns=now, price=price,
                                     qty=qty(take), side=side, trade_id=str(eng.next_trade_id())))
