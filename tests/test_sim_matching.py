@@ -1,6 +1,8 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.base import OrderStatus
 from adapters.sim.matching import MARKET, FeeSchedule, MatchingEngine, Spec
@@ -192,3 +194,53 @@ def test_spec_refuses_grids_that_are_not_whole_atoms():
         Spec("X/Y", "X", "Y", tick=0.01, lot=1e-9)
     with pytest.raises(ConfigError):
         Spec("X/Y", "X", "Y", tick=float("nan"), lot=0.1)
+
+
+# -- replace_market: the level-by-level depth replacement, done in one call ----------------
+
+def _reference_replace(e: MatchingEngine, bids: dict, asks: dict, ts: int) -> list:
+    """The replacement as a sequence of set_level calls: every shrinking level first, then
+    the growing ones, bids ascending and asks descending (what SimVenue did level by level)."""
+    plan, results = [], []
+    for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
+        plan.append((side, levels, e.market_levels(side)))
+    for side, levels, have in plan:
+        for px, lots in have.items():
+            if levels.get(px, 0) < lots:
+                e.set_level(side, px, levels.get(px, 0), ts)
+    for side, levels, have in plan:
+        for px in sorted(levels, reverse=side == Side.SELL):
+            if levels[px] > have.get(px, 0):
+                results.append(e.set_level(side, px, levels[px], ts))
+    return results
+
+
+def _state(e: MatchingEngine) -> tuple:
+    return (e.book_lots(10**6), e.market_levels(Side.BUY), e.market_levels(Side.SELL), e.resting(),
+            e._next_oid, e._next_trade, [(o.oid, o.owner, o.lots, o.filled) for s in (e.bids, e.asks)
+                                         for p in s.prices for o in s.levels[p]])
+
+
+_depth = st.dictionaries(st.integers(95, 105), st.integers(0, 40), max_size=6)
+_ours = st.lists(st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(95, 105), st.integers(1, 30)),
+                 max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_depth, _depth, _ours), min_size=1, max_size=5))
+def test_replace_market_makes_the_same_calls_trades_and_book_as_level_by_level_set_level(steps):
+    fast, ref = engine(maker_bps=1.0, taker_bps=5.0), engine(maker_bps=1.0, taker_bps=5.0)
+    for n, (bids, asks, ours) in enumerate(steps):
+        for i, (side, px, lots) in enumerate(ours):       # our orders, some crossing the depth
+            for e in (fast, ref):
+                e.submit_lots("basis", f"{n}.{i}", side, OrderType.LIMIT, lots, px, n)
+        got = []
+
+        def crossing(side, px, lots):
+            got.append(fast.set_level(side, px, lots, n))
+
+        fast.replace_market(bids, asks, n, crossing)
+        want = _reference_replace(ref, bids, asks, n)
+        assert [(r.fills, r.events) for r in got if r.fills or r.events] == \
+            [(r.fills, r.events) for r in want if r.fills or r.events]
+        assert _state(fast) == _state(ref)

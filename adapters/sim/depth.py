@@ -118,10 +118,15 @@ class StagedDepth:
         return prints
 
 
-def row_dicts(row: tuple) -> tuple[dict[int, int], dict[int, int]]:
-    """{ticks: lots} per side of a row: (bids, asks)."""
+def row_dicts(row: tuple, remember_qty=None) -> tuple[dict[int, int], dict[int, int]]:
+    """{ticks: lots} per side of a row: (bids, asks). `remember_qty(lots, qty)`, if given,
+    receives each side's lots and their published quantities."""
     (bt, bl, at, al), step = row[2], row[3]
-    return dict(zip(bt[step].tolist(), bl[step].tolist())), dict(zip(at[step].tolist(), al[step].tolist()))
+    bl, al = bl[step].tolist(), al[step].tolist()
+    if remember_qty is not None:
+        remember_qty(bl, [q for _, q in row[0]])
+        remember_qty(al, [q for _, q in row[1]])
+    return dict(zip(bt[step].tolist(), bl)), dict(zip(at[step].tolist(), al))
 
 
 def rows(books: tuple, views: tuple, start: int, stop: int) -> list[tuple]:

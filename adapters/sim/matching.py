@@ -269,6 +269,13 @@ class MatchingEngine:
             q = self._qty_cache[lots] = self.qty(lots)
         return q
 
+    def remember_qty(self, lots: list[int], qty: list[float]) -> None:
+        """Seed the conversion cache with `qty[i]` == `self.qty(lots[i])` (the caller's own,
+        e.g. vectorized, conversions of the same values)."""
+        if len(self._qty_cache) > _CACHE:
+            self._qty_cache.clear()
+        self._qty_cache.update(zip(lots, qty))
+
     def _book_side(self, levels: list[tuple[int, int]]) -> list[tuple[float, float]]:
         """(ticks, lots) levels as (price, qty), through caches of both conversions (the depth
         repeats its prices and sizes; a cache is dropped when it reaches `_CACHE` entries)."""
@@ -397,32 +404,68 @@ class MatchingEngine:
                 order = _Order(self._next_oid, MARKET, "", Side(side), OrderType.LIMIT, px, lots - have, ts_ns)
                 self._next_oid += 1
                 return self._execute(order, ts_ns)
-            q = book.levels.get(px)
-            if q and q[-1].owner == MARKET:      # same as queueing a new order right behind it
-                q[-1].lots += lots - have
-                book.total[px] += lots - have
-                book.market[px] = lots
-            else:
-                book.add(_Order(self._next_oid, MARKET, "", Side(side), OrderType.LIMIT, px, lots - have, ts_ns))
-                self._next_oid += 1
+            self._grow(book, Side(side), px, lots, have, ts_ns)
         elif lots < have:
-            cut = have - lots
-            q = book.levels[px]
-            i = len(q) - 1
-            while cut and i >= 0:
-                order = q[i]
-                if order.owner == MARKET:
-                    rest = order.lots - order.filled
-                    take = rest if rest < cut else cut
-                    cut -= take
-                    if take == rest:
-                        del q[i]
-                    else:
-                        order.lots -= take
-                    book.reduce(order, take)
-                i -= 1
-            book.drop_if_empty(px)
+            self._shrink(book, px, have - lots)
         return NOTHING
+
+    def replace_market(self, bids: dict[int, int], asks: dict[int, int], ts_ns: int, crossing) -> None:
+        """Set MARKET's depth to `bids` / `asks` ({ticks: lots}; levels not named are emptied)
+        with the `set_level` calls a level-by-level replacement makes, in its order: every level
+        above its new size shrinks (both sides), then on bids (ascending) and on asks (descending)
+        every level above its size before the shrinking is set. A call that could trade (its
+        growth crosses, or the level changed since) goes to `crossing(side, px, lots)`, which
+        must do it with `set_level` and settle what it did; every other call is done here."""
+        plan = []
+        for side, book, levels in ((Side.BUY, self.bids, bids), (Side.SELL, self.asks, asks)):
+            before = dict(book.market)
+            for px, have in before.items():
+                want = levels.get(px, 0)
+                if want < have:
+                    self._shrink(book, px, have - want)
+            plan.append((side, book, levels, before))
+        for side, book, levels, before in plan:
+            opp = self.asks if side == Side.BUY else self.bids
+            market, buy = book.market, side == Side.BUY
+            for px in sorted(levels, reverse=not buy):
+                lots, was = levels[px], before.get(px, 0)
+                if lots <= was:
+                    continue
+                best = opp.prices[0 if buy else -1] if opp.prices else None
+                if market.get(px, 0) != was or (best is not None and (best <= px if buy else best >= px)):
+                    crossing(side, px, lots)
+                else:
+                    self._grow(book, side, px, lots, was, ts_ns)
+
+    def _grow(self, book: _Side, side: Side, px: int, lots: int, have: int, ts_ns: int) -> None:
+        """MARKET's lots at `px` go from `have` to `lots` without crossing (`side` a Side)."""
+        q = book.levels.get(px)
+        if q and q[-1].owner == MARKET:      # same as queueing a new order right behind it
+            q[-1].lots += lots - have
+            book.total[px] += lots - have
+            book.market[px] = lots
+        else:
+            book.add(_Order(self._next_oid, MARKET, "", side, OrderType.LIMIT, px, lots - have, ts_ns))
+            self._next_oid += 1
+
+    @staticmethod
+    def _shrink(book: _Side, px: int, cut: int) -> None:
+        """`cut` of MARKET's lots at `px` leave, from the back of the queue."""
+        q = book.levels[px]
+        i = len(q) - 1
+        while cut and i >= 0:
+            order = q[i]
+            if order.owner == MARKET:
+                rest = order.lots - order.filled
+                take = rest if rest < cut else cut
+                cut -= take
+                if take == rest:
+                    del q[i]
+                else:
+                    order.lots -= take
+                book.reduce(order, take)
+            i -= 1
+        book.drop_if_empty(px)
 
     def sweep(self, side: Side, lots: int, limit: int | None = None, exclude: str | None = None) -> tuple[int, int]:
         """What an order of `side` for `lots` would take now: (lots, sum of ticks*lots).

@@ -334,7 +334,7 @@ class SimVenue(Venue):
         eng = self.exchange.engine(instrument)
         if eng.bids.live or eng.asks.live:
             self._sync(instrument)
-            bids, asks = row_dicts(row)
+            bids, asks = row_dicts(row, eng.remember_qty)     # the engine's snapshot reuses the row's floats
             self._apply(instrument, bids, asks, True)
             self._publish_book(instrument)
             return
@@ -357,24 +357,15 @@ class SimVenue(Venue):
     def _apply(self, instrument: str, bids: dict[int, int], asks: dict[int, int], replace: bool) -> None:
         now = self.clock.now_ns()
         eng = self.exchange.engine(instrument)
-        plan = []
-        for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
-            have = eng.market_levels(side)
-            if not replace:
-                levels = {**have, **levels}
-            plan.append((side, levels, have))
-        set_level = eng.set_level          # shrinking never trades: nothing to settle
-        for side, levels, have in plan:
-            for px, lots in have.items():
-                want = levels.get(px, 0)
-                if want < lots:
-                    set_level(side, px, want, now)
-        for side, levels, have in plan:
-            for px in sorted(levels, reverse=side == Side.SELL):
-                if levels[px] > have.get(px, 0):
-                    result = self.exchange.set_level(instrument, side, px, levels[px], now)
-                    if result is not NOTHING:
-                        self._after(instrument, result, publish=False)
+        if not replace:
+            bids, asks = {**eng.market_levels(Side.BUY), **bids}, {**eng.market_levels(Side.SELL), **asks}
+
+        def crossing(side: Side, px: int, lots: int) -> None:
+            result = self.exchange.set_level(instrument, side, px, lots, now)
+            if result is not NOTHING:
+                self._after(instrument, result, publish=False)
+
+        eng.replace_market(bids, asks, now, crossing)
 
     def _sync(self, instrument: str) -> None:
         """Bring the matching engine up to the staged depth, if any."""
