@@ -6,11 +6,14 @@ decided (ORDER_NEW, ORDER_CANCEL, ORDER_QUERY records). It reads no clock: "now"
 timestamp of the records. Feeding the same records again — a journal replay — gives the same
 commands, byte for byte.
 
-Per batch: market data goes through the numba book kernel in one call; the rare records (order
-events, venue status ...) drive the state machines one by one; then timed checks run (hedge
-windows, unwinds, verification of orders in doubt, return-to-normal policy checks); then the
-built-in signals are scanned on the books that changed, and each signal is re-checked at
-dispatch time (freshness, venues, risk state, inventory, capital) and sized by the kernels.
+Per batch: one compiled call (`kernels.scan.market_step_nb`, through `MarketState.step`) does
+all the per-record market work: it applies the market data to the book arrays, updates the
+marks and volatility levels of the assets whose books changed, and finds the best touch-to-touch
+pair among the changed books (the built-in spread/basis signal candidate). Then the rare records
+(order events, venue status ...) drive the state machines one by one; timed checks run (hedge
+windows, unwinds, verification of orders in doubt, return-to-normal policy checks); and the
+candidate, if any, is re-checked at dispatch time (pair not busy, freshness, venues, risk state,
+inventory, capital) and sized by the kernels.
 """
 from __future__ import annotations
 
@@ -149,11 +152,8 @@ class EngineCore(Hedging, Decisions):
             return S.aligned_empty(0)
         self.counters.events += n
         self.now = max(self.now, int(gen["ts_ns"].max()))
-        kinds = gen["kind"]
-        md = (kinds == S.Kind.BOOK_LEVEL) | (kinds == S.Kind.TOP_OF_BOOK) | (kinds == S.Kind.TRADE) | (kinds == S.Kind.FUNDING)
-        if md.any():
-            self.market.apply(gen[md], self.now)
-        for i in np.flatnonzero(~md):
+        # one compiled call: books, marks, volatility, and the best pair among the changed books
+        for i in self.market.step(gen, self.now, self.builtin_signals).tolist():
             self._rare(gen[i:i + 1])
         self._timed_checks()
         if self.builtin_signals and self.engine.state not in NO_NEW_EXPOSURE and not self.stop_new:

@@ -24,22 +24,16 @@ class Decisions:
     # -- signals -----------------------------------------------------------------------------------
 
     def _scan_signals(self) -> None:
-        """Built-in cross-venue spread / basis signals on the books that changed in this batch."""
-        changed = self.market.take_changed()
-        if not changed:
-            return
+        """Built-in cross-venue spread / basis signals on the books changed since the last scan.
+
+        The compiled market step of this batch already found the best pair (greatest edge net of
+        both taker fees, not below min_edge_bps, first in pair order on a tie); this takes it."""
+        best = self.market.take_candidate()
         p = self.policy
         if self.engine.state == EngineState.DEGRADED:
             min_gap = int(50 * MS / p.degraded_rate_factor)
             if self.now - self.last_entry_ns < min_gap:
                 return
-        best = None
-        for buy_name, sell_name in self.market.pairs_touching(changed):
-            edge = self.market.quick_edge_bps(buy_name, sell_name)
-            if edge is None or edge < p.min_edge_bps:
-                continue
-            if best is None or edge > best[0]:
-                best = (edge, buy_name, sell_name)
         if best is None:
             return
         edge, buy_name, sell_name = best

@@ -1,11 +1,17 @@
 """What the engine knows about markets: books (numba kernel state), marks, volatility, pairs.
 
-Books live in `kernels.book.BookState` arrays and are updated a batch at a time. A book is
-usable only when the kernel says so (complete snapshot, not crossed, no bad record since) and
-it is not older than the policy's `stale_book_ms`. Marks (USDT per unit of an asset) are the
-mid of the usable spot books of that asset, or a perp mid when no spot book is usable.
-Volatility is an EWMA of squared log returns of each asset's mark, in bps per sqrt(second),
-mapped to the policy's levels: 0 normal, 1 tighten, 2 reduce, 3 protect, 4 halt.
+Books live in `kernels.book.BookState` arrays; marks, volatility levels and the changed
+instruments live in `kernels.scan.ScanState` arrays. `step` runs one compiled call per batch
+(`kernels.scan.market_step_nb`): it applies the batch's market data to the books, marks the
+instruments that changed, updates each touched base asset's mark and volatility, and scans the
+pairs touching changed books for the best touch-to-touch edge net of both taker fees; the
+caller takes that candidate (`take_candidate`) and handles the batch's other records.
+
+A book is usable only when the kernel says so (complete snapshot, not crossed, no bad record
+since) and it is not older than the policy's `stale_book_ms`. Marks (USDT per unit of an asset)
+are the median mid of the usable spot books of that asset, or of its perp books when no spot
+book is usable. Volatility is an EWMA of squared log returns of each asset's mark, in bps per
+sqrt(second), mapped to the policy's levels: 0 normal, 1 tighten, 2 reduce, 3 protect, 4 halt.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import numpy as np
 
 from .. import schema as S
 from ..errors import BasisError
-from ..kernels import sizing
+from ..kernels import scan, sizing
 from ..kernels.book import BookState
 from ..registry import Registry
 from .policy import PolicyConfig
@@ -33,7 +39,6 @@ class MarketState:
         self.reg = registry
         self.rules = rules
         self.policy = policy
-        self.start_ns = start_ns
         self.books = BookState(max(len(registry.venues), 1), max(len(registry.instruments), 1), max(depth, 10))
         self.max_age_ns = int(policy.stale_book_ms * MS)
         self.ids = {name: (registry.venue(r.venue), registry.instrument(name)) for name, r in rules.items()}
@@ -41,19 +46,43 @@ class MarketState:
         self.by_base: dict[str, list[str]] = {}
         for name, r in rules.items():
             self.by_base.setdefault(r.base, []).append(name)
-        self.now = start_ns
-        self._changed: set[int] = set()
+        #: rule index (the kernel's) -> instrument name, in rules order
+        self.names = list(rules)
+        index = {name: k for k, name in enumerate(self.names)}
+        pairs = [(index[buy], index[sell]) for names in self.by_base.values()
+                 for buy in names for sell in names if buy != sell]
+        self.scan = scan.ScanState(
+            [(*self.ids[name], r.base, r.kind == "spot", r.taker_fee_bps) for name, r in rules.items()], pairs,
+            self.books.px.shape[1], min_edge_bps=policy.min_edge_bps, vol_halflife_ms=policy.vol_halflife_ms,
+            vol_thresholds=(policy.vol_tighten_bps, policy.vol_reduce_bps, policy.vol_protect_bps,
+                            policy.vol_halt_bps), max_age_ns=self.max_age_ns, start_ns=start_ns)
         # assets with no book of their own (a fee token) are valued at a configured price
-        self._marks: dict[str, float] = {"USDT": 1.0, **(fixed_marks or {})}
-        self._last_mark: dict[str, tuple[int, float]] = {}
-        self._var: dict[str, float] = {}
-        self._level: dict[str, int] = {}
+        self._fixed_marks: dict[str, float] = {"USDT": 1.0, **(fixed_marks or {})}
         self._lots = {name: sizing.lot_units(r.lot) for name, r in rules.items()}
         self._out = np.zeros(sizing.N_OUT, dtype=np.float64)
 
+    @property
+    def now(self) -> int:
+        """The market clock: the ingest time of the last batch that held market data."""
+        return int(self.scan.ctl[scan.C_NOW])
+
+    @now.setter
+    def now(self, value: int) -> None:
+        self.scan.ctl[scan.C_NOW] = value
+
+    @property
+    def start_ns(self) -> int:
+        """When the run started (the first market record's time when it was not given)."""
+        return int(self.scan.ctl[scan.C_START])
+
+    @start_ns.setter
+    def start_ns(self, value: int) -> None:
+        self.scan.ctl[scan.C_START] = value
+
     def warm_up(self) -> None:
-        """Compile (or load from cache) the kernels on this state now, not on the first signal."""
-        self.books.apply(S.empty(S.Kind.BOOK_LEVEL, 0))
+        """Compile (or load from cache) the kernels on this state now, not on the first signal.
+        Leaves the state as it was: an empty batch changes nothing."""
+        self.scan.step(S.aligned_empty(0), self.books, self.now, True)
         self.books.usable(1, 1, 0, self.max_age_ns)
         b = self.books
         for buy in self.rules:
@@ -67,53 +96,32 @@ class MarketState:
 
     # -- updates -----------------------------------------------------------------------------
 
+    def step(self, records: np.ndarray, now_ns: int, scan_pairs: bool = True) -> np.ndarray:
+        """One compiled call on a batch of records (any 64-byte record dtype, C-contiguous):
+        market data applied, marks and volatility updated, and (with `scan_pairs`) the best
+        candidate among the pairs touching changed books kept for `take_candidate`. Returns
+        the indices of the batch's other records, in order (valid until the next step)."""
+        return self.scan.step(records, self.books, now_ns, scan_pairs)
+
     def apply(self, records: np.ndarray, now_ns: int) -> None:
-        if not self.start_ns:
-            self.start_ns = int(records["ts_ns"][0])
-        self.now = now_ns
-        self.books.apply(records)
-        kinds = records["kind"]
-        touched = np.unique(records["instrument"][(kinds == S.Kind.BOOK_LEVEL) | (kinds == S.Kind.TOP_OF_BOOK)])
-        self._changed.update(int(i) for i in touched)
-        for base in {self.rules[self.name_of[i]].base for i in touched if int(i) in self.name_of}:
-            self._update_mark(base, now_ns)
+        """Apply market-data records (other kinds are left alone) without scanning pairs."""
+        self.scan.step(np.ascontiguousarray(records), self.books, now_ns, False)
 
-    def _update_mark(self, base: str, now_ns: int) -> None:
-        mids, perp_mids = [], []
-        for name in self.by_base[base]:
-            top = self.top(*self.ids[name])
-            if top is None:
-                continue
-            mid = 0.5 * (top[0] + top[2])
-            (mids if self.rules[name].kind == "spot" else perp_mids).append(mid)
-        chosen = mids or perp_mids
-        if not chosen:
-            return
-        mark = float(np.median(chosen))
-        self._marks[base] = mark
-        last = self._last_mark.get(base)
-        if last is not None and now_ns > last[0]:
-            dt_s = (now_ns - last[0]) / 1e9
-            r_bps = math.log(mark / last[1]) * 1e4
-            alpha = 1.0 - math.exp(-dt_s * math.log(2) / (self.policy.vol_halflife_ms / 1e3))
-            var = self._var.get(base, 0.0)
-            # per-second variance: a squared return over dt_s seconds, scaled to one second
-            var = (1 - alpha) * var + alpha * (r_bps * r_bps / max(dt_s, 1e-3))
-            self._var[base] = var
-            self._level[base] = self._vol_to_level(math.sqrt(var))
-        self._last_mark[base] = (now_ns, mark)
-
-    def _vol_to_level(self, vol_bps: float) -> int:
-        p = self.policy
-        for level, threshold in ((4, p.vol_halt_bps), (3, p.vol_protect_bps), (2, p.vol_reduce_bps), (1, p.vol_tighten_bps)):
-            if vol_bps >= threshold:
-                return level
-        return 0
+    def take_candidate(self) -> tuple[float, str, str] | None:
+        """(edge bps, buy instrument, sell instrument) of the best pair the last `step` found
+        among the books changed since the previous take, or None; clears the changed books."""
+        cand = self.scan.take()
+        if cand is None:
+            return None
+        edge, kb, ks = cand
+        return edge, self.names[kb], self.names[ks]
 
     # -- reads -------------------------------------------------------------------------------
 
     def take_changed(self) -> set[int]:
-        out, self._changed = self._changed, set()
+        """Instrument ids changed since the last take; clears them."""
+        out = self.scan.changed()
+        self.scan.take()
         return out
 
     def top(self, venue: int, instrument: int) -> tuple[float, float, float, float] | None:
@@ -128,19 +136,24 @@ class MarketState:
         return self.books.usable(venue, instrument, now_ns, self.max_age_ns)
 
     def mark(self, asset: str) -> float:
+        b = self.scan.base_index.get(asset)
+        if b is not None and self.scan.istate[b, scan.S_HAS_MARK]:
+            return float(self.scan.fstate[b, scan.F_MARK])
         try:
-            return self._marks[asset]
+            return self._fixed_marks[asset]
         except KeyError:
             raise NoMark(f"no mark for {asset} yet") from None
 
     def volatility_bps(self, base: str) -> float:
-        return math.sqrt(self._var.get(base, 0.0))
+        b = self.scan.base_index.get(base)
+        return 0.0 if b is None else math.sqrt(float(self.scan.fstate[b, scan.F_VAR]))
 
     def vol_level(self, base: str) -> int:
-        return self._level.get(base, 0)
+        b = self.scan.base_index.get(base)
+        return 0 if b is None else int(self.scan.istate[b, scan.S_LEVEL])
 
     def vol_level_max(self) -> int:
-        return max(self._level.values(), default=0)
+        return int(self.scan.istate[:, scan.S_LEVEL].max())
 
     def pairs_touching(self, changed: set[int]):
         for base, names in self.by_base.items():

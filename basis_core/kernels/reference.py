@@ -262,6 +262,105 @@ def ewma(observations, n_instruments, tau_s, t1, t2, t3):
     return var, level, bad
 
 
+# -- the engine's market step -------------------------------------------------------------
+
+
+class RefMarket:
+    """scan.market_step_nb in plain Python: books as a RefBook, marks and volatility per base in
+    dicts, changed instruments in a set, pairs scanned with a Python loop (the way the engine's
+    market state read before the step was compiled).
+
+    `rules` lists (venue id, instrument id, base, is_spot, taker fee bps); `pairs` (buy, sell)
+    rule indexes in scan order; `thresholds` (tighten, reduce, protect, halt) in bps."""
+
+    def __init__(self, n_venues, n_instruments, depth, rules, pairs, min_edge_bps, halflife_ms, thresholds,
+                 max_age_ns, start_ns=0):
+        self.book = RefBook(n_venues, n_instruments, depth)
+        self.rules, self.pairs = list(rules), list(pairs)
+        self.min_edge, self.halflife_ms, self.thresholds = min_edge_bps, halflife_ms, thresholds
+        self.max_age_ns, self.now, self.start_ns = max_age_ns, start_ns, start_ns
+        self.changed: set[int] = set()
+        self.marks: dict[str, float] = {}
+        self.var: dict[str, float] = {}
+        self.level: dict[str, int] = {}
+        self.last_mark: dict[str, tuple[int, float]] = {}
+        self.candidate = None
+
+    def usable(self, v, i, now_ns):
+        bids, asks = self.book.sides.get((v, i), [[], []])
+        return (self.book.status.get((v, i), book.NEED_SNAPSHOT) == 0 and now_ns - self.book.ts.get((v, i), 0)
+                <= self.max_age_ns and bool(bids) and bool(asks))
+
+    def top(self, v, i):
+        """(bid, ask) of a usable book at the market clock, else None."""
+        if not self.usable(v, i, self.now):
+            return None
+        bids, asks = self.book.sides[(v, i)]
+        return bids[0][0], asks[0][0]
+
+    def step(self, records, now_ns, scan):
+        """Apply one batch; returns the indices of the records that are not market data."""
+        gen = records.view(schema.GENERIC)
+        kinds = [int(k) for k in gen["kind"]]
+        md_kinds = (schema.Kind.BOOK_LEVEL, schema.Kind.TOP_OF_BOOK, schema.Kind.TRADE, schema.Kind.FUNDING)
+        md = [r for r, k in enumerate(kinds) if k in md_kinds]
+        rare = [r for r, k in enumerate(kinds) if k not in md_kinds]
+        if md:
+            if not self.start_ns:
+                self.start_ns = int(gen["ts_ns"][md[0]])
+            self.now = now_ns
+            self.book.apply(gen[md])
+            touched = {int(gen["instrument"][r]) for r in md if kinds[r] in md_kinds[:2]}
+            self.changed |= touched
+            for base in {b for _, i, b, _, _ in self.rules if i in touched}:
+                self._update_mark(base, now_ns)
+        self.candidate = self._scan() if scan else None
+        return rare
+
+    def _update_mark(self, base, now_ns):
+        mids, perp_mids = [], []
+        for v, i, b, is_spot, _ in self.rules:
+            top = self.top(v, i) if b == base else None
+            if top is not None:
+                (mids if is_spot else perp_mids).append(0.5 * (top[0] + top[1]))
+        chosen = sorted(mids or perp_mids)
+        if not chosen:
+            return
+        m = len(chosen) // 2
+        mark = chosen[m] if len(chosen) % 2 else (chosen[m - 1] + chosen[m]) / 2.0
+        self.marks[base] = mark
+        last = self.last_mark.get(base)
+        if last is not None and now_ns > last[0]:
+            dt_s = (now_ns - last[0]) / 1e9
+            r_bps = math.log(mark / last[1]) * 1e4
+            alpha = 1.0 - math.exp(-dt_s * math.log(2) / (self.halflife_ms / 1e3))
+            var = (1 - alpha) * self.var.get(base, 0.0) + alpha * (r_bps * r_bps / max(dt_s, 1e-3))
+            self.var[base] = var
+            vol = math.sqrt(var)
+            self.level[base] = next((lvl for lvl, t in zip((4, 3, 2, 1), self.thresholds[::-1]) if vol >= t), 0)
+        self.last_mark[base] = (now_ns, mark)
+
+    def _scan(self):
+        best = None
+        for kb, ks in self.pairs:
+            (bv, bi, _, _, fee_b), (sv, si, _, _, fee_s) = self.rules[kb], self.rules[ks]
+            if bi not in self.changed and si not in self.changed:
+                continue
+            tb, ts = self.top(bv, bi), self.top(sv, si)
+            if tb is None or ts is None:
+                continue
+            edge = (ts[0] - tb[1]) / tb[1] * 1e4 - fee_b - fee_s
+            if edge < self.min_edge:
+                continue
+            if best is None or edge > best[0]:
+                best = (edge, kb, ks)
+        return best
+
+    def take(self):
+        self.changed = set()
+        return self.candidate
+
+
 # -- one decision -------------------------------------------------------------------------
 
 

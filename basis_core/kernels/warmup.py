@@ -12,7 +12,7 @@ _T0 = time.perf_counter()
 import numpy as np  # noqa: E402
 
 from .. import schema  # noqa: E402
-from . import amm, book, gate, risk, symmetry  # noqa: E402
+from . import amm, book, gate, risk, scan, symmetry  # noqa: E402
 
 #: seconds spent importing numba and the kernel modules (the pool kernels carry explicit
 #: signatures, so they compile, or load from the cache, at import)
@@ -20,6 +20,7 @@ IMPORT_S = time.perf_counter() - _T0
 
 
 def _book_and_state():
+    """Two complete books, (1, 1) at 99.9 / 100.0 and (2, 2) at 100.5 / 100.9, and a top of book."""
     bs = book.BookState(2, 2, book.MIN_DEPTH)
     recs = schema.empty(schema.Kind.BOOK_LEVEL, 12)
     rows = [(1, 1, 1, 0, 0.0, 0.0), (1, 1, 1, 1, 0.0, 0.0), (1, 1, 0, 1, 100.0, 1.0), (1, 1, 0, 0, 99.9, 1.0),
@@ -34,6 +35,22 @@ def _book_and_state():
     tops["bid_px"], tops["bid_qty"], tops["ask_px"], tops["ask_qty"] = 99.0, 1.0, 101.0, 1.0
     tops["exch_age_us"] = 0xFFFFFFFF
     bs.apply(recs)
+    return bs, recs
+
+
+def _scan(recs) -> None:
+    """The engine's market step on the same records: books (1, 1) and (2, 2) are one pair."""
+    bs = book.BookState(2, 2, book.MIN_DEPTH)
+    st = scan.ScanState([(1, 1, "BTC", True, 1.0), (2, 2, "BTC", True, 1.0)], [(0, 1), (1, 0)], 3,
+                        min_edge_bps=0.0, vol_halflife_ms=1000.0, vol_thresholds=(15.0, 30.0, 60.0, 150.0),
+                        max_age_ns=10)
+    st.step(recs.view(schema.GENERIC), bs, 2, True)
+    cand = st.take()
+    if cand is None or cand[1:] != (0, 1):
+        raise RuntimeError(f"warm-up market step found {cand} instead of buying book 1 and selling book 2")
+
+
+def _decision_state():
     ds = gate.DecisionState(2, 2, 2, 1)
     for v in (1, 2):
         ds.set_venue(v, fee_bps=1.0, slip_bps=50.0, exposure_limit=1e6)
@@ -43,7 +60,7 @@ def _book_and_state():
     ds.set_policy(min_edge_bps=0.0, max_book_age_ns=10**18, max_order_notional=1e6, band_bps=50.0,
                   exposure_limit=1e9)
     ds.balance[1, 2], ds.balance[2, 1] = 1e6, 10.0
-    return bs, ds
+    return ds
 
 
 def warm_up() -> dict[str, float]:
@@ -56,8 +73,10 @@ def warm_up() -> dict[str, float]:
     times["amm"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    bs, ds = _book_and_state()
+    bs, recs = _book_and_state()
     bs.usable(1, 1, 2, 10)
+    _scan(recs)
+    ds = _decision_state()
     times["book"] = time.perf_counter() - t
 
     t = time.perf_counter()
