@@ -244,3 +244,19 @@ def test_replace_market_makes_the_same_calls_trades_and_book_as_level_by_level_s
         assert [(r.fills, r.events) for r in got if r.fills or r.events] == \
             [(r.fills, r.events) for r in want if r.fills or r.events]
         assert _state(fast) == _state(ref)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ours, st.lists(st.tuples(st.sampled_from([Side.BUY, Side.SELL]),
+                                 st.sampled_from([OrderType.MARKET, OrderType.IOC, OrderType.LIMIT]),
+                                 st.integers(-2, 60), st.one_of(st.none(), st.integers(-1, 106))), max_size=6))
+def test_market_orders_in_integers_act_exactly_like_the_same_orders_in_floats(ours, orders):
+    ints, floats = engine(maker_bps=1.0, taker_bps=5.0), engine(maker_bps=1.0, taker_bps=5.0)
+    for i, (side, px, lots) in enumerate(ours):
+        for e in (ints, floats):
+            e.submit_lots("basis", str(i), side, OrderType.LIMIT, lots, px, 1)
+    for n, (side, otype, lots, px) in enumerate(orders):
+        a = ints.submit_lots(MARKET, "", side, otype, lots, px, n)
+        b = floats.submit(MARKET, "", side, otype, floats.qty(lots), None if px is None else floats.price(px), n)
+        assert (a.order, a.fills, a.events) == (b.order, b.fills, b.events)
+        assert _state(ints) == _state(floats)

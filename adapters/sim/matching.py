@@ -374,8 +374,18 @@ class MatchingEngine:
 
     def submit_lots(self, owner: str, coid: str, side: Side, otype: OrderType, lots: int,
                     px: int | None, ts_ns: int = 0) -> Result:
-        """`submit` in integer units (no grid checks needed); used by the market generator."""
-        return self.submit(owner, coid, side, otype, self.qty(lots), None if px is None else self.price(px), ts_ns)
+        """`submit` in integer units (no grid checks needed); used by the market generator.
+        MARKET's orders skip the round trip through floats (the same checks on the integers)."""
+        if owner != MARKET:
+            return self.submit(owner, coid, side, otype, self.qty(lots), None if px is None else self.price(px), ts_ns)
+        good_lots = lots if lots > 0 else None
+        good_px = None if px is None or px <= 0 else px
+        order = _Order(self._next_oid, owner, coid, Side(side), OrderType(otype), good_px or 0, good_lots or 0, ts_ns)
+        self._next_oid += 1
+        reason = self._check(order, good_lots, px, good_px)
+        if reason is not RejectReason.NONE:
+            return self._reject(order, reason, ts_ns)
+        return self._execute(order, ts_ns)
 
     def cancel(self, owner: str, coid: str, ts_ns: int = 0) -> Result:
         """Cancel a live order (event CANCELED); a terminal one is returned unchanged with a
