@@ -102,7 +102,9 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
                 reg.assets.add(asset)
         save_run_meta(run_dir, cfg, reg)
         await runner.start()
-        market = world.start_market()
+        # the market goes on quoting while the run settles: hedges and unwinds started near
+        # the end need live books to be priced
+        market = world.start_market(hold=True)
         if after_start is not None:
             await after_start(runner)
         await runner.run_for(cfg.run.duration_s)

@@ -29,10 +29,13 @@ def scenario(duration_s: float = 12.0, faults: list[dict] | None = None, seed: i
     return data
 
 
-def run(data: dict, tmp_path: Path, check=None, after_start=None):
-    """Run a scenario dict on the virtual clock; returns (runner, world, problems found by check)."""
+def run(data: dict, tmp_path: Path, check=None, after_start=None, setup=None):
+    """Run a scenario dict on the virtual clock; returns (runner, world, problems found by check).
+    `setup(world)` may adjust the world before the run starts."""
     cfg = from_dict(data)
     world = SimWorld.from_config(cfg)
+    if setup is not None:
+        setup(world)
     found: list[str] = []
 
     async def before_close(runner):

@@ -30,9 +30,9 @@ def run_with(fault, tmp_path):
     west = world.emulators["west"]
     start_market = world.start_market
 
-    def start():
+    def start(**kw):
         fault(west, asyncio.get_running_loop())
-        return start_market()
+        return start_market(**kw)
 
     world.start_market = start
 

@@ -5,7 +5,11 @@ causes, plus the invariants of tests/orchestration.py: every order terminal and 
 the venue, nothing sent to an unhealthy venue, no new exposure in protective states, residual
 exposure over the limit never outlasting the hedge and unwind windows.
 """
+import numpy as np
 import pytest
+
+from basis_core import schema as S
+from basis_core.journal import JournalReader
 
 from orchestration import invariants, run, scenario, transitions
 
@@ -234,3 +238,29 @@ def test_policy_may_not_restate_a_limit(tmp_path):
     with pytest.raises(ConfigError) as err:
         from_dict(data)
     assert err.value.path == "policy.min_edge_bps" and "[limits].min_edge_bps" in err.value.message
+
+
+def test_a_breach_at_the_end_is_unwound_while_the_run_settles(tmp_path):
+    """Hedges are refused over the last second of the scenario and the hedge window is long: a
+    position isolated then is unwound seconds after the scenario's duration, on books the market
+    keeps quoting while the run settles (it never goes stale before the run ends)."""
+    duration = 10.0
+    faults = [{"kind": "reject", "venue": "beta", "on": "submit", "start_s": duration - 1.0, "duration_s": 30.0,
+               "reason": "insufficient_funds", "count": 0}]
+    data = scenario(duration_s=duration, faults=faults, limits={"hedge_window_s": 4.0})
+    data["market"]["dislocations_per_min"] = 30.0
+    runner, world, found = run(data, tmp_path)
+    _ok(found, runner)
+    start = runner.core.market.start_ns
+    isolated = [p for p in runner.core.positions.values() if "ISOLATED" in [c.dst for c in p.machine.history]]
+    assert isolated and all(p.first_fill_ns - start > (duration - 1.0) * 1e9 for p in isolated)
+    late = [o for o in runner.core.orders.orders.values()
+            if o.purpose == "unwind" and o.sent_ns - start > (duration + 2.0) * 1e9]
+    assert late and all(o.filled > 0 for o in late)
+    assert runner.core.engine.state.name == "NORMAL"
+    # books kept arriving after the scenario's duration, up to the end of the run
+    recs = JournalReader(tmp_path / "run" / "journal").read(0).view(S.GENERIC)
+    ts = np.sort(recs["ts_ns"][recs["kind"] == S.Kind.BOOK_LEVEL])
+    stale_ns = runner.core.policy.stale_book_ms * 1e6
+    assert ts[-1] > recs["ts_ns"].max() - stale_ns
+    assert np.diff(ts[ts > start + duration * 1e9]).max() < stale_ns

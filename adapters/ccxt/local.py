@@ -154,11 +154,11 @@ class LocalCcxtWorld:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    def start_market(self) -> asyncio.Task:
+    def start_market(self, hold: bool = False) -> asyncio.Task:
         loop = asyncio.get_running_loop()
         if self.market is None:
             return loop.create_task(asyncio.sleep(self.cfg.run.duration_s))
-        return loop.create_task(self.market.run())
+        return loop.create_task(self.market.run(hold=hold))
 
     def digest(self) -> str:
         """sha256 of the orders each emulator accepted (HTTP timing makes runs differ)."""

@@ -236,8 +236,11 @@ class MarketDriver:
             lst = self.listings[j]
             self.venues[lst.venue].update_funding(lst.instrument, float(self.mids[step, j]), index, rate)
 
-    async def run(self) -> None:
-        """Drive the venues from t=0 to `duration_s` on the running loop's clock."""
+    async def run(self, hold: bool = False) -> None:
+        """Drive the venues from t=0 to `duration_s` on the running loop's clock. With `hold`,
+        the task then goes on quoting the last step's depth every `step_s` (no participants'
+        trades) until it is cancelled: a run that settles after its duration still sees live
+        books, so a hedge or an unwind started near the end can be priced and completed."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         for f in self.faults.faults:
@@ -258,6 +261,9 @@ class MarketDriver:
             self.apply_step(step)
             if step % every == 0:
                 self.publish_funding(step)
+        while hold:
+            await asyncio.sleep(self.model.step_s)
+            self.apply_step(self.n_steps - 1)
 
     def _trade(self, lst: Listing, side: Side, lots: int) -> None:
         self.venues[lst.venue].participant_trade(lst.instrument, side, lots)

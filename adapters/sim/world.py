@@ -104,14 +104,16 @@ class SimWorld:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    def start_market(self) -> asyncio.Task:
-        """Play the market on the running loop; the task ends after run.duration_s."""
+    def start_market(self, hold: bool = False) -> asyncio.Task:
+        """Play the market on the running loop; the task ends after run.duration_s, or with
+        `hold` goes on quoting the generated market's last depth until cancelled (a recorded
+        market ends with its data)."""
         loop = asyncio.get_running_loop()
         if self.market is None:
             return loop.create_task(asyncio.sleep(self.cfg.run.duration_s))
         if isinstance(self.market, RecordedMarket):
             return loop.create_task(self.market.run(self.venues))
-        return loop.create_task(self.market.run())
+        return loop.create_task(self.market.run(hold=hold))
 
     def digest(self) -> str:
         """sha256 over every venue's event log and the faults that fired, in venue order."""

@@ -126,8 +126,8 @@ class ChainWorld:
         finally:
             await self.sim.close()
 
-    def start_market(self) -> asyncio.Task:
-        return self.sim.start_market()
+    def start_market(self, hold: bool = False) -> asyncio.Task:
+        return self.sim.start_market(hold=hold)
 
     def digest(self) -> str:
         """The simulated venues' digest (a chain's events are not replayable by seed)."""

@@ -282,6 +282,9 @@ class ProcessRunner(Runner):
     def engine_alive(self) -> bool:
         return self.engine_proc is not None and self.engine_proc.is_alive()
 
+    def deciding(self) -> bool:
+        return self.engine_alive() and self.engine_ready
+
     async def run_for(self, duration_s: float) -> None:
         t_end = self.now_ns() + int(duration_s * 1e9)
         while self.now_ns() < t_end:

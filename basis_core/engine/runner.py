@@ -308,16 +308,30 @@ class Runner:
         await self.io.stop()
 
     def settled(self) -> bool:
-        """No order in flight and no position left to hedge or unwind."""
+        """No order in flight, no position left to hedge or unwind, and the engine out of its
+        protective / unwinding / reconciling states (back to NORMAL after a clean pass)."""
         return not self.core.orders.working() and not any(
             p.state.name in ("LEG_WORKING", "HEDGING", "ASYMMETRIC", "ISOLATED", "UNWINDING")
-            for p in self.core.open_positions.values())
+            for p in self.core.open_positions.values()) and self.core.engine.state.name not in (
+            "PROTECTIVE", "UNWINDING", "RECONCILING")
 
-    async def settle(self, settle_s: float, max_factor: float = 6.0) -> None:
+    def deciding(self) -> bool:
+        """The engine is up and taking records (always, when it runs in this process)."""
+        return True
+
+    async def settle(self, settle_s: float, max_factor: float = 6.0, restart_wait_s: float = 300.0) -> None:
         """Run at least `settle_s`, then on until settled (at most `max_factor` times longer):
-        orders in doubt get verified and positions closed before the run ends."""
+        orders in doubt get verified and positions closed before the run ends. Time without a
+        deciding engine (one restarting from its journal) does not count: once it is back it
+        gets at least `settle_s` more, within `restart_wait_s` in all."""
         await self.run_for(settle_s)
-        deadline = self.now_ns() + int(settle_s * (max_factor - 1) * 1e9)
-        while not self.settled() and self.now_ns() < deadline:
+        now = self.now_ns()
+        deadline = now + int(settle_s * (max_factor - 1) * 1e9)
+        cap = now + int(restart_wait_s * 1e9)
+        while self.now_ns() < cap:
+            if not self.deciding():
+                deadline = max(deadline, self.now_ns() + int(settle_s * 1e9))
+            elif self.settled() or self.now_ns() >= deadline:
+                break
             await self.run_for(0.25)
 
