@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_sim_support import START_NS, VirtualClock, make_venue
 
-from adapters.sim.depth import StagedDepth
 from adapters.sim.market import Listing, MarketDriver, MarketModel
 from basis_core import config
 from basis_core.scenarios import DEFAULT

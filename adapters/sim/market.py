@@ -17,7 +17,9 @@ book — our resting orders included, in price-time priority — and the depth r
 step.
 
 `generate_mids` and `book_arrays` are pure numpy (vectorized, deterministic per seed);
-`MarketDriver` plays them into SimVenues on the event loop's clock.
+`MarketDriver` plays them into SimVenues on the event loop's clock, handing each step's depth
+over as a row (depth.py) built once per block of steps; a venue without `apply_depth` gets
+the same depth through `apply_book`. perf/bench_sim.py measures both halves.
 """
 from __future__ import annotations
 
@@ -210,8 +212,8 @@ class MarketDriver:
         if not self._chunk_start <= step < self._chunk_start + _CHUNK:
             self._load_chunk(step)
         i = step - self._chunk_start
-        for (apply_depth, venue, instrument), rows in zip(self._targets, self._chunk):
-            row = rows[i]
+        for (apply_depth, venue, instrument), chunk in zip(self._targets, self._chunk):
+            row = chunk[i]
             if apply_depth is not None:
                 apply_depth(instrument, row)
             else:

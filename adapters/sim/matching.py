@@ -30,9 +30,7 @@ returns the existing order with `duplicate=True` and changes nothing.
 """
 from __future__ import annotations
 
-import bisect
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -42,7 +40,8 @@ from adapters.base import OrderStatus
 from basis_core.errors import ConfigError, OrderNotFound
 from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side
 
-MARKET = ""  # owner of generated depth and of other participants' orders
+from .book import MARKET, BookSide, Order
+
 _CACHE = 1 << 16
 
 
@@ -161,88 +160,14 @@ class Result:
 NOTHING = Result(None, [], [])
 
 
-class _Order:
-    __slots__ = ("oid", "owner", "coid", "side", "type", "px", "lots", "filled", "quote_filled",
-                 "status", "reason", "fees", "created_ns", "updated_ns")
-
-    def __init__(self, oid, owner, coid, side, otype, px, lots, ts):
-        self.oid, self.owner, self.coid, self.side, self.type = oid, owner, coid, side, otype
-        self.px, self.lots, self.filled, self.quote_filled = px, lots, 0, 0
-        self.status, self.reason, self.fees = OrderStatus.OPEN, RejectReason.NONE, {}
-        self.created_ns = self.updated_ns = ts
-
-
-class _Side:
-    """One side of the book: FIFO queues per price, prices kept sorted ascending."""
-    __slots__ = ("is_bid", "levels", "prices", "total", "market", "live")
-
-    def __init__(self, is_bid: bool):
-        self.is_bid = is_bid
-        self.live = 0                        # resting orders of real owners
-        self.levels: dict[int, deque] = {}
-        self.prices: list[int] = []
-        self.total: dict[int, int] = {}     # lots resting per price (everyone)
-        self.market: dict[int, int] = {}    # lots resting per price owned by MARKET
-
-    def best(self) -> int | None:
-        if not self.prices:
-            return None
-        return self.prices[-1] if self.is_bid else self.prices[0]
-
-    def add(self, order: _Order) -> None:
-        q = self.levels.get(order.px)
-        if q is None:
-            q = self.levels[order.px] = deque()
-            bisect.insort(self.prices, order.px)
-            self.total[order.px] = 0
-        q.append(order)
-        if order.owner != MARKET:
-            self.live += 1
-        rest = order.lots - order.filled
-        self.total[order.px] += rest
-        if order.owner == MARKET:
-            self.market[order.px] = self.market.get(order.px, 0) + rest
-
-    def reduce(self, order: _Order, lots: int) -> None:
-        """Account for `lots` leaving the level (filled or canceled)."""
-        px = order.px
-        self.total[px] -= lots
-        if order.owner == MARKET:
-            self.market[px] -= lots
-            if not self.market[px]:
-                del self.market[px]
-
-    def drop_if_empty(self, px: int) -> None:
-        q = self.levels.get(px)
-        if q is not None and not q:
-            del self.levels[px]
-            del self.total[px]
-            self.prices.pop(bisect.bisect_left(self.prices, px))
-
-    def remove(self, order: _Order) -> None:
-        q = self.levels[order.px]
-        q.remove(order)
-        if order.owner != MARKET:
-            self.live -= 1
-        self.reduce(order, order.lots - order.filled)
-        self.drop_if_empty(order.px)
-
-    def top(self, n: int) -> list[tuple[int, int]]:
-        if n <= 0:
-            return []
-        prices = self.prices[:-n - 1:-1] if self.is_bid else self.prices[:n]
-        total = self.total
-        return [(px, total[px]) for px in prices]
-
-
 class MatchingEngine:
     """The book and matching for one instrument. See the module docstring for the contract."""
 
     def __init__(self, spec: Spec, fees: FeeSchedule = FeeSchedule(), venue: str = "sim",
                  can_pay: Callable[[str, str, int], bool] | None = None):
         self.spec, self.fees, self.venue, self.can_pay = spec, fees, venue, can_pay
-        self.bids, self.asks = _Side(True), _Side(False)
-        self._orders: dict[tuple[str, str], _Order] = {}
+        self.bids, self.asks = BookSide(True), BookSide(False)
+        self._orders: dict[tuple[str, str], Order] = {}
         self._next_oid = 1
         self._next_trade = 1
         self._px_dec = _decimals(spec.tick)
@@ -363,7 +288,7 @@ class MatchingEngine:
                 return Result(self._view(known), duplicate=True)
         lots = self.to_lots(qty)
         px = None if price is None else self.to_ticks(price)
-        order = _Order(self._next_oid, owner, coid, Side(side), OrderType(otype), px or 0, lots or 0, ts_ns)
+        order = Order(self._next_oid, owner, coid, Side(side), OrderType(otype), px or 0, lots or 0, ts_ns)
         self._next_oid += 1
         reason = self._check(order, lots, price, px)
         if reason is RejectReason.NONE and admit is not None:
@@ -380,7 +305,7 @@ class MatchingEngine:
             return self.submit(owner, coid, side, otype, self.qty(lots), None if px is None else self.price(px), ts_ns)
         good_lots = lots if lots > 0 else None
         good_px = None if px is None or px <= 0 else px
-        order = _Order(self._next_oid, owner, coid, Side(side), OrderType(otype), good_px or 0, good_lots or 0, ts_ns)
+        order = Order(self._next_oid, owner, coid, Side(side), OrderType(otype), good_px or 0, good_lots or 0, ts_ns)
         self._next_oid += 1
         reason = self._check(order, good_lots, px, good_px)
         if reason is not RejectReason.NONE:
@@ -411,7 +336,7 @@ class MatchingEngine:
             opp = self.asks if side == Side.BUY else self.bids
             best = opp.best()
             if best is not None and (best <= px if side == Side.BUY else best >= px):
-                order = _Order(self._next_oid, MARKET, "", Side(side), OrderType.LIMIT, px, lots - have, ts_ns)
+                order = Order(self._next_oid, MARKET, "", Side(side), OrderType.LIMIT, px, lots - have, ts_ns)
                 self._next_oid += 1
                 return self._execute(order, ts_ns)
             self._grow(book, Side(side), px, lots, have, ts_ns)
@@ -447,7 +372,7 @@ class MatchingEngine:
                 else:
                     self._grow(book, side, px, lots, was, ts_ns)
 
-    def _grow(self, book: _Side, side: Side, px: int, lots: int, have: int, ts_ns: int) -> None:
+    def _grow(self, book: BookSide, side: Side, px: int, lots: int, have: int, ts_ns: int) -> None:
         """MARKET's lots at `px` go from `have` to `lots` without crossing (`side` a Side)."""
         q = book.levels.get(px)
         if q and q[-1].owner == MARKET:      # same as queueing a new order right behind it
@@ -455,11 +380,11 @@ class MatchingEngine:
             book.total[px] += lots - have
             book.market[px] = lots
         else:
-            book.add(_Order(self._next_oid, MARKET, "", side, OrderType.LIMIT, px, lots - have, ts_ns))
+            book.add(Order(self._next_oid, MARKET, "", side, OrderType.LIMIT, px, lots - have, ts_ns))
             self._next_oid += 1
 
     @staticmethod
-    def _shrink(book: _Side, px: int, cut: int) -> None:
+    def _shrink(book: BookSide, px: int, cut: int) -> None:
         """`cut` of MARKET's lots at `px` leave, from the back of the queue."""
         q = book.levels[px]
         i = len(q) - 1
@@ -514,10 +439,10 @@ class MatchingEngine:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _side(self, side: Side) -> _Side:
+    def _side(self, side: Side) -> BookSide:
         return self.bids if side == Side.BUY else self.asks
 
-    def _check(self, order: _Order, lots, price, px) -> RejectReason:
+    def _check(self, order: Order, lots, price, px) -> RejectReason:
         if lots is None or lots > self._max_lots:
             return RejectReason.LOT_SIZE
         if price is None:
@@ -541,14 +466,14 @@ class MatchingEngine:
             return True
         return opp <= px if side == Side.BUY else opp >= px
 
-    def _reject(self, order: _Order, reason: RejectReason, ts_ns: int) -> Result:
+    def _reject(self, order: Order, reason: RejectReason, ts_ns: int) -> Result:
         order.status, order.reason = OrderStatus.REJECTED, reason
         if order.owner != MARKET:
             self._orders[(order.owner, order.coid)] = order
         view = self._view(order)
         return Result(view, events=[OrderEvent(OrderEventType.REJECT, view, ts_ns)])
 
-    def _execute(self, order: _Order, ts_ns: int) -> Result:
+    def _execute(self, order: Order, ts_ns: int) -> Result:
         if order.owner != MARKET:
             self._orders[(order.owner, order.coid)] = order
         fills: list[Fill] = []
@@ -597,7 +522,7 @@ class MatchingEngine:
                     events.append(OrderEvent(OrderEventType.EXPIRED, self._view(order), ts_ns))
         return Result(self._view(order), fills, events)
 
-    def _fill(self, trade_id: int, order: _Order, liq: Liquidity, px: int, lots: int, ts_ns: int) -> Fill:
+    def _fill(self, trade_id: int, order: Order, liq: Liquidity, px: int, lots: int, ts_ns: int) -> Fill:
         spec = self.spec
         base_atoms = lots * spec.lot_atoms
         quote_atoms = px * lots * spec.notional_unit
@@ -611,7 +536,7 @@ class MatchingEngine:
         return Fill(trade_id, order.owner, order.coid, order.side, liq, self.price(px), self.qty(lots),
                     px, lots, base_atoms, quote_atoms, fee, asset, ts_ns)
 
-    def _fee(self, order: _Order, liq: Liquidity, base_atoms: int, quote_atoms: int) -> tuple[int, str]:
+    def _fee(self, order: Order, liq: Liquidity, base_atoms: int, quote_atoms: int) -> tuple[int, str]:
         spec, sched = self.spec, self.fees
         rate = sched.rate(liq)
         received = spec.base if order.side == Side.BUY and spec.kind == "spot" else spec.quote
@@ -634,7 +559,7 @@ class MatchingEngine:
             return portion(quote_atoms), spec.quote
         return (portion(base_atoms), spec.base) if received == spec.base else (portion(quote_atoms), spec.quote)
 
-    def _view(self, o: _Order) -> OrderView:
+    def _view(self, o: Order) -> OrderView:
         avg = self.price(0) if not o.filled else round(o.quote_filled / o.filled * self.spec.tick, self._px_dec + 4)
         return OrderView(o.owner, o.coid, o.oid, o.side, o.type, self.price(o.px) if o.px else None,
                          self.qty(o.lots), self.qty(o.filled), avg, o.status, o.reason, dict(o.fees),
