@@ -215,6 +215,11 @@ def _reference_replace(e: MatchingEngine, bids: dict, asks: dict, ts: int) -> li
     return results
 
 
+def _free_engine() -> MatchingEngine:
+    """No minimum notional, so any of our orders in these small books is accepted."""
+    return MatchingEngine(Spec("BTC/USDT", "BTC", "USDT", tick=0.01, lot=0.001), FeeSchedule(maker_bps=1.0, taker_bps=5.0))
+
+
 def _state(e: MatchingEngine) -> tuple:
     return (e.book_lots(10**6), e.market_levels(Side.BUY), e.market_levels(Side.SELL), e.resting(),
             e._next_oid, e._next_trade, [(o.oid, o.owner, o.lots, o.filled) for s in (e.bids, e.asks)
@@ -224,16 +229,23 @@ def _state(e: MatchingEngine) -> tuple:
 _depth = st.dictionaries(st.integers(95, 105), st.integers(0, 40), max_size=6)
 _ours = st.lists(st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(95, 105), st.integers(1, 30)),
                  max_size=4)
+# depth that moves without crossing, and our orders resting inside it: queues that mix MARKET's
+# lots with ours, grown behind ours and shrunk from the back
+_bids = st.dictionaries(st.integers(97, 100), st.sampled_from([0, 5, 10, 20]), max_size=4)
+_asks = st.dictionaries(st.integers(101, 104), st.sampled_from([0, 5, 10, 20]), max_size=4)
+_resting = st.lists(st.one_of(st.tuples(st.just(Side.BUY), st.integers(97, 100), st.integers(1, 8)),
+                              st.tuples(st.just(Side.SELL), st.integers(101, 104), st.integers(1, 8))), max_size=2)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(_depth, _depth, _ours), min_size=1, max_size=5))
+@given(st.one_of(st.lists(st.tuples(_depth, _depth, _ours), min_size=1, max_size=5),
+                 st.lists(st.tuples(_bids, _asks, _resting), min_size=2, max_size=8)))
 def test_replace_market_makes_the_same_calls_trades_and_book_as_level_by_level_set_level(steps):
-    fast, ref = engine(maker_bps=1.0, taker_bps=5.0), engine(maker_bps=1.0, taker_bps=5.0)
+    fast, ref = _free_engine(), _free_engine()
     for n, (bids, asks, ours) in enumerate(steps):
         for i, (side, px, lots) in enumerate(ours):       # our orders, some crossing the depth
             for e in (fast, ref):
-                e.submit_lots("basis", f"{n}.{i}", side, OrderType.LIMIT, lots, px, n)
+                assert e.submit_lots("basis", f"{n}.{i}", side, OrderType.LIMIT, lots, px, n).order.reason is RejectReason.NONE
         got = []
 
         def crossing(side, px, lots):
@@ -251,10 +263,10 @@ def test_replace_market_makes_the_same_calls_trades_and_book_as_level_by_level_s
                                  st.sampled_from([OrderType.MARKET, OrderType.IOC, OrderType.LIMIT]),
                                  st.integers(-2, 60), st.one_of(st.none(), st.integers(-1, 106))), max_size=6))
 def test_market_orders_in_integers_act_exactly_like_the_same_orders_in_floats(ours, orders):
-    ints, floats = engine(maker_bps=1.0, taker_bps=5.0), engine(maker_bps=1.0, taker_bps=5.0)
+    ints, floats = _free_engine(), _free_engine()
     for i, (side, px, lots) in enumerate(ours):
         for e in (ints, floats):
-            e.submit_lots("basis", str(i), side, OrderType.LIMIT, lots, px, 1)
+            assert e.submit_lots("basis", str(i), side, OrderType.LIMIT, lots, px, 1).order.reason is RejectReason.NONE
     for n, (side, otype, lots, px) in enumerate(orders):
         a = ints.submit_lots(MARKET, "", side, otype, lots, px, n)
         b = floats.submit(MARKET, "", side, otype, floats.qty(lots), None if px is None else floats.price(px), n)

@@ -30,6 +30,7 @@ returns the existing order with `duplicate=True` and changes nothing.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -353,15 +354,28 @@ class MatchingEngine:
         must do it with `set_level` and settle what it did; every other call is done here."""
         plan = []
         for side, book, levels in ((Side.BUY, self.bids, bids), (Side.SELL, self.asks, asks)):
-            before = dict(book.market)
+            market, queues, total = book.market, book.levels, book.total
+            before = dict(market)
             for px, have in before.items():
                 want = levels.get(px, 0)
-                if want < have:
+                if want >= have:
+                    continue
+                q = queues[px]
+                last = q[-1]
+                if last.owner == MARKET and (last.lots - last.filled > have - want if want else len(q) == 1):
+                    if want:                        # the back order absorbs the cut and stays
+                        last.lots -= have - want
+                        total[px] -= have - want
+                        market[px] = want
+                    else:                           # the level is that one order: it goes
+                        del queues[px], total[px], market[px]
+                        book.prices.pop(bisect_left(book.prices, px))
+                else:
                     self._shrink(book, px, have - want)
             plan.append((side, book, levels, before))
         for side, book, levels, before in plan:
             opp = self.asks if side == Side.BUY else self.bids
-            market, buy = book.market, side == Side.BUY
+            market, queues, total, buy = book.market, book.levels, book.total, side == Side.BUY
             for px in sorted(levels, reverse=not buy):
                 lots, was = levels[px], before.get(px, 0)
                 if lots <= was:
@@ -369,6 +383,12 @@ class MatchingEngine:
                 best = opp.prices[0 if buy else -1] if opp.prices else None
                 if market.get(px, 0) != was or (best is not None and (best <= px if buy else best >= px)):
                     crossing(side, px, lots)
+                    continue
+                q = queues.get(px)
+                if q and q[-1].owner == MARKET:     # _grow's common case, inline
+                    q[-1].lots += lots - was
+                    total[px] += lots - was
+                    market[px] = lots
                 else:
                     self._grow(book, side, px, lots, was, ts_ns)
 
