@@ -32,12 +32,12 @@ not collected on a later run's time; the run's own collections are timed.
 Each benchmark checks what it played (event counts, our fills in the resting variant) before
 reporting a value; a failed check fails the run.
 
-Figures (perf/results/sim-20261124T011402Z.json, `basis bench sim`, 2026-11-24 01:14 UTC,
-2-vCPU AMD EPYC VM shared with other work, load average 2.8-4.1 during the run; means of
-4 processes x 3 values): generation 12.0 M book events/s, generation + play idle 1.41 M/s,
-generation + play with our orders resting 152 K/s. The idle mix is what a run sees almost
-all the time (the engine's orders rest for moments); the resting variant is bounded by the
-plain-Python price-time book, where every level of every step is a queue operation.
+Figures (perf/results/sim-20261124T012347Z.json, `basis bench sim`, 2026-11-24 01:24 UTC,
+2-vCPU AMD EPYC VM shared with other work, load average 2.4-3.5 during the run; medians of
+4 processes x 3 values): generation 12.4 M book events/s, generation + play idle 1.47 M/s,
+generation + play with our orders resting 166 K/s. Idle is the common case (our orders rest
+on a book only part of a run); resting is the worst case, bounded by the plain-Python
+price-time book, where every level of every step is a queue operation.
 
     .venv/bin/python perf/bench_sim.py -o perf/results/sim.json       (pyperf options apply)
     .venv/bin/python perf/bench_sim.py --fast
