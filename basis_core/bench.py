@@ -37,12 +37,13 @@ SUITES: dict[str, str] = {
     "journal": "perf/bench_journal.py",
     "peers": "perf/peers/bench_nautilus.py",
     "sim": "perf/bench_sim.py",
+    "engine-step": "perf/bench_engine_step.py",
 }
 
 #: exit status of a suite script that cannot run on this host (an optional peer not installed)
 SKIPPED = 75
 #: per topology, the implementation the "vs" column divides by (default BASELINE)
-BASELINES = {"E2EThroughput": "python", "TickToOrderLatency": "python"}
+BASELINES = {"E2EThroughput": "python", "TickToOrderLatency": "python", "EngineStepThroughput": "python"}
 
 BASELINE = "queue"
 _NAME = re.compile(r"^(?P<topo>\w+)\[(?P<impl>[\w-]+)(?:,(?P<params>[^\]]*))?\](?:\.p(?P<pct>\d+))?$")

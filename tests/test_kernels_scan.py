@@ -113,6 +113,7 @@ def _same_state(kernel, books, ref):
             assert kernel.fstate[b, scan.F_MARK] == ref.marks[base]
         assert kernel.fstate[b, scan.F_VAR] == ref.var.get(base, 0.0)
         assert kernel.istate[b, scan.S_LEVEL] == ref.level.get(base, 0)
+    assert kernel.ctl[scan.C_LEVEL_MAX] == max(ref.level.values(), default=0)
     for (v, i), sides in ref.book.sides.items():
         for s in (0, 1):
             assert books.levels(v, i, s) == sides[s]
@@ -214,5 +215,16 @@ def test_rare_records_come_back_in_order_and_leave_the_books_alone():
     assert int(kernel.ctl[scan.C_NOW]) == 5          # a trade is market data: the clock moves
     big = schema.empty(schema.Kind.TIMER, 1000).view(schema.GENERIC)
     assert len(kernel.step(big, books, 6, True)) == 1000
-    assert int(kernel.ctl[scan.C_NOW]) == 5          # no market data: the clock stays
+    assert int(kernel.ctl[scan.C_NOW]) == 5          # no market data: the market clock stays
+    assert int(kernel.ctl[scan.C_STEP_NOW]) == 6     # the batch's time: the engine clock before it
+
+
+def test_the_batch_time_is_the_latest_record_or_the_clock_before():
+    kernel, books = _state()
+    recs = schema.empty(schema.Kind.TIMER, 3).view(schema.GENERIC)
+    recs["ts_ns"] = [7, 30, 12]
+    kernel.step(recs, books, 20, False)
+    assert int(kernel.ctl[scan.C_STEP_NOW]) == 30
+    kernel.step(recs, books, 40, False)
+    assert int(kernel.ctl[scan.C_STEP_NOW]) == 40
     assert np.all(books.cnt == 0)

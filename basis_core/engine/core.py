@@ -151,9 +151,10 @@ class EngineCore(Hedging, Decisions):
         if n == 0:
             return S.aligned_empty(0)
         self.counters.events += n
-        self.now = max(self.now, int(gen["ts_ns"].max()))
-        # one compiled call: books, marks, volatility, and the best pair among the changed books
-        for i in self.market.step(gen, self.now, self.builtin_signals).tolist():
+        # one compiled call: the batch's time, books, marks, volatility, and the best pair
+        # among the changed books; the other records come back by index
+        self.now, rare = self.market.step(gen, self.now, self.builtin_signals)
+        for i in rare.tolist():
             self._rare(gen[i:i + 1])
         self._timed_checks()
         if self.builtin_signals and self.engine.state not in NO_NEW_EXPOSURE and not self.stop_new:

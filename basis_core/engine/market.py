@@ -48,10 +48,11 @@ class MarketState:
             self.by_base.setdefault(r.base, []).append(name)
         #: rule index (the kernel's) -> instrument name, in rules order
         self.names = list(rules)
+        #: the compiled market step's tables and state (marks, volatility, changed books)
         index = {name: k for k, name in enumerate(self.names)}
         pairs = [(index[buy], index[sell]) for names in self.by_base.values()
                  for buy in names for sell in names if buy != sell]
-        self.scan = scan.ScanState(
+        self.scanner = scan.ScanState(
             [(*self.ids[name], r.base, r.kind == "spot", r.taker_fee_bps) for name, r in rules.items()], pairs,
             self.books.px.shape[1], min_edge_bps=policy.min_edge_bps, vol_halflife_ms=policy.vol_halflife_ms,
             vol_thresholds=(policy.vol_tighten_bps, policy.vol_reduce_bps, policy.vol_protect_bps,
@@ -64,25 +65,25 @@ class MarketState:
     @property
     def now(self) -> int:
         """The market clock: the ingest time of the last batch that held market data."""
-        return int(self.scan.ctl[scan.C_NOW])
+        return int(self.scanner.ctl[scan.C_NOW])
 
     @now.setter
     def now(self, value: int) -> None:
-        self.scan.ctl[scan.C_NOW] = value
+        self.scanner.ctl[scan.C_NOW] = value
 
     @property
     def start_ns(self) -> int:
         """When the run started (the first market record's time when it was not given)."""
-        return int(self.scan.ctl[scan.C_START])
+        return int(self.scanner.ctl[scan.C_START])
 
     @start_ns.setter
     def start_ns(self, value: int) -> None:
-        self.scan.ctl[scan.C_START] = value
+        self.scanner.ctl[scan.C_START] = value
 
     def warm_up(self) -> None:
         """Compile (or load from cache) the kernels on this state now, not on the first signal.
         Leaves the state as it was: an empty batch changes nothing."""
-        self.scan.step(S.aligned_empty(0), self.books, self.now, True)
+        self.scanner.step(S.aligned_empty(0), self.books, self.now, True)
         self.books.usable(1, 1, 0, self.max_age_ns)
         b = self.books
         for buy in self.rules:
@@ -96,21 +97,25 @@ class MarketState:
 
     # -- updates -----------------------------------------------------------------------------
 
-    def step(self, records: np.ndarray, now_ns: int, scan_pairs: bool = True) -> np.ndarray:
-        """One compiled call on a batch of records (any 64-byte record dtype, C-contiguous):
-        market data applied, marks and volatility updated, and (with `scan_pairs`) the best
-        candidate among the pairs touching changed books kept for `take_candidate`. Returns
-        the indices of the batch's other records, in order (valid until the next step)."""
-        return self.scan.step(records, self.books, now_ns, scan_pairs)
+    def step(self, records: np.ndarray, clock_ns: int, scan_pairs: bool = True) -> tuple[int, np.ndarray]:
+        """One compiled call on a batch of records (any 64-byte record dtype, C-contiguous) that
+        arrives after the engine clock `clock_ns`: market data applied, marks and volatility
+        updated, and (with `scan_pairs`) the best candidate among the pairs touching changed
+        books kept for `take_candidate`. Returns the batch's time (the latest of `clock_ns` and
+        every record's ts_ns) and the indices of its other records, in order (valid until the
+        next step)."""
+        rare = self.scanner.step(records, self.books, clock_ns, scan_pairs)
+        return int(self.scanner.ctl[scan.C_STEP_NOW]), rare
 
     def apply(self, records: np.ndarray, now_ns: int) -> None:
-        """Apply market-data records (other kinds are left alone) without scanning pairs."""
-        self.scan.step(np.ascontiguousarray(records), self.books, now_ns, False)
+        """Apply market-data records at `now_ns` (or their latest ts_ns, if later) without
+        scanning pairs; records of other kinds are left alone."""
+        self.scanner.step(np.ascontiguousarray(records), self.books, now_ns, False)
 
     def take_candidate(self) -> tuple[float, str, str] | None:
         """(edge bps, buy instrument, sell instrument) of the best pair the last `step` found
         among the books changed since the previous take, or None; clears the changed books."""
-        cand = self.scan.take()
+        cand = self.scanner.take()
         if cand is None:
             return None
         edge, kb, ks = cand
@@ -120,8 +125,8 @@ class MarketState:
 
     def take_changed(self) -> set[int]:
         """Instrument ids changed since the last take; clears them."""
-        out = self.scan.changed()
-        self.scan.take()
+        out = self.scanner.changed()
+        self.scanner.take()
         return out
 
     def top(self, venue: int, instrument: int) -> tuple[float, float, float, float] | None:
@@ -136,24 +141,24 @@ class MarketState:
         return self.books.usable(venue, instrument, now_ns, self.max_age_ns)
 
     def mark(self, asset: str) -> float:
-        b = self.scan.base_index.get(asset)
-        if b is not None and self.scan.istate[b, scan.S_HAS_MARK]:
-            return float(self.scan.fstate[b, scan.F_MARK])
+        b = self.scanner.base_index.get(asset)
+        if b is not None and self.scanner.istate[b, scan.S_HAS_MARK]:
+            return float(self.scanner.fstate[b, scan.F_MARK])
         try:
             return self._fixed_marks[asset]
         except KeyError:
             raise NoMark(f"no mark for {asset} yet") from None
 
     def volatility_bps(self, base: str) -> float:
-        b = self.scan.base_index.get(base)
-        return 0.0 if b is None else math.sqrt(float(self.scan.fstate[b, scan.F_VAR]))
+        b = self.scanner.base_index.get(base)
+        return 0.0 if b is None else math.sqrt(float(self.scanner.fstate[b, scan.F_VAR]))
 
     def vol_level(self, base: str) -> int:
-        b = self.scan.base_index.get(base)
-        return 0 if b is None else int(self.scan.istate[b, scan.S_LEVEL])
+        b = self.scanner.base_index.get(base)
+        return 0 if b is None else int(self.scanner.istate[b, scan.S_LEVEL])
 
     def vol_level_max(self) -> int:
-        return int(self.scan.istate[:, scan.S_LEVEL].max())
+        return int(self.scanner.ctl[scan.C_LEVEL_MAX])
 
     def pairs_touching(self, changed: set[int]):
         for base, names in self.by_base.items():

@@ -2,15 +2,16 @@
 volatility levels, and the best touch-to-touch opportunity among the pairs whose books changed.
 
 `market_step_nb` takes one batch of 64-byte records (two views of the same memory, BOOK_LEVEL
-and TOP_OF_BOOK dtypes) and, in order:
+and TOP_OF_BOOK dtypes) and the engine's clock before it, and, in order:
 
 1. Per record. BOOK_LEVEL / TOP_OF_BOOK go through the book kernel's per-record code
    (kernels/book.py: a NaN/inf/non-positive price or a NaN/inf/negative quantity never enters
    the book, it is counted bad and marks the book BAD); the record's instrument id is marked
    changed and its base touched, even when the record was refused. TRADE / FUNDING are counted
    as ignored by the book. The index of any other record is written to `rare` (the caller
-   handles those in Python, in batch order).
-2. When the batch held market data: the market clock moves to `now_ns` (and the start time is
+   handles those in Python, in batch order). The batch's time, `now`, is the latest of the
+   clock before it and every record's ts_ns; it goes to ctl[C_STEP_NOW].
+2. When the batch held market data: the market clock moves to `now` (and the start time is
    set to the first market record's ts when it was 0), and every touched base gets its mark:
    the median of the mids `0.5 * (bid + ask)` of its usable spot books, else of its usable perp
    books (none usable: the base keeps its mark, volatility and last-mark time). When the base
@@ -21,7 +22,7 @@ and TOP_OF_BOOK dtypes) and, in order:
        var = (1 - alpha) * var + alpha * (r * r / max(dt, 1e-3))
 
    and the level is the highest of 4 halt, 3 protect, 2 reduce, 1 tighten whose threshold
-   sqrt(var) reaches, else 0.
+   sqrt(var) reaches, else 0; ctl[C_LEVEL_MAX] keeps the highest level of all bases.
 3. When `scan` is set: every pair of the table (buy rule, sell rule), in table order, with
    either instrument changed since the last take and both books usable at the market clock,
    gives edge = (sell bid - buy ask) / buy ask * 1e4 - buy fee - sell fee (bps). The first pair
@@ -55,9 +56,9 @@ N_F = 3
 # per-base int state (int64[B, N_S])
 S_HAS_MARK, S_LEVEL, S_LAST_NS, S_HAS_LAST, S_TOUCHED = 0, 1, 2, 3, 4
 N_S = 5
-# int64 control slots: market clock, start time, staleness limit, candidate (out)
-C_NOW, C_START, C_MAX_AGE, C_FOUND, C_BUY, C_SELL = 0, 1, 2, 3, 4, 5
-N_CTL = 6
+# int64 control slots: market clock, start time, staleness limit, candidate (out), highest level
+C_NOW, C_START, C_MAX_AGE, C_FOUND, C_BUY, C_SELL, C_LEVEL_MAX, C_STEP_NOW = 0, 1, 2, 3, 4, 5, 6, 7
+N_CTL = 8
 # float64 parameters; the taker fee of rule k sits at par[N_PAR + k]
 P_MIN_EDGE, P_HALFLIFE_MS, P_TIGHTEN, P_REDUCE, P_PROTECT, P_HALT, P_EDGE = 0, 1, 2, 3, 4, 5, 6
 N_PAR = 7
@@ -100,13 +101,16 @@ def _level_of(vol, par):
 
 @njit(cache=True)
 def market_step_nb(levels, tops, px, qty, cnt, ts, status, counters, rules, pairs, inst, fstate, istate, ctl,
-                   par, rare, now_ns, scan):
+                   par, rare, clock_ns, scan):
     """One batch of market work (module docstring); returns the number of rare records."""
     n_rare = 0
     n_md = 0
     ni = inst.shape[0]
+    now_ns = clock_ns
     for r in range(levels.shape[0]):
         kind = levels[r].kind
+        if levels[r].ts_ns > now_ns:
+            now_ns = levels[r].ts_ns
         if kind == _LEVEL or kind == _TOB:
             if kind == _LEVEL:
                 rec = levels[r]
@@ -133,6 +137,7 @@ def market_step_nb(levels, tops, px, qty, cnt, ts, status, counters, rules, pair
             ctl[C_START] = levels[r].ts_ns
         n_md += 1
 
+    ctl[C_STEP_NOW] = now_ns
     max_age = ctl[C_MAX_AGE]
     if n_md > 0:
         ctl[C_NOW] = now_ns
@@ -176,6 +181,10 @@ def market_step_nb(levels, tops, px, qty, cnt, ts, status, counters, rules, pair
             istate[b, S_LAST_NS] = now_ns
             fstate[b, F_LAST_MARK] = mark
             istate[b, S_HAS_LAST] = 1
+        top = 0
+        for b in range(istate.shape[0]):
+            top = max(top, istate[b, S_LEVEL])
+        ctl[C_LEVEL_MAX] = top
 
     ctl[C_FOUND] = 0
     if scan:
@@ -240,16 +249,17 @@ class ScanState:
         self.par[P_TIGHTEN:P_HALT + 1] = vol_thresholds
         self.rare = np.zeros(256, dtype=np.int64)
 
-    def step(self, records: np.ndarray, books: book.BookState, now_ns: int, scan: bool) -> np.ndarray:
-        """Run `market_step_nb` on one batch of 64-byte records (C-contiguous); returns the
-        indices of the records it left to the caller (a view valid until the next step)."""
+    def step(self, records: np.ndarray, books: book.BookState, clock_ns: int, scan: bool) -> np.ndarray:
+        """Run `market_step_nb` on one batch of 64-byte records (C-contiguous) after the engine
+        clock `clock_ns`; returns the indices of the records it left to the caller (a view valid
+        until the next step). The batch's time is then `ctl[C_STEP_NOW]`."""
         n = len(records)
         if n > len(self.rare):
             self.rare = np.zeros(2 * n, dtype=np.int64)
         n_rare = market_step_nb(records.view(schema.BOOK_LEVEL), records.view(schema.TOP_OF_BOOK),
                                 books.px, books.qty, books.cnt, books.ts, books.status, books.counters,
                                 self.rules, self.pairs, self.inst, self.fstate, self.istate, self.ctl, self.par,
-                                self.rare, now_ns, scan)
+                                self.rare, clock_ns, scan)
         return self.rare[:n_rare]
 
     def candidate(self) -> tuple[float, int, int] | None:
