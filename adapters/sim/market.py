@@ -32,8 +32,8 @@ import numpy as np
 from basis_core.config import MarketConfig
 from basis_core.schema import Side
 
-from .faults import FaultSchedule
 from .depth import row_dicts, rows
+from .faults import FaultSchedule
 from .matching import _decimals
 
 

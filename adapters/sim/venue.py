@@ -332,7 +332,7 @@ class SimVenue(Venue):
         """`apply_book` with `replace`, from a row of depth (depth.py: the published levels and
         the generator's arrays): the market driver's path. The row is kept, not copied."""
         eng = self.exchange.engine(instrument)
-        if eng.bids.live or eng.asks.live:
+        if eng.live_orders():
             self._sync(instrument)
             bids, asks = row_dicts(row, eng.remember_qty)     # the engine's snapshot reuses the row's floats
             self._apply(instrument, bids, asks, True)
@@ -347,9 +347,8 @@ class SimVenue(Venue):
         if len(bids) > n or len(asks) > n:
             bids, asks = bids[:n], asks[:n]
         self._update_id += 1
-        event = _new(BookUpdate)
-        event.__dict__.update(venue=self.name, instrument=instrument, ts_ns=now, bids=bids, asks=asks,
-                              snapshot=True, update_id=self._update_id)
+        event = _make(BookUpdate, venue=self.name, instrument=instrument, ts_ns=now, bids=bids, asks=asks,
+                      snapshot=True, update_id=self._update_id)
         self.log.append((now, "md", event))
         if self._md_subs:
             self._deliver(event)
@@ -384,7 +383,7 @@ class SimVenue(Venue):
         """Another participant sends an aggressive order of `lots` (IOC at `limit` ticks, or market)."""
         eng = self.exchange.engine(instrument)
         staged = self._staged.get(instrument)
-        if staged is not None and not (eng.bids.live or eng.asks.live):
+        if staged is not None and not eng.live_orders():
             self._trade_staged(instrument, eng, staged, side, lots, limit)
             return None
         self._sync(instrument)
