@@ -115,7 +115,7 @@ class Resting:
             bt, _, at, _ = d.books[j]
             px = (bt if side == Side.BUY else at)[step, min(1, bt.shape[1] - 1)]
             lots = max(1, math.ceil(2 * eng.spec.min_notional / (eng.price(int(px)) * lst.lot)))
-            now = venue.clock.now_ns()
+            now = venue.clock.now_ns()            # what SimVenue.submit does at the venue, minus latency
             venue._sync(lst.instrument)
             result = venue.exchange.submit(OWNER, lst.instrument, f"r{self.n}", side, OrderType.LIMIT,
                                            eng.qty(lots), eng.price(int(px)), now)
@@ -125,7 +125,8 @@ class Resting:
 
 
 def play(driver: MarketDriver, clock: SetClock, resting: bool) -> None:
-    """What `MarketDriver.run` does, in time order, without sleeping."""
+    """What `MarketDriver.run` does, in time order, without sleeping (price gaps aside: the
+    default scenario schedules none)."""
     model = driver.model
     times, listing, sides, lots = schedule(driver)
     t_ns = (clock.start_ns + np.round(times * 1e9)).astype(np.int64).tolist()
@@ -203,6 +204,7 @@ def main() -> None:
     runner.metadata["sim_scenario"] = f"default: {len(cfg.instruments)} listings, {cfg.market.levels} levels, " \
                                       f"step {cfg.market.step_s} s, {cfg.market.trades_per_s} trades/s, " \
                                       f"seed {cfg.run.seed}, {cfg.run.duration_s:g} s"
+    runner.metadata["sim_timer"] = "time.thread_time (CPU time of the benchmark thread)"
     for name, resting in (("SimMarketThroughput[generate]", None), ("SimMarketThroughput[play,idle]", False),
                           ("SimMarketThroughput[play,resting]", True)):
         _, events, _, _ = run_once(cfg, resting)
