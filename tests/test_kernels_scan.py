@@ -207,13 +207,14 @@ def test_stale_books_give_no_mark_and_no_candidate():
 
 def test_rare_records_come_back_in_order_and_leave_the_books_alone():
     kernel, books = _state()
-    recs = schema.empty(schema.Kind.TIMER, 5).view(schema.GENERIC)
+    recs = schema.empty(schema.Kind.ORDER_EVENT, 6).view(schema.GENERIC)
     recs["kind"][1] = schema.Kind.TRADE
-    recs["kind"][3] = schema.Kind.ORDER_EVENT
+    recs["kind"][3] = schema.Kind.CONTROL
+    recs["kind"][5] = schema.Kind.TIMER              # a TIMER only moves the time
     assert kernel.step(recs, books, 5, True).tolist() == [0, 2, 3, 4]
     assert books.counters.tolist() == [0, 0, 0, 1]
     assert int(kernel.ctl[scan.C_NOW]) == 5          # a trade is market data: the clock moves
-    big = schema.empty(schema.Kind.TIMER, 1000).view(schema.GENERIC)
+    big = schema.empty(schema.Kind.VENUE_STATUS, 1000).view(schema.GENERIC)
     assert len(kernel.step(big, books, 6, True)) == 1000
     assert int(kernel.ctl[scan.C_NOW]) == 5          # no market data: the market clock stays
     assert int(kernel.ctl[scan.C_STEP_NOW]) == 6     # the batch's time: the engine clock before it

@@ -40,6 +40,8 @@ from .venues import VenueBoard
 MS = 1_000_000
 #: BALANCE_UPDATE.sub of the inventory a run starts with (journaled first, so a replay has it)
 INITIAL_BALANCE = 1
+#: what `step` returns for a batch that decided nothing (one shared, zero-length array)
+NO_COMMANDS = S.aligned_empty(0)
 
 
 def _template(kind: S.Kind) -> np.ndarray:
@@ -149,7 +151,7 @@ class EngineCore(Hedging, Decisions):
         gen = batch.view(S.GENERIC)
         n = len(gen)
         if n == 0:
-            return S.aligned_empty(0)
+            return NO_COMMANDS
         self.counters.events += n
         # one compiled call: the batch's time, books, marks, volatility, and the best pair
         # among the changed books; the other records come back by index
@@ -159,7 +161,7 @@ class EngineCore(Hedging, Decisions):
         self._timed_checks()
         if self.builtin_signals and self.engine.state not in NO_NEW_EXPOSURE and not self.stop_new:
             self._scan_signals()
-        return self._flush()
+        return self._flush() if self.out else NO_COMMANDS
 
     def _flush(self) -> np.ndarray:
         if not self.out:

@@ -299,12 +299,13 @@ class RefMarket:
         return bids[0][0], asks[0][0]
 
     def step(self, records, now_ns, scan):
-        """Apply one batch; returns the indices of the records that are not market data."""
+        """Apply one batch; returns the indices of the records that are neither market data
+        nor TIMERs (which only move the time)."""
         gen = records.view(schema.GENERIC)
         kinds = [int(k) for k in gen["kind"]]
         md_kinds = (schema.Kind.BOOK_LEVEL, schema.Kind.TOP_OF_BOOK, schema.Kind.TRADE, schema.Kind.FUNDING)
         md = [r for r, k in enumerate(kinds) if k in md_kinds]
-        rare = [r for r, k in enumerate(kinds) if k not in md_kinds]
+        rare = [r for r, k in enumerate(kinds) if k not in md_kinds and k != schema.Kind.TIMER]
         if md:
             if not self.start_ns:
                 self.start_ns = int(gen["ts_ns"][md[0]])

@@ -8,9 +8,10 @@ and TOP_OF_BOOK dtypes) and the engine's clock before it, and, in order:
    (kernels/book.py: a NaN/inf/non-positive price or a NaN/inf/negative quantity never enters
    the book, it is counted bad and marks the book BAD); the record's instrument id is marked
    changed and its base touched, even when the record was refused. TRADE / FUNDING are counted
-   as ignored by the book. The index of any other record is written to `rare` (the caller
-   handles those in Python, in batch order). The batch's time, `now`, is the latest of the
-   clock before it and every record's ts_ns; it goes to ctl[C_STEP_NOW].
+   as ignored by the book. A TIMER only moves the time (the engine core does nothing else with
+   one). The index of any other record is written to `rare` (the caller handles those in
+   Python, in batch order). The batch's time, `now`, is the latest of the clock before it and
+   every record's ts_ns; it goes to ctl[C_STEP_NOW].
 2. When the batch held market data: the market clock moves to `now` (and the start time is
    set to the first market record's ts when it was 0), and every touched base gets its mark:
    the median of the mids `0.5 * (bid + ask)` of its usable spot books, else of its usable perp
@@ -68,6 +69,7 @@ _LEVEL = int(schema.Kind.BOOK_LEVEL)
 _TOB = int(schema.Kind.TOP_OF_BOOK)
 _TRADE = int(schema.Kind.TRADE)
 _FUNDING = int(schema.Kind.FUNDING)
+_TIMER = int(schema.Kind.TIMER)
 
 
 @njit(cache=True, inline="always")
@@ -129,6 +131,8 @@ def market_step_nb(levels, tops, px, qty, cnt, ts, status, counters, rules, pair
                     istate[b, S_TOUCHED] = 1
         elif kind == _TRADE or kind == _FUNDING:
             counters[book.EV_IGNORED] += 1
+        elif kind == _TIMER:
+            continue
         else:
             rare[n_rare] = r
             n_rare += 1
