@@ -135,12 +135,20 @@ def invariants(runner) -> list[str]:
             if estate in bad_engine:
                 problems.append(f"entry order {o.coid} sent while engine {estate}")
     # residual over the limit never lasts longer than the hedge window plus the unwind window
+    # of engine time: in the process layout the seconds a killed engine spent restarting from
+    # its journal (nothing can decide then) are not counted
     limit_ns = int((policy.hedge_window_ms + policy.unwind_window_ms) * 1e6)
+    down = getattr(runner, "downtimes", [])
+
+    def engine_time(a: int, b: int) -> int:
+        lost = sum(max(0, min(b, d0 + dn) - max(a, d0)) for d0, dn in down)
+        return b - a - lost
+
     over_since = None
     for t, total in core.residual_history:
         if total > policy.max_residual_usdt:
             over_since = t if over_since is None else over_since
-            if t - over_since > limit_ns:
+            if engine_time(over_since, t) > limit_ns:
                 problems.append(f"residual {total:.0f} USDT above {policy.max_residual_usdt} for {(t - over_since) / 1e9:.1f} s")
                 break
         else:

@@ -183,6 +183,9 @@ class ProcessRunner(Runner):
         self.placements = placements
         self.engine_proc: mp.Process | None = None
         self.restarts = 0
+        #: (noticed dead at ns, ns until the restarted engine was ready) per restart
+        self.downtimes: list[tuple[int, int]] = []
+        self._down_since: int | None = None
         self._follow_pos = 0
         self._pending: list[np.ndarray] = []
         self._exiting = False
@@ -251,6 +254,12 @@ class ProcessRunner(Runner):
             if ready.any():
                 self.engine_ready = True
                 cmds = cmds[~ready]
+                if self._down_since is not None:
+                    down = self.now_ns() - self._down_since
+                    self.downtimes.append((self._down_since, down))
+                    self._down_since = None
+                    if self.progress:
+                        self.progress(f"engine process back after {down / 1e9:.2f} s")
             self.route(cmds)
 
     def _follow(self) -> None:
@@ -295,6 +304,8 @@ class ProcessRunner(Runner):
                 self._commands()
                 self._follow()
                 self.restarts += 1
+                if self._down_since is None:      # (not yet back from an earlier restart)
+                    self._down_since = self.now_ns()
                 self.spawn_engine(resume=True)
             await super().run_for(min(0.25, max(0.0, (t_end - self.now_ns()) / 1e9)))
 
