@@ -2,9 +2,10 @@
 it replaced, side by side in one pyperf run.
 
     batch (B-1 BOOK_LEVEL + the runner's closing TIMER)
-      numba:  EngineCore.step ── market_step_nb (books, marks, volatility, pair scan) ── TIMER ── timed checks
+      numba:  EngineCore.step ── market_step_nb (time, books, marks, volatility, pair scan)
+                               ── timed checks ── candidate (none here)
       python: EngineCore.step ── kind masks ── book kernel ── np.unique ── marks/EWMA in Python
-                               ── TIMER ── timed checks ── pair scan in Python (quick_edge_bps per pair)
+                               ── TIMER (_rare) ── timed checks ── pair scan in Python
 
 The engine is the default scenario's (alpha and beta BTC/USDT spot, gamma BTC perp: 3 books,
 6 pairs). Each batch holds B-1 level updates on random books, sides and levels of a 10-level
