@@ -264,3 +264,26 @@ def test_a_breach_at_the_end_is_unwound_while_the_run_settles(tmp_path):
     stale_ns = runner.core.policy.stale_book_ms * 1e6
     assert ts[-1] > recs["ts_ns"].max() - stale_ns
     assert np.diff(ts[ts > start + duration * 1e9]).max() < stale_ns
+
+
+def test_an_unwind_the_legs_venue_cannot_fund_goes_to_a_venue_that_can(tmp_path):
+    """alpha holds no USDT: a leg sold there cannot be bought back there at an aggressive bound
+    plus the fee (the sale's proceeds fall short). beta refuses the entry and the hedge
+    remainder, so the position is isolated; the unwind buys on beta, which holds the quote,
+    instead of being refused on alpha until the engine halts."""
+    faults = [{"kind": "reject", "venue": "beta", "on": "submit", "start_s": 0.0, "duration_s": 30.0,
+               "reason": "insufficient_funds", "count": 2}]
+    data = scenario(duration_s=10.0, faults=faults)
+    del data["venues"]["gamma"], data["instruments"]["gamma-BTCUSDT-PERP"]
+    data["venues"]["alpha"]["balances"]["USDT"] = 1.0
+    data["market"]["dislocations_per_min"] = 60.0
+    runner, world, found = run(data, tmp_path)
+    _ok(found, runner)
+    book = runner.core.orders.orders
+    isolated = [p for p in runner.core.positions.values() if "ISOLATED" in [c.dst for c in p.machine.history]]
+    assert isolated and isolated[0].sell.venue == "alpha" and book[isolated[0].sell.coid].filled > 0
+    unwinds = [book[c] for p in isolated for c in p.unwind_coids if book[c].purpose == "unwind"]
+    assert unwinds and all(o.venue == "beta" and o.side.name == "BUY" for o in unwinds)
+    assert sum(o.filled for o in unwinds) == pytest.approx(book[isolated[0].sell.coid].filled)
+    assert not [o for o in book.values() if o.reject_reason == "insufficient_funds" and o.venue == "alpha"]
+    assert runner.core.engine.state.name == "NORMAL"

@@ -207,18 +207,24 @@ class Hedging:
                     self.engine.fire(EngineEvent.OPERATOR_HALT, self.now, f"opportunity {pos.opp_id}: unwind failed")
             return
         # flatten on the venue of the over-filled leg; another usable venue if policy allows
+        # (maintenance), or when that venue cannot fund the order (the sold leg's venue may not
+        # hold the quote to buy it back at an aggressive price plus the fee)
         leg = pos.buy if net > 0 else pos.sell
         venue, instrument = leg.venue, leg.instrument
+        side = S.Side.SELL if net > 0 else S.Side.BUY
+        through = self.policy.unwind_aggression_bps * (1 + pos.unwind_attempts)
         if not self.board.can_dispatch(venue, self.now):
             if not self.policy.reroute_on_maintenance:
                 return
-            alt = self._reroute(instrument, S.Side.SELL if net > 0 else S.Side.BUY)
+            alt = self._reroute(instrument, side)
             if alt is None:
                 return
             venue, instrument = alt
-        side = S.Side.SELL if net > 0 else S.Side.BUY
-        order = self._aggressive(pos, venue, instrument, side, abs(net), S.Purpose.UNWIND,
-                                 self.policy.unwind_aggression_bps * (1 + pos.unwind_attempts))
+        elif not self._can_fund(venue, instrument, side, abs(net), through):
+            alt = self._reroute(instrument, side, qty=abs(net), through_bps=through)
+            if alt is not None:
+                venue, instrument = alt
+        order = self._aggressive(pos, venue, instrument, side, abs(net), S.Purpose.UNWIND, through)
         pos.unwind_attempts += 1
         pos.last_unwind_ns = self.now
         if order is None:
@@ -231,13 +237,37 @@ class Hedging:
         else:
             pos.machine.fire(HedgeEvent.UNWIND, self.now, f"retry {pos.unwind_attempts}")
 
-    def _reroute(self, instrument: str, side: S.Side) -> tuple[str, str] | None:
+    def _reroute(self, instrument: str, side: S.Side, qty: float = 0.0, through_bps: float = 0.0
+                 ) -> tuple[str, str] | None:
+        """Another venue's listing of the same asset and kind, healthy, with a usable book (and,
+        with `qty`, the funds for an IOC of `qty` `through_bps` through its touch)."""
         base = self.rules[instrument].base
         for name, r in self.rules.items():
-            if r.base == base and r.kind == self.rules[instrument].kind and self.board.can_dispatch(r.venue, self.now):
-                if self.market.top(self.reg.venue(r.venue), self.reg.instrument(name)) is not None:
-                    return r.venue, name
+            if name == instrument or r.base != base or r.kind != self.rules[instrument].kind:
+                continue
+            if not self.board.can_dispatch(r.venue, self.now):
+                continue
+            if self.market.top(self.reg.venue(r.venue), self.reg.instrument(name)) is None:
+                continue
+            if qty and not self._can_fund(r.venue, name, side, qty, through_bps):
+                continue
+            return r.venue, name
         return None
+
+    def _can_fund(self, venue: str, instrument: str, side: S.Side, qty: float, through_bps: float) -> bool:
+        """Whether our inventory on `venue` covers an IOC of `qty` `through_bps` through the
+        touch: the quote for a buy at that bound plus the taker fee, the coins for a sell (a perp
+        order is margin, left to the venue)."""
+        r = self.rules[instrument]
+        if r.kind != "spot":
+            return True
+        top = self.market.top(self.reg.venue(venue), self.reg.instrument(instrument))
+        if top is None:
+            return False
+        if side == S.Side.BUY:
+            cost = qty * top[2] * (1 + through_bps / 1e4) * (1 + r.taker_fee_bps / 1e4)
+            return self.inventory.get((venue, r.quote), 0.0) - self._working_notional(venue) >= cost
+        return self.inventory.get((venue, r.base), 0.0) - self._working_qty(venue, instrument) >= qty
 
     def _engine_checks(self) -> None:
         st = self.engine.state
