@@ -71,7 +71,7 @@ def test_engine_killed_at_random_points_loses_no_order_and_reconciles(tmp_path):
         asyncio.get_running_loop().create_task(killer())
 
     runner, lines, found = _run(_real(duration, faults=faults), tmp_path, after_start=kill_repeatedly)
-    assert runner.restarts >= kills - 1
+    assert runner.restarts >= kills - 1 and runner.standby_takeovers >= 1
     assert not found + invariants(runner), found + invariants(runner)
     assert runner.reconciler.log.open() == [], runner.reconciler.log.open()
     assert runner.core.engine.state.name == "NORMAL"
@@ -89,6 +89,9 @@ def test_engine_killed_mid_run_restarts_from_its_journal_and_reconciles(tmp_path
     runner, lines, found = _run(_real(8.0), tmp_path, after_start=kill_later)
     assert runner.restarts == 1
     assert any("restarting from its journal" in line for line in lines)
+    # the standby engine (started once the first was up) took over, and was back before the end
+    assert runner.standby_takeovers == 1
+    assert len(runner.downtimes) == 1 and any("engine process back after" in line for line in lines)
     # every order sent before or after the crash is terminal and agreed with the venue
     assert not found + invariants(runner), found + invariants(runner)
     engine = [t for t in runner.core.transitions_as_dicts() if t["machine"] == "engine"]

@@ -14,7 +14,10 @@ few milliseconds late): reconciliation, the ledger's attributions and the report
 If the engine process dies, the io process (whose venues live on) starts a new one with
 `resume`: it rebuilds its state by replaying the journal, closes a half-written last batch,
 journals a RECOVERED control (reconcile, verify every order in flight by client order id, no new
-exposure until the venues agree) and goes on from there.
+exposure until the venues agree) and goes on from there. A standby engine process (interpreter
+and kernels loaded, waiting on a pipe, on the io core) takes over when there is one, so the
+restart costs the journal replay rather than a fresh start; a new standby starts once the
+engine is up again.
 """
 from __future__ import annotations
 
@@ -126,6 +129,23 @@ def engine_main(spec: dict) -> None:
             ring.close()
 
 
+def standby_main(conn) -> None:
+    """Entry point of a standby engine process: imports and kernels loaded, it waits for the
+    spec of an engine to replace (None: not needed). The io process keeps one ready so a dead
+    engine's restart costs the journal replay, not a fresh interpreter and kernel load."""
+    from ..kernels.warmup import warm_up
+
+    warm_up()
+    try:
+        spec = conn.recv()
+    except (EOFError, OSError):
+        return                      # the io process is gone
+    finally:
+        conn.close()
+    if spec is not None:
+        engine_main(spec)
+
+
 @njit(cache=True, nogil=True)
 def _peek(header, slots, local, out, n):
     """Consumer: copy up to `n` ready records into `out` without releasing their slots
@@ -186,6 +206,8 @@ class ProcessRunner(Runner):
         #: (noticed dead at ns, ns until the restarted engine was ready) per restart
         self.downtimes: list[tuple[int, int]] = []
         self._down_since: int | None = None
+        self._standby = None                 # (process, pipe) of the standby engine
+        self.standby_takeovers = 0
         self._follow_pos = 0
         self._pending: list[np.ndarray] = []
         self._exiting = False
@@ -228,8 +250,44 @@ class ProcessRunner(Runner):
                 "start_ns": self.core.market.start_ns or self.now_ns(), "resume": resume, "core": p.core,
                 "core_note": p.note, "realtime": self.cfg.cpu.realtime}
         self.engine_ready = False
+        standby, self._standby = self._standby, None
+        if resume and standby is not None and standby[0].is_alive():
+            try:
+                standby[1].send(spec)
+                self.engine_proc = standby[0]
+                self.standby_takeovers += 1
+                return
+            except OSError:
+                pass                # it died meanwhile: start a fresh one
+        self._retire(standby)
         self.engine_proc = mp.get_context("spawn").Process(target=engine_main, args=(spec,), name="basis-engine")
         self.engine_proc.start()
+
+    def _spawn_standby(self) -> None:
+        """Start the standby engine (see standby_main) on the io core, once the engine is up."""
+        if self._standby is not None or self._exiting:
+            return
+        ctx = mp.get_context("spawn")
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=standby_main, args=(theirs,), name="basis-engine-standby")
+        proc.start()
+        theirs.close()
+        self._standby = (proc, ours)
+
+    @staticmethod
+    def _retire(standby) -> None:
+        if standby is None:
+            return
+        proc, conn = standby
+        try:
+            conn.send(None)
+        except OSError:
+            pass
+        conn.close()
+        proc.join(2)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(2)
 
     async def start(self, ready_timeout_s: float = 300.0) -> None:
         await super().start()
@@ -260,6 +318,7 @@ class ProcessRunner(Runner):
                     self._down_since = None
                     if self.progress:
                         self.progress(f"engine process back after {down / 1e9:.2f} s")
+                self._spawn_standby()
             self.route(cmds)
 
     def _follow(self) -> None:
@@ -315,6 +374,8 @@ class ProcessRunner(Runner):
         await self.reconcile_pass()
         await asyncio.sleep(0.05)
         self._exiting = True
+        self._retire(self._standby)
+        self._standby = None
         self._sink(control_record(self.now_ns(), S.ControlCommand.EXIT))
         deadline = time.monotonic() + 10
         while self.engine_alive() and time.monotonic() < deadline:
@@ -328,6 +389,8 @@ class ProcessRunner(Runner):
         await self.io.stop()
 
     def close(self) -> None:
+        self._retire(self._standby)
+        self._standby = None
         if self.engine_alive():
             self.engine_proc.kill()
             self.engine_proc.join(5)
