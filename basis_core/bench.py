@@ -40,6 +40,9 @@ SUITES: dict[str, str] = {
     "engine-step": "perf/bench_engine_step.py",
 }
 
+#: suites whose pinned processes can ask for SCHED_FIFO (`basis bench --realtime`)
+REALTIME = {"e2e"}
+
 #: exit status of a suite script that cannot run on this host (an optional peer not installed)
 SKIPPED = 75
 #: per topology, the implementation the "vs" column divides by (default BASELINE)
@@ -122,7 +125,7 @@ def load_medians(path: Path) -> dict[str, float]:
     return {b.get_name(): b.median() for b in suite.get_benchmarks()}
 
 
-def run_suite(suite: str, out_dir: Path, fast: bool) -> Path | None:
+def run_suite(suite: str, out_dir: Path, fast: bool, realtime: bool = False) -> Path | None:
     """Run one suite's pyperf script; returns the JSON file it wrote (None: the script exited
     with SKIPPED, having said why)."""
     script = ROOT / SUITES[suite]
@@ -131,6 +134,8 @@ def run_suite(suite: str, out_dir: Path, fast: bool) -> Path | None:
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{suite}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     cmd = [sys.executable, str(script), "--quiet", "-o", str(out)] + (["--fast"] if fast else [])
+    if realtime and suite in REALTIME:
+        cmd.append("--realtime")
     print(f"basis bench: {suite}: {' '.join(cmd[1:])}", flush=True)
     proc = subprocess.run(cmd, cwd=ROOT)
     if proc.returncode == SKIPPED:
@@ -151,7 +156,7 @@ def main(args) -> int:
         return 2
     out_dir = Path(args.out).resolve()
     for suite in suites:
-        path = run_suite(suite, out_dir, args.fast)
+        path = run_suite(suite, out_dir, args.fast, getattr(args, "realtime", False))
         if path is None:
             print(f"\n{suite}: skipped\n")
             continue

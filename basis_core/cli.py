@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="perf/results", help="directory for pyperf JSON files")
     p.add_argument("--fast", action="store_true", help="fewer samples (quick look, noisier)")
     p.add_argument("--compare-to", default=None, help="earlier pyperf JSON to compare with")
+    p.add_argument("--realtime", action="store_true",
+                   help="SCHED_FIFO for the pinned processes of the suites that have them (e2e), where permitted")
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("replay", help="replay a run's journal through a fresh engine and compare its decisions")
     p.add_argument("run_dir")

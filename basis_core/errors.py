@@ -37,6 +37,10 @@ class ProducerDead(RingError):
     """The producer of a ring stopped publishing heartbeats or its process is gone."""
 
 
+class ConsumerGone(RingError):
+    """The process that consumes a ring is gone: a producer waiting for room would wait forever."""
+
+
 class JournalError(BasisError):
     """A journal directory or segment cannot be opened, written or read."""
 

@@ -99,3 +99,28 @@ def test_engine_killed_mid_run_restarts_from_its_journal_and_reconciles(tmp_path
     # the journal across the crash still replays to the very same decisions
     res = replay(tmp_path / "run")
     assert res.identical and res.digest == runner.core.digest
+
+
+def test_an_engine_whose_io_process_is_gone_stops_instead_of_waiting_on_a_full_order_ring(monkeypatch):
+    """The order ring is full and its consumer (the engine's parent, the io process) is gone:
+    pushing raises ConsumerGone (the engine process then stops) rather than spinning forever."""
+    import numpy as np
+
+    from basis_core import schema as S
+    from basis_core.engine import procs
+    from basis_core.errors import ConsumerGone
+    from basis_core.rings import PRODUCER, Ring
+
+    ring = Ring.create(f"gone-{os.getpid()}", 8, PRODUCER)
+    try:
+        records = S.aligned_empty(20)
+        records[:] = np.frombuffer(S.empty(S.Kind.TIMER, 20).tobytes(), dtype=records.dtype)
+        monkeypatch.setattr(procs, "_PARENT", [os.getppid()])
+        procs._push(ring, records[:8])                       # room for these: no wait, no check
+        assert ring.published == 8
+        monkeypatch.setattr(procs, "_PARENT", [-1])           # as if our parent had changed
+        with pytest.raises(ConsumerGone, match="io process is gone"):
+            procs._push(ring, records[8:])
+        assert ring.published == 8                           # nothing was lost or overwritten
+    finally:
+        ring.close()

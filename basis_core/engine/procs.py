@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import schema as S
 from ..config import from_dict
-from ..errors import RingError
+from ..errors import ConsumerGone, RingError
 from ..cpu import Placement, apply
 from ..journal import JournalReader, JournalWriter
 from ..registry import Registry
@@ -54,6 +54,7 @@ def engine_main(spec: dict) -> None:
 
     from ..kernels.warmup import warm_up
 
+    _PARENT[0] = os.getppid()
     placement = Placement("engine", spec["core"], spec.get("core_note", ""))
     print("  " + apply(placement, realtime=spec.get("realtime", False)), flush=True)
     warm_up()   # compile or load every kernel before the first record
@@ -124,6 +125,8 @@ def engine_main(spec: dict) -> None:
             exiting = bool(np.any((batch["kind"] == S.Kind.CONTROL) & (batch["sub"] == S.ControlCommand.EXIT)))
         journal.close()
         (run_dir / "engine-latency.npy").write_bytes(np.asarray(samples, dtype=np.int64).tobytes())
+    except ConsumerGone as exc:
+        print(f"  engine: {exc}; stopping", flush=True)
     finally:
         for ring in (md, ex, orders):
             ring.close()
@@ -178,11 +181,18 @@ def _emit(core: EngineCore, batch: np.ndarray, journal: JournalWriter, orders: R
 
 
 def _push(ring: Ring, records: np.ndarray) -> None:
+    """Push every record, waiting while the ring is full; ConsumerGone if the io process (this
+    process's parent, the ring's consumer) dies meanwhile, instead of waiting forever."""
     done = 0
     while done < len(records):
         done += ring.push_batch(records[done:])
         if done < len(records):
             time.sleep(0.0001)
+            if os.getppid() != _PARENT[0]:
+                raise ConsumerGone("the io process is gone: nothing consumes the order ring")
+
+
+_PARENT = [os.getppid()]     # set again by engine_main in the engine process
 
 
 def _unfinished_batch(run_dir: Path) -> np.ndarray:
