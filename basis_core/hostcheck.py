@@ -86,6 +86,18 @@ def checks(cpu: CpuConfig, root: str = "/") -> list[Check]:
     out.append(Check("clock source", clock == "tsc", clock,
                      "" if clock == "tsc" else "boot with clocksource=tsc tsc=reliable (cheap, monotonic timestamps)"))
 
+    rt = _read(f"{r}/proc/sys/kernel/sched_rt_runtime_us")
+    period = _read(f"{r}/proc/sys/kernel/sched_rt_period_us") or "1000000"
+    throttled = rt not in (None, "-1")
+    found = "off" if rt == "-1" else ("unknown" if rt is None else f"{rt} of every {period} µs")
+    if cpu.realtime and throttled:
+        fix = ("a SCHED_FIFO engine that spins is stopped for the rest of each period (ms latency tails): "
+               "on a host whose engine core is isolated, echo -1 > /proc/sys/kernel/sched_rt_runtime_us")
+    else:
+        fix = ""
+        found += "" if cpu.realtime else " ([cpu] realtime is off)"
+    out.append(Check("real-time throttling", not fix, found, fix))
+
     placements = plan(cpu, cores)
     problems = [f"{p.role}: {p.note}" for p in placements if p.note and not p.note.startswith("not pinned")]
     out.append(Check("[cpu] layout fits", not problems,

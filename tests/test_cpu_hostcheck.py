@@ -78,3 +78,17 @@ def test_host_check_passes_a_tuned_host(tmp_path):
     by_name = {c.name: c for c in checks(CpuConfig(engine=1, io=0), root=str(tmp_path))}
     for name in ("cpu frequency governor", "transparent huge pages", "clock source", "isolated cores"):
         assert by_name[name].ok, by_name[name]
+
+
+def test_host_check_warns_when_real_time_throttling_would_stop_a_fifo_engine(tmp_path):
+    _fake_host(tmp_path)
+    (tmp_path / "proc/sys/kernel").mkdir(parents=True)
+    knob = tmp_path / "proc/sys/kernel/sched_rt_runtime_us"
+    knob.write_text("950000")
+    fifo = {c.name: c for c in checks(CpuConfig(engine=1, io=0, realtime=True), root=str(tmp_path))}
+    assert not fifo["real-time throttling"].ok and "sched_rt_runtime_us" in fifo["real-time throttling"].fix
+    other = {c.name: c for c in checks(CpuConfig(engine=1, io=0), root=str(tmp_path))}
+    assert other["real-time throttling"].ok and "realtime is off" in other["real-time throttling"].found
+    knob.write_text("-1")
+    fifo = {c.name: c for c in checks(CpuConfig(engine=1, io=0, realtime=True), root=str(tmp_path))}
+    assert fifo["real-time throttling"].ok and fifo["real-time throttling"].found == "off"
