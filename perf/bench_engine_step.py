@@ -173,14 +173,8 @@ class PythonScanCore(EngineCore):
                 continue
             if best is None or edge > best[0]:
                 best = (edge, buy_name, sell_name)
-        if best is None:
-            return
-        edge, buy_name, sell_name = best
-        if self._pair_busy(buy_name, sell_name):
-            return
-        self.counters.signals_seen += 1
-        kind = "basis" if "perp" in (self.rules[buy_name].kind, self.rules[sell_name].kind) else "spread"
-        self._decide(kind, buy_name, sell_name, self.now, int(p.signal_ttl_ms * 1000), edge, 0.0)
+        if best is not None:
+            self._builtin_signal(*best)
 
 
 IMPLS = {"python": PythonScanCore, "numba": EngineCore}

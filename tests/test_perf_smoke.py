@@ -71,3 +71,12 @@ def test_other_suites_smallest_form(tmp_path, suite):
     proc = run(SUITES[suite], [], out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert names(out)
+
+
+def test_engine_step_smallest_form(tmp_path):
+    """Before timing, the suite checks that the compiled step and the Python path it replaced
+    decide the same (digest, counters, marks, levels) over three streams."""
+    out = tmp_path / "engine-step.json"
+    proc = run(SUITES["engine-step"], [], out, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert names(out) == {f"EngineStepThroughput[{impl},batch={b}]" for impl in ("python", "numba") for b in (8, 64)}

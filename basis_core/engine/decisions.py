@@ -34,14 +34,16 @@ class Decisions:
             min_gap = int(50 * MS / p.degraded_rate_factor)
             if self.now - self.last_entry_ns < min_gap:
                 return
-        if best is None:
-            return
-        edge, buy_name, sell_name = best
+        if best is not None:
+            self._builtin_signal(*best)
+
+    def _builtin_signal(self, edge: float, buy_name: str, sell_name: str) -> None:
+        """A built-in signal on a pair: counted and decided now, unless the pair is busy."""
         if self._pair_busy(buy_name, sell_name):
             return
         self.counters.signals_seen += 1
         kind = "basis" if "perp" in (self.rules[buy_name].kind, self.rules[sell_name].kind) else "spread"
-        self._decide(kind, buy_name, sell_name, self.now, int(p.signal_ttl_ms * 1000), edge, 0.0)
+        self._decide(kind, buy_name, sell_name, self.now, int(self.policy.signal_ttl_ms * 1000), edge, 0.0)
 
     def _send_hedge(self, pos: HedgedPosition, qty: float) -> ManagedOrder:
         sl = self.rules[pos.sell.instrument]
