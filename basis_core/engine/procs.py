@@ -264,6 +264,7 @@ class ProcessRunner(Runner):
         if resume and standby is not None and standby[0].is_alive():
             try:
                 standby[1].send(spec)
+                standby[1].close()
                 self.engine_proc = standby[0]
                 self.standby_takeovers += 1
                 return
@@ -292,7 +293,7 @@ class ProcessRunner(Runner):
         try:
             conn.send(None)
         except OSError:
-            pass
+            pass                    # closed already, or the standby is gone
         conn.close()
         proc.join(2)
         if proc.is_alive():
