@@ -216,7 +216,7 @@ class Hedging:
         if not self.board.can_dispatch(venue, self.now):
             if not self.policy.reroute_on_maintenance:
                 return
-            alt = self._reroute(instrument, side)
+            alt = self._reroute(instrument, side, qty=abs(net), through_bps=through) or self._reroute(instrument, side)
             if alt is None:
                 return
             venue, instrument = alt
