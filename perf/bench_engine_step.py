@@ -62,6 +62,7 @@ class PythonMarket(MarketState):
     def __init__(self, registry, rules, depth, policy, start_ns=0, fixed_marks=None):
         super().__init__(registry, rules, depth, policy, start_ns, fixed_marks)
         self.now = self.start_ns = start_ns
+        self.name_of = {iid: name for name, (_, iid) in self.ids.items()}
         self._changed: set[int] = set()
         self._marks: dict[str, float] = dict(self._fixed_marks)
         self._last_mark: dict[str, tuple[int, float]] = {}
@@ -114,6 +115,23 @@ class PythonMarket(MarketState):
     def take_changed(self) -> set[int]:
         out, self._changed = self._changed, set()
         return out
+
+    def pairs_touching(self, changed: set[int]):
+        for base, names in self.by_base.items():
+            for buy in names:
+                for sell in names:
+                    if buy == sell:
+                        continue
+                    if self.ids[buy][1] in changed or self.ids[sell][1] in changed:
+                        yield buy, sell
+
+    def quick_edge_bps(self, buy: str, sell: str) -> float | None:
+        """Touch-to-touch edge of buying `buy` and selling `sell`, net of both taker fees."""
+        tb, ts = self.top(*self.ids[buy]), self.top(*self.ids[sell])
+        if tb is None or ts is None:
+            return None
+        ask, bid = tb[2], ts[0]
+        return (bid - ask) / ask * 1e4 - self.rules[buy].taker_fee_bps - self.rules[sell].taker_fee_bps
 
     def mark(self, asset: str) -> float:
         try:

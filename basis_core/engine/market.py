@@ -42,7 +42,6 @@ class MarketState:
         self.books = BookState(max(len(registry.venues), 1), max(len(registry.instruments), 1), max(depth, 10))
         self.max_age_ns = int(policy.stale_book_ms * MS)
         self.ids = {name: (registry.venue(r.venue), registry.instrument(name)) for name, r in rules.items()}
-        self.name_of = {iid: name for name, (_, iid) in self.ids.items()}
         self.by_base: dict[str, list[str]] = {}
         for name, r in rules.items():
             self.by_base.setdefault(r.base, []).append(name)
@@ -107,11 +106,6 @@ class MarketState:
         rare = self.scanner.step(records, self.books, clock_ns, scan_pairs)
         return int(self.scanner.ctl[scan.C_STEP_NOW]), rare
 
-    def apply(self, records: np.ndarray, now_ns: int) -> None:
-        """Apply market-data records at `now_ns` (or their latest ts_ns, if later) without
-        scanning pairs; records of other kinds are left alone."""
-        self.scanner.step(np.ascontiguousarray(records), self.books, now_ns, False)
-
     def take_candidate(self) -> tuple[float, str, str] | None:
         """(edge bps, buy instrument, sell instrument) of the best pair the last `step` found
         among the books changed since the previous take, or None; clears the changed books."""
@@ -122,12 +116,6 @@ class MarketState:
         return edge, self.names[kb], self.names[ks]
 
     # -- reads -------------------------------------------------------------------------------
-
-    def take_changed(self) -> set[int]:
-        """Instrument ids changed since the last take; clears them."""
-        out = self.scanner.changed()
-        self.scanner.take()
-        return out
 
     def top(self, venue: int, instrument: int) -> tuple[float, float, float, float] | None:
         """(bid, bid qty, ask, ask qty) of a usable book, else None."""
@@ -159,23 +147,6 @@ class MarketState:
 
     def vol_level_max(self) -> int:
         return int(self.scanner.ctl[scan.C_LEVEL_MAX])
-
-    def pairs_touching(self, changed: set[int]):
-        for base, names in self.by_base.items():
-            for buy in names:
-                for sell in names:
-                    if buy == sell:
-                        continue
-                    if self.ids[buy][1] in changed or self.ids[sell][1] in changed:
-                        yield buy, sell
-
-    def quick_edge_bps(self, buy: str, sell: str) -> float | None:
-        """Touch-to-touch edge of buying `buy` and selling `sell`, net of both taker fees."""
-        tb, ts = self.top(*self.ids[buy]), self.top(*self.ids[sell])
-        if tb is None or ts is None:
-            return None
-        ask, bid = tb[2], ts[0]
-        return (bid - ask) / ask * 1e4 - self.rules[buy].taker_fee_bps - self.rules[sell].taker_fee_bps
 
     def size_pair(self, buy: str, sell: str, *, slip_bps: float, min_edge_bps: float, base_avail: float,
                   quote_avail: float, capital_free: float, notional_cap: float):
