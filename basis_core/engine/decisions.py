@@ -142,13 +142,11 @@ class Decisions:
         slip = p.max_slippage_bps / (2.0 if level >= 1 else 1.0)   # tighten
         mark = self.market.mark(bl.base)
         # a venue locks a buy at its limit price plus the fee: leave that headroom
-        quote_avail = (self.inventory.get((bl.venue, bl.quote), 0.0) - self._working_notional(bl.venue)) / (
-            1.0 + 2.0 * slip / 1e4)
+        quote_avail = self._free_quote(bl.venue, bl.quote) / (1.0 + 2.0 * slip / 1e4)
         if sl.kind == "spot":
-            base_avail = self.inventory.get((sl.venue, sl.base), 0.0) - self._working_qty(sl.venue, sell_name)
+            base_avail = self._free_base(sl.venue, sell_name)
         else:   # a perp short needs margin, not coins
-            margin = self.inventory.get((sl.venue, sl.quote), 0.0) - self._working_notional(sl.venue)
-            base_avail = margin * leverage_of(sl) / max(mark, 1e-9)
+            base_avail = self._free_quote(sl.venue, sl.quote) * leverage_of(sl) / max(mark, 1e-9)
         if level >= 2:
             base_avail /= 2.0                                          # reduce
         if qty_hint > 0:
@@ -159,6 +157,14 @@ class Decisions:
         return self.market.size_pair(buy_name, sell_name, slip_bps=slip, min_edge_bps=p.min_edge_bps,
                                      base_avail=base_avail, quote_avail=quote_avail, capital_free=capital_free,
                                      notional_cap=notional_cap)
+
+    def _free_quote(self, venue: str, quote: str) -> float:
+        """Our `quote` on `venue` not yet committed to working buys there."""
+        return self.inventory.get((venue, quote), 0.0) - self._working_notional(venue)
+
+    def _free_base(self, venue: str, instrument: str) -> float:
+        """Our base coins of `instrument` on `venue` not yet committed to working sells of it."""
+        return self.inventory.get((venue, self.rules[instrument].base), 0.0) - self._working_qty(venue, instrument)
 
     def _working_notional(self, venue: str) -> float:
         return sum(o.qty * (o.price or 0.0) for o in self.orders.working(venue) if o.side == S.Side.BUY)

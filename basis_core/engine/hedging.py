@@ -266,8 +266,8 @@ class Hedging:
             return False
         if side == S.Side.BUY:
             cost = qty * top[2] * (1 + through_bps / 1e4) * (1 + r.taker_fee_bps / 1e4)
-            return self.inventory.get((venue, r.quote), 0.0) - self._working_notional(venue) >= cost
-        return self.inventory.get((venue, r.base), 0.0) - self._working_qty(venue, instrument) >= qty
+            return self._free_quote(venue, r.quote) >= cost
+        return self._free_base(venue, instrument) >= qty
 
     def _engine_checks(self) -> None:
         st = self.engine.state
