@@ -159,6 +159,12 @@ def amount_in_min_nb(amount_out, reserve_in, reserve_out, fee_num, fee_den):
     return x
 
 
+@njit(cache=True, inline="always")
+def _better_nb(p, x, best_p, best_x):
+    """The search's rule: a greater profit, or the same positive profit for a smaller input."""
+    return p > best_p or (p == best_p and p > 0 and x < best_x)
+
+
 @njit("int64(int64, int64, int64, int64, int64, int64, int64)", cache=True)
 def _two_pool_profit_nb(x, ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
     y = amount_out_nb(x, ra_in, ra_out, fee_num, fee_den)
@@ -196,7 +202,7 @@ def optimal_two_pool_input_nb(ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
             p = _two_pool_profit_nb(x, ra_in, ra_out, rb_in, rb_out, fee_num, fee_den)
             if p == -INT64_MAX:
                 return AMM_OVERFLOW
-            if p > best_p or (p == best_p and p > 0 and x < best_x):
+            if _better_nb(p, x, best_p, best_x):
                 best_p = p
                 best_x = x
         if npass > 0 and best_p == before:
@@ -217,7 +223,7 @@ def optimal_two_pool_input_nb(ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
         p = _two_pool_profit_nb(x, ra_in, ra_out, rb_in, rb_out, fee_num, fee_den)
         if p == -INT64_MAX:
             return AMM_OVERFLOW
-        if p > best_p or (p == best_p and p > 0 and x < best_x):
+        if _better_nb(p, x, best_p, best_x):
             best_p = p
             best_x = x
     return best_x
@@ -293,11 +299,15 @@ def _search(profit, x0: int, first_out, reserve_out: int, in_for_out) -> int:
     many input units: the profit is then a sawtooth whose teeth start at those inputs."""
     lo = max(x0 - SEARCH_RADIUS, 0)
     best_x, best_p = 0, 0
+
+    def better(p: int, x: int) -> bool:
+        return p > best_p or (p == best_p and p > 0 and x < best_x)
+
     for npass in range(MAX_PASSES):
         before = best_p
         for x in range(lo, lo + 2 * SEARCH_RADIUS + 1):
             p = profit(x)
-            if p > best_p or (p == best_p and p > 0 and x < best_x):
+            if better(p, x):
                 best_x, best_p = x, p
         if npass > 0 and best_p == before:
             break                                       # a plateau does not move the window
@@ -313,7 +323,7 @@ def _search(profit, x0: int, first_out, reserve_out: int, in_for_out) -> int:
             break
         x = in_for_out(y)
         p = profit(x)
-        if p > best_p or (p == best_p and p > 0 and x < best_x):
+        if better(p, x):
             best_x, best_p = x, p
     return best_x
 
