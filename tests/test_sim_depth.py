@@ -124,7 +124,7 @@ def test_published_levels_of_the_default_scenario_are_the_engines_own_conversion
             assert floats.tolist() == [[conv(x) for x in row] for row in ints.tolist()]
         for step in (0, driver.n_steps // 2, driver.n_steps - 1):   # the rows the venues receive
             driver.apply_step(step)
-            staged = world.venues[lst.venue]._staged[lst.instrument]
+            staged = world.venues[lst.venue]._staged[lst.instrument].row
             bt, bl, at, al = (a[step].tolist() for a in driver.books[j])
             assert staged[0] == tuple((eng.price(t), eng.qty(n)) for t, n in zip(bt, bl))
             assert staged[1] == tuple((eng.price(t), eng.qty(n)) for t, n in zip(at, al))

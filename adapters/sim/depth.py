@@ -11,8 +11,8 @@ A step's depth arrives as a *row*: the tuple (bids, asks, books, step) where `bi
 `asks` are the levels as published, ((price, qty), ...) best first, and `books` is the
 generator's (bid_ticks, bid_lots, ask_ticks, ask_lots) arrays [n_steps, levels] (market.py
 `book_arrays`: bids descending, asks ascending, lots > 0) whose row `step` holds the same levels
-in integers. The venue keeps the row itself until a participant trades (most steps see none);
-`StagedDepth.from_row` then unpacks it. Nothing handed in is changed.
+in integers. `StagedDepth(row)` keeps the row itself and unpacks a side only when a participant
+first trades on it (most steps see none). Nothing handed in is changed.
 """
 from __future__ import annotations
 
@@ -47,11 +47,6 @@ class StagedDepth:
 
     def __init__(self, row: tuple | None, bids: _Levels | None = None, asks: _Levels | None = None):
         self.row, self.sides = row, [bids, asks]
-
-    @classmethod
-    def from_row(cls, row: tuple) -> "StagedDepth":
-        """Depth from a row (see module docstring)."""
-        return cls(row)
 
     def _side(self, i: int) -> _Levels:
         """Side `i` (0 bids, 1 asks), unpacked from the row if it is not yet."""

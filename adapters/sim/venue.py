@@ -89,7 +89,7 @@ class SimVenue(Venue):
         self._fills: list[Fill] = []
         self._user_subs: list[asyncio.Queue] = []
         self._md_subs: list[tuple[asyncio.Queue, set | None]] = []
-        self._staged: dict[str, StagedDepth | tuple] = {}   # see depth.py
+        self._staged: dict[str, StagedDepth] = {}   # see depth.py
         self._update_id = 0
         self._balance_hist: list[tuple[int, dict[str, Balance]]] = []
         self._funding: dict[str, FundingUpdate] = {}
@@ -338,20 +338,8 @@ class SimVenue(Venue):
             self._apply(instrument, bids, asks, True)
             self._publish_book(instrument)
             return
-        self._staged[instrument] = row
-        now = self.clock.now_ns()
-        if now < self._muted_until_ns:
-            return
-        bids, asks = row[0], row[1]
-        n = self.book_depth
-        if len(bids) > n or len(asks) > n:
-            bids, asks = bids[:n], asks[:n]
-        self._update_id += 1
-        event = _make(BookUpdate, venue=self.name, instrument=instrument, ts_ns=now, bids=bids, asks=asks,
-                      snapshot=True, update_id=self._update_id)
-        self.log.append((now, "md", event))
-        if self._md_subs:
-            self._deliver(event)
+        self._staged[instrument] = StagedDepth(row)
+        self._publish_book(instrument, view=row)
 
     def _apply(self, instrument: str, bids: dict[int, int], asks: dict[int, int], replace: bool) -> None:
         now = self.clock.now_ns()
@@ -370,7 +358,7 @@ class SimVenue(Venue):
         """Bring the matching engine up to the staged depth, if any."""
         staged = self._staged.pop(instrument, None)
         if staged is not None:
-            bids, asks = row_dicts(staged) if type(staged) is tuple else staged.to_dicts()
+            bids, asks = staged.to_dicts()
             self._apply(instrument, bids, asks, True)
 
     def book(self, instrument: str, depth: int = 10) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
@@ -391,12 +379,10 @@ class SimVenue(Venue):
         self._after(instrument, result)
         return result
 
-    def _trade_staged(self, instrument: str, eng, staged: StagedDepth | tuple, side: Side, lots: int,
+    def _trade_staged(self, instrument: str, eng, staged: StagedDepth, side: Side, lots: int,
                       limit: int | None) -> None:
         """A participant's trade against staged depth: the same prints and depth change as the
         engine would produce, without building the book."""
-        if type(staged) is tuple:
-            staged = self._staged[instrument] = StagedDepth.from_row(staged)
         now = self.clock.now_ns()
         qty = eng.qty_of
         for price, take in staged.trade(side, lots, limit, qty):
@@ -560,10 +546,8 @@ class SimVenue(Venue):
 
     def _push_market(self, event) -> None:
         self.log.append((self.clock.now_ns(), "md", event))
-        if self._md_subs:
-            self._deliver(event)
-
-    def _deliver(self, event) -> None:
+        if not self._md_subs:
+            return
         loop = asyncio.get_running_loop()
         for q, wanted in self._md_subs:
             inst = getattr(event, "instrument", None)
