@@ -288,11 +288,10 @@ class VenueIO:
                 view = await venue.submit(req)
             except RateLimited as exc:
                 self._rate_limited(name, exc)
-                # refused before execution: the same command goes again after the wait, but only
-                # while the engine still waits for it; past that it is refused here, so an order
-                # the engine has given up on can never reach the venue later
+                # refused before execution: the same command (same client order id) goes again
+                # after the wait, but only while the engine still waits for it; past that it is
+                # refused here, so an order the engine has given up on can never reach the venue
                 if attempt + 1 < self.max_rl_retries and self.now_ns() - int(o["ts_ns"]) < self.resend_window_ns:
-                    # refused before execution: the same command (same client order id) goes again
                     self.router.push(self.reg.venue(name), _PRIORITY[S.Purpose(int(o["aux"]) >> 8)], 0,
                                      (rec, attempt + 1), self.now_ns())
                     self._wake[self.reg.venue(name)].set()
