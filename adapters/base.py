@@ -26,23 +26,47 @@ Streams
     order the venue emitted them (which, for faulted venues, may be out of order in time:
     balance updates carry `update_id` so a consumer can spot stale ones).
 """
+
 from __future__ import annotations
 
 import abc
 import enum
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator, Union
 
 from basis_core.errors import MalformedResponse, OrderRejected
 from basis_core.schema import Liquidity, OrderType, RejectReason, Side, TransferState, VenueReport
 
 __all__ = [
-    "Balance", "BookUpdate", "FillsPage", "Fill", "FundingUpdate", "InstrumentInfo", "MarketEvent",
-    "OrderRequest", "OrderStatus", "Position", "TradePrint", "TransferInfo", "UserEvent", "Venue",
-    "VenueOrder", "VenueStatus", "BalanceUpdate", "FundingPayment", "OrderUpdate", "coid_from_wire",
-    "coid_to_wire", "require_finite",
-    "Liquidity", "OrderType", "RejectReason", "Side", "TransferState", "VenueReport",
+    "Balance",
+    "BalanceUpdate",
+    "BookUpdate",
+    "Fill",
+    "FillsPage",
+    "FundingPayment",
+    "FundingUpdate",
+    "InstrumentInfo",
+    "Liquidity",
+    "MarketEvent",
+    "OrderRequest",
+    "OrderStatus",
+    "OrderType",
+    "OrderUpdate",
+    "Position",
+    "RejectReason",
+    "Side",
+    "TradePrint",
+    "TransferInfo",
+    "TransferState",
+    "UserEvent",
+    "Venue",
+    "VenueOrder",
+    "VenueReport",
+    "VenueStatus",
+    "coid_from_wire",
+    "coid_to_wire",
+    "require_finite",
 ]
 
 _MAX_COID = (1 << 64) - 1
@@ -65,11 +89,12 @@ def coid_from_wire(text: str) -> int | None:
 
 class OrderStatus(enum.Enum):
     """An order's status as the venue reports it."""
-    OPEN = "open"                      # accepted, resting, nothing filled
+
+    OPEN = "open"  # accepted, resting, nothing filled
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELED = "canceled"
-    EXPIRED = "expired"                # IOC/market remainder, self-trade prevention
+    EXPIRED = "expired"  # IOC/market remainder, self-trade prevention
     REJECTED = "rejected"
 
     @property
@@ -80,11 +105,12 @@ class OrderStatus(enum.Enum):
 @dataclass(frozen=True)
 class InstrumentInfo:
     """Trading rules of one instrument on one venue. `name` is the config's instrument name."""
+
     name: str
     symbol: str
     base: str
     quote: str
-    kind: str = "spot"                  # "spot" | "perp"
+    kind: str = "spot"  # "spot" | "perp"
     tick: float = 0.01
     lot: float = 1e-5
     min_notional: float = 0.0
@@ -96,6 +122,7 @@ class OrderRequest:
     """A command to place one order. `price` is the limit (LIMIT, IOC, POST_ONLY) or, for
     MARKET, an optional protection bound (worst acceptable price; None = unbounded).
     `reduce_only` (perps): the venue rejects the order unless it only shrinks the position."""
+
     coid: str
     instrument: str
     side: Side
@@ -106,6 +133,7 @@ class OrderRequest:
 
     def __post_init__(self):
         """Bad input never reaches a venue: OrderRejected(venue="local", reason="bad_input")."""
+
         def bad(msg: str):
             raise OrderRejected("local", "bad_input", msg, reason="bad_input")
 
@@ -113,18 +141,23 @@ class OrderRequest:
             bad(f"coid must be a non-empty string, got {self.coid!r}")
         if not isinstance(self.side, Side) or not isinstance(self.type, OrderType):
             bad(f"order {self.coid}: side and type must be Side and OrderType members")
-        if isinstance(self.qty, bool) or not (isinstance(self.qty, (int, float)) and math.isfinite(self.qty) and self.qty > 0):
+        if isinstance(self.qty, bool) or not (
+            isinstance(self.qty, (int, float)) and math.isfinite(self.qty) and self.qty > 0
+        ):
             bad(f"order {self.coid}: qty must be finite and > 0, got {self.qty!r}")
         if self.price is None:
             if self.type != OrderType.MARKET:
                 bad(f"order {self.coid}: a {self.type.name} order needs a price")
-        elif isinstance(self.price, bool) or not (isinstance(self.price, (int, float)) and math.isfinite(self.price) and self.price > 0):
+        elif isinstance(self.price, bool) or not (
+            isinstance(self.price, (int, float)) and math.isfinite(self.price) and self.price > 0
+        ):
             bad(f"order {self.coid}: price must be finite and > 0, got {self.price!r}")
 
 
 @dataclass(frozen=True)
 class VenueOrder:
     """The venue's view of one order."""
+
     coid: str
     instrument: str
     side: Side
@@ -133,8 +166,8 @@ class VenueOrder:
     price: float | None
     status: OrderStatus
     filled_qty: float = 0.0
-    avg_price: float = 0.0              # 0 while nothing is filled
-    fee: float = 0.0                    # total so far, in fee_asset
+    avg_price: float = 0.0  # 0 while nothing is filled
+    fee: float = 0.0  # total so far, in fee_asset
     fee_asset: str = ""
     venue_order_id: str = ""
     reason: RejectReason = RejectReason.NONE
@@ -149,6 +182,7 @@ class VenueOrder:
 @dataclass(frozen=True)
 class Fill:
     """One execution of one of our orders."""
+
     venue: str
     instrument: str
     coid: str
@@ -166,6 +200,7 @@ class Fill:
 class FillsPage:
     """Fills after a cursor, oldest first. Pass `cursor` back to get the next page; it is
     opaque (each venue encodes what it needs) and None means "from the beginning"."""
+
     fills: tuple[Fill, ...]
     cursor: str | None
     more: bool = False
@@ -185,6 +220,7 @@ class Balance:
 @dataclass(frozen=True)
 class Position:
     """A perpetual position: signed qty (long > 0), average entry, mark, funding paid so far."""
+
     instrument: str
     qty: float
     entry_price: float
@@ -196,6 +232,7 @@ class Position:
 @dataclass(frozen=True)
 class TransferInfo:
     """A transfer of an asset from one venue to another."""
+
     transfer_id: str
     asset: str
     amount: float
@@ -212,6 +249,7 @@ class TransferInfo:
 @dataclass(frozen=True)
 class VenueStatus:
     """What the venue says about itself: `state` plus, for maintenance/limits, until when."""
+
     venue: str
     state: VenueReport
     until_ns: int = 0
@@ -220,10 +258,12 @@ class VenueStatus:
 
 # -- stream events --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BookUpdate:
     """Depth of one instrument. `snapshot` replaces the whole book; otherwise each (price, qty)
     sets that level (qty 0 deletes it)."""
+
     venue: str
     instrument: str
     ts_ns: int
@@ -236,6 +276,7 @@ class BookUpdate:
 @dataclass(frozen=True)
 class TradePrint:
     """A public trade on the venue (anyone's). `side` is the aggressor's."""
+
     venue: str
     instrument: str
     ts_ns: int
@@ -248,6 +289,7 @@ class TradePrint:
 @dataclass(frozen=True)
 class FundingUpdate:
     """Perp mark/index price and the funding rate that applies at `next_ns`."""
+
     venue: str
     instrument: str
     ts_ns: int
@@ -260,6 +302,7 @@ class FundingUpdate:
 @dataclass(frozen=True)
 class OrderUpdate:
     """A pushed change of one of our orders (the venue's execution report)."""
+
     venue: str
     ts_ns: int
     order: VenueOrder
@@ -268,6 +311,7 @@ class OrderUpdate:
 @dataclass(frozen=True)
 class BalanceUpdate:
     """A pushed balance; `update_id` increases with the venue's own sequence."""
+
     venue: str
     ts_ns: int
     balance: Balance
@@ -277,6 +321,7 @@ class BalanceUpdate:
 @dataclass(frozen=True)
 class FundingPayment:
     """Funding settled on a perp position: `amount` > 0 received, < 0 paid, in `asset`."""
+
     venue: str
     instrument: str
     ts_ns: int
@@ -287,8 +332,8 @@ class FundingPayment:
     position_qty: float
 
 
-MarketEvent = Union[BookUpdate, TradePrint, FundingUpdate, VenueStatus]
-UserEvent = Union[OrderUpdate, Fill, BalanceUpdate, TransferInfo, FundingPayment]
+MarketEvent = BookUpdate | TradePrint | FundingUpdate | VenueStatus
+UserEvent = OrderUpdate | Fill | BalanceUpdate | TransferInfo | FundingPayment
 
 
 def require_finite(venue: str, what: str, value) -> float:
@@ -312,10 +357,10 @@ class Venue(abc.ABC):
     name: str
 
     # lifecycle
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 (a venue with nothing to connect keeps it)
         """Connect, load instrument rules. Idempotent."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (a venue with nothing to release keeps it)
         """Release connections and end the venue's streams. Idempotent."""
 
     @abc.abstractmethod

@@ -15,6 +15,7 @@ same topology and params by the benchmark (higher = faster than the baseline). O
 shown as their median time per loop. `--compare-to OLD.json` runs pyperf's compare_to between
 OLD and the new file of each suite.
 """
+
 from __future__ import annotations
 
 import re
@@ -93,7 +94,7 @@ def summarize(medians: dict[str, float]) -> list[tuple[str, str, str, str, str]]
         base_impl = BASELINES.get(topo, BASELINE)
         base = rows.get((topo, base_impl, params)) if impl != base_impl else None
 
-        def ratio(field):
+        def ratio(field, base=base, row=row):
             if base is None or field not in row or field not in base or row[field] <= 0:
                 return None
             return base[field] / row[field]
@@ -149,7 +150,9 @@ def main(args) -> int:
     suites = list(args.suites or ["rings"])
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
-        print(f"basis bench: unknown suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}", file=sys.stderr)
+        print(
+            f"basis bench: unknown suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}", file=sys.stderr
+        )
         return 2
     if args.compare_to and not Path(args.compare_to).is_file():
         print(f"basis bench: --compare-to {args.compare_to}: no such file", file=sys.stderr)
@@ -164,5 +167,7 @@ def main(args) -> int:
         print(render(summarize(load_medians(path))))
         if args.compare_to:
             print(f"\ncompare_to {args.compare_to}:")
-            subprocess.run([sys.executable, "-m", "pyperf", "compare_to", args.compare_to, str(path), "--table"])
+            subprocess.run(
+                [sys.executable, "-m", "pyperf", "compare_to", args.compare_to, str(path), "--table"]
+            )
     return 0

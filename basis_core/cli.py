@@ -1,13 +1,14 @@
 """The one `basis` command.
 
-    basis version              print the version and the versions of the libraries it runs on
-    basis check CONFIG         validate a TOML config; errors name the key path; exit 1 on error
-    basis run [CONFIG]         run the engine (no CONFIG: the embedded simulated scenario)
-    basis replay RUN_DIR       replay the journal through a fresh engine; exit 1 if any decision differs
-    basis report RUN_DIR       print a run's summary and write RUN_DIR/report.html
-    basis bench [SUITE...]     run pyperf suites (perf/), write pyperf JSON and a summary table
-    basis host-check [CONFIG]  what a tuned host needs and what this one has (ok / warn + fix)
+basis version              print the version and the versions of the libraries it runs on
+basis check CONFIG         validate a TOML config; errors name the key path; exit 1 on error
+basis run [CONFIG]         run the engine (no CONFIG: the embedded simulated scenario)
+basis replay RUN_DIR       replay the journal through a fresh engine; exit 1 if any decision differs
+basis report RUN_DIR       print a run's summary and write RUN_DIR/report.html
+basis bench [SUITE...]     run pyperf suites (perf/), write pyperf JSON and a summary table
+basis host-check [CONFIG]  what a tuned host needs and what this one has (ok / warn + fix)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,9 +62,11 @@ def _cmd_replay(args) -> int:
     report = Path(args.run_dir) / "report.json"
     logged = orjson.loads(report.read_bytes()).get("decision_digest", "") if report.exists() else ""
     same = res.identical and (not logged or logged == res.digest)
-    print(f"replayed {res.records:,} records in {res.batches:,} batches: {res.commands:,} commands, "
-          f"{res.mismatched_batches} batch(es) decided differently; digest {res.digest}"
-          + (f" ({'equal to' if logged == res.digest else 'DIFFERENT from'} the run's)" if logged else ""))
+    print(
+        f"replayed {res.records:,} records in {res.batches:,} batches: {res.commands:,} commands, "
+        f"{res.mismatched_batches} batch(es) decided differently; digest {res.digest}"
+        + (f" ({'equal to' if logged == res.digest else 'DIFFERENT from'} the run's)" if logged else "")
+    )
     return 0 if same else 1
 
 
@@ -83,7 +86,9 @@ def _cmd_host_check(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="basis", description="Execution orchestration for hedged cross-venue crypto trading.")
+    parser = argparse.ArgumentParser(
+        prog="basis", description="Execution orchestration for hedged cross-venue crypto trading."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("version", help="print versions")
@@ -94,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("run", help="run the engine (default: embedded simulated venues)")
-    p.add_argument("config", nargs="?", help="TOML config or run directory; omitted: embedded default scenario")
+    p.add_argument(
+        "config", nargs="?", help="TOML config or run directory; omitted: embedded default scenario"
+    )
     p.add_argument("--duration", type=float, default=None, help="override run.duration_s (seconds)")
     p.add_argument("--out", default=None, help="override run.out_dir")
     p.add_argument("--run-dir", default=None, help="write the run here (default: OUT_DIR/NAME-TIMESTAMP)")
@@ -105,10 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="perf/results", help="directory for pyperf JSON files")
     p.add_argument("--fast", action="store_true", help="fewer samples (quick look, noisier)")
     p.add_argument("--compare-to", default=None, help="earlier pyperf JSON to compare with")
-    p.add_argument("--realtime", action="store_true",
-                   help="SCHED_FIFO for the pinned processes of the suites that have them (e2e), where permitted")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="SCHED_FIFO for the pinned processes of the suites that have them (e2e), where permitted",
+    )
     p.set_defaults(func=_cmd_bench)
-    p = sub.add_parser("replay", help="replay a run's journal through a fresh engine and compare its decisions")
+    p = sub.add_parser(
+        "replay", help="replay a run's journal through a fresh engine and compare its decisions"
+    )
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_replay)
 

@@ -30,16 +30,18 @@ Sections (all optional except where noted; defaults are safe for the embedded si
 
 `basis check FILE` validates a file and prints each error with its key path.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, Mapping
+from typing import Literal
 
-from .engine.policy import PolicyConfig
 from .configio import build, load_toml, require
+from .engine.policy import PolicyConfig
 from .errors import ConfigError
 from .registry import Registry
 from .schema import RejectReason
@@ -51,8 +53,8 @@ class RunConfig:
     seed: int = 7
     duration_s: float = 10.0
     out_dir: str = "runs"
-    clock: Literal["virtual", "real"] = "virtual"   # virtual: simulated venues' time drives the run
-    start_ns: int = 1_767_225_600_000_000_000       # virtual clock origin (2026-01-01T00:00:00Z)
+    clock: Literal["virtual", "real"] = "virtual"  # virtual: simulated venues' time drives the run
+    start_ns: int = 1_767_225_600_000_000_000  # virtual clock origin (2026-01-01T00:00:00Z)
 
     def _validate(self, path):
         require(self.duration_s > 0, f"{path}.duration_s", "must be > 0")
@@ -97,6 +99,7 @@ class CpuConfig:
 @dataclass(frozen=True)
 class LatencyConfig:
     """Delays of a simulated venue, in milliseconds (see adapters.sim.venue.Latency)."""
+
     request_ms: float = 4.0
     response_ms: float = 4.0
     jitter_ms: float = 1.0
@@ -108,8 +111,11 @@ class LatencyConfig:
     def _validate(self, path):
         for name in ("request_ms", "response_ms", "jitter_ms", "fill_ms", "market_ms", "balance_lag_ms"):
             require(getattr(self, name) >= 0, f"{path}.{name}", "must be >= 0")
-        require(self.timeout_ms > self.request_ms + self.response_ms, f"{path}.timeout_ms",
-                "must be longer than request_ms + response_ms")
+        require(
+            self.timeout_ms > self.request_ms + self.response_ms,
+            f"{path}.timeout_ms",
+            "must be longer than request_ms + response_ms",
+        )
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,8 @@ class VenueConfig:
     kind: Literal["sim", "ccxt", "web3"] = "sim"
     taker_fee_bps: float = 10.0
     maker_fee_bps: float = 2.0
-    fee_asset: str = "quote"            # "quote" | "received" | an asset name (valued at fee_asset_price)
-    fee_asset_price: float = 0.0        # quote per unit of a named fee asset
+    fee_asset: str = "quote"  # "quote" | "received" | an asset name (valued at fee_asset_price)
+    fee_asset_price: float = 0.0  # quote per unit of a named fee asset
     funding_interval_s: float = 28_800.0
     balances: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     latency: LatencyConfig = field(default_factory=LatencyConfig)
@@ -128,8 +134,11 @@ class VenueConfig:
         require(-100 < self.maker_fee_bps < 1000, f"{path}.maker_fee_bps", "must be in (-100, 1000)")
         require(bool(self.fee_asset), f"{path}.fee_asset", "must be quote, received or an asset name")
         if self.fee_asset not in ("quote", "received"):
-            require(self.fee_asset_price > 0, f"{path}.fee_asset_price",
-                    f"must be > 0 when fees are charged in {self.fee_asset}")
+            require(
+                self.fee_asset_price > 0,
+                f"{path}.fee_asset_price",
+                f"must be > 0 when fees are charged in {self.fee_asset}",
+            )
         require(self.funding_interval_s > 0, f"{path}.funding_interval_s", "must be > 0")
         for asset, amount in self.balances.items():
             require(amount >= 0, f"{path}.balances.{asset}", "must be >= 0")
@@ -145,8 +154,8 @@ class InstrumentConfig:
     tick: float = 0.01
     lot: float = 1e-5
     min_notional: float = 5.0
-    max_qty: float = 0.0                # 0 = no maximum
-    leverage: float = 5.0               # perps: margin = notional / leverage
+    max_qty: float = 0.0  # 0 = no maximum
+    leverage: float = 5.0  # perps: margin = notional / leverage
 
     def _validate(self, path):
         for name in ("tick", "lot"):
@@ -158,13 +167,17 @@ class InstrumentConfig:
         # the simulated venues need whole atoms (1e-8) per lot and per tick*lot
         for name, value in (("lot", self.lot), ("tick", self.tick * self.lot)):
             atoms = value * 1e8
-            require(abs(atoms - round(atoms)) <= 1e-6 and round(atoms) >= 1, f"{path}.{name}",
-                    f"{'lot' if name == 'lot' else 'tick*lot'} = {value:g} is not a whole number of 1e-8 units")
+            require(
+                abs(atoms - round(atoms)) <= 1e-6 and round(atoms) >= 1,
+                f"{path}.{name}",
+                f"{'lot' if name == 'lot' else 'tick*lot'} = {value:g} is not a whole number of 1e-8 units",
+            )
 
 
 @dataclass(frozen=True)
 class LimitsConfig:
     """Risk limits of the run, in USDT and seconds (the orchestrator enforces them)."""
+
     max_order_usdt: float = 5_000.0
     max_position_usdt: float = 20_000.0
     max_residual_usdt: float = 2_000.0
@@ -174,11 +187,20 @@ class LimitsConfig:
     min_edge_bps: float = 5.0
 
     def _validate(self, path):
-        for name in ("max_order_usdt", "max_position_usdt", "max_residual_usdt", "hedge_window_s",
-                     "unwind_window_s", "max_slippage_bps"):
+        for name in (
+            "max_order_usdt",
+            "max_position_usdt",
+            "max_residual_usdt",
+            "hedge_window_s",
+            "unwind_window_s",
+            "max_slippage_bps",
+        ):
             require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
-        require(self.max_order_usdt <= self.max_position_usdt, f"{path}.max_order_usdt",
-                "must be <= max_position_usdt")
+        require(
+            self.max_order_usdt <= self.max_position_usdt,
+            f"{path}.max_order_usdt",
+            "must be <= max_position_usdt",
+        )
 
 
 @dataclass(frozen=True)
@@ -196,48 +218,76 @@ class TransfersConfig:
 @dataclass(frozen=True)
 class MarketConfig:
     """The market the simulated venues see (adapters/sim/market.py documents the model)."""
+
     source: Literal["synthetic", "recorded"] = "synthetic"
-    books: str = ""                     # recorded: CSV/Parquet of level changes
-    trades: str = ""                    # recorded: CSV/Parquet of public trades
+    books: str = ""  # recorded: CSV/Parquet of level changes
+    trades: str = ""  # recorded: CSV/Parquet of public trades
     start_price: float = 50_000.0
     step_s: float = 0.1
-    vol_bps: float = 3.0                # common factor, bps per sqrt(second)
-    noise_bps: float = 1.0              # per-listing mean-reverting noise
-    revert_s: float = 1.5               # half-life of dislocations
+    vol_bps: float = 3.0  # common factor, bps per sqrt(second)
+    noise_bps: float = 1.0  # per-listing mean-reverting noise
+    revert_s: float = 1.5  # half-life of dislocations
     dislocations_per_min: float = 6.0
-    dislocation_bps: float = 25.0       # mean jump size (exponential)
-    basis_bps: float = 8.0              # perp premium over spot, mean
+    dislocation_bps: float = 25.0  # mean jump size (exponential)
+    basis_bps: float = 8.0  # perp premium over spot, mean
     basis_noise_bps: float = 2.0
     basis_jumps_per_min: float = 1.0
     basis_jump_bps: float = 25.0
-    funding_factor: float = 1.0         # funding rate per interval = premium * factor
+    funding_factor: float = 1.0  # funding rate per interval = premium * factor
     funding_update_s: float = 1.0
     levels: int = 10
     half_spread_bps: float = 0.5
     level_step_bps: float = 0.5
-    level_qty: float = 0.5              # base units at the touch
+    level_qty: float = 0.5  # base units at the touch
     depth_growth: float = 0.3
     depth_noise: float = 0.25
-    trades_per_s: float = 4.0           # other participants' market orders, per listing
+    trades_per_s: float = 4.0  # other participants' market orders, per listing
     trade_qty: float = 0.05
 
     def _validate(self, path):
         if self.source == "recorded":
-            require(bool(self.books or self.trades), f"{path}.books", "a recorded market needs books and/or trades")
-        require(math.isfinite(self.start_price) and self.start_price > 0, f"{path}.start_price", "must be > 0")
+            require(
+                bool(self.books or self.trades),
+                f"{path}.books",
+                "a recorded market needs books and/or trades",
+            )
+        require(
+            math.isfinite(self.start_price) and self.start_price > 0, f"{path}.start_price", "must be > 0"
+        )
         require(0 < self.step_s <= 60, f"{path}.step_s", "must be in (0, 60]")
-        for name in ("vol_bps", "noise_bps", "dislocations_per_min", "dislocation_bps", "basis_noise_bps",
-                     "basis_jumps_per_min", "basis_jump_bps", "half_spread_bps", "depth_growth", "depth_noise",
-                     "trades_per_s"):
+        for name in (
+            "vol_bps",
+            "noise_bps",
+            "dislocations_per_min",
+            "dislocation_bps",
+            "basis_noise_bps",
+            "basis_jumps_per_min",
+            "basis_jump_bps",
+            "half_spread_bps",
+            "depth_growth",
+            "depth_noise",
+            "trades_per_s",
+        ):
             require(getattr(self, name) >= 0, f"{path}.{name}", "must be >= 0")
         for name in ("revert_s", "funding_update_s", "level_step_bps", "level_qty", "trade_qty"):
             require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
         require(1 <= self.levels <= 1000, f"{path}.levels", "must be in 1..1000")
 
 
-FAULT_KINDS = ("timeout", "rate_limit", "maintenance", "reject", "ack_lost", "cancel_fill_race",
-               "fill_after_cancel_ack", "balance_delay", "balance_reorder", "transfer_delay",
-               "volatility_spike", "price_gap")
+FAULT_KINDS = (
+    "timeout",
+    "rate_limit",
+    "maintenance",
+    "reject",
+    "ack_lost",
+    "cancel_fill_race",
+    "fill_after_cancel_ack",
+    "balance_delay",
+    "balance_reorder",
+    "transfer_delay",
+    "volatility_spike",
+    "price_gap",
+)
 WINDOW_FAULTS = ("rate_limit", "maintenance", "balance_delay", "volatility_spike", "price_gap")
 FAULT_EVENTS = ("submit", "cancel", "request", "balance", "transfer")
 
@@ -245,6 +295,7 @@ FAULT_EVENTS = ("submit", "cancel", "request", "balance", "transfer")
 @dataclass(frozen=True)
 class FaultConfig:
     """One `[[faults]]` entry (adapters/sim/faults.py documents each kind)."""
+
     kind: str
     venue: str = "*"
     instrument: str = "*"
@@ -261,7 +312,11 @@ class FaultConfig:
     magnitude: float = 3.0
 
     def _validate(self, path):
-        require(self.kind in FAULT_KINDS, f"{path}.kind", f"must be one of {', '.join(FAULT_KINDS)}, got {self.kind!r}")
+        require(
+            self.kind in FAULT_KINDS,
+            f"{path}.kind",
+            f"must be one of {', '.join(FAULT_KINDS)}, got {self.kind!r}",
+        )
         require(self.start_s >= 0, f"{path}.start_s", "must be >= 0")
         require(self.duration_s > 0, f"{path}.duration_s", "must be > 0")
         require(self.on in ("",) + FAULT_EVENTS, f"{path}.on", f"must be one of {', '.join(FAULT_EVENTS)}")
@@ -270,11 +325,17 @@ class FaultConfig:
         require(0 < self.probability <= 1, f"{path}.probability", "must be in (0, 1]")
         require(self.retry_after_s >= 0, f"{path}.retry_after_s", "must be >= 0")
         require(self.reached in ("yes", "no", "random"), f"{path}.reached", "must be yes, no or random")
-        require(self.reason.upper() in RejectReason.__members__, f"{path}.reason",
-                f"must be a reject reason ({', '.join(r.name.lower() for r in RejectReason)})")
+        require(
+            self.reason.upper() in RejectReason.__members__,
+            f"{path}.reason",
+            f"must be a reject reason ({', '.join(r.name.lower() for r in RejectReason)})",
+        )
         require(self.delay_s >= 0, f"{path}.delay_s", "must be >= 0")
-        require(self.kind != "price_gap" or math.isfinite(self.duration_s), f"{path}.duration_s",
-                "a price_gap needs a finite duration (how long prices are not published)")
+        require(
+            self.kind != "price_gap" or math.isfinite(self.duration_s),
+            f"{path}.duration_s",
+            "a price_gap needs a finite duration (how long prices are not published)",
+        )
         if self.kind in WINDOW_FAULTS:
             require(not self.on, f"{path}.on", f"{self.kind} is a time window; it takes no event trigger")
 
@@ -287,23 +348,35 @@ class FaultConfig:
         return self.start_s + self.duration_s
 
 
-_DEFAULT_ON = {"timeout": "submit", "reject": "submit", "ack_lost": "submit", "cancel_fill_race": "cancel",
-               "fill_after_cancel_ack": "cancel", "balance_reorder": "balance", "transfer_delay": "transfer"}
+_DEFAULT_ON = {
+    "timeout": "submit",
+    "reject": "submit",
+    "ack_lost": "submit",
+    "cancel_fill_race": "cancel",
+    "fill_after_cancel_ack": "cancel",
+    "balance_reorder": "balance",
+    "transfer_delay": "transfer",
+}
 
 
 @dataclass(frozen=True)
 class SignalsConfig:
     """Where signals come from: the built-in cross-venue spread and basis scanner, and/or a
     JSON-lines file of external signals (one object per line, see basis_core/engine/signals.py)."""
+
     builtin: bool = True
     file: str = ""
 
 
 #: [limits] key -> the PolicyConfig field it sets (and that [policy] must then leave alone)
 LIMIT_FIELDS = {
-    "min_edge_bps": "min_edge_bps", "max_slippage_bps": "max_slippage_bps",
-    "max_order_usdt": "max_order_notional_usdt", "max_position_usdt": "max_exposure_usdt",
-    "max_residual_usdt": "max_residual_usdt", "hedge_window_s": "hedge_window_ms", "unwind_window_s": "unwind_window_ms",
+    "min_edge_bps": "min_edge_bps",
+    "max_slippage_bps": "max_slippage_bps",
+    "max_order_usdt": "max_order_notional_usdt",
+    "max_position_usdt": "max_exposure_usdt",
+    "max_residual_usdt": "max_residual_usdt",
+    "hedge_window_s": "hedge_window_ms",
+    "unwind_window_s": "unwind_window_ms",
 }
 
 
@@ -327,16 +400,28 @@ class Config:
     def _validate(self, path):
         default = PolicyConfig()
         for key, fname in LIMIT_FIELDS.items():
-            require(getattr(self.policy, fname) == getattr(default, fname), f"policy.{fname}",
-                    f"set this limit in [limits].{key}")
+            require(
+                getattr(self.policy, fname) == getattr(default, fname),
+                f"policy.{fname}",
+                f"set this limit in [limits].{key}",
+            )
         for name, inst in self.instruments.items():
-            require(inst.venue in self.venues, f"instruments.{name}.venue",
-                    f"names venue {inst.venue!r}, which is not in [venues] ({', '.join(self.venues) or 'none'})")
+            require(
+                inst.venue in self.venues,
+                f"instruments.{name}.venue",
+                f"names venue {inst.venue!r}, which is not in [venues] ({', '.join(self.venues) or 'none'})",
+            )
         for i, fault in enumerate(self.faults):
-            require(fault.venue == "*" or fault.venue in self.venues, f"faults[{i}].venue",
-                    f"names venue {fault.venue!r}, which is not in [venues]")
-            require(fault.instrument == "*" or fault.instrument in self.instruments, f"faults[{i}].instrument",
-                    f"names instrument {fault.instrument!r}, which is not in [instruments]")
+            require(
+                fault.venue == "*" or fault.venue in self.venues,
+                f"faults[{i}].venue",
+                f"names venue {fault.venue!r}, which is not in [venues]",
+            )
+            require(
+                fault.instrument == "*" or fault.instrument in self.instruments,
+                f"faults[{i}].instrument",
+                f"names instrument {fault.instrument!r}, which is not in [instruments]",
+            )
 
     def registry(self) -> Registry:
         """Ids for this config's venues, instruments and assets, in file order."""
@@ -373,6 +458,20 @@ def from_dict(data: dict, base_dir: str = "") -> Config:
     return cfg
 
 
-__all__ = ["Config", "ConfigError", "CpuConfig", "FaultConfig", "InstrumentConfig", "JournalConfig",
-           "LatencyConfig", "LimitsConfig", "MarketConfig", "RingsConfig", "RunConfig", "TransfersConfig",
-           "VenueConfig", "from_dict", "load"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "CpuConfig",
+    "FaultConfig",
+    "InstrumentConfig",
+    "JournalConfig",
+    "LatencyConfig",
+    "LimitsConfig",
+    "MarketConfig",
+    "RingsConfig",
+    "RunConfig",
+    "TransfersConfig",
+    "VenueConfig",
+    "from_dict",
+    "load",
+]

@@ -4,6 +4,7 @@ A config class is a frozen dataclass whose fields are scalars (bool, int, float,
 config dataclasses, `dict[str, X]` tables or `tuple[X, ...]` arrays. Unknown keys are errors.
 A dataclass may define `_validate(self, path)` for cross-field checks; it raises ConfigError.
 """
+
 from __future__ import annotations
 
 import collections.abc
@@ -118,8 +119,11 @@ def to_plain(obj):
     if dataclasses.is_dataclass(obj):
         # None (an optional field not set) and a non-finite default (the loader refuses
         # non-finite input) are left out: loading the result gives the same object back
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if f.init and not _unset(getattr(obj, f.name))}
+        return {
+            f.name: to_plain(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.init and not _unset(getattr(obj, f.name))
+        }
     if isinstance(obj, collections.abc.Mapping):
         return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, tuple):

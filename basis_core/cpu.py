@@ -5,6 +5,7 @@ placement for this host, degrading with a stated reason when the host has fewer 
 layout asks for (two roles sharing a core is allowed, but said). `apply` pins the calling
 process with os.sched_setaffinity and, when asked and permitted, raises it to SCHED_FIFO.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,7 @@ from .config import CpuConfig
 @dataclass(frozen=True)
 class Placement:
     role: str
-    core: int | None      # None: not pinned
+    core: int | None  # None: not pinned
     note: str = ""
 
 
@@ -37,7 +38,11 @@ def plan(cfg: CpuConfig, cores: list[int] | None = None) -> list[Placement]:
             continue
         if core not in cores:
             fallback = cores[-1] if role == "engine" else cores[0]
-            out.append(Placement(role, fallback, f"core {core} is not available here (have {cores}); using {fallback}"))
+            out.append(
+                Placement(
+                    role, fallback, f"core {core} is not available here (have {cores}); using {fallback}"
+                )
+            )
             core = fallback
         else:
             note = f"shares core {core} with {used[core]}" if core in used else ""
@@ -98,6 +103,8 @@ def busy_warning(core: int | None, threshold: float = 0.5, window_s: float = 0.2
         return None
     frac = core_busy_fraction(core, window_s)
     if frac is not None and frac >= threshold:
-        return (f"warning: engine core {core} was {frac:.0%} busy before start; other processes share it "
-                f"(isolate it with isolcpus= or pick another core in [cpu])")
+        return (
+            f"warning: engine core {core} was {frac:.0%} busy before start; other processes share it "
+            f"(isolate it with isolcpus= or pick another core in [cpu])"
+        )
     return None

@@ -5,6 +5,7 @@ exceptions. Exceptions are for conditions a caller must not ignore: broken confi
 answers, impossible state transitions, reconciliation mismatches. No exception message may carry
 a secret; `redact` is applied by every adapter before it builds one.
 """
+
 from __future__ import annotations
 
 
@@ -120,10 +121,12 @@ class ReconciliationMismatch(BasisError):
 
     def __init__(self, layer: str, key: str, ours, theirs, cause: str = ""):
         self.layer, self.key, self.ours, self.theirs, self.cause = layer, key, ours, theirs, cause
-        super().__init__(f"{layer} mismatch on {key}: ours={ours!r} venue={theirs!r}" + (f" ({cause})" if cause else ""))
+        super().__init__(
+            f"{layer} mismatch on {key}: ours={ours!r} venue={theirs!r}" + (f" ({cause})" if cause else "")
+        )
 
 
-def redact(text: str, secrets: "list[str] | tuple[str, ...]") -> str:
+def redact(text: str, secrets: list[str] | tuple[str, ...]) -> str:
     """Replace every occurrence of each non-empty secret in `text` with `***`."""
     for secret in secrets:
         if secret:
@@ -145,7 +148,9 @@ class ChainRevert(VenueError):
     `revert_args` its decoded arguments as a tuple (BaseException.args keeps the message),
     `data` the raw revert bytes as 0x-hex."""
 
-    def __init__(self, venue: str, error_name: str, revert_args: tuple = (), data: str = "", message: str = ""):
+    def __init__(
+        self, venue: str, error_name: str, revert_args: tuple = (), data: str = "", message: str = ""
+    ):
         self.error_name, self.revert_args, self.data = error_name, tuple(revert_args), data
         shown = ", ".join(repr(a) for a in self.revert_args)
         super().__init__(venue, "revert", message or f"{error_name}({shown})")

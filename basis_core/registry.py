@@ -4,6 +4,7 @@ Venues fit a u8 (1..254), instruments and assets a u16 (1..65534); 0 means "none
 assigned in the order names are added, which for a run is the order of the config file, so
 the same config always gives the same ids (journals replay byte for byte).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -66,11 +67,14 @@ class Registry:
 
     def as_dict(self) -> dict[str, list[str]]:
         """Serializable form, written beside a journal so ids can be read back as names."""
-        return {"venues": self.venues.by_id[1:], "instruments": self.instruments.by_id[1:],
-                "assets": self.assets.by_id[1:]}
+        return {
+            "venues": self.venues.by_id[1:],
+            "instruments": self.instruments.by_id[1:],
+            "assets": self.assets.by_id[1:],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, list[str]]) -> "Registry":
+    def from_dict(cls, data: dict[str, list[str]]) -> Registry:
         reg = cls()
         for name in data.get("venues", []):
             reg.venues.add(name)

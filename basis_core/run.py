@@ -7,6 +7,7 @@ fraction of its simulated duration, and two runs with the same seed decide the s
 digest). The run directory holds the journal (every input record, then the commands decided),
 results.sqlite, report.json and report.html.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,13 +17,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import Config, load
-from .errors import ConfigError
 from .cpu import apply, busy_warning, plan
 from .engine.core import InstrumentRules
 from .engine.policy import PolicyConfig
 from .engine.replay import save_run_meta
-from .engine.signals import load_signals
 from .engine.runner import Runner
+from .engine.signals import load_signals
+from .errors import ConfigError
 from .journal import JournalWriter
 from .scenarios import DEFAULT
 
@@ -30,18 +31,34 @@ from .scenarios import DEFAULT
 def policy_of(cfg: Config) -> PolicyConfig:
     """The engine policy: the scenario's [policy], with its [limits] applied."""
     lim = cfg.limits
-    return replace(cfg.policy, min_edge_bps=lim.min_edge_bps, max_slippage_bps=lim.max_slippage_bps,
-                   max_order_notional_usdt=lim.max_order_usdt, max_exposure_usdt=lim.max_position_usdt,
-                   max_residual_usdt=lim.max_residual_usdt, hedge_window_ms=lim.hedge_window_s * 1e3,
-                   unwind_window_ms=lim.unwind_window_s * 1e3)
+    return replace(
+        cfg.policy,
+        min_edge_bps=lim.min_edge_bps,
+        max_slippage_bps=lim.max_slippage_bps,
+        max_order_notional_usdt=lim.max_order_usdt,
+        max_exposure_usdt=lim.max_position_usdt,
+        max_residual_usdt=lim.max_residual_usdt,
+        hedge_window_ms=lim.hedge_window_s * 1e3,
+        unwind_window_ms=lim.unwind_window_s * 1e3,
+    )
 
 
 def rules_of(cfg: Config) -> dict[str, InstrumentRules]:
     out = {}
     for name, inst in cfg.instruments.items():
         venue = cfg.venues[inst.venue]
-        out[name] = InstrumentRules(name, inst.venue, inst.base, inst.quote, inst.kind, inst.tick, inst.lot,
-                                    inst.min_notional, venue.taker_fee_bps, getattr(inst, "leverage", 2.0) or 2.0)
+        out[name] = InstrumentRules(
+            name,
+            inst.venue,
+            inst.base,
+            inst.quote,
+            inst.kind,
+            inst.tick,
+            inst.lot,
+            inst.min_notional,
+            venue.taker_fee_bps,
+            getattr(inst, "leverage", 2.0) or 2.0,
+        )
     return out
 
 
@@ -62,8 +79,16 @@ def run_dir_for(cfg: Config, override: str | None) -> Path:
     return Path(cfg.run.out_dir) / f"{cfg.run.name}-{stamp}"
 
 
-async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle_s: float = 2.0,
-                       before_close=None, after_start=None, layout: str = "single") -> Runner:
+async def run_scenario(
+    cfg: Config,
+    run_dir: Path,
+    world,
+    progress=print,
+    settle_s: float = 2.0,
+    before_close=None,
+    after_start=None,
+    layout: str = "single",
+) -> Runner:
     """Run one scenario on the running loop; returns the finished Runner.
 
     layout "single": the engine core runs in this process, on the event loop (what the
@@ -74,9 +99,17 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
     signals = None
     if cfg.signals.file:
         signals = load_signals(cfg.data_path(cfg.signals.file), reg, set(cfg.instruments))
-    common = dict(venues=dict(world.venues), registry=reg, rules=rules_of(cfg), policy=policy_of(cfg),
-                  now_ns=world.clock.now_ns, progress=progress, fixed_marks=fixed_marks_of(cfg),
-                  signals=signals, builtin_signals=cfg.signals.builtin)
+    common = dict(
+        venues=dict(world.venues),
+        registry=reg,
+        rules=rules_of(cfg),
+        policy=policy_of(cfg),
+        now_ns=world.clock.now_ns,
+        progress=progress,
+        fixed_marks=fixed_marks_of(cfg),
+        signals=signals,
+        builtin_signals=cfg.signals.builtin,
+    )
     journal = None
     affinity = os.sched_getaffinity(0)
     if layout == "processes":
@@ -86,7 +119,9 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
         if progress:
             for p in placements.values():
                 if p.role != "io":
-                    progress(f"{p.role}: {'unpinned' if p.core is None else f'core {p.core}'} {p.note}".rstrip())
+                    progress(
+                        f"{p.role}: {'unpinned' if p.core is None else f'core {p.core}'} {p.note}".rstrip()
+                    )
             progress(apply(placements["io"]))
             warning = busy_warning(placements["engine"].core)
             if warning:
@@ -97,8 +132,8 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
         runner = Runner(journal=journal, **common)
     try:
         await world.start()
-        for v in world.venues.values():          # every asset the venues hold has an id before
-            for asset in (await v.balances()):   # any process copies the registry
+        for v in world.venues.values():  # every asset the venues hold has an id before
+            for asset in await v.balances():  # any process copies the registry
                 reg.assets.add(asset)
         save_run_meta(run_dir, cfg, reg)
         await runner.start()
@@ -112,7 +147,7 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
         if not market.done():
             market.cancel()
             await asyncio.gather(market, return_exceptions=True)
-        save_run_meta(run_dir, cfg, reg)   # assets met during the run (fee tokens) have ids now
+        save_run_meta(run_dir, cfg, reg)  # assets met during the run (fee tokens) have ids now
         if before_close is not None:
             await before_close(runner)
     finally:
@@ -120,13 +155,14 @@ async def run_scenario(cfg: Config, run_dir: Path, world, progress=print, settle
             journal.close()
         if layout == "processes":
             runner.close()
-            os.sched_setaffinity(0, affinity)   # the caller gets its cores back
+            os.sched_setaffinity(0, affinity)  # the caller gets its cores back
         await world.close()
     return runner
 
 
 def main(args) -> int:
     from adapters.sim.world import SimWorld
+
     from .engine.report import write_run
 
     path = args.config or DEFAULT
@@ -135,23 +171,32 @@ def main(args) -> int:
         if venue.kind != "sim":
             # not yet: live ccxt/web3 accounts are driven from code (adapters/ccxt/local.py,
             # adapters/web3/world.py), not from `basis run`; never run without a venue silently
-            raise ConfigError(f"venues.{name}.kind",
-                              f"'{venue.kind}' venues are not run by `basis run` yet; it drives simulated venues")
+            raise ConfigError(
+                f"venues.{name}.kind",
+                f"'{venue.kind}' venues are not run by `basis run` yet; it drives simulated venues",
+            )
     if args.duration:
         cfg = replace(cfg, run=replace(cfg.run, duration_s=float(args.duration)))
     run_dir = run_dir_for(cfg, getattr(args, "run_dir", None) or args.out)
-    print(f"basis run: scenario {cfg.run.name!r} from {path}; {cfg.run.duration_s:g} s on the "
-          f"{cfg.run.clock} clock; run directory {run_dir}")
+    print(
+        f"basis run: scenario {cfg.run.name!r} from {path}; {cfg.run.duration_s:g} s on the "
+        f"{cfg.run.clock} clock; run directory {run_dir}"
+    )
     from .kernels.warmup import IMPORT_S, warm_up
 
     t0 = time.perf_counter()
-    groups = warm_up()   # compile or load every kernel now, not on the first live signal
-    print(f"kernels ready in {time.perf_counter() - t0 + IMPORT_S:.2f} s ("
-          + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in groups.items()) + ")")
+    groups = warm_up()  # compile or load every kernel now, not on the first live signal
+    print(
+        f"kernels ready in {time.perf_counter() - t0 + IMPORT_S:.2f} s ("
+        + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in groups.items())
+        + ")"
+    )
     world = SimWorld.from_config(cfg)
     wall0 = time.perf_counter()
     layout = "single" if cfg.run.clock == "virtual" else "processes"
-    coro = run_scenario(cfg, run_dir, world, progress=lambda line: print("  " + line, flush=True), layout=layout)
+    coro = run_scenario(
+        cfg, run_dir, world, progress=lambda line: print("  " + line, flush=True), layout=layout
+    )
     runner = world.clock.run(coro) if cfg.run.clock == "virtual" else asyncio.run(coro)
     wall = time.perf_counter() - wall0
     report = write_run(runner, cfg, run_dir, wall, world.digest())
@@ -163,16 +208,27 @@ def summary_table(report: dict) -> str:
     rows = [
         ("events processed", f"{report['events_processed']:,}"),
         ("events/s (wall)", f"{report['events_per_s']:,.0f}"),
-        ("decision latency p50/p99/p999 (ns)", "{p50:,.0f} / {p99:,.0f} / {p999:,.0f}".format(**report["decision_latency_ns"])),
+        (
+            "decision latency p50/p99/p999 (ns)",
+            "{p50:,.0f} / {p99:,.0f} / {p999:,.0f}".format(**report["decision_latency_ns"]),
+        ),
         ("signals seen", f"{report['signals_seen']:,}"),
-        ("signals rejected", ", ".join(f"{k}={v}" for k, v in sorted(report["signals_rejected"].items())) or "0"),
+        (
+            "signals rejected",
+            ", ".join(f"{k}={v}" for k, v in sorted(report["signals_rejected"].items())) or "0",
+        ),
         ("orders submitted / filled", f"{report['orders_submitted']} / {report['orders_filled']}"),
         ("hedges completed", str(report["hedges_completed"])),
         ("asymmetric episodes / unwinds", f"{report['asymmetric_episodes']} / {report['unwinds']}"),
         ("max residual exposure (USDT)", f"{report['max_residual_exposure_usdt']:,.2f}"),
-        ("realized PnL / fees / slippage (USDT)",
-         f"{report['realized_pnl_usdt']:,.2f} / {report['fees_usdt']:,.2f} / {report['slippage_usdt']:,.2f}"),
-        ("reconciliation mismatches", ", ".join(f"{k}={v}" for k, v in sorted(report["reconciliation"].items())) or "0"),
+        (
+            "realized PnL / fees / slippage (USDT)",
+            f"{report['realized_pnl_usdt']:,.2f} / {report['fees_usdt']:,.2f} / {report['slippage_usdt']:,.2f}",
+        ),
+        (
+            "reconciliation mismatches",
+            ", ".join(f"{k}={v}" for k, v in sorted(report["reconciliation"].items())) or "0",
+        ),
         ("state transitions", str(len(report["state_transitions"]))),
         ("decision digest", report.get("decision_digest", "")),
     ]

@@ -18,6 +18,7 @@ or a journal stores untyped 64-byte slots and a reader dispatches on `kind`:
 Prices and quantities are float64 in natural units (USDT per coin, coins). Client order ids
 are u64 and deterministic: `make_coid(opportunity_id, leg)`.
 """
+
 from __future__ import annotations
 
 import enum
@@ -46,12 +47,14 @@ _CHECK = ("check", "<u4", 60)
 def _record(name: str, payload: list[tuple[str, str, int]]) -> np.dtype:
     fields = _HEADER + payload + [_CHECK]
     offsets = [off for _, _, off in fields]
-    dt = np.dtype({
-        "names": [f for f, _, _ in fields],
-        "formats": [t for _, t, _ in fields],
-        "offsets": offsets,
-        "itemsize": RECORD_SIZE,
-    })
+    dt = np.dtype(
+        {
+            "names": [f for f, _, _ in fields],
+            "formats": [t for _, t, _ in fields],
+            "offsets": offsets,
+            "itemsize": RECORD_SIZE,
+        }
+    )
     end = 24
     for fname, ftype, off in payload:
         if off < end or off + np.dtype(ftype).itemsize > 60:
@@ -84,9 +87,10 @@ class Side(enum.IntEnum):
 
 class BookAction(enum.IntEnum):
     """`action` of a BOOK_LEVEL record."""
-    SET = 0             # set the level at `price` to `qty` (qty 0 deletes it)
+
+    SET = 0  # set the level at `price` to `qty` (qty 0 deletes it)
     SNAPSHOT_BEGIN = 1  # clear this side; following SETs rebuild it
-    SNAPSHOT_END = 2    # the snapshot is complete; the book is usable again
+    SNAPSHOT_END = 2  # the snapshot is complete; the book is usable again
 
 
 class OrderType(enum.IntEnum):
@@ -98,6 +102,7 @@ class OrderType(enum.IntEnum):
 
 class Purpose(enum.IntEnum):
     """Why an order exists (high byte of ORDER_NEW.aux): routing priority follows it."""
+
     ENTRY = 0
     HEDGE = 1
     UNWIND = 2
@@ -111,12 +116,13 @@ class OrderEventType(enum.IntEnum):
     CANCELED = 4
     EXPIRED = 5
     CANCEL_REJECT = 6
-    TIMEOUT = 7      # a request about this order got no answer: its effect is unknown
-    NOT_FOUND = 8    # a query by client order id: the venue does not have the order
+    TIMEOUT = 7  # a request about this order got no answer: its effect is unknown
+    NOT_FOUND = 8  # a query by client order id: the venue does not have the order
 
 
 class RejectReason(enum.IntEnum):
     """Why a signal was not acted on or an order was refused. Counted per reason."""
+
     NONE = 0
     STALE = 1
     EDGE_GONE = 2
@@ -146,6 +152,7 @@ class Liquidity(enum.IntEnum):
 
 class VenueReport(enum.IntEnum):
     """`sub` of a VENUE_STATUS record: what an adapter observed."""
+
     OK = 0
     RATE_LIMITED = 1
     TIMEOUT = 2
@@ -165,14 +172,15 @@ class TransferState(enum.IntEnum):
 class ControlCommand(enum.IntEnum):
     """`sub` of a CONTROL record. From the operator or the io side (source != 2) they are inputs;
     from the engine (source 2) they are requests to the io side."""
+
     HALT = 0
     RESUME = 1
-    SHUTDOWN = 2       # input: open nothing new, let working orders settle
-    RECONCILE = 3      # input: a pass's outcome (aux = mismatches, operator = 1 if clean); request: run one
-    RATE_FACTOR = 4    # request: scale every venue's routing rate by aux / 1000
-    EXIT = 5           # input: the engine process finishes its step and exits
-    RECOVERED = 6      # input: the engine restarted from its journal; reconcile before any dispatch
-    READY = 7          # engine -> io: kernels compiled, state built, the engine takes records now
+    SHUTDOWN = 2  # input: open nothing new, let working orders settle
+    RECONCILE = 3  # input: a pass's outcome (aux = mismatches, operator = 1 if clean); request: run one
+    RATE_FACTOR = 4  # request: scale every venue's routing rate by aux / 1000
+    EXIT = 5  # input: the engine process finishes its step and exits
+    RECOVERED = 6  # input: the engine restarted from its journal; reconcile before any dispatch
+    READY = 7  # engine -> io: kernels compiled, state built, the engine takes records now
 
 
 # -- record dtypes ------------------------------------------------------------------------
@@ -180,69 +188,143 @@ class ControlCommand(enum.IntEnum):
 GENERIC = _record("generic", [("payload", "V36", 24)])
 
 # sub = Side (bid/ask), aux = level index hint (0 = best) or 0xFFFF when price-keyed
-BOOK_LEVEL = _record("book_level", [
-    ("price", "<f8", 24), ("qty", "<f8", 32), ("exch_ts_ns", "<i8", 40),
-    ("update_id", "<u8", 48), ("action", "u1", 56),
-])
-TOP_OF_BOOK = _record("top_of_book", [
-    ("bid_px", "<f8", 24), ("bid_qty", "<f8", 32), ("ask_px", "<f8", 40), ("ask_qty", "<f8", 48),
-    ("exch_age_us", "<u4", 56),  # venue-timestamp age at ingest, us (0xFFFFFFFF = unknown)
-])
+BOOK_LEVEL = _record(
+    "book_level",
+    [
+        ("price", "<f8", 24),
+        ("qty", "<f8", 32),
+        ("exch_ts_ns", "<i8", 40),
+        ("update_id", "<u8", 48),
+        ("action", "u1", 56),
+    ],
+)
+TOP_OF_BOOK = _record(
+    "top_of_book",
+    [
+        ("bid_px", "<f8", 24),
+        ("bid_qty", "<f8", 32),
+        ("ask_px", "<f8", 40),
+        ("ask_qty", "<f8", 48),
+        ("exch_age_us", "<u4", 56),  # venue-timestamp age at ingest, us (0xFFFFFFFF = unknown)
+    ],
+)
 # sub = aggressor Side
-TRADE = _record("trade", [
-    ("price", "<f8", 24), ("qty", "<f8", 32), ("exch_ts_ns", "<i8", 40), ("trade_id", "<u8", 48),
-])
+TRADE = _record(
+    "trade",
+    [
+        ("price", "<f8", 24),
+        ("qty", "<f8", 32),
+        ("exch_ts_ns", "<i8", 40),
+        ("trade_id", "<u8", 48),
+    ],
+)
 # venue/instrument = the buy leg; sell_venue/sell_instrument = the sell leg; aux = strategy id;
 # sub = strategy kind (0 cross-venue spread, 1 basis, 2 funding, 3 external)
-SIGNAL = _record("signal", [
-    ("signal_id", "<u4", 24), ("sell_venue", "u1", 28), ("flags", "u1", 29), ("sell_instrument", "<u2", 30),
-    ("created_ns", "<i8", 32), ("edge_bps", "<f8", 40), ("qty_hint", "<f8", 48), ("ttl_us", "<u4", 56),
-])
+SIGNAL = _record(
+    "signal",
+    [
+        ("signal_id", "<u4", 24),
+        ("sell_venue", "u1", 28),
+        ("flags", "u1", 29),
+        ("sell_instrument", "<u2", 30),
+        ("created_ns", "<i8", 32),
+        ("edge_bps", "<f8", 40),
+        ("qty_hint", "<f8", 48),
+        ("ttl_us", "<u4", 56),
+    ],
+)
 # sub = Side, aux = OrderType | Purpose << 8; price is the bound (worst acceptable limit)
-ORDER_NEW = _record("order_new", [
-    ("coid", "<u8", 24), ("price", "<f8", 32), ("qty", "<f8", 40),
-    ("depends_on", "<u8", 48),  # coid of the leg this hedge depends on; 0 = none
-    ("max_slip_bps", "<f4", 56),
-])
+ORDER_NEW = _record(
+    "order_new",
+    [
+        ("coid", "<u8", 24),
+        ("price", "<f8", 32),
+        ("qty", "<f8", 40),
+        ("depends_on", "<u8", 48),  # coid of the leg this hedge depends on; 0 = none
+        ("max_slip_bps", "<f4", 56),
+    ],
+)
 # sub = RejectReason-like cause for the cancel (0 = none)
 ORDER_CANCEL = _record("order_cancel", [("coid", "<u8", 24), ("requested_ns", "<i8", 32)])
 # sub = OrderEventType, aux = fee asset id. Executions have fill_no >= 1 (numbered per order)
 # and carry last_px/last_qty/fee of that execution. Status reports (fill_no == 0: an ACK, a
 # cancel or expiry, a query's answer) carry the venue's cumulative filled quantity in last_qty
 # and its average price in last_px, so a fill we have not seen yet still counts.
-ORDER_EVENT = _record("order_event", [
-    ("coid", "<u8", 24), ("last_px", "<f8", 32), ("last_qty", "<f8", 40), ("fee", "<f8", 48),
-    ("reason", "u1", 56), ("liquidity", "u1", 57), ("fill_no", "<u2", 58),
-])
+ORDER_EVENT = _record(
+    "order_event",
+    [
+        ("coid", "<u8", 24),
+        ("last_px", "<f8", 32),
+        ("last_qty", "<f8", 40),
+        ("fee", "<f8", 48),
+        ("reason", "u1", 56),
+        ("liquidity", "u1", 57),
+        ("fill_no", "<u2", 58),
+    ],
+)
 # sub = VenueReport
-VENUE_STATUS = _record("venue_status", [
-    ("retry_after_ms", "<u4", 24), ("http_status", "<u2", 28), ("venue_code", "<i2", 30),
-    ("latency_ns", "<i8", 32), ("until_ns", "<i8", 40),
-])
+VENUE_STATUS = _record(
+    "venue_status",
+    [
+        ("retry_after_ms", "<u4", 24),
+        ("http_status", "<u2", 28),
+        ("venue_code", "<i2", 30),
+        ("latency_ns", "<i8", 32),
+        ("until_ns", "<i8", 40),
+    ],
+)
 # aux = asset id
-BALANCE_UPDATE = _record("balance_update", [
-    ("free", "<f8", 24), ("locked", "<f8", 32), ("venue_ts_ns", "<i8", 40), ("update_id", "<u8", 48),
-])
+BALANCE_UPDATE = _record(
+    "balance_update",
+    [
+        ("free", "<f8", 24),
+        ("locked", "<f8", 32),
+        ("venue_ts_ns", "<i8", 40),
+        ("update_id", "<u8", 48),
+    ],
+)
 # venue = from venue, sub = TransferState, aux = asset id
-TRANSFER_UPDATE = _record("transfer_update", [
-    ("transfer_id", "<u8", 24), ("amount", "<f8", 32), ("eta_ns", "<i8", 40),
-    ("to_venue", "u1", 48), ("confirmations", "<u2", 50), ("required", "<u2", 52),
-])
+TRANSFER_UPDATE = _record(
+    "transfer_update",
+    [
+        ("transfer_id", "<u8", 24),
+        ("amount", "<f8", 32),
+        ("eta_ns", "<i8", 40),
+        ("to_venue", "u1", 48),
+        ("confirmations", "<u2", 50),
+        ("required", "<u2", 52),
+    ],
+)
 # engine → io: ask the venue for the order's state by client order id
 ORDER_QUERY = _record("order_query", [("coid", "<u8", 24)])
 TIMER = _record("timer", [("timer_id", "<u8", 24), ("deadline_ns", "<i8", 32)])
 # sub = ControlCommand, aux = reason code
 CONTROL = _record("control", [("operator", "<u8", 24)])
 # perp funding/mark: venue/instrument = the perp
-FUNDING = _record("funding", [
-    ("mark_px", "<f8", 24), ("index_px", "<f8", 32), ("rate", "<f8", 40), ("next_ns", "<i8", 48),
-])
+FUNDING = _record(
+    "funding",
+    [
+        ("mark_px", "<f8", 24),
+        ("index_px", "<f8", 32),
+        ("rate", "<f8", 40),
+        ("next_ns", "<i8", 48),
+    ],
+)
 
 DTYPES: dict[Kind, np.dtype] = {
-    Kind.BOOK_LEVEL: BOOK_LEVEL, Kind.TOP_OF_BOOK: TOP_OF_BOOK, Kind.TRADE: TRADE, Kind.SIGNAL: SIGNAL,
-    Kind.ORDER_NEW: ORDER_NEW, Kind.ORDER_CANCEL: ORDER_CANCEL, Kind.ORDER_EVENT: ORDER_EVENT,
-    Kind.VENUE_STATUS: VENUE_STATUS, Kind.BALANCE_UPDATE: BALANCE_UPDATE,
-    Kind.TRANSFER_UPDATE: TRANSFER_UPDATE, Kind.TIMER: TIMER, Kind.CONTROL: CONTROL, Kind.FUNDING: FUNDING,
+    Kind.BOOK_LEVEL: BOOK_LEVEL,
+    Kind.TOP_OF_BOOK: TOP_OF_BOOK,
+    Kind.TRADE: TRADE,
+    Kind.SIGNAL: SIGNAL,
+    Kind.ORDER_NEW: ORDER_NEW,
+    Kind.ORDER_CANCEL: ORDER_CANCEL,
+    Kind.ORDER_EVENT: ORDER_EVENT,
+    Kind.VENUE_STATUS: VENUE_STATUS,
+    Kind.BALANCE_UPDATE: BALANCE_UPDATE,
+    Kind.TRANSFER_UPDATE: TRANSFER_UPDATE,
+    Kind.TIMER: TIMER,
+    Kind.CONTROL: CONTROL,
+    Kind.FUNDING: FUNDING,
     Kind.ORDER_QUERY: ORDER_QUERY,
 }
 
@@ -258,7 +340,7 @@ def aligned_empty(n: int, dtype: np.dtype = GENERIC) -> np.ndarray:
     """A zeroed array of `n` records whose first byte sits on a 64-byte boundary."""
     raw = np.zeros(n * RECORD_SIZE + ALIGNMENT, dtype=np.uint8)
     start = (-raw.ctypes.data) % ALIGNMENT
-    return raw[start:start + n * RECORD_SIZE].view(dtype)
+    return raw[start : start + n * RECORD_SIZE].view(dtype)
 
 
 def view(records: np.ndarray, kind: Kind) -> np.ndarray:

@@ -14,6 +14,7 @@ order reached the emulator exactly once.
 
     .venv/bin/python perf/bench_ccxt_emulator.py [N]
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,28 +34,46 @@ KEY, SECRET = "bench-key", "bench-secret"
 
 def percentiles(samples: list[float]) -> dict:
     s = sorted(samples)
-    pick = lambda q: round(s[min(len(s) - 1, int(q * len(s)))] * 1e6, 1)   # noqa: E731
-    return {"n": len(s), "p50_us": pick(0.5), "p90_us": pick(0.9), "p99_us": pick(0.99), "max_us": round(s[-1] * 1e6, 1)}
+    pick = lambda q: round(s[min(len(s) - 1, int(q * len(s)))] * 1e6, 1)
+    return {
+        "n": len(s),
+        "p50_us": pick(0.5),
+        "p90_us": pick(0.9),
+        "p99_us": pick(0.99),
+        "max_us": round(s[-1] * 1e6, 1),
+    }
 
 
 async def measure(url: str, n: int) -> dict:
-    huge = {"limit": 1e9, "window_s": 1.0}                           # measure the path, not the waiting
-    cfg = from_dict({"base_url": url, "timeout_ms": 5000, "instruments": {"BTCUSDT": "BTC/USDT"},
-                     "pools": {"weight_1m": huge, "orders_10s": huge, "orders_1d": huge}})
+    huge = {"limit": 1e9, "window_s": 1.0}  # measure the path, not the waiting
+    cfg = from_dict(
+        {
+            "base_url": url,
+            "timeout_ms": 5000,
+            "instruments": {"BTCUSDT": "BTC/USDT"},
+            "pools": {"weight_1m": huge, "orders_10s": huge, "orders_1d": huge},
+        }
+    )
     venue = CcxtVenue("bench", cfg, Credentials(KEY, SECRET))
     ex = binance_client(url, KEY, SECRET, 5000)
     await venue.start()
     await ex.load_markets()
     adapter, raw = [], []
     try:
-        for i in range(20):                                          # warm connections and caches
-            await venue.submit(OrderRequest(str(900_000 + i), "BTCUSDT", Side.BUY, OrderType.LIMIT, 0.001, 30000.0))
+        for i in range(20):  # warm connections and caches
+            await venue.submit(
+                OrderRequest(str(900_000 + i), "BTCUSDT", Side.BUY, OrderType.LIMIT, 0.001, 30000.0)
+            )
         for i in range(n):
             t0 = time.perf_counter()
-            await venue.submit(OrderRequest(str(100_000 + i), "BTCUSDT", Side.BUY, OrderType.LIMIT, 0.001, 30000.0))
+            await venue.submit(
+                OrderRequest(str(100_000 + i), "BTCUSDT", Side.BUY, OrderType.LIMIT, 0.001, 30000.0)
+            )
             adapter.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 30000.0, {"clientOrderId": str(500_000 + i)})
+            await ex.create_order(
+                "BTC/USDT", "limit", "buy", 0.001, 30000.0, {"clientOrderId": str(500_000 + i)}
+            )
             raw.append(time.perf_counter() - t0)
     finally:
         await venue.close()

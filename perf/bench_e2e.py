@@ -42,6 +42,7 @@ on the same pattern; decision and order counts equal the number of opportunities
     .venv/bin/python perf/bench_e2e.py -o e2e.json --debug-single-value --smoke --min-events 4000
     basis bench e2e [--fast]
 """
+
 from __future__ import annotations
 
 import atexit
@@ -65,19 +66,23 @@ from basis_core.rings.layout import OWN, RECORD_WORDS
 from basis_core.rings.seqcheck import SPIN_BEFORE_YIELD
 
 EVERY_K = 100
-PATTERN = 100 * EVERY_K          # records in the replayed loop (a multiple of EVERY_K)
+PATTERN = 100 * EVERY_K  # records in the replayed loop (a multiple of EVERY_K)
 MD_SLOTS = 4096
 ORDER_SLOTS = 1 << 16
 FEED_BATCH = 64
 ENGINE_BATCH = 256
-SPINS = 2_000_000                # polls before a compiled wait returns to Python for liveness
+SPINS = 2_000_000  # polls before a compiled wait returns to Python for liveness
 LAT_SAMPLES = 1 << 20
 #: paced latency runs: (impl, rate in md events/s, percentiles); the plain-Python engine is
 #: compared at a rate it sustains, the compiled one also at 1M/s
-LATENCY_RUNS = (("numba", 1_000_000, (50, 99, 99.9)), ("numba", 20_000, (50, 99)), ("python", 20_000, (50, 99)))
-LOW_RATE_EVENTS = 20_000         # events per run at 20K/s: one second, 200 opportunities
-RT_BURST_S = 0.3                 # --realtime: feed time per burst (see the module docstring)
-RT_PAUSE_S = 0.3                 # --realtime: pause after a burst
+LATENCY_RUNS = (
+    ("numba", 1_000_000, (50, 99, 99.9)),
+    ("numba", 20_000, (50, 99)),
+    ("python", 20_000, (50, 99)),
+)
+LOW_RATE_EVENTS = 20_000  # events per run at 20K/s: one second, 200 opportunities
+RT_BURST_S = 0.3  # --realtime: feed time per burst (see the module docstring)
+RT_PAUSE_S = 0.3  # --realtime: pause after a burst
 PARAMS = HotParams(max_age_ns=3_600 * 10**9)
 LAYOUT = CpuConfig(engine=1, io=-1, feeds=(0,))
 SPAWN = mp.get_context("spawn")
@@ -96,6 +101,7 @@ def _parent_alive() -> bool:
 
 
 # -- feed ---------------------------------------------------------------------------------
+
 
 @numba.njit(cache=True, nogil=True)
 def feed_nb(header, slots, local, pattern, first, n, batch, pace_ns, max_spins):
@@ -140,7 +146,7 @@ def feed_nb(header, slots, local, pattern, first, n, batch, pace_ns, max_spins):
         done += k
         if pace_ns > 0:
             now = monotonic_ns()
-            if next_t < now - pace_ns:            # fell behind: do not burst to catch up
+            if next_t < now - pace_ns:  # fell behind: do not burst to catch up
                 next_t = now
     heartbeat(header)
     return done
@@ -159,11 +165,14 @@ def feed_main(md_name: str, conn, core, realtime: bool) -> None:
         first, n, batch, pace_ns = cmd
         done = 0
         while done < n and _parent_alive():
-            done += int(feed_nb(md.header, md.slots, md.local, pattern, first + done, n - done, batch, pace_ns, SPINS))
+            done += int(
+                feed_nb(md.header, md.slots, md.local, pattern, first + done, n - done, batch, pace_ns, SPINS)
+            )
     md.close()
 
 
 # -- engine -------------------------------------------------------------------------------
+
 
 def engine_main(impl: str, md_name: str, od_name: str, conn, core, realtime: bool) -> None:
     where = cpulayout.apply(cpulayout.Placement("engine", core), realtime)
@@ -191,7 +200,7 @@ def engine_main(impl: str, md_name: str, od_name: str, conn, core, realtime: boo
             lat: list[int] = []
             idle = 0
             while py.md < target and _parent_alive():
-                k = md.pop_batch(buf[:min(ENGINE_BATCH, target - py.md)])
+                k = md.pop_batch(buf[: min(ENGINE_BATCH, target - py.md)])
                 if k == 0:
                     idle += 1
                     if idle % 100_000 == 0:
@@ -212,6 +221,7 @@ def engine_main(impl: str, md_name: str, od_name: str, conn, core, realtime: boo
 
 # -- worker side: the consumer, the checks, the clock -------------------------------------
 
+
 class Expected:
     """The reference decisions on one lap of the pattern, as arrays indexed [decision, leg]."""
 
@@ -222,20 +232,26 @@ class Expected:
         arr = orders_array(orders)
         d = len(orders) // 4
         if len(orders) != 4 * (PATTERN // EVERY_K):
-            raise AssertionError(f"reference: {len(orders)} orders on two laps, want {4 * (PATTERN // EVERY_K)}")
-        lap0, lap1 = arr[:2 * d], arr[2 * d:]
+            raise AssertionError(
+                f"reference: {len(orders)} orders on two laps, want {4 * (PATTERN // EVERY_K)}"
+            )
+        lap0, lap1 = arr[: 2 * d], arr[2 * d :]
         for f in ("venue", "sub", "aux", "price", "qty"):
             if not np.array_equal(lap0[f], lap1[f]):
                 raise AssertionError(f"reference: the pattern does not replay the same decisions ({f})")
         self.per_lap = d
         shape = (d, 2)
-        self.fields = {f: lap0[f].reshape(shape) for f in ("venue", "sub", "instrument", "aux", "price", "qty",
-                                                           "max_slip_bps")}
+        self.fields = {
+            f: lap0[f].reshape(shape)
+            for f in ("venue", "sub", "instrument", "aux", "price", "qty", "max_slip_bps")
+        }
 
     def opportunities(self, first: int, n: int) -> int:
         """Opportunities among stream records first .. first+n-1."""
+
         def upto(g):  # records 0..g-1
             return (g - (EVERY_K - 2) + EVERY_K - 1) // EVERY_K if g > EVERY_K - 2 else 0
+
         return upto(first + n) - upto(first)
 
     def check(self, recs: np.ndarray, next_seq: int) -> None:
@@ -262,7 +278,9 @@ class Expected:
         for f, ok in checks.items():
             if not ok.all():
                 bad = int(np.argmin(ok))
-                raise AssertionError(f"order seq {seq[bad]}: {f} = {o[f][bad]!r} differs from the reference decision")
+                raise AssertionError(
+                    f"order seq {seq[bad]}: {f} = {o[f][bad]!r} differs from the reference decision"
+                )
 
 
 class Pipeline:
@@ -277,9 +295,14 @@ class Pipeline:
         self.feed_conn, fc = SPAWN.Pipe()
         self.engine_conn, ec = SPAWN.Pipe()
         rt = _opts["realtime"]
-        self.feed = SPAWN.Process(target=feed_main, args=(self.md.name, fc, pl["feed0"].core, rt), daemon=True)
-        self.engine = SPAWN.Process(target=engine_main, daemon=True,
-                                    args=(impl, self.md.name, self.od.name, ec, pl["engine"].core, rt))
+        self.feed = SPAWN.Process(
+            target=feed_main, args=(self.md.name, fc, pl["feed0"].core, rt), daemon=True
+        )
+        self.engine = SPAWN.Process(
+            target=engine_main,
+            daemon=True,
+            args=(impl, self.md.name, self.od.name, ec, pl["engine"].core, rt),
+        )
         atexit.register(self.stop)
         self.feed.start()
         self.engine.start()
@@ -313,15 +336,19 @@ class Pipeline:
         if md != first + n:
             raise AssertionError(f"e2e[{self.impl}]: engine consumed {md} events, {first + n} were sent")
         if rejects or decisions != (self.next_order - 1) // 2 or n_orders != self.next_order - 1:
-            raise AssertionError(f"e2e[{self.impl}]: engine made {decisions} decisions, {n_orders} orders, "
-                                 f"rejects {rejects}; the consumer saw {self.next_order - 1} orders")
+            raise AssertionError(
+                f"e2e[{self.impl}]: engine made {decisions} decisions, {n_orders} orders, "
+                f"rejects {rejects}; the consumer saw {self.next_order - 1} orders"
+            )
         if lat.shape[0] != min(opp, LAT_SAMPLES):
             raise AssertionError(f"e2e[{self.impl}]: {lat.shape[0]} latency samples for {opp} opportunities")
         if (self.next_order - 1) // 2 != self.expected.opportunities(0, first + n):
-            raise AssertionError(f"e2e[{self.impl}]: {(self.next_order - 1) // 2} opportunities sent as orders, "
-                                 f"{self.expected.opportunities(0, first + n)} in the stream")
+            raise AssertionError(
+                f"e2e[{self.impl}]: {(self.next_order - 1) // 2} opportunities sent as orders, "
+                f"{self.expected.opportunities(0, first + n)} in the stream"
+            )
         if _opts["realtime"]:
-            time.sleep(RT_PAUSE_S)      # both processes blocked: under the real-time budget
+            time.sleep(RT_PAUSE_S)  # both processes blocked: under the real-time budget
         return elapsed, lat
 
     def _drain(self) -> int:
@@ -402,24 +429,41 @@ def _add_args(cmd, args) -> None:
 
 def main() -> None:
     runner = pyperf.Runner(processes=2, values=3, add_cmdline_args=_add_args)
-    runner.argparser.add_argument("--min-events", type=int, default=None,
-                                  help="md events per timed run at least (default 2,000,000; --fast 500,000)")
-    runner.argparser.add_argument("--smoke", action="store_true",
-                                  help="the smallest form: both throughputs and one latency percentile")
-    runner.argparser.add_argument("--realtime", action="store_true",
-                                  help="run the feed and the engine SCHED_FIFO when permitted (they then "
-                                       "take their cores from every other process while the suite runs)")
-    runner.argparser.add_argument("--only", default="", help="run only the benchmarks whose name contains this")
+    runner.argparser.add_argument(
+        "--min-events",
+        type=int,
+        default=None,
+        help="md events per timed run at least (default 2,000,000; --fast 500,000)",
+    )
+    runner.argparser.add_argument(
+        "--smoke", action="store_true", help="the smallest form: both throughputs and one latency percentile"
+    )
+    runner.argparser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the feed and the engine SCHED_FIFO when permitted (they then "
+        "take their cores from every other process while the suite runs)",
+    )
+    runner.argparser.add_argument(
+        "--only", default="", help="run only the benchmarks whose name contains this"
+    )
     args = runner.parse_args()
     _opts["realtime"] = args.realtime
     if args.min_events is None:
         args.min_events = 500_000 if args.fast else 2_000_000
     pl = _placements()
-    runner.metadata["e2e_layout"] = "; ".join(f"{p.role} core {p.core}" + (f" ({p.note})" if p.note else "")
-                                              for p in pl.values() if p.role in ("engine", "feed0"))
-    runner.metadata["e2e_realtime"] = "SCHED_FIFO requested for feed and engine" if args.realtime else "SCHED_OTHER"
-    runner.metadata["e2e_workload"] = (f"TOP_OF_BOOK ticks, 2 venues, one opportunity (2 orders) every {EVERY_K} "
-                                       f"ticks; md ring {MD_SLOTS}, order ring {ORDER_SLOTS}")
+    runner.metadata["e2e_layout"] = "; ".join(
+        f"{p.role} core {p.core}" + (f" ({p.note})" if p.note else "")
+        for p in pl.values()
+        if p.role in ("engine", "feed0")
+    )
+    runner.metadata["e2e_realtime"] = (
+        "SCHED_FIFO requested for feed and engine" if args.realtime else "SCHED_OTHER"
+    )
+    runner.metadata["e2e_workload"] = (
+        f"TOP_OF_BOOK ticks, 2 venues, one opportunity (2 orders) every {EVERY_K} "
+        f"ticks; md ring {MD_SLOTS}, order ring {ORDER_SLOTS}"
+    )
     for impl in ("numba", "python"):
         inner = _events(impl, 0, args.min_events)
         if args.only not in f"E2EThroughput[{impl}]":
@@ -431,7 +475,7 @@ def main() -> None:
         inner = _events(impl, rate, args.min_events)
         if args.smoke:
             inner = min(inner, args.min_events)
-        for pct in ((99,) if args.smoke else pcts):
+        for pct in (99,) if args.smoke else pcts:
             name = f"TickToOrderLatency[{impl},rate={_label(rate)}].p{str(pct).replace('.', '')}"
             if args.only not in name:
                 continue

@@ -26,6 +26,7 @@ B = 8 (about what a `basis run` batch holds) and 64. pyperf's value is seconds p
 
     .venv/bin/python perf/bench_engine_step.py --fast -o engine-step.json
 """
+
 from __future__ import annotations
 
 import math
@@ -46,7 +47,7 @@ from basis_core.state.tables import NO_NEW_EXPOSURE, EngineState
 BATCHES = (8, 64)
 LEVELS = 10
 CENTER = 60_000.0
-STEP = 0.5                   # grid step (about 0.08 bps); best bid/ask 0.5 from the center
+STEP = 0.5  # grid step (about 0.08 bps); best bid/ask 0.5 from the center
 T0 = 1_767_225_600_000_000_000
 MS = 1_000_000
 
@@ -56,7 +57,8 @@ MS = 1_000_000
 
 class PythonMarket(MarketState):
     """MarketState with the per-batch work in Python: sets, dicts, np.median, a pair loop."""
-    now = 0                  # plain attributes here, not views of the kernel's arrays
+
+    now = 0  # plain attributes here, not views of the kernel's arrays
     start_ns = 0
 
     def __init__(self, registry, rules, depth, policy, start_ns=0, fixed_marks=None):
@@ -75,7 +77,9 @@ class PythonMarket(MarketState):
         self.now = now_ns
         self.books.apply(records)
         kinds = records["kind"]
-        touched = np.unique(records["instrument"][(kinds == S.Kind.BOOK_LEVEL) | (kinds == S.Kind.TOP_OF_BOOK)])
+        touched = np.unique(
+            records["instrument"][(kinds == S.Kind.BOOK_LEVEL) | (kinds == S.Kind.TOP_OF_BOOK)]
+        )
         self._changed.update(int(i) for i in touched)
         for base in {self.rules[self.name_of[i]].base for i in touched if int(i) in self.name_of}:
             self._update_mark(base, now_ns)
@@ -106,8 +110,12 @@ class PythonMarket(MarketState):
 
     def _vol_to_level(self, vol_bps: float) -> int:
         p = self.policy
-        for level, threshold in ((4, p.vol_halt_bps), (3, p.vol_protect_bps), (2, p.vol_reduce_bps),
-                                 (1, p.vol_tighten_bps)):
+        for level, threshold in (
+            (4, p.vol_halt_bps),
+            (3, p.vol_protect_bps),
+            (2, p.vol_reduce_bps),
+            (1, p.vol_tighten_bps),
+        ):
             if vol_bps >= threshold:
                 return level
         return 0
@@ -165,12 +173,16 @@ class PythonScanCore(EngineCore):
         self.counters.events += n
         self.now = max(self.now, int(gen["ts_ns"].max()))
         kinds = gen["kind"]
-        md = (kinds == S.Kind.BOOK_LEVEL) | (kinds == S.Kind.TOP_OF_BOOK) | (kinds == S.Kind.TRADE) | (
-            kinds == S.Kind.FUNDING)
+        md = (
+            (kinds == S.Kind.BOOK_LEVEL)
+            | (kinds == S.Kind.TOP_OF_BOOK)
+            | (kinds == S.Kind.TRADE)
+            | (kinds == S.Kind.FUNDING)
+        )
         if md.any():
             self.market.apply(gen[md], self.now)
         for i in np.flatnonzero(~md):
-            self._rare(gen[i:i + 1])
+            self._rare(gen[i : i + 1])
         self._timed_checks()
         if self.builtin_signals and self.engine.state not in NO_NEW_EXPOSURE and not self.stop_new:
             self._scan_signals()
@@ -210,7 +222,9 @@ class Workload:
             for asset in v.balances:
                 self.reg.assets.add(asset)
         self.rules, self.policy = rules_of(cfg), policy_of(cfg)
-        self.balances = {(name, asset): float(q) for name, v in cfg.venues.items() for asset, q in v.balances.items()}
+        self.balances = {
+            (name, asset): float(q) for name, v in cfg.venues.items() for asset, q in v.balances.items()
+        }
         self.books = [(self.reg.venue(r.venue), self.reg.instrument(name)) for name, r in self.rules.items()]
 
     def core(self, impl: str, funded: bool = True) -> EngineCore:
@@ -224,8 +238,12 @@ class Workload:
         recs = S.empty(S.Kind.BOOK_LEVEL, per * len(self.books))
         for j, ((v, i), shift) in enumerate(zip(self.books, shifts_bps)):
             c = CENTER * (1 + shift / 1e4)
-            rows = [(0, 1, 0.0), (1, 1, 0.0)] + [(0, 0, c - STEP * (k + 1)) for k in range(LEVELS)] + \
-                   [(1, 0, c + STEP * (k + 1)) for k in range(LEVELS)] + [(0, 2, 0.0)]
+            rows = (
+                [(0, 1, 0.0), (1, 1, 0.0)]
+                + [(0, 0, c - STEP * (k + 1)) for k in range(LEVELS)]
+                + [(1, 0, c + STEP * (k + 1)) for k in range(LEVELS)]
+                + [(0, 2, 0.0)]
+            )
             for k, (side, action, px) in enumerate(rows):
                 r = recs[j * per + k]
                 r["venue"], r["instrument"], r["sub"], r["action"] = v, i, side, action
@@ -250,7 +268,7 @@ class Workload:
                 out.append(self.snapshots(ts, shifts))
                 continue
             recs = S.aligned_empty(size)
-            lv = recs[:size - 1].view(S.BOOK_LEVEL)
+            lv = recs[: size - 1].view(S.BOOK_LEVEL)
             j = rng.integers(len(self.books), size=size - 1)
             side = rng.integers(2, size=size - 1)
             level = rng.integers(LEVELS, size=size - 1)
@@ -258,7 +276,9 @@ class Workload:
             lv["kind"], lv["ts_ns"], lv["sub"] = S.Kind.BOOK_LEVEL, ts, side
             lv["venue"], lv["instrument"] = vids[j], iids[j]
             lv["price"] = np.where(side == 0, c - STEP * (level + 1), c + STEP * (level + 1))
-            lv["qty"] = np.where(rng.random(size - 1) < 0.15, 0.0, np.round(rng.random(size - 1) * 2 + 0.01, 3))
+            lv["qty"] = np.where(
+                rng.random(size - 1) < 0.15, 0.0, np.round(rng.random(size - 1) * 2 + 0.01, 3)
+            )
             recs[size - 1] = timer_record(ts)[0]
             out.append(recs)
         return out
@@ -266,9 +286,19 @@ class Workload:
 
 def _state(core: EngineCore) -> tuple:
     c, m = core.counters, core.market
-    return (core.digest, c.events, c.signals_seen, sorted(c.rejected.items()), c.orders_submitted,
-            core.engine.state, m.now, m.mark("BTC"), m.volatility_bps("BTC"), m.vol_level("BTC"),
-            [int(x) for x in m.books.counters])
+    return (
+        core.digest,
+        c.events,
+        c.signals_seen,
+        sorted(c.rejected.items()),
+        c.orders_submitted,
+        core.engine.state,
+        m.now,
+        m.mark("BTC"),
+        m.volatility_bps("BTC"),
+        m.vol_level("BTC"),
+        [int(x) for x in m.books.counters],
+    )
 
 
 def check(work: Workload, size: int) -> None:
@@ -323,8 +353,9 @@ def main() -> None:
         if not args.worker:
             check(work, size)
         for impl in IMPLS:
-            bench = runner.bench_time_func(f"EngineStepThroughput[{impl},batch={size}]", step_batches, impl, size,
-                                           work, inner_loops=size)
+            bench = runner.bench_time_func(
+                f"EngineStepThroughput[{impl},batch={size}]", step_batches, impl, size, work, inner_loops=size
+            )
             if bench is not None:
                 results[(impl, size)] = bench
     if results and not args.worker:

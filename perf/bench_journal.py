@@ -16,6 +16,7 @@ journal is read back and checked: record count, contiguous seqs, every CRC valid
 The journal directory defaults to the system temp dir; fsync figures depend on the disk under
 it (a tmpfs makes msync free).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -61,7 +62,9 @@ def _check(directory: str, expected: int) -> None:
 def append_batches(loops: int, policy: str, root: str) -> float:
     directory = tempfile.mkdtemp(dir=root, prefix=f"bench-journal-{policy}-")
     try:
-        writer = JournalWriter(directory, JournalConfig(segment_records=SEGMENT, fsync=policy, fsync_every=4096))
+        writer = JournalWriter(
+            directory, JournalConfig(segment_records=SEGMENT, fsync=policy, fsync_every=4096)
+        )
         batch = _batch()
         seq = batch["seq"]
         step = np.uint64(BATCH)
@@ -79,21 +82,33 @@ def append_batches(loops: int, policy: str, root: str) -> float:
 
 def main() -> None:
     runner = pyperf.Runner()
-    runner.argparser.add_argument("--journal-dir", default=tempfile.gettempdir(),
-                                  help="where the benchmark journals are written (default: temp dir)")
+    runner.argparser.add_argument(
+        "--journal-dir",
+        default=tempfile.gettempdir(),
+        help="where the benchmark journals are written (default: temp dir)",
+    )
     args = runner.parse_args()
     results = {}
     for policy in POLICIES:
-        bench = runner.bench_time_func(f"JournalAppendThroughput[{policy},batch={BATCH}]", append_batches,
-                                       policy, args.journal_dir, inner_loops=BATCH)
+        bench = runner.bench_time_func(
+            f"JournalAppendThroughput[{policy},batch={BATCH}]",
+            append_batches,
+            policy,
+            args.journal_dir,
+            inner_loops=BATCH,
+        )
         if bench is not None:
             results[policy] = bench
     if results and not args.worker:
         print()
-        print(f"{'fsync policy':<14}{'records/s':>14}{'MB/s':>9}{'ns/record':>11}   (batch {BATCH}, segment {SEGMENT})")
+        print(
+            f"{'fsync policy':<14}{'records/s':>14}{'MB/s':>9}{'ns/record':>11}   (batch {BATCH}, segment {SEGMENT})"
+        )
         for policy, bench in results.items():
             per_record = bench.median()
-            print(f"{policy:<14}{1 / per_record:>14,.0f}{64 / per_record / 1e6:>9.0f}{per_record * 1e9:>11.1f}")
+            print(
+                f"{policy:<14}{1 / per_record:>14,.0f}{64 / per_record / 1e6:>9.0f}{per_record * 1e9:>11.1f}"
+            )
 
 
 if __name__ == "__main__":

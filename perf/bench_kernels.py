@@ -21,6 +21,7 @@ checked to have been accepted with two orders of equal, positive quantity.
 
     .venv/bin/python perf/bench_kernels.py --fast -o kernels.json
 """
+
 from __future__ import annotations
 
 import time
@@ -41,8 +42,12 @@ NOW = 10**12
 
 
 def _snapshot(book: BookState, v: int, i: int, bids, asks) -> None:
-    rows = [(1, 0, 0.0, 0.0), (1, 1, 0.0, 0.0)] + [(0, 0, p, q) for p, q in bids] + \
-           [(0, 1, p, q) for p, q in asks] + [(2, 0, 0.0, 0.0)]
+    rows = (
+        [(1, 0, 0.0, 0.0), (1, 1, 0.0, 0.0)]
+        + [(0, 0, p, q) for p, q in bids]
+        + [(0, 1, p, q) for p, q in asks]
+        + [(2, 0, 0.0, 0.0)]
+    )
     recs = schema.empty(schema.Kind.BOOK_LEVEL, len(rows))
     recs["venue"], recs["instrument"], recs["ts_ns"] = v, i, NOW - 1000
     for k, (a, s, p, q) in enumerate(rows):
@@ -52,18 +57,29 @@ def _snapshot(book: BookState, v: int, i: int, bids, asks) -> None:
 
 def _market():
     book = BookState(2, 2, DEPTH)
-    _snapshot(book, 1, 1, [(99.9 - 0.1 * k, 1.0) for k in range(DEPTH)],
-              [(round(100.0 + 0.1 * k, 1), 0.5) for k in range(DEPTH)])
-    _snapshot(book, 2, 2, [(round(100.8 - 0.1 * k, 1), 0.5) for k in range(DEPTH)],
-              [(100.9 + 0.1 * k, 1.0) for k in range(DEPTH)])
+    _snapshot(
+        book,
+        1,
+        1,
+        [(99.9 - 0.1 * k, 1.0) for k in range(DEPTH)],
+        [(round(100.0 + 0.1 * k, 1), 0.5) for k in range(DEPTH)],
+    )
+    _snapshot(
+        book,
+        2,
+        2,
+        [(round(100.8 - 0.1 * k, 1), 0.5) for k in range(DEPTH)],
+        [(100.9 + 0.1 * k, 1.0) for k in range(DEPTH)],
+    )
     ds = gate.DecisionState(2, 2, 2, 1)
     for v in (1, 2):
         ds.set_venue(v, fee_bps=5.0, slip_bps=40.0, exposure_limit=1e18)
     for i in (1, 2):
         ds.set_instrument(i, tick=0.1, lot=0.001, min_notional=5.0, base=1, quote=2)
     ds.set_strategy(0, budget=1e18)
-    ds.set_policy(min_edge_bps=1.0, max_book_age_ns=10**9, max_order_notional=1e18, band_bps=60.0,
-                  exposure_limit=1e18)
+    ds.set_policy(
+        min_edge_bps=1.0, max_book_age_ns=10**9, max_order_notional=1e18, band_bps=60.0, exposure_limit=1e18
+    )
     ds.balance[1, 2], ds.balance[2, 1] = 1e18, 1e12
     return book, ds
 
@@ -108,14 +124,58 @@ def book_reference(loops: int) -> float:
 
 
 @njit(cache=True)
-def _timed_decisions(lat, px, qty, cnt, ts, status, venue_f, venue_h, inst_f, inst_i, balance, strat_f,
-                     policy, seqs, counters, work, out):
+def _timed_decisions(
+    lat,
+    px,
+    qty,
+    cnt,
+    ts,
+    status,
+    venue_f,
+    venue_h,
+    inst_f,
+    inst_i,
+    balance,
+    strat_f,
+    policy,
+    seqs,
+    counters,
+    work,
+    out,
+):
     bad = 0
     for k in range(lat.shape[0]):
         t0 = monotonic_ns()
-        r = gate.decide_nb(1, 1, 2, 2, 0, NOW - 1000, 1000, 30.0, 0.0, NOW, 1, px, qty, cnt, ts, status,
-                           venue_f, venue_h, inst_f, inst_i, balance, strat_f, policy, seqs, counters,
-                           work, out, 0)
+        r = gate.decide_nb(
+            1,
+            1,
+            2,
+            2,
+            0,
+            NOW - 1000,
+            1000,
+            30.0,
+            0.0,
+            NOW,
+            1,
+            px,
+            qty,
+            cnt,
+            ts,
+            status,
+            venue_f,
+            venue_h,
+            inst_f,
+            inst_i,
+            balance,
+            strat_f,
+            policy,
+            seqs,
+            counters,
+            work,
+            out,
+            0,
+        )
         lat[k] = monotonic_ns() - t0
         if r != 0 or out[0].qty <= 0.0 or out[0].qty != out[1].qty:
             bad += 1
@@ -145,7 +205,9 @@ def decision_from_python(loops: int, pct: float) -> float:
     bad = 0
     for k in range(loops):
         t0 = clock()
-        r = decide(1, 1, 2, 2, 0, NOW - 1000, 1000, 30.0, 0.0, NOW, 1, px, qty, cnt, ts, status, *args, out, 0)
+        r = decide(
+            1, 1, 2, 2, 0, NOW - 1000, 1000, 30.0, 0.0, NOW, 1, px, qty, cnt, ts, status, *args, out, 0
+        )
         lat[k] = clock() - t0
         bad += r != 0
     _check(bad + (out[0]["qty"] != out[1]["qty"]), "from python")
@@ -155,8 +217,17 @@ def decision_from_python(loops: int, pct: float) -> float:
 def decision_reference(loops: int, pct: float) -> float:
     book, ds = _market()
     books, st = reference.books_as_lists(book), reference.state_as_lists(ds)
-    sig = dict(venue=1, instrument=1, sell_venue=2, sell_instrument=2, strategy=0, created_ns=NOW - 1000,
-               ttl_us=1000, edge_bps=30.0, qty_hint=0.0)
+    sig = dict(
+        venue=1,
+        instrument=1,
+        sell_venue=2,
+        sell_instrument=2,
+        strategy=0,
+        created_ns=NOW - 1000,
+        ttl_us=1000,
+        edge_bps=30.0,
+        qty_hint=0.0,
+    )
     lat = np.zeros(loops, np.int64)
     clock, decide = time.perf_counter_ns, reference.decide
     bad = 0

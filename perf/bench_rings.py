@@ -42,6 +42,7 @@ PingPongLatency — two rings, one per direction:
 Run: `basis bench rings [--fast]` (writes pyperf JSON and prints a table), or directly:
     .venv/bin/python perf/bench_rings.py -o rings.json [--fast]
 """
+
 from __future__ import annotations
 
 import atexit
@@ -54,20 +55,21 @@ import numpy as np
 import pyperf
 
 from basis_core.rings import CONSUMER, PRODUCER, Ring, Yield, seqcheck
-from basis_core.rings.seqcheck import SPIN_BEFORE_YIELD
 from basis_core.rings.atomics import cpu_relax, load_acquire, monotonic_ns, sched_yield, store_release
 from basis_core.rings.layout import CACHED, HEAD, OWN, RECORD_WORDS, TAIL
+from basis_core.rings.seqcheck import SPIN_BEFORE_YIELD
 
 BATCHES = (1, 16, 256)
 PY_BATCHES = (16, 256)
 RING_SLOTS = 4096
 PING_SLOTS = 64
-SPINS = 2_000_000           # polls before a compiled wait returns to Python to check liveness
-ECHO_IDLE = 200_000         # idle polls before the ponger looks whether the pinger closed ring A
+SPINS = 2_000_000  # polls before a compiled wait returns to Python to check liveness
+ECHO_IDLE = 200_000  # idle polls before the ponger looks whether the pinger closed ring A
 SPAWN = mp.get_context("spawn")
 
 
 # -- pinning ------------------------------------------------------------------------------
+
 
 def _cpus() -> tuple[int | None, int | None]:
     """(worker cpu, child cpu): 1 and 0 when both are available, else unpinned."""
@@ -85,6 +87,7 @@ def _parent_alive() -> bool:
 
 
 # -- compiled ping-pong -------------------------------------------------------------------
+
 
 @numba.njit(cache=True, nogil=True)
 def _echo(ha, sa, la, hb, sb, lb, max_spins):
@@ -174,6 +177,7 @@ def _ping(ha, sa, la, hb, sb, lb, first_seq, lat, max_spins):
 
 # -- child process bodies -----------------------------------------------------------------
 
+
 def ring_producer(name: str, conn, cpu) -> None:
     _pin(cpu)
     ring = Ring.attach(name, PRODUCER)
@@ -186,7 +190,9 @@ def ring_producer(name: str, conn, cpu) -> None:
         first, n, batch = cmd
         done = 0
         while done < n and _parent_alive():
-            done += int(seqcheck.produce(ring.header, ring.slots, ring.local, first + done, n - done, batch, SPINS))
+            done += int(
+                seqcheck.produce(ring.header, ring.slots, ring.local, first + done, n - done, batch, SPINS)
+            )
     ring.close()
 
 
@@ -248,6 +254,7 @@ def queue_ponger(q_ping, q_pong, conn, cpu) -> None:
 
 # -- worker-side peers (one per pyperf worker process) ------------------------------------
 
+
 class _Peer:
     """The child process and channels a benchmark talks to; stopped at worker exit."""
 
@@ -293,7 +300,9 @@ def ring_throughput(loops: int, batch: int) -> float:
     t0 = time.perf_counter()
     done = 0
     while done < loops:
-        k, bad, why = seqcheck.consume(ring.header, ring.slots, ring.local, first + done, loops - done, batch, SPINS)
+        k, bad, why = seqcheck.consume(
+            ring.header, ring.slots, ring.local, first + done, loops - done, batch, SPINS
+        )
         done += int(k)
         if bad != -1:
             raise AssertionError(f"ring record {bad}: {'wrong seq' if why == 1 else 'torn'}")
@@ -321,12 +330,14 @@ def ring_py_throughput(loops: int, batch: int) -> float:
     t0 = time.perf_counter()
     done = 0
     while done < loops:
-        k = ring.pop_wait(out[:min(batch, loops - done)], wait=wait, timeout_s=60)
+        k = ring.pop_wait(out[: min(batch, loops - done)], wait=wait, timeout_s=60)
         if k <= 0:
             raise AssertionError(f"ring-py: pop_wait returned {k} after {done} of {loops} records")
         bad, why = seqcheck.verify(out[:k], first + done)
         if bad != -1:
-            raise AssertionError(f"ring-py record {first + done + bad}: {'wrong seq' if why == 1 else 'torn'}")
+            raise AssertionError(
+                f"ring-py record {first + done + bad}: {'wrong seq' if why == 1 else 'torn'}"
+            )
         done += k
     elapsed = time.perf_counter() - t0
     if done != loops:
@@ -407,7 +418,9 @@ def queue_pingpong(loops: int, pct: float) -> float:
 def main() -> None:
     runner = pyperf.Runner(processes=4, values=3)
     wcpu, ccpu = _cpus()
-    runner.metadata["ring_cpus"] = f"consumer/pinger cpu {wcpu}, producer/ponger cpu {ccpu}" if wcpu is not None else "unpinned"
+    runner.metadata["ring_cpus"] = (
+        f"consumer/pinger cpu {wcpu}, producer/ponger cpu {ccpu}" if wcpu is not None else "unpinned"
+    )
     for batch in BATCHES:
         runner.bench_time_func(f"OneToOneThroughput[ring,batch={batch}]", ring_throughput, batch)
         if batch in PY_BATCHES:

@@ -13,6 +13,7 @@ workload with tight pools and a stepping clock and must hand out identical (seq,
     .venv/bin/python perf/bench_router.py -o perf/results/router.json      (pyperf options apply)
     .venv/bin/python perf/bench_router.py --fast
 """
+
 from __future__ import annotations
 
 import math
@@ -130,6 +131,7 @@ def timed(kind: str):
                 pop(1, now)
                 now += 1000
         return pyperf.perf_counter() - t0
+
     return run
 
 

@@ -43,6 +43,7 @@ price-time book, where every level of every step is a queue operation.
     .venv/bin/python perf/bench_sim.py --fast
     basis bench sim
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -82,7 +83,9 @@ def scenario(duration_s: float | None = None):
 
 def generate(cfg, world: SimWorld) -> MarketDriver:
     """The generation `SimWorld` does for a synthetic market."""
-    return MarketDriver(world.venues, world.listings, cfg.market, cfg.run.duration_s, cfg.run.seed, world.faults)
+    return MarketDriver(
+        world.venues, world.listings, cfg.market, cfg.run.duration_s, cfg.run.seed, world.faults
+    )
 
 
 def schedule(driver: MarketDriver) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -90,8 +93,12 @@ def schedule(driver: MarketDriver) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     times = np.concatenate([t for t, _, _ in driver.trades])
     listing = np.concatenate([np.full(len(t), j, np.int64) for j, (t, _, _) in enumerate(driver.trades)])
     sides = np.concatenate([s for _, s, _ in driver.trades])
-    lots = np.concatenate([np.maximum(1, np.round(q / driver.listings[j].lot)).astype(np.int64)
-                           for j, (_, _, q) in enumerate(driver.trades)])
+    lots = np.concatenate(
+        [
+            np.maximum(1, np.round(q / driver.listings[j].lot)).astype(np.int64)
+            for j, (_, _, q) in enumerate(driver.trades)
+        ]
+    )
     order = np.argsort(times, kind="stable")
     return times[order], listing[order], sides[order], lots[order]
 
@@ -115,13 +122,27 @@ class Resting:
             bt, _, at, _ = d.books[j]
             px = (bt if side == Side.BUY else at)[step, min(1, bt.shape[1] - 1)]
             lots = max(1, math.ceil(2 * eng.spec.min_notional / (eng.price(int(px)) * lst.lot)))
-            now = venue.clock.now_ns()            # what SimVenue.submit does at the venue, minus latency
+            now = venue.clock.now_ns()  # what SimVenue.submit does at the venue, minus latency
             venue._sync(lst.instrument)
-            result = venue.exchange.submit(OWNER, lst.instrument, f"r{self.n}", side, OrderType.LIMIT,
-                                           eng.qty(lots), eng.price(int(px)), now)
+            result = venue.exchange.submit(
+                OWNER,
+                lst.instrument,
+                f"r{self.n}",
+                side,
+                OrderType.LIMIT,
+                eng.qty(lots),
+                eng.price(int(px)),
+                now,
+            )
             venue._after(lst.instrument, result)
-            if result.order.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
-                raise AssertionError(f"our order on {lst.instrument} was {result.order.status}: {result.order.reason}")
+            if result.order.status not in (
+                OrderStatus.OPEN,
+                OrderStatus.PARTIALLY_FILLED,
+                OrderStatus.FILLED,
+            ):
+                raise AssertionError(
+                    f"our order on {lst.instrument} was {result.order.status}: {result.order.reason}"
+                )
 
 
 def play(driver: MarketDriver, clock: SetClock, resting: bool) -> None:
@@ -165,8 +186,8 @@ def run_once(cfg, resting: bool | None) -> tuple[float, int, int, SimWorld]:
     """Build the venues (untimed), then generate (and play, unless `resting` is None), timed.
     Returns (seconds, book events, our fills, world)."""
     clock = SetClock(cfg.run.start_ns)
-    world = SimWorld(cfg, clock)      # its own driver is left unused
-    gc.collect()                      # start each run on a clean heap, as a fresh process would
+    world = SimWorld(cfg, clock)  # its own driver is left unused
+    gc.collect()  # start each run on a clean heap, as a fresh process would
 
     async def timed():
         t0 = time.thread_time()
@@ -195,18 +216,24 @@ def _bench(resting: bool | None, expect: dict):
                 raise AssertionError(f"only {fills} fills of our resting orders")
             total += dt
         return total
+
     return func
 
 
 def main() -> None:
     runner = pyperf.Runner(processes=4, values=3)
     cfg = scenario()
-    runner.metadata["sim_scenario"] = f"default: {len(cfg.instruments)} listings, {cfg.market.levels} levels, " \
-                                      f"step {cfg.market.step_s} s, {cfg.market.trades_per_s} trades/s, " \
-                                      f"seed {cfg.run.seed}, {cfg.run.duration_s:g} s"
+    runner.metadata["sim_scenario"] = (
+        f"default: {len(cfg.instruments)} listings, {cfg.market.levels} levels, "
+        f"step {cfg.market.step_s} s, {cfg.market.trades_per_s} trades/s, "
+        f"seed {cfg.run.seed}, {cfg.run.duration_s:g} s"
+    )
     runner.metadata["sim_timer"] = "time.thread_time (CPU time of the benchmark thread)"
-    for name, resting in (("SimMarketThroughput[generate]", None), ("SimMarketThroughput[play,idle]", False),
-                          ("SimMarketThroughput[play,resting]", True)):
+    for name, resting in (
+        ("SimMarketThroughput[generate]", None),
+        ("SimMarketThroughput[play,idle]", False),
+        ("SimMarketThroughput[play,resting]", True),
+    ):
         _, events, _, _ = run_once(cfg, resting)
         runner.bench_time_func(name, _bench(resting, {"events": events}), inner_loops=events)
 

@@ -1,10 +1,10 @@
 """Running scenarios in tests, and the invariants every scenario test asserts."""
+
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from pathlib import Path
-
-import asyncio
 
 from adapters.base import OrderStatus, coid_from_wire
 from adapters.sim.world import SimWorld
@@ -14,8 +14,12 @@ from basis_core.run import run_scenario
 from basis_core.scenarios import DEFAULT
 from basis_core.state.tables import NO_DISPATCH, NO_NEW_EXPOSURE, EngineState, OrderState, VenueState
 
-_TERMINAL = {OrderState.FILLED: OrderStatus.FILLED, OrderState.CANCELED: OrderStatus.CANCELED,
-             OrderState.EXPIRED: OrderStatus.EXPIRED, OrderState.REJECTED: OrderStatus.REJECTED}
+_TERMINAL = {
+    OrderState.FILLED: OrderStatus.FILLED,
+    OrderState.CANCELED: OrderStatus.CANCELED,
+    OrderState.EXPIRED: OrderStatus.EXPIRED,
+    OrderState.REJECTED: OrderStatus.REJECTED,
+}
 
 
 def scenario(duration_s: float = 12.0, faults: list[dict] | None = None, seed: int = 7, **overrides) -> dict:
@@ -43,8 +47,16 @@ def run(data: dict, tmp_path: Path, check=None, after_start=None, setup=None):
         if check is not None:
             found.extend(check(runner) or [])
 
-    runner = world.clock.run(run_scenario(cfg, tmp_path / "run", world, progress=lambda line: None,
-                                          before_close=before_close, after_start=after_start))
+    runner = world.clock.run(
+        run_scenario(
+            cfg,
+            tmp_path / "run",
+            world,
+            progress=lambda line: None,
+            before_close=before_close,
+            after_start=after_start,
+        )
+    )
     return runner, world, found
 
 
@@ -55,7 +67,7 @@ async def _retry(call):
         except (VenueError, OrderNotFound) as exc:
             if isinstance(exc, OrderNotFound):
                 raise
-            await asyncio.sleep(0.5)   # a fault window (maintenance, 429) may still be open
+            await asyncio.sleep(0.5)  # a fault window (maintenance, 429) may still be open
     return await call()
 
 
@@ -90,7 +102,9 @@ async def venue_agreement(runner) -> list[str]:
             problems.append(f"order {o.coid}: terminal here ({o.state.name}), {vo.status.name} at {o.venue}")
         elif abs(vo.filled_qty - o.filled) > 1e-9:
             problems.append(f"order {o.coid}: filled {o.filled} here, {vo.filled_qty} at {o.venue}")
-        elif _TERMINAL[o.state] != vo.status and not (vo.status == OrderStatus.FILLED and o.filled >= o.qty - 1e-12):
+        elif _TERMINAL[o.state] != vo.status and not (
+            vo.status == OrderStatus.FILLED and o.filled >= o.qty - 1e-12
+        ):
             problems.append(f"order {o.coid}: {o.state.name} here, {vo.status.name} at {o.venue}")
     return problems
 
@@ -149,7 +163,9 @@ def invariants(runner) -> list[str]:
         if total > policy.max_residual_usdt:
             over_since = t if over_since is None else over_since
             if engine_time(over_since, t) > limit_ns:
-                problems.append(f"residual {total:.0f} USDT above {policy.max_residual_usdt} for {(t - over_since) / 1e9:.1f} s")
+                problems.append(
+                    f"residual {total:.0f} USDT above {policy.max_residual_usdt} for {(t - over_since) / 1e9:.1f} s"
+                )
                 break
         else:
             over_since = None
@@ -157,4 +173,8 @@ def invariants(runner) -> list[str]:
 
 
 def transitions(runner, machine: str) -> list[tuple[str, str, str]]:
-    return [(t["from"], t["to"], t["cause"]) for t in runner.core.transitions_as_dicts() if t["machine"] == machine]
+    return [
+        (t["from"], t["to"], t["cause"])
+        for t in runner.core.transitions_as_dicts()
+        if t["machine"] == machine
+    ]

@@ -1,4 +1,5 @@
 """Child-process bodies for tests/test_rings.py (importable by the "spawn" start method)."""
+
 from __future__ import annotations
 
 import os

@@ -1,9 +1,11 @@
 """The USDT ledger: conservation over random entry sequences, de-duplication, fee conversion,
 transfers in flight, per-opportunity results and refusal of bad input."""
+
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from basis_core.accounting import Ledger, LedgerFill, Transfer, TransferStatus
 from basis_core.errors import AccountingError, UnknownName
@@ -27,8 +29,18 @@ class Marks:
 
 def fill(venue="alpha", side="buy", qty=1.0, price=100.0, ts=1, coid=17, fid="1", **kw):
     kw.setdefault("base", "BTC")
-    return LedgerFill(venue=venue, instrument=f"{kw['base']}USDT@{venue}", quote=kw.pop("quote", "USDT"),
-                      side=side, qty=qty, price=price, ts_ns=ts, coid=coid, fill_id=fid, **kw)
+    return LedgerFill(
+        venue=venue,
+        instrument=f"{kw['base']}USDT@{venue}",
+        quote=kw.pop("quote", "USDT"),
+        side=side,
+        qty=qty,
+        price=price,
+        ts_ns=ts,
+        coid=coid,
+        fill_id=fid,
+        **kw,
+    )
 
 
 def test_fee_in_non_quote_asset_is_converted_at_the_mark_at_fill_time():
@@ -67,8 +79,22 @@ def test_repeated_fill_report_is_booked_once():
 def test_cross_venue_spread_realizes_the_price_difference_and_reports_the_opportunity():
     led = Ledger(Marks(BTC=100.0))
     led.open_opportunity(7, "spread", expected_edge_usdt=2.0)
-    led.book_fill(fill("alpha", "buy", 2.0, 100.0, coid=7 << 4, opportunity_id=7, strategy="spread", signal_px=99.9, fee=0.2))
-    led.book_fill(fill("beta", "sell", 1.5, 101.0, coid=(7 << 4) | 1, opportunity_id=7, signal_px=101.0, fee=0.15))
+    led.book_fill(
+        fill(
+            "alpha",
+            "buy",
+            2.0,
+            100.0,
+            coid=7 << 4,
+            opportunity_id=7,
+            strategy="spread",
+            signal_px=99.9,
+            fee=0.2,
+        )
+    )
+    led.book_fill(
+        fill("beta", "sell", 1.5, 101.0, coid=(7 << 4) | 1, opportunity_id=7, signal_px=101.0, fee=0.15)
+    )
     opp = led.opportunity(7)
     assert opp.realized_pnl_usdt == pytest.approx(1.5)
     assert opp.fees_usdt == pytest.approx(0.35)
@@ -78,7 +104,9 @@ def test_cross_venue_spread_realizes_the_price_difference_and_reports_the_opport
     assert led.exposure_by_asset(2) == {"BTC": pytest.approx(50.0)}  # 0.5 BTC residual
     assert led.totals_by_strategy()["spread"].realized_pnl_usdt == pytest.approx(1.5)
     by_venue = led.totals_by_venue()
-    assert by_venue["alpha"].volume_usdt == pytest.approx(200.0) and by_venue["alpha"].realized_pnl_usdt is None
+    assert (
+        by_venue["alpha"].volume_usdt == pytest.approx(200.0) and by_venue["alpha"].realized_pnl_usdt is None
+    )
     assert by_venue["beta"].fees_usdt == pytest.approx(0.15)
 
 
@@ -125,10 +153,20 @@ def test_transfer_debits_when_sent_credits_on_confirm_and_returns_on_failure():
     assert led.fees_usdt == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("bad", [
-    dict(price=float("nan")), dict(price=-1.0), dict(qty=0.0), dict(qty=float("inf")),
-    dict(fee=-0.1), dict(side="long"), dict(venue=""), dict(fid=""), dict(kind="option"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(price=float("nan")),
+        dict(price=-1.0),
+        dict(qty=0.0),
+        dict(qty=float("inf")),
+        dict(fee=-0.1),
+        dict(side="long"),
+        dict(venue=""),
+        dict(fid=""),
+        dict(kind="option"),
+    ],
+)
 def test_bad_fill_input_is_refused_with_a_typed_error(bad):
     with pytest.raises(AccountingError):
         fill(**bad)
@@ -156,15 +194,37 @@ price = st.floats(min_value=1.0, max_value=1000.0, allow_nan=False)
 amount = st.floats(min_value=0.001, max_value=10.0, allow_nan=False)
 
 entry = st.one_of(
-    st.tuples(st.just("fill"), st.sampled_from(VENUES), st.sampled_from(ASSETS[:2]), st.sampled_from(["buy", "sell"]),
-              amount, price, st.floats(min_value=0, max_value=0.01), st.sampled_from(("USDT",) + ASSETS),
-              st.sampled_from(["spot", "spot", "perp"]), st.integers(0, 3), st.integers(1, 40)),
-    st.tuples(st.just("transfer"), st.sampled_from(ASSETS), amount, st.sampled_from(VENUES), st.sampled_from(VENUES),
-              st.lists(st.sampled_from(list(TransferStatus)), min_size=1, max_size=4), st.floats(0, 0.01)),
+    st.tuples(
+        st.just("fill"),
+        st.sampled_from(VENUES),
+        st.sampled_from(ASSETS[:2]),
+        st.sampled_from(["buy", "sell"]),
+        amount,
+        price,
+        st.floats(min_value=0, max_value=0.01),
+        st.sampled_from(("USDT",) + ASSETS),
+        st.sampled_from(["spot", "spot", "perp"]),
+        st.integers(0, 3),
+        st.integers(1, 40),
+    ),
+    st.tuples(
+        st.just("transfer"),
+        st.sampled_from(ASSETS),
+        amount,
+        st.sampled_from(VENUES),
+        st.sampled_from(VENUES),
+        st.lists(st.sampled_from(list(TransferStatus)), min_size=1, max_size=4),
+        st.floats(0, 0.01),
+    ),
     st.tuples(st.just("mark"), st.sampled_from(ASSETS), price),
     st.tuples(st.just("deposit"), st.sampled_from(VENUES), st.sampled_from(("USDT",) + ASSETS), amount),
-    st.tuples(st.just("funding"), st.sampled_from(VENUES), st.sampled_from(("USDT", "BTC")),
-              st.floats(min_value=-5, max_value=5, allow_nan=False), st.integers(0, 3)),
+    st.tuples(
+        st.just("funding"),
+        st.sampled_from(VENUES),
+        st.sampled_from(("USDT", "BTC")),
+        st.floats(min_value=-5, max_value=5, allow_nan=False),
+        st.integers(0, 3),
+    ),
 )
 
 
@@ -179,8 +239,21 @@ def test_equity_change_equals_realized_plus_unrealized_minus_fees_and_repeats_ar
         ts += 1
         if e[0] == "fill":
             _, venue, base, side, qty, px, fee_rate, fee_asset, kind, opp, fid = e
-            f = fill(venue, side, qty, px, ts=ts, coid=fid % 5 + 1, fid=str(fid), base=base, kind=kind,
-                     fee=qty * fee_rate, fee_asset=fee_asset, opportunity_id=opp, signal_px=px * 0.999)
+            f = fill(
+                venue,
+                side,
+                qty,
+                px,
+                ts=ts,
+                coid=fid % 5 + 1,
+                fid=str(fid),
+                base=base,
+                kind=kind,
+                fee=qty * fee_rate,
+                fee_asset=fee_asset,
+                opportunity_id=opp,
+                signal_px=px * 0.999,
+            )
             if led.book_fill(f):
                 booked.append(f)
         elif e[0] == "transfer":
@@ -214,11 +287,22 @@ def test_equity_change_equals_realized_plus_unrealized_minus_fees_and_repeats_ar
     assert all(math.isclose(sums.get(k, 0.0), v, abs_tol=1e-9 * scale) for k, v in led.balances().items())
     # fees split over opportunities and unattributed add up to the total
     assert sum(o.fees_usdt for o in led.opportunities()) <= led.fees_usdt + 1e-9 * scale
-    assert math.isclose(sum(t.fees_usdt for t in led.totals_by_venue().values()), led.fees_usdt, abs_tol=1e-9 * scale)
+    assert math.isclose(
+        sum(t.fees_usdt for t in led.totals_by_venue().values()), led.fees_usdt, abs_tol=1e-9 * scale
+    )
 
 
-round_trip = st.tuples(st.sampled_from(ASSETS[:2]), st.sampled_from(VENUES), st.sampled_from(VENUES), amount, price, price,
-                       st.sampled_from(("USDT",) + ASSETS), st.floats(0, 0.01), st.booleans())
+round_trip = st.tuples(
+    st.sampled_from(ASSETS[:2]),
+    st.sampled_from(VENUES),
+    st.sampled_from(VENUES),
+    amount,
+    price,
+    price,
+    st.sampled_from(("USDT",) + ASSETS),
+    st.floats(0, 0.01),
+    st.booleans(),
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -234,10 +318,36 @@ def test_flat_round_trips_change_usdt_value_by_exactly_realized_minus_fees(trips
         kind = "perp" if perp else "spot"
         if perp:
             v_sell = v_buy  # a perp position is per venue: a round trip closes it where it was opened
-        legs.append(fill(v_buy, "buy", qty, p_buy, coid=2 * n + 1, fid="b", base=base, kind=kind,
-                         fee=qty * fee_rate, fee_asset=fee_asset, opportunity_id=n + 1))
-        legs.append(fill(v_sell, "sell", qty, p_sell, coid=2 * n + 2, fid="s", base=base, kind=kind,
-                         fee=qty * fee_rate, fee_asset=fee_asset, opportunity_id=n + 1))
+        legs.append(
+            fill(
+                v_buy,
+                "buy",
+                qty,
+                p_buy,
+                coid=2 * n + 1,
+                fid="b",
+                base=base,
+                kind=kind,
+                fee=qty * fee_rate,
+                fee_asset=fee_asset,
+                opportunity_id=n + 1,
+            )
+        )
+        legs.append(
+            fill(
+                v_sell,
+                "sell",
+                qty,
+                p_sell,
+                coid=2 * n + 2,
+                fid="s",
+                base=base,
+                kind=kind,
+                fee=qty * fee_rate,
+                fee_asset=fee_asset,
+                opportunity_id=n + 1,
+            )
+        )
     rnd.shuffle(legs)
     for i, f in enumerate(legs):
         assert led.book_fill(f)

@@ -1,4 +1,5 @@
 """Credentials and config of the ccxt venue: loaded from env or a 0600 file, never shown anywhere."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,7 @@ import pickle
 
 import pytest
 
-from adapters.ccxt import CcxtVenue, Credentials, CredentialsConfig
-from adapters.ccxt import auth
+from adapters.ccxt import CcxtVenue, Credentials, CredentialsConfig, auth
 from adapters.ccxt.config import from_dict
 from adapters.emulator.harness import standard_emulator
 from basis_core.errors import AuthenticationFailed, BasisError, ConfigError, OrderRejected
@@ -37,7 +37,7 @@ def test_credentials_from_a_private_secrets_file(tmp_path):
     with pytest.raises(ConfigError, match="readable by group or others"):
         auth.load(CredentialsConfig(secrets_file=str(path)), {})
     os.chmod(path, 0o600)
-    path.write_text(f'api_key = "{KEY}"\nsecret = "{SECRET}\n')        # broken TOML
+    path.write_text(f'api_key = "{KEY}"\nsecret = "{SECRET}\n')  # broken TOML
     with pytest.raises(ConfigError) as ei:
         auth.load(CredentialsConfig(secrets_file=str(path)), {})
     assert SECRET[:10] not in str(ei.value) and KEY not in str(ei.value)
@@ -92,15 +92,22 @@ def test_config_errors_name_their_key_path():
 
 
 def test_a_weight_that_can_never_fit_is_a_config_error():
-    cfg = from_dict({"pools": {"weight_1m": {"limit": 100, "window_s": 60, "burst": 0.1},
-                               "orders_10s": {"limit": 10, "window_s": 10},
-                               "orders_1d": {"limit": 1000, "window_s": 86400}}})
+    cfg = from_dict(
+        {
+            "pools": {
+                "weight_1m": {"limit": 100, "window_s": 60, "burst": 0.1},
+                "orders_10s": {"limit": 10, "window_s": 10},
+                "orders_1d": {"limit": 1000, "window_s": 86400},
+            }
+        }
+    )
     with pytest.raises(ConfigError, match="could never be sent"):
-        CcxtVenue("x", cfg, Credentials(KEY, SECRET))                 # markets weighs 20 > burst 10
+        CcxtVenue("x", cfg, Credentials(KEY, SECRET))  # markets weighs 20 > burst 10
 
 
 def test_key_and_secret_never_reach_logs_errors_or_reprs(caplog):
     """A full session at DEBUG, including refused requests: neither value appears anywhere."""
+
     async def body():
         emu = standard_emulator({KEY: (SECRET, "alice")})
         await emu.start()
@@ -112,12 +119,13 @@ def test_key_and_secret_never_reach_logs_errors_or_reprs(caplog):
             await v.balances()
             from adapters.base import OrderRequest
             from basis_core.schema import OrderType, Side
+
             await v.submit(OrderRequest("77", "BTCUSDT", Side.BUY, OrderType.LIMIT, 0.001, 40000.0))
             try:
                 await v.submit(OrderRequest("78", "BTCUSDT", Side.BUY, OrderType.LIMIT, 9.0, 40000.0))
             except OrderRejected as err:
                 texts += [str(err), repr(err), repr(err.args)]
-            emu._secrets[KEY] = "rotated-elsewhere"                       # now every signature fails
+            emu._secrets[KEY] = "rotated-elsewhere"  # now every signature fails
             try:
                 await v.balances()
             except AuthenticationFailed as err:
@@ -131,8 +139,8 @@ def test_key_and_secret_never_reach_logs_errors_or_reprs(caplog):
     with caplog.at_level(logging.DEBUG):
         texts = asyncio.run(body())
     assert len(texts) >= 10
-    assert any("Account has insufficient balance" in t for t in texts)    # the errors did carry detail
-    assert "basis.ccxt.emu" in {r.name for r in caplog.records}           # ccxt's debug log was captured
+    assert any("Account has insufficient balance" in t for t in texts)  # the errors did carry detail
+    assert "basis.ccxt.emu" in {r.name for r in caplog.records}  # ccxt's debug log was captured
     everything = "\n".join(texts) + caplog.text
     assert KEY not in everything and SECRET not in everything
 

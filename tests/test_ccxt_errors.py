@@ -1,11 +1,12 @@
 """The one error table: every ccxt exception maps to a typed error, a retry class and a failure mode."""
+
 from __future__ import annotations
 
 import inspect
 
 import ccxt
-from ccxt.base import errors as ccxt_errors
 import pytest
+from ccxt.base import errors as ccxt_errors
 
 from adapters.ccxt.client import _retry_after, _venue_message
 from adapters.ccxt.constants import ERRORS, VENUE_MESSAGES, rule_for
@@ -14,7 +15,9 @@ from basis_core.schema import RejectReason
 from basis_core.state.tables import EngineEvent, VenueEvent
 from basis_ext import router as R
 
-CCXT_ERRORS = [c for _, c in inspect.getmembers(ccxt_errors, inspect.isclass) if issubclass(c, ccxt.BaseError)]
+CCXT_ERRORS = [
+    c for _, c in inspect.getmembers(ccxt_errors, inspect.isclass) if issubclass(c, ccxt.BaseError)
+]
 
 
 @pytest.mark.parametrize("cls", CCXT_ERRORS, ids=lambda c: c.__name__)
@@ -27,22 +30,42 @@ def test_every_ccxt_error_has_a_rule_with_a_typed_error(cls):
         assert rule.reason.upper() in RejectReason.__members__
 
 
-@pytest.mark.parametrize("cls,error,venue_event,engine_event,fault", [
-    (ccxt.RequestTimeout, E.RequestTimeout, VenueEvent.TIMEOUT, None, R.FAULT_TIMEOUT),
-    (ccxt.DDoSProtection, E.RateLimited, VenueEvent.RATE_LIMITED, EngineEvent.RATE_LIMITED, R.FAULT_RATE_LIMITED),
-    (ccxt.RateLimitExceeded, E.RateLimited, VenueEvent.RATE_LIMITED, EngineEvent.RATE_LIMITED, R.FAULT_RATE_LIMITED),
-    (ccxt.ExchangeNotAvailable, E.VenueUnavailable, VenueEvent.MAINTENANCE, None, R.FAULT_UNAVAILABLE),
-    (ccxt.OnMaintenance, E.VenueUnavailable, VenueEvent.MAINTENANCE, None, R.FAULT_UNAVAILABLE),
-    (ccxt.InsufficientFunds, E.OrderRejected, None, None, R.FAULT_REJECTED),
-    (ccxt.OrderNotFound, E.OrderNotFound, None, None, R.FAULT_NOT_FOUND),
-    (ccxt.AuthenticationError, E.AuthenticationFailed, VenueEvent.DISCONNECTED, None, R.FAULT_AUTH),
-    (ccxt.PermissionDenied, E.AuthenticationFailed, VenueEvent.DISCONNECTED, None, R.FAULT_AUTH),
-    (ccxt.NullResponse, E.MalformedResponse, None, None, R.FAULT_MALFORMED),
-    (ccxt.OperationFailed, E.RequestTimeout, VenueEvent.TIMEOUT, None, R.FAULT_NETWORK),
-])
+@pytest.mark.parametrize(
+    "cls,error,venue_event,engine_event,fault",
+    [
+        (ccxt.RequestTimeout, E.RequestTimeout, VenueEvent.TIMEOUT, None, R.FAULT_TIMEOUT),
+        (
+            ccxt.DDoSProtection,
+            E.RateLimited,
+            VenueEvent.RATE_LIMITED,
+            EngineEvent.RATE_LIMITED,
+            R.FAULT_RATE_LIMITED,
+        ),
+        (
+            ccxt.RateLimitExceeded,
+            E.RateLimited,
+            VenueEvent.RATE_LIMITED,
+            EngineEvent.RATE_LIMITED,
+            R.FAULT_RATE_LIMITED,
+        ),
+        (ccxt.ExchangeNotAvailable, E.VenueUnavailable, VenueEvent.MAINTENANCE, None, R.FAULT_UNAVAILABLE),
+        (ccxt.OnMaintenance, E.VenueUnavailable, VenueEvent.MAINTENANCE, None, R.FAULT_UNAVAILABLE),
+        (ccxt.InsufficientFunds, E.OrderRejected, None, None, R.FAULT_REJECTED),
+        (ccxt.OrderNotFound, E.OrderNotFound, None, None, R.FAULT_NOT_FOUND),
+        (ccxt.AuthenticationError, E.AuthenticationFailed, VenueEvent.DISCONNECTED, None, R.FAULT_AUTH),
+        (ccxt.PermissionDenied, E.AuthenticationFailed, VenueEvent.DISCONNECTED, None, R.FAULT_AUTH),
+        (ccxt.NullResponse, E.MalformedResponse, None, None, R.FAULT_MALFORMED),
+        (ccxt.OperationFailed, E.RequestTimeout, VenueEvent.TIMEOUT, None, R.FAULT_NETWORK),
+    ],
+)
 def test_failure_modes_of_the_design(cls, error, venue_event, engine_event, fault):
     rule = rule_for(cls("x"))
-    assert (rule.error, rule.venue_event, rule.engine_event, rule.fault) == (error, venue_event, engine_event, fault)
+    assert (rule.error, rule.venue_event, rule.engine_event, rule.fault) == (
+        error,
+        venue_event,
+        engine_event,
+        fault,
+    )
 
 
 def test_429_and_the_rate_limit_code_are_siblings_and_both_throttle():
@@ -61,11 +84,22 @@ def test_refusal_reasons():
 
 
 def test_the_venue_message_is_read_from_ccxt_texts():
-    assert _venue_message('binance {"code":-1013,"msg":"Filter failure: NOTIONAL"}', "binance") == "Filter failure: NOTIONAL"
-    assert _venue_message("binance Account has insufficient balance for requested action.", "binance") == \
-        "Account has insufficient balance for requested action."
-    assert _venue_message("binance order amount should be evenly divisible by lot size "
-                          '{"code":-1013,"msg":"Filter failure: LOT_SIZE"}', "binance") == "Filter failure: LOT_SIZE"
+    assert (
+        _venue_message('binance {"code":-1013,"msg":"Filter failure: NOTIONAL"}', "binance")
+        == "Filter failure: NOTIONAL"
+    )
+    assert (
+        _venue_message("binance Account has insufficient balance for requested action.", "binance")
+        == "Account has insufficient balance for requested action."
+    )
+    assert (
+        _venue_message(
+            "binance order amount should be evenly divisible by lot size "
+            '{"code":-1013,"msg":"Filter failure: LOT_SIZE"}',
+            "binance",
+        )
+        == "Filter failure: LOT_SIZE"
+    )
     assert _venue_message("binance {broken", "binance") == "{broken"
 
 

@@ -1,4 +1,5 @@
 """The full orchestrator over two emulator venues through real ccxt (examples/ccxt-local.toml)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,13 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from soak import SOAK
 
 from adapters.ccxt.local import LocalCcxtWorld
 from basis_core.config import load
 from basis_core.errors import ConfigError
 from basis_core.run import run_scenario
-
-from soak import SOAK
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ccxt-local.toml"
 
@@ -28,9 +28,9 @@ def test_hedged_round_trips_through_ccxt_and_the_emulators(tmp_path):
     assert all(placed.values()), f"both venues must have traded: {placed}"
     for name, emu in world.emulators.items():
         coids = placed[name]
-        assert len(coids) == len(set(coids))                      # no duplicate order on any venue
+        assert len(coids) == len(set(coids))  # no duplicate order on any venue
         accepted = [s for m, path, s in emu.log if (m, path, s) == ("POST", "/api/v3/order", 200)]
-        assert len(accepted) == len(coids)                        # every accepted POST is one order
+        assert len(accepted) == len(coids)  # every accepted POST is one order
         assert emu.limiter.counts[418] == 0
     assert counters.orders_submitted >= sum(len(c) for c in placed.values())
     assert counters.hedges_completed >= 1 and counters.orders_filled >= 2

@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 
@@ -24,15 +25,18 @@ def test_unknown_key_names_its_full_path(tmp_path):
     assert err.value.path == "venues.alpha.taker_fee_bsp"
 
 
-@pytest.mark.parametrize("body, path", [
-    ('[rings]\nmd_slots = 1000\n', "rings.md_slots"),
-    ('[journal]\nfsync = "sometimes"\n', "journal.fsync"),
-    ('[run]\nduration_s = "ten"\n', "run.duration_s"),
-    ('[run]\nseed = true\n', "run.seed"),
-    ('[venues.a]\ntaker_fee_bps = -1\n', "venues.a.taker_fee_bps"),
-    ('[instruments.x]\nvenue = "nowhere"\nsymbol = "BTC/USDT"\nbase = "BTC"\n', "instruments.x.venue"),
-    ('[instruments.x]\nvenue = "a"\nbase = "BTC"\n[venues.a]\n', "instruments.x.symbol"),
-])
+@pytest.mark.parametrize(
+    "body, path",
+    [
+        ("[rings]\nmd_slots = 1000\n", "rings.md_slots"),
+        ('[journal]\nfsync = "sometimes"\n', "journal.fsync"),
+        ('[run]\nduration_s = "ten"\n', "run.duration_s"),
+        ("[run]\nseed = true\n", "run.seed"),
+        ("[venues.a]\ntaker_fee_bps = -1\n", "venues.a.taker_fee_bps"),
+        ('[instruments.x]\nvenue = "nowhere"\nsymbol = "BTC/USDT"\nbase = "BTC"\n', "instruments.x.venue"),
+        ('[instruments.x]\nvenue = "a"\nbase = "BTC"\n[venues.a]\n', "instruments.x.symbol"),
+    ],
+)
 def test_bad_values_name_their_key_path(tmp_path, body, path):
     f = tmp_path / "c.toml"
     f.write_text(body)
@@ -43,8 +47,8 @@ def test_bad_values_name_their_key_path(tmp_path, body, path):
 
 def test_config_objects_are_frozen():
     cfg = config.load(DEFAULT)
-    with pytest.raises(Exception):
-        cfg.run.seed = 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.run.seed = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
         cfg.venues["new"] = None
 
@@ -69,9 +73,13 @@ def test_basis_check_reports_toml_syntax_errors(tmp_path, capsys):
 
 
 def test_installed_basis_command_answers_help_and_version():
-    out = subprocess.run([sys.executable, "-m", "basis_core", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "basis_core", "--help"], capture_output=True, text=True, check=True
+    )
     assert "check" in out.stdout and "run" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "basis_core", "version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "basis_core", "version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("basis ")
 
 
@@ -97,4 +105,4 @@ def test_default_scenario_carries_balances_market_limits_and_faults():
     assert cfg.market.source == "synthetic" and cfg.run.clock == "virtual"
     assert cfg.limits.max_order_usdt <= cfg.limits.max_position_usdt
     assert {f.kind for f in cfg.faults} >= {"timeout", "rate_limit", "maintenance"}
-    assert "BNB" in cfg.registry().assets.by_name    # a fee asset is an asset of the run
+    assert "BNB" in cfg.registry().assets.by_name  # a fee asset is an asset of the run

@@ -1,8 +1,6 @@
 import multiprocessing as mp
 import os
 
-import pytest
-
 from basis_core import cpu
 from basis_core.config import CpuConfig
 from basis_core.hostcheck import checks, render
@@ -65,7 +63,10 @@ def test_host_check_warns_with_fixes_on_an_untuned_host(tmp_path):
     _fake_host(tmp_path)
     by_name = {c.name: c for c in checks(CpuConfig(engine=1, io=0), root=str(tmp_path))}
     if 0 in cpu.available_cores():
-        assert not by_name["cpu frequency governor"].ok and "performance" in by_name["cpu frequency governor"].fix
+        assert (
+            not by_name["cpu frequency governor"].ok
+            and "performance" in by_name["cpu frequency governor"].fix
+        )
     assert not by_name["transparent huge pages"].ok
     assert not by_name["clock source"].ok and "tsc" in by_name["clock source"].fix
     assert by_name["isolated cores"].ok and "nohz_full=1" in by_name["isolated cores"].found

@@ -1,4 +1,5 @@
 """The exchange emulator, driven by the real ccxt async Binance client over loopback HTTP."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,8 +8,7 @@ import time
 import ccxt
 import pytest
 
-from adapters.emulator import EmulatorThread, LimitsConfig
-from adapters.emulator import auth
+from adapters.emulator import EmulatorThread, LimitsConfig, auth
 from adapters.emulator.harness import binance_client, standard_emulator
 from basis_core.schema import Side
 
@@ -33,14 +33,23 @@ async def _end(emu, ex):
 
 # -- pure signature checks ------------------------------------------------------------------------
 
+
 def test_signature_covers_query_and_body_without_the_signature_itself():
     secrets = {"k": "s"}
     payload = "symbol=BTCUSDT&timestamp=1000&recvWindow=5000"
     sig = auth.sign(payload, "s")
-    ok = auth.verify("k", secrets, f"{payload}&signature={sig}", "", {"timestamp": "1000", "recvWindow": "5000"}, 1200)
+    ok = auth.verify(
+        "k", secrets, f"{payload}&signature={sig}", "", {"timestamp": "1000", "recvWindow": "5000"}, 1200
+    )
     assert ok == "k"
-    tampered = auth.verify("k", secrets, f"symbol=ETHUSDT&timestamp=1000&recvWindow=5000&signature={sig}", "",
-                           {"timestamp": "1000", "recvWindow": "5000"}, 1200)
+    tampered = auth.verify(
+        "k",
+        secrets,
+        f"symbol=ETHUSDT&timestamp=1000&recvWindow=5000&signature={sig}",
+        "",
+        {"timestamp": "1000", "recvWindow": "5000"},
+        1200,
+    )
     assert (tampered.status, tampered.code) == (400, -1022)
     assert auth.verify("nobody", secrets, payload, "", {}, 0).code == -2015
     assert auth.verify("k", secrets, payload, "", {"timestamp": "1000"}, 1200).code == -1102
@@ -52,11 +61,12 @@ def test_timestamps_outside_the_receive_window_are_refused():
     query = f"{payload}&signature={auth.sign(payload, 's')}"
     params = {"timestamp": "1000", "recvWindow": "500"}
     assert auth.verify("k", secrets, query, "", params, 1500) == "k"
-    assert auth.verify("k", secrets, query, "", params, 1501).code == -1021      # too old
-    assert auth.verify("k", secrets, query, "", params, -1).code == -1021        # from the future
+    assert auth.verify("k", secrets, query, "", params, 1501).code == -1021  # too old
+    assert auth.verify("k", secrets, query, "", params, -1).code == -1021  # from the future
 
 
 # -- through ccxt -------------------------------------------------------------------------------
+
 
 def test_markets_book_and_balance_through_ccxt():
     async def body():
@@ -73,6 +83,7 @@ def test_markets_book_and_balance_through_ccxt():
             assert ex.last_response_headers["X-MBX-USED-WEIGHT-1M"] == str(20 + 5 + 20)
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -87,6 +98,7 @@ def test_a_wrong_secret_is_refused_as_an_authentication_error_and_nothing_is_pla
             assert ("POST", "/api/v3/order", 400) in emu.log
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -99,6 +111,7 @@ def test_an_unknown_key_is_refused():
                 await ex.fetch_balance()
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -107,13 +120,14 @@ def test_a_skewed_clock_fails_the_receive_window():
         emu, ex = await _session()
         try:
             await ex.load_markets()
-            emu.faults.clock_skew_ms = 60_000          # the venue's clock is a minute ahead
+            emu.faults.clock_skew_ms = 60_000  # the venue's clock is a minute ahead
             with pytest.raises(ccxt.InvalidNonce):
                 await ex.fetch_balance()
             emu.faults.clock_skew_ms = 0
             await ex.fetch_balance()
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -126,10 +140,12 @@ def test_partial_fill_rests_the_remainder_and_locks_only_what_it_needs():
             assert (o["status"], o["filled"], o["remaining"]) == ("open", 0.3, 0.2)
             assert o["clientOrderId"] == "101" and o["fee"]["currency"] == "USDT"
             free, locked = emu.balance("alice", "USDT")
-            assert locked == pytest.approx(0.2 * 50000.01 * 1.001, rel=1e-6)       # remainder + taker fee cap
+            assert locked == pytest.approx(0.2 * 50000.01 * 1.001, rel=1e-6)  # remainder + taker fee cap
             trades = await ex.fetch_my_trades("BTC/USDT")
-            assert [(t["price"], t["amount"], t["takerOrMaker"]) for t in trades] == [(50000.01, 0.3, "taker")]
-            emu.trade_against("BTCUSDT", Side.SELL, 0.2)                            # someone sells into us
+            assert [(t["price"], t["amount"], t["takerOrMaker"]) for t in trades] == [
+                (50000.01, 0.3, "taker")
+            ]
+            emu.trade_against("BTCUSDT", Side.SELL, 0.2)  # someone sells into us
             got = await ex.fetch_order(None, "BTC/USDT", {"origClientOrderId": "101"})
             assert (got["status"], got["filled"]) == ("closed", 0.5)
             assert emu.balance("alice", "BTC")[0] == pytest.approx(2.5)
@@ -137,6 +153,7 @@ def test_partial_fill_rests_the_remainder_and_locks_only_what_it_needs():
             assert await ex.fetch_open_orders("BTC/USDT") == []
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -157,6 +174,7 @@ def test_place_fetch_cancel_by_client_order_id():
                 await ex.fetch_order(None, "ETH/USDT", {"origClientOrderId": "never-sent"})
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -175,6 +193,7 @@ def test_accounts_are_separate_and_a_reused_client_id_is_a_duplicate():
         finally:
             await ex_bob.close()
             await _end(emu, ex)
+
     run(body())
 
 
@@ -183,12 +202,14 @@ def test_filters_and_funds_are_refused_with_binance_codes():
         emu, ex = await _session()
         try:
             await ex.load_markets()
-            with pytest.raises(ccxt.BadRequest):                         # NOTIONAL: 0.5 USDT
+            with pytest.raises(ccxt.BadRequest):  # NOTIONAL: 0.5 USDT
                 await ex.create_order("BTC/USDT", "limit", "buy", 0.00001, 50000, {"clientOrderId": "401"})
             with pytest.raises(ccxt.InsufficientFunds):
                 await ex.create_order("BTC/USDT", "limit", "buy", 3.0, 49000, {"clientOrderId": "402"})
             with pytest.raises(ccxt.OrderImmediatelyFillable):
-                await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 50001, {"clientOrderId": "403", "postOnly": True})
+                await ex.create_order(
+                    "BTC/USDT", "limit", "buy", 0.001, 50001, {"clientOrderId": "403", "postOnly": True}
+                )
             emu.faults.filter_failure, emu.faults.filter_failure_count = "LOT_SIZE", 1
             with pytest.raises(ccxt.InvalidOrder, match="LOT_SIZE"):
                 await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "404"})
@@ -197,10 +218,11 @@ def test_filters_and_funds_are_refused_with_binance_codes():
                 await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "405"})
             await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "406"})
             assert [p.coid for p in emu.orders_of("alice")] == ["406"]
-            with pytest.raises(ccxt.OrderNotFound):                     # a rejected order does not exist
+            with pytest.raises(ccxt.OrderNotFound):  # a rejected order does not exist
                 await ex.fetch_order(None, "BTC/USDT", {"origClientOrderId": "402"})
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -217,6 +239,7 @@ def test_cancel_fill_race_answers_unknown_order_and_the_order_is_filled():
             assert (got["status"], got["filled"]) == ("closed", 0.01)
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -233,6 +256,7 @@ def test_maintenance_answers_503(style, error):
             await ex.fetch_order_book("BTC/USDT")
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -247,6 +271,7 @@ def test_an_empty_200_answer_becomes_an_order_without_id_in_ccxt_but_the_order_e
             assert [p.coid for p in emu.orders_of("alice")] == ["601"]
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -262,6 +287,7 @@ def test_a_slow_submit_times_out_the_client_with_the_order_placed_or_not(placed)
             assert [p.coid for p in emu.orders_of("alice")] == (["701"] if placed else [])
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -270,15 +296,15 @@ def test_weight_abuse_gets_429_with_retry_after_then_a_418_ban():
         limits = LimitsConfig(weight_limit=40, weight_window_s=30.0, ban_after=3, ban_s=5.0)
         emu, ex = await _session(limits=limits)
         try:
-            await ex.load_markets()                                    # weight 20
-            await ex.fetch_order_book("BTC/USDT", 5)                   # 25
-            await ex.fetch_order_book("BTC/USDT", 5)                   # 30
+            await ex.load_markets()  # weight 20
+            await ex.fetch_order_book("BTC/USDT", 5)  # 25
+            await ex.fetch_order_book("BTC/USDT", 5)  # 30
             with pytest.raises(ccxt.DDoSProtection, match="429"):
-                await ex.fetch_balance()                               # +20 > 40
+                await ex.fetch_balance()  # +20 > 40
             retry_after = int(ex.last_response_headers["Retry-After"])
             assert 1 <= retry_after <= 30
             statuses = []
-            for _ in range(4):                                         # keeps going during the wait
+            for _ in range(4):  # keeps going during the wait
                 with pytest.raises(ccxt.DDoSProtection):
                     await ex.fetch_order_book("BTC/USDT", 5)
                 statuses.append(emu.log[-1][2])
@@ -287,6 +313,7 @@ def test_weight_abuse_gets_429_with_retry_after_then_a_418_ban():
             assert emu.limiter.counts == {429: 3, 418: 2}
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -302,6 +329,7 @@ def test_order_rate_limit_answers_429_too():
             assert len(emu.orders_of("alice")) == 2
         finally:
             await _end(emu, ex)
+
     run(body())
 
 
@@ -317,9 +345,10 @@ def test_emulator_thread_serves_a_caller_on_another_loop():
                 book = await ex.fetch_order_book("BTC/USDT", 5)
                 assert book["asks"][0][0] == 50000.01
                 assert time.perf_counter() - t0 < 5
-                emu.set_book("BTCUSDT", [(49_000.0, 1.0)], [(49_500.0, 1.0)])   # from this thread
+                emu.set_book("BTCUSDT", [(49_000.0, 1.0)], [(49_500.0, 1.0)])  # from this thread
                 book = await ex.fetch_order_book("BTC/USDT", 5)
                 assert book["bids"] == [[49000.0, 1.0]] and book["asks"] == [[49500.0, 1.0]]
             finally:
                 await ex.close()
+
         run(body())

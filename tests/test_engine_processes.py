@@ -1,17 +1,18 @@
 """The two-process layout on the real clock: engine process pinned, joined to the io process by
 rings; the engine killed with SIGKILL mid-run comes back from its journal."""
+
 import asyncio
 import os
 import signal
 
 import pytest
+from orchestration import invariants, scenario, venue_agreement
 
 from adapters.sim.world import SimWorld
 from basis_core.config import from_dict
 from basis_core.engine.replay import replay
 from basis_core.rings import leftovers
 from basis_core.run import run_scenario
-from orchestration import invariants, scenario, venue_agreement
 
 
 def _real(duration_s: float, **kw) -> dict:
@@ -30,8 +31,17 @@ def _run(data, tmp_path, after_start=None):
     async def before_close(runner):
         found.extend(await venue_agreement(runner))
 
-    runner = asyncio.run(run_scenario(cfg, tmp_path / "run", world, progress=lines.append, layout="processes",
-                                      before_close=before_close, after_start=after_start))
+    runner = asyncio.run(
+        run_scenario(
+            cfg,
+            tmp_path / "run",
+            world,
+            progress=lines.append,
+            layout="processes",
+            before_close=before_close,
+            after_start=after_start,
+        )
+    )
     return runner, lines, found
 
 
@@ -43,7 +53,7 @@ def test_engine_process_runs_pinned_and_its_journal_replays_identically(tmp_path
     res = replay(tmp_path / "run")
     assert res.identical and res.digest == runner.core.digest
     ours = {f"basis-{name}" for name in runner.names.values()}
-    assert ours and not ours & set(leftovers())   # the io process unlinked its rings
+    assert ours and not ours & set(leftovers())  # the io process unlinked its rings
 
 
 @pytest.mark.slow
@@ -56,18 +66,21 @@ def test_engine_killed_at_random_points_loses_no_order_and_reconciles(tmp_path):
 
     kills = 10 if SOAK == "short" else 100
     rng = random.Random(5)
-    faults = [{"kind": "timeout", "venue": "alpha", "on": "submit", "nth": 2, "reached": "random", "count": 3},
-              {"kind": "rate_limit", "venue": "beta", "start_s": 4.0, "duration_s": 1.5, "retry_after_s": 0.5},
-              {"kind": "ack_lost", "venue": "beta", "on": "submit", "nth": 3}]
+    faults = [
+        {"kind": "timeout", "venue": "alpha", "on": "submit", "nth": 2, "reached": "random", "count": 3},
+        {"kind": "rate_limit", "venue": "beta", "start_s": 4.0, "duration_s": 1.5, "retry_after_s": 0.5},
+        {"kind": "ack_lost", "venue": "beta", "on": "submit", "nth": 3},
+    ]
     duration = 6.0 + kills * 3.0
 
     async def kill_repeatedly(runner):
         async def killer():
             for _ in range(kills):
                 while not (runner.engine_alive() and runner.engine_ready):
-                    await asyncio.sleep(0.05)                # the new engine is up and deciding
+                    await asyncio.sleep(0.05)  # the new engine is up and deciding
                 await asyncio.sleep(rng.uniform(0.3, 1.5))
                 os.kill(runner.engine_proc.pid, signal.SIGKILL)
+
         asyncio.get_running_loop().create_task(killer())
 
     runner, lines, found = _run(_real(duration, faults=faults), tmp_path, after_start=kill_repeatedly)
@@ -84,6 +97,7 @@ def test_engine_killed_mid_run_restarts_from_its_journal_and_reconciles(tmp_path
         async def kill():
             await asyncio.sleep(3.0)
             os.kill(runner.engine_proc.pid, signal.SIGKILL)
+
         asyncio.get_running_loop().create_task(kill())
 
     runner, lines, found = _run(_real(8.0), tmp_path, after_start=kill_later)
@@ -116,11 +130,11 @@ def test_an_engine_whose_io_process_is_gone_stops_instead_of_waiting_on_a_full_o
         records = S.aligned_empty(20)
         records[:] = np.frombuffer(S.empty(S.Kind.TIMER, 20).tobytes(), dtype=records.dtype)
         monkeypatch.setattr(procs, "_PARENT", [os.getppid()])
-        procs._push(ring, records[:8])                       # room for these: no wait, no check
+        procs._push(ring, records[:8])  # room for these: no wait, no check
         assert ring.published == 8
-        monkeypatch.setattr(procs, "_PARENT", [-1])           # as if our parent had changed
+        monkeypatch.setattr(procs, "_PARENT", [-1])  # as if our parent had changed
         with pytest.raises(ConsumerGone, match="io process is gone"):
             procs._push(ring, records[8:])
-        assert ring.published == 8                           # nothing was lost or overwritten
+        assert ring.published == 8  # nothing was lost or overwritten
     finally:
         ring.close()

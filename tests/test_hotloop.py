@@ -1,6 +1,7 @@
 """The compiled hot loop (basis_core.hotloop): known md sequences give the expected orders, and
 on generated streams the loop, run through real shared-memory rings, publishes exactly the
 orders of the plain-Python engine."""
+
 from __future__ import annotations
 
 import itertools
@@ -9,7 +10,8 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st, target
+from hypothesis import given, settings, target
+from hypothesis import strategies as st
 
 from basis_core import schema
 from basis_core.errors import ConfigError, RingError
@@ -35,7 +37,7 @@ def run_rings(params, records, md_cap=64, od_cap=64, batch=32, drain_every=1):
     try:
         while True:
             if sent < len(records):
-                sent += md.push_batch(records[sent:sent + md_cap])
+                sent += md.push_batch(records[sent : sent + md_cap])
             k = loop.step(batch)
             steps += 1
             n = odc.pop_batch(buf) if steps % drain_every == 0 else 0
@@ -74,14 +76,19 @@ def test_known_sequence_gives_the_expected_orders():
     B, E, SET = schema.BookAction.SNAPSHOT_BEGIN, schema.BookAction.SNAPSHOT_END, schema.BookAction.SET
     recs = cat(
         # venue 1 built level by level: bid 100.00 x 2, asks 100.02 x 1.0 and 100.05 x 3
-        level(1, 0, B), level(1, 0, SET, 100.00, 2.0), level(1, 1, B), level(1, 1, SET, 100.02, 1.0),
-        level(1, 1, SET, 100.05, 3.0), level(1, 0, E), level(1, 1, E),
-        tob(2, 100.01, 1.0, 100.03, 1.0, ts=5),          # no spread: nothing
-        tob(2, 100.50, 0.5, 100.52, 1.0, ts=7),          # bid 2 over ask 1 by ~48 bps: buy 1, sell 2
-        tob(2, 100.01, 1.0, 100.03, 1.0, ts=9),          # gone
+        level(1, 0, B),
+        level(1, 0, SET, 100.00, 2.0),
+        level(1, 1, B),
+        level(1, 1, SET, 100.02, 1.0),
+        level(1, 1, SET, 100.05, 3.0),
+        level(1, 0, E),
+        level(1, 1, E),
+        tob(2, 100.01, 1.0, 100.03, 1.0, ts=5),  # no spread: nothing
+        tob(2, 100.50, 0.5, 100.52, 1.0, ts=7),  # bid 2 over ask 1 by ~48 bps: buy 1, sell 2
+        tob(2, 100.01, 1.0, 100.03, 1.0, ts=9),  # gone
     )
     got, loop = run_rings(p, recs)
-    buy_limit = math.floor(100.02 * (1 + 10e-4) / 0.01) * 0.01     # 100.12: floor_to_tick
+    buy_limit = math.floor(100.02 * (1 + 10e-4) / 0.01) * 0.01  # 100.12: floor_to_tick
     assert len(got) == 2
     b, s = got
     assert b[:8] == (1, 7, 1, 1, int(schema.Side.BUY), 1, IOC_ENTRY, schema.make_coid(1, 0))
@@ -95,12 +102,16 @@ def test_known_sequence_gives_the_expected_orders():
 
 
 def test_rejected_and_bad_records_send_nothing():
-    p = HotParams(base_avail=0.0)                      # no inventory: sizing says NO_INVENTORY
+    p = HotParams(base_avail=0.0)  # no inventory: sizing says NO_INVENTORY
     recs = cat(tob(1, 100.0, 1.0, 100.02, 1.0), tob(2, 100.5, 1.0, 100.52, 1.0))
     got, loop = run_rings(p, recs)
     assert got == [] and loop.stats()["rejects"] == {"NO_INVENTORY": 1} and loop.stats()["decisions"] == 1
     # a NaN price marks the book BAD: the spread is never checked against it
-    recs = cat(tob(1, 100.0, 1.0, 100.02, 1.0), tob(2, float("nan"), 1.0, 100.52, 1.0), tob(1, 100.0, 1.0, 100.02, 1.0))
+    recs = cat(
+        tob(1, 100.0, 1.0, 100.02, 1.0),
+        tob(2, float("nan"), 1.0, 100.52, 1.0),
+        tob(1, 100.0, 1.0, 100.02, 1.0),
+    )
     got, loop = run_rings(HotParams(), recs)
     assert got == [] and loop.stats()["decisions"] == 0 and loop.book.counters[1] == 1
     # a stale book (older than max_age_ns at the new record's time) is not used
@@ -144,15 +155,23 @@ def test_loop_needs_the_right_ring_ends():
 
 
 _cents = st.integers(9950, 10050)
-_gap = st.sampled_from([-5, 1, 2, 5, 10, 40])          # ask - bid in cents (negative: crossed)
+_gap = st.sampled_from([-5, 1, 2, 5, 10, 40])  # ask - bid in cents (negative: crossed)
 _qty = st.sampled_from([0.0, 0.001, 0.25, 1.0, 1.0, 1.7])
 _venue = st.sampled_from([1, 1, 2, 2, 3])
 _inst = st.sampled_from([1, 1, 1, 2])
 _tob = st.tuples(st.just("tob"), _venue, _inst, _cents, _qty, _gap, _qty)
-_lvl = st.tuples(st.just("lvl"), _venue, _inst, st.integers(0, 1),
-                 st.sampled_from([0, 0, 0, 1, 2]), _cents, _qty)
-_badp = st.tuples(st.just("bad"), st.integers(1, 2), st.just(1), st.sampled_from([float("nan"), -1.0, 0.0]),
-                  st.just(1.0), st.just(0), st.just(1.0))
+_lvl = st.tuples(
+    st.just("lvl"), _venue, _inst, st.integers(0, 1), st.sampled_from([0, 0, 0, 1, 2]), _cents, _qty
+)
+_badp = st.tuples(
+    st.just("bad"),
+    st.integers(1, 2),
+    st.just(1),
+    st.sampled_from([float("nan"), -1.0, 0.0]),
+    st.just(1.0),
+    st.just(0),
+    st.just(1.0),
+)
 
 
 def _build(events):
@@ -179,31 +198,57 @@ def test_compiled_loop_agrees_with_plain_python_on_a_long_mixed_stream():
         u = rng.random()
         v, i = int(rng.integers(1, 4)), int(rng.choice([1, 1, 1, 2]))
         if u < 0.6:
-            events.append(("tob", v, i, int(rng.integers(9950, 10050)), float(rng.choice([0.0, 0.3, 1.0, 2.5])),
-                           int(rng.choice([1, 2, 5, 20, -3])), float(rng.choice([0.3, 1.0, 2.5]))))
+            events.append(
+                (
+                    "tob",
+                    v,
+                    i,
+                    int(rng.integers(9950, 10050)),
+                    float(rng.choice([0.0, 0.3, 1.0, 2.5])),
+                    int(rng.choice([1, 2, 5, 20, -3])),
+                    float(rng.choice([0.3, 1.0, 2.5])),
+                )
+            )
         elif u < 0.97:
-            events.append(("lvl", v, i, int(rng.integers(0, 2)), int(rng.choice([0, 0, 0, 0, 1, 2])),
-                           int(rng.integers(9950, 10050)), float(rng.choice([0.0, 0.5, 1.5]))))
+            events.append(
+                (
+                    "lvl",
+                    v,
+                    i,
+                    int(rng.integers(0, 2)),
+                    int(rng.choice([0, 0, 0, 0, 1, 2])),
+                    int(rng.integers(9950, 10050)),
+                    float(rng.choice([0.0, 0.5, 1.5])),
+                )
+            )
         else:
             events.append(("bad", v, 1, float("nan"), 1.0, 0, 1.0))
-    p = HotParams(trigger_bps=-20.0, min_edge_bps=-10.0, base_avail=1.2, max_age_ns=50_000, min_notional=(60.0, 60.0))
+    p = HotParams(
+        trigger_bps=-20.0, min_edge_bps=-10.0, base_avail=1.2, max_age_ns=50_000, min_notional=(60.0, 60.0)
+    )
     recs = _build(events)
     ref_engine = PyEngine(p)
     ref = ref_engine.on_batch(recs)
     got, loop = run_rings(p, recs, md_cap=64, od_cap=8, batch=16, drain_every=2)
-    assert len(ref) >= 50 and len(ref_engine.rejects) >= 2       # the stream exercises both outcomes
+    assert len(ref) >= 50 and len(ref_engine.rejects) >= 2  # the stream exercises both outcomes
     assert got == ref
     assert loop.stats()["decisions"] == ref_engine.decisions
 
 
-_seed_pair = st.tuples(st.tuples(st.just("tob"), st.just(1), st.just(1), _cents, st.just(1.0), _gap, st.just(1.0)),
-                       st.tuples(st.just("tob"), st.just(2), st.just(1), _cents, st.just(1.0), _gap, st.just(1.0)))
+_seed_pair = st.tuples(
+    st.tuples(st.just("tob"), st.just(1), st.just(1), _cents, st.just(1.0), _gap, st.just(1.0)),
+    st.tuples(st.just("tob"), st.just(2), st.just(1), _cents, st.just(1.0), _gap, st.just(1.0)),
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=_seed_pair.map(list), events=st.lists(st.one_of(*[_tob] * 6, _lvl, _lvl, _badp), min_size=0, max_size=120),
-       trigger=st.sampled_from([-50.0, 0.0, 5.0]), base=st.sampled_from([0.0, 0.5, 10.0]),
-       max_age=st.sampled_from([5_000, 10**12]))
+@given(
+    seed=_seed_pair.map(list),
+    events=st.lists(st.one_of(*[_tob] * 6, _lvl, _lvl, _badp), min_size=0, max_size=120),
+    trigger=st.sampled_from([-50.0, 0.0, 5.0]),
+    base=st.sampled_from([0.0, 0.5, 10.0]),
+    max_age=st.sampled_from([5_000, 10**12]),
+)
 def test_compiled_loop_agrees_with_plain_python(seed, events, trigger, base, max_age):
     p = HotParams(trigger_bps=trigger, base_avail=base, max_age_ns=max_age, min_edge_bps=-100.0)
     recs = _build(seed + events)

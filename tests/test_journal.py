@@ -1,5 +1,6 @@
 """The journal: round trips, segment rolls, reopening, torn tails, corruption, fsync policies,
 follow mode, and a writer process killed with SIGKILL at random points."""
+
 import os
 import select
 import signal
@@ -12,6 +13,7 @@ import zlib
 
 import numpy as np
 import pytest
+from soak import SOAK
 
 from basis_core import schema
 from basis_core.config import JournalConfig
@@ -19,8 +21,6 @@ from basis_core.errors import JournalCorrupt, JournalError
 from basis_core.journal import JournalReader, JournalWriter, truncate
 from basis_core.journal.kernels import crc_records
 from basis_core.journal.segment import segment_name
-
-from soak import SOAK
 
 
 def make(start: int, n: int) -> np.ndarray:
@@ -68,6 +68,7 @@ def slot_offset(slot: int) -> int:
 
 
 # -- format and round trips -----------------------------------------------------------------
+
 
 def test_crc_kernel_matches_zlib_and_schema_seal():
     recs = np.random.default_rng(3).integers(0, 256, size=(500, 64), dtype=np.uint8)
@@ -117,8 +118,12 @@ def test_append_accepts_any_record_dtype_and_uint8_rows_and_refuses_other_sizes(
         w.append(strided)  # a strided view is copied, not misread
         w.append(make(12, 0))
         packed = np.concatenate([make(0, 1), make(1, 1)])  # numpy drops the padding: 60-byte items
-        for bad in (np.zeros(4, dtype=np.float64), np.zeros((2, 32), dtype=np.uint8), np.zeros((1, 16), dtype=np.int32),
-                    packed):
+        for bad in (
+            np.zeros(4, dtype=np.float64),
+            np.zeros((2, 32), dtype=np.uint8),
+            np.zeros((1, 16), dtype=np.int32),
+            packed,
+        ):
             with pytest.raises(JournalError, match="64-byte records"):
                 w.append(bad)
     assert_journal_holds(tmp_path, 12)
@@ -132,7 +137,7 @@ def test_reopen_after_clean_close_resumes_at_the_end(tmp_path):
         w.append(make(100, 28))  # exactly fills segment 1
     with JournalWriter(tmp_path, cfg()) as w:
         assert w.position == 128 and w.segment_index == 1
-        w.append(make(128, 1))   # rolls
+        w.append(make(128, 1))  # rolls
         assert w.segment_index == 2
     assert_journal_holds(tmp_path, 129)
 
@@ -200,7 +205,7 @@ def test_every_n_policy_writes_back_once_n_records_are_unsynced_and_flush_writes
     with JournalWriter(tmp_path / "a", cfg(segment_records=8192, fsync="every_n", fsync_every=1024)) as w:
         for start in range(0, 768, 256):
             w.append(make(start, 256))
-        assert _dirty_kib(w._seg.path) > 0   # 768 unsynced records: still only in the page cache
+        assert _dirty_kib(w._seg.path) > 0  # 768 unsynced records: still only in the page cache
         w.append(make(768, 256))
         assert _dirty_kib(w._seg.path) == 0  # 1024 unsynced records reached: msync'd
         w.append(make(1024, 256))
@@ -239,6 +244,7 @@ def test_leftover_tmp_segment_from_a_crash_during_roll_is_removed(tmp_path):
 
 # -- torn tails and corruption --------------------------------------------------------------
 
+
 def _poke(path, offset: int, data: bytes) -> None:
     with open(path, "r+b") as fh:
         fh.seek(offset)
@@ -250,9 +256,9 @@ def test_torn_tail_is_not_read_and_the_writer_zeroes_it_and_resumes(tmp_path):
         w.append(make(0, 10))
     seg = segment_path(tmp_path, 0)
     full = expected(10, 3).tobytes()
-    _poke(seg, slot_offset(10), full[:64])                    # whole payload, check word...
-    _poke(seg, slot_offset(10) + 60, b"\0\0\0\0")             # ...never written
-    _poke(seg, slot_offset(11), full[64:64 + 37])             # half a payload
+    _poke(seg, slot_offset(10), full[:64])  # whole payload, check word...
+    _poke(seg, slot_offset(10) + 60, b"\0\0\0\0")  # ...never written
+    _poke(seg, slot_offset(11), full[64 : 64 + 37])  # half a payload
     _poke(seg, slot_offset(12), full[128:188] + b"\x01\x02\x03\x04")  # wrong check word
     assert JournalReader(tmp_path).end() == 10
     assert_journal_holds(tmp_path, 10)
@@ -273,7 +279,7 @@ def test_damaged_record_followed_by_valid_records_is_corruption_naming_segment_a
         JournalReader(tmp_path).read()
     with pytest.raises(JournalCorrupt, match="refusing to append"):
         JournalWriter(tmp_path, cfg())
-    assert seg.read_bytes()[slot_offset(6):slot_offset(20)] == expected(6, 14).tobytes()  # untouched
+    assert seg.read_bytes()[slot_offset(6) : slot_offset(20)] == expected(6, 14).tobytes()  # untouched
 
 
 def test_truncate_drops_a_damaged_record_and_all_after_it_so_appending_can_resume(tmp_path):
@@ -329,7 +335,7 @@ def test_missing_segment_is_corruption(tmp_path):
     with JournalWriter(tmp_path, cfg()) as w:
         w.append(make(0, 150))
     segment_path(tmp_path, 1).unlink()
-    with pytest.raises(JournalCorrupt, match=f"segment 1 is missing"):
+    with pytest.raises(JournalCorrupt, match="segment 1 is missing"):
         JournalReader(tmp_path).read()
 
 
@@ -365,6 +371,7 @@ def test_reader_on_a_missing_or_empty_directory_is_a_journal_error(tmp_path):
 
 # -- follow mode ----------------------------------------------------------------------------
 
+
 def test_follow_yields_records_of_a_live_writer_across_rolls(tmp_path):
     total = 3000
     w = JournalWriter(tmp_path, cfg(segment_records=128))
@@ -384,7 +391,8 @@ def test_follow_yields_records_of_a_live_writer_across_rolls(tmp_path):
     got, deadline = [], time.monotonic() + 20
     count = 0
     for pos, batch in JournalReader(tmp_path).follow(
-            stop=lambda: count >= total or time.monotonic() > deadline, poll_s=0.0002):
+        stop=lambda: count >= total or time.monotonic() > deadline, poll_s=0.0002
+    ):
         assert pos == count
         got.append(batch)
         count += len(batch)
@@ -398,7 +406,9 @@ def test_follow_from_a_position_returns_the_rest_then_stops_and_refuses_a_start_
     with JournalWriter(tmp_path, cfg()) as w:
         w.append(make(0, 130))
     calls = []
-    got = list(JournalReader(tmp_path).follow(100, poll_s=0.0001, stop=lambda: calls.append(1) or len(calls) > 3))
+    got = list(
+        JournalReader(tmp_path).follow(100, poll_s=0.0001, stop=lambda: calls.append(1) or len(calls) > 3)
+    )
     assert np.concatenate([b for _, b in got]).tobytes() == expected(100, 30).tobytes()
     assert len(calls) == 4  # kept polling at the end until stop() said so
     with pytest.raises(JournalError, match="ends at 130"):
@@ -425,7 +435,7 @@ def _child_writes_until_killed(directory, policy: str, seed: int, report_fd: int
             n = int(rng.integers(1, MAX_BATCH + 1))
             if at + n > len(block):
                 block, at = make(pos, 10 * MAX_BATCH), 0
-            w.append(block[at:at + n])
+            w.append(block[at : at + n])
             at += n
             pos += n
             os.write(report_fd, struct.pack("<Q", pos))
@@ -462,7 +472,9 @@ def _kill_once(directory, policy: str, seed: int, delay_s: float, during_open: b
     while chunk := os.read(r, 1 << 16):
         data += chunk
     os.close(r)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"child ended with status {status}"
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
+        f"child ended with status {status}"
+    )
     usable = len(data) // 8 * 8
     return struct.unpack_from("<Q", data, usable - 8)[0] if usable else -1
 
@@ -480,8 +492,9 @@ def test_sigkill_at_random_points_loses_no_whole_record_and_yields_nothing_torn(
     t0 = time.monotonic()
     for i in range(kills):
         policy = policies[i % 3]
-        reported = _kill_once(tmp_path, policy, seed=i, delay_s=float(rng.uniform(0.0, 0.004)),
-                              during_open=i % 8 == 7)
+        reported = _kill_once(
+            tmp_path, policy, seed=i, delay_s=float(rng.uniform(0.0, 0.004)), during_open=i % 8 == 7
+        )
         r = JournalReader(tmp_path)
         n = r.end()
         # every record the child finished is there, plus at most the batch it was writing
@@ -489,7 +502,7 @@ def test_sigkill_at_random_points_loses_no_whole_record_and_yields_nothing_torn(
         since = end - end % SEGMENT  # earlier segments were read back in earlier rounds
         got = r.read(since)
         assert len(got) == n - since
-        assert schema.verify(got[end - since:]).all()  # zlib's CRC over the records new this round
+        assert schema.verify(got[end - since :]).all()  # zlib's CRC over the records new this round
         assert got.tobytes() == expected(since, n - since).tobytes()  # contiguous, nothing torn
         assert r.end() == n
         # the writer recovers the tail and resumes; old and new records read back contiguous

@@ -1,7 +1,9 @@
 """Constant-product pool math: the 128-bit kernel against Python ints, the optimal-input search
 against brute force, and the argument checks."""
+
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from basis_core.kernels import amm
 
@@ -45,14 +47,20 @@ def test_known_pool_values():
     # 1 ETH into a 100 ETH / 200,000 USDC(6 dp) pool
     out = amm.amount_out(10**18, 100 * 10**18, 200_000 * 10**6)
     assert out == contract(10**18, 100 * 10**18, 200_000 * 10**6)
-    assert 1_970 * 10**6 < out < 1_980 * 10**6          # ~1974.3 USDC after fee and impact
-    assert amm.amount_out(1, 10**18, 10**18) == 0       # dust rounds to zero, as on chain
+    assert 1_970 * 10**6 < out < 1_980 * 10**6  # ~1974.3 USDC after fee and impact
+    assert amm.amount_out(1, 10**18, 10**18) == 0  # dust rounds to zero, as on chain
     assert amm.amount_out(0, 5, 5) == 0
 
 
-@pytest.mark.parametrize("args", [
-    (-1, 10, 10), (1, 0, 10), (1, 10, 0), (1, -5, 10),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (-1, 10, 10),
+        (1, 0, 10),
+        (1, 10, 0),
+        (1, -5, 10),
+    ],
+)
 def test_wrapper_rejects_bad_amounts(args):
     with pytest.raises(ValueError):
         amm.amount_out(*args)
@@ -93,8 +101,12 @@ def test_two_pool_optimum_matches_brute_force(a_in, a_out, b_in, b_out):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(10**6, 10**15), st.integers(10**6, 10**15),
-       st.integers(9_000, 11_000), st.integers(9_000, 11_000))
+@given(
+    st.integers(10**6, 10**15),
+    st.integers(10**6, 10**15),
+    st.integers(9_000, 11_000),
+    st.integers(9_000, 11_000),
+)
 def test_two_pool_optimum_kernel_equals_reference_and_is_a_local_max(a_in, a_out, b_scale, c_scale):
     b_in, b_out = a_out * b_scale // 10_000, a_in * c_scale // 10_000
     x = amm.optimal_two_pool_input(a_in, a_out, b_in, b_out)
@@ -118,7 +130,7 @@ def test_two_pool_with_gap_profits_on_big_reserves():
     x = amm.optimal_two_pool_input(a_in, a_out, b_in, b_out)
     p = _profit(x, a_in, a_out, b_in, b_out)
     assert x > 0 and p > 0
-    for dx in (-10**15, -1, 1, 10**15):
+    for dx in (-(10**15), -1, 1, 10**15):
         assert _profit(x + dx, a_in, a_out, b_in, b_out) <= p
 
 
@@ -127,13 +139,15 @@ def test_two_pool_with_gap_profits_on_big_reserves():
 def test_cex_dex_optimum_matches_brute_force(r_in, r_out, pn, pd):
     def profit(x):
         return contract(x, r_in, r_out) * pn // pd - x
+
     best_p = max(max(profit(x) for x in range(0, 3 * r_in)), 0)
     x = amm.optimal_cex_dex_input(r_in, r_out, pn, pd)
     assert (profit(x) if x else 0) >= best_p - FLOOR_SLACK
 
 
-@pytest.mark.parametrize("expected,bps,floor", [(10_000, 50, 9_950), (999, 30, 996), (0, 100, 0), (7, 0, 7),
-                                                 (10**30, 10_000, 0)])
+@pytest.mark.parametrize(
+    "expected,bps,floor", [(10_000, 50, 9_950), (999, 30, 996), (0, 100, 0), (7, 0, 7), (10**30, 10_000, 0)]
+)
 def test_min_out_with_slippage(expected, bps, floor):
     assert amm.min_out_with_slippage(expected, bps) == floor
 
@@ -152,8 +166,8 @@ def test_two_pool_sawtooth_when_one_output_unit_costs_many_input_units():
     assert amm.optimal_two_pool_input_nb(a_in, a_out, b_in, b_out, 997, 1000) == x
     p = _profit(x, a_in, a_out, b_in, b_out)
     y = contract(x, a_in, a_out)
-    assert contract(x - 1, a_in, a_out) < y                # x is the first input giving y
-    for yy in range(max(y - 50, 1), y + 50):              # no other tooth nearby is higher
+    assert contract(x - 1, a_in, a_out) < y  # x is the first input giving y
+    for yy in range(max(y - 50, 1), y + 50):  # no other tooth nearby is higher
         xx = amm.amount_in_min(yy, a_in, a_out)
         assert _profit(xx, a_in, a_out, b_in, b_out) <= p
 
@@ -165,7 +179,10 @@ def test_amount_in_min_is_the_smallest_input_reaching_the_output(ri, ro, y):
     x = amm.amount_in_min(y, ri, ro)
     assert contract(x, ri, ro) >= y and (x == 0 or contract(x - 1, ri, ro) < y)
     assert amm.amount_in_min_nb(y, ri, ro, 997, 1000) == x
-    assert amm.amount_in_min(ro, ri, ro) is None and amm.amount_in_min_nb(ro, ri, ro, 997, 1000) == amm.AMM_BAD_INPUT
+    assert (
+        amm.amount_in_min(ro, ri, ro) is None
+        and amm.amount_in_min_nb(ro, ri, ro, 997, 1000) == amm.AMM_BAD_INPUT
+    )
 
 
 def test_two_pool_with_reserves_beyond_float_range():

@@ -1,5 +1,6 @@
 """Top-N book state: snapshots, incremental levels, depth limit, and the unusable states
 (awaiting snapshot, crossed, stale, bad input) with how each one heals."""
+
 import math
 
 import pytest
@@ -21,8 +22,12 @@ def levels(rows, v=1, i=1, ts=T):
 
 
 def snap(bids, asks):
-    return levels([(1, 0, 0, 0), (1, 1, 0, 0)] + [(0, 0, p, q) for p, q in bids] + [(0, 1, p, q) for p, q in asks]
-                  + [(2, 0, 0, 0)])
+    return levels(
+        [(1, 0, 0, 0), (1, 1, 0, 0)]
+        + [(0, 0, p, q) for p, q in bids]
+        + [(0, 1, p, q) for p, q in asks]
+        + [(2, 0, 0, 0)]
+    )
 
 
 def fresh_book():
@@ -43,8 +48,17 @@ def test_snapshot_then_incremental_updates_keep_levels_sorted():
     b = fresh_book()
     assert b.levels(1, 1, 0) == [(99.0, 1.0), (98.0, 2.0)]
     assert b.levels(1, 1, 1) == [(101.0, 1.5), (102.0, 3.0)]
-    b.apply(levels([(0, 0, 98.5, 4.0), (0, 1, 101.5, 0.5), (0, 0, 99.0, 0.25), (0, 1, 102.0, 0.0),
-                    (0, 1, 150.0, 0.0)]))
+    b.apply(
+        levels(
+            [
+                (0, 0, 98.5, 4.0),
+                (0, 1, 101.5, 0.5),
+                (0, 0, 99.0, 0.25),
+                (0, 1, 102.0, 0.0),
+                (0, 1, 150.0, 0.0),
+            ]
+        )
+    )
     assert b.levels(1, 1, 0) == [(99.0, 0.25), (98.5, 4.0), (98.0, 2.0)]
     assert b.levels(1, 1, 1) == [(101.0, 1.5), (101.5, 0.5)]
     assert b.usable(1, 1, T, 10**9)
@@ -55,7 +69,7 @@ def test_only_the_best_n_levels_are_kept():
     b.apply(snap([(100.0 - k, 1.0) for k in range(12)], [(200.0, 1.0)]))
     assert [p for p, _ in b.levels(1, 1, 0)] == [100.0 - k for k in range(10)]
     assert b.counters[B.EV_BEYOND_DEPTH] == 2
-    b.apply(levels([(0, 0, 100.5, 2.0)]))      # a better level pushes the worst one out
+    b.apply(levels([(0, 0, 100.5, 2.0)]))  # a better level pushes the worst one out
     assert b.levels(1, 1, 0)[0] == (100.5, 2.0) and b.levels(1, 1, 0)[-1][0] == 92.0
 
 
@@ -66,9 +80,9 @@ def test_depth_below_ten_is_refused():
 
 def test_crossed_book_is_unusable_until_the_cross_resolves():
     b = fresh_book()
-    b.apply(levels([(0, 0, 101.0, 1.0)]))      # bid at the ask
+    b.apply(levels([(0, 0, 101.0, 1.0)]))  # bid at the ask
     assert b.status[1, 1] & B.CROSSED and not b.usable(1, 1, T, 10**9)
-    b.apply(levels([(0, 1, 101.0, 0.0)]))      # the ask level goes: best ask 102 > best bid 101
+    b.apply(levels([(0, 1, 101.0, 0.0)]))  # the ask level goes: best ask 102 > best bid 101
     assert b.status[1, 1] == 0 and b.usable(1, 1, T, 10**9)
 
 
@@ -87,15 +101,25 @@ def test_stale_book_is_unusable_until_a_fresh_update():
     assert b.usable(1, 1, T + 2 * 10**9, 10**9)
 
 
-@pytest.mark.parametrize("price,qty", [(math.nan, 1.0), (math.inf, 1.0), (-1.0, 1.0), (0.0, 1.0),
-                                       (100.0, math.nan), (100.0, -1.0), (100.0, math.inf)])
+@pytest.mark.parametrize(
+    "price,qty",
+    [
+        (math.nan, 1.0),
+        (math.inf, 1.0),
+        (-1.0, 1.0),
+        (0.0, 1.0),
+        (100.0, math.nan),
+        (100.0, -1.0),
+        (100.0, math.inf),
+    ],
+)
 def test_bad_level_never_enters_the_book_and_marks_it_until_a_snapshot(price, qty):
     b = fresh_book()
     before = (b.levels(1, 1, 0), b.levels(1, 1, 1))
     b.apply(levels([(0, 0, price, qty)]))
     assert (b.levels(1, 1, 0), b.levels(1, 1, 1)) == before
     assert b.counters[B.EV_BAD] == 1 and b.status[1, 1] & B.BAD and not b.usable(1, 1, T, 10**9)
-    b.apply(levels([(0, 0, 98.8, 1.0)]))       # good updates do not heal a bad input
+    b.apply(levels([(0, 0, 98.8, 1.0)]))  # good updates do not heal a bad input
     assert not b.usable(1, 1, T, 10**9)
     b.apply(snap([(99.0, 1.0)], [(100.0, 1.0)]))
     assert b.usable(1, 1, T, 10**9)
@@ -121,7 +145,7 @@ def test_top_of_book_is_a_one_level_snapshot_and_other_kinds_are_ignored():
     recs["kind"][2] = schema.Kind.TRADE
     b.apply(recs)
     assert b.levels(1, 1, 0) == [(99.5, 2.0)] and b.levels(1, 1, 1) == [(99.7, 1.0)]
-    assert b.ts[1, 1] == T - 10_000                 # the venue's age is taken off the ingest time
+    assert b.ts[1, 1] == T - 10_000  # the venue's age is taken off the ingest time
     assert b.counters[B.EV_IGNORED] == 1 and b.usable(1, 1, T, 10**9)
 
 
@@ -132,6 +156,6 @@ def test_top_of_book_with_nan_is_bad_and_one_sided_top_is_not_usable():
     recs["bid_px"], recs["bid_qty"], recs["ask_px"], recs["ask_qty"] = math.nan, 1.0, 99.7, 1.0
     b.apply(recs)
     assert b.status[1, 1] & B.BAD and b.levels(1, 1, 0) == [(99.0, 1.0), (98.0, 2.0)]
-    recs["bid_px"], recs["bid_qty"] = 0.0, 0.0      # an empty bid side
+    recs["bid_px"], recs["bid_qty"] = 0.0, 0.0  # an empty bid side
     b.apply(recs)
     assert b.status[1, 1] == 0 and b.levels(1, 1, 0) == [] and not b.usable(1, 1, T, 10**9)

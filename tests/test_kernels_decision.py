@@ -1,9 +1,11 @@
 """One decision: every gate reason, orders that respect every bound, and parity with the reference."""
+
 import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from basis_core import schema
 from basis_core.kernels import gate as G
@@ -16,8 +18,12 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 def snapshot(book, v, i, bids, asks, ts=NOW - 1_000):
-    rows = [(1, 0, 0.0, 0.0), (1, 1, 0.0, 0.0)] + [(0, 0, p, q) for p, q in bids] + \
-           [(0, 1, p, q) for p, q in asks] + [(2, 0, 0.0, 0.0)]
+    rows = (
+        [(1, 0, 0.0, 0.0), (1, 1, 0.0, 0.0)]
+        + [(0, 0, p, q) for p, q in bids]
+        + [(0, 1, p, q) for p, q in asks]
+        + [(2, 0, 0.0, 0.0)]
+    )
     recs = schema.empty(schema.Kind.BOOK_LEVEL, len(rows))
     recs["venue"], recs["instrument"], recs["ts_ns"] = v, i, ts
     for k, (a, s, p, q) in enumerate(rows):
@@ -25,8 +31,12 @@ def snapshot(book, v, i, bids, asks, ts=NOW - 1_000):
     book.apply(recs)
 
 
-def market(asks=((100.0, 0.5), (100.1, 1.0), (100.2, 3.0)), bids=((100.6, 0.7), (100.5, 2.0), (100.4, 3.0)),
-           lot_b=0.001, lot_s=0.01):
+def market(
+    asks=((100.0, 0.5), (100.1, 1.0), (100.2, 3.0)),
+    bids=((100.6, 0.7), (100.5, 2.0), (100.4, 3.0)),
+    lot_b=0.001,
+    lot_s=0.01,
+):
     """Venue 1 sells BTC cheap (instrument 1), venue 2 buys it dear (instrument 2); assets 1 BTC, 2 USDT."""
     book = BookState(2, 2, 10)
     snapshot(book, 1, 1, [(99.9, 1.0)], list(asks))
@@ -38,8 +48,9 @@ def market(asks=((100.0, 0.5), (100.1, 1.0), (100.2, 3.0)), bids=((100.6, 0.7), 
     ds.set_instrument(2, tick=0.1, lot=lot_s, min_notional=5.0, base=1, quote=2)
     ds.set_strategy(0, budget=1e5)
     ds.set_strategy(1, budget=1e5, blocked=True)
-    ds.set_policy(min_edge_bps=1.0, max_book_age_ns=10**9, max_order_notional=5e4, band_bps=50.0,
-                  exposure_limit=1e6)
+    ds.set_policy(
+        min_edge_bps=1.0, max_book_age_ns=10**9, max_order_notional=5e4, band_bps=50.0, exposure_limit=1e6
+    )
     ds.balance[1, 2] = 1e6
     ds.balance[2, 1] = 10.0
     return book, ds
@@ -47,8 +58,17 @@ def market(asks=((100.0, 0.5), (100.1, 1.0), (100.2, 3.0)), bids=((100.6, 0.7), 
 
 def signal(n=1, **fields):
     sig = schema.empty(schema.Kind.SIGNAL, n)
-    base = dict(venue=1, instrument=1, sell_venue=2, sell_instrument=2, created_ns=NOW - 1_000, ttl_us=1_000,
-                edge_bps=30.0, qty_hint=0.0, aux=0)
+    base = dict(
+        venue=1,
+        instrument=1,
+        sell_venue=2,
+        sell_instrument=2,
+        created_ns=NOW - 1_000,
+        ttl_us=1_000,
+        edge_bps=30.0,
+        qty_hint=0.0,
+        aux=0,
+    )
     base.update(fields)
     for k, v in base.items():
         sig[k] = v
@@ -78,30 +98,38 @@ def test_accepted_signal_writes_a_primary_and_a_dependent_hedge_with_equal_quant
     assert ds.strat_f[0, G.SF_USED] > 0 and ds.balance[2, 1] == pytest.approx(10.0 - buy["qty"])
 
 
-@pytest.mark.parametrize("change,reason", [
-    (lambda b, d, s: s.__setitem__("created_ns", NOW - 2_000_000), R.STALE),
-    (lambda b, d, s: s.__setitem__("created_ns", NOW + 5), R.BAD_INPUT),
-    (lambda b, d, s: s.__setitem__("edge_bps", math.nan), R.BAD_INPUT),
-    (lambda b, d, s: s.__setitem__("sell_venue", 9), R.BAD_INPUT),
-    (lambda b, d, s: s.__setitem__("qty_hint", -1.0), R.BAD_INPUT),
-    (lambda b, d, s: d.policy.__setitem__(G.P_RISK_STATE, G.RISK_PROTECTIVE), R.RISK_STATE),
-    (lambda b, d, s: d.inst_i.__setitem__((2, G.II_RISK_LEVEL), 3), R.RISK_STATE),
-    (lambda b, d, s: d.venue_h.__setitem__(2, G.HEALTH_SUSPECT), R.VENUE_UNHEALTHY),
-    (lambda b, d, s: s.__setitem__("aux", 1), R.TRANSFER_PENDING),
-    (lambda b, d, s: b.status.__setitem__((1, 1), 8), R.BOOK_UNUSABLE),
-    (lambda b, d, s: b.ts.__setitem__((2, 2), NOW - 2 * 10**9), R.BOOK_UNUSABLE),
-    (lambda b, d, s: d.policy.__setitem__(G.P_MIN_EDGE_BPS, 200.0), R.EDGE_GONE),
-    (lambda b, d, s: d.strat_f.__setitem__((0, G.SF_USED), 1e5), R.CAPITAL),
-    (lambda b, d, s: d.balance.__setitem__((2, 1), 0.0), R.NO_INVENTORY),
-    (lambda b, d, s: d.balance.__setitem__((1, 2), 1.0), R.NO_INVENTORY),
-    (lambda b, d, s: d.policy.__setitem__(G.P_EXPOSURE, 2e6), R.EXPOSURE_LIMIT),
-    (lambda b, d, s: d.inst_f.__setitem__((1, G.IF_MIN_NOTIONAL), 2e5), R.CAPITAL),
-    (lambda b, d, s: d.inst_f.__setitem__((2, G.IF_MIN_NOTIONAL), 1e4), R.MIN_NOTIONAL),
-    # bound 100.0 on a 0.3 tick rounds down to 99.9, below the best ask: nothing fits the bound
-    (lambda b, d, s: (d.policy.__setitem__(G.P_BAND_BPS, 0.0), d.inst_f.__setitem__((1, G.IF_TICK), 0.3)),
-     R.SLIPPAGE),
-    (lambda b, d, s: d.inst_i.__setitem__((2, G.II_LOT_UNITS), 2**61 + 1), R.LOT_SIZE),
-])
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        (lambda b, d, s: s.__setitem__("created_ns", NOW - 2_000_000), R.STALE),
+        (lambda b, d, s: s.__setitem__("created_ns", NOW + 5), R.BAD_INPUT),
+        (lambda b, d, s: s.__setitem__("edge_bps", math.nan), R.BAD_INPUT),
+        (lambda b, d, s: s.__setitem__("sell_venue", 9), R.BAD_INPUT),
+        (lambda b, d, s: s.__setitem__("qty_hint", -1.0), R.BAD_INPUT),
+        (lambda b, d, s: d.policy.__setitem__(G.P_RISK_STATE, G.RISK_PROTECTIVE), R.RISK_STATE),
+        (lambda b, d, s: d.inst_i.__setitem__((2, G.II_RISK_LEVEL), 3), R.RISK_STATE),
+        (lambda b, d, s: d.venue_h.__setitem__(2, G.HEALTH_SUSPECT), R.VENUE_UNHEALTHY),
+        (lambda b, d, s: s.__setitem__("aux", 1), R.TRANSFER_PENDING),
+        (lambda b, d, s: b.status.__setitem__((1, 1), 8), R.BOOK_UNUSABLE),
+        (lambda b, d, s: b.ts.__setitem__((2, 2), NOW - 2 * 10**9), R.BOOK_UNUSABLE),
+        (lambda b, d, s: d.policy.__setitem__(G.P_MIN_EDGE_BPS, 200.0), R.EDGE_GONE),
+        (lambda b, d, s: d.strat_f.__setitem__((0, G.SF_USED), 1e5), R.CAPITAL),
+        (lambda b, d, s: d.balance.__setitem__((2, 1), 0.0), R.NO_INVENTORY),
+        (lambda b, d, s: d.balance.__setitem__((1, 2), 1.0), R.NO_INVENTORY),
+        (lambda b, d, s: d.policy.__setitem__(G.P_EXPOSURE, 2e6), R.EXPOSURE_LIMIT),
+        (lambda b, d, s: d.inst_f.__setitem__((1, G.IF_MIN_NOTIONAL), 2e5), R.CAPITAL),
+        (lambda b, d, s: d.inst_f.__setitem__((2, G.IF_MIN_NOTIONAL), 1e4), R.MIN_NOTIONAL),
+        # bound 100.0 on a 0.3 tick rounds down to 99.9, below the best ask: nothing fits the bound
+        (
+            lambda b, d, s: (
+                d.policy.__setitem__(G.P_BAND_BPS, 0.0),
+                d.inst_f.__setitem__((1, G.IF_TICK), 0.3),
+            ),
+            R.SLIPPAGE,
+        ),
+        (lambda b, d, s: d.inst_i.__setitem__((2, G.II_LOT_UNITS), 2**61 + 1), R.LOT_SIZE),
+    ],
+)
 def test_each_gate_check_rejects_with_its_reason_and_no_order(change, reason):
     book, ds = market()
     sig = signal()
@@ -127,7 +155,7 @@ def test_risk_level_tightens_bounds_and_reduces_size():
     normal = decide(book, ds, signal())
     book, ds = market()
     ds.balance[2, 1] = 6.0
-    ds.inst_i[1, G.II_RISK_LEVEL] = 2          # REDUCE: bound scale 0.5, size scale 0.5
+    ds.inst_i[1, G.II_RISK_LEVEL] = 2  # REDUCE: bound scale 0.5, size scale 0.5
     reduced = decide(book, ds, signal())
     assert len(reduced) == 2
     assert reduced[0]["qty"] < normal[0]["qty"]
@@ -148,21 +176,31 @@ def test_lots_that_are_not_multiples_use_the_common_lot():
 def sizing_case(draw):
     def side(lo_px, desc):
         n = draw(st.integers(1, 10))
-        prices = sorted(draw(st.lists(st.integers(lo_px, lo_px + 40), min_size=n, max_size=n, unique=True)),
-                        reverse=desc)
+        prices = sorted(
+            draw(st.lists(st.integers(lo_px, lo_px + 40), min_size=n, max_size=n, unique=True)), reverse=desc
+        )
         return [(p / 10.0, draw(st.integers(1, 500)) / 100.0) for p in prices]
+
     return {
-        "asks": side(1000, False), "bids": side(1010, True),
+        "asks": side(1000, False),
+        "bids": side(1010, True),
         "lot_b": draw(st.sampled_from([1_000_000, 10_000_000, 3_000_000, 5_000])),
         "lot_s": draw(st.sampled_from([1_000_000, 2_000_000, 10_000_000])),
-        "tick_b": draw(st.sampled_from([0.1, 0.05, 0.3])), "tick_s": draw(st.sampled_from([0.1, 0.2])),
-        "min_not_b": draw(st.sampled_from([0.0, 5.0, 50.0])), "min_not_s": 5.0,
-        "fee_b": draw(st.sampled_from([0.0, 5.0, 10.0])), "fee_s": 7.5,
-        "slip_b": draw(st.sampled_from([5.0, 20.0, 100.0])), "slip_s": draw(st.sampled_from([5.0, 30.0, 100.0])),
-        "buy_bound": draw(st.floats(100.0, 104.0)), "sell_bound": draw(st.floats(96.0, 100.3)),
+        "tick_b": draw(st.sampled_from([0.1, 0.05, 0.3])),
+        "tick_s": draw(st.sampled_from([0.1, 0.2])),
+        "min_not_b": draw(st.sampled_from([0.0, 5.0, 50.0])),
+        "min_not_s": 5.0,
+        "fee_b": draw(st.sampled_from([0.0, 5.0, 10.0])),
+        "fee_s": 7.5,
+        "slip_b": draw(st.sampled_from([5.0, 20.0, 100.0])),
+        "slip_s": draw(st.sampled_from([5.0, 30.0, 100.0])),
+        "buy_bound": draw(st.floats(100.0, 104.0)),
+        "sell_bound": draw(st.floats(96.0, 100.3)),
         "min_edge_bps": draw(st.sampled_from([-20.0, 0.0, 2.0, 10.0])),
-        "base_avail": draw(st.floats(0.0, 30.0)), "quote_avail": draw(st.floats(1.0, 5e3)),
-        "capital_free": draw(st.floats(1.0, 5e3)), "notional_cap": draw(st.floats(1.0, 5e3)),
+        "base_avail": draw(st.floats(0.0, 30.0)),
+        "quote_avail": draw(st.floats(1.0, 5e3)),
+        "capital_free": draw(st.floats(1.0, 5e3)),
+        "notional_cap": draw(st.floats(1.0, 5e3)),
     }
 
 
@@ -193,8 +231,10 @@ def test_sizing_never_returns_an_order_that_violates_a_bound(c):
     lot = math.lcm(c["lot_b"], c["lot_s"])
     assert res["lots"] >= 1 and q == res["lots"] * lot / sizing.QTY_SCALE
     # limits: on tick, never beyond the bound, and covering the walk
-    for limit, tick, bound, buy in ((res["buy_limit"], c["tick_b"], c["buy_bound"], True),
-                                    (res["sell_limit"], c["tick_s"], c["sell_bound"], False)):
+    for limit, tick, bound, buy in (
+        (res["buy_limit"], c["tick_b"], c["buy_bound"], True),
+        (res["sell_limit"], c["tick_s"], c["sell_bound"], False),
+    ):
         assert limit <= bound if buy else limit >= bound
         assert abs(limit / tick - round(limit / tick)) < 1e-6
     vb, worst_b = _vwap(c["asks"], q, res["buy_limit"], True)
@@ -223,11 +263,28 @@ def _feasible_lots(c, n):
     if n * math.lcm(c["lot_b"], c["lot_s"]) / sizing.QTY_SCALE > c["base_avail"]:
         return False
     out = np.zeros(sizing.N_OUT)
-    r = sizing.check_lots_nb(book.px, book.qty, book.cnt, 1, 1, 2, 2, n, math.lcm(c["lot_b"], c["lot_s"]),
-                             sizing.floor_to_tick(c["buy_bound"], c["tick_b"]),
-                             sizing.ceil_to_tick(c["sell_bound"], c["tick_s"]), c["fee_b"], c["fee_s"],
-                             c["slip_b"], c["slip_s"], c["min_edge_bps"], c["quote_avail"], c["capital_free"],
-                             c["notional_cap"], out)
+    r = sizing.check_lots_nb(
+        book.px,
+        book.qty,
+        book.cnt,
+        1,
+        1,
+        2,
+        2,
+        n,
+        math.lcm(c["lot_b"], c["lot_s"]),
+        sizing.floor_to_tick(c["buy_bound"], c["tick_b"]),
+        sizing.ceil_to_tick(c["sell_bound"], c["tick_s"]),
+        c["fee_b"],
+        c["fee_s"],
+        c["slip_b"],
+        c["slip_s"],
+        c["min_edge_bps"],
+        c["quote_avail"],
+        c["capital_free"],
+        c["notional_cap"],
+        out,
+    )
     return r == 0
 
 

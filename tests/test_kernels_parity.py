@@ -3,16 +3,18 @@
 Inputs come from hypothesis and include NaN, inf, zero and negative prices, empty and one-sided
 books, zero depth and lot-size edge cases. Integer results must agree exactly; float results to
 the table's atol (0 = bit for bit)."""
+
 import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_kernels_decision import decision_case
 
 from basis_core import schema
 from basis_core.kernels import reference
 from basis_core.kernels.reference import COMPARISONS
-from test_kernels_decision import decision_case
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -52,8 +54,11 @@ def book_records(draw):
     return {"n_venues": 2, "n_instruments": 1, "depth": 10, "records": recs}
 
 
-LEVELS_ASK = mostly(st.lists(st.tuples(st.integers(1000, 1010), st.integers(1, 400)), min_size=2, max_size=12),
-                    st.lists(st.tuples(st.integers(1000, 1010), st.integers(0, 400)), max_size=2), n=5)
+LEVELS_ASK = mostly(
+    st.lists(st.tuples(st.integers(1000, 1010), st.integers(1, 400)), min_size=2, max_size=12),
+    st.lists(st.tuples(st.integers(1000, 1010), st.integers(0, 400)), max_size=2),
+    n=5,
+)
 
 
 def _side(raw, side):
@@ -70,23 +75,42 @@ def _side(raw, side):
 def sizing_cases(draw):
     asks = _side(draw(LEVELS_ASK), 1)
     bids = _side(draw(LEVELS_ASK), 0)
-    corrupt = draw(st.sampled_from([None] * 16 + ["tick_b", "buy_bound", "sell_bound", "min_edge_bps", "base_avail",
-                                                 "quote_avail", "capital_free", "notional_cap"]))
+    corrupt = draw(
+        st.sampled_from(
+            [None] * 16
+            + [
+                "tick_b",
+                "buy_bound",
+                "sell_bound",
+                "min_edge_bps",
+                "base_avail",
+                "quote_avail",
+                "capital_free",
+                "notional_cap",
+            ]
+        )
+    )
     num = st.floats(0.0, 1e6)
     case = {
-        "asks": asks, "bids": bids,
+        "asks": asks,
+        "bids": bids,
         "lot_b": draw(st.sampled_from([1_000_000, 10_000_000, 3_000_000, 0, 7])),
         "lot_s": draw(st.sampled_from([1_000_000, 10_000_000, 2_000_000, 999_999_937])),
         "tick_b": draw(st.sampled_from([0.1, 0.01, 0.5])),
         "tick_s": 0.1,
-        "min_not_b": draw(st.sampled_from([0.0, 5.0, 100.0, 1e5])), "min_not_s": 5.0,
-        "fee_b": draw(st.sampled_from([0.0, 5.0, 10.0])), "fee_s": 7.5,
+        "min_not_b": draw(st.sampled_from([0.0, 5.0, 100.0, 1e5])),
+        "min_not_s": 5.0,
+        "fee_b": draw(st.sampled_from([0.0, 5.0, 10.0])),
+        "fee_s": 7.5,
         "slip_b": draw(st.sampled_from([0.0, 5.0, 20.0, 100.0, 100.0, 100.0])),
         "slip_s": draw(st.sampled_from([20.0, 100.0])),
-        "buy_bound": draw(st.floats(99.0, 102.0)), "sell_bound": draw(st.floats(98.0, 101.0)),
+        "buy_bound": draw(st.floats(99.0, 102.0)),
+        "sell_bound": draw(st.floats(98.0, 101.0)),
         "min_edge_bps": draw(st.sampled_from([-50.0, 0.0, 1.0, 5.0])),
         "base_avail": draw(st.floats(0.0, 20.0)),
-        "quote_avail": draw(num), "capital_free": draw(num), "notional_cap": draw(num),
+        "quote_avail": draw(num),
+        "capital_free": draw(num),
+        "notional_cap": draw(num),
     }
     if corrupt:
         case[corrupt] = draw(NASTY.filter(lambda x: corrupt != "min_edge_bps" or not math.isfinite(x)))
@@ -94,25 +118,48 @@ def sizing_cases(draw):
 
 
 CASES = {
-    "amm.amount_out": st.fixed_dictionaries({
-        "amount_in": st.integers(-5, 1 << 40), "reserve_in": st.integers(-5, 1 << 40),
-        "reserve_out": st.integers(-5, 1 << 40),
-        "fee_num": st.sampled_from([997, 0, 1000, 1001, 3]), "fee_den": st.sampled_from([1000, 0, 10_000])}),
-    "amm.optimal_two_pool_input": st.fixed_dictionaries({
-        "reserves": st.tuples(*[st.integers(1000, 1 << 45)] * 4)}),
+    "amm.amount_out": st.fixed_dictionaries(
+        {
+            "amount_in": st.integers(-5, 1 << 40),
+            "reserve_in": st.integers(-5, 1 << 40),
+            "reserve_out": st.integers(-5, 1 << 40),
+            "fee_num": st.sampled_from([997, 0, 1000, 1001, 3]),
+            "fee_den": st.sampled_from([1000, 0, 10_000]),
+        }
+    ),
+    "amm.optimal_two_pool_input": st.fixed_dictionaries(
+        {"reserves": st.tuples(*[st.integers(1000, 1 << 45)] * 4)}
+    ),
     "book.apply": book_records(),
     "sizing.size_two_leg": sizing_cases(),
-    "symmetry": st.fixed_dictionaries({
-        "pairs": st.lists(st.tuples(st.one_of(st.floats(0, 10), NASTY), st.one_of(st.floats(0, 10), NASTY),
-                                    st.one_of(st.floats(0, 10), NASTY), st.one_of(st.floats(1, 1e5), NASTY),
-                                    st.integers(-1, 10**9), st.integers(-1, 10**9)), max_size=8),
-        "now_ns": st.integers(0, 2 * 10**9),
-        "policy": st.sampled_from([(0.01, 0.1, 10.0, 100.0), (0.0, 0.0, 0.0, 0.0), (0.5, 0.9, 1e3, 1e4)])}),
-    "risk.ewma": st.fixed_dictionaries({
-        "observations": st.lists(st.tuples(st.integers(-1, 4), st.one_of(st.floats(90, 110), NASTY),
-                                           st.integers(1, 10**10)), max_size=30),
-        "n_instruments": st.just(3), "tau_s": st.sampled_from([1.0, 60.0]),
-        "thresholds": st.just((5.0, 10.0, 20.0))}),
+    "symmetry": st.fixed_dictionaries(
+        {
+            "pairs": st.lists(
+                st.tuples(
+                    st.one_of(st.floats(0, 10), NASTY),
+                    st.one_of(st.floats(0, 10), NASTY),
+                    st.one_of(st.floats(0, 10), NASTY),
+                    st.one_of(st.floats(1, 1e5), NASTY),
+                    st.integers(-1, 10**9),
+                    st.integers(-1, 10**9),
+                ),
+                max_size=8,
+            ),
+            "now_ns": st.integers(0, 2 * 10**9),
+            "policy": st.sampled_from([(0.01, 0.1, 10.0, 100.0), (0.0, 0.0, 0.0, 0.0), (0.5, 0.9, 1e3, 1e4)]),
+        }
+    ),
+    "risk.ewma": st.fixed_dictionaries(
+        {
+            "observations": st.lists(
+                st.tuples(st.integers(-1, 4), st.one_of(st.floats(90, 110), NASTY), st.integers(1, 10**10)),
+                max_size=30,
+            ),
+            "n_instruments": st.just(3),
+            "tau_s": st.sampled_from([1.0, 60.0]),
+            "thresholds": st.just((5.0, 10.0, 20.0)),
+        }
+    ),
     "gate.decide": decision_case(),
 }
 
@@ -152,10 +199,22 @@ def test_kernel_matches_reference(name):
 @given(sizing_cases())
 def test_sizing_bad_inputs_give_a_reason_never_a_size(case):
     reason, res = COMPARISONS["sizing.size_two_leg"].kernel(case)
-    nasty = [case[k] for k in ("tick_b", "buy_bound", "sell_bound", "base_avail", "quote_avail",
-                               "capital_free", "notional_cap", "min_edge_bps")]
+    nasty = [
+        case[k]
+        for k in (
+            "tick_b",
+            "buy_bound",
+            "sell_bound",
+            "base_avail",
+            "quote_avail",
+            "capital_free",
+            "notional_cap",
+            "min_edge_bps",
+        )
+    ]
     if any(not math.isfinite(x) for x in nasty) or any(
-            case[k] <= 0 for k in ("tick_b", "buy_bound", "sell_bound")):
+        case[k] <= 0 for k in ("tick_b", "buy_bound", "sell_bound")
+    ):
         assert reason == schema.RejectReason.BAD_INPUT and res is None
     if reason:
         assert res is None
@@ -164,7 +223,9 @@ def test_sizing_bad_inputs_give_a_reason_never_a_size(case):
 def test_book_reference_sees_the_same_bad_record_as_the_kernel():
     recs = schema.empty(schema.Kind.BOOK_LEVEL, 2)
     recs["venue"], recs["instrument"], recs["price"], recs["qty"] = 1, 1, [100.0, math.nan], [1.0, 1.0]
-    out_k = COMPARISONS["book.apply"].kernel({"n_venues": 1, "n_instruments": 1, "depth": 10, "records": recs})
+    out_k = COMPARISONS["book.apply"].kernel(
+        {"n_venues": 1, "n_instruments": 1, "depth": 10, "records": recs}
+    )
     out_r = reference.RefBook(1, 1, 10)
     out_r.apply(recs)
     assert out_k["counters"][1] == out_r.counters[1] == 1

@@ -7,10 +7,12 @@ moving by 0..1.2 s (books go stale at 0.5 s, the volatility EWMA sees dt = 0 too
 taken or left to accumulate. After every batch the two must agree exactly: the rare record
 indices, the candidate (edge bit for bit, pair, tie order), the changed instruments, every
 base's mark, variance and level, the market clock and the books."""
+
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from basis_core import schema
 from basis_core.kernels import book, scan
@@ -19,11 +21,21 @@ from basis_core.kernels.reference import RefMarket
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: (venue, instrument, base, spot, fee): BTC on three venues (one perp), ETH on two
-RULES = [(1, 1, "BTC", True, 10.0), (2, 2, "BTC", True, 7.5), (3, 3, "BTC", False, 5.0),
-         (1, 4, "ETH", True, 10.0), (3, 5, "ETH", False, 5.0)]
-PAIRS = [(b, s) for base in ("BTC", "ETH") for b, r in enumerate(RULES) for s, q in enumerate(RULES)
-         if b != s and r[2] == base and q[2] == base]
-N_VENUES, N_INSTRUMENTS, DEPTH = 3, 6, 10      # instrument 6 has a book but no rule
+RULES = [
+    (1, 1, "BTC", True, 10.0),
+    (2, 2, "BTC", True, 7.5),
+    (3, 3, "BTC", False, 5.0),
+    (1, 4, "ETH", True, 10.0),
+    (3, 5, "ETH", False, 5.0),
+]
+PAIRS = [
+    (b, s)
+    for base in ("BTC", "ETH")
+    for b, r in enumerate(RULES)
+    for s, q in enumerate(RULES)
+    if b != s and r[2] == base and q[2] == base
+]
+N_VENUES, N_INSTRUMENTS, DEPTH = 3, 6, 10  # instrument 6 has a book but no rule
 MAX_AGE = 500_000_000
 THRESHOLDS = (15.0, 30.0, 60.0, 150.0)
 
@@ -38,8 +50,9 @@ PRICE = st.one_of(BID, ASK)
 QTY = st.sampled_from([0.0, 0.5, 1.0, 2.0, 2.0] * 14 + NASTY)
 SNAP_QTY = st.sampled_from([0.5, 1.0, 2.0] * 30 + NASTY + [0.0])
 #: the rules' books mostly; now and then a book no rule trades, or ids out of range
-BOOK = st.sampled_from([(1, 1), (2, 2), (3, 3), (1, 4), (3, 5)] * 8 + [(2, 1), (1, 6), (0, 1), (4, 2), (1, 0),
-                                                                        (1, 9)])
+BOOK = st.sampled_from(
+    [(1, 1), (2, 2), (3, 3), (1, 4), (3, 5)] * 8 + [(2, 1), (1, 6), (0, 1), (4, 2), (1, 0), (1, 9)]
+)
 RARE = [schema.Kind.ORDER_EVENT, schema.Kind.TIMER, schema.Kind.VENUE_STATUS, schema.Kind.CONTROL]
 
 
@@ -47,30 +60,63 @@ RARE = [schema.Kind.ORDER_EVENT, schema.Kind.TIMER, schema.Kind.VENUE_STATUS, sc
 def batch(draw, ts_ns):
     """Up to 8 events: a whole one-level snapshot (6 records), a snapshot edge or a level on
     its own, a top of book, a trade, funding or a rare record."""
-    rows = []                        # (kind, venue, instrument, sub, action, price, qty)
+    rows = []  # (kind, venue, instrument, sub, action, price, qty)
     for _ in range(draw(st.integers(0, 8))):
         v, i = draw(BOOK)
-        what = draw(st.sampled_from(["snapshot"] * 6 + ["set"] * 4 + ["edge", "top", "top", "trade", "funding",
-                                                                     "rare", "bad_side"]))
+        what = draw(
+            st.sampled_from(
+                ["snapshot"] * 6
+                + ["set"] * 4
+                + ["edge", "top", "top", "trade", "funding", "rare", "bad_side"]
+            )
+        )
         if what == "snapshot":
             bid = draw(BID)
             ask = bid + draw(st.sampled_from([0.5, 1.0])) if draw(st.booleans()) else draw(ASK)
-            rows += [(schema.Kind.BOOK_LEVEL, v, i, 0, 1, 0.0, 0.0), (schema.Kind.BOOK_LEVEL, v, i, 1, 1, 0.0, 0.0),
-                     (schema.Kind.BOOK_LEVEL, v, i, 0, 0, bid, draw(SNAP_QTY)),
-                     (schema.Kind.BOOK_LEVEL, v, i, 1, 0, ask, draw(SNAP_QTY)),
-                     (schema.Kind.BOOK_LEVEL, v, i, 0, 2, 0.0, 0.0), (schema.Kind.BOOK_LEVEL, v, i, 1, 2, 0.0, 0.0)]
+            rows += [
+                (schema.Kind.BOOK_LEVEL, v, i, 0, 1, 0.0, 0.0),
+                (schema.Kind.BOOK_LEVEL, v, i, 1, 1, 0.0, 0.0),
+                (schema.Kind.BOOK_LEVEL, v, i, 0, 0, bid, draw(SNAP_QTY)),
+                (schema.Kind.BOOK_LEVEL, v, i, 1, 0, ask, draw(SNAP_QTY)),
+                (schema.Kind.BOOK_LEVEL, v, i, 0, 2, 0.0, 0.0),
+                (schema.Kind.BOOK_LEVEL, v, i, 1, 2, 0.0, 0.0),
+            ]
         elif what == "edge":
-            rows.append((schema.Kind.BOOK_LEVEL, v, i, draw(st.integers(0, 1)), draw(st.integers(1, 2)), 0.0, 0.0))
+            rows.append(
+                (schema.Kind.BOOK_LEVEL, v, i, draw(st.integers(0, 1)), draw(st.integers(1, 2)), 0.0, 0.0)
+            )
         elif what in ("set", "bad_side"):
             side = draw(st.integers(0, 1))
-            rows.append((schema.Kind.BOOK_LEVEL, v, i, side if what == "set" else 3, 0,
-                         draw(BID if side == 0 else ASK), draw(QTY)))
+            rows.append(
+                (
+                    schema.Kind.BOOK_LEVEL,
+                    v,
+                    i,
+                    side if what == "set" else 3,
+                    0,
+                    draw(BID if side == 0 else ASK),
+                    draw(QTY),
+                )
+            )
         elif what == "top":
             bid = draw(BID)
-            rows.append((schema.Kind.TOP_OF_BOOK, v, i, draw(st.sampled_from([0, 300_000, 0xFFFFFFFF])), 0,
-                         bid, draw(QTY), bid + 0.5 if draw(st.booleans()) else draw(ASK), draw(QTY)))
+            rows.append(
+                (
+                    schema.Kind.TOP_OF_BOOK,
+                    v,
+                    i,
+                    draw(st.sampled_from([0, 300_000, 0xFFFFFFFF])),
+                    0,
+                    bid,
+                    draw(QTY),
+                    bid + 0.5 if draw(st.booleans()) else draw(ASK),
+                    draw(QTY),
+                )
+            )
         else:
-            kind = {"trade": schema.Kind.TRADE, "funding": schema.Kind.FUNDING}.get(what) or draw(st.sampled_from(RARE))
+            kind = {"trade": schema.Kind.TRADE, "funding": schema.Kind.FUNDING}.get(what) or draw(
+                st.sampled_from(RARE)
+            )
             rows.append((kind, v, i, 0, 0, 0.0, 0.0))
     recs = schema.empty(schema.Kind.BOOK_LEVEL, len(rows))
     tops = schema.view(recs, schema.Kind.TOP_OF_BOOK)
@@ -96,10 +142,20 @@ def sessions(draw):
 
 
 def _pair(min_edge, start_ns):
-    kernel = scan.ScanState(RULES, PAIRS, N_INSTRUMENTS + 1, min_edge_bps=min_edge, vol_halflife_ms=2000.0,
-                            vol_thresholds=THRESHOLDS, max_age_ns=MAX_AGE, start_ns=start_ns)
+    kernel = scan.ScanState(
+        RULES,
+        PAIRS,
+        N_INSTRUMENTS + 1,
+        min_edge_bps=min_edge,
+        vol_halflife_ms=2000.0,
+        vol_thresholds=THRESHOLDS,
+        max_age_ns=MAX_AGE,
+        start_ns=start_ns,
+    )
     books = book.BookState(N_VENUES, N_INSTRUMENTS, DEPTH)
-    ref = RefMarket(N_VENUES, N_INSTRUMENTS, DEPTH, RULES, PAIRS, min_edge, 2000.0, THRESHOLDS, MAX_AGE, start_ns)
+    ref = RefMarket(
+        N_VENUES, N_INSTRUMENTS, DEPTH, RULES, PAIRS, min_edge, 2000.0, THRESHOLDS, MAX_AGE, start_ns
+    )
     return kernel, books, ref
 
 
@@ -139,7 +195,12 @@ def _snapshot(recs, k, v, i, bid, ask, ts_ns):
     """Four records from k: a one-level snapshot of book (v, i)."""
     for j, (side, action, p) in enumerate([(0, 1, 0.0), (1, 1, 0.0), (0, 0, bid), (1, 0, ask)]):
         recs["venue"][k + j], recs["instrument"][k + j], recs["ts_ns"][k + j] = v, i, ts_ns
-        recs["sub"][k + j], recs["action"][k + j], recs["price"][k + j], recs["qty"][k + j] = side, action, p, 1.0
+        recs["sub"][k + j], recs["action"][k + j], recs["price"][k + j], recs["qty"][k + j] = (
+            side,
+            action,
+            p,
+            1.0,
+        )
     for j, side in enumerate((0, 1)):
         recs["venue"][k + 4 + j], recs["instrument"][k + 4 + j], recs["ts_ns"][k + 4 + j] = v, i, ts_ns
         recs["sub"][k + 4 + j], recs["action"][k + 4 + j] = side, 2
@@ -154,9 +215,18 @@ def _books(prices, ts_ns=10):
 
 
 def _state(min_edge=0.0):
-    return (scan.ScanState(RULES, PAIRS, N_INSTRUMENTS + 1, min_edge_bps=min_edge, vol_halflife_ms=2000.0,
-                           vol_thresholds=THRESHOLDS, max_age_ns=MAX_AGE),
-            book.BookState(N_VENUES, N_INSTRUMENTS, DEPTH))
+    return (
+        scan.ScanState(
+            RULES,
+            PAIRS,
+            N_INSTRUMENTS + 1,
+            min_edge_bps=min_edge,
+            vol_halflife_ms=2000.0,
+            vol_thresholds=THRESHOLDS,
+            max_age_ns=MAX_AGE,
+        ),
+        book.BookState(N_VENUES, N_INSTRUMENTS, DEPTH),
+    )
 
 
 def test_best_pair_is_the_widest_edge_net_of_both_taker_fees():
@@ -180,15 +250,15 @@ def test_a_nan_price_never_enters_the_book_nor_the_candidate():
     kernel.step(bad.view(schema.GENERIC), books, 30, True)
     assert books.counters[book.EV_BAD] == 2 and books.status[2, 2] & book.BAD
     assert books.levels(2, 2, 0) == [(99.9, 1.0)]
-    assert kernel.candidate() is None           # the bad book is unusable: no pair with it
-    assert kernel.changed() == {1, 2}           # refused records still mark their instrument
+    assert kernel.candidate() is None  # the bad book is unusable: no pair with it
+    assert kernel.changed() == {1, 2}  # refused records still mark their instrument
 
 
 def test_marks_are_the_median_spot_mid_and_a_spike_raises_the_volatility_level():
     kernel, books = _state()
     kernel.step(_books([(99.0, 101.0), (101.0, 103.0), (200.0, 202.0)]), books, 10, False)
     b = kernel.base_index["BTC"]
-    assert kernel.fstate[b, scan.F_MARK] == (100.0 + 102.0) / 2.0       # the perp is left out
+    assert kernel.fstate[b, scan.F_MARK] == (100.0 + 102.0) / 2.0  # the perp is left out
     assert kernel.istate[b, scan.S_LEVEL] == 0
     kernel.step(_books([(109.0, 111.0), (111.0, 113.0)], ts_ns=110_000_000), books, 110_000_000, False)
     assert kernel.fstate[b, scan.F_MARK] == 111.0
@@ -210,14 +280,14 @@ def test_rare_records_come_back_in_order_and_leave_the_books_alone():
     recs = schema.empty(schema.Kind.ORDER_EVENT, 6).view(schema.GENERIC)
     recs["kind"][1] = schema.Kind.TRADE
     recs["kind"][3] = schema.Kind.CONTROL
-    recs["kind"][5] = schema.Kind.TIMER              # a TIMER only moves the time
+    recs["kind"][5] = schema.Kind.TIMER  # a TIMER only moves the time
     assert kernel.step(recs, books, 5, True).tolist() == [0, 2, 3, 4]
     assert books.counters.tolist() == [0, 0, 0, 1]
-    assert int(kernel.ctl[scan.C_NOW]) == 5          # a trade is market data: the clock moves
+    assert int(kernel.ctl[scan.C_NOW]) == 5  # a trade is market data: the clock moves
     big = schema.empty(schema.Kind.VENUE_STATUS, 1000).view(schema.GENERIC)
     assert len(kernel.step(big, books, 6, True)) == 1000
-    assert int(kernel.ctl[scan.C_NOW]) == 5          # no market data: the market clock stays
-    assert int(kernel.ctl[scan.C_STEP_NOW]) == 6     # the batch's time: the engine clock before it
+    assert int(kernel.ctl[scan.C_NOW]) == 5  # no market data: the market clock stays
+    assert int(kernel.ctl[scan.C_STEP_NOW]) == 6  # the batch's time: the engine clock before it
 
 
 def test_the_batch_time_is_the_latest_record_or_the_clock_before():

@@ -1,4 +1,5 @@
 """warm_up() compiles or loads every kernel and runs a real decision through them."""
+
 from basis_core.kernels import warmup
 
 

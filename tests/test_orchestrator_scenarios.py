@@ -5,13 +5,13 @@ causes, plus the invariants of tests/orchestration.py: every order terminal and 
 the venue, nothing sent to an unhealthy venue, no new exposure in protective states, residual
 exposure over the limit never outlasting the hedge and unwind windows.
 """
+
 import numpy as np
 import pytest
+from orchestration import invariants, run, scenario, transitions
 
 from basis_core import schema as S
 from basis_core.journal import JournalReader
-
-from orchestration import invariants, run, scenario, transitions
 
 
 def _ok(found, runner):
@@ -44,11 +44,13 @@ def test_api_timeout_makes_the_venue_suspect_until_orders_are_verified(tmp_path)
     assert ("UP", "SUSPECT", "alpha: timeout") in venue
     i = venue.index(("UP", "SUSPECT", "alpha: timeout"))
     assert venue[i + 1][:2] == ("SUSPECT", "UP")
-    assert runner.io.calls["query"] >= 1          # the order was looked up by client order id
+    assert runner.io.calls["query"] >= 1  # the order was looked up by client order id
 
 
 def test_rate_limit_degrades_routing_then_recovers(tmp_path):
-    faults = [{"kind": "rate_limit", "venue": "beta", "start_s": 3.0, "duration_s": 2.0, "retry_after_s": 0.5}]
+    faults = [
+        {"kind": "rate_limit", "venue": "beta", "start_s": 3.0, "duration_s": 2.0, "retry_after_s": 0.5}
+    ]
     runner, world, found = run(scenario(duration_s=14.0, faults=faults), tmp_path)
     _ok(found, runner)
     assert ("UP", "THROTTLED", "beta: rate_limited") in transitions(runner, "venue:beta")
@@ -61,7 +63,7 @@ def test_rate_limit_degrades_routing_then_recovers(tmp_path):
 def test_maintenance_quarantines_the_venue_and_nothing_is_sent_there(tmp_path):
     faults = [{"kind": "maintenance", "venue": "gamma", "start_s": 3.0, "duration_s": 4.0}]
     runner, world, found = run(scenario(duration_s=14.0, faults=faults), tmp_path)
-    _ok(found, runner)   # includes: no order sent to gamma while QUARANTINED
+    _ok(found, runner)  # includes: no order sent to gamma while QUARANTINED
     venue = transitions(runner, "venue:gamma")
     assert any(dst == "QUARANTINED" for _, dst, _ in venue)
     assert ("QUARANTINED", "SUSPECT", "venue answers again") in venue
@@ -70,7 +72,9 @@ def test_maintenance_quarantines_the_venue_and_nothing_is_sent_there(tmp_path):
 
 
 def test_volatility_spike_stops_new_exposure_until_it_calms(tmp_path):
-    faults = [{"kind": "volatility_spike", "venue": "*", "start_s": 3.0, "duration_s": 3.0, "magnitude": 60.0}]
+    faults = [
+        {"kind": "volatility_spike", "venue": "*", "start_s": 3.0, "duration_s": 3.0, "magnitude": 60.0}
+    ]
     runner, world, found = run(scenario(duration_s=16.0, faults=faults), tmp_path)
     _ok(found, runner)
     engine = transitions(runner, "engine")
@@ -80,8 +84,17 @@ def test_volatility_spike_stops_new_exposure_until_it_calms(tmp_path):
 
 def test_hedge_rejected_breach_protective_unwind_reconcile_normal(tmp_path):
     # every submit on beta is refused for a while: a leg that fills elsewhere cannot be hedged
-    faults = [{"kind": "reject", "venue": "beta", "on": "submit", "start_s": 0.0, "duration_s": 9.0,
-               "reason": "insufficient_funds", "count": 0}]
+    faults = [
+        {
+            "kind": "reject",
+            "venue": "beta",
+            "on": "submit",
+            "start_s": 0.0,
+            "duration_s": 9.0,
+            "reason": "insufficient_funds",
+            "count": 0,
+        }
+    ]
     runner, world, found = run(scenario(duration_s=16.0, faults=faults), tmp_path)
     _ok(found, runner)
     engine = [(a, b) for a, b, _ in transitions(runner, "engine")]
@@ -109,12 +122,14 @@ def test_replaying_the_journal_reproduces_every_decision_byte_for_byte(tmp_path)
 
 
 def test_transfer_delay_keeps_inventory_in_transit_undeployable_until_confirmed(tmp_path):
-    data = scenario(duration_s=30.0, faults=[{"kind": "transfer_delay", "venue": "beta", "on": "transfer",
-                                              "delay_s": 10.0}])
+    data = scenario(
+        duration_s=30.0,
+        faults=[{"kind": "transfer_delay", "venue": "beta", "on": "transfer", "delay_s": 10.0}],
+    )
     data["venues"]["alpha"]["balances"] = {"USDT": 100000.0, "BTC": 0.0}
     data["venues"]["beta"]["balances"] = {"USDT": 100000.0, "BTC": 4.0, "BNB": 5.0}
     data["transfers"] = {"delay_s": 5.0, "confirmations": 2, "confirm_interval_s": 2.0}
-    data["market"]["dislocations_per_min"] = 40.0   # plenty of signals while the BTC is in flight
+    data["market"]["dislocations_per_min"] = 40.0  # plenty of signals while the BTC is in flight
     seen = {}
 
     async def rebalance(runner):
@@ -133,7 +148,8 @@ def test_transfer_delay_keeps_inventory_in_transit_undeployable_until_confirmed(
     assert runner.core.in_transit.get(("alpha", "BTC"), 0.0) == 0.0
     # the inventory is deployable once confirmed: it arrived and was counted exactly once
     assert seen["confirmed_inventory"] >= 2.0 - 1e-9 or any(
-        o.venue == "alpha" and o.side.name == "SELL" for o in runner.core.orders.orders.values())
+        o.venue == "alpha" and o.side.name == "SELL" for o in runner.core.orders.orders.values()
+    )
 
 
 @pytest.mark.slow
@@ -144,13 +160,28 @@ def test_randomized_fault_schedules_keep_every_invariant(tmp_path, seed):
     from soak import SOAK
 
     rng = random.Random(seed)
-    kinds = ["timeout", "rate_limit", "maintenance", "reject", "ack_lost", "cancel_fill_race",
-             "fill_after_cancel_ack", "balance_delay", "balance_reorder", "volatility_spike", "price_gap"]
+    kinds = [
+        "timeout",
+        "rate_limit",
+        "maintenance",
+        "reject",
+        "ack_lost",
+        "cancel_fill_race",
+        "fill_after_cancel_ack",
+        "balance_delay",
+        "balance_reorder",
+        "volatility_spike",
+        "price_gap",
+    ]
     faults = []
     for _ in range(4 if SOAK == "short" else 12):
         kind = rng.choice(kinds)
-        f = {"kind": kind, "venue": rng.choice(["alpha", "beta", "gamma"]) if kind not in ("volatility_spike",) else "*",
-             "start_s": round(rng.uniform(1, 10), 1), "duration_s": round(rng.uniform(0.5, 3), 1)}
+        f = {
+            "kind": kind,
+            "venue": rng.choice(["alpha", "beta", "gamma"]) if kind not in ("volatility_spike",) else "*",
+            "start_s": round(rng.uniform(1, 10), 1),
+            "duration_s": round(rng.uniform(0.5, 3), 1),
+        }
         if kind in ("timeout", "reject", "ack_lost"):
             f.update(on="submit", count=rng.randint(1, 3))
         if kind == "timeout":
@@ -175,14 +206,14 @@ def test_external_signals_from_a_jsonl_file_are_rechecked_at_dispatch(tmp_path):
         '{"at_ms": 2000, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": 30, "ttl_ms": 600000, "qty": 0.01}',
         # a signal whose ttl is shorter than the path to the engine: stale on arrival
         '{"at_ms": 3000, "buy": "beta-BTCUSDT", "sell": "alpha-BTCUSDT", "edge_bps": 30, "ttl_ms": 0.0001}',
-        '# comments and blank lines are skipped',
-        '',
+        "# comments and blank lines are skipped",
+        "",
         '{"at_ms": 4000, "buy": "alpha-BTCUSDT", "sell": "gamma-BTCUSDT-PERP", "edge_bps": 30, "ttl_ms": 600000, "strategy": 9}',
     ]
     (tmp_path / "signals.jsonl").write_text("\n".join(lines) + "\n")
     data = scenario(duration_s=8.0)
     data["signals"] = {"builtin": False, "file": str(tmp_path / "signals.jsonl")}
-    data["limits"]["min_edge_bps"] = -60.0   # this test's alpha pays the spread: the path is what is tested
+    data["limits"]["min_edge_bps"] = -60.0  # this test's alpha pays the spread: the path is what is tested
     runner, world, found = run(data, tmp_path)
     _ok(found, runner)
     c = runner.core.counters
@@ -192,18 +223,33 @@ def test_external_signals_from_a_jsonl_file_are_rechecked_at_dispatch(tmp_path):
     opps = {o.opportunity for o in runner.core.orders.orders.values()}
     assert len(opps) == 2 and sum(c.rejected.values()) == 1
     first = runner.core.positions[min(opps)]
-    assert first.qty <= 0.01 + 1e-12                           # the signal's qty caps the size
+    assert first.qty <= 0.01 + 1e-12  # the signal's qty caps the size
     strategies = {p.strategy for p in runner.core.positions.values()}
     assert strategies <= {"external"}
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"at_ms": 1, "buy": "nowhere", "sell": "beta-BTCUSDT", "edge_bps": 1, "ttl_ms": 5}', "line 1: buy names 'nowhere'"),
-    ('{"at_ms": 1, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": NaN, "ttl_ms": 5}', "line 1: not JSON"),
-    ('{"at_ms": -1, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": 1, "ttl_ms": 5}', "at_ms must be >= 0"),
-    ('{"at_ms": 1, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": 1, "ttl_ms": 5, "size": 2}', "unknown key 'size'"),
-    ('[1, 2]', "expected an object"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (
+            '{"at_ms": 1, "buy": "nowhere", "sell": "beta-BTCUSDT", "edge_bps": 1, "ttl_ms": 5}',
+            "line 1: buy names 'nowhere'",
+        ),
+        (
+            '{"at_ms": 1, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": NaN, "ttl_ms": 5}',
+            "line 1: not JSON",
+        ),
+        (
+            '{"at_ms": -1, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": 1, "ttl_ms": 5}',
+            "at_ms must be >= 0",
+        ),
+        (
+            '{"at_ms": 1, "buy": "alpha-BTCUSDT", "sell": "beta-BTCUSDT", "edge_bps": 1, "ttl_ms": 5, "size": 2}',
+            "unknown key 'size'",
+        ),
+        ("[1, 2]", "expected an object"),
+    ],
+)
 def test_a_malformed_signal_line_is_a_typed_error_naming_the_line(tmp_path, line, message):
     from basis_core.config import from_dict
     from basis_core.engine.signals import SignalFileError, load_signals
@@ -224,8 +270,8 @@ def test_primary_then_hedge_sends_the_hedge_for_what_the_primary_filled(tmp_path
     assert hedged
     for pos in hedged:
         primary, hedge = book[pos.buy.coid], book[pos.sell.coid]
-        assert hedge.created_ns > primary.created_ns          # after, not together
-        assert hedge.qty == pytest.approx(primary.filled)     # exactly what the primary got
+        assert hedge.created_ns > primary.created_ns  # after, not together
+        assert hedge.qty == pytest.approx(primary.filled)  # exactly what the primary got
         assert hedge.depends_on == primary.coid
 
 
@@ -245,8 +291,17 @@ def test_a_breach_at_the_end_is_unwound_while_the_run_settles(tmp_path):
     position isolated then is unwound seconds after the scenario's duration, on books the market
     keeps quoting while the run settles (it never goes stale before the run ends)."""
     duration = 10.0
-    faults = [{"kind": "reject", "venue": "beta", "on": "submit", "start_s": duration - 1.0, "duration_s": 30.0,
-               "reason": "insufficient_funds", "count": 0}]
+    faults = [
+        {
+            "kind": "reject",
+            "venue": "beta",
+            "on": "submit",
+            "start_s": duration - 1.0,
+            "duration_s": 30.0,
+            "reason": "insufficient_funds",
+            "count": 0,
+        }
+    ]
     data = scenario(duration_s=duration, faults=faults, limits={"hedge_window_s": 4.0})
     data["market"]["dislocations_per_min"] = 30.0
     runner, world, found = run(data, tmp_path)
@@ -254,8 +309,11 @@ def test_a_breach_at_the_end_is_unwound_while_the_run_settles(tmp_path):
     start = runner.core.market.start_ns
     isolated = [p for p in runner.core.positions.values() if "ISOLATED" in [c.dst for c in p.machine.history]]
     assert isolated and all(p.first_fill_ns - start > (duration - 1.0) * 1e9 for p in isolated)
-    late = [o for o in runner.core.orders.orders.values()
-            if o.purpose == "unwind" and o.sent_ns - start > (duration + 2.0) * 1e9]
+    late = [
+        o
+        for o in runner.core.orders.orders.values()
+        if o.purpose == "unwind" and o.sent_ns - start > (duration + 2.0) * 1e9
+    ]
     assert late and all(o.filled > 0 for o in late)
     assert runner.core.engine.state.name == "NORMAL"
     # books kept arriving after the scenario's duration, up to the end of the run
@@ -271,8 +329,17 @@ def test_an_unwind_the_legs_venue_cannot_fund_goes_to_a_venue_that_can(tmp_path)
     plus the fee (the sale's proceeds fall short). beta refuses the entry and the hedge
     remainder, so the position is isolated; the unwind buys on beta, which holds the quote,
     instead of being refused on alpha until the engine halts."""
-    faults = [{"kind": "reject", "venue": "beta", "on": "submit", "start_s": 0.0, "duration_s": 30.0,
-               "reason": "insufficient_funds", "count": 2}]
+    faults = [
+        {
+            "kind": "reject",
+            "venue": "beta",
+            "on": "submit",
+            "start_s": 0.0,
+            "duration_s": 30.0,
+            "reason": "insufficient_funds",
+            "count": 2,
+        }
+    ]
     data = scenario(duration_s=10.0, faults=faults)
     del data["venues"]["gamma"], data["instruments"]["gamma-BTCUSDT-PERP"]
     data["venues"]["alpha"]["balances"]["USDT"] = 1.0

@@ -3,6 +3,7 @@ with the benchmarks it promises (the figures themselves are not judged here: one
 shared host means nothing). The end-to-end suite checks every order against the plain-Python
 decisions before it reports, so a passing smoke run is also a correctness run of the pipeline.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,8 +21,13 @@ SINGLE = ["--debug-single-value", "--quiet"]
 
 
 def run(script: str, args: list[str], out: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / script), *SINGLE, *args, "-o", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *SINGLE, *args, "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def names(path: Path) -> set[str]:
@@ -34,7 +40,7 @@ def names(path: Path) -> set[str]:
 def test_suites_point_at_scripts():
     for suite, script in SUITES.items():
         if suite == "kernels" and not (ROOT / script).exists():
-            continue                        # registered ahead of its script
+            continue  # registered ahead of its script
         assert (ROOT / script).is_file(), suite
 
 
@@ -42,7 +48,11 @@ def test_e2e_smallest_form(tmp_path):
     out = tmp_path / "e2e.json"
     proc = run(SUITES["e2e"], ["--smoke", "--min-events", "4000"], out)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert names(out) == {"E2EThroughput[numba]", "E2EThroughput[python]", "TickToOrderLatency[numba,rate=1M].p99"}
+    assert names(out) == {
+        "E2EThroughput[numba]",
+        "E2EThroughput[python]",
+        "TickToOrderLatency[numba,rate=1M].p99",
+    }
     assert not [n for n in leftovers() if n.startswith("basis-bench-e2e-")]
 
 
@@ -51,8 +61,13 @@ def test_c_ring_smallest_form(tmp_path):
     out = tmp_path / "cring.json"
     proc = run(SUITES["cring"], [], out)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert names(out) == {"OneToOneThroughput[c,batch=1]", "OneToOneThroughput[c,batch=16]",
-                          "OneToOneThroughput[c,batch=256]", "PingPongLatency[c].p50", "PingPongLatency[c].p99"}
+    assert names(out) == {
+        "OneToOneThroughput[c,batch=1]",
+        "OneToOneThroughput[c,batch=16]",
+        "OneToOneThroughput[c,batch=256]",
+        "PingPongLatency[c].p50",
+        "PingPongLatency[c].p99",
+    }
 
 
 def test_peer_smallest_form_or_a_clear_skip(tmp_path):
@@ -79,4 +94,6 @@ def test_engine_step_smallest_form(tmp_path):
     out = tmp_path / "engine-step.json"
     proc = run(SUITES["engine-step"], [], out, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert names(out) == {f"EngineStepThroughput[{impl},batch={b}]" for impl in ("python", "numba") for b in (8, 64)}
+    assert names(out) == {
+        f"EngineStepThroughput[{impl},batch={b}]" for impl in ("python", "numba") for b in (8, 64)
+    }

@@ -1,6 +1,7 @@
 """A reconciliation pass through the real ccxt client against the exchange emulator on loopback:
 the same layers as on the simulated venue, over the other implementation of the venue interface
 (a venue without transfer history, fills paged per instrument, balances without lag)."""
+
 import asyncio
 
 import pytest
@@ -22,8 +23,13 @@ def test_pass_over_a_ccxt_venue_books_fills_adopts_unknown_orders_and_balances_a
     async def body():
         emu = standard_emulator({KEY: (SECRET, "recon")})
         await emu.start()
-        config = from_dict({"base_url": emu.url, "timeout_ms": 2000,
-                            "instruments": {"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"}})
+        config = from_dict(
+            {
+                "base_url": emu.url,
+                "timeout_ms": 2000,
+                "instruments": {"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"},
+            }
+        )
         v = CcxtVenue("emu", config, Credentials(KEY, SECRET), venue_id=5)
         try:
             await v.start()
@@ -37,11 +43,25 @@ def test_pass_over_a_ccxt_venue_books_fills_adopts_unknown_orders_and_balances_a
             orders = {}
             for req in (taker, resting):
                 ack = await v.submit(req)
-                orders[req.coid] = KnownOrder(req.coid, "emu", req.instrument, req.side, req.qty, req.price, ack.status,
-                                              ack.filled_qty, ack.avg_price)
+                orders[req.coid] = KnownOrder(
+                    req.coid,
+                    "emu",
+                    req.instrument,
+                    req.side,
+                    req.qty,
+                    req.price,
+                    ack.status,
+                    ack.filled_qty,
+                    ack.avg_price,
+                )
             await v.submit(unseen)  # its answer never recorded: the pass must adopt it
-            rec = Reconciler([v], led, orders, balance_lag_ns=0,
-                             position=PositionReconciler(PositionPolicy(hedge_window_ns=10**12, max_residual_usdt=1e9)))
+            rec = Reconciler(
+                [v],
+                led,
+                orders,
+                balance_lag_ns=0,
+                position=PositionReconciler(PositionPolicy(hedge_window_ns=10**12, max_residual_usdt=1e9)),
+            )
             p = await rec.run(1)
             assert p.unreachable == {} and p.adopted == [unseen.coid]
             assert orders[unseen.coid].origin == "adopted" and orders[unseen.coid].status is OrderStatus.OPEN
@@ -53,4 +73,5 @@ def test_pass_over_a_ccxt_venue_books_fills_adopts_unknown_orders_and_balances_a
         finally:
             await v.close()
             await emu.stop()
+
     asyncio.run(body())

@@ -1,5 +1,6 @@
 """Reconciliation layers over plain data: order diff (adopt / query / contradiction), balance lag
 window with pending transfers and fees, position checks, reporting identities, exception log."""
+
 import pytest
 
 from adapters.base import Balance, OrderStatus, OrderType, Position, Side, VenueOrder
@@ -16,7 +17,9 @@ C1, C2, C3 = (str(make_coid(9, leg)) for leg in range(3))
 
 
 def vo(coid, status=OrderStatus.OPEN, filled=0.0, qty=1.0, side=Side.BUY):
-    return VenueOrder(coid, "BTCUSDT", side, OrderType.LIMIT, qty, 100.0, status, filled, 100.0 if filled else 0.0)
+    return VenueOrder(
+        coid, "BTCUSDT", side, OrderType.LIMIT, qty, 100.0, status, filled, 100.0 if filled else 0.0
+    )
 
 
 def ko(coid, status=OrderStatus.OPEN, filled=0.0, qty=1.0, side=Side.BUY, venue="alpha", submitted=0):
@@ -24,6 +27,7 @@ def ko(coid, status=OrderStatus.OPEN, filled=0.0, qty=1.0, side=Side.BUY, venue=
 
 
 # -- order layer -------------------------------------------------------------------------------
+
 
 def test_order_the_venue_has_and_we_do_not_is_adopted_not_resent():
     ours = {C1: ko(C1)}
@@ -44,27 +48,46 @@ def test_order_placed_by_hand_is_a_mismatch_and_left_alone():
 
 
 def test_working_order_missing_from_the_open_list_is_queried_not_declared_lost():
-    ours = {C1: ko(C1), C2: ko(C2, status=None), C3: ko(C3, OrderStatus.FILLED, 1.0), "x": ko("x", venue="beta")}
+    ours = {
+        C1: ko(C1),
+        C2: ko(C2, status=None),
+        C3: ko(C3, OrderStatus.FILLED, 1.0),
+        "x": ko("x", venue="beta"),
+    }
     d = diff_orders("alpha", ours, [], 10)
     assert sorted(d.to_query) == sorted([C1, C2])  # terminal and other-venue orders are not queried
     assert d.mismatches == [] and d.adopt == []
 
 
 def test_venue_ahead_of_us_is_a_correction_contradictions_are_mismatches():
-    ours = {C1: ko(C1, OrderStatus.OPEN), C2: ko(C2, OrderStatus.PARTIALLY_FILLED, 0.7),
-            C3: ko(C3, OrderStatus.CANCELED)}
-    d = diff_orders("alpha", ours, [vo(C1, OrderStatus.PARTIALLY_FILLED, 0.5), vo(C2, OrderStatus.PARTIALLY_FILLED, 0.3),
-                                    vo(C3, OrderStatus.OPEN)], 10)
+    ours = {
+        C1: ko(C1, OrderStatus.OPEN),
+        C2: ko(C2, OrderStatus.PARTIALLY_FILLED, 0.7),
+        C3: ko(C3, OrderStatus.CANCELED),
+    }
+    d = diff_orders(
+        "alpha",
+        ours,
+        [
+            vo(C1, OrderStatus.PARTIALLY_FILLED, 0.5),
+            vo(C2, OrderStatus.PARTIALLY_FILLED, 0.3),
+            vo(C3, OrderStatus.OPEN),
+        ],
+        10,
+    )
     causes = sorted(m.cause for m in d.mismatches)
     assert causes == ["terminal here, working at the venue", "we count more filled than the venue"]
     assert {u.coid for u in d.updates} == {C1, C2, C3}
     apply(ours, "alpha", d)
     assert ours[C1].status == OrderStatus.PARTIALLY_FILLED and ours[C1].filled_qty == 0.5
-    d2 = diff_orders("alpha", ours, [vo(C1, qty=2.0, side=Side.SELL, status=OrderStatus.PARTIALLY_FILLED, filled=0.5)], 11)
+    d2 = diff_orders(
+        "alpha", ours, [vo(C1, qty=2.0, side=Side.SELL, status=OrderStatus.PARTIALLY_FILLED, filled=0.5)], 11
+    )
     assert [m.cause for m in d2.mismatches] == ["order terms differ"]
 
 
 # -- balance layer -----------------------------------------------------------------------------
+
 
 def ledger_with_inventory():
     led = Ledger(lambda a, t: {"BTC": 100.0, "BNB": 300.0}[a])
@@ -78,8 +101,11 @@ def test_lagging_balance_is_no_mismatch_inside_the_window_and_one_after_it():
     led = ledger_with_inventory()
     rec = BalanceReconciler(lag_ns=2 * S)
     # a partial fill with its fee in BNB: the ledger moves at once, the venue's balances later
-    led.book_fill(LedgerFill("alpha", "BTCUSDT", "BTC", "USDT", "buy", 0.4, 100.0, 1 * S, C1, "t1",
-                             fee=0.001, fee_asset="BNB"))
+    led.book_fill(
+        LedgerFill(
+            "alpha", "BTCUSDT", "BTC", "USDT", "buy", 0.4, 100.0, 1 * S, C1, "t1", fee=0.001, fee_asset="BNB"
+        )
+    )
     stale = {"USDT": Balance("USDT", 1000.0), "BTC": Balance("BTC", 1.0), "BNB": Balance("BNB", 1.0)}
     # inside the lag window the venue may show any balance the ledger held in it: no candidate
     r1 = rec.check("alpha", stale, led, 1 * S)
@@ -90,7 +116,11 @@ def test_lagging_balance_is_no_mismatch_inside_the_window_and_one_after_it():
     r2b = rec.check("alpha", stale, led, 3 * S + S // 2)
     assert r2b.raised == [] and set(r2b.pending) == {"alpha:USDT", "alpha:BTC", "alpha:BNB"}
     # the venue catches up inside the window: candidates dropped, nothing raised
-    fresh = {"USDT": Balance("USDT", 960.0), "BTC": Balance("BTC", 1.0, locked=0.4), "BNB": Balance("BNB", 0.999)}
+    fresh = {
+        "USDT": Balance("USDT", 960.0),
+        "BTC": Balance("BTC", 1.0, locked=0.4),
+        "BNB": Balance("BNB", 0.999),
+    }
     r3 = rec.check("alpha", fresh, led, 2 * S + S // 2 + 1)
     assert r3.raised == [] and r3.pending == {}
     # a real difference: it persists past the window, then is raised once, with both values
@@ -98,7 +128,9 @@ def test_lagging_balance_is_no_mismatch_inside_the_window_and_one_after_it():
     assert rec.check("alpha", wrong, led, 10 * S).raised == []
     assert rec.check("alpha", wrong, led, 11 * S).raised == []
     r = rec.check("alpha", wrong, led, 12 * S)
-    assert [(m.layer, m.key, m.ours, m.theirs) for m in r.raised] == [("balance", "alpha:BTC", pytest.approx(1.4), 1.3)]
+    assert [(m.layer, m.key, m.ours, m.theirs) for m in r.raised] == [
+        ("balance", "alpha:BTC", pytest.approx(1.4), 1.3)
+    ]
     assert "below ledger" in r.raised[0].cause
     assert rec.check("alpha", wrong, led, 13 * S).raised == []  # still the same open mismatch
     assert len(rec.log.open()) == 1
@@ -115,7 +147,12 @@ def test_pending_transfer_allows_either_side_of_the_move_until_confirmed():
     led.book_transfer(Transfer("w1", status=TransferStatus.SENT, fee=0.0005, **t))
     # venue not yet debited: alpha still shows 1.0; beta already credited early: 1.1
     for alpha, beta in ((1.0, 0.5), (0.3995, 0.5), (0.3995, 1.1), (1.0, 1.1)):
-        ra = rec.check("alpha", {"USDT": Balance("USDT", 1000.0), "BNB": Balance("BNB", 1.0), "BTC": Balance("BTC", alpha)}, led, 5)
+        ra = rec.check(
+            "alpha",
+            {"USDT": Balance("USDT", 1000.0), "BNB": Balance("BNB", 1.0), "BTC": Balance("BTC", alpha)},
+            led,
+            5,
+        )
         rb = rec.check("beta", {"BTC": Balance("BTC", beta)}, led, 5)
         assert ra.raised == [] and rb.raised == [], (alpha, beta)
     led.book_transfer(Transfer("w1", status=TransferStatus.CONFIRMED, **t))
@@ -126,19 +163,41 @@ def test_pending_transfer_allows_either_side_of_the_move_until_confirmed():
 def test_asset_only_the_venue_knows_is_compared_against_zero():
     led = ledger_with_inventory()
     rec = BalanceReconciler(lag_ns=0)
-    bal = {"USDT": Balance("USDT", 1000.0), "BTC": Balance("BTC", 1.0), "BNB": Balance("BNB", 1.0), "ETH": Balance("ETH", 2.0)}
+    bal = {
+        "USDT": Balance("USDT", 1000.0),
+        "BTC": Balance("BTC", 1.0),
+        "BNB": Balance("BNB", 1.0),
+        "ETH": Balance("ETH", 2.0),
+    }
     r = rec.check("alpha", bal, led, 1)
     assert [(m.key, m.ours, m.theirs) for m in r.raised] == [("alpha:ETH", 0.0, 2.0)]
 
 
 # -- position layer ----------------------------------------------------------------------------
 
+
 def test_positions_perp_mismatch_incomplete_hedge_and_residual_past_the_window():
     led = Ledger(lambda a, t: 100.0)
     rec = PositionReconciler(PositionPolicy(hedge_window_ns=2 * S, min_symmetry=0.95, max_residual_usdt=30.0))
-    led.book_fill(LedgerFill("alpha", "BTCUSDT", "BTC", "USDT", "buy", 1.0, 100.0, 1 * S, C1, "a", opportunity_id=9))
-    led.book_fill(LedgerFill("beta", "BTC-PERP", "BTC", "USDT", "sell", 0.5, 100.0, 1 * S, C2, "b", opportunity_id=9,
-                             kind="perp"))
+    led.book_fill(
+        LedgerFill("alpha", "BTCUSDT", "BTC", "USDT", "buy", 1.0, 100.0, 1 * S, C1, "a", opportunity_id=9)
+    )
+    led.book_fill(
+        LedgerFill(
+            "beta",
+            "BTC-PERP",
+            "BTC",
+            "USDT",
+            "sell",
+            0.5,
+            100.0,
+            1 * S,
+            C2,
+            "b",
+            opportunity_id=9,
+            kind="perp",
+        )
+    )
     venue_pos = {"beta": {"BTC-PERP": Position("BTC-PERP", -0.5, 100.0, 100.0, 0.0)}}
     r = rec.check(led, venue_pos, 2 * S)
     assert r.raised == [] and r.incomplete == [9] and r.exposure_usdt == {"BTC": pytest.approx(50.0)}
@@ -149,8 +208,22 @@ def test_positions_perp_mismatch_incomplete_hedge_and_residual_past_the_window()
     r = rec.check(led, {"beta": {"BTC-PERP": Position("BTC-PERP", -0.4, 100.0, 100.0, 0.0)}}, 5 * S)
     assert [(m.key, m.ours, m.theirs) for m in r.raised] == [("beta:BTC-PERP", -0.5, -0.4)]
     # the hedge completes: the opportunity and the residual resolve
-    led.book_fill(LedgerFill("beta", "BTC-PERP", "BTC", "USDT", "sell", 0.5, 100.0, 6 * S, make_coid(9, 3), "c",
-                             opportunity_id=9, kind="perp"))
+    led.book_fill(
+        LedgerFill(
+            "beta",
+            "BTC-PERP",
+            "BTC",
+            "USDT",
+            "sell",
+            0.5,
+            100.0,
+            6 * S,
+            make_coid(9, 3),
+            "c",
+            opportunity_id=9,
+            kind="perp",
+        )
+    )
     r = rec.check(led, {"beta": {"BTC-PERP": Position("BTC-PERP", -1.0, 100.0, 100.0, 0.0)}}, 7 * S)
     assert r.raised == [] and r.incomplete == [] and r.residual_usdt == 0.0
     assert rec.log.open() == []
@@ -158,12 +231,30 @@ def test_positions_perp_mismatch_incomplete_hedge_and_residual_past_the_window()
 
 # -- reporting layer and log -------------------------------------------------------------------
 
+
 def test_reporting_flags_report_figures_that_differ_from_the_ledger():
     led = ledger_with_inventory()
-    led.book_fill(LedgerFill("beta", "BTCUSDT", "BTC", "USDT", "buy", 0.5, 100.0, 1, C1, "b", opportunity_id=9,
-                             strategy="spread"))
-    led.book_fill(LedgerFill("alpha", "BTCUSDT", "BTC", "USDT", "sell", 0.5, 110.0, 1, C2, "s", fee=0.05,
-                             opportunity_id=9))
+    led.book_fill(
+        LedgerFill(
+            "beta",
+            "BTCUSDT",
+            "BTC",
+            "USDT",
+            "buy",
+            0.5,
+            100.0,
+            1,
+            C1,
+            "b",
+            opportunity_id=9,
+            strategy="spread",
+        )
+    )
+    led.book_fill(
+        LedgerFill(
+            "alpha", "BTCUSDT", "BTC", "USDT", "sell", 0.5, 110.0, 1, C2, "s", fee=0.05, opportunity_id=9
+        )
+    )
     ok = check_reporting(led, 2, {"realized_pnl_usdt": 5.0, "fees_usdt": 0.05, "slippage_usdt": 0.0})
     assert ok.raised == [] and ok.outcome["spread"].realized_net_usdt == pytest.approx(4.95)
     log = ExceptionLog()
@@ -176,7 +267,9 @@ def test_exception_log_never_overwrites_and_counts_every_layer():
     a = Mismatch(Layer.BALANCE, "alpha:BTC", 1.0, 0.9, "x", 1)
     assert log.raise_(a) and not log.raise_(Mismatch("balance", "alpha:BTC", 1.0, 0.9, "x", 2))
     assert log.raise_(Mismatch("balance", "alpha:BTC", 1.0, 0.8, "x", 3))  # new values: a new entry
-    assert log.resolve("balance", "alpha:BTC", 4, "fixed") and not log.resolve("balance", "alpha:BTC", 5, "again")
+    assert log.resolve("balance", "alpha:BTC", 4, "fixed") and not log.resolve(
+        "balance", "alpha:BTC", 5, "again"
+    )
     assert [type(e).__name__ for e in log.entries] == ["Mismatch", "Mismatch", "Resolution"]
     assert log.counts() == {"order": 0, "position": 0, "balance": 2, "reporting": 0}
     with pytest.raises(ValueError):
@@ -187,20 +280,30 @@ def test_exception_log_never_overwrites_and_counts_every_layer():
 
 # -- order diff over random books --------------------------------------------------------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 STATUSES = list(OrderStatus)
 order_state = st.tuples(st.sampled_from(STATUSES + [None]), st.floats(0, 1))
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.dictionaries(st.integers(1, 30), order_state, max_size=12),
-       st.dictionaries(st.integers(1, 30), st.tuples(st.sampled_from([OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED]),
-                                                      st.floats(0, 1)), max_size=12),
-       st.lists(st.sampled_from(["manual-a", "manual-b"]), max_size=2, unique=True))
-def test_order_diff_adopts_each_unknown_basis_order_once_and_queries_only_what_it_cannot_see(ours_spec, open_spec, foreign):
-    ours = {str(make_coid(k, 0)): ko(str(make_coid(k, 0)), status, filled if status else 0.0)
-            for k, (status, filled) in ours_spec.items()}
+@given(
+    st.dictionaries(st.integers(1, 30), order_state, max_size=12),
+    st.dictionaries(
+        st.integers(1, 30),
+        st.tuples(st.sampled_from([OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED]), st.floats(0, 1)),
+        max_size=12,
+    ),
+    st.lists(st.sampled_from(["manual-a", "manual-b"]), max_size=2, unique=True),
+)
+def test_order_diff_adopts_each_unknown_basis_order_once_and_queries_only_what_it_cannot_see(
+    ours_spec, open_spec, foreign
+):
+    ours = {
+        str(make_coid(k, 0)): ko(str(make_coid(k, 0)), status, filled if status else 0.0)
+        for k, (status, filled) in ours_spec.items()
+    }
     venue_open = [vo(str(make_coid(k, 0)), status, filled) for k, (status, filled) in open_spec.items()]
     venue_open += [vo(c) for c in foreign]
     d = diff_orders("alpha", ours, venue_open, 1)
@@ -213,6 +316,8 @@ def test_order_diff_adopts_each_unknown_basis_order_once_and_queries_only_what_i
     # after applying, every basis order the venue lists is known with the venue's status and fills
     for o in venue_open:
         if o.coid not in foreign:
-            assert ours[o.coid].status == o.status and ours[o.coid].filled_qty == pytest.approx(o.filled_qty, abs=1e-9)
+            assert ours[o.coid].status == o.status and ours[o.coid].filled_qty == pytest.approx(
+                o.filled_qty, abs=1e-9
+            )
     again = diff_orders("alpha", ours, venue_open, 2)
     assert again.adopt == [] and again.updates == []

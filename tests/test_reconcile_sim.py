@@ -3,12 +3,24 @@ adopted and never resent, a submit that never arrived is declared lost only afte
 query and the grace window, partial fills and non-quote fees reach the ledger once, lagging
 balances and a pending transfer raise nothing inside the lag window, a real difference is
 raised after it, perp positions agree."""
+
 import asyncio
 from dataclasses import replace
 
 import pytest
-from test_sim_support import (START_NS, SPOT, Fault, Latency, TransferNetwork, TransferRules, VirtualClock, book_around,
-                              info, make_venue, start_collecting)
+from test_sim_support import (
+    SPOT,
+    START_NS,
+    Fault,
+    Latency,
+    TransferNetwork,
+    TransferRules,
+    VirtualClock,
+    book_around,
+    info,
+    make_venue,
+    start_collecting,
+)
 
 from adapters.base import Fill, OrderRequest, OrderStatus
 from adapters.sim.exchange import Exchange
@@ -71,6 +83,7 @@ def test_lost_ack_is_adopted_and_not_resent():
         assert again.adopt == [] and again.to_query == [] and again.updates == []
         assert [o.coid for o in await v.open_orders()] == [req.coid]  # exactly one order at the venue
         await v.close()
+
     clock.run(main())
 
 
@@ -90,10 +103,12 @@ def test_submit_that_never_arrived_is_lost_only_after_query_and_grace_window():
         await asyncio.sleep(5.0)
         rnd = await reconcile_orders(v, ours, clock.now_ns(), grace_ns=5 * S)
         assert rnd.lost == [req.coid] and [m.cause for m in rnd.mismatches] == [
-            "not known to the venue after the grace window: lost"]
+            "not known to the venue after the grace window: lost"
+        ]
         apply(ours, v.name, rnd)
         assert ours[req.coid].lost and not ours[req.coid].working
         await v.close()
+
     clock.run(main())
 
 
@@ -101,8 +116,11 @@ def test_order_that_partly_filled_while_unseen_is_found_by_targeted_query_and_it
     clock = VirtualClock(START_NS)
 
     async def main():
-        v = make_venue(clock, faults=[Fault("timeout", on="submit", nth=1, reached="yes")],
-                       latency=Latency(balance_lag_s=2.0))
+        v = make_venue(
+            clock,
+            faults=[Fault("timeout", on="submit", nth=1, reached="yes")],
+            latency=Latency(balance_lag_s=2.0),
+        )
         await v.start()
         book_around(v)
         led = await seeded_ledger(v)
@@ -114,7 +132,9 @@ def test_order_that_partly_filled_while_unseen_is_found_by_targeted_query_and_it
         rec = Reconciler([v], led, orders, balance_lag_ns=3 * S, position=one_leg_ok())
         p = await rec.run(clock.now_ns())
         assert p.orders["alpha"].to_query == [req.coid]
-        assert orders[req.coid].status is OrderStatus.EXPIRED and orders[req.coid].filled_qty == pytest.approx(0.4)
+        assert orders[req.coid].status is OrderStatus.EXPIRED and orders[
+            req.coid
+        ].filled_qty == pytest.approx(0.4)
         assert p.fills_booked == 2 and led.balance("alpha", "BTC") == pytest.approx(2.4)
         # the venue's balances lag the fills just booked: inside the lag window that is consistent
         assert p.raised == [] and p.balances_pending == {}
@@ -123,6 +143,7 @@ def test_order_that_partly_filled_while_unseen_is_found_by_targeted_query_and_it
         assert p.fills_booked == 0 and p.raised == [] and p.clean
         assert engine_event(p) == EngineEvent.POLICY_CHECKS_PASSED
         await v.close()
+
     clock.run(main())
 
 
@@ -133,8 +154,14 @@ def test_fee_in_a_third_asset_is_converted_and_balances_agree_after_the_lag():
         ex = Exchange("alpha", {"btc": (SPOT, FeeSchedule(1.0, 5.0, asset="BNB", asset_price=600.0))})
         for asset, amount in (("USDT", 100_000.0), ("BTC", 2.0), ("BNB", 10.0)):
             ex.accounts.deposit("basis", asset, round(amount * 1e8))
-        v = SimVenue("alpha", ex, {"btc": info("btc", SPOT)}, clock, latency=Latency(balance_lag_s=1.0),
-                     faults=FaultSchedule((), start_ns=START_NS))
+        v = SimVenue(
+            "alpha",
+            ex,
+            {"btc": info("btc", SPOT)},
+            clock,
+            latency=Latency(balance_lag_s=1.0),
+            faults=FaultSchedule((), start_ns=START_NS),
+        )
         await v.start()
         book_around(v)
         led = await seeded_ledger(v)
@@ -144,11 +171,14 @@ def test_fee_in_a_third_asset_is_converted_and_balances_agree_after_the_lag():
         assert p.fills_booked == 1 and p.raised == []
         fee_bnb = 0.2 * 49_999.99 * 5e-4 / 600.0
         assert led.balance("alpha", "BNB") == pytest.approx(10.0 - fee_bnb, rel=1e-6)
-        assert led.fees_usdt == pytest.approx(fee_bnb * 600.0, rel=1e-6)  # at the BNB mark, not the fill's quote
+        assert led.fees_usdt == pytest.approx(
+            fee_bnb * 600.0, rel=1e-6
+        )  # at the BNB mark, not the fill's quote
         await asyncio.sleep(1.5)
         p = await rec.run(clock.now_ns())
         assert p.clean and p.raised == []
         await v.close()
+
     clock.run(main())
 
 
@@ -167,10 +197,13 @@ def test_real_balance_difference_is_raised_only_after_the_lag_window():
         assert (await rec.run(clock.now_ns())).raised == []
         await asyncio.sleep(1.5)
         p3 = await rec.run(clock.now_ns())
-        assert [(m.layer, m.key, m.ours, m.theirs) for m in p3.raised] == [("balance", "alpha:BTC", 2.0, pytest.approx(2.3))]
+        assert [(m.layer, m.key, m.ours, m.theirs) for m in p3.raised] == [
+            ("balance", "alpha:BTC", 2.0, pytest.approx(2.3))
+        ]
         assert engine_event(p3) == EngineEvent.RECONCILE_MISMATCH
         assert rec.log.counts()["balance"] == 1
         await v.close()
+
     clock.run(main())
 
 
@@ -184,7 +217,9 @@ def test_pending_transfer_raises_nothing_while_in_flight_and_lands_in_the_ledger
         for v in (a, b):
             await v.start()
         led = await seeded_ledger(a, b)
-        rec = Reconciler([a, b], led, {}, balance_lag_ns=2 * S)  # the venues' balances lag 1 s; the transfer takes 30 s
+        rec = Reconciler(
+            [a, b], led, {}, balance_lag_ns=2 * S
+        )  # the venues' balances lag 1 s; the transfer takes 30 s
         await a.transfer("USDT", 5_000.0, "beta")
         raised = []
         for _ in range(40):  # every second through the transfer's life and after
@@ -197,6 +232,7 @@ def test_pending_transfer_raises_nothing_while_in_flight_and_lands_in_the_ledger
         assert p.clean
         for v in (a, b):
             await v.close()
+
     clock.run(main())
 
 
@@ -214,6 +250,7 @@ def test_perp_position_agrees_with_the_venue_after_fills_are_synced():
         assert led.perp_positions() == {("gamma", "btc"): pytest.approx(-0.015)}
         assert p.positions.raised == [] and p.raised == []
         await v.close()
+
     clock.run(main())
 
 
@@ -221,7 +258,13 @@ def test_recovery_after_a_restart_makes_every_order_the_venue_knows_ours_and_dec
     clock = VirtualClock(START_NS)
 
     async def main():
-        v = make_venue(clock, faults=[Fault("ack_lost", on="submit", nth=2), Fault("timeout", on="submit", nth=4, reached="no")])
+        v = make_venue(
+            clock,
+            faults=[
+                Fault("ack_lost", on="submit", nth=2),
+                Fault("timeout", on="submit", nth=4, reached="no"),
+            ],
+        )
         await v.start()
         book_around(v)
         reqs = {
@@ -243,7 +286,9 @@ def test_recovery_after_a_restart_makes_every_order_the_venue_knows_ours_and_dec
             if name in ("resting", "filled_while_down"):
                 ours[req.coid] = replace(sent[req.coid], status=ack.status)
         assert timed_out == ["ack_lost", "never_arrived"]
-        v.participant_trade("btc", Side.SELL, 20_000 + 1_000)  # takes the best bid queue, then ours at 49_999.99
+        v.participant_trade(
+            "btc", Side.SELL, 20_000 + 1_000
+        )  # takes the best bid queue, then ours at 49_999.99
         await asyncio.sleep(10.0)  # the engine is down
         rnd = await recover_orders(v, ours, sent, clock.now_ns(), grace_ns=5 * S)
         apply(ours, v.name, rnd)
@@ -265,6 +310,7 @@ def test_recovery_after_a_restart_makes_every_order_the_venue_knows_ours_and_dec
         assert again.adopt == [] and again.updates == [] and again.lost == [] and again.mismatches == []
         assert [o.coid for o in await v.open_orders()].count(reqs["ack_lost"].coid) == 1
         await v.close()
+
     clock.run(main())
 
 
@@ -291,6 +337,7 @@ def test_fills_booked_from_the_stream_by_ordinal_are_not_booked_again_by_the_syn
         assert p.raised == [] and p.clean
         await v.close()
         await asyncio.gather(*tasks)
+
     clock.run(main())
 
 
@@ -319,4 +366,5 @@ def test_partial_fill_missing_from_the_ledger_is_raised_after_the_window_and_res
         clean = bal.check("alpha", await v.balances(), led, clock.now_ns())
         assert clean.raised == [] and sorted(clean.resolved) == ["alpha:BTC", "alpha:USDT"]
         await v.close()
+
     clock.run(main())

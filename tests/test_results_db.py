@@ -1,16 +1,24 @@
 """The SQLite results database: round trips of every table, fill de-duplication, order upserts,
 append-only exceptions, refusal of files that are not results databases."""
+
 import sqlite3
 
 import pytest
 
 from basis_core.accounting import Ledger, LedgerFill
 from basis_core.errors import ResultsError
+from basis_core.reconcile import ExceptionLog
 from basis_core.reconcile.mismatch import Mismatch
 from basis_core.results import ResultsDB
-from basis_core.reconcile import ExceptionLog
-from basis_core.results.record import (HIST_LATENCY, SERIES_NET, SERIES_RESIDUAL, accounting_figures, record_exceptions,
-                                       record_latency, record_ledger)
+from basis_core.results.record import (
+    HIST_LATENCY,
+    SERIES_NET,
+    SERIES_RESIDUAL,
+    accounting_figures,
+    record_exceptions,
+    record_latency,
+    record_ledger,
+)
 from basis_core.schema import OrderType, Side
 
 
@@ -20,16 +28,52 @@ class Order:
     def __init__(self, coid, status, filled_qty=0.0, avg_price=0.0, updated_ns=0):
         self.coid, self.instrument, self.side, self.type = coid, "BTCUSDT@alpha", Side.BUY, OrderType.LIMIT
         self.qty, self.price, self.status = 1.0, 100.0, status
-        self.filled_qty, self.avg_price, self.created_ns, self.updated_ns = filled_qty, avg_price, 5, updated_ns
+        self.filled_qty, self.avg_price, self.created_ns, self.updated_ns = (
+            filled_qty,
+            avg_price,
+            5,
+            updated_ns,
+        )
 
 
 def spread_ledger():
     led = Ledger(lambda a, t: {"BTC": 100.0, "BNB": 300.0}[a])
     led.open_opportunity(3, "spread", 1.0, ts_ns=10)
-    led.book_fill(LedgerFill("alpha", "BTCUSDT@alpha", "BTC", "USDT", "buy", 1.0, 100.0, 20, 48, "a1",
-                             fee=0.001, fee_asset="BNB", opportunity_id=3, signal_px=100.0))
-    led.book_fill(LedgerFill("beta", "BTCUSDT@beta", "BTC", "USDT", "sell", 0.5, 102.0, 30, 49, "b1",
-                             fee=0.05, opportunity_id=3, signal_px=102.0))
+    led.book_fill(
+        LedgerFill(
+            "alpha",
+            "BTCUSDT@alpha",
+            "BTC",
+            "USDT",
+            "buy",
+            1.0,
+            100.0,
+            20,
+            48,
+            "a1",
+            fee=0.001,
+            fee_asset="BNB",
+            opportunity_id=3,
+            signal_px=100.0,
+        )
+    )
+    led.book_fill(
+        LedgerFill(
+            "beta",
+            "BTCUSDT@beta",
+            "BTC",
+            "USDT",
+            "sell",
+            0.5,
+            102.0,
+            30,
+            49,
+            "b1",
+            fee=0.05,
+            opportunity_id=3,
+            signal_px=102.0,
+        )
+    )
     return led
 
 
@@ -49,11 +93,17 @@ def test_run_opportunities_fills_and_series_round_trip(tmp_path):
         assert opp["symmetry"] == pytest.approx(0.5) and opp["outcome"] == "asymmetric"
         assert opp["bought"] == {"BTC": 1.0} and opp["sold"] == {"BTC": 0.5}
         fills = db.fills("r1")
-        assert [(f["venue"], f["coid"], f["fill_id"]) for f in fills] == [("alpha", "48", "a1"), ("beta", "49", "b1")]
+        assert [(f["venue"], f["coid"], f["fill_id"]) for f in fills] == [
+            ("alpha", "48", "a1"),
+            ("beta", "49", "b1"),
+        ]
         assert fills[0]["fee_usdt"] == pytest.approx(0.3) and fills[0]["fee_asset"] == "BNB"
         net = db.series("r1", SERIES_NET)
         assert [t for t, _ in net] == [20, 30] and net[-1][1] == pytest.approx(1.0 - 0.35)
-        assert db.series("r1", SERIES_RESIDUAL)[-1] == (30, pytest.approx(50.0 + 0.3))  # 0.5 BTC + 0.001 BNB short
+        assert db.series("r1", SERIES_RESIDUAL)[-1] == (
+            30,
+            pytest.approx(50.0 + 0.3),
+        )  # 0.5 BTC + 0.001 BNB short
 
 
 def test_fill_with_same_venue_coid_and_fill_id_is_stored_once(tmp_path):
@@ -76,7 +126,11 @@ def test_orders_are_upserted_and_transitions_and_exceptions_appended(tmp_path):
         record_exceptions(db, "r1", [m, m])
         assert db.resolve_exception("r1", "balance", "alpha:BTC", 80) == 2
         orders = {o["coid"]: o for o in db.orders("r1")}
-        assert orders["17"]["status"] == "FILLED" and orders["17"]["avg_price"] == 99.5 and orders["17"]["side"] == "BUY"
+        assert (
+            orders["17"]["status"] == "FILLED"
+            and orders["17"]["avg_price"] == 99.5
+            and orders["17"]["side"] == "BUY"
+        )
         assert orders["17"]["submitted_ns"] == 5 and orders["18"]["origin"] == "adopted"
         trs = db.transitions("r1")
         assert [(t["seq"], t["to_state"]) for t in trs] == [(1, "PROTECTIVE"), (2, "UNWINDING")]
@@ -141,8 +195,22 @@ def test_record_ledger_is_incremental_and_a_fresh_writer_rewrites_the_same_conte
     path = tmp_path / "r.sqlite"
     with ResultsDB(path) as db:
         record_ledger(db, "r1", led)
-        led.book_fill(LedgerFill("beta", "BTCUSDT@beta", "BTC", "USDT", "sell", 0.5, 103.0, 40, 50, "b2",
-                                 opportunity_id=3, signal_px=102.0))
+        led.book_fill(
+            LedgerFill(
+                "beta",
+                "BTCUSDT@beta",
+                "BTC",
+                "USDT",
+                "sell",
+                0.5,
+                103.0,
+                40,
+                50,
+                "b2",
+                opportunity_id=3,
+                signal_px=102.0,
+            )
+        )
         led.open_opportunity(4, "basis", 2.0, ts_ns=45)
         record_ledger(db, "r1", led, {4: "skipped"})
         net = db.series("r1", SERIES_NET)

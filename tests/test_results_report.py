@@ -1,5 +1,6 @@
 """report.json validation and writing, and `basis report RUN_DIR`: the summary it prints and the
 self-contained HTML it writes (five inline SVG plots, nothing fetched from anywhere)."""
+
 import argparse
 import math
 import re
@@ -20,12 +21,32 @@ T0 = 1_700_000_000_000_000_000
 
 def sample_report(**over) -> RunReport:
     r = RunReport(
-        events_processed=120_000, events_per_s=48_000.5, decision_latency_ns={"p50": 2_100.0, "p99": 9_000.0, "p999": 31_000.0},
-        signals_seen=40, signals_rejected={"STALE": 3, "EDGE_GONE": 5}, orders_submitted=50, orders_filled=44,
-        hedges_completed=19, asymmetric_episodes=2, unwinds=1, max_residual_exposure_usdt=150.0,
-        state_transitions=[{"t": T0 + 2e9, "machine": "engine", "from": "NORMAL", "to": "PROTECTIVE", "cause": "SYMMETRY_BREACH"}],
+        events_processed=120_000,
+        events_per_s=48_000.5,
+        decision_latency_ns={"p50": 2_100.0, "p99": 9_000.0, "p999": 31_000.0},
+        signals_seen=40,
+        signals_rejected={"STALE": 3, "EDGE_GONE": 5},
+        orders_submitted=50,
+        orders_filled=44,
+        hedges_completed=19,
+        asymmetric_episodes=2,
+        unwinds=1,
+        max_residual_exposure_usdt=150.0,
+        state_transitions=[
+            {
+                "t": T0 + 2e9,
+                "machine": "engine",
+                "from": "NORMAL",
+                "to": "PROTECTIVE",
+                "cause": "SYMMETRY_BREACH",
+            }
+        ],
         reconciliation={"order": 0, "position": 1, "balance": 0, "reporting": 0},
-        realized_pnl_usdt=12.5, fees_usdt=3.25, slippage_usdt=-0.5, extra={"run_id": "r1"})
+        realized_pnl_usdt=12.5,
+        fees_usdt=3.25,
+        slippage_usdt=-0.5,
+        extra={"run_id": "r1"},
+    )
     for k, v in over.items():
         setattr(r, k, v)
     return r
@@ -48,14 +69,24 @@ def test_report_json_missing_field_is_rejected_and_named(field, tmp_path):
     assert not (tmp_path / "report.json").exists()
 
 
-@pytest.mark.parametrize("field,value", [
-    ("events_processed", -1), ("events_processed", 1.5), ("events_processed", True), ("events_per_s", math.nan),
-    ("decision_latency_ns", {"p50": 1.0, "p99": 2.0}), ("decision_latency_ns", {"p50": -1, "p99": 2, "p999": 3}),
-    ("signals_rejected", {"STALE": "3"}), ("reconciliation", [1, 2]), ("realized_pnl_usdt", math.inf),
-    ("fees_usdt", -0.1), ("state_transitions", [{"t": 1, "machine": "engine", "from": "NORMAL", "to": "HALTED"}]),
-    ("state_transitions", [{"t": "x", "machine": "engine", "from": "a", "to": "b", "cause": "c"}]),
-    ("max_residual_exposure_usdt", None),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("events_processed", -1),
+        ("events_processed", 1.5),
+        ("events_processed", True),
+        ("events_per_s", math.nan),
+        ("decision_latency_ns", {"p50": 1.0, "p99": 2.0}),
+        ("decision_latency_ns", {"p50": -1, "p99": 2, "p999": 3}),
+        ("signals_rejected", {"STALE": "3"}),
+        ("reconciliation", [1, 2]),
+        ("realized_pnl_usdt", math.inf),
+        ("fees_usdt", -0.1),
+        ("state_transitions", [{"t": 1, "machine": "engine", "from": "NORMAL", "to": "HALTED"}]),
+        ("state_transitions", [{"t": "x", "machine": "engine", "from": "a", "to": "b", "cause": "c"}]),
+        ("max_residual_exposure_usdt", None),
+    ],
+)
 def test_report_json_mistyped_field_is_rejected(field, value):
     data = sample_report().as_dict()
     data[field] = value
@@ -86,21 +117,55 @@ def make_run_dir(tmp_path, with_db=True):
     for i in range(1, 13):
         led.open_opportunity(i, "spread", 0.5, T0 + i * 10**8)
         sell_qty = 1.0 if i % 4 else 0.4
-        led.book_fill(LedgerFill("alpha", "BTCUSDT@alpha", "BTC", "USDT", "buy", 1.0, 100.0, T0 + i * 10**8, i << 4,
-                                 f"a{i}", fee=0.02, opportunity_id=i, signal_px=99.99))
-        led.book_fill(LedgerFill("beta", "BTCUSDT@beta", "BTC", "USDT", "sell", sell_qty, 100.6, T0 + i * 10**8 + 5 * 10**6,
-                                 (i << 4) | 1, f"b{i}", fee=0.02, opportunity_id=i, signal_px=100.6))
+        led.book_fill(
+            LedgerFill(
+                "alpha",
+                "BTCUSDT@alpha",
+                "BTC",
+                "USDT",
+                "buy",
+                1.0,
+                100.0,
+                T0 + i * 10**8,
+                i << 4,
+                f"a{i}",
+                fee=0.02,
+                opportunity_id=i,
+                signal_px=99.99,
+            )
+        )
+        led.book_fill(
+            LedgerFill(
+                "beta",
+                "BTCUSDT@beta",
+                "BTC",
+                "USDT",
+                "sell",
+                sell_qty,
+                100.6,
+                T0 + i * 10**8 + 5 * 10**6,
+                (i << 4) | 1,
+                f"b{i}",
+                fee=0.02,
+                opportunity_id=i,
+                signal_px=100.6,
+            )
+        )
     with ResultsDB(run_dir / "results.sqlite") as db:
         db.start_run("r1", "default", 7, T0)
         record_ledger(db, "r1", led)
         record_latency(db, "r1", [1_000 + 37 * k for k in range(500)])
-        for t, m, key, a, b, cause in [(2, "engine", "", "NORMAL", "PROTECTIVE", "SYMMETRY_BREACH"),
-                                       (3, "engine", "", "PROTECTIVE", "UNWINDING", "UNWIND_STARTED"),
-                                       (4, "engine", "", "UNWINDING", "NORMAL", "POLICY_CHECKS_PASSED"),
-                                       (1, "venue", "beta", "UP", "THROTTLED", "RATE_LIMITED"),
-                                       (2.5, "venue", "beta", "THROTTLED", "UP", "THROTTLE_CLEARED")]:
+        for t, m, key, a, b, cause in [
+            (2, "engine", "", "NORMAL", "PROTECTIVE", "SYMMETRY_BREACH"),
+            (3, "engine", "", "PROTECTIVE", "UNWINDING", "UNWIND_STARTED"),
+            (4, "engine", "", "UNWINDING", "NORMAL", "POLICY_CHECKS_PASSED"),
+            (1, "venue", "beta", "UP", "THROTTLED", "RATE_LIMITED"),
+            (2.5, "venue", "beta", "THROTTLED", "UP", "THROTTLE_CLEARED"),
+        ]:
             db.record_transition("r1", T0 + int(t * 1e9), m, key, a, b, cause)
-        record_exceptions(db, "r1", [Mismatch("position", "BTC", 0.0, 0.6, "residual after hedge window", T0 + 2 * 10**9)])
+        record_exceptions(
+            db, "r1", [Mismatch("position", "BTC", 0.0, 0.6, "residual after hedge window", T0 + 2 * 10**9)]
+        )
         db.end_run("r1", T0 + 5 * 10**9)
     return run_dir
 

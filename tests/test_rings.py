@@ -1,5 +1,6 @@
 """Shared-memory SPSC rings: geometry, full/empty as return values, wrap-around, attach errors,
 cross-process streams checked record by record, producer death, and no segment left behind."""
+
 import multiprocessing as mp
 import os
 import signal
@@ -11,15 +12,25 @@ from multiprocessing import shared_memory
 import numba
 import numpy as np
 import pytest
+import ring_children
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import ring_children
 from soak import SOAK
+
 from basis_core import schema
 from basis_core.errors import ProducerDead, RingError
 from basis_core.rings import (
-    CONSUMER, ENDED, PRODUCER, BackoffSleep, BusySpin, Ring, Yield, kernels, leftovers, seqcheck, unlink,
+    CONSUMER,
+    ENDED,
+    PRODUCER,
+    BackoffSleep,
+    BusySpin,
+    Ring,
+    Yield,
+    kernels,
+    leftovers,
+    seqcheck,
+    unlink,
 )
 from basis_core.rings.layout import HEAD, HEADER_BYTES, OWN, TAIL
 
@@ -71,6 +82,7 @@ def wait_for(predicate, timeout_s: float = 20.0) -> None:
 
 # -- layout and ordering ------------------------------------------------------------------
 
+
 def test_head_tail_and_slots_sit_on_separate_cache_lines(pair):
     prod, _ = pair
     base = prod.header.ctypes.data
@@ -88,6 +100,7 @@ def test_cursors_are_published_with_release_stores_and_read_with_acquire_loads()
         fresh = numba.njit(fn.py_func)
         fresh.compile(args)
         return "\n".join(fresh.inspect_llvm().values())
+
     i64 = numba.types.int64
     publish, release = ir(kernels.write_publish, a1, a1, i64), ir(kernels.read_release, a1, a1, i64)
     claim, wclaim = ir(kernels.read_claim, a1, a2, a1, i64), ir(kernels.write_claim, a1, a2, a1, i64)
@@ -97,8 +110,10 @@ def test_cursors_are_published_with_release_stores_and_read_with_acquire_loads()
     assert "load atomic i64" in wclaim and "acquire" in wclaim
 
 
-@pytest.mark.parametrize("kernel,op", [("read_claim", "ldar"), ("write_claim", "ldar"),
-                                       ("write_publish", "stlr"), ("read_release", "stlr")])
+@pytest.mark.parametrize(
+    "kernel,op",
+    [("read_claim", "ldar"), ("write_claim", "ldar"), ("write_publish", "stlr"), ("read_release", "stlr")],
+)
 def test_on_arm64_cursor_loads_become_ldar_and_cursor_stores_become_stlr(kernel, op):
     import re
 
@@ -115,7 +130,7 @@ def test_on_arm64_cursor_loads_become_ldar_and_cursor_stores_become_stlr(kernel,
     fresh = numba.njit(_nrt=False, no_cpython_wrapper=True)(getattr(kernels, kernel).py_func)
     fresh.compile(args)
     text = "\n".join(fresh.inspect_llvm().values())
-    text = re.sub(r'"target-(cpu|features)"="[^"]*"', "", text)          # host (x86) attributes
+    text = re.sub(r'"target-(cpu|features)"="[^"]*"', "", text)  # host (x86) attributes
     text = re.sub(r"^target (datalayout|triple) = .*$", "", text, flags=re.M)
     mod = llvm.parse_assembly(text)
     mod.triple = "aarch64-unknown-linux-gnu"
@@ -126,15 +141,16 @@ def test_on_arm64_cursor_loads_become_ldar_and_cursor_stores_become_stlr(kernel,
 
 # -- full / empty / wrap-around -----------------------------------------------------------
 
+
 def test_full_and_empty_are_zero_counts_not_exceptions(pair):
     prod, cons = pair
     out = np.zeros((8, 8), np.uint64)
     assert cons.pop_batch(out) == 0
     assert prod.push_batch(records(0, 5)) == 5
-    assert prod.push_batch(records(5, 5)) == 3          # only 3 slots were left
-    assert prod.push_batch(records(8, 1)) == 0          # full
+    assert prod.push_batch(records(5, 5)) == 3  # only 3 slots were left
+    assert prod.push_batch(records(8, 1)) == 0  # full
     assert cons.pop_batch(out[:2]) == 2
-    assert prod.push_batch(records(8, 4)) == 2          # two slots came free
+    assert prod.push_batch(records(8, 4)) == 2  # two slots came free
     assert cons.pop_batch(out) == 8
     assert_stream(out, 2)
     assert cons.pop_batch(out) == 0
@@ -174,9 +190,13 @@ def _compiled_round_trip(ph, ps, pl, ch, cs, cl, n, out):
 def test_claim_publish_and_read_release_are_callable_from_compiled_code(pair):
     prod, cons = pair
     out = np.zeros(16, np.uint64)
-    assert _compiled_round_trip(prod.header, prod.slots, prod.local, cons.header, cons.slots, cons.local, 5, out) == (5, 5)
+    assert _compiled_round_trip(
+        prod.header, prod.slots, prod.local, cons.header, cons.slots, cons.local, 5, out
+    ) == (5, 5)
     assert out[:5].tolist() == [1000, 1001, 1002, 1003, 1004]
-    assert _compiled_round_trip(prod.header, prod.slots, prod.local, cons.header, cons.slots, cons.local, 16, out) == (8, 8)
+    assert _compiled_round_trip(
+        prod.header, prod.slots, prod.local, cons.header, cons.slots, cons.local, 16, out
+    ) == (8, 8)
     assert (prod.published, cons.consumed) == (13, 13)
 
 
@@ -233,6 +253,7 @@ def test_wrong_shapes_and_roles_are_ring_errors(pair):
 
 
 # -- segments: create, attach, close, leaks -----------------------------------------------
+
 
 @pytest.mark.parametrize("capacity", [0, 1, 3, 100, 1 << 31])
 def test_capacity_must_be_a_power_of_two(capacity):
@@ -313,6 +334,7 @@ def test_a_killed_creator_leaves_a_segment_that_unlink_removes():
 
 # -- producer closed / dead ---------------------------------------------------------------
 
+
 def test_consumer_reads_everything_then_ended_after_the_producer_closes(pair):
     prod, cons = pair
     prod.push_batch(records(0, 6))
@@ -337,7 +359,7 @@ def test_consumer_notices_a_sigkilled_producer_within_one_second():
                 assert k > 0
                 got += k
             assert_stream(out[:40], 0)
-            assert cons.pop_wait(out, timeout_s=0.2) == 0      # alive and idle: a timeout, not death
+            assert cons.pop_wait(out, timeout_s=0.2) == 0  # alive and idle: a timeout, not death
             os.kill(child.pid, signal.SIGKILL)
             killed = time.monotonic()
             with pytest.raises(ProducerDead, match=f"producer pid {child.pid} is gone"):
@@ -356,8 +378,8 @@ def test_consumer_with_a_heartbeat_timeout_notices_a_hung_producer():
         try:
             out = np.zeros((1, 8), np.uint64)
             assert cons.pop_wait(out, timeout_s=30) == 1
-            assert cons.pop_wait(out, timeout_s=0.6) == 0      # beating: alive
-            os.kill(child.pid, signal.SIGSTOP)                 # alive pid, no more heartbeats
+            assert cons.pop_wait(out, timeout_s=0.6) == 0  # beating: alive
+            os.kill(child.pid, signal.SIGSTOP)  # alive pid, no more heartbeats
             stopped = time.monotonic()
             with pytest.raises(ProducerDead, match="has not beaten"):
                 cons.pop_wait(out, wait=BackoffSleep(), timeout_s=10)
@@ -367,8 +389,11 @@ def test_consumer_with_a_heartbeat_timeout_notices_a_hung_producer():
             child.join()
 
 
-@pytest.mark.parametrize("wait", [BusySpin(spin_us=50), Yield(), BackoffSleep(min_us=5, max_us=500)],
-                         ids=["spin", "yield", "backoff"])
+@pytest.mark.parametrize(
+    "wait",
+    [BusySpin(spin_us=50), Yield(), BackoffSleep(min_us=5, max_us=500)],
+    ids=["spin", "yield", "backoff"],
+)
 def test_each_wait_strategy_wakes_for_records_published_later(pair, wait):
     prod, cons = pair
     out = np.zeros((8, 8), np.uint64)
@@ -407,6 +432,7 @@ def test_push_wait_gives_up_at_its_timeout_when_nobody_reads(pair):
 
 
 # -- cross-process streams ----------------------------------------------------------------
+
 
 def consume_from_child(cons: Ring, child, n: int, batch: int) -> int:
     done = 0
@@ -464,22 +490,30 @@ def test_cross_process_python_stream_with_mixed_batch_sizes():
 
 # -- the `basis bench` summary --------------------------------------------------------------
 
+
 def test_bench_table_sets_each_ring_benchmark_beside_its_queue_baseline():
     from basis_core.bench import render, summarize
 
-    rows = summarize({
-        "OneToOneThroughput[ring,batch=16]": 50e-9,
-        "OneToOneThroughput[queue,batch=16]": 2e-6,
-        "OneToOneThroughput[queue,batch=1]": 25e-6,
-        "PingPongLatency[ring].p50": 200e-9,
-        "PingPongLatency[ring].p99": 400e-9,
-        "PingPongLatency[queue].p50": 40e-6,
-        "PingPongLatency[queue].p99": 60e-6,
-        "journal_append_never": 3e-7,
-    })
+    rows = summarize(
+        {
+            "OneToOneThroughput[ring,batch=16]": 50e-9,
+            "OneToOneThroughput[queue,batch=16]": 2e-6,
+            "OneToOneThroughput[queue,batch=1]": 25e-6,
+            "PingPongLatency[ring].p50": 200e-9,
+            "PingPongLatency[ring].p99": 400e-9,
+            "PingPongLatency[queue].p50": 40e-6,
+            "PingPongLatency[queue].p99": 60e-6,
+            "journal_append_never": 3e-7,
+        }
+    )
     by_name = {r[0]: r for r in rows}
     assert by_name["OneToOneThroughput[ring,batch=16]"] == (
-        "OneToOneThroughput[ring,batch=16]", "20.00 M/s", "-", "-", "40x")
+        "OneToOneThroughput[ring,batch=16]",
+        "20.00 M/s",
+        "-",
+        "-",
+        "40x",
+    )
     assert by_name["OneToOneThroughput[queue,batch=1]"][1:] == ("40.00 K/s", "-", "-", "-")
     assert by_name["PingPongLatency[ring]"][1:] == ("-", "200 ns", "400 ns", "200x / 150x")
     assert by_name["journal_append_never"][1] == "300 ns/loop"

@@ -2,17 +2,25 @@ import numpy as np
 import pytest
 
 from basis_core import schema
-from basis_core.errors import SchemaError
+from basis_core.errors import SchemaError, UnknownName
 from basis_core.registry import Registry
-from basis_core.errors import UnknownName
 
 
 @pytest.mark.parametrize("kind", list(schema.Kind))
 def test_every_kind_is_one_cache_line_with_the_common_header(kind):
     dt = schema.DTYPES[kind]
     assert dt.itemsize == 64
-    for name, off in [("seq", 0), ("ts_ns", 8), ("kind", 16), ("source", 17), ("venue", 18),
-                      ("sub", 19), ("instrument", 20), ("aux", 22), ("check", 60)]:
+    for name, off in [
+        ("seq", 0),
+        ("ts_ns", 8),
+        ("kind", 16),
+        ("source", 17),
+        ("venue", 18),
+        ("sub", 19),
+        ("instrument", 20),
+        ("aux", 22),
+        ("check", 60),
+    ]:
         assert dt.fields[name][1] == off, (kind, name)
 
 

@@ -42,14 +42,17 @@ def check_invariants(ex: Exchange):
     assert eng.live_orders() == len(eng.resting())
 
 
-ops = st.lists(st.tuples(
-    st.sampled_from(["order", "order", "order", "cancel", "level", "trade"]),
-    st.sampled_from(OWNERS),
-    st.sampled_from(list(Side)),
-    st.sampled_from(list(OrderType)),
-    st.integers(1, 40),        # lots
-    st.integers(190, 210),     # price ticks (95.0 .. 105.0)
-), max_size=60)
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["order", "order", "order", "cancel", "level", "trade"]),
+        st.sampled_from(OWNERS),
+        st.sampled_from(list(Side)),
+        st.sampled_from(list(OrderType)),
+        st.integers(1, 40),  # lots
+        st.integers(190, 210),  # price ticks (95.0 .. 105.0)
+    ),
+    max_size=60,
+)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -92,7 +95,7 @@ def test_buy_reserves_notional_plus_fee_and_cancel_releases_it():
     notional = 100 * 10**8
     assert ex.accounts.get("a", "USDT").locked == notional + notional * 10 // 10_000
     ex.cancel("a", "spot", "x")
-    assert ex.accounts.get("a", "USDT") .locked == 0
+    assert ex.accounts.get("a", "USDT").locked == 0
     assert ex.accounts.get("a", "USDT").free == 300 * 10**8
 
 
@@ -138,17 +141,17 @@ def test_accounts_refuse_moves_that_would_go_negative():
 def test_perp_fills_move_no_base_and_realize_pnl_when_the_position_shrinks():
     ex = Exchange("p", {"perp": (PERP, FeeSchedule(0.0, 0.0))}, leverage={"perp": 10.0})
     ex.accounts.deposit("a", "USDT", 1000 * 10**8)
-    ex.set_level("perp", Side.SELL, 200, 200)                  # asks at 100.0
+    ex.set_level("perp", Side.SELL, 200, 200)  # asks at 100.0
     ex.submit("a", "perp", "o1", Side.BUY, OrderType.LIMIT, 2.0, 100.0)
     pos = ex.position("a", "perp")
     assert pos.lots == 200 and ex.accounts.get("a", "BTC").total == 0
     assert ex.accounts.get("a", "USDT").total == 1000 * 10**8  # no notional moved, margin released
-    ex.set_level("perp", Side.BUY, 220, 1000)                 # bids at 110.0
+    ex.set_level("perp", Side.BUY, 220, 1000)  # bids at 110.0
     ex.submit("a", "perp", "o2", Side.SELL, OrderType.MARKET, 3.0)
     pos = ex.position("a", "perp")
-    assert pos.lots == -100 and pos.cost == 220 * 100         # flipped short 1.0 at 110
+    assert pos.lots == -100 and pos.cost == 220 * 100  # flipped short 1.0 at 110
     assert ex.accounts.get("a", "USDT").total == (1000 + 20) * 10**8
-    paid = ex.apply_funding("perp", 110.0, 0.001)              # shorts receive when rate > 0
+    paid = ex.apply_funding("perp", 110.0, 0.001)  # shorts receive when rate > 0
     assert paid == [("a", -11_000_000)]
     assert ex.accounts.get("a", "USDT").total == (1000 + 20) * 10**8 + 11_000_000
     assert ex.accounts.total("USDT") == ex.accounts.external("USDT")
@@ -157,7 +160,7 @@ def test_perp_fills_move_no_base_and_realize_pnl_when_the_position_shrinks():
 def test_perp_order_needs_margin_not_notional():
     ex = Exchange("p", {"perp": (PERP, FeeSchedule(0.0, 5.0))}, leverage={"perp": 5.0})
     ex.accounts.deposit("a", "USDT", 30 * 10**8)
-    r = ex.submit("a", "perp", "o1", Side.BUY, OrderType.LIMIT, 1.0, 100.0)   # 100 notional, 20 margin
+    r = ex.submit("a", "perp", "o1", Side.BUY, OrderType.LIMIT, 1.0, 100.0)  # 100 notional, 20 margin
     assert r.order.status is OrderStatus.OPEN
     assert ex.accounts.get("a", "USDT").locked == 20 * 10**8 + 100 * 10**8 * 5 // 10_000
     r = ex.submit("a", "perp", "o2", Side.BUY, OrderType.LIMIT, 1.0, 100.0)
@@ -166,8 +169,8 @@ def test_perp_order_needs_margin_not_notional():
 
 def test_market_order_reservation_looks_past_the_owners_own_resting_orders():
     ex = spot_exchange("quote", maker=0.0, taker=0.0)
-    ex.set_level("spot", Side.SELL, 220, 100)                 # 1.0 BTC at 110 from the market
-    ex.submit("a", "spot", "own", Side.SELL, OrderType.LIMIT, 1.0, 100.0)   # our own ask in front
+    ex.set_level("spot", Side.SELL, 220, 100)  # 1.0 BTC at 110 from the market
+    ex.submit("a", "spot", "own", Side.SELL, OrderType.LIMIT, 1.0, 100.0)  # our own ask in front
     r = ex.submit("a", "spot", "m", Side.BUY, OrderType.MARKET, 1.0)
     assert ex.engine("spot").query("a", "own").status is OrderStatus.EXPIRED
     assert r.order.status is OrderStatus.FILLED and r.order.avg_price == 110.0
@@ -177,7 +180,7 @@ def test_market_order_reservation_looks_past_the_owners_own_resting_orders():
     ex.accounts.deposit("c", "BTC", 10**8)
     ex.set_level("spot", Side.SELL, 220, 100)
     ex.submit("c", "spot", "own", Side.SELL, OrderType.LIMIT, 1.0, 100.0)
-    r = ex.submit("c", "spot", "m", Side.BUY, OrderType.MARKET, 1.0)   # 110 needed, 105 held
+    r = ex.submit("c", "spot", "m", Side.BUY, OrderType.MARKET, 1.0)  # 110 needed, 105 held
     assert r.order.status is OrderStatus.REJECTED and r.order.reason == RejectReason.INSUFFICIENT_FUNDS
     assert ex.accounts.get("c", "USDT").free == 105 * 10**8
 
@@ -202,10 +205,10 @@ def test_perp_ledger_never_goes_negative_and_conserves_quote(ops):
             r = ex.set_level("spot", side, px, lots, ts_ns=n)
         else:
             r = ex.participant_trade("spot", side, lots, ts_ns=n)
-        for f in (r.fills if r is not None and not r.duplicate else ()):
+        for f in r.fills if r is not None and not r.duplicate else ():
             if f.owner in signed:
                 signed[f.owner] += f.lots if f.side == Side.BUY else -f.lots
         check_invariants(ex)
-        assert ex.accounts.get("a", "BTC").total == 0         # perps move no base asset
+        assert ex.accounts.get("a", "BTC").total == 0  # perps move no base asset
     for owner in OWNERS:
         assert ex.position(owner, "spot").lots == signed[owner]

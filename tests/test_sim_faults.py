@@ -1,13 +1,37 @@
 import asyncio
 
 import pytest
-from test_sim_support import (START_NS, Fault, FaultSchedule, Latency, TransferNetwork, TransferRules, VirtualClock,
-                              book_around, make_venue, start_collecting)
+from test_sim_support import (
+    START_NS,
+    Fault,
+    FaultSchedule,
+    Latency,
+    TransferNetwork,
+    TransferRules,
+    VirtualClock,
+    book_around,
+    make_venue,
+    start_collecting,
+)
 
-from adapters.base import BalanceUpdate, Fill, OrderRequest, OrderStatus, OrderUpdate, TransferInfo, VenueStatus
+from adapters.base import (
+    BalanceUpdate,
+    Fill,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    TransferInfo,
+    VenueStatus,
+)
 from basis_core.configio import build
-from basis_core.errors import (ConfigError, OrderNotFound, OrderRejected, RateLimited, RequestTimeout,
-                               VenueUnavailable)
+from basis_core.errors import (
+    ConfigError,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    RequestTimeout,
+    VenueUnavailable,
+)
 from basis_core.schema import OrderType, Side, TransferState, VenueReport
 
 LAT = Latency(request_s=0.005, response_s=0.005, jitter_s=0.0, fill_s=0.002, balance_lag_s=0.0, timeout_s=1.0)
@@ -29,6 +53,7 @@ def scenario(faults, body, latency=LAT, seed=1):
         await v.close()
         await asyncio.gather(*tasks)
         return out, v
+
     return clock.run(main())
 
 
@@ -45,7 +70,8 @@ def test_timeout_fires_on_the_scheduled_submit_and_the_order_may_or_may_not_be_l
         else:
             with pytest.raises(OrderNotFound):
                 await v.fetch_order("2")
-        await v.submit(req("3"))              # only the 2nd submit was scheduled to time out
+        await v.submit(req("3"))  # only the 2nd submit was scheduled to time out
+
     _, v = scenario([Fault("timeout", nth=2, reached=reached)], body)
     assert [f.kind for f in v.faults.log] == ["timeout"]
 
@@ -65,7 +91,9 @@ def test_random_timeout_outcome_is_the_same_for_the_same_seed_and_varies_with_it
                     except OrderNotFound:
                         seen.append("lost")
             return seen
+
         return scenario([Fault("timeout", count=0, probability=0.5)], body, seed=seed)[0]
+
     a, b = outcome(3), outcome(3)
     assert a == b
     assert {"ok", "live", "lost"} <= set(a)
@@ -86,6 +114,7 @@ def test_rate_limit_burst_answers_429_with_retry_after_inside_its_window_only():
         await asyncio.sleep(2.0)
         assert (await v.submit(req("3"))).status is OrderStatus.OPEN
         assert (await v.status()).state is VenueReport.OK
+
     scenario([Fault("rate_limit", start_s=1.0, duration_s=2.0, retry_after_s=0.5)], body)
 
 
@@ -101,8 +130,11 @@ def test_maintenance_window_refuses_requests_and_reports_until_when():
         await asyncio.sleep(6.0)
         assert (await v.submit(req("2"))).status is OrderStatus.OPEN
         return clock
+
     (clock, v) = scenario([Fault("maintenance", venue="alpha", start_s=4.0, duration_s=6.0)], body)
-    pushed = [(it[0] - START_NS, it[2].state) for it in v.log if it[1] == "md" and isinstance(it[2], VenueStatus)]
+    pushed = [
+        (it[0] - START_NS, it[2].state) for it in v.log if it[1] == "md" and isinstance(it[2], VenueStatus)
+    ]
     assert pushed == [(4 * 10**9, VenueReport.MAINTENANCE), (10 * 10**9, VenueReport.OK)]
 
 
@@ -114,6 +146,7 @@ def test_scheduled_reject_refuses_an_otherwise_valid_order_with_that_reason(reas
         assert err.value.reason == reason
         assert (await v.fetch_order("1")).status is OrderStatus.REJECTED
         assert (await v.submit(req("2"))).status is OrderStatus.OPEN
+
     scenario([Fault("reject", reason=reason)], body)
 
 
@@ -122,11 +155,12 @@ def test_lost_ack_leaves_a_live_order_the_client_never_heard_about():
         t0 = clock.now_ns()
         with pytest.raises(RequestTimeout):
             await v.submit(req("1"))
-        assert clock.now_ns() - t0 == pytest.approx(1e9, abs=1e6)   # the client's timeout
+        assert clock.now_ns() - t0 == pytest.approx(1e9, abs=1e6)  # the client's timeout
         await asyncio.sleep(0.1)
         assert not [e for e in user if isinstance(e, OrderUpdate) and e.order.coid == "1"]
         assert [o.coid for o in await v.open_orders()] == ["1"]
         assert (await v.fetch_order("1")).status is OrderStatus.OPEN
+
     scenario([Fault("ack_lost")], body)
 
 
@@ -137,6 +171,7 @@ def test_cancel_fill_race_cancel_answers_filled():
         assert got.status is OrderStatus.FILLED and got.filled_qty == 0.01
         assert [f.coid for f in (await v.fills()).fills] == ["1"]
         assert (await v.fetch_order("1")).status is OrderStatus.FILLED
+
     scenario([Fault("cancel_fill_race")], body)
 
 
@@ -149,12 +184,16 @@ def test_fill_report_arrives_after_the_cancel_ack():
         assert got.status is OrderStatus.CANCELED and got.filled_qty == 0.01
         answered = clock.now_ns()
         await asyncio.sleep(0.1)
-        kinds = [(type(e).__name__, getattr(getattr(e, "order", None), "status", None)) for e in user
-                 if isinstance(e, (Fill, OrderUpdate))]
+        kinds = [
+            (type(e).__name__, getattr(getattr(e, "order", None), "status", None))
+            for e in user
+            if isinstance(e, (Fill, OrderUpdate))
+        ]
         assert kinds[0] == ("OrderUpdate", OrderStatus.CANCELED)
         assert ("Fill", None) in kinds[1:]
         fill_ts = [e for e in user if isinstance(e, Fill)][0].ts_ns
-        assert fill_ts < answered     # it happened before the ack, but was reported after it
+        assert fill_ts < answered  # it happened before the ack, but was reported after it
+
     scenario([Fault("fill_after_cancel_ack")], body)
 
 
@@ -167,6 +206,7 @@ def test_balance_delay_window_makes_balances_lag_more():
         assert (await v.balances())["BTC"].free == before
         await asyncio.sleep(2.0)
         assert (await v.balances())["BTC"].free == pytest.approx(before + 0.1)
+
     scenario([Fault("balance_delay", start_s=0.5, duration_s=10.0, delay_s=3.0)], body)
 
 
@@ -179,6 +219,7 @@ def test_balance_update_held_back_arrives_after_later_ones():
         await asyncio.sleep(3.0)
         ids = [e.update_id for e in user if isinstance(e, BalanceUpdate)]
         assert len(ids) >= 3 and ids != sorted(ids)
+
     scenario([Fault("balance_reorder", nth=1, delay_s=1.0, start_s=0.4)], body)
 
 
@@ -201,6 +242,7 @@ def test_transfer_delay_adds_to_the_transfer_time():
         for v in (a, b):
             await v.close()
         await asyncio.gather(*tasks)
+
     clock.run(main())
 
 
@@ -215,9 +257,14 @@ def test_same_seed_gives_the_same_venue_event_log_and_fault_firings():
                 except (RequestTimeout, OrderRejected):
                     pass
                 v.participant_trade("btc", Side.SELL if i % 2 else Side.BUY, 500 * i)
-        faults = [Fault("timeout", count=0, probability=0.3), Fault("cancel_fill_race", probability=0.5, count=0)]
+
+        faults = [
+            Fault("timeout", count=0, probability=0.3),
+            Fault("cancel_fill_race", probability=0.5, count=0),
+        ]
         _, v = scenario(faults, body, latency=Latency(jitter_s=0.003), seed=seed)
         return repr(v.log), repr(v.faults.log)
+
     assert once(11) == once(11)
     assert once(11) != once(12)
 
@@ -238,4 +285,5 @@ def test_timed_out_cancel_of_an_unknown_order_is_still_a_timeout():
     async def body(v, clock, user):
         with pytest.raises(RequestTimeout):
             await v.cancel("never-sent")
+
     scenario([Fault("timeout", on="cancel", reached="yes")], body)

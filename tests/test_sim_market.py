@@ -10,9 +10,12 @@ from adapters.sim.recorded import RecordedMarket, load, load_csv
 from basis_core.errors import DataFileError
 from basis_core.schema import OrderType, Side
 
-LISTINGS = [Listing("alpha", "btc", "spot", 0.01, 1e-5), Listing("beta", "btc", "spot", 0.01, 1e-5),
-            Listing("gamma", "btc", "perp", 0.1, 0.001)]
-FEES_BPS = 10.0 + 7.5   # two taker fees of the default scenario's spot venues
+LISTINGS = [
+    Listing("alpha", "btc", "spot", 0.01, 1e-5),
+    Listing("beta", "btc", "spot", 0.01, 1e-5),
+    Listing("gamma", "btc", "perp", 0.1, 0.001),
+]
+FEES_BPS = 10.0 + 7.5  # two taker fees of the default scenario's spot venues
 
 
 def episodes(mask: np.ndarray) -> int:
@@ -21,15 +24,15 @@ def episodes(mask: np.ndarray) -> int:
 
 def test_mids_are_correlated_across_venues_and_dislocate_beyond_fees():
     mids, premium = generate_mids(MarketModel(), LISTINGS, 36_000, seed=5)  # one hour
-    returns = np.diff(np.log(mids[::600]), axis=0)                           # 1-minute returns
+    returns = np.diff(np.log(mids[::600]), axis=0)  # 1-minute returns
     corr = np.corrcoef(returns.T)
     assert corr[0, 1] > 0.6 and corr[0, 2] > 0.3
     spread_bps = (mids[:, 0] / mids[:, 1] - 1) * 1e4
-    assert episodes(np.abs(spread_bps) > FEES_BPS) >= 60        # cross-venue opportunities
-    assert np.mean(np.abs(spread_bps) > FEES_BPS) < 0.5          # ... which do not last
+    assert episodes(np.abs(spread_bps) > FEES_BPS) >= 60  # cross-venue opportunities
+    assert np.mean(np.abs(spread_bps) > FEES_BPS) < 0.5  # ... which do not last
     basis_bps = (mids[:, 2] / mids[:, 0] - 1) * 1e4
-    assert 2 < np.mean(basis_bps) < 15                            # perp trades at a premium
-    assert episodes(basis_bps > 25) >= 10                         # with excursions worth trading
+    assert 2 < np.mean(basis_bps) < 15  # perp trades at a premium
+    assert episodes(basis_bps > 25) >= 10  # with excursions worth trading
     assert np.allclose(premium.mean(), 8.0, atol=5.0)
 
 
@@ -50,7 +53,7 @@ def test_depth_is_ordered_never_crossed_and_moves():
         assert np.all(bt[:, 0] < at[:, 0])
         assert np.all(bt[:, 0] * lst.tick <= mids[:, j]) and np.all(at[:, 0] * lst.tick >= mids[:, j])
         assert np.all(bl > 0) and np.std(bl[:, 0]) > 0 and np.any(bt[1:, 0] != bt[:-1, 0])
-        assert np.mean(bl[:, -1]) > np.mean(bl[:, 0])    # deeper away from the touch
+        assert np.mean(bl[:, -1]) > np.mean(bl[:, 0])  # deeper away from the touch
 
 
 def test_volatility_spike_raises_realized_volatility_in_its_window():
@@ -64,8 +67,9 @@ def test_volatility_spike_raises_realized_volatility_in_its_window():
 
 def test_price_gap_jumps_the_mid_and_silences_the_book_for_its_duration():
     clock = VirtualClock(START_NS)
-    faults = FaultSchedule((Fault("price_gap", venue="alpha", start_s=2.0, duration_s=1.5, magnitude=-80.0),),
-                           start_ns=START_NS)
+    faults = FaultSchedule(
+        (Fault("price_gap", venue="alpha", start_s=2.0, duration_s=1.5, magnitude=-80.0),), start_ns=START_NS
+    )
 
     async def main():
         v = make_venue(clock, "alpha", faults=faults)
@@ -77,6 +81,7 @@ def test_price_gap_jumps_the_mid_and_silences_the_book_for_its_duration():
         await v.close()
         await asyncio.gather(*tasks)
         return driver, md
+
     driver, md = clock.run(main())
     step = int(2.0 / 0.1)
     jump = (driver.mids[step, 0] / driver.mids[step - 1, 0] - 1) * 1e4
@@ -103,6 +108,7 @@ def test_participants_fill_our_resting_orders_through_the_driver():
         await v.close()
         await asyncio.gather(*tasks)
         return user, v
+
     user, v = clock.run(main())
     assert [f for f in user if isinstance(f, Fill) and f.coid == "1"]
     assert v.exchange.engine("btc").query("basis", "1").status is OrderStatus.FILLED
@@ -135,20 +141,24 @@ def test_recorded_books_and_trades_replay_into_the_venue(tmp_path):
         await v.submit(OrderRequest("1", "btc", Side.BUY, OrderType.LIMIT, 0.1, 49999.5))
         await run
         return v
+
     v = clock.run(main())
     got = v.exchange.engine("btc").query("basis", "1")
-    assert got.filled_qty == pytest.approx(0.05)     # 0.2 ahead of us, the trade was 0.25
+    assert got.filled_qty == pytest.approx(0.05)  # 0.2 ahead of us, the trade was 0.25
 
 
-@pytest.mark.parametrize("row, line, column", [
-    ("x,alpha,btc,bid,1,1", 3, "ts_ns"),
-    ("1,alpha,btc,middle,1,1", 3, "side"),
-    ("1,alpha,btc,bid,nan,1", 3, "price"),
-    ("1,alpha,btc,bid,-5,1", 3, "price"),
-    ("1,alpha,btc,bid,100,-1", 3, "qty"),
-    ("1,,btc,bid,100,1", 3, "venue"),
-    ("1,alpha,btc,bid,100", 3, None),
-])
+@pytest.mark.parametrize(
+    "row, line, column",
+    [
+        ("x,alpha,btc,bid,1,1", 3, "ts_ns"),
+        ("1,alpha,btc,middle,1,1", 3, "side"),
+        ("1,alpha,btc,bid,nan,1", 3, "price"),
+        ("1,alpha,btc,bid,-5,1", 3, "price"),
+        ("1,alpha,btc,bid,100,-1", 3, "qty"),
+        ("1,,btc,bid,100,1", 3, "venue"),
+        ("1,alpha,btc,bid,100", 3, None),
+    ],
+)
 def test_malformed_csv_row_is_a_typed_error_naming_the_line(tmp_path, row, line, column):
     f = tmp_path / "bad.csv"
     f.write_text("ts_ns,venue,instrument,side,price,qty\n1,alpha,btc,bid,100,1\n" + row + "\n")
@@ -174,25 +184,31 @@ def test_missing_column_and_parquet_without_pyarrow_are_clear_errors(tmp_path):
 
 def test_book_records_carry_the_same_depth_as_the_published_snapshots():
     from basis_core import schema as S
+
     clock = VirtualClock(START_NS)
 
     async def main():
         v = make_venue(clock, "alpha")
         await v.start()
         _, md, tasks = start_collecting(v)
-        driver = MarketDriver({"alpha": v}, LISTINGS[:1], MarketModel(levels=4, trades_per_s=0.0), 1.0, seed=8)
+        driver = MarketDriver(
+            {"alpha": v}, LISTINGS[:1], MarketModel(levels=4, trades_per_s=0.0), 1.0, seed=8
+        )
         for step in range(3):
             driver.apply_step(step)
         await asyncio.sleep(0.01)
         await v.close()
         await asyncio.gather(*tasks)
         return driver, [e for e in md if isinstance(e, BookUpdate)]
+
     driver, updates = clock.run(main())
     rec = driver.book_records([1], [1], 0, 3, start_ns=START_NS)
     assert rec.dtype == S.BOOK_LEVEL and len(rec) == 3 * (2 * 4 + 3)
     per = rec.reshape(3, -1)
     for step, upd in enumerate(updates):
-        assert list(per[step]["action"][[0, 1, -1]]) == [S.BookAction.SNAPSHOT_BEGIN] * 2 + [S.BookAction.SNAPSHOT_END]
+        assert list(per[step]["action"][[0, 1, -1]]) == [S.BookAction.SNAPSHOT_BEGIN] * 2 + [
+            S.BookAction.SNAPSHOT_END
+        ]
         sets = per[step][per[step]["action"] == S.BookAction.SET]
         bids = [(p, q) for p, q, sd in zip(sets["price"], sets["qty"], sets["sub"]) if sd == Side.BUY]
         asks = [(p, q) for p, q, sd in zip(sets["price"], sets["qty"], sets["sub"]) if sd == Side.SELL]

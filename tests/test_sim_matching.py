@@ -37,7 +37,11 @@ def test_partial_fill_of_limit_rests_the_remainder_on_the_book():
     r = e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 0.3, 100.5)
     assert r.order.status is OrderStatus.PARTIALLY_FILLED and r.order.filled_qty == 0.1
     assert e.book(5) == ([(100.5, 0.2)], [])
-    assert [ev.type for ev in r.events] == [OrderEventType.ACK, OrderEventType.FILL, OrderEventType.PARTIAL_FILL]
+    assert [ev.type for ev in r.events] == [
+        OrderEventType.ACK,
+        OrderEventType.FILL,
+        OrderEventType.PARTIAL_FILL,
+    ]
     assert [o.coid for o in e.resting("t")] == ["t1"]
 
 
@@ -72,15 +76,18 @@ def test_post_only_that_would_cross_is_rejected_and_a_passive_one_rests():
     assert e.book(1) == ([(99.99, 0.1)], [(100.0, 0.1)])
 
 
-@pytest.mark.parametrize("qty, price, reason", [
-    (0.0015, 100.0, RejectReason.LOT_SIZE),          # off the lot grid
-    (0.0, 100.0, RejectReason.LOT_SIZE),
-    (float("nan"), 100.0, RejectReason.LOT_SIZE),
-    (0.01, 100.005, RejectReason.BAD_INPUT),         # off the tick grid
-    (0.01, float("nan"), RejectReason.BAD_INPUT),
-    (0.01, -1.0, RejectReason.BAD_INPUT),
-    (0.01, 100.0, RejectReason.MIN_NOTIONAL),         # 1.0 < 5.0
-])
+@pytest.mark.parametrize(
+    "qty, price, reason",
+    [
+        (0.0015, 100.0, RejectReason.LOT_SIZE),  # off the lot grid
+        (0.0, 100.0, RejectReason.LOT_SIZE),
+        (float("nan"), 100.0, RejectReason.LOT_SIZE),
+        (0.01, 100.005, RejectReason.BAD_INPUT),  # off the tick grid
+        (0.01, float("nan"), RejectReason.BAD_INPUT),
+        (0.01, -1.0, RejectReason.BAD_INPUT),
+        (0.01, 100.0, RejectReason.MIN_NOTIONAL),  # 1.0 < 5.0
+    ],
+)
 def test_filters_reject_with_typed_reason_codes(qty, price, reason):
     e = engine()
     r = e.submit("t", "x", Side.BUY, OrderType.LIMIT, qty, price)
@@ -105,7 +112,7 @@ def test_fees_maker_and_taker_in_quote_round_down_to_an_atom():
     assert maker.liquidity == Liquidity.MAKER and taker.liquidity == Liquidity.TAKER
     assert taker.quote_atoms == 10 * 10**8
     assert taker.fee_asset == maker.fee_asset == "USDT"
-    assert taker.fee_atoms == 10 * 10**8 * 10 // 10_000   # 10 bps of 10 USDT
+    assert taker.fee_atoms == 10 * 10**8 * 10 // 10_000  # 10 bps of 10 USDT
     assert maker.fee_atoms == 10 * 10**8 * 2 // 10_000
     assert e.query("t", "t1").fee_atoms == {"USDT": taker.fee_atoms}
 
@@ -117,12 +124,15 @@ def test_fees_in_received_asset_and_named_asset_with_fallback():
     assert (taker.fee_asset, taker.fee_atoms) == ("BTC", 10**7 * 10 // 10_000)
     assert maker.fee_asset == "USDT"
     paying = {"t": True, "a": False}
-    e = MatchingEngine(SPEC, FeeSchedule(taker_bps=10.0, maker_bps=10.0, asset="BNB", asset_price=500.0),
-                       can_pay=lambda owner, asset, atoms: paying[owner])
+    e = MatchingEngine(
+        SPEC,
+        FeeSchedule(taker_bps=10.0, maker_bps=10.0, asset="BNB", asset_price=500.0),
+        can_pay=lambda owner, asset, atoms: paying[owner],
+    )
     e.submit("a", "a1", Side.SELL, OrderType.LIMIT, 0.1, 100.0)
     maker, taker = e.submit("t", "t1", Side.BUY, OrderType.LIMIT, 0.1, 100.0).fills
-    assert (taker.fee_asset, taker.fee_atoms) == ("BNB", 2_000)   # 0.01 USDT / 500 = 0.00002 BNB
-    assert maker.fee_asset == "USDT"                                   # could not pay in BNB
+    assert (taker.fee_asset, taker.fee_atoms) == ("BNB", 2_000)  # 0.01 USDT / 500 = 0.00002 BNB
+    assert maker.fee_asset == "USDT"  # could not pay in BNB
 
 
 def test_negative_maker_fee_is_a_rebate():
@@ -165,16 +175,16 @@ def test_self_trade_expires_the_resting_order_of_the_same_owner():
 
 def test_market_depth_levels_queue_behind_resting_orders_and_trade_through_them():
     e = engine()
-    e.set_level(Side.BUY, 9_900, 500)                   # 0.5 BTC at 99.00 from the market
+    e.set_level(Side.BUY, 9_900, 500)  # 0.5 BTC at 99.00 from the market
     e.submit("t", "b1", Side.BUY, OrderType.LIMIT, 0.1, 99.0)
-    e.set_level(Side.BUY, 9_900, 800)                   # growth queues behind us
+    e.set_level(Side.BUY, 9_900, 800)  # growth queues behind us
     assert e.book(1)[0] == [(99.0, 0.9)]
     r = e.submit_lots(MARKET, "", Side.SELL, OrderType.MARKET, 550, None)
     ours = [f for f in r.fills if f.owner == "t"]
-    assert [f.qty for f in ours] == [0.05]             # 0.5 ahead of us, then half of ours
-    e.set_level(Side.BUY, 9_900, 0)                     # market leaves; we stay
+    assert [f.qty for f in ours] == [0.05]  # 0.5 ahead of us, then half of ours
+    e.set_level(Side.BUY, 9_900, 0)  # market leaves; we stay
     assert e.book(1)[0] == [(99.0, 0.05)]
-    r = e.set_level(Side.SELL, 9_890, 1000)             # asks move down through our bid
+    r = e.set_level(Side.SELL, 9_890, 1000)  # asks move down through our bid
     assert [f.owner for f in r.fills if f.liquidity == Liquidity.MAKER] == ["t"]
     assert e.query("t", "b1").status is OrderStatus.FILLED
     assert e.book(1) == ([], [(98.9, 0.95)])
@@ -198,6 +208,7 @@ def test_spec_refuses_grids_that_are_not_whole_atoms():
 
 # -- replace_market: the level-by-level depth replacement, done in one call ----------------
 
+
 def _reference_replace(e: MatchingEngine, bids: dict, asks: dict, ts: int) -> list:
     """The replacement as a sequence of set_level calls: every shrinking level first, then
     the growing ones, bids ascending and asks descending (what SimVenue did level by level)."""
@@ -217,35 +228,56 @@ def _reference_replace(e: MatchingEngine, bids: dict, asks: dict, ts: int) -> li
 
 def _free_engine() -> MatchingEngine:
     """No minimum notional, so any of our orders in these small books is accepted."""
-    return MatchingEngine(Spec("BTC/USDT", "BTC", "USDT", tick=0.01, lot=0.001), FeeSchedule(maker_bps=1.0, taker_bps=5.0))
+    return MatchingEngine(
+        Spec("BTC/USDT", "BTC", "USDT", tick=0.01, lot=0.001), FeeSchedule(maker_bps=1.0, taker_bps=5.0)
+    )
 
 
 def _state(e: MatchingEngine) -> tuple:
-    return (e.book_lots(10**6), e.market_levels(Side.BUY), e.market_levels(Side.SELL), e.resting(),
-            e._next_oid, e._next_trade, [(o.oid, o.owner, o.lots, o.filled) for s in (e.bids, e.asks)
-                                         for p in s.prices for o in s.levels[p]])
+    return (
+        e.book_lots(10**6),
+        e.market_levels(Side.BUY),
+        e.market_levels(Side.SELL),
+        e.resting(),
+        e._next_oid,
+        e._next_trade,
+        [(o.oid, o.owner, o.lots, o.filled) for s in (e.bids, e.asks) for p in s.prices for o in s.levels[p]],
+    )
 
 
 _depth = st.dictionaries(st.integers(95, 105), st.integers(0, 40), max_size=6)
-_ours = st.lists(st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(95, 105), st.integers(1, 30)),
-                 max_size=4)
+_ours = st.lists(
+    st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(95, 105), st.integers(1, 30)), max_size=4
+)
 # depth that moves without crossing, and our orders resting inside it: queues that mix MARKET's
 # lots with ours, grown behind ours and shrunk from the back
 _bids = st.dictionaries(st.integers(97, 100), st.sampled_from([0, 5, 10, 20]), max_size=4)
 _asks = st.dictionaries(st.integers(101, 104), st.sampled_from([0, 5, 10, 20]), max_size=4)
-_resting = st.lists(st.one_of(st.tuples(st.just(Side.BUY), st.integers(97, 100), st.integers(1, 8)),
-                              st.tuples(st.just(Side.SELL), st.integers(101, 104), st.integers(1, 8))), max_size=2)
+_resting = st.lists(
+    st.one_of(
+        st.tuples(st.just(Side.BUY), st.integers(97, 100), st.integers(1, 8)),
+        st.tuples(st.just(Side.SELL), st.integers(101, 104), st.integers(1, 8)),
+    ),
+    max_size=2,
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.lists(st.tuples(_depth, _depth, _ours), min_size=1, max_size=5),
-                 st.lists(st.tuples(_bids, _asks, _resting), min_size=2, max_size=8)))
+@given(
+    st.one_of(
+        st.lists(st.tuples(_depth, _depth, _ours), min_size=1, max_size=5),
+        st.lists(st.tuples(_bids, _asks, _resting), min_size=2, max_size=8),
+    )
+)
 def test_replace_market_makes_the_same_calls_trades_and_book_as_level_by_level_set_level(steps):
     fast, ref = _free_engine(), _free_engine()
     for n, (bids, asks, ours) in enumerate(steps):
-        for i, (side, px, lots) in enumerate(ours):       # our orders, some crossing the depth
+        for i, (side, px, lots) in enumerate(ours):  # our orders, some crossing the depth
             for e in (fast, ref):
-                assert e.submit_lots("basis", f"{n}.{i}", side, OrderType.LIMIT, lots, px, n).order.reason is RejectReason.NONE
+                assert (
+                    e.submit_lots("basis", f"{n}.{i}", side, OrderType.LIMIT, lots, px, n).order.reason
+                    is RejectReason.NONE
+                )
         got = []
 
         def crossing(side, px, lots):
@@ -253,22 +285,37 @@ def test_replace_market_makes_the_same_calls_trades_and_book_as_level_by_level_s
 
         fast.replace_market(bids, asks, n, crossing)
         want = _reference_replace(ref, bids, asks, n)
-        assert [(r.fills, r.events) for r in got if r.fills or r.events] == \
-            [(r.fills, r.events) for r in want if r.fills or r.events]
+        assert [(r.fills, r.events) for r in got if r.fills or r.events] == [
+            (r.fills, r.events) for r in want if r.fills or r.events
+        ]
         assert _state(fast) == _state(ref)
 
 
 @settings(max_examples=200, deadline=None)
-@given(_ours, st.lists(st.tuples(st.sampled_from([Side.BUY, Side.SELL]),
-                                 st.sampled_from([OrderType.MARKET, OrderType.IOC, OrderType.LIMIT]),
-                                 st.integers(-2, 60), st.one_of(st.none(), st.integers(-1, 106))), max_size=6))
+@given(
+    _ours,
+    st.lists(
+        st.tuples(
+            st.sampled_from([Side.BUY, Side.SELL]),
+            st.sampled_from([OrderType.MARKET, OrderType.IOC, OrderType.LIMIT]),
+            st.integers(-2, 60),
+            st.one_of(st.none(), st.integers(-1, 106)),
+        ),
+        max_size=6,
+    ),
+)
 def test_market_orders_in_integers_act_exactly_like_the_same_orders_in_floats(ours, orders):
     ints, floats = _free_engine(), _free_engine()
     for i, (side, px, lots) in enumerate(ours):
         for e in (ints, floats):
-            assert e.submit_lots("basis", str(i), side, OrderType.LIMIT, lots, px, 1).order.reason is RejectReason.NONE
+            assert (
+                e.submit_lots("basis", str(i), side, OrderType.LIMIT, lots, px, 1).order.reason
+                is RejectReason.NONE
+            )
     for n, (side, otype, lots, px) in enumerate(orders):
         a = ints.submit_lots(MARKET, "", side, otype, lots, px, n)
-        b = floats.submit(MARKET, "", side, otype, floats.qty(lots), None if px is None else floats.price(px), n)
+        b = floats.submit(
+            MARKET, "", side, otype, floats.qty(lots), None if px is None else floats.price(px), n
+        )
         assert (a.order, a.fills, a.events) == (b.order, b.fills, b.events)
         assert _state(ints) == _state(floats)

@@ -53,6 +53,7 @@ def run_default(seed: int, duration: float = 12.0):
     async def main():
         await world.start()
         return await trade_a_little(world, duration)
+
     fills = world.clock.run(main())
     return world, fills
 
@@ -74,14 +75,15 @@ def test_same_seed_same_digest_different_seed_different_digest():
     c, _ = run_default(4)
     assert a.digest() == b.digest()
     assert a.digest() != c.digest()
-    assert fills_a                           # the market fills resting orders
+    assert fills_a  # the market fills resting orders
     assert {f.kind for f in a.faults.log} >= {"timeout", "rate_limit"}
-    assert wall < 12.0                       # 12 simulated seconds, faster than real time
+    assert wall < 12.0  # 12 simulated seconds, faster than real time
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_every_embedded_scenario_is_valid_and_builds(path, capsys):
     from basis_core.cli import main
+
     assert main(["check", str(path)]) == 0
     cfg = config.load(path)
     world = SimWorld.from_config(cfg)
@@ -98,25 +100,32 @@ def test_recorded_scenario_replays_its_data_files():
         books = {n: v.book(next(iter(v.instruments())), 1) for n, v in world.venues.items()}
         await world.close()
         return books
+
     books = world.clock.run(main())
     for bids, asks in books.values():
         assert bids and asks and bids[0][0] < asks[0][0]
 
 
-@pytest.mark.parametrize("body, path", [
-    ('[venues.a]\nbalances = { USDT = -1.0 }\n', "venues.a.balances.USDT"),
-    ('[venues.a]\nfee_asset = "BNB"\n', "venues.a.fee_asset_price"),
-    ('[venues.a]\nlatency = { request_ms = -1.0 }\n', "venues.a.latency.request_ms"),
-    ('[venues.a]\n[instruments.x]\nvenue = "a"\nsymbol = "X/Y"\nbase = "X"\nlot = 1e-10\n', "instruments.x.lot"),
-    ('[market]\nlevels = 0\n', "market.levels"),
-    ('[market]\nsource = "recorded"\n', "market.books"),
-    ('[limits]\nmax_order_usdt = 1e9\n', "limits.max_order_usdt"),
-    ('[transfers]\nconfirmations = 0\n', "transfers.confirmations"),
-    ('[[faults]]\nkind = "meteor"\n', "faults[0].kind"),
-    ('[[faults]]\nkind = "timeout"\nvenue = "nowhere"\n', "faults[0].venue"),
-    ('[[faults]]\nkind = "price_gap"\n', "faults[0].duration_s"),
-    ('[[faults]]\nkind = "timeout"\nprobabilty = 0.5\n', "faults[0].probabilty"),
-])
+@pytest.mark.parametrize(
+    "body, path",
+    [
+        ("[venues.a]\nbalances = { USDT = -1.0 }\n", "venues.a.balances.USDT"),
+        ('[venues.a]\nfee_asset = "BNB"\n', "venues.a.fee_asset_price"),
+        ("[venues.a]\nlatency = { request_ms = -1.0 }\n", "venues.a.latency.request_ms"),
+        (
+            '[venues.a]\n[instruments.x]\nvenue = "a"\nsymbol = "X/Y"\nbase = "X"\nlot = 1e-10\n',
+            "instruments.x.lot",
+        ),
+        ("[market]\nlevels = 0\n", "market.levels"),
+        ('[market]\nsource = "recorded"\n', "market.books"),
+        ("[limits]\nmax_order_usdt = 1e9\n", "limits.max_order_usdt"),
+        ("[transfers]\nconfirmations = 0\n", "transfers.confirmations"),
+        ('[[faults]]\nkind = "meteor"\n', "faults[0].kind"),
+        ('[[faults]]\nkind = "timeout"\nvenue = "nowhere"\n', "faults[0].venue"),
+        ('[[faults]]\nkind = "price_gap"\n', "faults[0].duration_s"),
+        ('[[faults]]\nkind = "timeout"\nprobabilty = 0.5\n', "faults[0].probabilty"),
+    ],
+)
 def test_scenario_sections_are_validated_with_key_paths(tmp_path, body, path):
     f = tmp_path / "s.toml"
     f.write_text(body)
@@ -128,8 +137,10 @@ def test_scenario_sections_are_validated_with_key_paths(tmp_path, body, path):
 def test_recorded_data_path_resolves_next_to_the_scenario_and_bad_files_fail_clearly(tmp_path):
     (tmp_path / "b.csv").write_text("ts_ns,venue,instrument,side,price,qty\n1,a,x,bid,oops,1\n")
     f = tmp_path / "s.toml"
-    f.write_text('[venues.a]\n[instruments.x]\nvenue = "a"\nsymbol = "BTC/USDT"\nbase = "BTC"\n'
-                 '[market]\nsource = "recorded"\nbooks = "b.csv"\n')
+    f.write_text(
+        '[venues.a]\n[instruments.x]\nvenue = "a"\nsymbol = "BTC/USDT"\nbase = "BTC"\n'
+        '[market]\nsource = "recorded"\nbooks = "b.csv"\n'
+    )
     cfg = config.load(f)
     assert cfg.data_path("b.csv") == tmp_path / "b.csv"
     with pytest.raises(BasisError) as err:

@@ -1,4 +1,5 @@
 """Builders shared by the simulated-venue tests (no tests here)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,26 +18,52 @@ PERP = Spec("BTC/USDT:USDT", "BTC", "USDT", tick=0.1, lot=0.001, kind="perp")
 
 
 def info(name: str, spec: Spec) -> InstrumentInfo:
-    return InstrumentInfo(name, spec.symbol, spec.base, spec.quote, spec.kind, spec.tick, spec.lot, spec.min_notional)
+    return InstrumentInfo(
+        name, spec.symbol, spec.base, spec.quote, spec.kind, spec.tick, spec.lot, spec.min_notional
+    )
 
 
-def make_venue(clock, name="alpha", faults=(), network=None, latency=Latency(), perp=False, seed=1,
-               usdt=100_000.0, btc=2.0, fee_asset="quote"):
+def make_venue(
+    clock,
+    name="alpha",
+    faults=(),
+    network=None,
+    latency=Latency(),
+    perp=False,
+    seed=1,
+    usdt=100_000.0,
+    btc=2.0,
+    fee_asset="quote",
+):
     spec = PERP if perp else SPOT
     ex = Exchange(name, {"btc": (spec, FeeSchedule(1.0, 5.0, asset=fee_asset))})
     ex.accounts.deposit("basis", "USDT", round(usdt * 1e8))
     if not perp:
         ex.accounts.deposit("basis", "BTC", round(btc * 1e8))
-    schedule = faults if isinstance(faults, FaultSchedule) else FaultSchedule(tuple(faults), seed=seed, start_ns=START_NS)
-    return SimVenue(name, ex, {"btc": info("btc", spec)}, clock, latency=latency, faults=schedule,
-                    network=network, seed=seed)
+    schedule = (
+        faults
+        if isinstance(faults, FaultSchedule)
+        else FaultSchedule(tuple(faults), seed=seed, start_ns=START_NS)
+    )
+    return SimVenue(
+        name,
+        ex,
+        {"btc": info("btc", spec)},
+        clock,
+        latency=latency,
+        faults=schedule,
+        network=network,
+        seed=seed,
+    )
 
 
 def book_around(venue, mid=50_000.0, levels=5, lots=20_000):
     """Market depth: `levels` per side, one tick apart, around `mid`."""
     eng = venue.exchange.engine("btc")
     t = eng.to_ticks(mid)
-    venue.apply_book("btc", {t - 1 - i: lots for i in range(levels)}, {t + 1 + i: lots for i in range(levels)})
+    venue.apply_book(
+        "btc", {t - 1 - i: lots for i in range(levels)}, {t + 1 + i: lots for i in range(levels)}
+    )
 
 
 def run(coro):
@@ -52,8 +79,11 @@ def start_collecting(venue):
     """Subscribe to both streams now; returns (user_events, market_events, tasks)."""
     user, md = [], []
     loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(collect(venue.user_events(), user)), loop.create_task(collect(venue.market_data(), md))]
+    tasks = [
+        loop.create_task(collect(venue.user_events(), user)),
+        loop.create_task(collect(venue.market_data(), md)),
+    ]
     return user, md, tasks
 
 
-__all__ = ["Fault", "FaultSchedule", "TransferNetwork", "TransferRules", "VirtualClock", "Latency"]
+__all__ = ["Fault", "FaultSchedule", "Latency", "TransferNetwork", "TransferRules", "VirtualClock"]

@@ -1,10 +1,28 @@
 import asyncio
 
 import pytest
-from test_sim_support import (START_NS, Latency, TransferNetwork, TransferRules, VirtualClock, book_around,
-                              make_venue, run, start_collecting)
+from test_sim_support import (
+    START_NS,
+    Latency,
+    TransferNetwork,
+    TransferRules,
+    VirtualClock,
+    book_around,
+    make_venue,
+    run,
+    start_collecting,
+)
 
-from adapters.base import Balance, BalanceUpdate, Fill, FundingPayment, OrderRequest, OrderStatus, OrderUpdate, TransferInfo
+from adapters.base import (
+    Balance,
+    BalanceUpdate,
+    Fill,
+    FundingPayment,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    TransferInfo,
+)
 from basis_core.errors import OrderNotFound, OrderRejected
 from basis_core.schema import Liquidity, OrderType, Side, TransferState
 
@@ -24,7 +42,7 @@ def test_submit_takes_request_plus_response_latency_in_virtual_time():
         ack = await v.submit(req("1"))
         assert clock.now_ns() - t0 == 30_000_000
         assert ack.status is OrderStatus.OPEN and ack.coid == "1" and ack.venue_order_id
-        again = await v.submit(req("1", qty=0.5))       # same coid: the same order, not a new one
+        again = await v.submit(req("1", qty=0.5))  # same coid: the same order, not a new one
         assert again.venue_order_id == ack.venue_order_id and again.qty == 0.01
         assert [o.coid for o in await v.open_orders()] == ["1"]
         canceled = await v.cancel("1")
@@ -32,6 +50,7 @@ def test_submit_takes_request_plus_response_latency_in_virtual_time():
         with pytest.raises(OrderNotFound):
             await v.fetch_order("nope")
         await v.close()
+
     clock.run(main())
 
 
@@ -62,6 +81,7 @@ def test_resting_order_filled_by_another_participant_is_reported_on_the_stream_a
         assert any(getattr(e, "price", None) == 49_999.99 for e in md)  # the public trade print
         await v.close()
         await asyncio.gather(*tasks)
+
     clock.run(main())
 
 
@@ -85,6 +105,7 @@ def test_balances_lag_the_fills_by_the_configured_lag():
         assert ups and ups[-1].balance.free == pytest.approx(2.1)
         await v.close()
         await asyncio.gather(*tasks)
+
     clock.run(main())
 
 
@@ -103,6 +124,7 @@ def test_rejected_order_raises_typed_error_with_reason():
             await v.submit(req("3", qty=3.0))
         assert err.value.reason == "insufficient_funds"
         assert (await v.fetch_order("3")).status is OrderStatus.REJECTED
+
     run(main())
 
 
@@ -125,8 +147,12 @@ def test_transfer_goes_sent_confirming_confirmed_and_credits_the_destination_at_
         await asyncio.sleep(10.0)
         assert (await b.balances())["USDT"].free == pytest.approx(101_000.0)
         states = [(e.state, e.confirmations) for e in user_b if isinstance(e, TransferInfo)]
-        assert states == [(TransferState.SENT, 0), (TransferState.CONFIRMING, 1),
-                          (TransferState.CONFIRMING, 2), (TransferState.CONFIRMED, 3)]
+        assert states == [
+            (TransferState.SENT, 0),
+            (TransferState.CONFIRMING, 1),
+            (TransferState.CONFIRMING, 2),
+            (TransferState.CONFIRMED, 3),
+        ]
         done = (await b.transfers())[-1]
         assert done.state is TransferState.CONFIRMED and done.updated_ns - t0 >= 50 * 10**9
         with pytest.raises(OrderRejected) as err:
@@ -135,6 +161,7 @@ def test_transfer_goes_sent_confirming_confirmed_and_credits_the_destination_at_
         for v in (a, b):
             await v.close()
         await asyncio.gather(*tasks)
+
     clock.run(main())
 
 
@@ -152,9 +179,9 @@ def test_perp_position_pays_funding_on_schedule():
         assert pos.qty == 0.5 and pos.entry_price == pytest.approx(50_000.1)
         v.update_funding("btc", mark=50_000.0, index=49_990.0, rate=0.0001)
         await asyncio.sleep(3600.0)
-        with pytest.raises(OrderRejected):      # would flip the position: not reduce-only
+        with pytest.raises(OrderRejected):  # would flip the position: not reduce-only
             await v.submit(OrderRequest("2", "btc", Side.SELL, OrderType.MARKET, 0.6, reduce_only=True))
-        with pytest.raises(OrderRejected):      # same direction as the position
+        with pytest.raises(OrderRejected):  # same direction as the position
             await v.submit(OrderRequest("3", "btc", Side.BUY, OrderType.MARKET, 0.1, reduce_only=True))
         await v.submit(OrderRequest("4", "btc", Side.SELL, OrderType.MARKET, 0.2, reduce_only=True))
         await v.submit(OrderRequest("5", "btc", Side.BUY, OrderType.MARKET, 0.2))
@@ -163,12 +190,14 @@ def test_perp_position_pays_funding_on_schedule():
         assert (await v.positions())["btc"].funding_paid == pytest.approx(2.5)
         await v.close()
         await asyncio.gather(*tasks)
+
     clock.run(main())
 
 
 def test_client_order_ids_travel_as_decimal_strings():
     from adapters.base import coid_from_wire, coid_to_wire
     from basis_core.schema import make_coid
+
     coid = make_coid(123456789, 3)
     assert coid_to_wire(coid) == str(coid) and coid_from_wire(str(coid)) == coid
     assert coid_from_wire(str(2**64)) is None and coid_from_wire("x-TKT5PX2F") is None
@@ -177,10 +206,14 @@ def test_client_order_ids_travel_as_decimal_strings():
         coid_to_wire(0)
 
 
-@pytest.mark.parametrize("kwargs", [dict(qty=float("nan")), dict(qty=-1.0), dict(price=float("inf")),
-                                    dict(price=None), dict(coid="")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(qty=float("nan")), dict(qty=-1.0), dict(price=float("inf")), dict(price=None), dict(coid="")],
+)
 def test_bad_order_requests_are_refused_before_any_venue_sees_them(kwargs):
-    args = dict(coid="1", instrument="btc", side=Side.BUY, type=OrderType.LIMIT, qty=0.01, price=100.0) | kwargs
+    args = (
+        dict(coid="1", instrument="btc", side=Side.BUY, type=OrderType.LIMIT, qty=0.01, price=100.0) | kwargs
+    )
     with pytest.raises(OrderRejected) as err:
         OrderRequest(**args)
     assert err.value.reason == "bad_input"

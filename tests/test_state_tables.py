@@ -5,8 +5,16 @@ import pytest
 from basis_core.errors import InvalidTransition
 from basis_core.state import ENGINE, HEDGE, ORDER, VENUE, Machine
 from basis_core.state.tables import (
-    NO_DISPATCH, NO_NEW_EXPOSURE, EngineEvent, EngineState, HedgeEvent, HedgeState, OrderEvent, OrderState,
-    VenueEvent, VenueState,
+    NO_DISPATCH,
+    NO_NEW_EXPOSURE,
+    EngineEvent,
+    EngineState,
+    HedgeEvent,
+    HedgeState,
+    OrderEvent,
+    OrderState,
+    VenueEvent,
+    VenueState,
 )
 
 TABLES = [ENGINE, VENUE, ORDER, HEDGE]
@@ -26,9 +34,16 @@ def test_every_pair_not_in_the_table_raises_invalid_transition(table):
     assert missing > 0 or table is VENUE  # every table leaves something undecidable on purpose
 
 
-@pytest.mark.parametrize("table, start", [(ENGINE, EngineState.NORMAL), (VENUE, VenueState.UP),
-                                          (ORDER, OrderState.NEW), (HEDGE, HedgeState.PENDING)],
-                         ids=lambda x: getattr(x, "name", ""))
+@pytest.mark.parametrize(
+    "table, start",
+    [
+        (ENGINE, EngineState.NORMAL),
+        (VENUE, VenueState.UP),
+        (ORDER, OrderState.NEW),
+        (HEDGE, HedgeState.PENDING),
+    ],
+    ids=lambda x: getattr(x, "name", ""),
+)
 def test_every_state_is_reachable_from_the_start(table, start):
     assert table.reachable(start) == set(table.states)
 
@@ -41,13 +56,21 @@ def test_terminal_order_states_never_reopen():
 
 
 def test_engine_returns_to_normal_only_through_reconciling_policy_checks():
-    into_normal = [(s, e) for (s, e) in ENGINE.pairs() if ENGINE.lookup(s, e).next == EngineState.NORMAL and s != EngineState.NORMAL]
-    assert set(into_normal) == {(EngineState.RECONCILING, EngineEvent.POLICY_CHECKS_PASSED),
-                                (EngineState.DEGRADED, EngineEvent.THROTTLE_CLEARED)}
+    into_normal = [
+        (s, e)
+        for (s, e) in ENGINE.pairs()
+        if ENGINE.lookup(s, e).next == EngineState.NORMAL and s != EngineState.NORMAL
+    ]
+    assert set(into_normal) == {
+        (EngineState.RECONCILING, EngineEvent.POLICY_CHECKS_PASSED),
+        (EngineState.DEGRADED, EngineEvent.THROTTLE_CLEARED),
+    }
 
 
 def test_venue_leaves_suspect_only_after_verification():
-    exits = {e for (s, e) in VENUE.pairs() if s == VenueState.SUSPECT and VENUE.lookup(s, e).next == VenueState.UP}
+    exits = {
+        e for (s, e) in VENUE.pairs() if s == VenueState.SUSPECT and VENUE.lookup(s, e).next == VenueState.UP
+    }
     assert exits == {VenueEvent.VERIFIED}
     assert {VenueState.SUSPECT, VenueState.QUARANTINED, VenueState.DOWN} == NO_DISPATCH
 
@@ -63,8 +86,11 @@ def test_breach_protective_unwind_reconcile_normal_flow_records_causes():
         m.fire(EngineEvent.UNWIND_DONE, 4)  # nothing left to unwind in RECONCILING
     assert m.fire(EngineEvent.POLICY_CHECKS_PASSED, 5, "reconciled") == ("resume_dispatch",)
     assert [(c.src, c.dst, c.cause) for c in seen] == [
-        ("NORMAL", "PROTECTIVE", "fill ratio 0.4 < 0.9"), ("PROTECTIVE", "UNWINDING", "unwind opp 7"),
-        ("UNWINDING", "RECONCILING", "flat"), ("RECONCILING", "NORMAL", "reconciled")]
+        ("NORMAL", "PROTECTIVE", "fill ratio 0.4 < 0.9"),
+        ("PROTECTIVE", "UNWINDING", "unwind opp 7"),
+        ("UNWINDING", "RECONCILING", "flat"),
+        ("RECONCILING", "NORMAL", "reconciled"),
+    ]
 
 
 def test_order_timeout_then_lookup_adopts_instead_of_duplicating():
@@ -81,8 +107,15 @@ def test_order_timeout_then_lookup_adopts_instead_of_duplicating():
 
 def test_hedge_asymmetry_path():
     m = Machine(HEDGE, HedgeState.PENDING)
-    for ev in (HedgeEvent.DISPATCHED, HedgeEvent.LEG_FILLED, HedgeEvent.BREACH, HedgeEvent.ISOLATE,
-               HedgeEvent.UNWIND, HedgeEvent.FLAT, HedgeEvent.RECONCILED):
+    for ev in (
+        HedgeEvent.DISPATCHED,
+        HedgeEvent.LEG_FILLED,
+        HedgeEvent.BREACH,
+        HedgeEvent.ISOLATE,
+        HedgeEvent.UNWIND,
+        HedgeEvent.FLAT,
+        HedgeEvent.RECONCILED,
+    ):
         m.fire(ev, 0)
     assert m.state == HedgeState.RECONCILED and m.terminal
     with pytest.raises(InvalidTransition):
@@ -93,5 +126,12 @@ def test_tables_refuse_duplicate_rows():
     from basis_core.state.fsm import Table
 
     with pytest.raises(ValueError):
-        Table("t", OrderState, OrderEvent, [(OrderState.NEW, OrderEvent.SUBMIT, OrderState.SUBMITTED, ()),
-                                            (OrderState.NEW, OrderEvent.SUBMIT, OrderState.ACKED, ())])
+        Table(
+            "t",
+            OrderState,
+            OrderEvent,
+            [
+                (OrderState.NEW, OrderEvent.SUBMIT, OrderState.SUBMITTED, ()),
+                (OrderState.NEW, OrderEvent.SUBMIT, OrderState.ACKED, ()),
+            ],
+        )

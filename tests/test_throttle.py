@@ -1,8 +1,10 @@
 """The Cython throttle, router and retry policy, driven by an injected clock (integer ns)."""
+
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from basis_ext import router as R
 from basis_ext.sequencer import Sequencer
@@ -25,15 +27,16 @@ def binance_like(now_ns: int = 0, burst: float = 0.25) -> Throttle:
 
 # -- bucket math --------------------------------------------------------------------------------
 
+
 def test_bucket_starts_full_and_a_burst_drains_it_then_returns_exact_wait():
     thr = Throttle()
-    thr.add_pool("w", 100, 10.0, 0.5)        # capacity 50, refill 5 per second
+    thr.add_pool("w", 100, 10.0, 0.5)  # capacity 50, refill 5 per second
     ep = thr.add_endpoint("x", {"w": 1})
     assert thr.capacity("w") == 50
     for _ in range(50):
         assert thr.try_acquire(ep, 0) == 0
     wait = thr.try_acquire(ep, 0)
-    assert wait == 200_000_000               # one token at 5/s
+    assert wait == 200_000_000  # one token at 5/s
     assert thr.level("w", 0) == pytest.approx(0.0)
     assert thr.try_acquire(ep, wait - 1) > 0
     assert thr.try_acquire(ep, wait) == 0
@@ -45,8 +48,8 @@ def test_refill_caps_at_capacity_and_time_going_backwards_adds_nothing():
     ep = thr.add_endpoint("x", {"w": 10})
     assert thr.try_acquire(ep, 5 * S) == 0
     assert thr.level("w", 5 * S) == pytest.approx(40)
-    assert thr.level("w", 1 * S) == pytest.approx(40)        # earlier clock reading: no refill
-    assert thr.level("w", 7 * S) == pytest.approx(50)        # +10 in 2 s, capped at 50
+    assert thr.level("w", 1 * S) == pytest.approx(40)  # earlier clock reading: no refill
+    assert thr.level("w", 7 * S) == pytest.approx(50)  # +10 in 2 s, capped at 50
     assert thr.level("w", 100 * S) == pytest.approx(50)
 
 
@@ -62,15 +65,15 @@ def test_endpoint_weights_draw_proportionally():
 def test_linked_pools_are_all_or_nothing():
     thr = binance_like()
     order, cancel = thr.endpoint("order"), thr.endpoint("cancel")
-    for _ in range(25):                       # orders_10s capacity is 25
+    for _ in range(25):  # orders_10s capacity is 25
         assert thr.try_acquire(order, 0) == 0
     weight_before = thr.level("weight_1m", 0)
     daily_before = thr.level("orders_1d", 0)
     wait = thr.try_acquire(order, 0)
-    assert wait == pytest.approx(1 / 7.5 * S, abs=2)          # orders refill 75 per 10 s
-    assert thr.level("weight_1m", 0) == weight_before         # nothing taken from the others
+    assert wait == pytest.approx(1 / 7.5 * S, abs=2)  # orders refill 75 per 10 s
+    assert thr.level("weight_1m", 0) == weight_before  # nothing taken from the others
     assert thr.level("orders_1d", 0) == daily_before
-    assert thr.try_acquire(cancel, 0) == 0                    # a cancel uses only request weight
+    assert thr.try_acquire(cancel, 0) == 0  # a cancel uses only request weight
 
 
 def test_weight_above_capacity_is_never_served():
@@ -93,12 +96,12 @@ def test_block_until_holds_everything_and_never_shortens():
 
 def test_rate_factor_slows_refill_from_the_moment_it_is_set():
     thr = Throttle()
-    thr.add_pool("w", 100, 10.0, 0.5)           # 5 tokens/s
+    thr.add_pool("w", 100, 10.0, 0.5)  # 5 tokens/s
     ep = thr.add_endpoint("x", {"w": 50})
     assert thr.try_acquire(ep, 0) == 0
-    thr.set_rate_factor(0.5, 2 * S)           # 10 tokens accrued at full rate before this
+    thr.set_rate_factor(0.5, 2 * S)  # 10 tokens accrued at full rate before this
     assert thr.level("w", 2 * S) == pytest.approx(10)
-    assert thr.level("w", 4 * S) == pytest.approx(15)         # then 2.5 tokens/s
+    assert thr.level("w", 4 * S) == pytest.approx(15)  # then 2.5 tokens/s
     with pytest.raises(ValueError):
         thr.set_rate_factor(0.0, 4 * S)
 
@@ -125,9 +128,11 @@ def test_declaration_errors_are_clear():
 
 
 @settings(max_examples=60, deadline=None)
-@given(burst=st.sampled_from([0.1, 0.25, 0.5, 1.0]),
-       gaps=st.lists(st.integers(min_value=0, max_value=400_000_000), min_size=50, max_size=400),
-       start=st.integers(min_value=0, max_value=10 * S))
+@given(
+    burst=st.sampled_from([0.1, 0.25, 0.5, 1.0]),
+    gaps=st.lists(st.integers(min_value=0, max_value=400_000_000), min_size=50, max_size=400),
+    start=st.integers(min_value=0, max_value=10 * S),
+)
 def test_no_window_of_the_venue_ever_sees_more_than_its_limit(burst, gaps, start):
     """Whatever the arrival pattern, any interval of one window admits at most `limit` units."""
     limit, window = 20, 2 * S
@@ -147,6 +152,7 @@ def test_no_window_of_the_venue_ever_sees_more_than_its_limit(burst, gaps, start
 
 
 # -- router: priorities, strictness, sequencing ---------------------------------------------------
+
 
 def make_router(thr: Throttle, venue: int = 3) -> R.Router:
     router = R.Router()
@@ -168,15 +174,21 @@ def test_cancels_then_hedges_then_queries_then_entries():
     out = []
     while (cmd := router.pop_ready(3, 0)) is not None:
         out.append((cmd.seq, cmd.item))
-    assert out == [(1, "cancel-1"), (2, "hedge-1"), (3, "hedge-2"), (4, "query-1"),
-                   (5, "entry-1"), (6, "entry-2")]
+    assert out == [
+        (1, "cancel-1"),
+        (2, "hedge-1"),
+        (3, "hedge-2"),
+        (4, "query-1"),
+        (5, "entry-1"),
+        (6, "entry-2"),
+    ]
     assert router.wait_ns(3, 0) == -1
 
 
 def test_a_held_hedge_is_not_overtaken_by_an_entry_but_a_cancel_passes():
     thr = Throttle()
     thr.add_pool("weight", 100, 1.0, 1.0)
-    thr.add_pool("orders", 2, 10.0, 0.5)       # capacity 1 order, 1 more per 10 s
+    thr.add_pool("orders", 2, 10.0, 0.5)  # capacity 1 order, 1 more per 10 s
     order = thr.add_endpoint("order", {"weight": 1, "orders": 1})
     small = thr.add_endpoint("cancel", {"weight": 1})
     router = make_router(thr)
@@ -256,6 +268,7 @@ def test_router_reports_never_for_an_oversized_head():
 
 # -- retry policy -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fault", [R.FAULT_TIMEOUT, R.FAULT_NETWORK, R.FAULT_UNAVAILABLE, R.FAULT_MALFORMED])
 def test_a_submit_with_unknown_outcome_is_verified_never_resent_blindly(fault):
     policy = R.RetryPolicy()
@@ -269,7 +282,9 @@ def test_a_rate_limited_submit_was_not_executed_and_may_be_retried_within_bounds
     assert policy.decide(R.OP_SUBMIT, R.FAULT_RATE_LIMITED, 3) == R.GIVE_UP
 
 
-@pytest.mark.parametrize("op", [R.OP_CANCEL, R.OP_FETCH_ORDER, R.OP_OPEN_ORDERS, R.OP_FILLS, R.OP_BALANCES, R.OP_BOOK])
+@pytest.mark.parametrize(
+    "op", [R.OP_CANCEL, R.OP_FETCH_ORDER, R.OP_OPEN_ORDERS, R.OP_FILLS, R.OP_BALANCES, R.OP_BOOK]
+)
 def test_safe_operations_are_retried_blindly_until_the_attempt_budget(op):
     policy = R.RetryPolicy(max_attempts=2)
     for fault in (R.FAULT_TIMEOUT, R.FAULT_NETWORK, R.FAULT_RATE_LIMITED, R.FAULT_UNAVAILABLE):
@@ -287,7 +302,12 @@ def test_refusals_are_final_for_every_operation(fault):
 def test_backoff_doubles_to_its_cap_and_honours_retry_after():
     policy = R.RetryPolicy(base_backoff_s=0.1, max_backoff_s=0.5)
     assert [policy.backoff_ns(a) for a in (1, 2, 3, 4, 10)] == [
-        100_000_000, 200_000_000, 400_000_000, 500_000_000, 500_000_000]
+        100_000_000,
+        200_000_000,
+        400_000_000,
+        500_000_000,
+        500_000_000,
+    ]
     assert policy.backoff_ns(1, 2 * S) == 2 * S
     policy.set_max_attempts(R.OP_CANCEL, 5)
     assert policy.decide(R.OP_CANCEL, R.FAULT_TIMEOUT, 4) == R.RETRY

@@ -8,14 +8,15 @@ debug output includes request headers, where the API key travels).
 A secrets file is TOML with `api_key`, `secret` and optionally `password`; it must not be
 readable by group or others (mode 0600), or loading refuses it.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import stat
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from basis_core.errors import ConfigError, redact
 
@@ -25,7 +26,7 @@ from .config import CredentialsConfig
 class Credentials:
     """An API key, secret and optional password. Values are reachable only as attributes."""
 
-    __slots__ = ("_key", "_secret", "_password")
+    __slots__ = ("_key", "_password", "_secret")
 
     def __init__(self, api_key: str, secret: str, password: str = ""):
         for name, value in (("api_key", api_key), ("secret", secret)):
@@ -58,7 +59,9 @@ class Credentials:
         raise TypeError("Credentials are not picklable")
 
 
-def load(cfg: CredentialsConfig, env: Mapping[str, str] | None = None, path: str = "credentials") -> Credentials:
+def load(
+    cfg: CredentialsConfig, env: Mapping[str, str] | None = None, path: str = "credentials"
+) -> Credentials:
     """Credentials named by `cfg`. ConfigError names the missing variable or the bad file,
     never a value."""
     env = os.environ if env is None else env
@@ -89,7 +92,9 @@ def _from_file(p: Path, path: str) -> Credentials:
         with p.open("rb") as fh:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError:
-        raise ConfigError(path, f"secrets file {p} is not valid TOML") from None   # no excerpt: it may hold a secret
+        raise ConfigError(
+            path, f"secrets file {p} is not valid TOML"
+        ) from None  # no excerpt: it may hold a secret
     unknown = sorted(set(data) - {"api_key", "secret", "password"})
     if unknown:
         raise ConfigError(path, f"secrets file {p}: unknown key {unknown[0]!r}")

@@ -13,6 +13,7 @@ blindly, a rate-limited submit after the venue's Retry-After, and a submit whose
 unknown (timeout, 5xx, unreadable answer) is first looked up by client order id: adopted when the
 venue has it (observer gets VERIFIED), sent again once when it does not.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,16 +23,34 @@ import json
 import logging
 import math
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import ccxt
 import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 
-from adapters.base import (Balance, BookUpdate, FillsPage, InstrumentInfo, OrderRequest, TransferInfo, Venue,
-                           VenueOrder, VenueStatus)
-from basis_core.errors import (ConfigError, MalformedResponse, OrderNotFound, OrderRejected, RateLimited,
-                               RequestTimeout, VenueError, VenueUnavailable, redact)
+from adapters.base import (
+    Balance,
+    BookUpdate,
+    FillsPage,
+    InstrumentInfo,
+    OrderRequest,
+    TransferInfo,
+    Venue,
+    VenueOrder,
+    VenueStatus,
+)
+from basis_core.errors import (
+    ConfigError,
+    MalformedResponse,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    RequestTimeout,
+    VenueError,
+    VenueUnavailable,
+    redact,
+)
 from basis_core.schema import OrderType, Side, VenueReport
 from basis_core.state.tables import VenueEvent
 from basis_ext import router as R
@@ -43,8 +62,12 @@ from .constants import ENDPOINT_NAMES, VENUE_MESSAGES, rule_for
 from .dispatch import Gate, build_throttle
 
 _headers: contextvars.ContextVar[dict | None] = contextvars.ContextVar("basis_ccxt_headers", default=None)
-_OPTIONS = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
-            "warnOnFetchOpenOrdersWithoutSymbol": False}
+_OPTIONS = {
+    "fetchMarkets": {"types": ["spot"]},
+    "fetchCurrencies": False,
+    "fetchMargins": False,
+    "warnOnFetchOpenOrdersWithoutSymbol": False,
+}
 Observer = Callable[[object, VenueError | None], None]
 
 
@@ -56,10 +79,13 @@ def _client_class(exchange: str, websocket: bool = False):
     if base is None:
         raise ConfigError("exchange", f"ccxt has no exchange {exchange!r}")
 
-    def on_rest_response(self, code, reason, url, method, response_headers, response_body, request_headers, request_body):
+    def on_rest_response(
+        self, code, reason, url, method, response_headers, response_body, request_headers, request_body
+    ):
         _headers.set(dict(response_headers or {}))
-        return base.on_rest_response(self, code, reason, url, method, response_headers, response_body,
-                                     request_headers, request_body)
+        return base.on_rest_response(
+            self, code, reason, url, method, response_headers, response_body, request_headers, request_body
+        )
 
     return type(f"basis_{exchange}", (base,), {"on_rest_response": on_rest_response})
 
@@ -80,9 +106,18 @@ def rewrite_urls(urls: dict, base_url: str) -> dict:
 class CcxtVenue(Venue):
     """One ccxt venue. `venue_id` is its registry id (sequence numbers are per venue id)."""
 
-    def __init__(self, name: str, config: CcxtVenueConfig, credentials: Credentials, *, venue_id: int = 0,
-                 router: R.Router | None = None, observer: Observer | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns, poll_s: float = 0.5):
+    def __init__(
+        self,
+        name: str,
+        config: CcxtVenueConfig,
+        credentials: Credentials,
+        *,
+        venue_id: int = 0,
+        router: R.Router | None = None,
+        observer: Observer | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
+        poll_s: float = 0.5,
+    ):
         if not isinstance(credentials, Credentials):
             raise ConfigError(f"venues.{name}.credentials", "expected a Credentials object")
         self.name, self.config, self._cred = name, config, credentials
@@ -90,16 +125,22 @@ class CcxtVenue(Venue):
         self.observer = observer
         self.poll_s = poll_s
         pools = {k: (p.limit, p.window_s, p.burst) for k, p in config.pools.items()}
-        self.gate = Gate(venue_id, build_throttle(pools, dict(config.endpoints), clock(), ENDPOINT_NAMES),
-                         router, clock, name=name, max_block_s=config.max_backoff_s)
+        self.gate = Gate(
+            venue_id,
+            build_throttle(pools, dict(config.endpoints), clock(), ENDPOINT_NAMES),
+            router,
+            clock,
+            name=name,
+            max_block_s=config.max_backoff_s,
+        )
         self._ep = {n: i for i, n in enumerate(ENDPOINT_NAMES)}
         self.policy = R.RetryPolicy(config.max_attempts, config.backoff_s, config.max_backoff_s)
         self._ex = None
         self._instruments: dict[str, InstrumentInfo] = {}
         self._by_symbol: dict[str, str] = {}
-        self._orders: dict[str, tuple[str, OrderRequest | None]] = {}   # coid -> (instrument, request)
-        self._coid_of: dict[tuple[str, str], str] = {}                   # (instrument, venue id) -> coid
-        self._last: dict[str, VenueOrder] = {}                            # coid -> last view
+        self._orders: dict[str, tuple[str, OrderRequest | None]] = {}  # coid -> (instrument, request)
+        self._coid_of: dict[tuple[str, str], str] = {}  # (instrument, venue id) -> coid
+        self._last: dict[str, VenueOrder] = {}  # coid -> last view
         self._closed = asyncio.Event()
         self.log = logging.getLogger(f"basis.venue.{name}")
 
@@ -114,9 +155,14 @@ class CcxtVenue(Venue):
         cfg = self.config
         logger = logging.getLogger(f"basis.ccxt.{self.name}")
         RedactingFilter.install(logger, self._secrets)
-        params = {"apiKey": self._cred.api_key, "secret": self._cred.secret, "enableRateLimit": False,
-                  "timeout": cfg.timeout_ms, "options": dict(_OPTIONS, recvWindow=cfg.recv_window_ms),
-                  "logger": logger}
+        params = {
+            "apiKey": self._cred.api_key,
+            "secret": self._cred.secret,
+            "enableRateLimit": False,
+            "timeout": cfg.timeout_ms,
+            "options": dict(_OPTIONS, recvWindow=cfg.recv_window_ms),
+            "logger": logger,
+        }
         if self._cred.password:
             params["password"] = self._cred.password
         ex = _client_class(cfg.exchange, cfg.market_data == "ws")(params)
@@ -136,7 +182,9 @@ class CcxtVenue(Venue):
         for name, symbol in cfg.instruments.items():
             if symbol not in markets:
                 await self.close()
-                raise ConfigError(f"venues.{self.name}.instruments.{name}", f"{symbol} is not listed by {cfg.exchange}")
+                raise ConfigError(
+                    f"venues.{self.name}.instruments.{name}", f"{symbol} is not listed by {cfg.exchange}"
+                )
             self._instruments[name] = parsing.instrument(self.name, name, markets[symbol])
             self._by_symbol[symbol] = name
 
@@ -191,8 +239,15 @@ class CcxtVenue(Venue):
                 return await fn(*args, **kwargs)
             except ccxt.BaseError as exc:
                 err, rule = self._translate(exc)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:   # ccxt could not parse the answer
-                err, rule = self._translate(ccxt.BadResponse(f"{self.config.exchange} unreadable answer: {exc!r}"))
+            except (
+                KeyError,
+                TypeError,
+                ValueError,
+                AttributeError,
+            ) as exc:  # ccxt could not parse the answer
+                err, rule = self._translate(
+                    ccxt.BadResponse(f"{self.config.exchange} unreadable answer: {exc!r}")
+                )
             if rule.venue_event is not None:
                 self._emit(rule.venue_event, err)
             if rule.engine_event is not None:
@@ -235,10 +290,16 @@ class CcxtVenue(Venue):
         if info is None:
             raise OrderRejected(self.name, "unknown_instrument", order.instrument, reason="bad_input")
         if not parsing.on_grid(order.qty, info.lot) or order.qty > info.max_qty:
-            raise OrderRejected(self.name, "lot_size", f"{order.coid}: qty {order.qty} off lot {info.lot}", reason="lot_size")
+            raise OrderRejected(
+                self.name, "lot_size", f"{order.coid}: qty {order.qty} off lot {info.lot}", reason="lot_size"
+            )
         if order.price is not None and not parsing.on_grid(order.price, info.tick):
-            raise OrderRejected(self.name, "price_filter", f"{order.coid}: price {order.price} off tick {info.tick}",
-                                reason="bad_input")
+            raise OrderRejected(
+                self.name,
+                "price_filter",
+                f"{order.coid}: price {order.price} off tick {info.tick}",
+                reason="bad_input",
+            )
         return info
 
     def _adopt(self, order: OrderRequest | None, raw, instrument: str, coid: str | None = None) -> VenueOrder:
@@ -246,7 +307,7 @@ class CcxtVenue(Venue):
         vo = parsing.order(self.name, raw, instrument, coid, req_type)
         last = self._last.get(vo.coid)
         if not vo.fee_asset and last is not None and last.fee_asset:
-            vo = dataclasses.replace(vo, fee=last.fee, fee_asset=last.fee_asset)   # a query reports no fees
+            vo = dataclasses.replace(vo, fee=last.fee, fee_asset=last.fee_asset)  # a query reports no fees
         self._last[vo.coid] = vo
         self._orders.setdefault(vo.coid, (instrument, order))
         self._coid_of[(instrument, vo.venue_order_id)] = vo.coid
@@ -256,11 +317,11 @@ class CcxtVenue(Venue):
         """Place `order` (priority: router ENTRY, HEDGE ...). Idempotent by client order id."""
         ex = self._ex_or_fail()
         info = self._check(order)
-        if order.coid in self._orders:                 # sent before: the venue's copy, if it has one
+        if order.coid in self._orders:  # sent before: the venue's copy, if it has one
             try:
                 return await self.fetch_order(order.coid, order.instrument, min(priority, R.QUERY))
             except OrderNotFound:
-                pass                                   # it never got there: sending is safe
+                pass  # it never got there: sending is safe
         self._orders[order.coid] = (order.instrument, order)
         otype, price, params = self._wire(order)
         side = "buy" if order.side == Side.BUY else "sell"
@@ -268,20 +329,30 @@ class CcxtVenue(Venue):
         while True:
             sends += 1
             try:
-                raw = await self._call(R.OP_SUBMIT, "order", priority, ex.create_order, info.symbol, otype, side,
-                                       order.qty, price, dict(params))
+                raw = await self._call(
+                    R.OP_SUBMIT,
+                    "order",
+                    priority,
+                    ex.create_order,
+                    info.symbol,
+                    otype,
+                    side,
+                    order.qty,
+                    price,
+                    dict(params),
+                )
                 return self._adopt(order, raw, order.instrument, order.coid)
             except OrderRejected as err:
                 if err.code != "duplicate":
                     raise
-                return await self._verify(order, priority, err)         # the venue has it: adopt it
+                return await self._verify(order, priority, err)  # the venue has it: adopt it
             except (RequestTimeout, VenueUnavailable, MalformedResponse) as err:
                 if not self.config.verify_submits:
                     raise
                 try:
                     return await self._verify(order, priority, err)
                 except OrderNotFound:
-                    if sends >= 2:                                        # sent twice, never placed
+                    if sends >= 2:  # sent twice, never placed
                         raise err from None
                     # not placed: send it once more
 
@@ -304,17 +375,27 @@ class CcxtVenue(Venue):
         instrument = self._instrument_of(coid, instrument)
         symbol = self._symbol(instrument)
         try:
-            raw = await self._call(R.OP_CANCEL, "cancel", R.CANCEL, ex.cancel_order, None, symbol,
-                                   {"origClientOrderId": coid})
+            raw = await self._call(
+                R.OP_CANCEL, "cancel", R.CANCEL, ex.cancel_order, None, symbol, {"origClientOrderId": coid}
+            )
         except OrderNotFound:
-            return await self.fetch_order(coid, instrument, R.CANCEL)     # filled or gone first: tell which
+            return await self.fetch_order(coid, instrument, R.CANCEL)  # filled or gone first: tell which
         return self._adopt(self._orders.get(coid, (None, None))[1], raw, instrument, coid)
 
-    async def fetch_order(self, coid: str, instrument: str | None = None, priority: int = R.QUERY) -> VenueOrder:
+    async def fetch_order(
+        self, coid: str, instrument: str | None = None, priority: int = R.QUERY
+    ) -> VenueOrder:
         ex = self._ex_or_fail()
         instrument = self._instrument_of(coid, instrument)
-        raw = await self._call(R.OP_FETCH_ORDER, "fetch_order", priority, ex.fetch_order, None,
-                               self._symbol(instrument), {"origClientOrderId": coid})
+        raw = await self._call(
+            R.OP_FETCH_ORDER,
+            "fetch_order",
+            priority,
+            ex.fetch_order,
+            None,
+            self._symbol(instrument),
+            {"origClientOrderId": coid},
+        )
         return self._adopt(self._orders.get(coid, (None, None))[1], raw, instrument, coid)
 
     def _instrument_of(self, coid: str, instrument: str | None) -> str:
@@ -328,10 +409,14 @@ class CcxtVenue(Venue):
     async def open_orders(self, instrument: str | None = None) -> list[VenueOrder]:
         ex = self._ex_or_fail()
         out = []
-        for name in ([instrument] if instrument else list(self._instruments)):
-            rows = await self._call(R.OP_OPEN_ORDERS, "open_orders", R.QUERY, ex.fetch_open_orders, self._symbol(name))
+        for name in [instrument] if instrument else list(self._instruments):
+            rows = await self._call(
+                R.OP_OPEN_ORDERS, "open_orders", R.QUERY, ex.fetch_open_orders, self._symbol(name)
+            )
             for raw in rows:
-                out.append(self._adopt(self._orders.get(raw.get("clientOrderId"), (None, None))[1], raw, name))
+                out.append(
+                    self._adopt(self._orders.get(raw.get("clientOrderId"), (None, None))[1], raw, name)
+                )
         return out
 
     async def fills(self, cursor: str | None = None, limit: int = 1000) -> FillsPage:
@@ -342,12 +427,15 @@ class CcxtVenue(Venue):
             if not isinstance(after, dict):
                 raise ValueError
         except ValueError:
-            raise MalformedResponse(self.name, "bad_cursor", f"not a cursor of this venue: {cursor!r}") from None
+            raise MalformedResponse(
+                self.name, "bad_cursor", f"not a cursor of this venue: {cursor!r}"
+            ) from None
         out, nxt, more = [], dict(after), False
         for name in self._instruments:
             params = {"fromId": int(after[name])} if name in after else {}
-            rows = await self._call(R.OP_FILLS, "fills", R.QUERY, ex.fetch_my_trades, self._symbol(name), None,
-                                    limit, params)
+            rows = await self._call(
+                R.OP_FILLS, "fills", R.QUERY, ex.fetch_my_trades, self._symbol(name), None, limit, params
+            )
             more = more or len(rows) >= limit
             for t in rows:
                 coid = await self._coid_for(name, str(t.get("order")))
@@ -359,8 +447,14 @@ class CcxtVenue(Venue):
     async def _coid_for(self, instrument: str, venue_order_id: str) -> str:
         coid = self._coid_of.get((instrument, venue_order_id))
         if coid is None:
-            raw = await self._call(R.OP_FETCH_ORDER, "fetch_order", R.QUERY, self._ex.fetch_order, venue_order_id,
-                                   self._symbol(instrument))
+            raw = await self._call(
+                R.OP_FETCH_ORDER,
+                "fetch_order",
+                R.QUERY,
+                self._ex.fetch_order,
+                venue_order_id,
+                self._symbol(instrument),
+            )
             coid = self._adopt(None, raw, instrument).coid
         return coid
 
@@ -368,7 +462,9 @@ class CcxtVenue(Venue):
 
     async def balances(self) -> dict[str, Balance]:
         ex = self._ex_or_fail()
-        return parsing.balances(self.name, await self._call(R.OP_BALANCES, "balances", R.QUERY, ex.fetch_balance))
+        return parsing.balances(
+            self.name, await self._call(R.OP_BALANCES, "balances", R.QUERY, ex.fetch_balance)
+        )
 
     async def transfer(self, asset: str, amount: float, to_venue: str) -> TransferInfo:
         raise VenueError(self.name, "not_supported", "withdrawals through ccxt are not implemented yet")
@@ -394,7 +490,9 @@ class CcxtVenue(Venue):
     async def book(self, instrument: str, depth: int = 20) -> BookUpdate:
         """One REST snapshot of `instrument`'s book."""
         ex = self._ex_or_fail()
-        raw = await self._call(R.OP_BOOK, "book", R.QUERY, ex.fetch_order_book, self._symbol(instrument), depth)
+        raw = await self._call(
+            R.OP_BOOK, "book", R.QUERY, ex.fetch_order_book, self._symbol(instrument), depth
+        )
         try:
             bids = tuple((float(p), float(q)) for p, q, *_ in raw["bids"])
             asks = tuple((float(p), float(q)) for p, q, *_ in raw["asks"])
@@ -402,8 +500,15 @@ class CcxtVenue(Venue):
             raise MalformedResponse(self.name, "malformed", "order book without bids/asks") from None
         if not all(math.isfinite(x) and x >= 0 for lv in bids + asks for x in lv):
             raise MalformedResponse(self.name, "malformed", "order book with a non-finite or negative level")
-        return BookUpdate(self.name, instrument, time.time_ns(), bids, asks, snapshot=True,
-                          update_id=int(raw.get("nonce") or 0))
+        return BookUpdate(
+            self.name,
+            instrument,
+            time.time_ns(),
+            bids,
+            asks,
+            snapshot=True,
+            update_id=int(raw.get("nonce") or 0),
+        )
 
     async def market_data(self, instruments: list[str] | None = None) -> AsyncIterator[BookUpdate]:
         """Book snapshots of `instruments`: REST polls every `poll_s` ("rest"), or the book ccxt.pro
@@ -418,7 +523,7 @@ class CcxtVenue(Venue):
                 yield await self.book(name)
             try:
                 await asyncio.wait_for(self._closed.wait(), self.poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _watch_books(self, names: list[str]) -> AsyncIterator[BookUpdate]:
@@ -433,10 +538,17 @@ class CcxtVenue(Venue):
                 except ccxt.BaseError as exc:
                     await queue.put(self._translate(exc)[0])
                     return
-                await queue.put(BookUpdate(self.name, name, time.time_ns(),
-                                           tuple((float(p), float(q)) for p, q, *_ in ob["bids"]),
-                                           tuple((float(p), float(q)) for p, q, *_ in ob["asks"]),
-                                           snapshot=True, update_id=int(ob.get("nonce") or 0)))
+                await queue.put(
+                    BookUpdate(
+                        self.name,
+                        name,
+                        time.time_ns(),
+                        tuple((float(p), float(q)) for p, q, *_ in ob["bids"]),
+                        tuple((float(p), float(q)) for p, q, *_ in ob["asks"]),
+                        snapshot=True,
+                        update_id=int(ob.get("nonce") or 0),
+                    )
+                )
 
         tasks = [asyncio.create_task(watch(n)) for n in names]
         closed = asyncio.create_task(self._closed.wait())
@@ -464,7 +576,7 @@ class CcxtVenue(Venue):
             try:
                 await asyncio.wait_for(self._closed.wait(), self.poll_s)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             page = await self.fills(cursor)
             cursor = page.cursor
@@ -483,7 +595,7 @@ def _venue_message(text: str, exchange: str) -> str:
         except ValueError:
             pass
     prefix = exchange + " "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def _retry_after(headers: dict | None) -> float | None:

@@ -24,11 +24,13 @@ A `[venues.NAME.ccxt]`-shaped table (loaded with `basis_core.configio.build`):
 
 Pools and endpoints default to Binance spot's published limits at 90 %.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping
+from typing import Literal
 
 from basis_core.configio import build, require
 
@@ -38,6 +40,7 @@ from .constants import BINANCE_ENDPOINTS, BINANCE_POOLS, ENDPOINT_NAMES
 @dataclass(frozen=True)
 class CredentialsConfig:
     """Where the API key and secret come from: two environment variables or one file."""
+
     api_key_env: str = ""
     secret_env: str = ""
     password_env: str = ""
@@ -45,10 +48,15 @@ class CredentialsConfig:
 
     def _validate(self, path):
         by_env = bool(self.api_key_env or self.secret_env)
-        require(not (by_env and self.secrets_file), path,
-                "name either api_key_env/secret_env or secrets_file, not both")
+        require(
+            not (by_env and self.secrets_file),
+            path,
+            "name either api_key_env/secret_env or secrets_file, not both",
+        )
         if by_env:
-            require(bool(self.api_key_env and self.secret_env), path, "api_key_env and secret_env go together")
+            require(
+                bool(self.api_key_env and self.secret_env), path, "api_key_env and secret_env go together"
+            )
 
 
 @dataclass(frozen=True)
@@ -100,20 +108,42 @@ class CcxtVenueConfig:
 
     def _validate(self, path):
         require(bool(self.exchange), f"{_at(path)}exchange", "must name a ccxt exchange id")
-        require(not self.base_url or self.base_url.startswith(("http://", "https://")),
-                f"{_at(path)}base_url", "must start with http:// or https://")
-        require(not (self.base_url and self.sandbox), f"{_at(path)}sandbox", "sandbox and base_url exclude each other")
+        require(
+            not self.base_url or self.base_url.startswith(("http://", "https://")),
+            f"{_at(path)}base_url",
+            "must start with http:// or https://",
+        )
+        require(
+            not (self.base_url and self.sandbox),
+            f"{_at(path)}sandbox",
+            "sandbox and base_url exclude each other",
+        )
         require(50 <= self.timeout_ms <= 120_000, f"{_at(path)}timeout_ms", "must be in [50, 120000]")
-        require(not self.ws_url or self.ws_url.startswith(("ws://", "wss://")),
-                f"{_at(path)}ws_url", "must start with ws:// or wss://")
+        require(
+            not self.ws_url or self.ws_url.startswith(("ws://", "wss://")),
+            f"{_at(path)}ws_url",
+            "must start with ws:// or wss://",
+        )
         require(0 < self.recv_window_ms <= 60_000, f"{_at(path)}recv_window_ms", "must be in (0, 60000]")
         require(self.max_attempts >= 1, f"{_at(path)}max_attempts", "must be >= 1")
-        require(0 <= self.backoff_s <= self.max_backoff_s, f"{_at(path)}backoff_s", "must be in [0, max_backoff_s]")
+        require(
+            0 <= self.backoff_s <= self.max_backoff_s,
+            f"{_at(path)}backoff_s",
+            "must be in [0, max_backoff_s]",
+        )
         require(0 < self.degraded_rate <= 1, f"{_at(path)}degraded_rate", "must be in (0, 1]")
         for name, symbol in self.instruments.items():
-            require("/" in symbol, f"{_at(path)}instruments.{name}", f"{symbol!r} is not a ccxt unified symbol (BASE/QUOTE)")
+            require(
+                "/" in symbol,
+                f"{_at(path)}instruments.{name}",
+                f"{symbol!r} is not a ccxt unified symbol (BASE/QUOTE)",
+            )
         for name in ENDPOINT_NAMES:
-            require(name in self.endpoints, f"{_at(path)}endpoints.{name}", "missing: every endpoint needs weights")
+            require(
+                name in self.endpoints,
+                f"{_at(path)}endpoints.{name}",
+                "missing: every endpoint needs weights",
+            )
         for name, weights in self.endpoints.items():
             require(len(weights) > 0, f"{_at(path)}endpoints.{name}", "needs at least one pool")
             for pool, w in weights.items():

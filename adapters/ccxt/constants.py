@@ -10,14 +10,23 @@ sibling of `RateLimitExceeded`: both rows exist.
 `VENUE_MESSAGES` refines an order refusal by the venue's exact documented message (the body
 of the answer ccxt carries in its exception text), giving the `RejectReason` name.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import ccxt
 
-from basis_core.errors import (AuthenticationFailed, MalformedResponse, OrderNotFound, OrderRejected, RateLimited,
-                               RequestTimeout, VenueError, VenueUnavailable)
+from basis_core.errors import (
+    AuthenticationFailed,
+    MalformedResponse,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    RequestTimeout,
+    VenueError,
+    VenueUnavailable,
+)
 from basis_core.state.tables import EngineEvent, VenueEvent
 from basis_ext import router as R
 
@@ -27,12 +36,13 @@ from basis_ext import router as R
 @dataclass(frozen=True)
 class ErrorRule:
     """How one ccxt exception class is handled."""
-    error: type            # a basis_core.errors.VenueError subclass
-    code: str              # our short code, VenueError.code
-    fault: int             # basis_ext.router FAULT_* (retry decisions)
+
+    error: type  # a basis_core.errors.VenueError subclass
+    code: str  # our short code, VenueError.code
+    fault: int  # basis_ext.router FAULT_* (retry decisions)
     venue_event: VenueEvent | None = None
     engine_event: EngineEvent | None = None
-    reason: str = ""       # RejectReason name, for OrderRejected
+    reason: str = ""  # RejectReason name, for OrderRejected
 
 
 _V, _N = VenueEvent, EngineEvent
@@ -46,10 +56,16 @@ ERRORS: dict[type, ErrorRule] = {
     ccxt.InvalidNonce: ErrorRule(VenueError, "clock_skew", R.FAULT_NETWORK),
     ccxt.ChecksumError: ErrorRule(MalformedResponse, "checksum", R.FAULT_MALFORMED),
     # throttled: THROTTLED venue, DEGRADED engine (hedges keep priority)
-    ccxt.DDoSProtection: ErrorRule(RateLimited, "rate_limited", R.FAULT_RATE_LIMITED, _V.RATE_LIMITED, _N.RATE_LIMITED),
-    ccxt.RateLimitExceeded: ErrorRule(RateLimited, "rate_limited", R.FAULT_RATE_LIMITED, _V.RATE_LIMITED, _N.RATE_LIMITED),
+    ccxt.DDoSProtection: ErrorRule(
+        RateLimited, "rate_limited", R.FAULT_RATE_LIMITED, _V.RATE_LIMITED, _N.RATE_LIMITED
+    ),
+    ccxt.RateLimitExceeded: ErrorRule(
+        RateLimited, "rate_limited", R.FAULT_RATE_LIMITED, _V.RATE_LIMITED, _N.RATE_LIMITED
+    ),
     # maintenance / outage: QUARANTINED
-    ccxt.ExchangeNotAvailable: ErrorRule(VenueUnavailable, "unavailable", R.FAULT_UNAVAILABLE, _V.MAINTENANCE),
+    ccxt.ExchangeNotAvailable: ErrorRule(
+        VenueUnavailable, "unavailable", R.FAULT_UNAVAILABLE, _V.MAINTENANCE
+    ),
     ccxt.OnMaintenance: ErrorRule(VenueUnavailable, "maintenance", R.FAULT_UNAVAILABLE, _V.MAINTENANCE),
     # unreadable answers
     ccxt.BadResponse: ErrorRule(MalformedResponse, "malformed", R.FAULT_MALFORMED),
@@ -57,15 +73,20 @@ ERRORS: dict[type, ErrorRule] = {
     # credentials: nothing will work until a person fixes them
     ccxt.AuthenticationError: ErrorRule(AuthenticationFailed, "auth", R.FAULT_AUTH, _V.DISCONNECTED),
     # refusals of one request
-    ccxt.InsufficientFunds: ErrorRule(OrderRejected, "insufficient_funds", R.FAULT_REJECTED, reason="insufficient_funds"),
-    ccxt.OrderImmediatelyFillable: ErrorRule(OrderRejected, "post_only_would_cross", R.FAULT_REJECTED,
-                                             reason="post_only_would_cross"),
+    ccxt.InsufficientFunds: ErrorRule(
+        OrderRejected, "insufficient_funds", R.FAULT_REJECTED, reason="insufficient_funds"
+    ),
+    ccxt.OrderImmediatelyFillable: ErrorRule(
+        OrderRejected, "post_only_would_cross", R.FAULT_REJECTED, reason="post_only_would_cross"
+    ),
     ccxt.OrderNotFound: ErrorRule(OrderNotFound, "unknown_order", R.FAULT_NOT_FOUND),
     ccxt.DuplicateOrderId: ErrorRule(OrderRejected, "duplicate", R.FAULT_REJECTED, reason="venue_reject"),
     ccxt.InvalidOrder: ErrorRule(OrderRejected, "invalid_order", R.FAULT_REJECTED, reason="venue_reject"),
     ccxt.BadSymbol: ErrorRule(OrderRejected, "bad_symbol", R.FAULT_REJECTED, reason="bad_input"),
     ccxt.BadRequest: ErrorRule(OrderRejected, "bad_request", R.FAULT_REJECTED, reason="venue_reject"),
-    ccxt.OperationRejected: ErrorRule(OrderRejected, "operation_rejected", R.FAULT_REJECTED, reason="venue_reject"),
+    ccxt.OperationRejected: ErrorRule(
+        OrderRejected, "operation_rejected", R.FAULT_REJECTED, reason="venue_reject"
+    ),
     ccxt.MarketClosed: ErrorRule(OrderRejected, "market_closed", R.FAULT_REJECTED, reason="venue_unhealthy"),
     ccxt.NotSupported: ErrorRule(VenueError, "not_supported", R.FAULT_REJECTED),
     ccxt.ExchangeError: ErrorRule(VenueError, "venue_error", R.FAULT_REJECTED),
@@ -98,8 +119,17 @@ VENUE_MESSAGES: dict[str, tuple[str, str]] = {
 # -- limits ------------------------------------------------------------------------------------
 
 #: every endpoint the adapter calls (router endpoint ids follow this order)
-ENDPOINT_NAMES = ("markets", "book", "balances", "order", "fetch_order", "cancel", "open_orders",
-                  "open_orders_all", "fills")
+ENDPOINT_NAMES = (
+    "markets",
+    "book",
+    "balances",
+    "order",
+    "fetch_order",
+    "cancel",
+    "open_orders",
+    "open_orders_all",
+    "fills",
+)
 
 #: Binance spot limits at 90 %: pool -> (limit, window_s, burst)
 BINANCE_POOLS = {
@@ -124,5 +154,13 @@ BINANCE_ENDPOINTS = {
 
 #: ccxt unified order status -> adapters.base.OrderStatus value (partial fills are told apart
 #: by filled > 0); Binance's raw PENDING_NEW passes through ccxt unchanged and means open
-STATUS = {"open": "open", "closed": "filled", "canceled": "canceled", "cancelled": "canceled",
-          "expired": "expired", "rejected": "rejected", "PENDING_NEW": "open", "NEW": "open"}
+STATUS = {
+    "open": "open",
+    "closed": "filled",
+    "canceled": "canceled",
+    "cancelled": "canceled",
+    "expired": "expired",
+    "rejected": "rejected",
+    "PENDING_NEW": "open",
+    "NEW": "open",
+}

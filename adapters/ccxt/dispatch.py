@@ -7,11 +7,12 @@ entries), FIFO within a priority. A venue's `Retry-After` blocks the whole gate 
 `degrade` lowers its refill rates while the engine is DEGRADED. ccxt's own `enableRateLimit` is
 off: this is the only limiter.
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from basis_core.errors import ConfigError, RateLimited
 from basis_ext import router as R
@@ -28,15 +29,24 @@ def build_throttle(pools: dict, endpoints: dict, now_ns: int, names: tuple[str, 
     for name in names:
         thr.add_endpoint(name, {k: float(v) for k, v in endpoints[name].items()})
         if thr.wait_ns(thr.endpoint(name), now_ns) == NEVER:
-            raise ConfigError(f"endpoints.{name}", "weight exceeds a pool's burst capacity: it could never be sent")
+            raise ConfigError(
+                f"endpoints.{name}", "weight exceeds a pool's burst capacity: it could never be sent"
+            )
     return thr
 
 
 class Gate:
     """Priority + throttle + sequence numbers for one venue's requests."""
 
-    def __init__(self, venue_id: int, throttle: Throttle, router: R.Router | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns, name: str = "", max_block_s: float = 2.0):
+    def __init__(
+        self,
+        venue_id: int,
+        throttle: Throttle,
+        router: R.Router | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
+        name: str = "",
+        max_block_s: float = 2.0,
+    ):
         self.venue_id, self.name = venue_id, name or str(venue_id)
         self.max_block_ns = int(max_block_s * 1e9)
         self.throttle = throttle
@@ -46,7 +56,7 @@ class Gate:
         self._wake: asyncio.Event | None = None
         self._pump: asyncio.Task | None = None
         self._closing = False
-        self.admitted: list[tuple[int, int]] = []     # (seq, priority) of the last admissions
+        self.admitted: list[tuple[int, int]] = []  # (seq, priority) of the last admissions
         self._keep = 256
 
     async def admit(self, endpoint: int, priority: int) -> int:
@@ -56,8 +66,9 @@ class Gate:
         long is stale when it leaves, and the caller must learn that the venue is throttled."""
         left = self.throttle.blocked_until - self.clock()
         if left > self.max_block_ns:
-            raise RateLimited(self.name, "throttled", "waiting out the venue's Retry-After",
-                              retry_after_s=left / 1e9)
+            raise RateLimited(
+                self.name, "throttled", "waiting out the venue's Retry-After", retry_after_s=left / 1e9
+            )
         if self._closing:
             raise RateLimited(self.name, "closed", "the venue client is closed")
         loop = asyncio.get_running_loop()
@@ -96,12 +107,14 @@ class Gate:
             if wait == -2:
                 for c in router.drop(venue):
                     if not c.item.done():
-                        c.item.set_exception(ConfigError("endpoints", "a request weight exceeds a pool's capacity"))
+                        c.item.set_exception(
+                            ConfigError("endpoints", "a request weight exceeds a pool's capacity")
+                        )
                 continue
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), None if wait == -1 else wait / 1e9)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ for our account (funded with `[venues.X].balances`) and the venue's fees; the ge
 through the emulator's matching engine. The emulator is spot only: a perp instrument on a ccxt
 venue is a ConfigError here. Clock: real time only.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,9 @@ class EmulatorMarket:
     def __init__(self, emulator: Emulator, symbols: dict[str, str], clock):
         self.emu, self.symbols, self.clock = emulator, symbols, clock
 
-    def apply_book(self, instrument: str, bids: dict[int, int], asks: dict[int, int], replace: bool = True,
-                   view=None) -> None:
+    def apply_book(
+        self, instrument: str, bids: dict[int, int], asks: dict[int, int], replace: bool = True, view=None
+    ) -> None:
         sym = self.symbols[instrument]
         emu = self.emu
         with emu.lock, emu.streams.watch(sym):
@@ -60,7 +62,7 @@ class EmulatorMarket:
             for side, levels in ((Side.SELL, asks), (Side.BUY, bids)):
                 have = eng.market_levels(side)
                 prices = (set(have) | set(levels)) if replace else set(levels)
-                for px in sorted(prices, key=lambda p: (levels.get(p, 0) > 0, p)):   # shrink first
+                for px in sorted(prices, key=lambda p: (levels.get(p, 0) > 0, p)):  # shrink first
                     want = levels.get(px, 0)
                     if have.get(px, 0) != want:
                         emu._absorb(sym, emu.exchange.set_level(sym, side, px, want, self.clock.now_ns()))
@@ -85,7 +87,7 @@ class LocalCcxtWorld:
 
     def __init__(self, cfg: Config, timeout_ms: int = 2000):
         if cfg.run.clock != "real":
-            raise ConfigError("run.clock", "ccxt venues over HTTP need clock = \"real\"")
+            raise ConfigError("run.clock", 'ccxt venues over HTTP need clock = "real"')
         self.cfg, self.clock = cfg, RealClock()
         self.emulators: dict[str, Emulator] = {}
         self.venues: dict[str, CcxtVenue] = {}
@@ -100,42 +102,61 @@ class LocalCcxtWorld:
             specs, symbols, unified = [], {}, {}
             for iname, i in insts.items():
                 if i.kind != "spot":
-                    raise ConfigError(f"instruments.{iname}.kind", "the exchange emulator lists spot instruments only")
+                    raise ConfigError(
+                        f"instruments.{iname}.kind", "the exchange emulator lists spot instruments only"
+                    )
                 sym = f"{i.base}{i.quote}"
                 try:
-                    specs.append(Spec(sym, i.base, i.quote, i.tick, i.lot, i.min_notional, i.max_qty or math.inf))
+                    specs.append(
+                        Spec(sym, i.base, i.quote, i.tick, i.lot, i.min_notional, i.max_qty or math.inf)
+                    )
                 except ConfigError as exc:
                     raise ConfigError(f"instruments.{iname}", exc.message) from None
                 symbols[iname], unified[iname] = sym, f"{i.base}/{i.quote}"
                 self.listings.append(Listing(vname, iname, i.kind, i.tick, i.lot))
             key, secret = secrets.token_hex(12), secrets.token_hex(24)
-            emu = Emulator(specs, {key: (secret, OWNER)}, name=vname,
-                           fees=FeeSchedule(vcfg.maker_fee_bps, vcfg.taker_fee_bps))
+            emu = Emulator(
+                specs,
+                {key: (secret, OWNER)},
+                name=vname,
+                fees=FeeSchedule(vcfg.maker_fee_bps, vcfg.taker_fee_bps),
+            )
             for asset, amount in vcfg.balances.items():
                 emu.deposit(OWNER, asset, amount)
             port = free_port()
             # a thin pipe: the orchestrator retries, verifies (SUSPECT) and degrades by itself
-            vc = from_dict({"base_url": f"http://127.0.0.1:{port}", "timeout_ms": timeout_ms,
-                            "instruments": unified, "max_attempts": 1, "verify_submits": False},
-                           f"venues.{vname}")
+            vc = from_dict(
+                {
+                    "base_url": f"http://127.0.0.1:{port}",
+                    "timeout_ms": timeout_ms,
+                    "instruments": unified,
+                    "max_attempts": 1,
+                    "verify_submits": False,
+                },
+                f"venues.{vname}",
+            )
             self.emulators[vname], self._ports[vname] = emu, port
             self.faces[vname] = EmulatorMarket(emu, symbols, self.clock)
-            self.venues[vname] = CcxtVenue(vname, vc, Credentials(key, secret), venue_id=reg.venue(vname),
-                                           poll_s=0.1)
+            self.venues[vname] = CcxtVenue(
+                vname, vc, Credentials(key, secret), venue_id=reg.venue(vname), poll_s=0.1
+            )
         self.faults = FaultSchedule(tuple(cfg.faults), seed=cfg.run.seed, start_ns=self.clock.now_ns())
         m = cfg.market
         if m.source != "synthetic":
             raise ConfigError("market.source", "a local ccxt world plays the synthetic market only")
-        self.market = MarketDriver(self.faces, self.listings, m, cfg.run.duration_s, cfg.run.seed, self.faults) \
-            if self.listings else None
+        self.market = (
+            MarketDriver(self.faces, self.listings, m, cfg.run.duration_s, cfg.run.seed, self.faults)
+            if self.listings
+            else None
+        )
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "LocalCcxtWorld":
+    def from_config(cls, cfg: Config) -> LocalCcxtWorld:
         return cls(cfg)
 
     async def start(self) -> None:
         if self.market is not None:
-            self.market.apply_step(0)                 # depth before the clients look at the books
+            self.market.apply_step(0)  # depth before the clients look at the books
         for name, emu in self.emulators.items():
             await emu.start("127.0.0.1", self._ports[name])
         for v in self.venues.values():
@@ -147,7 +168,7 @@ class LocalCcxtWorld:
         for emu in self.emulators.values():
             await emu.stop()
 
-    async def __aenter__(self) -> "LocalCcxtWorld":
+    async def __aenter__(self) -> LocalCcxtWorld:
         await self.start()
         return self
 

@@ -4,6 +4,7 @@ Every function checks what it reads: an order without an id or a status, a NaN o
 quantity, an unknown status or side is a MalformedResponse, never a guessed value. ccxt turns a
 venue's HTTP 200 `{}` into an order whose id and status are None; `order` refuses it.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,9 @@ def order_type(o: dict) -> OrderType:
     return OrderType.IOC if o.get("timeInForce") in ("IOC", "FOK") else OrderType.LIMIT
 
 
-def order(venue: str, o, instrument: str, coid: str | None = None, known_type: OrderType | None = None) -> VenueOrder:
+def order(
+    venue: str, o, instrument: str, coid: str | None = None, known_type: OrderType | None = None
+) -> VenueOrder:
     """A VenueOrder from one ccxt order. `coid` overrides the answer's client id (cancel replies
     carry the cancel's own id); `known_type` is the type we sent (ccxt cannot tell a protected
     market order from a limit IOC)."""
@@ -88,9 +91,22 @@ def order(venue: str, o, instrument: str, coid: str | None = None, known_type: O
         st = OrderStatus.PARTIALLY_FILLED
     ts = o.get("timestamp") or 0
     upd = o.get("lastUpdateTimestamp") or o.get("lastTradeTimestamp") or ts
-    return VenueOrder(coid=str(cid), instrument=instrument, side=side, type=known_type or order_type(o), qty=qty,
-                      price=price, status=st, filled_qty=filled, avg_price=avg, fee=fee, fee_asset=fee_asset,
-                      venue_order_id=str(oid), created_ns=int(ts) * 1_000_000, updated_ns=int(upd) * 1_000_000)
+    return VenueOrder(
+        coid=str(cid),
+        instrument=instrument,
+        side=side,
+        type=known_type or order_type(o),
+        qty=qty,
+        price=price,
+        status=st,
+        filled_qty=filled,
+        avg_price=avg,
+        fee=fee,
+        fee_asset=fee_asset,
+        venue_order_id=str(oid),
+        created_ns=int(ts) * 1_000_000,
+        updated_ns=int(upd) * 1_000_000,
+    )
 
 
 def fill(venue: str, t, instrument: str, coid: str) -> Fill:
@@ -105,8 +121,19 @@ def fill(venue: str, t, instrument: str, coid: str) -> Fill:
         raise _bad(venue, f"trade {t['id']}: price {price} amount {qty}")
     fee, asset = _fee(venue, t)
     liq = {"maker": Liquidity.MAKER, "taker": Liquidity.TAKER}.get(t.get("takerOrMaker"), Liquidity.UNKNOWN)
-    return Fill(venue=venue, instrument=instrument, coid=coid, trade_id=str(t["id"]), side=side, price=price,
-                qty=qty, fee=fee, fee_asset=asset, liquidity=liq, ts_ns=int(t.get("timestamp") or 0) * 1_000_000)
+    return Fill(
+        venue=venue,
+        instrument=instrument,
+        coid=coid,
+        trade_id=str(t["id"]),
+        side=side,
+        price=price,
+        qty=qty,
+        fee=fee,
+        fee_asset=asset,
+        liquidity=liq,
+        ts_ns=int(t.get("timestamp") or 0) * 1_000_000,
+    )
 
 
 def balances(venue: str, b) -> dict[str, Balance]:
@@ -118,7 +145,9 @@ def balances(venue: str, b) -> dict[str, Balance]:
     for asset, free in b["free"].items():
         if free is None:
             continue
-        out[asset] = Balance(asset, _num(venue, f"{asset} free", free), _num(venue, f"{asset} used", used.get(asset), 0.0))
+        out[asset] = Balance(
+            asset, _num(venue, f"{asset} free", free), _num(venue, f"{asset} used", used.get(asset), 0.0)
+        )
     return out
 
 
@@ -133,9 +162,17 @@ def instrument(venue: str, name: str, m: dict) -> InstrumentInfo:
         raise _bad(venue, f"market {m.get('symbol')!r}: tick {tick} lot {lot}")
     min_cost = (limits.get("cost") or {}).get("min") or 0.0
     max_amt = (limits.get("amount") or {}).get("max") or math.inf
-    return InstrumentInfo(name=name, symbol=m["symbol"], base=m["base"], quote=m["quote"],
-                          kind="spot" if m.get("spot", True) else "perp", tick=tick, lot=lot,
-                          min_notional=float(min_cost), max_qty=float(max_amt))
+    return InstrumentInfo(
+        name=name,
+        symbol=m["symbol"],
+        base=m["base"],
+        quote=m["quote"],
+        kind="spot" if m.get("spot", True) else "perp",
+        tick=tick,
+        lot=lot,
+        min_notional=float(min_cost),
+        max_qty=float(max_amt),
+    )
 
 
 def on_grid(value: float, step: float) -> bool:

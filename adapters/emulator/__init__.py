@@ -8,6 +8,7 @@ simulated venues' matching engine: the test and demo counterpart of the ccxt ada
     wire.py     Binance JSON bodies from the engine's views
     stream.py   websocket depth diffs for ccxt.pro watch_order_book
 """
+
 from .faults import Faults
 from .limits import LimitsConfig
 from .server import Emulator, EmulatorThread, Placed

@@ -3,6 +3,7 @@
 Counters (`slow_submit`, `empty_reply`, `insufficient_balance`, `filter_failure_count`) apply to
 the next N order placements and count down; flags stay on until turned off.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -10,6 +10,7 @@ Abuse: once a 429 was sent, every further request before that window reset is a 
 after `ban_after` violations the client is banned: HTTP 418 with `Retry-After` for `ban_s`
 seconds, during which every request gets 418.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("POST", "/api/v3/order"): 1,
     ("GET", "/api/v3/order"): 4,
     ("DELETE", "/api/v3/order"): 1,
-    ("GET", "/api/v3/openOrders"): 6,      # 80 without a symbol
+    ("GET", "/api/v3/openOrders"): 6,  # 80 without a symbol
     ("GET", "/api/v3/myTrades"): 20,
 }
 
@@ -47,13 +48,14 @@ class LimitsConfig:
     orders_limit: int = 100
     orders_window_s: float = 10.0
     orders_day_limit: int = 200_000
-    ban_after: int = 3          # violations after a 429 before a 418 ban
+    ban_after: int = 3  # violations after a 429 before a 418 ban
     ban_s: float = 120.0
 
 
 @dataclass
 class Verdict:
     """What the limiter decided for one request: `status` 0 = serve it, else 429/418."""
+
     status: int = 0
     code: int = 0
     message: str = ""
@@ -61,7 +63,7 @@ class Verdict:
 
 
 class _Window:
-    __slots__ = ("limit", "length_s", "start", "used")
+    __slots__ = ("length_s", "limit", "start", "used")
 
     def __init__(self, limit: int, length_s: float):
         self.limit, self.length_s, self.start, self.used = limit, length_s, 0.0, 0
@@ -94,31 +96,47 @@ class RateLimiter:
     def check(self, now: float, weight: int, is_order: bool) -> Verdict:
         """Count one request; the verdict says whether to serve it."""
         if now < self.banned_until:
-            return self._refuse(418, -1003, "Way too many requests; IP banned until further notice.",
-                                self.banned_until - now)
+            return self._refuse(
+                418, -1003, "Way too many requests; IP banned until further notice.", self.banned_until - now
+            )
         if now < self.throttled_until:
             self.violations += 1
             if self.violations >= self.config.ban_after:
                 self.banned_until = now + self.config.ban_s
                 self.violations = 0
-                return self._refuse(418, -1003, "Way too many requests; IP banned until further notice.",
-                                    self.config.ban_s)
-            return self._refuse(429, -1003, "Too much request weight used; current limit is "
-                                f"{self.config.weight_limit} request weight per window.", self.throttled_until - now)
+                return self._refuse(
+                    418, -1003, "Way too many requests; IP banned until further notice.", self.config.ban_s
+                )
+            return self._refuse(
+                429,
+                -1003,
+                "Too much request weight used; current limit is "
+                f"{self.config.weight_limit} request weight per window.",
+                self.throttled_until - now,
+            )
         self.violations = 0
         for w in (self.weight, self.orders, self.orders_day):
             w.roll(now)
         if not self.weight.fits(weight):
             self.throttled_until = self.weight.start + self.weight.length_s
-            return self._refuse(429, -1003, "Too much request weight used; current limit is "
-                                f"{self.config.weight_limit} request weight per window.", self.throttled_until - now)
+            return self._refuse(
+                429,
+                -1003,
+                "Too much request weight used; current limit is "
+                f"{self.config.weight_limit} request weight per window.",
+                self.throttled_until - now,
+            )
         self.weight.used += weight
         if is_order:
             for w in (self.orders, self.orders_day):
                 if not w.fits(1):
                     self.throttled_until = w.start + w.length_s
-                    return self._refuse(429, -1015, f"Too many new orders; current limit is {w.limit} orders per window.",
-                                        self.throttled_until - now)
+                    return self._refuse(
+                        429,
+                        -1015,
+                        f"Too many new orders; current limit is {w.limit} orders per window.",
+                        self.throttled_until - now,
+                    )
             self.orders.used += 1
             self.orders_day.used += 1
         return Verdict()
@@ -137,5 +155,8 @@ class RateLimiter:
 
     def headers(self) -> dict[str, str]:
         """The usage headers Binance sends with every answer."""
-        return {"X-MBX-USED-WEIGHT-1M": str(self.weight.used), "X-MBX-ORDER-COUNT-10S": str(self.orders.used),
-                "X-MBX-ORDER-COUNT-1D": str(self.orders_day.used)}
+        return {
+            "X-MBX-USED-WEIGHT-1M": str(self.weight.used),
+            "X-MBX-ORDER-COUNT-10S": str(self.orders.used),
+            "X-MBX-ORDER-COUNT-1D": str(self.orders_day.used),
+        }

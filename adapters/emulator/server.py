@@ -16,6 +16,7 @@ Run it inside a test's event loop (`await emu.start()`), or on its own thread an
 (`EmulatorThread`). State is guarded by one lock, so tests may call the set-up methods
 (`deposit`, `set_book`, `trade_against`) from any thread.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,10 +37,14 @@ from .faults import Faults
 from .limits import WEIGHTS, LimitsConfig, RateLimiter, depth_weight
 from .stream import DepthStreams
 
+#: the emulator's fee schedule unless one is given (a frozen value, shared safely)
+_DEFAULT_FEES = FeeSchedule(maker_bps=2.0, taker_bps=10.0)
+
 
 @dataclass(frozen=True)
 class Placed:
     """One order the matching engine accepted (duplicates and rejects are not counted)."""
+
     symbol: str
     owner: str
     coid: str
@@ -59,9 +64,15 @@ def _refuse(reason: RejectReason) -> _Refused:
 class Emulator:
     """One emulated venue: books and accounts, faults, limits and the aiohttp application."""
 
-    def __init__(self, specs: list[Spec], keys: dict[str, tuple[str, str]], *, name: str = "emulator",
-                 fees: FeeSchedule = FeeSchedule(maker_bps=2.0, taker_bps=10.0),
-                 limits: LimitsConfig | None = None):
+    def __init__(
+        self,
+        specs: list[Spec],
+        keys: dict[str, tuple[str, str]],
+        *,
+        name: str = "emulator",
+        fees: FeeSchedule = _DEFAULT_FEES,
+        limits: LimitsConfig | None = None,
+    ):
         self.name = name
         self.exchange = Exchange(name, {s.symbol: (s, fees) for s in specs})
         self.formats = {s.symbol: wire.Formatter(s) for s in specs}
@@ -71,7 +82,7 @@ class Emulator:
         self.limiter = RateLimiter(limits)
         self.lock = threading.RLock()
         self.placed: list[Placed] = []
-        self.log: list[tuple[str, str, int]] = []     # (method, path, HTTP status) per request
+        self.log: list[tuple[str, str, int]] = []  # (method, path, HTTP status) per request
         self.streams = DepthStreams(self)
         self._trades: dict[tuple[str, str], list[tuple[Fill, int]]] = {}
         self._auto_id = 0
@@ -114,7 +125,9 @@ class Emulator:
                 if None in want or None in want.values():
                     raise ValueError(f"{symbol}: a level is off the tick/lot grid: {levels}")
                 for px in set(eng.market_levels(side)) | set(want):
-                    self._absorb(symbol, self.exchange.set_level(symbol, side, px, want.get(px, 0), time.time_ns()))
+                    self._absorb(
+                        symbol, self.exchange.set_level(symbol, side, px, want.get(px, 0), time.time_ns())
+                    )
 
     def trade_against(self, symbol: str, side: Side, qty: float, limit: float | None = None) -> Result:
         """Another participant sends an aggressive order of `side` for `qty` (IOC at `limit`)."""
@@ -177,8 +190,9 @@ class Emulator:
         if f.latency_s:
             await asyncio.sleep(f.latency_s)
         if f.maintenance == "html":
-            return web.Response(status=503, text="<html><body>503 Service Unavailable</body></html>",
-                                content_type="text/html")
+            return web.Response(
+                status=503, text="<html><body>503 Service Unavailable</body></html>", content_type="text/html"
+            )
         if f.maintenance:
             return self._json(503, wire.error(1, "System is under maintenance."))
         route = self._routes.get((request.method, request.path))
@@ -197,11 +211,16 @@ class Emulator:
         with self.lock:
             verdict = self.limiter.check(time.monotonic() - self._t0, weight, request.method == "POST")
         if verdict.status:
-            return self._json(verdict.status, wire.error(verdict.code, verdict.message),
-                              {"Retry-After": str(verdict.retry_after_s)})
+            return self._json(
+                verdict.status,
+                wire.error(verdict.code, verdict.message),
+                {"Retry-After": str(verdict.retry_after_s)},
+            )
         owner = None
         if signed:
-            got = auth.verify(request.headers.get("X-MBX-APIKEY"), self._secrets, query, body, params, self.now_ms())
+            got = auth.verify(
+                request.headers.get("X-MBX-APIKEY"), self._secrets, query, body, params, self.now_ms()
+            )
             if isinstance(got, auth.AuthFailure):
                 return self._json(got.status, wire.error(got.code, got.message))
             owner = self._owners[got]
@@ -224,7 +243,9 @@ class Emulator:
     def _symbol(self, p: dict) -> str:
         sym = p.get("symbol")
         if sym is None:
-            raise _Refused(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+            raise _Refused(
+                400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+            )
         if sym not in self.formats:
             raise _Refused(400, -1121, "Invalid symbol.")
         return sym
@@ -234,7 +255,9 @@ class Emulator:
         try:
             return float(p[name])
         except (KeyError, ValueError):
-            raise _Refused(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.") from None
+            raise _Refused(
+                400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+            ) from None
 
     def _absorb(self, symbol: str, result: Result) -> None:
         """Keep every fill of a real account holder for myTrades."""
@@ -256,10 +279,20 @@ class Emulator:
                 view = eng.query(owner, p["origClientOrderId"])
             elif p.get("orderId"):
                 oid = int(p["orderId"])
-                view = next((eng.query(owner, x.coid) for x in self.placed
-                             if x.symbol == symbol and x.owner == owner and x.oid == oid), None)
+                view = next(
+                    (
+                        eng.query(owner, x.coid)
+                        for x in self.placed
+                        if x.symbol == symbol and x.owner == owner and x.oid == oid
+                    ),
+                    None,
+                )
             else:
-                raise _Refused(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+                raise _Refused(
+                    400,
+                    -1102,
+                    "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+                )
         except (OrderNotFound, ValueError):
             view = None
         if view is None or view.status.name == "REJECTED":
@@ -275,10 +308,26 @@ class Emulator:
         return {"serverTime": self.now_ms()}
 
     async def _exchange_info(self, owner, p):
-        return {"timezone": "UTC", "serverTime": self.now_ms(), "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.limiter.config.weight_limit},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": self.limiter.config.orders_limit},
-        ], "exchangeFilters": [], "symbols": [f.symbol_info() for f in self.formats.values()]}
+        return {
+            "timezone": "UTC",
+            "serverTime": self.now_ms(),
+            "rateLimits": [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": self.limiter.config.weight_limit,
+                },
+                {
+                    "rateLimitType": "ORDERS",
+                    "interval": "SECOND",
+                    "intervalNum": 10,
+                    "limit": self.limiter.config.orders_limit,
+                },
+            ],
+            "exchangeFilters": [],
+            "symbols": [f.symbol_info() for f in self.formats.values()],
+        }
 
     async def _depth(self, owner, p):
         sym = self._symbol(p)
@@ -287,8 +336,11 @@ class Emulator:
         with self.lock:
             bids, asks = self.exchange.engine(sym).book(min(limit, 5000))
             uid = self.streams.update_id(sym)
-        return {"lastUpdateId": uid, "bids": [[fmt.px(a), fmt.qty(b)] for a, b in bids],
-                "asks": [[fmt.px(a), fmt.qty(b)] for a, b in asks]}
+        return {
+            "lastUpdateId": uid,
+            "bids": [[fmt.px(a), fmt.qty(b)] for a, b in bids],
+            "asks": [[fmt.px(a), fmt.qty(b)] for a, b in asks],
+        }
 
     async def _account(self, owner, p):
         with self.lock:
@@ -296,11 +348,24 @@ class Emulator:
             balances = []
             for asset in acc.assets(owner):
                 a = acc.get(owner, asset)
-                balances.append({"asset": asset, "free": f"{acc.to_float(asset, a.free):.8f}",
-                                 "locked": f"{acc.to_float(asset, a.locked):.8f}"})
-        return {"makerCommission": 2, "takerCommission": 10, "canTrade": True, "canWithdraw": True,
-                "canDeposit": True, "updateTime": self.now_ms(), "accountType": "SPOT",
-                "balances": balances, "permissions": ["SPOT"]}
+                balances.append(
+                    {
+                        "asset": asset,
+                        "free": f"{acc.to_float(asset, a.free):.8f}",
+                        "locked": f"{acc.to_float(asset, a.locked):.8f}",
+                    }
+                )
+        return {
+            "makerCommission": 2,
+            "takerCommission": 10,
+            "canTrade": True,
+            "canWithdraw": True,
+            "canDeposit": True,
+            "updateTime": self.now_ms(),
+            "accountType": "SPOT",
+            "balances": balances,
+            "permissions": ["SPOT"],
+        }
 
     def _order_type(self, p: dict) -> OrderType:
         wtype, tif = p.get("type"), p.get("timeInForce")
@@ -322,7 +387,9 @@ class Emulator:
         sym = self._symbol(p)
         side = wire.SIDE_OF.get(p.get("side", ""))
         if side is None:
-            raise _Refused(400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+            raise _Refused(
+                400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed."
+            )
         otype = self._order_type(p)
         qty = self._number(p, "quantity")
         price = None if otype == OrderType.MARKET else self._number(p, "price")
@@ -360,8 +427,9 @@ class Emulator:
             self.placed.append(Placed(sym, owner, coid, view.oid))
             self._absorb(sym, result)
             fmt = self.formats[sym]
-            fills = [fmt.fill(x, self._commission(x)) for x in result.fills
-                     if x.owner == owner and x.coid == coid]
+            fills = [
+                fmt.fill(x, self._commission(x)) for x in result.fills if x.owner == owner and x.coid == coid
+            ]
             ms = self.now_ms()
         resp_type = p.get("newOrderRespType", "FULL")
         body = fmt.order(view, ms, fills if resp_type == "FULL" else None)
@@ -387,10 +455,20 @@ class Emulator:
                 opposite = Side.SELL if view.side == Side.BUY else Side.BUY
                 eng = self.exchange.engine(sym)
                 levels = eng.book_lots(1 << 30)[0 if view.side == Side.BUY else 1]
-                better = (lambda px: px >= view.price_ticks) if view.side == Side.BUY else (lambda px: px <= view.price_ticks)
-                lots = sum(n for px, n in levels if not view.price_ticks or better(px))   # the queue up to ours
-                self._absorb(sym, self.exchange.participant_trade(sym, opposite, lots, time.time_ns(),
-                                                                  view.price_ticks or None))
+                better = (
+                    (lambda px: px >= view.price_ticks)
+                    if view.side == Side.BUY
+                    else (lambda px: px <= view.price_ticks)
+                )
+                lots = sum(
+                    n for px, n in levels if not view.price_ticks or better(px)
+                )  # the queue up to ours
+                self._absorb(
+                    sym,
+                    self.exchange.participant_trade(
+                        sym, opposite, lots, time.time_ns(), view.price_ticks or None
+                    ),
+                )
                 view = eng.query(owner, view.coid)
             if view.status.terminal:
                 raise _Refused(400, -2011, "Unknown order sent.")
@@ -418,8 +496,12 @@ class Emulator:
         fmt = self.formats[sym]
         with self.lock:
             rows = list(self._trades.get((owner, sym), ()))
-        rows = [(f, oid) for f, oid in rows
-                if (from_id is None or f.trade_id >= from_id) and (start_ms is None or f.ts_ns // 1_000_000 >= start_ms)]
+        rows = [
+            (f, oid)
+            for f, oid in rows
+            if (from_id is None or f.trade_id >= from_id)
+            and (start_ms is None or f.ts_ns // 1_000_000 >= start_ms)
+        ]
         return [fmt.trade(f, oid, self._commission(f)) for f, oid in rows[:limit]]
 
 
@@ -460,7 +542,7 @@ class EmulatorThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
-    def __enter__(self) -> "EmulatorThread":
+    def __enter__(self) -> EmulatorThread:
         self.start()
         return self
 

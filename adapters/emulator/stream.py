@@ -11,6 +11,7 @@ after a snapshot with id L has U = L + 1, and each diff's U is the previous diff
 Diffs are computed by comparing the book before and after each change the emulator makes
 (`watch`), down to `DEPTH` levels per side.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,10 +31,10 @@ DEPTH = 1000
 class DepthStreams:
     """Subscribers and update ids per symbol of one emulator."""
 
-    def __init__(self, emulator: "Emulator"):
+    def __init__(self, emulator: Emulator):
         self.emu = emulator
         self._ids: dict[str, int] = {}
-        self._subs: dict[str, set] = {}          # symbol -> {(loop, queue)}
+        self._subs: dict[str, set] = {}  # symbol -> {(loop, queue)}
         self._sockets: set[web.WebSocketResponse] = set()
 
     def update_id(self, symbol: str) -> int:
@@ -58,10 +59,17 @@ class DepthStreams:
                     uid = self.update_id(symbol) + 1
                     self._ids[symbol] = uid
                     fmt = self.emu.formats[symbol]
-                    msg = json.dumps({"e": "depthUpdate", "E": time.time_ns() // 1_000_000, "s": symbol,
-                                      "U": uid, "u": uid,
-                                      "b": [[fmt.px(eng.price(p)), fmt.qty(eng.qty(q))] for p, q in bids],
-                                      "a": [[fmt.px(eng.price(p)), fmt.qty(eng.qty(q))] for p, q in asks]})
+                    msg = json.dumps(
+                        {
+                            "e": "depthUpdate",
+                            "E": time.time_ns() // 1_000_000,
+                            "s": symbol,
+                            "U": uid,
+                            "u": uid,
+                            "b": [[fmt.px(eng.price(p)), fmt.qty(eng.qty(q))] for p, q in bids],
+                            "a": [[fmt.px(eng.price(p)), fmt.qty(eng.qty(q))] for p, q in asks],
+                        }
+                    )
                     for loop, queue in list(subs):
                         loop.call_soon_threadsafe(queue.put_nowait, msg)
 

@@ -1,4 +1,5 @@
 """Binance spot REST bodies built from the matching engine's views (pure functions)."""
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,11 @@ REJECTS: dict[RejectReason, tuple[int, int, str]] = {
     RejectReason.POST_ONLY_WOULD_CROSS: (400, -2010, "Order would immediately match and take."),
     RejectReason.INSUFFICIENT_FUNDS: (400, -2010, "Account has insufficient balance for requested action."),
 }
-FILTER_FAILURES = {"LOT_SIZE": RejectReason.LOT_SIZE, "PRICE_FILTER": RejectReason.BAD_INPUT,
-                   "NOTIONAL": RejectReason.MIN_NOTIONAL}
+FILTER_FAILURES = {
+    "LOT_SIZE": RejectReason.LOT_SIZE,
+    "PRICE_FILTER": RejectReason.BAD_INPUT,
+    "NOTIONAL": RejectReason.MIN_NOTIONAL,
+}
 
 
 def decimals(step: float) -> int:
@@ -70,40 +74,92 @@ class Formatter:
         s = self.spec
         max_qty = 9_000_000.0 if math.isinf(s.max_qty) else s.max_qty
         return {
-            "symbol": s.symbol, "status": "TRADING", "baseAsset": s.base, "quoteAsset": s.quote,
-            "baseAssetPrecision": s.base_decimals, "quoteAssetPrecision": s.quote_decimals,
-            "orderTypes": ORDER_TYPES, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
-            "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
+            "symbol": s.symbol,
+            "status": "TRADING",
+            "baseAsset": s.base,
+            "quoteAsset": s.quote,
+            "baseAssetPrecision": s.base_decimals,
+            "quoteAssetPrecision": s.quote_decimals,
+            "orderTypes": ORDER_TYPES,
+            "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False,
+            "permissions": ["SPOT"],
+            "permissionSets": [["SPOT"]],
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": self.px(s.tick), "maxPrice": "10000000", "tickSize": self.px(s.tick)},
-                {"filterType": "LOT_SIZE", "minQty": self.qty(s.lot), "maxQty": self.qty(max_qty), "stepSize": self.qty(s.lot)},
-                {"filterType": "NOTIONAL", "minNotional": f"{s.min_notional:g}", "applyMinToMarket": True,
-                 "maxNotional": "9000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": self.px(s.tick),
+                    "maxPrice": "10000000",
+                    "tickSize": self.px(s.tick),
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": self.qty(s.lot),
+                    "maxQty": self.qty(max_qty),
+                    "stepSize": self.qty(s.lot),
+                },
+                {
+                    "filterType": "NOTIONAL",
+                    "minNotional": f"{s.min_notional:g}",
+                    "applyMinToMarket": True,
+                    "maxNotional": "9000000",
+                    "applyMaxToMarket": False,
+                    "avgPriceMins": 5,
+                },
             ],
         }
 
-    def order(self, v: OrderView, ms: int, fills: list[dict] | None = None, client_id: str | None = None) -> dict:
+    def order(
+        self, v: OrderView, ms: int, fills: list[dict] | None = None, client_id: str | None = None
+    ) -> dict:
         otype, tif = TYPE[v.type]
         body = {
-            "symbol": self.spec.symbol, "orderId": v.oid, "orderListId": -1,
+            "symbol": self.spec.symbol,
+            "orderId": v.oid,
+            "orderListId": -1,
             "clientOrderId": v.coid if client_id is None else client_id,
-            "price": self.px(v.price), "origQty": self.qty(v.qty), "executedQty": self.qty(v.filled_qty),
-            "cummulativeQuoteQty": self.quote(v.avg_price * v.filled_qty), "status": STATUS[v.status],
-            "timeInForce": tif or "GTC", "type": otype, "side": SIDE[v.side],
-            "time": v.created_ns // 1_000_000, "updateTime": v.updated_ns // 1_000_000,
-            "transactTime": ms, "workingTime": v.created_ns // 1_000_000, "isWorking": True,
-            "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER",
+            "price": self.px(v.price),
+            "origQty": self.qty(v.qty),
+            "executedQty": self.qty(v.filled_qty),
+            "cummulativeQuoteQty": self.quote(v.avg_price * v.filled_qty),
+            "status": STATUS[v.status],
+            "timeInForce": tif or "GTC",
+            "type": otype,
+            "side": SIDE[v.side],
+            "time": v.created_ns // 1_000_000,
+            "updateTime": v.updated_ns // 1_000_000,
+            "transactTime": ms,
+            "workingTime": v.created_ns // 1_000_000,
+            "isWorking": True,
+            "origQuoteOrderQty": "0.00000000",
+            "selfTradePreventionMode": "EXPIRE_MAKER",
         }
         if fills is not None:
             body["fills"] = fills
         return body
 
     def fill(self, f: Fill, commission: float) -> dict:
-        return {"price": self.px(f.price), "qty": self.qty(f.qty), "commission": f"{commission:.8f}",
-                "commissionAsset": f.fee_asset, "tradeId": f.trade_id}
+        return {
+            "price": self.px(f.price),
+            "qty": self.qty(f.qty),
+            "commission": f"{commission:.8f}",
+            "commissionAsset": f.fee_asset,
+            "tradeId": f.trade_id,
+        }
 
     def trade(self, f: Fill, oid: int, commission: float) -> dict:
-        return {"symbol": self.spec.symbol, "id": f.trade_id, "orderId": oid, "orderListId": -1,
-                "price": self.px(f.price), "qty": self.qty(f.qty), "quoteQty": self.quote(f.price * f.qty),
-                "commission": f"{commission:.8f}", "commissionAsset": f.fee_asset, "time": f.ts_ns // 1_000_000,
-                "isBuyer": f.side == Side.BUY, "isMaker": int(f.liquidity) == 1, "isBestMatch": True}
+        return {
+            "symbol": self.spec.symbol,
+            "id": f.trade_id,
+            "orderId": oid,
+            "orderListId": -1,
+            "price": self.px(f.price),
+            "qty": self.qty(f.qty),
+            "quoteQty": self.quote(f.price * f.qty),
+            "commission": f"{commission:.8f}",
+            "commissionAsset": f.fee_asset,
+            "time": f.ts_ns // 1_000_000,
+            "isBuyer": f.side == Side.BUY,
+            "isMaker": int(f.liquidity) == 1,
+            "isBestMatch": True,
+        }

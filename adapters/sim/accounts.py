@@ -14,6 +14,7 @@ Invariants (checked on every operation, InsufficientFunds otherwise):
 A reservation belongs to one order key; `consume` pays out of it, `trim` gives back what is
 no longer needed, `release` gives back all of it (order canceled/expired/filled).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -74,8 +75,9 @@ class Accounts:
 
     def total(self, asset: str) -> int:
         """Sum of free+locked of every holder except EXTERNAL (FEES included)."""
-        return sum(v for (o, a), v in self._free.items() if a == asset and o != EXTERNAL) + \
-            sum(v for (o, a), v in self._locked.items() if a == asset and o != EXTERNAL)
+        return sum(v for (o, a), v in self._free.items() if a == asset and o != EXTERNAL) + sum(
+            v for (o, a), v in self._locked.items() if a == asset and o != EXTERNAL
+        )
 
     def external(self, asset: str) -> int:
         """Net atoms that came in from outside (deposits, counterparties without accounts)."""

@@ -5,6 +5,7 @@ of resting orders in arrival order, the prices sorted ascending, the lots restin
 (everyone's, and MARKET's alone) and how many real owners' orders rest. Matching itself —
 priority, fills, fees — is `matching.MatchingEngine`'s.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -19,8 +20,23 @@ MARKET = ""  # owner of generated depth and of other participants' orders
 class Order:
     """One order as the book holds it: `lots` ordered, `filled` of them traded, `px` in ticks
     (0 for a MARKET order without protection price)."""
-    __slots__ = ("oid", "owner", "coid", "side", "type", "px", "lots", "filled", "quote_filled",
-                 "status", "reason", "fees", "created_ns", "updated_ns")
+
+    __slots__ = (
+        "coid",
+        "created_ns",
+        "fees",
+        "filled",
+        "lots",
+        "oid",
+        "owner",
+        "px",
+        "quote_filled",
+        "reason",
+        "side",
+        "status",
+        "type",
+        "updated_ns",
+    )
 
     def __init__(self, oid, owner, coid, side, otype, px, lots, ts):
         self.oid, self.owner, self.coid, self.side, self.type = oid, owner, coid, side, otype
@@ -31,15 +47,16 @@ class Order:
 
 class BookSide:
     """One side of the book: FIFO queues per price, prices kept sorted ascending."""
-    __slots__ = ("is_bid", "levels", "prices", "total", "market", "live")
+
+    __slots__ = ("is_bid", "levels", "live", "market", "prices", "total")
 
     def __init__(self, is_bid: bool):
         self.is_bid = is_bid
-        self.live = 0                        # resting orders of real owners
+        self.live = 0  # resting orders of real owners
         self.levels: dict[int, deque] = {}
         self.prices: list[int] = []
-        self.total: dict[int, int] = {}     # lots resting per price (everyone)
-        self.market: dict[int, int] = {}    # lots resting per price owned by MARKET
+        self.total: dict[int, int] = {}  # lots resting per price (everyone)
+        self.market: dict[int, int] = {}  # lots resting per price owned by MARKET
 
     def best(self) -> int | None:
         if not self.prices:
@@ -87,7 +104,7 @@ class BookSide:
     def top(self, n: int) -> list[tuple[int, int]]:
         if n <= 0:
             return []
-        prices = self.prices[:-n - 1:-1] if self.is_bid else self.prices[:n]
+        prices = self.prices[: -n - 1 : -1] if self.is_bid else self.prices[:n]
         total = self.total
         return [(px, total[px]) for px in prices]
 

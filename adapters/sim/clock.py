@@ -12,6 +12,7 @@ I/O would fire instantly in virtual time; use it for simulations, not for real v
     clock = VirtualClock(start_ns=1_700_000_000_000_000_000)
     result = clock.run(main())          # runs main() on a fresh VirtualTimeLoop
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,7 @@ import time
 class _JumpingSelector(selectors.BaseSelector):
     """Wraps a real selector: polls it, and where it would block advances virtual time instead."""
 
-    def __init__(self, loop: "VirtualTimeLoop", real: selectors.BaseSelector):
+    def __init__(self, loop: VirtualTimeLoop, real: selectors.BaseSelector):
         self._loop, self._real = loop, real
 
     def register(self, fileobj, events, data=None):

@@ -14,6 +14,7 @@ generator's (bid_ticks, bid_lots, ask_ticks, ask_lots) arrays [n_steps, levels] 
 in integers. `StagedDepth(row)` keeps the row itself and unpacks a side only when a participant
 first trades on it (most steps see none). Nothing handed in is changed.
 """
+
 from __future__ import annotations
 
 from basis_core.schema import Side
@@ -23,7 +24,8 @@ class _Levels:
     """One side, best first. Levels before `start` are gone (trades took them); the level at
     `start` holds `lots[start]`, published as `head` when a trade took part of it (else as
     `view[start]`)."""
-    __slots__ = ("ticks", "lots", "view", "start", "head")
+
+    __slots__ = ("head", "lots", "start", "ticks", "view")
 
     def __init__(self, ticks: list, lots: list, view: tuple):
         self.ticks, self.lots, self.view = ticks, lots, view
@@ -32,8 +34,8 @@ class _Levels:
     def top(self, n: int) -> tuple:
         s, view = self.start, self.view
         if self.head is not None:
-            return (self.head,) + view[s + 1:s + n]
-        return view if s == 0 and len(view) <= n else view[s:s + n]
+            return (self.head,) + view[s + 1 : s + n]
+        return view if s == 0 and len(view) <= n else view[s : s + n]
 
     def as_dict(self) -> dict[int, int]:
         s = self.start
@@ -43,6 +45,7 @@ class _Levels:
 class StagedDepth:
     """Both sides of the participants' depth (see module docstring). A side made from a row
     is unpacked into `_Levels` only when a trade first takes from it."""
+
     __slots__ = ("row", "sides")
 
     def __init__(self, row: tuple | None, bids: _Levels | None = None, asks: _Levels | None = None):
@@ -53,11 +56,13 @@ class StagedDepth:
         lv = self.sides[i]
         if lv is None:
             books, step = self.row[2], self.row[3]
-            lv = self.sides[i] = _Levels(books[2 * i][step].tolist(), books[2 * i + 1][step].tolist(), self.row[i])
+            lv = self.sides[i] = _Levels(
+                books[2 * i][step].tolist(), books[2 * i + 1][step].tolist(), self.row[i]
+            )
         return lv
 
     @classmethod
-    def from_dicts(cls, bids: dict[int, int], asks: dict[int, int], price, qty) -> "StagedDepth":
+    def from_dicts(cls, bids: dict[int, int], asks: dict[int, int], price, qty) -> StagedDepth:
         """Depth from {ticks: lots} per side (levels with no lots are left out); `price` and
         `qty` convert ticks and lots to the published floats (MatchingEngine.price / .qty)."""
         sides = []
@@ -129,5 +134,7 @@ def rows(books: tuple, views: tuple, start: int, stop: int) -> list[tuple]:
     `views` the (bid prices, bid quantities, ask prices, ask quantities) float arrays of the
     same shape, as published."""
     bp, bq, ap, aq = (a[start:stop].tolist() for a in views)
-    return [(tuple(zip(p, q)), tuple(zip(a, b)), books, s)
-            for s, p, q, a, b in zip(range(start, stop), bp, bq, ap, aq)]
+    return [
+        (tuple(zip(p, q)), tuple(zip(a, b)), books, s)
+        for s, p, q, a, b in zip(range(start, stop), bp, bq, ap, aq)
+    ]

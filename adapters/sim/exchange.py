@@ -17,6 +17,7 @@
 The owner `MARKET` (other participants) has no account: its side of each trade comes from and
 goes to `accounts.EXTERNAL`, so per-asset conservation holds over every holder.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,22 +28,32 @@ from basis_core.schema import OrderEventType, OrderType, RejectReason, Side
 from .accounts import EXTERNAL, FEES, Accounts
 from .matching import MARKET, NOTHING, FeeSchedule, Fill, MatchingEngine, Result, Spec
 
-_TERMINAL_EVENTS = (OrderEventType.FILL, OrderEventType.CANCELED, OrderEventType.EXPIRED, OrderEventType.REJECT)
+_TERMINAL_EVENTS = (
+    OrderEventType.FILL,
+    OrderEventType.CANCELED,
+    OrderEventType.EXPIRED,
+    OrderEventType.REJECT,
+)
 
 
 @dataclass
 class PerpPosition:
-    lots: int = 0            # signed: long > 0
-    cost: int = 0            # sum of ticks*lots of the open position (absolute)
-    funding_atoms: int = 0   # funding paid (> 0) or received (< 0), quote atoms
+    lots: int = 0  # signed: long > 0
+    cost: int = 0  # sum of ticks*lots of the open position (absolute)
+    funding_atoms: int = 0  # funding paid (> 0) or received (< 0), quote atoms
     realized_atoms: int = 0
 
 
 class Exchange:
     """Books + ledger of one venue. Methods take `ts_ns` from the caller's clock."""
 
-    def __init__(self, name: str, instruments: dict[str, tuple[Spec, FeeSchedule]],
-                 accounts: Accounts | None = None, leverage: dict[str, float] | None = None):
+    def __init__(
+        self,
+        name: str,
+        instruments: dict[str, tuple[Spec, FeeSchedule]],
+        accounts: Accounts | None = None,
+        leverage: dict[str, float] | None = None,
+    ):
         self.name = name
         self.accounts = accounts or Accounts()
         self.engines: dict[str, MatchingEngine] = {}
@@ -65,9 +76,18 @@ class Exchange:
         except KeyError:
             raise OrderNotFound(self.name, "unknown_instrument", instrument) from None
 
-    def submit(self, owner: str, instrument: str, coid: str, side: Side, otype: OrderType,
-               qty: float, price: float | None = None, ts_ns: int = 0,
-               force: RejectReason | None = None) -> Result:
+    def submit(
+        self,
+        owner: str,
+        instrument: str,
+        coid: str,
+        side: Side,
+        otype: OrderType,
+        qty: float,
+        price: float | None = None,
+        ts_ns: int = 0,
+        force: RejectReason | None = None,
+    ) -> Result:
         """Place an order for `owner`; `force` rejects it with that reason once it passes the
         filters (fault injection)."""
         eng = self.engine(instrument)
@@ -112,8 +132,9 @@ class Exchange:
             self._settle(instrument, result)
         return result
 
-    def participant_trade(self, instrument: str, side: Side, lots: int, ts_ns: int = 0,
-                          limit: int | None = None) -> Result:
+    def participant_trade(
+        self, instrument: str, side: Side, lots: int, ts_ns: int = 0, limit: int | None = None
+    ) -> Result:
         """Someone else sends an aggressive order of `lots` (IOC at `limit`, or market)."""
         eng = self.engine(instrument)
         otype = OrderType.MARKET if limit is None else OrderType.IOC
@@ -138,7 +159,7 @@ class Exchange:
         for (owner, inst), pos in sorted(self.positions.items()):
             if inst != instrument or not pos.lots:
                 continue
-            atoms = round(pos.lots * spec.lot * mark * rate * 10 ** spec.quote_decimals)
+            atoms = round(pos.lots * spec.lot * mark * rate * 10**spec.quote_decimals)
             self._pay(owner, spec.quote, atoms)
             pos.funding_atoms += atoms
             out.append((owner, atoms))
@@ -149,8 +170,15 @@ class Exchange:
     def _can_pay(self, owner: str, asset: str, atoms: int) -> bool:
         return self.accounts.free(owner, asset) >= atoms
 
-    def _need(self, instrument: str, side: Side, otype: OrderType, lots: int, px: int | None,
-              owner: str | None = None) -> dict[str, int]:
+    def _need(
+        self,
+        instrument: str,
+        side: Side,
+        otype: OrderType,
+        lots: int,
+        px: int | None,
+        owner: str | None = None,
+    ) -> dict[str, int]:
         """Atoms to reserve for `lots` at `px` (market orders: the current sweep cost, past
         `owner`'s own resting orders, which self-trade prevention expires)."""
         eng = self.engines[instrument]
@@ -227,7 +255,7 @@ class Exchange:
         pnl = (f.price_ticks * close - removed) * direction * spec.notional_unit
         pos.cost -= removed
         pos.lots -= direction * close
-        opened = f.lots - close          # the part that flips the position
+        opened = f.lots - close  # the part that flips the position
         if opened:
             pos.lots = opened if signed > 0 else -opened
             pos.cost = f.price_ticks * opened

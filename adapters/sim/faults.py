@@ -28,6 +28,7 @@ Kinds and what a venue client sees:
     price_gap              at `start_s` every mid on the venue (or "*") jumps `magnitude` bps
                            and no book updates are published for `duration_s`
 """
+
 from __future__ import annotations
 
 import random
@@ -45,6 +46,7 @@ Fault = FaultConfig
 @dataclass(frozen=True)
 class Fired:
     """A record that a fault fired: when, where, on which event, with what random outcome."""
+
     t_ns: int
     index: int
     kind: str
@@ -63,14 +65,17 @@ class _State:
 @dataclass
 class FaultSchedule:
     """The faults of one run. `start_ns` is the scenario start on the venues' clock."""
+
     faults: tuple[Fault, ...] = ()
     seed: int = 0
     start_ns: int = 0
     log: list[Fired] = field(default_factory=list)
 
     def __post_init__(self):
-        self._state = [_State(random.Random(zlib.crc32(f"{self.seed}/{i}/{f.kind}".encode())))
-                       for i, f in enumerate(self.faults)]
+        self._state = [
+            _State(random.Random(zlib.crc32(f"{self.seed}/{i}/{f.kind}".encode())))
+            for i, f in enumerate(self.faults)
+        ]
 
     def _in_window(self, f: Fault, now_ns: int) -> bool:
         t = (now_ns - self.start_ns) / 1e9
@@ -91,8 +96,14 @@ class FaultSchedule:
                 return f
         return None
 
-    def on_event(self, event: str, venue: str, now_ns: int, instrument: str | None = None,
-                 kinds: tuple[str, ...] | None = None) -> Fault | None:
+    def on_event(
+        self,
+        event: str,
+        venue: str,
+        now_ns: int,
+        instrument: str | None = None,
+        kinds: tuple[str, ...] | None = None,
+    ) -> Fault | None:
         """The event-triggered fault that fires on this `event` (or None). Counts the event for
         every matching fault, so `nth` refers to events of that kind on that venue."""
         hit = None
@@ -125,5 +136,7 @@ class FaultSchedule:
 
     def gaps(self, venue: str) -> list[Fault]:
         """price_gap faults that apply to `venue`, by start time."""
-        return sorted((f for f in self.faults if f.kind == "price_gap" and f.venue in ("*", venue)),
-                      key=lambda f: f.start_s)
+        return sorted(
+            (f for f in self.faults if f.kind == "price_gap" and f.venue in ("*", venue)),
+            key=lambda f: f.start_s,
+        )

@@ -21,6 +21,7 @@ step.
 over as a row (depth.py) built once per block of steps; a venue without `apply_depth` gets
 the same depth through `apply_book`. perf/bench_sim.py measures both halves.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,7 +37,6 @@ from .depth import row_dicts, rows
 from .faults import FaultSchedule
 from .matching import _decimals
 
-
 #: the generator's parameters: the `[market]` section of a scenario
 MarketModel = MarketConfig
 
@@ -47,15 +47,17 @@ _CHUNK = 256
 @dataclass(frozen=True)
 class Listing:
     """One instrument on one venue as the generator sees it."""
+
     venue: str
     instrument: str
-    kind: str      # "spot" | "perp"
+    kind: str  # "spot" | "perp"
     tick: float
     lot: float
 
 
-def generate_mids(model: MarketModel, listings: list[Listing], n_steps: int, seed: int,
-                  faults: FaultSchedule | None = None) -> tuple[np.ndarray, np.ndarray]:
+def generate_mids(
+    model: MarketModel, listings: list[Listing], n_steps: int, seed: int, faults: FaultSchedule | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Mid prices [n_steps, n_listings] and perp premiums in bps [n_steps] (0 without perps).
 
     Row t is the market at t * step_s seconds from the start."""
@@ -64,7 +66,7 @@ def generate_mids(model: MarketModel, listings: list[Listing], n_steps: int, see
     t = np.arange(n) * dt
     vol = np.ones(n)
     jumps = np.zeros(n)
-    for f in (faults.faults if faults else ()):
+    for f in faults.faults if faults else ():
         if f.kind == "volatility_spike":
             vol[(t >= f.start_s) & (t < f.end_s)] *= f.magnitude
         elif f.kind == "price_gap" and f.venue == "*":
@@ -72,42 +74,61 @@ def generate_mids(model: MarketModel, listings: list[Listing], n_steps: int, see
     steps = rng.standard_normal(n) * (model.vol_bps * 1e-4 * math.sqrt(dt)) * vol + jumps * 1e-4
     steps[0] = 0.0
     common = np.cumsum(steps)
-    offsets = _ou(rng, n, k, dt, model.revert_s, model.noise_bps, model.dislocations_per_min, model.dislocation_bps)
-    for j, lst in enumerate(listings):   # venue-specific gaps
-        for f in (faults.faults if faults else ()):
+    offsets = _ou(
+        rng, n, k, dt, model.revert_s, model.noise_bps, model.dislocations_per_min, model.dislocation_bps
+    )
+    for j, lst in enumerate(listings):  # venue-specific gaps
+        for f in faults.faults if faults else ():
             if f.kind == "price_gap" and f.venue == lst.venue:
-                offsets[int(min(n - 1, f.start_s / dt)):, j] += f.magnitude
-    premium = _ou(rng, n, 1, dt, model.revert_s * 4, model.basis_noise_bps, model.basis_jumps_per_min,
-                  model.basis_jump_bps)[:, 0] + model.basis_bps
+                offsets[int(min(n - 1, f.start_s / dt)) :, j] += f.magnitude
+    premium = (
+        _ou(
+            rng,
+            n,
+            1,
+            dt,
+            model.revert_s * 4,
+            model.basis_noise_bps,
+            model.basis_jumps_per_min,
+            model.basis_jump_bps,
+        )[:, 0]
+        + model.basis_bps
+    )
     is_perp = np.array([lst.kind == "perp" for lst in listings], dtype=bool)
     bps = offsets + np.where(is_perp[None, :], premium[:, None], 0.0)
     mids = model.start_price * np.exp(common)[:, None] * (1.0 + bps * 1e-4)
     return mids, (premium if is_perp.any() else np.zeros(n))
 
 
-def _ou(rng, n: int, k: int, dt: float, revert_s: float, noise_bps: float, rate_per_min: float,
-        jump_bps: float) -> np.ndarray:
+def _ou(
+    rng, n: int, k: int, dt: float, revert_s: float, noise_bps: float, rate_per_min: float, jump_bps: float
+) -> np.ndarray:
     """k independent mean-reverting paths in bps with Poisson jumps, shape [n, k]."""
     a = math.exp(-math.log(2) * dt / revert_s)
     shock = rng.standard_normal((n, k)) * noise_bps * math.sqrt(max(1 - a * a, 1e-12))
     p_jump = 1 - math.exp(-rate_per_min * dt / 60.0)
     hit = rng.random((n, k)) < p_jump
-    size = rng.exponential(jump_bps, (n, k)) * np.where(rng.random((n, k)) < 0.5, -1.0, 1.0) if jump_bps > 0 else 0.0
+    size = (
+        rng.exponential(jump_bps, (n, k)) * np.where(rng.random((n, k)) < 0.5, -1.0, 1.0)
+        if jump_bps > 0
+        else 0.0
+    )
     shock = shock + np.where(hit, size, 0.0)
     # x_t = a*x_{t-1} + shock_t, solved in blocks: x_t = a^j (x_start + cumsum(shock_i a^-i))
     block = max(1, min(n, int(20.0 / max(1e-12, -math.log(a))) if a < 1 else n))
     out = np.empty((n, k))
     x = np.zeros(k)
     for start in range(0, n, block):
-        s = shock[start:start + block]
+        s = shock[start : start + block]
         j = np.arange(1, s.shape[0] + 1)[:, None]
-        out[start:start + s.shape[0]] = a ** j * (x[None, :] + np.cumsum(s * a ** (-j), axis=0))
+        out[start : start + s.shape[0]] = a**j * (x[None, :] + np.cumsum(s * a ** (-j), axis=0))
         x = out[start + s.shape[0] - 1]
     return out
 
 
-def book_arrays(model: MarketModel, listing: Listing, mids: np.ndarray, seed: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def book_arrays(
+    model: MarketModel, listing: Listing, mids: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Depth for one listing over all steps: (bid_ticks, bid_lots, ask_ticks, ask_lots), each
     [n_steps, levels], best first. Levels sit on a fixed price grid (`level_step_bps` of the
     start price, in whole ticks) like resting orders do: while the mid moves less than a grid
@@ -122,12 +143,14 @@ def book_arrays(model: MarketModel, listing: Listing, mids: np.ndarray, seed: in
     steps = np.arange(L, dtype=np.int64)[None, :] * grid
     bid, ask = top_bid[:, None] - steps, top_ask[:, None] + steps
     shape = model.level_qty * (1 + model.depth_growth * np.arange(L))
-    noise = np.exp(rng.standard_normal((2, n, L)) * model.depth_noise - model.depth_noise ** 2 / 2)
+    noise = np.exp(rng.standard_normal((2, n, L)) * model.depth_noise - model.depth_noise**2 / 2)
     lots = np.maximum(1, np.round(shape[None, None, :] * noise / listing.lot)).astype(np.int64)
     return bid, lots[0], ask, lots[1]
 
 
-def trade_times(model: MarketModel, duration_s: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def trade_times(
+    model: MarketModel, duration_s: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Participants' market orders for one listing: (times s, sides 0=buy/1=sell, qty)."""
     rng = np.random.Generator(np.random.PCG64(seed))
     count = rng.poisson(model.trades_per_s * duration_s)
@@ -141,18 +164,26 @@ class MarketDriver:
     """Plays a generated market into SimVenues: depth every `step_s`, participants' trades,
     perp marks and funding rates, gaps (no book publication) from the fault schedule."""
 
-    def __init__(self, venues: dict, listings: list[Listing], model: MarketModel, duration_s: float,
-                 seed: int, faults: FaultSchedule | None = None):
+    def __init__(
+        self,
+        venues: dict,
+        listings: list[Listing],
+        model: MarketModel,
+        duration_s: float,
+        seed: int,
+        faults: FaultSchedule | None = None,
+    ):
         self.venues, self.listings, self.model = venues, listings, model
         self.duration_s, self.seed = duration_s, seed
         self.faults = faults or FaultSchedule()
-        self.n_steps = max(1, int(math.ceil(duration_s / model.step_s)) + 1)
+        self.n_steps = max(1, math.ceil(duration_s / model.step_s) + 1)
         self.mids, self.premium = generate_mids(model, listings, self.n_steps, seed, self.faults)
-        self.books = [book_arrays(model, lst, self.mids[:, j], seed * 7919 + j) for j, lst in enumerate(listings)]
+        self.books = [
+            book_arrays(model, lst, self.mids[:, j], seed * 7919 + j) for j, lst in enumerate(listings)
+        ]
         self.trades = [trade_times(model, duration_s, seed * 104729 + j) for j in range(len(listings))]
         spot = [j for j, lst in enumerate(listings) if lst.kind == "spot"]
-        self._index = (self.mids[:, spot].mean(axis=1) if spot
-                       else self.mids[:, 0] / (1 + self.premium * 1e-4))
+        self._index = self.mids[:, spot].mean(axis=1) if spot else self.mids[:, 0] / (1 + self.premium * 1e-4)
         self._perps = [j for j, lst in enumerate(listings) if lst.kind == "perp"]
         self.book_events = 0
         self._chunk_start, self._chunk = -_CHUNK, []
@@ -162,17 +193,30 @@ class MarketDriver:
         for j, lst in enumerate(listings):
             bt, bl, at, al = self.books[j]
             dec = _decimals(lst.tick), _decimals(lst.lot)
-            self._views.append((np.round(bt * lst.tick, dec[0]), np.round(bl * lst.lot, dec[1]),
-                                np.round(at * lst.tick, dec[0]), np.round(al * lst.lot, dec[1])))
+            self._views.append(
+                (
+                    np.round(bt * lst.tick, dec[0]),
+                    np.round(bl * lst.lot, dec[1]),
+                    np.round(at * lst.tick, dec[0]),
+                    np.round(al * lst.lot, dec[1]),
+                )
+            )
 
-    def book_records(self, venue_ids: list[int], instrument_ids: list[int], start: int = 0,
-                     stop: int | None = None, start_ns: int = 0) -> np.ndarray:
+    def book_records(
+        self,
+        venue_ids: list[int],
+        instrument_ids: list[int],
+        start: int = 0,
+        stop: int | None = None,
+        start_ns: int = 0,
+    ) -> np.ndarray:
         """Steps [start, stop) of every listing's depth as schema BOOK_LEVEL records, vectorized:
         per listing and step one snapshot — SNAPSHOT_BEGIN bid, SNAPSHOT_BEGIN ask, the bid
         levels best first, the ask levels best first, SNAPSHOT_END — the layout the engine's
         feed writes for a snapshot BookUpdate. `venue_ids`/`instrument_ids` are the registry ids
         of `listings`, in order. Rows are ordered by step, then listing. `seq` is left 0."""
         from basis_core import schema as S
+
         stop = self.n_steps if stop is None else min(stop, self.n_steps)
         n, k, L = max(0, stop - start), len(self.listings), self.model.levels
         per = 2 * L + 3
@@ -180,12 +224,12 @@ class MarketDriver:
         ts = start_ns + np.round(np.arange(start, stop) * self.model.step_s * 1e9).astype(np.int64)
         rec["ts_ns"] = ts[:, None, None]
         rec["exch_ts_ns"] = ts[:, None, None]
-        rec["update_id"] = (np.arange(start, stop, dtype=np.uint64)[:, None, None] + 1)
+        rec["update_id"] = np.arange(start, stop, dtype=np.uint64)[:, None, None] + 1
         rec["aux"] = 0xFFFF
         rec["venue"] = np.asarray(venue_ids, dtype=np.uint8)[None, :, None]
         rec["instrument"] = np.asarray(instrument_ids, dtype=np.uint16)[None, :, None]
         sub = np.zeros(per, dtype=np.uint8)
-        sub[1] = sub[2 + L:2 + 2 * L] = int(Side.SELL)
+        sub[1] = sub[2 + L : 2 + 2 * L] = int(Side.SELL)
         action = np.full(per, int(S.BookAction.SET), dtype=np.uint8)
         action[:2] = int(S.BookAction.SNAPSHOT_BEGIN)
         action[-1] = int(S.BookAction.SNAPSHOT_END)
@@ -193,10 +237,10 @@ class MarketDriver:
         rec["action"] = action
         for j in range(k):
             bp, bq, ap, aq = self._views[j]
-            rec["price"][:, j, 2:2 + L] = bp[start:stop]
-            rec["qty"][:, j, 2:2 + L] = bq[start:stop]
-            rec["price"][:, j, 2 + L:2 + 2 * L] = ap[start:stop]
-            rec["qty"][:, j, 2 + L:2 + 2 * L] = aq[start:stop]
+            rec["price"][:, j, 2 : 2 + L] = bp[start:stop]
+            rec["qty"][:, j, 2 : 2 + L] = bq[start:stop]
+            rec["price"][:, j, 2 + L : 2 + 2 * L] = ap[start:stop]
+            rec["qty"][:, j, 2 + L : 2 + 2 * L] = aq[start:stop]
         return rec.reshape(-1)
 
     def spot_index(self, step: int) -> float:
@@ -207,8 +251,10 @@ class MarketDriver:
     def apply_step(self, step: int) -> None:
         """Set every listing's depth to row `step`."""
         if self._targets is None:
-            self._targets = [(getattr(self.venues[lst.venue], "apply_depth", None), self.venues[lst.venue],
-                              lst.instrument) for lst in self.listings]
+            self._targets = [
+                (getattr(self.venues[lst.venue], "apply_depth", None), self.venues[lst.venue], lst.instrument)
+                for lst in self.listings
+            ]
         if not self._chunk_start <= step < self._chunk_start + _CHUNK:
             self._load_chunk(step)
         i = step - self._chunk_start
@@ -226,7 +272,9 @@ class MarketDriver:
         Python objects built once per block rather than once per step, and never for the
         whole run at once."""
         start = step - step % _CHUNK
-        self._chunk = [rows(self.books[j], self._views[j], start, start + _CHUNK) for j in range(len(self.listings))]
+        self._chunk = [
+            rows(self.books[j], self._views[j], start, start + _CHUNK) for j in range(len(self.listings))
+        ]
         self._chunk_start = start
 
     def publish_funding(self, step: int) -> None:

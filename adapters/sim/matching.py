@@ -28,14 +28,15 @@ a negative maker fee is a rebate.
 Client order ids are unique per owner for the engine's lifetime: submitting a known id again
 returns the existing order with `duplicate=True` and changes nothing.
 """
+
 from __future__ import annotations
 
-from bisect import bisect_left
 import math
+from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Callable
 
 from adapters.base import OrderStatus
 from basis_core.errors import ConfigError, OrderNotFound
@@ -53,6 +54,7 @@ def _decimals(x: float) -> int:
 @dataclass(frozen=True)
 class Spec:
     """Trading rules of one instrument. Decimals are those of the assets' atoms."""
+
     symbol: str
     base: str
     quote: str
@@ -70,29 +72,34 @@ class Spec:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ConfigError(f"{where}.{name}", f"must be finite and > 0, got {v!r}")
-        lot_atoms = self.lot * 10 ** self.base_decimals
+        lot_atoms = self.lot * 10**self.base_decimals
         if abs(lot_atoms - round(lot_atoms)) > 1e-6 or round(lot_atoms) < 1:
-            raise ConfigError(f"{where}.lot", f"{self.lot} is not a whole number of base atoms (1e-{self.base_decimals})")
-        unit = self.tick * self.lot * 10 ** self.quote_decimals
+            raise ConfigError(
+                f"{where}.lot", f"{self.lot} is not a whole number of base atoms (1e-{self.base_decimals})"
+            )
+        unit = self.tick * self.lot * 10**self.quote_decimals
         if abs(unit - round(unit)) > 1e-6 or round(unit) < 1:
-            raise ConfigError(f"{where}.tick", f"tick*lot = {self.tick * self.lot:g} is not a whole number of quote atoms (1e-{self.quote_decimals})")
+            raise ConfigError(
+                f"{where}.tick",
+                f"tick*lot = {self.tick * self.lot:g} is not a whole number of quote atoms (1e-{self.quote_decimals})",
+            )
 
     @property
     def lot_atoms(self) -> int:
-        return round(self.lot * 10 ** self.base_decimals)
+        return round(self.lot * 10**self.base_decimals)
 
     @property
     def notional_unit(self) -> int:
         """Quote atoms per (1 tick x 1 lot)."""
-        return round(self.tick * self.lot * 10 ** self.quote_decimals)
+        return round(self.tick * self.lot * 10**self.quote_decimals)
 
 
 @dataclass(frozen=True)
 class FeeSchedule:
     maker_bps: float = 0.0
     taker_bps: float = 0.0
-    asset: str = "quote"            # "quote" | "received" | an asset name
-    asset_price: float = 1.0        # quote per unit of a named fee asset
+    asset: str = "quote"  # "quote" | "received" | an asset name
+    asset_price: float = 1.0  # quote per unit of a named fee asset
     asset_decimals: int = 8
 
     def rate(self, liquidity: Liquidity) -> int:
@@ -103,6 +110,7 @@ class FeeSchedule:
 @dataclass(frozen=True)
 class OrderView:
     """A snapshot of one order."""
+
     owner: str
     coid: str
     oid: int
@@ -125,6 +133,7 @@ class OrderView:
 @dataclass(frozen=True)
 class Fill:
     """One side of one trade (each trade yields a maker fill and a taker fill)."""
+
     trade_id: int
     owner: str
     coid: str
@@ -152,6 +161,7 @@ class OrderEvent:
 class Result:
     """What one command did: the order it concerned, every fill (both sides of each trade,
     public trades included via `fills` pairs) and every order event, in the order they happened."""
+
     order: OrderView | None
     fills: list[Fill] = field(default_factory=list)
     events: list[OrderEvent] = field(default_factory=list)
@@ -164,8 +174,13 @@ NOTHING = Result(None, [], [])
 class MatchingEngine:
     """The book and matching for one instrument. See the module docstring for the contract."""
 
-    def __init__(self, spec: Spec, fees: FeeSchedule = FeeSchedule(), venue: str = "sim",
-                 can_pay: Callable[[str, str, int], bool] | None = None):
+    def __init__(
+        self,
+        spec: Spec,
+        fees: FeeSchedule = FeeSchedule(),
+        venue: str = "sim",
+        can_pay: Callable[[str, str, int], bool] | None = None,
+    ):
         self.spec, self.fees, self.venue, self.can_pay = spec, fees, venue, can_pay
         self.bids, self.asks = BookSide(True), BookSide(False)
         self._orders: dict[tuple[str, str], Order] = {}
@@ -222,7 +237,12 @@ class MatchingEngine:
 
     def to_ticks(self, price: float) -> int | None:
         """Integer ticks of `price`, or None when it is not finite, <= 0 or off the tick grid."""
-        if not isinstance(price, (int, float)) or isinstance(price, bool) or not math.isfinite(price) or price <= 0:
+        if (
+            not isinstance(price, (int, float))
+            or isinstance(price, bool)
+            or not math.isfinite(price)
+            or price <= 0
+        ):
             return None
         t = round(price / self.spec.tick)
         return t if t > 0 and abs(t * self.spec.tick - price) <= 1e-9 * max(1.0, price) else None
@@ -270,15 +290,27 @@ class MatchingEngine:
 
     def resting(self, owner: str | None = None) -> list[OrderView]:
         """Live (open or partially filled) orders of `owner` (None: all real owners), by oid."""
-        live = [o for o in self._orders.values()
-                if o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED) and (owner is None or o.owner == owner)]
+        live = [
+            o
+            for o in self._orders.values()
+            if o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+            and (owner is None or o.owner == owner)
+        ]
         return [self._view(o) for o in sorted(live, key=lambda o: o.oid)]
 
     # -- commands -------------------------------------------------------------------------
 
-    def submit(self, owner: str, coid: str, side: Side, otype: OrderType, qty: float,
-               price: float | None = None, ts_ns: int = 0,
-               admit: Callable[[Side, OrderType, int, int | None], RejectReason] | None = None) -> Result:
+    def submit(
+        self,
+        owner: str,
+        coid: str,
+        side: Side,
+        otype: OrderType,
+        qty: float,
+        price: float | None = None,
+        ts_ns: int = 0,
+        admit: Callable[[Side, OrderType, int, int | None], RejectReason] | None = None,
+    ) -> Result:
         """Accept, reject or match one order. Rejections are orders in state REJECTED.
 
         `admit(side, type, lots, price_ticks)` runs after the filters pass and before matching
@@ -298,15 +330,20 @@ class MatchingEngine:
             return self._reject(order, reason, ts_ns)
         return self._execute(order, ts_ns)
 
-    def submit_lots(self, owner: str, coid: str, side: Side, otype: OrderType, lots: int,
-                    px: int | None, ts_ns: int = 0) -> Result:
+    def submit_lots(
+        self, owner: str, coid: str, side: Side, otype: OrderType, lots: int, px: int | None, ts_ns: int = 0
+    ) -> Result:
         """`submit` in integer units (no grid checks needed); used by the market generator.
         MARKET's orders skip the round trip through floats (the same checks on the integers)."""
         if owner != MARKET:
-            return self.submit(owner, coid, side, otype, self.qty(lots), None if px is None else self.price(px), ts_ns)
+            return self.submit(
+                owner, coid, side, otype, self.qty(lots), None if px is None else self.price(px), ts_ns
+            )
         good_lots = lots if lots > 0 else None
         good_px = None if px is None or px <= 0 else px
-        order = Order(self._next_oid, owner, coid, Side(side), OrderType(otype), good_px or 0, good_lots or 0, ts_ns)
+        order = Order(
+            self._next_oid, owner, coid, Side(side), OrderType(otype), good_px or 0, good_lots or 0, ts_ns
+        )
         self._next_oid += 1
         reason = self._check(order, good_lots, px, good_px)
         if reason is not RejectReason.NONE:
@@ -320,7 +357,9 @@ class MatchingEngine:
         if order is None:
             raise OrderNotFound(self.venue, "unknown_order", f"{self.spec.symbol} {coid}")
         if order.status.terminal:
-            return Result(self._view(order), events=[OrderEvent(OrderEventType.CANCEL_REJECT, self._view(order), ts_ns)])
+            return Result(
+                self._view(order), events=[OrderEvent(OrderEventType.CANCEL_REJECT, self._view(order), ts_ns)]
+            )
         self._side(order.side).remove(order)
         order.status, order.updated_ns = OrderStatus.CANCELED, ts_ns
         view = self._view(order)
@@ -363,11 +402,11 @@ class MatchingEngine:
                 q = queues[px]
                 last = q[-1]
                 if last.owner == MARKET and (last.lots - last.filled > have - want if want else len(q) == 1):
-                    if want:                        # the back order absorbs the cut and stays
+                    if want:  # the back order absorbs the cut and stays
                         last.lots -= have - want
                         total[px] -= have - want
                         market[px] = want
-                    else:                           # the level is that one order: it goes
+                    else:  # the level is that one order: it goes
                         del queues[px], total[px], market[px]
                         book.prices.pop(bisect_left(book.prices, px))
                 else:
@@ -385,7 +424,7 @@ class MatchingEngine:
                     crossing(side, px, lots)
                     continue
                 q = queues.get(px)
-                if q and q[-1].owner == MARKET:     # _grow's common case, inline
+                if q and q[-1].owner == MARKET:  # _grow's common case, inline
                     q[-1].lots += lots - was
                     total[px] += lots - was
                     market[px] = lots
@@ -395,7 +434,7 @@ class MatchingEngine:
     def _grow(self, book: BookSide, side: Side, px: int, lots: int, have: int, ts_ns: int) -> None:
         """MARKET's lots at `px` go from `have` to `lots` without crossing (`side` a Side)."""
         q = book.levels.get(px)
-        if q and q[-1].owner == MARKET:      # same as queueing a new order right behind it
+        if q and q[-1].owner == MARKET:  # same as queueing a new order right behind it
             q[-1].lots += lots - have
             book.total[px] += lots - have
             book.market[px] = lots
@@ -422,7 +461,9 @@ class MatchingEngine:
             i -= 1
         book.drop_if_empty(px)
 
-    def sweep(self, side: Side, lots: int, limit: int | None = None, exclude: str | None = None) -> tuple[int, int]:
+    def sweep(
+        self, side: Side, lots: int, limit: int | None = None, exclude: str | None = None
+    ) -> tuple[int, int]:
         """What an order of `side` for `lots` would take now: (lots, sum of ticks*lots).
         Orders of owner `exclude` are skipped (self-trade prevention would expire them)."""
         opp = self.asks if side == Side.BUY else self.bids
@@ -445,8 +486,7 @@ class MatchingEngine:
         if order is None or order.status.terminal:
             raise OrderNotFound(self.venue, "unknown_order", f"{self.spec.symbol} {coid} is not live")
         book = self._side(order.side)
-        ahead = sum(book.total[p] for p in book.prices
-                    if (p > order.px if book.is_bid else p < order.px))
+        ahead = sum(book.total[p] for p in book.prices if (p > order.px if book.is_bid else p < order.px))
         for o in book.levels[order.px]:
             if o is order:
                 break
@@ -528,11 +568,25 @@ class MatchingEngine:
                     opp.live -= 1
                 opp.drop_if_empty(best)
             if maker.owner != MARKET:
-                events.append(OrderEvent(OrderEventType.FILL if maker.status == OrderStatus.FILLED
-                                         else OrderEventType.PARTIAL_FILL, self._view(maker), ts_ns))
+                events.append(
+                    OrderEvent(
+                        OrderEventType.FILL
+                        if maker.status == OrderStatus.FILLED
+                        else OrderEventType.PARTIAL_FILL,
+                        self._view(maker),
+                        ts_ns,
+                    )
+                )
             if order.owner != MARKET:
-                events.append(OrderEvent(OrderEventType.FILL if order.status == OrderStatus.FILLED
-                                         else OrderEventType.PARTIAL_FILL, self._view(order), ts_ns))
+                events.append(
+                    OrderEvent(
+                        OrderEventType.FILL
+                        if order.status == OrderStatus.FILLED
+                        else OrderEventType.PARTIAL_FILL,
+                        self._view(order),
+                        ts_ns,
+                    )
+                )
         if order.filled < order.lots:
             if order.type in (OrderType.LIMIT, OrderType.POST_ONLY):
                 self._side(order.side).add(order)
@@ -553,8 +607,22 @@ class MatchingEngine:
         fee, asset = self._fee(order, liq, base_atoms, quote_atoms)
         if order.owner != MARKET and fee:
             order.fees[asset] = order.fees.get(asset, 0) + fee
-        return Fill(trade_id, order.owner, order.coid, order.side, liq, self.price(px), self.qty(lots),
-                    px, lots, base_atoms, quote_atoms, fee, asset, ts_ns)
+        return Fill(
+            trade_id,
+            order.owner,
+            order.coid,
+            order.side,
+            liq,
+            self.price(px),
+            self.qty(lots),
+            px,
+            lots,
+            base_atoms,
+            quote_atoms,
+            fee,
+            asset,
+            ts_ns,
+        )
 
     def _fee(self, order: Order, liq: Liquidity, base_atoms: int, quote_atoms: int) -> tuple[int, str]:
         spec, sched = self.spec, self.fees
@@ -569,18 +637,42 @@ class MatchingEngine:
         mode = sched.asset
         if mode not in ("quote", "received", spec.base, spec.quote):
             quote_fee = portion(quote_atoms)
-            fee = math.floor(Fraction(abs(quote_fee) * 10 ** sched.asset_decimals)
-                             / (Fraction(repr(sched.asset_price)) * 10 ** spec.quote_decimals))
+            fee = math.floor(
+                Fraction(abs(quote_fee) * 10**sched.asset_decimals)
+                / (Fraction(repr(sched.asset_price)) * 10**spec.quote_decimals)
+            )
             fee = fee if quote_fee >= 0 else -fee
             if rate < 0 or self.can_pay is None or self.can_pay(order.owner, mode, fee):
                 return fee, mode
             mode = "received"
         if mode == "quote" or mode == spec.quote:
             return portion(quote_atoms), spec.quote
-        return (portion(base_atoms), spec.base) if received == spec.base else (portion(quote_atoms), spec.quote)
+        return (
+            (portion(base_atoms), spec.base) if received == spec.base else (portion(quote_atoms), spec.quote)
+        )
 
     def _view(self, o: Order) -> OrderView:
-        avg = self.price(0) if not o.filled else round(o.quote_filled / o.filled * self.spec.tick, self._px_dec + 4)
-        return OrderView(o.owner, o.coid, o.oid, o.side, o.type, self.price(o.px) if o.px else None,
-                         self.qty(o.lots), self.qty(o.filled), avg, o.status, o.reason, dict(o.fees),
-                         o.created_ns, o.updated_ns, o.px, o.lots, o.filled)
+        avg = (
+            self.price(0)
+            if not o.filled
+            else round(o.quote_filled / o.filled * self.spec.tick, self._px_dec + 4)
+        )
+        return OrderView(
+            o.owner,
+            o.coid,
+            o.oid,
+            o.side,
+            o.type,
+            self.price(o.px) if o.px else None,
+            self.qty(o.lots),
+            self.qty(o.filled),
+            avg,
+            o.status,
+            o.reason,
+            dict(o.fees),
+            o.created_ns,
+            o.updated_ns,
+            o.px,
+            o.lots,
+            o.filled,
+        )

@@ -16,6 +16,7 @@ DataFileError naming the file, the line (header = line 1) and the column. Nothin
 participants' depth level by level, trade rows become participants' IOC orders at the recorded
 price (so they fill our resting orders that stand at that price or better, in queue order).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,13 +32,15 @@ from basis_core.schema import Side
 
 COLUMNS = ("ts_ns", "venue", "instrument", "side", "price", "qty")
 _SIDES = {"books": {"bid": Side.BUY, "ask": Side.SELL}, "trades": {"buy": Side.BUY, "sell": Side.SELL}}
-ROW = np.dtype([("ts_ns", "<i8"), ("listing", "<u2"), ("side", "u1"), ("price", "<f8"), ("qty", "<f8"),
-                ("line", "<u4")])
+ROW = np.dtype(
+    [("ts_ns", "<i8"), ("listing", "<u2"), ("side", "u1"), ("price", "<f8"), ("qty", "<f8"), ("line", "<u4")]
+)
 
 
 @dataclass
 class Recording:
     """Rows of one file, sorted by time (stable); `listings[i]` is (venue, instrument)."""
+
     path: str
     kind: str
     rows: np.ndarray
@@ -50,7 +53,7 @@ def load_csv(path: str | Path, kind: str) -> Recording:
         raise ValueError(f"kind must be 'books' or 'trades', got {kind!r}")
     p = str(path)
     try:
-        fh = open(p, newline="")
+        fh = open(p, newline="")  # noqa: SIM115 (closed by the with-block below)
     except OSError as exc:
         raise DataFileError(p, f"cannot open: {exc.strerror}") from None
     with fh:
@@ -76,16 +79,19 @@ def load_parquet(path: str | Path, kind: str) -> Recording:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataFileError(str(path), "reading Parquet needs pyarrow (pip install pyarrow), "
-                                       "or convert the file to CSV") from None
+        raise DataFileError(
+            str(path), "reading Parquet needs pyarrow (pip install pyarrow), or convert the file to CSV"
+        ) from None
     table = pq.read_table(str(path))
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise DataFileError(str(path), f"missing column(s) {', '.join(missing)}")
     data = {c: table.column(c).to_pylist() for c in COLUMNS}
     cols = {c: i for i, c in enumerate(COLUMNS)}
-    records = [_parse_row(str(path), kind, i + 2, [str(data[c][i]) for c in COLUMNS], cols, len(COLUMNS))
-               for i in range(table.num_rows)]
+    records = [
+        _parse_row(str(path), kind, i + 2, [str(data[c][i]) for c in COLUMNS], cols, len(COLUMNS))
+        for i in range(table.num_rows)
+    ]
     return _recording(str(path), kind, records)
 
 
@@ -101,7 +107,9 @@ def _parse_row(p: str, kind: str, line: int, fields: list[str], cols: dict[str, 
     try:
         ts = int(get["ts_ns"])
     except ValueError:
-        raise DataFileError(p, f"ts_ns must be an integer, got {get['ts_ns']!r}", row=line, column="ts_ns") from None
+        raise DataFileError(
+            p, f"ts_ns must be an integer, got {get['ts_ns']!r}", row=line, column="ts_ns"
+        ) from None
     if ts < 0:
         raise DataFileError(p, f"ts_ns must be >= 0, got {ts}", row=line, column="ts_ns")
     for c in ("venue", "instrument"):
@@ -109,16 +117,27 @@ def _parse_row(p: str, kind: str, line: int, fields: list[str], cols: dict[str, 
             raise DataFileError(p, f"{c} is empty", row=line, column=c)
     side = _SIDES[kind].get(get["side"].lower())
     if side is None:
-        raise DataFileError(p, f"side must be {' or '.join(_SIDES[kind])}, got {get['side']!r}", row=line, column="side")
+        raise DataFileError(
+            p, f"side must be {' or '.join(_SIDES[kind])}, got {get['side']!r}", row=line, column="side"
+        )
     values = {}
     for c in ("price", "qty"):
         try:
             v = float(get[c])
         except ValueError:
             raise DataFileError(p, f"{c} is not a number: {get[c]!r}", row=line, column=c) from None
-        if not math.isfinite(v) or v < 0 or (c == "price" and v == 0) or (c == "qty" and kind == "trades" and v == 0):
-            raise DataFileError(p, f"{c} must be finite and > 0{' (or 0 to empty a level)' if c == 'qty' and kind == 'books' else ''}, got {get[c]!r}",
-                                row=line, column=c)
+        if (
+            not math.isfinite(v)
+            or v < 0
+            or (c == "price" and v == 0)
+            or (c == "qty" and kind == "trades" and v == 0)
+        ):
+            raise DataFileError(
+                p,
+                f"{c} must be finite and > 0{' (or 0 to empty a level)' if c == 'qty' and kind == 'books' else ''}, got {get[c]!r}",
+                row=line,
+                column=c,
+            )
         values[c] = v
     return ts, (get["venue"], get["instrument"]), int(side), values["price"], values["qty"], line
 
@@ -143,7 +162,9 @@ class RecordedMarket:
     def _check(self, venues: dict, rec: Recording) -> None:
         for venue, inst in rec.listings:
             if venue not in venues or inst not in venues[venue].instruments():
-                raise DataFileError(rec.path, f"names {venue}/{inst}, which is not a venue/instrument of this scenario")
+                raise DataFileError(
+                    rec.path, f"names {venue}/{inst}, which is not a venue/instrument of this scenario"
+                )
 
     async def run(self, venues: dict) -> None:
         loop = asyncio.get_running_loop()
@@ -153,7 +174,9 @@ class RecordedMarket:
             if rec is None:
                 continue
             self._check(venues, rec)
-            plan.extend((int(r["ts_ns"]), 0 if rec.kind == "books" else 1, i, rec) for i, r in enumerate(rec.rows))
+            plan.extend(
+                (int(r["ts_ns"]), 0 if rec.kind == "books" else 1, i, rec) for i, r in enumerate(rec.rows)
+            )
         plan.sort(key=lambda x: (x[0], x[1], x[2]))
         i = 0
         while i < len(plan):
@@ -183,8 +206,12 @@ class RecordedMarket:
         for r in rows:
             px, lots = eng.to_ticks(float(r["price"])), round(float(r["qty"]) / eng.spec.lot)
             if px is None:
-                raise DataFileError(rec.path, f"price {float(r['price'])} is not on the tick grid {eng.spec.tick}",
-                                    row=int(r["line"]), column="price")
+                raise DataFileError(
+                    rec.path,
+                    f"price {float(r['price'])} is not on the tick grid {eng.spec.tick}",
+                    row=int(r["line"]),
+                    column="price",
+                )
             sides[int(r["side"])][px] = lots
         venue.apply_book(inst, sides[0], sides[1], replace=False)
 
@@ -195,7 +222,11 @@ class RecordedMarket:
         eng = venue.exchange.engine(inst)
         px = eng.to_ticks(float(r["price"]))
         if px is None:
-            raise DataFileError(rec.path, f"price {float(r['price'])} is not on the tick grid {eng.spec.tick}",
-                                row=int(r["line"]), column="price")
+            raise DataFileError(
+                rec.path,
+                f"price {float(r['price'])} is not on the tick grid {eng.spec.tick}",
+                row=int(r["line"]),
+                column="price",
+            )
         lots = max(1, round(float(r["qty"]) / eng.spec.lot))
         venue.participant_trade(inst, Side(int(r["side"])), lots, limit=px)

@@ -6,6 +6,7 @@ confirmation, gains one confirmation every `confirm_interval_s`, and is credited
 destination when it has `confirmations` of them (CONFIRMED). Every state change is pushed to the
 user streams of both venues; `history(venue)` lists the transfers a venue took part in.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,9 @@ class TransferRules:
 class TransferNetwork:
     """Moves assets between attached SimVenues (same owner on each)."""
 
-    def __init__(self, clock: Clock, rules: TransferRules = TransferRules(), faults: FaultSchedule | None = None):
+    def __init__(
+        self, clock: Clock, rules: TransferRules = TransferRules(), faults: FaultSchedule | None = None
+    ):
         self.clock, self.rules = clock, rules
         self.faults = faults or FaultSchedule()
         self.venues: dict = {}
@@ -44,12 +47,18 @@ class TransferNetwork:
 
     def send(self, src, asset: str, amount: float, to_venue: str) -> TransferInfo:
         """Start a transfer (runs at the source venue when the request arrives)."""
+
         def bad(reason: str, msg: str):
             raise OrderRejected(src.name, reason, f"transfer: {msg}", reason=reason)
 
         if to_venue not in self.venues or to_venue == src.name:
             bad("bad_input", f"unknown destination venue {to_venue!r}")
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) or amount <= 0:
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, (int, float))
+            or not math.isfinite(amount)
+            or amount <= 0
+        ):
             bad("bad_input", f"amount must be finite and > 0, got {amount!r}")
         atoms = src.exchange.accounts.to_atoms(asset, amount)
         try:
@@ -62,8 +71,19 @@ class TransferNetwork:
         if fault is not None:
             delay += fault.delay_s
         total = delay + self.rules.confirm_interval_s * (self.rules.confirmations - 1)
-        info = TransferInfo(f"{src.name}-{len(self._transfers) + 1}", asset, amount, src.name, to_venue,
-                            TransferState.SENT, 0, self.rules.confirmations, now, now + int(total * 1e9), now)
+        info = TransferInfo(
+            f"{src.name}-{len(self._transfers) + 1}",
+            asset,
+            amount,
+            src.name,
+            to_venue,
+            TransferState.SENT,
+            0,
+            self.rules.confirmations,
+            now,
+            now + int(total * 1e9),
+            now,
+        )
         self._transfers.append(info)
         self._announce(info)
         asyncio.get_running_loop().call_later(delay, self._confirm, len(self._transfers) - 1, atoms)
@@ -73,8 +93,12 @@ class TransferNetwork:
         info = self._transfers[index]
         n = info.confirmations + 1
         done = n >= info.required
-        info = replace(info, confirmations=n, updated_ns=self.clock.now_ns(),
-                       state=TransferState.CONFIRMED if done else TransferState.CONFIRMING)
+        info = replace(
+            info,
+            confirmations=n,
+            updated_ns=self.clock.now_ns(),
+            state=TransferState.CONFIRMED if done else TransferState.CONFIRMING,
+        )
         self._transfers[index] = info
         if done:
             self.venues[info.to_venue].credit(info.asset, atoms)

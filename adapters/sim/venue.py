@@ -18,21 +18,46 @@ whatever they do to our resting orders is settled and reported like any fill.
 Every event the venue emits (and every request outcome) is appended to `log`, which is what the
 determinism tests hash. Our account on the exchange is `owner` ("basis" by default).
 """
+
 from __future__ import annotations
 
 import asyncio
 import random
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
-from basis_core.errors import (BasisError, OrderNotFound, OrderRejected, RateLimited, RequestTimeout,
-                               VenueUnavailable)
+from basis_core.errors import (
+    BasisError,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    RequestTimeout,
+    VenueUnavailable,
+)
 from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side, VenueReport
 
-from ..base import (Balance, BalanceUpdate, BookUpdate, Fill, FillsPage, FundingPayment, FundingUpdate,
-                    InstrumentInfo, MarketEvent, OrderRequest, OrderStatus, OrderUpdate, Position,
-                    TradePrint, TransferInfo, UserEvent, Venue, VenueOrder, VenueStatus)
+from ..base import (
+    Balance,
+    BalanceUpdate,
+    BookUpdate,
+    Fill,
+    FillsPage,
+    FundingPayment,
+    FundingUpdate,
+    InstrumentInfo,
+    MarketEvent,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+    TradePrint,
+    TransferInfo,
+    UserEvent,
+    Venue,
+    VenueOrder,
+    VenueStatus,
+)
 from .clock import Clock
 from .depth import StagedDepth, row_dicts
 from .exchange import Exchange
@@ -62,6 +87,7 @@ for _cls in (BookUpdate, TradePrint):
 @dataclass(frozen=True)
 class Latency:
     """Delays of one venue, in seconds."""
+
     request_s: float = 0.004
     response_s: float = 0.004
     jitter_s: float = 0.001
@@ -74,10 +100,21 @@ class Latency:
 class SimVenue(Venue):
     """A simulated venue (see module docstring)."""
 
-    def __init__(self, name: str, exchange: Exchange, instruments: dict[str, InstrumentInfo], clock: Clock, *,
-                 latency: Latency = Latency(), faults: FaultSchedule | None = None,
-                 network: TransferNetwork | None = None, seed: int = 0, owner: str = "basis",
-                 book_depth: int = 10, funding_interval_s: float = 8 * 3600.0):
+    def __init__(
+        self,
+        name: str,
+        exchange: Exchange,
+        instruments: dict[str, InstrumentInfo],
+        clock: Clock,
+        *,
+        latency: Latency = Latency(),
+        faults: FaultSchedule | None = None,
+        network: TransferNetwork | None = None,
+        seed: int = 0,
+        owner: str = "basis",
+        book_depth: int = 10,
+        funding_interval_s: float = 8 * 3600.0,
+    ):
         self.name, self.exchange, self.clock, self.latency = name, exchange, clock, latency
         self._instruments = dict(instruments)
         self.faults = faults or FaultSchedule()
@@ -89,7 +126,7 @@ class SimVenue(Venue):
         self._fills: list[Fill] = []
         self._user_subs: list[asyncio.Queue] = []
         self._md_subs: list[tuple[asyncio.Queue, set | None]] = []
-        self._staged: dict[str, StagedDepth] = {}   # see depth.py
+        self._staged: dict[str, StagedDepth] = {}  # see depth.py
         self._update_id = 0
         self._balance_hist: list[tuple[int, dict[str, Balance]]] = []
         self._funding: dict[str, FundingUpdate] = {}
@@ -108,14 +145,16 @@ class SimVenue(Venue):
         self._snapshot_balances()
         loop = asyncio.get_running_loop()
         now = self.clock.now_ns()
-        for f in self.faults.faults:    # announce maintenance / 429 windows on the market stream
+        for f in self.faults.faults:  # announce maintenance / 429 windows on the market stream
             if f.kind in ("maintenance", "rate_limit") and f.venue in ("*", self.name):
                 begin = self.faults.start_ns + int(f.start_s * 1e9)
                 report = VenueReport.MAINTENANCE if f.kind == "maintenance" else VenueReport.RATE_LIMITED
                 if begin >= now:
                     loop.call_later((begin - now) / 1e9, self._announce_status, report, f)
                     if f.end_s != float("inf"):
-                        loop.call_later((begin - now) / 1e9 + f.duration_s, self._announce_status, VenueReport.OK, f)
+                        loop.call_later(
+                            (begin - now) / 1e9 + f.duration_s, self._announce_status, VenueReport.OK, f
+                        )
         for name, info in self._instruments.items():
             if info.kind == "perp":
                 self._tasks.append(asyncio.get_running_loop().create_task(self._funding_loop(name)))
@@ -157,7 +196,7 @@ class SimVenue(Venue):
             took_effect = self.faults.reached(fault)
             if took_effect:
                 try:
-                    work()          # it happened at the venue; the answer is what gets lost
+                    work()  # it happened at the venue; the answer is what gets lost
                 except BasisError:
                     pass
             await self.clock.sleep(lat.timeout_s - (self.clock.now_ns() - start) / 1e9)
@@ -175,12 +214,23 @@ class SimVenue(Venue):
             now = self.clock.now_ns()
             self._sync(info.name)
             fault = self.faults.on_event("submit", self.name, now, info.name, kinds=("reject", "ack_lost"))
-            force = RejectReason[fault.reason.upper()] if fault is not None and fault.kind == "reject" else None
+            force = (
+                RejectReason[fault.reason.upper()] if fault is not None and fault.kind == "reject" else None
+            )
             state["lost"] = fault is not None and fault.kind == "ack_lost"
             if force is None and order.reduce_only and not self._reduces(info, order):
                 force = RejectReason.VENUE_REJECT
-            result = self.exchange.submit(self.owner, info.name, order.coid, order.side, order.type,
-                                          order.qty, order.price, now, force=force)
+            result = self.exchange.submit(
+                self.owner,
+                info.name,
+                order.coid,
+                order.side,
+                order.type,
+                order.qty,
+                order.price,
+                now,
+                force=force,
+            )
             self._after(info.name, result, drop_ack=state["lost"])
             return result
 
@@ -193,18 +243,19 @@ class SimVenue(Venue):
         view = result.order
         self._log("answer", "submit", order.coid, view.status.value, view.reason.name)
         if view.status is OrderStatus.REJECTED:
-            raise OrderRejected(self.name, view.reason.name.lower(), f"order {order.coid}", reason=view.reason.name.lower())
+            raise OrderRejected(
+                self.name, view.reason.name.lower(), f"order {order.coid}", reason=view.reason.name.lower()
+            )
         return self._order(info.name, view)
 
     async def cancel(self, coid: str, instrument: str | None = None) -> VenueOrder:
-        state: dict = {}
-
         def work():
             now = self.clock.now_ns()
             name, view = self.exchange.find(self.owner, coid, instrument)
             self._sync(name)
-            fault = self.faults.on_event("cancel", self.name, now, name,
-                                         kinds=("cancel_fill_race", "fill_after_cancel_ack"))
+            fault = self.faults.on_event(
+                "cancel", self.name, now, name, kinds=("cancel_fill_race", "fill_after_cancel_ack")
+            )
             held = []
             if fault is not None and not view.status.terminal:
                 rest = view.qty_lots - view.filled_lots
@@ -213,7 +264,7 @@ class SimVenue(Venue):
                 held = self._after(name, trade, hold=fault.kind == "fill_after_cancel_ack")
             result = self.exchange.cancel(self.owner, name, coid, now)
             self._after(name, result)
-            for delay, event in held:   # fill reports that lose the race with the cancel ack
+            for delay, event in held:  # fill reports that lose the race with the cancel ack
                 self._push_user(event, delay + self.latency.response_s + self.latency.fill_s)
             return name, result
 
@@ -222,20 +273,24 @@ class SimVenue(Venue):
         return self._order(name, result.order)
 
     async def fetch_order(self, coid: str, instrument: str | None = None) -> VenueOrder:
-        name, view = await self._request("fetch_order", lambda: self.exchange.find(self.owner, coid, instrument), instrument)
+        name, view = await self._request(
+            "fetch_order", lambda: self.exchange.find(self.owner, coid, instrument), instrument
+        )
         return self._order(name, view)
 
     async def open_orders(self, instrument: str | None = None) -> list[VenueOrder]:
         def work():
             names = [instrument] if instrument else list(self._instruments)
             return [self._order(n, v) for n in names for v in self.exchange.engine(n).resting(self.owner)]
+
         return await self._request("open_orders", work, instrument)
 
     async def fills(self, cursor: str | None = None, limit: int = 1000) -> FillsPage:
         def work():
             start = int(cursor) if cursor else 0
-            page = self._fills[start:start + limit]
+            page = self._fills[start : start + limit]
             return FillsPage(tuple(page), str(start + len(page)), start + len(page) < len(self._fills))
+
         return await self._request("fills", work)
 
     async def balances(self) -> dict[str, Balance]:
@@ -252,19 +307,29 @@ class SimVenue(Venue):
                 entry = pos.cost / abs(pos.lots) * eng.spec.tick if pos.lots else 0.0
                 mark = self.exchange.marks.get(name, entry)
                 qty = eng.qty(abs(pos.lots)) * (1 if pos.lots >= 0 else -1)
-                out[name] = Position(name, qty, entry, mark, (mark - entry) * qty,
-                                     pos.funding_atoms / 10 ** eng.spec.quote_decimals)
+                out[name] = Position(
+                    name,
+                    qty,
+                    entry,
+                    mark,
+                    (mark - entry) * qty,
+                    pos.funding_atoms / 10**eng.spec.quote_decimals,
+                )
             return out
+
         return await self._request("positions", work)
 
     async def transfer(self, asset: str, amount: float, to_venue: str) -> TransferInfo:
         if self.network is None:
             raise VenueUnavailable(self.name, "no_network", "this venue has no transfer network")
-        return await self._request("transfer", lambda: self.network.send(self, asset, amount, to_venue),
-                                   event="transfer")
+        return await self._request(
+            "transfer", lambda: self.network.send(self, asset, amount, to_venue), event="transfer"
+        )
 
     async def transfers(self) -> list[TransferInfo]:
-        return await self._request("transfers", lambda: self.network.history(self.name) if self.network else [])
+        return await self._request(
+            "transfers", lambda: self.network.history(self.name) if self.network else []
+        )
 
     async def status(self) -> VenueStatus:
         await self.clock.sleep(self.latency.request_s + self.latency.response_s)
@@ -276,7 +341,10 @@ class SimVenue(Venue):
 
     def current_status(self) -> VenueStatus:
         now = self.clock.now_ns()
-        for kind, report in (("maintenance", VenueReport.MAINTENANCE), ("rate_limit", VenueReport.RATE_LIMITED)):
+        for kind, report in (
+            ("maintenance", VenueReport.MAINTENANCE),
+            ("rate_limit", VenueReport.RATE_LIMITED),
+        ):
             f = self.faults.window(kind, self.name, now)
             if f is not None:
                 return VenueStatus(self.name, report, self.faults.start_ns + int(f.end_s * 1e9), kind)
@@ -309,8 +377,14 @@ class SimVenue(Venue):
 
     # -- driven by the market and the transfer network --------------------------------------
 
-    def apply_book(self, instrument: str, bids: dict[int, int], asks: dict[int, int], replace: bool = True,
-                   view: tuple[tuple, tuple] | None = None) -> None:
+    def apply_book(
+        self,
+        instrument: str,
+        bids: dict[int, int],
+        asks: dict[int, int],
+        replace: bool = True,
+        view: tuple[tuple, tuple] | None = None,
+    ) -> None:
         """Set other participants' depth (ticks → lots) on both sides: with `replace`, levels
         not given are emptied; otherwise only the given levels change (lots 0 empties one).
 
@@ -334,7 +408,7 @@ class SimVenue(Venue):
         eng = self.exchange.engine(instrument)
         if eng.live_orders():
             self._sync(instrument)
-            bids, asks = row_dicts(row, eng.remember_qty)     # the engine's snapshot reuses the row's floats
+            bids, asks = row_dicts(row, eng.remember_qty)  # the engine's snapshot reuses the row's floats
             self._apply(instrument, bids, asks, True)
             self._publish_book(instrument)
             return
@@ -361,13 +435,17 @@ class SimVenue(Venue):
             bids, asks = staged.to_dicts()
             self._apply(instrument, bids, asks, True)
 
-    def book(self, instrument: str, depth: int = 10) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    def book(
+        self, instrument: str, depth: int = 10
+    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         """The venue's book right now (participants and our orders), best first: (bids, asks).
         A simulation-side view with no latency; clients use `market_data()`."""
         self._sync(instrument)
         return self.exchange.engine(instrument).book(depth)
 
-    def participant_trade(self, instrument: str, side: Side, lots: int, limit: int | None = None) -> Result | None:
+    def participant_trade(
+        self, instrument: str, side: Side, lots: int, limit: int | None = None
+    ) -> Result | None:
         """Another participant sends an aggressive order of `lots` (IOC at `limit` ticks, or market)."""
         eng = self.exchange.engine(instrument)
         staged = self._staged.get(instrument)
@@ -379,15 +457,26 @@ class SimVenue(Venue):
         self._after(instrument, result)
         return result
 
-    def _trade_staged(self, instrument: str, eng, staged: StagedDepth, side: Side, lots: int,
-                      limit: int | None) -> None:
+    def _trade_staged(
+        self, instrument: str, eng, staged: StagedDepth, side: Side, lots: int, limit: int | None
+    ) -> None:
         """A participant's trade against staged depth: the same prints and depth change as the
         engine would produce, without building the book."""
         now = self.clock.now_ns()
         qty = eng.qty_of
         for price, take in staged.trade(side, lots, limit, qty):
-            self._push_market(_make(TradePrint, venue=self.name, instrument=instrument, ts_ns=now, price=price,
-                                    qty=qty(take), side=side, trade_id=str(eng.next_trade_id())))
+            self._push_market(
+                _make(
+                    TradePrint,
+                    venue=self.name,
+                    instrument=instrument,
+                    ts_ns=now,
+                    price=price,
+                    qty=qty(take),
+                    side=side,
+                    trade_id=str(eng.next_trade_id()),
+                )
+            )
         self._publish_book(instrument, staged)
 
     def update_funding(self, instrument: str, mark: float, index: float, rate: float) -> None:
@@ -419,7 +508,9 @@ class SimVenue(Venue):
     def _info(self, instrument: str) -> InstrumentInfo:
         info = self._instruments.get(instrument)
         if info is None:
-            raise OrderRejected(self.name, "bad_input", f"unknown instrument {instrument!r}", reason="bad_input")
+            raise OrderRejected(
+                self.name, "bad_input", f"unknown instrument {instrument!r}", reason="bad_input"
+            )
         return info
 
     def _reduces(self, info: InstrumentInfo, order: OrderRequest) -> bool:
@@ -438,8 +529,14 @@ class SimVenue(Venue):
         ahead = self.exchange.engine(instrument).queue_ahead(self.owner, view.coid)
         return self.exchange.participant_trade(instrument, side, ahead + lots, now, view.price_ticks)
 
-    def _after(self, instrument: str, result: Result, drop_ack: bool = False, hold: bool = False,
-               publish: bool = True) -> list:
+    def _after(
+        self,
+        instrument: str,
+        result: Result,
+        drop_ack: bool = False,
+        hold: bool = False,
+        publish: bool = True,
+    ) -> list:
         """Report what a command did: our fills and order updates, public trades, balances.
         With `hold`, our fill reports are returned (delay, event) instead of scheduled."""
         now = self.clock.now_ns()
@@ -447,14 +544,29 @@ class SimVenue(Venue):
         assets = set()
         for f in result.fills:
             if f.liquidity == Liquidity.TAKER:
-                self._push_market(TradePrint(self.name, instrument, now, f.price, f.qty, f.side, str(f.trade_id)))
+                self._push_market(
+                    TradePrint(self.name, instrument, now, f.price, f.qty, f.side, str(f.trade_id))
+                )
             if f.owner != self.owner:
                 continue
             spec = self.exchange.engine(instrument).spec
-            fill = Fill(self.name, instrument, f.coid, str(f.trade_id), f.side, f.price, f.qty,
-                        f.fee_atoms / self.exchange.accounts.scale(f.fee_asset), f.fee_asset, f.liquidity, now)
+            fill = Fill(
+                self.name,
+                instrument,
+                f.coid,
+                str(f.trade_id),
+                f.side,
+                f.price,
+                f.qty,
+                f.fee_atoms / self.exchange.accounts.scale(f.fee_asset),
+                f.fee_asset,
+                f.liquidity,
+                now,
+            )
             self._fills.append(fill)
-            assets.update((spec.base, spec.quote, f.fee_asset) if spec.kind == "spot" else (spec.quote, f.fee_asset))
+            assets.update(
+                (spec.base, spec.quote, f.fee_asset) if spec.kind == "spot" else (spec.quote, f.fee_asset)
+            )
             if hold:
                 held.append((0.0, fill))
             else:
@@ -481,13 +593,34 @@ class SimVenue(Venue):
         if v.fee_atoms:
             fee_asset = next(iter(v.fee_atoms))
             fee = v.fee_atoms[fee_asset] / self.exchange.accounts.scale(fee_asset)
-        return VenueOrder(v.coid, instrument, v.side, v.type, v.qty, v.price, v.status, v.filled_qty,
-                          v.avg_price, fee, fee_asset, str(v.oid), v.reason, v.created_ns, v.updated_ns)
+        return VenueOrder(
+            v.coid,
+            instrument,
+            v.side,
+            v.type,
+            v.qty,
+            v.price,
+            v.status,
+            v.filled_qty,
+            v.avg_price,
+            fee,
+            fee_asset,
+            str(v.oid),
+            v.reason,
+            v.created_ns,
+            v.updated_ns,
+        )
 
     def _balances_now(self) -> dict[str, Balance]:
         acc = self.exchange.accounts
-        return {a: Balance(a, acc.to_float(a, acc.get(self.owner, a).free), acc.to_float(a, acc.get(self.owner, a).locked))
-                for a in acc.assets(self.owner)}
+        return {
+            a: Balance(
+                a,
+                acc.to_float(a, acc.get(self.owner, a).free),
+                acc.to_float(a, acc.get(self.owner, a).locked),
+            )
+            for a in acc.assets(self.owner)
+        }
 
     def _snapshot_balances(self) -> None:
         now = self.clock.now_ns()
@@ -518,16 +651,21 @@ class SimVenue(Venue):
         for asset in assets:
             self._update_id += 1
             amt = acc.get(self.owner, asset)
-            update = BalanceUpdate(self.name, now, Balance(asset, acc.to_float(asset, amt.free),
-                                                           acc.to_float(asset, amt.locked)), self._update_id)
+            update = BalanceUpdate(
+                self.name,
+                now,
+                Balance(asset, acc.to_float(asset, amt.free), acc.to_float(asset, amt.locked)),
+                self._update_id,
+            )
             delay = self._lag_ns() / 1e9
             held = self.faults.on_event("balance", self.name, now, kinds=("balance_reorder",))
             if held is not None:
                 delay += held.delay_s
             self._push_user(update, delay)
 
-    def _publish_book(self, instrument: str, staged: StagedDepth | None = None,
-                      view: tuple[tuple, tuple] | None = None) -> None:
+    def _publish_book(
+        self, instrument: str, staged: StagedDepth | None = None, view: tuple[tuple, tuple] | None = None
+    ) -> None:
         """Publish the top `book_depth` levels per side as a snapshot BookUpdate (like a venue's
         partial-depth stream): from `view` if given, else the staged depth, else the engine."""
         now = self.clock.now_ns()
@@ -541,8 +679,18 @@ class SimVenue(Venue):
         else:
             bids, asks = (tuple(side) for side in self.exchange.engine(instrument).book(n))
         self._update_id += 1
-        self._push_market(_make(BookUpdate, venue=self.name, instrument=instrument, ts_ns=now, bids=bids, asks=asks,
-                                snapshot=True, update_id=self._update_id))
+        self._push_market(
+            _make(
+                BookUpdate,
+                venue=self.name,
+                instrument=instrument,
+                ts_ns=now,
+                bids=bids,
+                asks=asks,
+                snapshot=True,
+                update_id=self._update_id,
+            )
+        )
 
     def _push_market(self, event) -> None:
         self.log.append((self.clock.now_ns(), "md", event))
@@ -580,10 +728,18 @@ class SimVenue(Venue):
                     continue
                 pos = self.exchange.position(owner, instrument)
                 eng = self.exchange.engine(instrument)
-                pay = FundingPayment(self.name, instrument, self.clock.now_ns(), -atoms / 10 ** eng.spec.quote_decimals,
-                                     quote, upd.rate, upd.mark_price, eng.qty(abs(pos.lots)) * (1 if pos.lots > 0 else -1))
+                pay = FundingPayment(
+                    self.name,
+                    instrument,
+                    self.clock.now_ns(),
+                    -atoms / 10**eng.spec.quote_decimals,
+                    quote,
+                    upd.rate,
+                    upd.mark_price,
+                    eng.qty(abs(pos.lots)) * (1 if pos.lots > 0 else -1),
+                )
                 self._push_user(pay, self.latency.fill_s)
                 self._balances_changed([quote])
 
 
-__all__ = ["Latency", "SimVenue", "MARKET", "OrderType", "OrderNotFound"]
+__all__ = ["MARKET", "Latency", "OrderNotFound", "OrderType", "SimVenue"]

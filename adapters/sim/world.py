@@ -11,6 +11,7 @@ With `run.clock = "virtual"` the caller runs its coroutine with `world.clock.run
 "real" it uses `asyncio.run` and the venues' delays are real. Initial balances are deposited for
 our account (`owner`); the other participants come from `[market]`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,15 @@ OWNER = "basis"
 
 
 def latency_of(cfg) -> Latency:
-    return Latency(cfg.request_ms / 1e3, cfg.response_ms / 1e3, cfg.jitter_ms / 1e3, cfg.fill_ms / 1e3,
-                   cfg.market_ms / 1e3, cfg.balance_lag_ms / 1e3, cfg.timeout_ms / 1e3)
+    return Latency(
+        cfg.request_ms / 1e3,
+        cfg.response_ms / 1e3,
+        cfg.jitter_ms / 1e3,
+        cfg.fill_ms / 1e3,
+        cfg.market_ms / 1e3,
+        cfg.balance_lag_ms / 1e3,
+        cfg.timeout_ms / 1e3,
+    )
 
 
 class SimWorld:
@@ -47,34 +55,62 @@ class SimWorld:
         start_ns = cfg.run.start_ns if isinstance(clock, VirtualClock) else clock.now_ns()
         self.faults = FaultSchedule(tuple(cfg.faults), seed=cfg.run.seed, start_ns=start_ns)
         t = cfg.transfers
-        self.network = TransferNetwork(clock, TransferRules(t.delay_s, t.confirmations, t.confirm_interval_s), self.faults)
+        self.network = TransferNetwork(
+            clock, TransferRules(t.delay_s, t.confirmations, t.confirm_interval_s), self.faults
+        )
         self.venues: dict[str, SimVenue] = {}
         self.listings: list[Listing] = []
         for vname, vcfg in cfg.venues.items():
             if vcfg.kind != "sim":
                 continue
             insts = {n: i for n, i in cfg.instruments.items() if i.venue == vname}
-            fees = FeeSchedule(vcfg.maker_fee_bps, vcfg.taker_fee_bps, vcfg.fee_asset, vcfg.fee_asset_price or 1.0)
+            fees = FeeSchedule(
+                vcfg.maker_fee_bps, vcfg.taker_fee_bps, vcfg.fee_asset, vcfg.fee_asset_price or 1.0
+            )
             specs = {}
             for iname, icfg in insts.items():
                 try:
-                    specs[iname] = (Spec(icfg.symbol, icfg.base, icfg.quote, icfg.tick, icfg.lot, icfg.min_notional,
-                                         icfg.max_qty or math.inf, kind=icfg.kind), fees)
+                    specs[iname] = (
+                        Spec(
+                            icfg.symbol,
+                            icfg.base,
+                            icfg.quote,
+                            icfg.tick,
+                            icfg.lot,
+                            icfg.min_notional,
+                            icfg.max_qty or math.inf,
+                            kind=icfg.kind,
+                        ),
+                        fees,
+                    )
                 except ConfigError as exc:
                     raise ConfigError(f"instruments.{iname}", exc.message) from None
                 self.listings.append(Listing(vname, iname, icfg.kind, icfg.tick, icfg.lot))
             ex = Exchange(vname, specs, Accounts(), leverage={n: i.leverage for n, i in insts.items()})
             for asset, amount in vcfg.balances.items():
                 ex.accounts.deposit(OWNER, asset, ex.accounts.to_atoms(asset, amount))
-            infos = {n: InstrumentInfo(n, i.symbol, i.base, i.quote, i.kind, i.tick, i.lot, i.min_notional,
-                                       i.max_qty or math.inf) for n, i in insts.items()}
-            self.venues[vname] = SimVenue(vname, ex, infos, clock, latency=latency_of(vcfg.latency), faults=self.faults,
-                                          network=self.network, seed=cfg.run.seed, owner=OWNER,
-                                          funding_interval_s=vcfg.funding_interval_s)
+            infos = {
+                n: InstrumentInfo(
+                    n, i.symbol, i.base, i.quote, i.kind, i.tick, i.lot, i.min_notional, i.max_qty or math.inf
+                )
+                for n, i in insts.items()
+            }
+            self.venues[vname] = SimVenue(
+                vname,
+                ex,
+                infos,
+                clock,
+                latency=latency_of(vcfg.latency),
+                faults=self.faults,
+                network=self.network,
+                seed=cfg.run.seed,
+                owner=OWNER,
+                funding_interval_s=vcfg.funding_interval_s,
+            )
         self.market = self._market()
 
     @classmethod
-    def from_config(cls, cfg: Config, clock: Clock | None = None) -> "SimWorld":
+    def from_config(cls, cfg: Config, clock: Clock | None = None) -> SimWorld:
         if clock is None:
             clock = VirtualClock(cfg.run.start_ns) if cfg.run.clock == "virtual" else RealClock()
         return cls(cfg, clock)
@@ -87,7 +123,9 @@ class SimWorld:
             return RecordedMarket(books, trades)
         if not self.listings:
             return None
-        return MarketDriver(self.venues, self.listings, m, self.cfg.run.duration_s, self.cfg.run.seed, self.faults)
+        return MarketDriver(
+            self.venues, self.listings, m, self.cfg.run.duration_s, self.cfg.run.seed, self.faults
+        )
 
     async def start(self) -> None:
         for v in self.venues.values():
@@ -97,7 +135,7 @@ class SimWorld:
         for v in self.venues.values():
             await v.close()
 
-    async def __aenter__(self) -> "SimWorld":
+    async def __aenter__(self) -> SimWorld:
         await self.start()
         return self
 

@@ -6,6 +6,7 @@ B (other -> token) with basis_core.kernels.amm (the exact integer pool math, so 
 profit is what the contract will pay at these reserves), and sets each leg's minimum output
 from the expected output and the slippage cap. Returns None when no input is profitable.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,11 +52,21 @@ def read_pools(client: EvmClient, pools, block: int | str = "latest") -> list[Po
     words = client.call_many([(p, encode_call(g, [], [])) for p in pools for g in _POOL_GETTERS], block)
     out = []
     for i, p in enumerate(pools):
-        w = words[4 * i:4 * i + 4]
+        w = words[4 * i : 4 * i + 4]
         if any(len(x) < 32 for x in w):
-            raise OrderRejected(client.venue, "bad_input", f"{p} does not answer like a pool", reason="bad_input")
-        out.append(PoolState(p, address(w[0][12:32], "token0"), address(w[1][12:32], "token1"),
-                             int.from_bytes(w[2][:32], "big"), int.from_bytes(w[3][:32], "big"), block))
+            raise OrderRejected(
+                client.venue, "bad_input", f"{p} does not answer like a pool", reason="bad_input"
+            )
+        out.append(
+            PoolState(
+                p,
+                address(w[0][12:32], "token0"),
+                address(w[1][12:32], "token1"),
+                int.from_bytes(w[2][:32], "big"),
+                int.from_bytes(w[3][:32], "big"),
+                block,
+            )
+        )
     return out
 
 
@@ -67,8 +78,8 @@ def read_pool(client: EvmClient, pool: str, block: int | str = "latest") -> Pool
 @dataclass(frozen=True)
 class TwoPoolQuote:
     amount_in: int
-    mid_out: int         # output of leg 0 (the other token)
-    final_out: int       # output of leg 1 (back in `token`)
+    mid_out: int  # output of leg 0 (the other token)
+    final_out: int  # output of leg 1 (back in `token`)
     block_number: int
 
     @property
@@ -94,15 +105,25 @@ def quote_two_pool(a: PoolState, b: PoolState, token: str, max_in: int | None = 
     return TwoPoolQuote(x, y, z, a.block_number)
 
 
-def plan_two_pool(client: EvmClient, pool_a: str, pool_b: str, token: str, deadline: int,
-                  slippage_bps: int = 0, min_profit: int = 1, max_in: int | None = None,
-                  tag: int = 0) -> tuple[TradePlan, TwoPoolQuote] | None:
+def plan_two_pool(
+    client: EvmClient,
+    pool_a: str,
+    pool_b: str,
+    token: str,
+    deadline: int,
+    slippage_bps: int = 0,
+    min_profit: int = 1,
+    max_in: int | None = None,
+    tag: int = 0,
+) -> tuple[TradePlan, TwoPoolQuote] | None:
     """Plan the atomic trade token -> (A) -> other -> (B) -> token at the latest reserves."""
     a, b = read_pools(client, [pool_a, pool_b])
     q = quote_two_pool(a, b, token, max_in)
     if q is None or q.profit < min_profit:
         return None
     token = address(token, "token")
-    legs = (Leg(a.pool, token, amm.min_out_with_slippage(q.mid_out, slippage_bps)),
-            Leg(b.pool, a.other(token), amm.min_out_with_slippage(q.final_out, slippage_bps)))
+    legs = (
+        Leg(a.pool, token, amm.min_out_with_slippage(q.mid_out, slippage_bps)),
+        Leg(b.pool, a.other(token), amm.min_out_with_slippage(q.final_out, slippage_bps)),
+    )
     return plan_path(legs, q.amount_in, min_profit, deadline, tag), q

@@ -9,13 +9,14 @@ file, never its content.
 Endpoint URLs are secrets too when a hosted provider puts an API key in them: `safe_url`
 gives the form that may be shown, and `hide_in_logs` redacts the rest from the HTTP loggers.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
 import urllib.parse
-from typing import Mapping
+from collections.abc import Mapping
 
 from eth_account import Account
 
@@ -32,7 +33,7 @@ class Signer:
         self.address = account.address
 
     @classmethod
-    def from_hex(cls, key_hex: str, source: str = "key") -> "Signer":
+    def from_hex(cls, key_hex: str, source: str = "key") -> Signer:
         """A signer from a 32-byte hex key; ConfigError (naming `source` only) if malformed."""
         text = key_hex.strip()
         body = text[2:] if text[:2] in ("0x", "0X") else text
@@ -44,7 +45,7 @@ class Signer:
             raise ConfigError(source, "is not a valid secp256k1 private key") from None
 
     @classmethod
-    def from_config(cls, cfg, env: Mapping[str, str] | None = None) -> "Signer":
+    def from_config(cls, cfg, env: Mapping[str, str] | None = None) -> Signer:
         """Load the key named by `cfg` (a Web3VenueConfig): keystore if set, else key_env."""
         env = os.environ if env is None else env
         if cfg.keystore:
@@ -52,7 +53,8 @@ class Signer:
             if pw_name not in env:
                 raise ConfigError("keystore_password_env", f"environment variable {pw_name} is not set")
             try:
-                blob = json.loads(open(cfg.keystore, "rb").read())
+                with open(cfg.keystore, "rb") as fh:
+                    blob = json.loads(fh.read())
             except OSError as exc:
                 raise ConfigError("keystore", f"cannot read {cfg.keystore}: {exc.strerror}") from None
             except ValueError:
@@ -60,7 +62,9 @@ class Signer:
             try:
                 key = Account.decrypt(blob, env[pw_name])
             except Exception:
-                raise ConfigError("keystore", f"cannot decrypt {cfg.keystore} with the password in {pw_name}") from None
+                raise ConfigError(
+                    "keystore", f"cannot decrypt {cfg.keystore} with the password in {pw_name}"
+                ) from None
             return cls(Account.from_key(key))
         if cfg.key_env not in env:
             raise ConfigError("key_env", f"environment variable {cfg.key_env} is not set")
@@ -71,8 +75,9 @@ class Signer:
         try:
             return bytes(self._account.sign_transaction(tx).raw_transaction)
         except Exception as exc:  # the library's message is not shown: it may describe key material
-            raise OrderRejected("evm", "bad_input", f"cannot sign transaction: {type(exc).__name__}",
-                                reason="bad_input") from None
+            raise OrderRejected(
+                "evm", "bad_input", f"cannot sign transaction: {type(exc).__name__}", reason="bad_input"
+            ) from None
 
     def __repr__(self) -> str:
         return f"Signer(address={self.address})"
@@ -85,8 +90,12 @@ class Signer:
 
 # -- endpoint URLs: hosted nodes put API keys in the path, query or user-info ---------------
 
-_LOGGERS_WITH_URLS = ("web3.providers.HTTPProvider", "web3._utils.http_session_manager.HTTPSessionManager",
-                      "urllib3.connectionpool", "websockets.client")
+_LOGGERS_WITH_URLS = (
+    "web3.providers.HTTPProvider",
+    "web3._utils.http_session_manager.HTTPSessionManager",
+    "urllib3.connectionpool",
+    "websockets.client",
+)
 
 
 def safe_url(url: str) -> str:

@@ -5,6 +5,7 @@ it does not depend on dict ordering, web3 contract objects, checksum casing or t
 Inputs are checked first; a bad value raises OrderRejected(reason="bad_input") instead of
 being wrapped or truncated.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ def function_selector(sig: str) -> bytes:
 class Leg:
     """One hop: sell the running amount of `token_in` into `pool`; revert unless the output
     is at least `min_out` (base units of the pool's other token)."""
+
     pool: str
     token_in: str
     min_out: int
@@ -83,7 +85,8 @@ def encode_execute(legs, amount_in: int, min_profit: int, deadline: int, tag: in
         tag_bytes(tag),
     )
     return function_selector(EXECUTE_SIGNATURE) + abi_encode(
-        ["(address,address,uint256)[]", "uint256", "uint256", "uint256", "bytes32"], args)
+        ["(address,address,uint256)[]", "uint256", "uint256", "uint256", "bytes32"], args
+    )
 
 
 def encode_call(sig: str, types: list[str], args: list) -> bytes:

@@ -17,6 +17,7 @@ same nonce with bumped fees; `cancel` replaces it with a 0-value transfer to our
 `recover_nonces` fills nonces whose transaction the node no longer has.
 The chain id is checked against the config on connect, so nothing is signed for a wrong chain.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,17 @@ from eth_utils import keccak, to_checksum_address
 from web3 import HTTPProvider
 from websockets.exceptions import WebSocketException
 
-from basis_core.errors import (ChainRevert, ConfigError, GasCapExceeded, NonceConflict, OrderRejected,
-                               RateLimited, RequestTimeout, VenueError, VenueUnavailable)
+from basis_core.errors import (
+    ChainRevert,
+    ConfigError,
+    GasCapExceeded,
+    NonceConflict,
+    OrderRejected,
+    RateLimited,
+    RequestTimeout,
+    VenueError,
+    VenueUnavailable,
+)
 
 from .auth import Signer, hide_in_logs, safe_url, url_secrets
 from .calldata import address as check_address
@@ -46,6 +56,7 @@ _REVERT_CODES = (3, -32015)
 @dataclass(frozen=True)
 class SentTx:
     """A transaction the node accepted into its pool."""
+
     tx_hash: str
     nonce: int
     to: str | None
@@ -82,10 +93,15 @@ def _int(x) -> int:
 class EvmClient:
     """One account on one EVM endpoint. Not thread-safe except for nonce allocation."""
 
-    def __init__(self, cfg, signer: Signer | None = None, decoder: RevertDecoder | None = None,
-                 check_chain: bool = True):
+    def __init__(
+        self,
+        cfg,
+        signer: Signer | None = None,
+        decoder: RevertDecoder | None = None,
+        check_chain: bool = True,
+    ):
         self.cfg = cfg
-        self.url = safe_url(cfg.rpc_url)          # the form that may appear in errors and reprs
+        self.url = safe_url(cfg.rpc_url)  # the form that may appear in errors and reprs
         hide_in_logs(url_secrets(cfg.rpc_url))
         self.venue = cfg.name
         self.signer = signer
@@ -95,15 +111,18 @@ class EvmClient:
         if cfg.rpc_url.startswith(("ws://", "wss://")):
             self._provider = WsTransport(cfg.rpc_url, cfg.request_timeout_s)
         else:
-            self._provider = HTTPProvider(cfg.rpc_url, request_kwargs={"timeout": cfg.request_timeout_s},
-                                          exception_retry_configuration=None)
+            self._provider = HTTPProvider(
+                cfg.rpc_url,
+                request_kwargs={"timeout": cfg.request_timeout_s},
+                exception_retry_configuration=None,
+            )
         if check_chain:
             got = _int(self.rpc("eth_chainId", []))
             if got != cfg.chain_id:
                 raise ConfigError("chain_id", f"endpoint reports chain {got}, config says {cfg.chain_id}")
 
     @classmethod
-    def from_config(cls, cfg, env=None, abis=()) -> "EvmClient":
+    def from_config(cls, cfg, env=None, abis=()) -> EvmClient:
         """A client with the signer named by `cfg` (env var or keystore) and a decoder for `abis`."""
         return cls(cfg, Signer.from_config(cfg, env), RevertDecoder(abis, cfg.name))
 
@@ -140,23 +159,34 @@ class EvmClient:
         try:
             return fn(params) if method == "batch" else fn(method, params)
         except (requests.exceptions.Timeout, TimeoutError):
-            raise RequestTimeout(self.venue, "timeout",
-                                 f"{method} got no answer in {self.cfg.request_timeout_s}s") from None
-        except requests.exceptions.HTTPError as exc:    # its text holds the full URL: never re-raised
+            raise RequestTimeout(
+                self.venue, "timeout", f"{method} got no answer in {self.cfg.request_timeout_s}s"
+            ) from None
+        except requests.exceptions.HTTPError as exc:  # its text holds the full URL: never re-raised
             status = exc.response.status_code if exc.response is not None else 0
             if status == 429:
                 after = exc.response.headers.get("Retry-After", "")
-                raise RateLimited(self.venue, "http_429", f"{method}: throttled by {self.url}",
-                                  float(after) if after.isdigit() else None) from None
+                raise RateLimited(
+                    self.venue,
+                    "http_429",
+                    f"{method}: throttled by {self.url}",
+                    float(after) if after.isdigit() else None,
+                ) from None
             if status >= 500:
-                raise VenueUnavailable(self.venue, f"http_{status}",
-                                       f"{method}: {self.url} answered {status}") from None
-            raise VenueError(self.venue, f"http_{status}", f"{method}: {self.url} answered {status}") from None
-        except ValueError as exc:                        # the body is not JSON (requests' JSON errors too)
-            raise VenueError(self.venue, "malformed", f"{method}: unusable answer from {self.url} "
-                             f"({type(exc).__name__})") from None
-        except (OSError, WebSocketException):            # refused, reset, DNS (requests' errors are OSErrors)
-            raise VenueUnavailable(self.venue, "unreachable", f"{method}: cannot connect to {self.url}") from None
+                raise VenueUnavailable(
+                    self.venue, f"http_{status}", f"{method}: {self.url} answered {status}"
+                ) from None
+            raise VenueError(
+                self.venue, f"http_{status}", f"{method}: {self.url} answered {status}"
+            ) from None
+        except ValueError as exc:  # the body is not JSON (requests' JSON errors too)
+            raise VenueError(
+                self.venue, "malformed", f"{method}: unusable answer from {self.url} ({type(exc).__name__})"
+            ) from None
+        except (OSError, WebSocketException):  # refused, reset, DNS (requests' errors are OSErrors)
+            raise VenueUnavailable(
+                self.venue, "unreachable", f"{method}: cannot connect to {self.url}"
+            ) from None
 
     def _result(self, method: str, resp):
         if not isinstance(resp, dict):
@@ -187,8 +217,9 @@ class EvmClient:
     def nonce_counts(self) -> tuple[int, int]:
         """(mined, mined + pooled) transaction counts of our account."""
         a = self.address
-        latest, pending = self.rpc_batch([("eth_getTransactionCount", [a, "latest"]),
-                                          ("eth_getTransactionCount", [a, "pending"])])
+        latest, pending = self.rpc_batch(
+            [("eth_getTransactionCount", [a, "latest"]), ("eth_getTransactionCount", [a, "pending"])]
+        )
         return _int(latest), _int(pending)
 
     def eth_balance(self, who: str) -> int:
@@ -209,7 +240,9 @@ class EvmClient:
         """Several eth_calls at the same `block` in one batch round trip; ChainRevert on the
         first that reverts."""
         tag = hex(block) if isinstance(block, int) else block
-        reqs = [("eth_call", [{"to": check_address(to), "data": "0x" + data.hex()}, tag]) for to, data in calls]
+        reqs = [
+            ("eth_call", [{"to": check_address(to), "data": "0x" + data.hex()}, tag]) for to, data in calls
+        ]
         return [bytes.fromhex(r[2:]) for r in self.rpc_batch(reqs)]
 
     def erc20_balance(self, token: str, owner: str) -> int:
@@ -233,12 +266,14 @@ class EvmClient:
 
     def quote_fees(self) -> Fees:
         """Fees for a new transaction under the caps (GasCapExceeded if the chain is too dear)."""
-        try:                                # one round trip for both when the node allows
-            hist, tip = self.rpc_batch([("eth_feeHistory", ["0x1", "latest", []]), ("eth_maxPriorityFeePerGas", [])])
+        try:  # one round trip for both when the node allows
+            hist, tip = self.rpc_batch(
+                [("eth_feeHistory", ["0x1", "latest", []]), ("eth_maxPriorityFeePerGas", [])]
+            )
             base, tip = _int(hist["baseFeePerGas"][-1]), _int(tip)
         except (VenueUnavailable, RequestTimeout, RateLimited):
             raise
-        except (VenueError, KeyError, IndexError, TypeError):      # a node without one of them
+        except (VenueError, KeyError, IndexError, TypeError):  # a node without one of them
             base = self.next_base_fee()
             try:
                 tip = _int(self.rpc("eth_maxPriorityFeePerGas", []))
@@ -252,8 +287,16 @@ class EvmClient:
         if not self.nonces.synced:
             self.nonces.sync(*self.nonce_counts())
 
-    def send(self, to: str | None, data: bytes = b"", value: int = 0, gas: int | None = None,
-             fees: Fees | None = None, nonce: int | None = None, kind: str = "trade") -> SentTx:
+    def send(
+        self,
+        to: str | None,
+        data: bytes = b"",
+        value: int = 0,
+        gas: int | None = None,
+        fees: Fees | None = None,
+        nonce: int | None = None,
+        kind: str = "trade",
+    ) -> SentTx:
         """Sign and broadcast. Without `gas` it is estimated (a reverting estimate raises
         ChainRevert and nothing is sent). Without `nonce` one is allocated. A RequestTimeout
         (the transaction may or may not have arrived) carries `.tx_hash` and `.nonce`."""
@@ -269,8 +312,15 @@ class EvmClient:
         self._ensure_sync()
         own_nonce = nonce is None
         n = self.nonces.allocate() if own_nonce else nonce
-        tx = {"type": 2, "chainId": self.cfg.chain_id, "nonce": n, "value": value, "data": data, "gas": gas,
-              **fees.as_tx()}
+        tx = {
+            "type": 2,
+            "chainId": self.cfg.chain_id,
+            "nonce": n,
+            "value": value,
+            "data": data,
+            "gas": gas,
+            **fees.as_tx(),
+        }
         if to is not None:
             tx["to"] = check_address(to)
         raw = signer.sign(tx)
@@ -279,7 +329,7 @@ class EvmClient:
             self.rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
         except (RequestTimeout, VenueUnavailable) as exc:
             if isinstance(exc, RequestTimeout):
-                self.nonces.sent(n, tx_hash, raw, fees, kind)   # it may have arrived: look it up by hash
+                self.nonces.sent(n, tx_hash, raw, fees, kind)  # it may have arrived: look it up by hash
                 exc.tx_hash, exc.nonce = tx_hash, n
             elif own_nonce:
                 self.nonces.release(n)
@@ -299,8 +349,9 @@ class EvmClient:
             self.nonces.sync(*self.nonce_counts())
             raise NonceConflict(self.venue, code, f"nonce {n} already used on chain") from None
         if code == "insufficient_funds":
-            raise OrderRejected(self.venue, code, "not enough ETH for value + gas",
-                                reason="insufficient_funds") from None
+            raise OrderRejected(
+                self.venue, code, "not enough ETH for value + gas", reason="insufficient_funds"
+            ) from None
         if code == "underpriced":
             raise VenueError(self.venue, code, f"replacement for nonce {n} needs higher fees") from None
         raise VenueError(self.venue, code, str(exc).split(": ", 2)[-1]) from None
@@ -309,15 +360,22 @@ class EvmClient:
         r = self.rpc("eth_getTransactionReceipt", [tx_hash])
         if r is None:
             return None
-        return Receipt(r["transactionHash"], _int(r["status"]), _int(r["blockNumber"]), _int(r["gasUsed"]),
-                       _int(r.get("effectiveGasPrice") or 0), r.get("contractAddress"), tuple(r.get("logs") or ()))
+        return Receipt(
+            r["transactionHash"],
+            _int(r["status"]),
+            _int(r["blockNumber"]),
+            _int(r["gasUsed"]),
+            _int(r.get("effectiveGasPrice") or 0),
+            r.get("contractAddress"),
+            tuple(r.get("logs") or ()),
+        )
 
     def wait(self, sent: SentTx | str, timeout_s: float | None = None) -> Receipt:
         """Poll until mined (first after 0.5 ms, then doubling up to poll_interval_s); the receipt
         whatever its status. RequestTimeout if not mined in time."""
         tx_hash = sent.tx_hash if isinstance(sent, SentTx) else sent
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.cfg.receipt_timeout_s)
-        delay = min(0.0005, self.cfg.poll_interval_s)     # doubling up to poll_interval_s
+        delay = min(0.0005, self.cfg.poll_interval_s)  # doubling up to poll_interval_s
         while True:
             rec = self.get_receipt(tx_hash)
             if rec is not None:
@@ -331,17 +389,33 @@ class EvmClient:
             time.sleep(delay)
             delay = min(delay * 2, self.cfg.poll_interval_s)
 
-    def replace(self, sent: SentTx, to: str | None = None, data: bytes | None = None, value: int | None = None,
-                gas: int | None = None, kind: str = "replacement") -> SentTx:
+    def replace(
+        self,
+        sent: SentTx,
+        to: str | None = None,
+        data: bytes | None = None,
+        value: int | None = None,
+        gas: int | None = None,
+        kind: str = "replacement",
+    ) -> SentTx:
         """Re-send nonce `sent.nonce` with fees bumped above the pending transaction's."""
         fees = self.gas.bump(sent.fees)
         fresh = self.quote_fees()
-        fees = Fees(max(fees.max_fee_per_gas, fresh.max_fee_per_gas), max(fees.max_priority_fee_per_gas,
-                                                                            fresh.max_priority_fee_per_gas))
+        fees = Fees(
+            max(fees.max_fee_per_gas, fresh.max_fee_per_gas),
+            max(fees.max_priority_fee_per_gas, fresh.max_priority_fee_per_gas),
+        )
         if fees.max_fee_per_gas > self.gas.max_fee_cap or fees.max_priority_fee_per_gas > self.gas.tip_cap:
             fees = self.gas.bump(sent.fees)
-        return self.send(sent.to if to is None else to, sent.data if data is None else data,
-                         sent.value if value is None else value, gas or sent.gas, fees, sent.nonce, kind)
+        return self.send(
+            sent.to if to is None else to,
+            sent.data if data is None else data,
+            sent.value if value is None else value,
+            gas or sent.gas,
+            fees,
+            sent.nonce,
+            kind,
+        )
 
     def cancel(self, sent: SentTx) -> SentTx:
         """Replace a pending transaction by a 0-value transfer to ourselves (same nonce)."""
@@ -371,8 +445,11 @@ class EvmClient:
         latest, pending = self.nonce_counts()
         self.nonces.mined(latest)
         self.nonces.sync(latest, pending)
-        in_pool = {f.tx_hash for f in self.nonces.inflight()
-                   if self.rpc("eth_getTransactionByHash", [f.tx_hash]) is not None}
+        in_pool = {
+            f.tx_hash
+            for f in self.nonces.inflight()
+            if self.rpc("eth_getTransactionByHash", [f.tx_hash]) is not None
+        }
         actions = []
         for n in self.nonces.gaps(in_pool):
             prior = self.nonces.get(n)
@@ -387,8 +464,10 @@ class EvmClient:
             fees = self.quote_fees()
             if prior is not None and prior.fees is not None:
                 bumped = self.gas.bump(prior.fees)
-                fees = Fees(max(fees.max_fee_per_gas, bumped.max_fee_per_gas),
-                            max(fees.max_priority_fee_per_gas, bumped.max_priority_fee_per_gas))
+                fees = Fees(
+                    max(fees.max_fee_per_gas, bumped.max_fee_per_gas),
+                    max(fees.max_priority_fee_per_gas, bumped.max_priority_fee_per_gas),
+                )
             self.send(self.address, b"", 0, TRANSFER_GAS, fees, n, "cancel")
             actions.append((n, "cancel"))
         return actions

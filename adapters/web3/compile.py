@@ -11,6 +11,7 @@ Locations: the solc-js package is found at $BASIS_SOLCJS or <repo>/tools/node_mo
 the cache at $BASIS_SOLC_CACHE or <repo>/build/solc (falling back to the user cache dir when
 the repo is read-only).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,12 +28,15 @@ from .constants import EVM_VERSION, OPTIMIZER_RUNS
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BOOTSTRAP_HINT = "run scripts/bootstrap --test to install the npm tools (anvil, solc-js) into tools/node_modules"
+BOOTSTRAP_HINT = (
+    "run scripts/bootstrap --test to install the npm tools (anvil, solc-js) into tools/node_modules"
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Artifact:
     """One compiled contract: its ABI (list of dicts) and creation / runtime bytecode (0x-hex)."""
+
     name: str
     abi: tuple
     bytecode: str
@@ -85,8 +89,13 @@ def _cache_dir() -> Path:
 def run_solc(std_input: dict, solc_dir: Path | None = None, timeout_s: float = 120.0) -> dict:
     """Run solc-js once on `std_input`; return the output JSON. CompileError on any error."""
     d = solc_dir or solcjs_dir()
-    proc = subprocess.run(["node", str(d / "solc.js"), "--standard-json"], input=json.dumps(std_input),
-                          capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(
+        ["node", str(d / "solc.js"), "--standard-json"],
+        input=json.dumps(std_input),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     text = proc.stdout
     start = text.find("{")
     if proc.returncode != 0 or start < 0:
@@ -105,13 +114,18 @@ def _artifacts(out: dict) -> dict[str, Artifact]:
     arts = {}
     for _file, contracts in sorted(out.get("contracts", {}).items()):
         for name, c in sorted(contracts.items()):
-            arts[name] = Artifact(name, tuple(c["abi"]), "0x" + c["evm"]["bytecode"]["object"],
-                                  "0x" + c["evm"]["deployedBytecode"]["object"])
+            arts[name] = Artifact(
+                name,
+                tuple(c["abi"]),
+                "0x" + c["evm"]["bytecode"]["object"],
+                "0x" + c["evm"]["deployedBytecode"]["object"],
+            )
     return arts
 
 
-def compile_contracts(sources_dir: Path = CONTRACTS_DIR, evm_version: str = EVM_VERSION,
-                      use_cache: bool = True) -> dict[str, Artifact]:
+def compile_contracts(
+    sources_dir: Path = CONTRACTS_DIR, evm_version: str = EVM_VERSION, use_cache: bool = True
+) -> dict[str, Artifact]:
     """Compile (or load from cache) every contract in `sources_dir`. Deterministic: the same
     sources, settings and compiler give byte-identical artifacts."""
     d = solcjs_dir()

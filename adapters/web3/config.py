@@ -14,6 +14,7 @@ Loaded with basis_core.configio.build from a TOML table such as
 The config holds the *names* of the environment variables, never a key or a password. The
 endpoint URL is left out of its repr, since hosted endpoints carry an API key in it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,14 +49,23 @@ class Web3VenueConfig:
 
     def _validate(self, path):
         p = f"{path}." if path else ""
-        require(self.rpc_url.startswith(("http://", "https://", "ws://", "wss://")), f"{p}rpc_url",
-                "must be an http(s):// or ws(s):// URL")
+        require(
+            self.rpc_url.startswith(("http://", "https://", "ws://", "wss://")),
+            f"{p}rpc_url",
+            "must be an http(s):// or ws(s):// URL",
+        )
         require(self.chain_id > 0, f"{p}chain_id", "must be > 0")
         require(self.max_fee_gwei > 0, f"{p}max_fee_gwei", "must be > 0")
-        require(0 <= self.max_priority_fee_gwei <= self.max_fee_gwei, f"{p}max_priority_fee_gwei",
-                "must be in [0, max_fee_gwei]")
-        require(0 <= self.default_priority_fee_gwei <= self.max_priority_fee_gwei, f"{p}default_priority_fee_gwei",
-                "must be in [0, max_priority_fee_gwei]")
+        require(
+            0 <= self.max_priority_fee_gwei <= self.max_fee_gwei,
+            f"{p}max_priority_fee_gwei",
+            "must be in [0, max_fee_gwei]",
+        )
+        require(
+            0 <= self.default_priority_fee_gwei <= self.max_priority_fee_gwei,
+            f"{p}default_priority_fee_gwei",
+            "must be in [0, max_priority_fee_gwei]",
+        )
         require(1 <= self.base_fee_multiplier <= 10, f"{p}base_fee_multiplier", "must be in [1, 10]")
         require(100 <= self.gas_margin_pct <= 300, f"{p}gas_margin_pct", "must be in [100, 300]")
         require(21_000 <= self.max_gas <= 30_000_000, f"{p}max_gas", "must be in [21000, 30000000]")

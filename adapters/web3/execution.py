@@ -15,6 +15,7 @@ Each outcome can be written as a 64-byte ORDER_EVENT record (`to_record`) for th
 FILLED -> FILL; NOT_SENT / REVERTED -> REJECT with a RejectReason (SLIPPAGE for a leg or
 profit bound, STALE for an expired deadline, EDGE_GONE for other simulation failures).
 """
+
 from __future__ import annotations
 
 import enum
@@ -37,8 +38,8 @@ _SLIPPAGE_ERRORS = {"LegBelowMin", "ProfitBelowMin", "InsufficientOutput"}
 
 class Outcome(enum.IntEnum):
     FILLED = 0
-    NOT_SENT = 1     # the pre-trade simulation failed: nothing was broadcast
-    REVERTED = 2     # mined with status 0: gas spent, no token exposure
+    NOT_SENT = 1  # the pre-trade simulation failed: nothing was broadcast
+    REVERTED = 2  # mined with status 0: gas spent, no token exposure
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class TradePlan:
     """One atomic trade: run `legs` starting with `amount_in` of legs[0].token_in; revert
     unless each leg meets its min_out and the result is >= amount_in + min_profit by
     `deadline` (unix seconds). `tag` (e.g. a client order id) is echoed in the Executed event."""
+
     legs: tuple[Leg, ...]
     amount_in: int
     min_profit: int
@@ -89,12 +91,18 @@ class AtomicResult:
         transaction, gas and amounts (base units as decimal strings, exact)."""
         r = self.reason
         return {
-            "outcome": self.outcome.name, "tx_hash": self.tx_hash, "nonce": self.nonce, "block": self.block_number,
+            "outcome": self.outcome.name,
+            "tx_hash": self.tx_hash,
+            "nonce": self.nonce,
+            "block": self.block_number,
             "error": r.error_name if r is not None else None,
             "error_args": [str(a) for a in r.revert_args] if r is not None else [],
-            "amount_in": str(self.plan.amount_in), "amount_out": str(self.amount_out), "profit": str(self.profit),
+            "amount_in": str(self.plan.amount_in),
+            "amount_out": str(self.amount_out),
+            "profit": str(self.profit),
             "simulated_out": None if self.simulated_out is None else str(self.simulated_out),
-            "gas_used": self.gas_used, "gas_cost_wei": str(self.gas_cost_wei),
+            "gas_used": self.gas_used,
+            "gas_cost_wei": str(self.gas_cost_wei),
             "reject_reason": self.reject_reason().name,
         }
 
@@ -106,10 +114,15 @@ class AtomicResult:
             return schema.RejectReason.SLIPPAGE
         if name == "Expired":
             return schema.RejectReason.STALE
-        return schema.RejectReason.EDGE_GONE if self.outcome == Outcome.NOT_SENT else schema.RejectReason.VENUE_REJECT
+        return (
+            schema.RejectReason.EDGE_GONE
+            if self.outcome == Outcome.NOT_SENT
+            else schema.RejectReason.VENUE_REJECT
+        )
 
-    def to_record(self, seq: int, venue_id: int, instrument_id: int = 0, coid: int = 0,
-                  scale: float = 1e-18) -> "schema.np.ndarray":
+    def to_record(
+        self, seq: int, venue_id: int, instrument_id: int = 0, coid: int = 0, scale: float = 1e-18
+    ) -> schema.np.ndarray:
         """A sealed ORDER_EVENT record of this outcome; amounts in natural units (x `scale`);
         `fee` = gas cost in ETH."""
         rec = schema.empty(schema.Kind.ORDER_EVENT)
@@ -148,14 +161,17 @@ class AtomicTrader:
             try:
                 sim_out = self.simulate(plan)
             except SimulationFailed as exc:
-                return AtomicResult(Outcome.NOT_SENT, plan, reason=exc.cause,
-                                    sim_latency_ns=time.perf_counter_ns() - t0)
+                return AtomicResult(
+                    Outcome.NOT_SENT, plan, reason=exc.cause, sim_latency_ns=time.perf_counter_ns() - t0
+                )
             t_sim = time.perf_counter_ns() - t0
         t1 = time.perf_counter_ns()
         try:
             sent = self.dispatch(plan, gas)
-        except ChainRevert as exc:       # the gas estimate reverted: the state moved since the simulation
-            return AtomicResult(Outcome.NOT_SENT, plan, reason=exc, simulated_out=sim_out, sim_latency_ns=t_sim)
+        except ChainRevert as exc:  # the gas estimate reverted: the state moved since the simulation
+            return AtomicResult(
+                Outcome.NOT_SENT, plan, reason=exc, simulated_out=sim_out, sim_latency_ns=t_sim
+            )
         return self.settle(plan, sent, sim_out, t_sim, t1)
 
     def dispatch(self, plan: TradePlan, gas: int | None = None) -> SentTx:
@@ -166,14 +182,27 @@ class AtomicTrader:
             gas = self.client.gas.gas_limit(self.client.estimate_gas(self.executor, data))
         return self.client.send(self.executor, data, gas=gas)
 
-    def settle(self, plan: TradePlan, sent: SentTx, simulated_out: int | None = None, sim_latency_ns: int = 0,
-               started_ns: int | None = None) -> AtomicResult:
+    def settle(
+        self,
+        plan: TradePlan,
+        sent: SentTx,
+        simulated_out: int | None = None,
+        sim_latency_ns: int = 0,
+        started_ns: int | None = None,
+    ) -> AtomicResult:
         """Wait for `sent` to be mined and classify it: FILLED or REVERTED (decoded reason)."""
         rec = self.client.wait(sent)
         t_send = time.perf_counter_ns() - started_ns if started_ns is not None else 0
-        common = dict(simulated_out=simulated_out, tx_hash=sent.tx_hash, nonce=sent.nonce,
-                      block_number=rec.block_number, gas_used=rec.gas_used, gas_cost_wei=rec.gas_cost_wei,
-                      sim_latency_ns=sim_latency_ns, send_latency_ns=t_send)
+        common = dict(
+            simulated_out=simulated_out,
+            tx_hash=sent.tx_hash,
+            nonce=sent.nonce,
+            block_number=rec.block_number,
+            gas_used=rec.gas_used,
+            gas_cost_wei=rec.gas_cost_wei,
+            sim_latency_ns=sim_latency_ns,
+            send_latency_ns=t_send,
+        )
         if not rec.ok:
             return AtomicResult(Outcome.REVERTED, plan, reason=self.client.revert_reason(sent, rec), **common)
         return AtomicResult(Outcome.FILLED, plan, amount_out=self._executed_amount(rec, plan), **common)
@@ -181,14 +210,26 @@ class AtomicTrader:
     def _executed_amount(self, rec: Receipt, plan: TradePlan) -> int:
         for log in rec.logs:
             topics = log.get("topics") or ()
-            if topics and topics[0].lower() == EXECUTED_TOPIC and log["address"].lower() == self.executor.lower():
+            if (
+                topics
+                and topics[0].lower() == EXECUTED_TOPIC
+                and log["address"].lower() == self.executor.lower()
+            ):
                 _amount_in, amount_out, _profit = abi_decode(["uint256"] * 3, bytes.fromhex(log["data"][2:]))
                 return amount_out
-        raise MalformedResponse(self.client.venue, "no_executed_event",
-                                f"{rec.tx_hash} succeeded without an Executed event from {self.executor}")
+        raise MalformedResponse(
+            self.client.venue,
+            "no_executed_event",
+            f"{rec.tx_hash} succeeded without an Executed event from {self.executor}",
+        )
 
 
 def plan_path(legs, amount_in: int, min_profit: int, deadline: int, tag: int = 0) -> TradePlan:
     """A TradePlan with its inputs checked (OrderRejected reason "bad_input" on a bad value)."""
-    return TradePlan(tuple(legs), uint(amount_in, "amount_in"), uint(min_profit, "min_profit"),
-                     uint(deadline, "deadline", 64), tag)
+    return TradePlan(
+        tuple(legs),
+        uint(amount_in, "amount_in"),
+        uint(min_profit, "min_profit"),
+        uint(deadline, "deadline", 64),
+        tag,
+    )

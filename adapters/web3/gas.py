@@ -7,6 +7,7 @@ included without breaking the cap, so the quote raises GasCapExceeded and nothin
 `bump(fees)` gives the fees of a replacement (each field raised by 12.5%, rounded up, which
 clears the 10% rule of geth-like pools); a bump above either cap raises GasCapExceeded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,7 +49,10 @@ class GasPolicy:
     def bump(self, fees: Fees) -> Fees:
         new_max = -(-fees.max_fee_per_gas * REPLACEMENT_BUMP_NUM // REPLACEMENT_BUMP_DEN)
         new_tip = -(-fees.max_priority_fee_per_gas * REPLACEMENT_BUMP_NUM // REPLACEMENT_BUMP_DEN)
-        new_max, new_tip = max(new_max, fees.max_fee_per_gas + 1), max(new_tip, fees.max_priority_fee_per_gas + 1)
+        new_max, new_tip = (
+            max(new_max, fees.max_fee_per_gas + 1),
+            max(new_tip, fees.max_priority_fee_per_gas + 1),
+        )
         if new_tip > self.tip_cap:
             raise GasCapExceeded(self.venue, "max_priority_fee_per_gas", new_tip, self.tip_cap)
         if new_max > self.max_fee_cap:
@@ -58,7 +62,9 @@ class GasPolicy:
     def check(self, fees: Fees) -> None:
         """GasCapExceeded unless both fields of `fees` are within the caps."""
         if fees.max_priority_fee_per_gas > self.tip_cap:
-            raise GasCapExceeded(self.venue, "max_priority_fee_per_gas", fees.max_priority_fee_per_gas, self.tip_cap)
+            raise GasCapExceeded(
+                self.venue, "max_priority_fee_per_gas", fees.max_priority_fee_per_gas, self.tip_cap
+            )
         if fees.max_fee_per_gas > self.max_fee_cap:
             raise GasCapExceeded(self.venue, "max_fee_per_gas", fees.max_fee_per_gas, self.max_fee_cap)
 

@@ -12,6 +12,7 @@ The manager is pure bookkeeping (no I/O); the client feeds it what the node says
   transaction is not in the node's pool (dropped, evicted, or never sent): each must be filled
   (re-broadcast or a cancel) before any later nonce can be mined.
 """
+
 from __future__ import annotations
 
 import threading
@@ -21,11 +22,12 @@ from dataclasses import dataclass, field
 @dataclass
 class InFlight:
     """A transaction we sent and have not yet seen mined."""
+
     nonce: int
     tx_hash: str
     raw: bytes = field(repr=False)
     fees: object = None
-    kind: str = "trade"       # "trade", "replacement", "cancel"
+    kind: str = "trade"  # "trade", "replacement", "cancel"
 
 
 class NonceManager:
@@ -72,7 +74,7 @@ class NonceManager:
         """The send with `nonce` did not reach the node."""
         with self._lock:
             if nonce in self._inflight:
-                return                      # an earlier send with this nonce did reach it
+                return  # an earlier send with this nonce did reach it
             if self._next is not None and nonce == self._next - 1:
                 self._next -= 1
             elif nonce >= self._latest:

@@ -6,6 +6,7 @@ selector + ABI-encoded arguments). `RevertDecoder` knows every custom error in a
 and turns revert bytes into a ChainRevert with `error_name` and `revert_args`. Unknown data is
 kept as hex under the name "unknown", never dropped.
 """
+
 from __future__ import annotations
 
 from eth_abi import decode as abi_decode
@@ -58,8 +59,13 @@ class RevertDecoder:
         raw = _to_bytes(data)
         hexdata = "0x" + raw.hex()
         if len(raw) < 4:
-            return ChainRevert(self.venue, "unknown" if raw else "empty", (), hexdata,
-                               message or ("revert without data" if not raw else ""))
+            return ChainRevert(
+                self.venue,
+                "unknown" if raw else "empty",
+                (),
+                hexdata,
+                message or ("revert without data" if not raw else ""),
+            )
         sel, body = raw[:4], raw[4:]
         try:
             if sel == ERROR_STRING_SELECTOR:
@@ -67,12 +73,19 @@ class RevertDecoder:
                 return ChainRevert(self.venue, "Error", (text,), hexdata, f"Error({text!r})")
             if sel == PANIC_SELECTOR:
                 (code,) = abi_decode(["uint256"], body)
-                return ChainRevert(self.venue, "Panic", (code,), hexdata,
-                                   f"Panic(0x{code:02x}: {PANIC_CODES.get(code, 'unknown code')})")
+                return ChainRevert(
+                    self.venue,
+                    "Panic",
+                    (code,),
+                    hexdata,
+                    f"Panic(0x{code:02x}: {PANIC_CODES.get(code, 'unknown code')})",
+                )
             if sel in self._errors:
                 name, types, _ = self._errors[sel]
                 values = abi_decode(types, body)
-                return ChainRevert(self.venue, name, tuple(_plain(v, t) for v, t in zip(values, types)), hexdata)
+                return ChainRevert(
+                    self.venue, name, tuple(_plain(v, t) for v, t in zip(values, types)), hexdata
+                )
         except DecodingError:
             pass
         return ChainRevert(self.venue, "unknown", (), hexdata, f"undecodable revert data {hexdata[:74]}")

@@ -7,6 +7,7 @@ persistent connection, reopened on the next request after it drops). `make_reque
 so EvmClient maps their errors the same way. Connection failures raise OSError or a
 websockets exception, and an answer that does not come in time raises TimeoutError.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -30,8 +31,10 @@ class WsTransport:
 
     def _connection(self):
         if self._conn is None:
-            opener = connect(self._url, open_timeout=self._timeout, max_size=None, compression=None, proxy=None)
-            self._conn = opener.__enter__()     # a persistent connection; close() ends it
+            opener = connect(
+                self._url, open_timeout=self._timeout, max_size=None, compression=None, proxy=None
+            )
+            self._conn = opener.__enter__()  # a persistent connection; close() ends it
         return self._conn
 
     def _exchange(self, payload, want_ids: set[int]):
@@ -53,7 +56,9 @@ class WsTransport:
         return self._exchange({"jsonrpc": "2.0", "id": rid, "method": method, "params": list(params)}, {rid})
 
     def make_batch_request(self, requests_) -> list:
-        batch = [{"jsonrpc": "2.0", "id": next(self._ids), "method": m, "params": list(p)} for m, p in requests_]
+        batch = [
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": m, "params": list(p)} for m, p in requests_
+        ]
         answer = self._exchange(batch, {b["id"] for b in batch})
         return answer if isinstance(answer, list) else [answer]
 

@@ -23,6 +23,7 @@ by this venue yet (VenueError "not_supported").
 
 All chain I/O runs in a worker thread, one call at a time (the client is not thread-safe).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,13 +35,34 @@ from decimal import ROUND_FLOOR, Decimal
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from basis_core.errors import (ChainRevert, OrderNotFound, OrderRejected, RequestTimeout, VenueError,
-                               VenueUnavailable)
+from adapters.base import (
+    Balance,
+    BookUpdate,
+    Fill,
+    FillsPage,
+    InstrumentInfo,
+    Liquidity,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    RejectReason,
+    Side,
+    TransferInfo,
+    Venue,
+    VenueOrder,
+    VenueReport,
+    VenueStatus,
+)
+from basis_core.errors import (
+    ChainRevert,
+    OrderNotFound,
+    OrderRejected,
+    RequestTimeout,
+    VenueError,
+    VenueUnavailable,
+)
 from basis_core.kernels import amm
-
-from adapters.base import (Balance, BookUpdate, Fill, FillsPage, InstrumentInfo, Liquidity, OrderRequest,
-                           OrderStatus, OrderType, OrderUpdate, RejectReason, Side, TransferInfo, Venue,
-                           VenueOrder, VenueReport, VenueStatus)
 
 from .arbitrage import PoolState, read_pools
 from .calldata import address, encode_call
@@ -55,6 +77,7 @@ _MAX = (1 << 256) - 1
 @dataclass(frozen=True)
 class PoolMarket:
     """One pool traded as instrument `name`: `base_token` / `quote_token` are its ERC-20s."""
+
     name: str
     pool: str
     base_token: str
@@ -76,12 +99,23 @@ def to_units(qty: float, decimals: int) -> int:
 
 
 class Web3Venue(Venue):
-    def __init__(self, client: EvmClient, markets, slippage_bps: int = 50, poll_s: float = 0.2,
-                 book_levels: int = 10, book_step_bps: float = 10.0):
+    def __init__(
+        self,
+        client: EvmClient,
+        markets,
+        slippage_bps: int = 50,
+        poll_s: float = 0.2,
+        book_levels: int = 10,
+        book_step_bps: float = 10.0,
+    ):
         self.client = client
         self.name = client.venue
-        self.markets = {m.name: replace(m, pool=address(m.pool), base_token=address(m.base_token),
-                                        quote_token=address(m.quote_token)) for m in markets}
+        self.markets = {
+            m.name: replace(
+                m, pool=address(m.pool), base_token=address(m.base_token), quote_token=address(m.quote_token)
+            )
+            for m in markets
+        }
         self.slippage_bps, self.poll_s = slippage_bps, poll_s
         self.book_levels, self.book_step = book_levels, book_step_bps / 1e4
         self._io = asyncio.Lock()
@@ -111,9 +145,18 @@ class Web3Venue(Venue):
         for m in self.markets.values():
             for token in (m.base_token, m.quote_token):
                 if token not in self._decimals:
-                    self._decimals[token] = int.from_bytes(c.call(token, encode_call("decimals()", [], [])), "big")
-                allowed = int.from_bytes(c.call(token, encode_call("allowance(address,address)", ["address", "address"],
-                                                                   [c.address, m.pool])), "big")
+                    self._decimals[token] = int.from_bytes(
+                        c.call(token, encode_call("decimals()", [], [])), "big"
+                    )
+                allowed = int.from_bytes(
+                    c.call(
+                        token,
+                        encode_call(
+                            "allowance(address,address)", ["address", "address"], [c.address, m.pool]
+                        ),
+                    ),
+                    "big",
+                )
                 if allowed < _MAX // 2:
                     c.transact(token, "approve(address,uint256)", ["address", "uint256"], [m.pool, _MAX])
 
@@ -125,7 +168,9 @@ class Web3Venue(Venue):
         out = {}
         for m in self.markets.values():
             lot = 10.0 ** -self._decimals.get(m.base_token, 18)
-            out[m.name] = InstrumentInfo(m.name, m.pool, m.base, m.quote, "spot", tick=1e-18, lot=lot, min_notional=0.0)
+            out[m.name] = InstrumentInfo(
+                m.name, m.pool, m.base, m.quote, "spot", tick=1e-18, lot=lot, min_notional=0.0
+            )
         return out
 
     # -- orders ---------------------------------------------------------------------------------
@@ -142,8 +187,12 @@ class Web3Venue(Venue):
             return await self.fetch_order(order.coid, order.instrument)
         m = self._market(order.instrument)
         if order.type == OrderType.POST_ONLY:
-            raise OrderRejected(self.name, "post_only", f"{order.coid}: a pool cannot rest an order",
-                                reason="post_only_would_cross")
+            raise OrderRejected(
+                self.name,
+                "post_only",
+                f"{order.coid}: a pool cannot rest an order",
+                reason="post_only_would_cross",
+            )
         if not self._started:
             await self.start()
         return await self._run(self._swap, order, m)
@@ -154,20 +203,24 @@ class Web3Venue(Venue):
         token_in, token_out, amount_in, min_out = self._size(order, m, state)
         data = encode_call(_SWAP_SIG, _SWAP_TYPES, [token_in, amount_in, min_out, c.address])
         try:
-            c.call(m.pool, data)                                       # the gate: nothing sent if it fails
+            c.call(m.pool, data)  # the gate: nothing sent if it fails
             sent = c.send(m.pool, data)
         except ChainRevert as exc:
             self._reject(order, m, f"simulation: {exc.error_name}{exc.revert_args}")
-        except RequestTimeout as exc:                                  # it may have reached the node
+        except RequestTimeout as exc:  # it may have reached the node
             if getattr(exc, "tx_hash", None) is None:
                 raise
             self._track(order, SentTx(exc.tx_hash, exc.nonce, m.pool, data, 0, 0, None, "trade"))
-            raise RequestTimeout(self.name, exc.code, f"{order.coid}: swap {exc.tx_hash} sent, no answer") from None
+            raise RequestTimeout(
+                self.name, exc.code, f"{order.coid}: swap {exc.tx_hash} sent, no answer"
+            ) from None
         self._track(order, sent)
         try:
             rec = c.wait(sent)
         except RequestTimeout as exc:
-            raise RequestTimeout(self.name, exc.code, f"{order.coid}: swap {sent.tx_hash} not mined yet") from None
+            raise RequestTimeout(
+                self.name, exc.code, f"{order.coid}: swap {sent.tx_hash} not mined yet"
+            ) from None
         return self._settle(order.coid, rec)
 
     def _track(self, order: OrderRequest, sent: SentTx) -> None:
@@ -179,28 +232,41 @@ class Web3Venue(Venue):
         bdec, qdec = self._decimals[m.base_token], self._decimals[m.quote_token]
         qty = to_units(order.qty, bdec)
         if qty <= 0:
-            raise OrderRejected(self.name, "lot_size", f"{order.coid}: qty below one base unit", reason="lot_size")
+            raise OrderRejected(
+                self.name, "lot_size", f"{order.coid}: qty below one base unit", reason="lot_size"
+            )
         if order.side == Side.SELL:
             r_in, r_out = s.reserves_for(m.base_token)
             expected = amm.amount_out(qty, r_in, r_out)
             if order.price is not None:
-                min_out = math.ceil(Decimal(repr(order.price)) * Decimal(qty) / (Decimal(10) ** (bdec - qdec)))
+                min_out = math.ceil(
+                    Decimal(repr(order.price)) * Decimal(qty) / (Decimal(10) ** (bdec - qdec))
+                )
             else:
                 min_out = amm.min_out_with_slippage(expected, self.slippage_bps)
             if expected < min_out:
-                raise OrderRejected(self.name, "price_bound", f"{order.coid}: pool pays {expected} < bound {min_out}",
-                                    reason="slippage")
+                raise OrderRejected(
+                    self.name,
+                    "price_bound",
+                    f"{order.coid}: pool pays {expected} < bound {min_out}",
+                    reason="slippage",
+                )
             return m.base_token, m.quote_token, qty, min_out
         r_in, r_out = s.reserves_for(m.quote_token)
         if qty >= r_out:
-            raise OrderRejected(self.name, "liquidity", f"{order.coid}: pool holds less than {order.qty}",
-                                reason="lot_size")
+            raise OrderRejected(
+                self.name, "liquidity", f"{order.coid}: pool holds less than {order.qty}", reason="lot_size"
+            )
         need = amount_in_for(qty, r_in, r_out)
         if order.price is not None:
             budget = math.floor(Decimal(repr(order.price)) * Decimal(qty) / (Decimal(10) ** (bdec - qdec)))
             if need > budget:
-                raise OrderRejected(self.name, "price_bound", f"{order.coid}: costs {need} > bound {budget}",
-                                    reason="slippage")
+                raise OrderRejected(
+                    self.name,
+                    "price_bound",
+                    f"{order.coid}: costs {need} > bound {budget}",
+                    reason="slippage",
+                )
         elif order.type != OrderType.MARKET:
             raise OrderRejected(self.name, "bad_input", f"{order.coid}: needs a price", reason="bad_input")
         return m.quote_token, m.base_token, need, qty
@@ -214,12 +280,25 @@ class Web3Venue(Venue):
         amount_in, amount_out = self._swap_amounts(rec, m.pool)
         bdec, qdec = self._decimals[m.base_token], self._decimals[m.quote_token]
         base, quote = (amount_in, amount_out) if order.side == Side.SELL else (amount_out, amount_in)
-        qty_f, px = base / 10 ** bdec, (quote / 10 ** qdec) / (base / 10 ** bdec)
+        qty_f, px = base / 10**bdec, (quote / 10**qdec) / (base / 10**bdec)
         fee = rec.gas_cost_wei / 1e18
         now = time.time_ns()
-        fill = Fill(self.name, order.instrument, coid, rec.tx_hash, order.side, px, qty_f, fee, "ETH",
-                    Liquidity.TAKER, now)
-        view = self._view(order, OrderStatus.FILLED, filled=qty_f, avg=px, fee=fee, venue_order_id=rec.tx_hash)
+        fill = Fill(
+            self.name,
+            order.instrument,
+            coid,
+            rec.tx_hash,
+            order.side,
+            px,
+            qty_f,
+            fee,
+            "ETH",
+            Liquidity.TAKER,
+            now,
+        )
+        view = self._view(
+            order, OrderStatus.FILLED, filled=qty_f, avg=px, fee=fee, venue_order_id=rec.tx_hash
+        )
         self._orders[coid] = view
         self._fills.append(fill)
         self._publish(OrderUpdate(self.name, now, view))
@@ -232,11 +311,34 @@ class Web3Venue(Venue):
         self._publish(OrderUpdate(self.name, time.time_ns(), view))
         raise OrderRejected(self.name, "slippage", f"{order.coid} on {m.name}: {why}", reason="slippage")
 
-    def _view(self, order: OrderRequest, status: OrderStatus, filled: float = 0.0, avg: float = 0.0,
-              fee: float = 0.0, reason: RejectReason = RejectReason.NONE, venue_order_id: str = "") -> VenueOrder:
+    def _view(
+        self,
+        order: OrderRequest,
+        status: OrderStatus,
+        filled: float = 0.0,
+        avg: float = 0.0,
+        fee: float = 0.0,
+        reason: RejectReason = RejectReason.NONE,
+        venue_order_id: str = "",
+    ) -> VenueOrder:
         now = time.time_ns()
-        return VenueOrder(order.coid, order.instrument, order.side, order.type, order.qty, order.price, status,
-                          filled, avg, fee, "ETH" if fee else "", venue_order_id, reason, now, now)
+        return VenueOrder(
+            order.coid,
+            order.instrument,
+            order.side,
+            order.type,
+            order.qty,
+            order.price,
+            status,
+            filled,
+            avg,
+            fee,
+            "ETH" if fee else "",
+            venue_order_id,
+            reason,
+            now,
+            now,
+        )
 
     @staticmethod
     def _swap_amounts(rec, pool: str) -> tuple[int, int]:
@@ -266,12 +368,15 @@ class Web3Venue(Venue):
         return self._orders[coid]
 
     async def open_orders(self, instrument: str | None = None) -> list[VenueOrder]:
-        return [self._orders[c] for c in self._pending
-                if instrument is None or self._orders[c].instrument == instrument]
+        return [
+            self._orders[c]
+            for c in self._pending
+            if instrument is None or self._orders[c].instrument == instrument
+        ]
 
     async def fills(self, cursor: str | None = None, limit: int = 1000) -> FillsPage:
         start = int(cursor) if cursor else 0
-        page = tuple(self._fills[start:start + limit])
+        page = tuple(self._fills[start : start + limit])
         end = start + len(page)
         return FillsPage(page, str(end), more=end < len(self._fills))
 
@@ -285,7 +390,7 @@ class Web3Venue(Venue):
         for m in self.markets.values():
             for token, asset in ((m.base_token, m.base), (m.quote_token, m.quote)):
                 dec = self._decimals.get(token, 18)
-                out[asset] = Balance(asset, c.erc20_balance(token, c.address) / 10 ** dec)
+                out[asset] = Balance(asset, c.erc20_balance(token, c.address) / 10**dec)
         out["ETH"] = Balance("ETH", c.eth_balance(c.address) / 1e18)
         return out
 
@@ -310,15 +415,17 @@ class Web3Venue(Venue):
         is the far end, with the pool fee applied (what a taker pays or gets there)."""
         bdec, qdec = self._decimals.get(m.base_token, 18), self._decimals.get(m.quote_token, 18)
         rb, rq = s.reserves_for(m.base_token)
-        x0, k = rb / 10 ** bdec, (rb / 10 ** bdec) * (rq / 10 ** qdec)
-        p0 = (rq / 10 ** qdec) / x0
+        x0, k = rb / 10**bdec, (rb / 10**bdec) * (rq / 10**qdec)
+        p0 = (rq / 10**qdec) / x0
         asks, bids = [], []
         for i in range(1, self.book_levels + 1):
             pa_prev, pa = p0 * (1 + self.book_step) ** (i - 1), p0 * (1 + self.book_step) ** i
             pb_prev, pb = p0 * (1 - self.book_step) ** (i - 1), p0 * (1 - self.book_step) ** i
             asks.append((pa / 0.997, math.sqrt(k / pa_prev) - math.sqrt(k / pa)))
             bids.append((pb * 0.997, math.sqrt(k / pb) - math.sqrt(k / pb_prev)))
-        return BookUpdate(self.name, m.name, ts_ns, tuple(bids), tuple(asks), snapshot=True, update_id=s.block_number)
+        return BookUpdate(
+            self.name, m.name, ts_ns, tuple(bids), tuple(asks), snapshot=True, update_id=s.block_number
+        )
 
     async def market_data(self, instruments: list[str] | None = None):
         names = instruments or list(self.markets)

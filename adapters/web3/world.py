@@ -20,6 +20,7 @@ What the config must say, checked here (ConfigError with the key path otherwise)
   decimals (`start()`), the instrument's lot must be a whole number of base-token units, its
   tick at least the venue's, its min_notional at least the venue's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,6 +41,7 @@ GAS_ASSET = "ETH"
 @dataclass(frozen=True)
 class PoolAddresses:
     """Where an instrument of a web3 venue trades: the pool and its base / quote ERC-20s."""
+
     pool: str
     base_token: str
     quote_token: str
@@ -57,14 +59,24 @@ class ChainWorld:
         self.clock = sim.clock
 
     @classmethod
-    def from_config(cls, cfg: Config, clients: dict[str, EvmClient], pools: dict[str, PoolAddresses],
-                    poll_s: float = 0.05, slippage_bps: int = 50) -> "ChainWorld":
+    def from_config(
+        cls,
+        cfg: Config,
+        clients: dict[str, EvmClient],
+        pools: dict[str, PoolAddresses],
+        poll_s: float = 0.05,
+        slippage_bps: int = 50,
+    ) -> ChainWorld:
         if cfg.run.clock != "real":
-            raise ConfigError("run.clock", "a run with web3 venues needs the real clock (the chain keeps real time)")
+            raise ConfigError(
+                "run.clock", "a run with web3 venues needs the real clock (the chain keeps real time)"
+            )
         web3 = [name for name, v in cfg.venues.items() if v.kind == "web3"]
         for name in clients:
             if name not in web3:
-                raise ConfigError(f"venues.{name}", "a client was given for it, but it is not a venue of kind web3")
+                raise ConfigError(
+                    f"venues.{name}", "a client was given for it, but it is not a venue of kind web3"
+                )
         chain = {}
         for name in web3:
             vcfg = cfg.venues[name]
@@ -74,8 +86,10 @@ class ChainWorld:
             if client.venue != name:
                 raise ConfigError(f"venues.{name}", f"the client given for it is named {client.venue!r}")
             if vcfg.fee_asset != GAS_ASSET or not vcfg.fee_asset_price > 0:
-                raise ConfigError(f"venues.{name}.fee_asset",
-                                  f"a web3 venue pays gas in {GAS_ASSET}: set fee_asset = {GAS_ASSET!r} and its price")
+                raise ConfigError(
+                    f"venues.{name}.fee_asset",
+                    f"a web3 venue pays gas in {GAS_ASSET}: set fee_asset = {GAS_ASSET!r} and its price",
+                )
             markets = []
             for iname, inst in cfg.instruments.items():
                 if inst.venue != name:
@@ -84,16 +98,21 @@ class ChainWorld:
                     raise ConfigError(f"instruments.{iname}.kind", "a pool trades spot only")
                 where = pools.get(iname)
                 if where is None:
-                    raise ConfigError(f"instruments.{iname}", "no pool addresses given for this web3 instrument")
-                markets.append(PoolMarket(iname, where.pool, where.base_token, where.quote_token, inst.base,
-                                          inst.quote))
+                    raise ConfigError(
+                        f"instruments.{iname}", "no pool addresses given for this web3 instrument"
+                    )
+                markets.append(
+                    PoolMarket(iname, where.pool, where.base_token, where.quote_token, inst.base, inst.quote)
+                )
             if not markets:
                 raise ConfigError(f"venues.{name}", "a web3 venue needs at least one instrument")
             chain[name] = Web3Venue(client, markets, slippage_bps=slippage_bps, poll_s=poll_s)
         unknown = set(pools) - {i for i, c in cfg.instruments.items() if c.venue in chain}
         if unknown:
-            raise ConfigError("instruments", f"pool addresses for {', '.join(sorted(unknown))}, "
-                                             "which are not instruments of a web3 venue")
+            raise ConfigError(
+                "instruments",
+                f"pool addresses for {', '.join(sorted(unknown))}, which are not instruments of a web3 venue",
+            )
         return cls(SimWorld.from_config(cfg), chain, cfg)
 
     # -- what run_scenario uses --------------------------------------------------------------
@@ -112,8 +131,10 @@ class ChainWorld:
             inst, path = self.cfg.instruments[iname], f"instruments.{iname}"
             units = Decimal(repr(inst.lot)) / Decimal(repr(info.lot))
             if units < 1 or units != units.to_integral_value():
-                raise ConfigError(f"{path}.lot", f"{inst.lot:g} is not a whole number of the pool's base units "
-                                                 f"({info.lot:g})")
+                raise ConfigError(
+                    f"{path}.lot",
+                    f"{inst.lot:g} is not a whole number of the pool's base units ({info.lot:g})",
+                )
             if inst.tick < info.tick:
                 raise ConfigError(f"{path}.tick", f"{inst.tick:g} is finer than the pool's {info.tick:g}")
             if inst.min_notional < info.min_notional:

@@ -9,6 +9,7 @@ old position and opens the remainder at the trade price. The identity the ledger
 
 where cash paid out is the sum of `-dq * price` over every trade.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ whatever asset the venue charged it (quote, base, or a third asset such as BNB);
 converts it to USDT at the mark at the fill's time. Bad input (NaN, non-positive quantity or
 price, negative fee, empty names) raises AccountingError: the ledger never books a guess.
 """
+
 from __future__ import annotations
 
 import enum
@@ -19,6 +20,7 @@ USDT = "USDT"
 
 class TransferStatus(enum.Enum):
     """Where a transfer between venues stands. Only CONFIRMED credits the destination."""
+
     REQUESTED = "REQUESTED"
     SENT = "SENT"
     CONFIRMING = "CONFIRMING"
@@ -49,6 +51,7 @@ class LedgerFill:
     realized PnL settles in `quote` (the notional does not move). `signal_px` is the price
     the signal assumed for this leg (0 = unknown): slippage is measured against it.
     """
+
     venue: str
     instrument: str
     base: str
@@ -103,6 +106,7 @@ class Transfer:
     the amount in transit, credits `to_venue` on CONFIRMED and returns it on FAILED. `fee` is
     charged in `asset` on the sending side.
     """
+
     transfer_id: str
     asset: str
     amount: float

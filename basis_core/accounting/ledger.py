@@ -22,12 +22,13 @@ and changes nothing. The identity tested on every sequence of entries:
 where equity values every balance (in transit included) at the marks plus perp unrealized PnL,
 and contributed is the USDT value of the deposits at their time.
 """
+
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import AccountingError, BasisError
 from .costbasis import CostBasis
@@ -36,13 +37,19 @@ from .entries import USDT, LedgerFill, Transfer, TransferStatus
 MarkFn = Callable[[str, int], float]
 
 _DEBITED = (TransferStatus.SENT, TransferStatus.CONFIRMING, TransferStatus.CONFIRMED)
-_ORDER = {TransferStatus.REQUESTED: 0, TransferStatus.SENT: 1, TransferStatus.CONFIRMING: 2,
-          TransferStatus.CONFIRMED: 3, TransferStatus.FAILED: 3}
+_ORDER = {
+    TransferStatus.REQUESTED: 0,
+    TransferStatus.SENT: 1,
+    TransferStatus.CONFIRMING: 2,
+    TransferStatus.CONFIRMED: 3,
+    TransferStatus.FAILED: 3,
+}
 
 
 @dataclass(frozen=True)
 class Posting:
     """One change of one balance: `delta` units of `asset` at `venue` (venue "transit" = in flight)."""
+
     ts_ns: int
     kind: str  # fill | fee | transfer | deposit | settle | funding
     venue: str
@@ -55,6 +62,7 @@ class Posting:
 @dataclass
 class OpportunityResult:
     """What one opportunity expected and what it got, in USDT."""
+
     opportunity_id: int
     strategy: str = ""
     expected_edge_usdt: float = 0.0
@@ -64,7 +72,7 @@ class OpportunityResult:
     funding_usdt: float = 0.0
     fills: int = 0
     bought: dict[str, float] = field(default_factory=dict)  # base asset -> qty bought
-    sold: dict[str, float] = field(default_factory=dict)    # base asset -> qty sold
+    sold: dict[str, float] = field(default_factory=dict)  # base asset -> qty sold
     first_ts_ns: int = 0
     last_ts_ns: int = 0
 
@@ -86,6 +94,7 @@ class OpportunityResult:
 class Totals:
     """Aggregates for one venue or one strategy. `realized_pnl_usdt` is None for a venue:
     a hedged trade's PnL belongs to the pair of legs, not to either venue."""
+
     fills: int = 0
     volume_usdt: float = 0.0
     fees_usdt: float = 0.0
@@ -97,12 +106,14 @@ class Ledger:
     def __init__(self, mark: MarkFn):
         self._mark_fn = mark
         self.postings: list[Posting] = []
-        self.fills: list[tuple[LedgerFill, float]] = []        # every booked fill with its fee in USDT
-        self.history: list[tuple[int, float, float, float]] = []  # (ts_ns, realized, fees, residual) per booking
+        self.fills: list[tuple[LedgerFill, float]] = []  # every booked fill with its fee in USDT
+        self.history: list[
+            tuple[int, float, float, float]
+        ] = []  # (ts_ns, realized, fees, residual) per booking
         self._bal: dict[tuple[str, str], float] = defaultdict(float)
         self._seen: set[tuple[str, str, str]] = set()
-        self._pos: dict[str, CostBasis] = {}              # asset or perp key -> cost basis
-        self._perp_base: dict[str, str] = {}              # perp key -> base asset
+        self._pos: dict[str, CostBasis] = {}  # asset or perp key -> cost basis
+        self._perp_base: dict[str, str] = {}  # perp key -> base asset
         self._inst_qty: dict[str, float] = defaultdict(float)
         self._inst_base: dict[str, str] = {}
         self._deposited: dict[str, float] = defaultdict(float)
@@ -127,7 +138,13 @@ class Ledger:
             px = self._mark_fn(asset, ts_ns)
         except (LookupError, BasisError):  # the caller's "no mark for that": the same as a missing one
             px = None
-        if px is None or isinstance(px, bool) or not isinstance(px, (int, float)) or not math.isfinite(px) or px <= 0:
+        if (
+            px is None
+            or isinstance(px, bool)
+            or not isinstance(px, (int, float))
+            or not math.isfinite(px)
+            or px <= 0
+        ):
             raise AccountingError(f"no usable USDT mark for {asset} at {ts_ns}: {px!r}")
         return float(px)
 
@@ -144,7 +161,9 @@ class Ledger:
             self._basis(self._pos, asset).trade(amount, m)
         self._post(ts_ns, "deposit", venue, asset, amount, m, ref)
 
-    def open_opportunity(self, opportunity_id: int, strategy: str, expected_edge_usdt: float, ts_ns: int = 0) -> None:
+    def open_opportunity(
+        self, opportunity_id: int, strategy: str, expected_edge_usdt: float, ts_ns: int = 0
+    ) -> None:
         """Declare an opportunity before its fills arrive (the signal's expected edge, in USDT)."""
         if not math.isfinite(expected_edge_usdt):
             raise AccountingError(f"expected edge must be finite, got {expected_edge_usdt!r}")
@@ -159,7 +178,9 @@ class Ledger:
         m_quote = self.mark(f.quote, f.ts_ns)
         m_fee = self.mark(f.fee_asset, f.ts_ns) if f.fee else 0.0
         if f.kind == "perp" and f.quote != USDT:
-            raise AccountingError(f"perp {f.instrument}: only USDT-margined perps are supported, quote is {f.quote}")
+            raise AccountingError(
+                f"perp {f.instrument}: only USDT-margined perps are supported, quote is {f.quote}"
+            )
         self._seen.add(f.key)
         dq = f.sign * f.qty
         px_usdt = f.price * m_quote
@@ -207,9 +228,11 @@ class Ledger:
         a terminal transfer that reports a different terminal status raises AccountingError."""
         prev = self._transfers.get(t.transfer_id)
         if prev is not None:
-            terms = lambda x: (x.asset, x.amount, x.from_venue, x.to_venue)  # noqa: E731
+            terms = lambda x: (x.asset, x.amount, x.from_venue, x.to_venue)
             if terms(prev) != terms(t):
-                raise AccountingError(f"transfer {t.transfer_id}: update does not match the transfer first booked")
+                raise AccountingError(
+                    f"transfer {t.transfer_id}: update does not match the transfer first booked"
+                )
             if prev.status == t.status or _ORDER[t.status] < _ORDER[prev.status]:
                 return False
             if _ORDER[prev.status] == 3:
@@ -231,7 +254,9 @@ class Ledger:
         self._snapshot(t.ts_ns)
         return True
 
-    def book_fee(self, venue: str, asset: str, amount: float, ts_ns: int, ref: str, opportunity_id: int = 0) -> float:
+    def book_fee(
+        self, venue: str, asset: str, amount: float, ts_ns: int, ref: str, opportunity_id: int = 0
+    ) -> float:
         """A fee not attached to a fill (withdrawal, funding charge ...). Returns its USDT value."""
         if not math.isfinite(amount) or amount < 0:
             raise AccountingError(f"fee must be >= 0, got {amount!r}")
@@ -245,8 +270,9 @@ class Ledger:
         self._snapshot(ts_ns)
         return usdt
 
-    def book_funding(self, venue: str, asset: str, amount: float, ts_ns: int, ref: str,
-                     opportunity_id: int = 0) -> float:
+    def book_funding(
+        self, venue: str, asset: str, amount: float, ts_ns: int, ref: str, opportunity_id: int = 0
+    ) -> float:
         """Perp funding settled into `asset` (> 0 received, < 0 paid); realized PnL, not a fee."""
         if not math.isfinite(amount):
             raise AccountingError(f"funding amount must be finite, got {amount!r}")
@@ -277,8 +303,11 @@ class Ledger:
 
     def pending_out(self, venue: str, asset: str) -> float:
         """Amount debited from `venue` by the ledger but not yet confirmed at the destination."""
-        return sum(t.amount + t.fee for t in self.pending_transfers()
-                   if t.from_venue == venue and t.asset == asset and t.status in _DEBITED)
+        return sum(
+            t.amount + t.fee
+            for t in self.pending_transfers()
+            if t.from_venue == venue and t.asset == asset and t.status in _DEBITED
+        )
 
     def pending_in(self, venue: str, asset: str) -> float:
         """Amount on its way to `venue` that the ledger has not credited yet."""
@@ -295,8 +324,11 @@ class Ledger:
     def equity_usdt(self, ts_ns: int) -> float:
         """Every balance (in transit included) at the marks, plus the perps' unrealized PnL."""
         total = sum(q * self.mark(a, ts_ns) for (_, a), q in self._bal.items() if q)
-        total += sum(b.unrealized(self._key_mark(k, ts_ns)) for k, b in self._pos.items()
-                     if k in self._perp_base and b.qty)
+        total += sum(
+            b.unrealized(self._key_mark(k, ts_ns))
+            for k, b in self._pos.items()
+            if k in self._perp_base and b.qty
+        )
         return total
 
     def exposure_by_asset(self, ts_ns: int) -> dict[str, float]:
@@ -325,7 +357,9 @@ class Ledger:
 
     def exposure_by_instrument(self, ts_ns: int) -> dict[str, float]:
         """Net signed quantity traded per instrument, in USDT at the mark of its base."""
-        return {i: q * self.mark(self._inst_base[i], ts_ns) for i, q in self._inst_qty.items() if abs(q) > 1e-12}
+        return {
+            i: q * self.mark(self._inst_base[i], ts_ns) for i, q in self._inst_qty.items() if abs(q) > 1e-12
+        }
 
     def opportunity(self, opportunity_id: int) -> OpportunityResult:
         try:
@@ -337,8 +371,10 @@ class Ledger:
         return [self._opps[k] for k in sorted(self._opps)]
 
     def totals_by_venue(self) -> dict[str, Totals]:
-        return {v: Totals(t.fills, t.volume_usdt, t.fees_usdt, t.slippage_usdt)
-                for v, t in sorted(self._venue_totals.items())}
+        return {
+            v: Totals(t.fills, t.volume_usdt, t.fees_usdt, t.slippage_usdt)
+            for v, t in sorted(self._venue_totals.items())
+        }
 
     def totals_by_strategy(self) -> dict[str, Totals]:
         out: dict[str, Totals] = {}
@@ -388,7 +424,10 @@ class Ledger:
         self.history.append((int(ts_ns), self.realized_pnl_usdt, self.fees_usdt, residual))
 
     def _opp_realized(self, opportunity_id: int) -> float:
-        return sum(b.realized for b in self._opp_pos[opportunity_id].values()) + self._opps[opportunity_id].funding_usdt
+        return (
+            sum(b.realized for b in self._opp_pos[opportunity_id].values())
+            + self._opps[opportunity_id].funding_usdt
+        )
 
     def _key_mark(self, key: str, ts_ns: int) -> float:
         return self.mark(self._perp_base.get(key, key), ts_ns)

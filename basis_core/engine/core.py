@@ -15,6 +15,7 @@ windows, unwinds, verification of orders in doubt, return-to-normal policy check
 candidate, if any, is re-checked at dispatch time (pair not busy, freshness, venues, risk state,
 inventory, capital) and sized by the kernels.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,7 +28,14 @@ from ..errors import InvalidTransition
 from ..registry import Registry
 from ..state.fsm import Change, Machine
 from ..state.tables import (
-    ENGINE, NO_NEW_EXPOSURE, EngineEvent, EngineState, OrderEvent, OrderState, VenueEvent, VenueState,
+    ENGINE,
+    NO_NEW_EXPOSURE,
+    EngineEvent,
+    EngineState,
+    OrderEvent,
+    OrderState,
+    VenueEvent,
+    VenueState,
 )
 from .decisions import Decisions
 from .hedging import Hedging
@@ -108,9 +116,17 @@ _VENUE_EVENT = {
 class EngineCore(Hedging, Decisions):
     """Record-driven decisions (see module docstring)."""
 
-    def __init__(self, registry: Registry, rules: dict[str, InstrumentRules], policy: PolicyConfig,
-                 balances: dict[tuple[str, str], float], start_ns: int, depth: int = 10,
-                 fixed_marks: dict[str, float] | None = None, builtin_signals: bool = True):
+    def __init__(
+        self,
+        registry: Registry,
+        rules: dict[str, InstrumentRules],
+        policy: PolicyConfig,
+        balances: dict[tuple[str, str], float],
+        start_ns: int,
+        depth: int = 10,
+        fixed_marks: dict[str, float] | None = None,
+        builtin_signals: bool = True,
+    ):
         self.reg = registry
         self.policy = policy
         self.rules = rules
@@ -120,30 +136,37 @@ class EngineCore(Hedging, Decisions):
         self.now = start_ns
         record = self.transitions.append
         self.engine = Machine(ENGINE, EngineState.NORMAL, key="engine", on_change=record, since_ns=start_ns)
-        self.board = VenueBoard(list(registry.venues.by_id[1:]), start_ns, int(policy.healthy_window_ms * MS), record)
+        self.board = VenueBoard(
+            list(registry.venues.by_id[1:]), start_ns, int(policy.healthy_window_ms * MS), record
+        )
         self.orders = OrderManager(on_change=None)
         self.positions: dict[int, HedgedPosition] = {}
-        self.open_positions: dict[int, HedgedPosition] = {}   # not yet RECONCILED
+        self.open_positions: dict[int, HedgedPosition] = {}  # not yet RECONCILED
         self.market = MarketState(registry, rules, depth, policy, start_ns, fixed_marks)
         self.market.warm_up()
-        self.inventory = dict(balances)            # (venue, asset) -> free, from our own fills
+        self.inventory = dict(balances)  # (venue, asset) -> free, from our own fills
         self.venue_balance: dict[tuple[str, str], tuple[float, int]] = {}  # as the venue last said
         self.in_transit: dict[tuple[str, str], float] = {}  # (to venue, asset) -> amount
         self._transfer_states: dict[int, S.TransferState] = {}
         self.next_opp = 1
         self.out: list[np.ndarray] = []
         self._tpl_new, self._tpl_cancel, self._tpl_query = (
-            _template(S.Kind.ORDER_NEW), _template(S.Kind.ORDER_CANCEL), _template(S.Kind.ORDER_QUERY))
+            _template(S.Kind.ORDER_NEW),
+            _template(S.Kind.ORDER_CANCEL),
+            _template(S.Kind.ORDER_QUERY),
+        )
         self._tpl_control = _template(S.Kind.CONTROL)
         self.halted_reason = ""
         self.reconcile_clean_since = 0
         self.reconcile_requested = False
         self.last_entry_ns = 0
-        self.stop_new = False                      # set at the end of a run: no new opportunities
+        self.stop_new = False  # set at the end of a run: no new opportunities
         self.builtin_signals = builtin_signals
         self._digest = hashlib.blake2b(digest_size=16)
         self.residual_history: list[tuple[int, float]] = []
-        self.fills: list[tuple[int, ManagedOrder, float, float, float, int]] = []  # (ts, order, px, qty, fee, fee asset)
+        self.fills: list[
+            tuple[int, ManagedOrder, float, float, float, int]
+        ] = []  # (ts, order, px, qty, fee, fee asset)
 
     # -- the step ---------------------------------------------------------------------------
 
@@ -157,7 +180,7 @@ class EngineCore(Hedging, Decisions):
         # among the changed books; the other records come back by index
         self.now, rare = self.market.step(gen, self.now, self.builtin_signals)
         for i in rare.tolist():
-            self._rare(gen[i:i + 1])
+            self._rare(gen[i : i + 1])
         self._timed_checks()
         if self.builtin_signals and self.engine.state not in NO_NEW_EXPOSURE and not self.stop_new:
             self._scan_signals()
@@ -224,7 +247,9 @@ class EngineCore(Hedging, Decisions):
         actions = self.board.fire(venue, event, self.now, f"{venue}: {report.name.lower()}")
         if report == S.VenueReport.RATE_LIMITED:
             v.throttled_until_ns = max(v.throttled_until_ns, self.now + int(r["retry_after_ms"]) * MS)
-            if "lower_routing_rate" in self.engine.fire(EngineEvent.RATE_LIMITED, self.now, f"{venue} rate limited"):
+            if "lower_routing_rate" in self.engine.fire(
+                EngineEvent.RATE_LIMITED, self.now, f"{venue} rate limited"
+            ):
                 self._request(S.ControlCommand.RATE_FACTOR, int(self.policy.degraded_rate_factor * 1000))
         if "verify_orders" in actions:
             self._verify_venue(venue)
@@ -255,7 +280,8 @@ class EngineCore(Hedging, Decisions):
             self.counters.orders_filled += 1
         venue = order.venue
         if self.board[venue].state == VenueState.SUSPECT and not any(
-                o.state == OrderState.UNKNOWN for o in self.orders.working(venue)):
+            o.state == OrderState.UNKNOWN for o in self.orders.working(venue)
+        ):
             self.board.fire(venue, VenueEvent.VERIFIED, self.now, "orders verified by client order id")
         pos = self.positions.get(order.opportunity)
         if pos is not None:
@@ -279,18 +305,28 @@ class EngineCore(Hedging, Decisions):
             event = _ORDER_EVENT[etype]
             if event == OrderEvent.REJECT:
                 order.reject_reason = S.RejectReason(int(r["reason"])).name.lower()
-            if event == OrderEvent.NOT_FOUND and order.state == OrderState.SUBMITTED and (
-                    self.now - order.sent_ns >= self.policy.lost_after_ms * MS):
+            if (
+                event == OrderEvent.NOT_FOUND
+                and order.state == OrderState.SUBMITTED
+                and (self.now - order.sent_ns >= self.policy.lost_after_ms * MS)
+            ):
                 # sent long ago and the venue still does not know it: the request was lost
                 order.machine.fire(OrderEvent.TIMEOUT, self.now, "no answer and not at the venue")
-            if event == OrderEvent.NOT_FOUND and order.state == OrderState.UNKNOWN and (
-                    self.now - order.machine.since_ns >= self.policy.lost_after_ms * MS):
+            if (
+                event == OrderEvent.NOT_FOUND
+                and order.state == OrderState.UNKNOWN
+                and (self.now - order.machine.since_ns >= self.policy.lost_after_ms * MS)
+            ):
                 event = OrderEvent.LOST
             if event == OrderEvent.TIMEOUT:
                 order.machine.fire(event, self.now, "request timed out")
                 self._query(order)
                 return
-            if etype == S.OrderEventType.ACK and cum > 0 and order.state in (OrderState.SUBMITTED, OrderState.ACKED, OrderState.UNKNOWN):
+            if (
+                etype == S.OrderEventType.ACK
+                and cum > 0
+                and order.state in (OrderState.SUBMITTED, OrderState.ACKED, OrderState.UNKNOWN)
+            ):
                 event = OrderEvent.PARTIAL_FILL
             order.machine.fire(event, self.now, etype.name.lower())
 
@@ -321,7 +357,9 @@ class EngineCore(Hedging, Decisions):
                 self.inventory[src] = self.inventory.get(src, 0.0) - amount
             seen[tid] = state
         elif state in (S.TransferState.CONFIRMED, S.TransferState.FAILED) and prev not in (
-                S.TransferState.CONFIRMED, S.TransferState.FAILED):
+            S.TransferState.CONFIRMED,
+            S.TransferState.FAILED,
+        ):
             if prev is not None:
                 self.in_transit[key] = max(0.0, pending - amount)
             if state == S.TransferState.CONFIRMED:
@@ -338,16 +376,18 @@ class EngineCore(Hedging, Decisions):
         elif cmd == S.ControlCommand.RECOVERED:
             # state rebuilt from the journal: nothing new until the venues agree with it
             if self.engine.can(EngineEvent.RECONCILE_REQUESTED):
-                self.engine.fire(EngineEvent.RECONCILE_REQUESTED, self.now, "engine restarted from its journal")
+                self.engine.fire(
+                    EngineEvent.RECONCILE_REQUESTED, self.now, "engine restarted from its journal"
+                )
             self.reconcile_clean_since = 0
             self._request_reconcile()
             for o in self.orders.working():
                 if o.state in (OrderState.SUBMITTED, OrderState.PENDING_CANCEL):
                     # the request may never have left (it died with the old engine): unknown
                     o.machine.fire(OrderEvent.TIMEOUT, self.now, "engine restarted before an answer")
-                self._query(o)          # every order in flight is verified by client order id
+                self._query(o)  # every order in flight is verified by client order id
         elif cmd == S.ControlCommand.SHUTDOWN:
-            self.stop_new = True   # the run is ending: let working orders settle, open nothing new
+            self.stop_new = True  # the run is ending: let working orders settle, open nothing new
         elif cmd == S.ControlCommand.RESUME:
             self.engine.fire(EngineEvent.OPERATOR_RESUME, self.now, "operator resume")
         elif cmd == S.ControlCommand.RECONCILE:
@@ -356,21 +396,47 @@ class EngineCore(Hedging, Decisions):
             if mismatches:
                 self.reconcile_clean_since = 0
                 if self.engine.can(EngineEvent.RECONCILE_MISMATCH):
-                    self.engine.fire(EngineEvent.RECONCILE_MISMATCH, self.now, f"{mismatches} reconciliation mismatch(es)")
+                    self.engine.fire(
+                        EngineEvent.RECONCILE_MISMATCH, self.now, f"{mismatches} reconciliation mismatch(es)"
+                    )
             elif clean and not self.reconcile_clean_since:
                 self.reconcile_clean_since = self.now
             elif not clean:
-                self.reconcile_clean_since = 0   # still settling (lag window, orders in doubt): ask again
+                self.reconcile_clean_since = 0  # still settling (lag window, orders in doubt): ask again
 
     # -- commands ----------------------------------------------------------------------------------
 
-    def _new_order(self, opp_id: int, leg: int, venue: str, instrument: str, side: S.Side, otype: S.OrderType,
-                   qty: float, price: float, slip_bps: float, depends_on: int, purpose: S.Purpose) -> ManagedOrder:
-        order = self.orders.create(opp_id, leg, venue, instrument, side, otype, qty, price, slip_bps, self.now,
-                                   depends_on=depends_on, purpose=purpose.name.lower())
+    def _new_order(
+        self,
+        opp_id: int,
+        leg: int,
+        venue: str,
+        instrument: str,
+        side: S.Side,
+        otype: S.OrderType,
+        qty: float,
+        price: float,
+        slip_bps: float,
+        depends_on: int,
+        purpose: S.Purpose,
+    ) -> ManagedOrder:
+        order = self.orders.create(
+            opp_id,
+            leg,
+            venue,
+            instrument,
+            side,
+            otype,
+            qty,
+            price,
+            slip_bps,
+            self.now,
+            depends_on=depends_on,
+            purpose=purpose.name.lower(),
+        )
         order.machine.fire(OrderEvent.SUBMIT, self.now, purpose.name.lower())
         order.sent_ns = self.now
-        rec = self._tpl_new.copy().view(S.ORDER_NEW)   # copied as GENERIC: padding bytes included
+        rec = self._tpl_new.copy().view(S.ORDER_NEW)  # copied as GENERIC: padding bytes included
         rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(venue), self.reg.instrument(instrument)
         rec["sub"], rec["aux"] = int(side), int(otype) | (int(purpose) << 8)
@@ -388,7 +454,7 @@ class EngineCore(Hedging, Decisions):
             if "verify_order" in actions:
                 self._query(order)
             return
-        rec = self._tpl_cancel.copy().view(S.ORDER_CANCEL)   # copied as GENERIC: padding bytes included
+        rec = self._tpl_cancel.copy().view(S.ORDER_CANCEL)  # copied as GENERIC: padding bytes included
         rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)
         rec["coid"], rec["requested_ns"] = order.coid, self.now
@@ -402,7 +468,7 @@ class EngineCore(Hedging, Decisions):
 
     def _query(self, order: ManagedOrder) -> None:
         order.last_query_ns = self.now
-        rec = self._tpl_query.copy().view(S.ORDER_QUERY)   # copied as GENERIC: padding bytes included
+        rec = self._tpl_query.copy().view(S.ORDER_QUERY)  # copied as GENERIC: padding bytes included
         rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)
         rec["coid"] = order.coid
@@ -415,5 +481,13 @@ class EngineCore(Hedging, Decisions):
         for pos in self.positions.values():
             changes += pos.machine.history
         changes.sort(key=lambda c: c.t_ns)
-        return [{"t": c.t_ns, "machine": c.machine if not c.key or c.machine == "engine" else f"{c.machine}:{c.key}",
-                 "from": c.src, "to": c.dst, "cause": c.cause} for c in changes]
+        return [
+            {
+                "t": c.t_ns,
+                "machine": c.machine if not c.key or c.machine == "engine" else f"{c.machine}:{c.key}",
+                "from": c.src,
+                "to": c.dst,
+                "cause": c.cause,
+            }
+            for c in changes
+        ]

@@ -3,6 +3,7 @@ the dispatch-time re-check, gate and sizing that turn one into orders or a count
 
 A mixin of EngineCore (basis_core/engine/core.py): it reads and writes the core's state.
 """
+
 from __future__ import annotations
 
 import time
@@ -47,15 +48,27 @@ class Decisions:
 
     def _send_hedge(self, pos: HedgedPosition, qty: float) -> ManagedOrder:
         sl = self.rules[pos.sell.instrument]
-        hedge = self._new_order(pos.opp_id, 1, sl.venue, pos.sell.instrument, S.Side.SELL, S.OrderType.IOC, qty,
-                                pos.hedge_price, pos.hedge_slip, pos.buy.coid, S.Purpose.HEDGE)
+        hedge = self._new_order(
+            pos.opp_id,
+            1,
+            sl.venue,
+            pos.sell.instrument,
+            S.Side.SELL,
+            S.OrderType.IOC,
+            qty,
+            pos.hedge_price,
+            pos.hedge_slip,
+            pos.buy.coid,
+            S.Purpose.HEDGE,
+        )
         pos.sell.coid = hedge.coid
         return hedge
 
     def _pair_busy(self, buy_name: str, sell_name: str) -> bool:
         for pos in self.open_positions.values():
             if pos.state not in (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE) and (
-                    {pos.buy.instrument, pos.sell.instrument} & {buy_name, sell_name}):
+                {pos.buy.instrument, pos.sell.instrument} & {buy_name, sell_name}
+            ):
                 return True
         return False
 
@@ -79,11 +92,26 @@ class Decisions:
         if self._pair_busy(buy_name, sell_name):
             self.counters.reject(S.RejectReason.RISK_STATE)
             return
-        self._decide("external", buy_name, sell_name, int(s["created_ns"]), int(s["ttl_us"]), float(s["edge_bps"]),
-                     float(s["qty_hint"]))
+        self._decide(
+            "external",
+            buy_name,
+            sell_name,
+            int(s["created_ns"]),
+            int(s["ttl_us"]),
+            float(s["edge_bps"]),
+            float(s["qty_hint"]),
+        )
 
-    def _decide(self, strategy: str, buy_name: str, sell_name: str, created_ns: int, ttl_us: int,
-                edge_bps: float, qty_hint: float) -> None:
+    def _decide(
+        self,
+        strategy: str,
+        buy_name: str,
+        sell_name: str,
+        created_ns: int,
+        ttl_us: int,
+        edge_bps: float,
+        qty_hint: float,
+    ) -> None:
         """Dispatch-time re-check, gate and sizing of one signal; orders or a counted reason."""
         t0 = time.perf_counter_ns()
         reason = self._gate(buy_name, sell_name, created_ns, ttl_us)
@@ -98,12 +126,20 @@ class Decisions:
         bl, sl = self.rules[buy_name], self.rules[sell_name]
         opp = self.next_opp
         self.next_opp += 1
-        pos = new_position(opp, strategy, Leg(bl.venue, buy_name, S.Side.BUY, touch_buy),
-                           Leg(sl.venue, sell_name, S.Side.SELL, touch_sell), qty, edge_bps, self.now)
+        pos = new_position(
+            opp,
+            strategy,
+            Leg(bl.venue, buy_name, S.Side.BUY, touch_buy),
+            Leg(sl.venue, sell_name, S.Side.SELL, touch_sell),
+            qty,
+            edge_bps,
+            self.now,
+        )
         self.positions[opp] = pos
         self.open_positions[opp] = pos
-        primary = self._new_order(opp, 0, bl.venue, buy_name, S.Side.BUY, S.OrderType.IOC, qty, buy_px, buy_slip,
-                                  0, S.Purpose.ENTRY)
+        primary = self._new_order(
+            opp, 0, bl.venue, buy_name, S.Side.BUY, S.OrderType.IOC, qty, buy_px, buy_slip, 0, S.Purpose.ENTRY
+        )
         pos.buy.coid = primary.coid
         pos.hedge_price, pos.hedge_slip = sell_px, sell_slip
         if self.policy.dispatch == "simultaneous":
@@ -128,7 +164,9 @@ class Decisions:
         if self.market.vol_level(bl.base) >= 3:
             return S.RejectReason.RISK_STATE
         # transfers in flight toward a leg's venue block strategies that would need them
-        needs = [(bl.venue, bl.quote)] + ([(sl.venue, sl.base)] if sl.kind == "spot" else [(sl.venue, sl.quote)])
+        needs = [(bl.venue, bl.quote)] + (
+            [(sl.venue, sl.base)] if sl.kind == "spot" else [(sl.venue, sl.quote)]
+        )
         for key in needs:
             if self.in_transit.get(key, 0.0) > 0 and self.inventory.get(key, 0.0) <= 0:
                 return S.RejectReason.TRANSFER_PENDING
@@ -139,24 +177,34 @@ class Decisions:
         bl, sl = self.rules[buy_name], self.rules[sell_name]
         p = self.policy
         level = self.market.vol_level(bl.base)
-        slip = p.max_slippage_bps / (2.0 if level >= 1 else 1.0)   # tighten
+        slip = p.max_slippage_bps / (2.0 if level >= 1 else 1.0)  # tighten
         mark = self.market.mark(bl.base)
         # a venue locks a buy at its limit price plus the fee: leave that headroom
         quote_avail = self._free_quote(bl.venue, bl.quote) / (1.0 + 2.0 * slip / 1e4)
         if sl.kind == "spot":
             base_avail = self._free_base(sl.venue, sell_name)
-        else:   # a perp short needs margin, not coins
+        else:  # a perp short needs margin, not coins
             base_avail = self._free_quote(sl.venue, sl.quote) * leverage_of(sl) / max(mark, 1e-9)
         if level >= 2:
-            base_avail /= 2.0                                          # reduce
+            base_avail /= 2.0  # reduce
         if qty_hint > 0:
             base_avail = min(base_avail, qty_hint)
         capital_free = p.strategy_budget_usdt - self._capital_used()
-        notional_cap = min(p.max_order_notional_usdt, p.max_exposure_usdt - self._venue_exposure(bl.venue),
-                           p.max_exposure_usdt - self._venue_exposure(sl.venue))
-        return self.market.size_pair(buy_name, sell_name, slip_bps=slip, min_edge_bps=p.min_edge_bps,
-                                     base_avail=base_avail, quote_avail=quote_avail, capital_free=capital_free,
-                                     notional_cap=notional_cap)
+        notional_cap = min(
+            p.max_order_notional_usdt,
+            p.max_exposure_usdt - self._venue_exposure(bl.venue),
+            p.max_exposure_usdt - self._venue_exposure(sl.venue),
+        )
+        return self.market.size_pair(
+            buy_name,
+            sell_name,
+            slip_bps=slip,
+            min_edge_bps=p.min_edge_bps,
+            base_avail=base_avail,
+            quote_avail=quote_avail,
+            capital_free=capital_free,
+            notional_cap=notional_cap,
+        )
 
     def _free_quote(self, venue: str, quote: str) -> float:
         """Our `quote` on `venue` not yet committed to working buys there."""
@@ -164,14 +212,19 @@ class Decisions:
 
     def _free_base(self, venue: str, instrument: str) -> float:
         """Our base coins of `instrument` on `venue` not yet committed to working sells of it."""
-        return self.inventory.get((venue, self.rules[instrument].base), 0.0) - self._working_qty(venue, instrument)
+        return self.inventory.get((venue, self.rules[instrument].base), 0.0) - self._working_qty(
+            venue, instrument
+        )
 
     def _working_notional(self, venue: str) -> float:
         return sum(o.qty * (o.price or 0.0) for o in self.orders.working(venue) if o.side == S.Side.BUY)
 
     def _working_qty(self, venue: str, instrument: str) -> float:
-        return sum(o.qty - o.filled for o in self.orders.working(venue)
-                   if o.side == S.Side.SELL and o.instrument == instrument)
+        return sum(
+            o.qty - o.filled
+            for o in self.orders.working(venue)
+            if o.side == S.Side.SELL and o.instrument == instrument
+        )
 
     def _capital_used(self) -> float:
         used = 0.0

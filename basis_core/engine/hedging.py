@@ -3,6 +3,7 @@ and the timed checks that move positions and the engine's risk state along.
 
 A mixin of EngineCore (basis_core/engine/core.py): it reads and writes the core's state.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,13 +35,19 @@ class Hedging:
                 # late news left exposure behind a position we had closed: treat it as a breach
                 if st == HedgeState.COMPLETE:
                     pos.machine.fire(HedgeEvent.RECONCILED, self.now, "legs were matched when it completed")
-                pos.machine.fire(HedgeEvent.LEG_FILLED, self.now, f"late fill: residual {residual_usdt:.2f} USDT")
+                pos.machine.fire(
+                    HedgeEvent.LEG_FILLED, self.now, f"late fill: residual {residual_usdt:.2f} USDT"
+                )
                 self.open_positions[pos.opp_id] = pos
                 pos.unwind_attempts, pos.unwind_failed = 0, False
                 pos.asymmetric_episodes += 1
                 self.counters.asymmetric_episodes += 1
                 if self.engine.can(EngineEvent.SYMMETRY_BREACH):
-                    self.engine.fire(EngineEvent.SYMMETRY_BREACH, self.now, f"opportunity {pos.opp_id} reopened by a late fill")
+                    self.engine.fire(
+                        EngineEvent.SYMMETRY_BREACH,
+                        self.now,
+                        f"opportunity {pos.opp_id} reopened by a late fill",
+                    )
             return
         if (bq > 0 or sq > 0) and not pos.first_fill_ns:
             pos.first_fill_ns = self.now
@@ -48,12 +55,14 @@ class Hedging:
             # primary_then_hedge: the primary is done; hedge what it filled, or close
             if buy.filled > 0 and self.board.can_dispatch(self.rules[pos.sell.instrument].venue, self.now):
                 self._send_hedge(pos, buy.filled)
-                pos.machine.fire(HedgeEvent.LEG_FILLED, self.now, f"primary filled {buy.filled:g}; hedge sent")
+                pos.machine.fire(
+                    HedgeEvent.LEG_FILLED, self.now, f"primary filled {buy.filled:g}; hedge sent"
+                )
                 return
             if buy.filled <= 0:
                 pos.machine.fire(HedgeEvent.NOTHING_FILLED, self.now, "primary filled nothing")
                 return
-            legs_done = True   # the hedge venue cannot take it: the window will decide
+            legs_done = True  # the hedge venue cannot take it: the window will decide
         if st in (HedgeState.LEG_WORKING, HedgeState.HEDGING):
             if bq > 0 and sq > 0 and flat and legs_done:
                 pos.machine.fire(HedgeEvent.BOTH_FILLED, self.now, "legs matched")
@@ -79,10 +88,14 @@ class Hedging:
         # unhedged exposure is allowed only inside the hedge window; past it, any residual above
         # tolerance (or a fill ratio below the breach threshold) is a breach
         breach = age_ms > p.hedge_window_ms and (
-            residual_usdt > p.residual_tolerance_usdt or ratio < p.fill_ratio_breach)
+            residual_usdt > p.residual_tolerance_usdt or ratio < p.fill_ratio_breach
+        )
         if breach:
-            pos.machine.fire(HedgeEvent.BREACH, self.now,
-                             f"fill ratio {ratio:.2f}, residual {residual_usdt:.2f} USDT after {age_ms:.0f} ms")
+            pos.machine.fire(
+                HedgeEvent.BREACH,
+                self.now,
+                f"fill ratio {ratio:.2f}, residual {residual_usdt:.2f} USDT after {age_ms:.0f} ms",
+            )
             pos.asymmetric_episodes += 1
             self.counters.asymmetric_episodes += 1
             self.engine.fire(EngineEvent.SYMMETRY_BREACH, self.now, f"opportunity {pos.opp_id} asymmetric")
@@ -105,7 +118,12 @@ class Hedging:
         if pos.hedge_attempts >= self.policy.hedge_max_retries or pos.hedge_blocked:
             return  # the window decides: a breach if the residual is still there when it closes
         last = book.get(pos.unwind_coids[-1]) if pos.unwind_coids else None
-        if last is not None and last.reject_reason in ("insufficient_funds", "min_notional", "lot_size", "bad_input"):
+        if last is not None and last.reject_reason in (
+            "insufficient_funds",
+            "min_notional",
+            "lot_size",
+            "bad_input",
+        ):
             pos.hedge_blocked = True  # retrying cannot help
             return
         pos.hedge_attempts += 1
@@ -113,13 +131,22 @@ class Hedging:
         side = S.Side.SELL if net > 0 else S.Side.BUY
         if not self.board.can_dispatch(leg.venue, self.now):
             return
-        order = self._aggressive(pos, leg.venue, leg.instrument, side, abs(net), S.Purpose.HEDGE,
-                                 self.policy.max_slippage_bps)
+        order = self._aggressive(
+            pos, leg.venue, leg.instrument, side, abs(net), S.Purpose.HEDGE, self.policy.max_slippage_bps
+        )
         if order is not None:
             pos.machine.fire(HedgeEvent.DISPATCHED, self.now, "hedge remainder")
 
-    def _aggressive(self, pos: HedgedPosition, venue: str, instrument: str, side: S.Side, qty: float,
-                    purpose: S.Purpose, through_bps: float) -> ManagedOrder | None:
+    def _aggressive(
+        self,
+        pos: HedgedPosition,
+        venue: str,
+        instrument: str,
+        side: S.Side,
+        qty: float,
+        purpose: S.Purpose,
+        through_bps: float,
+    ) -> ManagedOrder | None:
         """An IOC `through_bps` through the touch for `qty` (rounded down to the lot)."""
         r = self.rules[instrument]
         top = self.market.top(self.reg.venue(venue), self.reg.instrument(instrument))
@@ -140,8 +167,19 @@ class Hedging:
         leg_no = 2 + len(pos.unwind_coids)
         if leg_no > 15:
             return None
-        order = self._new_order(pos.opp_id, leg_no, venue, instrument, side, S.OrderType.IOC, qty, float(price),
-                                through_bps, pos.buy.coid, purpose)
+        order = self._new_order(
+            pos.opp_id,
+            leg_no,
+            venue,
+            instrument,
+            side,
+            S.OrderType.IOC,
+            qty,
+            float(price),
+            through_bps,
+            pos.buy.coid,
+            purpose,
+        )
         pos.unwind_coids.append(order.coid)
         return order
 
@@ -161,10 +199,13 @@ class Hedging:
                     self._position_update(pos)
                     if pos.state == HedgeState.UNWINDING:
                         self._unwind(pos)
-            elif st in (HedgeState.COMPLETE, HedgeState.CLOSED) and self.engine.state not in (EngineState.UNWINDING,):
-                if all(o.terminal for o in pos.orders(self.orders.orders)):
-                    pos.machine.fire(HedgeEvent.RECONCILED, self.now, "legs terminal, residual within tolerance")
-                    del self.open_positions[pos.opp_id]
+            elif (
+                st in (HedgeState.COMPLETE, HedgeState.CLOSED)
+                and self.engine.state != EngineState.UNWINDING
+                and all(o.terminal for o in pos.orders(self.orders.orders))
+            ):
+                pos.machine.fire(HedgeEvent.RECONCILED, self.now, "legs terminal, residual within tolerance")
+                del self.open_positions[pos.opp_id]
         self._engine_checks()
         # orders in doubt: ask again on the verify interval; an order with no answer at all for
         # several intervals (a lost acknowledgement) is asked about too
@@ -202,9 +243,13 @@ class Hedging:
                 if pos.state == HedgeState.UNWINDING:
                     pos.machine.fire(HedgeEvent.UNWIND_FAILED, self.now, f"{pos.unwind_attempts} attempts")
                 if self.engine.can(EngineEvent.UNWIND_FAILED):
-                    self.engine.fire(EngineEvent.UNWIND_FAILED, self.now, f"opportunity {pos.opp_id}: unwind failed")
+                    self.engine.fire(
+                        EngineEvent.UNWIND_FAILED, self.now, f"opportunity {pos.opp_id}: unwind failed"
+                    )
                 else:
-                    self.engine.fire(EngineEvent.OPERATOR_HALT, self.now, f"opportunity {pos.opp_id}: unwind failed")
+                    self.engine.fire(
+                        EngineEvent.OPERATOR_HALT, self.now, f"opportunity {pos.opp_id}: unwind failed"
+                    )
             return
         # flatten on the venue of the over-filled leg; another usable venue if policy allows
         # (maintenance), or when that venue cannot fund the order (the sold leg's venue may not
@@ -216,7 +261,9 @@ class Hedging:
         if not self.board.can_dispatch(venue, self.now):
             if not self.policy.reroute_on_maintenance:
                 return
-            alt = self._reroute(instrument, side, qty=abs(net), through_bps=through) or self._reroute(instrument, side)
+            alt = self._reroute(instrument, side, qty=abs(net), through_bps=through) or self._reroute(
+                instrument, side
+            )
             if alt is None:
                 return
             venue, instrument = alt
@@ -237,8 +284,9 @@ class Hedging:
         else:
             pos.machine.fire(HedgeEvent.UNWIND, self.now, f"retry {pos.unwind_attempts}")
 
-    def _reroute(self, instrument: str, side: S.Side, qty: float = 0.0, through_bps: float = 0.0
-                 ) -> tuple[str, str] | None:
+    def _reroute(
+        self, instrument: str, side: S.Side, qty: float = 0.0, through_bps: float = 0.0
+    ) -> tuple[str, str] | None:
         """Another venue's listing of the same asset and kind, healthy, with a usable book (and,
         with `qty`, the funds for an IOC of `qty` `through_bps` through its touch)."""
         base = self.rules[instrument].base
@@ -271,22 +319,37 @@ class Hedging:
 
     def _engine_checks(self) -> None:
         st = self.engine.state
-        active = [p for p in self.open_positions.values() if p.state in (
-            HedgeState.ASYMMETRIC, HedgeState.ISOLATED, HedgeState.UNWINDING)]
+        active = [
+            p
+            for p in self.open_positions.values()
+            if p.state in (HedgeState.ASYMMETRIC, HedgeState.ISOLATED, HedgeState.UNWINDING)
+        ]
         if st == EngineState.UNWINDING and not active:
             self.engine.fire(EngineEvent.UNWIND_DONE, self.now, "every isolated position is flat")
             self._request_reconcile()
         elif st == EngineState.PROTECTIVE and not active and self.market.vol_level_max() < 3:
-            self.engine.fire(EngineEvent.EXPOSURE_RESOLVED, self.now, "no isolated position, volatility below protect level")
+            self.engine.fire(
+                EngineEvent.EXPOSURE_RESOLVED,
+                self.now,
+                "no isolated position, volatility below protect level",
+            )
             self._request_reconcile()
         elif st == EngineState.RECONCILING:
             if not self.reconcile_clean_since and not self.reconcile_requested:
                 self._request_reconcile()
             working_entries = [o for o in self.orders.working() if o.purpose != "entry"]
-            if (self.reconcile_clean_since and not active and not working_entries
-                    and self.board.all_healthy_for(self.now) and self.market.vol_level_max() < 3):
-                self.engine.fire(EngineEvent.POLICY_CHECKS_PASSED, self.now,
-                                 "flat, reconciliation clean, venues healthy for the window")
+            if (
+                self.reconcile_clean_since
+                and not active
+                and not working_entries
+                and self.board.all_healthy_for(self.now)
+                and self.market.vol_level_max() < 3
+            ):
+                self.engine.fire(
+                    EngineEvent.POLICY_CHECKS_PASSED,
+                    self.now,
+                    "flat, reconciliation clean, venues healthy for the window",
+                )
         # volatility levels: protect and halt
         level = self.market.vol_level_max()
         if level >= 4 and self.engine.can(EngineEvent.VOL_HALT) and self.engine.state != EngineState.HALTED:
@@ -294,7 +357,11 @@ class Hedging:
             for o in self.orders.working():
                 if o.purpose == "entry":
                     self._cancel(o)
-        elif level == 3 and self.engine.state in (EngineState.NORMAL, EngineState.DEGRADED, EngineState.RECONCILING):
+        elif level == 3 and self.engine.state in (
+            EngineState.NORMAL,
+            EngineState.DEGRADED,
+            EngineState.RECONCILING,
+        ):
             self.engine.fire(EngineEvent.VOL_SPIKE, self.now, "volatility above protect level")
 
     def _request_reconcile(self) -> None:

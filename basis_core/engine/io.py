@@ -12,17 +12,31 @@ plus a VENUE_STATUS TIMEOUT (the engine then verifies the order by client order 
 limit blocks the venue's throttle for Retry-After and re-queues the same command (same client
 order id: the venue cannot see it twice); a reject is an ORDER_EVENT REJECT with its reason.
 """
+
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from adapters.base import (
-    BalanceUpdate, BookUpdate, Fill, FundingPayment, FundingUpdate, OrderRequest, OrderStatus, OrderUpdate,
-    TradePrint, TransferInfo, Venue, VenueOrder, VenueStatus, coid_from_wire, coid_to_wire,
+    BalanceUpdate,
+    BookUpdate,
+    Fill,
+    FundingPayment,
+    FundingUpdate,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    TradePrint,
+    TransferInfo,
+    Venue,
+    VenueOrder,
+    VenueStatus,
+    coid_from_wire,
+    coid_to_wire,
 )
 from basis_ext.router import CANCEL, ENTRY, HEDGE, QUERY, Router
 from basis_ext.sequencer import Sequencer
@@ -30,7 +44,13 @@ from basis_ext.throttle import Throttle
 
 from .. import schema as S
 from ..errors import (
-    MalformedResponse, OrderNotFound, OrderRejected, RateLimited, RequestTimeout, VenueError, VenueUnavailable,
+    MalformedResponse,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    RequestTimeout,
+    VenueError,
+    VenueUnavailable,
 )
 from ..registry import Registry
 
@@ -66,14 +86,21 @@ def default_throttle(now_ns: int, orders_per_10s: float = 50, weight_per_min: fl
 class VenueIO:
     """Venue-facing half of the engine (see module docstring)."""
 
-    def __init__(self, venues: dict[str, Venue], registry: Registry, now_ns: Callable[[], int],
-                 sink: Callable[[np.ndarray], None], instrument_of: dict[int, str],
-                 max_rate_limit_retries: int = 5, resend_window_s: float = 1.5):
+    def __init__(
+        self,
+        venues: dict[str, Venue],
+        registry: Registry,
+        now_ns: Callable[[], int],
+        sink: Callable[[np.ndarray], None],
+        instrument_of: dict[int, str],
+        max_rate_limit_retries: int = 5,
+        resend_window_s: float = 1.5,
+    ):
         self.venues = venues
         self.reg = registry
         self.now_ns = now_ns
         self.sink = sink
-        self.instrument_of = instrument_of        # instrument id -> config name
+        self.instrument_of = instrument_of  # instrument id -> config name
         self.max_rl_retries = max_rate_limit_retries
         self.resend_window_ns = int(resend_window_s * 1e9)
         self.router = Router(Sequencer())
@@ -106,8 +133,9 @@ class VenueIO:
     def _emit(self, rec: np.ndarray) -> None:
         self.sink(rec.view(S.GENERIC))
 
-    def emit_status(self, venue: str, report: S.VenueReport, retry_after_s: float | None = None,
-                    until_ns: int = 0) -> None:
+    def emit_status(
+        self, venue: str, report: S.VenueReport, retry_after_s: float | None = None, until_ns: int = 0
+    ) -> None:
         rec = self._new(S.Kind.VENUE_STATUS)
         rec["venue"] = self.reg.venue(venue)
         rec["sub"] = int(report)
@@ -121,8 +149,16 @@ class VenueIO:
             self._last_ok[venue] = now
             self.emit_status(venue, S.VenueReport.OK)
 
-    def emit_order_event(self, venue: str, instrument: str, coid: int, event: S.OrderEventType,
-                         cum_qty: float = 0.0, avg_px: float = 0.0, reason: S.RejectReason = S.RejectReason.NONE) -> None:
+    def emit_order_event(
+        self,
+        venue: str,
+        instrument: str,
+        coid: int,
+        event: S.OrderEventType,
+        cum_qty: float = 0.0,
+        avg_px: float = 0.0,
+        reason: S.RejectReason = S.RejectReason.NONE,
+    ) -> None:
         rec = self._new(S.Kind.ORDER_EVENT)
         rec["venue"] = self.reg.venue(venue)
         rec["instrument"] = self.reg.instrument(instrument) if instrument else 0
@@ -137,8 +173,15 @@ class VenueIO:
         coid = coid_from_wire(view.coid)
         if coid is None:
             return  # not ours (placed by hand): reconciliation reports it, the engine ignores it
-        self.emit_order_event(venue, view.instrument, coid, _STATUS_EVENT[view.status], view.filled_qty,
-                              view.avg_price, view.reason)
+        self.emit_order_event(
+            venue,
+            view.instrument,
+            coid,
+            _STATUS_EVENT[view.status],
+            view.filled_qty,
+            view.avg_price,
+            view.reason,
+        )
 
     def emit_fill(self, fill: Fill) -> None:
         if (fill.venue, fill.trade_id) in self._trades:
@@ -196,12 +239,22 @@ class VenueIO:
             elif isinstance(ev, TradePrint):
                 rec = self._new(S.Kind.TRADE)
                 rec["venue"], rec["instrument"] = self.reg.venue(name), self.reg.instrument(ev.instrument)
-                rec["sub"], rec["price"], rec["qty"], rec["exch_ts_ns"] = int(ev.side), ev.price, ev.qty, ev.ts_ns
+                rec["sub"], rec["price"], rec["qty"], rec["exch_ts_ns"] = (
+                    int(ev.side),
+                    ev.price,
+                    ev.qty,
+                    ev.ts_ns,
+                )
                 self._emit(rec)
             elif isinstance(ev, FundingUpdate):
                 rec = self._new(S.Kind.FUNDING)
                 rec["venue"], rec["instrument"] = self.reg.venue(name), self.reg.instrument(ev.instrument)
-                rec["mark_px"], rec["index_px"], rec["rate"], rec["next_ns"] = ev.mark_price, ev.index_price, ev.rate, ev.next_ns
+                rec["mark_px"], rec["index_px"], rec["rate"], rec["next_ns"] = (
+                    ev.mark_price,
+                    ev.index_price,
+                    ev.rate,
+                    ev.next_ns,
+                )
                 self._emit(rec)
             elif isinstance(ev, VenueStatus):
                 self.emit_status(name, ev.state, until_ns=ev.until_ns)
@@ -217,13 +270,25 @@ class VenueIO:
                 rec = self._new(S.Kind.BALANCE_UPDATE)
                 rec["venue"], rec["aux"] = self.reg.venue(name), self.reg.assets.add(ev.balance.asset)
                 rec["free"], rec["locked"], rec["update_id"], rec["venue_ts_ns"] = (
-                    ev.balance.free, ev.balance.locked, ev.update_id, ev.ts_ns)
+                    ev.balance.free,
+                    ev.balance.locked,
+                    ev.update_id,
+                    ev.ts_ns,
+                )
                 self._emit(rec)
             elif isinstance(ev, TransferInfo):
                 rec = self._new(S.Kind.TRANSFER_UPDATE)
                 rec["venue"], rec["aux"] = self.reg.venue(ev.from_venue), self.reg.assets.add(ev.asset)
-                rec["sub"], rec["amount"], rec["to_venue"] = int(ev.state), ev.amount, self.reg.venue(ev.to_venue)
-                rec["confirmations"], rec["required"], rec["eta_ns"] = ev.confirmations, ev.required, ev.eta_ns
+                rec["sub"], rec["amount"], rec["to_venue"] = (
+                    int(ev.state),
+                    ev.amount,
+                    self.reg.venue(ev.to_venue),
+                )
+                rec["confirmations"], rec["required"], rec["eta_ns"] = (
+                    ev.confirmations,
+                    ev.required,
+                    ev.eta_ns,
+                )
                 rec["transfer_id"] = stable_id(ev.transfer_id)
                 self._emit(rec)
             elif isinstance(ev, FundingPayment) and on_funding is not None:
@@ -238,7 +303,7 @@ class VenueIO:
         for i in range(len(gen)):
             kind = int(gen["kind"][i])
             vid = int(gen["venue"][i])
-            rec = records[i:i + 1].copy()
+            rec = records[i : i + 1].copy()
             if kind == S.Kind.ORDER_NEW:
                 purpose = S.Purpose(int(rec.view(S.ORDER_NEW)["aux"][0]) >> 8)
                 self.router.push(vid, _PRIORITY[purpose], 0, (rec, 0), now)
@@ -268,7 +333,7 @@ class VenueIO:
             if wait > 0:
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=min(wait, 5_000_000_000) / 1e9)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             else:
                 await wake.wait()
@@ -281,8 +346,14 @@ class VenueIO:
             o = rec.view(S.ORDER_NEW)[0]
             coid, inst = int(o["coid"]), self.instrument_of[int(o["instrument"])]
             otype = S.OrderType(int(o["aux"]) & 0xFF)
-            req = OrderRequest(coid_to_wire(coid), inst, S.Side(int(o["sub"])), otype, float(o["qty"]),
-                               float(o["price"]) if o["price"] > 0 else None)
+            req = OrderRequest(
+                coid_to_wire(coid),
+                inst,
+                S.Side(int(o["sub"])),
+                otype,
+                float(o["qty"]),
+                float(o["price"]) if o["price"] > 0 else None,
+            )
             self.calls["submit"] += 1
             try:
                 view = await venue.submit(req)
@@ -291,16 +362,31 @@ class VenueIO:
                 # refused before execution: the same command (same client order id) goes again
                 # after the wait, but only while the engine still waits for it; past that it is
                 # refused here, so an order the engine has given up on can never reach the venue
-                if attempt + 1 < self.max_rl_retries and self.now_ns() - int(o["ts_ns"]) < self.resend_window_ns:
-                    self.router.push(self.reg.venue(name), _PRIORITY[S.Purpose(int(o["aux"]) >> 8)], 0,
-                                     (rec, attempt + 1), self.now_ns())
+                if (
+                    attempt + 1 < self.max_rl_retries
+                    and self.now_ns() - int(o["ts_ns"]) < self.resend_window_ns
+                ):
+                    self.router.push(
+                        self.reg.venue(name),
+                        _PRIORITY[S.Purpose(int(o["aux"]) >> 8)],
+                        0,
+                        (rec, attempt + 1),
+                        self.now_ns(),
+                    )
                     self._wake[self.reg.venue(name)].set()
                 else:
-                    self.emit_order_event(name, inst, coid, S.OrderEventType.REJECT, reason=S.RejectReason.RATE_LIMITED)
+                    self.emit_order_event(
+                        name, inst, coid, S.OrderEventType.REJECT, reason=S.RejectReason.RATE_LIMITED
+                    )
                 return
             except OrderRejected as exc:
-                self.emit_order_event(name, inst, coid, S.OrderEventType.REJECT,
-                                      reason=_REASON.get(exc.reason, S.RejectReason.VENUE_REJECT))
+                self.emit_order_event(
+                    name,
+                    inst,
+                    coid,
+                    S.OrderEventType.REJECT,
+                    reason=_REASON.get(exc.reason, S.RejectReason.VENUE_REJECT),
+                )
                 self._ok(name)
                 return
             except (RequestTimeout, VenueUnavailable, MalformedResponse, VenueError) as exc:

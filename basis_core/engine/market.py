@@ -13,6 +13,7 @@ are the median mid of the usable spot books of that asset, or of its perp books 
 book is usable. Volatility is an EWMA of squared log returns of each asset's mark, in bps per
 sqrt(second), mapped to the policy's levels: 0 normal, 1 tighten, 2 reduce, 3 protect, 4 halt.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,12 +35,21 @@ class NoMark(BasisError):
 
 
 class MarketState:
-    def __init__(self, registry: Registry, rules: dict, depth: int, policy: PolicyConfig, start_ns: int = 0,
-                 fixed_marks: dict[str, float] | None = None):
+    def __init__(
+        self,
+        registry: Registry,
+        rules: dict,
+        depth: int,
+        policy: PolicyConfig,
+        start_ns: int = 0,
+        fixed_marks: dict[str, float] | None = None,
+    ):
         self.reg = registry
         self.rules = rules
         self.policy = policy
-        self.books = BookState(max(len(registry.venues), 1), max(len(registry.instruments), 1), max(depth, 10))
+        self.books = BookState(
+            max(len(registry.venues), 1), max(len(registry.instruments), 1), max(depth, 10)
+        )
         self.max_age_ns = int(policy.stale_book_ms * MS)
         self.ids = {name: (registry.venue(r.venue), registry.instrument(name)) for name, r in rules.items()}
         self.by_base: dict[str, list[str]] = {}
@@ -49,13 +59,28 @@ class MarketState:
         self.names = list(rules)
         #: the compiled market step's tables and state (marks, volatility, changed books)
         index = {name: k for k, name in enumerate(self.names)}
-        pairs = [(index[buy], index[sell]) for names in self.by_base.values()
-                 for buy in names for sell in names if buy != sell]
+        pairs = [
+            (index[buy], index[sell])
+            for names in self.by_base.values()
+            for buy in names
+            for sell in names
+            if buy != sell
+        ]
         self.scanner = scan.ScanState(
-            [(*self.ids[name], r.base, r.kind == "spot", r.taker_fee_bps) for name, r in rules.items()], pairs,
-            self.books.px.shape[1], min_edge_bps=policy.min_edge_bps, vol_halflife_ms=policy.vol_halflife_ms,
-            vol_thresholds=(policy.vol_tighten_bps, policy.vol_reduce_bps, policy.vol_protect_bps,
-                            policy.vol_halt_bps), max_age_ns=self.max_age_ns, start_ns=start_ns)
+            [(*self.ids[name], r.base, r.kind == "spot", r.taker_fee_bps) for name, r in rules.items()],
+            pairs,
+            self.books.px.shape[1],
+            min_edge_bps=policy.min_edge_bps,
+            vol_halflife_ms=policy.vol_halflife_ms,
+            vol_thresholds=(
+                policy.vol_tighten_bps,
+                policy.vol_reduce_bps,
+                policy.vol_protect_bps,
+                policy.vol_halt_bps,
+            ),
+            max_age_ns=self.max_age_ns,
+            start_ns=start_ns,
+        )
         # assets with no book of their own (a fee token) are valued at a configured price
         self._fixed_marks: dict[str, float] = {"USDT": 1.0, **(fixed_marks or {})}
         self._lots = {name: sizing.lot_units(r.lot) for name, r in rules.items()}
@@ -89,9 +114,33 @@ class MarketState:
             for sell in self.rules:
                 if buy != sell:
                     (bv, bi), (sv, si) = self.ids[buy], self.ids[sell]
-                    sizing.size_two_leg_nb(b.px, b.qty, b.cnt, bv, bi, sv, si, self._lots[buy], self._lots[sell],
-                                           1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-                                           self._out)
+                    sizing.size_two_leg_nb(
+                        b.px,
+                        b.qty,
+                        b.cnt,
+                        bv,
+                        bi,
+                        sv,
+                        si,
+                        self._lots[buy],
+                        self._lots[sell],
+                        1.0,
+                        1.0,
+                        0.0,
+                        0.0,
+                        1.0,
+                        1.0,
+                        1.0,
+                        1.0,
+                        1.0,
+                        1.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        self._out,
+                    )
                     return
 
     # -- updates -----------------------------------------------------------------------------
@@ -122,8 +171,12 @@ class MarketState:
         b = self.books
         if not b.usable(venue, instrument, self.now, self.max_age_ns):
             return None
-        return (float(b.px[venue, instrument, 0, 0]), float(b.qty[venue, instrument, 0, 0]),
-                float(b.px[venue, instrument, 1, 0]), float(b.qty[venue, instrument, 1, 0]))
+        return (
+            float(b.px[venue, instrument, 0, 0]),
+            float(b.qty[venue, instrument, 0, 0]),
+            float(b.px[venue, instrument, 1, 0]),
+            float(b.qty[venue, instrument, 1, 0]),
+        )
 
     def usable(self, venue: int, instrument: int, now_ns: int) -> bool:
         return self.books.usable(venue, instrument, now_ns, self.max_age_ns)
@@ -148,8 +201,18 @@ class MarketState:
     def vol_level_max(self) -> int:
         return int(self.scanner.ctl[scan.C_LEVEL_MAX])
 
-    def size_pair(self, buy: str, sell: str, *, slip_bps: float, min_edge_bps: float, base_avail: float,
-                  quote_avail: float, capital_free: float, notional_cap: float):
+    def size_pair(
+        self,
+        buy: str,
+        sell: str,
+        *,
+        slip_bps: float,
+        min_edge_bps: float,
+        base_avail: float,
+        quote_avail: float,
+        capital_free: float,
+        notional_cap: float,
+    ):
         """Size a two-leg opportunity with the sizing kernel on the live book arrays.
 
         Returns ((qty, buy limit, sell limit, buy slip, sell slip, buy touch, sell touch), reason)."""
@@ -162,11 +225,43 @@ class MarketState:
         touch_buy, touch_sell = float(b.px[bv, bi, 1, 0]), float(b.px[sv, si, 0, 0])
         out = self._out
         reason = sizing.size_two_leg_nb(
-            b.px, b.qty, b.cnt, bv, bi, sv, si, self._lots[buy], self._lots[sell], rb.tick, rs.tick,
-            rb.min_notional, rs.min_notional, rb.taker_fee_bps, rs.taker_fee_bps, slip_bps, slip_bps,
-            touch_buy * (1 + slip_bps / 1e4), touch_sell * (1 - slip_bps / 1e4), min_edge_bps,
-            max(base_avail, 0.0), max(quote_avail, 0.0), max(capital_free, 0.0), max(notional_cap, 0.0), out)
+            b.px,
+            b.qty,
+            b.cnt,
+            bv,
+            bi,
+            sv,
+            si,
+            self._lots[buy],
+            self._lots[sell],
+            rb.tick,
+            rs.tick,
+            rb.min_notional,
+            rs.min_notional,
+            rb.taker_fee_bps,
+            rs.taker_fee_bps,
+            slip_bps,
+            slip_bps,
+            touch_buy * (1 + slip_bps / 1e4),
+            touch_sell * (1 - slip_bps / 1e4),
+            min_edge_bps,
+            max(base_avail, 0.0),
+            max(quote_avail, 0.0),
+            max(capital_free, 0.0),
+            max(notional_cap, 0.0),
+            out,
+        )
         if reason != 0:
             return None, S.RejectReason(reason)
-        return ((float(out[sizing.O_QTY]), float(out[sizing.O_BUY_LIMIT]), float(out[sizing.O_SELL_LIMIT]),
-                 slip_bps, slip_bps, touch_buy, touch_sell), S.RejectReason.NONE)
+        return (
+            (
+                float(out[sizing.O_QTY]),
+                float(out[sizing.O_BUY_LIMIT]),
+                float(out[sizing.O_SELL_LIMIT]),
+                slip_bps,
+                slip_bps,
+                touch_buy,
+                touch_sell,
+            ),
+            S.RejectReason.NONE,
+        )

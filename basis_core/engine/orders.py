@@ -6,14 +6,17 @@ booked once per trade id; the venue's cumulative filled quantity is kept beside 
 and exposure is computed from the larger of the two, so a fill we have not seen yet still
 counts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from adapters.base import coid_to_wire
+
 from ..schema import OrderType, Side, make_coid, split_coid
 from ..state.fsm import Machine
 from ..state.tables import ORDER, OrderEvent, OrderState
+
 
 @dataclass
 class ManagedOrder:
@@ -23,10 +26,10 @@ class ManagedOrder:
     side: Side
     otype: OrderType
     qty: float
-    price: float | None           # the bound
+    price: float | None  # the bound
     max_slip_bps: float
-    depends_on: int = 0           # coid of the leg this one hedges (0: primary)
-    purpose: str = "entry"        # entry | hedge | unwind
+    depends_on: int = 0  # coid of the leg this one hedges (0: primary)
+    purpose: str = "entry"  # entry | hedge | unwind
     machine: Machine | None = None
     filled_booked: float = 0.0
     filled_reported: float = 0.0
@@ -88,15 +91,40 @@ class OrderManager:
         if self._on_change is not None:
             self._on_change(change)
 
-    def create(self, opp_id: int, leg: int, venue: str, instrument: str, side: Side, otype: OrderType,
-               qty: float, price: float | None, max_slip_bps: float, now_ns: int,
-               depends_on: int = 0, purpose: str = "entry") -> ManagedOrder:
+    def create(
+        self,
+        opp_id: int,
+        leg: int,
+        venue: str,
+        instrument: str,
+        side: Side,
+        otype: OrderType,
+        qty: float,
+        price: float | None,
+        max_slip_bps: float,
+        now_ns: int,
+        depends_on: int = 0,
+        purpose: str = "entry",
+    ) -> ManagedOrder:
         coid = make_coid(opp_id, leg)
         if coid in self.orders:
             raise ValueError(f"client order id {coid} already used")
-        order = ManagedOrder(coid, venue, instrument, side, otype, qty, price, max_slip_bps, depends_on, purpose,
-                             created_ns=now_ns)
-        order.machine = Machine(ORDER, OrderState.NEW, key=str(coid), on_change=self._changed, since_ns=now_ns)
+        order = ManagedOrder(
+            coid,
+            venue,
+            instrument,
+            side,
+            otype,
+            qty,
+            price,
+            max_slip_bps,
+            depends_on,
+            purpose,
+            created_ns=now_ns,
+        )
+        order.machine = Machine(
+            ORDER, OrderState.NEW, key=str(coid), on_change=self._changed, since_ns=now_ns
+        )
         self.orders[coid] = order
         self._working[coid] = order
         return order
@@ -107,8 +135,9 @@ class OrderManager:
     def fire(self, order: ManagedOrder, event: OrderEvent, now_ns: int, cause: str = "") -> tuple[str, ...]:
         return order.machine.fire(event, now_ns, cause)
 
-    def book_execution(self, order: ManagedOrder, trade_id: str, price: float, qty: float, fee: float,
-                       fee_asset: str) -> bool:
+    def book_execution(
+        self, order: ManagedOrder, trade_id: str, price: float, qty: float, fee: float, fee_asset: str
+    ) -> bool:
         """Book one execution by its trade id; False when it was booked already (a repeat)."""
         if trade_id in order.trade_ids:
             return False

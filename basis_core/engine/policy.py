@@ -2,6 +2,7 @@
 
 Loaded from the `[policy]` table of a scenario; defaults are conservative.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,49 +14,65 @@ from ..configio import require
 @dataclass(frozen=True)
 class PolicyConfig:
     # signal handling
-    min_edge_bps: float = 5.0            # net of taker fees and expected slippage
-    signal_ttl_ms: float = 250.0         # built-in signals live this long
-    stale_book_ms: float = 500.0         # a book older than this is unusable
+    min_edge_bps: float = 5.0  # net of taker fees and expected slippage
+    signal_ttl_ms: float = 250.0  # built-in signals live this long
+    stale_book_ms: float = 500.0  # a book older than this is unusable
     # order construction
-    max_slippage_bps: float = 10.0       # per leg, against the touch at decision time
+    max_slippage_bps: float = 10.0  # per leg, against the touch at decision time
     max_order_notional_usdt: float = 25_000.0
     strategy_budget_usdt: float = 100_000.0
     max_exposure_usdt: float = 50_000.0  # per venue, gross
     # coordinated CEX execution
     dispatch: Literal["simultaneous", "primary_then_hedge"] = "simultaneous"
-    hedge_window_ms: float = 1_500.0     # time from the first fill to a matched hedge
-    fill_ratio_degrade: float = 0.95     # min(filled)/max(filled) below this: degrade
-    fill_ratio_breach: float = 0.80      # below this at the end of the hedge window: breach
-    max_residual_usdt: float = 2_000.0   # unhedged exposure tolerated inside the window
-    hedge_max_retries: int = 3           # re-sends of a missing hedge quantity inside the window
-    residual_tolerance_usdt: float = 5.0 # below this a position counts as flat
+    hedge_window_ms: float = 1_500.0  # time from the first fill to a matched hedge
+    fill_ratio_degrade: float = 0.95  # min(filled)/max(filled) below this: degrade
+    fill_ratio_breach: float = 0.80  # below this at the end of the hedge window: breach
+    max_residual_usdt: float = 2_000.0  # unhedged exposure tolerated inside the window
+    hedge_max_retries: int = 3  # re-sends of a missing hedge quantity inside the window
+    residual_tolerance_usdt: float = 5.0  # below this a position counts as flat
     unwind_window_ms: float = 3_000.0
     unwind_max_retries: int = 3
     unwind_aggression_bps: float = 30.0  # flatten with an IOC this far through the touch
     # failure modes
-    healthy_window_ms: float = 2_000.0   # venue must be healthy this long before normal
-    degraded_rate_factor: float = 0.25   # routing frequency while rate limited
+    healthy_window_ms: float = 2_000.0  # venue must be healthy this long before normal
+    degraded_rate_factor: float = 0.25  # routing frequency while rate limited
     reroute_on_maintenance: bool = False
-    verify_interval_ms: float = 250.0    # how often an UNKNOWN order is queried
-    lost_after_ms: float = 3_000.0       # not found for this long after a timeout: never placed
+    verify_interval_ms: float = 250.0  # how often an UNKNOWN order is queried
+    lost_after_ms: float = 3_000.0  # not found for this long after a timeout: never placed
     # volatility
     vol_halflife_ms: float = 2_000.0
-    vol_tighten_bps: float = 15.0        # per-sqrt-second EWMA vol above which bounds tighten
-    vol_reduce_bps: float = 30.0         # ... size is halved
-    vol_protect_bps: float = 60.0        # ... no new exposure (PROTECTIVE)
-    vol_halt_bps: float = 150.0          # ... HALTED
+    vol_tighten_bps: float = 15.0  # per-sqrt-second EWMA vol above which bounds tighten
+    vol_reduce_bps: float = 30.0  # ... size is halved
+    vol_protect_bps: float = 60.0  # ... no new exposure (PROTECTIVE)
+    vol_halt_bps: float = 150.0  # ... HALTED
     # reconciliation
     reconcile_interval_ms: float = 1_000.0
     balance_lag_ms: float = 1_500.0
 
     def _validate(self, path):
-        require(0 < self.fill_ratio_breach <= self.fill_ratio_degrade <= 1, f"{path}.fill_ratio_breach",
-                "need 0 < fill_ratio_breach <= fill_ratio_degrade <= 1")
-        require(self.vol_tighten_bps <= self.vol_reduce_bps <= self.vol_protect_bps <= self.vol_halt_bps,
-                f"{path}.vol_tighten_bps", "volatility levels must be ordered tighten <= reduce <= protect <= halt")
-        for name in ("signal_ttl_ms", "stale_book_ms", "hedge_window_ms", "unwind_window_ms", "healthy_window_ms",
-                     "verify_interval_ms", "reconcile_interval_ms", "max_order_notional_usdt",
-                     "strategy_budget_usdt", "max_exposure_usdt", "max_residual_usdt"):
+        require(
+            0 < self.fill_ratio_breach <= self.fill_ratio_degrade <= 1,
+            f"{path}.fill_ratio_breach",
+            "need 0 < fill_ratio_breach <= fill_ratio_degrade <= 1",
+        )
+        require(
+            self.vol_tighten_bps <= self.vol_reduce_bps <= self.vol_protect_bps <= self.vol_halt_bps,
+            f"{path}.vol_tighten_bps",
+            "volatility levels must be ordered tighten <= reduce <= protect <= halt",
+        )
+        for name in (
+            "signal_ttl_ms",
+            "stale_book_ms",
+            "hedge_window_ms",
+            "unwind_window_ms",
+            "healthy_window_ms",
+            "verify_interval_ms",
+            "reconcile_interval_ms",
+            "max_order_notional_usdt",
+            "strategy_budget_usdt",
+            "max_exposure_usdt",
+            "max_residual_usdt",
+        ):
             require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
         require(self.unwind_max_retries >= 1, f"{path}.unwind_max_retries", "must be >= 1")
         require(0 < self.degraded_rate_factor <= 1, f"{path}.degraded_rate_factor", "must be in (0, 1]")

@@ -4,6 +4,7 @@ A position is the set of orders of one opportunity: the entry legs (a buy and a 
 same base asset, on two venues or on spot and perp) and any unwind orders. Its net base
 quantity is the signed sum of what those orders filled; it is hedged when that is (near) zero.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ class Leg:
     venue: str
     instrument: str
     side: Side
-    signal_px: float      # the touch when the signal was taken (slippage is measured from it)
+    signal_px: float  # the touch when the signal was taken (slippage is measured from it)
     coid: int = 0
 
 
@@ -43,7 +44,7 @@ class HedgedPosition:
     unwind_started_ns: int = 0
     asymmetric_episodes: int = 0
     degraded: bool = False
-    hedge_price: float = 0.0     # the hedge leg's bound, fixed when the opportunity was sized
+    hedge_price: float = 0.0  # the hedge leg's bound, fixed when the opportunity was sized
     hedge_slip: float = 0.0
 
     @property
@@ -74,8 +75,9 @@ class HedgedPosition:
         return 1.0 if hi <= 0 else min(bq, sq) / hi
 
 
-def new_position(opp_id: int, strategy: str, buy: Leg, sell: Leg, qty: float, edge_bps: float, now_ns: int,
-                 on_change=None) -> HedgedPosition:
+def new_position(
+    opp_id: int, strategy: str, buy: Leg, sell: Leg, qty: float, edge_bps: float, now_ns: int, on_change=None
+) -> HedgedPosition:
     pos = HedgedPosition(opp_id, strategy, buy, sell, qty, edge_bps, now_ns)
     pos.machine = Machine(HEDGE, HedgeState.PENDING, key=str(opp_id), on_change=on_change, since_ns=now_ns)
     return pos

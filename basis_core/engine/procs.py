@@ -19,6 +19,7 @@ and kernels loaded, waiting on a pipe, on the io core) takes over when there is 
 restart costs the journal replay rather than a fresh start; a new standby starts once the
 engine is up again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,15 +29,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from .. import schema as S
 from ..config import from_dict
-from ..errors import ConsumerGone, RingError
 from ..cpu import Placement, apply
+from ..errors import ConsumerGone, RingError
 from ..journal import JournalReader, JournalWriter
 from ..registry import Registry
-from numba import njit
-
 from ..rings import CONSUMER, PRODUCER, Ring
 from ..rings import kernels as ring_kernels
 from ..rings.layout import OWN
@@ -50,14 +50,13 @@ BATCH = 4096
 
 def engine_main(spec: dict) -> None:
     """Entry point of the engine process (multiprocessing 'spawn')."""
-    from ..run import fixed_marks_of, policy_of, rules_of
-
     from ..kernels.warmup import warm_up
+    from ..run import fixed_marks_of, policy_of, rules_of
 
     _PARENT[0] = os.getppid()
     placement = Placement("engine", spec["core"], spec.get("core_note", ""))
     print("  " + apply(placement, realtime=spec.get("realtime", False)), flush=True)
-    warm_up()   # compile or load every kernel before the first record
+    warm_up()  # compile or load every kernel before the first record
     run_dir = Path(spec["run_dir"])
     cfg = from_dict(spec["config"])
     reg = Registry.from_dict(spec["registry"])
@@ -81,13 +80,21 @@ def engine_main(spec: dict) -> None:
                 closing = timer_record(time.time_ns())
                 journal.append(closing)
                 _emit(core, np.concatenate([tail, closing]).view(S.GENERIC), journal, orders)
-            batch = np.concatenate([control_record(time.time_ns(), S.ControlCommand.RECOVERED),
-                                    timer_record(time.time_ns())]).view(S.GENERIC)
+            batch = np.concatenate(
+                [control_record(time.time_ns(), S.ControlCommand.RECOVERED), timer_record(time.time_ns())]
+            ).view(S.GENERIC)
             journal.append(batch)
             _emit(core, batch, journal, orders)
         else:
-            core = EngineCore(reg, rules_of(cfg), policy_of(cfg), {}, spec["start_ns"],
-                              fixed_marks=fixed_marks_of(cfg), builtin_signals=cfg.signals.builtin)
+            core = EngineCore(
+                reg,
+                rules_of(cfg),
+                policy_of(cfg),
+                {},
+                spec["start_ns"],
+                fixed_marks=fixed_marks_of(cfg),
+                builtin_signals=cfg.signals.builtin,
+            )
             journal = JournalWriter(run_dir / "journal", cfg.journal)
         _push(orders, control_record(time.time_ns(), S.ControlCommand.READY))
         buf_md, buf_ex = S.aligned_empty(BATCH), S.aligned_empty(BATCH)
@@ -106,7 +113,7 @@ def engine_main(spec: dict) -> None:
             if n_ex + n_md == 0 and now - last < tick_ns:
                 time.sleep(0.0002)
                 if os.getppid() != parent:
-                    break          # the io process is gone: nothing can carry our commands
+                    break  # the io process is gone: nothing can carry our commands
                 continue
             last = now
             new_ex = buf_ex[:n_ex][buf_ex["seq"][:n_ex] > seen_ex]
@@ -122,7 +129,9 @@ def engine_main(spec: dict) -> None:
             n_before = len(core.counters.decision_ns)
             _emit(core, batch, journal, orders)
             samples.extend(core.counters.decision_ns[n_before:])
-            exiting = bool(np.any((batch["kind"] == S.Kind.CONTROL) & (batch["sub"] == S.ControlCommand.EXIT)))
+            exiting = bool(
+                np.any((batch["kind"] == S.Kind.CONTROL) & (batch["sub"] == S.ControlCommand.EXIT))
+            )
         journal.close()
         (run_dir / "engine-latency.npy").write_bytes(np.asarray(samples, dtype=np.int64).tobytes())
     except ConsumerGone as exc:
@@ -142,7 +151,7 @@ def standby_main(conn) -> None:
     try:
         spec = conn.recv()
     except (EOFError, OSError):
-        return                      # the io process is gone
+        return  # the io process is gone
     finally:
         conn.close()
     if spec is not None:
@@ -192,14 +201,14 @@ def _push(ring: Ring, records: np.ndarray) -> None:
                 raise ConsumerGone("the io process is gone: nothing consumes the order ring")
 
 
-_PARENT = [os.getppid()]     # set again by engine_main in the engine process
+_PARENT = [os.getppid()]  # set again by engine_main in the engine process
 
 
 def _unfinished_batch(run_dir: Path) -> np.ndarray:
     """Input records after the last closed batch (a crash between journaling and deciding)."""
     records = JournalReader(run_dir / "journal").read(0).view(S.GENERIC)
     ends = batch_ends(records)
-    tail = records[(ends[-1] + 1) if len(ends) else 0:]
+    tail = records[(ends[-1] + 1) if len(ends) else 0 :]
     return tail[tail["source"] != ENGINE_SOURCE]
 
 
@@ -216,7 +225,7 @@ class ProcessRunner(Runner):
         #: (noticed dead at ns, ns until the restarted engine was ready) per restart
         self.downtimes: list[tuple[int, int]] = []
         self._down_since: int | None = None
-        self._standby = None                 # (process, pipe) of the standby engine
+        self._standby = None  # (process, pipe) of the standby engine
         self.standby_takeovers = 0
         self._follow_pos = 0
         self._pending: list[np.ndarray] = []
@@ -239,7 +248,9 @@ class ProcessRunner(Runner):
             if len(part):
                 # one increasing sequence per ring: a restarted engine drops what it already has
                 part = part.copy()
-                part["seq"] = np.arange(self._ring_seq[ring.name] + 1, self._ring_seq[ring.name] + 1 + len(part))
+                part["seq"] = np.arange(
+                    self._ring_seq[ring.name] + 1, self._ring_seq[ring.name] + 1 + len(part)
+                )
                 self._ring_seq[ring.name] += len(part)
             done = 0
             while done < len(part):
@@ -255,10 +266,19 @@ class ProcessRunner(Runner):
         from ..configio import to_plain
 
         p = self.placements["engine"]
-        spec = {"run_dir": str(self.run_dir), "config": to_plain(self.cfg), "registry": self.reg.as_dict(),
-                "md": self.names["md"], "exec": self.names["exec"], "orders": self.names["orders"],
-                "start_ns": self.core.market.start_ns or self.now_ns(), "resume": resume, "core": p.core,
-                "core_note": p.note, "realtime": self.cfg.cpu.realtime}
+        spec = {
+            "run_dir": str(self.run_dir),
+            "config": to_plain(self.cfg),
+            "registry": self.reg.as_dict(),
+            "md": self.names["md"],
+            "exec": self.names["exec"],
+            "orders": self.names["orders"],
+            "start_ns": self.core.market.start_ns or self.now_ns(),
+            "resume": resume,
+            "core": p.core,
+            "core_note": p.note,
+            "realtime": self.cfg.cpu.realtime,
+        }
         self.engine_ready = False
         standby, self._standby = self._standby, None
         if resume and standby is not None and standby[0].is_alive():
@@ -269,9 +289,11 @@ class ProcessRunner(Runner):
                 self.standby_takeovers += 1
                 return
             except OSError:
-                pass                # it died meanwhile: start a fresh one
+                pass  # it died meanwhile: start a fresh one
         self._retire(standby)
-        self.engine_proc = mp.get_context("spawn").Process(target=engine_main, args=(spec,), name="basis-engine")
+        self.engine_proc = mp.get_context("spawn").Process(
+            target=engine_main, args=(spec,), name="basis-engine"
+        )
         self.engine_proc.start()
 
     def _spawn_standby(self) -> None:
@@ -293,7 +315,7 @@ class ProcessRunner(Runner):
         try:
             conn.send(None)
         except OSError:
-            pass                    # closed already, or the standby is gone
+            pass  # closed already, or the standby is gone
         conn.close()
         proc.join(2)
         if proc.is_alive():
@@ -308,7 +330,9 @@ class ProcessRunner(Runner):
         while not self.engine_ready:
             self._commands()
             if not self.engine_alive():
-                raise RingError(f"the engine process exited before it was ready (exit code {self.engine_proc.exitcode})")
+                raise RingError(
+                    f"the engine process exited before it was ready (exit code {self.engine_proc.exitcode})"
+                )
             if time.monotonic() > deadline:
                 raise RingError(f"the engine process was not ready after {ready_timeout_s:g} s")
             await asyncio.sleep(0.01)
@@ -341,7 +365,7 @@ class ProcessRunner(Runner):
             reader = JournalReader(jdir)
             parts = [b for _, b in reader.batches(self._follow_pos)]
         except Exception:
-            return   # the engine is between segments or restarting: read again next time
+            return  # the engine is between segments or restarting: read again next time
         if not parts:
             return
         recs = np.concatenate(parts).view(S.GENERIC)
@@ -353,7 +377,7 @@ class ProcessRunner(Runner):
         start = 0
         for end in ends:
             batch = S.aligned_empty(end + 1 - start)
-            batch[:] = pending[start:end + 1]
+            batch[:] = pending[start : end + 1]
             self.core.step(batch)
             start = end + 1
         self._pending = [pending[start:]] if start < len(pending) else []
@@ -374,7 +398,7 @@ class ProcessRunner(Runner):
                 self._commands()
                 self._follow()
                 self.restarts += 1
-                if self._down_since is None:      # (not yet back from an earlier restart)
+                if self._down_since is None:  # (not yet back from an earlier restart)
                     self._down_since = self.now_ns()
                 self.spawn_engine(resume=True)
             await super().run_for(min(0.25, max(0.0, (t_end - self.now_ns()) / 1e9)))
@@ -407,4 +431,3 @@ class ProcessRunner(Runner):
             self.engine_proc.join(5)
         for ring in (self.md, self.ex, self.orders):
             ring.close()
-

@@ -7,6 +7,7 @@ in the same batches, to a new EngineCore and compares what it decides with what 
 the engine reads no clock and no venue, so the decisions must be identical, byte for byte.
 Crash recovery starts from the same rebuilt state.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,7 +37,13 @@ def timer_record(now_ns: int) -> np.ndarray:
 def control_record(now_ns: int, cmd: S.ControlCommand, aux: int = 0, operator: int = 0) -> np.ndarray:
     """A CONTROL input from the io side / runner."""
     rec = S.empty(S.Kind.CONTROL)
-    rec["ts_ns"], rec["source"], rec["sub"], rec["aux"], rec["operator"] = now_ns, RUNNER_SOURCE, int(cmd), aux, operator
+    rec["ts_ns"], rec["source"], rec["sub"], rec["aux"], rec["operator"] = (
+        now_ns,
+        RUNNER_SOURCE,
+        int(cmd),
+        aux,
+        operator,
+    )
     return rec.view(S.GENERIC)
 
 
@@ -89,16 +96,23 @@ def replay(run_dir: str | Path, debug=None) -> ReplayResult:
     records = reader.read(0).view(S.GENERIC)
     if len(records) == 0:
         raise JournalError(f"{run_dir}/journal is empty")
-    core = EngineCore(reg, rules_of(cfg), policy_of(cfg), {}, int(records["ts_ns"][0]),
-                      fixed_marks=fixed_marks_of(cfg), builtin_signals=cfg.signals.builtin)
+    core = EngineCore(
+        reg,
+        rules_of(cfg),
+        policy_of(cfg),
+        {},
+        int(records["ts_ns"][0]),
+        fixed_marks=fixed_marks_of(cfg),
+        builtin_signals=cfg.signals.builtin,
+    )
     ends = batch_ends(records)
     batches = mismatched = commands = 0
     start = 0
     unlogged = None
     for n_batch, end in enumerate(ends):
-        batch = records[start:end + 1]
+        batch = records[start : end + 1]
         inputs = batch[batch["source"] != ENGINE_SOURCE]
-        logged = batch[batch["source"] == ENGINE_SOURCE]   # commands of the previous step
+        logged = batch[batch["source"] == ENGINE_SOURCE]  # commands of the previous step
         start = end + 1
         # the commands journaled after this batch sit before the next batch's first input
         nxt = start
@@ -110,7 +124,7 @@ def replay(run_dir: str | Path, debug=None) -> ReplayResult:
         batches += 1
         commands += len(out)
         if n_batch == len(ends) - 1 and len(out) and not len(logged) and nxt == len(records):
-            unlogged = out          # a crash between the batch and its commands, not a divergence
+            unlogged = out  # a crash between the batch and its commands, not a divergence
             continue
         if len(out) != len(logged) or (len(out) and not _same(out, _aligned(logged))):
             mismatched += 1

@@ -1,4 +1,5 @@
 """The end of a run: report.json, results.sqlite and report.html in the run directory."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,15 +7,26 @@ from pathlib import Path
 import numpy as np
 
 from adapters.base import OrderStatus
+
 from ..results.db import ResultsDB
-from ..results.record import SERIES_RESIDUAL, accounting_figures, record_exceptions, record_latency, record_ledger
+from ..results.record import (
+    SERIES_RESIDUAL,
+    accounting_figures,
+    record_exceptions,
+    record_latency,
+    record_ledger,
+)
 from ..results.report import write_html
 from ..results.reportjson import write_report
 from ..state.tables import OrderState
 
-_STATUS = {OrderState.FILLED: OrderStatus.FILLED, OrderState.CANCELED: OrderStatus.CANCELED,
-           OrderState.EXPIRED: OrderStatus.EXPIRED, OrderState.REJECTED: OrderStatus.REJECTED,
-           OrderState.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED}
+_STATUS = {
+    OrderState.FILLED: OrderStatus.FILLED,
+    OrderState.CANCELED: OrderStatus.CANCELED,
+    OrderState.EXPIRED: OrderStatus.EXPIRED,
+    OrderState.REJECTED: OrderStatus.REJECTED,
+    OrderState.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
+}
 
 
 def percentiles(samples) -> dict[str, float]:
@@ -96,7 +108,9 @@ def write_run(runner, cfg, run_dir: Path, wall_s: float, world_digest: str = "")
             machine, _, key = t["machine"].partition(":")
             db.record_transition(run_id, t["t"], machine, key, t["from"], t["to"], t["cause"])
         for o in core.orders.orders.values():
-            db.record_order(run_id, o.venue, _OrderRow(o), opportunity_id=o.opportunity, submitted_ns=o.created_ns)
+            db.record_order(
+                run_id, o.venue, _OrderRow(o), opportunity_id=o.opportunity, submitted_ns=o.created_ns
+            )
         outcomes = {p.opp_id: p.state.name for p in core.positions.values()}
         record_ledger(db, run_id, runner.ledger, outcomes)
         db.replace_series(run_id, SERIES_RESIDUAL, core.residual_history)

@@ -6,17 +6,19 @@ engine decides, its commands are journaled too (as the run's decision log) and h
 io side. Side actions the engine asks for (lower routing rate, a reconciliation pass) run on
 the io side; a pass's outcome comes back to the engine as a CONTROL record, like any input.
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from adapters.base import Fill, InstrumentInfo, OrderStatus, Venue, coid_from_wire
+
 from .. import schema as S
 from ..accounting.convert import ledger_fill
 from ..accounting.ledger import Ledger
@@ -29,15 +31,20 @@ from ..registry import Registry
 from ..state.tables import OrderState
 from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
 from .io import VenueIO
-from .replay import control_record, timer_record
 from .policy import PolicyConfig
+from .replay import control_record, timer_record
 
 MS = 1_000_000
 _KNOWN_STATUS = {
-    OrderState.NEW: None, OrderState.SUBMITTED: None, OrderState.UNKNOWN: None,
-    OrderState.ACKED: OrderStatus.OPEN, OrderState.PENDING_CANCEL: OrderStatus.OPEN,
-    OrderState.FILLED: OrderStatus.FILLED, OrderState.CANCELED: OrderStatus.CANCELED,
-    OrderState.EXPIRED: OrderStatus.EXPIRED, OrderState.REJECTED: OrderStatus.REJECTED,
+    OrderState.NEW: None,
+    OrderState.SUBMITTED: None,
+    OrderState.UNKNOWN: None,
+    OrderState.ACKED: OrderStatus.OPEN,
+    OrderState.PENDING_CANCEL: OrderStatus.OPEN,
+    OrderState.FILLED: OrderStatus.FILLED,
+    OrderState.CANCELED: OrderStatus.CANCELED,
+    OrderState.EXPIRED: OrderStatus.EXPIRED,
+    OrderState.REJECTED: OrderStatus.REJECTED,
 }
 
 
@@ -53,11 +60,22 @@ class RunStats:
 class Runner:
     """Drives one run on the current event loop (virtual or real time)."""
 
-    def __init__(self, *, venues: dict[str, Venue], registry: Registry, rules: dict[str, InstrumentRules],
-                 policy: PolicyConfig, now_ns: Callable[[], int], journal: JournalWriter | None,
-                 progress: Callable[[str], None] | None = None, progress_every_s: float = 2.0,
-                 tick_ms: float = 10.0, fixed_marks: dict[str, float] | None = None,
-                 signals: np.ndarray | None = None, builtin_signals: bool = True):
+    def __init__(
+        self,
+        *,
+        venues: dict[str, Venue],
+        registry: Registry,
+        rules: dict[str, InstrumentRules],
+        policy: PolicyConfig,
+        now_ns: Callable[[], int],
+        journal: JournalWriter | None,
+        progress: Callable[[str], None] | None = None,
+        progress_every_s: float = 2.0,
+        tick_ms: float = 10.0,
+        fixed_marks: dict[str, float] | None = None,
+        signals: np.ndarray | None = None,
+        builtin_signals: bool = True,
+    ):
         self.signals = signals
         self.builtin_signals = builtin_signals
         self.fixed_marks = dict(fixed_marks or {})
@@ -114,7 +132,9 @@ class Runner:
 
     def _on_funding(self, pay) -> None:
         try:
-            self.ledger.book_funding(pay.venue, pay.asset, pay.amount, pay.ts_ns, f"funding:{pay.instrument}:{pay.ts_ns}")
+            self.ledger.book_funding(
+                pay.venue, pay.asset, pay.amount, pay.ts_ns, f"funding:{pay.instrument}:{pay.ts_ns}"
+            )
         except BasisError:
             pass  # no mark yet: the balance layer raises the difference if it persists
 
@@ -128,8 +148,15 @@ class Runner:
             for asset, bal in (await v.balances()).items():
                 balances[(name, asset)] = bal.free + bal.locked
                 self.reg.assets.add(asset)
-        self.core = EngineCore(self.reg, self.rules, self.policy, {}, start, fixed_marks=self.fixed_marks,
-                               builtin_signals=self.builtin_signals)
+        self.core = EngineCore(
+            self.reg,
+            self.rules,
+            self.policy,
+            {},
+            start,
+            fixed_marks=self.fixed_marks,
+            builtin_signals=self.builtin_signals,
+        )
         # the starting inventory enters the engine as records, like everything else (replayable)
         for (venue, asset), amount in sorted(balances.items()):
             rec = S.empty(S.Kind.BALANCE_UPDATE)
@@ -139,17 +166,29 @@ class Runner:
         self.ledger = Ledger(self._mark)
         self._initial_balances = balances
         instrument_of = {self.reg.instrument(n): n for n in self.rules}
-        self.io = VenueIO(self.venues, self.reg, self.now_ns, self._sink, instrument_of,
-                          resend_window_s=self.policy.lost_after_ms / 2000.0)
+        self.io = VenueIO(
+            self.venues,
+            self.reg,
+            self.now_ns,
+            self._sink,
+            instrument_of,
+            resend_window_s=self.policy.lost_after_ms / 2000.0,
+        )
         self.io.fill_hook = self._on_fill
         window_ns = int((self.policy.hedge_window_ms + self.policy.unwind_window_ms) * MS)
         positions = PositionReconciler(
             PositionPolicy(hedge_window_ns=window_ns, max_residual_usdt=self.policy.max_residual_usdt),
-            fee_assets=frozenset(self.fixed_marks))
-        self.reconciler = Reconciler(list(self.venues.values()), self.ledger, self.known,
-                                     balance_lag_ns=int(self.policy.balance_lag_ms * MS), position=positions,
-                                     # venues settle in whole atoms, our ledger in floats
-                                     balance_rel_tol=1e-8)
+            fee_assets=frozenset(self.fixed_marks),
+        )
+        self.reconciler = Reconciler(
+            list(self.venues.values()),
+            self.ledger,
+            self.known,
+            balance_lag_ns=int(self.policy.balance_lag_ms * MS),
+            position=positions,
+            # venues settle in whole atoms, our ledger in floats
+            balance_rel_tol=1e-8,
+        )
         self.io.start(on_funding=self._on_funding)
         if self.signals is not None and len(self.signals):
             self.io.tasks.append(asyncio.get_running_loop().create_task(self._play_signals(start)))
@@ -163,7 +202,7 @@ class Runner:
             if wait > 0:
                 await asyncio.sleep(wait)
             rec = S.empty(S.Kind.SIGNAL)
-            rec[:] = sig[i:i + 1].view(S.GENERIC).view(S.SIGNAL)
+            rec[:] = sig[i : i + 1].view(S.GENERIC).view(S.SIGNAL)
             rec["ts_ns"], rec["created_ns"] = self.now_ns(), at
             buy = self.rules[self.reg.instruments.name(int(rec["instrument"][0]))]
             sell = self.rules[self.reg.instruments.name(int(rec["sell_instrument"][0]))]
@@ -190,7 +229,7 @@ class Runner:
                 break
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=self.tick_ns / 1e9)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self.wake.clear()
             self.pump()
@@ -249,16 +288,20 @@ class Runner:
         for o in self.core.orders.orders.values():
             known = self.known.get(o.wire)
             if known is None:
-                known = self.known[o.wire] = KnownOrder(o.wire, o.venue, o.instrument, o.side, o.qty, o.price,
-                                                        submitted_ns=o.created_ns)
+                known = self.known[o.wire] = KnownOrder(
+                    o.wire, o.venue, o.instrument, o.side, o.qty, o.price, submitted_ns=o.created_ns
+                )
             if known.lost and o.state == OrderState.REJECTED:
                 # the venue never had it and the engine has declared it not placed: both agree
-                self.reconciler.log.resolve("order", f"{o.venue}:{o.wire}", self.now_ns(),
-                                            "declared not placed by the engine")
+                self.reconciler.log.resolve(
+                    "order", f"{o.venue}:{o.wire}", self.now_ns(), "declared not placed by the engine"
+                )
             if known.origin != "ours" or known.lost:
                 continue
             known.status = _KNOWN_STATUS.get(o.state, known.status)
-            if o.state == OrderState.PARTIALLY_FILLED or (o.state == OrderState.PENDING_CANCEL and o.filled > 0):
+            if o.state == OrderState.PARTIALLY_FILLED or (
+                o.state == OrderState.PENDING_CANCEL and o.filled > 0
+            ):
                 known.status = OrderStatus.PARTIALLY_FILLED
             known.filled_qty = o.filled
             known.avg_price = o.avg_price
@@ -288,16 +331,21 @@ class Runner:
                 if order is not None:
                     self.io.emit_order_event(venue, order.instrument, num, S.OrderEventType.NOT_FOUND)
         # CONTROL RECONCILE: aux = mismatches raised by this pass, operator = 1 when the pass is clean
-        self._sink(control_record(self.now_ns(), S.ControlCommand.RECONCILE, min(len(p.raised), 65535),
-                                  1 if p.clean else 0))
+        self._sink(
+            control_record(
+                self.now_ns(), S.ControlCommand.RECONCILE, min(len(p.raised), 65535), 1 if p.clean else 0
+            )
+        )
         return len(p.raised)
 
     def progress_line(self) -> str:
         c = self.core.counters
         t = (self.now_ns() - self.core.market.start_ns) / 1e9
-        return (f"t={t:6.1f}s events={c.events:>9,} signals={c.signals_seen:>5} orders={c.orders_submitted:>5} "
-                f"filled={c.orders_filled:>5} hedged={c.hedges_completed:>4} asym={c.asymmetric_episodes:>3} "
-                f"state={self.core.engine.state.name}")
+        return (
+            f"t={t:6.1f}s events={c.events:>9,} signals={c.signals_seen:>5} orders={c.orders_submitted:>5} "
+            f"filled={c.orders_filled:>5} hedged={c.hedges_completed:>4} asym={c.asymmetric_episodes:>3} "
+            f"state={self.core.engine.state.name}"
+        )
 
     async def finish(self, settle_s: float = 2.0) -> None:
         """Stop opening positions, let working orders settle, reconcile once more."""
@@ -310,10 +358,14 @@ class Runner:
     def settled(self) -> bool:
         """No order in flight, no position left to hedge or unwind, and the engine out of its
         protective / unwinding / reconciling states (back to NORMAL after a clean pass)."""
-        return not self.core.orders.working() and not any(
-            p.state.name in ("LEG_WORKING", "HEDGING", "ASYMMETRIC", "ISOLATED", "UNWINDING")
-            for p in self.core.open_positions.values()) and self.core.engine.state.name not in (
-            "PROTECTIVE", "UNWINDING", "RECONCILING")
+        return (
+            not self.core.orders.working()
+            and not any(
+                p.state.name in ("LEG_WORKING", "HEDGING", "ASYMMETRIC", "ISOLATED", "UNWINDING")
+                for p in self.core.open_positions.values()
+            )
+            and self.core.engine.state.name not in ("PROTECTIVE", "UNWINDING", "RECONCILING")
+        )
 
     def deciding(self) -> bool:
         """The engine is up and taking records (always, when it runs in this process)."""
@@ -334,4 +386,3 @@ class Runner:
             elif self.settled() or self.now_ns() >= deadline:
                 break
             await self.run_for(0.25)
-

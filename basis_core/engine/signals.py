@@ -12,6 +12,7 @@ signal at dispatch time exactly like a built-in one: a stale, unhealthy or unfun
 is rejected with a counted reason, never sent. A malformed line is a SignalFileError naming
 the line, before anything runs.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,20 +66,38 @@ def load_signals(path: str | Path, registry: Registry, instruments: set[str]) ->
             raise SignalFileError(f"{p}: line {line_no}: unknown key {unknown[0]!r}")
         for leg in ("buy", "sell"):
             if obj.get(leg) not in instruments:
-                raise SignalFileError(f"{p}: line {line_no}: {leg} names {obj.get(leg)!r}, not an instrument of the scenario")
+                raise SignalFileError(
+                    f"{p}: line {line_no}: {leg} names {obj.get(leg)!r}, not an instrument of the scenario"
+                )
         if obj["buy"] == obj["sell"]:
             raise SignalFileError(f"{p}: line {line_no}: buy and sell are the same instrument")
         try:
             at = _num(line_no, obj, "at_ms")
             edge = obj.get("edge_bps")
-            if edge is None or isinstance(edge, bool) or not isinstance(edge, (int, float)) or not math.isfinite(edge):
+            if (
+                edge is None
+                or isinstance(edge, bool)
+                or not isinstance(edge, (int, float))
+                or not math.isfinite(edge)
+            ):
                 raise SignalFileError(f"line {line_no}: edge_bps must be a finite number, got {edge!r}")
             ttl = _num(line_no, obj, "ttl_ms", positive=True)
             qty = _num(line_no, obj, "qty", 0.0)
             strategy = int(_num(line_no, obj, "strategy", 0))
         except SignalFileError as exc:
             raise SignalFileError(f"{p}: {exc}") from None
-        rows.append((int(at * 1e6), len(rows) + 1, obj["buy"], obj["sell"], float(edge), int(ttl * 1000), qty, strategy))
+        rows.append(
+            (
+                int(at * 1e6),
+                len(rows) + 1,
+                obj["buy"],
+                obj["sell"],
+                float(edge),
+                int(ttl * 1000),
+                qty,
+                strategy,
+            )
+        )
     rows.sort(key=lambda r: (r[0], r[1]))
     recs = S.empty(S.Kind.SIGNAL, len(rows))
     for i, (t, sid, buy, sell, edge, ttl_us, qty, strategy) in enumerate(rows):

@@ -4,12 +4,19 @@ Errors from adapters become venue events through one table (`EVENT_OF_ERROR`); t
 decides whether new orders may go there (`can_dispatch`), and the throttle state slows the
 routing rate while hedges keep priority.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ..errors import (
-    MalformedResponse, OrderNotFound, OrderRejected, RateLimited, RequestTimeout, VenueError, VenueUnavailable,
+    MalformedResponse,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    RequestTimeout,
+    VenueError,
+    VenueUnavailable,
 )
 from ..state.fsm import Machine
 from ..state.tables import NO_DISPATCH, VENUE, VenueEvent, VenueState
@@ -20,7 +27,7 @@ EVENT_OF_ERROR: tuple[tuple[type[VenueError], VenueEvent | None], ...] = (
     (RateLimited, VenueEvent.RATE_LIMITED),
     (VenueUnavailable, VenueEvent.MAINTENANCE),
     (MalformedResponse, VenueEvent.TIMEOUT),  # an unusable answer: the request's effect is unknown
-    (OrderRejected, None),                    # the venue works; the order was refused
+    (OrderRejected, None),  # the venue works; the order was refused
     (OrderNotFound, None),
 )
 
@@ -52,8 +59,14 @@ class VenueBoard:
 
     def __init__(self, names: list[str], now_ns: int, healthy_window_ns: int, on_change=None):
         self.healthy_window_ns = healthy_window_ns
-        self.venues = {n: VenueHealth(n, Machine(VENUE, VenueState.UP, key=n, on_change=on_change, since_ns=now_ns),
-                                      healthy_since_ns=now_ns) for n in names}
+        self.venues = {
+            n: VenueHealth(
+                n,
+                Machine(VENUE, VenueState.UP, key=n, on_change=on_change, since_ns=now_ns),
+                healthy_since_ns=now_ns,
+            )
+            for n in names
+        }
 
     def __getitem__(self, name: str) -> VenueHealth:
         return self.venues[name]
@@ -92,13 +105,20 @@ class VenueBoard:
 
     def fire(self, name: str, event: VenueEvent, now_ns: int, cause: str) -> tuple[str, ...]:
         v = self.venues[name]
-        if event in (VenueEvent.MAINTENANCE, VenueEvent.TIMEOUT, VenueEvent.RATE_LIMITED, VenueEvent.DISCONNECTED):
+        if event in (
+            VenueEvent.MAINTENANCE,
+            VenueEvent.TIMEOUT,
+            VenueEvent.RATE_LIMITED,
+            VenueEvent.DISCONNECTED,
+        ):
             v.healthy_since_ns = now_ns
         return v.machine.fire(event, now_ns, cause)
 
     def all_healthy_for(self, now_ns: int) -> bool:
-        return all(v.state == VenueState.UP and now_ns - v.healthy_since_ns >= self.healthy_window_ns
-                   for v in self.venues.values())
+        return all(
+            v.state == VenueState.UP and now_ns - v.healthy_since_ns >= self.healthy_window_ns
+            for v in self.venues.values()
+        )
 
     def any_throttled(self) -> bool:
         return any(v.state == VenueState.THROTTLED for v in self.venues.values())

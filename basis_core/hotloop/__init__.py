@@ -6,10 +6,20 @@ synthetic workload they are measured on.
     reference.py  PyEngine: the same decisions in plain Python (reference and baseline)
     workload.py   quote_ticks: two-venue quote ticks with one opportunity every K ticks
 """
+
 from .loop import HotLoop, run_batch
 from .params import HotParams
 from .reference import ORDER_FIELDS, PyEngine, orders_array, orders_tuples
 from .workload import opportunity_index, quote_ticks
 
-__all__ = ["HotLoop", "run_batch", "HotParams", "PyEngine", "ORDER_FIELDS", "orders_array", "orders_tuples",
-           "quote_ticks", "opportunity_index"]
+__all__ = [
+    "ORDER_FIELDS",
+    "HotLoop",
+    "HotParams",
+    "PyEngine",
+    "opportunity_index",
+    "orders_array",
+    "orders_tuples",
+    "quote_ticks",
+    "run_batch",
+]

@@ -26,6 +26,7 @@ the leg, sub = Side, aux = OrderType.IOC | Purpose << 8, coid = make_coid(opp, l
 the leg's limit (tick-rounded bound), qty = the sized common quantity, depends_on = leg 0's coid
 on leg 1, max_slip_bps = the venue's slippage cap, check = 0 (unsealed).
 """
+
 from __future__ import annotations
 
 import time
@@ -47,19 +48,39 @@ from ..rings.kernels import load_word, read_claim, read_release, write_claim, wr
 from ..rings.layout import OWN, W_CONSUMER_PID
 from ..rings.seqcheck import SPIN_BEFORE_YIELD
 from .params import (
-    F_BOUND_BPS, F_CAPITAL_FREE, F_FEE_A, F_FEE_B, F_MIN_EDGE_BPS, F_MIN_NOTIONAL_A, F_MIN_NOTIONAL_B,
-    F_NOTIONAL_CAP, F_QUOTE_AVAIL, F_BASE_AVAIL, F_SLIP_A, F_SLIP_B, F_TICK_A, F_TICK_B, F_TRIGGER_BPS,
-    I_INSTRUMENT, I_LOT_A, I_LOT_B, I_MAX_AGE_NS, I_SOURCE, I_VENUE_A, I_VENUE_B, HotParams,
+    F_BASE_AVAIL,
+    F_BOUND_BPS,
+    F_CAPITAL_FREE,
+    F_FEE_A,
+    F_FEE_B,
+    F_MIN_EDGE_BPS,
+    F_MIN_NOTIONAL_A,
+    F_MIN_NOTIONAL_B,
+    F_NOTIONAL_CAP,
+    F_QUOTE_AVAIL,
+    F_SLIP_A,
+    F_SLIP_B,
+    F_TICK_A,
+    F_TICK_B,
+    F_TRIGGER_BPS,
+    I_INSTRUMENT,
+    I_LOT_A,
+    I_LOT_B,
+    I_MAX_AGE_NS,
+    I_SOURCE,
+    I_VENUE_A,
+    I_VENUE_B,
+    HotParams,
 )
 
 # state vector (int64)
-S_NEXT_OPP = 0      # next opportunity id
-S_ORDERS = 1        # ORDER_NEW records published
-S_DECISIONS = 2     # spread checks that passed (sizing ran)
-S_SIZED = 3         # opportunities sized and sent (2 orders each)
-S_MD = 4            # md records consumed
-S_LAT_N = 5         # latency samples taken (the array keeps the last len(lat))
-S_BLOCKED = 6       # 1 when the last call stopped because the order ring stayed full
+S_NEXT_OPP = 0  # next opportunity id
+S_ORDERS = 1  # ORDER_NEW records published
+S_DECISIONS = 2  # spread checks that passed (sizing ran)
+S_SIZED = 3  # opportunities sized and sent (2 orders each)
+S_MD = 4  # md records consumed
+S_LAT_N = 5  # latency samples taken (the array keeps the last len(lat))
+S_BLOCKED = 6  # 1 when the last call stopped because the order ring stayed full
 N_S = 8
 N_REASONS = 32
 
@@ -100,7 +121,8 @@ def _inlined(kernel, module, helpers=()):
         glb[name] = numba.njit(inline="always", nogil=True)(getattr(module, name).py_func)
     f = kernel.py_func
     return numba.njit(inline="always", nogil=True)(
-        pytypes.FunctionType(f.__code__, glb, f.__name__, f.__defaults__, f.__closure__))
+        pytypes.FunctionType(f.__code__, glb, f.__name__, f.__defaults__, f.__closure__)
+    )
 
 
 _HELPERS = ("_ok_price", "_ok_qty", "_check_cross", "set_level_nb")
@@ -135,7 +157,9 @@ def decide_nb(px, qty, cnt, ts, status, ip, fp, vb, vs, now_ns, out):
     (no decision), else the sizing RejectReason (0 = sized into `out`)."""
     inst = ip[I_INSTRUMENT]
     age = ip[I_MAX_AGE_NS]
-    if not (_usable(cnt, ts, status, vb, inst, now_ns, age) and _usable(cnt, ts, status, vs, inst, now_ns, age)):
+    if not (
+        _usable(cnt, ts, status, vb, inst, now_ns, age) and _usable(cnt, ts, status, vs, inst, now_ns, age)
+    ):
         return -1
     ask = px[vb, inst, 1, 0]
     bid = px[vs, inst, 0, 0]
@@ -144,20 +168,70 @@ def decide_nb(px, qty, cnt, ts, status, ip, fp, vb, vs, now_ns, out):
     b_is_a = vb == ip[I_VENUE_A]
     lot_b, lot_s = (ip[I_LOT_A], ip[I_LOT_B]) if b_is_a else (ip[I_LOT_B], ip[I_LOT_A])
     tick_b, tick_s = (fp[F_TICK_A], fp[F_TICK_B]) if b_is_a else (fp[F_TICK_B], fp[F_TICK_A])
-    mn_b, mn_s = ((fp[F_MIN_NOTIONAL_A], fp[F_MIN_NOTIONAL_B]) if b_is_a
-                  else (fp[F_MIN_NOTIONAL_B], fp[F_MIN_NOTIONAL_A]))
+    mn_b, mn_s = (
+        (fp[F_MIN_NOTIONAL_A], fp[F_MIN_NOTIONAL_B])
+        if b_is_a
+        else (fp[F_MIN_NOTIONAL_B], fp[F_MIN_NOTIONAL_A])
+    )
     fee_b, fee_s = (fp[F_FEE_A], fp[F_FEE_B]) if b_is_a else (fp[F_FEE_B], fp[F_FEE_A])
     slip_b, slip_s = (fp[F_SLIP_A], fp[F_SLIP_B]) if b_is_a else (fp[F_SLIP_B], fp[F_SLIP_A])
     buy_bound = ask * (1.0 + fp[F_BOUND_BPS] * 1e-4)
     sell_bound = bid * (1.0 - fp[F_BOUND_BPS] * 1e-4)
-    return sizing.size_two_leg_nb(px, qty, cnt, vb, inst, vs, inst, lot_b, lot_s, tick_b, tick_s, mn_b, mn_s,
-                                  fee_b, fee_s, slip_b, slip_s, buy_bound, sell_bound, fp[F_MIN_EDGE_BPS],
-                                  fp[F_BASE_AVAIL], fp[F_QUOTE_AVAIL], fp[F_CAPITAL_FREE], fp[F_NOTIONAL_CAP], out)
+    return sizing.size_two_leg_nb(
+        px,
+        qty,
+        cnt,
+        vb,
+        inst,
+        vs,
+        inst,
+        lot_b,
+        lot_s,
+        tick_b,
+        tick_s,
+        mn_b,
+        mn_s,
+        fee_b,
+        fee_s,
+        slip_b,
+        slip_s,
+        buy_bound,
+        sell_bound,
+        fp[F_MIN_EDGE_BPS],
+        fp[F_BASE_AVAIL],
+        fp[F_QUOTE_AVAIL],
+        fp[F_CAPITAL_FREE],
+        fp[F_NOTIONAL_CAP],
+        out,
+    )
 
 
 @numba.njit(cache=True, nogil=True)
-def run_batch(md_header, md_slots, md_local, md_levels, md_tops, od_header, od_slots, od_local, od_recs,
-              px, qty, cnt, ts, status, counters, ip, fp, state, rejects, lat, out, max_batch, max_spins):
+def run_batch(
+    md_header,
+    md_slots,
+    md_local,
+    md_levels,
+    md_tops,
+    od_header,
+    od_slots,
+    od_local,
+    od_recs,
+    px,
+    qty,
+    cnt,
+    ts,
+    status,
+    counters,
+    ip,
+    fp,
+    state,
+    rejects,
+    lat,
+    out,
+    max_batch,
+    max_spins,
+):
     """Consume up to `max_batch` md records and act on each, claiming whatever is ready and
     waiting for more while fewer than `max_spins` consecutive polls found nothing (PAUSE, then
     sched_yield after SPIN_BEFORE_YIELD polls): the whole wait-and-decide loop stays compiled.
@@ -216,13 +290,40 @@ def run_batch(md_header, md_slots, md_local, md_levels, md_tops, od_header, od_s
             if kind == _LEVEL:
                 rec = md_levels[s]
                 v, i = np.int64(rec.venue), np.int64(rec.instrument)
-                _apply_level(px, qty, cnt, ts, status, counters, v, i, np.int64(rec.sub),
-                             np.int64(rec.action), rec.price, rec.qty, t_ns)
+                _apply_level(
+                    px,
+                    qty,
+                    cnt,
+                    ts,
+                    status,
+                    counters,
+                    v,
+                    i,
+                    np.int64(rec.sub),
+                    np.int64(rec.action),
+                    rec.price,
+                    rec.qty,
+                    t_ns,
+                )
             elif kind == _TOB:
                 t = md_tops[s]
                 v, i = np.int64(t.venue), np.int64(t.instrument)
-                _apply_top(px, qty, cnt, ts, status, counters, v, i, t.bid_px, t.bid_qty, t.ask_px,
-                           t.ask_qty, t_ns, np.int64(t.exch_age_us))
+                _apply_top(
+                    px,
+                    qty,
+                    cnt,
+                    ts,
+                    status,
+                    counters,
+                    v,
+                    i,
+                    t.bid_px,
+                    t.bid_qty,
+                    t.ask_px,
+                    t.ask_qty,
+                    t_ns,
+                    np.int64(t.exch_age_us),
+                )
             else:
                 counters[kbook.EV_IGNORED] += 1
             done += 1
@@ -249,10 +350,38 @@ def run_batch(md_header, md_slots, md_local, md_levels, md_tops, od_header, od_s
             head = od_local[OWN]
             nord = state[S_ORDERS]
             b_is_a = buy_v == va
-            _write_order(od_recs, head & od_mask, nord + 1, t_ns, source, buy_v, inst, _BUY, _AUX_ENTRY, c0,
-                         out[sizing.O_BUY_LIMIT], q, 0, fp[F_SLIP_A] if b_is_a else fp[F_SLIP_B])
-            _write_order(od_recs, (head + 1) & od_mask, nord + 2, t_ns, source, sell_v, inst, _SELL, _AUX_HEDGE,
-                         c1, out[sizing.O_SELL_LIMIT], q, c0, fp[F_SLIP_B] if b_is_a else fp[F_SLIP_A])
+            _write_order(
+                od_recs,
+                head & od_mask,
+                nord + 1,
+                t_ns,
+                source,
+                buy_v,
+                inst,
+                _BUY,
+                _AUX_ENTRY,
+                c0,
+                out[sizing.O_BUY_LIMIT],
+                q,
+                0,
+                fp[F_SLIP_A] if b_is_a else fp[F_SLIP_B],
+            )
+            _write_order(
+                od_recs,
+                (head + 1) & od_mask,
+                nord + 2,
+                t_ns,
+                source,
+                sell_v,
+                inst,
+                _SELL,
+                _AUX_HEDGE,
+                c1,
+                out[sizing.O_SELL_LIMIT],
+                q,
+                c0,
+                fp[F_SLIP_B] if b_is_a else fp[F_SLIP_A],
+            )
             write_publish(od_header, od_local, 2)
             now = monotonic_ns()
             state[S_ORDERS] = nord + 2
@@ -274,10 +403,13 @@ class HotLoop:
     `drain()` to run until the md producer has closed and everything was consumed. `release()`
     before closing the rings (the loop holds views of their slot memory)."""
 
-    def __init__(self, params: HotParams, md: Ring, orders: Ring, latency_samples: int = 1 << 16,
-                 opp_base: int = 1):
+    def __init__(
+        self, params: HotParams, md: Ring, orders: Ring, latency_samples: int = 1 << 16, opp_base: int = 1
+    ):
         if md.role != CONSUMER or orders.role != PRODUCER:
-            raise RingError("HotLoop needs the consumer end of the md ring and the producer end of the order ring")
+            raise RingError(
+                "HotLoop needs the consumer end of the md ring and the producer end of the order ring"
+            )
         if orders.capacity < 2:
             raise RingError("the order ring needs at least 2 slots (one opportunity = 2 orders)")
         if not 0 < opp_base < (1 << 59):
@@ -300,10 +432,28 @@ class HotLoop:
         """One compiled call: consume up to `max_batch` md records; returns how many."""
         if self._orders is None:
             raise RingError("HotLoop was released")
-        return int(run_batch(self.md.header, self.md.slots, self.md.local, self._levels, self._tops,
-                             self.orders.header, self.orders.slots, self.orders.local, self._orders,
-                             *self.book.arrays(), self.ip, self.fp, self.state, self.rejects, self.lat,
-                             self.out, max_batch, max_spins))
+        return int(
+            run_batch(
+                self.md.header,
+                self.md.slots,
+                self.md.local,
+                self._levels,
+                self._tops,
+                self.orders.header,
+                self.orders.slots,
+                self.orders.local,
+                self._orders,
+                *self.book.arrays(),
+                self.ip,
+                self.fp,
+                self.state,
+                self.rejects,
+                self.lat,
+                self.out,
+                max_batch,
+                max_spins,
+            )
+        )
 
     def drain(self, max_batch: int = 256, max_spins: int = 100_000, timeout_s: float | None = None) -> int:
         """Run until the md producer closed its end and every record was consumed; returns the
@@ -319,8 +469,9 @@ class HotLoop:
             if self.state[S_BLOCKED]:
                 cpid = int(load_word(self.orders.header, W_CONSUMER_PID))
                 if cpid and not pid_alive(cpid):
-                    raise RingError(f"order ring {self.orders.name!r}: consumer pid {cpid} is gone "
-                                    f"and the ring is full")
+                    raise RingError(
+                        f"order ring {self.orders.name!r}: consumer pid {cpid} is gone and the ring is full"
+                    )
             elif self.md.producer_closed:
                 k = self.step(max_batch, 0)
                 total += k
@@ -334,9 +485,14 @@ class HotLoop:
 
     def stats(self) -> dict[str, int]:
         s = self.state
-        return {"md": int(s[S_MD]), "decisions": int(s[S_DECISIONS]), "sized": int(s[S_SIZED]),
-                "orders": int(s[S_ORDERS]), "next_opp": int(s[S_NEXT_OPP]),
-                "rejects": {schema.RejectReason(r).name: int(n) for r, n in enumerate(self.rejects) if n}}
+        return {
+            "md": int(s[S_MD]),
+            "decisions": int(s[S_DECISIONS]),
+            "sized": int(s[S_SIZED]),
+            "orders": int(s[S_ORDERS]),
+            "next_opp": int(s[S_NEXT_OPP]),
+            "rejects": {schema.RejectReason(r).name: int(n) for r, n in enumerate(self.rejects) if n},
+        }
 
     def latencies_ns(self) -> np.ndarray:
         """The tick-to-order latency samples kept (the last len(lat) of them), in ns."""

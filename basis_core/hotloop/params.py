@@ -15,6 +15,7 @@ Decision rule, per market-data record that touches (venue_a or venue_b, instrume
                                    (IOC, HEDGE, depends_on = leg 0's coid); coid = make_coid(opp, leg)
     not sized                   -> counted under its RejectReason, no order
 """
+
 from __future__ import annotations
 
 import math
@@ -30,9 +31,9 @@ I_VENUE_A = 0
 I_VENUE_B = 1
 I_INSTRUMENT = 2
 I_MAX_AGE_NS = 3
-I_LOT_A = 4          # lot sizes in sizing.QTY_UNIT
+I_LOT_A = 4  # lot sizes in sizing.QTY_UNIT
 I_LOT_B = 5
-I_SOURCE = 6         # `source` stamped on the ORDER_NEW records
+I_SOURCE = 6  # `source` stamped on the ORDER_NEW records
 N_I = 7
 
 # float64 vector
@@ -43,9 +44,9 @@ F_TICK_A = 3
 F_TICK_B = 4
 F_MIN_NOTIONAL_A = 5
 F_MIN_NOTIONAL_B = 6
-F_FEE_A = 7          # taker fee, bps
+F_FEE_A = 7  # taker fee, bps
 F_FEE_B = 8
-F_SLIP_A = 9         # slippage cap from the best level, bps
+F_SLIP_A = 9  # slippage cap from the best level, bps
 F_SLIP_B = 10
 F_BASE_AVAIL = 11
 F_QUOTE_AVAIL = 12
@@ -95,11 +96,18 @@ class HotParams:
             v = getattr(self, f)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(f, "must be a finite number >= 0")
-        for f, positive in (("tick", True), ("min_notional", False), ("fee_bps", False), ("slip_bps", False),
-                            ("lot", True)):
+        for f, positive in (
+            ("tick", True),
+            ("min_notional", False),
+            ("fee_bps", False),
+            ("slip_bps", False),
+            ("lot", True),
+        ):
             pair = getattr(self, f)
-            if len(pair) != 2 or not all(isinstance(x, (int, float)) and math.isfinite(x)
-                                         and (x > 0 if positive else x >= 0) for x in pair):
+            if len(pair) != 2 or not all(
+                isinstance(x, (int, float)) and math.isfinite(x) and (x > 0 if positive else x >= 0)
+                for x in pair
+            ):
                 bad(f, f"must be two finite numbers {'> 0' if positive else '>= 0'}")
         for x in self.lot:
             try:
@@ -118,7 +126,11 @@ class HotParams:
         ip[I_MAX_AGE_NS], ip[I_SOURCE] = self.max_age_ns, self.source
         ip[I_LOT_A], ip[I_LOT_B] = lot_units(self.lot[0]), lot_units(self.lot[1])
         fp = np.zeros(N_F, np.float64)
-        fp[F_TRIGGER_BPS], fp[F_MIN_EDGE_BPS], fp[F_BOUND_BPS] = self.trigger_bps, self.min_edge_bps, self.bound_bps
+        fp[F_TRIGGER_BPS], fp[F_MIN_EDGE_BPS], fp[F_BOUND_BPS] = (
+            self.trigger_bps,
+            self.min_edge_bps,
+            self.bound_bps,
+        )
         fp[F_TICK_A], fp[F_TICK_B] = self.tick
         fp[F_MIN_NOTIONAL_A], fp[F_MIN_NOTIONAL_B] = self.min_notional
         fp[F_FEE_A], fp[F_FEE_B] = self.fee_bps

@@ -8,6 +8,7 @@ plain-Python baseline the benchmark measures beside it.
 
 An order is a tuple in ORDER_FIELDS order (the ORDER_NEW fields the loop writes).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,20 @@ from ..kernels.reference import RefBook, size_two_leg
 from ..kernels.sizing import lot_units
 from .params import HotParams
 
-ORDER_FIELDS = ("seq", "ts_ns", "source", "venue", "sub", "instrument", "aux", "coid", "price", "qty",
-                "depends_on", "max_slip_bps")
+ORDER_FIELDS = (
+    "seq",
+    "ts_ns",
+    "source",
+    "venue",
+    "sub",
+    "instrument",
+    "aux",
+    "coid",
+    "price",
+    "qty",
+    "depends_on",
+    "max_slip_bps",
+)
 
 _LEVEL = int(schema.Kind.BOOK_LEVEL)
 _TOB = int(schema.Kind.TOP_OF_BOOK)
@@ -46,8 +59,12 @@ class PyEngine:
     def _usable(self, v: int, now_ns: int) -> bool:
         key = (v, self.p.instrument)
         bids, asks = self.book.sides.get(key, ([], []))
-        return (self.book.status.get(key, kbook.NEED_SNAPSHOT) == 0 and now_ns - self.book.ts.get(key, 0)
-                <= self.p.max_age_ns and bool(bids) and bool(asks))
+        return (
+            self.book.status.get(key, kbook.NEED_SNAPSHOT) == 0
+            and now_ns - self.book.ts.get(key, 0) <= self.p.max_age_ns
+            and bool(bids)
+            and bool(asks)
+        )
 
     def decide(self, vb: int, vs: int, now_ns: int):
         """-1 (no decision) or (reason, sizing result) for buying on vb and selling on vs."""
@@ -60,10 +77,27 @@ class PyEngine:
         if not (bid - ask) / ask * 1e4 >= p.trigger_bps:
             return -1
         b, s = self._venue[vb], self._venue[vs]
-        return size_two_leg(asks, bids, self._lots[b], self._lots[s], p.tick[b], p.tick[s], p.min_notional[b],
-                            p.min_notional[s], p.fee_bps[b], p.fee_bps[s], p.slip_bps[b], p.slip_bps[s],
-                            ask * (1.0 + p.bound_bps * 1e-4), bid * (1.0 - p.bound_bps * 1e-4), p.min_edge_bps,
-                            p.base_avail, p.quote_avail, p.capital_free, p.notional_cap)
+        return size_two_leg(
+            asks,
+            bids,
+            self._lots[b],
+            self._lots[s],
+            p.tick[b],
+            p.tick[s],
+            p.min_notional[b],
+            p.min_notional[s],
+            p.fee_bps[b],
+            p.fee_bps[s],
+            p.slip_bps[b],
+            p.slip_bps[s],
+            ask * (1.0 + p.bound_bps * 1e-4),
+            bid * (1.0 - p.bound_bps * 1e-4),
+            p.min_edge_bps,
+            p.base_avail,
+            p.quote_avail,
+            p.capital_free,
+            p.notional_cap,
+        )
 
     def on_record(self, lv: tuple, tp: tuple) -> list[tuple]:
         """One record, given as its BOOK_LEVEL and TOP_OF_BOOK tuples (`ndarray.tolist()` rows)."""
@@ -98,10 +132,36 @@ class PyEngine:
         b, s = self._venue[buy_v], self._venue[sell_v]
         n = self.n_orders
         self.n_orders += 2
-        return [(n + 1, ts_ns, p.source, buy_v, int(schema.Side.BUY), p.instrument, _AUX_ENTRY, c0,
-                 res["buy_limit"], res["qty"], 0, self._slip32[b]),
-                (n + 2, ts_ns, p.source, sell_v, int(schema.Side.SELL), p.instrument, _AUX_HEDGE, c1,
-                 res["sell_limit"], res["qty"], c0, self._slip32[s])]
+        return [
+            (
+                n + 1,
+                ts_ns,
+                p.source,
+                buy_v,
+                int(schema.Side.BUY),
+                p.instrument,
+                _AUX_ENTRY,
+                c0,
+                res["buy_limit"],
+                res["qty"],
+                0,
+                self._slip32[b],
+            ),
+            (
+                n + 2,
+                ts_ns,
+                p.source,
+                sell_v,
+                int(schema.Side.SELL),
+                p.instrument,
+                _AUX_HEDGE,
+                c1,
+                res["sell_limit"],
+                res["qty"],
+                c0,
+                self._slip32[s],
+            ),
+        ]
 
     def on_batch(self, records: np.ndarray) -> list[tuple]:
         """Apply 64-byte records in order; returns the orders they produced."""

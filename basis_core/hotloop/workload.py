@@ -13,6 +13,7 @@ of the first lap sees an empty book and decides nothing, as does every lap's fir
 Records carry seq = index + 1, ts_ns = 0 and exch_age_us unknown; a feed stamps seq and ts_ns
 when it publishes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,14 @@ def opportunity_index(n: int, every_k: int) -> np.ndarray:
     return np.arange(every_k - 2, n, every_k)
 
 
-def quote_ticks(n: int, every_k: int = 100, venues: tuple[int, int] = (1, 2), instrument: int = 1,
-                seed: int = 7, mid: float = 1000.0) -> np.ndarray:
+def quote_ticks(
+    n: int,
+    every_k: int = 100,
+    venues: tuple[int, int] = (1, 2),
+    instrument: int = 1,
+    seed: int = 7,
+    mid: float = 1000.0,
+) -> np.ndarray:
     """`n` TOP_OF_BOOK records (see the module docstring); `every_k` >= 4."""
     if every_k < 4:
         raise ValueError(f"every_k must be >= 4, got {every_k}")

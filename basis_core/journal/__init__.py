@@ -11,6 +11,7 @@ record (the CRC-32 of 60 zero bytes is 0x04128F08), so "zero or CRC mismatch" ma
     JournalReader  verified iteration by batch or record, from a position, follow mode (reader.py)
     truncate       operator repair after JournalCorrupt: drop a damaged record and all after it
 """
+
 from .reader import JournalReader
 from .writer import JournalWriter, Recovery, truncate
 

@@ -8,6 +8,7 @@ the same value `basis_core.schema.seal` computes, here sliced by 4 over the 15 p
 A slot is *valid* when its check word equals the CRC of its bytes 0..59. A never-written slot
 is all zeros and is never valid, because the CRC-32 of 60 zero bytes is 0x04128F08, not 0.
 """
+
 from __future__ import annotations
 
 import sys
@@ -20,8 +21,8 @@ from numba.extending import intrinsic
 if sys.byteorder != "little":  # the word view below assumes the schema's little-endian layout
     raise ImportError("basis_core.journal needs a little-endian host (x86-64, ARM64)")
 
-WORDS = 16          # uint32 words per 64-byte record
-CHECK_WORD = 15     # index of the check word inside a record
+WORDS = 16  # uint32 words per 64-byte record
+CHECK_WORD = 15  # index of the check word inside a record
 
 
 def _tables() -> np.ndarray:
@@ -46,9 +47,11 @@ def _release_fence(typingctx):
     """An LLVM `fence release`: no store after it may be moved before a store ahead of it.
 
     A compiler barrier on x86-64 (TSO keeps the order in hardware); `dmb ish` on ARM64."""
+
     def codegen(context, builder, sig, args):
         builder.fence("release")
         return context.get_dummy_value()
+
     return types.void(), codegen
 
 

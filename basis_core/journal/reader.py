@@ -22,11 +22,12 @@ header CRC, file size) is a JournalError.
 Reading while a writer appends is safe: each call reads up to the end it finds at that moment
 (a slot becomes valid only after its payload is in place). `follow` keeps polling for more.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -56,13 +57,17 @@ def _verified_end(seg: Segment, last: bool) -> int:
             if again > valid:
                 start = again
                 continue
-        raise JournalCorrupt(f"{seg.path}: slot {valid} (byte offset {_offset(valid)}, position "
-                             f"{seg.first_pos + valid}) is not a valid record but slot {corrupt} (byte offset "
-                             f"{_offset(corrupt)}) is: records are missing{_HINT}")
+        raise JournalCorrupt(
+            f"{seg.path}: slot {valid} (byte offset {_offset(valid)}, position "
+            f"{seg.first_pos + valid}) is not a valid record but slot {corrupt} (byte offset "
+            f"{_offset(corrupt)}) is: records are missing{_HINT}"
+        )
     if not last and valid < seg.capacity:
-        raise JournalCorrupt(f"{seg.path}: slot {valid} (byte offset {_offset(valid)}, position "
-                             f"{seg.first_pos + valid}) is not a valid record, but a later segment exists "
-                             f"(a segment is only left when full){_HINT}")
+        raise JournalCorrupt(
+            f"{seg.path}: slot {valid} (byte offset {_offset(valid)}, position "
+            f"{seg.first_pos + valid}) is not a valid record, but a later segment exists "
+            f"(a segment is only left when full){_HINT}"
+        )
     return int(valid)
 
 
@@ -89,7 +94,9 @@ class JournalReader:
         chain = self._chain()
         first = chain[0][1].first_pos
         if start < first:
-            raise JournalError(f"{self.directory}: position {start} is before the first segment (starts at {first})")
+            raise JournalError(
+                f"{self.directory}: position {start} is before the first segment (starts at {first})"
+            )
         for i, (path, header) in enumerate(chain):
             if header.first_pos + header.capacity <= start:
                 continue
@@ -99,7 +106,7 @@ class JournalReader:
                 s = start - seg.first_pos if start > seg.first_pos else 0
                 while s < end:
                     m = min(max_records, end - s)
-                    yield seg.first_pos + s, seg.slots[s:s + m].copy()
+                    yield seg.first_pos + s, seg.slots[s : s + m].copy()
                     s += m
             finally:
                 seg.close()
@@ -137,15 +144,22 @@ class JournalReader:
         finally:
             seg.close()
 
-    def follow(self, start: int = 0, poll_s: float = 0.001, stop: Callable[[], bool] | None = None,
-               max_records: int = DEFAULT_BATCH) -> Iterator[tuple[int, np.ndarray]]:
+    def follow(
+        self,
+        start: int = 0,
+        poll_s: float = 0.001,
+        stop: Callable[[], bool] | None = None,
+        max_records: int = DEFAULT_BATCH,
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Like `batches`, but at the end wait for more records (polling every `poll_s`) until
         `stop()` returns True. Records are checked as they become valid; a later segment appearing
         while the current one is not full raises JournalCorrupt. `start` may not lie beyond the
         current end (JournalError)."""
         end = self.end()
         if start > end:
-            raise JournalError(f"{self.directory}: cannot follow from position {start}, the journal ends at {end}")
+            raise JournalError(
+                f"{self.directory}: cannot follow from position {start}, the journal ends at {end}"
+            )
         pos = start
         for pos_, batch in self.batches(start, max_records):
             yield pos_, batch
@@ -160,15 +174,17 @@ class JournalReader:
                 if end > s:
                     while s < end:
                         m = min(max_records, end - s)
-                        yield seg.first_pos + s, seg.slots[s:s + m].copy()
+                        yield seg.first_pos + s, seg.slots[s : s + m].copy()
                         s += m
                     pos = seg.first_pos + end
                     continue
                 nxt = self.directory / segment_name(seg.index + 1)
                 if nxt.exists():
                     if s < seg.capacity and valid_prefix(seg.words, s, seg.capacity) == s:
-                        raise JournalCorrupt(f"{seg.path}: slot {s} (byte offset {_offset(s)}) is not a valid "
-                                             f"record, but a later segment exists")
+                        raise JournalCorrupt(
+                            f"{seg.path}: slot {s} (byte offset {_offset(s)}) is not a valid "
+                            f"record, but a later segment exists"
+                        )
                     if s == seg.capacity:
                         new = Segment(nxt, expect_index=seg.index + 1)
                         seg.close()

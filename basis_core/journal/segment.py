@@ -20,6 +20,7 @@ A segment appears under its final name only once its header is written (written 
 `.tmp` name, then renamed), so after a crash a segment either exists with a whole header or
 does not exist at all.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -151,8 +152,10 @@ def check_chain(directory: Path) -> list[tuple[Path, Header]]:
             if index != prev.index + 1:
                 raise JournalCorrupt(f"{path}: segment {prev.index + 1} is missing before it")
             if header.first_pos != prev.first_pos + prev.capacity:
-                raise JournalCorrupt(f"{path}: starts at position {header.first_pos}, "
-                                     f"previous segment ends at {prev.first_pos + prev.capacity}")
+                raise JournalCorrupt(
+                    f"{path}: starts at position {header.first_pos}, "
+                    f"previous segment ends at {prev.first_pos + prev.capacity}"
+                )
         chain.append((path, header))
     return chain
 
@@ -173,10 +176,13 @@ class Segment:
             size = os.fstat(fd).st_size
             self.header = unpack_header(os.pread(fd, RECORD_SIZE, 0), self.path)
             if expect_index is not None and self.header.index != expect_index:
-                raise JournalError(f"{self.path}: header says segment {self.header.index}, name says {expect_index}")
+                raise JournalError(
+                    f"{self.path}: header says segment {self.header.index}, name says {expect_index}"
+                )
             if size != file_size(self.header.capacity):
-                raise JournalError(f"{self.path}: file is {size} bytes, "
-                                   f"header implies {file_size(self.header.capacity)}")
+                raise JournalError(
+                    f"{self.path}: file is {size} bytes, header implies {file_size(self.header.capacity)}"
+                )
             access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
             self._map = mmap.mmap(fd, size, access=access)
         finally:
@@ -186,7 +192,6 @@ class Segment:
         self.capacity = self.header.capacity
         self.words = np.frombuffer(self._map, dtype=np.uint32)
         self.slots = self.words[WORDS:].view(GENERIC)
-
 
     def sync(self, first_slot: int, stop_slot: int) -> None:
         """msync(MS_SYNC) the pages holding slots first_slot..stop_slot-1."""
@@ -199,7 +204,7 @@ class Segment:
 
     def zero(self, first_slot: int, stop_slot: int) -> None:
         """Zero slots first_slot..stop_slot-1."""
-        self.words[(first_slot + 1) * WORDS:(stop_slot + 1) * WORDS] = 0
+        self.words[(first_slot + 1) * WORDS : (stop_slot + 1) * WORDS] = 0
 
     def close(self) -> None:
         if self._map is None:

@@ -40,6 +40,7 @@ lives. The policy decides what survives power loss or a kernel crash: up to fsyn
 written back (typically up to ~30 s) with "never". After such a loss the tail is recovered like
 a torn write, or, if the page cache wrote pages out of order, reported as JournalCorrupt.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -62,9 +63,10 @@ _RAW = np.dtype((np.void, RECORD_SIZE))
 @dataclass(frozen=True)
 class Recovery:
     """What opening the journal found in its last segment."""
+
     segment: str
-    valid: int        # whole records found in the last segment
-    zeroed: int       # torn-tail slots that were zeroed (0 after a clean close)
+    valid: int  # whole records found in the last segment
+    zeroed: int  # torn-tail slots that were zeroed (0 after a clean close)
 
 
 def _as_words(records: np.ndarray) -> np.ndarray:
@@ -104,7 +106,10 @@ def truncate(directory: str | Path, position: int) -> None:
     lock_fd = _lock(directory)
     try:
         chain = check_chain(directory)
-        if not chain or not chain[0][1].first_pos <= position <= chain[-1][1].first_pos + chain[-1][1].capacity:
+        if (
+            not chain
+            or not chain[0][1].first_pos <= position <= chain[-1][1].first_pos + chain[-1][1].capacity
+        ):
             raise JournalError(f"{directory}: position {position} is not inside the journal")
         for i in range(len(chain) - 1, -1, -1):  # last segment first: a crash midway leaves a chain
             path, header = chain[i]
@@ -155,10 +160,12 @@ class JournalWriter:
         self._seg = seg
         valid, corrupt, dirty_end = scan_slots(seg.words, 0, seg.capacity)
         if corrupt >= 0:
-            raise JournalCorrupt(f"{path}: slot {valid} (byte offset {(valid + 1) * RECORD_SIZE}, position "
-                                 f"{seg.first_pos + valid}) is damaged but a valid record follows at slot {corrupt}; "
-                                 f"refusing to append (journal.truncate(directory, position) drops the damaged "
-                                 f"record and everything after it)")
+            raise JournalCorrupt(
+                f"{path}: slot {valid} (byte offset {(valid + 1) * RECORD_SIZE}, position "
+                f"{seg.first_pos + valid}) is damaged but a valid record follows at slot {corrupt}; "
+                f"refusing to append (journal.truncate(directory, position) drops the damaged "
+                f"record and everything after it)"
+            )
         if dirty_end > valid:
             seg.zero(valid, dirty_end)
             if durable:
@@ -195,7 +202,7 @@ class JournalWriter:
                 if self._used == self._seg.capacity:
                     self._roll()
                 m = min(n - done, self._seg.capacity - self._used)
-                write_records(self._seg.words, self._used, src[done * WORDS:(done + m) * WORDS], m)
+                write_records(self._seg.words, self._used, src[done * WORDS : (done + m) * WORDS], m)
                 self._used += m
                 done += m
         if self._every_n and self._used - self._synced >= self.config.fsync_every:
@@ -213,8 +220,13 @@ class JournalWriter:
         if self.config.fsync != "never":
             self.flush()
         index, first_pos = seg.index + 1, seg.first_pos + seg.capacity
-        path = create_segment(self.directory, index, first_pos, self.config.segment_records,
-                              durable=self.config.fsync != "never")
+        path = create_segment(
+            self.directory,
+            index,
+            first_pos,
+            self.config.segment_records,
+            durable=self.config.fsync != "never",
+        )
         new = Segment(path, writable=True, expect_index=index)
         self._seg = new
         seg.close()
@@ -231,7 +243,7 @@ class JournalWriter:
             os.close(self._lock_fd)  # closing the descriptor drops the flock
             self._lock_fd = -1
 
-    def __enter__(self) -> "JournalWriter":
+    def __enter__(self) -> JournalWriter:
         return self
 
     def __exit__(self, *exc) -> None:

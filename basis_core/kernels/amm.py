@@ -24,6 +24,7 @@ costs many input units, a sawtooth; the search covers both (see `_search`), and 
 within 2 smallest units of the global integer optimum (tested by brute force on small pools).
 `min_out_with_slippage` gives the minimum output bound an executor contract enforces.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,6 +51,7 @@ _ZERO = np.uint64(0)
 
 
 # -- 128-bit helpers (hi, lo) as uint64 pairs ---------------------------------------------
+
 
 @njit(cache=True)
 def _mul64(a, b):
@@ -104,7 +106,7 @@ def amount_out_nb(amount_in, reserve_in, reserve_out, fee_num, fee_den):
         return AMM_BAD_INPUT
     if amount_in == 0:
         return 0
-    th, tl = _mul64(np.uint64(amount_in), np.uint64(fee_num))      # amount_in * fee_num < 2**95
+    th, tl = _mul64(np.uint64(amount_in), np.uint64(fee_num))  # amount_in * fee_num < 2**95
     ro = np.uint64(reserve_out)
     h2, l2 = _mul64(tl, ro)
     if th != _ZERO:
@@ -117,9 +119,9 @@ def amount_out_nb(amount_in, reserve_in, reserve_out, fee_num, fee_den):
     else:
         nh = h2
     nl = l2
-    dh1, dl1 = _mul64(np.uint64(reserve_in), np.uint64(fee_den))   # < 2**95
+    dh1, dl1 = _mul64(np.uint64(reserve_in), np.uint64(fee_den))  # < 2**95
     dl = dl1 + tl
-    dh = dh1 + th + (_ONE if dl < dl1 else _ZERO)                   # sum < 2**96, no wrap
+    dh = dh1 + th + (_ONE if dl < dl1 else _ZERO)  # sum < 2**96, no wrap
     return np.int64(_div128(nh, nl, dh, dl))
 
 
@@ -147,7 +149,7 @@ def amount_in_min_nb(amount_out, reserve_in, reserve_out, fee_num, fee_den):
     if qf > 4.0e18:
         return AMM_OVERFLOW
     x = np.int64(_div128(nh, l2, dh, dl))
-    while True:                                     # the formula is exact to +-1: settle it
+    while True:  # the formula is exact to +-1: settle it
         out = amount_out_nb(x, reserve_in, reserve_out, fee_num, fee_den)
         if out < 0:
             return AMM_OVERFLOW
@@ -231,6 +233,7 @@ def optimal_two_pool_input_nb(ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
 
 # -- Python-callable wrappers (arbitrary-size ints) ---------------------------------------
 
+
 def _check_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -244,8 +247,9 @@ def _check_fee(fee_num: int, fee_den: int) -> tuple[int, int]:
     return fee_num, fee_den
 
 
-def amount_out_exact(amount_in: int, reserve_in: int, reserve_out: int, fee_num: int = 997,
-                     fee_den: int = 1000) -> int:
+def amount_out_exact(
+    amount_in: int, reserve_in: int, reserve_out: int, fee_num: int = 997, fee_den: int = 1000
+) -> int:
     """The contract formula in Python ints (no range limit). Arguments are assumed checked."""
     if amount_in == 0:
         return 0
@@ -253,8 +257,9 @@ def amount_out_exact(amount_in: int, reserve_in: int, reserve_out: int, fee_num:
     return (fee_in * reserve_out) // (reserve_in * fee_den + fee_in)
 
 
-def amount_out(amount_in: int, reserve_in: int, reserve_out: int, fee_num: int = 997,
-               fee_den: int = 1000) -> int:
+def amount_out(
+    amount_in: int, reserve_in: int, reserve_out: int, fee_num: int = 997, fee_den: int = 1000
+) -> int:
     """Uniswap-V2 getAmountOut, exact. Raises ValueError for negative amounts or empty reserves.
 
     Uses the 128-bit numba kernel when every input fits int64 and the intermediates fit 128
@@ -274,8 +279,9 @@ def amount_out(amount_in: int, reserve_in: int, reserve_out: int, fee_num: int =
     return amount_out_exact(amount_in, reserve_in, reserve_out, fee_num, fee_den)
 
 
-def amount_in_min(amount_out: int, reserve_in: int, reserve_out: int, fee_num: int = 997,
-                  fee_den: int = 1000) -> int | None:
+def amount_in_min(
+    amount_out: int, reserve_in: int, reserve_out: int, fee_num: int = 997, fee_den: int = 1000
+) -> int | None:
     """Smallest input whose pool output is >= amount_out (None if amount_out >= reserve_out)."""
     if amount_out <= 0:
         return 0
@@ -310,7 +316,7 @@ def _search(profit, x0: int, first_out, reserve_out: int, in_for_out) -> int:
             if better(p, x):
                 best_x, best_p = x, p
         if npass > 0 and best_p == before:
-            break                                       # a plateau does not move the window
+            break  # a plateau does not move the window
         if best_x == lo + 2 * SEARCH_RADIUS:
             lo = best_x
         elif best_x == lo and lo > 0:
@@ -328,8 +334,9 @@ def _search(profit, x0: int, first_out, reserve_out: int, in_for_out) -> int:
     return best_x
 
 
-def optimal_two_pool_input(rA_in: int, rA_out: int, rB_in: int, rB_out: int, fee_num: int = 997,
-                           fee_den: int = 1000) -> int:
+def optimal_two_pool_input(
+    rA_in: int, rA_out: int, rB_in: int, rB_out: int, fee_num: int = 997, fee_den: int = 1000
+) -> int:
     """Input of token X into pool A (X->Y) whose output Y goes into pool B (Y->X), maximizing
     the X profit `out_B(out_A(x)) - x` under the contracts' integer math; 0 if no input profits.
 
@@ -348,19 +355,25 @@ def optimal_two_pool_input(rA_in: int, rA_out: int, rB_in: int, rB_out: int, fee
     x0f = (g * root - float(ra_in) * float(rb_in)) / (g * float(rb_in) + g * g * float(ra_out))
     if math.isfinite(x0f):
         x0 = int(x0f) if x0f > 0.0 else 0
-    else:                                       # reserves beyond float64 range: integer roots
+    else:  # reserves beyond float64 range: integer roots
         root_i = math.isqrt(fn * fn * fd * fd * ra_in * ra_out * rb_in * rb_out)
         x0 = max((root_i - fd * fd * ra_in * rb_in) // (fn * fd * rb_in + fn * fn * ra_out), 0)
 
     def profit(x: int) -> int:
         return amount_out_exact(amount_out_exact(x, ra_in, ra_out, fn, fd), rb_in, rb_out, fn, fd) - x
 
-    return _search(profit, x0, lambda x: amount_out_exact(x, ra_in, ra_out, fn, fd), ra_out,
-                   lambda y: amount_in_min(y, ra_in, ra_out, fn, fd))
+    return _search(
+        profit,
+        x0,
+        lambda x: amount_out_exact(x, ra_in, ra_out, fn, fd),
+        ra_out,
+        lambda y: amount_in_min(y, ra_in, ra_out, fn, fd),
+    )
 
 
-def optimal_cex_dex_input(reserve_in: int, reserve_out: int, px_num: int, px_den: int,
-                          fee_num: int = 997, fee_den: int = 1000) -> int:
+def optimal_cex_dex_input(
+    reserve_in: int, reserve_out: int, px_num: int, px_den: int, fee_num: int = 997, fee_den: int = 1000
+) -> int:
     """Input of token X into a pool (X->Y) when the Y received is sold on a CEX for
     px_num/px_den X per Y (net of the CEX taker fee). Maximizes floor(out(x)*px_num/px_den) - x;
     0 if no input profits. For the opposite direction pass the pool reversed and the
@@ -380,8 +393,13 @@ def optimal_cex_dex_input(reserve_in: int, reserve_out: int, px_num: int, px_den
     def profit(x: int) -> int:
         return (amount_out_exact(x, ri, ro, fn, fd) * pn) // pd - x
 
-    return _search(profit, x0, lambda x: amount_out_exact(x, ri, ro, fn, fd), ro,
-                   lambda y: amount_in_min(y, ri, ro, fn, fd))
+    return _search(
+        profit,
+        x0,
+        lambda x: amount_out_exact(x, ri, ro, fn, fd),
+        ro,
+        lambda y: amount_in_min(y, ri, ro, fn, fd),
+    )
 
 
 def min_out_with_slippage(expected_out: int, slippage_bps: int) -> int:

@@ -21,6 +21,7 @@ The per-record helpers are inlined into the batch loop (`inline="always"`): a ca
 compiled functions passes every array by value with a reference-count update each, which cost
 more than the level update itself.
 """
+
 from __future__ import annotations
 
 import math
@@ -98,7 +99,7 @@ def set_level_nb(px, qty, cnt, v, i, side, price, q):
             break
         k += 1
     if q == 0.0:
-        return 0                               # deleting a level we do not hold
+        return 0  # deleting a level we do not hold
     if k >= depth:
         return 1
     last = n if n < depth else depth - 1
@@ -176,12 +177,39 @@ def apply_batch_nb(levels, tops, px, qty, cnt, ts, status, counters):
         kind = levels[r].kind
         if kind == _KIND_LEVEL:
             rec = levels[r]
-            apply_level_nb(px, qty, cnt, ts, status, counters, np.int64(rec.venue), np.int64(rec.instrument),
-                           np.int64(rec.sub), np.int64(rec.action), rec.price, rec.qty, rec.ts_ns)
+            apply_level_nb(
+                px,
+                qty,
+                cnt,
+                ts,
+                status,
+                counters,
+                np.int64(rec.venue),
+                np.int64(rec.instrument),
+                np.int64(rec.sub),
+                np.int64(rec.action),
+                rec.price,
+                rec.qty,
+                rec.ts_ns,
+            )
         elif kind == _KIND_TOB:
             t = tops[r]
-            apply_top_nb(px, qty, cnt, ts, status, counters, np.int64(t.venue), np.int64(t.instrument),
-                         t.bid_px, t.bid_qty, t.ask_px, t.ask_qty, t.ts_ns, np.int64(t.exch_age_us))
+            apply_top_nb(
+                px,
+                qty,
+                cnt,
+                ts,
+                status,
+                counters,
+                np.int64(t.venue),
+                np.int64(t.instrument),
+                t.bid_px,
+                t.bid_qty,
+                t.ask_px,
+                t.ask_qty,
+                t.ts_ns,
+                np.int64(t.exch_age_us),
+            )
         else:
             counters[EV_IGNORED] += 1
     return levels.shape[0]
@@ -190,8 +218,7 @@ def apply_batch_nb(levels, tops, px, qty, cnt, ts, status, counters):
 @njit(cache=True, inline="always")
 def usable_nb(cnt, ts, status, v, i, now_ns, max_age_ns):
     """True when the book has no flag set, is not older than max_age_ns, and has both sides."""
-    return (status[v, i] == 0 and now_ns - ts[v, i] <= max_age_ns
-            and cnt[v, i, 0] > 0 and cnt[v, i, 1] > 0)
+    return status[v, i] == 0 and now_ns - ts[v, i] <= max_age_ns and cnt[v, i, 0] > 0 and cnt[v, i, 1] > 0
 
 
 class BookState:
@@ -223,8 +250,10 @@ class BookState:
 
     def levels(self, venue: int, instrument: int, side: int) -> list[tuple[float, float]]:
         n = int(self.cnt[venue, instrument, side])
-        return [(float(self.px[venue, instrument, side, k]), float(self.qty[venue, instrument, side, k]))
-                for k in range(n)]
+        return [
+            (float(self.px[venue, instrument, side, k]), float(self.qty[venue, instrument, side, k]))
+            for k in range(n)
+        ]
 
     def usable(self, venue: int, instrument: int, now_ns: int, max_age_ns: int) -> bool:
         return bool(usable_nb(self.cnt, self.ts, self.status, venue, instrument, now_ns, max_age_ns))

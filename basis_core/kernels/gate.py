@@ -22,6 +22,7 @@ buy notional against the strategy budget and both venues' and the global exposur
 the buy cost incl. fee (quote) and the quantity (base) out of the free balances.
 counters[reason] += 1 for every decision (counters[NONE] counts accepted ones).
 """
+
 from __future__ import annotations
 
 import math
@@ -49,10 +50,17 @@ N_II = 4
 SF_BUDGET, SF_USED, SF_BLOCKED = 0, 1, 2
 N_SF = 3
 # policy columns
-(P_MIN_EDGE_BPS, P_MAX_BOOK_AGE_NS, P_MAX_ORDER_NOTIONAL, P_BAND_BPS, P_EXPOSURE, P_EXPOSURE_LIMIT,
- P_RISK_STATE) = range(7)
-P_BOUND_SCALE = 7       # 4 entries, one per risk level
-P_SIZE_SCALE = 11       # 4 entries, one per risk level
+(
+    P_MIN_EDGE_BPS,
+    P_MAX_BOOK_AGE_NS,
+    P_MAX_ORDER_NOTIONAL,
+    P_BAND_BPS,
+    P_EXPOSURE,
+    P_EXPOSURE_LIMIT,
+    P_RISK_STATE,
+) = range(7)
+P_BOUND_SCALE = 7  # 4 entries, one per risk level
+P_SIZE_SCALE = 11  # 4 entries, one per risk level
 N_P = 15
 # engine risk state values (policy[P_RISK_STATE])
 RISK_NORMAL, RISK_DEGRADED, RISK_PROTECTIVE, RISK_UNWINDING, RISK_RECONCILING, RISK_HALTED = range(6)
@@ -74,47 +82,168 @@ _IOC = int(schema.OrderType.IOC)
 
 
 @njit(cache=True, inline="always")
-def gate_nb(vb, ib, vs, is_, strat, created_ns, ttl_us, edge_bps, qty_hint, now_ns,
-            cnt, ts, status, venue_h, inst_i, strat_f, policy):
+def gate_nb(
+    vb,
+    ib,
+    vs,
+    is_,
+    strat,
+    created_ns,
+    ttl_us,
+    edge_bps,
+    qty_hint,
+    now_ns,
+    cnt,
+    ts,
+    status,
+    venue_h,
+    inst_i,
+    strat_f,
+    policy,
+):
     """Freshness and eligibility checks; RejectReason code, 0 = eligible."""
     nv, ni = cnt.shape[0], cnt.shape[1]
-    if (vb <= 0 or vb >= nv or vs <= 0 or vs >= nv or ib <= 0 or ib >= ni or is_ <= 0 or is_ >= ni
-            or strat < 0 or strat >= strat_f.shape[0] or (vb == vs and ib == is_)
-            or edge_bps != edge_bps or not (qty_hint >= 0.0) or created_ns > now_ns):
+    if (
+        vb <= 0
+        or vb >= nv
+        or vs <= 0
+        or vs >= nv
+        or ib <= 0
+        or ib >= ni
+        or is_ <= 0
+        or is_ >= ni
+        or strat < 0
+        or strat >= strat_f.shape[0]
+        or (vb == vs and ib == is_)
+        or edge_bps != edge_bps
+        or not (qty_hint >= 0.0)
+        or created_ns > now_ns
+    ):
         return _BAD_INPUT
     if now_ns - created_ns > np.int64(ttl_us) * 1000:
         return _STALE
-    if policy[P_RISK_STATE] >= RISK_PROTECTIVE or inst_i[ib, II_RISK_LEVEL] >= LEVEL_HALT \
-            or inst_i[is_, II_RISK_LEVEL] >= LEVEL_HALT:
+    if (
+        policy[P_RISK_STATE] >= RISK_PROTECTIVE
+        or inst_i[ib, II_RISK_LEVEL] >= LEVEL_HALT
+        or inst_i[is_, II_RISK_LEVEL] >= LEVEL_HALT
+    ):
         return _RISK_STATE
     if venue_h[vb] >= HEALTH_SUSPECT or venue_h[vs] >= HEALTH_SUSPECT:
         return _VENUE_UNHEALTHY
     if strat_f[strat, SF_BLOCKED] != 0.0:
         return _TRANSFER_PENDING
     max_age = np.int64(policy[P_MAX_BOOK_AGE_NS])
-    if not (usable_nb(cnt, ts, status, vb, ib, now_ns, max_age)
-            and usable_nb(cnt, ts, status, vs, is_, now_ns, max_age)):
+    if not (
+        usable_nb(cnt, ts, status, vb, ib, now_ns, max_age)
+        and usable_nb(cnt, ts, status, vs, is_, now_ns, max_age)
+    ):
         return _BOOK_UNUSABLE
     return 0
 
 
 @njit(cache=True)
-def decide_nb(vb, ib, vs, is_, strat, created_ns, ttl_us, edge_bps, qty_hint, now_ns, source,
-              px, qty, cnt, ts, status, venue_f, venue_h, inst_f, inst_i, balance, strat_f, policy,
-              seqs, counters, work, out, out_pos):
+def decide_nb(
+    vb,
+    ib,
+    vs,
+    is_,
+    strat,
+    created_ns,
+    ttl_us,
+    edge_bps,
+    qty_hint,
+    now_ns,
+    source,
+    px,
+    qty,
+    cnt,
+    ts,
+    status,
+    venue_f,
+    venue_h,
+    inst_f,
+    inst_i,
+    balance,
+    strat_f,
+    policy,
+    seqs,
+    counters,
+    work,
+    out,
+    out_pos,
+):
     """Decide one signal; writes 0 or 2 ORDER_NEW records at out[out_pos]; returns the reason."""
-    r = gate_nb(vb, ib, vs, is_, strat, created_ns, ttl_us, edge_bps, qty_hint, now_ns,
-                cnt, ts, status, venue_h, inst_i, strat_f, policy)
+    r = gate_nb(
+        vb,
+        ib,
+        vs,
+        is_,
+        strat,
+        created_ns,
+        ttl_us,
+        edge_bps,
+        qty_hint,
+        now_ns,
+        cnt,
+        ts,
+        status,
+        venue_h,
+        inst_i,
+        strat_f,
+        policy,
+    )
     if r == 0:
-        r = _size_and_emit(vb, ib, vs, is_, strat, qty_hint, now_ns, source, px, qty, cnt, venue_f,
-                           inst_f, inst_i, balance, strat_f, policy, seqs, work, out, out_pos)
+        r = _size_and_emit(
+            vb,
+            ib,
+            vs,
+            is_,
+            strat,
+            qty_hint,
+            now_ns,
+            source,
+            px,
+            qty,
+            cnt,
+            venue_f,
+            inst_f,
+            inst_i,
+            balance,
+            strat_f,
+            policy,
+            seqs,
+            work,
+            out,
+            out_pos,
+        )
     counters[r] += 1
     return r
 
 
 @njit(cache=True, inline="always")
-def _size_and_emit(vb, ib, vs, is_, strat, qty_hint, now_ns, source, px, qty, cnt, venue_f, inst_f,
-                   inst_i, balance, strat_f, policy, seqs, work, out, out_pos):
+def _size_and_emit(
+    vb,
+    ib,
+    vs,
+    is_,
+    strat,
+    qty_hint,
+    now_ns,
+    source,
+    px,
+    qty,
+    cnt,
+    venue_f,
+    inst_f,
+    inst_i,
+    balance,
+    strat_f,
+    policy,
+    seqs,
+    work,
+    out,
+    out_pos,
+):
     fee_b = venue_f[vb, VF_FEE_BPS]
     fee_s = venue_f[vs, VF_FEE_BPS]
     ask = px[vb, ib, 1, 0]
@@ -133,22 +262,46 @@ def _size_and_emit(vb, ib, vs, is_, strat, qty_hint, now_ns, source, px, qty, cn
     if qty_hint > 0.0 and qty_hint < base_avail:
         base_avail = qty_hint
     cap = policy[P_MAX_ORDER_NOTIONAL]
-    for head in (venue_f[vb, VF_EXPOSURE_LIMIT] - venue_f[vb, VF_EXPOSURE],
-                 venue_f[vs, VF_EXPOSURE_LIMIT] - venue_f[vs, VF_EXPOSURE],
-                 policy[P_EXPOSURE_LIMIT] - policy[P_EXPOSURE]):
+    for head in (
+        venue_f[vb, VF_EXPOSURE_LIMIT] - venue_f[vb, VF_EXPOSURE],
+        venue_f[vs, VF_EXPOSURE_LIMIT] - venue_f[vs, VF_EXPOSURE],
+        policy[P_EXPOSURE_LIMIT] - policy[P_EXPOSURE],
+    ):
         if head < cap:
             cap = head
     if cap < 0.0:
         return _EXPOSURE_LIMIT
-    r = size_two_leg_nb(px, qty, cnt, vb, ib, vs, is_, inst_i[ib, II_LOT_UNITS], inst_i[is_, II_LOT_UNITS],
-                        inst_f[ib, IF_TICK], inst_f[is_, IF_TICK], inst_f[ib, IF_MIN_NOTIONAL],
-                        inst_f[is_, IF_MIN_NOTIONAL], fee_b, fee_s, venue_f[vb, VF_SLIP_BPS],
-                        venue_f[vs, VF_SLIP_BPS], ask * (1.0 + band), bid * (1.0 - band), min_edge,
-                        base_avail, balance[vb, inst_i[ib, II_QUOTE]], capital_free, cap, work)
+    r = size_two_leg_nb(
+        px,
+        qty,
+        cnt,
+        vb,
+        ib,
+        vs,
+        is_,
+        inst_i[ib, II_LOT_UNITS],
+        inst_i[is_, II_LOT_UNITS],
+        inst_f[ib, IF_TICK],
+        inst_f[is_, IF_TICK],
+        inst_f[ib, IF_MIN_NOTIONAL],
+        inst_f[is_, IF_MIN_NOTIONAL],
+        fee_b,
+        fee_s,
+        venue_f[vb, VF_SLIP_BPS],
+        venue_f[vs, VF_SLIP_BPS],
+        ask * (1.0 + band),
+        bid * (1.0 - band),
+        min_edge,
+        base_avail,
+        balance[vb, inst_i[ib, II_QUOTE]],
+        capital_free,
+        cap,
+        work,
+    )
     if r != 0:
         return r
     if out_pos + 2 > out.shape[0]:
-        return _BAD_INPUT        # no room for the orders (a caller bug): nothing is booked
+        return _BAD_INPUT  # no room for the orders (a caller bug): nothing is booked
     opp = seqs[S_NEXT_OPP]
     seqs[S_NEXT_OPP] = opp + 1
     q = work[O_QTY]
@@ -161,7 +314,7 @@ def _size_and_emit(vb, ib, vs, is_, strat, qty_hint, now_ns, source, px, qty, cn
         o.kind = _ORDER_NEW
         o.source = source
         o.venue = vb if leg == 0 else vs
-        o.sub = leg                    # Side: BUY = 0, SELL = 1
+        o.sub = leg  # Side: BUY = 0, SELL = 1
         o.instrument = ib if leg == 0 else is_
         o.aux = _IOC
         o.coid = (opp << 4) | leg
@@ -181,18 +334,63 @@ def _size_and_emit(vb, ib, vs, is_, strat, qty_hint, now_ns, source, px, qty, cn
 
 
 @njit(cache=True)
-def decide_batch_nb(signals, now_ns, source, px, qty, cnt, ts, status, venue_f, venue_h, inst_f, inst_i,
-                    balance, strat_f, policy, seqs, counters, work, out):
+def decide_batch_nb(
+    signals,
+    now_ns,
+    source,
+    px,
+    qty,
+    cnt,
+    ts,
+    status,
+    venue_f,
+    venue_h,
+    inst_f,
+    inst_i,
+    balance,
+    strat_f,
+    policy,
+    seqs,
+    counters,
+    work,
+    out,
+):
     """Decide every SIGNAL record in a batch (other kinds are skipped); returns orders written."""
     pos = 0
     for k in range(signals.shape[0]):
         s = signals[k]
         if s.kind != 4:
             continue
-        r = decide_nb(np.int64(s.venue), np.int64(s.instrument), np.int64(s.sell_venue),
-                      np.int64(s.sell_instrument), np.int64(s.aux), s.created_ns, np.int64(s.ttl_us),
-                      s.edge_bps, s.qty_hint, now_ns, source, px, qty, cnt, ts, status, venue_f, venue_h,
-                      inst_f, inst_i, balance, strat_f, policy, seqs, counters, work, out, pos)
+        r = decide_nb(
+            np.int64(s.venue),
+            np.int64(s.instrument),
+            np.int64(s.sell_venue),
+            np.int64(s.sell_instrument),
+            np.int64(s.aux),
+            s.created_ns,
+            np.int64(s.ttl_us),
+            s.edge_bps,
+            s.qty_hint,
+            now_ns,
+            source,
+            px,
+            qty,
+            cnt,
+            ts,
+            status,
+            venue_f,
+            venue_h,
+            inst_f,
+            inst_i,
+            balance,
+            strat_f,
+            policy,
+            seqs,
+            counters,
+            work,
+            out,
+            pos,
+        )
         if r == 0:
             pos += 2
     return pos
@@ -209,24 +407,26 @@ class DecisionState:
         self.balance = np.zeros((n_venues + 1, n_assets + 1))
         self.strat_f = np.zeros((n_strategies, N_SF))
         self.policy = np.zeros(N_P)
-        self.policy[P_BOUND_SCALE:P_BOUND_SCALE + 4] = 1.0
-        self.policy[P_SIZE_SCALE:P_SIZE_SCALE + 4] = 1.0
+        self.policy[P_BOUND_SCALE : P_BOUND_SCALE + 4] = 1.0
+        self.policy[P_SIZE_SCALE : P_SIZE_SCALE + 4] = 1.0
         self.policy[P_SIZE_SCALE + LEVEL_HALT] = 0.0
         self.policy[P_MAX_BOOK_AGE_NS] = 1e9
         self.seqs = np.array([1, 1], dtype=np.int64)
         self.counters = np.zeros(N_REASONS, dtype=np.int64)
         self.work = np.zeros(N_OUT)
 
-    def set_venue(self, venue: int, *, fee_bps: float, slip_bps: float, exposure_limit: float,
-                  health: int = HEALTH_UP) -> None:
+    def set_venue(
+        self, venue: int, *, fee_bps: float, slip_bps: float, exposure_limit: float, health: int = HEALTH_UP
+    ) -> None:
         _finite("fee_bps", fee_bps, 0.0, 1000.0)
         _finite("slip_bps", slip_bps, 0.0, 10_000.0)
         _finite("exposure_limit", exposure_limit, 0.0)
         self.venue_f[venue] = (fee_bps, slip_bps, 0.0, exposure_limit)
         self.venue_h[venue] = health
 
-    def set_instrument(self, instrument: int, *, tick: float, lot: float, min_notional: float,
-                       base: int, quote: int) -> None:
+    def set_instrument(
+        self, instrument: int, *, tick: float, lot: float, min_notional: float, base: int, quote: int
+    ) -> None:
         _finite("tick", tick, 0.0)
         _finite("min_notional", min_notional, 0.0)
         if tick <= 0:
@@ -238,10 +438,18 @@ class DecisionState:
         _finite("budget", budget, 0.0)
         self.strat_f[strategy] = (budget, 0.0, 1.0 if blocked else 0.0)
 
-    def set_policy(self, *, min_edge_bps: float, max_book_age_ns: int, max_order_notional: float,
-                   band_bps: float, exposure_limit: float, risk_state: int = RISK_NORMAL,
-                   bound_scale: tuple[float, ...] = (1.0, 0.5, 0.5, 0.0),
-                   size_scale: tuple[float, ...] = (1.0, 1.0, 0.5, 0.0)) -> None:
+    def set_policy(
+        self,
+        *,
+        min_edge_bps: float,
+        max_book_age_ns: int,
+        max_order_notional: float,
+        band_bps: float,
+        exposure_limit: float,
+        risk_state: int = RISK_NORMAL,
+        bound_scale: tuple[float, ...] = (1.0, 0.5, 0.5, 0.0),
+        size_scale: tuple[float, ...] = (1.0, 1.0, 0.5, 0.0),
+    ) -> None:
         _finite("min_edge_bps", min_edge_bps)
         _finite("max_order_notional", max_order_notional, 0.0)
         _finite("band_bps", band_bps, 0.0, 10_000.0)
@@ -250,15 +458,32 @@ class DecisionState:
             raise ValueError("bound_scale and size_scale need one entry per risk level (4)")
         for x in (*bound_scale, *size_scale):
             _finite("scale", x, 0.0, 1.0)
-        self.policy[:P_BOUND_SCALE] = (min_edge_bps, max_book_age_ns, max_order_notional, band_bps, 0.0,
-                                       exposure_limit, risk_state)
-        self.policy[P_BOUND_SCALE:P_BOUND_SCALE + 4] = bound_scale
-        self.policy[P_SIZE_SCALE:P_SIZE_SCALE + 4] = size_scale
+        self.policy[:P_BOUND_SCALE] = (
+            min_edge_bps,
+            max_book_age_ns,
+            max_order_notional,
+            band_bps,
+            0.0,
+            exposure_limit,
+            risk_state,
+        )
+        self.policy[P_BOUND_SCALE : P_BOUND_SCALE + 4] = bound_scale
+        self.policy[P_SIZE_SCALE : P_SIZE_SCALE + 4] = size_scale
 
     def arrays(self):
         """venue_f, venue_h, inst_f, inst_i, balance, strat_f, policy, seqs, counters, work."""
-        return (self.venue_f, self.venue_h, self.inst_f, self.inst_i, self.balance, self.strat_f,
-                self.policy, self.seqs, self.counters, self.work)
+        return (
+            self.venue_f,
+            self.venue_h,
+            self.inst_f,
+            self.inst_i,
+            self.balance,
+            self.strat_f,
+            self.policy,
+            self.seqs,
+            self.counters,
+            self.work,
+        )
 
     def reasons(self) -> dict[str, int]:
         """Counts per RejectReason name (NONE = accepted), zeros left out."""

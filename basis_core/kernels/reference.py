@@ -8,12 +8,14 @@ agree to; the parity tests and perf/bench_kernels.py are both driven from it.
 
 A `case` is a dict built by the caller (tests: hypothesis; benchmarks: fixed scenarios).
 """
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +66,7 @@ class RefBook:
     def level(self, v, i, side, action, price, qty, ts_ns):
         if not (0 < v < self.nv and 0 < i < self.ni):
             return self._bad(v, i, False)
-        good = lambda p: math.isfinite(p) and p > 0     # noqa: E731
+        good = lambda p: math.isfinite(p) and p > 0
         if side > 1 or action > 2 or (action == 0 and not (good(price) and math.isfinite(qty) and qty >= 0)):
             return self._bad(v, i, True)
         self.ts[(v, i)] = ts_ns
@@ -91,16 +93,20 @@ class RefBook:
                     self._cross(v, i)
                     return
                 levels.insert(k, (price, qty))
-                del levels[self.depth:]
+                del levels[self.depth :]
         self._cross(v, i)
         self.counters[book.EV_APPLIED] += 1
 
     def top(self, v, i, bid_px, bid_q, ask_px, ask_q, ts_ns, age_us):
         if not (0 < v < self.nv and 0 < i < self.ni):
             return self._bad(v, i, False)
-        okq = lambda q: math.isfinite(q) and q >= 0     # noqa: E731
-        okp = lambda p: math.isfinite(p) and p > 0      # noqa: E731
-        if not (okq(bid_q) and okq(ask_q)) or (bid_q > 0 and not okp(bid_px)) or (ask_q > 0 and not okp(ask_px)):
+        okq = lambda q: math.isfinite(q) and q >= 0
+        okp = lambda p: math.isfinite(p) and p > 0
+        if (
+            not (okq(bid_q) and okq(ask_q))
+            or (bid_q > 0 and not okp(bid_px))
+            or (ask_q > 0 and not okp(ask_px))
+        ):
             return self._bad(v, i, True)
         self.sides[(v, i)] = [[(bid_px, bid_q)] if bid_q > 0 else [], [(ask_px, ask_q)] if ask_q > 0 else []]
         self.ts[(v, i)] = ts_ns - age_us * 1000 if age_us != 0xFFFFFFFF else ts_ns
@@ -113,11 +119,26 @@ class RefBook:
         tops = schema.view(records, schema.Kind.TOP_OF_BOOK)
         for lv, tp in zip(levels, tops):
             if lv["kind"] == schema.Kind.BOOK_LEVEL:
-                self.level(int(lv["venue"]), int(lv["instrument"]), int(lv["sub"]), int(lv["action"]),
-                           float(lv["price"]), float(lv["qty"]), int(lv["ts_ns"]))
+                self.level(
+                    int(lv["venue"]),
+                    int(lv["instrument"]),
+                    int(lv["sub"]),
+                    int(lv["action"]),
+                    float(lv["price"]),
+                    float(lv["qty"]),
+                    int(lv["ts_ns"]),
+                )
             elif lv["kind"] == schema.Kind.TOP_OF_BOOK:
-                self.top(int(tp["venue"]), int(tp["instrument"]), float(tp["bid_px"]), float(tp["bid_qty"]),
-                         float(tp["ask_px"]), float(tp["ask_qty"]), int(tp["ts_ns"]), int(tp["exch_age_us"]))
+                self.top(
+                    int(tp["venue"]),
+                    int(tp["instrument"]),
+                    float(tp["bid_px"]),
+                    float(tp["bid_qty"]),
+                    float(tp["ask_px"]),
+                    float(tp["ask_qty"]),
+                    int(tp["ts_ns"]),
+                    int(tp["exch_age_us"]),
+                )
             else:
                 self.counters[book.EV_IGNORED] += 1
 
@@ -139,15 +160,46 @@ def _walk(levels, q, limit, side):
     return None
 
 
-def size_two_leg(asks, bids, lot_b, lot_s, tick_b, tick_s, min_not_b, min_not_s, fee_b, fee_s, slip_b,
-                 slip_s, buy_bound, sell_bound, min_edge_bps, base_avail, quote_avail, capital_free,
-                 notional_cap):
+def size_two_leg(
+    asks,
+    bids,
+    lot_b,
+    lot_s,
+    tick_b,
+    tick_s,
+    min_not_b,
+    min_not_s,
+    fee_b,
+    fee_s,
+    slip_b,
+    slip_s,
+    buy_bound,
+    sell_bound,
+    min_edge_bps,
+    base_avail,
+    quote_avail,
+    capital_free,
+    notional_cap,
+):
     """(reason, result) for buying on `asks` and selling on `bids`; result has qty, limits, vwaps."""
     fin = math.isfinite
     if not all(fin(x) and x > 0 for x in (tick_b, tick_s, buy_bound, sell_bound)):
         return int(R.BAD_INPUT), None
-    if not all(fin(x) and x >= 0 for x in (min_not_b, min_not_s, fee_b, fee_s, slip_b, slip_s, base_avail,
-                                           quote_avail, capital_free, notional_cap)) or not fin(min_edge_bps):
+    if not all(
+        fin(x) and x >= 0
+        for x in (
+            min_not_b,
+            min_not_s,
+            fee_b,
+            fee_s,
+            slip_b,
+            slip_s,
+            base_avail,
+            quote_avail,
+            capital_free,
+            notional_cap,
+        )
+    ) or not fin(min_edge_bps):
         return int(R.BAD_INPUT), None
     if buy_bound / tick_b >= sizing.MAX_TICKS or sell_bound / tick_s >= sizing.MAX_TICKS:
         return int(R.BAD_INPUT), None
@@ -181,8 +233,7 @@ def size_two_leg(asks, bids, lot_b, lot_s, tick_b, tick_s, min_not_b, min_not_s,
             return int(R.EXPOSURE_LIMIT), None
         return 0, dict(qty=q, buy_vwap=vwap_b, sell_vwap=vwap_s, edge_bps=edge, notional=cost)
 
-    inside = lambda levels, side, lim: sum(  # noqa: E731
-        a for p, a in _prefix_inside(levels, side, lim))
+    inside = lambda levels, side, lim: sum(a for p, a in _prefix_inside(levels, side, lim))
     depth = min(inside(asks, 1, buy_limit), inside(bids, 0, sell_limit))
     n_f = min(min(depth, base_avail) * sizing.QTY_SCALE / lot * (1.0 + 1e-12), 4e18)
     hi = math.floor(n_f)
@@ -191,7 +242,7 @@ def size_two_leg(asks, bids, lot_b, lot_s, tick_b, tick_s, min_not_b, min_not_s,
     reason, _ = check(1)
     if reason:
         return reason, None
-    lo = hi if check(hi)[0] == 0 else 1          # largest feasible n by bisection
+    lo = hi if check(hi)[0] == 0 else 1  # largest feasible n by bisection
     while hi - lo > 1:
         mid = lo + (hi - lo) // 2
         if check(mid)[0] == 0:
@@ -215,12 +266,33 @@ def _prefix_inside(levels, side, limit):
 # -- symmetry and volatility --------------------------------------------------------------
 
 
-def symmetry_one(target, fa, fb, mark, first_fill_ns, window_ns, now_ns, ratio_degrade, ratio_breach,
-                 resid_degrade, resid_breach):
+def symmetry_one(
+    target,
+    fa,
+    fb,
+    mark,
+    first_fill_ns,
+    window_ns,
+    now_ns,
+    ratio_degrade,
+    ratio_breach,
+    resid_degrade,
+    resid_breach,
+):
     """(ratio_a, ratio_b, residual_usdt, elapsed_ns, signal) for one hedged pair."""
     fin = math.isfinite
-    if not (fin(target) and target > 0 and fin(fa) and fa >= 0 and fin(fb) and fb >= 0 and fin(mark)
-            and mark > 0 and window_ns >= 0 and first_fill_ns >= 0):
+    if not (
+        fin(target)
+        and target > 0
+        and fin(fa)
+        and fa >= 0
+        and fin(fb)
+        and fb >= 0
+        and fin(mark)
+        and mark > 0
+        and window_ns >= 0
+        and first_fill_ns >= 0
+    ):
         return 0.0, 0.0, 0.0, 0, symmetry.SYM_BAD
     ra, rb = fa / target, fb / target
     imbalance, resid = abs(ra - rb), abs(fa - fb) * mark
@@ -273,8 +345,19 @@ class RefMarket:
     `rules` lists (venue id, instrument id, base, is_spot, taker fee bps); `pairs` (buy, sell)
     rule indexes in scan order; `thresholds` (tighten, reduce, protect, halt) in bps."""
 
-    def __init__(self, n_venues, n_instruments, depth, rules, pairs, min_edge_bps, halflife_ms, thresholds,
-                 max_age_ns, start_ns=0):
+    def __init__(
+        self,
+        n_venues,
+        n_instruments,
+        depth,
+        rules,
+        pairs,
+        min_edge_bps,
+        halflife_ms,
+        thresholds,
+        max_age_ns,
+        start_ns=0,
+    ):
         self.book = RefBook(n_venues, n_instruments, depth)
         self.rules, self.pairs = list(rules), list(pairs)
         self.min_edge, self.halflife_ms, self.thresholds = min_edge_bps, halflife_ms, thresholds
@@ -288,8 +371,12 @@ class RefMarket:
 
     def usable(self, v, i, now_ns):
         bids, asks = self.book.sides.get((v, i), [[], []])
-        return (self.book.status.get((v, i), book.NEED_SNAPSHOT) == 0 and now_ns - self.book.ts.get((v, i), 0)
-                <= self.max_age_ns and bool(bids) and bool(asks))
+        return (
+            self.book.status.get((v, i), book.NEED_SNAPSHOT) == 0
+            and now_ns - self.book.ts.get((v, i), 0) <= self.max_age_ns
+            and bool(bids)
+            and bool(asks)
+        )
 
     def top(self, v, i):
         """(bid, ask) of a usable book at the market clock, else None."""
@@ -338,7 +425,9 @@ class RefMarket:
             var = (1 - alpha) * self.var.get(base, 0.0) + alpha * (r_bps * r_bps / max(dt_s, 1e-3))
             self.var[base] = var
             vol = math.sqrt(var)
-            self.level[base] = next((lvl for lvl, t in zip((4, 3, 2, 1), self.thresholds[::-1]) if vol >= t), 0)
+            self.level[base] = next(
+                (lvl for lvl, t in zip((4, 3, 2, 1), self.thresholds[::-1]) if vol >= t), 0
+            )
         self.last_mark[base] = (now_ns, mark)
 
     def _scan(self):
@@ -371,11 +460,21 @@ def decide(sig: dict, books: dict, st: dict, now_ns: int, source: int):
     books: {(v, i): {"bids": [...], "asks": [...], "status": int, "ts": int}};
     st: plain dict of lists copied from a DecisionState (see `state_as_lists`)."""
     G = gate
-    vb, ib, vs, is_, strat = sig["venue"], sig["instrument"], sig["sell_venue"], sig["sell_instrument"], sig["strategy"]
+    vb, ib, vs, is_, strat = (
+        sig["venue"],
+        sig["instrument"],
+        sig["sell_venue"],
+        sig["sell_instrument"],
+        sig["strategy"],
+    )
     nv, ni = len(st["venue_h"]), len(st["inst_i"])
-    if not (0 < vb < nv and 0 < vs < nv and 0 < ib < ni and 0 < is_ < ni and 0 <= strat < len(st["strat_f"])) \
-            or (vb == vs and ib == is_) or math.isnan(sig["edge_bps"]) or not sig["qty_hint"] >= 0 \
-            or sig["created_ns"] > now_ns:
+    if (
+        not (0 < vb < nv and 0 < vs < nv and 0 < ib < ni and 0 < is_ < ni and 0 <= strat < len(st["strat_f"]))
+        or (vb == vs and ib == is_)
+        or math.isnan(sig["edge_bps"])
+        or not sig["qty_hint"] >= 0
+        or sig["created_ns"] > now_ns
+    ):
         return int(R.BAD_INPUT), []
     if now_ns - sig["created_ns"] > sig["ttl_us"] * 1000:
         return int(R.STALE), []
@@ -389,7 +488,10 @@ def decide(sig: dict, books: dict, st: dict, now_ns: int, source: int):
         return int(R.TRANSFER_PENDING), []
 
     def usable(b):
-        return b["status"] == 0 and now_ns - b["ts"] <= int(pol[G.P_MAX_BOOK_AGE_NS]) and b["bids"] and b["asks"]
+        return (
+            b["status"] == 0 and now_ns - b["ts"] <= int(pol[G.P_MAX_BOOK_AGE_NS]) and b["bids"] and b["asks"]
+        )
+
     bb, bs = books[(vb, ib)], books[(vs, is_)]
     if not (usable(bb) and usable(bs)):
         return int(R.BOOK_UNUSABLE), []
@@ -406,26 +508,58 @@ def decide(sig: dict, books: dict, st: dict, now_ns: int, source: int):
     base_avail = bal[vs][inst_i[is_][G.II_BASE]] * pol[G.P_SIZE_SCALE + lvl]
     if 0.0 < sig["qty_hint"] < base_avail:
         base_avail = sig["qty_hint"]
-    cap = min(pol[G.P_MAX_ORDER_NOTIONAL], vf[vb][G.VF_EXPOSURE_LIMIT] - vf[vb][G.VF_EXPOSURE],
-              vf[vs][G.VF_EXPOSURE_LIMIT] - vf[vs][G.VF_EXPOSURE], pol[G.P_EXPOSURE_LIMIT] - pol[G.P_EXPOSURE])
+    cap = min(
+        pol[G.P_MAX_ORDER_NOTIONAL],
+        vf[vb][G.VF_EXPOSURE_LIMIT] - vf[vb][G.VF_EXPOSURE],
+        vf[vs][G.VF_EXPOSURE_LIMIT] - vf[vs][G.VF_EXPOSURE],
+        pol[G.P_EXPOSURE_LIMIT] - pol[G.P_EXPOSURE],
+    )
     if cap < 0.0:
         return int(R.EXPOSURE_LIMIT), []
-    reason, res = size_two_leg(bb["asks"], bs["bids"], inst_i[ib][G.II_LOT_UNITS], inst_i[is_][G.II_LOT_UNITS],
-                               inst_f[ib][G.IF_TICK], inst_f[is_][G.IF_TICK], inst_f[ib][G.IF_MIN_NOTIONAL],
-                               inst_f[is_][G.IF_MIN_NOTIONAL], fee_b, fee_s, vf[vb][G.VF_SLIP_BPS],
-                               vf[vs][G.VF_SLIP_BPS], ask * (1.0 + band), bid * (1.0 - band), pol[G.P_MIN_EDGE_BPS],
-                               base_avail, bal[vb][inst_i[ib][G.II_QUOTE]], capital_free, cap)
+    reason, res = size_two_leg(
+        bb["asks"],
+        bs["bids"],
+        inst_i[ib][G.II_LOT_UNITS],
+        inst_i[is_][G.II_LOT_UNITS],
+        inst_f[ib][G.IF_TICK],
+        inst_f[is_][G.IF_TICK],
+        inst_f[ib][G.IF_MIN_NOTIONAL],
+        inst_f[is_][G.IF_MIN_NOTIONAL],
+        fee_b,
+        fee_s,
+        vf[vb][G.VF_SLIP_BPS],
+        vf[vs][G.VF_SLIP_BPS],
+        ask * (1.0 + band),
+        bid * (1.0 - band),
+        pol[G.P_MIN_EDGE_BPS],
+        base_avail,
+        bal[vb][inst_i[ib][G.II_QUOTE]],
+        capital_free,
+        cap,
+    )
     if reason:
         return reason, []
     opp = st["seqs"][G.S_NEXT_OPP]
     st["seqs"][G.S_NEXT_OPP] += 1
     orders = []
     for leg, (v, i, price) in enumerate(((vb, ib, res["buy_limit"]), (vs, is_, res["sell_limit"]))):
-        orders.append(dict(seq=st["seqs"][G.S_NEXT_SEQ], ts_ns=now_ns, kind=int(schema.Kind.ORDER_NEW),
-                           source=source, venue=v, sub=leg, instrument=i, aux=int(schema.OrderType.IOC),
-                           coid=schema.make_coid(opp, leg), price=price, qty=res["qty"],
-                           depends_on=0 if leg == 0 else schema.make_coid(opp, 0),
-                           max_slip_bps=float(np.float32(vf[v][G.VF_SLIP_BPS]))))
+        orders.append(
+            dict(
+                seq=st["seqs"][G.S_NEXT_SEQ],
+                ts_ns=now_ns,
+                kind=int(schema.Kind.ORDER_NEW),
+                source=source,
+                venue=v,
+                sub=leg,
+                instrument=i,
+                aux=int(schema.OrderType.IOC),
+                coid=schema.make_coid(opp, leg),
+                price=price,
+                qty=res["qty"],
+                depends_on=0 if leg == 0 else schema.make_coid(opp, 0),
+                max_slip_bps=float(np.float32(vf[v][G.VF_SLIP_BPS])),
+            )
+        )
         st["seqs"][G.S_NEXT_SEQ] += 1
     n = res["notional"]
     st["strat_f"][strat][G.SF_USED] += n
@@ -439,18 +573,40 @@ def decide(sig: dict, books: dict, st: dict, now_ns: int, source: int):
 
 def state_as_lists(ds) -> dict:
     """A DecisionState's arrays as nested Python lists (for the reference)."""
-    return {name: getattr(ds, name).tolist() for name in
-            ("venue_f", "venue_h", "inst_f", "inst_i", "balance", "strat_f", "policy", "seqs")}
+    return {
+        name: getattr(ds, name).tolist()
+        for name in ("venue_f", "venue_h", "inst_f", "inst_i", "balance", "strat_f", "policy", "seqs")
+    }
 
 
 def books_as_lists(bs) -> dict:
-    return {(v, i): {"bids": bs.levels(v, i, 0), "asks": bs.levels(v, i, 1), "status": int(bs.status[v, i]),
-                     "ts": int(bs.ts[v, i])}
-            for v in range(1, bs.px.shape[0]) for i in range(1, bs.px.shape[1])}
+    return {
+        (v, i): {
+            "bids": bs.levels(v, i, 0),
+            "asks": bs.levels(v, i, 1),
+            "status": int(bs.status[v, i]),
+            "ts": int(bs.ts[v, i]),
+        }
+        for v in range(1, bs.px.shape[0])
+        for i in range(1, bs.px.shape[1])
+    }
 
 
-ORDER_FIELDS = ("seq", "ts_ns", "kind", "source", "venue", "sub", "instrument", "aux", "coid", "price", "qty",
-                "depends_on", "max_slip_bps")
+ORDER_FIELDS = (
+    "seq",
+    "ts_ns",
+    "kind",
+    "source",
+    "venue",
+    "sub",
+    "instrument",
+    "aux",
+    "coid",
+    "price",
+    "qty",
+    "depends_on",
+    "max_slip_bps",
+)
 
 
 def _k_decide(c):
@@ -469,8 +625,19 @@ def _r_decide(c):
     for s in c["signals"]:
         if s["kind"] != schema.Kind.SIGNAL:
             continue
-        sig = {k: s[k].item() for k in ("venue", "instrument", "sell_venue", "sell_instrument", "created_ns",
-                                         "ttl_us", "edge_bps", "qty_hint")}
+        sig = {
+            k: s[k].item()
+            for k in (
+                "venue",
+                "instrument",
+                "sell_venue",
+                "sell_instrument",
+                "created_ns",
+                "ttl_us",
+                "edge_bps",
+                "qty_hint",
+            )
+        }
         sig["strategy"] = int(s["aux"])
         reason, o = decide(sig, books, st, c["now_ns"], 1)
         counts[reason] += 1
@@ -490,7 +657,9 @@ class Comparison:
 
 
 def _k_amount_out(c):
-    return int(amm.amount_out_nb(c["amount_in"], c["reserve_in"], c["reserve_out"], c["fee_num"], c["fee_den"]))
+    return int(
+        amm.amount_out_nb(c["amount_in"], c["reserve_in"], c["reserve_out"], c["fee_num"], c["fee_den"])
+    )
 
 
 def _r_amount_out(c):
@@ -514,26 +683,53 @@ def _k_book(c):
 def _r_book(c):
     rb = RefBook(c["n_venues"], c["n_instruments"], c["depth"])
     rb.apply(c["records"])
-    return {"levels": {(v, i, s): rb.sides.get((v, i), [[], []])[s] for v in range(1, rb.nv)
-                       for i in range(1, rb.ni) for s in (0, 1)},
-            "status": {(v, i): rb.status.get((v, i), book.NEED_SNAPSHOT) for v in range(1, rb.nv)
-                       for i in range(1, rb.ni)},
-            "ts": {(v, i): rb.ts.get((v, i), 0) for v in range(1, rb.nv) for i in range(1, rb.ni)},
-            "counters": list(rb.counters)}
+    return {
+        "levels": {
+            (v, i, s): rb.sides.get((v, i), [[], []])[s]
+            for v in range(1, rb.nv)
+            for i in range(1, rb.ni)
+            for s in (0, 1)
+        },
+        "status": {
+            (v, i): rb.status.get((v, i), book.NEED_SNAPSHOT)
+            for v in range(1, rb.nv)
+            for i in range(1, rb.ni)
+        },
+        "ts": {(v, i): rb.ts.get((v, i), 0) for v in range(1, rb.nv) for i in range(1, rb.ni)},
+        "counters": list(rb.counters),
+    }
 
 
 def _book_view(levels, status, ts, counters, c):
     keys = [(v, i) for v in range(1, c["n_venues"] + 1) for i in range(1, c["n_instruments"] + 1)]
-    return {"levels": {(v, i, s): levels(v, i, s) for v, i in keys for s in (0, 1)},
-            "status": {(v, i): int(status[v, i]) for v, i in keys},
-            "ts": {(v, i): int(ts[v, i]) for v, i in keys},
-            "counters": [int(x) for x in counters]}
+    return {
+        "levels": {(v, i, s): levels(v, i, s) for v, i in keys for s in (0, 1)},
+        "status": {(v, i): int(status[v, i]) for v, i in keys},
+        "ts": {(v, i): int(ts[v, i]) for v, i in keys},
+        "counters": [int(x) for x in counters],
+    }
 
 
 def _size_args(c):
-    return (c["lot_b"], c["lot_s"], c["tick_b"], c["tick_s"], c["min_not_b"], c["min_not_s"], c["fee_b"],
-            c["fee_s"], c["slip_b"], c["slip_s"], c["buy_bound"], c["sell_bound"], c["min_edge_bps"],
-            c["base_avail"], c["quote_avail"], c["capital_free"], c["notional_cap"])
+    return (
+        c["lot_b"],
+        c["lot_s"],
+        c["tick_b"],
+        c["tick_s"],
+        c["min_not_b"],
+        c["min_not_s"],
+        c["fee_b"],
+        c["fee_s"],
+        c["slip_b"],
+        c["slip_s"],
+        c["buy_bound"],
+        c["sell_bound"],
+        c["min_edge_bps"],
+        c["base_avail"],
+        c["quote_avail"],
+        c["capital_free"],
+        c["notional_cap"],
+    )
 
 
 def _k_size(c):
@@ -546,10 +742,16 @@ def _k_size(c):
     r = sizing.size_two_leg_nb(st.px, st.qty, st.cnt, 1, 1, 2, 2, *_size_args(c), out)
     if r:
         return r, None
-    return r, dict(qty=out[sizing.O_QTY], buy_vwap=out[sizing.O_BUY_VWAP], sell_vwap=out[sizing.O_SELL_VWAP],
-                   edge_bps=out[sizing.O_EDGE_BPS], notional=out[sizing.O_NOTIONAL],
-                   buy_limit=out[sizing.O_BUY_LIMIT], sell_limit=out[sizing.O_SELL_LIMIT],
-                   lots=int(out[sizing.O_LOTS]))
+    return r, dict(
+        qty=out[sizing.O_QTY],
+        buy_vwap=out[sizing.O_BUY_VWAP],
+        sell_vwap=out[sizing.O_SELL_VWAP],
+        edge_bps=out[sizing.O_EDGE_BPS],
+        notional=out[sizing.O_NOTIONAL],
+        buy_limit=out[sizing.O_BUY_LIMIT],
+        sell_limit=out[sizing.O_SELL_LIMIT],
+        lots=int(out[sizing.O_LOTS]),
+    )
 
 
 def _r_size(c):
@@ -574,8 +776,11 @@ def _r_symmetry(c):
 def _k_ewma(c):
     vs = risk.VolState(c["n_instruments"], c["tau_s"], c["thresholds"])
     obs = c["observations"]
-    bad = vs.update(np.array([o[0] for o in obs], dtype=np.int64), np.array([o[1] for o in obs], dtype=np.float64),
-                    np.array([o[2] for o in obs], dtype=np.int64))
+    bad = vs.update(
+        np.array([o[0] for o in obs], dtype=np.int64),
+        np.array([o[1] for o in obs], dtype=np.float64),
+        np.array([o[2] for o in obs], dtype=np.int64),
+    )
     seen = {o[0] for o in obs}
     var = {i: float(vs.var[i]) for i in seen if 0 < i <= c["n_instruments"] and vs.var[i] != 0.0}
     level = {i: int(vs.level[i]) for i in seen if 0 < i <= c["n_instruments"] and vs.last_ts[i] != 0}
@@ -585,7 +790,9 @@ def _k_ewma(c):
 def _r_ewma(c):
     var, level, bad = ewma(c["observations"], c["n_instruments"], c["tau_s"], *c["thresholds"])
     var = {i: v for i, v in var.items() if v != 0.0}
-    seen_ok = {o[0] for o in c["observations"] if 0 < o[0] <= c["n_instruments"] and math.isfinite(o[1]) and o[1] > 0}
+    seen_ok = {
+        o[0] for o in c["observations"] if 0 < o[0] <= c["n_instruments"] and math.isfinite(o[1]) and o[1] > 0
+    }
     return var, {i: level.get(i, 0) for i in seen_ok}, bad
 
 

@@ -15,6 +15,7 @@ Levels from policy thresholds t1 < t2 < t3 (bps per sqrt(s)):
 
 The scale per level lives in the decision policy (see gate.P_BOUND_SCALE / P_SIZE_SCALE).
 """
+
 from __future__ import annotations
 
 import math
@@ -73,8 +74,12 @@ def ewma_update_nb(inst, mids, ts_ns, last_mid, last_ts, var, level, tau_s, t1, 
 class VolState:
     """Preallocated EWMA state for n_instruments (ids 1..n) with policy thresholds."""
 
-    def __init__(self, n_instruments: int, tau_s: float = 60.0,
-                 thresholds_bps: tuple[float, float, float] = (5.0, 10.0, 20.0)):
+    def __init__(
+        self,
+        n_instruments: int,
+        tau_s: float = 60.0,
+        thresholds_bps: tuple[float, float, float] = (5.0, 10.0, 20.0),
+    ):
         t1, t2, t3 = thresholds_bps
         if not (tau_s > 0 and 0 < t1 < t2 < t3 and all(math.isfinite(x) for x in (tau_s, t1, t2, t3))):
             raise ValueError(f"need tau_s > 0 and 0 < t1 < t2 < t3, got {tau_s}, {thresholds_bps}")
@@ -90,9 +95,17 @@ class VolState:
     def update(self, inst: np.ndarray, mids: np.ndarray, ts_ns: np.ndarray) -> int:
         if not (len(inst) == len(mids) == len(ts_ns)):
             raise ValueError("inst, mids and ts_ns must have the same length")
-        bad = ewma_update_nb(np.asarray(inst, np.int64), np.asarray(mids, np.float64),
-                             np.asarray(ts_ns, np.int64), self.last_mid, self.last_ts, self.var,
-                             self.level, self.tau_s, *self.thresholds)
+        bad = ewma_update_nb(
+            np.asarray(inst, np.int64),
+            np.asarray(mids, np.float64),
+            np.asarray(ts_ns, np.int64),
+            self.last_mid,
+            self.last_ts,
+            self.var,
+            self.level,
+            self.tau_s,
+            *self.thresholds,
+        )
         self.bad += int(bad)
         return int(bad)
 

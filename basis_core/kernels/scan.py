@@ -35,6 +35,7 @@ Returns the number of rare records. `ScanState` owns the tables and state arrays
 is the thin wrapper (it grows `rare` to the batch). Float operations follow the plain-Python
 reference (`reference.RefMarket`) operation for operation, so both agree bit for bit.
 """
+
 from __future__ import annotations
 
 import math
@@ -102,8 +103,26 @@ def _level_of(vol, par):
 
 
 @njit(cache=True)
-def market_step_nb(levels, tops, px, qty, cnt, ts, status, counters, rules, pairs, inst, fstate, istate, ctl,
-                   par, rare, clock_ns, scan):
+def market_step_nb(
+    levels,
+    tops,
+    px,
+    qty,
+    cnt,
+    ts,
+    status,
+    counters,
+    rules,
+    pairs,
+    inst,
+    fstate,
+    istate,
+    ctl,
+    par,
+    rare,
+    clock_ns,
+    scan,
+):
     """One batch of market work (module docstring); returns the number of rare records."""
     n_rare = 0
     n_md = 0
@@ -117,13 +136,40 @@ def market_step_nb(levels, tops, px, qty, cnt, ts, status, counters, rules, pair
             if kind == _LEVEL:
                 rec = levels[r]
                 i = np.int64(rec.instrument)
-                book.apply_level_nb(px, qty, cnt, ts, status, counters, np.int64(rec.venue), i,
-                                    np.int64(rec.sub), np.int64(rec.action), rec.price, rec.qty, rec.ts_ns)
+                book.apply_level_nb(
+                    px,
+                    qty,
+                    cnt,
+                    ts,
+                    status,
+                    counters,
+                    np.int64(rec.venue),
+                    i,
+                    np.int64(rec.sub),
+                    np.int64(rec.action),
+                    rec.price,
+                    rec.qty,
+                    rec.ts_ns,
+                )
             else:
                 t = tops[r]
                 i = np.int64(t.instrument)
-                book.apply_top_nb(px, qty, cnt, ts, status, counters, np.int64(t.venue), i,
-                                  t.bid_px, t.bid_qty, t.ask_px, t.ask_qty, t.ts_ns, np.int64(t.exch_age_us))
+                book.apply_top_nb(
+                    px,
+                    qty,
+                    cnt,
+                    ts,
+                    status,
+                    counters,
+                    np.int64(t.venue),
+                    i,
+                    t.bid_px,
+                    t.bid_qty,
+                    t.ask_px,
+                    t.ask_qty,
+                    t.ts_ns,
+                    np.int64(t.exch_age_us),
+                )
             if i < ni:
                 inst[i, I_CHANGED] = 1
                 b = inst[i, I_BASE]
@@ -202,8 +248,10 @@ def market_step_nb(levels, tops, px, qty, cnt, ts, status, counters, rules, pair
             sv, si = rules[ks, R_VENUE], rules[ks, R_INST]
             if inst[bi, I_CHANGED] == 0 and inst[si, I_CHANGED] == 0:
                 continue
-            if not (book.usable_nb(cnt, ts, status, bv, bi, t, max_age)
-                    and book.usable_nb(cnt, ts, status, sv, si, t, max_age)):
+            if not (
+                book.usable_nb(cnt, ts, status, bv, bi, t, max_age)
+                and book.usable_nb(cnt, ts, status, sv, si, t, max_age)
+            ):
                 continue
             ask = px[bv, bi, 1, 0]
             bid = px[sv, si, 0, 0]
@@ -228,9 +276,18 @@ class ScanState:
     `pairs` the (buy, sell) rule indexes in scan order; `n_instruments` the size of the
     instrument id space (ids index directly)."""
 
-    def __init__(self, rules: list[tuple[int, int, str, bool, float]], pairs: list[tuple[int, int]],
-                 n_instruments: int, *, min_edge_bps: float, vol_halflife_ms: float,
-                 vol_thresholds: tuple[float, float, float, float], max_age_ns: int, start_ns: int = 0):
+    def __init__(
+        self,
+        rules: list[tuple[int, int, str, bool, float]],
+        pairs: list[tuple[int, int]],
+        n_instruments: int,
+        *,
+        min_edge_bps: float,
+        vol_halflife_ms: float,
+        vol_thresholds: tuple[float, float, float, float],
+        max_age_ns: int,
+        start_ns: int = 0,
+    ):
         self.bases: list[str] = list(dict.fromkeys(r[2] for r in rules))
         self.base_index = {b: k for k, b in enumerate(self.bases)}
         self.rules = np.zeros((len(rules), N_RULE), dtype=np.int64)
@@ -250,7 +307,7 @@ class ScanState:
         self.ctl = np.zeros(N_CTL, dtype=np.int64)
         self.ctl[C_NOW], self.ctl[C_START], self.ctl[C_MAX_AGE] = start_ns, start_ns, max_age_ns
         self.par[P_MIN_EDGE], self.par[P_HALFLIFE_MS] = min_edge_bps, vol_halflife_ms
-        self.par[P_TIGHTEN:P_HALT + 1] = vol_thresholds
+        self.par[P_TIGHTEN : P_HALT + 1] = vol_thresholds
         self.rare = np.zeros(256, dtype=np.int64)
 
     def step(self, records: np.ndarray, books: book.BookState, clock_ns: int, scan: bool) -> np.ndarray:
@@ -260,10 +317,26 @@ class ScanState:
         n = len(records)
         if n > len(self.rare):
             self.rare = np.zeros(2 * n, dtype=np.int64)
-        n_rare = market_step_nb(records.view(schema.BOOK_LEVEL), records.view(schema.TOP_OF_BOOK),
-                                books.px, books.qty, books.cnt, books.ts, books.status, books.counters,
-                                self.rules, self.pairs, self.inst, self.fstate, self.istate, self.ctl, self.par,
-                                self.rare, clock_ns, scan)
+        n_rare = market_step_nb(
+            records.view(schema.BOOK_LEVEL),
+            records.view(schema.TOP_OF_BOOK),
+            books.px,
+            books.qty,
+            books.cnt,
+            books.ts,
+            books.status,
+            books.counters,
+            self.rules,
+            self.pairs,
+            self.inst,
+            self.fstate,
+            self.istate,
+            self.ctl,
+            self.par,
+            self.rare,
+            clock_ns,
+            scan,
+        )
         return self.rare[:n_rare]
 
     def candidate(self) -> tuple[float, int, int] | None:

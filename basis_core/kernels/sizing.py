@@ -23,6 +23,7 @@ the opportunity is rejected with MIN_NOTIONAL. Every input is validated in `size
 itself (it is called from the decision kernel with raw state): a NaN, inf or non-positive value
 yields BAD_INPUT, never a size.
 """
+
 from __future__ import annotations
 
 import math
@@ -128,8 +129,28 @@ def depth_inside_nb(px, qty, cnt, v, i, side, limit):
 
 
 @njit(cache=True, inline="always")
-def check_lots_nb(px, qty, cnt, vb, ib, vs, is_, n, lot, buy_limit, sell_limit, fee_b, fee_s,
-                  slip_b, slip_s, min_edge_bps, quote_avail, capital_free, notional_cap, out):
+def check_lots_nb(
+    px,
+    qty,
+    cnt,
+    vb,
+    ib,
+    vs,
+    is_,
+    n,
+    lot,
+    buy_limit,
+    sell_limit,
+    fee_b,
+    fee_s,
+    slip_b,
+    slip_s,
+    min_edge_bps,
+    quote_avail,
+    capital_free,
+    notional_cap,
+    out,
+):
     """Reason code for n lots (0 = feasible); fills out[O_QTY..O_NOTIONAL] when feasible."""
     q = (n * lot) / QTY_SCALE
     cost = walk_nb(px, qty, cnt, vb, ib, 1, q, buy_limit)
@@ -168,22 +189,59 @@ def _finite_nonneg(x):
 
 
 @njit(cache=True)
-def size_two_leg_nb(px, qty, cnt, vb, ib, vs, is_, lot_b, lot_s, tick_b, tick_s, min_not_b, min_not_s,
-                    fee_b, fee_s, slip_b, slip_s, buy_bound, sell_bound, min_edge_bps,
-                    base_avail, quote_avail, capital_free, notional_cap, out):
+def size_two_leg_nb(
+    px,
+    qty,
+    cnt,
+    vb,
+    ib,
+    vs,
+    is_,
+    lot_b,
+    lot_s,
+    tick_b,
+    tick_s,
+    min_not_b,
+    min_not_s,
+    fee_b,
+    fee_s,
+    slip_b,
+    slip_s,
+    buy_bound,
+    sell_bound,
+    min_edge_bps,
+    base_avail,
+    quote_avail,
+    capital_free,
+    notional_cap,
+    out,
+):
     """Size one two-leg opportunity into `out` (float64[N_OUT]); returns a RejectReason code.
 
     base_avail caps the quantity (sell-leg inventory, already scaled by risk); quote_avail caps
     the buy cost incl. fee; capital_free and notional_cap cap the buy notional."""
     for k in range(N_OUT):
         out[k] = 0.0
-    if not (_finite_pos(tick_b) and _finite_pos(tick_s) and _finite_pos(buy_bound) and _finite_pos(sell_bound)):
+    if not (
+        _finite_pos(tick_b) and _finite_pos(tick_s) and _finite_pos(buy_bound) and _finite_pos(sell_bound)
+    ):
         return _BAD
-    if not (_finite_nonneg(min_not_b) and _finite_nonneg(min_not_s) and _finite_nonneg(fee_b)
-            and _finite_nonneg(fee_s) and _finite_nonneg(slip_b) and _finite_nonneg(slip_s)):
+    if not (
+        _finite_nonneg(min_not_b)
+        and _finite_nonneg(min_not_s)
+        and _finite_nonneg(fee_b)
+        and _finite_nonneg(fee_s)
+        and _finite_nonneg(slip_b)
+        and _finite_nonneg(slip_s)
+    ):
         return _BAD
-    if not (math.isfinite(min_edge_bps) and _finite_nonneg(base_avail) and _finite_nonneg(quote_avail)
-            and _finite_nonneg(capital_free) and _finite_nonneg(notional_cap)):
+    if not (
+        math.isfinite(min_edge_bps)
+        and _finite_nonneg(base_avail)
+        and _finite_nonneg(quote_avail)
+        and _finite_nonneg(capital_free)
+        and _finite_nonneg(notional_cap)
+    ):
         return _BAD
     if buy_bound / tick_b >= MAX_TICKS or sell_bound / tick_s >= MAX_TICKS:
         return _BAD
@@ -195,35 +253,117 @@ def size_two_leg_nb(px, qty, cnt, vb, ib, vs, is_, lot_b, lot_s, tick_b, tick_s,
     buy_limit = floor_to_tick(buy_bound, tick_b)
     sell_limit = ceil_to_tick(sell_bound, tick_s)
     if buy_limit < px[vb, ib, 1, 0] or sell_limit > px[vs, is_, 0, 0]:
-        return _SLIP                                   # the bound excludes even the best level
-    depth = min(depth_inside_nb(px, qty, cnt, vb, ib, 1, buy_limit),
-                depth_inside_nb(px, qty, cnt, vs, is_, 0, sell_limit))
+        return _SLIP  # the bound excludes even the best level
+    depth = min(
+        depth_inside_nb(px, qty, cnt, vb, ib, 1, buy_limit),
+        depth_inside_nb(px, qty, cnt, vs, is_, 0, sell_limit),
+    )
     hi_q = min(depth, base_avail)
-    n_f = hi_q * QTY_SCALE / lot * (1.0 + 1e-12)     # a hair above: the search settles the edge
+    n_f = hi_q * QTY_SCALE / lot * (1.0 + 1e-12)  # a hair above: the search settles the edge
     if n_f > 4e18:
         n_f = 4e18
     hi = np.int64(math.floor(n_f))
     if hi < 1:
         return _INV if base_avail * QTY_SCALE < lot else _SLIP
-    r = check_lots_nb(px, qty, cnt, vb, ib, vs, is_, 1, lot, buy_limit, sell_limit, fee_b, fee_s,
-                      slip_b, slip_s, min_edge_bps, quote_avail, capital_free, notional_cap, out)
+    r = check_lots_nb(
+        px,
+        qty,
+        cnt,
+        vb,
+        ib,
+        vs,
+        is_,
+        1,
+        lot,
+        buy_limit,
+        sell_limit,
+        fee_b,
+        fee_s,
+        slip_b,
+        slip_s,
+        min_edge_bps,
+        quote_avail,
+        capital_free,
+        notional_cap,
+        out,
+    )
     if r != _OK:
         return r
-    lo = np.int64(1)                                  # feasible; hi is tested next
-    r = check_lots_nb(px, qty, cnt, vb, ib, vs, is_, hi, lot, buy_limit, sell_limit, fee_b, fee_s,
-                      slip_b, slip_s, min_edge_bps, quote_avail, capital_free, notional_cap, out)
+    lo = np.int64(1)  # feasible; hi is tested next
+    r = check_lots_nb(
+        px,
+        qty,
+        cnt,
+        vb,
+        ib,
+        vs,
+        is_,
+        hi,
+        lot,
+        buy_limit,
+        sell_limit,
+        fee_b,
+        fee_s,
+        slip_b,
+        slip_s,
+        min_edge_bps,
+        quote_avail,
+        capital_free,
+        notional_cap,
+        out,
+    )
     if r == _OK:
         lo = hi
-    while hi - lo > 1:                                # invariant: lo feasible, hi not
+    while hi - lo > 1:  # invariant: lo feasible, hi not
         mid = lo + (hi - lo) // 2
-        r = check_lots_nb(px, qty, cnt, vb, ib, vs, is_, mid, lot, buy_limit, sell_limit, fee_b, fee_s,
-                          slip_b, slip_s, min_edge_bps, quote_avail, capital_free, notional_cap, out)
+        r = check_lots_nb(
+            px,
+            qty,
+            cnt,
+            vb,
+            ib,
+            vs,
+            is_,
+            mid,
+            lot,
+            buy_limit,
+            sell_limit,
+            fee_b,
+            fee_s,
+            slip_b,
+            slip_s,
+            min_edge_bps,
+            quote_avail,
+            capital_free,
+            notional_cap,
+            out,
+        )
         if r == _OK:
             lo = mid
         else:
             hi = mid
-    check_lots_nb(px, qty, cnt, vb, ib, vs, is_, lo, lot, buy_limit, sell_limit, fee_b, fee_s,
-                  slip_b, slip_s, min_edge_bps, quote_avail, capital_free, notional_cap, out)
+    check_lots_nb(
+        px,
+        qty,
+        cnt,
+        vb,
+        ib,
+        vs,
+        is_,
+        lo,
+        lot,
+        buy_limit,
+        sell_limit,
+        fee_b,
+        fee_s,
+        slip_b,
+        slip_s,
+        min_edge_bps,
+        quote_avail,
+        capital_free,
+        notional_cap,
+        out,
+    )
     if out[O_NOTIONAL] < min_not_b or out[O_QTY] * out[O_SELL_VWAP] < min_not_s:
         for k in range(N_OUT):
             out[k] = 0.0

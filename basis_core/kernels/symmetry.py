@@ -15,6 +15,7 @@ Escalation by policy thresholds (ratio_degrade <= ratio_breach, resid_degrade <=
     SYM_OK       otherwise
     SYM_BAD      NaN/inf/negative inputs or T <= 0: the caller treats it as a breach
 """
+
 from __future__ import annotations
 
 import math
@@ -28,9 +29,24 @@ SYM_BAD = 3
 
 
 @njit(cache=True)
-def symmetry_nb(target, filled_a, filled_b, mark, first_fill_ns, window_ns, now_ns,
-                ratio_degrade, ratio_breach, resid_degrade, resid_breach,
-                out_ratio_a, out_ratio_b, out_resid, out_elapsed, out_signal):
+def symmetry_nb(
+    target,
+    filled_a,
+    filled_b,
+    mark,
+    first_fill_ns,
+    window_ns,
+    now_ns,
+    ratio_degrade,
+    ratio_breach,
+    resid_degrade,
+    resid_breach,
+    out_ratio_a,
+    out_ratio_b,
+    out_resid,
+    out_elapsed,
+    out_signal,
+):
     """Evaluate every pair into the preallocated out_* arrays; returns the count of breaches
     (SYM_BREACH or SYM_BAD)."""
     breaches = 0
@@ -39,9 +55,18 @@ def symmetry_nb(target, filled_a, filled_b, mark, first_fill_ns, window_ns, now_
         fa = filled_a[k]
         fb = filled_b[k]
         m = mark[k]
-        ok = (math.isfinite(t) and t > 0.0 and math.isfinite(fa) and fa >= 0.0
-              and math.isfinite(fb) and fb >= 0.0 and math.isfinite(m) and m > 0.0
-              and window_ns[k] >= 0 and first_fill_ns[k] >= 0)
+        ok = (
+            math.isfinite(t)
+            and t > 0.0
+            and math.isfinite(fa)
+            and fa >= 0.0
+            and math.isfinite(fb)
+            and fb >= 0.0
+            and math.isfinite(m)
+            and m > 0.0
+            and window_ns[k] >= 0
+            and first_fill_ns[k] >= 0
+        )
         if not ok:
             out_ratio_a[k] = 0.0
             out_ratio_b[k] = 0.0

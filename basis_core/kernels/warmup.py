@@ -4,6 +4,7 @@
 each kernel once on a tiny scenario with the same argument types the engine uses and returns
 the seconds it took per kernel group; `python -m basis_core.kernels.warmup` prints them.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,9 +24,18 @@ def _book_and_state():
     """Two complete books, (1, 1) at 99.9 / 100.0 and (2, 2) at 100.5 / 100.9, and a top of book."""
     bs = book.BookState(2, 2, book.MIN_DEPTH)
     recs = schema.empty(schema.Kind.BOOK_LEVEL, 12)
-    rows = [(1, 1, 1, 0, 0.0, 0.0), (1, 1, 1, 1, 0.0, 0.0), (1, 1, 0, 1, 100.0, 1.0), (1, 1, 0, 0, 99.9, 1.0),
-            (1, 1, 2, 0, 0.0, 0.0), (2, 2, 1, 0, 0.0, 0.0), (2, 2, 1, 1, 0.0, 0.0), (2, 2, 0, 0, 100.5, 1.0),
-            (2, 2, 0, 1, 100.9, 1.0), (2, 2, 2, 0, 0.0, 0.0)]
+    rows = [
+        (1, 1, 1, 0, 0.0, 0.0),
+        (1, 1, 1, 1, 0.0, 0.0),
+        (1, 1, 0, 1, 100.0, 1.0),
+        (1, 1, 0, 0, 99.9, 1.0),
+        (1, 1, 2, 0, 0.0, 0.0),
+        (2, 2, 1, 0, 0.0, 0.0),
+        (2, 2, 1, 1, 0.0, 0.0),
+        (2, 2, 0, 0, 100.5, 1.0),
+        (2, 2, 0, 1, 100.9, 1.0),
+        (2, 2, 2, 0, 0.0, 0.0),
+    ]
     for k, (v, i, action, side, p, q) in enumerate(rows):
         recs[k]["venue"], recs[k]["instrument"], recs[k]["action"] = v, i, action
         recs[k]["sub"], recs[k]["price"], recs[k]["qty"], recs[k]["ts_ns"] = side, p, q, 1
@@ -41,9 +51,15 @@ def _book_and_state():
 def _scan(recs) -> None:
     """The engine's market step on the same records: books (1, 1) and (2, 2) are one pair."""
     bs = book.BookState(2, 2, book.MIN_DEPTH)
-    st = scan.ScanState([(1, 1, "BTC", True, 1.0), (2, 2, "BTC", True, 1.0)], [(0, 1), (1, 0)], 3,
-                        min_edge_bps=0.0, vol_halflife_ms=1000.0, vol_thresholds=(15.0, 30.0, 60.0, 150.0),
-                        max_age_ns=10)
+    st = scan.ScanState(
+        [(1, 1, "BTC", True, 1.0), (2, 2, "BTC", True, 1.0)],
+        [(0, 1), (1, 0)],
+        3,
+        min_edge_bps=0.0,
+        vol_halflife_ms=1000.0,
+        vol_thresholds=(15.0, 30.0, 60.0, 150.0),
+        max_age_ns=10,
+    )
     st.step(recs.view(schema.GENERIC), bs, 2, True)
     cand = st.take()
     if cand is None or cand[1:] != (0, 1):
@@ -57,8 +73,9 @@ def _decision_state():
     for i in (1, 2):
         ds.set_instrument(i, tick=0.1, lot=0.001, min_notional=1.0, base=1, quote=2)
     ds.set_strategy(0, budget=1e6)
-    ds.set_policy(min_edge_bps=0.0, max_book_age_ns=10**18, max_order_notional=1e6, band_bps=50.0,
-                  exposure_limit=1e9)
+    ds.set_policy(
+        min_edge_bps=0.0, max_book_age_ns=10**18, max_order_notional=1e6, band_bps=50.0, exposure_limit=1e9
+    )
     ds.balance[1, 2], ds.balance[2, 1] = 1e6, 10.0
     return ds
 
@@ -85,8 +102,32 @@ def warm_up() -> dict[str, float]:
     sig["created_ns"], sig["ttl_us"], sig["edge_bps"] = 1, 10**6, 10.0
     out = schema.empty(schema.Kind.ORDER_NEW, 2)
     n = gate.decide_batch_nb(sig, 2, 1, *bs.arrays()[:5], *ds.arrays(), out)
-    gate.decide_nb(1, 1, 2, 2, 0, 1, 10**6, 10.0, 0.0, 2, 1, *bs.arrays()[:5], ds.venue_f, ds.venue_h, ds.inst_f,
-                   ds.inst_i, ds.balance, ds.strat_f, ds.policy, ds.seqs, ds.counters, ds.work, out, 0)
+    gate.decide_nb(
+        1,
+        1,
+        2,
+        2,
+        0,
+        1,
+        10**6,
+        10.0,
+        0.0,
+        2,
+        1,
+        *bs.arrays()[:5],
+        ds.venue_f,
+        ds.venue_h,
+        ds.inst_f,
+        ds.inst_i,
+        ds.balance,
+        ds.strat_f,
+        ds.policy,
+        ds.seqs,
+        ds.counters,
+        ds.work,
+        out,
+        0,
+    )
     times["decision"] = time.perf_counter() - t
     if n != 2:
         raise RuntimeError(f"warm-up decision produced {n} orders instead of 2: {ds.reasons()}")
@@ -94,9 +135,24 @@ def warm_up() -> dict[str, float]:
     t = time.perf_counter()
     z = np.zeros(1)
     zi = np.zeros(1, dtype=np.int64)
-    symmetry.symmetry_nb(np.ones(1), z, z, np.ones(1), zi, zi, 0, 0.1, 0.2, 1.0, 2.0,
-                         np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64),
-                         np.zeros(1, dtype=np.int64))
+    symmetry.symmetry_nb(
+        np.ones(1),
+        z,
+        z,
+        np.ones(1),
+        zi,
+        zi,
+        0,
+        0.1,
+        0.2,
+        1.0,
+        2.0,
+        np.zeros(1),
+        np.zeros(1),
+        np.zeros(1),
+        np.zeros(1, dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+    )
     vs = risk.VolState(2)
     vs.update(np.array([1, 1]), np.array([100.0, 100.1]), np.array([1, 10**9]))
     times["symmetry+risk"] = time.perf_counter() - t

@@ -13,6 +13,7 @@ candidate that comes back inside the band is dropped (and a raised one is resolv
 trading goes on the ledger keeps moving, so the band also admits any value the ledger held during
 the last `lag_ns`: a venue that is merely behind is inside it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class _Candidate:
 @dataclass
 class BalanceCheck:
     """Outcome of one check of one venue."""
+
     raised: list[Mismatch] = field(default_factory=list)
     pending: dict[str, int] = field(default_factory=dict)  # key -> ns the candidate has persisted
     resolved: list[str] = field(default_factory=list)
@@ -41,7 +43,9 @@ class BalanceCheck:
 class BalanceReconciler:
     """Keeps the lag-window state of every (venue, asset) between checks."""
 
-    def __init__(self, lag_ns: int, abs_tol: float = 1e-8, rel_tol: float = 1e-9, log: ExceptionLog | None = None):
+    def __init__(
+        self, lag_ns: int, abs_tol: float = 1e-8, rel_tol: float = 1e-9, log: ExceptionLog | None = None
+    ):
         if lag_ns < 0:
             raise ValueError("lag_ns must be >= 0")
         self.lag_ns, self.abs_tol, self.rel_tol = int(lag_ns), abs_tol, rel_tol
@@ -60,7 +64,9 @@ class BalanceReconciler:
             for post in reversed(ledger.postings):
                 if post.ts_ns < ts_ns - self.lag_ns:
                     break
-                if post.venue == venue and post.asset == asset and post.kind != "deposit":  # inventory we start with
+                if (
+                    post.venue == venue and post.asset == asset and post.kind != "deposit"
+                ):  # inventory we start with
                     running -= post.delta
                     lo, hi = min(lo, running), max(hi, running)
         tol = self.abs_tol + self.rel_tol * max(abs(lo), abs(hi))
@@ -87,8 +93,10 @@ class BalanceReconciler:
                 continue
             expected = ledger.balance(venue, asset)
             po, pi = ledger.pending_out(venue, asset), ledger.pending_in(venue, asset)
-            cause = (f"venue {'above' if theirs > hi else 'below'} ledger for {age / 1e9:.3f}s "
-                     f"(lag window {self.lag_ns / 1e9:.3f}s; pending out {po:g}, in {pi:g})")
+            cause = (
+                f"venue {'above' if theirs > hi else 'below'} ledger for {age / 1e9:.3f}s "
+                f"(lag window {self.lag_ns / 1e9:.3f}s; pending out {po:g}, in {pi:g})"
+            )
             m = Mismatch(Layer.BALANCE, key, expected, theirs, cause, ts_ns)
             if not cand.raised:  # one mismatch per episode; it stays open until back in band
                 cand.raised = True
@@ -102,7 +110,8 @@ class BalanceReconciler:
             del self._cand[key]
 
 
-async def reconcile_balances(venue: Venue, ledger: Ledger, rec: BalanceReconciler, ts_ns: int) -> BalanceCheck:
+async def reconcile_balances(
+    venue: Venue, ledger: Ledger, rec: BalanceReconciler, ts_ns: int
+) -> BalanceCheck:
     """Fetch the venue's balances and check them against the ledger."""
     return rec.check(venue.name, await venue.balances(), ledger, ts_ns)
-

@@ -12,6 +12,7 @@ numbers each order's fills 1, 2, ... in the venue's order (oldest first), which 
 venue's fills from the beginning of the run on the first call (cursor None), and then keeps
 the counts in the FillSync state between calls.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -33,6 +34,7 @@ def ordinal_id(n: int) -> str:
 @dataclass
 class FillSync:
     """Progress of one venue's fill sync; keep it between calls."""
+
     cursor: str | None = None
     ordinal: bool = False
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -40,8 +42,9 @@ class FillSync:
     repeated: int = 0
 
 
-async def sync_fills(venue: Venue, ledger: Ledger, state: FillSync, *, limit: int = 1000,
-                     strategy_of=None, signal_px_of=None) -> int:
+async def sync_fills(
+    venue: Venue, ledger: Ledger, state: FillSync, *, limit: int = 1000, strategy_of=None, signal_px_of=None
+) -> int:
     """Book every fill of `venue` after `state.cursor` into `ledger`; returns how many were new.
     `strategy_of(fill)` and `signal_px_of(fill)` (optional) give the strategy name and the
     signal's price of the fill's leg."""
@@ -54,8 +57,13 @@ async def sync_fills(venue: Venue, ledger: Ledger, state: FillSync, *, limit: in
             if state.ordinal:
                 state.counts[f.coid] += 1
                 fill_id = ordinal_id(state.counts[f.coid])
-            lf = ledger_fill(f, rules[f.instrument], strategy=strategy_of(f) if strategy_of else "",
-                             signal_px=signal_px_of(f) if signal_px_of else 0.0, fill_id=fill_id)
+            lf = ledger_fill(
+                f,
+                rules[f.instrument],
+                strategy=strategy_of(f) if strategy_of else "",
+                signal_px=signal_px_of(f) if signal_px_of else 0.0,
+                fill_id=fill_id,
+            )
             if ledger.book_fill(lf):
                 new += 1
             else:

@@ -6,6 +6,7 @@ silently overwritten: the log keeps every mismatch raised, and a later clean che
 resolution instead of deleting the record. `to_error` turns one into the typed
 ReconciliationMismatch for callers that must stop on it.
 """
+
 from __future__ import annotations
 
 import enum
@@ -42,6 +43,7 @@ class Mismatch:
 @dataclass(frozen=True)
 class Resolution:
     """A mismatch that a later check found clean (or that an action repaired)."""
+
     layer: str
     key: str
     ts_ns: int
@@ -55,6 +57,7 @@ class Resolution:
 @dataclass
 class ExceptionLog:
     """Every mismatch and resolution, in the order they happened. Open = raised, not resolved."""
+
     entries: list[Mismatch | Resolution] = field(default_factory=list)
     _open: dict[tuple[str, str], Mismatch] = field(default_factory=dict)
 

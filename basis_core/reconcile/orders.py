@@ -18,6 +18,7 @@ Rules:
 `diff_orders` is the pure comparison; `reconcile_orders` is the async round against a Venue;
 `apply` folds a round's outcome into our order book.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,6 +37,7 @@ QTY_TOL = 1e-9
 @dataclass
 class KnownOrder:
     """Our record of one order. `status` None = sent, no acknowledgement seen yet."""
+
     coid: str
     venue: str
     instrument: str
@@ -54,14 +56,26 @@ class KnownOrder:
         return not self.lost and (self.status is None or not self.status.terminal)
 
     @classmethod
-    def adopted(cls, venue: str, vo: VenueOrder) -> "KnownOrder":
-        return cls(vo.coid, venue, vo.instrument, vo.side, vo.qty, vo.price, vo.status, vo.filled_qty, vo.avg_price,
-                   vo.created_ns, origin="adopted")
+    def adopted(cls, venue: str, vo: VenueOrder) -> KnownOrder:
+        return cls(
+            vo.coid,
+            venue,
+            vo.instrument,
+            vo.side,
+            vo.qty,
+            vo.price,
+            vo.status,
+            vo.filled_qty,
+            vo.avg_price,
+            vo.created_ns,
+            origin="adopted",
+        )
 
 
 @dataclass
 class OrderDiff:
     """What comparing our working orders with the venue's open list found."""
+
     adopt: list[VenueOrder] = field(default_factory=list)
     to_query: list[str] = field(default_factory=list)
     updates: list[VenueOrder] = field(default_factory=list)
@@ -71,6 +85,7 @@ class OrderDiff:
 @dataclass
 class OrderRound(OrderDiff):
     """One reconciliation round of one venue's orders."""
+
     lost: list[str] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
 
@@ -89,21 +104,44 @@ def compare(venue: str, ours: KnownOrder, vo: VenueOrder, ts_ns: int) -> tuple[b
     out = []
     key = _key(venue, ours.coid)
     if ours.side != vo.side or abs(ours.qty - vo.qty) > QTY_TOL or ours.instrument != vo.instrument:
-        out.append(Mismatch(Layer.ORDER, key, [ours.instrument, str(ours.side), ours.qty],
-                            [vo.instrument, str(vo.side), vo.qty], "order terms differ", ts_ns))
+        out.append(
+            Mismatch(
+                Layer.ORDER,
+                key,
+                [ours.instrument, str(ours.side), ours.qty],
+                [vo.instrument, str(vo.side), vo.qty],
+                "order terms differ",
+                ts_ns,
+            )
+        )
     if ours.filled_qty > vo.filled_qty + QTY_TOL:
-        out.append(Mismatch(Layer.ORDER, key, ours.filled_qty, vo.filled_qty, "we count more filled than the venue",
-                            ts_ns))
+        out.append(
+            Mismatch(
+                Layer.ORDER, key, ours.filled_qty, vo.filled_qty, "we count more filled than the venue", ts_ns
+            )
+        )
     if ours.status is not None and ours.status.terminal and not vo.status.terminal:
-        out.append(Mismatch(Layer.ORDER, key, ours.status.value, vo.status.value, "terminal here, working at the venue",
-                            ts_ns))
+        out.append(
+            Mismatch(
+                Layer.ORDER,
+                key,
+                ours.status.value,
+                vo.status.value,
+                "terminal here, working at the venue",
+                ts_ns,
+            )
+        )
     if ours.status is not None and ours.status.terminal and vo.status.terminal and ours.status != vo.status:
-        out.append(Mismatch(Layer.ORDER, key, ours.status.value, vo.status.value, "different terminal status", ts_ns))
+        out.append(
+            Mismatch(Layer.ORDER, key, ours.status.value, vo.status.value, "different terminal status", ts_ns)
+        )
     changed = ours.status != vo.status or abs(ours.filled_qty - vo.filled_qty) > QTY_TOL
     return changed, out
 
 
-def diff_orders(venue: str, ours: dict[str, KnownOrder], venue_open: list[VenueOrder], ts_ns: int) -> OrderDiff:
+def diff_orders(
+    venue: str, ours: dict[str, KnownOrder], venue_open: list[VenueOrder], ts_ns: int
+) -> OrderDiff:
     """Compare our orders on `venue` (by coid) with the venue's open orders."""
     d = OrderDiff()
     theirs = {vo.coid: vo for vo in venue_open}
@@ -111,8 +149,16 @@ def diff_orders(venue: str, ours: dict[str, KnownOrder], venue_open: list[VenueO
         mine = ours.get(coid)
         if mine is None:
             if coid_from_wire(coid) is None:
-                d.mismatches.append(Mismatch(Layer.ORDER, _key(venue, coid), None, vo.status.value,
-                                             "foreign order at the venue (not placed by basis)", ts_ns))
+                d.mismatches.append(
+                    Mismatch(
+                        Layer.ORDER,
+                        _key(venue, coid),
+                        None,
+                        vo.status.value,
+                        "foreign order at the venue (not placed by basis)",
+                        ts_ns,
+                    )
+                )
             else:
                 d.adopt.append(vo)
             continue
@@ -126,8 +172,9 @@ def diff_orders(venue: str, ours: dict[str, KnownOrder], venue_open: list[VenueO
     return d
 
 
-async def reconcile_orders(venue: Venue, ours: dict[str, KnownOrder], ts_ns: int, *,
-                           grace_ns: int = DEFAULT_GRACE_NS) -> OrderRound:
+async def reconcile_orders(
+    venue: Venue, ours: dict[str, KnownOrder], ts_ns: int, *, grace_ns: int = DEFAULT_GRACE_NS
+) -> OrderRound:
     """One round for one venue: list its open orders, compare, query each missing one by coid.
 
     Raises the venue's error if the open-order list itself cannot be fetched (the caller keeps
@@ -142,8 +189,14 @@ async def reconcile_orders(venue: Venue, ours: dict[str, KnownOrder], ts_ns: int
     return rnd
 
 
-async def recover_orders(venue: Venue, ours: dict[str, KnownOrder], sent: dict[str, KnownOrder], ts_ns: int, *,
-                         grace_ns: int = DEFAULT_GRACE_NS) -> OrderRound:
+async def recover_orders(
+    venue: Venue,
+    ours: dict[str, KnownOrder],
+    sent: dict[str, KnownOrder],
+    ts_ns: int,
+    *,
+    grace_ns: int = DEFAULT_GRACE_NS,
+) -> OrderRound:
     """Start-up round after a restart, before any new dispatch.
 
     `ours` is the order book rebuilt from the journal (possibly missing the last orders);
@@ -173,8 +226,16 @@ async def recover_orders(venue: Venue, ours: dict[str, KnownOrder], sent: dict[s
             break
     for coid, instrument in behind_fills.items():
         if coid_from_wire(coid) is None:
-            rnd.mismatches.append(Mismatch(Layer.ORDER, _key(venue.name, coid), None, "filled",
-                                           "fills of a foreign order (not placed by basis)", ts_ns))
+            rnd.mismatches.append(
+                Mismatch(
+                    Layer.ORDER,
+                    _key(venue.name, coid),
+                    None,
+                    "filled",
+                    "fills of a foreign order (not placed by basis)",
+                    ts_ns,
+                )
+            )
             continue
         try:
             rnd.adopt.append(await venue.fetch_order(coid, instrument))
@@ -194,9 +255,16 @@ async def _query(venue: Venue, known: KnownOrder, ts_ns: int, grace_ns: int, rnd
     except OrderNotFound:
         if ts_ns - known.submitted_ns >= grace_ns:
             rnd.lost.append(coid)
-            rnd.mismatches.append(Mismatch(Layer.ORDER, _key(venue.name, coid),
-                                           known.status.value if known.status else "submitted", None,
-                                           "not known to the venue after the grace window: lost", ts_ns))
+            rnd.mismatches.append(
+                Mismatch(
+                    Layer.ORDER,
+                    _key(venue.name, coid),
+                    known.status.value if known.status else "submitted",
+                    None,
+                    "not known to the venue after the grace window: lost",
+                    ts_ns,
+                )
+            )
         else:
             rnd.unresolved.append(coid)
         return
@@ -215,7 +283,11 @@ def apply(ours: dict[str, KnownOrder], venue: str, rnd: OrderDiff) -> None:
         ours[vo.coid] = KnownOrder.adopted(venue, vo)
     for vo in rnd.updates:
         known = ours[vo.coid]
-        ours[vo.coid] = replace(known, status=vo.status, filled_qty=vo.filled_qty,
-                                avg_price=vo.avg_price if math.isfinite(vo.avg_price) else known.avg_price)
+        ours[vo.coid] = replace(
+            known,
+            status=vo.status,
+            filled_qty=vo.filled_qty,
+            avg_price=vo.avg_price if math.isfinite(vo.avg_price) else known.avg_price,
+        )
     for coid in getattr(rnd, "lost", ()):
         ours[coid] = replace(ours[coid], lost=True)

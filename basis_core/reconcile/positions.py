@@ -13,6 +13,7 @@ Three checks, each a Mismatch when it fails:
 fetches the positions first. The lag state (since when a residual is over the limit) lives in
 a PositionReconciler between rounds.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -34,14 +35,18 @@ class PositionPolicy:
 @dataclass
 class PositionCheck:
     exposure_usdt: dict[str, float] = field(default_factory=dict)
-    residual_usdt: float = 0.0          # sum of |exposure| over assets
+    residual_usdt: float = 0.0  # sum of |exposure| over assets
     incomplete: list[int] = field(default_factory=list)  # opportunity ids not (yet) hedged
     raised: list[Mismatch] = field(default_factory=list)
 
 
 class PositionReconciler:
-    def __init__(self, policy: PositionPolicy = PositionPolicy(), log: ExceptionLog | None = None,
-                 fee_assets: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        policy: PositionPolicy = PositionPolicy(),
+        log: ExceptionLog | None = None,
+        fee_assets: frozenset[str] = frozenset(),
+    ):
         """`fee_assets` are spent on fees only (a venue's fee token): their use is a cost the
         ledger books, not market exposure, so the residual check leaves them out."""
         self.policy = policy
@@ -49,7 +54,9 @@ class PositionReconciler:
         self.log = log if log is not None else ExceptionLog()
         self._over_since: dict[str, int] = {}
 
-    def check(self, ledger: Ledger, venue_positions: dict[str, dict[str, Position]], ts_ns: int) -> PositionCheck:
+    def check(
+        self, ledger: Ledger, venue_positions: dict[str, dict[str, Position]], ts_ns: int
+    ) -> PositionCheck:
         """`venue_positions` maps venue name -> instrument -> Position, for every venue that
         trades perps (a venue missing from it is not checked for perps)."""
         p, out = self.policy, PositionCheck()
@@ -61,7 +68,9 @@ class PositionReconciler:
                 theirs = positions[inst].qty if inst in positions else 0.0
                 key = f"{venue}:{inst}"
                 if abs(mine - theirs) > p.qty_tol:
-                    self._raise(out, Mismatch(Layer.POSITION, key, mine, theirs, "perp position differs", ts_ns))
+                    self._raise(
+                        out, Mismatch(Layer.POSITION, key, mine, theirs, "perp position differs", ts_ns)
+                    )
                 else:
                     self.log.resolve(Layer.POSITION, key, ts_ns, "perp position agrees")
         for opp in ledger.opportunities():
@@ -70,10 +79,20 @@ class PositionReconciler:
                 continue
             out.incomplete.append(opp.opportunity_id)
             if ts_ns - opp.last_ts_ns > p.hedge_window_ns:
-                self._raise(out, Mismatch(Layer.POSITION, f"opportunity:{opp.opportunity_id}", dict(opp.bought),
-                                          dict(opp.sold), f"hedge incomplete past the window (symmetry "
-                                          f"{opp.symmetry:.3f} < {p.min_symmetry})", ts_ns))
-        out.exposure_usdt = {a: v for a, v in ledger.exposure_by_asset(ts_ns).items() if a not in self.fee_assets}
+                self._raise(
+                    out,
+                    Mismatch(
+                        Layer.POSITION,
+                        f"opportunity:{opp.opportunity_id}",
+                        dict(opp.bought),
+                        dict(opp.sold),
+                        f"hedge incomplete past the window (symmetry {opp.symmetry:.3f} < {p.min_symmetry})",
+                        ts_ns,
+                    ),
+                )
+        out.exposure_usdt = {
+            a: v for a, v in ledger.exposure_by_asset(ts_ns).items() if a not in self.fee_assets
+        }
         out.residual_usdt = sum(abs(v) for v in out.exposure_usdt.values())
         for asset in sorted(set(out.exposure_usdt) | {k for k in self._over_since}):
             value = out.exposure_usdt.get(asset, 0.0)
@@ -84,8 +103,17 @@ class PositionReconciler:
                 continue
             since = self._over_since.setdefault(asset, ts_ns)
             if ts_ns - since > p.hedge_window_ns:
-                self._raise(out, Mismatch(Layer.POSITION, key, value, p.max_residual_usdt,
-                                          "residual exposure over the limit past the hedge window", ts_ns))
+                self._raise(
+                    out,
+                    Mismatch(
+                        Layer.POSITION,
+                        key,
+                        value,
+                        p.max_residual_usdt,
+                        "residual exposure over the limit past the hedge window",
+                        ts_ns,
+                    ),
+                )
         return out
 
     def _raise(self, out: PositionCheck, m: Mismatch) -> None:
@@ -94,7 +122,8 @@ class PositionReconciler:
             out.raised.append(m)
 
 
-async def reconcile_positions(venues: list[Venue], ledger: Ledger, rec: PositionReconciler,
-                              ts_ns: int) -> PositionCheck:
+async def reconcile_positions(
+    venues: list[Venue], ledger: Ledger, rec: PositionReconciler, ts_ns: int
+) -> PositionCheck:
     """Fetch every venue's perp positions and run the position checks."""
     return rec.check(ledger, {v.name: await v.positions() for v in venues}, ts_ns)

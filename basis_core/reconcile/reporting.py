@@ -10,6 +10,7 @@ Checks (each failure is a Mismatch of layer "reporting"):
 
 It also states the realized outcome per strategy: expected edge against realized net PnL.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,9 @@ def _close(a: float, b: float, scale: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9 * max(1.0, scale))
 
 
-def check_reporting(ledger: Ledger, ts_ns: int, report: dict | None = None,
-                    log: ExceptionLog | None = None) -> ReportingCheck:
+def check_reporting(
+    ledger: Ledger, ts_ns: int, report: dict | None = None, log: ExceptionLog | None = None
+) -> ReportingCheck:
     """Run the reporting checks at `ts_ns` (marks at that time). `report` is the report.json
     dict about to be written, if any. Raised mismatches are appended to `log` when given."""
     out = ReportingCheck()
@@ -55,13 +57,20 @@ def check_reporting(ledger: Ledger, ts_ns: int, report: dict | None = None,
         flag("ledger:identity", lhs, rhs, "equity - contributed != realized + unrealized - fees")
     venue_fees = sum(t.fees_usdt for t in ledger.totals_by_venue().values())
     if not _close(venue_fees, ledger.fees_usdt, scale):
-        flag("ledger:fees_by_venue", venue_fees, ledger.fees_usdt, "fees per venue do not add up to the total")
+        flag(
+            "ledger:fees_by_venue", venue_fees, ledger.fees_usdt, "fees per venue do not add up to the total"
+        )
     opp_fees = sum(o.fees_usdt for o in ledger.opportunities())
     if opp_fees > ledger.fees_usdt + 1e-9 * max(1.0, scale):
-        flag("ledger:fees_by_opportunity", opp_fees, ledger.fees_usdt, "fees per opportunity exceed the total")
+        flag(
+            "ledger:fees_by_opportunity", opp_fees, ledger.fees_usdt, "fees per opportunity exceed the total"
+        )
     if report is not None:
-        for name, ours in (("realized_pnl_usdt", ledger.realized_pnl_usdt), ("fees_usdt", ledger.fees_usdt),
-                           ("slippage_usdt", ledger.slippage_usdt)):
+        for name, ours in (
+            ("realized_pnl_usdt", ledger.realized_pnl_usdt),
+            ("fees_usdt", ledger.fees_usdt),
+            ("slippage_usdt", ledger.slippage_usdt),
+        ):
             theirs = report.get(name)
             if not isinstance(theirs, (int, float)) or not _close(ours, theirs, scale):
                 flag(f"report:{name}", ours, theirs, "report.json differs from the ledger")

@@ -14,6 +14,7 @@ later layers (its balances are not compared against a ledger we could not update
 `clean` when no mismatch is open and no order is unresolved: the engine may leave RECONCILING
 only after a clean pass (`engine_event`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from .reporting import ReportingCheck, check_reporting
 @dataclass
 class Pass:
     """What one pass found."""
+
     ts_ns: int
     orders: dict[str, OrderRound] = field(default_factory=dict)
     fills_booked: int = 0
@@ -67,10 +69,19 @@ class Reconciler:
     """Holds the state that spans passes: exception log, lag windows, fill cursors.
     `ordinal_fill_ids`: book fills as "#n" per order, as a ledger rebuilt from the journal does."""
 
-    def __init__(self, venues: list[Venue], ledger: Ledger, orders: dict[str, KnownOrder], *,
-                 balance_lag_ns: int, position: PositionReconciler | None = None,
-                 grace_ns: int = DEFAULT_GRACE_NS, log: ExceptionLog | None = None, ordinal_fill_ids: bool = False,
-                 balance_rel_tol: float = 1e-9):
+    def __init__(
+        self,
+        venues: list[Venue],
+        ledger: Ledger,
+        orders: dict[str, KnownOrder],
+        *,
+        balance_lag_ns: int,
+        position: PositionReconciler | None = None,
+        grace_ns: int = DEFAULT_GRACE_NS,
+        log: ExceptionLog | None = None,
+        ordinal_fill_ids: bool = False,
+        balance_rel_tol: float = 1e-9,
+    ):
         self.venues, self.ledger, self.orders = venues, ledger, orders
         self.log = log if log is not None else ExceptionLog()
         self.balances = BalanceReconciler(balance_lag_ns, rel_tol=balance_rel_tol, log=self.log)
@@ -96,7 +107,9 @@ class Reconciler:
             except VenueError as exc:
                 p.unreachable[v.name] = f"{type(exc).__name__}: {exc}"
         try:
-            p.positions = self.positions.check(self.ledger, {v.name: await v.positions() for v in reachable}, ts_ns)
+            p.positions = self.positions.check(
+                self.ledger, {v.name: await v.positions() for v in reachable}, ts_ns
+            )
         except VenueError as exc:
             p.unreachable["positions"] = f"{type(exc).__name__}: {exc}"
         for v in reachable:
@@ -109,7 +122,6 @@ class Reconciler:
         p.raised = self.log.mismatches()[n_before:]
         p.open_mismatches = len(self.log.open())
         return p
-
 
     async def _sync_transfers(self, v: Venue) -> int:
         """Book the venue's transfer states; a venue that has no transfer history to offer

@@ -16,12 +16,14 @@ The file is opened in WAL mode with synchronous=NORMAL: a reader (`basis report`
 while a run writes, and a crash loses at most the last uncommitted batch. Writers batch rows
 and call `commit()` from housekeeping, never per event on the hot path.
 """
+
 from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -136,30 +138,64 @@ class ResultsDB:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, name: str, seed: int, started_ns: int, config: dict | None = None,
-                  version: str = "") -> None:
+    def start_run(
+        self,
+        run_id: str,
+        name: str,
+        seed: int,
+        started_ns: int,
+        config: dict | None = None,
+        version: str = "",
+    ) -> None:
         """Register a run; starting a run id again (a resumed run) keeps its first start time."""
-        self._db.execute("INSERT OR IGNORE INTO runs (run_id, name, seed, started_ns, config, version) "
-                         "VALUES (?,?,?,?,?,?)",
-                         (run_id, name, int(seed), int(started_ns), _json(config or {}), version))
+        self._db.execute(
+            "INSERT OR IGNORE INTO runs (run_id, name, seed, started_ns, config, version) "
+            "VALUES (?,?,?,?,?,?)",
+            (run_id, name, int(seed), int(started_ns), _json(config or {}), version),
+        )
         self._db.commit()
 
     def end_run(self, run_id: str, ended_ns: int) -> None:
-        if self._db.execute("UPDATE runs SET ended_ns=? WHERE run_id=?", (int(ended_ns), run_id)).rowcount != 1:
+        if (
+            self._db.execute("UPDATE runs SET ended_ns=? WHERE run_id=?", (int(ended_ns), run_id)).rowcount
+            != 1
+        ):
             raise ResultsError(f"unknown run {run_id!r}")
         self._db.commit()
 
     def record_opportunity(self, run_id: str, opp, outcome: str = "") -> None:
         """Insert or replace one opportunity from an accounting.OpportunityResult."""
-        values = (run_id, int(opp.opportunity_id), opp.strategy, int(opp.first_ts_ns), int(opp.last_ts_ns),
-                  _num("expected_edge_usdt", opp.expected_edge_usdt), _num("realized_pnl_usdt", opp.realized_pnl_usdt),
-                  _num("fees_usdt", opp.fees_usdt), _num("slippage_usdt", opp.slippage_usdt),
-                  _num("funding_usdt", opp.funding_usdt), int(opp.fills), _json(opp.bought), _json(opp.sold),
-                  _num("symmetry", opp.symmetry), outcome)
-        self._db.execute("INSERT OR REPLACE INTO opportunities VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
+        values = (
+            run_id,
+            int(opp.opportunity_id),
+            opp.strategy,
+            int(opp.first_ts_ns),
+            int(opp.last_ts_ns),
+            _num("expected_edge_usdt", opp.expected_edge_usdt),
+            _num("realized_pnl_usdt", opp.realized_pnl_usdt),
+            _num("fees_usdt", opp.fees_usdt),
+            _num("slippage_usdt", opp.slippage_usdt),
+            _num("funding_usdt", opp.funding_usdt),
+            int(opp.fills),
+            _json(opp.bought),
+            _json(opp.sold),
+            _num("symmetry", opp.symmetry),
+            outcome,
+        )
+        self._db.execute(
+            "INSERT OR REPLACE INTO opportunities VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", values
+        )
 
-    def record_order(self, run_id: str, venue: str, order, *, opportunity_id: int = 0, submitted_ns: int = 0,
-                     origin: str = "ours") -> None:
+    def record_order(
+        self,
+        run_id: str,
+        venue: str,
+        order,
+        *,
+        opportunity_id: int = 0,
+        submitted_ns: int = 0,
+        origin: str = "ours",
+    ) -> None:
         """Upsert one order from an adapters.base.VenueOrder (or anything with its fields).
         `origin` is "ours" or "adopted" (found at the venue by reconciliation)."""
         price = None if order.price is None else _num("price", order.price)
@@ -167,42 +203,86 @@ class ResultsDB:
             "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id, venue, coid) DO UPDATE SET "
             "status=excluded.status, filled_qty=excluded.filled_qty, avg_price=excluded.avg_price, "
             "updated_ns=excluded.updated_ns",
-            (run_id, venue, str(order.coid), order.instrument, _name(order.side), _name(order.type),
-             _num("qty", order.qty), price, _name(order.status), _num("filled_qty", order.filled_qty),
-             _num("avg_price", order.avg_price), int(opportunity_id), int(submitted_ns or order.created_ns),
-             int(order.updated_ns), origin))
+            (
+                run_id,
+                venue,
+                str(order.coid),
+                order.instrument,
+                _name(order.side),
+                _name(order.type),
+                _num("qty", order.qty),
+                price,
+                _name(order.status),
+                _num("filled_qty", order.filled_qty),
+                _num("avg_price", order.avg_price),
+                int(opportunity_id),
+                int(submitted_ns or order.created_ns),
+                int(order.updated_ns),
+                origin,
+            ),
+        )
 
     def record_fill(self, run_id: str, fill, fee_usdt: float) -> bool:
         """Insert one accounting.LedgerFill; False when that (venue, coid, fill id) is already there."""
         cur = self._db.execute(
             "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (run_id, fill.venue, str(fill.coid), fill.fill_id, fill.instrument, fill.side, _num("qty", fill.qty),
-             _num("price", fill.price), _num("fee", fill.fee), fill.fee_asset, _num("fee_usdt", fee_usdt),
-             int(fill.ts_ns), int(fill.opportunity_id)))
+            (
+                run_id,
+                fill.venue,
+                str(fill.coid),
+                fill.fill_id,
+                fill.instrument,
+                fill.side,
+                _num("qty", fill.qty),
+                _num("price", fill.price),
+                _num("fee", fill.fee),
+                fill.fee_asset,
+                _num("fee_usdt", fee_usdt),
+                int(fill.ts_ns),
+                int(fill.opportunity_id),
+            ),
+        )
         return cur.rowcount == 1
 
-    def record_transition(self, run_id: str, t_ns: int, machine: str, key: str, from_state: str, to_state: str,
-                          cause: str) -> None:
-        self._db.execute("INSERT INTO transitions VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions "
-                         "WHERE run_id=?), ?,?,?,?,?,?)",
-                         (run_id, run_id, int(t_ns), machine, str(key), _name(from_state), _name(to_state), cause))
+    def record_transition(
+        self, run_id: str, t_ns: int, machine: str, key: str, from_state: str, to_state: str, cause: str
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO transitions VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions "
+            "WHERE run_id=?), ?,?,?,?,?,?)",
+            (run_id, run_id, int(t_ns), machine, str(key), _name(from_state), _name(to_state), cause),
+        )
 
     def record_exception(self, run_id: str, mismatch) -> None:
         """Append one reconciliation mismatch (reconcile.Mismatch). Rows are never overwritten."""
         self._db.execute(
             "INSERT INTO recon_exceptions VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM recon_exceptions "
             "WHERE run_id=?), ?,?,?,?,?,?,?)",
-            (run_id, run_id, int(mismatch.ts_ns), mismatch.layer, str(mismatch.key), _json(mismatch.ours),
-             _json(mismatch.theirs), mismatch.cause, None))
+            (
+                run_id,
+                run_id,
+                int(mismatch.ts_ns),
+                mismatch.layer,
+                str(mismatch.key),
+                _json(mismatch.ours),
+                _json(mismatch.theirs),
+                mismatch.cause,
+                None,
+            ),
+        )
 
     def resolve_exception(self, run_id: str, layer: str, key: str, resolved_ns: int) -> int:
         """Mark the open exceptions of (layer, key) resolved; returns how many were."""
-        return self._db.execute("UPDATE recon_exceptions SET resolved_ns=? WHERE run_id=? AND layer=? AND key=? "
-                                "AND resolved_ns IS NULL", (int(resolved_ns), run_id, layer, str(key))).rowcount
+        return self._db.execute(
+            "UPDATE recon_exceptions SET resolved_ns=? WHERE run_id=? AND layer=? AND key=? "
+            "AND resolved_ns IS NULL",
+            (int(resolved_ns), run_id, layer, str(key)),
+        ).rowcount
 
     def record_series(self, run_id: str, name: str, points: Iterable[tuple[int, float]]) -> None:
-        self._db.executemany("INSERT INTO series VALUES (?,?,?,?)",
-                             [(run_id, name, int(t), _num(name, v)) for t, v in points])
+        self._db.executemany(
+            "INSERT INTO series VALUES (?,?,?,?)", [(run_id, name, int(t), _num(name, v)) for t, v in points]
+        )
 
     def replace_series(self, run_id: str, name: str, points: Iterable[tuple[int, float]]) -> None:
         """Drop series `name` of the run and write `points` in its place."""
@@ -215,9 +295,10 @@ class ResultsDB:
         if len(edges) != len(counts) + 1:
             raise ResultsError(f"histogram {name}: {len(edges)} edges for {len(counts)} counts")
         self._db.execute("DELETE FROM histograms WHERE run_id=? AND name=?", (run_id, name))
-        self._db.executemany("INSERT INTO histograms VALUES (?,?,?,?,?)",
-                             [(run_id, name, float(edges[i]), float(edges[i + 1]), int(c))
-                              for i, c in enumerate(counts)])
+        self._db.executemany(
+            "INSERT INTO histograms VALUES (?,?,?,?,?)",
+            [(run_id, name, float(edges[i]), float(edges[i + 1]), int(c)) for i, c in enumerate(counts)],
+        )
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -240,7 +321,9 @@ class ResultsDB:
         return self._rows("SELECT * FROM orders WHERE run_id=? ORDER BY submitted_ns, venue, coid", (run_id,))
 
     def fills(self, run_id: str) -> list[dict]:
-        return self._rows("SELECT * FROM fills WHERE run_id=? ORDER BY ts_ns, venue, coid, fill_id", (run_id,))
+        return self._rows(
+            "SELECT * FROM fills WHERE run_id=? ORDER BY ts_ns, venue, coid, fill_id", (run_id,)
+        )
 
     def transitions(self, run_id: str) -> list[dict]:
         return self._rows("SELECT * FROM transitions WHERE run_id=? ORDER BY seq", (run_id,))
@@ -252,12 +335,18 @@ class ResultsDB:
         return rows
 
     def series(self, run_id: str, name: str) -> list[tuple[int, float]]:
-        return [(r[0], r[1]) for r in self._db.execute(
-            "SELECT t_ns, value FROM series WHERE run_id=? AND name=? ORDER BY t_ns, rowid", (run_id, name))]
+        return [
+            (r[0], r[1])
+            for r in self._db.execute(
+                "SELECT t_ns, value FROM series WHERE run_id=? AND name=? ORDER BY t_ns, rowid",
+                (run_id, name),
+            )
+        ]
 
     def histogram(self, run_id: str, name: str) -> tuple[list[float], list[int]]:
-        rows = self._db.execute("SELECT lo, hi, count FROM histograms WHERE run_id=? AND name=? ORDER BY lo",
-                                (run_id, name)).fetchall()
+        rows = self._db.execute(
+            "SELECT lo, hi, count FROM histograms WHERE run_id=? AND name=? ORDER BY lo", (run_id, name)
+        ).fetchall()
         if not rows:
             return [], []
         return [r[0] for r in rows] + [rows[-1][1]], [r[2] for r in rows]

@@ -4,6 +4,7 @@
 again after a resumed run replays); fills are keyed by (venue, client order id, fill id), the
 opportunities are replaced by their latest figures and the PnL series are rewritten whole.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,7 +59,7 @@ def record_exceptions(db: ResultsDB, run_id: str, mismatches) -> None:
 def latency_edges(lo_ns: float = 100.0, hi_ns: float = 1e8, per_decade: int = 5) -> np.ndarray:
     """Log-spaced bin edges for decision latency, from `lo_ns` to `hi_ns`."""
     decades = math.log10(hi_ns / lo_ns)
-    return np.logspace(math.log10(lo_ns), math.log10(hi_ns), int(round(decades * per_decade)) + 1)
+    return np.logspace(math.log10(lo_ns), math.log10(hi_ns), round(decades * per_decade) + 1)
 
 
 def record_latency(db: ResultsDB, run_id: str, samples_ns, edges=None) -> None:

@@ -8,6 +8,7 @@ so it opens from disk in any browser without a network.
 Plots: cumulative PnL (realized, fees, net), residual exposure over time, state timeline per
 machine, decision latency histogram, fill symmetry per opportunity.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,11 +29,18 @@ MAX_ROWS = 200
 MAX_POINTS = 2000  # per plotted series
 
 _HEADLINE = (
-    ("events_processed", "events processed"), ("events_per_s", "events / s"),
-    ("signals_seen", "signals seen"), ("orders_submitted", "orders submitted"), ("orders_filled", "orders filled"),
-    ("hedges_completed", "hedges completed"), ("asymmetric_episodes", "asymmetric episodes"), ("unwinds", "unwinds"),
-    ("max_residual_exposure_usdt", "max residual exposure (USDT)"), ("realized_pnl_usdt", "realized PnL (USDT)"),
-    ("fees_usdt", "fees (USDT)"), ("slippage_usdt", "slippage (USDT)"),
+    ("events_processed", "events processed"),
+    ("events_per_s", "events / s"),
+    ("signals_seen", "signals seen"),
+    ("orders_submitted", "orders submitted"),
+    ("orders_filled", "orders filled"),
+    ("hedges_completed", "hedges completed"),
+    ("asymmetric_episodes", "asymmetric episodes"),
+    ("unwinds", "unwinds"),
+    ("max_residual_exposure_usdt", "max residual exposure (USDT)"),
+    ("realized_pnl_usdt", "realized PnL (USDT)"),
+    ("fees_usdt", "fees (USDT)"),
+    ("slippage_usdt", "slippage (USDT)"),
 )
 
 
@@ -72,8 +80,17 @@ class RunData:
                         self.series[name] = db.series(rid, name)
                     self.latency = db.histogram(rid, HIST_LATENCY)
         if not self.transitions:
-            self.transitions = [{"t_ns": tr["t"], "machine": tr["machine"], "key": "", "from_state": tr["from"],
-                                 "to_state": tr["to"], "cause": tr["cause"]} for tr in self.report["state_transitions"]]
+            self.transitions = [
+                {
+                    "t_ns": tr["t"],
+                    "machine": tr["machine"],
+                    "key": "",
+                    "from_state": tr["from"],
+                    "to_state": tr["to"],
+                    "cause": tr["cause"],
+                }
+                for tr in self.report["state_transitions"]
+            ]
 
     def t0(self) -> float:
         """The run's time origin (ns): its start, else the earliest recorded time."""
@@ -100,8 +117,12 @@ def thin(points: list[tuple[int, float]], buckets: int = MAX_POINTS // 4) -> lis
     for pt in points + [(None, None)]:
         if pt[0] is None or pt[0] >= edge:
             if group:
-                keep = {0, len(group) - 1, min(range(len(group)), key=lambda i: group[i][1]),
-                        max(range(len(group)), key=lambda i: group[i][1])}
+                keep = {
+                    0,
+                    len(group) - 1,
+                    min(range(len(group)), key=lambda i: group[i][1]),
+                    max(range(len(group)), key=lambda i: group[i][1]),
+                }
                 out += [group[i] for i in sorted(keep)]
             group = []
             if pt[0] is not None:
@@ -122,19 +143,31 @@ def plots(data: RunData) -> dict[str, str]:
     out = {}
     out["cumulative_pnl"] = svg.line_chart(
         "Cumulative PnL (USDT)",
-        [(label, *sec(data.series.get(name, []))) for label, name in
-         (("net", SERIES_NET), ("realized", SERIES_REALIZED), ("fees", SERIES_FEES))],
-        "time since start (s)", "USDT")
+        [
+            (label, *sec(data.series.get(name, [])))
+            for label, name in (("net", SERIES_NET), ("realized", SERIES_REALIZED), ("fees", SERIES_FEES))
+        ],
+        "time since start (s)",
+        "USDT",
+    )
     out["residual_exposure"] = svg.line_chart(
-        "Residual unhedged exposure (USDT)", [("residual", *sec(data.series.get(SERIES_RESIDUAL, [])))],
-        "time since start (s)", "USDT")
+        "Residual unhedged exposure (USDT)",
+        [("residual", *sec(data.series.get(SERIES_RESIDUAL, [])))],
+        "time since start (s)",
+        "USDT",
+    )
     out["state_timeline"] = svg.timeline("State timeline", _lanes(data, t0), "time since start (s)")
     edges, counts = data.latency
     out["decision_latency"] = svg.histogram("Decision latency (ns, log bins)", edges, counts, "ns")
     opps = data.opportunities[-MAX_ROWS:]
     out["fill_symmetry"] = svg.bar_chart(
-        "Fill symmetry per opportunity (min/max of legs' filled qty)", [str(o["opportunity_id"]) for o in opps],
-        [o["symmetry"] for o in opps], "symmetry", y_max=1.05, threshold=0.95 if opps else None)
+        "Fill symmetry per opportunity (min/max of legs' filled qty)",
+        [str(o["opportunity_id"]) for o in opps],
+        [o["symmetry"] for o in opps],
+        "symmetry",
+        y_max=1.05,
+        threshold=0.95 if opps else None,
+    )
     return out
 
 
@@ -165,8 +198,10 @@ def summary(data: RunData) -> str:
     lines = [f"run {data.run['run_id'] if data.run else data.run_dir.name}  ({data.run_dir})"]
     for key, label in _HEADLINE:
         lines.append(f"  {label:<32} {_n(r[key]):>18}")
-    lines.append(f"  {'decision latency p50/p99/p99.9':<32} "
-                 f"{lat['p50']:>8.0f} / {lat['p99']:.0f} / {lat['p999']:.0f} ns")
+    lines.append(
+        f"  {'decision latency p50/p99/p99.9':<32} "
+        f"{lat['p50']:>8.0f} / {lat['p99']:.0f} / {lat['p999']:.0f} ns"
+    )
     rej = ", ".join(f"{k}={v}" for k, v in sorted(r["signals_rejected"].items())) or "none"
     lines.append(f"  {'signals rejected':<32} {rej}")
     rec = ", ".join(f"{k}={v}" for k, v in sorted(r["reconciliation"].items())) or "none"
@@ -197,34 +232,85 @@ def render_html(data: RunData) -> str:
     p = plots(data)
     lat = r["decision_latency_ns"]
     head_rows = [[label, r[key]] for key, label in _HEADLINE]
-    head_rows.append(["decision latency p50 / p99 / p99.9 (ns)",
-                      f"{lat['p50']:.0f} / {lat['p99']:.0f} / {lat['p999']:.0f}"])
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>",
-             f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>",
-             _table(["figure", "value"], head_rows),
-             "<h2>Cumulative PnL</h2>", p["cumulative_pnl"],
-             "<h2>Residual exposure</h2>", p["residual_exposure"],
-             "<h2>State timeline</h2>", p["state_timeline"],
-             "<h2>Decision latency</h2>", p["decision_latency"],
-             "<h2>Fill symmetry</h2>", p["fill_symmetry"],
-             "<h2>Signals rejected</h2>",
-             _table(["reason", "count"], sorted([k, v] for k, v in r["signals_rejected"].items())),
-             "<h2>Reconciliation</h2>",
-             _table(["layer", "mismatches"], sorted([k, v] for k, v in r["reconciliation"].items()))]
+    head_rows.append(
+        [
+            "decision latency p50 / p99 / p99.9 (ns)",
+            f"{lat['p50']:.0f} / {lat['p99']:.0f} / {lat['p999']:.0f}",
+        ]
+    )
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>",
+        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>",
+        _table(["figure", "value"], head_rows),
+        "<h2>Cumulative PnL</h2>",
+        p["cumulative_pnl"],
+        "<h2>Residual exposure</h2>",
+        p["residual_exposure"],
+        "<h2>State timeline</h2>",
+        p["state_timeline"],
+        "<h2>Decision latency</h2>",
+        p["decision_latency"],
+        "<h2>Fill symmetry</h2>",
+        p["fill_symmetry"],
+        "<h2>Signals rejected</h2>",
+        _table(["reason", "count"], sorted([k, v] for k, v in r["signals_rejected"].items())),
+        "<h2>Reconciliation</h2>",
+        _table(["layer", "mismatches"], sorted([k, v] for k, v in r["reconciliation"].items())),
+    ]
     if data.exceptions:
-        parts.append(_table(["t (ns)", "layer", "key", "ours", "venue", "cause", "resolved"],
-                            [[e["t_ns"], e["layer"], e["key"], str(e["ours"]), str(e["theirs"]), e["cause"],
-                              e["resolved_ns"] or ""] for e in data.exceptions[:MAX_ROWS]]))
+        parts.append(
+            _table(
+                ["t (ns)", "layer", "key", "ours", "venue", "cause", "resolved"],
+                [
+                    [
+                        e["t_ns"],
+                        e["layer"],
+                        e["key"],
+                        str(e["ours"]),
+                        str(e["theirs"]),
+                        e["cause"],
+                        e["resolved_ns"] or "",
+                    ]
+                    for e in data.exceptions[:MAX_ROWS]
+                ],
+            )
+        )
     parts.append("<h2>State transitions</h2>")
-    parts.append(_table(["t (ns)", "machine", "from", "to", "cause"],
-                        [[tr["t_ns"], tr["machine"] + (f":{tr['key']}" if tr.get("key") else ""), tr["from_state"],
-                          tr["to_state"], tr["cause"]] for tr in data.transitions[:MAX_ROWS]]))
+    parts.append(
+        _table(
+            ["t (ns)", "machine", "from", "to", "cause"],
+            [
+                [
+                    tr["t_ns"],
+                    tr["machine"] + (f":{tr['key']}" if tr.get("key") else ""),
+                    tr["from_state"],
+                    tr["to_state"],
+                    tr["cause"],
+                ]
+                for tr in data.transitions[:MAX_ROWS]
+            ],
+        )
+    )
     if data.opportunities:
         parts.append("<h2>Opportunities</h2>")
-        parts.append(_table(["id", "strategy", "expected edge", "realized", "fees", "slippage", "symmetry", "outcome"],
-                            [[o["opportunity_id"], o["strategy"], o["expected_edge_usdt"], o["realized_pnl_usdt"],
-                              o["fees_usdt"], o["slippage_usdt"], o["symmetry"], o["outcome"]]
-                             for o in data.opportunities[:MAX_ROWS]]))
+        parts.append(
+            _table(
+                ["id", "strategy", "expected edge", "realized", "fees", "slippage", "symmetry", "outcome"],
+                [
+                    [
+                        o["opportunity_id"],
+                        o["strategy"],
+                        o["expected_edge_usdt"],
+                        o["realized_pnl_usdt"],
+                        o["fees_usdt"],
+                        o["slippage_usdt"],
+                        o["symmetry"],
+                        o["outcome"],
+                    ]
+                    for o in data.opportunities[:MAX_ROWS]
+                ],
+            )
+        )
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

@@ -6,6 +6,7 @@ meant), and writes it with orjson atomically (temporary file, fsync, rename). Ex
 kept. `read_report(path)` reads and validates. A missing or mistyped field raises ResultsError
 naming every problem at once.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,6 +49,7 @@ FIELDS: dict[str, str] = {
 @dataclass
 class RunReport:
     """The required fields of report.json; `extra` is merged in as further top-level fields."""
+
     events_processed: int
     events_per_s: float
     decision_latency_ns: dict[str, float]
@@ -137,7 +139,9 @@ def write_report(path: str | Path, data: RunReport | dict) -> Path:
     """Validate and write report.json atomically; returns the path written."""
     report = validate(data)
     try:
-        blob = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+        blob = orjson.dumps(
+            report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+        )
     except TypeError as exc:
         raise ResultsError(f"report.json: a value cannot be written as JSON: {exc}") from None
     path = Path(path)

@@ -20,6 +20,7 @@ loop. On ARM64 they become `ldar` / `stlr`.
 `a` is a 1-D int64 array whose element `i` is 8-byte aligned (the ring header is).
 No bounds check is made: callers pass constant indices of the header layout.
 """
+
 from __future__ import annotations
 
 import platform
@@ -115,6 +116,7 @@ def store_relaxed(typingctx, arr, idx, value):
 def cpu_relax(typingctx):
     """A spin-loop hint (`pause` / `yield`): lets the sibling hyperthread run and avoids the
     memory-order mis-speculation penalty when the awaited cache line changes. No ordering."""
+
     def codegen(context, builder, sig, args):
         if _PAUSE:
             fnty = ir.FunctionType(ir.VoidType(), [])
@@ -130,6 +132,7 @@ def monotonic_ns(typingctx):
 
     The same clock as Python's `time.monotonic_ns()` on Linux, and the same in every process of
     the host, so a heartbeat written by one process can be aged by another."""
+
     def codegen(context, builder, sig, args):
         i32, i64 = ir.IntType(32), ir.IntType(64)
         ts_ty = ir.LiteralStructType([i64, i64])
@@ -149,6 +152,7 @@ def sched_yield(typingctx):
     """libc `sched_yield()`: give the core to another runnable thread, if any (a system call,
     ~0.3-1 us). A spin loop falls back to it after a while so that, on an oversubscribed host,
     the waiter does not burn the time slice the other end needs to make progress."""
+
     def codegen(context, builder, sig, args):
         fnty = ir.FunctionType(ir.IntType(32), [])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "sched_yield")

@@ -28,6 +28,7 @@ keep the cursors in locals and use the `atomics` intrinsics directly, in the sam
 "Full" and "empty" are return values (a count of 0), never exceptions. Argument checks (shape,
 dtype, roles) live in the Python `Ring` wrapper; these loops trust their inputs.
 """
+
 from __future__ import annotations
 
 import numba

@@ -15,6 +15,7 @@ read as little-endian int64 words; the index constants below are word indices.
 An end's private state (`local`, int64[LOCAL_WORDS], never shared) holds its own cursor (OWN)
 and its last-seen copy of the other end's cursor (CACHED).
 """
+
 from __future__ import annotations
 
 from ..schema import RECORD_SIZE
@@ -22,10 +23,10 @@ from ..schema import RECORD_SIZE
 MAGIC = int.from_bytes(b"BASISRNG", "little")
 VERSION = 1
 
-LINE_WORDS = 16                   # 128 bytes
+LINE_WORDS = 16  # 128 bytes
 HEADER_WORDS = 3 * LINE_WORDS
-HEADER_BYTES = HEADER_WORDS * 8   # 384
-RECORD_WORDS = RECORD_SIZE // 8   # 8 uint64 words per slot
+HEADER_BYTES = HEADER_WORDS * 8  # 384
+RECORD_WORDS = RECORD_SIZE // 8  # 8 uint64 words per slot
 
 # line 0: geometry and identity
 W_MAGIC = 0
@@ -43,7 +44,7 @@ HEARTBEAT = LINE_WORDS + 1
 # line 2: consumer
 TAIL = 2 * LINE_WORDS
 
-FLAG_PRODUCER_CLOSED = 1          # the producer closed its end: nothing more will be published
+FLAG_PRODUCER_CLOSED = 1  # the producer closed its end: nothing more will be published
 
 # private state of one end
 OWN = 0

@@ -21,6 +21,7 @@ heartbeat is older than that; records published before the death are still deliv
 The pid check needs both ends in one PID namespace and can be fooled by pid reuse; the
 heartbeat check has neither limit, at the price of the producer beating while idle.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,28 @@ from ..errors import ProducerDead, RingError
 from ..schema import RECORD_SIZE
 from . import kernels
 from .layout import (
-    FLAG_PRODUCER_CLOSED, HEAD, HEADER_BYTES, HEADER_WORDS, LOCAL_WORDS, MAGIC,
-    MAX_CAPACITY, MIN_CAPACITY, RECORD_WORDS, TAIL, VERSION, W_CAPACITY, W_CONSUMER_PID,
-    W_CREATED_NS, W_CREATOR_PID, W_FLAGS, W_MAGIC, W_PRODUCER_PID, W_SLOT_BYTES, W_VERSION, CACHED, OWN,
+    CACHED,
+    FLAG_PRODUCER_CLOSED,
+    HEAD,
+    HEADER_BYTES,
+    HEADER_WORDS,
+    LOCAL_WORDS,
+    MAGIC,
+    MAX_CAPACITY,
+    MIN_CAPACITY,
+    OWN,
+    RECORD_WORDS,
+    TAIL,
+    VERSION,
+    W_CAPACITY,
+    W_CONSUMER_PID,
+    W_CREATED_NS,
+    W_CREATOR_PID,
+    W_FLAGS,
+    W_MAGIC,
+    W_PRODUCER_PID,
+    W_SLOT_BYTES,
+    W_VERSION,
     segment_bytes,
 )
 from .segment import Segment
@@ -55,7 +75,7 @@ def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-        return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+        return stat[stat.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
     except FileNotFoundError:
         return False
     except OSError:
@@ -78,12 +98,16 @@ def as_words(records: np.ndarray) -> np.ndarray:
     if records.dtype == np.uint64 and records.ndim == 2 and records.shape[1] == RECORD_WORDS:
         words = records
     elif records.dtype.itemsize == RECORD_SIZE and records.ndim == 1:
-        words = records.view(np.uint64).reshape(-1, RECORD_WORDS) if records.size else np.empty((0, 8), np.uint64)
+        words = (
+            records.view(np.uint64).reshape(-1, RECORD_WORDS) if records.size else np.empty((0, 8), np.uint64)
+        )
     elif records.dtype == np.uint8 and records.ndim == 2 and records.shape[1] == RECORD_SIZE:
         words = records.view(np.uint64)
     else:
-        raise RingError(f"records must be 64-byte records, uint64 [n, 8] or uint8 [n, 64]; "
-                        f"got dtype {records.dtype} shape {records.shape}")
+        raise RingError(
+            f"records must be 64-byte records, uint64 [n, 8] or uint8 [n, 64]; "
+            f"got dtype {records.dtype} shape {records.shape}"
+        )
     return words
 
 
@@ -104,8 +128,9 @@ class Ring:
         self.header = np.frombuffer(seg.buf, dtype=np.int64, count=HEADER_WORDS)
         cap = int(self.header[W_CAPACITY])
         self.capacity = cap
-        self.slots = np.frombuffer(seg.buf, dtype=np.uint64, count=cap * RECORD_WORDS,
-                                   offset=HEADER_BYTES).reshape(cap, RECORD_WORDS)
+        self.slots = np.frombuffer(
+            seg.buf, dtype=np.uint64, count=cap * RECORD_WORDS, offset=HEADER_BYTES
+        ).reshape(cap, RECORD_WORDS)
         self.local = np.zeros(LOCAL_WORDS, dtype=np.int64)
         head, tail = kernels.cursors(self.header)
         if self.is_producer:
@@ -120,13 +145,19 @@ class Ring:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def create(cls, name: str, capacity: int, role: str, heartbeat_timeout_s: float | None = None) -> "Ring":
+    def create(cls, name: str, capacity: int, role: str, heartbeat_timeout_s: float | None = None) -> Ring:
         """Create the segment `basis-<name>` with `capacity` slots (a power of two) and open
         `role`'s end of it. This end owns the segment: `close()` unlinks it."""
         if role not in (PRODUCER, CONSUMER):
             raise RingError(f"role must be {PRODUCER!r} or {CONSUMER!r}, got {role!r}")
-        if not isinstance(capacity, int) or not MIN_CAPACITY <= capacity <= MAX_CAPACITY or capacity & (capacity - 1):
-            raise RingError(f"capacity must be a power of two in {MIN_CAPACITY}..{MAX_CAPACITY}, got {capacity!r}")
+        if (
+            not isinstance(capacity, int)
+            or not MIN_CAPACITY <= capacity <= MAX_CAPACITY
+            or capacity & (capacity - 1)
+        ):
+            raise RingError(
+                f"capacity must be a power of two in {MIN_CAPACITY}..{MAX_CAPACITY}, got {capacity!r}"
+            )
         seg = Segment.create(name, segment_bytes(capacity))
         header = np.frombuffer(seg.buf, dtype=np.int64, count=HEADER_WORDS)
         header[W_VERSION] = VERSION
@@ -143,7 +174,7 @@ class Ring:
             raise
 
     @classmethod
-    def attach(cls, name: str, role: str, heartbeat_timeout_s: float | None = None) -> "Ring":
+    def attach(cls, name: str, role: str, heartbeat_timeout_s: float | None = None) -> Ring:
         """Open `role`'s end of the existing ring `basis-<name>`. Raises RingError when there is
         no such segment, when it is not a basis ring of this version, or when `role` is producer
         and a live producer is already attached."""
@@ -156,8 +187,10 @@ class Ring:
                 closed = int(kernels.load_word(header, W_FLAGS)) & FLAG_PRODUCER_CLOSED
                 del header
                 if pid and pid != os.getpid() and not closed and pid_alive(pid):
-                    raise RingError(f"ring {seg.name!r} already has a live producer (pid {pid}); "
-                                    f"a ring takes one producer")
+                    raise RingError(
+                        f"ring {seg.name!r} already has a live producer (pid {pid}); "
+                        f"a ring takes one producer"
+                    )
             return cls(seg, role, heartbeat_timeout_s)
         except BaseException:
             seg.close()
@@ -172,16 +205,20 @@ class Ring:
         try:
             magic = int(kernels.load_word(header, W_MAGIC))
             if magic != MAGIC:
-                raise RingError(f"segment {seg.name!r} is not a basis ring (magic {magic:#x}, "
-                                f"want {MAGIC:#x}), or its creator has not finished creating it")
+                raise RingError(
+                    f"segment {seg.name!r} is not a basis ring (magic {magic:#x}, "
+                    f"want {MAGIC:#x}), or its creator has not finished creating it"
+                )
             version, cap, slot = int(header[W_VERSION]), int(header[W_CAPACITY]), int(header[W_SLOT_BYTES])
         finally:
             del header
         if version != VERSION:
             raise RingError(f"ring {seg.name!r} has layout version {version}; this build reads {VERSION}")
         if slot != RECORD_SIZE or cap < MIN_CAPACITY or cap & (cap - 1) or size < segment_bytes(cap):
-            raise RingError(f"ring {seg.name!r} has a bad geometry: capacity {cap}, slot {slot} bytes, "
-                            f"segment {size} bytes")
+            raise RingError(
+                f"ring {seg.name!r} has a bad geometry: capacity {cap}, slot {slot} bytes, "
+                f"segment {size} bytes"
+            )
 
     # -- data -----------------------------------------------------------------------------
 
@@ -270,7 +307,7 @@ class Ring:
         kernels.heartbeat(self.header)
 
     def producer_status(self) -> str:
-        """"" when the producer looks alive (or none has attached yet), else why it is not."""
+        """ "" when the producer looks alive (or none has attached yet), else why it is not."""
         pid = int(kernels.load_word(self.header, W_PRODUCER_PID))
         if pid == 0:
             return ""
@@ -330,7 +367,7 @@ class Ring:
         self.header = self.slots = None
         seg.close()
 
-    def __enter__(self) -> "Ring":
+    def __enter__(self) -> Ring:
         return self
 
     def __exit__(self, *exc) -> None:

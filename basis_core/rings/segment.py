@@ -12,6 +12,7 @@ Every segment name starts with PREFIX ("basis-"), so leftovers are recognisable.
   creator's registration when the attacher unregisters. `close()` on an attacher only unmaps.
 - A supervisor whose creator died can remove the name with `unlink(name)`.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -42,17 +43,19 @@ class Segment:
         self._closer = closer
 
     @classmethod
-    def create(cls, name: str, size: int) -> "Segment":
+    def create(cls, name: str, size: int) -> Segment:
         name = full_name(name)
         try:
             shm = shared_memory.SharedMemory(name=name, create=True, size=size)
         except FileExistsError:
-            raise RingError(f"ring segment {name!r} already exists (another ring uses this name, "
-                            f"or a dead creator left it: basis_core.rings.unlink({name!r}))") from None
+            raise RingError(
+                f"ring segment {name!r} already exists (another ring uses this name, "
+                f"or a dead creator left it: basis_core.rings.unlink({name!r}))"
+            ) from None
         return cls(name, shm.buf, True, shm)
 
     @classmethod
-    def attach(cls, name: str) -> "Segment":
+    def attach(cls, name: str) -> Segment:
         name = full_name(name)
         try:
             if sys.version_info >= (3, 13):
@@ -62,7 +65,9 @@ class Segment:
 
             fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
         except FileNotFoundError:
-            raise RingError(f"no ring segment named {name!r} (not created yet, or its creator closed it)") from None
+            raise RingError(
+                f"no ring segment named {name!r} (not created yet, or its creator closed it)"
+            ) from None
         except PermissionError:
             raise RingError(f"ring segment {name!r} belongs to another user") from None
         try:
@@ -93,8 +98,10 @@ class Segment:
                 self.buf.release()
                 closer.close()
         except BufferError:
-            raise RingError(f"segment {self.name!r} cannot be unmapped: numpy views of it are still "
-                            f"alive (drop them first; the name is already unlinked)") from None
+            raise RingError(
+                f"segment {self.name!r} cannot be unmapped: numpy views of it are still "
+                f"alive (drop them first; the name is already unlinked)"
+            ) from None
         self._closer = None
         self.buf = None
 

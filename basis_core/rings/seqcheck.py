@@ -14,6 +14,7 @@ polls, then yields the core on every poll (on a host with more runnable threads 
 pure spin would burn the time slice the other end needs). They return early when a wait runs
 past `max_spins` polls, so the Python caller can check liveness and call again.
 """
+
 from __future__ import annotations
 
 import numba
@@ -23,7 +24,7 @@ from .atomics import cpu_relax, load_acquire, sched_yield, store_release
 from .kernels import heartbeat
 from .layout import CACHED, HEAD, OWN, TAIL
 
-SPIN_BEFORE_YIELD = 1000   # polls with PAUSE before a wait falls back to sched_yield per poll
+SPIN_BEFORE_YIELD = 1000  # polls with PAUSE before a wait falls back to sched_yield per poll
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

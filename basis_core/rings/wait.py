@@ -12,6 +12,7 @@ producer equally fast.
                   thread wants it, otherwise behaves like a spin
     BackoffSleep  sleeps min_us, doubling up to max_us; cheapest on CPU, latency up to max_us
 """
+
 from __future__ import annotations
 
 import os

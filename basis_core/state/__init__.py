@@ -2,13 +2,37 @@
 
 Every pair that is not in a table raises InvalidTransition; tests walk every missing pair.
 """
+
 from .fsm import Machine, Table, Transition
 from .tables import (
-    ENGINE, HEDGE, ORDER, VENUE, EngineEvent, EngineState, HedgeEvent, HedgeState, OrderEvent,
-    OrderState, VenueEvent, VenueState,
+    ENGINE,
+    HEDGE,
+    ORDER,
+    VENUE,
+    EngineEvent,
+    EngineState,
+    HedgeEvent,
+    HedgeState,
+    OrderEvent,
+    OrderState,
+    VenueEvent,
+    VenueState,
 )
 
 __all__ = [
-    "Machine", "Table", "Transition", "ENGINE", "HEDGE", "ORDER", "VENUE", "EngineEvent", "EngineState",
-    "HedgeEvent", "HedgeState", "OrderEvent", "OrderState", "VenueEvent", "VenueState",
+    "ENGINE",
+    "HEDGE",
+    "ORDER",
+    "VENUE",
+    "EngineEvent",
+    "EngineState",
+    "HedgeEvent",
+    "HedgeState",
+    "Machine",
+    "OrderEvent",
+    "OrderState",
+    "Table",
+    "Transition",
+    "VenueEvent",
+    "VenueState",
 ]

@@ -6,11 +6,12 @@ current state, applies events through its table and records every change with it
 time, so the run's report can list the state timeline. A pair missing from the table raises
 InvalidTransition: nothing is ever decided by a default.
 """
+
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from ..errors import InvalidTransition
 
@@ -24,9 +25,14 @@ class Transition:
 class Table:
     """An immutable transition table for one kind of machine."""
 
-    def __init__(self, name: str, states: type[enum.Enum], events: type[enum.Enum],
-                 rows: Iterable[tuple[enum.Enum, enum.Enum, enum.Enum, tuple[str, ...]]],
-                 terminal: Iterable[enum.Enum] = ()):
+    def __init__(
+        self,
+        name: str,
+        states: type[enum.Enum],
+        events: type[enum.Enum],
+        rows: Iterable[tuple[enum.Enum, enum.Enum, enum.Enum, tuple[str, ...]]],
+        terminal: Iterable[enum.Enum] = (),
+    ):
         self.name = name
         self.states = states
         self.events = events

@@ -5,14 +5,15 @@ out; they are listed here so that a reader sees, in one place, what each transit
 Rows that keep the state are written out too: every pair an event can meet is decided here,
 and anything else is an InvalidTransition.
 """
+
 from __future__ import annotations
 
 import enum
 
 from .fsm import Table
 
-
 # -- engine risk state -------------------------------------------------------------------------
+
 
 class EngineState(enum.Enum):
     NORMAL = "NORMAL"
@@ -24,15 +25,15 @@ class EngineState(enum.Enum):
 
 
 class EngineEvent(enum.Enum):
-    RATE_LIMITED = "RATE_LIMITED"              # a venue throttled us
-    THROTTLE_CLEARED = "THROTTLE_CLEARED"      # no venue throttled for the configured window
-    SYMMETRY_BREACH = "SYMMETRY_BREACH"        # a hedged position went asymmetric
-    VOL_SPIKE = "VOL_SPIKE"                    # volatility above the protective level
-    VOL_HALT = "VOL_HALT"                      # volatility above the halt level
+    RATE_LIMITED = "RATE_LIMITED"  # a venue throttled us
+    THROTTLE_CLEARED = "THROTTLE_CLEARED"  # no venue throttled for the configured window
+    SYMMETRY_BREACH = "SYMMETRY_BREACH"  # a hedged position went asymmetric
+    VOL_SPIKE = "VOL_SPIKE"  # volatility above the protective level
+    VOL_HALT = "VOL_HALT"  # volatility above the halt level
     UNWIND_STARTED = "UNWIND_STARTED"
-    UNWIND_DONE = "UNWIND_DONE"                # every isolated position is flat
-    UNWIND_FAILED = "UNWIND_FAILED"            # retries exhausted: a person must look
-    EXPOSURE_RESOLVED = "EXPOSURE_RESOLVED"    # protective cause gone without an unwind
+    UNWIND_DONE = "UNWIND_DONE"  # every isolated position is flat
+    UNWIND_FAILED = "UNWIND_FAILED"  # retries exhausted: a person must look
+    EXPOSURE_RESOLVED = "EXPOSURE_RESOLVED"  # protective cause gone without an unwind
     RECONCILE_REQUESTED = "RECONCILE_REQUESTED"
     RECONCILE_MISMATCH = "RECONCILE_MISMATCH"
     POLICY_CHECKS_PASSED = "POLICY_CHECKS_PASSED"  # flat or hedged, reconciled, venues healthy long enough
@@ -101,6 +102,7 @@ NO_NEW_EXPOSURE = frozenset({_E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING, _E.HAL
 
 # -- venue state -------------------------------------------------------------------------------
 
+
 class VenueState(enum.Enum):
     UP = "UP"
     THROTTLED = "THROTTLED"
@@ -110,10 +112,10 @@ class VenueState(enum.Enum):
 
 
 class VenueEvent(enum.Enum):
-    OK = "OK"                          # a healthy answer
+    OK = "OK"  # a healthy answer
     RATE_LIMITED = "RATE_LIMITED"
     TIMEOUT = "TIMEOUT"
-    VERIFIED = "VERIFIED"              # every order we sent there is known to both sides again
+    VERIFIED = "VERIFIED"  # every order we sent there is known to both sides again
     MAINTENANCE = "MAINTENANCE"
     MAINTENANCE_OVER = "MAINTENANCE_OVER"
     DISCONNECTED = "DISCONNECTED"
@@ -157,9 +159,25 @@ _VENUE_ROWS += [
     (_S.QUARANTINED, _W.DISCONNECTED, _S.DOWN, ()),
     (_S.DOWN, _W.MAINTENANCE, _S.QUARANTINED, ()),
 ]
-for _e in (_W.OK, _W.RATE_LIMITED, _W.TIMEOUT, _W.VERIFIED, _W.MAINTENANCE, _W.HEALTHY_WINDOW, _W.RECONNECTED):
+for _e in (
+    _W.OK,
+    _W.RATE_LIMITED,
+    _W.TIMEOUT,
+    _W.VERIFIED,
+    _W.MAINTENANCE,
+    _W.HEALTHY_WINDOW,
+    _W.RECONNECTED,
+):
     _VENUE_ROWS.append((_S.QUARANTINED, _e, _S.QUARANTINED, ()))
-for _e in (_W.OK, _W.RATE_LIMITED, _W.TIMEOUT, _W.VERIFIED, _W.MAINTENANCE_OVER, _W.HEALTHY_WINDOW, _W.DISCONNECTED):
+for _e in (
+    _W.OK,
+    _W.RATE_LIMITED,
+    _W.TIMEOUT,
+    _W.VERIFIED,
+    _W.MAINTENANCE_OVER,
+    _W.HEALTHY_WINDOW,
+    _W.DISCONNECTED,
+):
     _VENUE_ROWS.append((_S.DOWN, _e, _S.DOWN, ()))
 
 VENUE = Table("venue", VenueState, VenueEvent, _VENUE_ROWS)
@@ -169,6 +187,7 @@ NO_DISPATCH = frozenset({_S.SUSPECT, _S.QUARANTINED, _S.DOWN})
 
 
 # -- order -------------------------------------------------------------------------------------
+
 
 class OrderState(enum.Enum):
     NEW = "NEW"
@@ -194,7 +213,7 @@ class OrderEvent(enum.Enum):
     REJECT = "REJECT"
     TIMEOUT = "TIMEOUT"
     NOT_FOUND = "NOT_FOUND"  # a targeted query by client order id: the venue does not have it (yet)
-    LOST = "LOST"            # still not found after the grace period: it never reached the venue
+    LOST = "LOST"  # still not found after the grace period: it never reached the venue
 
 
 _O, _X = OrderState, OrderEvent
@@ -213,7 +232,7 @@ _ORDER_ROWS = [
     (_O.PENDING_CANCEL, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),
     (_O.UNKNOWN, _X.TIMEOUT, _O.UNKNOWN, ("verify_order",)),
     (_O.UNKNOWN, _X.CANCEL_REQUEST, _O.UNKNOWN, ("verify_order",)),
-    (_O.UNKNOWN, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),   # may still be in flight: ask again
+    (_O.UNKNOWN, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),  # may still be in flight: ask again
     (_O.UNKNOWN, _X.LOST, _O.REJECTED, ("declare_not_placed",)),
     (_O.UNKNOWN, _X.ACK, _O.ACKED, ("adopt",)),
     (_O.UNKNOWN, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ("adopt", "book_fill")),
@@ -242,17 +261,28 @@ _ORDER_ROWS += [
 # terminal states: late news is booked (a fill that happened before the cancel is still a fill),
 # repeats are ignored, nothing reopens the order
 for _s in (_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED):
-    for _e in (_X.ACK, _X.CANCELED, _X.EXPIRED, _X.CANCEL_REQUEST, _X.TIMEOUT, _X.NOT_FOUND, _X.REJECT, _X.LOST):
+    for _e in (
+        _X.ACK,
+        _X.CANCELED,
+        _X.EXPIRED,
+        _X.CANCEL_REQUEST,
+        _X.TIMEOUT,
+        _X.NOT_FOUND,
+        _X.REJECT,
+        _X.LOST,
+    ):
         _ORDER_ROWS.append((_s, _e, _s, ()))
     # a fill is a fact even when it arrives late (or for an order declared not placed): it is
     # booked, so exposure counts it, and reconciliation compares it with the venue
     _ORDER_ROWS += [(_s, _X.FILL, _s, ("book_late_fill",)), (_s, _X.PARTIAL_FILL, _s, ("book_late_fill",))]
 
-ORDER = Table("order", OrderState, OrderEvent, _ORDER_ROWS,
-              terminal=(_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED))
+ORDER = Table(
+    "order", OrderState, OrderEvent, _ORDER_ROWS, terminal=(_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED)
+)
 
 
 # -- hedged position ---------------------------------------------------------------------------
+
 
 class HedgeState(enum.Enum):
     PENDING = "PENDING"
@@ -268,14 +298,14 @@ class HedgeState(enum.Enum):
 
 class HedgeEvent(enum.Enum):
     DISPATCHED = "DISPATCHED"
-    LEG_FILLED = "LEG_FILLED"        # some fill on some leg, legs not yet matched
-    BOTH_FILLED = "BOTH_FILLED"      # legs matched within tolerance
+    LEG_FILLED = "LEG_FILLED"  # some fill on some leg, legs not yet matched
+    BOTH_FILLED = "BOTH_FILLED"  # legs matched within tolerance
     NOTHING_FILLED = "NOTHING_FILLED"  # every leg terminal with no fill
-    DEGRADE = "DEGRADE"              # symmetry kernel: degrade
-    BREACH = "BREACH"                # symmetry kernel: breach (fill ratio or hedge window)
+    DEGRADE = "DEGRADE"  # symmetry kernel: degrade
+    BREACH = "BREACH"  # symmetry kernel: breach (fill ratio or hedge window)
     ISOLATE = "ISOLATE"
     UNWIND = "UNWIND"
-    FLAT = "FLAT"                    # residual within tolerance after unwind
+    FLAT = "FLAT"  # residual within tolerance after unwind
     UNWIND_FAILED = "UNWIND_FAILED"
     RECONCILED = "RECONCILED"
 

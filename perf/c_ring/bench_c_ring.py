@@ -16,6 +16,7 @@ fails (ring.c exits non-zero) instead of reporting a figure.
 
     .venv/bin/python perf/c_ring/bench_c_ring.py -o cring.json [--fast]
 """
+
 from __future__ import annotations
 
 import atexit
@@ -33,7 +34,7 @@ SOURCE = Path(__file__).with_name("ring.c")
 BATCHES = (1, 16, 256)
 RING_SLOTS = 4096
 PING_SLOTS = 64
-MIN_RECORDS = 200_000     # a C run shorter than this is dominated by fork + page faults
+MIN_RECORDS = 200_000  # a C run shorter than this is dominated by fork + page faults
 MIN_PINGS = 2_000
 
 _binary: list[str] = []
@@ -92,7 +93,9 @@ def main() -> None:
     runner = pyperf.Runner(processes=2, values=3)
     build()
     a, b = _cpus()
-    runner.metadata["cring_cpus"] = f"consumer/pinger cpu {a}, producer/ponger cpu {b}" if a >= 0 else "unpinned"
+    runner.metadata["cring_cpus"] = (
+        f"consumer/pinger cpu {a}, producer/ponger cpu {b}" if a >= 0 else "unpinned"
+    )
     runner.metadata["cring_compiler"] = "gcc -O2 -std=c11"
     for batch in BATCHES:
         runner.bench_time_func(f"OneToOneThroughput[c,batch={batch}]", throughput, batch)

@@ -23,6 +23,7 @@ skipped) and writes no JSON.
 
     .venv/bin/python perf/peers/bench_nautilus.py -o peers.json [--fast] [--ticks N]
 """
+
 from __future__ import annotations
 
 import sys
@@ -41,7 +42,7 @@ try:
     from nautilus_trader.model.objects import Money, Price, Quantity
     from nautilus_trader.test_kit.providers import TestInstrumentProvider
     from nautilus_trader.trading.strategy import Strategy
-except ImportError:                                        # optional extra not installed
+except ImportError:  # optional extra not installed
     nautilus_trader = None
 
 from basis_core.bench import SKIPPED
@@ -49,7 +50,7 @@ from basis_core.hotloop import HotParams, quote_ticks
 
 EVERY_K = 100
 TRIGGER_BPS = HotParams().trigger_bps
-SIZE_SCALE = 100_000          # quote_ticks sizes (coins, 3 decimals) -> whole units of the FX pair
+SIZE_SCALE = 100_000  # quote_ticks sizes (coins, 3 decimals) -> whole units of the FX pair
 
 
 if nautilus_trader is not None:
@@ -65,7 +66,7 @@ if nautilus_trader is not None:
 
         def __init__(self, config: SpreadConfig, ids):
             super().__init__(config)
-            self.ids = ids                        # {venue name: InstrumentId}
+            self.ids = ids  # {venue name: InstrumentId}
             self.last = {}
             self.ticks = 0
             self.decisions = 0
@@ -108,13 +109,20 @@ if nautilus_trader is not None:
 
 def build(n_ticks: int, send_orders: bool):
     """(engine, strategy) with both venues, both instruments and the tick stream loaded."""
-    cfg = BacktestEngineConfig(trader_id=TraderId("BASIS-PEER-001"), logging=LoggingConfig(bypass_logging=True))
+    cfg = BacktestEngineConfig(
+        trader_id=TraderId("BASIS-PEER-001"), logging=LoggingConfig(bypass_logging=True)
+    )
     engine = BacktestEngine(config=cfg)
     ids, insts = {}, {}
     for name in ("SIM_A", "SIM_B"):
         venue = Venue(name)
-        engine.add_venue(venue=venue, oms_type=OmsType.NETTING, account_type=AccountType.MARGIN,
-                         base_currency=USD, starting_balances=[Money(10_000_000_000, USD)])
+        engine.add_venue(
+            venue=venue,
+            oms_type=OmsType.NETTING,
+            account_type=AccountType.MARGIN,
+            base_currency=USD,
+            starting_balances=[Money(10_000_000_000, USD)],
+        )
         inst = TestInstrumentProvider.default_fx_ccy("AUD/USD", venue)
         engine.add_instrument(inst)
         ids[name], insts[name] = inst.id, inst
@@ -125,9 +133,17 @@ def build(n_ticks: int, send_orders: bool):
     for k, r in enumerate(recs.tolist()):
         inst = insts[names[r[4]]]
         ts = t0 + k * 1000
-        ticks.append(QuoteTick(inst.id, Price(r[8], inst.price_precision), Price(r[10], inst.price_precision),
-                               Quantity(round(r[9] * SIZE_SCALE), inst.size_precision),
-                               Quantity(round(r[11] * SIZE_SCALE), inst.size_precision), ts, ts))
+        ticks.append(
+            QuoteTick(
+                inst.id,
+                Price(r[8], inst.price_precision),
+                Price(r[10], inst.price_precision),
+                Quantity(round(r[9] * SIZE_SCALE), inst.size_precision),
+                Quantity(round(r[11] * SIZE_SCALE), inst.size_precision),
+                ts,
+                ts,
+            )
+        )
     engine.add_data(ticks)
     strategy = SpreadStrategy(SpreadConfig(send_orders=send_orders), ids)
     engine.add_strategy(strategy)
@@ -153,11 +169,15 @@ def run(loops: int, send_orders: bool) -> float:
         total += time.perf_counter() - t0
         want = n // EVERY_K
         if strategy.ticks != n or strategy.decisions != want:
-            raise AssertionError(f"nautilus peer: {strategy.ticks} of {n} ticks seen, {strategy.decisions} "
-                                 f"decisions (the workload holds {want})")
+            raise AssertionError(
+                f"nautilus peer: {strategy.ticks} of {n} ticks seen, {strategy.decisions} "
+                f"decisions (the workload holds {want})"
+            )
         if send_orders and (strategy.submitted != 2 * want or strategy.outcomes != strategy.submitted):
-            raise AssertionError(f"nautilus peer: {strategy.submitted} orders submitted, {strategy.outcomes} "
-                                 f"filled or rejected (want {2 * want} of each)")
+            raise AssertionError(
+                f"nautilus peer: {strategy.submitted} orders submitted, {strategy.outcomes} "
+                f"filled or rejected (want {2 * want} of each)"
+            )
     return total
 
 
@@ -167,12 +187,16 @@ def _add_args(cmd, args) -> None:
 
 def main() -> int:
     if nautilus_trader is None:
-        print("peers: NautilusTrader is not installed (pip install 'basis[peers]' or nautilus_trader); "
-              "skipping the peer suite", file=sys.stderr)
+        print(
+            "peers: NautilusTrader is not installed (pip install 'basis[peers]' or nautilus_trader); "
+            "skipping the peer suite",
+            file=sys.stderr,
+        )
         return SKIPPED
     runner = pyperf.Runner(processes=2, values=3, add_cmdline_args=_add_args)
-    runner.argparser.add_argument("--ticks", type=int, default=None,
-                                  help="quote ticks per run (default 100,000; --fast 20,000)")
+    runner.argparser.add_argument(
+        "--ticks", type=int, default=None, help="quote ticks per run (default 100,000; --fast 20,000)"
+    )
     args = runner.parse_args()
     if args.ticks is None:
         args.ticks = 20_000 if args.fast else 100_000

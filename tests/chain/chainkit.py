@@ -1,4 +1,5 @@
 """Helpers shared by the on-chain tests (imported by conftest.py and the test modules)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from adapters.web3.auth import Signer
 from adapters.web3.client import EvmClient
 from adapters.web3.config import Web3VenueConfig
 
-E18 = 10 ** 18
+E18 = 10**18
 MAX_UINT = (1 << 256) - 1
 
 #: anvil's built-in development accounts 0..2 (derived from its public test mnemonic)
@@ -22,7 +23,9 @@ DEV_KEYS = (
 
 def rpc(url: str, method: str, params=()):
     """One raw JSON-RPC request (test-node controls such as evm_mine); RuntimeError on error."""
-    r = requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}, timeout=10)
+    r = requests.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}, timeout=10
+    )
     body = r.json()
     if "error" in body:
         raise RuntimeError(f"{method}: {body['error']}")
@@ -38,6 +41,7 @@ def make_client(url: str, decoder, key_index: int = 0, **cfg_overrides) -> EvmCl
 class World:
     """Addresses deployed once per session. Pool A sells token X (the 'ETH') for 2000 Y,
     pool B for 2100 Y; the executor holds `executor_funds` of Y."""
+
     url: str
     x: str
     y: str
@@ -60,6 +64,10 @@ def mint(c: EvmClient, token: str, to: str, amount: int):
 def swap(c: EvmClient, pool: str, token_in: str, amount_in: int, **send_kw):
     """Send a direct pool swap from `c` (to move a pool's price); returns the SentTx."""
     from adapters.web3.calldata import encode_call
-    data = encode_call("swap(address,uint256,uint256,address)", ["address", "uint256", "uint256", "address"],
-                       [token_in, amount_in, 0, c.address])
+
+    data = encode_call(
+        "swap(address,uint256,uint256,address)",
+        ["address", "uint256", "uint256", "address"],
+        [token_in, amount_in, 0, c.address],
+    )
     return c.send(pool, data, **send_kw)

@@ -8,6 +8,7 @@ AtomicExecutor owned by anvil's account 0. Every test runs between evm_snapshot 
 evm_revert, with automining restored, and gets clients built after the snapshot (a revert
 rewinds account nonces, so nonce managers must not outlive a test).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,15 +19,17 @@ from pathlib import Path
 
 import pytest
 import requests
+from chainkit import E18, World, approve, make_client, mint, rpc
 
 from adapters.web3.compile import compile_contracts
 from adapters.web3.revert import RevertDecoder
-from chainkit import E18, World, approve, make_client, mint, rpc
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the anvil binary; BASIS_ANVIL overrides it (the missing-tool test points it nowhere)
-ANVIL = Path(os.environ.get("BASIS_ANVIL") or ROOT / "tools" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64"
-             / "bin" / "anvil")
+ANVIL = Path(
+    os.environ.get("BASIS_ANVIL")
+    or ROOT / "tools" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+)
 
 
 def _free_port() -> int:
@@ -38,11 +41,17 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def anvil_url():
     if not ANVIL.is_file():
-        pytest.fail(f"anvil is not installed at {ANVIL}: run scripts/bootstrap --test "
-                    "(it installs @foundry-rs/anvil-linux-amd64 and solc into tools/node_modules)", pytrace=False)
+        pytest.fail(
+            f"anvil is not installed at {ANVIL}: run scripts/bootstrap --test "
+            "(it installs @foundry-rs/anvil-linux-amd64 and solc into tools/node_modules)",
+            pytrace=False,
+        )
     port = _free_port()
-    proc = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
@@ -82,7 +91,7 @@ def world(anvil_url, artifacts, decoder):
     x = owner.deploy(tok, ["string", "string"], ["Wrapped Ether", "WETH"])
     y = owner.deploy(tok, ["string", "string"], ["Test Dollar", "TUSD"])
     pool_a = owner.deploy(pool, ["address", "address"], [x, y])
-    pool_b = owner.deploy(pool, ["address", "address"], [y, x])        # reversed token order on purpose
+    pool_b = owner.deploy(pool, ["address", "address"], [y, x])  # reversed token order on purpose
     executor = owner.deploy(ex)
     for token in (x, y):
         mint(owner, token, owner.address, 10_000 * 2100 * E18)
@@ -90,8 +99,12 @@ def world(anvil_url, artifacts, decoder):
         for p in (pool_a, pool_b):
             approve(owner, token, p)
             approve(other, token, p)
-    owner.transact(pool_a, "addLiquidity(uint256,uint256)", ["uint256", "uint256"], [100 * E18, 200_000 * E18])
-    owner.transact(pool_b, "addLiquidity(uint256,uint256)", ["uint256", "uint256"], [210_000 * E18, 100 * E18])
+    owner.transact(
+        pool_a, "addLiquidity(uint256,uint256)", ["uint256", "uint256"], [100 * E18, 200_000 * E18]
+    )
+    owner.transact(
+        pool_b, "addLiquidity(uint256,uint256)", ["uint256", "uint256"], [210_000 * E18, 100 * E18]
+    )
     funds = 50_000 * E18
     mint(owner, y, executor, funds)
     return World(anvil_url, x, y, pool_a, pool_b, executor, owner.address, other.address, funds)
@@ -111,7 +124,7 @@ def chain_snapshot(request):
     yield
     rpc(url, "evm_setAutomine", [True])
     assert rpc(url, "evm_revert", [snap]) is True
-    rpc(url, "anvil_setNextBlockBaseFeePerGas", [base_fee])     # evm_revert keeps the fee state
+    rpc(url, "anvil_setNextBlockBaseFeePerGas", [base_fee])  # evm_revert keeps the fee state
 
 
 @pytest.fixture
@@ -122,4 +135,3 @@ def owner(world, decoder, chain_snapshot):
 @pytest.fixture
 def other(world, decoder, chain_snapshot):
     return make_client(world.url, decoder, 1)
-

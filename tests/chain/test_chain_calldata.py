@@ -1,5 +1,6 @@
 """Deterministic calldata: fixed inputs give pinned bytes, equal to web3's own ABI encoding,
 identical across processes; bad inputs are refused before anything is encoded."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,10 +16,12 @@ from basis_core.errors import OrderRejected
 pytestmark = pytest.mark.chain
 
 LEGS = (
-    Leg("0x5FbDB2315678afecb367f032d93F642f64180aa3", "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512", 123456789),
-    Leg("0x9fe46736679d2d9a65f0992f2272de9f3c7fa6e0", "0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9", 10 ** 18),
+    Leg(
+        "0x5FbDB2315678afecb367f032d93F642f64180aa3", "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512", 123456789
+    ),
+    Leg("0x9fe46736679d2d9a65f0992f2272de9f3c7fa6e0", "0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9", 10**18),
 )
-ARGS = (5 * 10 ** 18, 10 ** 15, 1_900_000_000, 0x2A0)
+ARGS = (5 * 10**18, 10**15, 1_900_000_000, 0x2A0)
 PINNED = (
     "2d0a61d6"
     "00000000000000000000000000000000000000000000000000000000000000a0"
@@ -47,18 +50,33 @@ def test_execute_calldata_equals_web3_contract_encoding_of_the_compiled_abi(arti
 
 
 def test_execute_calldata_is_byte_identical_in_a_fresh_process():
-    code = ("from adapters.web3.calldata import Leg, encode_execute\n"
-            f"legs = {[(leg.pool.lower(), leg.token_in.upper().replace('0X', '0x'), leg.min_out) for leg in LEGS]!r}\n"
-            f"print(encode_execute([Leg(*l) for l in legs], *{ARGS!r}).hex())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "12345", "PATH": ""}, cwd=str(Path(__file__).parents[2]))
+    code = (
+        "from adapters.web3.calldata import Leg, encode_execute\n"
+        f"legs = {[(leg.pool.lower(), leg.token_in.upper().replace('0X', '0x'), leg.min_out) for leg in LEGS]!r}\n"
+        f"print(encode_execute([Leg(*l) for l in legs], *{ARGS!r}).hex())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+        cwd=str(Path(__file__).parents[2]),
+    )
     assert out.stdout.strip() == PINNED
 
 
-@pytest.mark.parametrize("bad", [
-    dict(amount_in=1.5), dict(amount_in=-1), dict(amount_in=True), dict(min_profit=1 << 256),
-    dict(deadline=1 << 64), dict(tag=b"x" * 33),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(amount_in=1.5),
+        dict(amount_in=-1),
+        dict(amount_in=True),
+        dict(min_profit=1 << 256),
+        dict(deadline=1 << 64),
+        dict(tag=b"x" * 33),
+    ],
+)
 def test_bad_amounts_are_refused_with_bad_input(bad):
     kw = dict(amount_in=ARGS[0], min_profit=ARGS[1], deadline=ARGS[2], tag=ARGS[3]) | bad
     with pytest.raises(OrderRejected) as info:
@@ -66,13 +84,16 @@ def test_bad_amounts_are_refused_with_bad_input(bad):
     assert info.value.reason == "bad_input"
 
 
-@pytest.mark.parametrize("pool,token,min_out", [
-    ("0x5FbDB2315678afecb367f032d93F642f64180aa", LEGS[0].token_in, 1),          # 19 bytes
-    ("5FbDB2315678afecb367f032d93F642f64180aa3", LEGS[0].token_in, 1),           # no 0x
-    (LEGS[0].pool, "0xZZbDB2315678afecb367f032d93F642f64180aa3", 1),
-    (LEGS[0].pool, LEGS[0].token_in, -5),
-    (LEGS[0].pool, LEGS[0].token_in, float("nan")),
-])
+@pytest.mark.parametrize(
+    "pool,token,min_out",
+    [
+        ("0x5FbDB2315678afecb367f032d93F642f64180aa", LEGS[0].token_in, 1),  # 19 bytes
+        ("5FbDB2315678afecb367f032d93F642f64180aa3", LEGS[0].token_in, 1),  # no 0x
+        (LEGS[0].pool, "0xZZbDB2315678afecb367f032d93F642f64180aa3", 1),
+        (LEGS[0].pool, LEGS[0].token_in, -5),
+        (LEGS[0].pool, LEGS[0].token_in, float("nan")),
+    ],
+)
 def test_bad_legs_are_refused_with_bad_input(pool, token, min_out):
     with pytest.raises(OrderRejected):
         Leg(pool, token, min_out)

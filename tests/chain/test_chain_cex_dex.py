@@ -5,6 +5,7 @@ buys on the pool first (one atomic swap, simulated with eth_call before it is se
 on the CEX what the swap delivered, once its receipt is in. Runs are on the real clock (the
 chain keeps real time), single-process layout, through `run_scenario` like `basis run`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from chainkit import DEV_KEYS, E18, approve, make_client, mint, rpc, swap
+from orchestration import invariants, scenario, transitions, venue_agreement
 
 from adapters.web3.arbitrage import read_pool
 from adapters.web3.auth import Signer
@@ -25,16 +28,14 @@ from basis_core.config import from_dict
 from basis_core.errors import ConfigError
 from basis_core.run import run_scenario
 from basis_core.state.tables import HedgeState, OrderState
-from chainkit import DEV_KEYS, E18, approve, make_client, mint, rpc, swap
-from orchestration import invariants, scenario, transitions, venue_agreement
 
 pytestmark = pytest.mark.chain
 
 CEX_PX = 50_000.0
-POOL_PX = 49_600.0          # 0.8 % under the CEX: buy on the pool, sell on the CEX
+POOL_PX = 49_600.0  # 0.8 % under the CEX: buy on the pool, sell on the CEX
 POOL_BTC = 100
-TRADER = 2                  # anvil dev account of the engine's on-chain venue
-MOVER = 1                   # another account that moves the pool
+TRADER = 2  # anvil dev account of the engine's on-chain venue
+MOVER = 1  # another account that moves the pool
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ def dex(anvil_url, artifacts, decoder):
     mint(owner, usdt, owner.address, reserve_usdt)
     approve(owner, btc, pool)
     approve(owner, usdt, pool)
-    owner.transact(pool, "addLiquidity(uint256,uint256)", ["uint256", "uint256"], [POOL_BTC * E18, reserve_usdt])
+    owner.transact(
+        pool, "addLiquidity(uint256,uint256)", ["uint256", "uint256"], [POOL_BTC * E18, reserve_usdt]
+    )
     trader, mover = make_client(anvil_url, decoder, TRADER), make_client(anvil_url, decoder, MOVER)
     mint(owner, usdt, trader.address, 30_000 * E18)
     mint(owner, usdt, mover.address, 1_000_000 * E18)
@@ -80,32 +83,60 @@ def _data(duration_s: float, faults=(), **policy) -> dict:
     data = scenario(duration_s=duration_s, faults=list(faults))
     data["run"].update(clock="real", name="cex-dex")
     data["venues"] = {
-        "cex": {"kind": "sim", "taker_fee_bps": 10.0, "maker_fee_bps": 2.0,
-                "balances": {"USDT": 50_000.0, "BTC": 1.0},
-                "latency": {"request_ms": 3.0, "response_ms": 3.0, "fill_ms": 1.0, "balance_lag_ms": 100.0}},
+        "cex": {
+            "kind": "sim",
+            "taker_fee_bps": 10.0,
+            "maker_fee_bps": 2.0,
+            "balances": {"USDT": 50_000.0, "BTC": 1.0},
+            "latency": {"request_ms": 3.0, "response_ms": 3.0, "fill_ms": 1.0, "balance_lag_ms": 100.0},
+        },
         # the pool's 0.3 % is inside its prices; its gas is a fee in ETH
-        "dex": {"kind": "web3", "taker_fee_bps": 0.0, "maker_fee_bps": 0.0, "fee_asset": "ETH",
-                "fee_asset_price": 3000.0},
+        "dex": {
+            "kind": "web3",
+            "taker_fee_bps": 0.0,
+            "maker_fee_bps": 0.0,
+            "fee_asset": "ETH",
+            "fee_asset_price": 3000.0,
+        },
     }
     data["instruments"] = {
         "cex-BTCUSDT": {"venue": "cex", "symbol": "BTC/USDT", "base": "BTC"},
-        "dex-BTCUSDT": {"venue": "dex", "symbol": "BTC/USDT", "base": "BTC", "tick": 0.01, "lot": 1e-5,
-                        "min_notional": 5.0},
+        "dex-BTCUSDT": {
+            "venue": "dex",
+            "symbol": "BTC/USDT",
+            "base": "BTC",
+            "tick": 0.01,
+            "lot": 1e-5,
+            "min_notional": 5.0,
+        },
     }
-    data["market"].update(start_price=CEX_PX, dislocations_per_min=0.0, basis_jumps_per_min=0.0, vol_bps=1.0,
-                          noise_bps=0.5, trades_per_s=1.0)
+    data["market"].update(
+        start_price=CEX_PX,
+        dislocations_per_min=0.0,
+        basis_jumps_per_min=0.0,
+        vol_bps=1.0,
+        noise_bps=0.5,
+        trades_per_s=1.0,
+    )
     data["limits"].update(hedge_window_s=0.5, unwind_window_s=3.0)
     # a pool's book changes only when a swap moves it: it is as fresh as the latest block
-    data["policy"] = {"dispatch": "primary_then_hedge", "stale_book_ms": 30_000.0, "healthy_window_ms": 300.0,
-                      "reconcile_interval_ms": 250.0, "balance_lag_ms": 600.0, **policy}
+    data["policy"] = {
+        "dispatch": "primary_then_hedge",
+        "stale_book_ms": 30_000.0,
+        "healthy_window_ms": 300.0,
+        "reconcile_interval_ms": 250.0,
+        "balance_lag_ms": 600.0,
+        **policy,
+    }
     return data
 
 
 def _run(data: dict, tmp_path, dex: Dex, decoder, after_start=None, settle_s: float = 1.0):
     """One run through run_scenario on the real clock; (runner, world, problems, dex fills)."""
     cfg = from_dict(data)
-    world = ChainWorld.from_config(cfg, {"dex": _trader(dex, decoder)},
-                                   {"dex-BTCUSDT": PoolAddresses(dex.pool, dex.btc, dex.usdt)})
+    world = ChainWorld.from_config(
+        cfg, {"dex": _trader(dex, decoder)}, {"dex-BTCUSDT": PoolAddresses(dex.pool, dex.btc, dex.usdt)}
+    )
     found, fills = [], {}
 
     async def before_close(runner):
@@ -113,8 +144,18 @@ def _run(data: dict, tmp_path, dex: Dex, decoder, after_start=None, settle_s: fl
         page = await runner.venues["dex"].fills()
         fills.update({f.coid: f for f in page.fills})
 
-    runner = asyncio.run(run_scenario(cfg, tmp_path / "run", world, progress=None, settle_s=settle_s,
-                                      before_close=before_close, after_start=after_start, layout="single"))
+    runner = asyncio.run(
+        run_scenario(
+            cfg,
+            tmp_path / "run",
+            world,
+            progress=None,
+            settle_s=settle_s,
+            before_close=before_close,
+            after_start=after_start,
+            layout="single",
+        )
+    )
     if runner.stats.reconcile_mismatches:
         found.append(f"reconciliation mismatches: {runner.stats.reconcile_mismatches}")
     return runner, world, found + invariants(runner), fills
@@ -154,11 +195,13 @@ def test_pool_buy_then_cex_hedge_for_exactly_what_the_swap_delivered(tmp_path, d
         result = runner.ledger.opportunity(pos.opp_id)
         assert result.symmetry == 1.0
         assert pos.expected_edge_bps >= runner.policy.min_edge_bps
-        assert result.net_pnl_usdt > 0, (pos.expected_edge_bps, result)     # the sign of the edge
+        assert result.net_pnl_usdt > 0, (pos.expected_edge_bps, result)  # the sign of the edge
         bought += to_units(buy.filled, 18)
-        print(f"opportunity {pos.opp_id}: {buy.filled:g} BTC, edge {pos.expected_edge_bps:.1f} bps, "
-              f"pool leg {(receipt.ts_ns - buy.created_ns) / 1e6:.1f} ms decision->receipt, hedge decided "
-              f"{(hedge.created_ns - receipt.ts_ns) / 1e6:.2f} ms after it, net {result.net_pnl_usdt:.2f} USDT")
+        print(
+            f"opportunity {pos.opp_id}: {buy.filled:g} BTC, edge {pos.expected_edge_bps:.1f} bps, "
+            f"pool leg {(receipt.ts_ns - buy.created_ns) / 1e6:.1f} ms decision->receipt, hedge decided "
+            f"{(hedge.created_ns - receipt.ts_ns) / 1e6:.2f} ms after it, net {result.net_pnl_usdt:.2f} USDT"
+        )
     assert all(o.venue == "cex" for o in runner.core.orders.orders.values() if o.side.name == "SELL")
     assert client.erc20_balance(dex.btc, dex.trader) == bought
     hedged = [p for p, b, _ in legs if b.filled > 0]
@@ -167,8 +210,17 @@ def test_pool_buy_then_cex_hedge_for_exactly_what_the_swap_delivered(tmp_path, d
 
 
 def test_cex_refusing_the_hedge_isolates_unwinds_on_the_pool_and_returns_to_normal(tmp_path, dex, decoder):
-    faults = [{"kind": "reject", "venue": "cex", "on": "submit", "start_s": 0.0, "duration_s": 1.0,
-               "reason": "insufficient_funds", "count": 0}]
+    faults = [
+        {
+            "kind": "reject",
+            "venue": "cex",
+            "on": "submit",
+            "start_s": 0.0,
+            "duration_s": 1.0,
+            "reason": "insufficient_funds",
+            "count": 0,
+        }
+    ]
     runner, world, problems, fills = _run(_data(2.5, faults), tmp_path, dex, decoder, settle_s=0.5)
     assert not problems, "\n".join(problems)
     pos, buy, hedge = _legs(runner)[0]
@@ -183,14 +235,22 @@ def test_cex_refusing_the_hedge_isolates_unwinds_on_the_pool_and_returns_to_norm
     assert "ASYMMETRIC" in hedge_states and "ISOLATED" in hedge_states and "UNWINDING" in hedge_states
     engine = [(a, b) for a, b, _ in transitions(runner, "engine")]
     i = engine.index(next(p for p in engine if p[1] == "PROTECTIVE"))
-    assert engine[i:i + 3] == [(engine[i][0], "PROTECTIVE"), ("PROTECTIVE", "UNWINDING"), ("UNWINDING", "RECONCILING")]
+    assert engine[i : i + 3] == [
+        (engine[i][0], "PROTECTIVE"),
+        ("PROTECTIVE", "UNWINDING"),
+        ("UNWINDING", "RECONCILING"),
+    ]
     assert ("RECONCILING", "NORMAL") in engine[i:]
     assert runner.core.engine.state.name == "NORMAL" and runner.core.counters.unwinds >= 1
     # flat at the end: every position, and the chain holds what the pool legs left
     assert all(p.net_qty(book) == 0 for p in runner.core.positions.values())
     assert runner.core.residual_history[-1][1] == 0.0
     client = world.chain["dex"].client
-    net = sum(to_units(o.filled, 18) * (1 if o.side.name == "BUY" else -1) for o in book.values() if o.venue == "dex")
+    net = sum(
+        to_units(o.filled, 18) * (1 if o.side.name == "BUY" else -1)
+        for o in book.values()
+        if o.venue == "dex"
+    )
     assert client.erc20_balance(dex.btc, dex.trader) == net
 
 
@@ -214,7 +274,7 @@ def test_swap_reverted_on_chain_sends_no_cex_order_and_closes_the_position(tmp_p
             else:
                 return
             r_btc, r_usdt = reserves()
-            target_usdt = math.isqrt(r_btc * r_usdt * int(CEX_PX))   # reserves at the CEX price
+            target_usdt = math.isqrt(r_btc * r_usdt * int(CEX_PX))  # reserves at the CEX price
             amount_in = (target_usdt - r_usdt) * 1000 // 997
             fees = mover.gas.bump(mover.gas.bump(mover.quote_fees()))
             seen["mover"] = swap(mover, dex.pool, dex.usdt, amount_in, gas=200_000, fees=fees)
@@ -241,11 +301,11 @@ def test_swap_reverted_on_chain_sends_no_cex_order_and_closes_the_position(tmp_p
     client = world.chain["dex"].client
     view = asyncio.run(world.chain["dex"].fetch_order(buy.wire))
     reverted = client.get_receipt(view.venue_order_id)
-    assert reverted.status == 0 and reverted.gas_cost_wei > 0           # mined, reverted, gas spent
+    assert reverted.status == 0 and reverted.gas_cost_wei > 0  # mined, reverted, gas spent
     assert runner.core.engine.state.name == "NORMAL"
     print(f"reverted swap: {reverted.gas_used} gas, {reverted.gas_cost_wei / 1e18:.3e} ETH")
     assert client.erc20_balance(dex.btc, dex.trader) == 0
-    assert client.erc20_balance(dex.usdt, dex.trader) == 30_000 * E18   # only gas was spent
+    assert client.erc20_balance(dex.usdt, dex.trader) == 30_000 * E18  # only gas was spent
     assert buy.wire not in fills
 
 

@@ -1,4 +1,5 @@
 """The JSON-RPC client maps every node answer to a typed outcome."""
+
 from __future__ import annotations
 
 import http.server
@@ -6,12 +7,12 @@ import socket
 import threading
 
 import pytest
+from chainkit import E18, make_client, rpc, swap
 
 from adapters.web3.calldata import encode_call
-from adapters.web3.config import Web3VenueConfig
 from adapters.web3.client import EvmClient
+from adapters.web3.config import Web3VenueConfig
 from basis_core.errors import ChainRevert, RateLimited, RequestTimeout, VenueError, VenueUnavailable
-from chainkit import E18, make_client, rpc, swap
 
 pytestmark = pytest.mark.chain
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.chain
 def test_unreachable_endpoint_is_venue_unavailable():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]                    # bound but not listening: refused
+        port = s.getsockname()[1]  # bound but not listening: refused
         with pytest.raises(VenueUnavailable) as info:
             EvmClient(Web3VenueConfig(rpc_url=f"http://127.0.0.1:{port}", request_timeout_s=2))
     assert info.value.code == "unreachable"
@@ -49,31 +50,41 @@ def test_receipt_that_never_comes_is_a_request_timeout(world, owner):
     with pytest.raises(RequestTimeout) as info:
         owner.wait(sent, timeout_s=0.05)
     assert info.value.code == "receipt_timeout"
-    assert (info.value.tx_hash, info.value.nonce) == (sent.tx_hash, sent.nonce)   # to look it up later
+    assert (info.value.tx_hash, info.value.nonce) == (sent.tx_hash, sent.nonce)  # to look it up later
     rpc(world.url, "evm_mine")
     assert owner.wait(sent).ok
 
 
 def test_mined_revert_is_reported_with_its_decoded_custom_error(world, owner):
-    data = encode_call("swap(address,uint256,uint256,address)", ["address", "uint256", "uint256", "address"],
-                       [world.y, 1_000 * E18, 10 ** 30, owner.address])      # min out impossible
-    sent = owner.send(world.pool_a, data, gas=200_000)                       # explicit gas: no estimate
+    data = encode_call(
+        "swap(address,uint256,uint256,address)",
+        ["address", "uint256", "uint256", "address"],
+        [world.y, 1_000 * E18, 10**30, owner.address],
+    )  # min out impossible
+    sent = owner.send(world.pool_a, data, gas=200_000)  # explicit gas: no estimate
     rec = owner.wait(sent)
     assert rec.status == 0 and not rec.ok and rec.gas_used > 0
     why = owner.revert_reason(sent, rec)
-    assert why.error_name == "InsufficientOutput" and why.revert_args[1] == 10 ** 30
-    with pytest.raises(ChainRevert) as info:                                 # transact() raises it
-        owner.transact(world.pool_a, "swap(address,uint256,uint256,address)",
-                       ["address", "uint256", "uint256", "address"], [world.y, E18, 10 ** 30, owner.address],
-                       gas=200_000)
+    assert why.error_name == "InsufficientOutput" and why.revert_args[1] == 10**30
+    with pytest.raises(ChainRevert) as info:  # transact() raises it
+        owner.transact(
+            world.pool_a,
+            "swap(address,uint256,uint256,address)",
+            ["address", "uint256", "uint256", "address"],
+            [world.y, E18, 10**30, owner.address],
+            gas=200_000,
+        )
     assert info.value.error_name == "InsufficientOutput"
 
 
 def test_revert_reason_falls_back_to_a_replay_when_the_node_has_no_tracer(world, owner, monkeypatch):
     sent = swap(owner, world.pool_a, world.y, E18, gas=200_000)
     owner.wait(sent)
-    data = encode_call("swap(address,uint256,uint256,address)", ["address", "uint256", "uint256", "address"],
-                       [world.x, E18, 10 ** 30, owner.address])
+    data = encode_call(
+        "swap(address,uint256,uint256,address)",
+        ["address", "uint256", "uint256", "address"],
+        [world.x, E18, 10**30, owner.address],
+    )
     bad = owner.send(world.pool_a, data, gas=200_000)
     rec = owner.wait(bad)
     real_rpc = owner.rpc
@@ -90,6 +101,7 @@ def test_revert_reason_falls_back_to_a_replay_when_the_node_has_no_tracer(world,
 
 class _Answer(http.server.BaseHTTPRequestHandler):
     """Loopback endpoint that answers every POST with the status/body of its path."""
+
     ANSWERS = {
         "/busy": (429, {"Retry-After": "3"}, b"slow down"),
         "/down": (503, {}, b"maintenance"),
@@ -121,10 +133,15 @@ def odd_endpoint():
     srv.server_close()
 
 
-@pytest.mark.parametrize("path,error,code", [
-    ("/busy", RateLimited, "http_429"), ("/down", VenueUnavailable, "http_503"),
-    ("/garbage", VenueError, "malformed"), ("/noresult", VenueError, "malformed"),
-])
+@pytest.mark.parametrize(
+    "path,error,code",
+    [
+        ("/busy", RateLimited, "http_429"),
+        ("/down", VenueUnavailable, "http_503"),
+        ("/garbage", VenueError, "malformed"),
+        ("/noresult", VenueError, "malformed"),
+    ],
+)
 def test_http_level_failures_map_to_typed_errors(odd_endpoint, path, error, code):
     c = EvmClient(Web3VenueConfig(rpc_url=odd_endpoint + path, request_timeout_s=2), None, check_chain=False)
     with pytest.raises(error) as info:
@@ -141,11 +158,13 @@ def test_websocket_endpoint_runs_the_same_client(world, decoder):
     assert ws.erc20_balance(world.y, world.executor) == world.executor_funds
     sent = ws.send(ws.address, b"", value=7, gas=21_000)
     assert ws.wait(sent).ok and http.get_receipt(sent.tx_hash).ok
-    assert ws.nonce_counts() == http.nonce_counts()                 # a batch over the socket
+    assert ws.nonce_counts() == http.nonce_counts()  # a batch over the socket
     with pytest.raises(ChainRevert) as info:
-        ws.call(world.pool_a, encode_call("quote(address,uint256)", ["address", "uint256"], [world.executor, 1]))
+        ws.call(
+            world.pool_a, encode_call("quote(address,uint256)", ["address", "uint256"], [world.executor, 1])
+        )
     assert info.value.error_name == "UnknownToken"
-    ws._provider.close()                                             # a dropped socket is reopened
+    ws._provider.close()  # a dropped socket is reopened
     assert ws.block_number() == http.block_number()
 
 

@@ -1,5 +1,6 @@
 """The contracts build from source with solc-js, deterministically, and the build is cached by
 source hash; a missing compiler or a broken source is a clear typed error."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,7 +14,9 @@ from basis_core.errors import CompileError, ToolMissing
 pytestmark = pytest.mark.chain
 
 
-def test_cold_build_equals_the_session_build_and_the_second_build_is_a_cache_hit(tmp_path, monkeypatch, artifacts):
+def test_cold_build_equals_the_session_build_and_the_second_build_is_a_cache_hit(
+    tmp_path, monkeypatch, artifacts
+):
     src = tmp_path / "src"
     shutil.copytree(build.CONTRACTS_DIR, src)
     monkeypatch.setenv("BASIS_SOLC_CACHE", str(tmp_path / "cache"))
@@ -23,7 +26,7 @@ def test_cold_build_equals_the_session_build_and_the_second_build_is_a_cache_hit
     t0 = time.perf_counter()
     warm = build.compile_contracts(src)
     t_warm = time.perf_counter() - t0
-    assert cold == warm == artifacts                        # byte-identical bytecode and ABI
+    assert cold == warm == artifacts  # byte-identical bytecode and ABI
     assert len(list((tmp_path / "cache").glob("*.json"))) == 1
     assert t_warm < t_cold / 5
     print(f"solc-js cold build {t_cold * 1e3:.0f} ms, cached {t_warm * 1e3:.1f} ms")

@@ -1,16 +1,17 @@
 """EIP-1559 fees under caps: quotes stay inside them, and a transaction that would need more
 is refused with GasCapExceeded before anything reaches the node."""
+
 from __future__ import annotations
 
 import pytest
+from chainkit import make_client, rpc
 
+from adapters.web3.arbitrage import plan_two_pool
 from adapters.web3.config import Web3VenueConfig
 from adapters.web3.constants import GWEI
 from adapters.web3.execution import AtomicTrader
-from adapters.web3.arbitrage import plan_two_pool
 from adapters.web3.gas import Fees, GasPolicy
 from basis_core.errors import GasCapExceeded
-from chainkit import make_client, rpc
 
 pytestmark = pytest.mark.chain
 
@@ -21,9 +22,9 @@ def _policy(**kw) -> GasPolicy:
 
 def test_quote_is_base_fee_times_multiplier_plus_capped_tip():
     p = _policy(max_fee_gwei=100, max_priority_fee_gwei=2, default_priority_fee_gwei=1)
-    assert p.quote(10 * GWEI, 5 * GWEI) == Fees(22 * GWEI, 2 * GWEI)      # tip capped at 2
-    assert p.quote(10 * GWEI, None) == Fees(21 * GWEI, 1 * GWEI)          # default tip
-    assert p.quote(60 * GWEI, 1 * GWEI) == Fees(100 * GWEI, 1 * GWEI)     # clamped to the cap, still includable
+    assert p.quote(10 * GWEI, 5 * GWEI) == Fees(22 * GWEI, 2 * GWEI)  # tip capped at 2
+    assert p.quote(10 * GWEI, None) == Fees(21 * GWEI, 1 * GWEI)  # default tip
+    assert p.quote(60 * GWEI, 1 * GWEI) == Fees(100 * GWEI, 1 * GWEI)  # clamped to the cap, still includable
 
 
 def test_quote_refuses_when_even_base_fee_plus_tip_breaks_the_cap():
@@ -66,7 +67,7 @@ def test_base_fee_spike_above_the_cap_refuses_to_send_and_sends_nothing(world, d
     rpc(world.url, "anvil_setNextBlockBaseFeePerGas", [hex(80 * GWEI)])
     rpc(world.url, "evm_mine")
     counts = c.nonce_counts()
-    plan, _ = plan_two_pool(c, world.pool_a, world.pool_b, world.y, deadline=2 ** 40)
+    plan, _ = plan_two_pool(c, world.pool_a, world.pool_b, world.y, deadline=2**40)
     with pytest.raises(GasCapExceeded) as info:
         AtomicTrader(c, world.executor).execute(plan)
     assert info.value.field == "max_fee_per_gas" and info.value.wanted > 50 * GWEI
@@ -75,7 +76,7 @@ def test_base_fee_spike_above_the_cap_refuses_to_send_and_sends_nothing(world, d
 
 def test_trade_needing_more_gas_than_max_gas_is_refused(world, decoder):
     c = make_client(world.url, decoder, 0, max_gas=60_000)
-    plan, _ = plan_two_pool(c, world.pool_a, world.pool_b, world.y, deadline=2 ** 40)
+    plan, _ = plan_two_pool(c, world.pool_a, world.pool_b, world.y, deadline=2**40)
     with pytest.raises(GasCapExceeded) as info:
         AtomicTrader(c, world.executor).execute(plan)
     assert info.value.field == "gas" and info.value.wanted > 60_000
@@ -95,9 +96,11 @@ def test_replacement_that_would_break_the_cap_is_refused(world, decoder):
 def test_explicit_fees_or_gas_above_the_caps_are_refused_before_signing(world, decoder):
     c = make_client(world.url, decoder, 0, max_fee_gwei=10, max_priority_fee_gwei=1, max_gas=100_000)
     counts = c.nonce_counts()
-    for kw, field in ((dict(fees=Fees(11 * GWEI, GWEI)), "max_fee_per_gas"),
-                      (dict(fees=Fees(5 * GWEI, 2 * GWEI)), "max_priority_fee_per_gas"),
-                      (dict(gas=100_001), "gas")):
+    for kw, field in (
+        (dict(fees=Fees(11 * GWEI, GWEI)), "max_fee_per_gas"),
+        (dict(fees=Fees(5 * GWEI, 2 * GWEI)), "max_priority_fee_per_gas"),
+        (dict(gas=100_001), "gas"),
+    ):
         with pytest.raises(GasCapExceeded) as info:
             c.send(c.address, b"", **({"gas": 21_000} | kw))
         assert info.value.field == field

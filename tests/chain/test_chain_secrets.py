@@ -1,5 +1,6 @@
 """The signing key comes from the environment or a keystore and never shows: not in the repr
 or str of the client, its config or its signer, not in any error raised, not in the logs."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import pickle
 import traceback
 
 import pytest
+from chainkit import DEV_KEYS, rpc
 from eth_account import Account
 
 from adapters.web3.arbitrage import plan_two_pool
@@ -16,12 +18,11 @@ from adapters.web3.client import EvmClient
 from adapters.web3.config import Web3VenueConfig, load
 from adapters.web3.execution import AtomicTrader, plan_path
 from basis_core.errors import ConfigError, GasCapExceeded, OrderRejected, VenueError, VenueUnavailable
-from chainkit import DEV_KEYS, rpc
 
 pytestmark = pytest.mark.chain
 
 KEY = DEV_KEYS[0]
-FORMS = (KEY, KEY[2:], KEY[2:].upper(), KEY[2:34], KEY[34:])    # whole key and each half
+FORMS = (KEY, KEY[2:], KEY[2:].upper(), KEY[2:34], KEY[34:])  # whole key and each half
 
 
 def _assert_clean(*texts: str) -> None:
@@ -40,8 +41,17 @@ def test_key_from_environment_never_appears_in_client_config_or_signer(world, de
         c = EvmClient.from_config(cfg, env={"BASIS_WEB3_KEY": KEY}, abis=())
         c.wait(c.send(c.address, b"", gas=21_000))
     assert c.address == world.owner
-    _assert_clean(str(c), repr(c), str(cfg), repr(cfg), repr(c.signer), str(c.signer), repr(vars(c)),
-                  repr(c.nonces.inflight()), caplog.text)
+    _assert_clean(
+        str(c),
+        repr(c),
+        str(cfg),
+        repr(cfg),
+        repr(c.signer),
+        str(c.signer),
+        repr(vars(c)),
+        repr(c.nonces.inflight()),
+        caplog.text,
+    )
     with pytest.raises(TypeError):
         pickle.dumps(c.signer)
 
@@ -50,21 +60,24 @@ def test_errors_raised_while_trading_carry_no_key(world, decoder):
     cfg = Web3VenueConfig(rpc_url=world.url, chain_id=31337, name="anvil", max_gas=40_000)
     c = EvmClient.from_config(cfg, env={"BASIS_WEB3_KEY": KEY}, abis=[])
     c.decoder = decoder
-    plan, _ = plan_two_pool(c, world.pool_a, world.pool_b, world.y, deadline=2 ** 40)
+    plan, _ = plan_two_pool(c, world.pool_a, world.pool_b, world.y, deadline=2**40)
     trader = AtomicTrader(c, world.executor)
     with pytest.raises(GasCapExceeded) as gas_err:
         trader.execute(plan)
-    res = trader.execute(plan_path(plan.legs, plan.amount_in, 10 ** 30, plan.deadline))
+    res = trader.execute(plan_path(plan.legs, plan.amount_in, 10**30, plan.deadline))
     assert res.reason.error_name == "ProfitBelowMin"
     _assert_clean(*_error_texts(gas_err.value), *_error_texts(res.reason), repr(res))
 
 
-@pytest.mark.parametrize("value", [
-    KEY[:-1],                     # one nibble short
-    KEY[:-1] + "g",               # not hex
-    "0x" + "0" * 64,              # hex, but not a valid secp256k1 key
-    KEY + "00",                   # too long
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        KEY[:-1],  # one nibble short
+        KEY[:-1] + "g",  # not hex
+        "0x" + "0" * 64,  # hex, but not a valid secp256k1 key
+        KEY + "00",  # too long
+    ],
+)
 def test_malformed_keys_fail_with_a_config_error_that_does_not_echo_them(value):
     cfg = Web3VenueConfig(key_env="MY_KEY")
     with pytest.raises(ConfigError) as info:
@@ -85,7 +98,9 @@ def test_keystore_file_with_password_from_environment(tmp_path, world, decoder):
     blob = Account.encrypt(KEY, "correct horse", kdf="pbkdf2", iterations=2)
     path = tmp_path / "key.json"
     path.write_text(json.dumps(blob))
-    cfg = load({"rpc_url": world.url, "keystore": str(path), "keystore_password_env": "KS_PW", "name": "anvil"})
+    cfg = load(
+        {"rpc_url": world.url, "keystore": str(path), "keystore_password_env": "KS_PW", "name": "anvil"}
+    )
     c = EvmClient(cfg, Signer.from_config(cfg, env={"KS_PW": "correct horse"}), decoder)
     assert c.address == world.owner and c.wait(c.send(c.address, b"", gas=21_000)).ok
     _assert_clean(repr(c), repr(cfg), str(cfg))
@@ -108,7 +123,7 @@ def test_config_rejects_bad_fields_by_key_path():
         load({"max_fee_gwei": 1.0, "max_priority_fee_gwei": 2.0}, "venues.chain")
     assert info.value.path == "venues.chain.max_priority_fee_gwei"
     with pytest.raises(ConfigError) as info:
-        load({"private_key": KEY}, "venues.chain")               # no place for a key in the config
+        load({"private_key": KEY}, "venues.chain")  # no place for a key in the config
     assert "unknown key" in str(info.value)
     _assert_clean(*_error_texts(info.value))
 
@@ -125,23 +140,32 @@ def test_api_key_in_the_endpoint_url_stays_out_of_reprs_errors_and_logs(world, d
     secret = "k3y0fTheHostedProvider"
     cfg = Web3VenueConfig(rpc_url=f"{world.url}/?apikey={secret}", chain_id=31337, name="anvil")
     with caplog.at_level(logging.DEBUG):
-        c = EvmClient(cfg, Signer.from_hex(KEY), decoder)                  # the key rides in the query
+        c = EvmClient(cfg, Signer.from_hex(KEY), decoder)  # the key rides in the query
         c.wait(c.send(c.address, b"", gas=21_000))
-        c.call_many([(world.y, bytes.fromhex("18160ddd"))])                # totalSupply(), batched
-        wrong_path = EvmClient(Web3VenueConfig(rpc_url=f"{world.url}/v3/{secret}"), None, decoder,
-                               check_chain=False)
-        with pytest.raises(VenueError) as not_found:                       # anvil answers 404 here
+        c.call_many([(world.y, bytes.fromhex("18160ddd"))])  # totalSupply(), batched
+        wrong_path = EvmClient(
+            Web3VenueConfig(rpc_url=f"{world.url}/v3/{secret}"), None, decoder, check_chain=False
+        )
+        with pytest.raises(VenueError) as not_found:  # anvil answers 404 here
             wrong_path.block_number()
-        dead = EvmClient(Web3VenueConfig(rpc_url=f"http://127.0.0.1:9/v3/{secret}"), None, decoder,
-                         check_chain=False)
+        dead = EvmClient(
+            Web3VenueConfig(rpc_url=f"http://127.0.0.1:9/v3/{secret}"), None, decoder, check_chain=False
+        )
         with pytest.raises(VenueUnavailable) as info:
             dead.block_number()
     assert not_found.value.code == "http_404"
-    texts = [repr(c), str(c), repr(cfg), repr(dead), *_error_texts(info.value), *_error_texts(not_found.value),
-             caplog.text]
+    texts = [
+        repr(c),
+        str(c),
+        repr(cfg),
+        repr(dead),
+        *_error_texts(info.value),
+        *_error_texts(not_found.value),
+        caplog.text,
+    ]
     assert "127.0.0.1" in repr(c) and "/***" in repr(c)
     assert not [t for t in texts if secret in t]
-    assert "Making request" in caplog.text                                 # the logs were there, redacted
+    assert "Making request" in caplog.text  # the logs were there, redacted
 
 
 def test_signing_a_malformed_transaction_is_a_typed_refusal_without_key_material():

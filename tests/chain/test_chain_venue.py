@@ -1,25 +1,28 @@
 """A pool as a Venue on anvil: swaps are atomic orders with price bounds, simulated before
 they are sent; fills, balances, books and order lookups speak the engine's one interface."""
+
 from __future__ import annotations
 
 import asyncio
 import time
 
 import pytest
+from chainkit import E18, make_client, rpc, swap
 
 from adapters.base import OrderRequest, OrderStatus, OrderType, Side, VenueReport
 from adapters.web3.arbitrage import read_pool
 from adapters.web3.venue import PoolMarket, Web3Venue, amount_in_for
 from basis_core.errors import OrderNotFound, OrderRejected, RequestTimeout, VenueError
 from basis_core.kernels import amm
-from chainkit import E18, make_client, rpc, swap
 
 pytestmark = pytest.mark.chain
 
 
 @pytest.fixture
 def venue(world, owner):
-    v = Web3Venue(owner, [PoolMarket("WETH/TUSD", world.pool_a, world.x, world.y, "WETH", "TUSD")], poll_s=0.01)
+    v = Web3Venue(
+        owner, [PoolMarket("WETH/TUSD", world.pool_a, world.x, world.y, "WETH", "TUSD")], poll_s=0.01
+    )
     asyncio.run(v.start())
     return v
 
@@ -29,7 +32,7 @@ def _order(coid, side, qty, price=None, type_=OrderType.IOC):
 
 
 def test_amount_in_for_is_the_least_input_that_buys_the_output():
-    for out, rin, rout in ((1, 10, 10), (5 * E18, 200_000 * E18, 100 * E18), (999, 10 ** 6, 1000)):
+    for out, rin, rout in ((1, 10, 10), (5 * E18, 200_000 * E18, 100 * E18), (999, 10**6, 1000)):
         need = amount_in_for(out, rin, rout)
         assert amm.amount_out(need, rin, rout) >= out > amm.amount_out(need - 1, rin, rout)
 
@@ -46,15 +49,17 @@ def test_sell_fills_at_the_pool_price_and_balances_move_by_exactly_the_kernel_ou
         vo = await venue.submit(_order("101", Side.SELL, 2.0, price=1900.0))
         got = [await asyncio.wait_for(first, 5), await asyncio.wait_for(events.__anext__(), 5)]
         counts = owner.nonce_counts()
-        again = await venue.submit(_order("101", Side.SELL, 2.0, price=1900.0))        # idempotent
-        assert owner.nonce_counts() == counts                                          # nothing sent
+        again = await venue.submit(_order("101", Side.SELL, 2.0, price=1900.0))  # idempotent
+        assert owner.nonce_counts() == counts  # nothing sent
         page = await venue.fills()
         await venue.close()
         return vo, got, again, page
 
     vo, got, again, page = asyncio.run(go())
     assert vo.status == OrderStatus.FILLED and vo.filled_qty == 2.0
-    assert vo.avg_price == pytest.approx(expected / 2 / E18, rel=1e-12) and vo.fee_asset == "ETH" and vo.fee > 0
+    assert (
+        vo.avg_price == pytest.approx(expected / 2 / E18, rel=1e-12) and vo.fee_asset == "ETH" and vo.fee > 0
+    )
     assert owner.erc20_balance(world.y, owner.address) - y0 == expected
     assert x0 - owner.erc20_balance(world.x, owner.address) == 2 * E18
     assert again == vo
@@ -74,13 +79,16 @@ def test_buy_gets_exactly_the_quantity_within_its_bound(world, owner, venue):
 
 def test_orders_outside_their_bound_are_refused_before_anything_is_sent(world, owner, venue):
     counts = owner.nonce_counts()
-    for order in (_order("103", Side.BUY, 1.0, price=1500.0), _order("104", Side.SELL, 1.0, price=2500.0),
-                  _order("105", Side.BUY, 1.0, price=2000.0, type_=OrderType.POST_ONLY)):
+    for order in (
+        _order("103", Side.BUY, 1.0, price=1500.0),
+        _order("104", Side.SELL, 1.0, price=2500.0),
+        _order("105", Side.BUY, 1.0, price=2000.0, type_=OrderType.POST_ONLY),
+    ):
         with pytest.raises(OrderRejected) as info:
             asyncio.run(venue.submit(order))
         assert info.value.reason in ("slippage", "post_only_would_cross")
     assert owner.nonce_counts() == counts
-    with pytest.raises(OrderNotFound):                       # refused locally: it never reached the chain
+    with pytest.raises(OrderNotFound):  # refused locally: it never reached the chain
         asyncio.run(venue.fetch_order("103"))
     with pytest.raises(OrderRejected):
         asyncio.run(venue.submit(OrderRequest("106", "NOPE", Side.BUY, OrderType.MARKET, 1.0)))
@@ -145,7 +153,7 @@ def test_swap_overtaken_in_its_block_reverts_on_chain_with_no_token_exposure(wor
     rpc(world.url, "evm_setAutomine", [False])
 
     def overtake():
-        for _ in range(500):                                   # wait until our swap is in the pool
+        for _ in range(500):  # wait until our swap is in the pool
             pending = rpc(world.url, "txpool_content")["pending"]
             if owner.address.lower() in {a.lower() for a in pending}:
                 break
@@ -167,17 +175,21 @@ def test_swap_overtaken_in_its_block_reverts_on_chain_with_no_token_exposure(wor
     vo = asyncio.run(venue.fetch_order("109"))
     assert vo.status == OrderStatus.REJECTED and vo.venue_order_id.startswith("0x")
     assert owner.get_receipt(vo.venue_order_id).status == 0
-    assert (owner.erc20_balance(world.y, owner.address), owner.erc20_balance(world.x, owner.address)) == (y0, x0)
+    assert (owner.erc20_balance(world.y, owner.address), owner.erc20_balance(world.x, owner.address)) == (
+        y0,
+        x0,
+    )
 
 
-def test_lost_answer_to_the_send_is_verified_by_client_order_id_and_never_sent_twice(world, owner, venue,
-                                                                                      monkeypatch):
+def test_lost_answer_to_the_send_is_verified_by_client_order_id_and_never_sent_twice(
+    world, owner, venue, monkeypatch
+):
     real = owner.rpc
 
     def answer_lost(method, params):
         out = real(method, params)
         if method == "eth_sendRawTransaction":
-            raise RequestTimeout(owner.venue, "timeout", "no answer")      # the node got it; we did not hear
+            raise RequestTimeout(owner.venue, "timeout", "no answer")  # the node got it; we did not hear
         return out
 
     monkeypatch.setattr(owner, "rpc", answer_lost)
