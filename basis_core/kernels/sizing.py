@@ -265,57 +265,12 @@ def size_two_leg_nb(
     hi = np.int64(math.floor(n_f))
     if hi < 1:
         return _INV if base_avail * QTY_SCALE < lot else _SLIP
-    r = check_lots_nb(
-        px,
-        qty,
-        cnt,
-        vb,
-        ib,
-        vs,
-        is_,
-        1,
-        lot,
-        buy_limit,
-        sell_limit,
-        fee_b,
-        fee_s,
-        slip_b,
-        slip_s,
-        min_edge_bps,
-        quote_avail,
-        capital_free,
-        notional_cap,
-        out,
-    )
-    if r != _OK:
-        return r
-    lo = np.int64(1)  # feasible; hi is tested next
-    r = check_lots_nb(
-        px,
-        qty,
-        cnt,
-        vb,
-        ib,
-        vs,
-        is_,
-        hi,
-        lot,
-        buy_limit,
-        sell_limit,
-        fee_b,
-        fee_s,
-        slip_b,
-        slip_s,
-        min_edge_bps,
-        quote_avail,
-        capital_free,
-        notional_cap,
-        out,
-    )
-    if r == _OK:
-        lo = hi
-    while hi - lo > 1:  # invariant: lo feasible, hi not
-        mid = lo + (hi - lo) // 2
+    # One lot first (if it fails, its check is the reason), then hi (all the depth), then
+    # bisection between the largest feasible count found (lo) and the smallest failing one (hi).
+    # Only a feasible check writes `out`, so it ends holding the figures of lo.
+    lo = np.int64(0)
+    n = np.int64(1)
+    while True:
         r = check_lots_nb(
             px,
             qty,
@@ -324,7 +279,7 @@ def size_two_leg_nb(
             ib,
             vs,
             is_,
-            mid,
+            n,
             lot,
             buy_limit,
             sell_limit,
@@ -339,31 +294,17 @@ def size_two_leg_nb(
             out,
         )
         if r == _OK:
-            lo = mid
+            lo = n
+        elif lo == 0:
+            return r
         else:
-            hi = mid
-    check_lots_nb(
-        px,
-        qty,
-        cnt,
-        vb,
-        ib,
-        vs,
-        is_,
-        lo,
-        lot,
-        buy_limit,
-        sell_limit,
-        fee_b,
-        fee_s,
-        slip_b,
-        slip_s,
-        min_edge_bps,
-        quote_avail,
-        capital_free,
-        notional_cap,
-        out,
-    )
+            hi = n
+        if n == 1 and hi > 1:
+            n = hi
+        elif hi - lo > 1:
+            n = lo + (hi - lo) // 2
+        else:
+            break
     if out[O_NOTIONAL] < min_not_b or out[O_QTY] * out[O_SELL_VWAP] < min_not_s:
         for k in range(N_OUT):
             out[k] = 0.0
