@@ -205,3 +205,21 @@ def test_the_rule_check_catches_a_forbidden_import():
     assert not _allowed("basis_core/engine/io.py", "adapters/sim/world.py")
     assert _allowed("basis_core/engine/scenario.py", "adapters/sim/world.py")
     assert _allowed("basis_core/kernels/scan.py", "basis_core/kernels/book.py")
+
+
+def test_cited_documents_and_sections_exist():
+    """A `NAME.md` named in code or docs exists, and `ARCHITECTURE.md, "Title"` names a section."""
+    texts = [ROOT / "README.md", ROOT / "pyproject.toml", *(ROOT / "perf").rglob("*.md")]
+    texts += [p for d in (*CODE_DIRS, "perf", "tests") for p in (ROOT / d).rglob("*.py")]
+    missing = []
+    for path in texts:
+        if "__pycache__" in path.parts or path == Path(__file__).resolve():
+            continue
+        text = path.read_text()
+        for name in set(re.findall(r"\b[\w/.-]*[A-Z][A-Z_]+\.md\b", text)):
+            if not ((ROOT / name).exists() or (path.parent / name).exists()):
+                missing.append(f"{path.relative_to(ROOT)}: {name}")
+        for title in re.findall(r'ARCHITECTURE\.md, "([^"]+)"', text):
+            if f"\n## {title}\n" not in PAGE:
+                missing.append(f'{path.relative_to(ROOT)}: ARCHITECTURE.md section "{title}"')
+    assert not missing, "cited documents or sections that do not exist:\n" + "\n".join(missing)

@@ -1,4 +1,4 @@
-"""Reconciliation: our view against the venues', in four layers (DESIGN.md).
+"""Reconciliation: our view against the venues', in four layers (ARCHITECTURE.md, "Reconciliation").
 
 mismatch.py   Mismatch (layer, key, ours, theirs, cause) and the append-only ExceptionLog
 orders.py     order layer: adopt, targeted query, lost — by client order id
