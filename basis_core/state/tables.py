@@ -1,4 +1,4 @@
-"""The four state machines of DESIGN.md, as data.
+"""The four state machines (ARCHITECTURE.md, "State machines"), as data.
 
 Each row is `(state, event, next state, actions)`. Actions are names the orchestrator carries
 out; they are listed here so that a reader sees, in one place, what each transition does.
