@@ -169,48 +169,56 @@ def apply_top_nb(px, qty, cnt, ts, status, counters, v, i, bid_px, bid_q, ask_px
     return EV_APPLIED
 
 
+@njit(cache=True, inline="always")
+def apply_record_nb(levels, tops, r, px, qty, cnt, ts, status, counters):
+    """Apply record r of a batch given as BOOK_LEVEL and TOP_OF_BOOK views of the same memory;
+    returns the EV_* code it was counted under, or -1 for a record of another kind (not counted:
+    the caller decides what such a record means)."""
+    kind = levels[r].kind
+    if kind == _KIND_LEVEL:
+        rec = levels[r]
+        return apply_level_nb(
+            px,
+            qty,
+            cnt,
+            ts,
+            status,
+            counters,
+            np.int64(rec.venue),
+            np.int64(rec.instrument),
+            np.int64(rec.sub),
+            np.int64(rec.action),
+            rec.price,
+            rec.qty,
+            rec.ts_ns,
+        )
+    if kind == _KIND_TOB:
+        t = tops[r]
+        return apply_top_nb(
+            px,
+            qty,
+            cnt,
+            ts,
+            status,
+            counters,
+            np.int64(t.venue),
+            np.int64(t.instrument),
+            t.bid_px,
+            t.bid_qty,
+            t.ask_px,
+            t.ask_qty,
+            t.ts_ns,
+            np.int64(t.exch_age_us),
+        )
+    return -1
+
+
 @njit(cache=True)
 def apply_batch_nb(levels, tops, px, qty, cnt, ts, status, counters):
     """Apply a batch of 64-byte records, given as two views of the same memory (BOOK_LEVEL and
     TOP_OF_BOOK dtypes). Records of other kinds are counted as ignored. Returns records seen."""
     for r in range(levels.shape[0]):
-        kind = levels[r].kind
-        if kind == _KIND_LEVEL:
-            rec = levels[r]
-            apply_level_nb(
-                px,
-                qty,
-                cnt,
-                ts,
-                status,
-                counters,
-                np.int64(rec.venue),
-                np.int64(rec.instrument),
-                np.int64(rec.sub),
-                np.int64(rec.action),
-                rec.price,
-                rec.qty,
-                rec.ts_ns,
-            )
-        elif kind == _KIND_TOB:
-            t = tops[r]
-            apply_top_nb(
-                px,
-                qty,
-                cnt,
-                ts,
-                status,
-                counters,
-                np.int64(t.venue),
-                np.int64(t.instrument),
-                t.bid_px,
-                t.bid_qty,
-                t.ask_px,
-                t.ask_qty,
-                t.ts_ns,
-                np.int64(t.exch_age_us),
-            )
-        else:
+        if apply_record_nb(levels, tops, r, px, qty, cnt, ts, status, counters) < 0:
             counters[EV_IGNORED] += 1
     return levels.shape[0]
 

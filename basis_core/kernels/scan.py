@@ -133,43 +133,8 @@ def market_step_nb(
         if levels[r].ts_ns > now_ns:
             now_ns = levels[r].ts_ns
         if kind == _LEVEL or kind == _TOB:
-            if kind == _LEVEL:
-                rec = levels[r]
-                i = np.int64(rec.instrument)
-                book.apply_level_nb(
-                    px,
-                    qty,
-                    cnt,
-                    ts,
-                    status,
-                    counters,
-                    np.int64(rec.venue),
-                    i,
-                    np.int64(rec.sub),
-                    np.int64(rec.action),
-                    rec.price,
-                    rec.qty,
-                    rec.ts_ns,
-                )
-            else:
-                t = tops[r]
-                i = np.int64(t.instrument)
-                book.apply_top_nb(
-                    px,
-                    qty,
-                    cnt,
-                    ts,
-                    status,
-                    counters,
-                    np.int64(t.venue),
-                    i,
-                    t.bid_px,
-                    t.bid_qty,
-                    t.ask_px,
-                    t.ask_qty,
-                    t.ts_ns,
-                    np.int64(t.exch_age_us),
-                )
+            book.apply_record_nb(levels, tops, r, px, qty, cnt, ts, status, counters)
+            i = np.int64(levels[r].instrument)
             if i < ni:
                 inst[i, I_CHANGED] = 1
                 b = inst[i, I_BASE]
