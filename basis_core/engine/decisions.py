@@ -1,7 +1,8 @@
 """Signals inside the engine core: the built-in spread/basis scanner, external signals, and
 the dispatch-time re-check, gate and sizing that turn one into orders or a counted reason.
 
-A mixin of EngineCore (basis_core/engine/core.py): it reads and writes the core's state.
+A mixin of EngineCore (basis_core/engine/core.py): it reads and writes the core's state, which
+engine/parts.py declares.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import time
 
 from .. import schema as S
 from ..state.tables import NO_NEW_EXPOSURE, EngineState, HedgeEvent, HedgeState
+from .market import Sized
 from .orders import ManagedOrder
+from .parts import EngineParts
 from .positions import HedgedPosition, Leg, new_position
 
 MS = 1_000_000
@@ -21,7 +24,7 @@ def leverage_of(rules) -> float:
     return rules.leverage if rules.leverage > 0 else 2.0
 
 
-class Decisions:
+class Decisions(EngineParts):
     # -- signals -----------------------------------------------------------------------------------
 
     def _scan_signals(self) -> None:
@@ -118,7 +121,7 @@ class Decisions:
         sized = None
         if reason == S.RejectReason.NONE:
             sized, reason = self._size(buy_name, sell_name, qty_hint)
-        if reason != S.RejectReason.NONE:
+        if reason != S.RejectReason.NONE or sized is None:
             self.counters.reject(reason)
             self.counters.decision_ns.append(time.perf_counter_ns() - t0)
             return
@@ -172,7 +175,7 @@ class Decisions:
                 return S.RejectReason.TRANSFER_PENDING
         return S.RejectReason.NONE
 
-    def _size(self, buy_name: str, sell_name: str, qty_hint: float):
+    def _size(self, buy_name: str, sell_name: str, qty_hint: float) -> tuple[Sized | None, S.RejectReason]:
         """Inventory, capital and exposure headroom, then the sizing kernel on the live books."""
         bl, sl = self.rules[buy_name], self.rules[sell_name]
         p = self.policy

@@ -1,7 +1,8 @@
 """Hedged positions inside the engine core: symmetry, hedge completion, isolation, unwind,
 and the timed checks that move positions and the engine's risk state along.
 
-A mixin of EngineCore (basis_core/engine/core.py): it reads and writes the core's state.
+A mixin of EngineCore (basis_core/engine/core.py): it reads and writes the core's state, which
+engine/parts.py declares.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import numpy as np
 from .. import schema as S
 from ..state.tables import EngineEvent, EngineState, HedgeEvent, HedgeState, OrderState
 from .orders import ManagedOrder
+from .parts import EngineParts
 from .positions import HedgedPosition
 
 MS = 1_000_000
 
 
-class Hedging:
+class Hedging(EngineParts):
     # -- hedged positions ------------------------------------------------------------------------
 
     def _position_update(self, pos: HedgedPosition) -> None:

@@ -34,6 +34,10 @@ class NoMark(BasisError):
     """No usable book gives a price for this asset right now."""
 
 
+#: a sized two-leg opportunity: (qty, buy limit, sell limit, buy slip, sell slip, buy touch, sell touch)
+Sized = tuple[float, float, float, float, float, float, float]
+
+
 class MarketState:
     def __init__(
         self,
@@ -212,7 +216,7 @@ class MarketState:
         quote_avail: float,
         capital_free: float,
         notional_cap: float,
-    ):
+    ) -> tuple[Sized | None, S.RejectReason]:
         """Size a two-leg opportunity with the sizing kernel on the live book arrays.
 
         Returns ((qty, buy limit, sell limit, buy slip, sell slip, buy touch, sell touch), reason)."""

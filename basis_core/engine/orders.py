@@ -30,7 +30,7 @@ class ManagedOrder:
     max_slip_bps: float
     depends_on: int = 0  # coid of the leg this one hedges (0: primary)
     purpose: str = "entry"  # entry | hedge | unwind
-    machine: Machine | None = None
+    machine: Machine[OrderState] = field(kw_only=True)
     filled_booked: float = 0.0
     filled_reported: float = 0.0
     notional_booked: float = 0.0
@@ -121,9 +121,7 @@ class OrderManager:
             depends_on,
             purpose,
             created_ns=now_ns,
-        )
-        order.machine = Machine(
-            ORDER, OrderState.NEW, key=str(coid), on_change=self._changed, since_ns=now_ns
+            machine=Machine(ORDER, OrderState.NEW, key=str(coid), on_change=self._changed, since_ns=now_ns),
         )
         self.orders[coid] = order
         self._working[coid] = order

@@ -33,7 +33,7 @@ class HedgedPosition:
     qty: float
     expected_edge_bps: float
     created_ns: int
-    machine: Machine | None = None
+    machine: Machine[HedgeState] = field(kw_only=True)
     first_fill_ns: int = 0
     unwind_coids: list[int] = field(default_factory=list)
     unwind_attempts: int = 0
@@ -78,6 +78,5 @@ class HedgedPosition:
 def new_position(
     opp_id: int, strategy: str, buy: Leg, sell: Leg, qty: float, edge_bps: float, now_ns: int, on_change=None
 ) -> HedgedPosition:
-    pos = HedgedPosition(opp_id, strategy, buy, sell, qty, edge_bps, now_ns)
-    pos.machine = Machine(HEDGE, HedgeState.PENDING, key=str(opp_id), on_change=on_change, since_ns=now_ns)
-    return pos
+    machine = Machine(HEDGE, HedgeState.PENDING, key=str(opp_id), on_change=on_change, since_ns=now_ns)
+    return HedgedPosition(opp_id, strategy, buy, sell, qty, edge_bps, now_ns, machine=machine)

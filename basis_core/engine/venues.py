@@ -42,7 +42,7 @@ def event_of(exc: VenueError) -> VenueEvent | None:
 @dataclass
 class VenueHealth:
     name: str
-    machine: Machine
+    machine: Machine[VenueState]
     healthy_since_ns: int = 0
     throttled_until_ns: int = 0
     quarantine_until_ns: int = 0

@@ -12,32 +12,38 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from ..errors import InvalidTransition
 
+#: the state enum of one kind of machine (EngineState, VenueState, OrderState, HedgeState)
+StateT = TypeVar("StateT", bound=enum.Enum)
+#: one row of a table: (state, event, next state, actions)
+Row = tuple[StateT, enum.Enum, StateT, tuple[str, ...]]
+
 
 @dataclass(frozen=True)
-class Transition:
-    next: enum.Enum
+class Transition(Generic[StateT]):
+    next: StateT
     actions: tuple[str, ...] = ()
 
 
-class Table:
+class Table(Generic[StateT]):
     """An immutable transition table for one kind of machine."""
 
     def __init__(
         self,
         name: str,
-        states: type[enum.Enum],
+        states: type[StateT],
         events: type[enum.Enum],
-        rows: Iterable[tuple[enum.Enum, enum.Enum, enum.Enum, tuple[str, ...]]],
-        terminal: Iterable[enum.Enum] = (),
+        rows: Iterable[Row[StateT]],
+        terminal: Iterable[StateT] = (),
     ):
         self.name = name
         self.states = states
         self.events = events
         self.terminal = frozenset(terminal)
-        table: dict[tuple[enum.Enum, enum.Enum], Transition] = {}
+        table: dict[tuple[StateT, enum.Enum], Transition[StateT]] = {}
         for state, event, nxt, actions in rows:
             if not isinstance(state, states) or not isinstance(nxt, states) or not isinstance(event, events):
                 raise TypeError(f"{name}: row ({state}, {event}) -> {nxt} mixes foreign enums")
@@ -46,19 +52,19 @@ class Table:
             table[(state, event)] = Transition(nxt, tuple(actions))
         self._table = table
 
-    def lookup(self, state: enum.Enum, event: enum.Enum) -> Transition:
+    def lookup(self, state: StateT, event: enum.Enum) -> Transition[StateT]:
         try:
             return self._table[(state, event)]
         except KeyError:
             raise InvalidTransition(self.name, state.name, event.name) from None
 
-    def allows(self, state: enum.Enum, event: enum.Enum) -> bool:
+    def allows(self, state: StateT, event: enum.Enum) -> bool:
         return (state, event) in self._table
 
-    def pairs(self) -> frozenset[tuple[enum.Enum, enum.Enum]]:
+    def pairs(self) -> frozenset[tuple[StateT, enum.Enum]]:
         return frozenset(self._table)
 
-    def reachable(self, start: enum.Enum) -> set[enum.Enum]:
+    def reachable(self, start: StateT) -> set[StateT]:
         seen, todo = {start}, [start]
         while todo:
             s = todo.pop()
@@ -81,11 +87,11 @@ class Change:
 
 
 @dataclass
-class Machine:
+class Machine(Generic[StateT]):
     """One live instance of a Table (e.g. the state of venue 'alpha')."""
 
-    table: Table
-    state: enum.Enum
+    table: Table[StateT]
+    state: StateT
     key: str = ""
     on_change: Callable[[Change], None] | None = None
     history: list[Change] = field(default_factory=list)

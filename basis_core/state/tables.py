@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-from .fsm import Table
+from .fsm import Row, Table
 
 # -- engine risk state -------------------------------------------------------------------------
 
@@ -42,20 +42,23 @@ class EngineEvent(enum.Enum):
 
 
 _E, _V = EngineState, EngineEvent
-_ENGINE_ROWS = [
+_ENGINE_ROWS: list[Row[EngineState]] = [
     (_E.NORMAL, _V.RATE_LIMITED, _E.DEGRADED, ("lower_routing_rate", "hedges_first")),
     (_E.DEGRADED, _V.RATE_LIMITED, _E.DEGRADED, ("lower_routing_rate",)),
     (_E.DEGRADED, _V.THROTTLE_CLEARED, _E.NORMAL, ("restore_routing_rate",)),
     (_E.NORMAL, _V.THROTTLE_CLEARED, _E.NORMAL, ()),
 ]
-for _s in (_E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING, _E.HALTED):
-    _ENGINE_ROWS += [(_s, _V.RATE_LIMITED, _s, ("lower_routing_rate",)), (_s, _V.THROTTLE_CLEARED, _s, ())]
-for _s in (_E.NORMAL, _E.DEGRADED):
+for _es in (_E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING, _E.HALTED):
     _ENGINE_ROWS += [
-        (_s, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ("freeze_new_exposure", "isolate_position")),
-        (_s, _V.VOL_SPIKE, _E.PROTECTIVE, ("freeze_new_exposure",)),
-        (_s, _V.RECONCILE_REQUESTED, _E.RECONCILING, ("freeze_new_exposure", "reconcile")),
-        (_s, _V.RECONCILE_MISMATCH, _E.RECONCILING, ("freeze_new_exposure", "reconcile")),
+        (_es, _V.RATE_LIMITED, _es, ("lower_routing_rate",)),
+        (_es, _V.THROTTLE_CLEARED, _es, ()),
+    ]
+for _es in (_E.NORMAL, _E.DEGRADED):
+    _ENGINE_ROWS += [
+        (_es, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ("freeze_new_exposure", "isolate_position")),
+        (_es, _V.VOL_SPIKE, _E.PROTECTIVE, ("freeze_new_exposure",)),
+        (_es, _V.RECONCILE_REQUESTED, _E.RECONCILING, ("freeze_new_exposure", "reconcile")),
+        (_es, _V.RECONCILE_MISMATCH, _E.RECONCILING, ("freeze_new_exposure", "reconcile")),
     ]
 _ENGINE_ROWS += [
     (_E.PROTECTIVE, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ("isolate_position",)),
@@ -88,10 +91,10 @@ _ENGINE_ROWS += [
     (_E.HALTED, _V.UNWIND_DONE, _E.HALTED, ()),
     (_E.HALTED, _V.UNWIND_FAILED, _E.HALTED, ("alert_operator",)),
 ]
-for _s in (_E.NORMAL, _E.DEGRADED, _E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING):
+for _es in (_E.NORMAL, _E.DEGRADED, _E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING):
     _ENGINE_ROWS += [
-        (_s, _V.OPERATOR_HALT, _E.HALTED, ("freeze_new_exposure", "cancel_entries")),
-        (_s, _V.VOL_HALT, _E.HALTED, ("freeze_new_exposure", "cancel_entries")),
+        (_es, _V.OPERATOR_HALT, _E.HALTED, ("freeze_new_exposure", "cancel_entries")),
+        (_es, _V.VOL_HALT, _E.HALTED, ("freeze_new_exposure", "cancel_entries")),
     ]
 
 ENGINE = Table("engine", EngineState, EngineEvent, _ENGINE_ROWS)
@@ -124,7 +127,7 @@ class VenueEvent(enum.Enum):
 
 
 _S, _W = VenueState, VenueEvent
-_VENUE_ROWS = [
+_VENUE_ROWS: list[Row[VenueState]] = [
     (_S.UP, _W.OK, _S.UP, ()),
     (_S.UP, _W.HEALTHY_WINDOW, _S.UP, ()),
     (_S.UP, _W.VERIFIED, _S.UP, ()),
@@ -147,11 +150,11 @@ _VENUE_ROWS = [
     (_S.QUARANTINED, _W.MAINTENANCE_OVER, _S.SUSPECT, ("verify_orders",)),
     (_S.DOWN, _W.RECONNECTED, _S.SUSPECT, ("verify_orders",)),
 ]
-for _s in (_S.UP, _S.THROTTLED):
+for _vs in (_S.UP, _S.THROTTLED):
     _VENUE_ROWS += [
-        (_s, _W.TIMEOUT, _S.SUSPECT, ("stop_dispatch", "verify_orders")),
-        (_s, _W.MAINTENANCE, _S.QUARANTINED, ("stop_dispatch", "reroute_if_allowed")),
-        (_s, _W.DISCONNECTED, _S.DOWN, ("stop_dispatch",)),
+        (_vs, _W.TIMEOUT, _S.SUSPECT, ("stop_dispatch", "verify_orders")),
+        (_vs, _W.MAINTENANCE, _S.QUARANTINED, ("stop_dispatch", "reroute_if_allowed")),
+        (_vs, _W.DISCONNECTED, _S.DOWN, ("stop_dispatch",)),
     ]
 _VENUE_ROWS += [
     (_S.SUSPECT, _W.MAINTENANCE, _S.QUARANTINED, ("reroute_if_allowed",)),
@@ -159,7 +162,7 @@ _VENUE_ROWS += [
     (_S.QUARANTINED, _W.DISCONNECTED, _S.DOWN, ()),
     (_S.DOWN, _W.MAINTENANCE, _S.QUARANTINED, ()),
 ]
-for _e in (
+for _ve in (
     _W.OK,
     _W.RATE_LIMITED,
     _W.TIMEOUT,
@@ -168,8 +171,8 @@ for _e in (
     _W.HEALTHY_WINDOW,
     _W.RECONNECTED,
 ):
-    _VENUE_ROWS.append((_S.QUARANTINED, _e, _S.QUARANTINED, ()))
-for _e in (
+    _VENUE_ROWS.append((_S.QUARANTINED, _ve, _S.QUARANTINED, ()))
+for _ve in (
     _W.OK,
     _W.RATE_LIMITED,
     _W.TIMEOUT,
@@ -178,7 +181,7 @@ for _e in (
     _W.HEALTHY_WINDOW,
     _W.DISCONNECTED,
 ):
-    _VENUE_ROWS.append((_S.DOWN, _e, _S.DOWN, ()))
+    _VENUE_ROWS.append((_S.DOWN, _ve, _S.DOWN, ()))
 
 VENUE = Table("venue", VenueState, VenueEvent, _VENUE_ROWS)
 
@@ -217,7 +220,7 @@ class OrderEvent(enum.Enum):
 
 
 _O, _X = OrderState, OrderEvent
-_ORDER_ROWS = [
+_ORDER_ROWS: list[Row[OrderState]] = [
     (_O.NEW, _X.SUBMIT, _O.SUBMITTED, ("send",)),
     (_O.NEW, _X.REJECT, _O.REJECTED, ()),
     (_O.NEW, _X.CANCEL_REQUEST, _O.CANCELED, ()),
@@ -238,15 +241,15 @@ _ORDER_ROWS = [
     (_O.UNKNOWN, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ("adopt", "book_fill")),
     (_O.UNKNOWN, _X.REJECT, _O.REJECTED, ()),
 ]
-for _s in (_O.SUBMITTED, _O.ACKED, _O.PARTIALLY_FILLED, _O.PENDING_CANCEL):
+for _os in (_O.SUBMITTED, _O.ACKED, _O.PARTIALLY_FILLED, _O.PENDING_CANCEL):
     _ORDER_ROWS += [
-        (_s, _X.FILL, _O.FILLED, ("book_fill",)),
-        (_s, _X.CANCELED, _O.CANCELED, ()),
-        (_s, _X.EXPIRED, _O.EXPIRED, ()),
-        (_s, _X.TIMEOUT, _O.UNKNOWN, ("stop_dispatch", "verify_order")),
+        (_os, _X.FILL, _O.FILLED, ("book_fill",)),
+        (_os, _X.CANCELED, _O.CANCELED, ()),
+        (_os, _X.EXPIRED, _O.EXPIRED, ()),
+        (_os, _X.TIMEOUT, _O.UNKNOWN, ("stop_dispatch", "verify_order")),
     ]
-for _s in (_O.SUBMITTED, _O.ACKED, _O.PARTIALLY_FILLED):
-    _ORDER_ROWS += [(_s, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ("book_fill",))]
+for _os in (_O.SUBMITTED, _O.ACKED, _O.PARTIALLY_FILLED):
+    _ORDER_ROWS += [(_os, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ("book_fill",))]
 _ORDER_ROWS += [
     (_O.SUBMITTED, _X.ACK, _O.ACKED, ()),
     (_O.SUBMITTED, _X.REJECT, _O.REJECTED, ()),
@@ -260,8 +263,8 @@ _ORDER_ROWS += [
 ]
 # terminal states: late news is booked (a fill that happened before the cancel is still a fill),
 # repeats are ignored, nothing reopens the order
-for _s in (_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED):
-    for _e in (
+for _os in (_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED):
+    for _oe in (
         _X.ACK,
         _X.CANCELED,
         _X.EXPIRED,
@@ -271,10 +274,13 @@ for _s in (_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED):
         _X.REJECT,
         _X.LOST,
     ):
-        _ORDER_ROWS.append((_s, _e, _s, ()))
+        _ORDER_ROWS.append((_os, _oe, _os, ()))
     # a fill is a fact even when it arrives late (or for an order declared not placed): it is
     # booked, so exposure counts it, and reconciliation compares it with the venue
-    _ORDER_ROWS += [(_s, _X.FILL, _s, ("book_late_fill",)), (_s, _X.PARTIAL_FILL, _s, ("book_late_fill",))]
+    _ORDER_ROWS += [
+        (_os, _X.FILL, _os, ("book_late_fill",)),
+        (_os, _X.PARTIAL_FILL, _os, ("book_late_fill",)),
+    ]
 
 ORDER = Table(
     "order", OrderState, OrderEvent, _ORDER_ROWS, terminal=(_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED)
@@ -311,7 +317,7 @@ class HedgeEvent(enum.Enum):
 
 
 _H, _G = HedgeState, HedgeEvent
-_HEDGE_ROWS = [
+_HEDGE_ROWS: list[Row[HedgeState]] = [
     (_H.PENDING, _G.DISPATCHED, _H.LEG_WORKING, ("route_legs",)),
     (_H.PENDING, _G.NOTHING_FILLED, _H.CLOSED, ()),
     (_H.LEG_WORKING, _G.DISPATCHED, _H.LEG_WORKING, ("route_legs",)),
@@ -342,13 +348,13 @@ _HEDGE_ROWS = [
     (_H.RECONCILED, _G.LEG_FILLED, _H.ISOLATED, ("reopen", "isolate_position")),
     (_H.CLOSED, _G.RECONCILED, _H.RECONCILED, ()),
 ]
-for _s in (_H.LEG_WORKING, _H.HEDGING):
+for _hs in (_H.LEG_WORKING, _H.HEDGING):
     _HEDGE_ROWS += [
-        (_s, _G.BOTH_FILLED, _H.COMPLETE, ()),
-        (_s, _G.DEGRADE, _s, ("escalate",)),
-        (_s, _G.BREACH, _H.ASYMMETRIC, ("stop_routing_pair",)),
+        (_hs, _G.BOTH_FILLED, _H.COMPLETE, ()),
+        (_hs, _G.DEGRADE, _hs, ("escalate",)),
+        (_hs, _G.BREACH, _H.ASYMMETRIC, ("stop_routing_pair",)),
     ]
-for _s in (_H.ASYMMETRIC, _H.ISOLATED, _H.UNWINDING):
-    _HEDGE_ROWS.append((_s, _G.BOTH_FILLED, _H.COMPLETE, ()))
+for _hs in (_H.ASYMMETRIC, _H.ISOLATED, _H.UNWINDING):
+    _HEDGE_ROWS.append((_hs, _G.BOTH_FILLED, _H.COMPLETE, ()))
 
 HEDGE = Table("hedge", HedgeState, HedgeEvent, _HEDGE_ROWS, terminal=(_H.RECONCILED,))

@@ -1,0 +1,88 @@
+"""What the parts of the engine core share: one declaration of the state and of the calls
+that EngineCore (core.py) and its two mixins, Decisions (decisions.py) and Hedging
+(hedging.py), reach through `self`.
+
+`EngineParts` holds no state and no logic. Its attributes are declared here, with their
+types, and set by `EngineCore.__init__`; its methods are the calls one part makes on another,
+each implemented where it belongs (named beside it) and overriding the declaration here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import schema as S
+from ..registry import Registry
+from ..state.fsm import Machine
+from ..state.tables import EngineState
+from .market import MarketState
+from .orders import ManagedOrder, OrderManager
+from .policy import PolicyConfig
+from .positions import HedgedPosition
+from .venues import VenueBoard
+
+if TYPE_CHECKING:
+    from .core import Counters, InstrumentRules
+
+
+class EngineParts:
+    """The engine core's shared state and cross-part calls (see module docstring)."""
+
+    # -- state, set by EngineCore.__init__ ----------------------------------------------------
+    reg: Registry
+    policy: PolicyConfig
+    rules: dict[str, InstrumentRules]  # instrument name -> its rules
+    counters: Counters
+    now: int  # ingest time of the current batch (the engine reads no clock)
+    engine: Machine[EngineState]  # the engine's risk state
+    board: VenueBoard
+    orders: OrderManager
+    market: MarketState
+    positions: dict[int, HedgedPosition]  # every opportunity of the run, by id
+    open_positions: dict[int, HedgedPosition]  # not yet RECONCILED
+    inventory: dict[tuple[str, str], float]  # (venue, asset) -> free, from our own fills
+    in_transit: dict[tuple[str, str], float]  # (to venue, asset) -> amount
+    next_opp: int
+    reconcile_clean_since: int
+    reconcile_requested: bool
+    last_entry_ns: int
+    stop_new: bool  # set at the end of a run: no new opportunities
+    residual_history: list[tuple[int, float]]  # (ts, total residual USDT) at each change
+
+    # -- commands (core.py) -------------------------------------------------------------------
+
+    def _new_order(
+        self,
+        opp_id: int,
+        leg: int,
+        venue: str,
+        instrument: str,
+        side: S.Side,
+        otype: S.OrderType,
+        qty: float,
+        price: float,
+        slip_bps: float,
+        depends_on: int,
+        purpose: S.Purpose,
+    ) -> ManagedOrder:
+        raise NotImplementedError
+
+    def _cancel(self, order: ManagedOrder) -> None:
+        raise NotImplementedError
+
+    def _query(self, order: ManagedOrder) -> None:
+        raise NotImplementedError
+
+    def _request(self, command: S.ControlCommand, aux: int) -> None:
+        raise NotImplementedError
+
+    # -- entries and inventory (decisions.py) ---------------------------------------------------
+
+    def _send_hedge(self, pos: HedgedPosition, qty: float) -> ManagedOrder:
+        raise NotImplementedError
+
+    def _free_quote(self, venue: str, quote: str) -> float:
+        raise NotImplementedError
+
+    def _free_base(self, venue: str, instrument: str) -> float:
+        raise NotImplementedError
