@@ -223,3 +223,21 @@ def test_cited_documents_and_sections_exist():
             if f"\n## {title}\n" not in PAGE:
                 missing.append(f'{path.relative_to(ROOT)}: ARCHITECTURE.md section "{title}"')
     assert not missing, "cited documents or sections that do not exist:\n" + "\n".join(missing)
+
+
+def test_package_docstrings_list_their_modules():
+    """A package docstring that lists modules (`name.py`) lists exactly the package's modules."""
+    wrong = []
+    for d in CODE_DIRS:
+        for init in sorted((ROOT / d).rglob("__init__.py")):
+            doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+            rel = init.parent.relative_to(ROOT).as_posix()
+            paths = re.findall(r"\b(?:\w+/)+\w+\.py\b", doc)  # repository paths: they must exist
+            wrong += [f"{rel}: names {p}, which does not exist" for p in paths if not (ROOT / p).exists()]
+            named = set(re.findall(r"(?<![\w/])(\w+)\.py\b", doc))
+            if not named:
+                continue
+            have = {p.stem for p in init.parent.glob("*.py")} - {"__init__", "__main__"}
+            wrong += [f"{rel}: names {n}.py, which does not exist" for n in sorted(named - have)]
+            wrong += [f"{rel}: does not list {n}.py" for n in sorted(have - named)]
+    assert not wrong, "package docstrings out of step with their folders:\n" + "\n".join(wrong)

@@ -1,10 +1,12 @@
 """Simulated venues: matching engine, accounts, async venue, faults, market generator, scenarios.
 
     matching.py   one instrument's limit order book and matching (pure, synchronous)
+    book.py       the order book's data structure: orders, FIFO queues per price
     accounts.py   balances with free/locked in integer atoms; reserve, release, settle
     exchange.py   one venue's books + ledger + fees + perp positions (synchronous)
     clock.py      virtual-time event loop and clocks that drive the async venue
     venue.py      SimVenue: the `adapters.base.Venue` interface over an Exchange, with latency
+    depth.py      participants' depth held outside the matching engine while none of ours rests
     transfers.py  transfers between simulated venues with delays and confirmations
     faults.py     deterministic fault schedule
     market.py     correlated mids, perp premium, moving depth, participants (generated)

@@ -1,10 +1,17 @@
 """On-chain venues through web3: EVM JSON-RPC adapter, atomic multi-leg execution.
 
-Modules: config (frozen venue config), constants (selectors, refusal table, defaults), compile
-(solc-js build with a source-hash cache), auth (keys from env or keystore, endpoint URLs; never
-shown), calldata (deterministic ABI encoding), revert (revert data to typed errors), nonce, gas,
-transport (JSON-RPC over a WebSocket), client (JSON-RPC and the transaction lifecycle),
-execution (simulate-then-send atomic trades through the executor), arbitrage (DEX-DEX sizing
-with the AMM kernel), venue (a pool behind the engine's Venue interface).
-Solidity sources live in contracts/.
+config.py     frozen venue config
+constants.py  selectors, refusal table, defaults
+compile.py    solc-js build of contracts/ (the Solidity sources) with a source-hash cache
+auth.py       keys from env or keystore, endpoint URLs; never shown
+calldata.py   deterministic ABI encoding
+revert.py     revert data to typed errors
+nonce.py      nonce allocation: no gaps, no reuse
+gas.py        EIP-1559 fees under hard caps
+transport.py  JSON-RPC over a WebSocket
+client.py     JSON-RPC and the transaction lifecycle
+execution.py  simulate-then-send atomic trades through the executor
+arbitrage.py  DEX-DEX sizing with the AMM kernel
+venue.py      a pool behind the engine's Venue interface
+world.py      pools on an EVM node beside the simulated venues (mixed CEX-DEX runs)
 """

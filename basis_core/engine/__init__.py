@@ -1,8 +1,19 @@
 """The orchestrator: signals → gate → orders → routing → fills → reconciliation → results.
 
-policy.py        the execution policy (hedge window, fill-ratio thresholds, limits ...)
-orders.py        our orders by client order id, each with its ORDER state machine
-positions.py     hedged positions (opportunities), each with its HEDGE state machine
-venues.py        venue health (VENUE machines) and the failure-mode responses
-orchestrator.py  the loop that ties them to the venues, the kernels and the journal
+core.py       EngineCore: records in, commands out; reads no clock and no venue
+decisions.py  its signals: built-in scanner, external signals, dispatch-time gate, sizing
+hedging.py    its hedged positions: symmetry, completion, isolation, unwind, timed checks
+parts.py      what core.py and its two mixins share through `self`, declared once
+market.py     books, marks, volatility (numba kernel state), one compiled step per batch
+orders.py     our orders by client order id, each with its ORDER state machine
+positions.py  hedged positions (opportunities), each with its HEDGE state machine
+venues.py     venue health (VENUE machines) and the failure-mode responses
+policy.py     the execution policy (hedge window, fill-ratio thresholds, limits ...)
+signals.py    external signals from a JSON-lines file, as records
+io.py         VenueIO: venues in, records out; commands out through the Cython router
+runner.py     one run in one process: io, core, journal, ledger, reconciliation
+procs.py      the pinned io process + engine process (+ standby) joined by rings
+scenario.py   what `basis run` does: a scenario's world, the runner, the run directory
+replay.py     re-deciding a run from its journal
+report.py     the end of a run: report.json, results.sqlite, report.html
 """

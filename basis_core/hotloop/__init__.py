@@ -1,5 +1,6 @@
-"""The compiled engine hot loop of the end-to-end path, its plain-Python reference, and the
-synthetic workload they are measured on.
+"""A compiled hot loop for the end-to-end benchmark, its plain-Python reference, and the
+synthetic workload they are measured on. `basis run` does not use it: the product's engine is
+`basis_core.engine` (perf/bench_e2e.py, perf/peers/bench_nautilus.py and tests/test_hotloop.py do).
 
     params.py     HotParams: the one spread strategy the loop runs, flattened for numba
     loop.py       run_batch (one compiled call per md batch) and HotLoop, its Python driver

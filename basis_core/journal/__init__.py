@@ -10,6 +10,8 @@ record (the CRC-32 of 60 zero bytes is 0x04128F08), so "zero or CRC mismatch" ma
     JournalWriter  append batches, roll segments, fsync policy, crash recovery (writer.py)
     JournalReader  verified iteration by batch or record, from a position, follow mode (reader.py)
     truncate       operator repair after JournalCorrupt: drop a damaged record and all after it
+
+segment.py holds the segment file format, kernels.py the compiled CRC-32, batch copy and slot scan.
 """
 
 from .reader import JournalReader

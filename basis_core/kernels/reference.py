@@ -4,9 +4,11 @@ Each reference states the kernel's math readably, on Python lists and numbers, f
 contract in the kernel module's docstring (same checks, same order of floating-point operations
 where a float result is compared). COMPARISONS maps a kernel name to a pair of callables with
 the same signature, `kernel(case)` and `reference(case)`, and the tolerance their results must
-agree to; the parity tests and perf/bench_kernels.py are both driven from it.
+agree to; the parity tests (tests/test_kernels_parity.py) are driven from it, and
+tests/test_kernels_decision.py calls two of its entries. perf/bench_kernels.py does not use the
+table: it times `RefBook` and `decide` directly beside the compiled kernels.
 
-A `case` is a dict built by the caller (tests: hypothesis; benchmarks: fixed scenarios).
+A `case` is a dict built by the caller (the parity tests build them with hypothesis).
 """
 
 from __future__ import annotations

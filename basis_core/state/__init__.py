@@ -1,6 +1,7 @@
 """State machines declared as tables: `(state, event) -> (next state, actions)`.
 
 Every pair that is not in a table raises InvalidTransition; tests walk every missing pair.
+fsm.py holds the generic machine, tables.py the four tables (ENGINE, VENUE, ORDER, HEDGE).
 """
 
 from .fsm import Machine, Table, Transition
