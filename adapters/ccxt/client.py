@@ -53,12 +53,13 @@ from basis_core.errors import (
 )
 from basis_core.schema import OrderType, Side, VenueReport
 from basis_core.state.tables import VenueEvent
+from basis_core.venue_errors import report_of
 from basis_ext import router as R
 
 from . import parsing
 from .auth import Credentials, RedactingFilter
 from .config import CcxtVenueConfig
-from .constants import ENDPOINT_NAMES, VENUE_MESSAGES, rule_for
+from .constants import ENDPOINT_NAMES, VENUE_MESSAGES, ErrorRule, rule_for
 from .dispatch import Gate, build_throttle
 
 _headers: contextvars.ContextVar[dict | None] = contextvars.ContextVar("basis_ccxt_headers", default=None)
@@ -209,9 +210,10 @@ class CcxtVenue(Venue):
         if self.observer is not None:
             self.observer(event, error)
 
-    def _translate(self, exc: BaseException) -> tuple[VenueError, object]:
+    def _translate(self, exc: ccxt.BaseError) -> tuple[VenueError, ErrorRule]:
         """Our typed error (redacted) and its rule for one ccxt exception."""
         rule = rule_for(exc)
+        assert rule is not None  # ERRORS has a rule for ccxt.BaseError itself
         text = redact(str(exc), self._secrets)
         code, reason = rule.code, rule.reason
         venue_msg = _venue_message(text, self.config.exchange)
@@ -219,6 +221,7 @@ class CcxtVenue(Venue):
             code, refined = VENUE_MESSAGES[venue_msg]
             if rule.error is OrderRejected:
                 reason = refined
+        err: VenueError
         if rule.error is OrderRejected:
             err = OrderRejected(self.name, code, text, reason=reason)
         elif rule.error is RateLimited:
@@ -451,7 +454,7 @@ class CcxtVenue(Venue):
                 R.OP_FETCH_ORDER,
                 "fetch_order",
                 R.QUERY,
-                self._ex.fetch_order,
+                self._ex_or_fail().fetch_order,
                 venue_order_id,
                 self._symbol(instrument),
             )
@@ -477,12 +480,11 @@ class CcxtVenue(Venue):
         ex = self._ex_or_fail()
         try:
             await self._call(R.OP_BOOK, "book", R.QUERY, ex.fetch_order_book, next(iter(self._by_symbol)), 5)
-        except RateLimited as err:
-            return VenueStatus(self.name, VenueReport.RATE_LIMITED, message=err.code)
-        except RequestTimeout as err:
-            return VenueStatus(self.name, VenueReport.TIMEOUT, message=err.code)
-        except VenueUnavailable as err:
-            return VenueStatus(self.name, VenueReport.MAINTENANCE, message=err.code)
+        except VenueError as err:
+            report = report_of(err)
+            if report is None:
+                raise
+            return VenueStatus(self.name, report, message=err.code)
         except StopIteration:
             pass
         return VenueStatus(self.name, VenueReport.OK)

@@ -37,7 +37,7 @@ from basis_ext import router as R
 class ErrorRule:
     """How one ccxt exception class is handled."""
 
-    error: type  # a basis_core.errors.VenueError subclass
+    error: type[VenueError]  # our typed error
     code: str  # our short code, VenueError.code
     fault: int  # basis_ext.router FAULT_* (retry decisions)
     venue_event: VenueEvent | None = None

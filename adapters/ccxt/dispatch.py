@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import cast
 
 from basis_core.errors import ConfigError, RateLimited
 from basis_ext import router as R
@@ -53,7 +54,7 @@ class Gate:
         self.router = router if router is not None else R.Router()
         self.router.add_venue(venue_id, throttle)
         self.clock = clock
-        self._wake: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None  # created with each pump task (on its loop)
         self._pump: asyncio.Task | None = None
         self._closing = False
         self.admitted: list[tuple[int, int]] = []  # (seq, priority) of the last admissions
@@ -77,6 +78,7 @@ class Gate:
         if self._pump is None or self._pump.done():
             self._wake = asyncio.Event()
             self._pump = loop.create_task(self._run(), name=f"gate-{self.venue_id}")
+        assert self._wake is not None  # made with the running pump
         self._wake.set()
         return await fut
 
@@ -92,11 +94,12 @@ class Gate:
 
     async def _run(self) -> None:
         venue, router = self.venue_id, self.router
+        assert self._wake is not None  # admit() makes it before it starts this pump
         while not self._closing:
             now = self.clock()
             cmd = router.pop_ready(venue, now)
             if cmd is not None:
-                fut = cmd.item
+                fut = _waiter(cmd)
                 if not fut.done():
                     fut.set_result(cmd.seq)
                     self.admitted.append((cmd.seq, cmd.priority))
@@ -105,9 +108,9 @@ class Gate:
                 continue
             wait = router.wait_ns(venue, now)
             if wait == -2:
-                for c in router.drop(venue):
-                    if not c.item.done():
-                        c.item.set_exception(
+                for waiter in map(_waiter, router.drop(venue)):
+                    if not waiter.done():
+                        waiter.set_exception(
                             ConfigError("endpoints", "a request weight exceeds a pool's capacity")
                         )
                 continue
@@ -128,6 +131,11 @@ class Gate:
             self._pump.cancel()
             await asyncio.wait({self._pump}, timeout=1.0)
             self._pump = None
-        for c in self.router.drop(self.venue_id):
-            if not c.item.done():
-                c.item.cancel()
+        for waiter in map(_waiter, self.router.drop(self.venue_id)):
+            if not waiter.done():
+                waiter.cancel()
+
+
+def _waiter(cmd: R.Command) -> asyncio.Future[int]:
+    """The future of the `admit` call that queued `cmd` (a gate queues nothing else)."""
+    return cast("asyncio.Future[int]", cmd.item)

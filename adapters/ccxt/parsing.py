@@ -70,7 +70,7 @@ def order(
     status = STATUS.get(raw_status)
     if status is None:
         raise _bad(venue, f"unknown order status {raw_status!r}")
-    side = _SIDES.get(o.get("side"))
+    side = _SIDES.get(o.get("side", ""))
     if side is None:
         raise _bad(venue, f"unknown order side {o.get('side')!r}")
     cid = coid or o.get("clientOrderId")
@@ -113,14 +113,16 @@ def fill(venue: str, t, instrument: str, coid: str) -> Fill:
     """A Fill from one ccxt trade of ours."""
     if not isinstance(t, dict) or not t.get("id"):
         raise _bad(venue, "trade without id")
-    side = _SIDES.get(t.get("side"))
+    side = _SIDES.get(t.get("side", ""))
     if side is None:
         raise _bad(venue, f"trade {t.get('id')}: unknown side {t.get('side')!r}")
     price, qty = _num(venue, "trade price", t.get("price")), _num(venue, "trade amount", t.get("amount"))
     if price <= 0 or qty <= 0:
         raise _bad(venue, f"trade {t['id']}: price {price} amount {qty}")
     fee, asset = _fee(venue, t)
-    liq = {"maker": Liquidity.MAKER, "taker": Liquidity.TAKER}.get(t.get("takerOrMaker"), Liquidity.UNKNOWN)
+    liq = {"maker": Liquidity.MAKER, "taker": Liquidity.TAKER}.get(
+        t.get("takerOrMaker", ""), Liquidity.UNKNOWN
+    )
     return Fill(
         venue=venue,
         instrument=instrument,
