@@ -9,7 +9,7 @@
 
 `run_batch` is that one compiled function: Python only loops calling it (`HotLoop.step`). It
 reads the md records in place in the ring slots (no copy), applies each with
-`kernels.book.apply_level_nb` / `apply_top_nb`, and, for a record that touched one of the two
+`kernels.book.apply_record_nb`, and, for a record that touched one of the two
 strategy venues, runs the decision of `hotloop.params` on that venue pair. Each sized
 opportunity claims two order slots, writes both legs and publishes them with one release store;
 right after, CLOCK_MONOTONIC is read (`rings.atomics.monotonic_ns`) and `now - ts_ns` of the
@@ -84,8 +84,6 @@ S_BLOCKED = 6  # 1 when the last call stopped because the order ring stayed full
 N_S = 8
 N_REASONS = 32
 
-_LEVEL = int(schema.Kind.BOOK_LEVEL)
-_TOB = int(schema.Kind.TOP_OF_BOOK)
 _ORDER_NEW = int(schema.Kind.ORDER_NEW)
 _BUY = int(schema.Side.BUY)
 _SELL = int(schema.Side.SELL)
@@ -117,17 +115,20 @@ def _inlined(kernel, module, helpers=()):
     per-event path makes no compiled call (with `unmanaged` arrays, the book update then costs
     ~10 ns per record instead of ~100)."""
     glb = dict(vars(module))
-    for name in helpers:
-        glb[name] = numba.njit(inline="always", nogil=True)(getattr(module, name).py_func)
-    f = kernel.py_func
-    return numba.njit(inline="always", nogil=True)(
-        pytypes.FunctionType(f.__code__, glb, f.__name__, f.__defaults__, f.__closure__)
-    )
+
+    def again(kernel):
+        f = kernel.py_func
+        return numba.njit(inline="always", nogil=True)(
+            pytypes.FunctionType(f.__code__, glb, f.__name__, f.__defaults__, f.__closure__)
+        )
+
+    for name in helpers:  # helpers that call helpers find the recompiled ones in glb too
+        glb[name] = again(getattr(module, name))
+    return again(kernel)
 
 
-_HELPERS = ("_ok_price", "_ok_qty", "_check_cross", "set_level_nb")
-_apply_level = _inlined(kbook.apply_level_nb, kbook, _HELPERS)
-_apply_top = _inlined(kbook.apply_top_nb, kbook, _HELPERS)
+_HELPERS = ("_ok_price", "_ok_qty", "_check_cross", "set_level_nb", "apply_level_nb", "apply_top_nb")
+_apply_record = _inlined(kbook.apply_record_nb, kbook, _HELPERS)
 _usable = _inlined(kbook.usable_nb, kbook)
 
 
@@ -283,50 +284,13 @@ def run_batch(
                     state[S_BLOCKED] = 1
                     break
             s = (tail + j) & md_mask
-            kind = md_levels[s].kind
-            v = -1
-            i = -1
             t_ns = md_levels[s].ts_ns
-            if kind == _LEVEL:
-                rec = md_levels[s]
-                v, i = np.int64(rec.venue), np.int64(rec.instrument)
-                _apply_level(
-                    px,
-                    qty,
-                    cnt,
-                    ts,
-                    status,
-                    counters,
-                    v,
-                    i,
-                    np.int64(rec.sub),
-                    np.int64(rec.action),
-                    rec.price,
-                    rec.qty,
-                    t_ns,
-                )
-            elif kind == _TOB:
-                t = md_tops[s]
-                v, i = np.int64(t.venue), np.int64(t.instrument)
-                _apply_top(
-                    px,
-                    qty,
-                    cnt,
-                    ts,
-                    status,
-                    counters,
-                    v,
-                    i,
-                    t.bid_px,
-                    t.bid_qty,
-                    t.ask_px,
-                    t.ask_qty,
-                    t_ns,
-                    np.int64(t.exch_age_us),
-                )
-            else:
-                counters[kbook.EV_IGNORED] += 1
+            ev = _apply_record(md_levels, md_tops, s, px, qty, cnt, ts, status, counters)
             done += 1
+            if ev < 0:
+                counters[kbook.EV_IGNORED] += 1
+                continue
+            v, i = np.int64(md_levels[s].venue), np.int64(md_levels[s].instrument)
             if i != inst or (v != va and v != vb_):
                 continue
             other = vb_ if v == va else va
