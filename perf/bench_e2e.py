@@ -60,10 +60,10 @@ from basis_core.config import CpuConfig
 from basis_core.hotloop import HotLoop, HotParams, PyEngine, orders_array, quote_ticks
 from basis_core.hotloop.loop import S_LAT_N, S_MD
 from basis_core.rings import CONSUMER, PRODUCER, Ring
-from basis_core.rings.atomics import cpu_relax, monotonic_ns, sched_yield
+from basis_core.rings.atomics import cpu_relax, monotonic_ns
 from basis_core.rings.kernels import heartbeat, write_claim, write_publish
 from basis_core.rings.layout import OWN, RECORD_WORDS
-from basis_core.rings.seqcheck import SPIN_BEFORE_YIELD
+from basis_core.rings.wait import idle_poll
 
 EVERY_K = 100
 PATTERN = 100 * EVERY_K  # records in the replayed loop (a multiple of EVERY_K)
@@ -126,10 +126,7 @@ def feed_nb(header, slots, local, pattern, first, n, batch, pace_ns, max_spins):
             if spins > max_spins:
                 heartbeat(header)
                 return done
-            if spins > SPIN_BEFORE_YIELD:
-                sched_yield()
-            else:
-                cpu_relax()
+            idle_poll(spins)
             k = write_claim(header, slots, local, want)
         head = local[OWN]
         g0 = first + done

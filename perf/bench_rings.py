@@ -55,9 +55,9 @@ import numpy as np
 import pyperf
 
 from basis_core.rings import CONSUMER, PRODUCER, Ring, Yield, seqcheck
-from basis_core.rings.atomics import cpu_relax, load_acquire, monotonic_ns, sched_yield, store_release
+from basis_core.rings.atomics import cpu_relax, load_acquire, monotonic_ns, store_release
 from basis_core.rings.layout import CACHED, HEAD, OWN, RECORD_WORDS, TAIL
-from basis_core.rings.seqcheck import SPIN_BEFORE_YIELD
+from basis_core.rings.wait import idle_poll
 
 BATCHES = (1, 16, 256)
 PY_BATCHES = (16, 256)
@@ -104,10 +104,7 @@ def _echo(ha, sa, la, hb, sb, lb, max_spins):
             a_head = load_acquire(ha, HEAD)
             if a_head == a_tail:
                 idle += 1
-                if idle > SPIN_BEFORE_YIELD:
-                    sched_yield()
-                else:
-                    cpu_relax()
+                idle_poll(idle)
                 continue
         while b_head - b_tail > mb:
             b_tail = load_acquire(hb, TAIL)
@@ -153,10 +150,7 @@ def _ping(ha, sa, la, hb, sb, lb, first_seq, lat, max_spins):
             spins += 1
             if spins > max_spins:
                 break
-            if spins > SPIN_BEFORE_YIELD:
-                sched_yield()
-            else:
-                cpu_relax()
+            idle_poll(spins)
         if b_head == b_tail:
             break
         t1 = monotonic_ns()

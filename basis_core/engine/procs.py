@@ -40,12 +40,17 @@ from ..registry import Registry
 from ..rings import CONSUMER, PRODUCER, Ring
 from ..rings import kernels as ring_kernels
 from ..rings.layout import OWN
+from ..rings.wait import BackoffSleep
 from .core import EngineCore
 from .replay import ENGINE_SOURCE, batch_ends, control_record, replay, timer_record
 from .runner import Runner
 
 MD_KINDS = (S.Kind.BOOK_LEVEL, S.Kind.TOP_OF_BOOK, S.Kind.TRADE, S.Kind.FUNDING)
 BATCH = 4096
+# the two waits of this layout: a ring end that found the ring full, and an engine loop that
+# found nothing to read before its next timer tick
+_RING_FULL = BackoffSleep(min_us=100, max_us=100)
+_NOTHING_TO_READ = BackoffSleep(min_us=200, max_us=200)
 
 
 def engine_main(spec: dict) -> None:
@@ -111,7 +116,7 @@ def engine_main(spec: dict) -> None:
             n_md = int(_peek(md.header, md.slots, md.local, words_md, BATCH))
             now = time.time_ns()
             if n_ex + n_md == 0 and now - last < tick_ns:
-                time.sleep(0.0002)
+                _NOTHING_TO_READ.idle(ex, 1)
                 if os.getppid() != parent:
                     break  # the io process is gone: nothing can carry our commands
                 continue
@@ -189,15 +194,17 @@ def _emit(core: EngineCore, batch: np.ndarray, journal: JournalWriter, orders: R
         _push(orders, cmds)
 
 
-def _push(ring: Ring, records: np.ndarray) -> None:
-    """Push every record, waiting while the ring is full; ConsumerGone if the io process (this
-    process's parent, the ring's consumer) dies meanwhile, instead of waiting forever."""
-    done = 0
+def _push(ring: Ring, records: np.ndarray, consumer_is_parent: bool = True) -> None:
+    """Push every record, waiting while the ring is full. With `consumer_is_parent` (the engine
+    pushing to the io process): ConsumerGone if the io process dies meanwhile, instead of
+    waiting forever."""
+    done = attempt = 0
     while done < len(records):
         done += ring.push_batch(records[done:])
         if done < len(records):
-            time.sleep(0.0001)
-            if os.getppid() != _PARENT[0]:
+            attempt += 1
+            _RING_FULL.idle(ring, attempt)
+            if consumer_is_parent and os.getppid() != _PARENT[0]:
                 raise ConsumerGone("the io process is gone: nothing consumes the order ring")
 
 
@@ -252,11 +259,7 @@ class ProcessRunner(Runner):
                     self._ring_seq[ring.name] + 1, self._ring_seq[ring.name] + 1 + len(part)
                 )
                 self._ring_seq[ring.name] += len(part)
-            done = 0
-            while done < len(part):
-                done += ring.push_batch(part[done:])
-                if done < len(part):
-                    time.sleep(0.0001)
+            _push(ring, part, consumer_is_parent=False)
 
     def pump(self) -> None:
         self._commands()

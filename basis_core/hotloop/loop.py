@@ -43,10 +43,10 @@ from ..errors import RingError
 from ..kernels import book as kbook
 from ..kernels import sizing
 from ..rings import CONSUMER, PRODUCER, Ring, pid_alive
-from ..rings.atomics import cpu_relax, monotonic_ns, sched_yield
+from ..rings.atomics import monotonic_ns
 from ..rings.kernels import load_word, read_claim, read_release, write_claim, write_publish
 from ..rings.layout import OWN, W_CONSUMER_PID
-from ..rings.seqcheck import SPIN_BEFORE_YIELD
+from ..rings.wait import idle_poll
 from .params import (
     F_BASE_AVAIL,
     F_BOUND_BPS,
@@ -235,7 +235,7 @@ def run_batch(
 ):
     """Consume up to `max_batch` md records and act on each, claiming whatever is ready and
     waiting for more while fewer than `max_spins` consecutive polls found nothing (PAUSE, then
-    sched_yield after SPIN_BEFORE_YIELD polls): the whole wait-and-decide loop stays compiled.
+    sched_yield: `idle_poll`): the whole wait-and-decide loop stays compiled.
     Returns how many were consumed (0 = none arrived, or the order ring stayed full: see
     state[S_BLOCKED]; a blocked call stops early). `md_levels` / `md_tops` are BOOK_LEVEL /
     TOP_OF_BOOK views of the md ring's slot memory, `od_recs` an ORDER_NEW view of the order
@@ -261,10 +261,7 @@ def run_batch(
             if spins >= max_spins:
                 break
             spins += 1
-            if spins > SPIN_BEFORE_YIELD:
-                sched_yield()
-            else:
-                cpu_relax()
+            idle_poll(spins)
             continue
         spins = 0
         tail = md_local[OWN]
@@ -276,10 +273,7 @@ def run_batch(
                     room = write_claim(od_header, od_slots, od_local, 2)
                     if room >= 2:
                         break
-                    if w > SPIN_BEFORE_YIELD:
-                        sched_yield()
-                    else:
-                        cpu_relax()
+                    idle_poll(w)
                 if room < 2:
                     state[S_BLOCKED] = 1
                     break

@@ -9,10 +9,9 @@ a 32-bit fold of the xor of everything before it. A reader can so tell, per reco
 
 `produce` and `consume` are whole loops in compiled code that write into / read from the ring
 slots in place (batch claim, fill, publish / claim, verify, release), so a benchmark measures
-the ring and not the Python call overhead. A wait spins with PAUSE for SPIN_BEFORE_YIELD
-polls, then yields the core on every poll (on a host with more runnable threads than cores, a
-pure spin would burn the time slice the other end needs). They return early when a wait runs
-past `max_spins` polls, so the Python caller can check liveness and call again.
+the ring and not the Python call overhead. A wait is the compiled wait of `wait.idle_poll`
+(PAUSE, then sched_yield). They return early when a wait runs past `max_spins` polls, so the
+Python caller can check liveness and call again.
 """
 
 from __future__ import annotations
@@ -20,11 +19,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .atomics import cpu_relax, load_acquire, sched_yield, store_release
+from .atomics import load_acquire, store_release
 from .kernels import heartbeat
 from .layout import CACHED, HEAD, OWN, TAIL
-
-SPIN_BEFORE_YIELD = 1000  # polls with PAUSE before a wait falls back to sched_yield per poll
+from .wait import idle_poll
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -118,10 +116,7 @@ def produce(header, slots, local, first_seq, n, batch, max_spins):
             spins += 1
             if spins > max_spins:
                 break
-            if spins > SPIN_BEFORE_YIELD:
-                sched_yield()
-            else:
-                cpu_relax()
+            idle_poll(spins)
             continue
         spins = 0
         for i in range(k):
@@ -161,10 +156,7 @@ def consume(header, slots, local, first_seq, n, batch, max_spins):
             spins += 1
             if spins > max_spins:
                 break
-            if spins > SPIN_BEFORE_YIELD:
-                sched_yield()
-            else:
-                cpu_relax()
+            idle_poll(spins)
             continue
         spins = 0
         for i in range(k):

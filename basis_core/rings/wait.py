@@ -11,6 +11,14 @@ producer equally fast.
     Yield         os.sched_yield() between polls; gives the core away when another runnable
                   thread wants it, otherwise behaves like a spin
     BackoffSleep  sleeps min_us, doubling up to max_us; cheapest on CPU, latency up to max_us
+
+`STRATEGIES` maps the names of `[rings] wait` in the config (spin / yield / sleep) to them.
+
+Compiled loops that wait on a ring cursor (`seqcheck`, the hot loop, the ring and e2e benches)
+call `idle_poll(polls)` after each empty poll: PAUSE for the first SPIN_BEFORE_YIELD polls, then
+sched_yield on every poll (on a host with more runnable threads than cores, a pure spin would
+burn the time slice the other end needs). They count the polls and return to Python after their
+own `max_spins`, so the caller can check liveness.
 """
 
 from __future__ import annotations
@@ -19,11 +27,26 @@ import os
 import time
 from dataclasses import dataclass
 
+import numba
+
 from . import kernels
+from .atomics import cpu_relax, sched_yield
 
 # polls per microsecond of a compiled spin, a rough figure for this class of x86 host; only
 # sizes the spin slice between liveness checks, so being off by 2x changes nothing else
 _SPINS_PER_US = 30
+
+SPIN_BEFORE_YIELD = 1000  # polls with PAUSE before a compiled wait falls back to sched_yield per poll
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def idle_poll(polls):
+    """The compiled wait, once the `polls`-th poll in a row found nothing: PAUSE while
+    polls <= SPIN_BEFORE_YIELD, sched_yield after."""
+    if polls > SPIN_BEFORE_YIELD:
+        sched_yield()
+    else:
+        cpu_relax()
 
 
 @dataclass(frozen=True)
@@ -59,4 +82,4 @@ class BackoffSleep:
         time.sleep(us / 1e6)
 
 
-STRATEGIES = {"spin": BusySpin, "yield": Yield, "backoff": BackoffSleep}
+STRATEGIES = {"spin": BusySpin, "yield": Yield, "sleep": BackoffSleep}
