@@ -241,3 +241,18 @@ def test_package_docstrings_list_their_modules():
             wrong += [f"{rel}: names {n}.py, which does not exist" for n in sorted(named - have)]
             wrong += [f"{rel}: does not list {n}.py" for n in sorted(have - named)]
     assert not wrong, "package docstrings out of step with their folders:\n" + "\n".join(wrong)
+
+
+def test_cited_benchmark_results_exist():
+    """Every timestamped pyperf JSON (or pattern of them) that the docs and suites quote is in
+    perf/results/, which the repository keeps for that reason."""
+    texts = [ROOT / "README.md", ROOT / "perf" / "README.md", *(ROOT / "perf").rglob("*.py")]
+    cited = set()
+    for path in texts:
+        cited |= {(path, n) for n in re.findall(r"[\w*\[\]-]*-2\d{7}T[\w*\[\]]*\.json", path.read_text())}
+    assert any(n.startswith("e2e-") for _, n in cited)
+    missing = [
+        f"{p.relative_to(ROOT)}: {n}" for p, n in sorted(cited) if not list((ROOT / "perf/results").glob(n))
+    ]
+    assert not missing, "quoted benchmark results missing from perf/results/:\n" + "\n".join(missing)
+    assert "perf/results" not in (ROOT / ".gitignore").read_text()
