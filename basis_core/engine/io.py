@@ -11,6 +11,7 @@ Failures become records, never exceptions: a timeout on a submit is an ORDER_EVE
 plus a VENUE_STATUS TIMEOUT (the engine then verifies the order by client order id); a rate
 limit blocks the venue's throttle for Retry-After and re-queues the same command (same client
 order id: the venue cannot see it twice); a reject is an ORDER_EVENT REJECT with its reason.
+Which records each error type leaves, per call, is the table `basis_core.venue_errors.ON_ERROR`.
 """
 
 from __future__ import annotations
@@ -43,16 +44,9 @@ from basis_ext.sequencer import Sequencer
 from basis_ext.throttle import Throttle
 
 from .. import schema as S
-from ..errors import (
-    MalformedResponse,
-    OrderNotFound,
-    OrderRejected,
-    RateLimited,
-    RequestTimeout,
-    VenueError,
-    VenueUnavailable,
-)
+from ..errors import VenueError
 from ..registry import Registry
+from ..venue_errors import Call, Status, outcome_of, report_of
 
 _STATUS_EVENT = {
     OrderStatus.OPEN: S.OrderEventType.ACK,
@@ -357,41 +351,8 @@ class VenueIO:
             self.calls["submit"] += 1
             try:
                 view = await venue.submit(req)
-            except RateLimited as exc:
-                self._rate_limited(name, exc)
-                # refused before execution: the same command (same client order id) goes again
-                # after the wait, but only while the engine still waits for it; past that it is
-                # refused here, so an order the engine has given up on can never reach the venue
-                if (
-                    attempt + 1 < self.max_rl_retries
-                    and self.now_ns() - int(o["ts_ns"]) < self.resend_window_ns
-                ):
-                    self.router.push(
-                        self.reg.venue(name),
-                        _PRIORITY[S.Purpose(int(o["aux"]) >> 8)],
-                        0,
-                        (rec, attempt + 1),
-                        self.now_ns(),
-                    )
-                    self._wake[self.reg.venue(name)].set()
-                else:
-                    self.emit_order_event(
-                        name, inst, coid, S.OrderEventType.REJECT, reason=S.RejectReason.RATE_LIMITED
-                    )
-                return
-            except OrderRejected as exc:
-                self.emit_order_event(
-                    name,
-                    inst,
-                    coid,
-                    S.OrderEventType.REJECT,
-                    reason=_REASON.get(exc.reason, S.RejectReason.VENUE_REJECT),
-                )
-                self._ok(name)
-                return
-            except (RequestTimeout, VenueUnavailable, MalformedResponse, VenueError) as exc:
-                self._uncertain(name, exc)
-                self.emit_order_event(name, inst, coid, S.OrderEventType.TIMEOUT)
+            except VenueError as exc:
+                self._on_error(Call.SUBMIT, name, exc, inst, coid, (rec, attempt))
                 return
             self._ok(name)
             self.emit_view(name, view)
@@ -401,15 +362,8 @@ class VenueIO:
             self.calls["cancel"] += 1
             try:
                 view = await venue.cancel(coid_to_wire(coid), inst)
-            except OrderNotFound:
-                self.emit_order_event(name, inst or "", coid, S.OrderEventType.NOT_FOUND)
-                return
-            except OrderRejected:
-                self.emit_order_event(name, inst or "", coid, S.OrderEventType.CANCEL_REJECT)
-                return
             except VenueError as exc:
-                self._failed(name, exc)
-                self.emit_order_event(name, inst or "", coid, S.OrderEventType.TIMEOUT)
+                self._on_error(Call.CANCEL, name, exc, inst or "", coid)
                 return
             self._ok(name)
             self.emit_view(name, view)
@@ -419,13 +373,9 @@ class VenueIO:
             self.calls["query"] += 1
             try:
                 view = await venue.fetch_order(coid_to_wire(coid), inst)
-            except OrderNotFound:
-                self._ok(name)
-                self.emit_order_event(name, inst or "", coid, S.OrderEventType.NOT_FOUND)
-                return
             except VenueError as exc:
-                self._failed(name, exc)
-                return  # the engine asks again on its verify interval
+                self._on_error(Call.QUERY, name, exc, inst or "", coid)
+                return
             self._ok(name)
             await self._catch_up_fills(name, coid, view)
             self.emit_view(name, view)
@@ -442,22 +392,51 @@ class VenueIO:
             if fill.coid == view.coid:
                 self.emit_fill(fill)
 
-    def _rate_limited(self, name: str, exc: RateLimited) -> None:
-        now = self.now_ns()
-        wait_s = exc.retry_after_s if exc.retry_after_s is not None else 1.0
-        self.router.throttle(self.reg.venue(name)).block_until(now + int(wait_s * 1e9))
-        self.emit_status(name, S.VenueReport.RATE_LIMITED, retry_after_s=wait_s)
+    def _on_error(
+        self,
+        call: Call,
+        name: str,
+        exc: VenueError,
+        inst: str = "",
+        coid: int = 0,
+        command: tuple[np.ndarray, int] | None = None,
+    ) -> None:
+        """The records a failed call leaves, as `venue_errors.ON_ERROR` says; `command` is a
+        submit's (record, attempt), for a resend."""
+        out = outcome_of(call, exc)
+        self._report(name, out.before, exc)
+        resent = out.resend and command is not None and self._resend(name, *command)
+        if out.event is not None and not resent:
+            reason = out.reason
+            if reason is None:
+                reason = _REASON.get(getattr(exc, "reason", ""), S.RejectReason.VENUE_REJECT)
+            self.emit_order_event(name, inst, coid, out.event, reason=reason)
+        self._report(name, out.after, exc)
 
-    def _failed(self, name: str, exc: VenueError) -> None:
-        """A cancel or query got no usable answer: throttle on a rate limit, else report it."""
-        if isinstance(exc, RateLimited):
-            self._rate_limited(name, exc)
-        else:
-            self._uncertain(name, exc)
+    def _report(self, name: str, status: Status, exc: VenueError) -> None:
+        if status is Status.OK:
+            self._ok(name)
+        elif status is Status.FAILED:
+            report = report_of(exc) or S.VenueReport.TIMEOUT
+            if report == S.VenueReport.RATE_LIMITED:
+                retry_after_s = getattr(exc, "retry_after_s", None)
+                wait_s = retry_after_s if retry_after_s is not None else 1.0
+                self.router.throttle(self.reg.venue(name)).block_until(self.now_ns() + int(wait_s * 1e9))
+                self.emit_status(name, report, retry_after_s=wait_s)
+            else:
+                self.emit_status(name, report)
 
-    def _uncertain(self, name: str, exc: VenueError) -> None:
-        report = S.VenueReport.MAINTENANCE if isinstance(exc, VenueUnavailable) else S.VenueReport.TIMEOUT
-        self.emit_status(name, report)
+    def _resend(self, name: str, rec: np.ndarray, attempt: int) -> bool:
+        """Queue a rate-limited submit again (same client order id: the venue refused it before
+        execution), but only while the engine still waits for it; past that it is refused here, so
+        an order the engine has given up on can never reach the venue. False: not resent."""
+        o = rec.view(S.ORDER_NEW)[0]
+        if attempt + 1 >= self.max_rl_retries or self.now_ns() - int(o["ts_ns"]) >= self.resend_window_ns:
+            return False
+        vid = self.reg.venue(name)
+        self.router.push(vid, _PRIORITY[S.Purpose(int(o["aux"]) >> 8)], 0, (rec, attempt + 1), self.now_ns())
+        self._wake[vid].set()
+        return True
 
     async def run_health(self, name: str, interval_s: float) -> None:
         """Ask the venue how it is, on an interval: a venue we stopped sending to (throttled,
@@ -468,7 +447,7 @@ class VenueIO:
             try:
                 st = await venue.status()
             except VenueError as exc:
-                self._failed(name, exc)
+                self._on_error(Call.STATUS, name, exc)
                 continue
             if st.state == S.VenueReport.OK:
                 self._ok(name)

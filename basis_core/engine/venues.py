@@ -1,42 +1,17 @@
 """Venue health: one VENUE state machine per venue, and the failure-mode responses.
 
-Errors from adapters become venue events through one table (`EVENT_OF_ERROR`); the state
+Adapter errors reach it as VENUE_STATUS records (the io path's table,
+`basis_core.venue_errors.ON_ERROR`), which the engine turns into venue events; the state
 decides whether new orders may go there (`can_dispatch`), and the throttle state slows the
 routing rate while hedges keep priority.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..errors import (
-    MalformedResponse,
-    OrderNotFound,
-    OrderRejected,
-    RateLimited,
-    RequestTimeout,
-    VenueError,
-    VenueUnavailable,
-)
 from ..state.fsm import Machine
 from ..state.tables import NO_DISPATCH, VENUE, VenueEvent, VenueState
-
-#: adapter error type → venue event (checked in order: subclasses first)
-EVENT_OF_ERROR: tuple[tuple[type[VenueError], VenueEvent | None], ...] = (
-    (RequestTimeout, VenueEvent.TIMEOUT),
-    (RateLimited, VenueEvent.RATE_LIMITED),
-    (VenueUnavailable, VenueEvent.MAINTENANCE),
-    (MalformedResponse, VenueEvent.TIMEOUT),  # an unusable answer: the request's effect is unknown
-    (OrderRejected, None),  # the venue works; the order was refused
-    (OrderNotFound, None),
-)
-
-
-def event_of(exc: VenueError) -> VenueEvent | None:
-    for etype, event in EVENT_OF_ERROR:
-        if isinstance(exc, etype):
-            return event
-    return VenueEvent.TIMEOUT  # an unclassified venue error: treat the outcome as unknown
 
 
 @dataclass
@@ -45,9 +20,6 @@ class VenueHealth:
     machine: Machine[VenueState]
     healthy_since_ns: int = 0
     throttled_until_ns: int = 0
-    quarantine_until_ns: int = 0
-    last_error: str = ""
-    errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def state(self) -> VenueState:
@@ -78,22 +50,6 @@ class VenueBoard:
 
     def usable(self, name: str) -> bool:
         return self.venues[name].state not in NO_DISPATCH
-
-    def on_error(self, name: str, exc: VenueError, now_ns: int) -> tuple[str, ...]:
-        v = self.venues[name]
-        kind = type(exc).__name__
-        v.errors[kind] = v.errors.get(kind, 0) + 1
-        v.last_error = str(exc)
-        event = event_of(exc)
-        if event is None:
-            return ()
-        v.healthy_since_ns = now_ns
-        if isinstance(exc, RateLimited):
-            wait_ns = int((exc.retry_after_s or 1.0) * 1e9)
-            v.throttled_until_ns = max(v.throttled_until_ns, now_ns + wait_ns)
-        if isinstance(exc, VenueUnavailable):
-            v.quarantine_until_ns = now_ns
-        return v.machine.fire(event, now_ns, cause=f"{kind}: {exc}")
 
     def on_ok(self, name: str, now_ns: int) -> tuple[str, ...]:
         """A healthy answer; after the healthy window a THROTTLED venue returns to UP."""
