@@ -132,7 +132,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "exc", "expected"), CASES, ids=lambda x: getattr(x, "name", type(x).__name__))
+@pytest.mark.parametrize(
+    ("kind", "exc", "expected"), CASES, ids=lambda x: getattr(x, "name", type(x).__name__)
+)
 def test_each_failed_call_leaves_the_records_of_its_error(kind, exc, expected):
     io, out, _ = _io(exc)
     _run(io, kind)
