@@ -1,4 +1,4 @@
-"""`basis bench`: run pyperf benchmark suites from perf/, keep their JSON, print a summary.
+"""The pyperf benchmark suites of perf/ (`basis bench`): run one, keep its JSON, summarize it.
 
 Each suite is one pyperf script (SUITES: name -> path from the repository root); adding a suite
 is one line there. A run writes `<out>/<suite>-<UTC time>.json` (pyperf's own format, readable
@@ -146,28 +146,6 @@ def run_suite(suite: str, out_dir: Path, fast: bool, realtime: bool = False) -> 
     return out
 
 
-def main(args) -> int:
-    suites = list(args.suites or ["rings"])
-    unknown = [s for s in suites if s not in SUITES]
-    if unknown:
-        print(
-            f"basis bench: unknown suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}", file=sys.stderr
-        )
-        return 2
-    if args.compare_to and not Path(args.compare_to).is_file():
-        print(f"basis bench: --compare-to {args.compare_to}: no such file", file=sys.stderr)
-        return 2
-    out_dir = Path(args.out).resolve()
-    for suite in suites:
-        path = run_suite(suite, out_dir, args.fast, getattr(args, "realtime", False))
-        if path is None:
-            print(f"\n{suite}: skipped\n")
-            continue
-        print(f"\n{suite}: pyperf JSON in {path}\n")
-        print(render(summarize(load_medians(path))))
-        if args.compare_to:
-            print(f"\ncompare_to {args.compare_to}:")
-            subprocess.run(
-                [sys.executable, "-m", "pyperf", "compare_to", args.compare_to, str(path), "--table"]
-            )
-    return 0
+def compare(old: str | Path, new: Path) -> None:
+    """Print pyperf's compare_to table of an earlier JSON file against a new one."""
+    subprocess.run([sys.executable, "-m", "pyperf", "compare_to", str(old), str(new), "--table"])

@@ -40,7 +40,7 @@ from basis_core.config import load
 from basis_core.engine.core import EngineCore
 from basis_core.engine.market import MarketState, NoMark
 from basis_core.engine.replay import timer_record
-from basis_core.run import policy_of, rules_of
+from basis_core.engine.scenario import policy_of, rules_of
 from basis_core.scenarios import DEFAULT
 from basis_core.state.tables import NO_NEW_EXPOSURE, EngineState
 

@@ -11,8 +11,8 @@ from soak import SOAK
 
 from adapters.ccxt.local import LocalCcxtWorld
 from basis_core.config import load
+from basis_core.engine.scenario import run_scenario
 from basis_core.errors import ConfigError
-from basis_core.run import run_scenario
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ccxt-local.toml"
 

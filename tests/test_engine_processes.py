@@ -11,8 +11,8 @@ from orchestration import invariants, scenario, venue_agreement
 from adapters.sim.world import SimWorld
 from basis_core.config import from_dict
 from basis_core.engine.replay import replay
+from basis_core.engine.scenario import run_scenario
 from basis_core.rings import leftovers
-from basis_core.run import run_scenario
 
 
 def _real(duration_s: float, **kw) -> dict:

@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 from basis_core.accounting import Ledger, LedgerFill
+from basis_core.cli.report import main as report_main
 from basis_core.errors import ResultsError
 from basis_core.reconcile.mismatch import Mismatch
 from basis_core.results import FIELDS, ResultsDB, RunReport, read_report, validate, write_report
 from basis_core.results.record import record_exceptions, record_latency, record_ledger
-from basis_core.results.report import main as report_main
 from basis_core.results.reportjson import latency_percentiles
 
 T0 = 1_700_000_000_000_000_000

@@ -525,7 +525,7 @@ def test_bench_table_sets_each_ring_benchmark_beside_its_queue_baseline():
 def test_bench_rejects_an_unknown_suite(capsys):
     from types import SimpleNamespace
 
-    from basis_core.bench import main
+    from basis_core.cli.bench import main
 
     assert main(SimpleNamespace(suites=["nope"], out="/tmp", fast=True, compare_to=None)) == 2
     assert "unknown suite" in capsys.readouterr().err

@@ -56,7 +56,7 @@ _NOTHING_TO_READ = BackoffSleep(min_us=200, max_us=200)
 def engine_main(spec: dict) -> None:
     """Entry point of the engine process (multiprocessing 'spawn')."""
     from ..kernels.warmup import warm_up
-    from ..run import fixed_marks_of, policy_of, rules_of
+    from .scenario import fixed_marks_of, policy_of, rules_of
 
     _PARENT[0] = os.getppid()
     placement = Placement("engine", spec["core"], spec.get("core_note", ""))

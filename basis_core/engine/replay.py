@@ -88,7 +88,7 @@ def load_run_meta(run_dir: Path):
 
 def replay(run_dir: str | Path, debug=None) -> ReplayResult:
     """Rebuild the engine from the journal; count batches whose decisions differ from the log."""
-    from ..run import fixed_marks_of, policy_of, rules_of
+    from .scenario import fixed_marks_of, policy_of, rules_of
 
     run_dir = Path(run_dir)
     cfg, reg = load_run_meta(run_dir)

@@ -1,11 +1,15 @@
-"""`basis run [CONFIG]`: run the engine on a scenario and write the run directory.
+"""Run one scenario: the venues' world, the engine, the run directory.
 
-With no CONFIG the embedded default scenario runs: three simulated venues (two spot, one
-perp), a generated market with real cross-venue and basis dislocations, and scheduled faults.
-With `run.clock = "virtual"` the venues' simulated clock drives everything: the run takes a
-fraction of its simulated duration, and two runs with the same seed decide the same (same
-digest). The run directory holds the journal (every input record, then the commands decided),
+`run_simulated(cfg, run_dir)` is what `basis run` does: every venue of the config must be a
+simulated one (kind "sim"); the kernels are compiled or loaded first, then the run goes on
+the scenario's clock. With `run.clock = "virtual"` the venues' simulated clock drives
+everything: the run takes a fraction of its simulated duration, and two runs with the same
+seed decide the same (same digest); with "real" the engine runs in its own pinned process.
+The run directory holds the journal (every input record, then the commands decided),
 results.sqlite, report.json and report.html.
+
+`run_scenario` is the part shared with tests that drive other venue worlds (ccxt on the
+local exchange emulators, web3 on an EVM node) from code.
 """
 
 from __future__ import annotations
@@ -15,17 +19,20 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import Config, load
-from .cpu import apply, busy_warning, plan
-from .engine.core import InstrumentRules
-from .engine.policy import PolicyConfig
-from .engine.replay import save_run_meta
-from .engine.runner import Runner
-from .engine.signals import load_signals
-from .errors import ConfigError
-from .journal import JournalWriter
-from .scenarios import DEFAULT
+from ..config import Config
+from ..cpu import apply, busy_warning, plan
+from ..errors import ConfigError
+from ..journal import JournalWriter
+from .core import InstrumentRules
+from .policy import PolicyConfig
+from .replay import save_run_meta
+from .runner import Runner
+from .signals import load_signals
+
+if TYPE_CHECKING:
+    from .procs import ProcessRunner
 
 
 def policy_of(cfg: Config) -> PolicyConfig:
@@ -111,9 +118,11 @@ async def run_scenario(
         builtin_signals=cfg.signals.builtin,
     )
     journal = None
+    runner: Runner
+    procs: ProcessRunner | None = None  # the engine in its own process (layout "processes")
     affinity = os.sched_getaffinity(0)
     if layout == "processes":
-        from .engine.procs import ProcessRunner
+        from .procs import ProcessRunner
 
         placements = {p.role: p for p in plan(cfg.cpu)}
         if progress:
@@ -126,7 +135,7 @@ async def run_scenario(
             warning = busy_warning(placements["engine"].core)
             if warning:
                 progress(warning)
-        runner = ProcessRunner(cfg=cfg, run_dir=run_dir, placements=placements, **common)
+        runner = procs = ProcessRunner(cfg=cfg, run_dir=run_dir, placements=placements, **common)
     else:
         journal = JournalWriter(run_dir / "journal", cfg.journal)
         runner = Runner(journal=journal, **common)
@@ -153,40 +162,38 @@ async def run_scenario(
     finally:
         if journal is not None:
             journal.close()
-        if layout == "processes":
-            runner.close()
+        if procs is not None:
+            procs.close()
             os.sched_setaffinity(0, affinity)  # the caller gets its cores back
         await world.close()
     return runner
 
 
-def main(args) -> int:
-    from adapters.sim.world import SimWorld
-
-    from .engine.report import write_run
-
-    path = args.config or DEFAULT
-    cfg = load(path)
+def simulated_only(cfg: Config) -> None:
+    """Refuse a config naming a venue that is not simulated: live ccxt/web3 accounts are
+    driven from code (adapters/ccxt/local.py, adapters/web3/world.py), never skipped silently."""
     for name, venue in cfg.venues.items():
         if venue.kind != "sim":
-            # not yet: live ccxt/web3 accounts are driven from code (adapters/ccxt/local.py,
-            # adapters/web3/world.py), not from `basis run`; never run without a venue silently
             raise ConfigError(
                 f"venues.{name}.kind",
                 f"'{venue.kind}' venues are not run by `basis run` yet; it drives simulated venues",
             )
-    if args.duration:
-        cfg = replace(cfg, run=replace(cfg.run, duration_s=float(args.duration)))
-    run_dir = run_dir_for(cfg, getattr(args, "run_dir", None) or args.out)
-    print(
-        f"basis run: scenario {cfg.run.name!r} from {path}; {cfg.run.duration_s:g} s on the "
-        f"{cfg.run.clock} clock; run directory {run_dir}"
-    )
-    from .kernels.warmup import IMPORT_S, warm_up
 
+
+def run_simulated(cfg: Config, run_dir: Path, progress=print) -> dict:
+    """Run `cfg` on its simulated venues into `run_dir`; returns the run's report
+    (what report.json holds). Raises ConfigError before anything runs if a venue is not
+    simulated."""
+    from adapters.sim.clock import VirtualClock
+    from adapters.sim.world import SimWorld
+
+    from ..kernels.warmup import IMPORT_S, warm_up
+    from .report import write_run
+
+    simulated_only(cfg)
     t0 = time.perf_counter()
     groups = warm_up()  # compile or load every kernel now, not on the first live signal
-    print(
+    progress(
         f"kernels ready in {time.perf_counter() - t0 + IMPORT_S:.2f} s ("
         + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in groups.items())
         + ")"
@@ -194,43 +201,7 @@ def main(args) -> int:
     world = SimWorld.from_config(cfg)
     wall0 = time.perf_counter()
     layout = "single" if cfg.run.clock == "virtual" else "processes"
-    coro = run_scenario(
-        cfg, run_dir, world, progress=lambda line: print("  " + line, flush=True), layout=layout
-    )
-    runner = world.clock.run(coro) if cfg.run.clock == "virtual" else asyncio.run(coro)
-    wall = time.perf_counter() - wall0
-    report = write_run(runner, cfg, run_dir, wall, world.digest())
-    print(summary_table(report))
-    return 0
-
-
-def summary_table(report: dict) -> str:
-    rows = [
-        ("events processed", f"{report['events_processed']:,}"),
-        ("events/s (wall)", f"{report['events_per_s']:,.0f}"),
-        (
-            "decision latency p50/p99/p999 (ns)",
-            "{p50:,.0f} / {p99:,.0f} / {p999:,.0f}".format(**report["decision_latency_ns"]),
-        ),
-        ("signals seen", f"{report['signals_seen']:,}"),
-        (
-            "signals rejected",
-            ", ".join(f"{k}={v}" for k, v in sorted(report["signals_rejected"].items())) or "0",
-        ),
-        ("orders submitted / filled", f"{report['orders_submitted']} / {report['orders_filled']}"),
-        ("hedges completed", str(report["hedges_completed"])),
-        ("asymmetric episodes / unwinds", f"{report['asymmetric_episodes']} / {report['unwinds']}"),
-        ("max residual exposure (USDT)", f"{report['max_residual_exposure_usdt']:,.2f}"),
-        (
-            "realized PnL / fees / slippage (USDT)",
-            f"{report['realized_pnl_usdt']:,.2f} / {report['fees_usdt']:,.2f} / {report['slippage_usdt']:,.2f}",
-        ),
-        (
-            "reconciliation mismatches",
-            ", ".join(f"{k}={v}" for k, v in sorted(report["reconciliation"].items())) or "0",
-        ),
-        ("state transitions", str(len(report["state_transitions"]))),
-        ("decision digest", report.get("decision_digest", "")),
-    ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    coro = run_scenario(cfg, run_dir, world, progress=lambda line: progress("  " + line), layout=layout)
+    clock = world.clock
+    runner = clock.run(coro) if isinstance(clock, VirtualClock) else asyncio.run(coro)
+    return write_run(runner, cfg, run_dir, time.perf_counter() - wall0, world.digest())

@@ -1,4 +1,4 @@
-"""`basis report RUN_DIR`: print a run's summary and write RUN_DIR/report.html.
+"""A run's summary and its RUN_DIR/report.html (`basis report RUN_DIR`, and every run's end).
 
 Reads RUN_DIR/report.json (required, validated) and RUN_DIR/results.sqlite (optional: without
 it the per-opportunity and time-series plots say that nothing was recorded). The HTML file is
@@ -11,7 +11,6 @@ machine, decision latency histogram, fill symmetry per opportunity.
 
 from __future__ import annotations
 
-import sys
 from html import escape
 from pathlib import Path
 
@@ -315,19 +314,10 @@ def render_html(data: RunData) -> str:
     return "\n".join(parts)
 
 
-def write_html(run_dir: str | Path) -> Path:
-    """Build RUN_DIR/report.html from the run's results; returns its path."""
-    data = RunData(run_dir)
+def write_html(run: str | Path | RunData) -> Path:
+    """Build RUN_DIR/report.html from the run's results (a run directory or its loaded
+    RunData); returns its path."""
+    data = run if isinstance(run, RunData) else RunData(run)
     out = data.run_dir / REPORT_HTML
     out.write_text(render_html(data), encoding="utf-8")
     return out
-
-
-def main(args) -> int:
-    """`basis report RUN_DIR`: print the summary, write report.html, exit 0."""
-    data = RunData(args.run_dir)
-    print(summary(data))
-    out = data.run_dir / REPORT_HTML
-    out.write_text(render_html(data), encoding="utf-8")
-    print(f"wrote {out}", file=sys.stderr)
-    return 0

@@ -25,8 +25,8 @@ from adapters.web3.config import Web3VenueConfig
 from adapters.web3.venue import to_units
 from adapters.web3.world import ChainWorld, PoolAddresses
 from basis_core.config import from_dict
+from basis_core.engine.scenario import run_scenario
 from basis_core.errors import ConfigError
-from basis_core.run import run_scenario
 from basis_core.state.tables import HedgeState, OrderState
 
 pytestmark = pytest.mark.chain
