@@ -1,4 +1,4 @@
-"""Ready-made emulator set-ups for tests, benchmarks and the local demo.
+"""Ready-made emulator set-ups for the tests and perf/bench_ccxt_emulator.py.
 
 `standard_emulator` builds a venue with BTCUSDT and ETHUSDT (Binance-like filters), one funded
 account per key and a two-sided book; `binance_client` points a real ccxt async Binance client

@@ -12,6 +12,7 @@ sizing.py     two-leg sizing: the largest common quantity every bound allows
 risk.py       EWMA volatility of mids and the risk level it sets
 symmetry.py   hedge symmetry: fill ratios, residual exposure, time in the hedge window
 amm.py        constant-product pool math, exact in integers (the web3 adapter's)
+finite.py     the finite/positive input checks the kernels inline
 reference.py  the plain-Python references and COMPARISONS
 warmup.py     compile or load every kernel before the first record
 """
