@@ -98,7 +98,8 @@ class CpuConfig:
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    """Delays of a simulated venue, in milliseconds (see adapters.sim.venue.Latency)."""
+    """Delays of a simulated venue, in milliseconds; the simulated venue takes this object as it is
+    (adapters.sim.venue.Latency) and turns a delay into seconds where it sleeps."""
 
     request_ms: float = 4.0
     response_ms: float = 4.0

@@ -119,7 +119,7 @@ def test_order_that_partly_filled_while_unseen_is_found_by_targeted_query_and_it
         v = make_venue(
             clock,
             faults=[Fault("timeout", on="submit", nth=1, reached="yes")],
-            latency=Latency(balance_lag_s=2.0),
+            latency=Latency(balance_lag_ms=2000.0),
         )
         await v.start()
         book_around(v)
@@ -159,7 +159,7 @@ def test_fee_in_a_third_asset_is_converted_and_balances_agree_after_the_lag():
             ex,
             {"btc": info("btc", SPOT)},
             clock,
-            latency=Latency(balance_lag_s=1.0),
+            latency=Latency(balance_lag_ms=1000.0),
             faults=FaultSchedule((), start_ns=START_NS),
         )
         await v.start()
@@ -186,7 +186,7 @@ def test_real_balance_difference_is_raised_only_after_the_lag_window():
     clock = VirtualClock(START_NS)
 
     async def main():
-        v = make_venue(clock, latency=Latency(balance_lag_s=0.0))
+        v = make_venue(clock, latency=Latency(balance_lag_ms=0.0))
         await v.start()
         led = await seeded_ledger(v)
         rec = Reconciler([v], led, {}, balance_lag_ns=2 * S)
@@ -212,8 +212,8 @@ def test_pending_transfer_raises_nothing_while_in_flight_and_lands_in_the_ledger
 
     async def main():
         net = TransferNetwork(clock, TransferRules(delay_s=20.0, confirmations=2, confirm_interval_s=10.0))
-        a = make_venue(clock, "alpha", network=net, latency=Latency(balance_lag_s=1.0))
-        b = make_venue(clock, "beta", network=net, latency=Latency(balance_lag_s=1.0))
+        a = make_venue(clock, "alpha", network=net, latency=Latency(balance_lag_ms=1000.0))
+        b = make_venue(clock, "beta", network=net, latency=Latency(balance_lag_ms=1000.0))
         for v in (a, b):
             await v.start()
         led = await seeded_ledger(a, b)
@@ -240,7 +240,7 @@ def test_perp_position_agrees_with_the_venue_after_fills_are_synced():
     clock = VirtualClock(START_NS)
 
     async def main():
-        v = make_venue(clock, "gamma", perp=True, latency=Latency(balance_lag_s=0.0))
+        v = make_venue(clock, "gamma", perp=True, latency=Latency(balance_lag_ms=0.0))
         await v.start()
         book_around(v, lots=20)
         led = await seeded_ledger(v)
@@ -318,7 +318,7 @@ def test_fills_booked_from_the_stream_by_ordinal_are_not_booked_again_by_the_syn
     clock = VirtualClock(START_NS)
 
     async def main():
-        v = make_venue(clock, latency=Latency(balance_lag_s=0.0))
+        v = make_venue(clock, latency=Latency(balance_lag_ms=0.0))
         await v.start()
         user, _, tasks = start_collecting(v)
         book_around(v)
@@ -345,7 +345,7 @@ def test_partial_fill_missing_from_the_ledger_is_raised_after_the_window_and_res
     clock = VirtualClock(START_NS)
 
     async def main():
-        v = make_venue(clock, latency=Latency(balance_lag_s=0.5))
+        v = make_venue(clock, latency=Latency(balance_lag_ms=500.0))
         await v.start()
         book_around(v)
         led = await seeded_ledger(v)

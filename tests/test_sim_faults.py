@@ -34,7 +34,9 @@ from basis_core.errors import (
 )
 from basis_core.schema import OrderType, Side, TransferState, VenueReport
 
-LAT = Latency(request_s=0.005, response_s=0.005, jitter_s=0.0, fill_s=0.002, balance_lag_s=0.0, timeout_s=1.0)
+LAT = Latency(
+    request_ms=5.0, response_ms=5.0, jitter_ms=0.0, fill_ms=2.0, balance_lag_ms=0.0, timeout_ms=1000.0
+)
 
 
 def req(coid, price=49_999.99, qty=0.01, otype=OrderType.LIMIT, side=Side.BUY):
@@ -262,7 +264,7 @@ def test_same_seed_gives_the_same_venue_event_log_and_fault_firings():
             Fault("timeout", count=0, probability=0.3),
             Fault("cancel_fill_race", probability=0.5, count=0),
         ]
-        _, v = scenario(faults, body, latency=Latency(jitter_s=0.003), seed=seed)
+        _, v = scenario(faults, body, latency=Latency(jitter_ms=3.0), seed=seed)
         return repr(v.log), repr(v.faults.log)
 
     assert once(11) == once(11)

@@ -35,7 +35,7 @@ def test_submit_takes_request_plus_response_latency_in_virtual_time():
     clock = VirtualClock(START_NS)
 
     async def main():
-        v = make_venue(clock, latency=Latency(request_s=0.010, response_s=0.020, jitter_s=0.0))
+        v = make_venue(clock, latency=Latency(request_ms=10.0, response_ms=20.0, jitter_ms=0.0))
         await v.start()
         book_around(v)
         t0 = clock.now_ns()
@@ -58,7 +58,7 @@ def test_resting_order_filled_by_another_participant_is_reported_on_the_stream_a
     clock = VirtualClock(START_NS)
 
     async def main():
-        v = make_venue(clock, latency=Latency(fill_s=0.050, jitter_s=0.0))
+        v = make_venue(clock, latency=Latency(fill_ms=50.0, jitter_ms=0.0))
         await v.start()
         user, md, tasks = start_collecting(v)
         book_around(v)
@@ -89,7 +89,7 @@ def test_balances_lag_the_fills_by_the_configured_lag():
     clock = VirtualClock(START_NS)
 
     async def main():
-        v = make_venue(clock, latency=Latency(balance_lag_s=2.0, jitter_s=0.0))
+        v = make_venue(clock, latency=Latency(balance_lag_ms=2000.0, jitter_ms=0.0))
         await v.start()
         user, _, tasks = start_collecting(v)
         book_around(v)
@@ -133,8 +133,8 @@ def test_transfer_goes_sent_confirming_confirmed_and_credits_the_destination_at_
 
     async def main():
         net = TransferNetwork(clock, TransferRules(delay_s=30.0, confirmations=3, confirm_interval_s=10.0))
-        a = make_venue(clock, "alpha", network=net, latency=Latency(balance_lag_s=0.0))
-        b = make_venue(clock, "beta", network=net, latency=Latency(balance_lag_s=0.0))
+        a = make_venue(clock, "alpha", network=net, latency=Latency(balance_lag_ms=0.0))
+        b = make_venue(clock, "beta", network=net, latency=Latency(balance_lag_ms=0.0))
         for v in (a, b):
             await v.start()
         user_b, _, tasks = start_collecting(b)

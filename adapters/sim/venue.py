@@ -2,13 +2,16 @@
 
 Timing (all through asyncio, so a `VirtualTimeLoop` makes it instant and deterministic):
 
-* a request travels `request_s` (+ seeded jitter) to the venue, is processed there at that
-  instant (the exchange is synchronous), and the answer travels `response_s` back;
-* our order updates and fills reach `user_events()` `fill_s` after they happen; book changes
-  and public trades reach `market_data()` `market_s` after they happen;
-* balances lag: `balances()` answers the balances as they were `balance_lag_s` ago, and each
-  balance change reaches the stream `balance_lag_s` after it happens;
-* a request that times out raises RequestTimeout after `timeout_s` (the client's timeout).
+* a request travels `request_ms` (+ seeded jitter) to the venue, is processed there at that
+  instant (the exchange is synchronous), and the answer travels `response_ms` back;
+* our order updates and fills reach `user_events()` `fill_ms` after they happen; book changes
+  and public trades reach `market_data()` `market_ms` after they happen;
+* balances lag: `balances()` answers the balances as they were `balance_lag_ms` ago, and each
+  balance change reaches the stream `balance_lag_ms` after it happens;
+* a request that times out raises RequestTimeout after `timeout_ms` (the client's timeout).
+
+The delays are the config's `[venues.NAME.latency]` (`Latency`, in ms); `_s` turns one into the
+seconds the clock sleeps.
 
 Faults come from a `FaultSchedule` (see faults.py) and show through these same methods.
 The venue's other participants (depth, trades, marks, funding rates) are driven from outside —
@@ -25,8 +28,8 @@ import asyncio
 import random
 import zlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
+from basis_core.config import LatencyConfig
 from basis_core.errors import (
     BasisError,
     OrderNotFound,
@@ -84,17 +87,13 @@ for _cls in (BookUpdate, TradePrint):
     assert not hasattr(_cls, "__post_init__") and not hasattr(_cls, "__slots__"), _cls
 
 
-@dataclass(frozen=True)
-class Latency:
-    """Delays of one venue, in seconds."""
+Latency = LatencyConfig  # delays of one venue, in ms: the config's [venues.NAME.latency]
+DEFAULT_LATENCY = Latency()
 
-    request_s: float = 0.004
-    response_s: float = 0.004
-    jitter_s: float = 0.001
-    fill_s: float = 0.002
-    market_s: float = 0.001
-    balance_lag_s: float = 0.25
-    timeout_s: float = 1.0
+
+def _s(ms: float) -> float:
+    """A delay in ms (the config's unit) in s (the clock's)."""
+    return ms / 1e3
 
 
 class SimVenue(Venue):
@@ -107,7 +106,7 @@ class SimVenue(Venue):
         instruments: dict[str, InstrumentInfo],
         clock: Clock,
         *,
-        latency: Latency = Latency(),
+        latency: Latency = DEFAULT_LATENCY,
         faults: FaultSchedule | None = None,
         network: TransferNetwork | None = None,
         seed: int = 0,
@@ -181,17 +180,17 @@ class SimVenue(Venue):
         lat = self.latency
         now = self.clock.now_ns()
         if self.faults.window("maintenance", self.name, now):
-            await self.clock.sleep(lat.request_s + lat.response_s)
+            await self.clock.sleep(_s(lat.request_ms) + _s(lat.response_ms))
             self._log("answer", endpoint, "maintenance")
             raise VenueUnavailable(self.name, "maintenance", endpoint)
         limited = self.faults.window("rate_limit", self.name, now)
         if limited:
-            await self.clock.sleep(lat.request_s + lat.response_s)
+            await self.clock.sleep(_s(lat.request_ms) + _s(lat.response_ms))
             self._log("answer", endpoint, "rate_limited")
             raise RateLimited(self.name, "429", endpoint, retry_after_s=limited.retry_after_s)
         fault = self.faults.on_event(event, self.name, now, instrument, kinds=("timeout",))
         start = self.clock.now_ns()
-        await self.clock.sleep(lat.request_s + self._rng.random() * lat.jitter_s)
+        await self.clock.sleep(_s(lat.request_ms) + self._rng.random() * _s(lat.jitter_ms))
         if fault is not None:
             took_effect = self.faults.reached(fault)
             if took_effect:
@@ -199,11 +198,11 @@ class SimVenue(Venue):
                     work()  # it happened at the venue; the answer is what gets lost
                 except BasisError:
                     pass
-            await self.clock.sleep(lat.timeout_s - (self.clock.now_ns() - start) / 1e9)
+            await self.clock.sleep(_s(lat.timeout_ms) - (self.clock.now_ns() - start) / 1e9)
             self._log("answer", endpoint, "timeout", "reached" if took_effect else "lost")
-            raise RequestTimeout(self.name, "timeout", f"{endpoint} after {lat.timeout_s}s")
+            raise RequestTimeout(self.name, "timeout", f"{endpoint} after {_s(lat.timeout_ms)}s")
         answer = work()
-        await self.clock.sleep(lat.response_s)
+        await self.clock.sleep(_s(lat.response_ms))
         return answer
 
     async def submit(self, order: OrderRequest) -> VenueOrder:
@@ -237,7 +236,7 @@ class SimVenue(Venue):
         sent = self.clock.now_ns()
         result = await self._request("submit", work, info.name, event="submit")
         if state.get("lost"):
-            await self.clock.sleep(self.latency.timeout_s - (self.clock.now_ns() - sent) / 1e9)
+            await self.clock.sleep(_s(self.latency.timeout_ms) - (self.clock.now_ns() - sent) / 1e9)
             self._log("answer", "submit", order.coid, "ack_lost")
             raise RequestTimeout(self.name, "timeout", f"submit {order.coid}: no answer")
         view = result.order
@@ -265,7 +264,7 @@ class SimVenue(Venue):
             result = self.exchange.cancel(self.owner, name, coid, now)
             self._after(name, result)
             for delay, event in held:  # fill reports that lose the race with the cancel ack
-                self._push_user(event, delay + self.latency.response_s + self.latency.fill_s)
+                self._push_user(event, delay + _s(self.latency.response_ms) + _s(self.latency.fill_ms))
             return name, result
 
         name, result = await self._request("cancel", work, instrument, event="cancel")
@@ -332,7 +331,7 @@ class SimVenue(Venue):
         )
 
     async def status(self) -> VenueStatus:
-        await self.clock.sleep(self.latency.request_s + self.latency.response_s)
+        await self.clock.sleep(_s(self.latency.request_ms) + _s(self.latency.response_ms))
         return self.current_status()
 
     def _announce_status(self, report: VenueReport, fault) -> None:
@@ -570,7 +569,7 @@ class SimVenue(Venue):
             if hold:
                 held.append((0.0, fill))
             else:
-                self._push_user(fill, self.latency.fill_s)
+                self._push_user(fill, _s(self.latency.fill_ms))
         for ev in result.events:
             if ev.order.owner != self.owner or (drop_ack and ev.type == OrderEventType.ACK):
                 continue
@@ -578,7 +577,7 @@ class SimVenue(Venue):
             if hold and ev.type in (OrderEventType.FILL, OrderEventType.PARTIAL_FILL):
                 held.append((0.0, update))
             else:
-                self._push_user(update, self.latency.fill_s)
+                self._push_user(update, _s(self.latency.fill_ms))
             if ev.type in (OrderEventType.ACK, OrderEventType.CANCELED, OrderEventType.EXPIRED):
                 spec = self.exchange.engine(instrument).spec
                 assets.update((spec.base, spec.quote) if spec.kind == "spot" else (spec.quote,))
@@ -633,7 +632,7 @@ class SimVenue(Venue):
 
     def _lag_ns(self) -> int:
         extra = self.faults.window("balance_delay", self.name, self.clock.now_ns())
-        return int((self.latency.balance_lag_s + (extra.delay_s if extra else 0.0)) * 1e9)
+        return int((_s(self.latency.balance_lag_ms) + (extra.delay_s if extra else 0.0)) * 1e9)
 
     def _lagged_balances(self) -> dict[str, Balance]:
         cutoff = self.clock.now_ns() - self._lag_ns()
@@ -700,7 +699,7 @@ class SimVenue(Venue):
         for q, wanted in self._md_subs:
             inst = getattr(event, "instrument", None)
             if wanted is None or inst is None or inst in wanted:
-                loop.call_later(self.latency.market_s, q.put_nowait, event)
+                loop.call_later(_s(self.latency.market_ms), q.put_nowait, event)
 
     def _push_user(self, event, delay: float) -> None:
         self._log("user", round(delay * 1e9), event)
@@ -709,7 +708,7 @@ class SimVenue(Venue):
             loop.call_later(delay, q.put_nowait, event)
 
     def push_transfer(self, info: TransferInfo) -> None:
-        self._push_user(info, self.latency.fill_s)
+        self._push_user(info, _s(self.latency.fill_ms))
 
     def _log(self, *item) -> None:
         self.log.append((self.clock.now_ns(),) + item)
@@ -738,7 +737,7 @@ class SimVenue(Venue):
                     upd.mark_price,
                     eng.qty(abs(pos.lots)) * (1 if pos.lots > 0 else -1),
                 )
-                self._push_user(pay, self.latency.fill_s)
+                self._push_user(pay, _s(self.latency.fill_ms))
                 self._balances_changed([quote])
 
 

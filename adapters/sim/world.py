@@ -30,21 +30,9 @@ from .market import Listing, MarketDriver
 from .matching import FeeSchedule, Spec
 from .recorded import RecordedMarket, load
 from .transfers import TransferNetwork, TransferRules
-from .venue import Latency, SimVenue
+from .venue import SimVenue
 
 OWNER = "basis"
-
-
-def latency_of(cfg) -> Latency:
-    return Latency(
-        cfg.request_ms / 1e3,
-        cfg.response_ms / 1e3,
-        cfg.jitter_ms / 1e3,
-        cfg.fill_ms / 1e3,
-        cfg.market_ms / 1e3,
-        cfg.balance_lag_ms / 1e3,
-        cfg.timeout_ms / 1e3,
-    )
 
 
 class SimWorld:
@@ -100,7 +88,7 @@ class SimWorld:
                 ex,
                 infos,
                 clock,
-                latency=latency_of(vcfg.latency),
+                latency=vcfg.latency,
                 faults=self.faults,
                 network=self.network,
                 seed=cfg.run.seed,
