@@ -181,7 +181,8 @@ class VenueOrder:
 
 @dataclass(frozen=True)
 class Fill:
-    """One execution of one of our orders."""
+    """One execution of one of our orders, as a venue reports it to our account. (Inside the
+    simulated exchange each trade is a pair of `adapters.sim.matching.MatchFill`, one per owner.)"""
 
     venue: str
     instrument: str
@@ -301,7 +302,8 @@ class FundingUpdate:
 
 @dataclass(frozen=True)
 class OrderUpdate:
-    """A pushed change of one of our orders (the venue's execution report)."""
+    """A pushed change of one of our orders (the venue's execution report). Its order's status
+    becomes an ORDER_EVENT record (`schema.OrderEventType`) on the io path."""
 
     venue: str
     ts_ns: int

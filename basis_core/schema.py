@@ -109,6 +109,9 @@ class Purpose(enum.IntEnum):
 
 
 class OrderEventType(enum.IntEnum):
+    """`sub` of an ORDER_EVENT record: what a venue (or the io path, for TIMEOUT) reported about
+    one order. The order state machine's triggers are `state.tables.OrderEvent`."""
+
     ACK = 0
     PARTIAL_FILL = 1
     FILL = 2

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from adapters.sim.exchange import Exchange
-from adapters.sim.matching import MARKET, FeeSchedule, Fill, Result, Spec
+from adapters.sim.matching import MARKET, FeeSchedule, MatchFill, Result, Spec
 from basis_core.errors import OrderNotFound
 from basis_core.schema import OrderType, RejectReason, Side
 
@@ -84,7 +84,7 @@ class Emulator:
         self.placed: list[Placed] = []
         self.log: list[tuple[str, str, int]] = []  # (method, path, HTTP status) per request
         self.streams = DepthStreams(self)
-        self._trades: dict[tuple[str, str], list[tuple[Fill, int]]] = {}
+        self._trades: dict[tuple[str, str], list[tuple[MatchFill, int]]] = {}
         self._auto_id = 0
         self._t0 = time.monotonic()
         self._runner: web.AppRunner | None = None
@@ -267,7 +267,7 @@ class Emulator:
                 oid = eng.query(f.owner, f.coid).oid
                 self._trades.setdefault((f.owner, symbol), []).append((f, oid))
 
-    def _commission(self, f: Fill) -> float:
+    def _commission(self, f: MatchFill) -> float:
         return self.exchange.accounts.to_float(f.fee_asset, f.fee_atoms)
 
     def _find(self, owner: str, symbol: str, p: dict):

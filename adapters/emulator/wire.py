@@ -6,7 +6,7 @@ import math
 from decimal import Decimal
 
 from adapters.base import OrderStatus
-from adapters.sim.matching import Fill, OrderView, Spec
+from adapters.sim.matching import MatchFill, OrderView, Spec
 from basis_core.schema import OrderType, RejectReason, Side
 
 STATUS = {
@@ -138,7 +138,7 @@ class Formatter:
             body["fills"] = fills
         return body
 
-    def fill(self, f: Fill, commission: float) -> dict:
+    def fill(self, f: MatchFill, commission: float) -> dict:
         return {
             "price": self.px(f.price),
             "qty": self.qty(f.qty),
@@ -147,7 +147,7 @@ class Formatter:
             "tradeId": f.trade_id,
         }
 
-    def trade(self, f: Fill, oid: int, commission: float) -> dict:
+    def trade(self, f: MatchFill, oid: int, commission: float) -> dict:
         return {
             "symbol": self.spec.symbol,
             "id": f.trade_id,

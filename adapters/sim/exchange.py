@@ -26,7 +26,7 @@ from basis_core.errors import InsufficientFunds, OrderNotFound
 from basis_core.schema import OrderEventType, OrderType, RejectReason, Side
 
 from .accounts import EXTERNAL, FEES, Accounts
-from .matching import MARKET, NOTHING, FeeSchedule, Fill, MatchingEngine, Result, Spec
+from .matching import MARKET, NOTHING, FeeSchedule, MatchFill, MatchingEngine, Result, Spec
 
 _TERMINAL_EVENTS = (
     OrderEventType.FILL,
@@ -212,7 +212,7 @@ class Exchange:
                 for asset, atoms in self._need(instrument, o.side, o.type, rest, o.price_ticks).items():
                     self.accounts.trim(o.owner, key, asset, atoms)
 
-    def _settle_fill(self, instrument: str, eng: MatchingEngine, f: Fill) -> None:
+    def _settle_fill(self, instrument: str, eng: MatchingEngine, f: MatchFill) -> None:
         spec, acc = eng.spec, self.accounts
         key = f"{instrument}/{f.coid}"
         if spec.kind == "spot":
@@ -242,7 +242,7 @@ class Exchange:
         if atoms > part:
             self.accounts.transfer_free(owner, to, asset, atoms - part)
 
-    def _perp_fill(self, owner: str, instrument: str, spec: Spec, f: Fill) -> None:
+    def _perp_fill(self, owner: str, instrument: str, spec: Spec, f: MatchFill) -> None:
         pos = self.positions.setdefault((owner, instrument), PerpPosition())
         signed = f.lots if f.side == Side.BUY else -f.lots
         if pos.lots == 0 or (pos.lots > 0) == (signed > 0):

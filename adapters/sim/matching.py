@@ -131,8 +131,11 @@ class OrderView:
 
 
 @dataclass(frozen=True)
-class Fill:
-    """One side of one trade (each trade yields a maker fill and a taker fill)."""
+class MatchFill:
+    """One side of one trade inside the exchange (each trade yields a maker fill and a taker fill),
+    for any owner (the market's `MARKET` included), in exact atoms. Not the venue interface's
+    `adapters.base.Fill`: that is what a venue reports to one account, which the simulated venue
+    and the emulator build from the owner's `MatchFill`."""
 
     trade_id: int
     owner: str
@@ -151,7 +154,11 @@ class Fill:
 
 
 @dataclass(frozen=True)
-class OrderEvent:
+class MatchEvent:
+    """A change of one order inside the exchange (any owner). Not the venue interface's
+    `adapters.base.OrderUpdate`, which a venue pushes to the order's owner, nor the order state
+    machine's `basis_core.state.tables.OrderEvent`."""
+
     type: OrderEventType
     order: OrderView
     ts_ns: int
@@ -163,8 +170,8 @@ class Result:
     public trades included via `fills` pairs) and every order event, in the order they happened."""
 
     order: OrderView | None
-    fills: list[Fill] = field(default_factory=list)
-    events: list[OrderEvent] = field(default_factory=list)
+    fills: list[MatchFill] = field(default_factory=list)
+    events: list[MatchEvent] = field(default_factory=list)
     duplicate: bool = False
 
 
@@ -358,12 +365,12 @@ class MatchingEngine:
             raise OrderNotFound(self.venue, "unknown_order", f"{self.spec.symbol} {coid}")
         if order.status.terminal:
             return Result(
-                self._view(order), events=[OrderEvent(OrderEventType.CANCEL_REJECT, self._view(order), ts_ns)]
+                self._view(order), events=[MatchEvent(OrderEventType.CANCEL_REJECT, self._view(order), ts_ns)]
             )
         self._side(order.side).remove(order)
         order.status, order.updated_ns = OrderStatus.CANCELED, ts_ns
         view = self._view(order)
-        return Result(view, events=[OrderEvent(OrderEventType.CANCELED, view, ts_ns)])
+        return Result(view, events=[MatchEvent(OrderEventType.CANCELED, view, ts_ns)])
 
     def set_level(self, side: Side, px: int, lots: int, ts_ns: int = 0) -> Result:
         """Set MARKET's resting quantity at price `px` (ticks) on `side` to `lots`. Growth joins
@@ -531,15 +538,15 @@ class MatchingEngine:
         if order.owner != MARKET:
             self._orders[(order.owner, order.coid)] = order
         view = self._view(order)
-        return Result(view, events=[OrderEvent(OrderEventType.REJECT, view, ts_ns)])
+        return Result(view, events=[MatchEvent(OrderEventType.REJECT, view, ts_ns)])
 
     def _execute(self, order: Order, ts_ns: int) -> Result:
         if order.owner != MARKET:
             self._orders[(order.owner, order.coid)] = order
-        fills: list[Fill] = []
-        events: list[OrderEvent] = []
+        fills: list[MatchFill] = []
+        events: list[MatchEvent] = []
         if order.owner != MARKET:
-            events.append(OrderEvent(OrderEventType.ACK, self._view(order), ts_ns))
+            events.append(MatchEvent(OrderEventType.ACK, self._view(order), ts_ns))
         opp = self._side(Side.SELL if order.side == Side.BUY else Side.BUY)
         limit = order.px if order.px else None
         while order.filled < order.lots:
@@ -554,7 +561,7 @@ class MatchingEngine:
                 opp.reduce(maker, maker.lots - maker.filled)
                 opp.drop_if_empty(best)
                 maker.status, maker.updated_ns = OrderStatus.EXPIRED, ts_ns
-                events.append(OrderEvent(OrderEventType.EXPIRED, self._view(maker), ts_ns))
+                events.append(MatchEvent(OrderEventType.EXPIRED, self._view(maker), ts_ns))
                 continue
             lots = min(order.lots - order.filled, maker.lots - maker.filled)
             trade_id = self._next_trade
@@ -569,7 +576,7 @@ class MatchingEngine:
                 opp.drop_if_empty(best)
             if maker.owner != MARKET:
                 events.append(
-                    OrderEvent(
+                    MatchEvent(
                         OrderEventType.FILL
                         if maker.status == OrderStatus.FILLED
                         else OrderEventType.PARTIAL_FILL,
@@ -579,7 +586,7 @@ class MatchingEngine:
                 )
             if order.owner != MARKET:
                 events.append(
-                    OrderEvent(
+                    MatchEvent(
                         OrderEventType.FILL
                         if order.status == OrderStatus.FILLED
                         else OrderEventType.PARTIAL_FILL,
@@ -593,10 +600,10 @@ class MatchingEngine:
             else:
                 order.status, order.updated_ns = OrderStatus.EXPIRED, ts_ns
                 if order.owner != MARKET:
-                    events.append(OrderEvent(OrderEventType.EXPIRED, self._view(order), ts_ns))
+                    events.append(MatchEvent(OrderEventType.EXPIRED, self._view(order), ts_ns))
         return Result(self._view(order), fills, events)
 
-    def _fill(self, trade_id: int, order: Order, liq: Liquidity, px: int, lots: int, ts_ns: int) -> Fill:
+    def _fill(self, trade_id: int, order: Order, liq: Liquidity, px: int, lots: int, ts_ns: int) -> MatchFill:
         spec = self.spec
         base_atoms = lots * spec.lot_atoms
         quote_atoms = px * lots * spec.notional_unit
@@ -607,7 +614,7 @@ class MatchingEngine:
         fee, asset = self._fee(order, liq, base_atoms, quote_atoms)
         if order.owner != MARKET and fee:
             order.fees[asset] = order.fees.get(asset, 0) + fee
-        return Fill(
+        return MatchFill(
             trade_id,
             order.owner,
             order.coid,

@@ -206,6 +206,10 @@ class OrderState(enum.Enum):
 
 
 class OrderEvent(enum.Enum):
+    """A trigger of the ORDER machine: what a venue reported (from an ORDER_EVENT record's
+    `schema.OrderEventType`, mapped by the engine) and our own steps (SUBMIT, CANCEL_REQUEST,
+    LOST)."""
+
     SUBMIT = "SUBMIT"
     ACK = "ACK"
     PARTIAL_FILL = "PARTIAL_FILL"
