@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
 from adapters.base import OrderStatus
-from adapters.sim.matching import MatchFill, OrderView, Spec
+from adapters.sim.matching import MatchFill, OrderView, Spec, step_decimals
 from basis_core.schema import OrderType, RejectReason, Side
 
 STATUS = {
@@ -43,11 +42,6 @@ FILTER_FAILURES = {
 }
 
 
-def decimals(step: float) -> int:
-    """Digits after the point of a tick or lot size (0.01 -> 2)."""
-    return max(0, -Decimal(repr(step)).normalize().as_tuple().exponent)
-
-
 def error(code: int, msg: str) -> dict:
     return {"code": code, "msg": msg}
 
@@ -57,8 +51,8 @@ class Formatter:
 
     def __init__(self, spec: Spec):
         self.spec = spec
-        self.px_dec = decimals(spec.tick)
-        self.qty_dec = decimals(spec.lot)
+        self.px_dec = step_decimals(spec.tick)
+        self.qty_dec = step_decimals(spec.lot)
         self.quote_dec = min(spec.quote_decimals, 8)
 
     def px(self, value: float | None) -> str:

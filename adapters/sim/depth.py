@@ -29,7 +29,8 @@ class _Levels:
 
     def __init__(self, ticks: list, lots: list, view: tuple):
         self.ticks, self.lots, self.view = ticks, lots, view
-        self.start, self.head = 0, None
+        self.start = 0
+        self.head: tuple[float, float] | None = None  # (price, qty) of a partly taken level
 
     def top(self, n: int) -> tuple:
         s, view = self.start, self.view
@@ -55,10 +56,10 @@ class StagedDepth:
         """Side `i` (0 bids, 1 asks), unpacked from the row if it is not yet."""
         lv = self.sides[i]
         if lv is None:
-            books, step = self.row[2], self.row[3]
-            lv = self.sides[i] = _Levels(
-                books[2 * i][step].tolist(), books[2 * i + 1][step].tolist(), self.row[i]
-            )
+            row = self.row
+            assert row is not None  # a side is left out only while the row holds it
+            books, step = row[2], row[3]
+            lv = self.sides[i] = _Levels(books[2 * i][step].tolist(), books[2 * i + 1][step].tolist(), row[i])
         return lv
 
     @classmethod
@@ -83,6 +84,7 @@ class StagedDepth:
             if lv is not None:
                 out.append(lv.top(n))
             else:
+                assert self.row is not None  # a side is left out only while the row holds it
                 view = self.row[i]
                 out.append(view if len(view) <= n else view[:n])
         return out[0], out[1]

@@ -23,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from basis_core.errors import InsufficientFunds, OrderNotFound
-from basis_core.schema import OrderEventType, OrderType, RejectReason, Side
+from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side
 
 from .accounts import EXTERNAL, FEES, Accounts
-from .matching import MARKET, NOTHING, FeeSchedule, MatchFill, MatchingEngine, Result, Spec
+from .matching import MARKET, NOTHING, FeeSchedule, MatchFill, MatchingEngine, OrderView, Result, Spec
 
 _TERMINAL_EVENTS = (
     OrderEventType.FILL,
@@ -114,7 +114,7 @@ class Exchange:
         self._settle(instrument, result)
         return result
 
-    def find(self, owner: str, coid: str, instrument: str | None = None) -> tuple[str, object]:
+    def find(self, owner: str, coid: str, instrument: str | None = None) -> tuple[str, OrderView]:
         """(instrument, OrderView) of `coid`, searching every book when `instrument` is None."""
         names = [instrument] if instrument else list(self.engines)
         for name in names:
@@ -183,9 +183,13 @@ class Exchange:
         `owner`'s own resting orders, which self-trade prevention expires)."""
         eng = self.engines[instrument]
         spec, fees = eng.spec, eng.fees
-        units = eng.sweep(side, lots, px, exclude=owner)[1] if otype == OrderType.MARKET else px * lots
+        if otype == OrderType.MARKET:
+            units = eng.sweep(side, lots, px, exclude=owner)[1]
+        else:
+            assert px is not None  # the engine's filters refuse a priced order without a price
+            units = px * lots
         notional = units * spec.notional_unit
-        fee_rate = max(fees.rate(1), fees.rate(2), 0)
+        fee_rate = max(fees.rate(Liquidity.MAKER), fees.rate(Liquidity.TAKER), 0)
         quote_fee = spec.kind != "spot" or fees.asset in ("quote", spec.quote)
         fee = -((-notional * fee_rate) // 100_000_000) if quote_fee else 0
         if spec.kind != "spot":

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +37,7 @@ from basis_core.schema import Side
 
 from .depth import row_dicts, rows
 from .faults import FaultSchedule
-from .matching import _decimals
+from .matching import step_decimals
 
 #: the generator's parameters: the `[market]` section of a scenario
 MarketModel = MarketConfig
@@ -186,13 +188,15 @@ class MarketDriver:
         self._index = self.mids[:, spot].mean(axis=1) if spot else self.mids[:, 0] / (1 + self.premium * 1e-4)
         self._perps = [j for j, lst in enumerate(listings) if lst.kind == "perp"]
         self.book_events = 0
-        self._chunk_start, self._chunk = -_CHUNK, []
-        self._targets = None
+        self._chunk_start = -_CHUNK
+        self._chunk: list[list[tuple]] = []  # per listing: the rows (depth.py) of the loaded block
+        # per listing: (the venue's apply_depth, or None: it takes apply_book), venue, instrument
+        self._targets: list[tuple[Callable[[str, tuple], None] | None, Any, str]] | None = None
         self._events_per_step = 2 * model.levels * len(listings)
         self._views = []
         for j, lst in enumerate(listings):
             bt, bl, at, al = self.books[j]
-            dec = _decimals(lst.tick), _decimals(lst.lot)
+            dec = step_decimals(lst.tick), step_decimals(lst.lot)
             self._views.append(
                 (
                     np.round(bt * lst.tick, dec[0]),

@@ -47,8 +47,12 @@ from .book import MARKET, BookSide, Order
 _CACHE = 1 << 16
 
 
-def _decimals(x: float) -> int:
-    return max(0, -Decimal(repr(x)).normalize().as_tuple().exponent)
+def step_decimals(x: float) -> int:
+    """Digits after the point of a finite tick or lot size (0.01 -> 2)."""
+    exponent = Decimal(repr(x)).normalize().as_tuple().exponent
+    if not isinstance(exponent, int):  # 'n', 'N' or 'F': NaN or infinity has no digits
+        raise ValueError(f"not a finite step: {x!r}")
+    return max(0, -exponent)
 
 
 @dataclass(frozen=True)
@@ -193,8 +197,8 @@ class MatchingEngine:
         self._orders: dict[tuple[str, str], Order] = {}
         self._next_oid = 1
         self._next_trade = 1
-        self._px_dec = _decimals(spec.tick)
-        self._qty_dec = _decimals(spec.lot)
+        self._px_dec = step_decimals(spec.tick)
+        self._qty_dec = step_decimals(spec.lot)
         self._max_lots = math.inf if math.isinf(spec.max_qty) else int(spec.max_qty / spec.lot + 1e-9)
         self._min_notional_units = spec.min_notional / (spec.tick * spec.lot)
         self._px_cache: dict[int, float] = {}
@@ -332,6 +336,7 @@ class MatchingEngine:
         self._next_oid += 1
         reason = self._check(order, lots, price, px)
         if reason is RejectReason.NONE and admit is not None:
+            assert lots is not None  # _check refused a quantity off the lot grid
             reason = admit(order.side, order.type, lots, px)
         if reason is not RejectReason.NONE:
             return self._reject(order, reason, ts_ns)
@@ -430,9 +435,9 @@ class MatchingEngine:
                 if market.get(px, 0) != was or (best is not None and (best <= px if buy else best >= px)):
                     crossing(side, px, lots)
                     continue
-                q = queues.get(px)
-                if q and q[-1].owner == MARKET:  # _grow's common case, inline
-                    q[-1].lots += lots - was
+                back = queues.get(px)
+                if back and back[-1].owner == MARKET:  # _grow's common case, inline
+                    back[-1].lots += lots - was
                     total[px] += lots - was
                     market[px] = lots
                 else:

@@ -169,7 +169,7 @@ class RecordedMarket:
     async def run(self, venues: dict) -> None:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        plan = []
+        plan: list[tuple[int, int, int, Recording]] = []  # (ts, books before trades, row, file)
         for rec in (self.books, self.trades):
             if rec is None:
                 continue
@@ -189,7 +189,7 @@ class RecordedMarket:
                 i += 1
                 continue
             j = i
-            group = {}
+            group: dict[int, list[np.void]] = {}  # listing -> its rows at this instant
             while j < len(plan) and plan[j][0] == ts and plan[j][3] is rec:
                 r = rec.rows[plan[j][2]]
                 group.setdefault(int(r["listing"]), []).append(r)
@@ -202,7 +202,7 @@ class RecordedMarket:
         venue_name, inst = rec.listings[listing]
         venue = venues[venue_name]
         eng = venue.exchange.engine(inst)
-        sides = ({}, {})
+        sides: tuple[dict[int, int], dict[int, int]] = ({}, {})  # bids, asks: price ticks -> lots
         for r in rows:
             px, lots = eng.to_ticks(float(r["price"])), round(float(r["qty"]) / eng.spec.lot)
             if px is None:

@@ -539,8 +539,8 @@ class SimVenue(Venue):
         """Report what a command did: our fills and order updates, public trades, balances.
         With `hold`, our fill reports are returned (delay, event) instead of scheduled."""
         now = self.clock.now_ns()
-        held = []
-        assets = set()
+        held: list[tuple[float, Fill | OrderUpdate]] = []
+        assets: set[str] = set()
         for f in result.fills:
             if f.liquidity == Liquidity.TAKER:
                 self._push_market(
