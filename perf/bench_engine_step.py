@@ -43,13 +43,13 @@ from basis_core.engine.replay import timer_record
 from basis_core.engine.scenario import policy_of, rules_of
 from basis_core.scenarios import DEFAULT
 from basis_core.state.tables import NO_NEW_EXPOSURE, EngineState
+from basis_core.units import MS
 
 BATCHES = (8, 64)
 LEVELS = 10
 CENTER = 60_000.0
 STEP = 0.5  # grid step (about 0.08 bps); best bid/ask 0.5 from the center
 T0 = 1_767_225_600_000_000_000
-MS = 1_000_000
 
 
 # -- the baseline: the engine step before the market step was compiled ------------------------

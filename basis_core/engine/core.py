@@ -37,6 +37,7 @@ from ..state.tables import (
     VenueEvent,
     VenueState,
 )
+from ..units import MS
 from .decisions import Decisions
 from .hedging import Hedging
 from .market import MarketState
@@ -45,7 +46,6 @@ from .policy import PolicyConfig
 from .positions import HedgedPosition
 from .venues import VenueBoard
 
-MS = 1_000_000
 #: BALANCE_UPDATE.sub of the inventory a run starts with (journaled first, so a replay has it)
 INITIAL_BALANCE = 1
 #: what `step` returns for a batch that decided nothing (one shared, zero-length array)

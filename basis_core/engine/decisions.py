@@ -11,12 +11,11 @@ import time
 
 from .. import schema as S
 from ..state.tables import NO_NEW_EXPOSURE, EngineState, HedgeEvent, HedgeState
+from ..units import MS
 from .market import Sized
 from .orders import ManagedOrder
 from .parts import EngineParts
 from .positions import HedgedPosition, Leg, new_position
-
-MS = 1_000_000
 
 
 def leverage_of(rules) -> float:

@@ -11,11 +11,10 @@ import numpy as np
 
 from .. import schema as S
 from ..state.tables import EngineEvent, EngineState, HedgeEvent, HedgeState, OrderState
+from ..units import MS
 from .orders import ManagedOrder
 from .parts import EngineParts
 from .positions import HedgedPosition
-
-MS = 1_000_000
 
 
 class Hedging(EngineParts):

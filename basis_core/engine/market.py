@@ -25,9 +25,8 @@ from ..errors import BasisError
 from ..kernels import scan, sizing
 from ..kernels.book import BookState
 from ..registry import Registry
+from ..units import MS
 from .policy import PolicyConfig
-
-MS = 1_000_000
 
 
 class NoMark(BasisError):

@@ -29,12 +29,12 @@ from ..reconcile.positions import PositionPolicy, PositionReconciler
 from ..reconcile.runner import Reconciler
 from ..registry import Registry
 from ..state.tables import OrderState
+from ..units import MS
 from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
 from .io import VenueIO
 from .policy import PolicyConfig
 from .replay import control_record, timer_record
 
-MS = 1_000_000
 _KNOWN_STATUS = {
     OrderState.NEW: None,
     OrderState.SUBMITTED: None,
