@@ -71,12 +71,12 @@ def apply(placement: Placement, realtime: bool = False) -> str:
 
 
 def _core_ticks() -> dict[int, tuple[int, int]]:
-    ticks = {}
+    ticks: dict[int, tuple[int, int]] = {}
     with open("/proc/stat") as fh:
         for line in fh:
             if line.startswith("cpu") and line[3].isdigit():
-                name, *vals = line.split()
-                vals = list(map(int, vals))
+                name, *fields = line.split()
+                vals = [int(v) for v in fields]
                 idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
                 ticks[int(name[3:])] = (sum(vals), idle)
     return ticks

@@ -383,7 +383,7 @@ class Ledger:
             t.fills += o.fills
             t.fees_usdt += o.fees_usdt
             t.slippage_usdt += o.slippage_usdt
-            t.realized_pnl_usdt += o.realized_pnl_usdt
+            t.realized_pnl_usdt = (t.realized_pnl_usdt or 0.0) + o.realized_pnl_usdt  # 0.0 from the start
         return out
 
     # -- internals -----------------------------------------------------------------------------

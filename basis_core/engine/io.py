@@ -336,6 +336,7 @@ class VenueIO:
         rec, attempt = item
         kind = int(rec.view(S.GENERIC)["kind"][0])
         venue = self.venues[name]
+        inst: str | None  # the instrument's name (a cancel or query may go without it)
         if kind == S.Kind.ORDER_NEW:
             o = rec.view(S.ORDER_NEW)[0]
             coid, inst = int(o["coid"]), self.instrument_of[int(o["instrument"])]

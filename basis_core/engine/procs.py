@@ -26,6 +26,8 @@ import asyncio
 import multiprocessing as mp
 import os
 import time
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import numpy as np
@@ -227,12 +229,12 @@ class ProcessRunner(Runner):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.placements = placements
-        self.engine_proc: mp.Process | None = None
+        self.engine_proc: BaseProcess | None = None
         self.restarts = 0
         #: (noticed dead at ns, ns until the restarted engine was ready) per restart
         self.downtimes: list[tuple[int, int]] = []
         self._down_since: int | None = None
-        self._standby = None  # (process, pipe) of the standby engine
+        self._standby: tuple[BaseProcess, Connection] | None = None  # the standby engine, its pipe
         self.standby_takeovers = 0
         self._follow_pos = 0
         self._pending: list[np.ndarray] = []
@@ -294,10 +296,10 @@ class ProcessRunner(Runner):
             except OSError:
                 pass  # it died meanwhile: start a fresh one
         self._retire(standby)
-        self.engine_proc = mp.get_context("spawn").Process(
+        self.engine_proc = proc = mp.get_context("spawn").Process(
             target=engine_main, args=(spec,), name="basis-engine"
         )
-        self.engine_proc.start()
+        proc.start()
 
     def _spawn_standby(self) -> None:
         """Start the standby engine (see standby_main) on the io core, once the engine is up."""
@@ -311,7 +313,7 @@ class ProcessRunner(Runner):
         self._standby = (proc, ours)
 
     @staticmethod
-    def _retire(standby) -> None:
+    def _retire(standby: tuple[BaseProcess, Connection] | None) -> None:
         if standby is None:
             return
         proc, conn = standby
@@ -333,9 +335,8 @@ class ProcessRunner(Runner):
         while not self.engine_ready:
             self._commands()
             if not self.engine_alive():
-                raise RingError(
-                    f"the engine process exited before it was ready (exit code {self.engine_proc.exitcode})"
-                )
+                code = self.engine_proc.exitcode if self.engine_proc else None
+                raise RingError(f"the engine process exited before it was ready (exit code {code})")
             if time.monotonic() > deadline:
                 raise RingError(f"the engine process was not ready after {ready_timeout_s:g} s")
             await asyncio.sleep(0.01)
@@ -429,8 +430,9 @@ class ProcessRunner(Runner):
     def close(self) -> None:
         self._retire(self._standby)
         self._standby = None
-        if self.engine_alive():
-            self.engine_proc.kill()
-            self.engine_proc.join(5)
+        proc = self.engine_proc
+        if proc is not None and proc.is_alive():
+            proc.kill()
+            proc.join(5)
         for ring in (self.md, self.ex, self.orders):
             ring.close()

@@ -60,6 +60,13 @@ class RunStats:
 class Runner:
     """Drives one run on the current event loop (virtual or real time)."""
 
+    # the parts of the run, made by `start` (a runner is used once it has started)
+    core: EngineCore
+    io: VenueIO
+    ledger: Ledger
+    reconciler: Reconciler
+    _initial_balances: dict[tuple[str, str], float]
+
     def __init__(
         self,
         *,
@@ -91,10 +98,6 @@ class Runner:
         self.inbox: deque[np.ndarray] = deque()
         self.wake = asyncio.Event()
         self.stats = RunStats()
-        self.core: EngineCore | None = None
-        self.io: VenueIO | None = None
-        self.ledger: Ledger | None = None
-        self.reconciler: Reconciler | None = None
         self.known: dict[str, KnownOrder] = {}
         self.infos: dict[str, InstrumentInfo] = {}
         self._reconciling: asyncio.Task | None = None
@@ -191,11 +194,13 @@ class Runner:
         )
         self.io.start(on_funding=self._on_funding)
         if self.signals is not None and len(self.signals):
-            self.io.tasks.append(asyncio.get_running_loop().create_task(self._play_signals(start)))
+            self.io.tasks.append(
+                asyncio.get_running_loop().create_task(self._play_signals(start, self.signals))
+            )
 
-    async def _play_signals(self, start_ns: int) -> None:
+    async def _play_signals(self, start_ns: int, signals: np.ndarray) -> None:
         """External signals enter at their time, stamped like any input, journaled first."""
-        sig = self.signals.view(S.SIGNAL)
+        sig = signals.view(S.SIGNAL)
         for i in range(len(sig)):
             at = start_ns + int(sig["created_ns"][i])
             wait = (at - self.now_ns()) / 1e9
@@ -329,7 +334,7 @@ class Runner:
                 num = coid_from_wire(wire)
                 order = self.core.orders.get(num) if num else None
                 if order is not None:
-                    self.io.emit_order_event(venue, order.instrument, num, S.OrderEventType.NOT_FOUND)
+                    self.io.emit_order_event(venue, order.instrument, order.coid, S.OrderEventType.NOT_FOUND)
         # CONTROL RECONCILE: aux = mismatches raised by this pass, operator = 1 when the pass is clean
         self._sink(
             control_record(

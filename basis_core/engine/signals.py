@@ -51,7 +51,8 @@ def load_signals(path: str | Path, registry: Registry, instruments: set[str]) ->
         lines = p.read_bytes().splitlines()
     except OSError as exc:
         raise SignalFileError(f"{p}: {exc.strerror or exc}") from None
-    rows = []
+    # (t, id, buy, sell, edge, ttl, qty, strategy)
+    rows: list[tuple[int, int, str, str, float, int, float, int]] = []
     for line_no, raw in enumerate(lines, start=1):
         if not raw.strip() or raw.lstrip().startswith(b"#"):
             continue

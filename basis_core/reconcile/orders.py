@@ -215,7 +215,8 @@ async def recover_orders(
     for coid in d.to_query:
         await _query(venue, mine[coid], ts_ns, grace_ns, rnd)
     listed = {vo.coid for vo in d.adopt} | set(mine)
-    cursor, behind_fills = None, {}
+    cursor: str | None = None
+    behind_fills: dict[str, str] = {}  # foreign coid -> instrument
     while True:
         page = await venue.fills(cursor)
         for f in page.fills:

@@ -112,22 +112,27 @@ def thin(points: list[tuple[int, float]], buckets: int = MAX_POINTS // 4) -> lis
         return points
     t_lo, t_hi = points[0][0], points[-1][0]
     width = max((t_hi - t_lo) / buckets, 1)
-    out, group, edge = [], [], t_lo + width
-    for pt in points + [(None, None)]:
-        if pt[0] is None or pt[0] >= edge:
-            if group:
-                keep = {
-                    0,
-                    len(group) - 1,
-                    min(range(len(group)), key=lambda i: group[i][1]),
-                    max(range(len(group)), key=lambda i: group[i][1]),
-                }
-                out += [group[i] for i in sorted(keep)]
-            group = []
-            if pt[0] is not None:
-                edge = t_lo + ((pt[0] - t_lo) // width + 1) * width
-        if pt[0] is not None:
-            group.append(pt)
+    out: list[tuple[int, float]] = []
+    group: list[tuple[int, float]] = []  # the points of the current bucket
+    edge = t_lo + width
+
+    def close_bucket() -> None:
+        if group:
+            keep = {
+                0,
+                len(group) - 1,
+                min(range(len(group)), key=lambda i: group[i][1]),
+                max(range(len(group)), key=lambda i: group[i][1]),
+            }
+            out.extend(group[i] for i in sorted(keep))
+        group.clear()
+
+    for pt in points:
+        if pt[0] >= edge:
+            close_bucket()
+            edge = t_lo + ((pt[0] - t_lo) // width + 1) * width
+        group.append(pt)
+    close_bucket()
     return out
 
 

@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -77,7 +77,7 @@ class RunReport:
         return out
 
 
-def _is_num(v) -> bool:
+def _is_num(v: object) -> TypeGuard[int | float]:
     return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
 
 
@@ -95,7 +95,7 @@ def _check(name: str, kind: str, v) -> str | None:
     if kind == "latency":
         if not isinstance(v, dict):
             return f"{name}: expected {{p50, p99, p999}}, got {v!r}"
-        bad = [k for k in ("p50", "p99", "p999") if not (_is_num(v.get(k)) and v.get(k) >= 0)]
+        bad = [k for k in ("p50", "p99", "p999") if not (_is_num(x := v.get(k)) and x >= 0)]
         return f"{name}: {', '.join(bad)} missing or not a number >= 0" if bad else None
     if kind == "counts":
         if not isinstance(v, dict) or not all(isinstance(k, str) and _is_count(c) for k, c in v.items()):
