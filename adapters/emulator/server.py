@@ -121,9 +121,12 @@ class Emulator:
         with self.lock, self.streams.watch(symbol):
             eng = self.exchange.engine(symbol)
             for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
-                want = {eng.to_ticks(p): eng.to_lots(q) for p, q in levels}
-                if None in want or None in want.values():
-                    raise ValueError(f"{symbol}: a level is off the tick/lot grid: {levels}")
+                want: dict[int, int] = {}
+                for p, q in levels:
+                    px, lots = eng.to_ticks(p), eng.to_lots(q)
+                    if px is None or lots is None:
+                        raise ValueError(f"{symbol}: a level is off the tick/lot grid: {levels}")
+                    want[px] = lots
                 for px in set(eng.market_levels(side)) | set(want):
                     self._absorb(
                         symbol, self.exchange.set_level(symbol, side, px, want.get(px, 0), time.time_ns())
@@ -134,7 +137,10 @@ class Emulator:
         with self.lock, self.streams.watch(symbol):
             eng = self.exchange.engine(symbol)
             px = None if limit is None else eng.to_ticks(limit)
-            result = self.exchange.participant_trade(symbol, side, eng.to_lots(qty), time.time_ns(), px)
+            lots = eng.to_lots(qty)
+            if lots is None or (limit is not None and px is None):
+                raise ValueError(f"{symbol}: trade of {qty} at {limit} is off the tick/lot grid")
+            result = self.exchange.participant_trade(symbol, side, lots, time.time_ns(), px)
             self._absorb(symbol, result)
             return result
 
@@ -162,7 +168,7 @@ class Emulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
         return self.port
 
     async def stop(self) -> None:
@@ -418,6 +424,7 @@ class Emulator:
         with self.lock, self.streams.watch(sym):
             result = self.exchange.submit(owner, sym, coid, side, otype, qty, price, time.time_ns())
             view = result.order
+            assert view is not None  # a submit's result always holds its order
             if result.duplicate:
                 if view.status.name == "REJECTED":
                     raise _refuse(view.reason)
@@ -475,6 +482,7 @@ class Emulator:
             result = self.exchange.cancel(owner, sym, view.coid, time.time_ns())
             self._auto_id += 1
             cancel_id = p.get("newClientOrderId") or f"emucancel{self._auto_id}"
+        assert result.order is not None  # a cancel's result always holds its order
         body = self.formats[sym].order(result.order, self.now_ms(), client_id=cancel_id)
         body["origClientOrderId"] = view.coid
         return body

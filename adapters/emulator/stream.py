@@ -52,6 +52,7 @@ class DepthStreams:
             if not subs:
                 self._ids[symbol] = self.update_id(symbol) + 1
             else:
+                assert before is not None  # taken above, as someone watches
                 after = eng.book_lots(DEPTH)
                 bids = self._diff(before[0], after[0])
                 asks = self._diff(before[1], after[1])
