@@ -7,7 +7,7 @@ or a journal stores untyped 64-byte slots and a reader dispatches on `kind`:
     0       8     seq         u64   sequence number assigned by the record's producer
     8       8     ts_ns       i64   ingest timestamp, ns (CLOCK_REALTIME via time.time_ns)
     16      1     kind        u8    Kind
-    17      1     source      u8    producer id (feed, engine, io process ...)
+    17      1     source      u8    Source: who wrote it (venue io, engine, runner, signal)
     18      1     venue       u8    venue id (Registry)
     19      1     sub         u8    kind-specific code (side, event type, status, command)
     20      2     instrument  u16   instrument id (Registry)
@@ -61,6 +61,15 @@ def _record(name: str, payload: list[tuple[str, str, int]]) -> np.dtype:
             raise SchemaError(f"{name}.{fname} overlaps its neighbour or the check field")
         end = off + np.dtype(ftype).itemsize
     return dt
+
+
+class Source(enum.IntEnum):
+    """`source` of a record: which part of the system wrote it (the numbers are in journals)."""
+
+    VENUE = 1  # the io process, for a venue: market data, execution reports, balances
+    ENGINE = 2  # the engine: commands (orders, cancels, requests to the io side)
+    RUNNER = 3  # the runner: batch-closing timers, controls, starting balances
+    SIGNAL = 4  # a signal fed to the engine (built-in or recorded)
 
 
 class Kind(enum.IntEnum):
@@ -173,8 +182,8 @@ class TransferState(enum.IntEnum):
 
 
 class ControlCommand(enum.IntEnum):
-    """`sub` of a CONTROL record. From the operator or the io side (source != 2) they are inputs;
-    from the engine (source 2) they are requests to the io side."""
+    """`sub` of a CONTROL record. From the operator or the io side (source != Source.ENGINE) they
+    are inputs; from the engine (Source.ENGINE) they are requests to the io side."""
 
     HALT = 0
     RESUME = 1

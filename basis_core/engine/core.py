@@ -56,7 +56,7 @@ def _template(kind: S.Kind) -> np.ndarray:
     """A zeroed command record of `kind`, held as GENERIC so that copies carry every byte (a
     copy through a dtype with gaps leaves the gaps undefined, and decisions must be bytes)."""
     rec = S.empty(kind)
-    rec["source"] = 2
+    rec["source"] = S.Source.ENGINE
     return rec.view(S.GENERIC)
 
 

@@ -120,7 +120,7 @@ class VenueIO:
         rec = S.empty(kind, n)
         rec["ts_ns"] = self.now_ns()
         rec["seq"] = np.arange(self.seq + 1, self.seq + n + 1)
-        rec["source"] = 1
+        rec["source"] = S.Source.VENUE
         self.seq += n
         return rec
 

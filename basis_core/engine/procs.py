@@ -44,7 +44,7 @@ from ..rings import kernels as ring_kernels
 from ..rings.layout import OWN
 from ..rings.wait import BackoffSleep
 from .core import EngineCore
-from .replay import ENGINE_SOURCE, batch_ends, control_record, replay, timer_record
+from .replay import batch_ends, control_record, replay, timer_record
 from .runner import Runner
 
 MD_KINDS = (S.Kind.BOOK_LEVEL, S.Kind.TOP_OF_BOOK, S.Kind.TRADE, S.Kind.FUNDING)
@@ -182,7 +182,7 @@ def _peek(header, slots, local, out, n):
 def _journaled_seqs(run_dir: Path) -> tuple[int, int]:
     """The last io sequence numbers the journal holds for the md ring and the exec ring."""
     records = JournalReader(run_dir / "journal").read(0).view(S.GENERIC)
-    io = records[records["source"] != ENGINE_SOURCE]
+    io = records[records["source"] != S.Source.ENGINE]
     is_md = np.isin(io["kind"], MD_KINDS)
     seq_md = int(io["seq"][is_md].max()) if is_md.any() else 0
     seq_ex = int(io["seq"][~is_md].max()) if (~is_md).any() else 0
@@ -218,7 +218,7 @@ def _unfinished_batch(run_dir: Path) -> np.ndarray:
     records = JournalReader(run_dir / "journal").read(0).view(S.GENERIC)
     ends = batch_ends(records)
     tail = records[(ends[-1] + 1) if len(ends) else 0 :]
-    return tail[tail["source"] != ENGINE_SOURCE]
+    return tail[tail["source"] != S.Source.ENGINE]
 
 
 class ProcessRunner(Runner):
@@ -374,7 +374,7 @@ class ProcessRunner(Runner):
             return
         recs = np.concatenate(parts).view(S.GENERIC)
         self._follow_pos += len(recs)
-        recs = recs[recs["source"] != ENGINE_SOURCE]
+        recs = recs[recs["source"] != S.Source.ENGINE]
         self._pending.append(recs)
         pending = np.concatenate(self._pending).view(S.GENERIC)
         ends = batch_ends(pending)

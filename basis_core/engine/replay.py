@@ -23,14 +23,11 @@ from ..journal import JournalReader
 from ..registry import Registry
 from .core import EngineCore
 
-ENGINE_SOURCE = 2
-RUNNER_SOURCE = 3
-
 
 def timer_record(now_ns: int) -> np.ndarray:
     """The TIMER record that closes an input batch (the boundary a replay steps on)."""
     t = S.empty(S.Kind.TIMER)
-    t["ts_ns"], t["deadline_ns"], t["source"] = now_ns, now_ns, RUNNER_SOURCE
+    t["ts_ns"], t["deadline_ns"], t["source"] = now_ns, now_ns, S.Source.RUNNER
     return t.view(S.GENERIC)
 
 
@@ -39,7 +36,7 @@ def control_record(now_ns: int, cmd: S.ControlCommand, aux: int = 0, operator: i
     rec = S.empty(S.Kind.CONTROL)
     rec["ts_ns"], rec["source"], rec["sub"], rec["aux"], rec["operator"] = (
         now_ns,
-        RUNNER_SOURCE,
+        S.Source.RUNNER,
         int(cmd),
         aux,
         operator,
@@ -49,7 +46,7 @@ def control_record(now_ns: int, cmd: S.ControlCommand, aux: int = 0, operator: i
 
 def batch_ends(records: np.ndarray) -> np.ndarray:
     """Indices of the TIMER records that close input batches."""
-    return np.flatnonzero((records["source"] == RUNNER_SOURCE) & (records["kind"] == S.Kind.TIMER))
+    return np.flatnonzero((records["source"] == S.Source.RUNNER) & (records["kind"] == S.Kind.TIMER))
 
 
 @dataclass
@@ -111,12 +108,12 @@ def replay(run_dir: str | Path, debug=None) -> ReplayResult:
     unlogged = None
     for n_batch, end in enumerate(ends):
         batch = records[start : end + 1]
-        inputs = batch[batch["source"] != ENGINE_SOURCE]
-        logged = batch[batch["source"] == ENGINE_SOURCE]  # commands of the previous step
+        inputs = batch[batch["source"] != S.Source.ENGINE]
+        logged = batch[batch["source"] == S.Source.ENGINE]  # commands of the previous step
         start = end + 1
         # the commands journaled after this batch sit before the next batch's first input
         nxt = start
-        while nxt < len(records) and records["source"][nxt] == ENGINE_SOURCE:
+        while nxt < len(records) and records["source"][nxt] == S.Source.ENGINE:
             nxt += 1
         logged = records[start:nxt]
         start = nxt

@@ -163,7 +163,7 @@ class Runner:
         # the starting inventory enters the engine as records, like everything else (replayable)
         for (venue, asset), amount in sorted(balances.items()):
             rec = S.empty(S.Kind.BALANCE_UPDATE)
-            rec["ts_ns"], rec["source"], rec["sub"] = start, 3, INITIAL_BALANCE
+            rec["ts_ns"], rec["source"], rec["sub"] = start, S.Source.RUNNER, INITIAL_BALANCE
             rec["venue"], rec["aux"], rec["free"] = self.reg.venue(venue), self.reg.asset(asset), amount
             self._sink(rec.view(S.GENERIC))
         self.ledger = Ledger(self._mark)

@@ -111,5 +111,5 @@ def load_signals(path: str | Path, registry: Registry, instruments: set[str]) ->
         recs["qty_hint"][i] = qty
         recs["aux"][i] = min(strategy, 65535)
         recs["sub"][i] = 3
-        recs["source"][i] = 4
+        recs["source"][i] = S.Source.SIGNAL
     return recs
