@@ -59,6 +59,7 @@ from basis_core import schema
 from basis_core.config import CpuConfig
 from basis_core.hotloop import HotLoop, HotParams, PyEngine, orders_array, quote_ticks
 from basis_core.hotloop.loop import S_LAT_N, S_MD
+from basis_core.results.stats import percentile
 from basis_core.rings import CONSUMER, PRODUCER, Ring
 from basis_core.rings.atomics import cpu_relax, monotonic_ns
 from basis_core.rings.kernels import heartbeat, write_claim, write_publish
@@ -411,7 +412,7 @@ def latency(loops: int, impl: str, rate: int, pct: float, inner: int) -> float:
     lat = np.concatenate(parts)
     if lat.size == 0:
         raise AssertionError("no latency samples")
-    return float(np.percentile(lat, pct)) * 1e-9 * loops * inner
+    return percentile(lat, pct) * 1e-9 * loops * inner
 
 
 def _add_args(cmd, args) -> None:

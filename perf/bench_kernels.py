@@ -33,6 +33,7 @@ from numba import njit
 from basis_core import schema
 from basis_core.kernels import gate, reference
 from basis_core.kernels.book import BookState, apply_batch_nb
+from basis_core.results.stats import percentile
 from basis_core.rings.atomics import monotonic_ns
 
 DEPTH = 20
@@ -192,7 +193,7 @@ def decision_numba_loop(loops: int, pct: float) -> float:
     out = schema.empty(schema.Kind.ORDER_NEW, 2)
     lat = np.zeros(loops, np.int64)
     _check(_timed_decisions(lat, *book.arrays()[:5], *ds.arrays(), out), "numba loop")
-    return float(np.percentile(lat, pct)) * 1e-9 * loops
+    return percentile(lat, pct) * 1e-9 * loops
 
 
 def decision_from_python(loops: int, pct: float) -> float:
@@ -211,7 +212,7 @@ def decision_from_python(loops: int, pct: float) -> float:
         lat[k] = clock() - t0
         bad += r != 0
     _check(bad + (out[0]["qty"] != out[1]["qty"]), "from python")
-    return float(np.percentile(lat, pct)) * 1e-9 * loops
+    return percentile(lat, pct) * 1e-9 * loops
 
 
 def decision_reference(loops: int, pct: float) -> float:
@@ -237,7 +238,7 @@ def decision_reference(loops: int, pct: float) -> float:
         lat[k] = clock() - t0
         bad += r != 0 or len(orders) != 2
     _check(bad, "reference")
-    return float(np.percentile(lat, pct)) * 1e-9 * loops
+    return percentile(lat, pct) * 1e-9 * loops
 
 
 def main() -> None:

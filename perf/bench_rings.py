@@ -54,6 +54,7 @@ import numba
 import numpy as np
 import pyperf
 
+from basis_core.results.stats import percentile
 from basis_core.rings import CONSUMER, PRODUCER, Ring, Yield, seqcheck
 from basis_core.rings.atomics import cpu_relax, load_acquire, monotonic_ns, store_release
 from basis_core.rings.layout import CACHED, HEAD, OWN, RECORD_WORDS, TAIL
@@ -382,7 +383,7 @@ def ring_pingpong(loops: int, pct: float) -> float:
         b.check_producer()
         raise AssertionError(f"ring ping-pong: {done} of {loops} round trips came back")
     st["next"] = first + loops
-    return float(np.percentile(lat, pct)) / 2 * 1e-9 * loops
+    return percentile(lat, pct) / 2 * 1e-9 * loops
 
 
 def queue_pingpong(loops: int, pct: float) -> float:
@@ -406,7 +407,7 @@ def queue_pingpong(loops: int, pct: float) -> float:
         if seqcheck.verify(np.frombuffer(back, dtype=np.uint64).reshape(1, RECORD_WORDS), first + i)[0] != -1:
             raise AssertionError(f"queue ping-pong: echo of record {first + i} came back wrong")
     st["next"] = first + loops
-    return float(np.percentile(lat, pct)) / 2 * 1e-9 * loops
+    return percentile(lat, pct) / 2 * 1e-9 * loops
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from basis_core.errors import ResultsError
 from basis_core.reconcile.mismatch import Mismatch
 from basis_core.results import FIELDS, ResultsDB, RunReport, read_report, validate, write_report
 from basis_core.results.record import record_exceptions, record_latency, record_ledger
-from basis_core.results.reportjson import latency_percentiles
+from basis_core.results.stats import latency_percentiles, percentile
 
 T0 = 1_700_000_000_000_000_000
 
@@ -105,6 +105,12 @@ def test_latency_percentiles():
     assert latency_percentiles([]) == {"p50": 0.0, "p99": 0.0, "p999": 0.0}
     with pytest.raises(ResultsError):
         latency_percentiles([1.0, math.nan])
+
+
+def test_reports_and_benchmarks_take_one_percentile_numpys_linear_method():
+    lat = [5, 1, 9, 3]  # ranks 1 3 5 9: the 99th lies 0.97 of the way from 5 to 9
+    assert percentile(lat, 50) == 4.0 and percentile(lat, 99) == pytest.approx(8.88)
+    assert latency_percentiles(lat) == {"p50": 4.0, "p99": percentile(lat, 99), "p999": percentile(lat, 99.9)}
 
 
 def make_run_dir(tmp_path, with_db=True):

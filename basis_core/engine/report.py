@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from adapters.base import OrderStatus
 
 from ..results.db import ResultsDB
@@ -18,6 +16,7 @@ from ..results.record import (
 )
 from ..results.report import write_html
 from ..results.reportjson import write_report
+from ..results.stats import latency_percentiles
 from ..state.tables import OrderState
 
 _STATUS = {
@@ -27,13 +26,6 @@ _STATUS = {
     OrderState.REJECTED: OrderStatus.REJECTED,
     OrderState.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
 }
-
-
-def percentiles(samples) -> dict[str, float]:
-    if len(samples) == 0:
-        return {"p50": 0.0, "p99": 0.0, "p999": 0.0}
-    arr = np.asarray(samples, dtype=np.float64)
-    return {k: float(np.percentile(arr, q)) for k, q in (("p50", 50), ("p99", 99), ("p999", 99.9))}
 
 
 class _OrderRow:
@@ -59,7 +51,7 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
     return {
         "events_processed": int(c.events),
         "events_per_s": float(c.events / wall_s) if wall_s > 0 else 0.0,
-        "decision_latency_ns": percentiles(c.decision_ns),
+        "decision_latency_ns": latency_percentiles(c.decision_ns),
         "signals_seen": int(c.signals_seen),
         "signals_rejected": dict(sorted(c.rejected.items())),
         "orders_submitted": int(c.orders_submitted),

@@ -4,6 +4,7 @@ db.py          ResultsDB: runs, opportunities, orders, fills, transitions, recon
                exceptions, series, histograms (stdlib sqlite3, WAL)
 record.py      write a Ledger / mismatches / latencies into the database
 reportjson.py  report.json fields, validation and atomic writing (orjson)
+stats.py       percentiles of latency samples (the report's and the benchmarks' one method)
 svg.py         inline SVG plots
 report.py      `basis report RUN_DIR`: summary on stdout, self-contained report.html
 """

@@ -163,16 +163,3 @@ def read_report(path: str | Path) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise ResultsError(f"{path}: not valid JSON: {exc}") from None
     return validate(data)
-
-
-def latency_percentiles(samples_ns) -> dict[str, float]:
-    """{p50, p99, p999} of a sequence of latencies in ns (all 0.0 for no samples)."""
-    import numpy as np
-
-    arr = np.asarray(samples_ns, dtype=np.float64)
-    if arr.size == 0:
-        return {"p50": 0.0, "p99": 0.0, "p999": 0.0}
-    if not np.isfinite(arr).all() or (arr < 0).any():
-        raise ResultsError("latency samples must be finite and >= 0")
-    p = np.percentile(arr, [50.0, 99.0, 99.9])
-    return {"p50": float(p[0]), "p99": float(p[1]), "p999": float(p[2])}
