@@ -386,18 +386,32 @@ def verify(records: np.ndarray) -> np.ndarray:
     return np.array([zlib.crc32(raw[i, :60].tobytes()) == checks[i] for i in range(raw.shape[0])], dtype=bool)
 
 
+# A client order id (u64; its wire form is the decimal string, adapters.base.coid_to_wire):
+# the opportunity id in the high bits, the leg in the low LEG_BITS. Legs 0 and 1 are the entry
+# and the hedge, 2..MAX_LEG the unwinds. Compiled code builds it as (opp << LEG_BITS) | leg.
+LEG_BITS = 4
+MAX_LEG = (1 << LEG_BITS) - 1  # 15
+MAX_OPPORTUNITY = (1 << (64 - LEG_BITS - 1)) - 1
+
+
 def make_coid(opportunity_id: int, leg: int) -> int:
-    """Deterministic client order id: opportunity id in the high bits, leg (0..15) in the low 4."""
-    if not 0 <= leg < 16:
-        raise SchemaError(f"leg {leg} out of range 0..15")
-    if not 0 < opportunity_id < (1 << 59):
+    """Deterministic client order id: opportunity id in the high bits, leg (0..MAX_LEG) in the low
+    LEG_BITS."""
+    if not 0 <= leg <= MAX_LEG:
+        raise SchemaError(f"leg {leg} out of range 0..{MAX_LEG}")
+    if not 0 < opportunity_id <= MAX_OPPORTUNITY:
         raise SchemaError(f"opportunity id {opportunity_id} out of range")
-    return (opportunity_id << 4) | leg
+    return (opportunity_id << LEG_BITS) | leg
 
 
 def split_coid(coid: int) -> tuple[int, int]:
     """Inverse of make_coid: (opportunity_id, leg)."""
-    return coid >> 4, coid & 0xF
+    return coid >> LEG_BITS, coid & MAX_LEG
+
+
+def opportunity_of(coid: int) -> int:
+    """The opportunity id of a client order id made by make_coid."""
+    return coid >> LEG_BITS
 
 
 def kind_of(records: np.ndarray) -> np.ndarray:

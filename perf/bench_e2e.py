@@ -267,8 +267,8 @@ class Expected:
         d = m % self.per_lap
         checks = {
             "kind": o["kind"] == int(schema.Kind.ORDER_NEW),
-            "coid": o["coid"].astype(np.int64) == (opp << 4) | leg,
-            "depends_on": o["depends_on"].astype(np.int64) == np.where(leg == 1, opp << 4, 0),
+            "coid": o["coid"].astype(np.int64) == (opp << schema.LEG_BITS) | leg,
+            "depends_on": o["depends_on"].astype(np.int64) == np.where(leg == 1, opp << schema.LEG_BITS, 0),
             "ts_ns": o["ts_ns"] > 0,
         }
         for f, table in self.fields.items():

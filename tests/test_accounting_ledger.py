@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from basis_core.accounting import Ledger, LedgerFill, Transfer, TransferStatus
 from basis_core.errors import AccountingError, UnknownName
+from basis_core.schema import make_coid
 
 ASSETS = ("BTC", "ETH", "BNB")
 VENUES = ("alpha", "beta", "gamma")
@@ -85,7 +86,7 @@ def test_cross_venue_spread_realizes_the_price_difference_and_reports_the_opport
             "buy",
             2.0,
             100.0,
-            coid=7 << 4,
+            coid=make_coid(7, 0),
             opportunity_id=7,
             strategy="spread",
             signal_px=99.9,
@@ -93,7 +94,7 @@ def test_cross_venue_spread_realizes_the_price_difference_and_reports_the_opport
         )
     )
     led.book_fill(
-        fill("beta", "sell", 1.5, 101.0, coid=(7 << 4) | 1, opportunity_id=7, signal_px=101.0, fee=0.15)
+        fill("beta", "sell", 1.5, 101.0, coid=make_coid(7, 1), opportunity_id=7, signal_px=101.0, fee=0.15)
     )
     opp = led.opportunity(7)
     assert opp.realized_pnl_usdt == pytest.approx(1.5)

@@ -15,6 +15,7 @@ from basis_core.reconcile.mismatch import Mismatch
 from basis_core.results import FIELDS, ResultsDB, RunReport, read_report, validate, write_report
 from basis_core.results.record import record_exceptions, record_latency, record_ledger
 from basis_core.results.stats import latency_percentiles, percentile
+from basis_core.schema import make_coid
 
 T0 = 1_700_000_000_000_000_000
 
@@ -133,7 +134,7 @@ def make_run_dir(tmp_path, with_db=True):
                 1.0,
                 100.0,
                 T0 + i * 10**8,
-                i << 4,
+                make_coid(i, 0),
                 f"a{i}",
                 fee=0.02,
                 opportunity_id=i,
@@ -150,7 +151,7 @@ def make_run_dir(tmp_path, with_db=True):
                 sell_qty,
                 100.6,
                 T0 + i * 10**8 + 5 * 10**6,
-                (i << 4) | 1,
+                make_coid(i, 1),
                 f"b{i}",
                 fee=0.02,
                 opportunity_id=i,

@@ -166,7 +166,7 @@ class Hedging(EngineParts):
         if price <= 0 or qty * price < r.min_notional:
             return None
         leg_no = 2 + len(pos.unwind_coids)
-        if leg_no > 15:
+        if leg_no > S.MAX_LEG:
             return None
         order = self._new_order(
             pos.opp_id,

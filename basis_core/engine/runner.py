@@ -122,7 +122,7 @@ class Runner:
         num = coid_from_wire(fill.coid)
         if info is None or num is None:
             return
-        opp = self.core.positions.get(num >> 4)
+        opp = self.core.positions.get(S.opportunity_of(num))
         strategy = opp.strategy if opp else ""
         signal_px = 0.0
         if opp is not None:

@@ -85,6 +85,7 @@ N_S = 8
 N_REASONS = 32
 
 _ORDER_NEW = int(schema.Kind.ORDER_NEW)
+_LEG_BITS = schema.LEG_BITS
 _BUY = int(schema.Side.BUY)
 _SELL = int(schema.Side.SELL)
 _AUX_ENTRY = int(schema.OrderType.IOC) | int(schema.Purpose.ENTRY) << 8
@@ -302,8 +303,8 @@ def run_batch(
                 continue
             opp = state[S_NEXT_OPP]
             state[S_NEXT_OPP] = opp + 1
-            c0 = (opp << 4) | 0
-            c1 = (opp << 4) | 1
+            c0 = (opp << _LEG_BITS) | 0
+            c1 = (opp << _LEG_BITS) | 1
             q = out[sizing.O_QTY]
             head = od_local[OWN]
             nord = state[S_ORDERS]

@@ -79,6 +79,7 @@ _TRANSFER_PENDING = int(R.TRANSFER_PENDING)
 _VENUE_UNHEALTHY = int(R.VENUE_UNHEALTHY)
 _ORDER_NEW = int(schema.Kind.ORDER_NEW)
 _IOC = int(schema.OrderType.IOC)
+_LEG_BITS = schema.LEG_BITS
 
 
 @njit(cache=True, inline="always")
@@ -305,7 +306,7 @@ def _size_and_emit(
     opp = seqs[S_NEXT_OPP]
     seqs[S_NEXT_OPP] = opp + 1
     q = work[O_QTY]
-    primary = (opp << 4) | 0
+    primary = (opp << _LEG_BITS) | 0
     for leg in range(2):
         o = out[out_pos + leg]
         o.seq = seqs[S_NEXT_SEQ]
@@ -317,7 +318,7 @@ def _size_and_emit(
         o.sub = leg  # Side: BUY = 0, SELL = 1
         o.instrument = ib if leg == 0 else is_
         o.aux = _IOC
-        o.coid = (opp << 4) | leg
+        o.coid = (opp << _LEG_BITS) | leg
         o.price = work[O_BUY_LIMIT] if leg == 0 else work[O_SELL_LIMIT]
         o.qty = q
         o.depends_on = 0 if leg == 0 else primary
