@@ -36,14 +36,13 @@ import numba
 import numpy as np
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
 
 from .. import schema
 from ..errors import RingError
 from ..kernels import book as kbook
 from ..kernels import sizing
 from ..rings import CONSUMER, PRODUCER, Ring, pid_alive
-from ..rings.atomics import monotonic_ns
+from ..rings.atomics import compiled_intrinsic, monotonic_ns
 from ..rings.kernels import load_word, read_claim, read_release, write_claim, write_publish
 from ..rings.layout import OWN, W_CONSUMER_PID
 from ..rings.wait import idle_poll
@@ -92,7 +91,7 @@ _AUX_ENTRY = int(schema.OrderType.IOC) | int(schema.Purpose.ENTRY) << 8
 _AUX_HEDGE = int(schema.OrderType.IOC) | int(schema.Purpose.HEDGE) << 8
 
 
-@intrinsic
+@compiled_intrinsic
 def unmanaged(typingctx, arr):
     """The same array (data, shape, strides) without its memory-manager handle: numba then
     skips the atomic reference-count update it makes on every binding or call that passes an
@@ -128,7 +127,8 @@ def _inlined(kernel, module, helpers=()):
     return again(kernel)
 
 
-_HELPERS = ("_ok_price", "_ok_qty", "_check_cross", "set_level_nb", "apply_level_nb", "apply_top_nb")
+# (the scalar input checks of kernels.finite, inline="always" already, stay as they are)
+_HELPERS = ("_check_cross", "set_level_nb", "apply_level_nb", "apply_top_nb")
 _apply_record = _inlined(kbook.apply_record_nb, kbook, _HELPERS)
 _usable = _inlined(kbook.usable_nb, kbook)
 

@@ -24,12 +24,11 @@ more than the level update itself.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
 from .. import schema
+from .finite import finite_nonneg, finite_pos
 
 NEED_SNAPSHOT = 1
 SNAP_BID = 2
@@ -50,16 +49,6 @@ _BEGIN = int(schema.BookAction.SNAPSHOT_BEGIN)
 _END = int(schema.BookAction.SNAPSHOT_END)
 _AGE_UNKNOWN = 0xFFFFFFFF
 MIN_DEPTH = 10
-
-
-@njit(cache=True, inline="always")
-def _ok_price(p):
-    return math.isfinite(p) and p > 0.0
-
-
-@njit(cache=True, inline="always")
-def _ok_qty(q):
-    return math.isfinite(q) and q >= 0.0
 
 
 _SNAPPING = NEED_SNAPSHOT | SNAP_BID | SNAP_ASK
@@ -119,7 +108,7 @@ def apply_level_nb(px, qty, cnt, ts, status, counters, v, i, side, action, price
     if v <= 0 or v >= nv or i <= 0 or i >= ni:
         counters[EV_BAD] += 1
         return EV_BAD
-    if side > 1 or action > 2 or (action == _SET and not (_ok_price(price) and _ok_qty(q))):
+    if side > 1 or action > 2 or (action == _SET and not (finite_pos(price) and finite_nonneg(q))):
         counters[EV_BAD] += 1
         status[v, i] = np.int64(status[v, i]) | BAD
         return EV_BAD
@@ -145,9 +134,9 @@ def apply_top_nb(px, qty, cnt, ts, status, counters, v, i, bid_px, bid_q, ask_px
     if v <= 0 or v >= nv or i <= 0 or i >= ni:
         counters[EV_BAD] += 1
         return EV_BAD
-    bad = not (_ok_qty(bid_q) and _ok_qty(ask_q))
+    bad = not (finite_nonneg(bid_q) and finite_nonneg(ask_q))
     if not bad:
-        bad = (bid_q > 0.0 and not _ok_price(bid_px)) or (ask_q > 0.0 and not _ok_price(ask_px))
+        bad = (bid_q > 0.0 and not finite_pos(bid_px)) or (ask_q > 0.0 and not finite_pos(ask_px))
     if bad:
         counters[EV_BAD] += 1
         status[v, i] = np.int64(status[v, i]) | BAD

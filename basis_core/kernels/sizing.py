@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit
 
 from ..schema import RejectReason as R
+from .finite import finite_nonneg, finite_pos
 
 QTY_UNIT = 1e-9
 QTY_SCALE = 1_000_000_000
@@ -178,16 +179,6 @@ def check_lots_nb(
     return _OK
 
 
-@njit(cache=True, inline="always")
-def _finite_pos(x):
-    return math.isfinite(x) and x > 0.0
-
-
-@njit(cache=True, inline="always")
-def _finite_nonneg(x):
-    return math.isfinite(x) and x >= 0.0
-
-
 @njit(cache=True)
 def size_two_leg_nb(
     px,
@@ -222,25 +213,23 @@ def size_two_leg_nb(
     the buy cost incl. fee; capital_free and notional_cap cap the buy notional."""
     for k in range(N_OUT):
         out[k] = 0.0
-    if not (
-        _finite_pos(tick_b) and _finite_pos(tick_s) and _finite_pos(buy_bound) and _finite_pos(sell_bound)
-    ):
+    if not (finite_pos(tick_b) and finite_pos(tick_s) and finite_pos(buy_bound) and finite_pos(sell_bound)):
         return _BAD
     if not (
-        _finite_nonneg(min_not_b)
-        and _finite_nonneg(min_not_s)
-        and _finite_nonneg(fee_b)
-        and _finite_nonneg(fee_s)
-        and _finite_nonneg(slip_b)
-        and _finite_nonneg(slip_s)
+        finite_nonneg(min_not_b)
+        and finite_nonneg(min_not_s)
+        and finite_nonneg(fee_b)
+        and finite_nonneg(fee_s)
+        and finite_nonneg(slip_b)
+        and finite_nonneg(slip_s)
     ):
         return _BAD
     if not (
         math.isfinite(min_edge_bps)
-        and _finite_nonneg(base_avail)
-        and _finite_nonneg(quote_avail)
-        and _finite_nonneg(capital_free)
-        and _finite_nonneg(notional_cap)
+        and finite_nonneg(base_avail)
+        and finite_nonneg(quote_avail)
+        and finite_nonneg(capital_free)
+        and finite_nonneg(notional_cap)
     ):
         return _BAD
     if buy_bound / tick_b >= MAX_TICKS or sell_bound / tick_s >= MAX_TICKS:
