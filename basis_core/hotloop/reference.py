@@ -15,24 +15,13 @@ import numpy as np
 
 from .. import schema
 from ..kernels import book as kbook
+from ..kernels.reference import ORDER_FIELDS as DECISION_ORDER_FIELDS
 from ..kernels.reference import RefBook, size_two_leg
 from ..kernels.sizing import lot_units
 from .params import HotParams
 
-ORDER_FIELDS = (
-    "seq",
-    "ts_ns",
-    "source",
-    "venue",
-    "sub",
-    "instrument",
-    "aux",
-    "coid",
-    "price",
-    "qty",
-    "depends_on",
-    "max_slip_bps",
-)
+# the decision kernel's order fields but kind: every order the loop writes is an ORDER_NEW
+ORDER_FIELDS = tuple(f for f in DECISION_ORDER_FIELDS if f != "kind")
 
 _LEVEL = int(schema.Kind.BOOK_LEVEL)
 _TOB = int(schema.Kind.TOP_OF_BOOK)
