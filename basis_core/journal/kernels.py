@@ -16,7 +16,8 @@ import sys
 import numba
 import numpy as np
 from numba import types
-from numba.extending import intrinsic
+
+from ..rings.atomics import compiled_intrinsic
 
 if sys.byteorder != "little":  # the word view below assumes the schema's little-endian layout
     raise ImportError("basis_core.journal needs a little-endian host (x86-64, ARM64)")
@@ -42,7 +43,7 @@ def _tables() -> np.ndarray:
 _T = _tables()
 
 
-@intrinsic
+@compiled_intrinsic
 def _release_fence(typingctx):
     """An LLVM `fence release`: no store after it may be moved before a store ahead of it.
 

@@ -24,12 +24,25 @@ No bounds check is made: callers pass constant indices of the header layout.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec
 
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+_Args = ParamSpec("_Args")
+
+
+def compiled_intrinsic(defn: Callable[Concatenate[Any, _Args], object]) -> Callable[_Args, Any]:
+    """numba's `@intrinsic`, typed as compiled code calls the result: with the arguments of
+    `defn` after `typingctx`. Its result is Any to mypy: the numba signature `defn` returns
+    types it, for numba."""
+    # numba's typing gives the result `defn`'s own signature, typingctx included
+    return intrinsic(defn)  # type: ignore[return-value]
+
 
 _MACHINE = platform.machine().lower()
 if _MACHINE in ("x86_64", "amd64", "i686", "i386"):
@@ -53,7 +66,7 @@ def _element_pointer(context, builder, arrty, arr, idxty, idx):
     return cgutils.get_item_pointer(context, builder, arrty, ary, [i], wraparound=False)
 
 
-@intrinsic
+@compiled_intrinsic
 def load_acquire(typingctx, arr, idx):
     """`arr[idx]` read with acquire ordering (int64). Pairs with `store_release` of the writer:
     every store the writer made before its release store is visible after this load sees it."""
@@ -67,7 +80,7 @@ def load_acquire(typingctx, arr, idx):
     return types.int64(arr, idx), codegen
 
 
-@intrinsic
+@compiled_intrinsic
 def store_release(typingctx, arr, idx, value):
     """`arr[idx] = value` with release ordering (int64): every load and store this thread made
     before it is visible to a thread whose `load_acquire` of `arr[idx]` returns `value`."""
@@ -83,7 +96,7 @@ def store_release(typingctx, arr, idx, value):
     return types.void(arr, idx, value), codegen
 
 
-@intrinsic
+@compiled_intrinsic
 def load_relaxed(typingctx, arr, idx):
     """`arr[idx]` as a monotonic (relaxed) atomic load: never torn, never hoisted out of a loop,
     but it orders nothing else. For values read for information (heartbeat, pid)."""
@@ -97,7 +110,7 @@ def load_relaxed(typingctx, arr, idx):
     return types.int64(arr, idx), codegen
 
 
-@intrinsic
+@compiled_intrinsic
 def store_relaxed(typingctx, arr, idx, value):
     """`arr[idx] = value` as a monotonic (relaxed) atomic store: never torn, orders nothing."""
     if not _check_array(arr) or not isinstance(idx, types.Integer) or not isinstance(value, types.Integer):
@@ -112,7 +125,7 @@ def store_relaxed(typingctx, arr, idx, value):
     return types.void(arr, idx, value), codegen
 
 
-@intrinsic
+@compiled_intrinsic
 def cpu_relax(typingctx):
     """A spin-loop hint (`pause` / `yield`): lets the sibling hyperthread run and avoids the
     memory-order mis-speculation penalty when the awaited cache line changes. No ordering."""
@@ -126,7 +139,7 @@ def cpu_relax(typingctx):
     return types.void(), codegen
 
 
-@intrinsic
+@compiled_intrinsic
 def monotonic_ns(typingctx):
     """CLOCK_MONOTONIC in ns (int64), via libc `clock_gettime` (a vDSO call on Linux, ~20-50 ns).
 
@@ -147,7 +160,7 @@ def monotonic_ns(typingctx):
     return types.int64(), codegen
 
 
-@intrinsic
+@compiled_intrinsic
 def sched_yield(typingctx):
     """libc `sched_yield()`: give the core to another runnable thread, if any (a system call,
     ~0.3-1 us). A spin loop falls back to it after a while so that, on an oversubscribed host,
