@@ -145,6 +145,9 @@ class VenueConfig:
             require(amount >= 0, f"{path}.balances.{asset}", "must be >= 0")
 
 
+DEFAULT_LEVERAGE = 5.0  # a perp's leverage when its [instruments.NAME] does not set one
+
+
 @dataclass(frozen=True)
 class InstrumentConfig:
     venue: str
@@ -156,7 +159,7 @@ class InstrumentConfig:
     lot: float = 1e-5
     min_notional: float = 5.0
     max_qty: float = 0.0  # 0 = no maximum
-    leverage: float = 5.0  # perps: margin = notional / leverage
+    leverage: float = DEFAULT_LEVERAGE  # perps: margin = notional / leverage
 
     def _validate(self, path):
         for name in ("tick", "lot"):

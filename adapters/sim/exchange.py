@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from basis_core.config import DEFAULT_LEVERAGE
 from basis_core.errors import InsufficientFunds, OrderNotFound
 from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side
 
@@ -193,7 +194,7 @@ class Exchange:
         quote_fee = spec.kind != "spot" or fees.asset in ("quote", spec.quote)
         fee = -((-notional * fee_rate) // 100_000_000) if quote_fee else 0
         if spec.kind != "spot":
-            lev_milli = max(1, round(self.leverage.get(instrument, 5.0) * 1000))
+            lev_milli = max(1, round(self.leverage.get(instrument, DEFAULT_LEVERAGE) * 1000))
             return {spec.quote: -((-notional * 1000) // lev_milli) + fee}
         if side == Side.BUY:
             return {spec.quote: notional + fee}

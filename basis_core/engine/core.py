@@ -71,7 +71,7 @@ class InstrumentRules:
     lot: float
     min_notional: float
     taker_fee_bps: float
-    leverage: float = 2.0
+    leverage: float  # perps: margin = notional / leverage (the config's, always > 0)
 
 
 @dataclass

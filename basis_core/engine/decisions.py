@@ -18,11 +18,6 @@ from .parts import EngineParts
 from .positions import HedgedPosition, Leg, new_position
 
 
-def leverage_of(rules) -> float:
-    """Leverage used for perp margin headroom (2x when the rules do not say)."""
-    return rules.leverage if rules.leverage > 0 else 2.0
-
-
 class Decisions(EngineParts):
     # -- signals -----------------------------------------------------------------------------------
 
@@ -186,7 +181,7 @@ class Decisions(EngineParts):
         if sl.kind == "spot":
             base_avail = self._free_base(sl.venue, sell_name)
         else:  # a perp short needs margin, not coins
-            base_avail = self._free_quote(sl.venue, sl.quote) * leverage_of(sl) / max(mark, 1e-9)
+            base_avail = self._free_quote(sl.venue, sl.quote) * sl.leverage / max(mark, 1e-9)
         if level >= 2:
             base_avail /= 2.0  # reduce
         if qty_hint > 0:

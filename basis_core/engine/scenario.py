@@ -64,7 +64,7 @@ def rules_of(cfg: Config) -> dict[str, InstrumentRules]:
             inst.lot,
             inst.min_notional,
             venue.taker_fee_bps,
-            getattr(inst, "leverage", 2.0) or 2.0,
+            inst.leverage,
         )
     return out
 
