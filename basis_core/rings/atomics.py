@@ -66,18 +66,35 @@ def _element_pointer(context, builder, arrty, arr, idxty, idx):
     return cgutils.get_item_pointer(context, builder, arrty, ary, [i], wraparound=False)
 
 
+def _load_codegen(ordering: str):
+    """The codegen of an int64 `arr[idx]` load with LLVM's `ordering`."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        return builder.load_atomic(ptr, ordering, 8)
+
+    return codegen
+
+
+def _store_codegen(ordering: str):
+    """The codegen of an int64 `arr[idx] = value` store with LLVM's `ordering`."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        builder.store_atomic(val, ptr, ordering, 8)
+        return context.get_dummy_value()
+
+    return codegen
+
+
 @compiled_intrinsic
 def load_acquire(typingctx, arr, idx):
     """`arr[idx]` read with acquire ordering (int64). Pairs with `store_release` of the writer:
     every store the writer made before its release store is visible after this load sees it."""
     if not _check_array(arr) or not isinstance(idx, types.Integer):
         return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        return builder.load_atomic(ptr, "acquire", 8)
-
-    return types.int64(arr, idx), codegen
+    return types.int64(arr, idx), _load_codegen("acquire")
 
 
 @compiled_intrinsic
@@ -86,14 +103,7 @@ def store_release(typingctx, arr, idx, value):
     before it is visible to a thread whose `load_acquire` of `arr[idx]` returns `value`."""
     if not _check_array(arr) or not isinstance(idx, types.Integer) or not isinstance(value, types.Integer):
         return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        val = context.cast(builder, args[2], sig.args[2], types.int64)
-        builder.store_atomic(val, ptr, "release", 8)
-        return context.get_dummy_value()
-
-    return types.void(arr, idx, value), codegen
+    return types.void(arr, idx, value), _store_codegen("release")
 
 
 @compiled_intrinsic
@@ -102,12 +112,7 @@ def load_relaxed(typingctx, arr, idx):
     but it orders nothing else. For values read for information (heartbeat, pid)."""
     if not _check_array(arr) or not isinstance(idx, types.Integer):
         return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        return builder.load_atomic(ptr, "monotonic", 8)
-
-    return types.int64(arr, idx), codegen
+    return types.int64(arr, idx), _load_codegen("monotonic")
 
 
 @compiled_intrinsic
@@ -115,14 +120,7 @@ def store_relaxed(typingctx, arr, idx, value):
     """`arr[idx] = value` as a monotonic (relaxed) atomic store: never torn, orders nothing."""
     if not _check_array(arr) or not isinstance(idx, types.Integer) or not isinstance(value, types.Integer):
         return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        val = context.cast(builder, args[2], sig.args[2], types.int64)
-        builder.store_atomic(val, ptr, "monotonic", 8)
-        return context.get_dummy_value()
-
-    return types.void(arr, idx, value), codegen
+    return types.void(arr, idx, value), _store_codegen("monotonic")
 
 
 @compiled_intrinsic
