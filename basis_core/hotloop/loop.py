@@ -392,7 +392,8 @@ class HotLoop:
         if self._orders is None:
             raise RingError("HotLoop was released")
         return int(
-            run_batch(
+            # mypy cannot match an argument after *args (numba's typed call)
+            run_batch(  # type: ignore[call-arg]
                 self.md.header,
                 self.md.slots,
                 self.md.local,
@@ -442,7 +443,7 @@ class HotLoop:
             if deadline is not None and time.monotonic() >= deadline:
                 raise RingError(f"hot loop: no progress before the {timeout_s} s timeout")
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | dict[str, int]]:
         s = self.state
         return {
             "md": int(s[S_MD]),

@@ -408,7 +408,8 @@ class RefMarket:
         return rare
 
     def _update_mark(self, base, now_ns):
-        mids, perp_mids = [], []
+        mids: list[float] = []
+        perp_mids: list[float] = []
         for v, i, b, is_spot, _ in self.rules:
             top = self.top(v, i) if b == base else None
             if top is not None:
@@ -615,7 +616,8 @@ def _k_decide(c):
     bs, ds = c["books"], copy.deepcopy(c["state"])
     out = schema.empty(schema.Kind.ORDER_NEW, 2 * len(c["signals"]))
     before = ds.counters.copy()
-    n = gate.decide_batch_nb(c["signals"], c["now_ns"], 1, *bs.arrays()[:5], *ds.arrays(), out)
+    # mypy cannot match an argument after *args (numba's typed call)
+    n = gate.decide_batch_nb(c["signals"], c["now_ns"], 1, *bs.arrays()[:5], *ds.arrays(), out)  # type: ignore[call-arg]
     orders = [{f: out[k][f].item() for f in ORDER_FIELDS} for k in range(n)]
     return orders, (ds.counters - before).tolist(), state_as_lists(ds)
 
@@ -669,7 +671,8 @@ def _r_amount_out(c):
 
 
 def _k_two_pool(c):
-    return int(amm.optimal_two_pool_input_nb(*c["reserves"], 997, 1000))
+    # mypy cannot match an argument after *args (numba's typed call)
+    return int(amm.optimal_two_pool_input_nb(*c["reserves"], 997, 1000))  # type: ignore[call-arg]
 
 
 def _r_two_pool(c):
@@ -741,7 +744,8 @@ def _k_size(c):
             st.px[v, i, side, k], st.qty[v, i, side, k] = p, q
         st.cnt[v, i, side] = len(levels)
     out = np.zeros(sizing.N_OUT)
-    r = sizing.size_two_leg_nb(st.px, st.qty, st.cnt, 1, 1, 2, 2, *_size_args(c), out)
+    # mypy cannot match an argument after *args (numba's typed call)
+    r = sizing.size_two_leg_nb(st.px, st.qty, st.cnt, 1, 1, 2, 2, *_size_args(c), out)  # type: ignore[call-arg]
     if r:
         return r, None
     return r, dict(
@@ -762,17 +766,19 @@ def _r_size(c):
 
 def _k_symmetry(c):
     n = len(c["pairs"])
-    cols = list(zip(*c["pairs"])) if n else [[]] * 6
+    cols: list[tuple] = list(zip(*c["pairs"])) if n else [()] * 6
     arr = [np.array(cols[k], dtype=np.float64) for k in range(4)]
     t0, win = np.array(cols[4], dtype=np.int64), np.array(cols[5], dtype=np.int64)
     ra, rb, res = np.zeros(n), np.zeros(n), np.zeros(n)
     el, sig = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    symmetry.symmetry_nb(*arr, t0, win, c["now_ns"], *c["policy"], ra, rb, res, el, sig)
+    # mypy cannot match an argument after *args (numba's typed call)
+    symmetry.symmetry_nb(*arr, t0, win, c["now_ns"], *c["policy"], ra, rb, res, el, sig)  # type: ignore[call-arg]
     return [(ra[k], rb[k], res[k], int(el[k]), int(sig[k])) for k in range(n)]
 
 
 def _r_symmetry(c):
-    return [symmetry_one(*p, c["now_ns"], *c["policy"]) for p in c["pairs"]]
+    # mypy cannot match an argument after *args
+    return [symmetry_one(*p, c["now_ns"], *c["policy"]) for p in c["pairs"]]  # type: ignore[call-arg]
 
 
 def _k_ewma(c):

@@ -101,8 +101,9 @@ def warm_up() -> dict[str, float]:
     sig["venue"], sig["instrument"], sig["sell_venue"], sig["sell_instrument"] = 1, 1, 2, 2
     sig["created_ns"], sig["ttl_us"], sig["edge_bps"] = 1, 10**6, 10.0
     out = schema.empty(schema.Kind.ORDER_NEW, 2)
-    n = gate.decide_batch_nb(sig, 2, 1, *bs.arrays()[:5], *ds.arrays(), out)
-    gate.decide_nb(
+    # mypy cannot match an argument after *args (numba's typed call)
+    n = gate.decide_batch_nb(sig, 2, 1, *bs.arrays()[:5], *ds.arrays(), out)  # type: ignore[call-arg]
+    gate.decide_nb(  # type: ignore[call-arg]
         1,
         1,
         2,
