@@ -21,6 +21,7 @@ The chain id is checked against the config on connect, so nothing is signed for 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import requests
@@ -109,7 +110,7 @@ class EvmClient:
         self.gas = GasPolicy(cfg, cfg.name)
         self.nonces = NonceManager()
         if cfg.rpc_url.startswith(("ws://", "wss://")):
-            self._provider = WsTransport(cfg.rpc_url, cfg.request_timeout_s)
+            self._provider: WsTransport | HTTPProvider = WsTransport(cfg.rpc_url, cfg.request_timeout_s)
         else:
             self._provider = HTTPProvider(
                 cfg.rpc_url,
@@ -311,7 +312,7 @@ class EvmClient:
         self.gas.check(fees)
         self._ensure_sync()
         own_nonce = nonce is None
-        n = self.nonces.allocate() if own_nonce else nonce
+        n = self.nonces.allocate() if nonce is None else nonce
         tx = {
             "type": 2,
             "chainId": self.cfg.chain_id,
@@ -474,7 +475,7 @@ class EvmClient:
 
     # -- deployment --------------------------------------------------------------------------
 
-    def deploy(self, artifact, types: list[str] = (), args: list = (), gas: int | None = None) -> str:
+    def deploy(self, artifact, types: Sequence[str] = (), args: Sequence = (), gas: int | None = None) -> str:
         """Deploy a compiled contract and wait for it; its address. VenueError if it reverts."""
         data = bytes.fromhex(artifact.bytecode[2:]) + (abi_encode(list(types), list(args)) if types else b"")
         sent = self.send(None, data, gas=gas, kind="deploy")

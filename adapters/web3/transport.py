@@ -15,14 +15,14 @@ import json
 import threading
 
 from websockets.exceptions import WebSocketException
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 
 class WsTransport:
     def __init__(self, url: str, timeout_s: float):
         self._url = url
         self._timeout = timeout_s
-        self._conn = None
+        self._conn: ClientConnection | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 

@@ -123,7 +123,7 @@ class Web3Venue(Venue):
         self._orders: dict[str, VenueOrder] = {}
         self._pending: dict[str, tuple[OrderRequest, SentTx]] = {}
         self._fills: list[Fill] = []
-        self._subscribers: list[asyncio.Queue] = []
+        self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
         self._closed = False
         self._started = False
 
