@@ -141,7 +141,7 @@ def remove_leftovers(directory: Path) -> None:
 def check_chain(directory: Path) -> list[tuple[Path, Header]]:
     """Headers of all segments of `directory`, checked to form one chain: consecutive
     indexes, each segment starting at the position where the previous one ends."""
-    chain = []
+    chain: list[tuple[Path, Header]] = []
     for index, path in list_segments(directory):
         with open(path, "rb") as fh:
             header = unpack_header(fh.read(RECORD_SIZE), path)
