@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from adapters.base import OrderStatus
 from adapters.sim.exchange import Exchange
 from adapters.sim.matching import MARKET, FeeSchedule, MatchFill, Result, Spec
 from basis_core.errors import OrderNotFound
@@ -301,7 +302,7 @@ class Emulator:
                 )
         except (OrderNotFound, ValueError):
             view = None
-        if view is None or view.status.name == "REJECTED":
+        if view is None or view.status == OrderStatus.REJECTED:
             return None
         return view
 
@@ -426,10 +427,10 @@ class Emulator:
             view = result.order
             assert view is not None  # a submit's result always holds its order
             if result.duplicate:
-                if view.status.name == "REJECTED":
+                if view.status == OrderStatus.REJECTED:
                     raise _refuse(view.reason)
                 raise _Refused(400, -2010, "Duplicate order sent.")
-            if view.status.name == "REJECTED":
+            if view.status == OrderStatus.REJECTED:
                 raise _refuse(view.reason)
             self.placed.append(Placed(sym, owner, coid, view.oid))
             self._absorb(sym, result)

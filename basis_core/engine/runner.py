@@ -28,7 +28,7 @@ from ..reconcile.orders import KnownOrder
 from ..reconcile.positions import PositionPolicy, PositionReconciler
 from ..reconcile.runner import Reconciler
 from ..registry import Registry
-from ..state.tables import OrderState
+from ..state.tables import EngineState, HedgeState, OrderState
 from ..units import MS
 from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
 from .io import VenueIO
@@ -46,6 +46,19 @@ _KNOWN_STATUS = {
     OrderState.EXPIRED: OrderStatus.EXPIRED,
     OrderState.REJECTED: OrderStatus.REJECTED,
 }
+
+# what `Runner.settled` waits out: positions still being hedged or unwound, and the engine's
+# protective / unwinding / reconciling states
+_UNSETTLED_HEDGE = frozenset(
+    {
+        HedgeState.LEG_WORKING,
+        HedgeState.HEDGING,
+        HedgeState.ASYMMETRIC,
+        HedgeState.ISOLATED,
+        HedgeState.UNWINDING,
+    }
+)
+_UNSETTLED_ENGINE = frozenset({EngineState.PROTECTIVE, EngineState.UNWINDING, EngineState.RECONCILING})
 
 
 @dataclass
@@ -365,11 +378,8 @@ class Runner:
         protective / unwinding / reconciling states (back to NORMAL after a clean pass)."""
         return (
             not self.core.orders.working()
-            and not any(
-                p.state.name in ("LEG_WORKING", "HEDGING", "ASYMMETRIC", "ISOLATED", "UNWINDING")
-                for p in self.core.open_positions.values()
-            )
-            and self.core.engine.state.name not in ("PROTECTIVE", "UNWINDING", "RECONCILING")
+            and not any(p.state in _UNSETTLED_HEDGE for p in self.core.open_positions.values())
+            and self.core.engine.state not in _UNSETTLED_ENGINE
         )
 
     def deciding(self) -> bool:
