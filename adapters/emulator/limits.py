@@ -107,25 +107,13 @@ class RateLimiter:
                 return self._refuse(
                     418, -1003, "Way too many requests; IP banned until further notice.", self.config.ban_s
                 )
-            return self._refuse(
-                429,
-                -1003,
-                "Too much request weight used; current limit is "
-                f"{self.config.weight_limit} request weight per window.",
-                self.throttled_until - now,
-            )
+            return self._refuse_weight(now)
         self.violations = 0
         for w in (self.weight, self.orders, self.orders_day):
             w.roll(now)
         if not self.weight.fits(weight):
             self.throttled_until = self.weight.start + self.weight.length_s
-            return self._refuse(
-                429,
-                -1003,
-                "Too much request weight used; current limit is "
-                f"{self.config.weight_limit} request weight per window.",
-                self.throttled_until - now,
-            )
+            return self._refuse_weight(now)
         self.weight.used += weight
         if is_order:
             for w in (self.orders, self.orders_day):
@@ -148,6 +136,16 @@ class RateLimiter:
         if window_s is not None:
             w.length_s = window_s
         w.start, w.used = now, w.limit
+
+    def _refuse_weight(self, now: float) -> Verdict:
+        """429: the request weight of the window is used up (until throttled_until)."""
+        return self._refuse(
+            429,
+            -1003,
+            "Too much request weight used; current limit is "
+            f"{self.config.weight_limit} request weight per window.",
+            self.throttled_until - now,
+        )
 
     def _refuse(self, status: int, code: int, message: str, wait_s: float) -> Verdict:
         self.counts[status] += 1

@@ -204,15 +204,7 @@ class RecordedMarket:
         eng = venue.exchange.engine(inst)
         sides: tuple[dict[int, int], dict[int, int]] = ({}, {})  # bids, asks: price ticks -> lots
         for r in rows:
-            px, lots = eng.to_ticks(float(r["price"])), round(float(r["qty"]) / eng.spec.lot)
-            if px is None:
-                raise DataFileError(
-                    rec.path,
-                    f"price {float(r['price'])} is not on the tick grid {eng.spec.tick}",
-                    row=int(r["line"]),
-                    column="price",
-                )
-            sides[int(r["side"])][px] = lots
+            sides[int(r["side"])][_price_ticks(rec, eng, r)] = round(float(r["qty"]) / eng.spec.lot)
         venue.apply_book(inst, sides[0], sides[1], replace=False)
 
     def _trade(self, venues: dict, rec: Recording, index: int) -> None:
@@ -220,13 +212,19 @@ class RecordedMarket:
         venue_name, inst = rec.listings[int(r["listing"])]
         venue = venues[venue_name]
         eng = venue.exchange.engine(inst)
-        px = eng.to_ticks(float(r["price"]))
-        if px is None:
-            raise DataFileError(
-                rec.path,
-                f"price {float(r['price'])} is not on the tick grid {eng.spec.tick}",
-                row=int(r["line"]),
-                column="price",
-            )
+        px = _price_ticks(rec, eng, r)
         lots = max(1, round(float(r["qty"]) / eng.spec.lot))
         venue.participant_trade(inst, Side(int(r["side"])), lots, limit=px)
+
+
+def _price_ticks(rec: Recording, eng, r) -> int:
+    """Row r's price in ticks of the engine's grid; DataFileError (at the row) when off the grid."""
+    px = eng.to_ticks(float(r["price"]))
+    if px is None:
+        raise DataFileError(
+            rec.path,
+            f"price {float(r['price'])} is not on the tick grid {eng.spec.tick}",
+            row=int(r["line"]),
+            column="price",
+        )
+    return px
