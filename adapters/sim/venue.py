@@ -351,28 +351,25 @@ class SimVenue(Venue):
 
     # -- streams --------------------------------------------------------------------------
 
-    async def market_data(self, instruments: list[str] | None = None) -> AsyncIterator[MarketEvent]:
+    def market_data(self, instruments: list[str] | None = None) -> AsyncIterator[MarketEvent]:
         q: asyncio.Queue = asyncio.Queue()
-        entry = (q, set(instruments) if instruments else None)
-        self._md_subs.append(entry)
-        if self._closed:
-            q.put_nowait(_END)
-        try:
-            while (item := await q.get()) is not _END:
-                yield item
-        finally:
-            self._md_subs.remove(entry)
+        return self._subscription(q, self._md_subs, (q, set(instruments) if instruments else None))
 
-    async def user_events(self) -> AsyncIterator[UserEvent]:
+    def user_events(self) -> AsyncIterator[UserEvent]:
         q: asyncio.Queue = asyncio.Queue()
-        self._user_subs.append(q)
+        return self._subscription(q, self._user_subs, q)
+
+    async def _subscription(self, q: asyncio.Queue, subs: list, entry) -> AsyncIterator:
+        """What arrives on q until the venue closes; `entry` is in `subs` (where the venue
+        finds q) from the first item asked for until the stream ends or is closed."""
+        subs.append(entry)
         if self._closed:
             q.put_nowait(_END)
         try:
             while (item := await q.get()) is not _END:
                 yield item
         finally:
-            self._user_subs.remove(q)
+            subs.remove(entry)
 
     # -- driven by the market and the transfer network --------------------------------------
 
