@@ -164,7 +164,9 @@ class Segment:
     """A mapped segment. `words` is the flat uint32 view the kernels use, `slots` the GENERIC
     record view of the slots (slot s = journal position first_pos + s).
 
-    Views handed out are released by `close`; callers copy what they keep."""
+    Views handed out are released by `close`; callers copy what they keep. A closed segment keeps
+    its header facts (index, first_pos, capacity) but maps nothing: `words` and `slots` are empty,
+    so it must not be handed to the kernels again."""
 
     def __init__(self, path: Path, writable: bool = False, expect_index: int | None = None):
         self.path = Path(path)
@@ -207,8 +209,10 @@ class Segment:
         self.words[(first_slot + 1) * WORDS : (stop_slot + 1) * WORDS] = 0
 
     def close(self) -> None:
-        if self._map is None:
+        """Unmap the file. Idempotent."""
+        if self._map.closed:
             return
-        self.words = self.slots = None
+        # the numpy views export the map's buffer: they must go before the map can be closed
+        self.words = np.empty(0, dtype=np.uint32)
+        self.slots = np.empty(0, dtype=GENERIC)
         self._map.close()
-        self._map = None

@@ -152,10 +152,10 @@ class JournalWriter:
         remove_leftovers(self.directory)
         chain = check_chain(self.directory)
         durable = self.config.fsync != "never"
-        if not chain:
+        if chain:
+            path = chain[-1][0]
+        else:
             path = create_segment(self.directory, 0, 0, self.config.segment_records, durable)
-            chain = [(path, None)]
-        path = chain[-1][0]
         seg = Segment(path, writable=True)
         self._seg = seg
         valid, corrupt, dirty_end = scan_slots(seg.words, 0, seg.capacity)
@@ -175,21 +175,26 @@ class JournalWriter:
         self._synced = int(valid)
 
     @property
+    def segment(self) -> Segment:
+        """The open segment appends go to; JournalError once the writer is closed."""
+        if self._seg is None:
+            raise JournalError(f"{self.directory}: journal writer is closed")
+        return self._seg
+
+    @property
     def position(self) -> int:
         """Position the next appended record will get (= number of records in the journal)."""
-        return self._seg.first_pos + self._used
+        return self.segment.first_pos + self._used
 
     @property
     def segment_index(self) -> int:
-        return self._seg.index
+        return self.segment.index
 
     def append(self, records: np.ndarray) -> int:
         """Append a batch of 64-byte records (any schema dtype, or 64-byte unsigned rows); seals
         each stored copy. Rolls to a new segment when the current one is full. Returns the
         position of the first record of the batch."""
-        seg = self._seg
-        if seg is None:
-            raise JournalError(f"{self.directory}: journal writer is closed")
+        seg = self.segment
         src = _as_words(records)
         n = src.shape[0] // WORDS
         first = seg.first_pos + self._used
@@ -199,10 +204,10 @@ class JournalWriter:
         else:
             done = 0
             while done < n:
-                if self._used == self._seg.capacity:
-                    self._roll()
-                m = min(n - done, self._seg.capacity - self._used)
-                write_records(self._seg.words, self._used, src[done * WORDS : (done + m) * WORDS], m)
+                if self._used == seg.capacity:
+                    seg = self._roll(seg)
+                m = min(n - done, seg.capacity - self._used)
+                write_records(seg.words, self._used, src[done * WORDS : (done + m) * WORDS], m)
                 self._used += m
                 done += m
         if self._every_n and self._used - self._synced >= self.config.fsync_every:
@@ -215,8 +220,8 @@ class JournalWriter:
             self._seg.sync(self._synced, self._used)
             self._synced = self._used
 
-    def _roll(self) -> None:
-        seg = self._seg
+    def _roll(self, seg: Segment) -> Segment:
+        """Close the full segment `seg` (the open one) and open the next; returns the new one."""
         if self.config.fsync != "never":
             self.flush()
         index, first_pos = seg.index + 1, seg.first_pos + seg.capacity
@@ -231,6 +236,7 @@ class JournalWriter:
         self._seg = new
         seg.close()
         self._used = self._synced = 0
+        return new
 
     def close(self) -> None:
         """Sync (unless fsync="never"), unmap, release the lock. Idempotent."""
