@@ -67,7 +67,13 @@ class VenueError(BasisError):
 
 
 class RequestTimeout(VenueError):
-    """No answer in time: the request may or may not have taken effect; verify before acting."""
+    """No answer in time: the request may or may not have taken effect; verify before acting.
+
+    On a chain, a send that timed out carries the transaction it may have delivered (`tx_hash`,
+    `nonce`) so the caller can look it up instead of sending again."""
+
+    tx_hash: str | None = None
+    nonce: int | None = None
 
 
 class RateLimited(VenueError):
@@ -158,9 +164,9 @@ class ChainRevert(VenueError):
 
 class SimulationFailed(VenueError):
     """A pre-trade eth_call did not pass: the trade was not sent. `cause` is the ChainRevert
-    (or the node error) that the simulation produced."""
+    that the simulation produced."""
 
-    def __init__(self, venue: str, cause: BaseException, message: str = ""):
+    def __init__(self, venue: str, cause: ChainRevert, message: str = ""):
         self.cause = cause
         super().__init__(venue, "simulation_failed", message or str(cause))
 

@@ -47,9 +47,10 @@ _POOL_GETTERS = ("token0()", "token1()", "reserve0()", "reserve1()")
 def read_pools(client: EvmClient, pools, block: int | str = "latest") -> list[PoolState]:
     """Tokens and reserves of each pool at one block, in a single JSON-RPC batch."""
     pools = [address(p, "pool") for p in pools]
-    if block == "latest":
-        block = client.block_number()
-    words = client.call_many([(p, encode_call(g, [], [])) for p in pools for g in _POOL_GETTERS], block)
+    at = client.block_number() if block == "latest" else block
+    if not isinstance(at, int):
+        raise ValueError(f"block must be a block number or 'latest', got {block!r}")
+    words = client.call_many([(p, encode_call(g, [], [])) for p in pools for g in _POOL_GETTERS], at)
     out = []
     for i, p in enumerate(pools):
         w = words[4 * i : 4 * i + 4]
@@ -64,7 +65,7 @@ def read_pools(client: EvmClient, pools, block: int | str = "latest") -> list[Po
                 address(w[1][12:32], "token1"),
                 int.from_bytes(w[2][:32], "big"),
                 int.from_bytes(w[3][:32], "big"),
-                block,
+                at,
             )
         )
     return out

@@ -64,7 +64,7 @@ class SentTx:
     data: bytes
     value: int
     gas: int
-    fees: Fees
+    fees: Fees | None  # None for a send adopted after a timeout: its fees are not known here
     kind: str
 
 
@@ -164,9 +164,10 @@ class EvmClient:
                 self.venue, "timeout", f"{method} got no answer in {self.cfg.request_timeout_s}s"
             ) from None
         except requests.exceptions.HTTPError as exc:  # its text holds the full URL: never re-raised
-            status = exc.response.status_code if exc.response is not None else 0
-            if status == 429:
-                after = exc.response.headers.get("Retry-After", "")
+            resp = exc.response
+            status = resp.status_code if resp is not None else 0
+            if status == 429 and resp is not None:
+                after = resp.headers.get("Retry-After", "")
                 raise RateLimited(
                     self.venue,
                     "http_429",
@@ -400,14 +401,16 @@ class EvmClient:
         kind: str = "replacement",
     ) -> SentTx:
         """Re-send nonce `sent.nonce` with fees bumped above the pending transaction's."""
-        fees = self.gas.bump(sent.fees)
         fresh = self.quote_fees()
+        # a send adopted after a timeout has no known fees: bump the current quote instead
+        prior = sent.fees if sent.fees is not None else fresh
+        fees = self.gas.bump(prior)
         fees = Fees(
             max(fees.max_fee_per_gas, fresh.max_fee_per_gas),
             max(fees.max_priority_fee_per_gas, fresh.max_priority_fee_per_gas),
         )
         if fees.max_fee_per_gas > self.gas.max_fee_cap or fees.max_priority_fee_per_gas > self.gas.tip_cap:
-            fees = self.gas.bump(sent.fees)
+            fees = self.gas.bump(prior)
         return self.send(
             sent.to if to is None else to,
             sent.data if data is None else data,
@@ -433,10 +436,11 @@ class EvmClient:
             return exc
         except VenueError:
             pass
-        try:
-            self.call(sent.to, sent.data, block=receipt.block_number, value=sent.value)
-        except ChainRevert as exc:
-            return exc
+        if sent.to is not None:  # a contract creation has no call to replay
+            try:
+                self.call(sent.to, sent.data, block=receipt.block_number, value=sent.value)
+            except ChainRevert as exc:
+                return exc
         return ChainRevert(self.venue, "unknown", (), "", "reverted on chain; replay does not revert")
 
     def recover_nonces(self, rebroadcast: bool = False) -> list[tuple[int, str]]:

@@ -193,7 +193,15 @@ class AtomicTrader:
         """Wait for `sent` to be mined and classify it: FILLED or REVERTED (decoded reason)."""
         rec = self.client.wait(sent)
         t_send = time.perf_counter_ns() - started_ns if started_ns is not None else 0
-        common = dict(
+        if rec.ok:
+            outcome, reason, amount_out = Outcome.FILLED, None, self._executed_amount(rec, plan)
+        else:
+            outcome, reason, amount_out = Outcome.REVERTED, self.client.revert_reason(sent, rec), 0
+        return AtomicResult(
+            outcome,
+            plan,
+            reason=reason,
+            amount_out=amount_out,
             simulated_out=simulated_out,
             tx_hash=sent.tx_hash,
             nonce=sent.nonce,
@@ -203,9 +211,6 @@ class AtomicTrader:
             sim_latency_ns=sim_latency_ns,
             send_latency_ns=t_send,
         )
-        if not rec.ok:
-            return AtomicResult(Outcome.REVERTED, plan, reason=self.client.revert_reason(sent, rec), **common)
-        return AtomicResult(Outcome.FILLED, plan, amount_out=self._executed_amount(rec, plan), **common)
 
     def _executed_amount(self, rec: Receipt, plan: TradePlan) -> int:
         for log in rec.logs:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from .gas import Fees
+
 
 @dataclass
 class InFlight:
@@ -26,7 +28,7 @@ class InFlight:
     nonce: int
     tx_hash: str
     raw: bytes = field(repr=False)
-    fees: object = None
+    fees: Fees | None = None
     kind: str = "trade"  # "trade", "replacement", "cancel"
 
 
@@ -65,7 +67,9 @@ class NonceManager:
             self._next += 1
             return n
 
-    def sent(self, nonce: int, tx_hash: str, raw: bytes, fees=None, kind: str = "trade") -> None:
+    def sent(
+        self, nonce: int, tx_hash: str, raw: bytes, fees: Fees | None = None, kind: str = "trade"
+    ) -> None:
         with self._lock:
             self._inflight[nonce] = InFlight(nonce, tx_hash, raw, fees, kind)
             self._holes.discard(nonce)

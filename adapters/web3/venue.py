@@ -208,7 +208,7 @@ class Web3Venue(Venue):
         except ChainRevert as exc:
             self._reject(order, m, f"simulation: {exc.error_name}{exc.revert_args}")
         except RequestTimeout as exc:  # it may have reached the node
-            if getattr(exc, "tx_hash", None) is None:
+            if exc.tx_hash is None or exc.nonce is None:
                 raise
             self._track(order, SentTx(exc.tx_hash, exc.nonce, m.pool, data, 0, 0, None, "trade"))
             raise RequestTimeout(
