@@ -3,7 +3,8 @@
 Sections (all optional except where noted; defaults are safe for the embedded simulation):
 
     [run]          name, seed, duration_s, out_dir, clock ("virtual" | "real"), start_ns
-    [journal]      segment_records, fsync ("every_n" | "segment" | "never"), fsync_every
+    [journal]      segment_records, fsync ("every_n" | "segment" | "never"), fsync_every,
+                   checkpoint_every_records (engine state snapshots, 0 = none), checkpoint_keep
     [rings]        md_slots, order_slots, exec_slots (powers of two), wait ("spin" | "yield" | "sleep")
     [cpu]          engine, io (core numbers, -1 = do not pin), feeds (array), realtime
     [venues.NAME]  kind ("sim" | "ccxt" | "web3"), taker_fee_bps, maker_fee_bps,
@@ -66,10 +67,16 @@ class JournalConfig:
     segment_records: int = 1 << 20
     fsync: Literal["every_n", "segment", "never"] = "segment"
     fsync_every: int = 4096
+    #: the engine writes a checkpoint of its state every this many journaled records (0 = none)
+    checkpoint_every_records: int = 200_000
+    #: checkpoints kept (the newest ones; a restart falls back to an older one if the newest is bad)
+    checkpoint_keep: int = 2
 
     def _validate(self, path):
         require(self.segment_records >= 16, f"{path}.segment_records", "must be >= 16")
         require(self.fsync_every >= 1, f"{path}.fsync_every", "must be >= 1")
+        require(self.checkpoint_every_records >= 0, f"{path}.checkpoint_every_records", "must be >= 0")
+        require(self.checkpoint_keep >= 1, f"{path}.checkpoint_keep", "must be >= 1")
 
 
 def _pow2(n: int) -> bool:

@@ -15,5 +15,6 @@ runner.py     one run in one process: io, core, journal, ledger, reconciliation
 procs.py      the pinned io process + engine process (+ standby) joined by rings
 scenario.py   what `basis run` does: a scenario's world, the runner, the run directory
 replay.py     re-deciding a run from its journal
+checkpoint.py the engine's state on disk every N journaled records; a restart starts from it
 report.py     the end of a run: report.json, results.sqlite, report.html
 """

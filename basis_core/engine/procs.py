@@ -12,11 +12,12 @@ EngineCore over the same batches (the engine is deterministic, so the shadow is 
 few milliseconds late): reconciliation, the ledger's attributions and the report read it.
 
 If the engine process dies, the io process (whose venues live on) starts a new one with
-`resume`: it rebuilds its state by replaying the journal, closes a half-written last batch,
+`resume`: it rebuilds its state from the newest usable checkpoint (checkpoint.py, written every
+[journal].checkpoint_every_records) and the journal after it, closes a half-written last batch,
 journals a RECOVERED control (reconcile, verify every order in flight by client order id, no new
 exposure until the venues agree) and goes on from there. A standby engine process (interpreter
 and kernels loaded, waiting on a pipe, on the io core) takes over when there is one, so the
-restart costs the journal replay rather than a fresh start; a new standby starts once the
+restart costs the replay of the journal's tail rather than a fresh start; a new standby starts once the
 engine is up again.
 """
 
@@ -26,6 +27,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -34,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from .. import schema as S
-from ..config import from_dict
+from ..config import Config, from_dict
 from ..cpu import Placement, apply
 from ..errors import ConsumerGone, RingError
 from ..journal import JournalReader, JournalWriter
@@ -43,6 +45,7 @@ from ..rings import CONSUMER, PRODUCER, Ring
 from ..rings import kernels as ring_kernels
 from ..rings.layout import OWN
 from ..rings.wait import BackoffSleep
+from .checkpoint import Checkpointer
 from .core import EngineCore
 from .replay import batch_ends, control_record, replay, timer_record
 from .runner import Runner
@@ -74,24 +77,7 @@ def engine_main(spec: dict) -> None:
     samples: list[int] = []
     try:
         if spec["resume"]:
-            res = replay(run_dir)
-            core = res.core
-            journal = JournalWriter(run_dir / "journal", cfg.journal)
-            if res.unlogged is not None:
-                # decided just before the crash and never sent: logged as decided, not sent now
-                # (the RECOVERED step below verifies them and they end as never placed)
-                journal.append(res.unlogged)
-            tail = _unfinished_batch(run_dir)
-            if len(tail):
-                # inputs journaled just before the crash but never decided: close their batch
-                closing = timer_record(time.time_ns())
-                journal.append(closing)
-                _emit(core, np.concatenate([tail, closing]).view(S.GENERIC), journal, orders)
-            batch = np.concatenate(
-                [control_record(time.time_ns(), S.ControlCommand.RECOVERED), timer_record(time.time_ns())]
-            ).view(S.GENERIC)
-            journal.append(batch)
-            _emit(core, batch, journal, orders)
+            core, journal, (seen_md, seen_ex), since = resume(run_dir, cfg, orders)
         else:
             core = EngineCore(
                 reg,
@@ -103,10 +89,13 @@ def engine_main(spec: dict) -> None:
                 builtin_signals=cfg.signals.builtin,
             )
             journal = JournalWriter(run_dir / "journal", cfg.journal)
+            seen_md = seen_ex = since = 0
+        checkpoints = Checkpointer(
+            run_dir, cfg.journal.checkpoint_every_records, cfg.journal.checkpoint_keep, since, _log
+        )
         _push(orders, control_record(time.time_ns(), S.ControlCommand.READY))
         buf_md, buf_ex = S.aligned_empty(BATCH), S.aligned_empty(BATCH)
         words_md, words_ex = buf_md.view(np.uint64).reshape(-1, 8), buf_ex.view(np.uint64).reshape(-1, 8)
-        seen_md, seen_ex = _journaled_seqs(run_dir) if spec["resume"] else (0, 0)
         last = time.time_ns()
         parent = os.getppid()
         exiting = False
@@ -134,8 +123,11 @@ def engine_main(spec: dict) -> None:
             ring_kernels.read_release(ex.header, ex.local, n_ex)
             ring_kernels.read_release(md.header, md.local, n_md)
             n_before = len(core.counters.decision_ns)
-            _emit(core, batch, journal, orders)
+            cmds = _emit(core, batch, journal, orders)
             samples.extend(core.counters.decision_ns[n_before:])
+            checkpoints.after_batch(
+                core, journal.position, cmds if len(cmds) else batch, {"seen": (seen_md, seen_ex)}
+            )
             exiting = bool(
                 np.any((batch["kind"] == S.Kind.CONTROL) & (batch["sub"] == S.ControlCommand.EXIT))
             )
@@ -146,6 +138,45 @@ def engine_main(spec: dict) -> None:
     finally:
         for ring in (md, ex, orders):
             ring.close()
+
+
+def resume(
+    run_dir: Path, cfg: Config, orders: Ring | None, log: Callable[[str], None] | None = None
+) -> tuple[EngineCore, JournalWriter, tuple[int, int], int]:
+    """A restarted engine's state: the newest usable checkpoint and the journal after it replayed
+    (the whole journal without one), a half-written last batch closed, a RECOVERED control
+    journaled and decided (its commands pushed to `orders`). Returns the core, the journal open
+    for appending, the last md / exec ring sequences journaled, and the position of the
+    checkpoint it started from (0 without one)."""
+    log = log or _log
+    res = replay(run_dir, from_checkpoint=True, log=log)
+    core = res.core
+    log(
+        f"state from the checkpoint at journal position {res.start:,}, then {res.records:,} records replayed"
+        if res.start
+        else f"state from the whole journal ({res.records:,} records replayed)"
+    )
+    journal = JournalWriter(run_dir / "journal", cfg.journal)
+    if res.unlogged is not None:
+        # decided just before the crash and never sent: logged as decided, not sent now
+        # (the RECOVERED step below verifies them and they end as never placed)
+        journal.append(res.unlogged)
+    tail = _unfinished_batch(res.replayed)
+    if len(tail):
+        # inputs journaled just before the crash but never decided: close their batch
+        closing = timer_record(time.time_ns())
+        journal.append(closing)
+        _emit(core, np.concatenate([tail, closing]).view(S.GENERIC), journal, orders)
+    batch = np.concatenate(
+        [control_record(time.time_ns(), S.ControlCommand.RECOVERED), timer_record(time.time_ns())]
+    ).view(S.GENERIC)
+    journal.append(batch)
+    _emit(core, batch, journal, orders)
+    return core, journal, _journaled_seqs(res.replayed, res.extra.get("seen", (0, 0))), res.start
+
+
+def _log(line: str) -> None:
+    print(f"  engine: {line}", flush=True)
 
 
 def standby_main(conn) -> None:
@@ -179,21 +210,24 @@ def _peek(header, slots, local, out, n):
     return k
 
 
-def _journaled_seqs(run_dir: Path) -> tuple[int, int]:
-    """The last io sequence numbers the journal holds for the md ring and the exec ring."""
-    records = JournalReader(run_dir / "journal").read(0).view(S.GENERIC)
+def _journaled_seqs(records: np.ndarray, before: tuple[int, int]) -> tuple[int, int]:
+    """The last io sequence numbers the journal holds for the md ring and the exec ring:
+    `before` (those of the journal up to a checkpoint) or the highest in `records` (the rest)."""
     io = records[records["source"] != S.Source.ENGINE]
     is_md = np.isin(io["kind"], MD_KINDS)
     seq_md = int(io["seq"][is_md].max()) if is_md.any() else 0
     seq_ex = int(io["seq"][~is_md].max()) if (~is_md).any() else 0
-    return seq_md, seq_ex
+    return max(seq_md, int(before[0])), max(seq_ex, int(before[1]))
 
 
-def _emit(core: EngineCore, batch: np.ndarray, journal: JournalWriter, orders: Ring) -> None:
+def _emit(core: EngineCore, batch: np.ndarray, journal: JournalWriter, orders: Ring | None) -> np.ndarray:
+    """Decide `batch`, journal the commands and push them to `orders`; returns them."""
     cmds = core.step(batch)
     if len(cmds):
         journal.append(cmds)
-        _push(orders, cmds)
+        if orders is not None:
+            _push(orders, cmds)
+    return cmds
 
 
 def _push(ring: Ring, records: np.ndarray, consumer_is_parent: bool = True) -> None:
@@ -213,9 +247,9 @@ def _push(ring: Ring, records: np.ndarray, consumer_is_parent: bool = True) -> N
 _PARENT = [os.getppid()]  # set again by engine_main in the engine process
 
 
-def _unfinished_batch(run_dir: Path) -> np.ndarray:
-    """Input records after the last closed batch (a crash between journaling and deciding)."""
-    records = JournalReader(run_dir / "journal").read(0).view(S.GENERIC)
+def _unfinished_batch(records: np.ndarray) -> np.ndarray:
+    """Input records after the last closed batch of `records` (the journal's end, from a batch
+    boundary): a crash between journaling and deciding."""
     ends = batch_ends(records)
     tail = records[(ends[-1] + 1) if len(ends) else 0 :]
     return tail[tail["source"] != S.Source.ENGINE]

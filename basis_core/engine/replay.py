@@ -5,12 +5,14 @@ instrument and asset ids) and `journal/` (every input batch, each ended by the r
 record, followed by the commands the engine decided for it). `replay` feeds the input batches,
 in the same batches, to a new EngineCore and compares what it decides with what was journaled:
 the engine reads no clock and no venue, so the decisions must be identical, byte for byte.
-Crash recovery starts from the same rebuilt state.
+Crash recovery starts from the same rebuilt state, replaying only the journal after the newest
+usable checkpoint (checkpoint.py; `replay(..., from_checkpoint=True)`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from ..config import from_dict
 from ..errors import JournalError
 from ..journal import JournalReader
 from ..registry import Registry
+from .checkpoint import load_latest
 from .core import EngineCore
 
 
@@ -60,6 +63,12 @@ class ReplayResult:
     #: commands decided for the journal's last batch that the journal does not hold: the
     #: engine died after journaling the batch and before journaling (hence sending) them
     unlogged: np.ndarray | None = None
+    #: journal position the replay started at: 0, or the position of the checkpoint it loaded
+    start: int = 0
+    #: what that checkpoint's writer stored beside the core (checkpoint.py), {} without one
+    extra: dict = field(default_factory=dict)
+    #: the journal records replayed (from `start` to the end)
+    replayed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=S.GENERIC))
 
     @property
     def identical(self) -> bool:
@@ -83,25 +92,34 @@ def load_run_meta(run_dir: Path):
     return cfg, reg
 
 
-def replay(run_dir: str | Path, debug=None) -> ReplayResult:
-    """Rebuild the engine from the journal; count batches whose decisions differ from the log."""
+def replay(
+    run_dir: str | Path, debug=None, from_checkpoint: bool = False, log: Callable[[str], None] = print
+) -> ReplayResult:
+    """Rebuild the engine from the journal; count batches whose decisions differ from the log.
+    With `from_checkpoint`, start from the run's newest usable checkpoint (checkpoint.py) and
+    replay only the journal after it; `log` reports each checkpoint that cannot be used."""
     from .scenario import fixed_marks_of, policy_of, rules_of
 
     run_dir = Path(run_dir)
     cfg, reg = load_run_meta(run_dir)
     reader = JournalReader(run_dir / "journal")
-    records = reader.read(0).view(S.GENERIC)
-    if len(records) == 0:
+    restored = load_latest(run_dir, log) if from_checkpoint else None
+    first = restored.position if restored is not None else 0
+    records = reader.read(first).view(S.GENERIC)
+    if restored is not None:
+        core = restored.core
+    elif len(records) == 0:
         raise JournalError(f"{run_dir}/journal is empty")
-    core = EngineCore(
-        reg,
-        rules_of(cfg),
-        policy_of(cfg),
-        {},
-        int(records["ts_ns"][0]),
-        fixed_marks=fixed_marks_of(cfg),
-        builtin_signals=cfg.signals.builtin,
-    )
+    else:
+        core = EngineCore(
+            reg,
+            rules_of(cfg),
+            policy_of(cfg),
+            {},
+            int(records["ts_ns"][0]),
+            fixed_marks=fixed_marks_of(cfg),
+            builtin_signals=cfg.signals.builtin,
+        )
     ends = batch_ends(records)
     batches = mismatched = commands = 0
     start = 0
@@ -127,7 +145,18 @@ def replay(run_dir: str | Path, debug=None) -> ReplayResult:
             mismatched += 1
             if debug:
                 debug(batches, inputs, out, logged)
-    return ReplayResult(core, batches, len(records), commands, mismatched, core.digest, unlogged)
+    return ReplayResult(
+        core,
+        batches,
+        len(records),
+        commands,
+        mismatched,
+        core.digest,
+        unlogged,
+        first,
+        restored.extra if restored is not None else {},
+        records,
+    )
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -30,6 +30,7 @@ from ..reconcile.runner import Reconciler
 from ..registry import Registry
 from ..state.tables import EngineState, HedgeState, OrderState
 from ..units import MS
+from .checkpoint import Checkpointer
 from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
 from .io import VenueIO
 from .policy import PolicyConfig
@@ -95,8 +96,10 @@ class Runner:
         fixed_marks: dict[str, float] | None = None,
         signals: np.ndarray | None = None,
         builtin_signals: bool = True,
+        checkpoints: Checkpointer | None = None,
     ):
         self.signals = signals
+        self.checkpoints = checkpoints
         self.builtin_signals = builtin_signals
         self.fixed_marks = dict(fixed_marks or {})
         self.venues = venues
@@ -284,9 +287,12 @@ class Runner:
             self.journal.append(batch)
         cmds = self.core.step(batch)
         self.stats.batches += 1
-        if len(cmds):
-            if self.journal is not None:
+        if self.journal is not None:
+            if len(cmds):
                 self.journal.append(cmds)
+            if self.checkpoints is not None:
+                self.checkpoints.after_batch(self.core, self.journal.position, cmds if len(cmds) else batch)
+        if len(cmds):
             self.route(cmds)
 
     def route(self, cmds: np.ndarray) -> None:

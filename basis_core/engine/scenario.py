@@ -25,6 +25,7 @@ from ..config import Config
 from ..cpu import apply, busy_warning, plan
 from ..errors import ConfigError
 from ..journal import JournalWriter
+from .checkpoint import Checkpointer
 from .core import InstrumentRules
 from .policy import PolicyConfig
 from .replay import save_run_meta
@@ -138,7 +139,10 @@ async def run_scenario(
         runner = procs = ProcessRunner(cfg=cfg, run_dir=run_dir, placements=placements, **common)
     else:
         journal = JournalWriter(run_dir / "journal", cfg.journal)
-        runner = Runner(journal=journal, **common)
+        checkpoints = Checkpointer(
+            run_dir, cfg.journal.checkpoint_every_records, cfg.journal.checkpoint_keep, log=progress or print
+        )
+        runner = Runner(journal=journal, checkpoints=checkpoints, **common)
     try:
         await world.start()
         for v in world.venues.values():  # every asset the venues hold has an id before
