@@ -219,7 +219,9 @@ def _vwap(levels, q, limit, buy):
     return None, None
 
 
-@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+# derandomized: the examples follow from the test's source, so the acceptance count below is
+# stable for a given source (about 1 case in 12 is accepted; 240 examples leave a wide margin)
+@settings(max_examples=240, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(sizing_case())
 def test_sizing_never_returns_an_order_that_violates_a_bound(c):
     reason, res = reference.COMPARISONS["sizing.size_two_leg"].kernel(c)
