@@ -229,6 +229,9 @@ def test_closed_writer_refuses_appends(tmp_path):
     w.close()
     with pytest.raises(JournalError, match="closed"):
         w.append(make(0, 1))
+    with pytest.raises(JournalError, match="closed"):
+        _ = w.position
+    w.flush()  # nothing left to sync: a no-op, like a second close
 
 
 def test_leftover_tmp_segment_from_a_crash_during_roll_is_removed(tmp_path):
