@@ -315,6 +315,19 @@ def test_creator_close_unlinks_and_attacher_close_does_not():
     assert cons.name not in leftovers(TEST_PREFIX)
     with pytest.raises(RingError, match="is closed"):
         cons.pop_batch(np.zeros((1, 8), np.uint64))
+    cons.close()  # idempotent
+
+
+def test_a_closed_end_keeps_its_last_cursors_and_no_view_of_the_shared_memory():
+    name = fresh_name()
+    prod = Ring.create(name, 8, PRODUCER)
+    cons = Ring.attach(name, CONSUMER)
+    assert prod.push_batch(np.zeros((3, 8), np.uint64)) == 3
+    prod.close()
+    assert prod.published == 3 and prod.producer_closed and not prod.owner
+    assert prod.slots.shape == (0, 8)
+    assert cons.published == 3 and cons.producer_closed  # the consumer still reads the live header
+    cons.close()
 
 
 def test_a_killed_creator_leaves_a_segment_that_unlink_removes():

@@ -121,6 +121,7 @@ class Ring:
         if heartbeat_timeout_s is not None and not heartbeat_timeout_s > 0:
             raise RingError(f"heartbeat_timeout_s must be > 0 or None, got {heartbeat_timeout_s!r}")
         self._seg = seg
+        self._closed = False
         self.name = seg.name
         self.role = role
         self.is_producer = role == PRODUCER
@@ -348,24 +349,29 @@ class Ring:
     @property
     def owner(self) -> bool:
         """True when this end created the segment and will unlink it on close."""
-        return self._seg is not None and self._seg.owner
+        return not self._closed and self._seg.owner
 
     def _require(self, role: str) -> None:
-        if self._seg is None:
+        if self._closed:
             raise RingError(f"ring {self.name!r} is closed")
         if self.role != role:
             raise RingError(f"ring {self.name!r}: this end is the {self.role}, not the {role}")
 
     def close(self) -> None:
         """Close this end. A producer marks the ring closed (consumers then see ENDED once they
-        have read everything); the creator unlinks the segment. Idempotent."""
-        if self._seg is None:
+        have read everything); the creator unlinks the segment. Idempotent.
+
+        The views of the shared memory go before it is unmapped: `header` becomes a private copy
+        (the cursors and flags as they were at close) and `slots` an empty array; a closed end
+        must not be handed to the kernels again."""
+        if self._closed:
             return
         if self.is_producer:
             kernels.store_word(self.header, W_FLAGS, int(self.header[W_FLAGS]) | FLAG_PRODUCER_CLOSED)
-        seg, self._seg = self._seg, None
-        self.header = self.slots = None
-        seg.close()
+        self._closed = True
+        self.header = self.header.copy()
+        self.slots = np.empty((0, RECORD_WORDS), dtype=np.uint64)
+        self._seg.close()
 
     def __enter__(self) -> Ring:
         return self
@@ -374,5 +380,5 @@ class Ring:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._seg is None else f"published={self.published} consumed={self.consumed}"
+        state = "closed" if self._closed else f"published={self.published} consumed={self.consumed}"
         return f"Ring({self.name!r}, {self.role}, capacity={self.capacity}, {state})"

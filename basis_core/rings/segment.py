@@ -34,7 +34,8 @@ def full_name(name: str) -> str:
 
 
 class Segment:
-    """One mapping of a named segment. `buf` is a writable memoryview of its bytes."""
+    """One mapping of a named segment. `buf` is a writable memoryview of its bytes; once the
+    segment is closed it is a released view (any use raises ValueError)."""
 
     def __init__(self, name: str, buf: memoryview, owner: bool, closer):
         self.name = name
@@ -52,7 +53,9 @@ class Segment:
                 f"ring segment {name!r} already exists (another ring uses this name, "
                 f"or a dead creator left it: basis_core.rings.unlink({name!r}))"
             ) from None
-        return cls(name, shm.buf, True, shm)
+        buf = shm.buf
+        assert buf is not None  # a SharedMemory is mapped until it is closed
+        return cls(name, buf, True, shm)
 
     @classmethod
     def attach(cls, name: str) -> Segment:
@@ -60,7 +63,9 @@ class Segment:
         try:
             if sys.version_info >= (3, 13):
                 shm = shared_memory.SharedMemory(name=name, track=False)
-                return cls(name, shm.buf, False, shm)
+                buf = shm.buf
+                assert buf is not None  # a SharedMemory is mapped until it is closed
+                return cls(name, buf, False, shm)
             import _posixshmem  # what multiprocessing.shared_memory itself uses on POSIX
 
             fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
@@ -93,7 +98,7 @@ class Segment:
             self.owner = False
         try:
             if isinstance(closer, shared_memory.SharedMemory):
-                closer.close()
+                closer.close()  # releases its `buf`, which is ours too
             else:
                 self.buf.release()
                 closer.close()
@@ -103,7 +108,10 @@ class Segment:
                 f"alive (drop them first; the name is already unlinked)"
             ) from None
         self._closer = None
-        self.buf = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closer is None
 
 
 def unlink(name: str) -> bool:
