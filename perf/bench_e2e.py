@@ -64,7 +64,7 @@ from basis_core.rings import CONSUMER, PRODUCER, Ring
 from basis_core.rings.atomics import cpu_relax, monotonic_ns
 from basis_core.rings.kernels import heartbeat, write_claim, write_publish
 from basis_core.rings.layout import OWN, RECORD_WORDS
-from basis_core.rings.wait import idle_poll
+from basis_core.rings.wait import LIVENESS_SPINS, idle_poll
 
 EVERY_K = 100
 PATTERN = 100 * EVERY_K  # records in the replayed loop (a multiple of EVERY_K)
@@ -72,7 +72,6 @@ MD_SLOTS = 4096
 ORDER_SLOTS = 1 << 16
 FEED_BATCH = 64
 ENGINE_BATCH = 256
-SPINS = 2_000_000  # polls before a compiled wait returns to Python for liveness
 LAT_SAMPLES = 1 << 20
 #: paced latency runs: (impl, rate in md events/s, percentiles); the plain-Python engine is
 #: compared at a rate it sustains, the compiled one also at 1M/s
@@ -164,7 +163,17 @@ def feed_main(md_name: str, conn, core, realtime: bool) -> None:
         done = 0
         while done < n and _parent_alive():
             done += int(
-                feed_nb(md.header, md.slots, md.local, pattern, first + done, n - done, batch, pace_ns, SPINS)
+                feed_nb(
+                    md.header,
+                    md.slots,
+                    md.local,
+                    pattern,
+                    first + done,
+                    n - done,
+                    batch,
+                    pace_ns,
+                    LIVENESS_SPINS,
+                )
             )
     md.close()
 
@@ -190,7 +199,7 @@ def engine_main(impl: str, md_name: str, od_name: str, conn, core, realtime: boo
         if impl == "numba":
             loop.state[S_LAT_N] = 0
             while loop.state[S_MD] < target and _parent_alive():
-                if loop.step(target - int(loop.state[S_MD]), SPINS) == 0:
+                if loop.step(target - int(loop.state[S_MD]), LIVENESS_SPINS) == 0:
                     md.check_producer()
             s = loop.stats()
             conn.send((s["md"], s["decisions"], s["orders"], s["rejects"], loop.latencies_ns()))

@@ -58,13 +58,12 @@ from basis_core.results.stats import percentile
 from basis_core.rings import CONSUMER, PRODUCER, Ring, Yield, seqcheck
 from basis_core.rings.atomics import cpu_relax, load_acquire, monotonic_ns, store_release
 from basis_core.rings.layout import CACHED, HEAD, OWN, RECORD_WORDS, TAIL
-from basis_core.rings.wait import idle_poll
+from basis_core.rings.wait import LIVENESS_SPINS, idle_poll
 
 BATCHES = (1, 16, 256)
 PY_BATCHES = (16, 256)
 RING_SLOTS = 4096
 PING_SLOTS = 64
-SPINS = 2_000_000  # polls before a compiled wait returns to Python to check liveness
 ECHO_IDLE = 200_000  # idle polls before the ponger looks whether the pinger closed ring A
 SPAWN = mp.get_context("spawn")
 
@@ -186,7 +185,9 @@ def ring_producer(name: str, conn, cpu) -> None:
         done = 0
         while done < n and _parent_alive():
             done += int(
-                seqcheck.produce(ring.header, ring.slots, ring.local, first + done, n - done, batch, SPINS)
+                seqcheck.produce(
+                    ring.header, ring.slots, ring.local, first + done, n - done, batch, LIVENESS_SPINS
+                )
             )
     ring.close()
 
@@ -296,7 +297,7 @@ def ring_throughput(loops: int, batch: int) -> float:
     done = 0
     while done < loops:
         k, bad, why = seqcheck.consume(
-            ring.header, ring.slots, ring.local, first + done, loops - done, batch, SPINS
+            ring.header, ring.slots, ring.local, first + done, loops - done, batch, LIVENESS_SPINS
         )
         done += int(k)
         if bad != -1:
@@ -376,7 +377,7 @@ def ring_pingpong(loops: int, pct: float) -> float:
         st = _peers["pingpong"] = {"a": a, "b": b, "next": 0}
     a, b, first = st["a"], st["b"], st["next"]
     lat = np.zeros(loops, np.int64)
-    done = int(_ping(a.header, a.slots, a.local, b.header, b.slots, b.local, first, lat, SPINS))
+    done = int(_ping(a.header, a.slots, a.local, b.header, b.slots, b.local, first, lat, LIVENESS_SPINS))
     if done < 0:
         raise AssertionError(f"ring ping-pong: echo of record {first - done - 1} came back wrong")
     if done != loops:

@@ -37,6 +37,8 @@ from .atomics import cpu_relax, sched_yield
 _SPINS_PER_US = 30
 
 SPIN_BEFORE_YIELD = 1000  # polls with PAUSE before a compiled wait falls back to sched_yield per poll
+#: polls a benchmark's compiled wait makes before it returns to Python to check liveness (its max_spins)
+LIVENESS_SPINS = 2_000_000
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
