@@ -106,6 +106,8 @@ def test_rejected_and_bad_records_send_nothing():
     recs = cat(tob(1, 100.0, 1.0, 100.02, 1.0), tob(2, 100.5, 1.0, 100.52, 1.0))
     got, loop = run_rings(p, recs)
     assert got == [] and loop.stats()["rejects"] == {"NO_INVENTORY": 1} and loop.stats()["decisions"] == 1
+    with pytest.raises(RingError, match="released"):  # run_rings released it before closing the rings
+        loop.step()
     # a NaN price marks the book BAD: the spread is never checked against it
     recs = cat(
         tob(1, 100.0, 1.0, 100.02, 1.0),

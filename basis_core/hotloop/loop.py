@@ -386,10 +386,11 @@ class HotLoop:
         self._levels = flat.view(schema.BOOK_LEVEL)
         self._tops = flat.view(schema.TOP_OF_BOOK)
         self._orders = orders.slots.reshape(-1).view(schema.ORDER_NEW)
+        self._released = False
 
     def step(self, max_batch: int = 256, max_spins: int = 0) -> int:
         """One compiled call: consume up to `max_batch` md records; returns how many."""
-        if self._orders is None:
+        if self._released:
             raise RingError("HotLoop was released")
         return int(
             # mypy cannot match an argument after *args (numba's typed call)
@@ -460,5 +461,9 @@ class HotLoop:
         return self.lat[:n].copy() if n <= self.lat.shape[0] else self.lat.copy()
 
     def release(self) -> None:
-        """Drop the views of the ring memory (required before the rings close). Idempotent."""
-        self._levels = self._tops = self._orders = None
+        """Drop the views of the ring memory (required before the rings close); the loop cannot
+        step any more. Idempotent."""
+        self._released = True
+        self._levels = np.empty(0, schema.BOOK_LEVEL)
+        self._tops = np.empty(0, schema.TOP_OF_BOOK)
+        self._orders = np.empty(0, schema.ORDER_NEW)
