@@ -194,7 +194,7 @@ def optimal_two_pool_input_nb(ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
         x0f = 0.0
     if x0f > 4.0e18:
         return AMM_OVERFLOW
-    x0 = np.int64(x0f)
+    x0 = int(x0f)  # int64 in the kernel, as every argument
     lo = max(x0 - SEARCH_RADIUS, 0)
     best_x = 0
     best_p = 0
