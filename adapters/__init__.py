@@ -1,1 +1,1 @@
-"""Venues behind one interface (`adapters.base.Venue`): simulated (`adapters.sim`), ccxt, web3."""
+"""Venues behind one interface (`basis_core.venue.Venue`): simulated (`adapters.sim`), ccxt, web3."""

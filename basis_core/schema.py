@@ -386,7 +386,7 @@ def verify(records: np.ndarray) -> np.ndarray:
     return np.array([zlib.crc32(raw[i, :60].tobytes()) == checks[i] for i in range(raw.shape[0])], dtype=bool)
 
 
-# A client order id (u64; its wire form is the decimal string, adapters.base.coid_to_wire):
+# A client order id (u64; its wire form is the decimal string, basis_core.venue.coid_to_wire):
 # the opportunity id in the high bits, the leg in the low LEG_BITS. Legs 0 and 1 are the entry
 # and the hedge, 2..MAX_LEG the unwinds. Compiled code builds it as (opp << LEG_BITS) | leg.
 LEG_BITS = 4

@@ -22,12 +22,12 @@ import json
 import sys
 import time
 
-from adapters.base import OrderRequest
 from adapters.ccxt import CcxtVenue, Credentials
 from adapters.ccxt.config import from_dict
 from adapters.emulator import EmulatorThread, LimitsConfig
 from adapters.emulator.harness import binance_client, standard_emulator
 from basis_core.schema import OrderType, Side
+from basis_core.venue import OrderRequest
 
 KEY, SECRET = "bench-key", "bench-secret"
 

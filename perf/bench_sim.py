@@ -55,13 +55,13 @@ import time
 import numpy as np
 import pyperf
 
-from adapters.base import Fill, OrderStatus, TradePrint
 from adapters.sim.clock import Clock
 from adapters.sim.market import MarketDriver
 from adapters.sim.world import OWNER, SimWorld
 from basis_core import config
 from basis_core.scenarios import DEFAULT
 from basis_core.schema import OrderType, Side
+from basis_core.venue import Fill, OrderStatus, TradePrint
 
 
 class SetClock(Clock):

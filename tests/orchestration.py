@@ -6,13 +6,13 @@ import asyncio
 import tomllib
 from pathlib import Path
 
-from adapters.base import OrderStatus, coid_from_wire
 from adapters.sim.world import SimWorld
 from basis_core.config import from_dict
 from basis_core.engine.scenario import run_scenario
 from basis_core.errors import OrderNotFound, VenueError
 from basis_core.scenarios import DEFAULT
 from basis_core.state.tables import NO_DISPATCH, NO_NEW_EXPOSURE, EngineState, OrderState, VenueState
+from basis_core.venue import OrderStatus, coid_from_wire
 
 _TERMINAL = {
     OrderState.FILLED: OrderStatus.FILLED,

@@ -117,8 +117,8 @@ def test_key_and_secret_never_reach_logs_errors_or_reprs(caplog):
         try:
             await v.start()
             await v.balances()
-            from adapters.base import OrderRequest
             from basis_core.schema import OrderType, Side
+            from basis_core.venue import OrderRequest
 
             await v.submit(OrderRequest("77", "BTCUSDT", Side.BUY, OrderType.LIMIT, 0.001, 40000.0))
             try:

@@ -7,7 +7,6 @@ import contextlib
 
 import pytest
 
-from adapters.base import OrderRequest, OrderStatus
 from adapters.ccxt import CcxtVenue, Credentials, parsing
 from adapters.ccxt.config import from_dict
 from adapters.emulator import LimitsConfig
@@ -23,6 +22,7 @@ from basis_core.errors import (
 )
 from basis_core.schema import OrderType, Side
 from basis_core.state.tables import EngineEvent, VenueEvent
+from basis_core.venue import OrderRequest, OrderStatus
 from basis_ext import router as R
 
 KEY, SECRET = "k3y-Alice-7f3a9c", "s3cret-Alice-b81d44e0"

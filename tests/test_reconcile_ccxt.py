@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from adapters.base import OrderRequest, OrderStatus
 from adapters.ccxt import CcxtVenue, Credentials
 from adapters.ccxt.config import from_dict
 from adapters.emulator.harness import standard_emulator
@@ -15,6 +14,7 @@ from basis_core.reconcile.orders import KnownOrder
 from basis_core.reconcile.positions import PositionPolicy, PositionReconciler
 from basis_core.reconcile.runner import Reconciler
 from basis_core.schema import OrderType, Side, make_coid
+from basis_core.venue import OrderRequest, OrderStatus
 
 KEY, SECRET = "k3y-Recon-51c0", "s3cret-Recon-9e2a77"
 

@@ -3,7 +3,6 @@ window with pending transfers and fees, position checks, reporting identities, e
 
 import pytest
 
-from adapters.base import Balance, OrderStatus, OrderType, Position, Side, VenueOrder
 from basis_core.accounting import Ledger, LedgerFill, Transfer, TransferStatus
 from basis_core.reconcile import ExceptionLog, Layer, Mismatch
 from basis_core.reconcile.balances import BalanceReconciler
@@ -11,6 +10,7 @@ from basis_core.reconcile.orders import KnownOrder, apply, diff_orders
 from basis_core.reconcile.positions import PositionPolicy, PositionReconciler
 from basis_core.reconcile.reporting import check_reporting
 from basis_core.schema import make_coid
+from basis_core.venue import Balance, OrderStatus, OrderType, Position, Side, VenueOrder
 
 S = 1_000_000_000
 C1, C2, C3 = (str(make_coid(9, leg)) for leg in range(3))

@@ -23,7 +23,7 @@ from basis_core.schema import OrderType, Side
 
 
 class Order:
-    """The fields of a venue order the results table stores (adapters.base.VenueOrder's names)."""
+    """The fields of a venue order the results table stores (basis_core.venue.VenueOrder's names)."""
 
     def __init__(self, coid, status, filled_qty=0.0, avg_price=0.0, updated_ns=0):
         self.coid, self.instrument, self.side, self.type = coid, "BTCUSDT@alpha", Side.BUY, OrderType.LIMIT

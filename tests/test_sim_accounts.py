@@ -2,12 +2,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.base import OrderStatus
 from adapters.sim.accounts import EXTERNAL, FEES, Accounts
 from adapters.sim.exchange import Exchange
 from adapters.sim.matching import FeeSchedule, Spec
 from basis_core.errors import InsufficientFunds
 from basis_core.schema import OrderType, RejectReason, Side
+from basis_core.venue import OrderStatus
 
 SPOT = Spec("BTC/USDT", "BTC", "USDT", tick=0.5, lot=0.01, min_notional=0.0)
 PERP = Spec("BTC/USDT:USDT", "BTC", "USDT", tick=0.5, lot=0.01, kind="perp")

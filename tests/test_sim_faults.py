@@ -14,15 +14,6 @@ from test_sim_support import (
     start_collecting,
 )
 
-from adapters.base import (
-    BalanceUpdate,
-    Fill,
-    OrderRequest,
-    OrderStatus,
-    OrderUpdate,
-    TransferInfo,
-    VenueStatus,
-)
 from basis_core.configio import build
 from basis_core.errors import (
     ConfigError,
@@ -33,6 +24,15 @@ from basis_core.errors import (
     VenueUnavailable,
 )
 from basis_core.schema import OrderType, Side, TransferState, VenueReport
+from basis_core.venue import (
+    BalanceUpdate,
+    Fill,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    TransferInfo,
+    VenueStatus,
+)
 
 LAT = Latency(
     request_ms=5.0, response_ms=5.0, jitter_ms=0.0, fill_ms=2.0, balance_lag_ms=0.0, timeout_ms=1000.0

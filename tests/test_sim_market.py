@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from test_sim_support import START_NS, Fault, FaultSchedule, VirtualClock, make_venue, start_collecting
 
-from adapters.base import BookUpdate, Fill, OrderRequest, OrderStatus
 from adapters.sim.market import Listing, MarketDriver, MarketModel, book_arrays, generate_mids
 from adapters.sim.recorded import RecordedMarket, load, load_csv
 from basis_core.errors import DataFileError
 from basis_core.schema import OrderType, Side
+from basis_core.venue import BookUpdate, Fill, OrderRequest, OrderStatus
 
 LISTINGS = [
     Listing("alpha", "btc", "spot", 0.01, 1e-5),

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.base import OrderStatus
 from adapters.sim.matching import MARKET, FeeSchedule, MatchingEngine, Spec
 from basis_core.errors import ConfigError, OrderNotFound
 from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side
+from basis_core.venue import OrderStatus
 
 SPEC = Spec("BTC/USDT", "BTC", "USDT", tick=0.01, lot=0.001, min_notional=5.0)
 

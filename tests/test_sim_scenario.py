@@ -4,12 +4,12 @@ import time
 
 import pytest
 
-from adapters.base import Fill, OrderRequest
 from adapters.sim.world import SimWorld
 from basis_core import config
 from basis_core.errors import BasisError, ConfigError
 from basis_core.scenarios import DEFAULT, SCENARIO_DIR
 from basis_core.schema import OrderType, Side
+from basis_core.venue import Fill, OrderRequest
 
 EXAMPLES = sorted(SCENARIO_DIR.glob("*.toml"))
 

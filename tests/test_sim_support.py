@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from adapters.base import InstrumentInfo
 from adapters.sim.clock import VirtualClock
 from adapters.sim.exchange import Exchange
 from adapters.sim.faults import Fault, FaultSchedule
 from adapters.sim.matching import FeeSchedule, Spec
 from adapters.sim.transfers import TransferNetwork, TransferRules
 from adapters.sim.venue import Latency, SimVenue
+from basis_core.venue import InstrumentInfo
 
 START_NS = 1_700_000_000_000_000_000
 SPOT = Spec("BTC/USDT", "BTC", "USDT", tick=0.01, lot=1e-5, min_notional=5.0)

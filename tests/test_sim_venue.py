@@ -13,7 +13,9 @@ from test_sim_support import (
     start_collecting,
 )
 
-from adapters.base import (
+from basis_core.errors import OrderNotFound, OrderRejected
+from basis_core.schema import Liquidity, OrderType, Side, TransferState
+from basis_core.venue import (
     Balance,
     BalanceUpdate,
     Fill,
@@ -23,8 +25,6 @@ from adapters.base import (
     OrderUpdate,
     TransferInfo,
 )
-from basis_core.errors import OrderNotFound, OrderRejected
-from basis_core.schema import Liquidity, OrderType, Side, TransferState
 
 
 def req(coid, side=Side.BUY, otype=OrderType.LIMIT, qty=0.01, price=49_999.0):
@@ -195,8 +195,8 @@ def test_perp_position_pays_funding_on_schedule():
 
 
 def test_client_order_ids_travel_as_decimal_strings():
-    from adapters.base import coid_from_wire, coid_to_wire
     from basis_core.schema import make_coid
+    from basis_core.venue import coid_from_wire, coid_to_wire
 
     coid = make_coid(123456789, 3)
     assert coid_to_wire(coid) == str(coid) and coid_from_wire(str(coid)) == coid

@@ -1,10 +1,10 @@
-"""Centralized venues through ccxt (async), one client per venue, behind `adapters.base.Venue`.
+"""Centralized venues through ccxt (async), one client per venue, behind `basis_core.venue.Venue`.
 
 config.py     CcxtVenueConfig: exchange, endpoints (base_url / sandbox), credentials source, limits
 constants.py  the ONE error table (ccxt exception -> typed error -> failure mode), limits, statuses
 auth.py       Credentials from environment variables or a 0600 secrets file; never shown
 dispatch.py   Gate: asyncio face of the Cython router (priorities, throttle, sequence numbers)
-parsing.py    ccxt structures -> adapters.base types, with MalformedResponse on bad answers
+parsing.py    ccxt structures -> basis_core.venue types, with MalformedResponse on bad answers
 client.py     CcxtVenue: orders by our client ids, idempotent submit, cancel, queries, balances
 local.py      a scenario's ccxt venues on loopback exchange emulators, fed by the market generator
 """

@@ -1,4 +1,4 @@
-"""A centralized venue through ccxt (async): `adapters.base.Venue` over one ccxt client.
+"""A centralized venue through ccxt (async): `basis_core.venue.Venue` over one ccxt client.
 
 One `ccxt.async_support` client per venue, `enableRateLimit` off: every request passes the
 venue's `Gate` (Cython router: priority, throttle, sequence number). Orders carry OUR client
@@ -29,17 +29,6 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 
-from adapters.base import (
-    Balance,
-    BookUpdate,
-    FillsPage,
-    InstrumentInfo,
-    OrderRequest,
-    TransferInfo,
-    Venue,
-    VenueOrder,
-    VenueStatus,
-)
 from basis_core.errors import (
     ConfigError,
     MalformedResponse,
@@ -53,6 +42,17 @@ from basis_core.errors import (
 )
 from basis_core.schema import OrderType, Side, VenueReport
 from basis_core.state.tables import VenueEvent
+from basis_core.venue import (
+    Balance,
+    BookUpdate,
+    FillsPage,
+    InstrumentInfo,
+    OrderRequest,
+    TransferInfo,
+    Venue,
+    VenueOrder,
+    VenueStatus,
+)
 from basis_core.venue_errors import report_of
 from basis_ext import router as R
 

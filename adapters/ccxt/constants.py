@@ -152,7 +152,7 @@ BINANCE_ENDPOINTS = {
 
 # -- orders ------------------------------------------------------------------------------------
 
-#: ccxt unified order status -> adapters.base.OrderStatus value (partial fills are told apart
+#: ccxt unified order status -> basis_core.venue.OrderStatus value (partial fills are told apart
 #: by filled > 0); Binance's raw PENDING_NEW passes through ccxt unchanged and means open
 STATUS = {
     "open": "open",

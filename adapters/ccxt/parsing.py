@@ -1,4 +1,4 @@
-"""ccxt's unified structures (orders, trades, balances, markets) into `adapters.base` types.
+"""ccxt's unified structures (orders, trades, balances, markets) into `basis_core.venue` types.
 
 Every function checks what it reads: an order without an id or a status, a NaN or negative
 quantity, an unknown status or side is a MalformedResponse, never a guessed value. ccxt turns a
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 
-from adapters.base import Balance, Fill, InstrumentInfo, OrderStatus, VenueOrder, require_finite
 from basis_core.errors import MalformedResponse
 from basis_core.schema import Liquidity, OrderType, Side
+from basis_core.venue import Balance, Fill, InstrumentInfo, OrderStatus, VenueOrder, require_finite
 
 from .constants import STATUS
 

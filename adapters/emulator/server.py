@@ -27,11 +27,11 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from adapters.base import OrderStatus
 from adapters.sim.exchange import Exchange
 from adapters.sim.matching import MARKET, FeeSchedule, MatchFill, Result, Spec
 from basis_core.errors import OrderNotFound
 from basis_core.schema import OrderType, RejectReason, Side
+from basis_core.venue import OrderStatus
 
 from . import auth, wire
 from .faults import Faults

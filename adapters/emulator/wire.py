@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from adapters.base import OrderStatus
 from adapters.sim.matching import MatchFill, OrderView, Spec, step_decimals
 from basis_core.schema import OrderType, RejectReason, Side
+from basis_core.venue import OrderStatus
 
 STATUS = {
     OrderStatus.OPEN: "NEW",

@@ -5,7 +5,7 @@
     accounts.py   balances with free/locked in integer atoms; reserve, release, settle
     exchange.py   one venue's books + ledger + fees + perp positions (synchronous)
     clock.py      virtual-time event loop and clocks that drive the async venue
-    venue.py      SimVenue: the `adapters.base.Venue` interface over an Exchange, with latency
+    venue.py      SimVenue: the `basis_core.venue.Venue` interface over an Exchange, with latency
     depth.py      participants' depth held outside the matching engine while none of ours rests
     transfers.py  transfers between simulated venues with delays and confirmations
     faults.py     deterministic fault schedule

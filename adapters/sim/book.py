@@ -11,8 +11,8 @@ from __future__ import annotations
 import bisect
 from collections import deque
 
-from adapters.base import OrderStatus
 from basis_core.schema import RejectReason
+from basis_core.venue import OrderStatus
 
 MARKET = ""  # owner of generated depth and of other participants' orders
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 
-from adapters.base import OrderStatus
 from basis_core.errors import ConfigError, OrderNotFound
 from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side
+from basis_core.venue import OrderStatus
 
 from .book import MARKET, BookSide, Order
 
@@ -138,7 +138,7 @@ class OrderView:
 class MatchFill:
     """One side of one trade inside the exchange (each trade yields a maker fill and a taker fill),
     for any owner (the market's `MARKET` included), in exact atoms. Not the venue interface's
-    `adapters.base.Fill`: that is what a venue reports to one account, which the simulated venue
+    `basis_core.venue.Fill`: that is what a venue reports to one account, which the simulated venue
     and the emulator build from the owner's `MatchFill`."""
 
     trade_id: int
@@ -160,7 +160,7 @@ class MatchFill:
 @dataclass(frozen=True)
 class MatchEvent:
     """A change of one order inside the exchange (any owner). Not the venue interface's
-    `adapters.base.OrderUpdate`, which a venue pushes to the order's owner, nor the order state
+    `basis_core.venue.OrderUpdate`, which a venue pushes to the order's owner, nor the order state
     machine's `basis_core.state.tables.OrderEvent`."""
 
     type: OrderEventType

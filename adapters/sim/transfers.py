@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 
 from basis_core.errors import InsufficientFunds, OrderRejected
 from basis_core.schema import TransferState
+from basis_core.venue import TransferInfo
 
-from ..base import TransferInfo
 from .clock import Clock
 from .faults import FaultSchedule
 

@@ -1,4 +1,4 @@
-"""SimVenue: the `adapters.base.Venue` interface over a simulated `Exchange`.
+"""SimVenue: the `basis_core.venue.Venue` interface over a simulated `Exchange`.
 
 Timing (all through asyncio, so a `VirtualTimeLoop` makes it instant and deterministic):
 
@@ -39,8 +39,7 @@ from basis_core.errors import (
     VenueUnavailable,
 )
 from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason, Side, VenueReport
-
-from ..base import (
+from basis_core.venue import (
     Balance,
     BalanceUpdate,
     BookUpdate,
@@ -61,6 +60,7 @@ from ..base import (
     VenueOrder,
     VenueStatus,
 )
+
 from .clock import Clock
 from .depth import StagedDepth, row_dicts
 from .exchange import Exchange

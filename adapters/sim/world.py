@@ -3,7 +3,7 @@
     world = SimWorld.from_config(cfg)              # venues of kind "sim", their market, faults
     async with world:                              # start venues; close them at the end
         market = world.start_market()              # task that plays the market for run.duration_s
-        ... trade through world.venues[name] (adapters.base.Venue) ...
+        ... trade through world.venues[name] (basis_core.venue.Venue) ...
         await market
     world.digest()                                 # sha256 of every event the venues emitted
 
@@ -20,8 +20,8 @@ import math
 
 from basis_core.config import Config
 from basis_core.errors import ConfigError
+from basis_core.venue import InstrumentInfo
 
-from ..base import InstrumentInfo
 from .accounts import Accounts
 from .clock import Clock, RealClock, VirtualClock
 from .exchange import Exchange

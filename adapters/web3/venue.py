@@ -35,7 +35,16 @@ from decimal import ROUND_FLOOR, Decimal
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from adapters.base import (
+from basis_core.errors import (
+    ChainRevert,
+    OrderNotFound,
+    OrderRejected,
+    RequestTimeout,
+    VenueError,
+    VenueUnavailable,
+)
+from basis_core.kernels import amm
+from basis_core.venue import (
     Balance,
     BookUpdate,
     Fill,
@@ -54,15 +63,6 @@ from adapters.base import (
     VenueReport,
     VenueStatus,
 )
-from basis_core.errors import (
-    ChainRevert,
-    OrderNotFound,
-    OrderRejected,
-    RequestTimeout,
-    VenueError,
-    VenueUnavailable,
-)
-from basis_core.kernels import amm
 
 from .arbitrage import PoolState, read_pools
 from .calldata import address, encode_call

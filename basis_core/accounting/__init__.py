@@ -3,7 +3,7 @@
 entries.py  the ledger's input records (fills, transfers) and their validation
 costbasis.py  average-cost position keeping: realized and unrealized PnL in USDT
 ledger.py   the ledger: balances per (venue, asset), PnL, fees, slippage, totals
-convert.py  the venue interface's fills and transfers (adapters.base) into ledger entries
+convert.py  the venue interface's fills and transfers (basis_core.venue) into ledger entries
 """
 
 from .costbasis import CostBasis

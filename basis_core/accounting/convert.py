@@ -1,4 +1,4 @@
-"""From the venue interface's records (adapters.base) to the ledger's.
+"""From the venue interface's records (basis_core.venue) to the ledger's.
 
 A venue reports a fill with its wire client order id; basis-made ids carry the opportunity id
 (`schema.split_coid`), hand-placed orders have none and book under opportunity 0. The
@@ -7,7 +7,7 @@ instrument's rules (`InstrumentInfo`) say which assets the fill moves and whethe
 
 from __future__ import annotations
 
-from adapters.base import Fill, InstrumentInfo, Side, TransferInfo, TransferState, coid_from_wire
+from basis_core.venue import Fill, InstrumentInfo, Side, TransferInfo, TransferState, coid_from_wire
 
 from ..errors import AccountingError
 from ..schema import split_coid

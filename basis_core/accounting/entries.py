@@ -45,7 +45,7 @@ def _named(name: str, value: str) -> None:
 @dataclass(frozen=True)
 class LedgerFill:
     """One execution of one of our orders, as the ledger books it: the venue's report
-    (`adapters.base.Fill`, converted by `accounting.convert.ledger_fill`) with the assets it
+    (`basis_core.venue.Fill`, converted by `accounting.convert.ledger_fill`) with the assets it
     moves, its opportunity and strategy, and the price the signal assumed.
 
     `side` is "buy" or "sell" of `base` against `quote` at `price` (quote per base). `kind`

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from adapters.base import (
+from basis_core.venue import (
     BalanceUpdate,
     BookUpdate,
     Fill,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapters.base import coid_to_wire
+from basis_core.venue import coid_to_wire
 
 from ..schema import OrderType, Side, make_coid, split_coid
 from ..state.fsm import Machine

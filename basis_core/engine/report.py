@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.base import OrderStatus
+from basis_core.venue import OrderStatus
 
 from ..results.db import ResultsDB
 from ..results.record import (

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from adapters.base import Fill, InstrumentInfo, OrderStatus, Venue, coid_from_wire
+from basis_core.venue import Fill, InstrumentInfo, OrderStatus, Venue, coid_from_wire
 
 from .. import schema as S
 from ..accounting.convert import ledger_fill

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapters.base import Balance, Venue
+from basis_core.venue import Balance, Venue
 
 from ..accounting.ledger import Ledger
 from .mismatch import ExceptionLog, Layer, Mismatch

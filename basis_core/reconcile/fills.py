@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from adapters.base import Venue
+from basis_core.venue import Venue
 
 from ..accounting.convert import ledger_fill
 from ..accounting.ledger import Ledger

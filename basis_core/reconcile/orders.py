@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from adapters.base import OrderStatus, Venue, VenueOrder, coid_from_wire
+from basis_core.venue import OrderStatus, Venue, VenueOrder, coid_from_wire
 
 from ..errors import OrderNotFound, VenueError
 from .mismatch import Layer, Mismatch

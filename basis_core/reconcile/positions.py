@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapters.base import Position, Venue
+from basis_core.venue import Position, Venue
 
 from ..accounting.ledger import Ledger
 from .mismatch import ExceptionLog, Layer, Mismatch

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapters.base import Venue
+from basis_core.venue import Venue
 
 from ..accounting.convert import ledger_transfer
 from ..accounting.ledger import Ledger

@@ -196,7 +196,7 @@ class ResultsDB:
         submitted_ns: int = 0,
         origin: str = "ours",
     ) -> None:
-        """Upsert one order from an adapters.base.VenueOrder (or anything with its fields).
+        """Upsert one order from an basis_core.venue.VenueOrder (or anything with its fields).
         `origin` is "ours" or "adopted" (found at the venue by reconciliation)."""
         price = None if order.price is None else _num("price", order.price)
         self._db.execute(

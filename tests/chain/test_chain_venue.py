@@ -9,11 +9,11 @@ import time
 import pytest
 from chainkit import E18, make_client, rpc, swap
 
-from adapters.base import OrderRequest, OrderStatus, OrderType, Side, VenueReport
 from adapters.web3.arbitrage import read_pool
 from adapters.web3.venue import PoolMarket, Web3Venue, amount_in_for
 from basis_core.errors import OrderNotFound, OrderRejected, RequestTimeout, VenueError
 from basis_core.kernels import amm
+from basis_core.venue import OrderRequest, OrderStatus, OrderType, Side, VenueReport
 
 pytestmark = pytest.mark.chain
 
