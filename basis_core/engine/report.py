@@ -6,6 +6,7 @@ from pathlib import Path
 
 from basis_core.venue import OrderStatus
 
+from ..errors import ResultsError
 from ..results.db import ResultsDB
 from ..results.record import (
     SERIES_RESIDUAL,
@@ -88,22 +89,58 @@ def _count(items) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def outcome_of(pos, book) -> str:
+    """How an opportunity ended: its HEDGE state, and for one whose legs never filled, why (how
+    each of its orders ended, with the venue's reason for a reject)."""
+    orders = pos.orders(book)
+    if any(o.filled > 0 for o in orders):
+        return pos.state.name
+    legs = ", ".join(
+        f"{o.side.name.lower()} on {o.venue} {o.state.name.lower()}"
+        + (f" ({o.reject_reason})" if o.reject_reason else "")
+        for o in orders
+    )
+    return f"{pos.state.name}: no fill ({legs or 'no order sent'})"
+
+
 def write_run(runner, cfg, run_dir: Path, wall_s: float, world_digest: str = "") -> dict:
+    """Write report.json, results.sqlite and report.html. Each is written even when another
+    fails; a failure is raised (ResultsError, naming every file that failed) after all three
+    were tried."""
     report = build_report(runner, wall_s, world_digest)
     run_dir = Path(run_dir)
-    write_report(run_dir / "report.json", report)
+    steps = (
+        ("report.json", lambda: write_report(run_dir / "report.json", report)),
+        ("results.sqlite", lambda: _write_results(runner, cfg, run_dir, report["state_transitions"])),
+        ("report.html", lambda: write_html(run_dir)),
+    )
+    failed: list[tuple[str, Exception]] = []
+    for name, step in steps:
+        try:
+            step()
+        except Exception as exc:  # every output is attempted; the failures are raised below
+            failed.append((name, exc))
+    if failed:
+        raise ResultsError(
+            f"{run_dir}: " + "; ".join(f"{name} not written: {exc}" for name, exc in failed)
+        ) from failed[0][1]
+    return report
+
+
+def _write_results(runner, cfg, run_dir: Path, transitions: list[dict]) -> None:
     core = runner.core
     run_id = run_dir.name
+    runner.book_opportunities()
     with ResultsDB(run_dir / "results.sqlite") as db:
         db.start_run(run_id, cfg.run.name, cfg.run.seed, core.market.start_ns)
-        for t in report["state_transitions"]:
+        for t in transitions:
             machine, _, key = t["machine"].partition(":")
             db.record_transition(run_id, t["t"], machine, key, t["from"], t["to"], t["cause"])
         for o in core.orders.orders.values():
             db.record_order(
                 run_id, o.venue, _OrderRow(o), opportunity_id=o.opportunity, submitted_ns=o.created_ns
             )
-        outcomes = {p.opp_id: p.state.name for p in core.positions.values()}
+        outcomes = {p.opp_id: outcome_of(p, core.orders.orders) for p in core.positions.values()}
         record_ledger(db, run_id, runner.ledger, outcomes)
         db.replace_series(run_id, SERIES_RESIDUAL, core.residual_history)
         record_exceptions(db, run_id, runner.reconciler.log.mismatches())
@@ -111,5 +148,3 @@ def write_run(runner, cfg, run_dir: Path, wall_s: float, world_digest: str = "")
         db.end_run(run_id, core.now)
         db.commit()
         db.seal()
-    write_html(run_dir)
-    return report

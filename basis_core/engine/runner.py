@@ -10,6 +10,7 @@ the io side; a pass's outcome comes back to the engine as a CONTROL record, like
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -121,6 +122,7 @@ class Runner:
         self.decisions = 0
         self.deposited = False
         self.unbooked_fills: list[str] = []
+        self.opportunities_booked = 0  # the ledger knows every opportunity id up to this one
         self.next_reconcile_ns = 0
         self.next_progress_ns = 0
 
@@ -298,6 +300,7 @@ class Runner:
     def route(self, cmds: np.ndarray) -> None:
         """Commands to the io side: orders to the router, requests carried out here."""
         self.io.dispatch(cmds)
+        self.book_opportunities()
         self._mirror_orders()
         ctl = cmds[cmds["kind"] == S.Kind.CONTROL].view(S.CONTROL)
         for i in range(len(ctl)):
@@ -306,6 +309,20 @@ class Runner:
                 self.io.set_rate_factor(int(ctl["aux"][i]) / 1000.0)
             elif cmd == S.ControlCommand.RECONCILE:
                 self._start_reconcile()
+
+    def book_opportunities(self) -> None:
+        """Open every opportunity the engine has started in the ledger, filled or not: one whose
+        legs never fill is booked all the same (no fills, its expected edge) and reported."""
+        core = self.core
+        for opp_id in range(self.opportunities_booked + 1, core.next_opp):
+            pos = core.positions.get(opp_id)
+            if pos is None:
+                continue
+            edge = pos.expected_edge_bps / 1e4 * pos.qty * pos.buy.signal_px
+            self.ledger.open_opportunity(
+                opp_id, pos.strategy, edge if math.isfinite(edge) else 0.0, pos.created_ns
+            )
+        self.opportunities_booked = max(self.opportunities_booked, core.next_opp - 1)
 
     def _mirror_orders(self) -> None:
         """The reconciliation's view of our orders follows the engine's order book."""
