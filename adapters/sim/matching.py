@@ -55,6 +55,23 @@ def step_decimals(x: float) -> int:
     return max(0, -exponent)
 
 
+def grid_steps(value: float, step: float) -> int | None:
+    """`value` as a whole number of `step`s (a price in ticks, a quantity in lots), or None when
+    it is not a finite number > 0 or lies off the grid (beyond a 1e-9 relative tolerance)."""
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        return None
+    ratio = value / step
+    if not math.isfinite(ratio):  # a huge value over a small step
+        return None
+    n = round(ratio)
+    return n if n > 0 and abs(n * step - value) <= 1e-9 * max(1.0, value) else None
+
+
 @dataclass(frozen=True)
 class Spec:
     """Trading rules of one instrument. Decimals are those of the assets' atoms."""
@@ -248,22 +265,11 @@ class MatchingEngine:
 
     def to_ticks(self, price: float) -> int | None:
         """Integer ticks of `price`, or None when it is not finite, <= 0 or off the tick grid."""
-        if (
-            not isinstance(price, (int, float))
-            or isinstance(price, bool)
-            or not math.isfinite(price)
-            or price <= 0
-        ):
-            return None
-        t = round(price / self.spec.tick)
-        return t if t > 0 and abs(t * self.spec.tick - price) <= 1e-9 * max(1.0, price) else None
+        return grid_steps(price, self.spec.tick)
 
     def to_lots(self, qty: float) -> int | None:
         """Integer lots of `qty`, or None when it is not finite, <= 0 or off the lot grid."""
-        if not isinstance(qty, (int, float)) or isinstance(qty, bool) or not math.isfinite(qty) or qty <= 0:
-            return None
-        n = round(qty / self.spec.lot)
-        return n if n > 0 and abs(n * self.spec.lot - qty) <= 1e-9 * max(1.0, qty) else None
+        return grid_steps(qty, self.spec.lot)
 
     # -- queries --------------------------------------------------------------------------
 

@@ -8,9 +8,13 @@ Both files have the same columns, in any order, with a header line:
   same (ts_ns, venue, instrument) form one update.
 * trades: one row per public trade; `side` is the aggressor, buy|sell; `qty` > 0.
 
-`ts_ns` is an integer (nanoseconds, any epoch: replay starts at the first timestamp). Every row is
-checked: a missing column, a non-number, a NaN or negative price or size, an unknown side → a
-DataFileError naming the file, the line (header = line 1) and the column. Nothing is skipped.
+`ts_ns` is an integer (nanoseconds, any epoch below 2**63: replay starts at the first timestamp)
+and rows are in time order (equal timestamps allowed). Every row is checked when the file is
+loaded: a missing column, a non-number, a NaN or negative price or size, an unknown side, a row
+earlier than the one before it → a DataFileError naming the file, the line (header = line 1) and
+the column. `check` then holds every row against the scenario before anything runs: a venue or
+instrument the scenario does not have, a price off the instrument's tick grid, a size off its lot
+grid (or beyond 2**53 ticks or lots) is a DataFileError at that row. Nothing is skipped.
 
 `RecordedMarket.run` replays both files into SimVenues on the loop's clock: book rows set the
 participants' depth level by level, trade rows become participants' IOC orders at the recorded
@@ -30,11 +34,18 @@ import numpy as np
 from basis_core.errors import DataFileError
 from basis_core.schema import Side
 
+from .matching import grid_steps
+
 COLUMNS = ("ts_ns", "venue", "instrument", "side", "price", "qty")
 _SIDES = {"books": {"bid": Side.BUY, "ask": Side.SELL}, "trades": {"buy": Side.BUY, "sell": Side.SELL}}
 ROW = np.dtype(
     [("ts_ns", "<i8"), ("listing", "<u2"), ("side", "u1"), ("price", "<f8"), ("qty", "<f8"), ("line", "<u4")]
 )
+MAX_TS_NS = 2**63 - 1  # ts_ns is an int64
+MAX_STEPS = 2**53  # a price in ticks or a size in lots must stay exact in a float64
+
+#: (venue, instrument) -> (tick, lot) of the scenario's listings, what `check` holds rows against
+Grids = dict[tuple[str, str], tuple[float, float]]
 
 
 @dataclass
@@ -110,8 +121,8 @@ def _parse_row(p: str, kind: str, line: int, fields: list[str], cols: dict[str, 
         raise DataFileError(
             p, f"ts_ns must be an integer, got {get['ts_ns']!r}", row=line, column="ts_ns"
         ) from None
-    if ts < 0:
-        raise DataFileError(p, f"ts_ns must be >= 0, got {ts}", row=line, column="ts_ns")
+    if not 0 <= ts <= MAX_TS_NS:
+        raise DataFileError(p, f"ts_ns must be in [0, 2**63), got {ts}", row=line, column="ts_ns")
     for c in ("venue", "instrument"):
         if not get[c]:
             raise DataFileError(p, f"{c} is empty", row=line, column=c)
@@ -145,10 +156,57 @@ def _parse_row(p: str, kind: str, line: int, fields: list[str], cols: dict[str, 
 def _recording(p: str, kind: str, records: list) -> Recording:
     listings: dict[tuple[str, str], int] = {}
     rows = np.zeros(len(records), dtype=ROW)
+    last_ts, last_line = -1, 0
     for i, (ts, key, side, price, qty, line) in enumerate(records):
+        if ts < last_ts:
+            # a row out of order would move the replay's time origin or jump its clock back
+            raise DataFileError(
+                p,
+                f"ts_ns {ts} is earlier than {last_ts} on line {last_line}: rows must be in time order",
+                row=line,
+                column="ts_ns",
+            )
+        last_ts, last_line = ts, line
+        if len(listings) > np.iinfo(ROW["listing"]).max and key not in listings:
+            raise DataFileError(p, "more than 65536 venue/instrument pairs", row=line, column="instrument")
         rows[i] = (ts, listings.setdefault(key, len(listings)), side, price, qty, line)
-    order = np.argsort(rows["ts_ns"], kind="stable")
-    return Recording(p, kind, rows[order], list(listings))
+    return Recording(p, kind, rows, list(listings))
+
+
+def check(rec: Recording, grids: Grids) -> None:
+    """Hold every row of `rec` against the scenario's listings (see module docstring); the first
+    bad row is a DataFileError naming its line and column."""
+    known = [grids.get(key) for key in rec.listings]
+    for listing, price, qty, line in zip(
+        rec.rows["listing"].tolist(),
+        rec.rows["price"].tolist(),
+        rec.rows["qty"].tolist(),
+        rec.rows["line"].tolist(),
+    ):
+        grid = known[listing]
+        if grid is None:
+            venue, inst = rec.listings[listing]
+            raise DataFileError(
+                rec.path,
+                f"names {venue}/{inst}, which is not a venue/instrument of this scenario",
+                row=line,
+                column="venue" if all(v != venue for v, _ in grids) else "instrument",
+            )
+        tick, lot = grid
+        _on_grid(rec, line, "price", price, tick, "tick")
+        if qty:  # a book row's 0 empties its level
+            _on_grid(rec, line, "qty", qty, lot, "lot")
+
+
+def _on_grid(rec: Recording, line: int, column: str, value: float, step: float, unit: str) -> None:
+    n = grid_steps(value, step)
+    if n is None or n > MAX_STEPS:
+        raise DataFileError(
+            rec.path,
+            f"{column} {value!r} is not a whole number of {unit}s ({unit} {step:g}, at most 2**53 of them)",
+            row=line,
+            column=column,
+        )
 
 
 class RecordedMarket:
@@ -159,13 +217,6 @@ class RecordedMarket:
         starts = [r.rows["ts_ns"][0] for r in (books, trades) if r is not None and len(r.rows)]
         self.t0_ns = int(min(starts)) if starts else 0
 
-    def _check(self, venues: dict, rec: Recording) -> None:
-        for venue, inst in rec.listings:
-            if venue not in venues or inst not in venues[venue].instruments():
-                raise DataFileError(
-                    rec.path, f"names {venue}/{inst}, which is not a venue/instrument of this scenario"
-                )
-
     async def run(self, venues: dict) -> None:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -173,7 +224,7 @@ class RecordedMarket:
         for rec in (self.books, self.trades):
             if rec is None:
                 continue
-            self._check(venues, rec)
+            check(rec, grids_of(venues))
             plan.extend(
                 (int(r["ts_ns"]), 0 if rec.kind == "books" else 1, i, rec) for i, r in enumerate(rec.rows)
             )
@@ -213,7 +264,7 @@ class RecordedMarket:
         venue = venues[venue_name]
         eng = venue.exchange.engine(inst)
         px = _price_ticks(rec, eng, r)
-        lots = max(1, round(float(r["qty"]) / eng.spec.lot))
+        lots = round(float(r["qty"]) / eng.spec.lot)  # on the lot grid: `check` made sure
         venue.participant_trade(inst, Side(int(r["side"])), lots, limit=px)
 
 
@@ -228,3 +279,12 @@ def _price_ticks(rec: Recording, eng, r) -> int:
             column="price",
         )
     return px
+
+
+def grids_of(venues: dict) -> Grids:
+    """The tick and lot of every listing of these simulated venues (keyed by venue name)."""
+    return {
+        (name, inst): (venue.exchange.engine(inst).spec.tick, venue.exchange.engine(inst).spec.lot)
+        for name, venue in venues.items()
+        for inst in venue.instruments()
+    }

@@ -28,7 +28,7 @@ from .exchange import Exchange
 from .faults import FaultSchedule
 from .market import Listing, MarketDriver
 from .matching import FeeSchedule, Spec
-from .recorded import RecordedMarket, load
+from .recorded import RecordedMarket, check, load
 from .transfers import TransferNetwork, TransferRules
 from .venue import SimVenue
 
@@ -106,9 +106,7 @@ class SimWorld:
     def _market(self):
         m = self.cfg.market
         if m.source == "recorded":
-            books = load(self.cfg.data_path(m.books), "books") if m.books else None
-            trades = load(self.cfg.data_path(m.trades), "trades") if m.trades else None
-            return RecordedMarket(books, trades)
+            return recorded_market(self.cfg)
         if not self.listings:
             return None
         return MarketDriver(
@@ -150,3 +148,21 @@ class SimWorld:
         for fired in self.faults.log:
             h.update(repr(fired).encode())
         return h.hexdigest()
+
+
+def recorded_market(cfg: Config) -> RecordedMarket:
+    """The recorded books and trades `cfg` names, loaded and every row held against its simulated
+    instruments' tick and lot (adapters/sim/recorded.py): a DataFileError before anything runs."""
+    m = cfg.market
+    grids = {
+        (inst.venue, name): (inst.tick, inst.lot)
+        for name, inst in cfg.instruments.items()
+        if cfg.venues[inst.venue].kind == "sim"
+    }
+    recordings = []
+    for kind, path in (("books", m.books), ("trades", m.trades)):
+        rec = load(cfg.data_path(path), kind) if path else None
+        if rec is not None:
+            check(rec, grids)
+        recordings.append(rec)
+    return RecordedMarket(*recordings)
