@@ -162,9 +162,12 @@ def amount_in_min_nb(amount_out, reserve_in, reserve_out, fee_num, fee_den):
 
 
 @njit(cache=True, inline="always")
-def _better_nb(p, x, best_p, best_x):
-    """The search's rule: a greater profit, or the same positive profit for a smaller input."""
-    return p > best_p or (p == best_p and p > 0 and x < best_x)
+def _keep_better_nb(p, x, best_p, best_x):
+    """(best profit, best input) once input x of profit p is looked at. The search's rule: a
+    greater profit, or the same positive profit for a smaller input."""
+    if p > best_p or (p == best_p and p > 0 and x < best_x):
+        return p, x
+    return best_p, best_x
 
 
 @njit("int64(int64, int64, int64, int64, int64, int64, int64)", cache=True)
@@ -204,9 +207,7 @@ def optimal_two_pool_input_nb(ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
             p = _two_pool_profit_nb(x, ra_in, ra_out, rb_in, rb_out, fee_num, fee_den)
             if p == -INT64_MAX:
                 return AMM_OVERFLOW
-            if _better_nb(p, x, best_p, best_x):
-                best_p = p
-                best_x = x
+            best_p, best_x = _keep_better_nb(p, x, best_p, best_x)
         if npass > 0 and best_p == before:
             break
         if best_x == lo + 2 * SEARCH_RADIUS:
@@ -225,9 +226,7 @@ def optimal_two_pool_input_nb(ra_in, ra_out, rb_in, rb_out, fee_num, fee_den):
         p = _two_pool_profit_nb(x, ra_in, ra_out, rb_in, rb_out, fee_num, fee_den)
         if p == -INT64_MAX:
             return AMM_OVERFLOW
-        if _better_nb(p, x, best_p, best_x):
-            best_p = p
-            best_x = x
+        best_p, best_x = _keep_better_nb(p, x, best_p, best_x)
     return best_x
 
 
