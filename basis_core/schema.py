@@ -414,6 +414,34 @@ def opportunity_of(coid: int) -> int:
     return coid >> LEG_BITS
 
 
+# -- record builders of the runner's own inputs ----------------------------------------------
+
+
+def timer_record(now_ns: int) -> np.ndarray:
+    """The TIMER record that closes an input batch (the boundary a replay steps on)."""
+    t = empty(Kind.TIMER)
+    t["ts_ns"], t["deadline_ns"], t["source"] = now_ns, now_ns, Source.RUNNER
+    return t.view(GENERIC)
+
+
+def control_record(now_ns: int, cmd: ControlCommand, aux: int = 0, operator: int = 0) -> np.ndarray:
+    """A CONTROL input from the io side / runner."""
+    rec = empty(Kind.CONTROL)
+    rec["ts_ns"], rec["source"], rec["sub"], rec["aux"], rec["operator"] = (
+        now_ns,
+        Source.RUNNER,
+        int(cmd),
+        aux,
+        operator,
+    )
+    return rec.view(GENERIC)
+
+
+def batch_ends(records: np.ndarray) -> np.ndarray:
+    """Indices of the TIMER records that close input batches."""
+    return np.flatnonzero((records["source"] == Source.RUNNER) & (records["kind"] == Kind.TIMER))
+
+
 def kind_of(records: np.ndarray) -> np.ndarray:
     """The `kind` column of any 64-byte records."""
     return records.reshape(-1).view(GENERIC)["kind"]

@@ -37,10 +37,9 @@ import pyperf
 
 from basis_core import schema as S
 from basis_core.config import load
+from basis_core.engine.build import policy_of, rules_of
 from basis_core.engine.core import EngineCore
 from basis_core.engine.market import MarketState, NoMark
-from basis_core.engine.replay import timer_record
-from basis_core.engine.scenario import policy_of, rules_of
 from basis_core.scenarios import DEFAULT
 from basis_core.state.tables import NO_NEW_EXPOSURE, EngineState
 from basis_core.units import MS
@@ -248,7 +247,7 @@ class Workload:
                 r = recs[j * per + k]
                 r["venue"], r["instrument"], r["sub"], r["action"] = v, i, side, action
                 r["price"], r["qty"], r["ts_ns"] = px, 1.0 if action == 0 else 0.0, ts_ns
-        return np.concatenate([recs.view(S.GENERIC), timer_record(ts_ns)])
+        return np.concatenate([recs.view(S.GENERIC), S.timer_record(ts_ns)])
 
     def batches(self, n: int, size: int, seed: int, dislocate: bool = False) -> list[np.ndarray]:
         """n input batches of `size` records (size-1 level updates and a TIMER), 1 ms apart.
@@ -279,7 +278,7 @@ class Workload:
             lv["qty"] = np.where(
                 rng.random(size - 1) < 0.15, 0.0, np.round(rng.random(size - 1) * 2 + 0.01, 3)
             )
-            recs[size - 1] = timer_record(ts)[0]
+            recs[size - 1] = S.timer_record(ts)[0]
             out.append(recs)
         return out
 

@@ -73,8 +73,18 @@ def _target_path(module: str) -> str | None:
     return f"{base.relative_to(ROOT).as_posix()}.py"  # missing: reported as such by the rules
 
 
-def _imports(path: Path) -> list[tuple[int, str]]:
-    """(line, imported project module) of every import in a module, function-level ones too."""
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """ids of the nodes under `if TYPE_CHECKING:` (imports for annotations, never executed)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return out
+
+
+def _imports(path: Path, runtime_only: bool = False) -> list[tuple[int, str]]:
+    """(line, imported project module) of every import in a module, function-level ones too;
+    with `runtime_only`, not those under `if TYPE_CHECKING:`."""
     rel = path.relative_to(ROOT)
     if path.suffix == ".pyx":  # Cython: no AST here, the import lines are plain
         found = re.findall(r"^\s*(?:from|import|cimport)\s+([\w.]+)", path.read_text(), re.M)
@@ -83,7 +93,11 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     if rel.parts[0] == "ext":
         package = ["basis_ext"]
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_only(tree) if runtime_only else set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -197,6 +211,68 @@ def test_each_stated_exception_is_still_in_use(subjects, also):
         assert used, (
             f"ARCHITECTURE.md lists {subjects} importing {target_rule}, but nothing does: drop the row"
         )
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _runtime_graph() -> dict[str, set[str]]:
+    """Module file -> the project module files it imports when it runs (function-level imports
+    included, annotation-only imports not; a package's own __init__ is not an edge of its modules,
+    which Python has already started importing)."""
+    graph: dict[str, set[str]] = {}
+    for p in _sources():
+        if p.suffix != ".py":
+            continue
+        rel = p.relative_to(ROOT).as_posix()
+        own_init = (p.parent / "__init__.py").relative_to(ROOT).as_posix()
+        targets = {_target_path(m) for _, m in _imports(p, runtime_only=True)}
+        graph[rel] = {t for t in targets if t is not None and t != rel and t != own_init}
+    return graph
+
+
+def test_the_import_graph_has_no_cycle():
+    cycles = _cycles(_runtime_graph())
+    assert not cycles, "modules that import each other (directly or around a loop):\n" + "\n".join(
+        " <-> ".join(c) for c in cycles
+    )
+
+
+def test_the_cycle_check_finds_a_loop():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
 def test_the_rule_check_catches_a_forbidden_import():

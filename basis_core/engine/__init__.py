@@ -13,6 +13,7 @@ signals.py    external signals from a JSON-lines file, as records
 io.py         VenueIO: venues in, records out; commands out through the Cython router
 runner.py     one run in one process: io, core, journal, ledger, reconciliation
 procs.py      the pinned io process + engine process (+ standby) joined by rings
+build.py      a config into the engine's policy, instrument rules and fixed marks
 scenario.py   what `basis run` does: a scenario's world, the runner, the run directory
 replay.py     re-deciding a run from its journal
 checkpoint.py the engine's state on disk every N journaled records; a restart starts from it

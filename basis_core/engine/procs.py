@@ -45,9 +45,10 @@ from ..rings import CONSUMER, PRODUCER, Ring
 from ..rings import kernels as ring_kernels
 from ..rings.layout import OWN
 from ..rings.wait import BackoffSleep
+from .build import fixed_marks_of, policy_of, rules_of
 from .checkpoint import Checkpointer
 from .core import EngineCore
-from .replay import batch_ends, control_record, replay, timer_record
+from .replay import replay
 from .runner import Runner
 
 MD_KINDS = (S.Kind.BOOK_LEVEL, S.Kind.TOP_OF_BOOK, S.Kind.TRADE, S.Kind.FUNDING)
@@ -61,7 +62,6 @@ _NOTHING_TO_READ = BackoffSleep(min_us=200, max_us=200)
 def engine_main(spec: dict) -> None:
     """Entry point of the engine process (multiprocessing 'spawn')."""
     from ..kernels.warmup import warm_up
-    from .scenario import fixed_marks_of, policy_of, rules_of
 
     _PARENT[0] = os.getppid()
     placement = Placement("engine", spec["core"], spec.get("core_note", ""))
@@ -93,7 +93,7 @@ def engine_main(spec: dict) -> None:
         checkpoints = Checkpointer(
             run_dir, cfg.journal.checkpoint_every_records, cfg.journal.checkpoint_keep, since, _log
         )
-        _push(orders, control_record(time.time_ns(), S.ControlCommand.READY))
+        _push(orders, S.control_record(time.time_ns(), S.ControlCommand.READY))
         buf_md, buf_ex = S.aligned_empty(BATCH), S.aligned_empty(BATCH)
         words_md, words_ex = buf_md.view(np.uint64).reshape(-1, 8), buf_ex.view(np.uint64).reshape(-1, 8)
         last = time.time_ns()
@@ -118,7 +118,7 @@ def engine_main(spec: dict) -> None:
                 seen_ex = int(new_ex["seq"].max())
             if len(new_md):
                 seen_md = int(new_md["seq"].max())
-            batch = np.concatenate([new_ex, new_md, timer_record(now)]).view(S.GENERIC)
+            batch = np.concatenate([new_ex, new_md, S.timer_record(now)]).view(S.GENERIC)
             journal.append(batch)
             ring_kernels.read_release(ex.header, ex.local, n_ex)
             ring_kernels.read_release(md.header, md.local, n_md)
@@ -164,11 +164,11 @@ def resume(
     tail = _unfinished_batch(res.replayed)
     if len(tail):
         # inputs journaled just before the crash but never decided: close their batch
-        closing = timer_record(time.time_ns())
+        closing = S.timer_record(time.time_ns())
         journal.append(closing)
         _emit(core, np.concatenate([tail, closing]).view(S.GENERIC), journal, orders)
     batch = np.concatenate(
-        [control_record(time.time_ns(), S.ControlCommand.RECOVERED), timer_record(time.time_ns())]
+        [S.control_record(time.time_ns(), S.ControlCommand.RECOVERED), S.timer_record(time.time_ns())]
     ).view(S.GENERIC)
     journal.append(batch)
     _emit(core, batch, journal, orders)
@@ -250,7 +250,7 @@ _PARENT = [os.getppid()]  # set again by engine_main in the engine process
 def _unfinished_batch(records: np.ndarray) -> np.ndarray:
     """Input records after the last closed batch of `records` (the journal's end, from a batch
     boundary): a crash between journaling and deciding."""
-    ends = batch_ends(records)
+    ends = S.batch_ends(records)
     tail = records[(ends[-1] + 1) if len(ends) else 0 :]
     return tail[tail["source"] != S.Source.ENGINE]
 
@@ -411,7 +411,7 @@ class ProcessRunner(Runner):
         recs = recs[recs["source"] != S.Source.ENGINE]
         self._pending.append(recs)
         pending = np.concatenate(self._pending).view(S.GENERIC)
-        ends = batch_ends(pending)
+        ends = S.batch_ends(pending)
         start = 0
         for end in ends:
             batch = S.aligned_empty(end + 1 - start)
@@ -442,14 +442,14 @@ class ProcessRunner(Runner):
             await super().run_for(min(0.25, max(0.0, (t_end - self.now_ns()) / 1e9)))
 
     async def finish(self, settle_s: float = 2.0) -> None:
-        self._sink(control_record(self.now_ns(), S.ControlCommand.SHUTDOWN))
+        self._sink(S.control_record(self.now_ns(), S.ControlCommand.SHUTDOWN))
         await self.settle(settle_s)
         await self.reconcile_pass()
         await asyncio.sleep(0.05)
         self._exiting = True
         self._retire(self._standby)
         self._standby = None
-        self._sink(control_record(self.now_ns(), S.ControlCommand.EXIT))
+        self._sink(S.control_record(self.now_ns(), S.ControlCommand.EXIT))
         deadline = time.monotonic() + 10
         while self.engine_alive() and time.monotonic() < deadline:
             self._commands()

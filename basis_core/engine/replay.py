@@ -23,33 +23,9 @@ from ..config import from_dict
 from ..errors import JournalError
 from ..journal import JournalReader
 from ..registry import Registry
+from .build import fixed_marks_of, policy_of, rules_of
 from .checkpoint import load_latest
 from .core import EngineCore
-
-
-def timer_record(now_ns: int) -> np.ndarray:
-    """The TIMER record that closes an input batch (the boundary a replay steps on)."""
-    t = S.empty(S.Kind.TIMER)
-    t["ts_ns"], t["deadline_ns"], t["source"] = now_ns, now_ns, S.Source.RUNNER
-    return t.view(S.GENERIC)
-
-
-def control_record(now_ns: int, cmd: S.ControlCommand, aux: int = 0, operator: int = 0) -> np.ndarray:
-    """A CONTROL input from the io side / runner."""
-    rec = S.empty(S.Kind.CONTROL)
-    rec["ts_ns"], rec["source"], rec["sub"], rec["aux"], rec["operator"] = (
-        now_ns,
-        S.Source.RUNNER,
-        int(cmd),
-        aux,
-        operator,
-    )
-    return rec.view(S.GENERIC)
-
-
-def batch_ends(records: np.ndarray) -> np.ndarray:
-    """Indices of the TIMER records that close input batches."""
-    return np.flatnonzero((records["source"] == S.Source.RUNNER) & (records["kind"] == S.Kind.TIMER))
 
 
 @dataclass
@@ -98,7 +74,6 @@ def replay(
     """Rebuild the engine from the journal; count batches whose decisions differ from the log.
     With `from_checkpoint`, start from the run's newest usable checkpoint (checkpoint.py) and
     replay only the journal after it; `log` reports each checkpoint that cannot be used."""
-    from .scenario import fixed_marks_of, policy_of, rules_of
 
     run_dir = Path(run_dir)
     cfg, reg = load_run_meta(run_dir)
@@ -120,7 +95,7 @@ def replay(
             fixed_marks=fixed_marks_of(cfg),
             builtin_signals=cfg.signals.builtin,
         )
-    ends = batch_ends(records)
+    ends = S.batch_ends(records)
     batches = mismatched = commands = 0
     start = 0
     unlogged = None

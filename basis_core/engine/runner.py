@@ -35,7 +35,6 @@ from .checkpoint import Checkpointer
 from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
 from .io import VenueIO
 from .policy import PolicyConfig
-from .replay import control_record, timer_record
 
 _KNOWN_STATUS = {
     OrderState.NEW: None,
@@ -282,7 +281,7 @@ class Runner:
         """One engine step over everything the io side produced since the last one."""
         parts = list(self.inbox)
         self.inbox.clear()
-        parts.append(timer_record(self.now_ns()))
+        parts.append(S.timer_record(self.now_ns()))
         batch = np.concatenate(parts).view(S.GENERIC)
         self._seq += 1
         if self.journal is not None:
@@ -373,7 +372,7 @@ class Runner:
                     self.io.emit_order_event(venue, order.instrument, order.coid, S.OrderEventType.NOT_FOUND)
         # CONTROL RECONCILE: aux = mismatches raised by this pass, operator = 1 when the pass is clean
         self._sink(
-            control_record(
+            S.control_record(
                 self.now_ns(), S.ControlCommand.RECONCILE, min(len(p.raised), 65535), 1 if p.clean else 0
             )
         )
@@ -390,7 +389,7 @@ class Runner:
 
     async def finish(self, settle_s: float = 2.0) -> None:
         """Stop opening positions, let working orders settle, reconcile once more."""
-        self._sink(control_record(self.now_ns(), S.ControlCommand.SHUTDOWN))
+        self._sink(S.control_record(self.now_ns(), S.ControlCommand.SHUTDOWN))
         await self.settle(settle_s)
         await self.reconcile_pass()
         self.pump()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,59 +24,14 @@ from ..config import Config
 from ..cpu import apply, busy_warning, plan
 from ..errors import ConfigError
 from ..journal import JournalWriter
+from .build import fixed_marks_of, policy_of, rules_of
 from .checkpoint import Checkpointer
-from .core import InstrumentRules
-from .policy import PolicyConfig
 from .replay import save_run_meta
 from .runner import Runner
 from .signals import load_signals
 
 if TYPE_CHECKING:
     from .procs import ProcessRunner
-
-
-def policy_of(cfg: Config) -> PolicyConfig:
-    """The engine policy: the scenario's [policy], with its [limits] applied."""
-    lim = cfg.limits
-    return replace(
-        cfg.policy,
-        min_edge_bps=lim.min_edge_bps,
-        max_slippage_bps=lim.max_slippage_bps,
-        max_order_notional_usdt=lim.max_order_usdt,
-        max_exposure_usdt=lim.max_position_usdt,
-        max_residual_usdt=lim.max_residual_usdt,
-        hedge_window_ms=lim.hedge_window_s * 1e3,
-        unwind_window_ms=lim.unwind_window_s * 1e3,
-    )
-
-
-def rules_of(cfg: Config) -> dict[str, InstrumentRules]:
-    out = {}
-    for name, inst in cfg.instruments.items():
-        venue = cfg.venues[inst.venue]
-        out[name] = InstrumentRules(
-            name,
-            inst.venue,
-            inst.base,
-            inst.quote,
-            inst.kind,
-            inst.tick,
-            inst.lot,
-            inst.min_notional,
-            venue.taker_fee_bps,
-            inst.leverage,
-        )
-    return out
-
-
-def fixed_marks_of(cfg: Config) -> dict[str, float]:
-    """USDT prices of fee assets that have no book in the scenario (venues.X.fee_asset_price)."""
-    out = {}
-    for v in cfg.venues.values():
-        asset = getattr(v, "fee_asset", "")
-        if asset and asset not in ("quote", "received") and getattr(v, "fee_asset_price", 0):
-            out[asset] = float(v.fee_asset_price)
-    return out
 
 
 def run_dir_for(cfg: Config, override: str | None) -> Path:
@@ -152,7 +106,7 @@ async def run_scenario(
         await runner.start()
         # the market goes on quoting while the run settles: hedges and unwinds started near
         # the end need live books to be priced
-        market = world.start_market(hold=True)
+        market = runner.supervisor.watch(world.start_market(hold=True))
         if after_start is not None:
             await after_start(runner)
         await runner.run_for(cfg.run.duration_s)
@@ -160,6 +114,7 @@ async def run_scenario(
         if not market.done():
             market.cancel()
             await asyncio.gather(market, return_exceptions=True)
+        runner.supervisor.raise_failure()  # a task that failed while the run settled
         save_run_meta(run_dir, cfg, reg)  # assets met during the run (fee tokens) have ids now
         if before_close is not None:
             await before_close(runner)
