@@ -10,9 +10,9 @@ from basis_core.reconcile.orders import KnownOrder, apply, diff_orders
 from basis_core.reconcile.positions import PositionPolicy, PositionReconciler
 from basis_core.reconcile.reporting import check_reporting
 from basis_core.schema import make_coid
+from basis_core.units import S
 from basis_core.venue import Balance, OrderStatus, OrderType, Position, Side, VenueOrder
 
-S = 1_000_000_000
 C1, C2, C3 = (str(make_coid(9, leg)) for leg in range(3))
 
 

@@ -36,9 +36,9 @@ from basis_core.reconcile.positions import PositionPolicy, PositionReconciler
 from basis_core.reconcile.runner import Reconciler, engine_event
 from basis_core.schema import OrderType, Side, make_coid
 from basis_core.state.tables import EngineEvent
+from basis_core.units import S
 from basis_core.venue import Fill, OrderRequest, OrderStatus
 
-S = 1_000_000_000
 MARKS = {"BTC": 50_000.0, "BNB": 600.0}
 
 

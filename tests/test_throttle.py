@@ -6,11 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from basis_core.units import S
 from basis_ext import router as R
 from basis_ext.sequencer import Sequencer
 from basis_ext.throttle import NEVER, Throttle
-
-S = 1_000_000_000
 
 
 def binance_like(now_ns: int = 0, burst: float = 0.25) -> Throttle:
