@@ -585,26 +585,11 @@ class MatchingEngine:
                 if maker.owner != MARKET:
                     opp.live -= 1
                 opp.drop_if_empty(best)
-            if maker.owner != MARKET:
-                events.append(
-                    MatchEvent(
-                        OrderEventType.FILL
-                        if maker.status == OrderStatus.FILLED
-                        else OrderEventType.PARTIAL_FILL,
-                        self._view(maker),
-                        ts_ns,
-                    )
-                )
-            if order.owner != MARKET:
-                events.append(
-                    MatchEvent(
-                        OrderEventType.FILL
-                        if order.status == OrderStatus.FILLED
-                        else OrderEventType.PARTIAL_FILL,
-                        self._view(order),
-                        ts_ns,
-                    )
-                )
+            for filled in (maker, order):
+                if filled.owner != MARKET:
+                    done = filled.status == OrderStatus.FILLED
+                    kind = OrderEventType.FILL if done else OrderEventType.PARTIAL_FILL
+                    events.append(MatchEvent(kind, self._view(filled), ts_ns))
         if order.filled < order.lots:
             if order.type in (OrderType.LIMIT, OrderType.POST_ONLY):
                 self._side(order.side).add(order)
