@@ -12,6 +12,7 @@ policy.py     the execution policy (hedge window, fill-ratio thresholds, limits 
 signals.py    external signals from a JSON-lines file, as records
 io.py         VenueIO: venues in, records out; commands out through the Cython router
 runner.py     one run in one process: io, core, journal, ledger, reconciliation
+supervisor.py the run's tasks, watched: the first to fail stops the run with its error
 procs.py      the pinned io process + engine process (+ standby) joined by rings
 build.py      a config into the engine's policy, instrument rules and fixed marks
 scenario.py   what `basis run` does: a scenario's world, the runner, the run directory

@@ -47,6 +47,7 @@ from .. import schema as S
 from ..errors import VenueError
 from ..registry import Registry
 from ..venue_errors import Call, Status, outcome_of, report_of
+from .supervisor import Supervisor
 
 _STATUS_EVENT = {
     OrderStatus.OPEN: S.OrderEventType.ACK,
@@ -89,6 +90,7 @@ class VenueIO:
         instrument_of: dict[int, str],
         max_rate_limit_retries: int = 5,
         resend_window_s: float = 1.5,
+        supervisor: Supervisor | None = None,
     ):
         self.venues = venues
         self.reg = registry
@@ -100,6 +102,8 @@ class VenueIO:
         self.router = Router(Sequencer())
         self.seq = 0
         self.tasks: list[asyncio.Task] = []
+        #: the pumps, dispatchers and calls in flight are the run's tasks: one failing stops it
+        self.supervisor = supervisor or Supervisor()
         self._inflight: set[asyncio.Task] = set()
         self.fill_hook: Callable[[Fill], None] | None = None
         self._wake: dict[int, asyncio.Event] = {}
@@ -318,7 +322,7 @@ class VenueIO:
             cmd = self.router.pop_ready(vid, now)
             if cmd is not None:
                 self.sent_seq.append((vid, cmd.seq))
-                task = asyncio.get_running_loop().create_task(self._execute(name, cmd.item))
+                task = self.supervisor.spawn(self._execute(name, cmd.item))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
                 continue
@@ -461,12 +465,12 @@ class VenueIO:
             self.router.throttle(self.reg.venue(name)).set_rate_factor(factor, now)
 
     def start(self, on_funding=None, health_interval_s: float = 0.5) -> None:
-        loop = asyncio.get_running_loop()
+        spawn = self.supervisor.spawn
         for name in self.venues:
-            self.tasks.append(loop.create_task(self.run_health(name, health_interval_s)))
-            self.tasks.append(loop.create_task(self.pump_market(name)))
-            self.tasks.append(loop.create_task(self.pump_user(name, on_funding)))
-            self.tasks.append(loop.create_task(self.run_dispatcher(name)))
+            self.tasks.append(spawn(self.run_health(name, health_interval_s), f"health-{name}"))
+            self.tasks.append(spawn(self.pump_market(name), f"market-{name}"))
+            self.tasks.append(spawn(self.pump_user(name, on_funding), f"user-{name}"))
+            self.tasks.append(spawn(self.run_dispatcher(name), f"dispatch-{name}"))
 
     async def stop(self) -> None:
         tasks = self.tasks + list(self._inflight)

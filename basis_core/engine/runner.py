@@ -35,6 +35,7 @@ from .checkpoint import Checkpointer
 from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
 from .io import VenueIO
 from .policy import PolicyConfig
+from .supervisor import Supervisor
 
 _KNOWN_STATUS = {
     OrderState.NEW: None,
@@ -113,6 +114,8 @@ class Runner:
         self.tick_ns = int(tick_ms * MS)
         self.inbox: deque[np.ndarray] = deque()
         self.wake = asyncio.Event()
+        #: every background task of the run; the first to fail stops the run with its error
+        self.supervisor = Supervisor(on_failure=self.wake.set)
         self.stats = RunStats()
         self.known: dict[str, KnownOrder] = {}
         self.infos: dict[str, InstrumentInfo] = {}
@@ -193,6 +196,7 @@ class Runner:
             self._sink,
             instrument_of,
             resend_window_s=self.policy.lost_after_ms / 2000.0,
+            supervisor=self.supervisor,
         )
         self.io.fill_hook = self._on_fill
         window_ns = int((self.policy.hedge_window_ms + self.policy.unwind_window_ms) * MS)
@@ -211,9 +215,7 @@ class Runner:
         )
         self.io.start(on_funding=self._on_funding)
         if self.signals is not None and len(self.signals):
-            self.io.tasks.append(
-                asyncio.get_running_loop().create_task(self._play_signals(start, self.signals))
-            )
+            self.io.tasks.append(self.supervisor.spawn(self._play_signals(start, self.signals), "signals"))
 
     async def _play_signals(self, start_ns: int, signals: np.ndarray) -> None:
         """External signals enter at their time, stamped like any input, journaled first."""
@@ -254,6 +256,7 @@ class Runner:
             except TimeoutError:
                 pass
             self.wake.clear()
+            self.supervisor.raise_failure()  # a task of the run failed: the run stops with its error
             self.pump()
             if not self.deposited and self._marks_ready():
                 self.deposit_initial()
@@ -348,7 +351,7 @@ class Runner:
 
     def _start_reconcile(self) -> None:
         if self._reconciling is None or self._reconciling.done():
-            self._reconciling = asyncio.get_running_loop().create_task(self.reconcile_pass())
+            self._reconciling = self.supervisor.spawn(self.reconcile_pass(), "reconcile")
 
     async def reconcile_pass(self) -> int:
         """Run the four layers; tell the engine the outcome as a CONTROL record."""
