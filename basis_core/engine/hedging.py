@@ -14,7 +14,7 @@ from ..state.tables import EngineEvent, EngineState, HedgeEvent, HedgeState, Ord
 from ..units import MS
 from .orders import ManagedOrder
 from .parts import EngineParts
-from .positions import HedgedPosition
+from .positions import HedgedPosition, Leg
 
 
 class Hedging(EngineParts):
@@ -238,6 +238,8 @@ class Hedging(EngineParts):
         gap_ns = int(self.policy.unwind_window_ms / self.policy.unwind_max_retries * MS)
         if pos.unwind_attempts and self.now - pos.last_unwind_ns < gap_ns:
             return  # retries are spaced over the unwind window: a passing refusal gets time to clear
+        leg = pos.buy if net > 0 else pos.sell
+        side = S.Side.SELL if net > 0 else S.Side.BUY
         if pos.unwind_attempts >= self.policy.unwind_max_retries:
             if not pos.unwind_failed:
                 pos.unwind_failed = True
@@ -251,27 +253,23 @@ class Hedging(EngineParts):
                     self.engine.fire(
                         EngineEvent.OPERATOR_HALT, self.now, f"opportunity {pos.opp_id}: unwind failed"
                     )
-            return
-        # flatten on the venue of the over-filled leg; another usable venue if policy allows
-        # (maintenance), or when that venue cannot fund the order (the sold leg's venue may not
-        # hold the quote to buy it back at an aggressive price plus the fee)
-        leg = pos.buy if net > 0 else pos.sell
-        venue, instrument = leg.venue, leg.instrument
-        side = S.Side.SELL if net > 0 else S.Side.BUY
+                return
+            # failed and halted, still exposed: a new round once an unwind window has passed and
+            # a path can succeed (the venue is back, the funds are there)
+            through = self.policy.unwind_aggression_bps
+            path = self._unwind_path(leg, side, abs(net), through)
+            if (
+                self.now - pos.last_unwind_ns < self.policy.unwind_window_ms * MS
+                or path is None
+                or not self._can_fund(*path, side, abs(net), through)
+            ):
+                return
+            pos.unwind_attempts = 0
         through = self.policy.unwind_aggression_bps * (1 + pos.unwind_attempts)
-        if not self.board.can_dispatch(venue, self.now):
-            if not self.policy.reroute_on_maintenance:
-                return
-            alt = self._reroute(instrument, side, qty=abs(net), through_bps=through) or self._reroute(
-                instrument, side
-            )
-            if alt is None:
-                return
-            venue, instrument = alt
-        elif not self._can_fund(venue, instrument, side, abs(net), through):
-            alt = self._reroute(instrument, side, qty=abs(net), through_bps=through)
-            if alt is not None:
-                venue, instrument = alt
+        path = self._unwind_path(leg, side, abs(net), through)
+        if path is None:
+            return  # no venue can take it now: wait (not an attempt) for one to come back
+        venue, instrument = path
         order = self._aggressive(pos, venue, instrument, side, abs(net), S.Purpose.UNWIND, through)
         pos.unwind_attempts += 1
         pos.last_unwind_ns = self.now
@@ -285,11 +283,25 @@ class Hedging(EngineParts):
         else:
             pos.machine.fire(HedgeEvent.UNWIND, self.now, f"retry {pos.unwind_attempts}")
 
+    def _unwind_path(self, leg: Leg, side: S.Side, qty: float, through_bps: float) -> tuple[str, str] | None:
+        """Where to flatten `qty`: the venue of the over-filled leg when it takes orders; another
+        listing that can fund the order when that venue cannot (the sold leg's venue may not hold
+        the quote to buy back at an aggressive price plus the fee) or, if policy allows, when it
+        is in maintenance. A rerouted unwind is never sent where the funds are not: None then."""
+        if self.board.can_dispatch(leg.venue, self.now):
+            if self._can_fund(leg.venue, leg.instrument, side, qty, through_bps):
+                return leg.venue, leg.instrument
+            # our view of the funds may lag the venue's: it judges an order on its own listing
+            return self._reroute(leg.instrument, side, qty, through_bps) or (leg.venue, leg.instrument)
+        if not self.policy.reroute_on_maintenance:
+            return None
+        return self._reroute(leg.instrument, side, qty, through_bps)
+
     def _reroute(
-        self, instrument: str, side: S.Side, qty: float = 0.0, through_bps: float = 0.0
+        self, instrument: str, side: S.Side, qty: float, through_bps: float
     ) -> tuple[str, str] | None:
-        """Another venue's listing of the same asset and kind, healthy, with a usable book (and,
-        with `qty`, the funds for an IOC of `qty` `through_bps` through its touch)."""
+        """Another venue's listing of the same asset and kind, healthy, with a usable book and the
+        funds for an IOC of `qty` `through_bps` through its touch."""
         base = self.rules[instrument].base
         for name, r in self.rules.items():
             if name == instrument or r.base != base or r.kind != self.rules[instrument].kind:
@@ -298,7 +310,7 @@ class Hedging(EngineParts):
                 continue
             if self.market.top(self.reg.venue(r.venue), self.reg.instrument(name)) is None:
                 continue
-            if qty and not self._can_fund(r.venue, name, side, qty, through_bps):
+            if not self._can_fund(r.venue, name, side, qty, through_bps):
                 continue
             return r.venue, name
         return None
