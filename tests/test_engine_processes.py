@@ -10,6 +10,7 @@ from orchestration import invariants, scenario, venue_agreement
 
 from adapters.sim.world import SimWorld
 from basis_core.config import from_dict
+from basis_core.engine.procs import engine_wait
 from basis_core.engine.replay import replay
 from basis_core.engine.scenario import run_scenario
 from basis_core.rings import leftovers
@@ -138,3 +139,14 @@ def test_an_engine_whose_io_process_is_gone_stops_instead_of_waiting_on_a_full_o
         assert ring.published == 8  # nothing was lost or overwritten
     finally:
         ring.close()
+
+
+def test_the_engine_loop_waits_as_configured():
+    from basis_core.rings.wait import BackoffSleep, BusySpin, Yield
+
+    assert isinstance(engine_wait("spin"), BusySpin) and engine_wait("spin").spin_us <= 1.0
+    assert isinstance(engine_wait("yield"), Yield)
+    sleep = engine_wait("sleep")
+    assert isinstance(sleep, BackoffSleep) and sleep.max_us <= 200.0
+    with pytest.raises(ValueError, match="unknown wait strategy"):
+        engine_wait("nap")

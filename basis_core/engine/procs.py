@@ -44,7 +44,7 @@ from ..registry import Registry
 from ..rings import CONSUMER, PRODUCER, Ring
 from ..rings import kernels as ring_kernels
 from ..rings.layout import OWN
-from ..rings.wait import BackoffSleep
+from ..rings.wait import BackoffSleep, BusySpin, Yield
 from .build import fixed_marks_of, policy_of, rules_of
 from .checkpoint import Checkpointer
 from .core import EngineCore
@@ -53,10 +53,23 @@ from .runner import Runner
 
 MD_KINDS = (S.Kind.BOOK_LEVEL, S.Kind.TOP_OF_BOOK, S.Kind.TRADE, S.Kind.FUNDING)
 BATCH = 4096
-# the two waits of this layout: a ring end that found the ring full, and an engine loop that
-# found nothing to read before its next timer tick
+# a ring end of this layout that found the ring full
 _RING_FULL = BackoffSleep(min_us=100, max_us=100)
-_NOTHING_TO_READ = BackoffSleep(min_us=200, max_us=200)
+
+
+def engine_wait(name: str) -> BusySpin | Yield | BackoffSleep:
+    """What the engine loop does when neither input ring holds a record before its next timer
+    tick, by `[rings] wait`: "spin" polls the exec ring for about a microsecond and goes round
+    again (so the md ring is looked at within a microsecond too; burns the core), "yield" gives
+    the core to any other runnable thread, "sleep" sleeps 10 us doubling to 200 us while the
+    rings stay empty."""
+    if name == "spin":
+        return BusySpin(spin_us=1.0)
+    if name == "yield":
+        return Yield()
+    if name == "sleep":
+        return BackoffSleep(min_us=10.0, max_us=200.0)
+    raise ValueError(f"unknown wait strategy {name!r} (spin, yield or sleep)")
 
 
 def engine_main(spec: dict) -> None:
@@ -74,6 +87,7 @@ def engine_main(spec: dict) -> None:
     ex = Ring.attach(spec["exec"], CONSUMER)
     orders = Ring.attach(spec["orders"], PRODUCER)
     tick_ns = int(spec.get("tick_ms", 5.0) * 1e6)
+    idle, empty_polls = engine_wait(cfg.rings.wait), 0
     samples: list[int] = []
     try:
         if spec["resume"]:
@@ -107,11 +121,12 @@ def engine_main(spec: dict) -> None:
             n_md = int(_peek(md.header, md.slots, md.local, words_md, BATCH))
             now = time.time_ns()
             if n_ex + n_md == 0 and now - last < tick_ns:
-                _NOTHING_TO_READ.idle(ex, 1)
+                empty_polls += 1
+                idle.idle(ex, empty_polls)
                 if os.getppid() != parent:
                     break  # the io process is gone: nothing can carry our commands
                 continue
-            last = now
+            last, empty_polls = now, 0
             new_ex = buf_ex[:n_ex][buf_ex["seq"][:n_ex] > seen_ex]
             new_md = buf_md[:n_md][buf_md["seq"][:n_md] > seen_md]
             if len(new_ex):
