@@ -276,11 +276,39 @@ class _Peer:
             self.child.join()
 
 
-_peers: dict[str, object] = {}
+_peers: dict[str, dict] = {}
 
 
 def _name(kind: str) -> str:
     return f"bench-{kind}-{os.getpid()}"
+
+
+def _producer(key: str, target, chan, arg, *closers) -> dict:
+    """Start this worker's producer peer `target(arg, conn, cpu)` for throughput benchmark `key`:
+    it writes the records of each (first, n, batch) command into `chan`; at exit it is sent None,
+    then `closers` run."""
+    peer = _Peer(target, (arg,))
+    peer.closers += [lambda: peer.conn.send(None), *closers]
+    st = _peers[key] = {"chan": chan, "conn": peer.conn, "next": 0}
+    return st
+
+
+def _order(st: dict, loops: int, batch: int) -> int:
+    """Ask the producer for the next `loops` records, `batch` at a time; returns the first seq."""
+    first = st["next"]
+    st["conn"].send((first, loops, batch))
+    return first
+
+
+def _delivered(st: dict, label: str, done: int, loops: int) -> None:
+    """After a timed run: all `loops` records read, so the next run starts after them."""
+    if done != loops:
+        raise AssertionError(f"{label} delivered {done} of {loops} records")
+    st["next"] += loops
+
+
+def _bad_record(label: str, seq: int, why: int) -> AssertionError:
+    return AssertionError(f"{label} record {seq}: {'wrong seq' if why == 1 else 'torn'}")
 
 
 def ring_throughput(loops: int, batch: int) -> float:
@@ -288,11 +316,9 @@ def ring_throughput(loops: int, batch: int) -> float:
     if st is None:
         ring = Ring.create(_name("1to1"), RING_SLOTS, CONSUMER)
         seqcheck.consume(ring.header, ring.slots, ring.local, 0, 0, 1, 1)
-        peer = _Peer(ring_producer, (ring.name,))
-        peer.closers += [lambda: peer.conn.send(None), ring.close]
-        st = _peers["ring"] = {"ring": ring, "conn": peer.conn, "next": 0}
-    ring, first = st["ring"], st["next"]
-    st["conn"].send((first, loops, batch))
+        st = _producer("ring", ring_producer, ring, ring.name, ring.close)
+    ring = st["chan"]
+    first = _order(st, loops, batch)
     t0 = time.perf_counter()
     done = 0
     while done < loops:
@@ -301,13 +327,13 @@ def ring_throughput(loops: int, batch: int) -> float:
         )
         done += int(k)
         if bad != -1:
-            raise AssertionError(f"ring record {bad}: {'wrong seq' if why == 1 else 'torn'}")
+            raise _bad_record("ring", bad, why)
         if k == 0:
             ring.check_producer()
     elapsed = time.perf_counter() - t0
-    if done != loops or ring.published != first + loops:
-        raise AssertionError(f"ring delivered {done} of {loops} records")
-    st["next"] = first + loops
+    if ring.published != first + loops:
+        raise AssertionError(f"ring published {ring.published - first} of {loops} records")
+    _delivered(st, "ring", done, loops)
     return elapsed
 
 
@@ -316,13 +342,11 @@ def ring_py_throughput(loops: int, batch: int) -> float:
     if st is None:
         ring = Ring.create(_name("1to1py"), RING_SLOTS, CONSUMER)
         seqcheck.verify(np.zeros((0, RECORD_WORDS), np.uint64), 0)
-        peer = _Peer(ring_py_producer, (ring.name,))
-        peer.closers += [lambda: peer.conn.send(None), ring.close]
-        st = _peers["ring-py"] = {"ring": ring, "conn": peer.conn, "next": 0}
-    ring, first = st["ring"], st["next"]
+        st = _producer("ring-py", ring_py_producer, ring, ring.name, ring.close)
+    ring = st["chan"]
     out = np.zeros((batch, RECORD_WORDS), np.uint64)
     wait = Yield()
-    st["conn"].send((first, loops, batch))
+    first = _order(st, loops, batch)
     t0 = time.perf_counter()
     done = 0
     while done < loops:
@@ -331,14 +355,10 @@ def ring_py_throughput(loops: int, batch: int) -> float:
             raise AssertionError(f"ring-py: pop_wait returned {k} after {done} of {loops} records")
         bad, why = seqcheck.verify(out[:k], first + done)
         if bad != -1:
-            raise AssertionError(
-                f"ring-py record {first + done + bad}: {'wrong seq' if why == 1 else 'torn'}"
-            )
+            raise _bad_record("ring-py", first + done + bad, why)
         done += k
     elapsed = time.perf_counter() - t0
-    if done != loops:
-        raise AssertionError(f"ring-py delivered {done} of {loops} records")
-    st["next"] = first + loops
+    _delivered(st, "ring-py", done, loops)
     return elapsed
 
 
@@ -347,23 +367,19 @@ def queue_throughput(loops: int, batch: int) -> float:
     if st is None:
         q = SPAWN.Queue()
         seqcheck.verify(np.zeros((0, RECORD_WORDS), np.uint64), 0)
-        peer = _Peer(queue_producer, (q,))
-        peer.closers.append(lambda: peer.conn.send(None))
-        st = _peers["queue"] = {"q": q, "conn": peer.conn, "next": 0}
-    q, first = st["q"], st["next"]
-    st["conn"].send((first, loops, batch))
+        st = _producer("queue", queue_producer, q, q)
+    q = st["chan"]
+    first = _order(st, loops, batch)
     t0 = time.perf_counter()
     done = 0
     while done < loops:
         words = np.frombuffer(q.get(timeout=60), dtype=np.uint64).reshape(-1, RECORD_WORDS)
         bad, why = seqcheck.verify(words, first + done)
         if bad != -1:
-            raise AssertionError(f"queue record {first + done + bad}: {'wrong seq' if why == 1 else 'torn'}")
+            raise _bad_record("queue", first + done + bad, why)
         done += words.shape[0]
     elapsed = time.perf_counter() - t0
-    if done != loops:
-        raise AssertionError(f"queue delivered {done} of {loops} records")
-    st["next"] = first + loops
+    _delivered(st, "queue", done, loops)
     return elapsed
 
 
