@@ -6,10 +6,12 @@ import asyncio
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from adapters.sim.world import SimWorld
-from basis_core.config import from_dict
+from basis_core.config import from_dict, load
 from basis_core.engine.scenario import run_scenario
-from basis_core.errors import OrderNotFound, VenueError
+from basis_core.errors import ConfigError, OrderNotFound, VenueError
 from basis_core.scenarios import DEFAULT
 from basis_core.state.tables import NO_DISPATCH, NO_NEW_EXPOSURE, EngineState, OrderState, VenueState
 from basis_core.venue import OrderStatus, coid_from_wire
@@ -31,6 +33,15 @@ def scenario(duration_s: float = 12.0, faults: list[dict] | None = None, seed: i
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
     return data
+
+
+def config_error(tmp_path: Path, body: str) -> ConfigError:
+    """The ConfigError raised by loading a scenario file that holds `body` (the test fails if none is)."""
+    f = tmp_path / "scenario.toml"
+    f.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        load(f)
+    return err.value
 
 
 def run(data: dict, tmp_path: Path, check=None, after_start=None, setup=None):

@@ -3,10 +3,10 @@ import subprocess
 import sys
 
 import pytest
+from orchestration import config_error
 
 from basis_core import config
 from basis_core.cli import main
-from basis_core.errors import ConfigError
 from basis_core.scenarios import DEFAULT
 
 
@@ -18,11 +18,8 @@ def test_embedded_default_scenario_is_valid():
 
 
 def test_unknown_key_names_its_full_path(tmp_path):
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[venues.alpha]\nkind = "sim"\ntaker_fee_bsp = 3\n')
-    with pytest.raises(ConfigError) as err:
-        config.load(bad)
-    assert err.value.path == "venues.alpha.taker_fee_bsp"
+    err = config_error(tmp_path, '[venues.alpha]\nkind = "sim"\ntaker_fee_bsp = 3\n')
+    assert err.path == "venues.alpha.taker_fee_bsp"
 
 
 @pytest.mark.parametrize(
@@ -38,11 +35,7 @@ def test_unknown_key_names_its_full_path(tmp_path):
     ],
 )
 def test_bad_values_name_their_key_path(tmp_path, body, path):
-    f = tmp_path / "c.toml"
-    f.write_text(body)
-    with pytest.raises(ConfigError) as err:
-        config.load(f)
-    assert err.value.path == path
+    assert config_error(tmp_path, body).path == path
 
 
 def test_config_objects_are_frozen():

@@ -3,10 +3,11 @@ import dataclasses
 import time
 
 import pytest
+from orchestration import config_error
 
 from adapters.sim.world import SimWorld
 from basis_core import config
-from basis_core.errors import BasisError, ConfigError
+from basis_core.errors import BasisError
 from basis_core.scenarios import DEFAULT, SCENARIO_DIR
 from basis_core.schema import OrderType, Side
 from basis_core.venue import Fill, OrderRequest
@@ -127,11 +128,7 @@ def test_recorded_scenario_replays_its_data_files():
     ],
 )
 def test_scenario_sections_are_validated_with_key_paths(tmp_path, body, path):
-    f = tmp_path / "s.toml"
-    f.write_text(body)
-    with pytest.raises(ConfigError) as err:
-        config.load(f)
-    assert err.value.path == path
+    assert config_error(tmp_path, body).path == path
 
 
 def test_recorded_data_path_resolves_next_to_the_scenario_and_bad_files_fail_clearly(tmp_path):
