@@ -142,17 +142,8 @@ def sessions(draw):
 
 
 def _pair(min_edge, start_ns):
-    kernel = scan.ScanState(
-        RULES,
-        PAIRS,
-        N_INSTRUMENTS + 1,
-        min_edge_bps=min_edge,
-        vol_halflife_ms=2000.0,
-        vol_thresholds=THRESHOLDS,
-        max_age_ns=MAX_AGE,
-        start_ns=start_ns,
-    )
-    books = book.BookState(N_VENUES, N_INSTRUMENTS, DEPTH)
+    """The kernel's scan state and books (`_state`) beside the reference market set up alike."""
+    kernel, books = _state(min_edge, start_ns)
     ref = RefMarket(
         N_VENUES, N_INSTRUMENTS, DEPTH, RULES, PAIRS, min_edge, 2000.0, THRESHOLDS, MAX_AGE, start_ns
     )
@@ -214,7 +205,7 @@ def _books(prices, ts_ns=10):
     return recs.view(schema.GENERIC)
 
 
-def _state(min_edge=0.0):
+def _state(min_edge=0.0, start_ns=0):
     return (
         scan.ScanState(
             RULES,
@@ -224,6 +215,7 @@ def _state(min_edge=0.0):
             vol_halflife_ms=2000.0,
             vol_thresholds=THRESHOLDS,
             max_age_ns=MAX_AGE,
+            start_ns=start_ns,
         ),
         book.BookState(N_VENUES, N_INSTRUMENTS, DEPTH),
     )
