@@ -172,16 +172,19 @@ def _ping(ha, sa, la, hb, sb, lb, first_seq, lat, max_spins):
 # -- child process bodies -----------------------------------------------------------------
 
 
+def _commands(conn):
+    """A producer peer's work: says it is ready, then yields each (first, n, batch) command it is
+    sent until the None that stops it."""
+    conn.send("ready")
+    while (cmd := conn.recv()) is not None:
+        yield cmd
+
+
 def ring_producer(name: str, conn, cpu) -> None:
     _pin(cpu)
     ring = Ring.attach(name, PRODUCER)
     seqcheck.produce(ring.header, ring.slots, ring.local, 0, 0, 1, 1)  # load the compiled code
-    conn.send("ready")
-    while True:
-        cmd = conn.recv()
-        if cmd is None:
-            break
-        first, n, batch = cmd
+    for first, n, batch in _commands(conn):
         done = 0
         while done < n and _parent_alive():
             done += int(
@@ -195,12 +198,7 @@ def ring_producer(name: str, conn, cpu) -> None:
 def ring_py_producer(name: str, conn, cpu) -> None:
     _pin(cpu)
     ring = Ring.attach(name, PRODUCER)
-    conn.send("ready")
-    while True:
-        cmd = conn.recv()
-        if cmd is None:
-            break
-        first, n, batch = cmd
+    for first, n, batch in _commands(conn):
         src = np.zeros((batch, RECORD_WORDS), np.uint64)
         for start in range(0, n, batch):
             k = min(batch, n - start)
@@ -213,12 +211,7 @@ def ring_py_producer(name: str, conn, cpu) -> None:
 def queue_producer(q, conn, cpu) -> None:
     _pin(cpu)
     seqcheck.fill(np.zeros((1, RECORD_WORDS), np.uint64), 0)
-    conn.send("ready")
-    while True:
-        cmd = conn.recv()
-        if cmd is None:
-            break
-        first, n, batch = cmd
+    for first, n, batch in _commands(conn):
         words = np.zeros((batch, RECORD_WORDS), np.uint64)
         for start in range(0, n, batch):
             k = min(batch, n - start)
