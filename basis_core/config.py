@@ -47,6 +47,12 @@ from .errors import ConfigError
 from .registry import Registry
 from .schema import RejectReason
 
+#: the longest run (seconds of the scenario's clock): a generated market is made for the whole run
+#: up front, and every timestamp of the run stays far inside int64 nanoseconds
+MAX_DURATION_S = 86_400.0
+MAX_START_NS = 2**62  # the virtual clock's latest origin (year 2116): start + duration fits int64
+MAX_SEED = 2**32 - 1
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -58,8 +64,11 @@ class RunConfig:
     start_ns: int = 1_767_225_600_000_000_000  # virtual clock origin (2026-01-01T00:00:00Z)
 
     def _validate(self, path):
-        require(self.duration_s > 0, f"{path}.duration_s", "must be > 0")
-        require(self.start_ns >= 0, f"{path}.start_ns", "must be >= 0")
+        require(
+            0 < self.duration_s <= MAX_DURATION_S, f"{path}.duration_s", f"must be in (0, {MAX_DURATION_S:g}]"
+        )
+        require(0 <= self.start_ns <= MAX_START_NS, f"{path}.start_ns", "must be in [0, 2**62]")
+        require(0 <= self.seed <= MAX_SEED, f"{path}.seed", f"must be in 0..{MAX_SEED}")
 
 
 @dataclass(frozen=True)
@@ -328,8 +337,12 @@ class FaultConfig:
             f"{path}.kind",
             f"must be one of {', '.join(FAULT_KINDS)}, got {self.kind!r}",
         )
-        require(self.start_s >= 0, f"{path}.start_s", "must be >= 0")
-        require(self.duration_s > 0, f"{path}.duration_s", "must be > 0")
+        require(0 <= self.start_s <= MAX_DURATION_S, f"{path}.start_s", f"must be in [0, {MAX_DURATION_S:g}]")
+        require(
+            0 < self.duration_s <= MAX_DURATION_S or self.duration_s == math.inf,
+            f"{path}.duration_s",
+            f"must be in (0, {MAX_DURATION_S:g}], or left out for a window without an end",
+        )
         require(self.on in ("",) + FAULT_EVENTS, f"{path}.on", f"must be one of {', '.join(FAULT_EVENTS)}")
         require(self.nth >= 0, f"{path}.nth", "must be >= 0")
         require(self.count >= 0, f"{path}.count", "must be >= 0 (0 = unlimited)")

@@ -24,7 +24,7 @@ def test_command_names_are_unique():
     assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "ten"])
+@pytest.mark.parametrize("value", ["0", "-3", "ten", "nan", "inf", "-1", "1e20"])
 def test_run_refuses_a_bad_duration_naming_the_argument(value, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["run", "--duration", value, "--run-dir", str(tmp_path / "run")])

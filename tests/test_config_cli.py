@@ -32,6 +32,13 @@ def test_unknown_key_names_its_full_path(tmp_path):
         ("[venues.a]\ntaker_fee_bps = -1\n", "venues.a.taker_fee_bps"),
         ('[instruments.x]\nvenue = "nowhere"\nsymbol = "BTC/USDT"\nbase = "BTC"\n', "instruments.x.venue"),
         ('[instruments.x]\nvenue = "a"\nbase = "BTC"\n[venues.a]\n', "instruments.x.symbol"),
+        # values that used to pass the loader and end in a traceback (or a clamp) later
+        ("[run]\nseed = -1\n", "run.seed"),
+        ("[run]\nseed = 4294967296\n", "run.seed"),
+        ("[run]\nduration_s = 1e20\n", "run.duration_s"),
+        ("[run]\nstart_ns = 9223372036854775000\n", "run.start_ns"),
+        ('[[faults]]\nkind = "maintenance"\nstart_s = 1e20\n', "faults[0].start_s"),
+        ('[[faults]]\nkind = "maintenance"\nduration_s = 1e20\n', "faults[0].duration_s"),
     ],
 )
 def test_bad_values_name_their_key_path(tmp_path, body, path):

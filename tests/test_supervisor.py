@@ -4,8 +4,11 @@
 import asyncio
 
 import pytest
-from orchestration import run, scenario
+from orchestration import run, scenario, transitions
 
+from adapters.sim.world import SimWorld
+from basis_core.config import from_dict
+from basis_core.engine.scenario import run_scenario
 from basis_core.engine.supervisor import Supervisor
 from basis_core.errors import DataFileError
 
@@ -85,3 +88,16 @@ def test_a_venue_pump_that_fails_stops_the_run_with_its_error(tmp_path):
     with pytest.raises(Boom, match="beta status") as err:
         run(scenario(duration_s=6.0), tmp_path, setup=setup)
     assert "raised by the run's task health-beta" in err.value.__notes__
+
+
+def test_a_maintenance_window_without_an_end_is_announced_without_one(tmp_path):
+    """Its end (inf) used to be turned into an int when the venue reported its status: the run
+    died with OverflowError."""
+    cfg = from_dict(
+        scenario(duration_s=4.0, faults=[{"kind": "maintenance", "venue": "beta", "start_s": 1.0}])
+    )
+    world = SimWorld.from_config(cfg)
+    runner = world.clock.run(run_scenario(cfg, tmp_path / "run", world, progress=None))
+    status = world.venues["beta"].current_status()
+    assert status.state.name == "MAINTENANCE" and status.until_ns == 0
+    assert any(dst == "QUARANTINED" for _, dst, _ in transitions(runner, "venue:beta"))

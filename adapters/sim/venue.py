@@ -25,6 +25,7 @@ determinism tests hash. Our account on the exchange is `owner` ("basis" by defau
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import zlib
 from collections.abc import AsyncIterator
@@ -335,7 +336,7 @@ class SimVenue(Venue):
         return self.current_status()
 
     def _announce_status(self, report: VenueReport, fault) -> None:
-        until = self.faults.start_ns + int(fault.end_s * 1e9) if report != VenueReport.OK else 0
+        until = self._until_ns(fault) if report != VenueReport.OK else 0
         self._push_market(VenueStatus(self.name, report, until, fault.kind if until else ""))
 
     def current_status(self) -> VenueStatus:
@@ -346,8 +347,13 @@ class SimVenue(Venue):
         ):
             f = self.faults.window(kind, self.name, now)
             if f is not None:
-                return VenueStatus(self.name, report, self.faults.start_ns + int(f.end_s * 1e9), kind)
+                return VenueStatus(self.name, report, self._until_ns(f), kind)
         return VenueStatus(self.name, VenueReport.OK)
+
+    def _until_ns(self, fault) -> int:
+        """When a fault's window ends, as a VenueStatus says it; 0 (none announced) for a window
+        without an end."""
+        return self.faults.start_ns + int(fault.end_s * 1e9) if math.isfinite(fault.end_s) else 0
 
     # -- streams --------------------------------------------------------------------------
 

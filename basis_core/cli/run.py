@@ -14,6 +14,7 @@ holds journal/, results.sqlite, report.json, report.html, scenario.json and regi
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -25,9 +26,14 @@ HELP = "run the engine on simulated venues (default: the embedded scenario)"
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    from ..config import MAX_DURATION_S
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_DURATION_S:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, {MAX_DURATION_S:g}]")
     return value
 
 
