@@ -122,6 +122,15 @@ class DataFileError(BasisError):
         super().__init__(f"{where}: {message}")
 
 
+class SignalFileError(BasisError):
+    """A line of an external signal file (JSON lines) is not a valid signal, or the file cannot
+    be read. `line` is the 1-based line, when known."""
+
+    def __init__(self, path: str, message: str, line: int | None = None):
+        self.path, self.line = path, line
+        super().__init__(f"{path}: " + (f"line {line}: " if line is not None else "") + message)
+
+
 class ReconciliationMismatch(BasisError):
     """Our view and the venue's disagree at one reconciliation layer."""
 
