@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,24 @@ def _run(pyz: Path, cwd: Path, home: Path, *args: str, timeout: float) -> subpro
     return subprocess.run(
         [_bare_python(), str(pyz), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def test_the_single_file_holds_the_extensions_and_the_package_data(pyz):
+    names = set(zipfile.ZipFile(pyz).namelist())
+    wanted = [f"site-packages/basis_ext/{pyx.stem}." for pyx in (ROOT / "ext").glob("*.pyx")]
+    wanted += [
+        f"site-packages/{p.relative_to(ROOT)}"
+        for pattern in (
+            "basis_core/scenarios/**/*.toml",
+            "basis_core/scenarios/**/*.csv",
+            "adapters/**/*.sol",
+        )
+        for p in ROOT.glob(pattern)
+    ]
+    assert len(wanted) > 8
+    missing = [w for w in wanted if not any(n.startswith(w) for n in names)]
+    assert not missing, missing
+    assert any(n.startswith("site-packages/basis_ext/") and n.endswith(".so") for n in names)
 
 
 def test_the_single_file_runs_the_default_scenario_on_a_bare_python(pyz, home, tmp_path):
