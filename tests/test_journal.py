@@ -10,6 +10,7 @@ import threading
 import time
 import traceback
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ from basis_core.config import JournalConfig
 from basis_core.errors import JournalCorrupt, JournalError
 from basis_core.journal import JournalReader, JournalWriter, truncate
 from basis_core.journal.kernels import crc_records
-from basis_core.journal.segment import segment_name
+from basis_core.journal.segment import FIRST_SEGMENT_RECORDS, segment_capacity, segment_name
+from basis_core.journal.writer import RELEASE_EVERY
 
 
 def make(start: int, n: int) -> np.ndarray:
@@ -140,6 +142,44 @@ def test_reopen_after_clean_close_resumes_at_the_end(tmp_path):
         w.append(make(128, 1))  # rolls
         assert w.segment_index == 2
     assert_journal_holds(tmp_path, 129)
+
+
+def test_segments_start_small_and_double_up_to_the_configured_size(tmp_path):
+    first = FIRST_SEGMENT_RECORDS
+    config = cfg(segment_records=4 * first)
+    with JournalWriter(tmp_path, config) as w:
+        assert w.segment.capacity == first  # a short run reserves the first size, not 4x it
+        w.append(make(0, first + 1))
+        assert w.segment.capacity == 2 * first
+        w.append(make(first + 1, 2 * first + 4 * first))
+        assert (w.segment_index, w.segment.capacity) == (3, 4 * first)
+    sizes = [p.stat().st_size for p in sorted(tmp_path.glob("*.journal"))]
+    assert sizes == [(c + 1) * schema.RECORD_SIZE for c in (first, 2 * first, 4 * first, 4 * first)]
+    assert [segment_capacity(i, 64) for i in range(3)] == [64, 64, 64]
+    assert_journal_holds(tmp_path, 7 * first + 1)
+
+
+def test_written_pages_leave_the_writers_memory_and_read_back_whole(tmp_path):
+    n = 8 * RELEASE_EVERY
+    with JournalWriter(tmp_path, cfg(segment_records=2 * n)) as w:
+        for start in range(0, n, 1000):
+            w.append(make(start, min(1000, n - start)))
+        resident = _mapped_kib(w.segment.path)
+        # without the release every written page (n * 64 bytes = 8 MiB) would be counted here
+        assert resident <= RELEASE_EVERY * schema.RECORD_SIZE // 1024 + 8, f"{resident} KiB resident"
+    assert_journal_holds(tmp_path, n)
+
+
+def _mapped_kib(path) -> int:
+    """Resident KiB of this process's mappings of the file `path` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            inside = line.endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
 
 
 def test_reopen_with_another_segment_size_keeps_old_segments_and_uses_the_new_size(tmp_path):

@@ -2,8 +2,8 @@
 
 Everything that enters the engine is appended here first; replaying a journal reproduces the
 engine's decisions. Layout: a directory of segment files `000000000000.journal`,
-`000000000001.journal`, ... (segment.py), each a 64-byte header line then `segment_records`
-record slots; a `LOCK` file held by the one writer. Each stored record carries the CRC-32 of
+`000000000001.journal`, ... (segment.py), each a 64-byte header line then its record slots (8 MiB
+worth in the first segment, doubling up to `segment_records`); a `LOCK` file held by the one writer. Each stored record carries the CRC-32 of
 its bytes 0..59 in its `check` word; a never-written slot is all zeros, which is never a valid
 record (the CRC-32 of 60 zero bytes is 0x04128F08), so "zero or CRC mismatch" marks the end.
 

@@ -1,7 +1,8 @@
 """One journal segment file: its name, its header line, creating it, mapping it.
 
 A segment is `<index:012d>.journal` inside the journal directory: one 64-byte header line, then
-`capacity` 64-byte record slots. The file is created at full size (`posix_fallocate`, so blocks
+`capacity` 64-byte record slots (`segment_capacity`: small for the first segments of a journal,
+growing to the configured size). The file is created at full size (`posix_fallocate`, so blocks
 are reserved and a full disk is a JournalError at roll time, never a SIGBUS in the middle of
 an append) and unwritten slots read as zeros.
 
@@ -63,6 +64,17 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
 
 def file_size(capacity: int) -> int:
     return RECORD_SIZE * (capacity + 1)
+
+
+#: slots of a journal's first segment when the configured size is larger; each next segment
+#: doubles it up to `segment_records`, so a short run reserves 8 MiB, not a whole segment
+FIRST_SEGMENT_RECORDS = 1 << 17
+
+
+def segment_capacity(index: int, segment_records: int) -> int:
+    """Slots of segment `index` of a journal configured with `segment_records`: the sizes grow
+    with the journal (FIRST_SEGMENT_RECORDS, twice that, ...) and stop at `segment_records`."""
+    return min(segment_records, FIRST_SEGMENT_RECORDS << min(index, 32))
 
 
 def pack_header(index: int, first_pos: int, capacity: int) -> bytes:
@@ -203,6 +215,18 @@ class Segment:
         stop = (stop_slot + 1) * RECORD_SIZE
         start -= start % mmap.PAGESIZE
         self._map.flush(start, min(stop, len(self._map)) - start)
+
+    def release(self, first_slot: int, stop_slot: int) -> None:
+        """Drop the whole pages holding slots first_slot..stop_slot-1 from this process's
+        memory (madvise DONTNEED on a shared file mapping): what was written stays in the page
+        cache and reaches the file as before, it only stops counting in the process's resident
+        set. Read again, the pages come back from the file."""
+        start = (first_slot + 1) * RECORD_SIZE
+        stop = (stop_slot + 1) * RECORD_SIZE
+        start += -start % mmap.PAGESIZE
+        stop -= stop % mmap.PAGESIZE
+        if stop > start and hasattr(self._map, "madvise"):
+            self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
     def zero(self, first_slot: int, stop_slot: int) -> None:
         """Zero slots first_slot..stop_slot-1."""

@@ -10,6 +10,11 @@ each with its own sequence); a journal written by one producer that numbers from
 position == seq. Each record is stored with its `check` word set to the CRC-32 of its bytes
 0..59 (whatever the caller's array held there is replaced); the caller's array is not modified.
 
+Size: segments grow with the journal (`segment.segment_capacity`: 8 MiB first, doubling up to
+`segment_records`), and the pages of written records are released from the writer's memory every
+RELEASE_EVERY records (they stay in the page cache and reach the file), so neither a short run's
+reservation nor a long run's resident set scales with the configured segment size.
+
 Write order (what makes a torn write detectable): within each batch the payload bytes of every
 record are copied first, then the check words are written in slot order (kernels.write_records).
 So the CRC-valid slots of a segment always form a prefix, whatever instruction a kill -9 hits.
@@ -54,9 +59,11 @@ from ..config import JournalConfig
 from ..errors import JournalCorrupt, JournalError
 from ..schema import RECORD_SIZE
 from .kernels import WORDS, scan_slots, write_records
-from .segment import Segment, check_chain, create_segment, fsync_dir, remove_leftovers
+from .segment import Segment, check_chain, create_segment, fsync_dir, remove_leftovers, segment_capacity
 
 LOCK_NAME = "LOCK"
+#: records appended between two releases of the written pages from the writer's memory
+RELEASE_EVERY = 1 << 14
 _RAW = np.dtype((np.void, RECORD_SIZE))
 
 
@@ -155,7 +162,9 @@ class JournalWriter:
         if chain:
             path = chain[-1][0]
         else:
-            path = create_segment(self.directory, 0, 0, self.config.segment_records, durable)
+            path = create_segment(
+                self.directory, 0, 0, segment_capacity(0, self.config.segment_records), durable
+            )
         seg = Segment(path, writable=True)
         self._seg = seg
         valid, corrupt, dirty_end = scan_slots(seg.words, 0, seg.capacity)
@@ -173,6 +182,7 @@ class JournalWriter:
         self.recovery = Recovery(str(path), int(valid), int(dirty_end - valid))
         self._used = int(valid)
         self._synced = int(valid)
+        self._released = 0  # slots before this one are out of the writer's resident memory
 
     @property
     def segment(self) -> Segment:
@@ -212,6 +222,10 @@ class JournalWriter:
                 done += m
         if self._every_n and self._used - self._synced >= self.config.fsync_every:
             self.flush()
+        if self._used - self._released >= RELEASE_EVERY:
+            # written records are the file's, not the process's: the resident set stays flat
+            seg.release(self._released, self._used)
+            self._released = self._used
         return first
 
     def flush(self) -> None:
@@ -229,13 +243,13 @@ class JournalWriter:
             self.directory,
             index,
             first_pos,
-            self.config.segment_records,
+            segment_capacity(index, self.config.segment_records),
             durable=self.config.fsync != "never",
         )
         new = Segment(path, writable=True, expect_index=index)
         self._seg = new
         seg.close()
-        self._used = self._synced = 0
+        self._used = self._synced = self._released = 0
         return new
 
     def close(self) -> None:
