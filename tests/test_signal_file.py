@@ -53,3 +53,19 @@ def test_a_missing_file_is_a_typed_error(tmp_path):
     cfg = from_dict(scenario())
     with pytest.raises(SignalFileError, match="cannot read"):
         load_signals(tmp_path / "none.jsonl", cfg.registry(), set(cfg.instruments))
+
+
+def test_basis_check_opens_the_signal_file_and_checks_every_line(tmp_path, capsys):
+    from basis_core import cli
+    from basis_core.scenarios import DEFAULT
+
+    path = tmp_path / "s.toml"
+    path.write_text(DEFAULT.read_text() + '\n[signals]\nfile = "s.jsonl"\n')
+    (tmp_path / "s.jsonl").write_text(line(at_ms=1, ttl_ms=5) + "\n")
+    assert cli.main(["check", str(path)]) == 0
+    assert "signals.file:" in capsys.readouterr().out
+    (tmp_path / "s.jsonl").write_text(
+        line(at_ms=1, ttl_ms=5) + "\n" + line(at_ms=2, ttl_ms=5, strategy=70000)
+    )
+    assert cli.main(["check", str(path)]) == 1
+    assert "s.jsonl: line 2: strategy must be <= 65535" in capsys.readouterr().err

@@ -87,3 +87,15 @@ def test_rows_on_the_grid_in_time_order_pass_and_an_empty_level_is_allowed(tmp_p
     rec = load_csv(path.parent / "b.csv", "books")
     check(rec, GRIDS)
     assert rec.rows["line"].tolist() == [2, 3, 4, 5]
+
+
+def test_basis_check_opens_the_data_files_and_checks_every_row(tmp_path, capsys):
+    path = scenario(tmp_path, "2000000000,alpha,btc,ask,50001.00,0.5\n")
+    assert cli.main(["check", str(path)]) == 0
+    assert f"market.books: {tmp_path / 'b.csv'}: 3 rows" in capsys.readouterr().out
+    (tmp_path / "b.csv").write_text(HEADER + GOOD + "2000000000,alpha,btc,ask,50001.003,0.5\n")
+    assert cli.main(["check", str(path)]) == 1
+    assert "b.csv:4 [price]" in capsys.readouterr().err
+    (tmp_path / "b.csv").unlink()
+    assert cli.main(["check", str(path)]) == 1
+    assert "b.csv: cannot open" in capsys.readouterr().err

@@ -1,7 +1,9 @@
-"""Validate a TOML config file without running it.
+"""Validate a TOML config file and every file it names, without running it.
 
-Prints `ok: CONFIG: N venue(s), M instrument(s)` and exits 0, or prints the error naming the
-offending key path and exits 1.
+The recorded books and trades ([market]) and the external signals ([signals] file) are opened
+and checked in full, as a run checks them before it starts. Prints one line per data file and
+`ok: CONFIG: N venue(s), M instrument(s)` and exits 0, or prints the first error (the key path,
+or the file, line and column) and exits 1.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import ConfigError
+from ..errors import BasisError
 
 NAME = "check"
 HELP = "validate a TOML config file"
@@ -21,10 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..config import load
+    from ..engine.scenario import check_inputs
 
     try:
         cfg = load(args.config)
-    except ConfigError as exc:
+        for line in check_inputs(cfg):
+            print(f"  {line}")
+    except BasisError as exc:
         print(f"error: {args.config}: {exc}", file=sys.stderr)
         return 1
     reg = cfg.registry()

@@ -128,6 +128,26 @@ async def run_scenario(
     return runner
 
 
+def check_inputs(cfg: Config) -> list[str]:
+    """Open and fully check every file `cfg` names, as a run would before it starts: the recorded
+    books and trades (every row against the scenario's instruments) and the external signals.
+    Returns one line per file ("market.books: PATH: N rows"); a bad file raises its typed error
+    (DataFileError, SignalFileError)."""
+    out = []
+    if cfg.market.source == "recorded":
+        from adapters.sim.world import recorded_market
+
+        market = recorded_market(cfg)
+        for key, rec in (("books", market.books), ("trades", market.trades)):
+            if rec is not None:
+                out.append(f"market.{key}: {rec.path}: {len(rec.rows):,} rows")
+    if cfg.signals.file:
+        path = cfg.data_path(cfg.signals.file)
+        signals = load_signals(path, cfg.registry(), set(cfg.instruments))
+        out.append(f"signals.file: {path}: {len(signals):,} signals")
+    return out
+
+
 def simulated_only(cfg: Config) -> None:
     """Refuse a config naming a venue that is not simulated: live ccxt/web3 accounts are
     driven from code (adapters/ccxt/local.py, adapters/web3/world.py), never skipped silently."""
