@@ -186,7 +186,8 @@ def run_once(cfg, resting: bool | None) -> tuple[float, int, int, SimWorld]:
     """Build the venues (untimed), then generate (and play, unless `resting` is None), timed.
     Returns (seconds, book events, our fills, world)."""
     clock = SetClock(cfg.run.start_ns)
-    world = SimWorld(cfg, clock)  # its own driver is left unused
+    # its own driver is left unused; the whole event log is kept (book_events counts it)
+    world = SimWorld(cfg, clock, log_keep=None)
     gc.collect()  # start each run on a clean heap, as a fresh process would
 
     async def timed():

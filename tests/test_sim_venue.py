@@ -217,3 +217,19 @@ def test_bad_order_requests_are_refused_before_any_venue_sees_them(kwargs):
     with pytest.raises(OrderRejected) as err:
         OrderRequest(**args)
     assert err.value.reason == "bad_input"
+
+
+def test_a_bounded_event_log_holds_the_newest_items_and_hashes_every_one():
+    from adapters.sim.venue import EventLog
+
+    whole, bounded = EventLog(), EventLog(keep=100)
+    for i in range(1_000):
+        item = (i, "md", f"event {i}")
+        whole.append(item)
+        bounded.append(item)
+        assert len(bounded) <= 200
+    assert bounded.count == whole.count == len(whole) == 1_000
+    assert list(bounded) == list(whole)[-len(bounded) :]
+    assert bounded.digest() == whole.digest()
+    bounded.append((1_000, "md", "one more"))
+    assert bounded.digest() != whole.digest()

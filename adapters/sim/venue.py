@@ -18,13 +18,16 @@ The venue's other participants (depth, trades, marks, funding rates) are driven 
 by `market.MarketDriver` — through `apply_book`, `participant_trade` and `update_funding`;
 whatever they do to our resting orders is settled and reported like any fill.
 
-Every event the venue emits (and every request outcome) is appended to `log`, which is what the
-determinism tests hash. Our account on the exchange is `owner` ("basis" by default).
+Every event the venue emits (and every request outcome) is appended to `log` (an `EventLog`),
+which is what the determinism tests hash: every item goes into its running sha256, and with
+`log_keep` only the newest items stay in memory, so a long run's log does not grow with it. Our
+account on the exchange is `owner` ("basis" by default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import random
 import zlib
@@ -97,6 +100,39 @@ def _s(ms: float) -> float:
     return ms / 1e3
 
 
+class EventLog:
+    """A venue's event log: every item hashed (sha256 over each item's repr, in order), the
+    newest `keep` to 2 x `keep` items held in memory (all of them when `keep` is None)."""
+
+    def __init__(self, keep: int | None = None):
+        self.keep = keep
+        self.items: list[tuple] = []
+        self.count = 0  # items ever appended
+        self._hash = hashlib.sha256()  # over the items no longer held
+
+    def append(self, item: tuple) -> None:
+        self.items.append(item)
+        self.count += 1
+        if self.keep is not None and len(self.items) > 2 * self.keep:
+            old = len(self.items) - self.keep
+            for x in self.items[:old]:
+                self._hash.update(repr(x).encode())
+            del self.items[:old]
+
+    def digest(self) -> str:
+        """sha256 of every item appended, held or not."""
+        h = self._hash.copy()
+        for x in self.items:
+            h.update(repr(x).encode())
+        return h.hexdigest()
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 class SimVenue(Venue):
     """A simulated venue (see module docstring)."""
 
@@ -114,6 +150,7 @@ class SimVenue(Venue):
         owner: str = "basis",
         book_depth: int = 10,
         funding_interval_s: float = 8 * 3600.0,
+        log_keep: int | None = None,
     ):
         self.name, self.exchange, self.clock, self.latency = name, exchange, clock, latency
         self._instruments = dict(instruments)
@@ -133,7 +170,7 @@ class SimVenue(Venue):
         self._muted_until_ns = 0
         self._tasks: list[asyncio.Task] = []
         self._closed = False
-        self.log: list[tuple] = []
+        self.log = EventLog(log_keep)
         if network is not None:
             network.attach(self)
 

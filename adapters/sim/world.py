@@ -33,12 +33,14 @@ from .transfers import TransferNetwork, TransferRules
 from .venue import SimVenue
 
 OWNER = "basis"
+#: newest events each venue's log holds in memory (all are hashed into the digest); None: all
+LOG_KEEP = 10_000
 
 
 class SimWorld:
     """Clock, simulated venues, transfer network, fault schedule and market of one scenario."""
 
-    def __init__(self, cfg: Config, clock: Clock):
+    def __init__(self, cfg: Config, clock: Clock, log_keep: int | None = LOG_KEEP):
         self.cfg, self.clock = cfg, clock
         start_ns = cfg.run.start_ns if isinstance(clock, VirtualClock) else clock.now_ns()
         self.faults = FaultSchedule(tuple(cfg.faults), seed=cfg.run.seed, start_ns=start_ns)
@@ -94,6 +96,7 @@ class SimWorld:
                 seed=cfg.run.seed,
                 owner=OWNER,
                 funding_interval_s=vcfg.funding_interval_s,
+                log_keep=log_keep,
             )
         self.market = self._market()
 
@@ -140,11 +143,10 @@ class SimWorld:
         return loop.create_task(self.market.run(hold=hold))
 
     def digest(self) -> str:
-        """sha256 over every venue's event log and the faults that fired, in venue order."""
+        """sha256 over every venue's event log digest and the faults that fired, in venue order."""
         h = hashlib.sha256()
         for name in sorted(self.venues):
-            for item in self.venues[name].log:
-                h.update(repr(item).encode())
+            h.update(self.venues[name].log.digest().encode())
         for fired in self.faults.log:
             h.update(repr(fired).encode())
         return h.hexdigest()
