@@ -6,8 +6,9 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ledger_fills import fill
 
-from basis_core.accounting import Ledger, LedgerFill, Transfer, TransferStatus
+from basis_core.accounting import Ledger, Transfer, TransferStatus
 from basis_core.errors import AccountingError, UnknownName
 from basis_core.schema import make_coid
 
@@ -26,22 +27,6 @@ class Marks:
 
     def __call__(self, asset, ts):
         return [px for t, px in self.hist[asset] if t <= ts][-1]
-
-
-def fill(venue="alpha", side="buy", qty=1.0, price=100.0, ts=1, coid=17, fid="1", **kw):
-    kw.setdefault("base", "BTC")
-    return LedgerFill(
-        venue=venue,
-        instrument=f"{kw['base']}USDT@{venue}",
-        quote=kw.pop("quote", "USDT"),
-        side=side,
-        qty=qty,
-        price=price,
-        ts_ns=ts,
-        coid=coid,
-        fill_id=fid,
-        **kw,
-    )
 
 
 def test_fee_in_non_quote_asset_is_converted_at_the_mark_at_fill_time():
@@ -319,36 +304,25 @@ def test_flat_round_trips_change_usdt_value_by_exactly_realized_minus_fees(trips
         kind = "perp" if perp else "spot"
         if perp:
             v_sell = v_buy  # a perp position is per venue: a round trip closes it where it was opened
-        legs.append(
-            fill(
-                v_buy,
-                "buy",
-                qty,
-                p_buy,
-                coid=2 * n + 1,
-                fid="b",
-                base=base,
-                kind=kind,
-                fee=qty * fee_rate,
-                fee_asset=fee_asset,
-                opportunity_id=n + 1,
+        for side, venue, px, coid, fid in (
+            ("buy", v_buy, p_buy, 2 * n + 1, "b"),
+            ("sell", v_sell, p_sell, 2 * n + 2, "s"),
+        ):
+            legs.append(
+                fill(
+                    venue,
+                    side,
+                    qty,
+                    px,
+                    coid=coid,
+                    fid=fid,
+                    base=base,
+                    kind=kind,
+                    fee=qty * fee_rate,
+                    fee_asset=fee_asset,
+                    opportunity_id=n + 1,
+                )
             )
-        )
-        legs.append(
-            fill(
-                v_sell,
-                "sell",
-                qty,
-                p_sell,
-                coid=2 * n + 2,
-                fid="s",
-                base=base,
-                kind=kind,
-                fee=qty * fee_rate,
-                fee_asset=fee_asset,
-                opportunity_id=n + 1,
-            )
-        )
     rnd.shuffle(legs)
     for i, f in enumerate(legs):
         assert led.book_fill(f)

@@ -2,8 +2,9 @@
 window with pending transfers and fees, position checks, reporting identities, exception log."""
 
 import pytest
+from ledger_fills import fill
 
-from basis_core.accounting import Ledger, LedgerFill, Transfer, TransferStatus
+from basis_core.accounting import Ledger, Transfer, TransferStatus
 from basis_core.reconcile import ExceptionLog, Layer, Mismatch
 from basis_core.reconcile.balances import BalanceReconciler
 from basis_core.reconcile.orders import KnownOrder, apply, diff_orders
@@ -101,11 +102,7 @@ def test_lagging_balance_is_no_mismatch_inside_the_window_and_one_after_it():
     led = ledger_with_inventory()
     rec = BalanceReconciler(lag_ns=2 * S)
     # a partial fill with its fee in BNB: the ledger moves at once, the venue's balances later
-    led.book_fill(
-        LedgerFill(
-            "alpha", "BTCUSDT", "BTC", "USDT", "buy", 0.4, 100.0, 1 * S, C1, "t1", fee=0.001, fee_asset="BNB"
-        )
-    )
+    led.book_fill(fill("alpha", "buy", 0.4, 100.0, 1 * S, C1, "t1", fee=0.001, fee_asset="BNB"))
     stale = {"USDT": Balance("USDT", 1000.0), "BTC": Balance("BTC", 1.0), "BNB": Balance("BNB", 1.0)}
     # inside the lag window the venue may show any balance the ledger held in it: no candidate
     r1 = rec.check("alpha", stale, led, 1 * S)
@@ -179,24 +176,9 @@ def test_asset_only_the_venue_knows_is_compared_against_zero():
 def test_positions_perp_mismatch_incomplete_hedge_and_residual_past_the_window():
     led = Ledger(lambda a, t: 100.0)
     rec = PositionReconciler(PositionPolicy(hedge_window_ns=2 * S, min_symmetry=0.95, max_residual_usdt=30.0))
+    led.book_fill(fill("alpha", "buy", 1.0, 100.0, 1 * S, C1, "a", opportunity_id=9))
     led.book_fill(
-        LedgerFill("alpha", "BTCUSDT", "BTC", "USDT", "buy", 1.0, 100.0, 1 * S, C1, "a", opportunity_id=9)
-    )
-    led.book_fill(
-        LedgerFill(
-            "beta",
-            "BTC-PERP",
-            "BTC",
-            "USDT",
-            "sell",
-            0.5,
-            100.0,
-            1 * S,
-            C2,
-            "b",
-            opportunity_id=9,
-            kind="perp",
-        )
+        fill("beta", "sell", 0.5, 100.0, 1 * S, C2, "b", instrument="BTC-PERP", opportunity_id=9, kind="perp")
     )
     venue_pos = {"beta": {"BTC-PERP": Position("BTC-PERP", -0.5, 100.0, 100.0, 0.0)}}
     r = rec.check(led, venue_pos, 2 * S)
@@ -209,17 +191,15 @@ def test_positions_perp_mismatch_incomplete_hedge_and_residual_past_the_window()
     assert [(m.key, m.ours, m.theirs) for m in r.raised] == [("beta:BTC-PERP", -0.5, -0.4)]
     # the hedge completes: the opportunity and the residual resolve
     led.book_fill(
-        LedgerFill(
+        fill(
             "beta",
-            "BTC-PERP",
-            "BTC",
-            "USDT",
             "sell",
             0.5,
             100.0,
             6 * S,
             make_coid(9, 3),
             "c",
+            instrument="BTC-PERP",
             opportunity_id=9,
             kind="perp",
         )
@@ -234,27 +214,8 @@ def test_positions_perp_mismatch_incomplete_hedge_and_residual_past_the_window()
 
 def test_reporting_flags_report_figures_that_differ_from_the_ledger():
     led = ledger_with_inventory()
-    led.book_fill(
-        LedgerFill(
-            "beta",
-            "BTCUSDT",
-            "BTC",
-            "USDT",
-            "buy",
-            0.5,
-            100.0,
-            1,
-            C1,
-            "b",
-            opportunity_id=9,
-            strategy="spread",
-        )
-    )
-    led.book_fill(
-        LedgerFill(
-            "alpha", "BTCUSDT", "BTC", "USDT", "sell", 0.5, 110.0, 1, C2, "s", fee=0.05, opportunity_id=9
-        )
-    )
+    led.book_fill(fill("beta", "buy", 0.5, 100.0, 1, C1, "b", opportunity_id=9, strategy="spread"))
+    led.book_fill(fill("alpha", "sell", 0.5, 110.0, 1, C2, "s", fee=0.05, opportunity_id=9))
     ok = check_reporting(led, 2, {"realized_pnl_usdt": 5.0, "fees_usdt": 0.05, "slippage_usdt": 0.0})
     assert ok.raised == [] and ok.outcome["spread"].realized_net_usdt == pytest.approx(4.95)
     log = ExceptionLog()

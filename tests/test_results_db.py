@@ -4,8 +4,9 @@ append-only exceptions, refusal of files that are not results databases."""
 import sqlite3
 
 import pytest
+from ledger_fills import fill
 
-from basis_core.accounting import Ledger, LedgerFill
+from basis_core.accounting import Ledger
 from basis_core.errors import ResultsError
 from basis_core.reconcile import ExceptionLog
 from basis_core.reconcile.mismatch import Mismatch
@@ -40,11 +41,8 @@ def spread_ledger():
     led = Ledger(lambda a, t: {"BTC": 100.0, "BNB": 300.0}[a])
     led.open_opportunity(3, "spread", 1.0, ts_ns=10)
     led.book_fill(
-        LedgerFill(
+        fill(
             "alpha",
-            "BTCUSDT@alpha",
-            "BTC",
-            "USDT",
             "buy",
             1.0,
             100.0,
@@ -57,23 +55,7 @@ def spread_ledger():
             signal_px=100.0,
         )
     )
-    led.book_fill(
-        LedgerFill(
-            "beta",
-            "BTCUSDT@beta",
-            "BTC",
-            "USDT",
-            "sell",
-            0.5,
-            102.0,
-            30,
-            49,
-            "b1",
-            fee=0.05,
-            opportunity_id=3,
-            signal_px=102.0,
-        )
-    )
+    led.book_fill(fill("beta", "sell", 0.5, 102.0, 30, 49, "b1", fee=0.05, opportunity_id=3, signal_px=102.0))
     return led
 
 
@@ -195,22 +177,7 @@ def test_record_ledger_is_incremental_and_a_fresh_writer_rewrites_the_same_conte
     path = tmp_path / "r.sqlite"
     with ResultsDB(path) as db:
         record_ledger(db, "r1", led)
-        led.book_fill(
-            LedgerFill(
-                "beta",
-                "BTCUSDT@beta",
-                "BTC",
-                "USDT",
-                "sell",
-                0.5,
-                103.0,
-                40,
-                50,
-                "b2",
-                opportunity_id=3,
-                signal_px=102.0,
-            )
-        )
+        led.book_fill(fill("beta", "sell", 0.5, 103.0, 40, 50, "b2", opportunity_id=3, signal_px=102.0))
         led.open_opportunity(4, "basis", 2.0, ts_ns=45)
         record_ledger(db, "r1", led, {4: "skipped"})
         net = db.series("r1", SERIES_NET)

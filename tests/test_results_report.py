@@ -7,8 +7,9 @@ import re
 
 import orjson
 import pytest
+from ledger_fills import fill
 
-from basis_core.accounting import Ledger, LedgerFill
+from basis_core.accounting import Ledger
 from basis_core.cli.report import main as report_main
 from basis_core.errors import ResultsError
 from basis_core.reconcile.mismatch import Mismatch
@@ -125,11 +126,8 @@ def make_run_dir(tmp_path, with_db=True):
         led.open_opportunity(i, "spread", 0.5, T0 + i * 10**8)
         sell_qty = 1.0 if i % 4 else 0.4
         led.book_fill(
-            LedgerFill(
+            fill(
                 "alpha",
-                "BTCUSDT@alpha",
-                "BTC",
-                "USDT",
                 "buy",
                 1.0,
                 100.0,
@@ -142,11 +140,8 @@ def make_run_dir(tmp_path, with_db=True):
             )
         )
         led.book_fill(
-            LedgerFill(
+            fill(
                 "beta",
-                "BTCUSDT@beta",
-                "BTC",
-                "USDT",
                 "sell",
                 sell_qty,
                 100.6,
