@@ -140,3 +140,53 @@ def test_a_halted_engine_holding_exposure_unwinds_once_a_path_can_succeed(tmp_pa
     policy = runner.core.policy
     assert unwinds[-1].created_ns - unwinds[-2].created_ns >= policy.unwind_window_ms * 1e6
     assert _flat(runner)
+
+
+def test_a_late_answer_to_a_request_sent_before_maintenance_does_not_end_it(tmp_path):
+    """A query leaves for gamma 1 ms before its maintenance window and is answered (a healthy
+    answer: no such order) after the window began: gamma stays QUARANTINED for the whole window."""
+    import asyncio
+
+    from basis_core import schema as S
+
+    start_s, duration_s = 10.0, 5.0
+    data = scenario(
+        duration_s=17.0,
+        faults=[{"kind": "maintenance", "venue": "gamma", "start_s": start_s, "duration_s": duration_s}],
+    )
+    begin: dict[str, int] = {}
+    answered: list[int] = []  # when gamma answered a query
+
+    def watch(world):
+        venue = world.venues["gamma"]
+        fetch = venue.fetch_order
+
+        async def fetch_order(*args, **kwargs):
+            try:
+                return await fetch(*args, **kwargs)
+            finally:
+                answered.append(venue.clock.now_ns())
+
+        venue.fetch_order = fetch_order
+
+    async def ask_just_before(runner):
+        gamma = runner.venues["gamma"]
+        begin["ns"] = gamma.faults.start_ns + int(start_s * 1e9)
+
+        async def ask():
+            await asyncio.sleep((begin["ns"] - 1_000_000 - gamma.clock.now_ns()) / 1e9)
+            query = S.empty(S.Kind.ORDER_QUERY)
+            query["venue"] = runner.reg.venue("gamma")
+            query["instrument"] = runner.reg.instrument("gamma-BTCUSDT-PERP")
+            query["coid"] = S.make_coid(999_999, 0)  # no such order: a healthy answer all the same
+            runner.io.dispatch(query.view(S.GENERIC))
+
+        runner.io.tasks.append(asyncio.get_running_loop().create_task(ask()))
+
+    runner, world, found = run(data, tmp_path, after_start=ask_just_before, setup=watch)
+    _ok(found, runner)
+    assert [t for t in answered if begin["ns"] < t < begin["ns"] + 50_000_000], "no late answer"
+    gamma = [t for t in runner.core.transitions_as_dicts() if t["machine"] == "venue:gamma"]
+    assert gamma[0]["to"] == "QUARANTINED" and gamma[0]["t"] <= begin["ns"] + 1_000_000
+    assert gamma[1]["from"] == "QUARANTINED"
+    assert gamma[1]["t"] >= begin["ns"] + duration_s * 1e9, (gamma[1]["t"] - begin["ns"]) / 1e9

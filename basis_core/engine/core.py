@@ -231,6 +231,8 @@ class EngineCore(Hedging, Decisions):
         report = S.VenueReport(int(r["sub"]))
         v = self.board[venue]
         if report == S.VenueReport.OK:
+            if self.board.answered_before_outage(venue, self.now - int(r["latency_ns"])):
+                return  # a late answer to a request sent before the maintenance or outage
             if v.state == VenueState.QUARANTINED:
                 self.board.fire(venue, VenueEvent.MAINTENANCE_OVER, self.now, "venue answers again")
                 self._verify_venue(venue)

@@ -132,20 +132,29 @@ class VenueIO:
         self.sink(rec.view(S.GENERIC))
 
     def emit_status(
-        self, venue: str, report: S.VenueReport, retry_after_s: float | None = None, until_ns: int = 0
+        self,
+        venue: str,
+        report: S.VenueReport,
+        retry_after_s: float | None = None,
+        until_ns: int = 0,
+        latency_ns: int = 0,
     ) -> None:
+        """A VENUE_STATUS record; `latency_ns` is how long ago the request it answers was sent
+        (the answer says how the venue was then, not now)."""
         rec = self._new(S.Kind.VENUE_STATUS)
         rec["venue"] = self.reg.venue(venue)
         rec["sub"] = int(report)
         rec["retry_after_ms"] = int(min((retry_after_s or 0.0) * 1000, 2**32 - 1))
         rec["until_ns"] = until_ns
+        rec["latency_ns"] = latency_ns
         self._emit(rec)
 
-    def _ok(self, venue: str) -> None:
+    def _ok(self, venue: str, sent_ns: int) -> None:
+        """A healthy answer to a request sent at `sent_ns` (at most one record per OK_EVERY_NS)."""
         now = self.now_ns()
         if now - self._last_ok.get(venue, -OK_EVERY_NS) >= OK_EVERY_NS:
             self._last_ok[venue] = now
-            self.emit_status(venue, S.VenueReport.OK)
+            self.emit_status(venue, S.VenueReport.OK, latency_ns=max(0, now - sent_ns))
 
     def emit_order_event(
         self,
@@ -340,6 +349,7 @@ class VenueIO:
         rec, attempt = item
         kind = int(rec.view(S.GENERIC)["kind"][0])
         venue = self.venues[name]
+        sent = self.now_ns()
         inst: str | None  # the instrument's name (a cancel or query may go without it)
         if kind == S.Kind.ORDER_NEW:
             o = rec.view(S.ORDER_NEW)[0]
@@ -357,9 +367,9 @@ class VenueIO:
             try:
                 view = await venue.submit(req)
             except VenueError as exc:
-                self._on_error(Call.SUBMIT, name, exc, inst, coid, (rec, attempt))
+                self._on_error(Call.SUBMIT, name, exc, sent, inst, coid, (rec, attempt))
                 return
-            self._ok(name)
+            self._ok(name, sent)
             self.emit_view(name, view)
         elif kind == S.Kind.ORDER_CANCEL:
             c = rec.view(S.ORDER_CANCEL)[0]
@@ -368,9 +378,9 @@ class VenueIO:
             try:
                 view = await venue.cancel(coid_to_wire(coid), inst)
             except VenueError as exc:
-                self._on_error(Call.CANCEL, name, exc, inst or "", coid)
+                self._on_error(Call.CANCEL, name, exc, sent, inst or "", coid)
                 return
-            self._ok(name)
+            self._ok(name, sent)
             self.emit_view(name, view)
         elif kind == S.Kind.ORDER_QUERY:
             q = rec.view(S.ORDER_QUERY)[0]
@@ -379,9 +389,9 @@ class VenueIO:
             try:
                 view = await venue.fetch_order(coid_to_wire(coid), inst)
             except VenueError as exc:
-                self._on_error(Call.QUERY, name, exc, inst or "", coid)
+                self._on_error(Call.QUERY, name, exc, sent, inst or "", coid)
                 return
-            self._ok(name)
+            self._ok(name, sent)
             await self._catch_up_fills(name, coid, view)
             self.emit_view(name, view)
 
@@ -402,25 +412,26 @@ class VenueIO:
         call: Call,
         name: str,
         exc: VenueError,
+        sent_ns: int,
         inst: str = "",
         coid: int = 0,
         command: tuple[np.ndarray, int] | None = None,
     ) -> None:
-        """The records a failed call leaves, as `venue_errors.ON_ERROR` says; `command` is a
-        submit's (record, attempt), for a resend."""
+        """The records a failed call (sent at `sent_ns`) leaves, as `venue_errors.ON_ERROR` says;
+        `command` is a submit's (record, attempt), for a resend."""
         out = outcome_of(call, exc)
-        self._report(name, out.before, exc)
+        self._report(name, out.before, exc, sent_ns)
         resent = out.resend and command is not None and self._resend(name, *command)
         if out.event is not None and not resent:
             reason = out.reason
             if reason is None:
                 reason = _REASON.get(getattr(exc, "reason", ""), S.RejectReason.VENUE_REJECT)
             self.emit_order_event(name, inst, coid, out.event, reason=reason)
-        self._report(name, out.after, exc)
+        self._report(name, out.after, exc, sent_ns)
 
-    def _report(self, name: str, status: Status, exc: VenueError) -> None:
+    def _report(self, name: str, status: Status, exc: VenueError, sent_ns: int) -> None:
         if status is Status.OK:
-            self._ok(name)
+            self._ok(name, sent_ns)
         elif status is Status.FAILED:
             report = report_of(exc) or S.VenueReport.TIMEOUT
             if report == S.VenueReport.RATE_LIMITED:
@@ -446,18 +457,22 @@ class VenueIO:
     async def run_health(self, name: str, interval_s: float) -> None:
         """Ask the venue how it is, on an interval: a venue we stopped sending to (throttled,
         quarantined, suspect) still gets a chance to show it is healthy again."""
-        venue = self.venues[name]
         while True:
             await asyncio.sleep(interval_s)
-            try:
-                st = await venue.status()
-            except VenueError as exc:
-                self._on_error(Call.STATUS, name, exc)
-                continue
-            if st.state == S.VenueReport.OK:
-                self._ok(name)
-            else:
-                self.emit_status(name, st.state, until_ns=st.until_ns)
+            await self.check_health(name)
+
+    async def check_health(self, name: str) -> None:
+        """Ask the venue its status once; the answer is stamped with the time the request left."""
+        sent = self.now_ns()
+        try:
+            st = await self.venues[name].status()
+        except VenueError as exc:
+            self._on_error(Call.STATUS, name, exc, sent)
+            return
+        if st.state == S.VenueReport.OK:
+            self._ok(name, sent)
+        else:
+            self.emit_status(name, st.state, until_ns=st.until_ns, latency_ns=max(0, self.now_ns() - sent))
 
     def set_rate_factor(self, factor: float) -> None:
         now = self.now_ns()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..state.fsm import Machine
-from ..state.tables import NO_DISPATCH, VENUE, VenueEvent, VenueState
+from ..state.tables import NO_DISPATCH, OUTAGE, VENUE, VenueEvent, VenueState
 
 
 @dataclass
@@ -50,6 +50,12 @@ class VenueBoard:
 
     def usable(self, name: str) -> bool:
         return self.venues[name].state not in NO_DISPATCH
+
+    def answered_before_outage(self, name: str, sent_ns: int) -> bool:
+        """An answer to a request sent at `sent_ns`, before `name` went QUARANTINED or DOWN: it
+        says how the venue was then, so it is not taken as the end of the maintenance or outage."""
+        v = self.venues[name]
+        return v.state in OUTAGE and sent_ns < v.machine.since_ns
 
     def on_ok(self, name: str, now_ns: int) -> tuple[str, ...]:
         """A healthy answer; after the healthy window a THROTTLED venue returns to UP."""

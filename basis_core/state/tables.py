@@ -187,6 +187,9 @@ VENUE = Table("venue", VenueState, VenueEvent, _VENUE_ROWS)
 
 #: venue states to which no order may be sent (cancels and verification queries excepted)
 NO_DISPATCH = frozenset({_S.SUSPECT, _S.QUARANTINED, _S.DOWN})
+#: venue states that only a healthy answer to a request sent after they began ends (maintenance,
+#: lost connection): a late answer to an earlier request says how the venue was before
+OUTAGE = frozenset({_S.QUARANTINED, _S.DOWN})
 
 
 # -- order -------------------------------------------------------------------------------------
