@@ -5,6 +5,7 @@ import argparse
 import math
 import re
 
+import numpy as np
 import orjson
 import pytest
 from ledger_fills import fill
@@ -14,8 +15,8 @@ from basis_core.cli.report import main as report_main
 from basis_core.errors import ResultsError
 from basis_core.reconcile.mismatch import Mismatch
 from basis_core.results import FIELDS, ResultsDB, RunReport, read_report, validate, write_report
-from basis_core.results.record import record_exceptions, record_latency, record_ledger
-from basis_core.results.stats import latency_percentiles, percentile
+from basis_core.results.record import HIST_LATENCY, record_exceptions, record_latency, record_ledger
+from basis_core.results.stats import RESOLUTION, LatencyHistogram, latency_percentiles, percentile
 from basis_core.schema import make_coid
 
 T0 = 1_700_000_000_000_000_000
@@ -218,3 +219,48 @@ def test_long_series_are_thinned_but_keep_their_spikes():
     assert [t for t, _ in out] == sorted(t for t, _ in out)
     short = pts[:100]
     assert thin(short) == short
+
+
+def test_latency_histogram_percentiles_stay_within_its_resolution_of_the_exact_ones():
+    rng = np.random.default_rng(3)
+    for samples in (
+        rng.lognormal(9.0, 1.5, 20_000),  # decision latencies: ~8 us, a long tail
+        rng.integers(1, 10**9, 997).astype(float),
+        np.array([2_000.0]),
+        np.array([1.0, 5e8, 7.0, 3e4]),
+    ):
+        hist = LatencyHistogram()
+        for x in samples:
+            hist.add(x)
+        assert len(hist) == len(samples)
+        exact = latency_percentiles(samples)
+        for key, value in hist.percentiles().items():
+            assert abs(value - exact[key]) <= RESOLUTION * exact[key] * (1 + 1e-9), (key, value, exact[key])
+    assert LatencyHistogram().percentiles() == {"p50": 0.0, "p99": 0.0, "p999": 0.0}
+    one = LatencyHistogram()
+    one.add(0)
+    assert one.percentiles()["p50"] == 0.0
+
+
+def test_a_latency_histogram_is_bounded_whatever_the_number_of_samples():
+    hist = LatencyHistogram()
+    size = len(hist.counts)
+    for x in range(1, 200_000, 7):
+        hist.add(float(x))
+    hist.add(1e30)  # past the last bucket: counted in it
+    assert len(hist.counts) == size and len(hist) == len(range(1, 200_000, 7)) + 1
+
+
+def test_a_run_histogram_records_the_same_report_bins_as_its_samples(tmp_path):
+    samples = [1_000 + 37 * k for k in range(500)] + [50, 5e9]
+    hist = LatencyHistogram()
+    for x in samples:
+        hist.add(x)
+    with ResultsDB(tmp_path / "a.sqlite") as a, ResultsDB(tmp_path / "b.sqlite") as b:
+        record_latency(a, "r", samples)
+        record_latency(b, "r", hist)
+        (ea, ca), (eb, cb) = a.histogram("r", HIST_LATENCY), b.histogram("r", HIST_LATENCY)
+    assert ea == eb and sum(ca) == sum(cb) == len(samples)
+    # only a sample within half a bucket of a report edge may land on the other side of it
+    near = sum(any(abs(x - e) <= RESOLUTION * e for e in ea) for x in samples)
+    assert sum(abs(x - y) for x, y in zip(ca, cb, strict=True)) <= 2 * near < len(samples) / 4

@@ -26,6 +26,7 @@ import numpy as np
 from .. import schema as S
 from ..errors import InvalidTransition
 from ..registry import Registry
+from ..results.stats import LatencyHistogram
 from ..state.fsm import Change, Machine
 from ..state.tables import (
     ENGINE,
@@ -85,7 +86,7 @@ class Counters:
     asymmetric_episodes: int = 0
     unwinds: int = 0
     max_residual_usdt: float = 0.0
-    decision_ns: list[int] = field(default_factory=list)
+    decision_ns: LatencyHistogram = field(default_factory=LatencyHistogram)  # bounded: buckets, not samples
     anomalies: list[str] = field(default_factory=list)
 
     def reject(self, reason: S.RejectReason) -> None:

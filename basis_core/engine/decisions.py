@@ -117,7 +117,7 @@ class Decisions(EngineParts):
             sized, reason = self._size(buy_name, sell_name, qty_hint)
         if reason != S.RejectReason.NONE or sized is None:
             self.counters.reject(reason)
-            self.counters.decision_ns.append(time.perf_counter_ns() - t0)
+            self.counters.decision_ns.add(time.perf_counter_ns() - t0)
             return
         qty, buy_px, sell_px, buy_slip, sell_slip, touch_buy, touch_sell = sized
         bl, sl = self.rules[buy_name], self.rules[sell_name]
@@ -144,7 +144,7 @@ class Decisions(EngineParts):
         # primary_then_hedge: the hedge leaves when the primary is done, for what it filled
         pos.machine.fire(HedgeEvent.DISPATCHED, self.now, f"{strategy} {buy_name}->{sell_name} {qty:g}")
         self.last_entry_ns = self.now
-        self.counters.decision_ns.append(time.perf_counter_ns() - t0)
+        self.counters.decision_ns.add(time.perf_counter_ns() - t0)
 
     def _gate(self, buy_name: str, sell_name: str, created_ns: int, ttl_us: int) -> S.RejectReason:
         bl, sl = self.rules[buy_name], self.rules[sell_name]

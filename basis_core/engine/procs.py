@@ -41,6 +41,7 @@ from ..cpu import Placement, apply
 from ..errors import ConsumerGone, RingError
 from ..journal import JournalReader, JournalWriter
 from ..registry import Registry
+from ..results.stats import LatencyHistogram
 from ..rings import CONSUMER, PRODUCER, Ring
 from ..rings import kernels as ring_kernels
 from ..rings.layout import OWN
@@ -88,7 +89,6 @@ def engine_main(spec: dict) -> None:
     orders = Ring.attach(spec["orders"], PRODUCER)
     tick_ns = int(spec.get("tick_ms", 5.0) * 1e6)
     idle, empty_polls = engine_wait(cfg.rings.wait), 0
-    samples: list[int] = []
     try:
         if spec["resume"]:
             core, journal, (seen_md, seen_ex), since = resume(run_dir, cfg, orders)
@@ -104,6 +104,7 @@ def engine_main(spec: dict) -> None:
             )
             journal = JournalWriter(run_dir / "journal", cfg.journal)
             seen_md = seen_ex = since = 0
+        replayed = np.asarray(core.counters.decision_ns.counts, dtype=np.int64)  # timed while resuming
         checkpoints = Checkpointer(
             run_dir, cfg.journal.checkpoint_every_records, cfg.journal.checkpoint_keep, since, _log
         )
@@ -137,9 +138,7 @@ def engine_main(spec: dict) -> None:
             journal.append(batch)
             ring_kernels.read_release(ex.header, ex.local, n_ex)
             ring_kernels.read_release(md.header, md.local, n_md)
-            n_before = len(core.counters.decision_ns)
             cmds = _emit(core, batch, journal, orders)
-            samples.extend(core.counters.decision_ns[n_before:])
             checkpoints.after_batch(
                 core, journal.position, cmds if len(cmds) else batch, {"seen": (seen_md, seen_ex)}
             )
@@ -147,7 +146,9 @@ def engine_main(spec: dict) -> None:
                 np.any((batch["kind"] == S.Kind.CONTROL) & (batch["sub"] == S.ControlCommand.EXIT))
             )
         journal.close()
-        (run_dir / "engine-latency.npy").write_bytes(np.asarray(samples, dtype=np.int64).tobytes())
+        # the decisions this process took live (not those it replayed while resuming)
+        lat = np.asarray(core.counters.decision_ns.counts, dtype=np.int64) - replayed
+        (run_dir / "engine-latency.npy").write_bytes(lat.tobytes())
     except ConsumerGone as exc:
         print(f"  engine: {exc}; stopping", flush=True)
     finally:
@@ -473,7 +474,7 @@ class ProcessRunner(Runner):
         self._follow()
         lat = self.run_dir / "engine-latency.npy"
         if lat.exists():
-            self.core.counters.decision_ns = np.frombuffer(lat.read_bytes(), dtype=np.int64).tolist()
+            self.core.counters.decision_ns = LatencyHistogram(np.frombuffer(lat.read_bytes(), dtype=np.int64))
         await self.io.stop()
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .db import ResultsDB
+from .stats import LatencyHistogram
 
 #: series names the report plots
 SERIES_REALIZED = "realized_pnl_usdt"
@@ -63,11 +64,16 @@ def latency_edges(lo_ns: float = 100.0, hi_ns: float = 1e8, per_decade: int = 5)
 
 
 def record_latency(db: ResultsDB, run_id: str, samples_ns, edges=None) -> None:
-    """Bin decision latencies (ns) into the histogram the report draws; values outside the
-    edges land in the first or last bin so that none is dropped."""
+    """Bin decision latencies (ns), samples or a run's LatencyHistogram (each of its buckets
+    counted at its middle), into the histogram the report draws; values outside the edges land
+    in the first or last bin so that none is dropped."""
     edges = latency_edges() if edges is None else np.asarray(edges, dtype=np.float64)
+    weights = None
+    if isinstance(samples_ns, LatencyHistogram):
+        samples_ns, weights = samples_ns.middles(), np.asarray(samples_ns.counts, dtype=np.float64)
     arr = np.clip(np.asarray(samples_ns, dtype=np.float64), edges[0], np.nextafter(edges[-1], 0))
-    counts, _ = np.histogram(arr, bins=edges)
+    binned, _ = np.histogram(arr, bins=edges, weights=weights)
+    counts = np.rint(binned).astype(np.int64)
     db.record_histogram(run_id, HIST_LATENCY, edges.tolist(), counts.tolist())
     db.commit()
 
