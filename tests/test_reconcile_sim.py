@@ -19,7 +19,7 @@ from test_sim_support import (
     book_around,
     info,
     make_venue,
-    start_collecting,
+    running,
 )
 
 from adapters.sim.exchange import Exchange
@@ -69,20 +69,19 @@ def test_lost_ack_is_adopted_and_not_resent():
 
     async def main():
         v = make_venue(clock, faults=[Fault("ack_lost", on="submit", nth=1)])
-        await v.start()
-        book_around(v)
-        req = OrderRequest(coid(1), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_990.0)
-        with pytest.raises(RequestTimeout):
-            await v.submit(req)
-        ours = {}  # the process died before recording the send
-        rnd = await reconcile_orders(v, ours, clock.now_ns())
-        assert [o.coid for o in rnd.adopt] == [req.coid] and rnd.mismatches == []
-        apply(ours, v.name, rnd)
-        assert ours[req.coid].origin == "adopted" and ours[req.coid].status is OrderStatus.OPEN
-        again = await reconcile_orders(v, ours, clock.now_ns())
-        assert again.adopt == [] and again.to_query == [] and again.updates == []
-        assert [o.coid for o in await v.open_orders()] == [req.coid]  # exactly one order at the venue
-        await v.close()
+        async with running(v):
+            book_around(v)
+            req = OrderRequest(coid(1), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_990.0)
+            with pytest.raises(RequestTimeout):
+                await v.submit(req)
+            ours = {}  # the process died before recording the send
+            rnd = await reconcile_orders(v, ours, clock.now_ns())
+            assert [o.coid for o in rnd.adopt] == [req.coid] and rnd.mismatches == []
+            apply(ours, v.name, rnd)
+            assert ours[req.coid].origin == "adopted" and ours[req.coid].status is OrderStatus.OPEN
+            again = await reconcile_orders(v, ours, clock.now_ns())
+            assert again.adopt == [] and again.to_query == [] and again.updates == []
+            assert [o.coid for o in await v.open_orders()] == [req.coid]  # exactly one order at the venue
 
     clock.run(main())
 
@@ -92,22 +91,21 @@ def test_submit_that_never_arrived_is_lost_only_after_query_and_grace_window():
 
     async def main():
         v = make_venue(clock, faults=[Fault("timeout", on="submit", nth=1, reached="no")])
-        await v.start()
-        book_around(v)
-        req = OrderRequest(coid(2), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_990.0)
-        ours = {req.coid: known(v.name, req, clock.now_ns())}
-        with pytest.raises(RequestTimeout):
-            await v.submit(req)
-        rnd = await reconcile_orders(v, ours, clock.now_ns(), grace_ns=5 * S)
-        assert rnd.to_query == [req.coid] and rnd.unresolved == [req.coid] and rnd.lost == []
-        await asyncio.sleep(5.0)
-        rnd = await reconcile_orders(v, ours, clock.now_ns(), grace_ns=5 * S)
-        assert rnd.lost == [req.coid] and [m.cause for m in rnd.mismatches] == [
-            "not known to the venue after the grace window: lost"
-        ]
-        apply(ours, v.name, rnd)
-        assert ours[req.coid].lost and not ours[req.coid].working
-        await v.close()
+        async with running(v):
+            book_around(v)
+            req = OrderRequest(coid(2), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_990.0)
+            ours = {req.coid: known(v.name, req, clock.now_ns())}
+            with pytest.raises(RequestTimeout):
+                await v.submit(req)
+            rnd = await reconcile_orders(v, ours, clock.now_ns(), grace_ns=5 * S)
+            assert rnd.to_query == [req.coid] and rnd.unresolved == [req.coid] and rnd.lost == []
+            await asyncio.sleep(5.0)
+            rnd = await reconcile_orders(v, ours, clock.now_ns(), grace_ns=5 * S)
+            assert rnd.lost == [req.coid] and [m.cause for m in rnd.mismatches] == [
+                "not known to the venue after the grace window: lost"
+            ]
+            apply(ours, v.name, rnd)
+            assert ours[req.coid].lost and not ours[req.coid].working
 
     clock.run(main())
 
@@ -121,28 +119,27 @@ def test_order_that_partly_filled_while_unseen_is_found_by_targeted_query_and_it
             faults=[Fault("timeout", on="submit", nth=1, reached="yes")],
             latency=Latency(balance_lag_ms=2000.0),
         )
-        await v.start()
-        book_around(v)
-        led = await seeded_ledger(v)
-        # sweeps the 2 levels up to its limit (0.2 BTC each): 2 fills, the rest expires
-        req = OrderRequest(coid(3), "btc", Side.BUY, OrderType.IOC, 0.5, 50_000.02)
-        orders = {req.coid: known(v.name, req, clock.now_ns())}
-        with pytest.raises(RequestTimeout):
-            await v.submit(req)
-        rec = Reconciler([v], led, orders, balance_lag_ns=3 * S, position=one_leg_ok())
-        p = await rec.run(clock.now_ns())
-        assert p.orders["alpha"].to_query == [req.coid]
-        assert orders[req.coid].status is OrderStatus.EXPIRED and orders[
-            req.coid
-        ].filled_qty == pytest.approx(0.4)
-        assert p.fills_booked == 2 and led.balance("alpha", "BTC") == pytest.approx(2.4)
-        # the venue's balances lag the fills just booked: inside the lag window that is consistent
-        assert p.raised == [] and p.balances_pending == {}
-        await asyncio.sleep(2.5)  # the venue's balances catch up inside the lag window
-        p = await rec.run(clock.now_ns())
-        assert p.fills_booked == 0 and p.raised == [] and p.clean
-        assert engine_event(p) == EngineEvent.POLICY_CHECKS_PASSED
-        await v.close()
+        async with running(v):
+            book_around(v)
+            led = await seeded_ledger(v)
+            # sweeps the 2 levels up to its limit (0.2 BTC each): 2 fills, the rest expires
+            req = OrderRequest(coid(3), "btc", Side.BUY, OrderType.IOC, 0.5, 50_000.02)
+            orders = {req.coid: known(v.name, req, clock.now_ns())}
+            with pytest.raises(RequestTimeout):
+                await v.submit(req)
+            rec = Reconciler([v], led, orders, balance_lag_ns=3 * S, position=one_leg_ok())
+            p = await rec.run(clock.now_ns())
+            assert p.orders["alpha"].to_query == [req.coid]
+            assert orders[req.coid].status is OrderStatus.EXPIRED and orders[
+                req.coid
+            ].filled_qty == pytest.approx(0.4)
+            assert p.fills_booked == 2 and led.balance("alpha", "BTC") == pytest.approx(2.4)
+            # the venue's balances lag the fills just booked: inside the lag window that is consistent
+            assert p.raised == [] and p.balances_pending == {}
+            await asyncio.sleep(2.5)  # the venue's balances catch up inside the lag window
+            p = await rec.run(clock.now_ns())
+            assert p.fills_booked == 0 and p.raised == [] and p.clean
+            assert engine_event(p) == EngineEvent.POLICY_CHECKS_PASSED
 
     clock.run(main())
 
@@ -162,22 +159,21 @@ def test_fee_in_a_third_asset_is_converted_and_balances_agree_after_the_lag():
             latency=Latency(balance_lag_ms=1000.0),
             faults=FaultSchedule((), start_ns=START_NS),
         )
-        await v.start()
-        book_around(v)
-        led = await seeded_ledger(v)
-        rec = Reconciler([v], led, {}, balance_lag_ns=2 * S, position=one_leg_ok())
-        await v.submit(OrderRequest(coid(4), "btc", Side.SELL, OrderType.MARKET, 0.2, None))
-        p = await rec.run(clock.now_ns())
-        assert p.fills_booked == 1 and p.raised == []
-        fee_bnb = 0.2 * 49_999.99 * 5e-4 / 600.0
-        assert led.balance("alpha", "BNB") == pytest.approx(10.0 - fee_bnb, rel=1e-6)
-        assert led.fees_usdt == pytest.approx(
-            fee_bnb * 600.0, rel=1e-6
-        )  # at the BNB mark, not the fill's quote
-        await asyncio.sleep(1.5)
-        p = await rec.run(clock.now_ns())
-        assert p.clean and p.raised == []
-        await v.close()
+        async with running(v):
+            book_around(v)
+            led = await seeded_ledger(v)
+            rec = Reconciler([v], led, {}, balance_lag_ns=2 * S, position=one_leg_ok())
+            await v.submit(OrderRequest(coid(4), "btc", Side.SELL, OrderType.MARKET, 0.2, None))
+            p = await rec.run(clock.now_ns())
+            assert p.fills_booked == 1 and p.raised == []
+            fee_bnb = 0.2 * 49_999.99 * 5e-4 / 600.0
+            assert led.balance("alpha", "BNB") == pytest.approx(10.0 - fee_bnb, rel=1e-6)
+            assert led.fees_usdt == pytest.approx(
+                fee_bnb * 600.0, rel=1e-6
+            )  # at the BNB mark, not the fill's quote
+            await asyncio.sleep(1.5)
+            p = await rec.run(clock.now_ns())
+            assert p.clean and p.raised == []
 
     clock.run(main())
 
@@ -187,22 +183,21 @@ def test_real_balance_difference_is_raised_only_after_the_lag_window():
 
     async def main():
         v = make_venue(clock, latency=Latency(balance_lag_ms=0.0))
-        await v.start()
-        led = await seeded_ledger(v)
-        rec = Reconciler([v], led, {}, balance_lag_ns=2 * S)
-        v.credit("BTC", round(0.3 * 1e8))  # BTC that no fill or transfer of ours explains
-        p1 = await rec.run(clock.now_ns())
-        assert p1.raised == [] and "alpha:BTC" in p1.balances_pending
-        await asyncio.sleep(1.0)
-        assert (await rec.run(clock.now_ns())).raised == []
-        await asyncio.sleep(1.5)
-        p3 = await rec.run(clock.now_ns())
-        assert [(m.layer, m.key, m.ours, m.theirs) for m in p3.raised] == [
-            ("balance", "alpha:BTC", 2.0, pytest.approx(2.3))
-        ]
-        assert engine_event(p3) == EngineEvent.RECONCILE_MISMATCH
-        assert rec.log.counts()["balance"] == 1
-        await v.close()
+        async with running(v):
+            led = await seeded_ledger(v)
+            rec = Reconciler([v], led, {}, balance_lag_ns=2 * S)
+            v.credit("BTC", round(0.3 * 1e8))  # BTC that no fill or transfer of ours explains
+            p1 = await rec.run(clock.now_ns())
+            assert p1.raised == [] and "alpha:BTC" in p1.balances_pending
+            await asyncio.sleep(1.0)
+            assert (await rec.run(clock.now_ns())).raised == []
+            await asyncio.sleep(1.5)
+            p3 = await rec.run(clock.now_ns())
+            assert [(m.layer, m.key, m.ours, m.theirs) for m in p3.raised] == [
+                ("balance", "alpha:BTC", 2.0, pytest.approx(2.3))
+            ]
+            assert engine_event(p3) == EngineEvent.RECONCILE_MISMATCH
+            assert rec.log.counts()["balance"] == 1
 
     clock.run(main())
 
@@ -214,24 +209,21 @@ def test_pending_transfer_raises_nothing_while_in_flight_and_lands_in_the_ledger
         net = TransferNetwork(clock, TransferRules(delay_s=20.0, confirmations=2, confirm_interval_s=10.0))
         a = make_venue(clock, "alpha", network=net, latency=Latency(balance_lag_ms=1000.0))
         b = make_venue(clock, "beta", network=net, latency=Latency(balance_lag_ms=1000.0))
-        for v in (a, b):
-            await v.start()
-        led = await seeded_ledger(a, b)
-        rec = Reconciler(
-            [a, b], led, {}, balance_lag_ns=2 * S
-        )  # the venues' balances lag 1 s; the transfer takes 30 s
-        await a.transfer("USDT", 5_000.0, "beta")
-        raised = []
-        for _ in range(40):  # every second through the transfer's life and after
-            p = await rec.run(clock.now_ns())
-            raised += p.raised
-            await asyncio.sleep(1.0)
-        assert raised == []
-        assert led.balance("alpha", "USDT") == pytest.approx(95_000.0)
-        assert led.balance("beta", "USDT") == pytest.approx(105_000.0) and led.pending_transfers() == []
-        assert p.clean
-        for v in (a, b):
-            await v.close()
+        async with running(a, b):
+            led = await seeded_ledger(a, b)
+            rec = Reconciler(
+                [a, b], led, {}, balance_lag_ns=2 * S
+            )  # the venues' balances lag 1 s; the transfer takes 30 s
+            await a.transfer("USDT", 5_000.0, "beta")
+            raised = []
+            for _ in range(40):  # every second through the transfer's life and after
+                p = await rec.run(clock.now_ns())
+                raised += p.raised
+                await asyncio.sleep(1.0)
+            assert raised == []
+            assert led.balance("alpha", "USDT") == pytest.approx(95_000.0)
+            assert led.balance("beta", "USDT") == pytest.approx(105_000.0) and led.pending_transfers() == []
+            assert p.clean
 
     clock.run(main())
 
@@ -241,15 +233,14 @@ def test_perp_position_agrees_with_the_venue_after_fills_are_synced():
 
     async def main():
         v = make_venue(clock, "gamma", perp=True, latency=Latency(balance_lag_ms=0.0))
-        await v.start()
-        book_around(v, lots=20)
-        led = await seeded_ledger(v)
-        rec = Reconciler([v], led, {}, balance_lag_ns=S)
-        await v.submit(OrderRequest(coid(6), "btc", Side.SELL, OrderType.MARKET, 0.015, None))
-        p = await rec.run(clock.now_ns())
-        assert led.perp_positions() == {("gamma", "btc"): pytest.approx(-0.015)}
-        assert p.positions.raised == [] and p.raised == []
-        await v.close()
+        async with running(v):
+            book_around(v, lots=20)
+            led = await seeded_ledger(v)
+            rec = Reconciler([v], led, {}, balance_lag_ns=S)
+            await v.submit(OrderRequest(coid(6), "btc", Side.SELL, OrderType.MARKET, 0.015, None))
+            p = await rec.run(clock.now_ns())
+            assert led.perp_positions() == {("gamma", "btc"): pytest.approx(-0.015)}
+            assert p.positions.raised == [] and p.raised == []
 
     clock.run(main())
 
@@ -265,51 +256,52 @@ def test_recovery_after_a_restart_makes_every_order_the_venue_knows_ours_and_dec
                 Fault("timeout", on="submit", nth=4, reached="no"),
             ],
         )
-        await v.start()
-        book_around(v)
-        reqs = {
-            "resting": OrderRequest(coid(10), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_990.0),
-            "ack_lost": OrderRequest(coid(11), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_991.0),
-            "unjournaled_fill": OrderRequest(coid(12), "btc", Side.BUY, OrderType.MARKET, 0.01, None),
-            "never_arrived": OrderRequest(coid(13), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_992.0),
-            "filled_while_down": OrderRequest(coid(14), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_999.99),
-        }
-        ours, sent, timed_out = {}, {}, []
-        for name, req in reqs.items():
-            if name != "unjournaled_fill":  # the journal lost its tail for this one
-                sent[req.coid] = known(v.name, req, clock.now_ns())
-            try:
-                ack = await v.submit(req)
-            except RequestTimeout:
-                timed_out.append(name)
-                continue
-            if name in ("resting", "filled_while_down"):
-                ours[req.coid] = replace(sent[req.coid], status=ack.status)
-        assert timed_out == ["ack_lost", "never_arrived"]
-        v.participant_trade(
-            "btc", Side.SELL, 20_000 + 1_000
-        )  # takes the best bid queue, then ours at 49_999.99
-        await asyncio.sleep(10.0)  # the engine is down
-        rnd = await recover_orders(v, ours, sent, clock.now_ns(), grace_ns=5 * S)
-        apply(ours, v.name, rnd)
-        assert rnd.lost == [reqs["never_arrived"].coid] and rnd.unresolved == []
-        assert {o.coid for o in rnd.adopt} == {reqs["unjournaled_fill"].coid}
-        assert ours[reqs["ack_lost"].coid].status is OrderStatus.OPEN
-        assert ours[reqs["filled_while_down"].coid].status is OrderStatus.FILLED
-        # parity: every coid the venue knows is known here, and every order here not lost is at the venue
-        venue_known = {o.coid for o in await v.open_orders()} | {f.coid for f in (await v.fills()).fills}
-        for c in sent:
-            try:
-                await v.fetch_order(c)
-                venue_known.add(c)
-            except OrderNotFound:
-                pass
-        assert venue_known == {c for c, o in ours.items() if not o.lost}
-        # nothing left to do: a normal round finds the book in step
-        again = await reconcile_orders(v, ours, clock.now_ns())
-        assert again.adopt == [] and again.updates == [] and again.lost == [] and again.mismatches == []
-        assert [o.coid for o in await v.open_orders()].count(reqs["ack_lost"].coid) == 1
-        await v.close()
+        async with running(v):
+            book_around(v)
+            reqs = {
+                "resting": OrderRequest(coid(10), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_990.0),
+                "ack_lost": OrderRequest(coid(11), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_991.0),
+                "unjournaled_fill": OrderRequest(coid(12), "btc", Side.BUY, OrderType.MARKET, 0.01, None),
+                "never_arrived": OrderRequest(coid(13), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_992.0),
+                "filled_while_down": OrderRequest(
+                    coid(14), "btc", Side.BUY, OrderType.LIMIT, 0.01, 49_999.99
+                ),
+            }
+            ours, sent, timed_out = {}, {}, []
+            for name, req in reqs.items():
+                if name != "unjournaled_fill":  # the journal lost its tail for this one
+                    sent[req.coid] = known(v.name, req, clock.now_ns())
+                try:
+                    ack = await v.submit(req)
+                except RequestTimeout:
+                    timed_out.append(name)
+                    continue
+                if name in ("resting", "filled_while_down"):
+                    ours[req.coid] = replace(sent[req.coid], status=ack.status)
+            assert timed_out == ["ack_lost", "never_arrived"]
+            v.participant_trade(
+                "btc", Side.SELL, 20_000 + 1_000
+            )  # takes the best bid queue, then ours at 49_999.99
+            await asyncio.sleep(10.0)  # the engine is down
+            rnd = await recover_orders(v, ours, sent, clock.now_ns(), grace_ns=5 * S)
+            apply(ours, v.name, rnd)
+            assert rnd.lost == [reqs["never_arrived"].coid] and rnd.unresolved == []
+            assert {o.coid for o in rnd.adopt} == {reqs["unjournaled_fill"].coid}
+            assert ours[reqs["ack_lost"].coid].status is OrderStatus.OPEN
+            assert ours[reqs["filled_while_down"].coid].status is OrderStatus.FILLED
+            # parity: every coid the venue knows is known here, and every order here not lost is at the venue
+            venue_known = {o.coid for o in await v.open_orders()} | {f.coid for f in (await v.fills()).fills}
+            for c in sent:
+                try:
+                    await v.fetch_order(c)
+                    venue_known.add(c)
+                except OrderNotFound:
+                    pass
+            assert venue_known == {c for c, o in ours.items() if not o.lost}
+            # nothing left to do: a normal round finds the book in step
+            again = await reconcile_orders(v, ours, clock.now_ns())
+            assert again.adopt == [] and again.updates == [] and again.lost == [] and again.mismatches == []
+            assert [o.coid for o in await v.open_orders()].count(reqs["ack_lost"].coid) == 1
 
     clock.run(main())
 
@@ -319,24 +311,25 @@ def test_fills_booked_from_the_stream_by_ordinal_are_not_booked_again_by_the_syn
 
     async def main():
         v = make_venue(clock, latency=Latency(balance_lag_ms=0.0))
-        await v.start()
-        user, _, tasks = start_collecting(v)
-        book_around(v)
-        led = await seeded_ledger(v)
-        await v.submit(OrderRequest(coid(7), "btc", Side.BUY, OrderType.IOC, 0.3, 50_000.02))  # 2 fills
-        await v.submit(OrderRequest(coid(8), "btc", Side.SELL, OrderType.MARKET, 0.25, None))  # 2 fills
-        await asyncio.sleep(0.1)
-        counts = {}
-        for f in (e for e in user if isinstance(e, Fill)):  # what a replayed journal books: fill_no per order
-            counts[f.coid] = counts.get(f.coid, 0) + 1
-            assert led.book_fill(ledger_fill(f, v.instruments()["btc"], fill_id=ordinal_id(counts[f.coid])))
-        assert sum(counts.values()) == 4
-        rec = Reconciler([v], led, {}, balance_lag_ns=S, position=one_leg_ok(), ordinal_fill_ids=True)
-        p = await rec.run(clock.now_ns())
-        assert p.fills_booked == 0 and rec.fills["alpha"].repeated == 4
-        assert p.raised == [] and p.clean
-        await v.close()
-        await asyncio.gather(*tasks)
+        async with running(v, watch=v) as (user, _):
+            book_around(v)
+            led = await seeded_ledger(v)
+            await v.submit(OrderRequest(coid(7), "btc", Side.BUY, OrderType.IOC, 0.3, 50_000.02))  # 2 fills
+            await v.submit(OrderRequest(coid(8), "btc", Side.SELL, OrderType.MARKET, 0.25, None))  # 2 fills
+            await asyncio.sleep(0.1)
+            counts = {}
+            for f in (
+                e for e in user if isinstance(e, Fill)
+            ):  # what a replayed journal books: fill_no per order
+                counts[f.coid] = counts.get(f.coid, 0) + 1
+                assert led.book_fill(
+                    ledger_fill(f, v.instruments()["btc"], fill_id=ordinal_id(counts[f.coid]))
+                )
+            assert sum(counts.values()) == 4
+            rec = Reconciler([v], led, {}, balance_lag_ns=S, position=one_leg_ok(), ordinal_fill_ids=True)
+            p = await rec.run(clock.now_ns())
+            assert p.fills_booked == 0 and rec.fills["alpha"].repeated == 4
+            assert p.raised == [] and p.clean
 
     clock.run(main())
 
@@ -346,25 +339,24 @@ def test_partial_fill_missing_from_the_ledger_is_raised_after_the_window_and_res
 
     async def main():
         v = make_venue(clock, latency=Latency(balance_lag_ms=500.0))
-        await v.start()
-        book_around(v)
-        led = await seeded_ledger(v)
-        bal = BalanceReconciler(lag_ns=2 * S)
-        await v.submit(OrderRequest(coid(9), "btc", Side.BUY, OrderType.LIMIT, 0.05, 49_999.99))
-        v.participant_trade("btc", Side.SELL, 20_000 + 2_000)  # the queue ahead, then 0.02 of our 0.05
-        raised = []
-        for _ in range(5):  # 0 .. 2 s: the venue's balances move, the ledger's do not (fill not booked)
-            raised += bal.check("alpha", await v.balances(), led, clock.now_ns()).raised
-            await asyncio.sleep(0.5)
-        assert raised == []
-        await asyncio.sleep(0.1)
-        late = bal.check("alpha", await v.balances(), led, clock.now_ns())
-        assert sorted(m.key for m in late.raised) == ["alpha:BTC", "alpha:USDT"]
-        btc = next(m for m in late.raised if m.key == "alpha:BTC")
-        assert btc.ours == pytest.approx(2.0) and btc.theirs == pytest.approx(2.02)
-        assert await sync_fills(v, led, FillSync()) == 1  # the partial fill, booked
-        clean = bal.check("alpha", await v.balances(), led, clock.now_ns())
-        assert clean.raised == [] and sorted(clean.resolved) == ["alpha:BTC", "alpha:USDT"]
-        await v.close()
+        async with running(v):
+            book_around(v)
+            led = await seeded_ledger(v)
+            bal = BalanceReconciler(lag_ns=2 * S)
+            await v.submit(OrderRequest(coid(9), "btc", Side.BUY, OrderType.LIMIT, 0.05, 49_999.99))
+            v.participant_trade("btc", Side.SELL, 20_000 + 2_000)  # the queue ahead, then 0.02 of our 0.05
+            raised = []
+            for _ in range(5):  # 0 .. 2 s: the venue's balances move, the ledger's do not (fill not booked)
+                raised += bal.check("alpha", await v.balances(), led, clock.now_ns()).raised
+                await asyncio.sleep(0.5)
+            assert raised == []
+            await asyncio.sleep(0.1)
+            late = bal.check("alpha", await v.balances(), led, clock.now_ns())
+            assert sorted(m.key for m in late.raised) == ["alpha:BTC", "alpha:USDT"]
+            btc = next(m for m in late.raised if m.key == "alpha:BTC")
+            assert btc.ours == pytest.approx(2.0) and btc.theirs == pytest.approx(2.02)
+            assert await sync_fills(v, led, FillSync()) == 1  # the partial fill, booked
+            clean = bal.check("alpha", await v.balances(), led, clock.now_ns())
+            assert clean.raised == [] and sorted(clean.resolved) == ["alpha:BTC", "alpha:USDT"]
 
     clock.run(main())

@@ -11,7 +11,7 @@ from test_sim_support import (
     VirtualClock,
     book_around,
     make_venue,
-    start_collecting,
+    running,
 )
 
 from basis_core.configio import build
@@ -48,12 +48,9 @@ def scenario(faults, body, latency=LAT, seed=1):
 
     async def main():
         v = make_venue(clock, faults=faults, latency=latency, seed=seed)
-        await v.start()
-        user, md, tasks = start_collecting(v)
-        book_around(v)
-        out = await body(v, clock, user)
-        await v.close()
-        await asyncio.gather(*tasks)
+        async with running(v, watch=v) as (user, _):
+            book_around(v)
+            out = await body(v, clock, user)
         return out, v
 
     return clock.run(main())
@@ -233,17 +230,14 @@ def test_transfer_delay_adds_to_the_transfer_time():
         net = TransferNetwork(clock, TransferRules(delay_s=10.0, confirmations=1), faults=faults)
         a = make_venue(clock, "alpha", network=net, latency=LAT)
         b = make_venue(clock, "beta", network=net, latency=LAT)
-        user, _, tasks = start_collecting(b)
-        info = await a.transfer("BTC", 0.5, "beta")
-        assert info.eta_ns - info.requested_ns == 70 * 10**9
-        await asyncio.sleep(65.0)
-        assert (await b.transfers())[-1].state is TransferState.SENT
-        await asyncio.sleep(10.0)
-        assert (await b.transfers())[-1].state is TransferState.CONFIRMED
-        assert [e.state for e in user if isinstance(e, TransferInfo)][-1] is TransferState.CONFIRMED
-        for v in (a, b):
-            await v.close()
-        await asyncio.gather(*tasks)
+        async with running(a, b, watch=b) as (user, _):
+            info = await a.transfer("BTC", 0.5, "beta")
+            assert info.eta_ns - info.requested_ns == 70 * 10**9
+            await asyncio.sleep(65.0)
+            assert (await b.transfers())[-1].state is TransferState.SENT
+            await asyncio.sleep(10.0)
+            assert (await b.transfers())[-1].state is TransferState.CONFIRMED
+            assert [e.state for e in user if isinstance(e, TransferInfo)][-1] is TransferState.CONFIRMED
 
     clock.run(main())
 
@@ -265,7 +259,7 @@ def test_same_seed_gives_the_same_venue_event_log_and_fault_firings():
             Fault("cancel_fill_race", probability=0.5, count=0),
         ]
         _, v = scenario(faults, body, latency=Latency(jitter_ms=3.0), seed=seed)
-        return repr(v.log), repr(v.faults.log)
+        return list(v.log), repr(v.faults.log)
 
     assert once(11) == once(11)
     assert once(11) != once(12)

@@ -2,7 +2,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from test_sim_support import START_NS, Fault, FaultSchedule, VirtualClock, make_venue, start_collecting
+from test_sim_support import START_NS, Fault, FaultSchedule, VirtualClock, make_venue, running
 
 from adapters.sim.market import Listing, MarketDriver, MarketModel, book_arrays, generate_mids
 from adapters.sim.recorded import RecordedMarket, load, load_csv
@@ -73,13 +73,10 @@ def test_price_gap_jumps_the_mid_and_silences_the_book_for_its_duration():
 
     async def main():
         v = make_venue(clock, "alpha", faults=faults)
-        await v.start()
-        _, md, tasks = start_collecting(v)
-        model = MarketModel(dislocations_per_min=0.0, vol_bps=0.5, noise_bps=0.0, trades_per_s=0.0)
-        driver = MarketDriver({"alpha": v}, LISTINGS[:1], model, 6.0, seed=4, faults=faults)
-        await driver.run()
-        await v.close()
-        await asyncio.gather(*tasks)
+        async with running(v, watch=v) as (_, md):
+            model = MarketModel(dislocations_per_min=0.0, vol_bps=0.5, noise_bps=0.0, trades_per_s=0.0)
+            driver = MarketDriver({"alpha": v}, LISTINGS[:1], model, 6.0, seed=4, faults=faults)
+            await driver.run()
         return driver, md
 
     driver, md = clock.run(main())
@@ -96,17 +93,14 @@ def test_participants_fill_our_resting_orders_through_the_driver():
 
     async def main():
         v = make_venue(clock, "alpha")
-        await v.start()
-        user, _, tasks = start_collecting(v)
-        model = MarketModel(trades_per_s=20.0, trade_qty=0.5)
-        driver = MarketDriver({"alpha": v}, LISTINGS[:1], model, 20.0, seed=2)
-        run = asyncio.get_running_loop().create_task(driver.run())
-        await asyncio.sleep(0.15)
-        bid = v.book("btc", 1)[0][0][0]
-        await v.submit(OrderRequest("1", "btc", Side.BUY, OrderType.LIMIT, 0.01, bid))
-        await run
-        await v.close()
-        await asyncio.gather(*tasks)
+        async with running(v, watch=v) as (user, _):
+            model = MarketModel(trades_per_s=20.0, trade_qty=0.5)
+            driver = MarketDriver({"alpha": v}, LISTINGS[:1], model, 20.0, seed=2)
+            run = asyncio.get_running_loop().create_task(driver.run())
+            await asyncio.sleep(0.15)
+            bid = v.book("btc", 1)[0][0][0]
+            await v.submit(OrderRequest("1", "btc", Side.BUY, OrderType.LIMIT, 0.01, bid))
+            await run
         return user, v
 
     user, v = clock.run(main())
@@ -133,13 +127,13 @@ def test_recorded_books_and_trades_replay_into_the_venue(tmp_path):
 
     async def main():
         v = make_venue(clock, "alpha")
-        await v.start()
-        market = RecordedMarket(books, trades)
-        run = asyncio.get_running_loop().create_task(market.run({"alpha": v}))
-        await asyncio.sleep(0.6)
-        assert v.book("btc", 5) == ([(49999.5, 0.2), (49999.0, 0.5)], [(50001.0, 0.5)])
-        await v.submit(OrderRequest("1", "btc", Side.BUY, OrderType.LIMIT, 0.1, 49999.5))
-        await run
+        async with running(v):
+            market = RecordedMarket(books, trades)
+            run = asyncio.get_running_loop().create_task(market.run({"alpha": v}))
+            await asyncio.sleep(0.6)
+            assert v.book("btc", 5) == ([(49999.5, 0.2), (49999.0, 0.5)], [(50001.0, 0.5)])
+            await v.submit(OrderRequest("1", "btc", Side.BUY, OrderType.LIMIT, 0.1, 49999.5))
+            await run
         return v
 
     v = clock.run(main())
@@ -189,16 +183,13 @@ def test_book_records_carry_the_same_depth_as_the_published_snapshots():
 
     async def main():
         v = make_venue(clock, "alpha")
-        await v.start()
-        _, md, tasks = start_collecting(v)
-        driver = MarketDriver(
-            {"alpha": v}, LISTINGS[:1], MarketModel(levels=4, trades_per_s=0.0), 1.0, seed=8
-        )
-        for step in range(3):
-            driver.apply_step(step)
-        await asyncio.sleep(0.01)
-        await v.close()
-        await asyncio.gather(*tasks)
+        async with running(v, watch=v) as (_, md):
+            driver = MarketDriver(
+                {"alpha": v}, LISTINGS[:1], MarketModel(levels=4, trades_per_s=0.0), 1.0, seed=8
+            )
+            for step in range(3):
+                driver.apply_step(step)
+            await asyncio.sleep(0.01)
         return driver, [e for e in md if isinstance(e, BookUpdate)]
 
     driver, updates = clock.run(main())

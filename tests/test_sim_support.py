@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from adapters.sim.clock import VirtualClock
 from adapters.sim.exchange import Exchange
@@ -70,20 +72,32 @@ def run(coro):
     return VirtualClock(START_NS).run(coro)
 
 
-async def collect(aiter, into: list):
+async def _collect(aiter, into: list):
     async for item in aiter:
         into.append(item)
 
 
-def start_collecting(venue):
-    """Subscribe to both streams now; returns (user_events, market_events, tasks)."""
-    user, md = [], []
-    loop = asyncio.get_running_loop()
-    tasks = [
-        loop.create_task(collect(venue.user_events(), user)),
-        loop.create_task(collect(venue.market_data(), md)),
-    ]
-    return user, md, tasks
+@asynccontextmanager
+async def running(*venues: SimVenue, watch: SimVenue | None = None) -> AsyncIterator[tuple[list, list]]:
+    """The venues started; yields `watch`'s user and market events as they arrive (two lists, both
+    empty without `watch`); on leaving, every venue is closed and the collectors have ended."""
+    for v in venues:
+        await v.start()
+    user: list = []
+    md: list = []
+    tasks = []
+    if watch is not None:
+        loop = asyncio.get_running_loop()
+        tasks = [
+            loop.create_task(_collect(watch.user_events(), user)),
+            loop.create_task(_collect(watch.market_data(), md)),
+        ]
+    try:
+        yield user, md
+    finally:
+        for v in venues:
+            await v.close()
+        await asyncio.gather(*tasks)
 
 
 __all__ = ["Fault", "FaultSchedule", "Latency", "TransferNetwork", "TransferRules", "VirtualClock"]

@@ -10,7 +10,7 @@ from test_sim_support import (
     book_around,
     make_venue,
     run,
-    start_collecting,
+    running,
 )
 
 from basis_core.errors import OrderNotFound, OrderRejected
@@ -36,20 +36,19 @@ def test_submit_takes_request_plus_response_latency_in_virtual_time():
 
     async def main():
         v = make_venue(clock, latency=Latency(request_ms=10.0, response_ms=20.0, jitter_ms=0.0))
-        await v.start()
-        book_around(v)
-        t0 = clock.now_ns()
-        ack = await v.submit(req("1"))
-        assert clock.now_ns() - t0 == 30_000_000
-        assert ack.status is OrderStatus.OPEN and ack.coid == "1" and ack.venue_order_id
-        again = await v.submit(req("1", qty=0.5))  # same coid: the same order, not a new one
-        assert again.venue_order_id == ack.venue_order_id and again.qty == 0.01
-        assert [o.coid for o in await v.open_orders()] == ["1"]
-        canceled = await v.cancel("1")
-        assert canceled.status is OrderStatus.CANCELED
-        with pytest.raises(OrderNotFound):
-            await v.fetch_order("nope")
-        await v.close()
+        async with running(v):
+            book_around(v)
+            t0 = clock.now_ns()
+            ack = await v.submit(req("1"))
+            assert clock.now_ns() - t0 == 30_000_000
+            assert ack.status is OrderStatus.OPEN and ack.coid == "1" and ack.venue_order_id
+            again = await v.submit(req("1", qty=0.5))  # same coid: the same order, not a new one
+            assert again.venue_order_id == ack.venue_order_id and again.qty == 0.01
+            assert [o.coid for o in await v.open_orders()] == ["1"]
+            canceled = await v.cancel("1")
+            assert canceled.status is OrderStatus.CANCELED
+            with pytest.raises(OrderNotFound):
+                await v.fetch_order("nope")
 
     clock.run(main())
 
@@ -59,28 +58,25 @@ def test_resting_order_filled_by_another_participant_is_reported_on_the_stream_a
 
     async def main():
         v = make_venue(clock, latency=Latency(fill_ms=50.0, jitter_ms=0.0))
-        await v.start()
-        user, md, tasks = start_collecting(v)
-        book_around(v)
-        await v.submit(req("7", price=49_999.99, qty=0.02))  # joins the best bid queue behind 0.2 BTC
-        await asyncio.sleep(0.1)
-        user.clear()
-        v.participant_trade("btc", Side.SELL, 20_000 + 1_000)  # 0.2 ahead of us, then 0.01 of ours
-        t_trade = clock.now_ns()
-        await asyncio.sleep(0.049)
-        assert not [e for e in user if isinstance(e, Fill)]
-        await asyncio.sleep(0.002)
-        fills = [e for e in user if isinstance(e, Fill)]
-        assert len(fills) == 1 and fills[0].qty == 0.01 and fills[0].liquidity == Liquidity.MAKER
-        assert fills[0].ts_ns == t_trade and fills[0].fee_asset == "USDT" and fills[0].fee > 0
-        updates = [e.order for e in user if isinstance(e, OrderUpdate)]
-        assert updates[-1].status is OrderStatus.PARTIALLY_FILLED and updates[-1].filled_qty == 0.01
-        page = await v.fills()
-        assert [f.trade_id for f in page.fills] == [fills[0].trade_id]
-        assert (await v.fills(page.cursor)).fills == ()
-        assert any(getattr(e, "price", None) == 49_999.99 for e in md)  # the public trade print
-        await v.close()
-        await asyncio.gather(*tasks)
+        async with running(v, watch=v) as (user, md):
+            book_around(v)
+            await v.submit(req("7", price=49_999.99, qty=0.02))  # joins the best bid queue behind 0.2 BTC
+            await asyncio.sleep(0.1)
+            user.clear()
+            v.participant_trade("btc", Side.SELL, 20_000 + 1_000)  # 0.2 ahead of us, then 0.01 of ours
+            t_trade = clock.now_ns()
+            await asyncio.sleep(0.049)
+            assert not [e for e in user if isinstance(e, Fill)]
+            await asyncio.sleep(0.002)
+            fills = [e for e in user if isinstance(e, Fill)]
+            assert len(fills) == 1 and fills[0].qty == 0.01 and fills[0].liquidity == Liquidity.MAKER
+            assert fills[0].ts_ns == t_trade and fills[0].fee_asset == "USDT" and fills[0].fee > 0
+            updates = [e.order for e in user if isinstance(e, OrderUpdate)]
+            assert updates[-1].status is OrderStatus.PARTIALLY_FILLED and updates[-1].filled_qty == 0.01
+            page = await v.fills()
+            assert [f.trade_id for f in page.fills] == [fills[0].trade_id]
+            assert (await v.fills(page.cursor)).fills == ()
+            assert any(getattr(e, "price", None) == 49_999.99 for e in md)  # the public trade print
 
     clock.run(main())
 
@@ -90,21 +86,18 @@ def test_balances_lag_the_fills_by_the_configured_lag():
 
     async def main():
         v = make_venue(clock, latency=Latency(balance_lag_ms=2000.0, jitter_ms=0.0))
-        await v.start()
-        user, _, tasks = start_collecting(v)
-        book_around(v)
-        before = await v.balances()
-        await v.submit(req("1", otype=OrderType.MARKET, price=None, qty=0.1))
-        lagging = await v.balances()
-        assert lagging["BTC"] == before["BTC"] == Balance("BTC", 2.0, 0.0)
-        await asyncio.sleep(2.0)
-        now = await v.balances()
-        assert now["BTC"].free == pytest.approx(2.1)
-        assert now["USDT"].free == pytest.approx(100_000 - 0.1 * 50_000.01 * (1 + 5e-4), abs=1e-6)
-        ups = [e for e in user if isinstance(e, BalanceUpdate) and e.balance.asset == "BTC"]
-        assert ups and ups[-1].balance.free == pytest.approx(2.1)
-        await v.close()
-        await asyncio.gather(*tasks)
+        async with running(v, watch=v) as (user, _):
+            book_around(v)
+            before = await v.balances()
+            await v.submit(req("1", otype=OrderType.MARKET, price=None, qty=0.1))
+            lagging = await v.balances()
+            assert lagging["BTC"] == before["BTC"] == Balance("BTC", 2.0, 0.0)
+            await asyncio.sleep(2.0)
+            now = await v.balances()
+            assert now["BTC"].free == pytest.approx(2.1)
+            assert now["USDT"].free == pytest.approx(100_000 - 0.1 * 50_000.01 * (1 + 5e-4), abs=1e-6)
+            ups = [e for e in user if isinstance(e, BalanceUpdate) and e.balance.asset == "BTC"]
+            assert ups and ups[-1].balance.free == pytest.approx(2.1)
 
     clock.run(main())
 
@@ -112,18 +105,18 @@ def test_balances_lag_the_fills_by_the_configured_lag():
 def test_rejected_order_raises_typed_error_with_reason():
     async def main():
         v = make_venue(VirtualClock(START_NS))
-        await v.start()
-        book_around(v)
-        with pytest.raises(OrderRejected) as err:
-            await v.submit(req("1", otype=OrderType.POST_ONLY, price=50_001.0))
-        assert err.value.reason == "post_only_would_cross"
-        with pytest.raises(OrderRejected) as err:
-            await v.submit(req("2", qty=0.00001))
-        assert err.value.reason == "min_notional"
-        with pytest.raises(OrderRejected) as err:
-            await v.submit(req("3", qty=3.0))
-        assert err.value.reason == "insufficient_funds"
-        assert (await v.fetch_order("3")).status is OrderStatus.REJECTED
+        async with running(v):
+            book_around(v)
+            with pytest.raises(OrderRejected) as err:
+                await v.submit(req("1", otype=OrderType.POST_ONLY, price=50_001.0))
+            assert err.value.reason == "post_only_would_cross"
+            with pytest.raises(OrderRejected) as err:
+                await v.submit(req("2", qty=0.00001))
+            assert err.value.reason == "min_notional"
+            with pytest.raises(OrderRejected) as err:
+                await v.submit(req("3", qty=3.0))
+            assert err.value.reason == "insufficient_funds"
+            assert (await v.fetch_order("3")).status is OrderStatus.REJECTED
 
     run(main())
 
@@ -135,32 +128,27 @@ def test_transfer_goes_sent_confirming_confirmed_and_credits_the_destination_at_
         net = TransferNetwork(clock, TransferRules(delay_s=30.0, confirmations=3, confirm_interval_s=10.0))
         a = make_venue(clock, "alpha", network=net, latency=Latency(balance_lag_ms=0.0))
         b = make_venue(clock, "beta", network=net, latency=Latency(balance_lag_ms=0.0))
-        for v in (a, b):
-            await v.start()
-        user_b, _, tasks = start_collecting(b)
-        t0 = clock.now_ns()
-        info = await a.transfer("USDT", 1_000.0, "beta")
-        assert info.state is TransferState.SENT and info.eta_ns - info.requested_ns == 50 * 10**9
-        assert (await a.balances())["USDT"].free == pytest.approx(99_000.0)
-        await asyncio.sleep(45.0)
-        assert (await b.balances())["USDT"].free == pytest.approx(100_000.0)
-        await asyncio.sleep(10.0)
-        assert (await b.balances())["USDT"].free == pytest.approx(101_000.0)
-        states = [(e.state, e.confirmations) for e in user_b if isinstance(e, TransferInfo)]
-        assert states == [
-            (TransferState.SENT, 0),
-            (TransferState.CONFIRMING, 1),
-            (TransferState.CONFIRMING, 2),
-            (TransferState.CONFIRMED, 3),
-        ]
-        done = (await b.transfers())[-1]
-        assert done.state is TransferState.CONFIRMED and done.updated_ns - t0 >= 50 * 10**9
-        with pytest.raises(OrderRejected) as err:
-            await a.transfer("USDT", 10**9, "beta")
-        assert err.value.reason == "insufficient_funds"
-        for v in (a, b):
-            await v.close()
-        await asyncio.gather(*tasks)
+        async with running(a, b, watch=b) as (user_b, _):
+            t0 = clock.now_ns()
+            info = await a.transfer("USDT", 1_000.0, "beta")
+            assert info.state is TransferState.SENT and info.eta_ns - info.requested_ns == 50 * 10**9
+            assert (await a.balances())["USDT"].free == pytest.approx(99_000.0)
+            await asyncio.sleep(45.0)
+            assert (await b.balances())["USDT"].free == pytest.approx(100_000.0)
+            await asyncio.sleep(10.0)
+            assert (await b.balances())["USDT"].free == pytest.approx(101_000.0)
+            states = [(e.state, e.confirmations) for e in user_b if isinstance(e, TransferInfo)]
+            assert states == [
+                (TransferState.SENT, 0),
+                (TransferState.CONFIRMING, 1),
+                (TransferState.CONFIRMING, 2),
+                (TransferState.CONFIRMED, 3),
+            ]
+            done = (await b.transfers())[-1]
+            assert done.state is TransferState.CONFIRMED and done.updated_ns - t0 >= 50 * 10**9
+            with pytest.raises(OrderRejected) as err:
+                await a.transfer("USDT", 10**9, "beta")
+            assert err.value.reason == "insufficient_funds"
 
     clock.run(main())
 
@@ -171,25 +159,22 @@ def test_perp_position_pays_funding_on_schedule():
     async def main():
         v = make_venue(clock, perp=True)
         v.funding_interval_s = 3600.0
-        await v.start()
-        user, _, tasks = start_collecting(v)
-        book_around(v, levels=3, lots=1000)
-        await v.submit(OrderRequest("1", "btc", Side.BUY, OrderType.MARKET, 0.5))
-        pos = (await v.positions())["btc"]
-        assert pos.qty == 0.5 and pos.entry_price == pytest.approx(50_000.1)
-        v.update_funding("btc", mark=50_000.0, index=49_990.0, rate=0.0001)
-        await asyncio.sleep(3600.0)
-        with pytest.raises(OrderRejected):  # would flip the position: not reduce-only
-            await v.submit(OrderRequest("2", "btc", Side.SELL, OrderType.MARKET, 0.6, reduce_only=True))
-        with pytest.raises(OrderRejected):  # same direction as the position
-            await v.submit(OrderRequest("3", "btc", Side.BUY, OrderType.MARKET, 0.1, reduce_only=True))
-        await v.submit(OrderRequest("4", "btc", Side.SELL, OrderType.MARKET, 0.2, reduce_only=True))
-        await v.submit(OrderRequest("5", "btc", Side.BUY, OrderType.MARKET, 0.2))
-        pays = [e for e in user if isinstance(e, FundingPayment)]
-        assert len(pays) == 1 and pays[0].amount == pytest.approx(-0.5 * 50_000 * 0.0001)
-        assert (await v.positions())["btc"].funding_paid == pytest.approx(2.5)
-        await v.close()
-        await asyncio.gather(*tasks)
+        async with running(v, watch=v) as (user, _):
+            book_around(v, levels=3, lots=1000)
+            await v.submit(OrderRequest("1", "btc", Side.BUY, OrderType.MARKET, 0.5))
+            pos = (await v.positions())["btc"]
+            assert pos.qty == 0.5 and pos.entry_price == pytest.approx(50_000.1)
+            v.update_funding("btc", mark=50_000.0, index=49_990.0, rate=0.0001)
+            await asyncio.sleep(3600.0)
+            with pytest.raises(OrderRejected):  # would flip the position: not reduce-only
+                await v.submit(OrderRequest("2", "btc", Side.SELL, OrderType.MARKET, 0.6, reduce_only=True))
+            with pytest.raises(OrderRejected):  # same direction as the position
+                await v.submit(OrderRequest("3", "btc", Side.BUY, OrderType.MARKET, 0.1, reduce_only=True))
+            await v.submit(OrderRequest("4", "btc", Side.SELL, OrderType.MARKET, 0.2, reduce_only=True))
+            await v.submit(OrderRequest("5", "btc", Side.BUY, OrderType.MARKET, 0.2))
+            pays = [e for e in user if isinstance(e, FundingPayment)]
+            assert len(pays) == 1 and pays[0].amount == pytest.approx(-0.5 * 50_000 * 0.0001)
+            assert (await v.positions())["btc"].funding_paid == pytest.approx(2.5)
 
     clock.run(main())
 
