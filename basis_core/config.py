@@ -404,6 +404,17 @@ LIMIT_FIELDS = {
 }
 
 
+def policy_limit(key: str, value: float) -> tuple[str, float]:
+    """A [limits] key and value as the PolicyConfig field it sets and that field's value (the
+    windows are seconds in [limits], milliseconds in the policy). A KeyError for another key."""
+    return LIMIT_FIELDS[key], value * 1e3 if key.endswith("_s") else value
+
+
+def limit_key(index: int) -> str:
+    """The [limits] key that a SET_LIMIT control names by its index (LIMIT_FIELDS order)."""
+    return list(LIMIT_FIELDS)[index]
+
+
 @dataclass(frozen=True)
 class Config:
     run: RunConfig = field(default_factory=RunConfig)

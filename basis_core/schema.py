@@ -193,6 +193,26 @@ class ControlCommand(enum.IntEnum):
     EXIT = 5  # input: the engine process finishes its step and exits
     RECOVERED = 6  # input: the engine restarted from its journal; reconcile before any dispatch
     READY = 7  # engine -> io: kernels compiled, state built, the engine takes records now
+    # operator commands (`basis ctl`), inputs like HALT and RESUME; `operator` = the peer's uid
+    FLATTEN = 8  # halt, and isolate and unwind every open position that is not hedged
+    CANCEL_ALL = 9  # cancel every working order
+    PAUSE_VENUE = 10  # venue = the venue: no new order goes there (cancels and queries still do)
+    RESUME_VENUE = 11  # venue = the venue: new orders may go there again
+    SET_LIMIT = 12  # aux = the [limits] key's index (config.LIMIT_FIELDS order), value = new value
+
+
+#: the CONTROL commands an operator may send (`basis ctl`); the others come from the io side
+OPERATOR_COMMANDS = frozenset(
+    {
+        ControlCommand.HALT,
+        ControlCommand.RESUME,
+        ControlCommand.FLATTEN,
+        ControlCommand.CANCEL_ALL,
+        ControlCommand.PAUSE_VENUE,
+        ControlCommand.RESUME_VENUE,
+        ControlCommand.SET_LIMIT,
+    }
+)
 
 
 # -- record dtypes ------------------------------------------------------------------------
@@ -310,8 +330,8 @@ TRANSFER_UPDATE = _record(
 # engine → io: ask the venue for the order's state by client order id
 ORDER_QUERY = _record("order_query", [("coid", "<u8", 24)])
 TIMER = _record("timer", [("timer_id", "<u8", 24), ("deadline_ns", "<i8", 32)])
-# sub = ControlCommand, aux = reason code
-CONTROL = _record("control", [("operator", "<u8", 24)])
+# sub = ControlCommand, aux = reason code (SET_LIMIT: the limit), value = SET_LIMIT's new value
+CONTROL = _record("control", [("operator", "<u8", 24), ("value", "<f8", 32)])
 # perp funding/mark: venue/instrument = the perp
 FUNDING = _record(
     "funding",
@@ -424,8 +444,10 @@ def timer_record(now_ns: int) -> np.ndarray:
     return t.view(GENERIC)
 
 
-def control_record(now_ns: int, cmd: ControlCommand, aux: int = 0, operator: int = 0) -> np.ndarray:
-    """A CONTROL input from the io side / runner."""
+def control_record(
+    now_ns: int, cmd: ControlCommand, aux: int = 0, operator: int = 0, *, venue: int = 0, value: float = 0.0
+) -> np.ndarray:
+    """A CONTROL input from the io side / runner (or an operator, through it)."""
     rec = empty(Kind.CONTROL)
     rec["ts_ns"], rec["source"], rec["sub"], rec["aux"], rec["operator"] = (
         now_ns,
@@ -434,6 +456,7 @@ def control_record(now_ns: int, cmd: ControlCommand, aux: int = 0, operator: int
         aux,
         operator,
     )
+    rec["venue"], rec["value"] = venue, value
     return rec.view(GENERIC)
 
 

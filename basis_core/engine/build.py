@@ -6,25 +6,17 @@ engine process, a restart) takes them from here, so they cannot differ.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
-from ..config import Config
+from ..config import LIMIT_FIELDS, Config, policy_limit
 from .core import InstrumentRules
 from .policy import PolicyConfig
 
 
 def policy_of(cfg: Config) -> PolicyConfig:
     """The engine policy: the scenario's [policy], with its [limits] applied."""
-    lim = cfg.limits
-    return replace(
-        cfg.policy,
-        min_edge_bps=lim.min_edge_bps,
-        max_slippage_bps=lim.max_slippage_bps,
-        max_order_notional_usdt=lim.max_order_usdt,
-        max_exposure_usdt=lim.max_position_usdt,
-        max_residual_usdt=lim.max_residual_usdt,
-        hedge_window_ms=lim.hedge_window_s * 1e3,
-        unwind_window_ms=lim.unwind_window_s * 1e3,
-    )
+    limits: dict[str, Any] = dict(policy_limit(key, getattr(cfg.limits, key)) for key in LIMIT_FIELDS)
+    return replace(cfg.policy, **limits)
 
 
 def rules_of(cfg: Config) -> dict[str, InstrumentRules]:

@@ -42,6 +42,7 @@ from ..units import MS
 from .decisions import Decisions
 from .hedging import Hedging
 from .market import MarketState
+from .operator import OPERATOR, Operator
 from .orders import ManagedOrder, OrderManager
 from .policy import PolicyConfig
 from .positions import HedgedPosition
@@ -114,7 +115,7 @@ _VENUE_EVENT = {
 }
 
 
-class EngineCore(Hedging, Decisions):
+class EngineCore(Hedging, Decisions, Operator):
     """Record-driven decisions (see module docstring)."""
 
     def __init__(
@@ -130,6 +131,7 @@ class EngineCore(Hedging, Decisions):
     ):
         self.reg = registry
         self.policy = policy
+        self.configured_policy = policy
         self.rules = rules
         self.rules_by_id = {registry.instrument(n): r for n, r in rules.items()}
         self.counters = Counters()
@@ -158,6 +160,8 @@ class EngineCore(Hedging, Decisions):
         )
         self._tpl_control = _template(S.Kind.CONTROL)
         self.halted_reason = ""
+        #: operator commands as decided: (ts, command, "accepted ..." or "refused: why")
+        self.operator_log: list[tuple[int, str, str]] = []
         self.reconcile_clean_since = 0
         self.reconcile_requested = False
         self.last_entry_ns = 0
@@ -374,8 +378,8 @@ class EngineCore(Hedging, Decisions):
 
     def _control(self, c) -> None:
         cmd = S.ControlCommand(int(c["sub"]))
-        if cmd == S.ControlCommand.HALT:
-            self.engine.fire(EngineEvent.OPERATOR_HALT, self.now, "operator halt")
+        if cmd in S.OPERATOR_COMMANDS:
+            self.operator_log.append((self.now, cmd.name.lower(), self._operator(cmd, c)))
         elif cmd == S.ControlCommand.RECOVERED:
             # state rebuilt from the journal: nothing new until the venues agree with it
             if self.engine.can(EngineEvent.RECONCILE_REQUESTED):
@@ -391,8 +395,6 @@ class EngineCore(Hedging, Decisions):
                 self._query(o)  # every order in flight is verified by client order id
         elif cmd == S.ControlCommand.SHUTDOWN:
             self.stop_new = True  # the run is ending: let working orders settle, open nothing new
-        elif cmd == S.ControlCommand.RESUME:
-            self.engine.fire(EngineEvent.OPERATOR_RESUME, self.now, "operator resume")
         elif cmd == S.ControlCommand.RECONCILE:
             mismatches, clean = int(c["aux"]), int(c["operator"]) == 1
             self.reconcile_requested = False
@@ -406,6 +408,10 @@ class EngineCore(Hedging, Decisions):
                 self.reconcile_clean_since = self.now
             elif not clean:
                 self.reconcile_clean_since = 0  # still settling (lag window, orders in doubt): ask again
+
+    def _operator(self, cmd: S.ControlCommand, c) -> str:
+        """An operator's command (operator.py); what the engine did with it, or why not."""
+        return OPERATOR[cmd](self, c)
 
     # -- commands ----------------------------------------------------------------------------------
 

@@ -107,6 +107,10 @@ class MarketState:
     def start_ns(self, value: int) -> None:
         self.scanner.ctl[scan.C_START] = value
 
+    def set_min_edge(self, bps: float) -> None:
+        """The edge below which the market step finds no candidate (an operator's set-limit)."""
+        self.scanner.par[scan.P_MIN_EDGE] = bps
+
     def warm_up(self) -> None:
         """Compile (or load from cache) the kernels on this state now, not on the first signal.
         Leaves the state as it was: an empty batch changes nothing."""

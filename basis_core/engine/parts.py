@@ -31,6 +31,7 @@ class EngineParts:
     # -- state, set by EngineCore.__init__ ----------------------------------------------------
     reg: Registry
     policy: PolicyConfig
+    configured_policy: PolicyConfig  # the run's config: an operator's set-limit stays within it
     rules: dict[str, InstrumentRules]  # instrument name -> its rules
     counters: Counters
     now: int  # ingest time of the current batch (the engine reads no clock)
@@ -74,6 +75,11 @@ class EngineParts:
         raise NotImplementedError
 
     def _request(self, command: S.ControlCommand, aux: int) -> None:
+        raise NotImplementedError
+
+    # -- risk (hedging.py) -------------------------------------------------------------------------
+
+    def _request_reconcile(self) -> None:
         raise NotImplementedError
 
     # -- entries and inventory (decisions.py) ---------------------------------------------------

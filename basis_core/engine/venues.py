@@ -20,6 +20,7 @@ class VenueHealth:
     machine: Machine[VenueState]
     healthy_since_ns: int = 0
     throttled_until_ns: int = 0
+    paused: bool = False  # by the operator (`basis ctl pause-venue`): no new order goes there
 
     @property
     def state(self) -> VenueState:
@@ -46,7 +47,7 @@ class VenueBoard:
     def can_dispatch(self, name: str, now_ns: int) -> bool:
         """New orders may go to `name` (cancels and queries are always allowed)."""
         v = self.venues[name]
-        return v.state not in NO_DISPATCH and now_ns >= v.throttled_until_ns
+        return v.state not in NO_DISPATCH and now_ns >= v.throttled_until_ns and not v.paused
 
     def usable(self, name: str) -> bool:
         return self.venues[name].state not in NO_DISPATCH
