@@ -46,6 +46,7 @@ from basis_ext.throttle import Throttle
 from .. import schema as S
 from ..errors import VenueError
 from ..registry import Registry
+from ..runlog import NULL_LOG, RunLog
 from ..venue_errors import Call, Status, outcome_of, report_of
 from .supervisor import Supervisor
 
@@ -106,6 +107,7 @@ class VenueIO:
         self.supervisor = supervisor or Supervisor()
         self._inflight: set[asyncio.Task] = set()
         self.fill_hook: Callable[[Fill], None] | None = None
+        self.log: RunLog = NULL_LOG  # venue errors go to the run's log.jsonl
         self._wake: dict[int, asyncio.Event] = {}
         self._fill_no: dict[int, int] = {}
         self._trades: set[tuple[str, str]] = set()
@@ -420,6 +422,17 @@ class VenueIO:
         """The records a failed call (sent at `sent_ns`) leaves, as `venue_errors.ON_ERROR` says;
         `command` is a submit's (record, attempt), for a resend."""
         out = outcome_of(call, exc)
+        self.log.event(
+            "io",
+            "venue_error",
+            "warning",
+            venue=name,
+            call=call.name.lower(),
+            error=type(exc).__name__,
+            detail=str(exc),
+            coid=coid,
+            t_ns=self.now_ns(),
+        )
         self._report(name, out.before, exc, sent_ns)
         resent = out.resend and command is not None and self._resend(name, *command)
         if out.event is not None and not resent:

@@ -29,11 +29,13 @@ from ..reconcile.orders import KnownOrder
 from ..reconcile.positions import PositionPolicy, PositionReconciler
 from ..reconcile.runner import Reconciler
 from ..registry import Registry
+from ..runlog import NULL_LOG, RunLog
 from ..state.tables import EngineState, HedgeState, OrderState
 from ..units import MS
 from .checkpoint import Checkpointer
 from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
 from .io import VenueIO
+from .orders import ManagedOrder
 from .policy import PolicyConfig
 from .supervisor import Supervisor
 
@@ -127,6 +129,11 @@ class Runner:
         self.opportunities_booked = 0  # the ledger knows every opportunity id up to this one
         self.next_reconcile_ns = 0
         self.next_progress_ns = 0
+        # what `_mirror_orders` looks at besides the working orders (no scan of every order)
+        self._was_working: set[int] = set()  # orders working at the last mirror
+        self._order_news: set[int] = set()  # orders named by order events since the last mirror
+        #: the run's structured log (log.jsonl); the io side and reconciliation write to it too
+        self.log: RunLog = NULL_LOG
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -199,6 +206,7 @@ class Runner:
             supervisor=self.supervisor,
         )
         self.io.fill_hook = self._on_fill
+        self.io.log = self.log
         window_ns = int((self.policy.hedge_window_ms + self.policy.unwind_window_ms) * MS)
         positions = PositionReconciler(
             PositionPolicy(hedge_window_ns=window_ns, max_residual_usdt=self.policy.max_residual_usdt),
@@ -289,6 +297,7 @@ class Runner:
         self._seq += 1
         if self.journal is not None:
             self.journal.append(batch)
+        self.note_order_news(batch)
         cmds = self.core.step(batch)
         self.stats.batches += 1
         if self.journal is not None:
@@ -326,9 +335,32 @@ class Runner:
             )
         self.opportunities_booked = max(self.opportunities_booked, core.next_opp - 1)
 
+    def note_order_news(self, batch: np.ndarray) -> None:
+        """Remember the orders a batch about to be stepped has news of (their next mirror)."""
+        news = batch[batch["kind"] == S.Kind.ORDER_EVENT]
+        if len(news):
+            self._order_news.update(news.view(S.ORDER_EVENT)["coid"].tolist())
+
+    def _orders_to_mirror(self) -> list[ManagedOrder]:
+        """The orders whose mirror may be stale: the working ones (new ones first seen here),
+        those that stopped working since the last mirror, and those order events named (a late
+        fill or venue status of a finished order). An order changes only in those ways, so the
+        finished ones already mirrored are not looked at again: a run's later steps cost the
+        same as its first."""
+        book = self.core.orders
+        todo = book.working()
+        working = {o.coid for o in todo}
+        for coid in sorted((self._was_working | self._order_news) - working):
+            o = book.get(coid)
+            if o is not None:
+                todo.append(o)
+        self._was_working = working
+        self._order_news.clear()
+        return todo
+
     def _mirror_orders(self) -> None:
         """The reconciliation's view of our orders follows the engine's order book."""
-        for o in self.core.orders.orders.values():
+        for o in self._orders_to_mirror():
             known = self.known.get(o.wire)
             if known is None:
                 known = self.known[o.wire] = KnownOrder(
@@ -358,12 +390,16 @@ class Runner:
         self._mirror_orders()
         try:
             p = await self.reconciler.run(self.now_ns())
-        except VenueError:
+        except VenueError as exc:
+            self.log.event("reconcile", "pass_failed", "warning", error=f"{type(exc).__name__}: {exc}")
             return -1
         self.stats.reconcile_passes += 1
         for m in p.raised:
             layer = getattr(m.layer, "value", str(m.layer))
             self.stats.reconcile_mismatches[layer] = self.stats.reconcile_mismatches.get(layer, 0) + 1
+            self.log.event(
+                "reconcile", "mismatch", "warning", layer=layer, key=m.key, cause=m.cause, t_ns=self.now_ns()
+            )
         # what the order layer found (adopted, lost) goes to the engine as order events
         for venue, rnd in p.orders.items():
             for vo in list(rnd.adopt) + list(rnd.updates):

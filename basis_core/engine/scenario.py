@@ -24,6 +24,7 @@ from ..config import Config
 from ..cpu import apply, busy_warning, plan
 from ..errors import ConfigError
 from ..journal import JournalWriter
+from ..runlog import RunLog
 from .build import fixed_marks_of, policy_of, rules_of
 from .checkpoint import Checkpointer
 from .replay import save_run_meta
@@ -57,6 +58,9 @@ async def run_scenario(
     virtual clock needs); "processes": the pinned engine process joined by rings (real time).
     `after_start(runner)` and `before_close(runner)` are awaited with the venues open."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    # every progress line goes to the terminal (when `progress` is given) and to log.jsonl
+    log = RunLog(run_dir / "log.jsonl", run_dir.name, terminal=progress)
+    log.event("runner", "start", scenario=cfg.run.name, clock=cfg.run.clock, layout=layout)
     reg = cfg.registry()
     signals = None
     if cfg.signals.file:
@@ -67,7 +71,7 @@ async def run_scenario(
         rules=rules_of(cfg),
         policy=policy_of(cfg),
         now_ns=world.clock.now_ns,
-        progress=progress,
+        progress=log.progress("runner"),
         fixed_marks=fixed_marks_of(cfg),
         signals=signals,
         builtin_signals=cfg.signals.builtin,
@@ -81,22 +85,25 @@ async def run_scenario(
 
         placements = {p.role: p for p in plan(cfg.cpu)}
         if progress:
+            say = log.progress("cpu")
             for p in placements.values():
                 if p.role != "io":
-                    progress(
-                        f"{p.role}: {'unpinned' if p.core is None else f'core {p.core}'} {p.note}".rstrip()
-                    )
-            progress(apply(placements["io"]))
+                    say(f"{p.role}: {'unpinned' if p.core is None else f'core {p.core}'} {p.note}".rstrip())
+            say(apply(placements["io"]))
             warning = busy_warning(placements["engine"].core)
             if warning:
-                progress(warning)
+                say(warning)
         runner = procs = ProcessRunner(cfg=cfg, run_dir=run_dir, placements=placements, **common)
     else:
         journal = JournalWriter(run_dir / "journal", cfg.journal)
         checkpoints = Checkpointer(
-            run_dir, cfg.journal.checkpoint_every_records, cfg.journal.checkpoint_keep, log=progress or print
+            run_dir,
+            cfg.journal.checkpoint_every_records,
+            cfg.journal.checkpoint_keep,
+            log=log.progress("checkpoint"),
         )
         runner = Runner(journal=journal, checkpoints=checkpoints, **common)
+    runner.log = log
     try:
         await world.start()
         for v in world.venues.values():  # every asset the venues hold has an id before
@@ -125,6 +132,8 @@ async def run_scenario(
             procs.close()
             os.sched_setaffinity(0, affinity)  # the caller gets its cores back
         await world.close()
+        log.event("runner", "end", decision_digest=runner.core.digest if hasattr(runner, "core") else "")
+        log.close()
     return runner
 
 
