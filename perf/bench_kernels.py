@@ -33,6 +33,7 @@ from numba import njit
 from basis_core import schema
 from basis_core.kernels import gate, reference
 from basis_core.kernels.book import BookState, apply_batch_nb
+from basis_core.kernels.two_venues import decision_state, signal, snapshot
 from basis_core.results.stats import percentile
 from basis_core.rings.atomics import monotonic_ns
 
@@ -42,46 +43,38 @@ REF_BATCH = 256
 NOW = 10**12
 
 
-def _snapshot(book: BookState, v: int, i: int, bids, asks) -> None:
-    rows = (
-        [(1, 0, 0.0, 0.0), (1, 1, 0.0, 0.0)]
-        + [(0, 0, p, q) for p, q in bids]
-        + [(0, 1, p, q) for p, q in asks]
-        + [(2, 0, 0.0, 0.0)]
-    )
-    recs = schema.empty(schema.Kind.BOOK_LEVEL, len(rows))
-    recs["venue"], recs["instrument"], recs["ts_ns"] = v, i, NOW - 1000
-    for k, (a, s, p, q) in enumerate(rows):
-        recs["action"][k], recs["sub"][k], recs["price"][k], recs["qty"][k] = a, s, p, q
-    book.apply(recs)
-
-
 def _market():
     book = BookState(2, 2, DEPTH)
-    _snapshot(
+    snapshot(
         book,
         1,
         1,
         [(99.9 - 0.1 * k, 1.0) for k in range(DEPTH)],
         [(round(100.0 + 0.1 * k, 1), 0.5) for k in range(DEPTH)],
+        NOW - 1000,
     )
-    _snapshot(
+    snapshot(
         book,
         2,
         2,
         [(round(100.8 - 0.1 * k, 1), 0.5) for k in range(DEPTH)],
         [(100.9 + 0.1 * k, 1.0) for k in range(DEPTH)],
+        NOW - 1000,
     )
-    ds = gate.DecisionState(2, 2, 2, 1)
-    for v in (1, 2):
-        ds.set_venue(v, fee_bps=5.0, slip_bps=40.0, exposure_limit=1e18)
-    for i in (1, 2):
-        ds.set_instrument(i, tick=0.1, lot=0.001, min_notional=5.0, base=1, quote=2)
-    ds.set_strategy(0, budget=1e18)
-    ds.set_policy(
-        min_edge_bps=1.0, max_book_age_ns=10**9, max_order_notional=1e18, band_bps=60.0, exposure_limit=1e18
+    ds = decision_state(
+        usdt=1e18,
+        btc=1e12,
+        fee_bps=5.0,
+        slip_bps=40.0,
+        venue_exposure=1e18,
+        min_notional=5.0,
+        budget=1e18,
+        min_edge_bps=1.0,
+        max_book_age_ns=10**9,
+        max_order_notional=1e18,
+        band_bps=60.0,
+        exposure_limit=1e18,
     )
-    ds.balance[1, 2], ds.balance[2, 1] = 1e18, 1e12
     return book, ds
 
 
@@ -218,17 +211,7 @@ def decision_from_python(loops: int, pct: float) -> float:
 def decision_reference(loops: int, pct: float) -> float:
     book, ds = _market()
     books, st = reference.books_as_lists(book), reference.state_as_lists(ds)
-    sig = dict(
-        venue=1,
-        instrument=1,
-        sell_venue=2,
-        sell_instrument=2,
-        strategy=0,
-        created_ns=NOW - 1000,
-        ttl_us=1000,
-        edge_bps=30.0,
-        qty_hint=0.0,
-    )
+    sig = signal(NOW) | {"strategy": 0}
     lat = np.zeros(loops, np.int64)
     clock, decide = time.perf_counter_ns, reference.decide
     bad = 0

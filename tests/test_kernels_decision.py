@@ -9,26 +9,13 @@ from hypothesis import strategies as st
 
 from basis_core import schema
 from basis_core.kernels import gate as G
-from basis_core.kernels import reference, sizing
+from basis_core.kernels import reference, sizing, two_venues
 from basis_core.kernels.book import BookState
+from basis_core.kernels.two_venues import snapshot
 from basis_core.schema import RejectReason as R
 
 NOW = 10_000_000_000
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def snapshot(book, v, i, bids, asks, ts=NOW - 1_000):
-    rows = (
-        [(1, 0, 0.0, 0.0), (1, 1, 0.0, 0.0)]
-        + [(0, 0, p, q) for p, q in bids]
-        + [(0, 1, p, q) for p, q in asks]
-        + [(2, 0, 0.0, 0.0)]
-    )
-    recs = schema.empty(schema.Kind.BOOK_LEVEL, len(rows))
-    recs["venue"], recs["instrument"], recs["ts_ns"] = v, i, ts
-    for k, (a, s, p, q) in enumerate(rows):
-        recs["action"][k], recs["sub"][k], recs["price"][k], recs["qty"][k] = a, s, p, q
-    book.apply(recs)
 
 
 def market(
@@ -39,37 +26,31 @@ def market(
 ):
     """Venue 1 sells BTC cheap (instrument 1), venue 2 buys it dear (instrument 2); assets 1 BTC, 2 USDT."""
     book = BookState(2, 2, 10)
-    snapshot(book, 1, 1, [(99.9, 1.0)], list(asks))
-    snapshot(book, 2, 2, list(bids), [(100.9, 1.0)])
-    ds = G.DecisionState(2, 2, 2, 2)
-    for v in (1, 2):
-        ds.set_venue(v, fee_bps=5.0, slip_bps=30.0, exposure_limit=1e6)
-    ds.set_instrument(1, tick=0.1, lot=lot_b, min_notional=5.0, base=1, quote=2)
-    ds.set_instrument(2, tick=0.1, lot=lot_s, min_notional=5.0, base=1, quote=2)
-    ds.set_strategy(0, budget=1e5)
-    ds.set_strategy(1, budget=1e5, blocked=True)
-    ds.set_policy(
-        min_edge_bps=1.0, max_book_age_ns=10**9, max_order_notional=5e4, band_bps=50.0, exposure_limit=1e6
+    snapshot(book, 1, 1, [(99.9, 1.0)], asks, NOW - 1_000)
+    snapshot(book, 2, 2, bids, [(100.9, 1.0)], NOW - 1_000)
+    ds = two_venues.decision_state(
+        usdt=1e6,
+        btc=10.0,
+        fee_bps=5.0,
+        slip_bps=30.0,
+        venue_exposure=1e6,
+        min_notional=5.0,
+        budget=1e5,
+        lots=(lot_b, lot_s),
+        strategies=2,
+        min_edge_bps=1.0,
+        max_book_age_ns=10**9,
+        max_order_notional=5e4,
+        band_bps=50.0,
+        exposure_limit=1e6,
     )
-    ds.balance[1, 2] = 1e6
-    ds.balance[2, 1] = 10.0
+    ds.set_strategy(1, budget=1e5, blocked=True)
     return book, ds
 
 
 def signal(n=1, **fields):
     sig = schema.empty(schema.Kind.SIGNAL, n)
-    base = dict(
-        venue=1,
-        instrument=1,
-        sell_venue=2,
-        sell_instrument=2,
-        created_ns=NOW - 1_000,
-        ttl_us=1_000,
-        edge_bps=30.0,
-        qty_hint=0.0,
-        aux=0,
-    )
-    base.update(fields)
+    base = two_venues.signal(NOW) | {"aux": 0} | fields
     for k, v in base.items():
         sig[k] = v
     return sig
@@ -307,7 +288,7 @@ def decision_case(draw):
     ds.balance[2, 1] = draw(st.sampled_from([10.0, 3.0, 0.0, 0.004]))
     ds.policy[G.P_MIN_EDGE_BPS] = draw(st.sampled_from([1.0, 10.0, 40.0, math.nan]))
     if draw(st.booleans()):
-        snapshot(book, 2, 2, [(100.3, draw(st.floats(0.0, 2.0))), (100.2, 1.0)], [(100.9, 1.0)])
+        snapshot(book, 2, 2, [(100.3, draw(st.floats(0.0, 2.0))), (100.2, 1.0)], [(100.9, 1.0)], NOW - 1_000)
     n = draw(st.integers(1, 5))
     sig = signal(n)
     for k in range(n):

@@ -15,4 +15,5 @@ amm.py        constant-product pool math, exact in integers (the web3 adapter's)
 finite.py     the finite/positive input checks the kernels inline
 reference.py  the plain-Python references and COMPARISONS
 warmup.py     compile or load every kernel before the first record
+two_venues.py the smallest market: books, state, signal for warm-up, benchmarks and tests
 """

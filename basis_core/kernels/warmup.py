@@ -13,7 +13,7 @@ _T0 = time.perf_counter()
 import numpy as np  # noqa: E402
 
 from .. import schema  # noqa: E402
-from . import amm, book, gate, risk, scan, symmetry  # noqa: E402
+from . import amm, book, gate, risk, scan, symmetry, two_venues  # noqa: E402
 
 #: seconds spent importing numba and the kernel modules (the pool kernels carry explicit
 #: signatures, so they compile, or load from the cache, at import)
@@ -66,20 +66,6 @@ def _scan(recs) -> None:
         raise RuntimeError(f"warm-up market step found {cand} instead of buying book 1 and selling book 2")
 
 
-def _decision_state():
-    ds = gate.DecisionState(2, 2, 2, 1)
-    for v in (1, 2):
-        ds.set_venue(v, fee_bps=1.0, slip_bps=50.0, exposure_limit=1e6)
-    for i in (1, 2):
-        ds.set_instrument(i, tick=0.1, lot=0.001, min_notional=1.0, base=1, quote=2)
-    ds.set_strategy(0, budget=1e6)
-    ds.set_policy(
-        min_edge_bps=0.0, max_book_age_ns=10**18, max_order_notional=1e6, band_bps=50.0, exposure_limit=1e9
-    )
-    ds.balance[1, 2], ds.balance[2, 1] = 1e6, 10.0
-    return ds
-
-
 def warm_up() -> dict[str, float]:
     """Run every kernel once; returns {group: seconds}. Raises if a kernel fails to compile."""
     times: dict[str, float] = {}
@@ -93,7 +79,20 @@ def warm_up() -> dict[str, float]:
     bs, recs = _book_and_state()
     bs.usable(1, 1, 2, 10)
     _scan(recs)
-    ds = _decision_state()
+    ds = two_venues.decision_state(
+        usdt=1e6,
+        btc=10.0,
+        fee_bps=1.0,
+        slip_bps=50.0,
+        venue_exposure=1e6,
+        min_notional=1.0,
+        budget=1e6,
+        min_edge_bps=0.0,
+        max_book_age_ns=10**18,
+        max_order_notional=1e6,
+        band_bps=50.0,
+        exposure_limit=1e9,
+    )
     times["book"] = time.perf_counter() - t
 
     t = time.perf_counter()
