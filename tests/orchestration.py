@@ -169,17 +169,19 @@ def invariants(runner) -> list[str]:
         lost = sum(max(0, min(b, d0 + dn) - max(a, d0)) for d0, dn in down)
         return b - a - lost
 
-    over_since = None
-    for t, total in core.residual_history:
+    over_since, last = None, 0.0
+    # the history holds changes only: a residual lasts until the next change, or the run's end
+    for t, total in [*core.residual_history, (core.now, 0.0)]:
+        if over_since is not None and engine_time(over_since, t) > limit_ns:
+            problems.append(
+                f"residual {last:.0f} USDT above {policy.max_residual_usdt} for {(t - over_since) / 1e9:.1f} s"
+            )
+            break
         if total > policy.max_residual_usdt:
             over_since = t if over_since is None else over_since
-            if engine_time(over_since, t) > limit_ns:
-                problems.append(
-                    f"residual {total:.0f} USDT above {policy.max_residual_usdt} for {(t - over_since) / 1e9:.1f} s"
-                )
-                break
         else:
             over_since = None
+        last = total
     return problems
 
 

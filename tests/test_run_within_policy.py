@@ -190,3 +190,26 @@ def test_a_late_answer_to_a_request_sent_before_maintenance_does_not_end_it(tmp_
     assert gamma[0]["to"] == "QUARANTINED" and gamma[0]["t"] <= begin["ns"] + 1_000_000
     assert gamma[1]["from"] == "QUARANTINED"
     assert gamma[1]["t"] >= begin["ns"] + duration_s * 1e9, (gamma[1]["t"] - begin["ns"]) / 1e9
+
+
+def test_the_residual_limit_holds_while_the_hedge_venue_is_in_maintenance(tmp_path):
+    """gamma goes into maintenance as the hedge leg of an alpha/gamma opportunity leaves (about
+    12.83 s in): the hedge's fate is unknown until gamma is back, 16 s later. The 0.1 BTC bought
+    on alpha (about 5,000 USDT, over max_residual_usdt) is unwound on alpha, which is up, when
+    the hedge window closes; it does not wait for gamma."""
+    maintenance = {"kind": "maintenance", "venue": "gamma", "start_s": 12.867, "duration_s": 16.0}
+    runner, world, found = run(scenario(duration_s=20.0, faults=[maintenance]), tmp_path)
+    _ok(found, runner)  # includes: residual over the limit never outlasts the hedge + unwind windows
+    book = runner.core.orders.orders
+    pos = next(p for p in runner.core.positions.values() if p.sell.venue == "gamma")
+    assert book[pos.buy.coid].filled > 0 and book[pos.sell.coid].filled == 0
+    gamma_back = next(
+        t["t"]
+        for t in runner.core.transitions_as_dicts()
+        if t["machine"] == "venue:gamma" and t["from"] == "QUARANTINED"
+    )
+    [unwind] = [book[c] for c in pos.unwind_coids if book[c].purpose == "unwind"]
+    assert unwind.venue == "alpha" and unwind.filled == book[pos.buy.coid].filled
+    limits_ns = (runner.policy.hedge_window_ms + runner.policy.unwind_window_ms) * 1e6
+    assert unwind.created_ns < pos.first_fill_ns + limits_ns < gamma_back
+    assert _flat(runner)

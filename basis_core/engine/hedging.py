@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import schema as S
-from ..state.tables import EngineEvent, EngineState, HedgeEvent, HedgeState, OrderState
+from ..state.tables import OUTAGE, EngineEvent, EngineState, HedgeEvent, HedgeState, OrderState
 from ..units import MS
 from .orders import ManagedOrder
 from .parts import EngineParts
@@ -233,8 +233,11 @@ class Hedging(EngineParts):
                 else:
                     pos.machine.fire(HedgeEvent.FLAT, self.now, "flat after unwind")
             return
-        if any(not o.terminal for o in pos.orders(book)):
+        if any(not o.terminal and self.board[o.venue].state not in OUTAGE for o in pos.orders(book)):
             return  # wait for the cancels / the working unwind to settle
+        # an order in doubt on a venue in maintenance (or disconnected) cannot be known before the
+        # venue is back: the filled leg is unwound meanwhile; should that order turn out filled, its
+        # late fill reopens the position, which is unwound in turn
         gap_ns = int(self.policy.unwind_window_ms / self.policy.unwind_max_retries * MS)
         if pos.unwind_attempts and self.now - pos.last_unwind_ns < gap_ns:
             return  # retries are spaced over the unwind window: a passing refusal gets time to clear
