@@ -432,6 +432,7 @@ class ProcessRunner(Runner):
         for end in ends:
             batch = S.aligned_empty(end + 1 - start)
             batch[:] = pending[start : end + 1]
+            self.note_order_news(batch)
             self.core.step(batch)
             start = end + 1
         self._pending = [pending[start:]] if start < len(pending) else []
