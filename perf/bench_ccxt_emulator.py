@@ -24,7 +24,7 @@ import time
 
 from adapters.ccxt import CcxtVenue, Credentials
 from adapters.ccxt.config import from_dict
-from adapters.emulator import EmulatorThread, LimitsConfig
+from adapters.emulator import EmulatorThread, RateLimitsConfig
 from adapters.emulator.harness import binance_client, standard_emulator
 from basis_core.schema import OrderType, Side
 from basis_core.venue import OrderRequest
@@ -83,7 +83,7 @@ async def measure(url: str, n: int) -> dict:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    big = LimitsConfig(weight_limit=10**9, orders_limit=10**9, orders_day_limit=10**9)
+    big = RateLimitsConfig(weight_limit=10**9, orders_limit=10**9, orders_day_limit=10**9)
     emu = standard_emulator({KEY: (SECRET, "bench")}, limits=big, usdt=10**9)
     with EmulatorThread(emu):
         result = asyncio.run(measure(emu.url, n))

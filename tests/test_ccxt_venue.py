@@ -9,7 +9,7 @@ import pytest
 
 from adapters.ccxt import CcxtVenue, Credentials, parsing
 from adapters.ccxt.config import from_dict
-from adapters.emulator import LimitsConfig
+from adapters.emulator import RateLimitsConfig
 from adapters.emulator.harness import binance_client, standard_emulator
 from basis_core.errors import (
     AuthenticationFailed,
@@ -238,7 +238,7 @@ def test_maintenance_is_venue_unavailable_and_reports_quarantine(style):
 
 def test_429_is_rate_limited_with_retry_after_and_the_gate_holds_until_then():
     async def body():
-        limits = LimitsConfig(weight_limit=45, weight_window_s=1.0, ban_after=2, ban_s=30.0)
+        limits = RateLimitsConfig(weight_limit=45, weight_window_s=1.0, ban_after=2, ban_s=30.0)
         async with venue(limits=limits, max_backoff_s=0.5, backoff_s=0.01) as (emu, v, events):
             errors = []
             for _ in range(4):
@@ -262,7 +262,7 @@ def test_429_is_rate_limited_with_retry_after_and_the_gate_holds_until_then():
 
 def test_a_429_storm_never_reaches_a_ban_and_hedges_leave_before_entries():
     async def body():
-        limits = LimitsConfig(orders_limit=2, orders_window_s=1.0, ban_after=10, ban_s=30.0)
+        limits = RateLimitsConfig(orders_limit=2, orders_window_s=1.0, ban_after=10, ban_s=30.0)
         async with venue(limits=limits, max_attempts=4, max_backoff_s=2.0, backoff_s=0.01) as (
             emu,
             v,

@@ -8,7 +8,7 @@ import time
 import ccxt
 import pytest
 
-from adapters.emulator import EmulatorThread, LimitsConfig, auth
+from adapters.emulator import EmulatorThread, RateLimitsConfig, auth
 from adapters.emulator.harness import binance_client, standard_emulator
 from basis_core.schema import Side
 
@@ -293,7 +293,7 @@ def test_a_slow_submit_times_out_the_client_with_the_order_placed_or_not(placed)
 
 def test_weight_abuse_gets_429_with_retry_after_then_a_418_ban():
     async def body():
-        limits = LimitsConfig(weight_limit=40, weight_window_s=30.0, ban_after=3, ban_s=5.0)
+        limits = RateLimitsConfig(weight_limit=40, weight_window_s=30.0, ban_after=3, ban_s=5.0)
         emu, ex = await _session(limits=limits)
         try:
             await ex.load_markets()  # weight 20
@@ -319,7 +319,7 @@ def test_weight_abuse_gets_429_with_retry_after_then_a_418_ban():
 
 def test_order_rate_limit_answers_429_too():
     async def body():
-        emu, ex = await _session(limits=LimitsConfig(orders_limit=2, orders_window_s=30.0))
+        emu, ex = await _session(limits=RateLimitsConfig(orders_limit=2, orders_window_s=30.0))
         try:
             await ex.load_markets()
             for i in range(2):

@@ -11,7 +11,7 @@ simulated venues' matching engine: the test and demo counterpart of the ccxt ada
 """
 
 from .faults import Faults
-from .limits import LimitsConfig
+from .limits import RateLimitsConfig
 from .server import Emulator, EmulatorThread, Placed
 
-__all__ = ["Emulator", "EmulatorThread", "Faults", "LimitsConfig", "Placed"]
+__all__ = ["Emulator", "EmulatorThread", "Faults", "Placed", "RateLimitsConfig"]

@@ -11,7 +11,7 @@ import ccxt.async_support as ccxt_async
 
 from adapters.sim.matching import Spec
 
-from .limits import LimitsConfig
+from .limits import RateLimitsConfig
 from .server import Emulator
 
 BTC = Spec("BTCUSDT", "BTC", "USDT", tick=0.01, lot=0.00001, min_notional=5.0)
@@ -23,7 +23,7 @@ def standard_emulator(
     keys: dict[str, tuple[str, str]],
     *,
     name: str = "emulator",
-    limits: LimitsConfig | None = None,
+    limits: RateLimitsConfig | None = None,
     usdt: float = 100_000.0,
     btc: float = 2.0,
     eth: float = 20.0,

@@ -42,7 +42,10 @@ def depth_weight(limit: int) -> int:
 
 
 @dataclass
-class LimitsConfig:
+class RateLimitsConfig:
+    """The emulated venue's request-weight and order windows and its ban (not the engine's risk
+    limits, which are `basis_core.config.LimitsConfig`)."""
+
     weight_limit: int = 6000
     weight_window_s: float = 60.0
     orders_limit: int = 100
@@ -83,8 +86,8 @@ class _Window:
 class RateLimiter:
     """Windows of one emulated venue. `now` is seconds on the emulator's clock."""
 
-    def __init__(self, config: LimitsConfig | None = None):
-        self.config = c = config or LimitsConfig()
+    def __init__(self, config: RateLimitsConfig | None = None):
+        self.config = c = config or RateLimitsConfig()
         self.weight = _Window(c.weight_limit, c.weight_window_s)
         self.orders = _Window(c.orders_limit, c.orders_window_s)
         self.orders_day = _Window(c.orders_day_limit, 86_400.0)

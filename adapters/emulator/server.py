@@ -35,7 +35,7 @@ from basis_core.venue import OrderStatus
 
 from . import auth, wire
 from .faults import Faults
-from .limits import WEIGHTS, LimitsConfig, RateLimiter, depth_weight
+from .limits import WEIGHTS, RateLimiter, RateLimitsConfig, depth_weight
 from .stream import DepthStreams
 
 #: the emulator's fee schedule unless one is given (a frozen value, shared safely)
@@ -72,7 +72,7 @@ class Emulator:
         *,
         name: str = "emulator",
         fees: FeeSchedule = _DEFAULT_FEES,
-        limits: LimitsConfig | None = None,
+        limits: RateLimitsConfig | None = None,
     ):
         self.name = name
         self.exchange = Exchange(name, {s.symbol: (s, fees) for s in specs})
