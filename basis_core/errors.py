@@ -157,6 +157,11 @@ class ResultsError(BasisError):
     """A results database, report.json or run directory that is missing, malformed or incomplete."""
 
 
+class EndedOutsidePolicy(BasisError):
+    """A run ended with positions neither flat nor hedged within limits (a venue down, funds
+    missing): everything it could write is written, and each open position is named with its cause."""
+
+
 class ChainRevert(VenueError):
     """An EVM call or transaction reverted. `error_name` is the decoded error ("Error" for a
     require string, "Panic" for a panic code, a contract's custom error name, or "unknown"),

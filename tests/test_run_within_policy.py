@@ -15,6 +15,7 @@ from orchestration import invariants, run, scenario
 from basis_core.config import from_dict
 from basis_core.engine.report import write_run
 from basis_core.results.db import ResultsDB
+from basis_core.results.reportjson import read_report
 
 
 def _ok(found, runner):
@@ -45,6 +46,7 @@ def test_an_opportunity_whose_legs_never_filled_is_booked_and_reported(tmp_path)
     write_run(runner, from_dict(data), run_dir, 1.0)
     for name in ("report.json", "results.sqlite", "report.html"):
         assert (run_dir / name).is_file(), name
+    assert read_report(run_dir / "report.json")["open_positions"] == []  # it ended within policy
     with ResultsDB(run_dir / "results.sqlite") as db:
         [rid] = [r["run_id"] for r in db.runs()]
         opps = {o["opportunity_id"]: o for o in db.opportunities(rid)}
@@ -213,3 +215,47 @@ def test_the_residual_limit_holds_while_the_hedge_venue_is_in_maintenance(tmp_pa
     limits_ns = (runner.policy.hedge_window_ms + runner.policy.unwind_window_ms) * 1e6
     assert unwind.created_ns < pos.first_fill_ns + limits_ns < gamma_back
     assert _flat(runner)
+
+
+def test_a_run_that_ends_with_a_position_open_names_it_writes_everything_and_exits_3(tmp_path, capsys):
+    """alpha goes into maintenance after an alpha/gamma opportunity bought 0.1 BTC there and
+    stays down past the end (rerouting off; gamma refuses every order): nothing can flatten the
+    position. The run prints it with its cause, lists it in report.json, writes results.sqlite
+    and report.html and exits with the outside-policy status."""
+    import json
+
+    from basis_core.cli import EXIT_OUTSIDE_POLICY, main
+    from basis_core.scenarios import DEFAULT
+
+    text = Path(DEFAULT).read_text()
+    text = text[: text.index("[[faults]]")].replace("duration_s = 60.0", "duration_s = 20.0")
+    text += """
+[[faults]]
+kind = "reject"
+venue = "gamma"
+on = "submit"
+duration_s = 600.0
+reason = "insufficient_funds"
+count = 0
+
+[[faults]]
+kind = "maintenance"
+venue = "alpha"
+start_s = 13.5
+duration_s = 600.0
+"""
+    config = tmp_path / "stuck.toml"
+    config.write_text(text)
+    run_dir = tmp_path / "run"
+    assert main(["run", str(config), "--run-dir", str(run_dir)]) == EXIT_OUTSIDE_POLICY
+    out, err = capsys.readouterr()
+    report = json.loads((run_dir / "report.json").read_text())
+    [stuck] = report["open_positions"]
+    assert stuck["venue"] == "alpha" and stuck["net_qty"] == pytest.approx(0.1)
+    assert stuck["exposure_usdt"] > 2000  # max_residual_usdt
+    assert "alpha QUARANTINED" in stuck["cause"] and "ISOLATED" in stuck["cause"]
+    assert "ENDED OUTSIDE POLICY: 1 position(s)" in out and stuck["cause"] in out
+    assert "OUTSIDE POLICY" in next(line for line in out.splitlines() if "open positions at the end" in line)
+    assert "ended outside policy" in err
+    for name in ("report.json", "results.sqlite", "report.html"):
+        assert (run_dir / name).is_file(), name

@@ -5,8 +5,9 @@ A command module holds NAME (the subcommand), HELP (its line in `basis --help`),
 status). The work itself lives in the engine, results and host modules; a command module
 parses, calls and prints. Adding a command is one module and one line in COMMANDS.
 
-A BasisError raised by a command is printed as `error: ...` and exits 1; a bad argument is
-argparse's `basis NAME: error: argument ...` and exits 2.
+A BasisError raised by a command is printed as `error: ...` and exits with its status in
+EXIT_STATUS (1; 3 for a run that ended outside policy); a bad argument is argparse's
+`basis NAME: error: argument ...` and exits 2.
 """
 
 from __future__ import annotations
@@ -15,11 +16,20 @@ import argparse
 import sys
 from types import ModuleType
 
-from ..errors import BasisError
+from ..errors import BasisError, EndedOutsidePolicy
 from . import bench, check, hostcheck, replay, report, run, version
 
 #: the subcommands, in the order `basis --help` lists them
 COMMANDS: tuple[ModuleType, ...] = (version, check, run, replay, report, bench, hostcheck)
+
+
+#: exit statuses, the same for every command (README.md lists them under `basis run`)
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_OUTSIDE_POLICY = 0, 1, 2, 3
+#: the exit status of an error a command raises, by its type (the nearest along its MRO)
+EXIT_STATUS: dict[type[BasisError], int] = {
+    EndedOutsidePolicy: EXIT_OUTSIDE_POLICY,
+    BasisError: EXIT_ERROR,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(args) or EXIT_OK)
     except BasisError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return next(EXIT_STATUS[t] for t in type(exc).__mro__ if t in EXIT_STATUS)

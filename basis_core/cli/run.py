@@ -9,6 +9,8 @@ for the same seed; "real" takes the duration in wall time, with the engine in it
 placed on the cores of [cpu]. Progress lines are
 printed while it runs, then a summary ending with the decision digest. The run directory
 holds journal/, results.sqlite, report.json, report.html, scenario.json and registry.json.
+A run that ends with a position neither flat nor hedged within limits prints each one with its
+cause, writes everything all the same and exits 3 (EXIT_OUTSIDE_POLICY); an error exits 1.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import argparse
 import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
+
+from ..errors import EndedOutsidePolicy
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -90,6 +94,18 @@ def main(args: argparse.Namespace) -> int:
     )
     report = run_simulated(cfg, run_dir, progress=lambda line: print(line, flush=True))
     print(summary_table(report))
+    still_open = report["open_positions"]
+    if still_open:
+        print(f"ENDED OUTSIDE POLICY: {len(still_open)} position(s) neither flat nor hedged within limits")
+        for p in still_open:
+            print(
+                f"  opportunity {p['opportunity']}: {p['net_qty']:+g} {p['instrument']} on {p['venue']} "
+                f"({p['exposure_usdt']:,.2f} USDT): {p['cause']}"
+            )
+        raise EndedOutsidePolicy(
+            f"the run ended outside policy with {len(still_open)} position(s) open; "
+            f"everything is written to {run_dir}"
+        )
     return 0
 
 
@@ -119,6 +135,13 @@ def summary_table(report: dict) -> str:
             ", ".join(f"{k}={v}" for k, v in sorted(report["reconciliation"].items())) or "0",
         ),
         ("state transitions", str(len(report["state_transitions"]))),
+        (
+            "open positions at the end",
+            f"{len(report['open_positions'])} "
+            f"({sum(p['exposure_usdt'] for p in report['open_positions']):,.2f} USDT): OUTSIDE POLICY"
+            if report["open_positions"]
+            else "none (flat or hedged within limits)",
+        ),
         ("decision digest", report.get("decision_digest", "")),
     ]
     width = max(len(k) for k, _ in rows)

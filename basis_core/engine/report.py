@@ -17,7 +17,7 @@ from ..results.record import (
 )
 from ..results.report import write_html
 from ..results.reportjson import write_report
-from ..state.tables import OrderState
+from ..state.tables import OrderState, VenueState
 
 _STATUS = {
     OrderState.FILLED: OrderStatus.FILLED,
@@ -37,6 +37,43 @@ class _OrderRow:
         self.status = _STATUS.get(o.state, OrderStatus.OPEN)
         self.filled_qty, self.avg_price = o.filled, o.avg_price
         self.created_ns, self.updated_ns = o.created_ns, o.machine.since_ns
+
+
+def open_positions(core) -> list[dict]:
+    """Every position the run ends with that is neither flat nor hedged within limits (its net
+    above `residual_tolerance_usdt`), each with its cause: how it stands, the state of the venue
+    it would be unwound on, the last refusal, orders still in doubt."""
+    book = core.orders.orders
+    out = []
+    for pos in core.positions.values():
+        net = pos.net_qty(book)
+        exposure = abs(net) * core.market.mark(core.rules[pos.buy.instrument].base)
+        if exposure <= core.policy.residual_tolerance_usdt:
+            continue
+        leg = pos.buy if net > 0 else pos.sell
+        history = pos.machine.history
+        causes = [f"{pos.state.name} ({history[-1].cause})" if history else pos.state.name]
+        venue = core.board[leg.venue]
+        if venue.state != VenueState.UP:
+            causes.append(f"{leg.venue} {venue.state.name}")
+        if pos.unwind_failed:
+            causes.append(f"unwind failed after {pos.unwind_attempts} attempts")
+        refused = [book[c].reject_reason for c in pos.unwind_coids if c in book and book[c].reject_reason]
+        if refused:
+            causes.append(f"last refusal: {refused[-1]}")
+        causes += [f"order {o.coid} on {o.venue} {o.state.name}" for o in pos.orders(book) if not o.terminal]
+        out.append(
+            {
+                "opportunity": pos.opp_id,
+                "venue": leg.venue,
+                "instrument": leg.instrument,
+                "net_qty": float(net),
+                "exposure_usdt": float(exposure),
+                "state": pos.state.name,
+                "cause": "; ".join(causes),
+            }
+        )
+    return out
 
 
 def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
@@ -72,6 +109,9 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         "venue_states": {n: v.state.name for n, v in core.board.venues.items()},
         "order_states": _count(o.state.name for o in core.orders.orders.values()),
         "position_states": _count(p.state.name for p in core.positions.values()),
+        # positions neither flat nor hedged within limits once the run settled: none, or the run
+        # ended outside policy (`basis run` exits 3)
+        "open_positions": open_positions(core),
         "late_fills": core.orders.late_fills,
         "anomalies": list(core.counters.anomalies),
         "fills_booked_late": len(runner.unbooked_fills),
