@@ -44,9 +44,20 @@ def config_error(tmp_path: Path, body: str) -> ConfigError:
     return err.value
 
 
-def run(data: dict, tmp_path: Path, check=None, after_start=None, setup=None):
-    """Run a scenario dict on the virtual clock; returns (runner, world, problems found by check).
-    `setup(world)` may adjust the world before the run starts."""
+def real_time(duration_s: float, **kw) -> dict:
+    """`scenario(...)` on the real clock with the engine pinned to CPU 1 and the io process to CPU 0
+    (the two-process layout), and dislocations often enough that a few seconds trade."""
+    data = scenario(duration_s=duration_s, **kw)
+    data["run"]["clock"] = "real"
+    data["cpu"] = {"engine": 1, "io": 0}
+    data["market"]["dislocations_per_min"] = 30.0
+    return data
+
+
+def run(data: dict, tmp_path: Path, check=None, after_start=None, setup=None, layout="single", progress=None):
+    """Run a scenario dict; returns (runner, world, problems found by check). Layout "single" runs
+    on the virtual clock, "processes" (a `real_time` scenario) on the real one. `setup(world)` may
+    adjust the world before the run starts; `progress` gets the run's progress lines."""
     cfg = from_dict(data)
     world = SimWorld.from_config(cfg)
     if setup is not None:
@@ -58,16 +69,16 @@ def run(data: dict, tmp_path: Path, check=None, after_start=None, setup=None):
         if check is not None:
             found.extend(check(runner) or [])
 
-    runner = world.clock.run(
-        run_scenario(
-            cfg,
-            tmp_path / "run",
-            world,
-            progress=lambda line: None,
-            before_close=before_close,
-            after_start=after_start,
-        )
+    scenario_run = run_scenario(
+        cfg,
+        tmp_path / "run",
+        world,
+        progress=progress or (lambda line: None),
+        before_close=before_close,
+        after_start=after_start,
+        layout=layout,
     )
+    runner = asyncio.run(scenario_run) if layout == "processes" else world.clock.run(scenario_run)
     return runner, world, found
 
 

@@ -266,19 +266,10 @@ def test_an_engine_killed_mid_run_restarts_from_its_checkpoint_and_decides_as_a_
     import os
     import signal
 
-    from orchestration import invariants, scenario, venue_agreement
+    from orchestration import invariants, real_time
 
-    from adapters.sim.world import SimWorld
-    from basis_core.engine.scenario import run_scenario
-
-    data = scenario(duration_s=8.0)
-    data["run"]["clock"] = "real"
-    data["cpu"] = {"engine": 1, "io": 0}
-    data["market"]["dislocations_per_min"] = 30.0
+    data = real_time(8.0)
     data["journal"].update(checkpoint_every_records=300, checkpoint_keep=2)
-    cfg = from_dict(data)
-    world = SimWorld.from_config(cfg)
-    found: list[str] = []
 
     async def kill_later(runner):
         async def kill():
@@ -287,20 +278,7 @@ def test_an_engine_killed_mid_run_restarts_from_its_checkpoint_and_decides_as_a_
 
         asyncio.get_running_loop().create_task(kill())
 
-    async def before_close(runner):
-        found.extend(await venue_agreement(runner))
-
-    runner = asyncio.run(
-        run_scenario(
-            cfg,
-            tmp_path / "run",
-            world,
-            progress=lambda line: None,
-            layout="processes",
-            before_close=before_close,
-            after_start=kill_later,
-        )
-    )
+    runner, _, found = run(data, tmp_path, after_start=kill_later, layout="processes")
     out = capfd.readouterr().out
     assert runner.restarts == 1 and runner.standby_takeovers == 1
     assert "engine: state from the checkpoint at journal position" in out, out

@@ -6,48 +6,22 @@ import os
 import signal
 
 import pytest
-from orchestration import invariants, scenario, venue_agreement
+from orchestration import invariants, real_time, run
 
-from adapters.sim.world import SimWorld
-from basis_core.config import from_dict
 from basis_core.engine.procs import engine_wait
 from basis_core.engine.replay import replay
-from basis_core.engine.scenario import run_scenario
 from basis_core.rings import leftovers
 
 
-def _real(duration_s: float, **kw) -> dict:
-    data = scenario(duration_s=duration_s, **kw)
-    data["run"]["clock"] = "real"
-    data["cpu"] = {"engine": 1, "io": 0}
-    data["market"]["dislocations_per_min"] = 30.0
-    return data
-
-
 def _run(data, tmp_path, after_start=None):
-    cfg = from_dict(data)
-    world = SimWorld.from_config(cfg)
-    lines, found = [], []
-
-    async def before_close(runner):
-        found.extend(await venue_agreement(runner))
-
-    runner = asyncio.run(
-        run_scenario(
-            cfg,
-            tmp_path / "run",
-            world,
-            progress=lines.append,
-            layout="processes",
-            before_close=before_close,
-            after_start=after_start,
-        )
-    )
+    """Run `data` in the two-process layout; returns (runner, progress lines, problems found)."""
+    lines: list[str] = []
+    runner, _, found = run(data, tmp_path, after_start=after_start, layout="processes", progress=lines.append)
     return runner, lines, found
 
 
 def test_engine_process_runs_pinned_and_its_journal_replays_identically(tmp_path):
-    runner, lines, found = _run(_real(5.0), tmp_path)
+    runner, lines, found = _run(real_time(5.0), tmp_path)
     assert not found + invariants(runner), found + invariants(runner)
     assert any(line.startswith("engine: core") for line in lines)
     assert runner.core.counters.events > 1000
@@ -84,7 +58,7 @@ def test_engine_killed_at_random_points_loses_no_order_and_reconciles(tmp_path):
 
         asyncio.get_running_loop().create_task(killer())
 
-    runner, lines, found = _run(_real(duration, faults=faults), tmp_path, after_start=kill_repeatedly)
+    runner, lines, found = _run(real_time(duration, faults=faults), tmp_path, after_start=kill_repeatedly)
     assert runner.restarts >= kills - 1 and runner.standby_takeovers >= 1
     assert not found + invariants(runner), found + invariants(runner)
     assert runner.reconciler.log.open() == [], runner.reconciler.log.open()
@@ -101,7 +75,7 @@ def test_engine_killed_mid_run_restarts_from_its_journal_and_reconciles(tmp_path
 
         asyncio.get_running_loop().create_task(kill())
 
-    runner, lines, found = _run(_real(8.0), tmp_path, after_start=kill_later)
+    runner, lines, found = _run(real_time(8.0), tmp_path, after_start=kill_later)
     assert runner.restarts == 1
     assert any("restarting from its journal" in line for line in lines)
     # the standby engine (started once the first was up) took over, and was back before the end
