@@ -61,6 +61,12 @@ def cfg(**kw) -> JournalConfig:
     return JournalConfig(**{"segment_records": 64, "fsync": "never", **kw})
 
 
+def write_journal(directory, n: int) -> None:
+    """A closed journal in `directory` holding `make(0, n)`."""
+    with JournalWriter(directory, cfg()) as w:
+        w.append(make(0, n))
+
+
 def segment_path(directory, index: int):
     return directory / segment_name(index)
 
@@ -132,8 +138,7 @@ def test_append_accepts_any_record_dtype_and_uint8_rows_and_refuses_other_sizes(
 
 
 def test_reopen_after_clean_close_resumes_at_the_end(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 100))
+    write_journal(tmp_path, 100)
     with JournalWriter(tmp_path, cfg()) as w:
         assert w.position == 100 and w.recovery.valid == 36 and w.recovery.zeroed == 0
         w.append(make(100, 28))  # exactly fills segment 1
@@ -193,8 +198,7 @@ def test_reopen_with_another_segment_size_keeps_old_segments_and_uses_the_new_si
 
 @pytest.mark.parametrize("start", [0, 1, 63, 64, 65, 150, 199, 200])
 def test_reader_starts_at_any_position(tmp_path, start):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 200))
+    write_journal(tmp_path, 200)
     batches = list(JournalReader(tmp_path).batches(start, max_records=10))
     assert all(len(b) <= 10 for _, b in batches)
     assert [p for p, _ in batches] == sorted(p for p, _ in batches)
@@ -205,8 +209,7 @@ def test_reader_starts_at_any_position(tmp_path, start):
 
 
 def test_record_iterator_and_read_count(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 70))
+    write_journal(tmp_path, 70)
     r = JournalReader(tmp_path)
     assert r.read().dtype == schema.GENERIC
     seqs = [int(rec["seq"]) for rec in r]
@@ -275,8 +278,7 @@ def test_closed_writer_refuses_appends(tmp_path):
 
 
 def test_leftover_tmp_segment_from_a_crash_during_roll_is_removed(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 64))
+    write_journal(tmp_path, 64)
     (tmp_path / (segment_name(1) + ".tmp")).write_bytes(b"half a header")
     with JournalWriter(tmp_path, cfg()) as w:
         assert w.position == 64
@@ -295,8 +297,7 @@ def _poke(path, offset: int, data: bytes) -> None:
 
 
 def test_torn_tail_is_not_read_and_the_writer_zeroes_it_and_resumes(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 10))
+    write_journal(tmp_path, 10)
     seg = segment_path(tmp_path, 0)
     full = expected(10, 3).tobytes()
     _poke(seg, slot_offset(10), full[:64])  # whole payload, check word...
@@ -313,8 +314,7 @@ def test_torn_tail_is_not_read_and_the_writer_zeroes_it_and_resumes(tmp_path):
 
 
 def test_damaged_record_followed_by_valid_records_is_corruption_naming_segment_and_offset(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 20))
+    write_journal(tmp_path, 20)
     seg = segment_path(tmp_path, 0)
     _poke(seg, slot_offset(5) + 30, b"\xff")
     where = rf"{segment_name(0)}: slot 5 \(byte offset {slot_offset(5)}, position 5\)"
@@ -326,8 +326,7 @@ def test_damaged_record_followed_by_valid_records_is_corruption_naming_segment_a
 
 
 def test_truncate_drops_a_damaged_record_and_all_after_it_so_appending_can_resume(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 150))
+    write_journal(tmp_path, 150)
     _poke(segment_path(tmp_path, 1), slot_offset(10) + 3, b"\x99")
     with pytest.raises(JournalCorrupt, match="position 74") as info:
         JournalReader(tmp_path).read()
@@ -350,22 +349,19 @@ def test_truncate_drops_a_damaged_record_and_all_after_it_so_appending_can_resum
     assert_journal_holds(tmp_path, 128)
     truncate(tmp_path, 0)
     assert JournalReader(tmp_path).end() == 0
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 3))
+    write_journal(tmp_path, 3)
     assert_journal_holds(tmp_path, 3)
 
 
 def test_zeroed_hole_in_the_middle_is_corruption(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 20))
+    write_journal(tmp_path, 20)
     _poke(segment_path(tmp_path, 0), slot_offset(7), bytes(64))
     with pytest.raises(JournalCorrupt, match="slot 7"):
         JournalReader(tmp_path).end()
 
 
 def test_damage_in_a_full_earlier_segment_raises_before_yielding_any_of_it(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 150))
+    write_journal(tmp_path, 150)
     _poke(segment_path(tmp_path, 1), slot_offset(63) + 8, b"\x00\x01")  # last slot of segment 1
     got = []
     with pytest.raises(JournalCorrupt, match=rf"{segment_name(1)}: slot 63 .*later segment exists"):
@@ -375,16 +371,14 @@ def test_damage_in_a_full_earlier_segment_raises_before_yielding_any_of_it(tmp_p
 
 
 def test_missing_segment_is_corruption(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 150))
+    write_journal(tmp_path, 150)
     segment_path(tmp_path, 1).unlink()
     with pytest.raises(JournalCorrupt, match="segment 1 is missing"):
         JournalReader(tmp_path).read()
 
 
 def test_wrong_magic_is_a_journal_error(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 5))
+    write_journal(tmp_path, 5)
     _poke(segment_path(tmp_path, 0), 0, b"NOTAJRNL")
     with pytest.raises(JournalError, match="not a journal segment"):
         JournalReader(tmp_path).read()
@@ -393,8 +387,7 @@ def test_wrong_magic_is_a_journal_error(tmp_path):
 
 
 def test_damaged_header_and_truncated_file_are_journal_errors(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 70))
+    write_journal(tmp_path, 70)
     _poke(segment_path(tmp_path, 1), 30, b"\x07")
     with pytest.raises(JournalError, match="header fails its CRC"):
         JournalReader(tmp_path).read()
@@ -446,8 +439,7 @@ def test_follow_yields_records_of_a_live_writer_across_rolls(tmp_path):
 
 
 def test_follow_from_a_position_returns_the_rest_then_stops_and_refuses_a_start_past_the_end(tmp_path):
-    with JournalWriter(tmp_path, cfg()) as w:
-        w.append(make(0, 130))
+    write_journal(tmp_path, 130)
     calls = []
     got = list(
         JournalReader(tmp_path).follow(100, poll_s=0.0001, stop=lambda: calls.append(1) or len(calls) > 3)
