@@ -28,6 +28,10 @@ Sections (all optional except where noted; defaults are safe for the embedded si
                    above are set in [limits] only
     [signals]      builtin (the cross-venue spread / basis scanner), file (JSON lines of
                    external signals, relative to the scenario file)
+    [alerts]       command (run with the alert as JSON on stdin) or webhook (an http(s) URL the
+                   alert is POSTed to), min_interval_s (per kind of alert, on the run's clock)
+    [observe]      metrics_port (Prometheus text on 127.0.0.1, 0 = off), status_port (the live
+                   status page on 127.0.0.1, 0 = off), sample_ms (how often the run is read)
 
 `basis check FILE` validates a file and prints each error with its key path.
 """
@@ -52,6 +56,7 @@ from .schema import RejectReason
 MAX_DURATION_S = 86_400.0
 MAX_START_NS = 2**62  # the virtual clock's latest origin (year 2116): start + duration fits int64
 MAX_SEED = 2**32 - 1
+MAX_MARKET_CELLS = 2**24  # steps x levels of a generated market (its depth noise: 256 MiB)
 
 
 @dataclass(frozen=True)
@@ -384,12 +389,61 @@ _DEFAULT_ON = {
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """Who hears of HALTED, PROTECTIVE, a reconciliation mismatch or a venue DOWN while a run goes
+    on (basis_core/engine/alerts.py): a command (split like a shell line, run without one, the
+    alert as one JSON object on its stdin) or a webhook URL (the JSON POSTed), never both; each
+    kind of alert at most once every `min_interval_s` of the run's clock (the ones in between are
+    counted into the next)."""
+
+    command: str = ""
+    webhook: str = ""
+    min_interval_s: float = 60.0
+
+    def _validate(self, path):
+        require(not (self.command and self.webhook), f"{path}.webhook", "set command or webhook, not both")
+        require(
+            not self.webhook or self.webhook.startswith(("http://", "https://")),
+            f"{path}.webhook",
+            "must be an http:// or https:// URL",
+        )
+        require(
+            math.isfinite(self.min_interval_s) and 0 <= self.min_interval_s <= MAX_DURATION_S,
+            f"{path}.min_interval_s",
+            f"must be in [0, {MAX_DURATION_S:g}] s",
+        )
+
+
+@dataclass(frozen=True)
 class SignalsConfig:
     """Where signals come from: the built-in cross-venue spread and basis scanner, and/or a
     JSON-lines file of external signals (one object per line, see basis_core/engine/signals.py)."""
 
     builtin: bool = True
     file: str = ""
+
+
+@dataclass(frozen=True)
+class ObserveConfig:
+    """What a running engine shows (basis_core/observe/): Prometheus metrics and the live status
+    page, each on its own port of 127.0.0.1 only (0 = not served), read from the run every
+    `sample_ms` of the run's clock."""
+
+    metrics_port: int = 0
+    status_port: int = 0
+    sample_ms: float = 500.0
+
+    def _validate(self, path):
+        for name in ("metrics_port", "status_port"):
+            require(
+                0 <= getattr(self, name) <= 65535, f"{path}.{name}", "must be a port in 0..65535 (0 = off)"
+            )
+        require(
+            self.metrics_port == 0 or self.metrics_port != self.status_port,
+            f"{path}.status_port",
+            "must differ from metrics_port",
+        )
+        require(10.0 <= self.sample_ms <= 60_000.0, f"{path}.sample_ms", "must be in [10, 60000] ms")
 
 
 #: [limits] key -> the PolicyConfig field it sets (and that [policy] must then leave alone)
@@ -428,11 +482,22 @@ class Config:
     market: MarketConfig = field(default_factory=MarketConfig)
     faults: tuple[FaultConfig, ...] = ()
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
     #: directory of the file this config came from (relative data paths resolve against it)
     base_dir: str = field(default="", init=False, compare=False)
 
     def _validate(self, path):
+        if self.market.source == "synthetic":
+            # the generated market is made for the whole run up front: depth for every step and level
+            size = self.run.duration_s / self.market.step_s * self.market.levels
+            require(
+                size <= MAX_MARKET_CELLS,
+                "market.step_s",
+                f"run.duration_s / step_s * levels = {size:,.0f} depth cells, more than the "
+                f"{MAX_MARKET_CELLS:,} a generated market holds: a longer step_s or fewer levels",
+            )
         default = PolicyConfig()
         for key, fname in LIMIT_FIELDS.items():
             require(

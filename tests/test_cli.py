@@ -33,6 +33,13 @@ def test_run_refuses_a_bad_duration_naming_the_argument(value, tmp_path, capsys)
     assert not (tmp_path / "run").exists()
 
 
+def test_a_duration_the_generated_market_cannot_hold_is_refused_before_anything_runs(tmp_path, capsys):
+    config = tmp_path / "fine.toml"
+    config.write_text("[market]\nstep_s = 0.005\n")
+    assert cli.main(["run", str(config), "--duration", "86400", "--run-dir", str(tmp_path / "run")]) == 1
+    assert "market.step_s" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 def test_run_help_says_it_drives_simulated_venues_only(capsys):
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])

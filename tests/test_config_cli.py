@@ -39,6 +39,7 @@ def test_unknown_key_names_its_full_path(tmp_path):
         ("[run]\nstart_ns = 9223372036854775000\n", "run.start_ns"),
         ('[[faults]]\nkind = "maintenance"\nstart_s = 1e20\n', "faults[0].start_s"),
         ('[[faults]]\nkind = "maintenance"\nduration_s = 1e20\n', "faults[0].duration_s"),
+        ("[run]\nduration_s = 3600.0\n[market]\nstep_s = 0.001\n", "market.step_s"),  # 36 M depth cells
     ],
 )
 def test_bad_values_name_their_key_path(tmp_path, body, path):

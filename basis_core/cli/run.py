@@ -74,6 +74,7 @@ def _with_run(cfg: Config, **changes) -> Config:
     (base_dir is not an init field, so dataclasses.replace would drop it)."""
     out = replace(cfg, run=replace(cfg.run, **changes))
     object.__setattr__(out, "base_dir", cfg.base_dir)
+    out._validate("")  # what depends on the run's length (the generated market's size)
     return out
 
 
