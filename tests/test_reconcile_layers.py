@@ -209,6 +209,45 @@ def test_positions_perp_mismatch_incomplete_hedge_and_residual_past_the_window()
     assert rec.log.open() == []
 
 
+def test_positions_look_again_only_at_opportunities_changed_or_still_incomplete():
+    """A run's later passes cost what its first did: hedged opportunities that did not change
+    are not gone over again."""
+
+    class Counting(Ledger):
+        looked = 0
+
+        def opportunity(self, opportunity_id):
+            Counting.looked += 1
+            return super().opportunity(opportunity_id)
+
+    led = Counting(lambda a, t: 100.0)
+    rec = PositionReconciler(PositionPolicy(hedge_window_ns=2 * S, max_residual_usdt=1e9))
+    for opp in range(1, 201):
+        for side, venue in (("buy", "alpha"), ("sell", "beta")):
+            led.book_fill(
+                fill(
+                    venue,
+                    side,
+                    0.1,
+                    100.0,
+                    S,
+                    make_coid(opp, 0 if side == "buy" else 1),
+                    f"{side}{opp}",
+                    opportunity_id=opp,
+                )
+            )
+    led.book_fill(fill("alpha", "buy", 0.1, 100.0, S, make_coid(201, 0), "lone", opportunity_id=201))
+    assert rec.check(led, {}, 2 * S).incomplete == [201] and Counting.looked == 201
+    Counting.looked = 0
+    assert rec.check(led, {}, 3 * S + 1).incomplete == [201] and Counting.looked == 1  # only the open one
+    led.book_fill(fill("beta", "sell", 0.1, 100.0, 4 * S, make_coid(201, 1), "hedge", opportunity_id=201))
+    Counting.looked = 0
+    r = rec.check(led, {}, 5 * S)
+    assert r.incomplete == [] and Counting.looked == 1 and rec.log.open() == []  # raised, then resolved
+    Counting.looked = 0
+    assert rec.check(led, {}, 6 * S).incomplete == [] and Counting.looked == 0
+
+
 # -- reporting layer and log -------------------------------------------------------------------
 
 

@@ -106,6 +106,7 @@ class Ledger:
     def __init__(self, mark: MarkFn):
         self._mark_fn = mark
         self.postings: list[Posting] = []
+        self.gross_usdt = 0.0  # sum of |usdt| over the postings, kept as they are made
         self.fills: list[tuple[LedgerFill, float]] = []  # every booked fill with its fee in USDT
         self.history: list[
             tuple[int, float, float, float]
@@ -120,6 +121,7 @@ class Ledger:
         self._transfers: dict[str, Transfer] = {}
         self._opps: dict[int, OpportunityResult] = {}
         self.dirty: set[int] = set()  # opportunities changed since a recorder last took them
+        self._watchers: list[set[int]] = []  # more such sets, one per checker (`watch`)
         self._opp_pos: dict[int, dict[str, CostBasis]] = defaultdict(dict)
         self._venue_totals: dict[str, Totals] = defaultdict(Totals)
         self.contributed_usdt = 0.0
@@ -404,10 +406,22 @@ class Ledger:
         if not delta:
             return
         self._bal[(venue, asset)] += delta
-        self.postings.append(Posting(int(ts_ns), kind, venue, asset, float(delta), float(delta * m), ref))
+        post = Posting(int(ts_ns), kind, venue, asset, float(delta), float(delta * m), ref)
+        self.postings.append(post)
+        self.gross_usdt += abs(post.usdt)
+
+    def watch(self) -> set[int]:
+        """A set of opportunity ids that the ledger adds to whenever one is opened or changes,
+        starting with every one it has: a checker takes and clears it instead of going over every
+        opportunity of the run each time."""
+        changed = set(self._opps)
+        self._watchers.append(changed)
+        return changed
 
     def _opp(self, opportunity_id: int, strategy: str, ts_ns: int) -> OpportunityResult:
         self.dirty.add(opportunity_id)
+        for changed in self._watchers:
+            changed.add(opportunity_id)
         opp = self._opps.get(opportunity_id)
         if opp is None:
             opp = OpportunityResult(opportunity_id, strategy, first_ts_ns=ts_ns, last_ts_ns=ts_ns)

@@ -53,6 +53,11 @@ class PositionReconciler:
         self.fee_assets = frozenset(fee_assets)
         self.log = log if log is not None else ExceptionLog()
         self._over_since: dict[str, int] = {}
+        # hedge completion is checked for the opportunities the ledger changed since the last
+        # check and those still incomplete then, not for every opportunity of the run each time
+        self._ledger: Ledger | None = None
+        self._changed: set[int] = set()
+        self._incomplete: set[int] = set()
 
     def check(
         self, ledger: Ledger, venue_positions: dict[str, dict[str, Position]], ts_ns: int
@@ -73,7 +78,11 @@ class PositionReconciler:
                     )
                 else:
                     self.log.resolve(Layer.POSITION, key, ts_ns, "perp position agrees")
-        for opp in ledger.opportunities():
+        if ledger is not self._ledger:
+            self._ledger, self._changed, self._incomplete = ledger, ledger.watch(), set()
+        todo = sorted(self._changed | self._incomplete)
+        self._changed.clear()
+        for opp in map(ledger.opportunity, todo):
             if not (opp.bought or opp.sold) or opp.symmetry >= p.min_symmetry:
                 self.log.resolve(Layer.POSITION, f"opportunity:{opp.opportunity_id}", ts_ns, "hedged")
                 continue
@@ -90,6 +99,7 @@ class PositionReconciler:
                         ts_ns,
                     ),
                 )
+        self._incomplete = set(out.incomplete)
         out.exposure_usdt = {
             a: v for a, v in ledger.exposure_by_asset(ts_ns).items() if a not in self.fee_assets
         }

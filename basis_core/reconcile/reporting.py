@@ -43,7 +43,7 @@ def check_reporting(
     """Run the reporting checks at `ts_ns` (marks at that time). `report` is the report.json
     dict about to be written, if any. Raised mismatches are appended to `log` when given."""
     out = ReportingCheck()
-    scale = sum(abs(p.usdt) for p in ledger.postings)
+    scale = ledger.gross_usdt  # (the sum over every posting, kept by the ledger)
 
     def flag(key, ours, theirs, cause):
         m = Mismatch(Layer.REPORTING, key, ours, theirs, cause, ts_ns)
