@@ -3,6 +3,7 @@
 core.py       EngineCore: records in, commands out; reads no clock and no venue
 decisions.py  its signals: built-in scanner, external signals, dispatch-time gate, sizing
 hedging.py    its hedged positions: symmetry, completion, isolation, unwind, timed checks
+operator.py   its operator commands (halt, resume, flatten, cancel-all, pause a venue, set a limit)
 parts.py      what core.py and its two mixins share through `self`, declared once
 market.py     books, marks, volatility (numba kernel state), one compiled step per batch
 orders.py     our orders by client order id, each with its ORDER state machine
@@ -13,6 +14,8 @@ signals.py    external signals from a JSON-lines file, as records
 io.py         VenueIO: venues in, records out; commands out through the Cython router
 runner.py     one run in one process: io, core, journal, ledger, reconciliation
 supervisor.py the run's tasks, watched: the first to fail stops the run with its error
+control.py    the operator's control socket (RUN_DIR/ctl.sock) that `basis ctl` talks to
+alerts.py     the [alerts] hook: HALTED, PROTECTIVE, mismatches, venue DOWN, rate-limited
 procs.py      the pinned io process + engine process (+ standby) joined by rings
 build.py      a config into the engine's policy, instrument rules and fixed marks
 scenario.py   what `basis run` does: a scenario's world, the runner, the run directory

@@ -129,6 +129,8 @@ class Runner:
         self.opportunities_booked = 0  # the ledger knows every opportunity id up to this one
         self.next_reconcile_ns = 0
         self.next_progress_ns = 0
+        #: called after every engine step, on the io side (alerts.py): they must not block
+        self.watchers: list[Callable[[], None]] = []
         # what `_mirror_orders` looks at besides the working orders (no scan of every order)
         self._was_working: set[int] = set()  # orders working at the last mirror
         self._order_news: set[int] = set()  # orders named by order events since the last mirror
@@ -140,6 +142,11 @@ class Runner:
     def _sink(self, rec: np.ndarray) -> None:
         self.inbox.append(rec)
         self.wake.set()
+
+    def send_control(self, rec: np.ndarray) -> None:
+        """An operator's CONTROL record (control.py) into the engine, journaled first like
+        every input."""
+        self._sink(rec)
 
     def _mark(self, asset: str, ts_ns: int) -> float:
         return self.core.market.mark(asset)
@@ -266,6 +273,8 @@ class Runner:
             self.wake.clear()
             self.supervisor.raise_failure()  # a task of the run failed: the run stops with its error
             self.pump()
+            for watch in self.watchers:
+                watch()
             if not self.deposited and self._marks_ready():
                 self.deposit_initial()
                 self.deposited = True

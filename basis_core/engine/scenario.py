@@ -25,8 +25,10 @@ from ..cpu import apply, busy_warning, plan
 from ..errors import ConfigError
 from ..journal import JournalWriter
 from ..runlog import RunLog
+from .alerts import Alerts
 from .build import fixed_marks_of, policy_of, rules_of
 from .checkpoint import Checkpointer
+from .control import ControlServer, socket_path
 from .replay import save_run_meta
 from .runner import Runner
 from .signals import load_signals
@@ -80,6 +82,8 @@ async def run_scenario(
     runner: Runner
     procs: ProcessRunner | None = None  # the engine in its own process (layout "processes")
     affinity = os.sched_getaffinity(0)
+    control: ControlServer | None = None  # the operator's socket (`basis ctl`), once running
+    alerts: Alerts | None = None  # the [alerts] hook, when configured
     if layout == "processes":
         from .procs import ProcessRunner
 
@@ -111,6 +115,10 @@ async def run_scenario(
                 reg.assets.add(asset)
         save_run_meta(run_dir, cfg, reg)
         await runner.start()
+        control = await ControlServer(runner, socket_path(run_dir)).open()
+        if cfg.alerts.command or cfg.alerts.webhook:
+            alerts = Alerts(cfg.alerts, cfg.run.name, lambda: runner.core, runner.stats, runner.now_ns)
+            runner.watchers.append(alerts.watch)
         # the market goes on quoting while the run settles: hedges and unwinds started near
         # the end need live books to be priced
         market = runner.supervisor.watch(world.start_market(hold=True))
@@ -126,6 +134,10 @@ async def run_scenario(
         if before_close is not None:
             await before_close(runner)
     finally:
+        if control is not None:
+            control.close()
+        if alerts is not None:
+            alerts.close()  # what is queued is delivered (bounded wait)
         if journal is not None:
             journal.close()
         if procs is not None:
