@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from multiprocessing import shared_memory
 
 import numba
@@ -71,6 +72,18 @@ def records(first: int, n: int) -> np.ndarray:
 def assert_stream(words: np.ndarray, first: int) -> None:
     bad, why = seqcheck.verify(words, first)
     assert bad == -1, f"record {first + bad}: {'wrong seq' if why == 1 else 'torn'}"
+
+
+@contextmanager
+def spawned(target, *args):
+    """A spawned process running `target(*args)`, killed (if still running) and joined on leaving."""
+    child = SPAWN.Process(target=target, args=args)
+    child.start()
+    try:
+        yield child
+    finally:
+        child.kill()
+        child.join()
 
 
 def wait_for(predicate, timeout_s: float = 20.0) -> None:
@@ -294,15 +307,10 @@ def test_creating_an_existing_name_is_refused(pair):
 def test_a_second_live_producer_is_refused():
     name = fresh_name()
     with Ring.create(name, 8, CONSUMER) as cons:
-        child = SPAWN.Process(target=ring_children.publish_then_idle, args=(cons.name, 1))
-        child.start()
-        try:
+        with spawned(ring_children.publish_then_idle, cons.name, 1) as child:
             wait_for(lambda: cons.producer_pid == child.pid)
             with pytest.raises(RingError, match="already has a live producer"):
                 Ring.attach(name, PRODUCER)
-        finally:
-            child.kill()
-            child.join()
 
 
 def test_creator_close_unlinks_and_attacher_close_does_not():
@@ -332,13 +340,8 @@ def test_a_closed_end_keeps_its_last_cursors_and_no_view_of_the_shared_memory():
 
 def test_a_killed_creator_leaves_a_segment_that_unlink_removes():
     name = fresh_name()
-    child = SPAWN.Process(target=ring_children.create_and_idle, args=(name, 16))
-    child.start()
-    try:
+    with spawned(ring_children.create_and_idle, name, 16) as child:
         wait_for(lambda: "basis-" + name in leftovers(TEST_PREFIX))
-    finally:
-        child.kill()
-        child.join()
     assert child.exitcode == -signal.SIGKILL
     assert unlink(name) is True
     assert "basis-" + name not in leftovers(TEST_PREFIX)
@@ -362,9 +365,7 @@ def test_consumer_reads_everything_then_ended_after_the_producer_closes(pair):
 def test_consumer_notices_a_sigkilled_producer_within_one_second():
     name = fresh_name()
     with Ring.create(name, 64, CONSUMER) as cons:
-        child = SPAWN.Process(target=ring_children.publish_then_idle, args=(cons.name, 40))
-        child.start()
-        try:
+        with spawned(ring_children.publish_then_idle, cons.name, 40) as child:
             out = np.zeros((64, 8), np.uint64)
             got = 0
             while got < 40:
@@ -378,17 +379,12 @@ def test_consumer_notices_a_sigkilled_producer_within_one_second():
             with pytest.raises(ProducerDead, match=f"producer pid {child.pid} is gone"):
                 cons.pop_wait(out, timeout_s=10)
             assert time.monotonic() - killed < 1.0
-        finally:
-            child.kill()
-            child.join()
 
 
 def test_consumer_with_a_heartbeat_timeout_notices_a_hung_producer():
     name = fresh_name()
     with Ring.create(name, 64, CONSUMER, heartbeat_timeout_s=0.4) as cons:
-        child = SPAWN.Process(target=ring_children.publish_then_idle, args=(cons.name, 1))
-        child.start()
-        try:
+        with spawned(ring_children.publish_then_idle, cons.name, 1) as child:
             out = np.zeros((1, 8), np.uint64)
             assert cons.pop_wait(out, timeout_s=30) == 1
             assert cons.pop_wait(out, timeout_s=0.6) == 0  # beating: alive
@@ -397,9 +393,6 @@ def test_consumer_with_a_heartbeat_timeout_notices_a_hung_producer():
             with pytest.raises(ProducerDead, match="has not beaten"):
                 cons.pop_wait(out, wait=BackoffSleep(), timeout_s=10)
             assert time.monotonic() - stopped < 1.0
-        finally:
-            child.kill()
-            child.join()
 
 
 @pytest.mark.parametrize(
@@ -464,26 +457,19 @@ def test_cross_process_compiled_stream_is_contiguous_untorn_and_complete(batch):
     n = 50_000_000 if SOAK == "full" else 1_000_000
     name = fresh_name()
     with Ring.create(name, 4096, CONSUMER) as cons:
-        child = SPAWN.Process(target=ring_children.produce_compiled, args=(cons.name, n, batch))
-        child.start()
-        try:
+        with spawned(ring_children.produce_compiled, cons.name, n, batch) as child:
             assert consume_from_child(cons, child, n, batch) == n
             assert cons.pop_wait(np.zeros((1, 8), np.uint64), timeout_s=30) == ENDED
             child.join(30)
             assert child.exitcode == 0
             assert (cons.published, cons.consumed) == (n, n)
-        finally:
-            child.kill()
-            child.join()
 
 
 def test_cross_process_python_stream_with_mixed_batch_sizes():
     n = 200_000
     name = fresh_name()
     with Ring.create(name, 256, CONSUMER) as cons:
-        child = SPAWN.Process(target=ring_children.produce_python, args=(cons.name, n, [1, 7, 64, 255, 300]))
-        child.start()
-        try:
+        with spawned(ring_children.produce_python, cons.name, n, [1, 7, 64, 255, 300]) as child:
             out = np.zeros((100, 8), np.uint64)
             got = 0
             while True:
@@ -496,9 +482,6 @@ def test_cross_process_python_stream_with_mixed_batch_sizes():
             assert got == n
             child.join(30)
             assert child.exitcode == 0
-        finally:
-            child.kill()
-            child.join()
 
 
 # -- the `basis bench` summary --------------------------------------------------------------
