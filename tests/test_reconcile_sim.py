@@ -13,11 +13,11 @@ from test_sim_support import (
     START_NS,
     Fault,
     Latency,
-    TransferNetwork,
     TransferRules,
     VirtualClock,
     book_around,
     info,
+    linked_venues,
     make_venue,
     running,
 )
@@ -206,9 +206,11 @@ def test_pending_transfer_raises_nothing_while_in_flight_and_lands_in_the_ledger
     clock = VirtualClock(START_NS)
 
     async def main():
-        net = TransferNetwork(clock, TransferRules(delay_s=20.0, confirmations=2, confirm_interval_s=10.0))
-        a = make_venue(clock, "alpha", network=net, latency=Latency(balance_lag_ms=1000.0))
-        b = make_venue(clock, "beta", network=net, latency=Latency(balance_lag_ms=1000.0))
+        a, b = linked_venues(
+            clock,
+            TransferRules(delay_s=20.0, confirmations=2, confirm_interval_s=10.0),
+            Latency(balance_lag_ms=1000.0),
+        )
         async with running(a, b):
             led = await seeded_ledger(a, b)
             rec = Reconciler(

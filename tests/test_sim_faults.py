@@ -6,10 +6,10 @@ from test_sim_support import (
     Fault,
     FaultSchedule,
     Latency,
-    TransferNetwork,
     TransferRules,
     VirtualClock,
     book_around,
+    linked_venues,
     make_venue,
     running,
 )
@@ -227,9 +227,7 @@ def test_transfer_delay_adds_to_the_transfer_time():
 
     async def main():
         faults = FaultSchedule((Fault("transfer_delay", delay_s=60.0),), seed=1, start_ns=START_NS)
-        net = TransferNetwork(clock, TransferRules(delay_s=10.0, confirmations=1), faults=faults)
-        a = make_venue(clock, "alpha", network=net, latency=LAT)
-        b = make_venue(clock, "beta", network=net, latency=LAT)
+        a, b = linked_venues(clock, TransferRules(delay_s=10.0, confirmations=1), LAT, faults)
         async with running(a, b, watch=b) as (user, _):
             info = await a.transfer("BTC", 0.5, "beta")
             assert info.eta_ns - info.requested_ns == 70 * 10**9

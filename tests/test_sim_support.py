@@ -59,6 +59,14 @@ def make_venue(
     )
 
 
+def linked_venues(clock, rules: TransferRules, latency=Latency(), faults: FaultSchedule | None = None):
+    """Venues alpha and beta joined by one transfer network with `rules` (and transfer `faults`)."""
+    net = TransferNetwork(clock, rules, faults=faults)
+    alpha = make_venue(clock, "alpha", network=net, latency=latency)
+    beta = make_venue(clock, "beta", network=net, latency=latency)
+    return alpha, beta
+
+
 def book_around(venue, mid=50_000.0, levels=5, lots=20_000):
     """Market depth: `levels` per side, one tick apart, around `mid`."""
     eng = venue.exchange.engine("btc")

@@ -4,10 +4,10 @@ import pytest
 from test_sim_support import (
     START_NS,
     Latency,
-    TransferNetwork,
     TransferRules,
     VirtualClock,
     book_around,
+    linked_venues,
     make_venue,
     run,
     running,
@@ -125,9 +125,11 @@ def test_transfer_goes_sent_confirming_confirmed_and_credits_the_destination_at_
     clock = VirtualClock(START_NS)
 
     async def main():
-        net = TransferNetwork(clock, TransferRules(delay_s=30.0, confirmations=3, confirm_interval_s=10.0))
-        a = make_venue(clock, "alpha", network=net, latency=Latency(balance_lag_ms=0.0))
-        b = make_venue(clock, "beta", network=net, latency=Latency(balance_lag_ms=0.0))
+        a, b = linked_venues(
+            clock,
+            TransferRules(delay_s=30.0, confirmations=3, confirm_interval_s=10.0),
+            Latency(balance_lag_ms=0.0),
+        )
         async with running(a, b, watch=b) as (user_b, _):
             t0 = clock.now_ns()
             info = await a.transfer("USDT", 1_000.0, "beta")
