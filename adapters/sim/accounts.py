@@ -123,34 +123,28 @@ class Accounts:
         """Pay `atoms` out of the reservation of `key` to holder `to` (FEES, EXTERNAL, another)."""
         if atoms == 0:
             return
-        res = self._res.get((owner, key), {})
-        have = res.get(asset, 0)
+        have = self._res.get((owner, key), {}).get(asset, 0)
         self._need(0 < atoms <= have, owner, asset, atoms, have)
-        res[asset] = have - atoms
-        if not res[asset]:
-            del res[asset]
-            if not res:
-                del self._res[(owner, key)]
-        self._locked[(owner, asset)] -= atoms
-        self._free[(to, asset)] += atoms
-        self.version += 1
+        self._unreserve(owner, key, asset, atoms, to)
 
     def trim(self, owner: str, key: str, asset: str, keep: int) -> int:
         """Release all of `key`'s reservation in `asset` above `keep`; returns atoms released."""
         have = self._res.get((owner, key), {}).get(asset, 0)
         extra = have - max(keep, 0)
         if extra > 0:
-            self._release(owner, key, asset, extra)
+            self._unreserve(owner, key, asset, extra, owner)
         return max(extra, 0)
 
     def release(self, owner: str, key: str) -> dict[str, int]:
         """Release every asset reserved for `key`; returns what was released."""
         res = dict(self._res.get((owner, key), {}))
         for asset, atoms in res.items():
-            self._release(owner, key, asset, atoms)
+            self._unreserve(owner, key, asset, atoms, owner)
         return res
 
-    def _release(self, owner: str, key: str, asset: str, atoms: int) -> None:
+    def _unreserve(self, owner: str, key: str, asset: str, atoms: int, to: str) -> None:
+        """Take `atoms` (at most what is reserved) out of `key`'s reservation in `asset` and
+        credit them to holder `to`'s free balance (`owner` itself for a release)."""
         res = self._res[(owner, key)]
         res[asset] -= atoms
         if not res[asset]:
@@ -158,7 +152,7 @@ class Accounts:
             if not res:
                 del self._res[(owner, key)]
         self._locked[(owner, asset)] -= atoms
-        self._free[(owner, asset)] += atoms
+        self._free[(to, asset)] += atoms
         self.version += 1
 
     def _move_free(self, src: str, dst: str, asset: str, atoms: int) -> None:
