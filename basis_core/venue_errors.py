@@ -14,10 +14,14 @@ answers, `adapters.ccxt`); an error type it does not list leaves the outcome unk
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from .errors import OrderNotFound, OrderRejected, RateLimited, RequestTimeout, VenueError, VenueUnavailable
 from .schema import OrderEventType, RejectReason, VenueReport
+
+T = TypeVar("T")
 
 #: error type → the venue's health a request that failed with it shows (looked up along the MRO)
 REPORT_OF_ERROR: dict[type[VenueError], VenueReport] = {
@@ -27,13 +31,21 @@ REPORT_OF_ERROR: dict[type[VenueError], VenueReport] = {
 }
 
 
+def most_specific(
+    exc: BaseException, table: Mapping[Any, T], key: Callable[[type], Any] = lambda cls: cls
+) -> T | None:
+    """The row of `table` for the most specific type `exc` is, walking its MRO; a row's key is
+    `key(type)`. None when no type of `exc` has a row."""
+    for cls in type(exc).__mro__:
+        row = table.get(key(cls))
+        if row is not None:
+            return row
+    return None
+
+
 def report_of(exc: VenueError) -> VenueReport | None:
     """The report of the most specific type in `REPORT_OF_ERROR` that `exc` is (None: not listed)."""
-    for cls in type(exc).__mro__:
-        report = REPORT_OF_ERROR.get(cls)
-        if report is not None:
-            return report
-    return None
+    return most_specific(exc, REPORT_OF_ERROR)
 
 
 class Call(enum.Enum):
@@ -84,8 +96,7 @@ ON_ERROR: dict[tuple[Call, type[VenueError]], Outcome] = {
 
 def outcome_of(call: Call, exc: VenueError) -> Outcome:
     """The row of `ON_ERROR` for `call` and the most specific type `exc` is."""
-    for cls in type(exc).__mro__:
-        outcome = ON_ERROR.get((call, cls))
-        if outcome is not None:
-            return outcome
+    outcome = most_specific(exc, ON_ERROR, lambda cls: (call, cls))
+    if outcome is not None:
+        return outcome
     raise TypeError(f"{call.name}: no row for {type(exc).__name__}")  # every call has a VenueError row

@@ -28,6 +28,7 @@ from basis_core.errors import (
     VenueUnavailable,
 )
 from basis_core.state.tables import EngineEvent, VenueEvent
+from basis_core.venue_errors import most_specific
 from basis_ext import router as R
 
 # -- errors ------------------------------------------------------------------------------------
@@ -96,11 +97,7 @@ ERRORS: dict[type, ErrorRule] = {
 
 def rule_for(exc: BaseException) -> ErrorRule | None:
     """The rule of the most specific ccxt class `exc` is an instance of (None: not a ccxt error)."""
-    for cls in type(exc).__mro__:
-        rule = ERRORS.get(cls)
-        if rule is not None:
-            return rule
-    return None
+    return most_specific(exc, ERRORS)
 
 
 #: the venue's exact message -> (our code, RejectReason name). Binance spot.
