@@ -28,6 +28,10 @@ def load_toml(path: str | Path) -> dict:
         raise ConfigError("", f"config file not found: {p}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"{p}: TOML syntax error: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{p}: not UTF-8 text (byte {exc.start}): TOML files are UTF-8") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {p}: {exc.strerror or exc}") from None
 
 
 def build(cls, data, path: str = ""):

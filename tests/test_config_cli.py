@@ -107,3 +107,10 @@ def test_default_scenario_carries_balances_market_limits_and_faults():
     assert cfg.limits.max_order_usdt <= cfg.limits.max_position_usdt
     assert {f.kind for f in cfg.faults} >= {"timeout", "rate_limit", "maintenance"}
     assert "BNB" in cfg.registry().assets.by_name  # a fee asset is an asset of the run
+
+
+def test_a_config_file_that_is_not_utf8_text_is_a_config_error(tmp_path, capsys):
+    f = tmp_path / "latin.toml"
+    f.write_bytes(b'[run]\nname = "caf\xe9"\n')
+    assert main(["check", str(f)]) == 1
+    assert "not UTF-8" in capsys.readouterr().err

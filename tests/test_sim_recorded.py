@@ -99,3 +99,10 @@ def test_basis_check_opens_the_data_files_and_checks_every_row(tmp_path, capsys)
     (tmp_path / "b.csv").unlink()
     assert cli.main(["check", str(path)]) == 1
     assert "b.csv: cannot open" in capsys.readouterr().err
+
+
+def test_a_line_that_is_not_utf8_text_is_a_typed_error_at_its_line(tmp_path):
+    (tmp_path / "b.csv").write_bytes((HEADER + GOOD).encode() + b"2000000000,alp\x80ha,btc,bid,1,1\n")
+    with pytest.raises(DataFileError) as err:
+        load_csv(tmp_path / "b.csv", "books")
+    assert err.value.row == 4 and "UTF-8" in str(err.value)

@@ -64,25 +64,40 @@ def load_csv(path: str | Path, kind: str) -> Recording:
         raise ValueError(f"kind must be 'books' or 'trades', got {kind!r}")
     p = str(path)
     try:
-        fh = open(p, newline="")  # noqa: SIM115 (closed by the with-block below)
+        fh = open(p, "rb")  # noqa: SIM115 (closed by the with-block below)
     except OSError as exc:
         raise DataFileError(p, f"cannot open: {exc.strerror}") from None
     with fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise DataFileError(p, "empty file (expected a header line)", row=1)
-        header = [h.strip() for h in header]
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise DataFileError(p, f"missing column(s) {', '.join(missing)}; need {','.join(COLUMNS)}", row=1)
-        cols = {c: header.index(c) for c in COLUMNS}
-        records = []
-        for line, fields in enumerate(reader, start=2):
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            records.append(_parse_row(p, kind, line, fields, cols, len(header)))
-    return _recording(p, kind, records)
+        reader = csv.reader(_text_lines(p, fh))
+        try:
+            return _recording(p, kind, list(_rows(p, kind, reader)))
+        except csv.Error as exc:  # a NUL, a field beyond the csv module's size limit
+            raise DataFileError(p, f"unreadable line: {exc}", row=reader.line_num) from None
+
+
+def _text_lines(p: str, fh):
+    """The file's lines as text, each decoded alone so that bytes that are not UTF-8 are
+    reported at their line."""
+    for line, raw in enumerate(fh, start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataFileError(p, f"not UTF-8 text (byte {exc.start + 1} of the line)", row=line) from None
+
+
+def _rows(p: str, kind: str, reader):
+    header = next(reader, None)
+    if header is None:
+        raise DataFileError(p, "empty file (expected a header line)", row=1)
+    header = [h.strip() for h in header]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise DataFileError(p, f"missing column(s) {', '.join(missing)}; need {','.join(COLUMNS)}", row=1)
+    cols = {c: header.index(c) for c in COLUMNS}
+    for fields in reader:
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        yield _parse_row(p, kind, reader.line_num, fields, cols, len(header))
 
 
 def load_parquet(path: str | Path, kind: str) -> Recording:
