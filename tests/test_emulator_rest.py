@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 
 import ccxt
 import pytest
@@ -19,16 +20,17 @@ def run(coro):
     return asyncio.run(coro)
 
 
+@asynccontextmanager
 async def _session(limits=None, key="key-alice", secret="secret-alice", timeout_ms=1000):
+    """A started emulator and a ccxt client on it, (emu, ex); both closed on leaving."""
     emu = standard_emulator(KEYS, limits=limits)
     await emu.start()
     ex = binance_client(emu.url, key, secret, timeout_ms)
-    return emu, ex
-
-
-async def _end(emu, ex):
-    await ex.close()
-    await emu.stop()
+    try:
+        yield emu, ex
+    finally:
+        await ex.close()
+        await emu.stop()
 
 
 # -- pure signature checks ------------------------------------------------------------------------
@@ -70,8 +72,7 @@ def test_timestamps_outside_the_receive_window_are_refused():
 
 def test_markets_book_and_balance_through_ccxt():
     async def body():
-        emu, ex = await _session()
-        try:
+        async with _session() as (emu, ex):
             markets = await ex.load_markets()
             btc = markets["BTC/USDT"]
             assert btc["precision"]["price"] == 0.01 and btc["precision"]["amount"] == 0.00001
@@ -81,60 +82,48 @@ def test_markets_book_and_balance_through_ccxt():
             bal = await ex.fetch_balance()
             assert bal["free"]["USDT"] == 100_000.0 and bal["BTC"]["total"] == 2.0
             assert ex.last_response_headers["X-MBX-USED-WEIGHT-1M"] == str(20 + 5 + 20)
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
 
 def test_a_wrong_secret_is_refused_as_an_authentication_error_and_nothing_is_placed():
     async def body():
-        emu, ex = await _session(secret="not-the-secret")
-        try:
+        async with _session(secret="not-the-secret") as (emu, ex):
             await ex.load_markets()
             with pytest.raises(ccxt.AuthenticationError):
                 await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "1"})
             assert emu.placed == []
             assert ("POST", "/api/v3/order", 400) in emu.log
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
 
 def test_an_unknown_key_is_refused():
     async def body():
-        emu, ex = await _session(key="key-mallory")
-        try:
+        async with _session(key="key-mallory") as (emu, ex):
             await ex.load_markets()
             with pytest.raises(ccxt.AuthenticationError):
                 await ex.fetch_balance()
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
 
 def test_a_skewed_clock_fails_the_receive_window():
     async def body():
-        emu, ex = await _session()
-        try:
+        async with _session() as (emu, ex):
             await ex.load_markets()
             emu.faults.clock_skew_ms = 60_000  # the venue's clock is a minute ahead
             with pytest.raises(ccxt.InvalidNonce):
                 await ex.fetch_balance()
             emu.faults.clock_skew_ms = 0
             await ex.fetch_balance()
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
 
 def test_partial_fill_rests_the_remainder_and_locks_only_what_it_needs():
     async def body():
-        emu, ex = await _session()
-        try:
+        async with _session() as (emu, ex):
             await ex.load_markets()
             o = await ex.create_order("BTC/USDT", "limit", "buy", 0.5, 50000.01, {"clientOrderId": "101"})
             assert (o["status"], o["filled"], o["remaining"]) == ("open", 0.3, 0.2)
@@ -151,16 +140,13 @@ def test_partial_fill_rests_the_remainder_and_locks_only_what_it_needs():
             assert emu.balance("alice", "BTC")[0] == pytest.approx(2.5)
             assert len(await ex.fetch_my_trades("BTC/USDT")) == 2
             assert await ex.fetch_open_orders("BTC/USDT") == []
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
 
 def test_place_fetch_cancel_by_client_order_id():
     async def body():
-        emu, ex = await _session()
-        try:
+        async with _session() as (emu, ex):
             await ex.load_markets()
             await ex.create_order("ETH/USDT", "limit", "sell", 1.0, 3100.0, {"clientOrderId": "201"})
             opened = await ex.fetch_open_orders("ETH/USDT")
@@ -172,35 +158,31 @@ def test_place_fetch_cancel_by_client_order_id():
                 await ex.cancel_order(None, "ETH/USDT", {"origClientOrderId": "201"})
             with pytest.raises(ccxt.OrderNotFound):
                 await ex.fetch_order(None, "ETH/USDT", {"origClientOrderId": "never-sent"})
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
 
 def test_accounts_are_separate_and_a_reused_client_id_is_a_duplicate():
     async def body():
-        emu, ex = await _session()
-        ex_bob = binance_client(emu.url, "key-bob", "secret-bob")
-        try:
-            await ex.load_markets()
-            await ex_bob.load_markets()
-            await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "301"})
-            await ex_bob.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "301"})
-            with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent"):
+        async with _session() as (emu, ex):
+            ex_bob = binance_client(emu.url, "key-bob", "secret-bob")
+            try:
+                await ex.load_markets()
+                await ex_bob.load_markets()
                 await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "301"})
-            assert len(emu.orders_of("alice")) == 1 and len(emu.orders_of("bob")) == 1
-        finally:
-            await ex_bob.close()
-            await _end(emu, ex)
+                await ex_bob.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "301"})
+                with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent"):
+                    await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "301"})
+                assert len(emu.orders_of("alice")) == 1 and len(emu.orders_of("bob")) == 1
+            finally:
+                await ex_bob.close()
 
     run(body())
 
 
 def test_filters_and_funds_are_refused_with_binance_codes():
     async def body():
-        emu, ex = await _session()
-        try:
+        async with _session() as (emu, ex):
             await ex.load_markets()
             with pytest.raises(ccxt.BadRequest):  # NOTIONAL: 0.5 USDT
                 await ex.create_order("BTC/USDT", "limit", "buy", 0.00001, 50000, {"clientOrderId": "401"})
@@ -220,16 +202,13 @@ def test_filters_and_funds_are_refused_with_binance_codes():
             assert [p.coid for p in emu.orders_of("alice")] == ["406"]
             with pytest.raises(ccxt.OrderNotFound):  # a rejected order does not exist
                 await ex.fetch_order(None, "BTC/USDT", {"origClientOrderId": "402"})
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
 
 def test_cancel_fill_race_answers_unknown_order_and_the_order_is_filled():
     async def body():
-        emu, ex = await _session()
-        try:
+        async with _session() as (emu, ex):
             await ex.load_markets()
             await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 49000, {"clientOrderId": "501"})
             emu.faults.fill_on_cancel = True
@@ -237,8 +216,6 @@ def test_cancel_fill_race_answers_unknown_order_and_the_order_is_filled():
                 await ex.cancel_order(None, "BTC/USDT", {"origClientOrderId": "501"})
             got = await ex.fetch_order(None, "BTC/USDT", {"origClientOrderId": "501"})
             assert (got["status"], got["filled"]) == ("closed", 0.01)
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
@@ -246,31 +223,25 @@ def test_cancel_fill_race_answers_unknown_order_and_the_order_is_filled():
 @pytest.mark.parametrize("style,error", [("json", ccxt.OnMaintenance), ("html", ccxt.ExchangeNotAvailable)])
 def test_maintenance_answers_503(style, error):
     async def body():
-        emu, ex = await _session()
-        try:
+        async with _session() as (emu, ex):
             await ex.load_markets()
             emu.faults.maintenance = style
             with pytest.raises(error):
                 await ex.fetch_order_book("BTC/USDT")
             emu.faults.maintenance = ""
             await ex.fetch_order_book("BTC/USDT")
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
 
 def test_an_empty_200_answer_becomes_an_order_without_id_in_ccxt_but_the_order_exists():
     async def body():
-        emu, ex = await _session()
-        try:
+        async with _session() as (emu, ex):
             await ex.load_markets()
             emu.faults.empty_reply = 1
             o = await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "601"})
             assert o["id"] is None and o["status"] is None
             assert [p.coid for p in emu.orders_of("alice")] == ["601"]
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
@@ -278,15 +249,12 @@ def test_an_empty_200_answer_becomes_an_order_without_id_in_ccxt_but_the_order_e
 @pytest.mark.parametrize("placed", [True, False])
 def test_a_slow_submit_times_out_the_client_with_the_order_placed_or_not(placed):
     async def body():
-        emu, ex = await _session(timeout_ms=300)
-        try:
+        async with _session(timeout_ms=300) as (emu, ex):
             await ex.load_markets()
             emu.faults.slow_submit, emu.faults.slow_submit_placed, emu.faults.slow_s = 1, placed, 0.6
             with pytest.raises(ccxt.RequestTimeout):
                 await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "701"})
             assert [p.coid for p in emu.orders_of("alice")] == (["701"] if placed else [])
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
@@ -294,8 +262,7 @@ def test_a_slow_submit_times_out_the_client_with_the_order_placed_or_not(placed)
 def test_weight_abuse_gets_429_with_retry_after_then_a_418_ban():
     async def body():
         limits = RateLimitsConfig(weight_limit=40, weight_window_s=30.0, ban_after=3, ban_s=5.0)
-        emu, ex = await _session(limits=limits)
-        try:
+        async with _session(limits=limits) as (emu, ex):
             await ex.load_markets()  # weight 20
             await ex.fetch_order_book("BTC/USDT", 5)  # 25
             await ex.fetch_order_book("BTC/USDT", 5)  # 30
@@ -311,24 +278,19 @@ def test_weight_abuse_gets_429_with_retry_after_then_a_418_ban():
             assert statuses == [429, 429, 418, 418]
             assert int(ex.last_response_headers["Retry-After"]) == 5
             assert emu.limiter.counts == {429: 3, 418: 2}
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
 
 def test_order_rate_limit_answers_429_too():
     async def body():
-        emu, ex = await _session(limits=RateLimitsConfig(orders_limit=2, orders_window_s=30.0))
-        try:
+        async with _session(limits=RateLimitsConfig(orders_limit=2, orders_window_s=30.0)) as (emu, ex):
             await ex.load_markets()
             for i in range(2):
                 await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": f"80{i}"})
             with pytest.raises(ccxt.DDoSProtection):
                 await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 40000, {"clientOrderId": "809"})
             assert len(emu.orders_of("alice")) == 2
-        finally:
-            await _end(emu, ex)
 
     run(body())
 
