@@ -193,9 +193,10 @@ class InstrumentConfig:
         for name, value in (("lot", self.lot), ("tick", self.tick * self.lot)):
             atoms = value * 1e8
             require(
-                abs(atoms - round(atoms)) <= 1e-6 and round(atoms) >= 1,
+                atoms < 2**53 and abs(atoms - round(atoms)) <= 1e-6 and round(atoms) >= 1,
                 f"{path}.{name}",
-                f"{'lot' if name == 'lot' else 'tick*lot'} = {value:g} is not a whole number of 1e-8 units",
+                f"{'lot' if name == 'lot' else 'tick*lot'} = {value:g} is not a whole number of 1e-8 units"
+                " (below 2**53 of them)",
             )
 
 

@@ -40,6 +40,10 @@ def test_unknown_key_names_its_full_path(tmp_path):
         ('[[faults]]\nkind = "maintenance"\nstart_s = 1e20\n', "faults[0].start_s"),
         ('[[faults]]\nkind = "maintenance"\nduration_s = 1e20\n', "faults[0].duration_s"),
         ("[run]\nduration_s = 3600.0\n[market]\nstep_s = 0.001\n", "market.step_s"),  # 36 M depth cells
+        (
+            '[venues.a]\n[instruments.x]\nvenue = "a"\nsymbol = "s"\nbase = "B"\ntick = 1e300\nlot = 1e300\n',
+            "instruments.x.lot",
+        ),  # tick*lot overflowed to inf: OverflowError
     ],
 )
 def test_bad_values_name_their_key_path(tmp_path, body, path):
