@@ -319,3 +319,38 @@ def test_market_orders_in_integers_act_exactly_like_the_same_orders_in_floats(ou
         )
         assert (a.order, a.fills, a.events) == (b.order, b.fills, b.events)
         assert _state(ints) == _state(floats)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["limit", "ioc", "cancel", "level"]),
+            st.sampled_from(["a", "b"]),
+            st.sampled_from([Side.BUY, Side.SELL]),
+            st.integers(9_990, 10_010),  # ticks around 100.00
+            st.integers(5, 40),  # lots of 0.001
+        ),
+        max_size=60,
+    )
+)
+def test_resting_orders_are_found_in_the_book_as_among_every_order(steps):
+    """`resting` looks in the book, not at every order the engine took: the same answer."""
+    e = engine()
+    for n, (what, owner, side, px, lots) in enumerate(steps):
+        if what == "level":
+            e.set_level(side, px, lots)
+        elif what == "cancel":
+            live = e.resting(owner)
+            if live:
+                e.cancel(owner, live[n % len(live)].coid)
+        else:
+            otype = OrderType.LIMIT if what == "limit" else OrderType.IOC
+            e.submit(owner, f"{owner}{n}", side, otype, lots * 0.001, px * 0.01)
+        for who in ("a", "b", None):
+            every = [
+                o
+                for o in e._orders.values()
+                if o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED) and who in (None, o.owner)
+            ]
+            assert [v.coid for v in e.resting(who)] == [o.coid for o in sorted(every, key=lambda o: o.oid)]

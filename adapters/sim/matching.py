@@ -306,11 +306,18 @@ class MatchingEngine:
         return self._view(order)
 
     def resting(self, owner: str | None = None) -> list[OrderView]:
-        """Live (open or partially filled) orders of `owner` (None: all real owners), by oid."""
+        """Live (open or partially filled) orders of `owner` (None: all real owners), by oid.
+        Those are the real owners' orders resting in the book: found there, not among every
+        order the engine ever took."""
+        if not (self.bids.live or self.asks.live):
+            return []
         live = [
             o
-            for o in self._orders.values()
-            if o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+            for side in (self.bids, self.asks)
+            for level in side.levels.values()
+            for o in level
+            if o.owner != MARKET
+            and o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
             and (owner is None or o.owner == owner)
         ]
         return [self._view(o) for o in sorted(live, key=lambda o: o.oid)]

@@ -27,6 +27,7 @@ account on the exchange is `owner` ("basis" by default).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import math
 import random
@@ -676,12 +677,11 @@ class SimVenue(Venue):
 
     def _lagged_balances(self) -> dict[str, Balance]:
         cutoff = self.clock.now_ns() - self._lag_ns()
-        chosen = self._balance_hist[0][1] if self._balance_hist else {}
-        for ts, snap in self._balance_hist:
-            if ts > cutoff:
-                break
-            chosen = snap
-        return dict(chosen)
+        if not self._balance_hist:
+            return {}
+        # the newest snapshot taken at or before the cutoff (the oldest if none is that old)
+        i = bisect.bisect_right(self._balance_hist, cutoff, key=lambda snap: snap[0])
+        return dict(self._balance_hist[max(i - 1, 0)][1])
 
     def _balances_changed(self, assets: list[str]) -> None:
         self._snapshot_balances()
