@@ -135,3 +135,17 @@ def test_tables_refuse_duplicate_rows():
                 (OrderState.NEW, OrderEvent.SUBMIT, OrderState.ACKED, ()),
             ],
         )
+
+
+def test_an_order_machine_reports_its_changes_without_keeping_them():
+    """One machine per order: a long run must not hold every change of every order."""
+    from basis_core.engine.orders import OrderManager
+    from basis_core.schema import OrderType, Side
+
+    seen = []
+    book = OrderManager(on_change=seen.append)
+    order = book.create(1, 0, "alpha", "BTCUSDT", Side.BUY, OrderType.IOC, 1.0, 100.0, 5.0, 10)
+    order.machine.fire(OrderEvent.SUBMIT, 11)
+    order.machine.fire(OrderEvent.ACK, 12)
+    assert [c.dst for c in seen] == ["SUBMITTED", "ACKED"] and order.machine.history == []
+    assert order.state == OrderState.ACKED and order.machine.since_ns == 12

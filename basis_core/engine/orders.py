@@ -121,7 +121,14 @@ class OrderManager:
             depends_on,
             purpose,
             created_ns=now_ns,
-            machine=Machine(ORDER, OrderState.NEW, key=str(coid), on_change=self._changed, since_ns=now_ns),
+            machine=Machine(
+                ORDER,
+                OrderState.NEW,
+                key=str(coid),
+                on_change=self._changed,
+                since_ns=now_ns,
+                keep_history=False,
+            ),
         )
         self.orders[coid] = order
         self._working[coid] = order

@@ -96,13 +96,17 @@ class Machine(Generic[StateT]):
     on_change: Callable[[Change], None] | None = None
     history: list[Change] = field(default_factory=list)
     since_ns: int = 0
+    #: False for machines made by the thousand (one per order): their changes go to `on_change`
+    #: only, so a long run does not hold every change of every order
+    keep_history: bool = True
 
     def fire(self, event: enum.Enum, t_ns: int, cause: str = "") -> tuple[str, ...]:
         """Apply `event`; returns the actions to carry out. Raises InvalidTransition on a miss."""
         tr = self.table.lookup(self.state, event)
         if tr.next != self.state:
             change = Change(t_ns, self.table.name, self.key, self.state.name, tr.next.name, event.name, cause)
-            self.history.append(change)
+            if self.keep_history:
+                self.history.append(change)
             self.state = tr.next
             self.since_ns = t_ns
             if self.on_change is not None:
