@@ -113,7 +113,6 @@ class VenueIO:
         self._trades: set[tuple[str, str]] = set()
         self._last_ok: dict[str, int] = {}
         self.calls = {"submit": 0, "cancel": 0, "query": 0}
-        self.sent_seq: list[tuple[int, int]] = []  # (venue id, router sequence) in dispatch order
         t0 = now_ns()
         for name in venues:
             vid = registry.venue(name)
@@ -332,7 +331,6 @@ class VenueIO:
             now = self.now_ns()
             cmd = self.router.pop_ready(vid, now)
             if cmd is not None:
-                self.sent_seq.append((vid, cmd.seq))
                 task = self.supervisor.spawn(self._execute(name, cmd.item))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
