@@ -24,7 +24,10 @@ from ..config import Config
 from ..cpu import apply, busy_warning, plan
 from ..errors import ConfigError
 from ..journal import JournalWriter
+from ..observe.sample import Sampler
+from ..observe.server import Observer
 from ..runlog import RunLog
+from ..units import MS
 from .alerts import Alerts
 from .build import fixed_marks_of, policy_of, rules_of
 from .checkpoint import Checkpointer
@@ -63,6 +66,8 @@ async def run_scenario(
     # every progress line goes to the terminal (when `progress` is given) and to log.jsonl
     log = RunLog(run_dir / "log.jsonl", run_dir.name, terminal=progress)
     log.event("runner", "start", scenario=cfg.run.name, clock=cfg.run.clock, layout=layout)
+    # metrics and the status page, on 127.0.0.1 from their own thread ([observe]; off by default)
+    observer = Observer(cfg.observe.metrics_port, cfg.observe.status_port, run_dir.name, log)
     reg = cfg.registry()
     signals = None
     if cfg.signals.file:
@@ -109,12 +114,15 @@ async def run_scenario(
         runner = Runner(journal=journal, checkpoints=checkpoints, **common)
     runner.log = log
     try:
+        observer.start()
         await world.start()
         for v in world.venues.values():  # every asset the venues hold has an id before
             for asset in await v.balances():  # any process copies the registry
                 reg.assets.add(asset)
         save_run_meta(run_dir, cfg, reg)
         await runner.start()
+        sampler = Sampler(runner, log)
+        runner.watchers.append(sampler.watcher(int(cfg.observe.sample_ms * MS), observer.publish))
         control = await ControlServer(runner, socket_path(run_dir)).open()
         if cfg.alerts.command or cfg.alerts.webhook:
             alerts = Alerts(cfg.alerts, cfg.run.name, lambda: runner.core, runner.stats, runner.now_ns)
@@ -126,6 +134,7 @@ async def run_scenario(
             await after_start(runner)
         await runner.run_for(cfg.run.duration_s)
         await runner.finish(settle_s)
+        observer.publish(sampler.sample())  # the run's final figures
         if not market.done():
             market.cancel()
             await asyncio.gather(market, return_exceptions=True)
@@ -134,6 +143,7 @@ async def run_scenario(
         if before_close is not None:
             await before_close(runner)
     finally:
+        observer.stop()
         if control is not None:
             control.close()
         if alerts is not None:
