@@ -169,9 +169,6 @@ class EngineCore(Hedging, Decisions, Operator):
         self.builtin_signals = builtin_signals
         self._digest = hashlib.blake2b(digest_size=16)
         self.residual_history: list[tuple[int, float]] = []
-        self.fills: list[
-            tuple[int, ManagedOrder, float, float, float, int]
-        ] = []  # (ts, order, px, qty, fee, fee asset)
 
     # -- the step ---------------------------------------------------------------------------
 
@@ -301,7 +298,6 @@ class EngineCore(Hedging, Decisions, Operator):
             fee_asset = self.reg.assets.name(int(r["aux"])) if int(r["aux"]) else ""
             if not self.orders.book_execution(order, f"#{int(r['fill_no'])}", px, qty, fee, fee_asset):
                 return
-            self.fills.append((self.now, order, px, qty, fee, int(r["aux"])))
             self._book_inventory(order, px, qty, fee, int(r["aux"]))
             event = OrderEvent.FILL if order.filled >= order.qty - 1e-12 else OrderEvent.PARTIAL_FILL
             order.machine.fire(event, self.now, "fill")
