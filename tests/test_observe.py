@@ -357,3 +357,11 @@ def test_no_secret_of_the_environment_reaches_a_file_a_log_line_a_metric_or_the_
             forms.add(bytes.fromhex(secret[2:]))  # the raw key
         for where, data in blobs:
             assert not any(f in data for f in forms), f"{secret[:8]}... found in {where}"
+
+
+def test_the_readme_observe_example_is_a_valid_config(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```toml\n[observe]", 1)[1].split("```", 1)[0]
+    scenario = tmp_path / "observed.toml"
+    scenario.write_text(Path(DEFAULT).read_text() + "\n[observe]" + block)
+    assert load(scenario).observe == ObserveConfig(metrics_port=9464, status_port=8787, sample_ms=500.0)
