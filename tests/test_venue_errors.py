@@ -19,6 +19,7 @@ from basis_core.errors import (
     VenueUnavailable,
 )
 from basis_core.registry import Registry
+from basis_core.venue import BookUpdate
 from basis_core.venue_errors import ON_ERROR, Call, outcome_of, report_of
 
 V, INST, COID, T0 = "alpha", "BTC-USDT", 77, 1_000_000_000
@@ -186,3 +187,48 @@ def test_report_of_names_only_the_health_an_error_shows():
     assert report_of(VenueUnavailable(V, "u")) is R.MAINTENANCE
     assert report_of(MalformedResponse(V, "m")) is None
     assert report_of(OrderRejected(V, "r")) is None
+
+
+# -- venue streams -------------------------------------------------------------------------------
+
+
+class FlakyStream:
+    """A venue whose market stream fails with `errors` in turn, then yields one book and ends."""
+
+    def __init__(self, *errors: BaseException):
+        self.errors = list(errors)
+        self.subscriptions = 0
+
+    async def market_data(self):
+        self.subscriptions += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        yield BookUpdate(V, INST, T0, ((99.0, 1.0),), ((101.0, 1.0),), snapshot=True)
+
+
+def _pump(venue) -> tuple[list, FlakyStream]:
+    reg = Registry()
+    reg.venues.add(V)
+    reg.instruments.add(INST)
+    out: list = []
+
+    async def run():
+        io = VenueIO({V: venue}, reg, Clock(), out.append, {1: INST}, 5)
+        await io.pump_market(V)
+
+    asyncio.run(run())
+    return out, venue
+
+
+def test_a_stream_that_fails_with_a_venue_error_reports_it_and_subscribes_again(monkeypatch):
+    monkeypatch.setattr("basis_core.engine.io.STREAM_RETRY_S", (0.001, 0.002))
+    out, venue = _pump(FlakyStream(VenueUnavailable(V, "maintenance"), RequestTimeout(V, "timeout")))
+    assert venue.subscriptions == 3
+    kinds = [(S.Kind(int(r["kind"][0])), int(r["sub"][0])) for r in out]
+    assert kinds[:2] == [(S.Kind.VENUE_STATUS, int(R.MAINTENANCE)), (S.Kind.VENUE_STATUS, int(R.TIMEOUT))]
+    assert {k for k, _ in kinds[2:]} <= {S.Kind.BOOK_LEVEL, S.Kind.TOP_OF_BOOK} and len(kinds) > 2
+
+
+def test_a_stream_that_fails_with_a_bug_stops_the_pump():
+    with pytest.raises(ZeroDivisionError):
+        _pump(FlakyStream(ZeroDivisionError("bug")))

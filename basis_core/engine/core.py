@@ -145,6 +145,7 @@ class EngineCore(Hedging, Decisions, Operator):
         self.orders = OrderManager(on_change=None)
         self.positions: dict[int, HedgedPosition] = {}
         self.open_positions: dict[int, HedgedPosition] = {}  # not yet RECONCILED
+        self.position_counts: dict[str, int] = {}  # positions per HEDGE state name, kept as they change
         self.market = MarketState(registry, rules, depth, policy, start_ns, fixed_marks)
         self.market.warm_up()
         self.inventory = dict(balances)  # (venue, asset) -> free, from our own fills
@@ -202,6 +203,14 @@ class EngineCore(Hedging, Decisions, Operator):
     def digest(self) -> str:
         """Hash of every command decided so far: two runs that decide the same agree on it."""
         return self._digest.hexdigest()
+
+    def _position_changed(self, change: Change) -> None:
+        """A position's machine changed state: keep `position_counts` (no scan of every position)."""
+        counts = self.position_counts
+        counts[change.src] -= 1
+        if not counts[change.src]:
+            del counts[change.src]
+        counts[change.dst] = counts.get(change.dst, 0) + 1
 
     # -- rare records -------------------------------------------------------------------------
 

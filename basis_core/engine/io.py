@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
@@ -61,6 +61,9 @@ _STATUS_EVENT = {
 _REASON = {r.name.lower(): r for r in S.RejectReason}
 _PRIORITY = {S.Purpose.ENTRY: ENTRY, S.Purpose.HEDGE: HEDGE, S.Purpose.UNWIND: HEDGE}
 OK_EVERY_NS = 100_000_000
+#: a venue stream that failed with a venue error is subscribed again after this pause, doubling
+#: up to the second figure while it keeps failing (seconds)
+STREAM_RETRY_S = (0.5, 8.0)
 
 
 def stable_id(text: str) -> int:
@@ -239,68 +242,89 @@ class VenueIO:
 
     # -- venue streams -----------------------------------------------------------------------
 
+    async def _follow(self, name: str, subscribe: Callable[[], AsyncIterator], handle: Callable) -> None:
+        """Hand every event of a venue stream to `handle` until the venue ends the stream. A venue
+        error inside the stream (maintenance, timeout, throttling) is reported as the venue's
+        health, like a failed request, and the stream is subscribed again after a pause; any other
+        exception is a bug and stops the run (the supervisor)."""
+        pause_s = STREAM_RETRY_S[0]
+        while True:
+            try:
+                async for ev in subscribe():
+                    handle(ev)
+                    pause_s = STREAM_RETRY_S[0]
+                return
+            except VenueError as exc:
+                self._report(name, Status.FAILED, exc, self.now_ns())
+            await asyncio.sleep(pause_s)
+            pause_s = min(2 * pause_s, STREAM_RETRY_S[1])
+
     async def pump_market(self, name: str) -> None:
-        venue = self.venues[name]
-        async for ev in venue.market_data():
-            if isinstance(ev, BookUpdate):
-                self._emit(self.book_records(ev))
-            elif isinstance(ev, TradePrint):
-                rec = self._new(S.Kind.TRADE)
-                rec["venue"], rec["instrument"] = self.reg.venue(name), self.reg.instrument(ev.instrument)
-                rec["sub"], rec["price"], rec["qty"], rec["exch_ts_ns"] = (
-                    int(ev.side),
-                    ev.price,
-                    ev.qty,
-                    ev.ts_ns,
-                )
-                self._emit(rec)
-            elif isinstance(ev, FundingUpdate):
-                rec = self._new(S.Kind.FUNDING)
-                rec["venue"], rec["instrument"] = self.reg.venue(name), self.reg.instrument(ev.instrument)
-                rec["mark_px"], rec["index_px"], rec["rate"], rec["next_ns"] = (
-                    ev.mark_price,
-                    ev.index_price,
-                    ev.rate,
-                    ev.next_ns,
-                )
-                self._emit(rec)
-            elif isinstance(ev, VenueStatus):
-                self.emit_status(name, ev.state, until_ns=ev.until_ns)
+        await self._follow(name, self.venues[name].market_data, lambda ev: self._market_event(name, ev))
+
+    def _market_event(self, name: str, ev) -> None:
+        if isinstance(ev, BookUpdate):
+            self._emit(self.book_records(ev))
+        elif isinstance(ev, TradePrint):
+            rec = self._new(S.Kind.TRADE)
+            rec["venue"], rec["instrument"] = self.reg.venue(name), self.reg.instrument(ev.instrument)
+            rec["sub"], rec["price"], rec["qty"], rec["exch_ts_ns"] = (
+                int(ev.side),
+                ev.price,
+                ev.qty,
+                ev.ts_ns,
+            )
+            self._emit(rec)
+        elif isinstance(ev, FundingUpdate):
+            rec = self._new(S.Kind.FUNDING)
+            rec["venue"], rec["instrument"] = self.reg.venue(name), self.reg.instrument(ev.instrument)
+            rec["mark_px"], rec["index_px"], rec["rate"], rec["next_ns"] = (
+                ev.mark_price,
+                ev.index_price,
+                ev.rate,
+                ev.next_ns,
+            )
+            self._emit(rec)
+        elif isinstance(ev, VenueStatus):
+            self.emit_status(name, ev.state, until_ns=ev.until_ns)
 
     async def pump_user(self, name: str, on_funding: Callable[[FundingPayment], None] | None = None) -> None:
-        venue = self.venues[name]
-        async for ev in venue.user_events():
-            if isinstance(ev, OrderUpdate):
-                self.emit_view(name, ev.order)
-            elif isinstance(ev, Fill):
-                self.emit_fill(ev)
-            elif isinstance(ev, BalanceUpdate):
-                rec = self._new(S.Kind.BALANCE_UPDATE)
-                rec["venue"], rec["aux"] = self.reg.venue(name), self.reg.assets.add(ev.balance.asset)
-                rec["free"], rec["locked"], rec["update_id"], rec["venue_ts_ns"] = (
-                    ev.balance.free,
-                    ev.balance.locked,
-                    ev.update_id,
-                    ev.ts_ns,
-                )
-                self._emit(rec)
-            elif isinstance(ev, TransferInfo):
-                rec = self._new(S.Kind.TRANSFER_UPDATE)
-                rec["venue"], rec["aux"] = self.reg.venue(ev.from_venue), self.reg.assets.add(ev.asset)
-                rec["sub"], rec["amount"], rec["to_venue"] = (
-                    int(ev.state),
-                    ev.amount,
-                    self.reg.venue(ev.to_venue),
-                )
-                rec["confirmations"], rec["required"], rec["eta_ns"] = (
-                    ev.confirmations,
-                    ev.required,
-                    ev.eta_ns,
-                )
-                rec["transfer_id"] = stable_id(ev.transfer_id)
-                self._emit(rec)
-            elif isinstance(ev, FundingPayment) and on_funding is not None:
-                on_funding(ev)
+        await self._follow(
+            name, self.venues[name].user_events, lambda ev: self._user_event(name, ev, on_funding)
+        )
+
+    def _user_event(self, name: str, ev, on_funding: Callable[[FundingPayment], None] | None) -> None:
+        if isinstance(ev, OrderUpdate):
+            self.emit_view(name, ev.order)
+        elif isinstance(ev, Fill):
+            self.emit_fill(ev)
+        elif isinstance(ev, BalanceUpdate):
+            rec = self._new(S.Kind.BALANCE_UPDATE)
+            rec["venue"], rec["aux"] = self.reg.venue(name), self.reg.assets.add(ev.balance.asset)
+            rec["free"], rec["locked"], rec["update_id"], rec["venue_ts_ns"] = (
+                ev.balance.free,
+                ev.balance.locked,
+                ev.update_id,
+                ev.ts_ns,
+            )
+            self._emit(rec)
+        elif isinstance(ev, TransferInfo):
+            rec = self._new(S.Kind.TRANSFER_UPDATE)
+            rec["venue"], rec["aux"] = self.reg.venue(ev.from_venue), self.reg.assets.add(ev.asset)
+            rec["sub"], rec["amount"], rec["to_venue"] = (
+                int(ev.state),
+                ev.amount,
+                self.reg.venue(ev.to_venue),
+            )
+            rec["confirmations"], rec["required"], rec["eta_ns"] = (
+                ev.confirmations,
+                ev.required,
+                ev.eta_ns,
+            )
+            rec["transfer_id"] = stable_id(ev.transfer_id)
+            self._emit(rec)
+        elif isinstance(ev, FundingPayment) and on_funding is not None:
+            on_funding(ev)
 
     # -- commands in ----------------------------------------------------------------------------
 
