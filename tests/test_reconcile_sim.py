@@ -362,3 +362,35 @@ def test_partial_fill_missing_from_the_ledger_is_raised_after_the_window_and_res
             assert clean.raised == [] and sorted(clean.resolved) == ["alpha:BTC", "alpha:USDT"]
 
     clock.run(main())
+
+
+def test_a_balance_mismatch_raised_and_resolved_during_a_run_is_resolved_in_results_sqlite(tmp_path):
+    """Money that appears at a venue and leaves again is raised past the lag window, then
+    resolved; results.sqlite records both, as the in-memory log does."""
+    from orchestration import run, scenario
+
+    from basis_core.config import from_dict
+    from basis_core.engine.report import write_run
+    from basis_core.results.db import ResultsDB
+
+    async def after_start(runner):
+        async def gift():
+            venue = runner.venues["gamma"]
+            atoms = venue.exchange.accounts.to_atoms("USDT", 1_000.0)
+            await asyncio.sleep(1.0)
+            venue.credit("USDT", atoms)  # from outside: the ledger never hears of it
+            await asyncio.sleep(4.0)
+            venue.debit("USDT", atoms)
+
+        asyncio.get_running_loop().create_task(gift())
+
+    data = scenario(duration_s=8.0)
+    runner, _, found = run(data, tmp_path, after_start=after_start)
+    assert not found, found
+    log = runner.reconciler.log
+    resolved = [e for e in log.entries if not hasattr(e, "cause") and e.key == "gamma:USDT"]
+    assert resolved and not log.open(), log.entries
+    write_run(runner, from_dict(data), tmp_path / "run", 1.0)
+    with ResultsDB(tmp_path / "run" / "results.sqlite") as db:
+        rows = [e for e in db.exceptions(db.runs()[0]["run_id"]) if e["key"] == "gamma:USDT"]
+    assert [r["resolved_ns"] for r in rows] == [resolved[0].ts_ns]

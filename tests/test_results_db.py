@@ -201,3 +201,20 @@ def test_sealed_database_is_one_file_and_a_later_writer_turns_wal_back_on(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.sqlite"]
     with ResultsDB(path) as db:
         assert db._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_mismatch_resolved_in_the_log_is_resolved_in_the_store_and_a_later_one_stays_open(tmp_path):
+    log = ExceptionLog()
+    log.raise_(Mismatch("balance", "alpha:BTC", 1.0, 0.9, "venue below ledger", 70))
+    log.resolve("balance", "alpha:BTC", 80, "back within band")
+    log.raise_(Mismatch("balance", "alpha:BTC", 1.0, 0.8, "venue below ledger", 90))
+    log.raise_(Mismatch("order", "17", "FILLED", "OPEN", "status differs", 95))
+    log.resolve("order", "17", 99, "agrees")
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        record_exceptions(db, "r1", log.entries)
+        rows = [(e["layer"], e["key"], e["t_ns"], e["resolved_ns"]) for e in db.exceptions("r1")]
+    assert rows == [
+        ("balance", "alpha:BTC", 70, 80),
+        ("balance", "alpha:BTC", 90, None),
+        ("order", "17", 95, 99),
+    ]

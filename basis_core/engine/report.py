@@ -182,7 +182,7 @@ def _write_results(runner, cfg, run_dir: Path, transitions: list[dict]) -> None:
         outcomes = {p.opp_id: outcome_of(p, core.orders.orders) for p in core.positions.values()}
         record_ledger(db, run_id, runner.ledger, outcomes)
         db.replace_series(run_id, SERIES_RESIDUAL, core.residual_history)
-        record_exceptions(db, run_id, runner.reconciler.log.mismatches())
+        record_exceptions(db, run_id, runner.reconciler.log.entries)
         record_latency(db, run_id, core.counters.decision_ns or [0])
         db.end_run(run_id, core.now)
         db.commit()

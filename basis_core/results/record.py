@@ -50,10 +50,15 @@ def record_ledger(db: ResultsDB, run_id: str, ledger, outcomes: dict[int, str] |
     db.commit()
 
 
-def record_exceptions(db: ResultsDB, run_id: str, mismatches) -> None:
-    """Append reconciliation mismatches (reconcile.Mismatch) to the exception table."""
-    for m in mismatches:
-        db.record_exception(run_id, m)
+def record_exceptions(db: ResultsDB, run_id: str, entries) -> None:
+    """Write a reconciliation log's entries in their order: a mismatch (reconcile.Mismatch) is
+    appended to the exception table, a resolution (reconcile.Resolution: it has `how`) marks the
+    open rows of its (layer, key) resolved at its time, as the log resolved them in memory."""
+    for e in entries:
+        if hasattr(e, "how"):
+            db.resolve_exception(run_id, e.layer, e.key, e.ts_ns)
+        else:
+            db.record_exception(run_id, e)
     db.commit()
 
 
