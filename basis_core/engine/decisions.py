@@ -131,8 +131,10 @@ class Decisions(EngineParts):
             qty,
             edge_bps,
             self.now,
+            on_change=self._position_changed,
         )
         self.positions[opp] = pos
+        self.position_counts[pos.state.name] = self.position_counts.get(pos.state.name, 0) + 1
         self.open_positions[opp] = pos
         primary = self._new_order(
             opp, 0, bl.venue, buy_name, S.Side.BUY, S.OrderType.IOC, qty, buy_px, buy_slip, 0, S.Purpose.ENTRY

@@ -83,11 +83,24 @@ class OrderManager:
         self._working: dict[int, ManagedOrder] = {}
         self._on_change = on_change
         self.late_fills = 0
+        #: orders per (venue, state name), kept as they change: read without a scan of every order
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def _count(self, venue: str, state: str, n: int) -> None:
+        key = (venue, state)
+        left = self.counts.get(key, 0) + n
+        if left:
+            self.counts[key] = left
+        else:
+            del self.counts[key]
 
     def _changed(self, change) -> None:
         order = self.orders.get(int(change.key))
-        if order is not None and order.terminal:
-            self._working.pop(order.coid, None)
+        if order is not None:
+            self._count(order.venue, change.src, -1)
+            self._count(order.venue, change.dst, 1)
+            if order.terminal:
+                self._working.pop(order.coid, None)
         if self._on_change is not None:
             self._on_change(change)
 
@@ -132,6 +145,7 @@ class OrderManager:
         )
         self.orders[coid] = order
         self._working[coid] = order
+        self._count(venue, OrderState.NEW.name, 1)
         return order
 
     def get(self, coid: int) -> ManagedOrder | None:

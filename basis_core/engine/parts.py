@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .. import schema as S
 from ..registry import Registry
-from ..state.fsm import Machine
+from ..state.fsm import Change, Machine
 from ..state.tables import EngineState
 from .market import MarketState
 from .orders import ManagedOrder, OrderManager
@@ -41,6 +41,7 @@ class EngineParts:
     market: MarketState
     positions: dict[int, HedgedPosition]  # every opportunity of the run, by id
     open_positions: dict[int, HedgedPosition]  # not yet RECONCILED
+    position_counts: dict[str, int]  # positions per HEDGE state name, kept as they change
     inventory: dict[tuple[str, str], float]  # (venue, asset) -> free, from our own fills
     in_transit: dict[tuple[str, str], float]  # (to venue, asset) -> amount
     next_opp: int
@@ -75,6 +76,9 @@ class EngineParts:
         raise NotImplementedError
 
     def _request(self, command: S.ControlCommand, aux: int) -> None:
+        raise NotImplementedError
+
+    def _position_changed(self, change: Change) -> None:
         raise NotImplementedError
 
     # -- risk (hedging.py) -------------------------------------------------------------------------

@@ -91,13 +91,12 @@ class Sampler:
         self._changes(core, now_ns)
         c = core.counters
         buckets, count, total_ns = _latency(c.decision_ns)
+        # counts the order book and the core keep as states change: no scan of every order
+        # and position of the run on each sample
         orders: dict[str, dict[str, int]] = {}
-        for o in core.orders.orders.values():
-            by = orders.setdefault(o.venue, {})
-            by[o.state.name.lower()] = by.get(o.state.name.lower(), 0) + 1
-        positions: dict[str, int] = {}
-        for p in core.positions.values():
-            positions[p.state.name] = positions.get(p.state.name, 0) + 1
+        for (venue, state), n in sorted(core.orders.counts.items()):
+            orders.setdefault(venue, {})[state.lower()] = n
+        positions = dict(sorted(core.position_counts.items()))
         recon = {layer: 0 for layer in LAYERS}
         log_counts = r.reconciler.log.counts() if hasattr(r, "reconciler") else {}
         for layer in set(recon) | set(log_counts) | set(r.stats.reconcile_mismatches):
