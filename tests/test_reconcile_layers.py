@@ -262,6 +262,20 @@ def test_reporting_flags_report_figures_that_differ_from_the_ledger():
     assert [m.key for m in bad.raised] == ["report:fees_usdt"] and log.counts()["reporting"] == 1
 
 
+def test_reporting_reads_running_totals_that_agree_with_the_opportunities():
+    led = ledger_with_inventory()
+    led.book_fill(fill("beta", "buy", 0.5, 100.0, 1, C1, "b", fee=0.02, opportunity_id=9, strategy="spread"))
+    led.book_fill(fill("alpha", "sell", 0.5, 110.0, 1, C2, "s", fee=0.05, opportunity_id=9))
+    led.book_fill(fill("alpha", "buy", 0.1, 100.0, 2, C3, "t", fee=0.01, opportunity_id=10))
+    assert led.opportunity_fees_usdt == pytest.approx(sum(o.fees_usdt for o in led.opportunities()))
+    assert led.gross_usdt == pytest.approx(sum(abs(p.usdt) for p in led.postings))
+    quick = check_reporting(led, 3, outcomes=False)
+    assert quick.raised == [] and quick.outcome == {}  # the continuous passes skip the outcome
+    # a fee booked to an opportunity twice shows against the total
+    led.opportunity_fees_usdt += 1.0
+    assert [m.key for m in check_reporting(led, 3).raised] == ["ledger:fees_by_opportunity"]
+
+
 def test_exception_log_never_overwrites_and_counts_every_layer():
     log = ExceptionLog()
     a = Mismatch(Layer.BALANCE, "alpha:BTC", 1.0, 0.9, "x", 1)

@@ -107,6 +107,7 @@ class Ledger:
         self._mark_fn = mark
         self.postings: list[Posting] = []
         self.gross_usdt = 0.0  # sum of |usdt| over the postings, kept as they are made
+        self.opportunity_fees_usdt = 0.0  # fees booked to opportunities, kept as they are booked
         self.fills: list[tuple[LedgerFill, float]] = []  # every booked fill with its fee in USDT
         self.history: list[
             tuple[int, float, float, float]
@@ -217,6 +218,7 @@ class Ledger:
             opp.fills += 1
             opp.realized_pnl_usdt = self._opp_realized(f.opportunity_id)
             opp.fees_usdt += fee_usdt
+            self.opportunity_fees_usdt += fee_usdt
             opp.slippage_usdt += slip
             side = opp.bought if f.side == "buy" else opp.sold
             side[f.base] = side.get(f.base, 0.0) + f.qty
@@ -268,6 +270,7 @@ class Ledger:
         if opportunity_id:
             opp = self._opp(opportunity_id, "", ts_ns)
             opp.fees_usdt += usdt
+            self.opportunity_fees_usdt += usdt
             opp.realized_pnl_usdt = self._opp_realized(opportunity_id)
         self._snapshot(ts_ns)
         return usdt

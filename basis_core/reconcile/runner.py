@@ -118,7 +118,7 @@ class Reconciler:
                 p.balances_pending.update(bc.pending)
             except VenueError as exc:
                 p.unreachable[v.name] = f"{type(exc).__name__}: {exc}"
-        p.reporting = check_reporting(self.ledger, ts_ns, log=self.log)
+        p.reporting = check_reporting(self.ledger, ts_ns, log=self.log, outcomes=False)
         p.raised = self.log.mismatches()[n_before:]
         p.open_mismatches = len(self.log.open())
         return p
