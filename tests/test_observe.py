@@ -287,7 +287,7 @@ def test_status_page_renders_live_in_headless_chromium_with_no_network(tmp_path)
     img = read_png(shot)
     assert img.shape[:2] == (700, 600)
     # the state timeline and badges (green), PnL (blue) and fees (orange) lines drew
-    for colour, least in (("#2ca02c", 400), ("#1f77b4", 40), ("#ff7f0e", 40)):
+    for colour, least in (("#2ca02c", 3_000), ("#1f77b4", 80), ("#ff7f0e", 80)):
         assert count_colour(img, colour) >= least, colour
 
 

@@ -75,7 +75,7 @@ function lines(id, series) {
     '<text x="2" y="12" font-size="10">' + esc(fmt(hi)) + '</text><text x="2" y="' + (H - 16) + '" font-size="10">' + esc(fmt(lo)) + "</text>" +
     '<text x="' + P + '" y="' + (H - 2) + '" font-size="10">t=' + esc(fmt(t0, 1)) + ' s</text><text x="' + (W - 70) + '" y="' + (H - 2) + '" font-size="10">t=' + esc(fmt(t1, 1)) + " s</text>";
   series.forEach((s, i) => {
-    out += '<polyline fill="none" stroke-width="2" stroke="' + s.colour + '" points="' + points.map(p => x(p.t).toFixed(1) + "," + y(p[s.key]).toFixed(1)).join(" ") + '"/>' +
+    out += '<polyline fill="none" stroke-width="3" stroke-linejoin="round" stroke="' + s.colour + '" points="' + points.map(p => x(p.t).toFixed(1) + "," + y(p[s.key]).toFixed(1)).join(" ") + '"/>' +
       '<text x="' + (P + 6 + i * 110) + '" y="22" font-size="11" fill="' + s.colour + '">' + esc(s.label) + "</text>";
   });
   svg.innerHTML = out;
@@ -92,7 +92,7 @@ function timeline() {
     for (let i = 0; i < points.length; i++) {
       const p = points[i], s = n === "engine" ? p.engine : p.venues[n];
       const a = x(p.t), b = i + 1 < points.length ? x(points[i + 1].t) : W - 4;
-      out += '<rect x="' + a.toFixed(1) + '" y="' + (r * rh + 4) + '" width="' + Math.max(1, b - a).toFixed(1) + '" height="' + (rh - 3) + '" fill="' + (COLOURS[s] || "#555") + '"><title>' + esc(n + " " + s) + "</title></rect>";
+      out += '<rect x="' + a.toFixed(1) + '" y="' + (r * rh + 4) + '" width="' + Math.max(1, b - a).toFixed(1) + '" height="' + (rh - 3) + '" shape-rendering="crispEdges" fill="' + (COLOURS[s] || "#555") + '"><title>' + esc(n + " " + s) + "</title></rect>";
     }
   });
   svg.innerHTML = out;
