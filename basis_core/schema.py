@@ -154,6 +154,7 @@ class RejectReason(enum.IntEnum):
     VENUE_REJECT = 16
     TIMEOUT = 17
     SLIPPAGE = 18
+    FEE_ASSET_EXHAUSTED = 19  # a leg's venue ran out of its fee asset (on_fee_asset_exhausted = "stop")
 
 
 class Liquidity(enum.IntEnum):

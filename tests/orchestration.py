@@ -12,6 +12,7 @@ from adapters.sim.world import SimWorld
 from basis_core.config import from_dict, load
 from basis_core.engine.scenario import run_scenario
 from basis_core.errors import ConfigError, OrderNotFound, VenueError
+from basis_core.reconcile.balances import BalanceReconciler
 from basis_core.scenarios import DEFAULT
 from basis_core.state.tables import NO_DISPATCH, NO_NEW_EXPOSURE, EngineState, OrderState, VenueState
 from basis_core.venue import OrderStatus, coid_from_wire
@@ -128,6 +129,23 @@ async def venue_agreement(runner) -> list[str]:
             vo.status == OrderStatus.FILLED and o.filled >= o.qty - 1e-12
         ):
             problems.append(f"order {o.coid}: {o.state.name} here, {vo.status.name} at {o.venue}")
+    return problems
+
+
+def balance_agreement(runner, world) -> list[str]:
+    """Every venue's own balance of every asset (free and locked) equals the ledger's, within the
+    balance layer's tolerance (what the venue charged, fees in whatever asset, included)."""
+    ledger, band = runner.ledger, BalanceReconciler(lag_ns=0).band
+    problems = []
+    for name, venue in world.venues.items():
+        acc = venue.exchange.accounts
+        assets = set(acc.assets(venue.owner)) | {a for v, a in ledger.balances() if v == name}
+        for asset in sorted(assets):
+            theirs = acc.to_float(asset, acc.get(venue.owner, asset).total)
+            lo, hi = band(ledger, name, asset)
+            if not lo <= theirs <= hi:
+                expected = ledger.balance(name, asset)
+                problems.append(f"{name} holds {theirs!r} {asset}, the ledger {expected!r}")
     return problems
 
 

@@ -89,6 +89,8 @@ class Counters:
     max_residual_usdt: float = 0.0
     decision_ns: LatencyHistogram = field(default_factory=LatencyHistogram)  # bounded: buckets, not samples
     anomalies: list[str] = field(default_factory=list)
+    #: fills whose fee a venue charged in another asset than its fee asset, which had run out
+    fee_asset_fallbacks: dict[str, int] = field(default_factory=dict)
 
     def reject(self, reason: S.RejectReason) -> None:
         key = reason.name.lower()
@@ -170,6 +172,9 @@ class EngineCore(Hedging, Decisions, Operator):
         self.builtin_signals = builtin_signals
         self._digest = hashlib.blake2b(digest_size=16)
         self.residual_history: list[tuple[int, float]] = []
+        self.fee_tokens = frozenset(fixed_marks or ())  # assets charged as fees only (BNB ...)
+        self.fee_token_of: dict[str, str] = {}  # venue -> the fee asset it has charged
+        self.fee_exhausted: set[str] = set()  # venues charging another asset since theirs ran out
 
     # -- the step ---------------------------------------------------------------------------
 
@@ -308,6 +313,7 @@ class EngineCore(Hedging, Decisions, Operator):
             if not self.orders.book_execution(order, f"#{int(r['fill_no'])}", px, qty, fee, fee_asset):
                 return
             self._book_inventory(order, px, qty, fee, int(r["aux"]))
+            self._fee_charged(order, fee, fee_asset)
             event = OrderEvent.FILL if order.filled >= order.qty - 1e-12 else OrderEvent.PARTIAL_FILL
             order.machine.fire(event, self.now, "fill")
         else:
@@ -353,6 +359,34 @@ class EngineCore(Hedging, Decisions, Operator):
         if fee and fee_asset:
             fkey = (order.venue, self.reg.assets.name(fee_asset))
             self.inventory[fkey] = self.inventory.get(fkey, 0.0) - fee
+
+    def _fee_charged(self, order: ManagedOrder, fee: float, asset: str) -> None:
+        """A fee in the base asset is base the order did not get (exposure, like the fill); a
+        venue that charged its fee asset and now charges another has run out of it: an event,
+        counted per fill, and by policy no more entries on that venue until it charges it again."""
+        if not fee or not asset:
+            return
+        r = self.rules[order.instrument]
+        if r.kind == "spot" and asset == r.base:
+            order.base_fee += fee
+        venue = order.venue
+        if asset in self.fee_tokens:
+            self.fee_token_of[venue] = asset
+            if venue in self.fee_exhausted:
+                self.fee_exhausted.discard(venue)
+                self.counters.anomalies.append(f"{venue}: fees charged in {asset} again")
+            return
+        token = self.fee_token_of.get(venue)
+        if token is None:
+            return
+        fallbacks = self.counters.fee_asset_fallbacks
+        fallbacks[venue] = fallbacks.get(venue, 0) + 1
+        if venue not in self.fee_exhausted:
+            self.fee_exhausted.add(venue)
+            then = "no new entries there" if self.policy.on_fee_asset_exhausted == "stop" else "trading on"
+            self.counters.anomalies.append(
+                f"{venue}: fee asset {token} exhausted, fees now in {asset}; {then}"
+            )
 
     def _transfer(self, t) -> None:
         state = S.TransferState(int(t["sub"]))

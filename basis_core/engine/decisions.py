@@ -157,6 +157,8 @@ class Decisions(EngineParts):
         for r in (bl, sl):
             if not self.board.can_dispatch(r.venue, self.now):
                 return S.RejectReason.VENUE_UNHEALTHY
+        if self.policy.on_fee_asset_exhausted == "stop" and {bl.venue, sl.venue} & self.fee_exhausted:
+            return S.RejectReason.FEE_ASSET_EXHAUSTED
         for name, r in ((buy_name, bl), (sell_name, sl)):
             if not self.market.usable(self.reg.venue(r.venue), self.reg.instrument(name), self.now):
                 return S.RejectReason.BOOK_UNUSABLE

@@ -35,6 +35,7 @@ class ManagedOrder:
     filled_reported: float = 0.0
     notional_booked: float = 0.0
     fees: list[tuple[float, str]] = field(default_factory=list)
+    base_fee: float = 0.0  # fees charged in the instrument's base asset (spot): base it did not get
     trade_ids: set[str] = field(default_factory=set)
     created_ns: int = 0
     sent_ns: int = 0
@@ -72,7 +73,9 @@ class ManagedOrder:
 
     @property
     def signed_filled(self) -> float:
-        return self.filled if self.side == Side.BUY else -self.filled
+        """The base quantity this order moved into (> 0) or out of (< 0) the account: the
+        quantity filled, less any fee the venue charged in the base asset."""
+        return (self.filled if self.side == Side.BUY else -self.filled) - self.base_fee
 
 
 class OrderManager:

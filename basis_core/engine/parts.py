@@ -44,6 +44,7 @@ class EngineParts:
     position_counts: dict[str, int]  # positions per HEDGE state name, kept as they change
     inventory: dict[tuple[str, str], float]  # (venue, asset) -> free, from our own fills
     in_transit: dict[tuple[str, str], float]  # (to venue, asset) -> amount
+    fee_exhausted: set[str]  # venues whose fee asset ran out (their fees fall back to another asset)
     next_opp: int
     reconcile_clean_since: int
     reconcile_requested: bool

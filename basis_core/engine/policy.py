@@ -37,6 +37,9 @@ class PolicyConfig:
     healthy_window_ms: float = 2_000.0  # venue must be healthy this long before normal
     degraded_rate_factor: float = 0.25  # routing frequency while rate limited
     reroute_on_maintenance: bool = False
+    # a venue's fee asset (BNB ...) ran out and its fees fall back to another asset: keep trading
+    # (fees in the fallback asset, a base-asset fee counted as exposure) or stop new entries there
+    on_fee_asset_exhausted: Literal["fallback", "stop"] = "fallback"
     verify_interval_ms: float = 250.0  # how often an UNKNOWN order is queried
     lost_after_ms: float = 3_000.0  # not found for this long after a timeout: never placed
     # volatility

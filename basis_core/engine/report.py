@@ -114,6 +114,8 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         "open_positions": open_positions(core),
         "late_fills": core.orders.late_fills,
         "anomalies": list(core.counters.anomalies),
+        # fills charged in another asset after a venue's fee asset ran out, per venue
+        "fee_asset_fallbacks": dict(core.counters.fee_asset_fallbacks),
         "fills_booked_late": len(runner.unbooked_fills),
         "engine_restarts": getattr(runner, "restarts", 0),
         "inventory_booked": runner.deposited,
