@@ -393,20 +393,26 @@ _DEFAULT_ON = {
 class AlertsConfig:
     """Who hears of HALTED, PROTECTIVE, a reconciliation mismatch or a venue DOWN while a run goes
     on (basis_core/engine/alerts.py): a command (split like a shell line, run without one, the
-    alert as one JSON object on its stdin) or a webhook URL (the JSON POSTed), never both; each
+    alert as one JSON object on its stdin) or a webhook (the JSON POSTed), never both; each
     kind of alert at most once every `min_interval_s` of the run's clock (the ones in between are
-    counted into the next)."""
+    counted into the next). A webhook URL usually carries a token, so the config names the
+    environment variable that holds it (`webhook_env`), never the URL: it stays out of
+    scenario.json and every other file the run writes."""
 
     command: str = ""
-    webhook: str = ""
+    webhook_env: str = ""
     min_interval_s: float = 60.0
 
     def _validate(self, path):
-        require(not (self.command and self.webhook), f"{path}.webhook", "set command or webhook, not both")
         require(
-            not self.webhook or self.webhook.startswith(("http://", "https://")),
-            f"{path}.webhook",
-            "must be an http:// or https:// URL",
+            not (self.command and self.webhook_env),
+            f"{path}.webhook_env",
+            "set command or webhook_env, not both",
+        )
+        require(
+            not self.webhook_env or self.webhook_env.replace("_", "").isalnum(),
+            f"{path}.webhook_env",
+            "must be the name of an environment variable (letters, digits, _)",
         )
         require(
             math.isfinite(self.min_interval_s) and 0 <= self.min_interval_s <= MAX_DURATION_S,

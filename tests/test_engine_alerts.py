@@ -4,6 +4,8 @@ sends one alert per interval; the ones held back are counted into the next."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import threading
 
 import orjson
 import pytest
@@ -11,7 +13,8 @@ from orchestration import config_error, run, scenario
 
 from basis_core import schema as S
 from basis_core.config import AlertsConfig
-from basis_core.engine.alerts import Alerts
+from basis_core.engine.alerts import Alerts, webhook_url
+from basis_core.errors import ConfigError
 
 FLAPS = 10
 
@@ -77,10 +80,51 @@ def test_the_rate_limit_is_per_kind():
 @pytest.mark.parametrize(
     "body, path",
     [
-        ('[alerts]\ncommand = "x"\nwebhook = "https://h/"\n', "alerts.webhook"),
-        ('[alerts]\nwebhook = "ftp://h/"\n', "alerts.webhook"),
+        ('[alerts]\ncommand = "x"\nwebhook_env = "HOOK"\n', "alerts.webhook_env"),
+        ('[alerts]\nwebhook_env = "not a name"\n', "alerts.webhook_env"),
         ("[alerts]\nmin_interval_s = -1\n", "alerts.min_interval_s"),
     ],
 )
 def test_a_bad_alerts_table_names_its_key(tmp_path, body, path):
     assert config_error(tmp_path, body).path == path
+
+
+def test_the_webhook_url_comes_from_the_environment_and_is_posted_to(monkeypatch):
+    got: list[tuple[str, bytes]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = "T0KEN-s3cret-path"
+    monkeypatch.setenv("BASIS_TEST_HOOK", f"http://127.0.0.1:{server.server_port}/{token}")
+    cfg = AlertsConfig(webhook_env="BASIS_TEST_HOOK", min_interval_s=0.0)
+
+    class Stats:
+        reconcile_mismatches: dict = {}
+
+    alerts = Alerts(cfg, "run-1", lambda: None, Stats(), lambda: 0)
+    assert alerts.fire("halted", 5, "engine: NORMAL -> HALTED (operator)")
+    alerts.close()
+    server.shutdown()
+    assert alerts.delivered == 1 and got and got[0][0] == f"/{token}"
+    body = orjson.loads(got[0][1])
+    assert body["kind"] == "halted" and token not in got[0][1].decode()
+
+
+def test_a_webhook_variable_that_is_unset_or_not_a_url_is_a_config_error(monkeypatch):
+    cfg = AlertsConfig(webhook_env="BASIS_TEST_HOOK_UNSET")
+    monkeypatch.delenv("BASIS_TEST_HOOK_UNSET", raising=False)
+    with pytest.raises(ConfigError, match="BASIS_TEST_HOOK_UNSET is not set") as err:
+        webhook_url(cfg)
+    assert err.value.path == "alerts.webhook_env"
+    monkeypatch.setenv("BASIS_TEST_HOOK_UNSET", "ftp://nope/")
+    with pytest.raises(ConfigError, match="does not hold an http"):
+        webhook_url(cfg)

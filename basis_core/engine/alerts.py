@@ -9,12 +9,15 @@ kind, so a flapping venue sends one alert per interval, not one per flap. A thre
 runs the command (the alert as one JSON object on its stdin) or POSTs the JSON to the webhook:
 nothing on the decision path waits for it, and a full queue drops (and counts) an alert rather
 than block. The alert holds the run's name, the kind, the time and what changed, never a
-secret (the webhook URL itself is not repeated).
+secret: the webhook URL comes from the environment variable `[alerts] webhook_env` names, is
+read once at start (a missing or non-http(s) one is a ConfigError naming the key) and is never
+repeated in an alert, a log line or an error.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import shlex
 import subprocess
@@ -26,6 +29,7 @@ from typing import Any
 import orjson
 
 from ..config import AlertsConfig
+from ..errors import ConfigError
 
 #: (machine, state entered) -> the kind of alert
 KINDS: dict[tuple[str, str], str] = {
@@ -40,11 +44,26 @@ QUEUE_SIZE = 256
 DELIVERY_TIMEOUT_S = 10.0
 
 
+def webhook_url(cfg: AlertsConfig) -> str:
+    """The webhook URL from the environment variable `cfg.webhook_env` ("" when none is named)."""
+    if not cfg.webhook_env:
+        return ""
+    url = os.environ.get(cfg.webhook_env, "")
+    if not url:
+        raise ConfigError("alerts.webhook_env", f"environment variable {cfg.webhook_env} is not set")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            "alerts.webhook_env", f"environment variable {cfg.webhook_env} does not hold an http(s) URL"
+        )
+    return url
+
+
 class Alerts:
     """Watches one run and delivers its alerts (see module docstring)."""
 
     def __init__(self, cfg: AlertsConfig, run_name: str, core: Callable[[], Any], stats: Any, now_ns):
         self.cfg = cfg
+        self.webhook = webhook_url(cfg)
         self.run_name = run_name
         self._core = core  # the runner's engine core (a restart may replace the shadow)
         self._stats = stats  # the runner's RunStats (reconcile_mismatches by layer)
@@ -124,9 +143,9 @@ class Alerts:
                         timeout=DELIVERY_TIMEOUT_S,
                         check=True,
                     )
-                elif self.cfg.webhook:
+                elif self.webhook:
                     req = urllib.request.Request(
-                        self.cfg.webhook, data=body, headers={"Content-Type": "application/json"}
+                        self.webhook, data=body, headers={"Content-Type": "application/json"}
                     )
                     with urllib.request.urlopen(req, timeout=DELIVERY_TIMEOUT_S):
                         pass
