@@ -5,7 +5,6 @@ route but 127.0.0.1 dead; the run's log one JSON object per line."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,11 +23,10 @@ from basis_core.errors import ConfigError
 from basis_core.scenarios import DEFAULT
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_results_browser import count_colour, read_png
+from browser import CHROMIUM, chromium_command, count_colour, read_png
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGEST = "a880541d00e9eb371ffaf142953a5167"  # the default scenario's decisions (test_checkpoints)
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def free_port() -> int:
@@ -204,19 +202,9 @@ async def _open_in_chromium(tmp_path: Path, url: str, looks: int, every_s: float
     import aiohttp
 
     devtools = free_port()
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--proxy-server=127.0.0.1:9",  # every route but loopback (which Chromium never proxies) dead
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--remote-debugging-port={devtools}",
-        "--window-size=1200,1400",
-        url,
-    ]
+    cmd = chromium_command(
+        tmp_path / "profile", f"--remote-debugging-port={devtools}", "--window-size=1200,1400", url
+    )
     browser = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     read = (
         "({state: document.getElementById('engine-state').textContent,"

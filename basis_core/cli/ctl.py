@@ -47,10 +47,16 @@ def ask(run_dir: str, command: str, args: list[str], timeout_s: float = 30.0) ->
                 sock.connect(address)
         except OSError as exc:
             return {"ok": False, "error": f"no engine listens at {path}: {exc.strerror or exc}"}
-        sock.sendall(orjson.dumps({"cmd": command, "args": args}) + b"\n")
+        try:
+            sock.sendall(orjson.dumps({"cmd": command, "args": args}) + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the engine answered (a refusal) and closed before reading: its answer is below
         line = b""
         while not line.endswith(b"\n"):
-            chunk = sock.recv(65536)
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break  # closed with our command unread: what it answered before is all there is
             if not chunk:
                 break
             line += chunk

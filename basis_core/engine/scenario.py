@@ -124,7 +124,7 @@ async def run_scenario(
         sampler = Sampler(runner, log)
         runner.watchers.append(sampler.watcher(int(cfg.observe.sample_ms * MS), observer.publish))
         control = await ControlServer(runner, socket_path(run_dir)).open()
-        if cfg.alerts.command or cfg.alerts.webhook:
+        if cfg.alerts.command or cfg.alerts.webhook_env:
             alerts = Alerts(cfg.alerts, cfg.run.name, lambda: runner.core, runner.stats, runner.now_ns)
             runner.watchers.append(alerts.watch)
         # the market goes on quoting while the run settles: hedges and unwinds started near
