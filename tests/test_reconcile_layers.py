@@ -335,3 +335,67 @@ def test_order_diff_adopts_each_unknown_basis_order_once_and_queries_only_what_i
             )
     again = diff_orders("alpha", ours, venue_open, 2)
     assert again.adopt == [] and again.updates == []
+
+
+def test_rounds_with_an_order_index_find_what_rounds_over_every_order_find():
+    """An OrderIndex round looks at the orders working at the last round, the new ones and the
+    venue's open ones: the same adoptions, queries, updates and mismatches as a full scan."""
+    import asyncio
+    import itertools
+    import random
+
+    from basis_core.errors import OrderNotFound
+    from basis_core.reconcile.orders import OrderIndex, reconcile_orders
+
+    class Venue:
+        name = "alpha"
+
+        def __init__(self):
+            self.orders: dict[str, VenueOrder] = {}  # what the venue holds, by coid
+            self.asked = 0
+
+        async def open_orders(self):
+            return [o for o in self.orders.values() if not o.status.terminal]
+
+        async def fetch_order(self, coid, instrument=None):
+            self.asked += 1
+            if coid not in self.orders:
+                raise OrderNotFound("alpha", "unknown_order", coid)
+            return self.orders[coid]
+
+    rng = random.Random(5)
+    venue = Venue()
+    full: dict[str, KnownOrder] = {}
+    indexed: dict[str, KnownOrder] = {}
+    index = OrderIndex()
+    opps = itertools.count(100)  # client order ids are never reused
+    statuses = [OrderStatus.OPEN, OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.PARTIALLY_FILLED]
+    for step in range(60):
+        for _ in range(rng.randint(0, 4)):  # new orders: ours, the venue's, or both
+            coid = str(make_coid(next(opps), 0))
+            if rng.random() < 0.8:
+                where = rng.choice(["alpha", "beta"])
+                for book in (full, indexed):
+                    book[coid] = ko(coid, None, venue=where, submitted=step * S)
+            if rng.random() < 0.7:
+                venue.orders[coid] = vo(coid, rng.choice(statuses), filled=rng.choice([0.0, 0.5, 1.0]))
+        for coid in rng.sample(sorted(venue.orders), min(3, len(venue.orders))):  # the venue moves on
+            venue.orders[coid] = vo(coid, rng.choice(statuses), filled=venue.orders[coid].filled_qty)
+        ts = step * S
+        a = asyncio.run(reconcile_orders(venue, full, ts, grace_ns=2 * S))
+        b = asyncio.run(reconcile_orders(venue, indexed, ts, grace_ns=2 * S, index=index))
+        assert (a.adopt, a.to_query, a.updates, a.lost, a.unresolved) == (
+            b.adopt,
+            b.to_query,
+            b.updates,
+            b.lost,
+            b.unresolved,
+        ), step
+        assert [(m.key, m.cause) for m in a.mismatches] == [(m.key, m.cause) for m in b.mismatches]
+        apply(full, "alpha", a)
+        apply(indexed, "alpha", b)
+        # what the next round starts from: every order on the venue still working, not all of them
+        on_venue = {c for c, o in indexed.items() if o.venue == "alpha"}
+        assert {c for c in on_venue if indexed[c].working} <= index.working <= on_venue
+    assert full == indexed and len(full) > 100
+    assert len(index.working) < 0.8 * len(on_venue)

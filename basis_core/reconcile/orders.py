@@ -16,13 +16,18 @@ Rules:
   the venue shows open an order we hold terminal, or side/qty differ) is a Mismatch.
 
 `diff_orders` is the pure comparison; `reconcile_orders` is the async round against a Venue;
-`apply` folds a round's outcome into our order book.
+`apply` folds a round's outcome into our order book. With an `OrderIndex` a round looks at the
+orders that were working at the venue's last round, those added to the book since and those the
+venue lists open, instead of every order of the run: the same comparison, at a cost that does
+not grow with the run (an order the book holds terminal never works again, except by the
+venue's word, which the open list carries).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from itertools import islice
 
 from basis_core.venue import OrderStatus, Venue, VenueOrder, coid_from_wire
 
@@ -172,20 +177,65 @@ def diff_orders(
     return d
 
 
+class OrderIndex:
+    """What one venue's rounds need to know of our book between rounds: the position of each
+    order in it (the book only grows, in order) and which of the venue's orders were working at
+    the last round."""
+
+    def __init__(self) -> None:
+        self.seen = 0  # orders of the book already given a position
+        self.position: dict[str, int] = {}
+        self.working: set[str] = set()
+
+    def candidates(self, ours: dict[str, KnownOrder]) -> set[str]:
+        """Orders working at the last round and those added to the book since (taken before the
+        venue is asked: an order added while the request is out is left to the next round)."""
+        new = list(islice(ours, self.seen, None))
+        self.position.update(zip(new, range(self.seen, self.seen + len(new)), strict=True))
+        self.seen += len(new)
+        self.working.update(new)  # (kept for the next round if the venue cannot be asked now)
+        return set(self.working)
+
+    def mine(
+        self, ours: dict[str, KnownOrder], venue: str, candidates: set[str], open_coids: list[str]
+    ) -> dict[str, KnownOrder]:
+        """Our orders on `venue` that the round looks at, in book order: the candidates and
+        those the venue lists open (of the orders the book held when it was asked)."""
+        look = candidates.union(c for c in open_coids if c in self.position)
+        found = sorted((self.position[c], c) for c in look if ours[c].venue == venue)
+        return {c: ours[c] for _, c in found}
+
+
 async def reconcile_orders(
-    venue: Venue, ours: dict[str, KnownOrder], ts_ns: int, *, grace_ns: int = DEFAULT_GRACE_NS
+    venue: Venue,
+    ours: dict[str, KnownOrder],
+    ts_ns: int,
+    *,
+    grace_ns: int = DEFAULT_GRACE_NS,
+    index: OrderIndex | None = None,
 ) -> OrderRound:
     """One round for one venue: list its open orders, compare, query each missing one by coid.
+    With `index` (kept by the caller from round to round) only the orders that can matter are
+    looked at (module docstring).
 
     Raises the venue's error if the open-order list itself cannot be fetched (the caller keeps
     the venue SUSPECT and tries again); errors of single targeted queries leave that order
     unresolved instead.
     """
-    mine = {c: o for c, o in ours.items() if o.venue == venue.name}
-    d = diff_orders(venue.name, mine, await venue.open_orders(), ts_ns)
+    if index is None:
+        mine = {c: o for c, o in ours.items() if o.venue == venue.name}
+        venue_open = await venue.open_orders()
+    else:
+        candidates = index.candidates(ours)
+        venue_open = await venue.open_orders()
+        mine = index.mine(ours, venue.name, candidates, [vo.coid for vo in venue_open])
+        index.working = {c for c, o in mine.items() if o.working}
+    d = diff_orders(venue.name, mine, venue_open, ts_ns)
     rnd = OrderRound(d.adopt, d.to_query, d.updates, d.mismatches)
     for coid in d.to_query:
         await _query(venue, mine[coid], ts_ns, grace_ns, rnd)
+    if index is not None:  # the venue's word (adopted, updated) may make an order work again
+        index.working.update(vo.coid for vo in (*rnd.adopt, *rnd.updates))
     return rnd
 
 

@@ -28,7 +28,7 @@ from ..state.tables import EngineEvent
 from .balances import BalanceReconciler, reconcile_balances
 from .fills import FillSync, sync_fills
 from .mismatch import ExceptionLog, Mismatch
-from .orders import DEFAULT_GRACE_NS, KnownOrder, OrderRound, apply, reconcile_orders
+from .orders import DEFAULT_GRACE_NS, KnownOrder, OrderIndex, OrderRound, apply, reconcile_orders
 from .positions import PositionCheck, PositionReconciler
 from .reporting import ReportingCheck, check_reporting
 
@@ -89,6 +89,7 @@ class Reconciler:
         self.positions.log = self.log
         self.grace_ns = grace_ns
         self.fills = {v.name: FillSync(ordinal=ordinal_fill_ids) for v in venues}
+        self.order_index = {v.name: OrderIndex() for v in venues}
 
     async def run(self, ts_ns: int) -> Pass:
         p = Pass(ts_ns)
@@ -96,7 +97,9 @@ class Reconciler:
         reachable = []
         for v in self.venues:
             try:
-                rnd = await reconcile_orders(v, self.orders, ts_ns, grace_ns=self.grace_ns)
+                rnd = await reconcile_orders(
+                    v, self.orders, ts_ns, grace_ns=self.grace_ns, index=self.order_index[v.name]
+                )
                 for m in rnd.mismatches:
                     self.log.raise_(m)
                 apply(self.orders, v.name, rnd)
