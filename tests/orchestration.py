@@ -134,8 +134,9 @@ async def venue_agreement(runner) -> list[str]:
 
 def balance_agreement(runner, world) -> list[str]:
     """Every venue's own balance of every asset (free and locked) equals the ledger's, within the
-    balance layer's tolerance (what the venue charged, fees in whatever asset, included)."""
-    ledger, band = runner.ledger, BalanceReconciler(lag_ns=0).band
+    run's balance layer's tolerance (what the venue charged, fees in whatever asset, included)."""
+    layer = runner.reconciler.balances
+    ledger, band = runner.ledger, BalanceReconciler(0, layer.abs_tol, layer.rel_tol).band
     problems = []
     for name, venue in world.venues.items():
         acc = venue.exchange.accounts
