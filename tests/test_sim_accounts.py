@@ -212,3 +212,20 @@ def test_perp_ledger_never_goes_negative_and_conserves_quote(ops):
         assert ex.accounts.get("a", "BTC").total == 0  # perps move no base asset
     for owner in OWNERS:
         assert ex.position(owner, "spot").lots == signed[owner]
+
+
+def test_an_order_filling_at_several_prices_is_charged_the_fee_asset_only_while_it_lasts():
+    # "a" holds BNB for the fee of one of its two fills: the match asks for both fees together, so
+    # the second falls back to the received asset instead of overdrawing BNB at settlement
+    ex = Exchange("v", {"spot": (SPOT, FeeSchedule(0.0, 10.0, asset="BNB", asset_price=50.0))})
+    ex.accounts.deposit("a", "USDT", 300 * 10**8)
+    ex.accounts.deposit("a", "BNB", 150_000)  # one fill's fee is 99,000 / 100,000 atoms
+    ex.accounts.deposit("b", "BTC", 2 * 10**8)
+    ex.submit("b", "spot", "s1", Side.SELL, OrderType.LIMIT, 0.5, 99.0)
+    ex.submit("b", "spot", "s2", Side.SELL, OrderType.LIMIT, 0.5, 100.0)
+    r = ex.submit("a", "spot", "x", Side.BUY, OrderType.LIMIT, 1.0, 100.0)
+    taker = [f for f in r.fills if f.owner == "a"]
+    assert r.order.status is OrderStatus.FILLED and len(taker) == 2
+    assert [f.fee_asset for f in taker] == ["BNB", "BTC"]
+    assert ex.accounts.get("a", "BNB").free == 150_000 - taker[0].fee_atoms >= 0
+    assert ex.accounts.get("a", "BTC").free == 10**8 - taker[1].fee_atoms

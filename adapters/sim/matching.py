@@ -22,7 +22,8 @@ below min_notional → MIN_NOTIONAL (MARKET orders are checked at the best oppos
 Fees. Each fill carries its owner's fee in atoms and the asset charged: `FeeSchedule.asset` is
 "quote" (always the quote asset), "received" (what the owner receives: base for a buyer, quote
 for a seller; naming the base asset means the same) or another asset valued at `asset_price` quote per unit; when `can_pay` says the
-owner lacks that asset, the fee falls back to the received asset. Fees round down to an atom;
+owner lacks that asset (counting the fees the same match already charged it), the fee falls back
+to the received asset. Fees round down to an atom;
 a negative maker fee is a rebate.
 
 Client order ids are unique per owner for the engine's lifetime: submitting a known id again
@@ -220,6 +221,9 @@ class MatchingEngine:
         self._min_notional_units = spec.min_notional / (spec.tick * spec.lot)
         self._px_cache: dict[int, float] = {}
         self._qty_cache: dict[int, float] = {}
+        #: fee-asset atoms charged to (owner, asset) by the fills of the match under way: the
+        #: venue settles them only after the match, so `can_pay` is asked for them all together
+        self._promised: dict[tuple[str, str], int] = {}
 
     # -- conversions ----------------------------------------------------------------------
 
@@ -559,6 +563,7 @@ class MatchingEngine:
         return Result(view, events=[MatchEvent(OrderEventType.REJECT, view, ts_ns)])
 
     def _execute(self, order: Order, ts_ns: int) -> Result:
+        self._promised.clear()
         if order.owner != MARKET:
             self._orders[(order.owner, order.coid)] = order
         fills: list[MatchFill] = []
@@ -652,7 +657,10 @@ class MatchingEngine:
                 / (Fraction(repr(sched.asset_price)) * 10**spec.quote_decimals)
             )
             fee = fee if quote_fee >= 0 else -fee
-            if rate < 0 or self.can_pay is None or self.can_pay(order.owner, mode, fee):
+            promised = self._promised.get((order.owner, mode), 0)
+            if rate < 0 or self.can_pay is None or self.can_pay(order.owner, mode, promised + fee):
+                if fee > 0:
+                    self._promised[(order.owner, mode)] = promised + fee
                 return fee, mode
             mode = "received"
         if mode == "quote" or mode == spec.quote:
