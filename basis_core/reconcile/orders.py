@@ -190,7 +190,7 @@ class OrderIndex:
     def candidates(self, ours: dict[str, KnownOrder]) -> set[str]:
         """Orders working at the last round and those added to the book since (taken before the
         venue is asked: an order added while the request is out is left to the next round)."""
-        new = list(islice(ours, self.seen, None))
+        new = list(islice(reversed(ours), len(ours) - self.seen))[::-1]  # the tail, not a walk to it
         self.position.update(zip(new, range(self.seen, self.seen + len(new)), strict=True))
         self.seen += len(new)
         self.working.update(new)  # (kept for the next round if the venue cannot be asked now)
