@@ -5,8 +5,11 @@ Nothing in the engine, the io side, the simulated venues or the reporting may gr
 run's length unless it is written to disk; a structure that did (a scan over every order of
 the run per step, every venue event kept in memory, every latency sample kept, the journal's
 written pages counted in the resident set) shows here as a falling event rate or a rising
-RSS. The short form (CI) runs 6 simulated minutes in 1-minute windows; BASIS_SOAK=full runs 30
-minutes and 2 hours in windows of a sixth of the run (5 minutes for the 30-minute run).
+RSS. The windows start after the scenario's first minute, which holds all of its scripted faults
+(a 429 burst, a maintenance window, a volatility spike ...: minutes of another kind of work). The
+short form (CI) runs 7 simulated minutes and compares its second minute with its last;
+BASIS_SOAK=full runs 30 minutes and 2 hours and compares 5-minute windows (minutes 1-6 with the
+last 5).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from orchestration import run, scenario
 from soak import SOAK
@@ -24,7 +28,9 @@ from basis_core.config import load
 from basis_core.engine.scenario import run_simulated
 from basis_core.scenarios import DEFAULT
 
-DURATIONS_S = [360.0] if SOAK != "full" else [1800.0, 7200.0]
+DURATIONS_S = [420.0] if SOAK != "full" else [1800.0, 7200.0]
+#: the default scenario's scripted faults all fall in its first minute
+WARM_UP_S = 60.0
 #: the last window's events per CPU second against the first window's
 MIN_RATE_RATIO = 0.8
 #: the peak resident set against the resident set at the end of the first window
@@ -55,20 +61,25 @@ def test_a_long_default_run_keeps_its_event_rate_and_its_memory_flat(tmp_path, d
     report = run_simulated(cfg, tmp_path / "run", progress=progress)
     assert report["events_processed"] > 0 and (tmp_path / "run" / "report.html").exists()
 
-    window = duration_s / 6
-    first = [s for s in samples if s[0] <= window]
+    window = 60.0 if duration_s < 1800 else 300.0
+    first = [s for s in samples if WARM_UP_S <= s[0] <= WARM_UP_S + window]
     last = [s for s in samples if s[0] >= duration_s - window]
     assert len(first) >= 10 and len(last) >= 10, "progress lines too sparse to measure"
 
-    def rate(span) -> float:  # events per CPU second (not wall: the machine may be shared)
-        return (span[-1][1] - span[0][1]) / (span[-1][2] - span[0][2])
+    def rate(span) -> float:
+        """Events per CPU second (not wall: the machine may be shared), robust to the other
+        loads of a shared machine: the upper quartile of the rates between consecutive progress
+        lines (2 simulated seconds each). A cost that grows with the run slows every one of
+        them; a neighbour's burst slows some."""
+        rates = [(b[1] - a[1]) / (b[2] - a[2]) for a, b in zip(span, span[1:]) if b[2] > a[2]]
+        return float(np.percentile(rates, 75))
 
     ratio = rate(last) / rate(first)
     rss_warm = first[-1][3]
     peak = max(s[3] for s in samples)
     figures = (
         f"{duration_s:g} s run: {rate(first):,.0f} -> {rate(last):,.0f} events/CPU-s ({ratio:.2f}); "
-        f"RSS {rss_warm:.0f} MiB after {window:g} s, peak {peak:.0f} MiB ({peak / rss_warm:.2f}x)"
+        f"RSS {rss_warm:.0f} MiB after {WARM_UP_S + window:g} s, peak {peak:.0f} MiB ({peak / rss_warm:.2f}x)"
     )
     print(figures)
     assert ratio >= MIN_RATE_RATIO, figures
