@@ -78,13 +78,13 @@ def test_venue_leaves_suspect_only_after_verification():
 def test_breach_protective_unwind_reconcile_normal_flow_records_causes():
     seen = []
     m = Machine(ENGINE, EngineState.NORMAL, key="engine", on_change=seen.append)
-    assert "isolate_position" in m.fire(EngineEvent.SYMMETRY_BREACH, 1, "fill ratio 0.4 < 0.9")
+    m.fire(EngineEvent.SYMMETRY_BREACH, 1, "fill ratio 0.4 < 0.9")
     assert m.state in NO_NEW_EXPOSURE
     m.fire(EngineEvent.UNWIND_STARTED, 2, "unwind opp 7")
     m.fire(EngineEvent.UNWIND_DONE, 3, "flat")
     with pytest.raises(InvalidTransition):
         m.fire(EngineEvent.UNWIND_DONE, 4)  # nothing left to unwind in RECONCILING
-    assert m.fire(EngineEvent.POLICY_CHECKS_PASSED, 5, "reconciled") == ("resume_dispatch",)
+    assert m.fire(EngineEvent.POLICY_CHECKS_PASSED, 5, "reconciled") == ()  # NORMAL itself resumes
     assert [(c.src, c.dst, c.cause) for c in seen] == [
         ("NORMAL", "PROTECTIVE", "fill ratio 0.4 < 0.9"),
         ("PROTECTIVE", "UNWINDING", "unwind opp 7"),
@@ -149,3 +149,45 @@ def test_an_order_machine_reports_its_changes_without_keeping_them():
     order.machine.fire(OrderEvent.ACK, 12)
     assert [c.dst for c in seen] == ["SUBMITTED", "ACKED"] and order.machine.history == []
     assert order.state == OrderState.ACKED and order.machine.since_ns == 12
+
+
+# -- the actions a table names are what the engine does ------------------------------------------
+
+
+def _vocabularies():
+    from basis_core.engine import actions
+    from basis_core.state.tables import ENGINE_ACTIONS, HEDGE_ACTIONS, VENUE_ACTIONS
+
+    return [
+        (ENGINE, ENGINE_ACTIONS, actions.ENGINE),
+        (VENUE, VENUE_ACTIONS, actions.VENUE),
+        (HEDGE, HEDGE_ACTIONS, actions.HEDGE),
+    ]
+
+
+@pytest.mark.parametrize("i", range(3), ids=["engine", "venue", "hedge"])
+def test_every_action_a_table_names_is_declared_and_performed(i):
+    """A row may name only an action of its table's vocabulary; the vocabulary is exactly what
+    some row names (no dead name) and exactly what the engine's dispatch table performs."""
+    table, vocabulary, performers = _vocabularies()[i]
+    named = {a for pair in table.pairs() for a in table.lookup(*pair).actions}
+    assert named == vocabulary
+    assert set(performers) == vocabulary
+
+
+def test_the_engine_fires_its_machines_only_through_the_dispatch():
+    """A machine fired anywhere else would drop the actions its row names."""
+    import pathlib
+    import re
+
+    import basis_core.engine as pkg
+
+    fired = re.compile(r"\.engine\.fire\(|\bboard\.fire\(|\bboard\.on_ok\(|\bpos\.machine\.fire\(")
+    where = [
+        f"{path.name}:{n}"
+        for path in pathlib.Path(pkg.__file__).parent.glob("*.py")
+        if path.name not in ("actions.py", "venues.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if fired.search(line)
+    ]
+    assert where == []

@@ -5,6 +5,7 @@ decisions.py  its signals: built-in scanner, external signals, dispatch-time gat
 hedging.py    its hedged positions: symmetry, completion, isolation, unwind, timed checks
 operator.py   its operator commands (halt, resume, flatten, cancel-all, pause a venue, set a limit)
 parts.py      what core.py and its two mixins share through `self`, declared once
+actions.py    what the engine does for each action a state table names: one dispatch per machine
 market.py     books, marks, volatility (numba kernel state), one compiled step per batch
 orders.py     our orders by client order id, each with its ORDER state machine
 positions.py  hedged positions (opportunities), each with its HEDGE state machine

@@ -39,6 +39,7 @@ from ..state.tables import (
     VenueState,
 )
 from ..units import MS
+from .actions import fire_engine, fire_venue, venue_ok
 from .decisions import Decisions
 from .hedging import Hedging
 from .market import MarketState
@@ -250,35 +251,19 @@ class EngineCore(Hedging, Decisions, Operator):
             if self.board.answered_before_outage(venue, self.now - int(r["latency_ns"])):
                 return  # a late answer to a request sent before the maintenance or outage
             if v.state == VenueState.QUARANTINED:
-                self.board.fire(venue, VenueEvent.MAINTENANCE_OVER, self.now, "venue answers again")
-                self._verify_venue(venue)
+                fire_venue(self, venue, VenueEvent.MAINTENANCE_OVER, "venue answers again")
             elif v.state == VenueState.DOWN:
-                self.board.fire(venue, VenueEvent.RECONNECTED, self.now, "venue answers again")
-                self._verify_venue(venue)
+                fire_venue(self, venue, VenueEvent.RECONNECTED, "venue answers again")
             else:
-                self.board.on_ok(venue, self.now)
+                venue_ok(self, venue)
             if self.engine.state == EngineState.DEGRADED and not self.board.any_throttled():
-                self.engine.fire(EngineEvent.THROTTLE_CLEARED, self.now, f"{venue} healthy")
-                self._request(S.ControlCommand.RATE_FACTOR, 1000)
+                fire_engine(self, EngineEvent.THROTTLE_CLEARED, f"{venue} healthy")
             return
         event = _VENUE_EVENT[report]
-        actions = self.board.fire(venue, event, self.now, f"{venue}: {report.name.lower()}")
+        hold_ns = int(r["retry_after_ms"]) * MS
+        fire_venue(self, venue, event, f"{venue}: {report.name.lower()}", hold_ns)
         if report == S.VenueReport.RATE_LIMITED:
-            v.throttled_until_ns = max(v.throttled_until_ns, self.now + int(r["retry_after_ms"]) * MS)
-            if "lower_routing_rate" in self.engine.fire(
-                EngineEvent.RATE_LIMITED, self.now, f"{venue} rate limited"
-            ):
-                self._request(S.ControlCommand.RATE_FACTOR, int(self.policy.degraded_rate_factor * 1000))
-        if "verify_orders" in actions:
-            self._verify_venue(venue)
-
-    def _verify_venue(self, venue: str) -> None:
-        """Query every order on `venue` that is not terminal; VERIFIED once all are known again."""
-        pending = self.orders.working(venue)
-        for o in pending:
-            self._query(o)
-        if not pending:
-            self.board.fire(venue, VenueEvent.VERIFIED, self.now, "no order in doubt")
+            fire_engine(self, EngineEvent.RATE_LIMITED, f"{venue} rate limited")
 
     def _order_event(self, r) -> None:
         coid = int(r["coid"])
@@ -291,16 +276,14 @@ class EngineCore(Hedging, Decisions, Operator):
         except InvalidTransition as exc:
             # a venue report that contradicts what we know: never crash on it, reconcile instead
             self.counters.anomalies.append(f"{order.coid}: {exc}")
-            if self.engine.can(EngineEvent.RECONCILE_REQUESTED):
-                self.engine.fire(EngineEvent.RECONCILE_REQUESTED, self.now, f"order {order.coid}: {exc}")
-            self._request_reconcile()
+            fire_engine(self, EngineEvent.RECONCILE_REQUESTED, f"order {order.coid}: {exc}")
         if order.state == OrderState.FILLED and not was_filled:
             self.counters.orders_filled += 1
         venue = order.venue
         if self.board[venue].state == VenueState.SUSPECT and not any(
             o.state == OrderState.UNKNOWN for o in self.orders.working(venue)
         ):
-            self.board.fire(venue, VenueEvent.VERIFIED, self.now, "orders verified by client order id")
+            fire_venue(self, venue, VenueEvent.VERIFIED, "orders verified by client order id")
         pos = self.positions.get(order.opportunity)
         if pos is not None:
             self._position_update(pos)
@@ -421,12 +404,7 @@ class EngineCore(Hedging, Decisions, Operator):
             self.operator_log.append((self.now, cmd.name.lower(), self._operator(cmd, c)))
         elif cmd == S.ControlCommand.RECOVERED:
             # state rebuilt from the journal: nothing new until the venues agree with it
-            if self.engine.can(EngineEvent.RECONCILE_REQUESTED):
-                self.engine.fire(
-                    EngineEvent.RECONCILE_REQUESTED, self.now, "engine restarted from its journal"
-                )
-            self.reconcile_clean_since = 0
-            self._request_reconcile()
+            fire_engine(self, EngineEvent.RECONCILE_REQUESTED, "engine restarted from its journal")
             for o in self.orders.working():
                 if o.state in (OrderState.SUBMITTED, OrderState.PENDING_CANCEL):
                     # the request may never have left (it died with the old engine): unknown
@@ -439,10 +417,7 @@ class EngineCore(Hedging, Decisions, Operator):
             self.reconcile_requested = False
             if mismatches:
                 self.reconcile_clean_since = 0
-                if self.engine.can(EngineEvent.RECONCILE_MISMATCH):
-                    self.engine.fire(
-                        EngineEvent.RECONCILE_MISMATCH, self.now, f"{mismatches} reconciliation mismatch(es)"
-                    )
+                fire_engine(self, EngineEvent.RECONCILE_MISMATCH, f"{mismatches} reconciliation mismatch(es)")
             elif clean and not self.reconcile_clean_since:
                 self.reconcile_clean_since = self.now
             elif not clean:

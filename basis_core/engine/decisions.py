@@ -12,6 +12,7 @@ import time
 from .. import schema as S
 from ..state.tables import NO_NEW_EXPOSURE, EngineState, HedgeEvent, HedgeState
 from ..units import MS
+from .actions import fire_hedge
 from .market import Sized
 from .orders import ManagedOrder
 from .parts import EngineParts
@@ -144,7 +145,7 @@ class Decisions(EngineParts):
         if self.policy.dispatch == "simultaneous":
             self._send_hedge(pos, qty)
         # primary_then_hedge: the hedge leaves when the primary is done, for what it filled
-        pos.machine.fire(HedgeEvent.DISPATCHED, self.now, f"{strategy} {buy_name}->{sell_name} {qty:g}")
+        fire_hedge(self, pos, HedgeEvent.DISPATCHED, f"{strategy} {buy_name}->{sell_name} {qty:g}")
         self.last_entry_ns = self.now
         self.counters.decision_ns.add(time.perf_counter_ns() - t0)
 

@@ -12,6 +12,7 @@ import numpy as np
 from .. import schema as S
 from ..state.tables import OUTAGE, EngineEvent, EngineState, HedgeEvent, HedgeState, OrderState
 from ..units import MS
+from .actions import fire_engine, fire_hedge
 from .orders import ManagedOrder
 from .parts import EngineParts
 from .positions import HedgedPosition, Leg
@@ -35,51 +36,35 @@ class Hedging(EngineParts):
             if not flat and legs_done:
                 # late news left exposure behind a position we had closed: treat it as a breach
                 if st == HedgeState.COMPLETE:
-                    pos.machine.fire(HedgeEvent.RECONCILED, self.now, "legs were matched when it completed")
-                pos.machine.fire(
-                    HedgeEvent.LEG_FILLED, self.now, f"late fill: residual {residual_usdt:.2f} USDT"
-                )
-                self.open_positions[pos.opp_id] = pos
-                pos.unwind_attempts, pos.unwind_failed = 0, False
-                pos.asymmetric_episodes += 1
-                self.counters.asymmetric_episodes += 1
-                if self.engine.can(EngineEvent.SYMMETRY_BREACH):
-                    self.engine.fire(
-                        EngineEvent.SYMMETRY_BREACH,
-                        self.now,
-                        f"opportunity {pos.opp_id} reopened by a late fill",
-                    )
+                    fire_hedge(self, pos, HedgeEvent.RECONCILED, "legs were matched when it completed")
+                fire_hedge(self, pos, HedgeEvent.LEG_FILLED, f"late fill: residual {residual_usdt:.2f} USDT")
             return
-        if (bq > 0 or sq > 0) and not pos.first_fill_ns:
-            pos.first_fill_ns = self.now
         if sell is None and buy is not None and buy.terminal and st == HedgeState.LEG_WORKING:
             # primary_then_hedge: the primary is done; hedge what it filled, or close
             if buy.filled > 0 and self.board.can_dispatch(self.rules[pos.sell.instrument].venue, self.now):
                 self._send_hedge(pos, buy.filled)
-                pos.machine.fire(
-                    HedgeEvent.LEG_FILLED, self.now, f"primary filled {buy.filled:g}; hedge sent"
-                )
+                fire_hedge(self, pos, HedgeEvent.LEG_FILLED, f"primary filled {buy.filled:g}; hedge sent")
                 return
             if buy.filled <= 0:
-                pos.machine.fire(HedgeEvent.NOTHING_FILLED, self.now, "primary filled nothing")
+                fire_hedge(self, pos, HedgeEvent.NOTHING_FILLED, "primary filled nothing")
                 return
             legs_done = True  # the hedge venue cannot take it: the window will decide
         if st in (HedgeState.LEG_WORKING, HedgeState.HEDGING):
             if bq > 0 and sq > 0 and flat and legs_done:
-                pos.machine.fire(HedgeEvent.BOTH_FILLED, self.now, "legs matched")
+                fire_hedge(self, pos, HedgeEvent.BOTH_FILLED, "legs matched")
                 self.counters.hedges_completed += 1
             elif legs_done and bq == 0 and sq == 0:
-                pos.machine.fire(HedgeEvent.NOTHING_FILLED, self.now, "no leg filled")
+                fire_hedge(self, pos, HedgeEvent.NOTHING_FILLED, "no leg filled")
             elif bq > 0 or sq > 0:
                 if st == HedgeState.LEG_WORKING:
-                    pos.machine.fire(HedgeEvent.LEG_FILLED, self.now, "first fill")
+                    fire_hedge(self, pos, HedgeEvent.LEG_FILLED, "first fill")
                 self._symmetry(pos, net, residual_usdt, legs_done)
         elif st in (HedgeState.ISOLATED, HedgeState.UNWINDING):
             unwinding = [book[c] for c in pos.unwind_coids if c in book and not book[c].terminal]
             if flat and not unwinding:
-                pos.machine.fire(HedgeEvent.FLAT, self.now, f"residual {residual_usdt:.2f} USDT")
+                fire_hedge(self, pos, HedgeEvent.FLAT, f"residual {residual_usdt:.2f} USDT")
         elif st == HedgeState.ASYMMETRIC and flat and legs_done:
-            pos.machine.fire(HedgeEvent.BOTH_FILLED, self.now, "late hedge fill matched the legs")
+            fire_hedge(self, pos, HedgeEvent.BOTH_FILLED, "late hedge fill matched the legs")
 
     def _symmetry(self, pos: HedgedPosition, net: float, residual_usdt: float, legs_done: bool) -> None:
         """Escalation by policy: ok / degrade / breach; inside the window, complete the hedge."""
@@ -92,22 +77,20 @@ class Hedging(EngineParts):
             residual_usdt > p.residual_tolerance_usdt or ratio < p.fill_ratio_breach
         )
         if breach:
-            pos.machine.fire(
+            fire_hedge(
+                self,
+                pos,
                 HedgeEvent.BREACH,
-                self.now,
                 f"fill ratio {ratio:.2f}, residual {residual_usdt:.2f} USDT after {age_ms:.0f} ms",
             )
             pos.asymmetric_episodes += 1
             self.counters.asymmetric_episodes += 1
-            self.engine.fire(EngineEvent.SYMMETRY_BREACH, self.now, f"opportunity {pos.opp_id} asymmetric")
-            pos.machine.fire(HedgeEvent.ISOLATE, self.now, "isolate")
-            for o in pos.orders(self.orders.orders):
-                if not o.terminal:
-                    self._cancel(o)
+            fire_engine(self, EngineEvent.SYMMETRY_BREACH, f"opportunity {pos.opp_id} asymmetric")
+            fire_hedge(self, pos, HedgeEvent.ISOLATE, "isolate")  # cancel_working_legs
             return
         if ratio < p.fill_ratio_degrade and not pos.degraded:
             pos.degraded = True
-            pos.machine.fire(HedgeEvent.DEGRADE, self.now, f"fill ratio {ratio:.2f}")
+            fire_hedge(self, pos, HedgeEvent.DEGRADE, f"fill ratio {ratio:.2f}")
         if legs_done and residual_usdt > p.residual_tolerance_usdt:
             self._complete_hedge(pos, net)
 
@@ -136,7 +119,7 @@ class Hedging(EngineParts):
             pos, leg.venue, leg.instrument, side, abs(net), S.Purpose.HEDGE, self.policy.max_slippage_bps
         )
         if order is not None:
-            pos.machine.fire(HedgeEvent.DISPATCHED, self.now, "hedge remainder")
+            fire_hedge(self, pos, HedgeEvent.DISPATCHED, "hedge remainder")
 
     def _aggressive(
         self,
@@ -205,7 +188,7 @@ class Hedging(EngineParts):
                 and self.engine.state != EngineState.UNWINDING
                 and all(o.terminal for o in pos.orders(self.orders.orders))
             ):
-                pos.machine.fire(HedgeEvent.RECONCILED, self.now, "legs terminal, residual within tolerance")
+                fire_hedge(self, pos, HedgeEvent.RECONCILED, "legs terminal, residual within tolerance")
                 del self.open_positions[pos.opp_id]
         self._engine_checks()
         # orders in doubt: ask again on the verify interval; an order with no answer at all for
@@ -229,9 +212,9 @@ class Hedging(EngineParts):
         if abs(net) * mark <= self.policy.residual_tolerance_usdt:
             if all(o.terminal for o in pos.orders(book)):
                 if pos.state == HedgeState.ISOLATED:
-                    pos.machine.fire(HedgeEvent.FLAT, self.now, "nothing to unwind")
+                    fire_hedge(self, pos, HedgeEvent.FLAT, "nothing to unwind")
                 else:
-                    pos.machine.fire(HedgeEvent.FLAT, self.now, "flat after unwind")
+                    fire_hedge(self, pos, HedgeEvent.FLAT, "flat after unwind")
             return
         if any(not o.terminal and self.board[o.venue].state not in OUTAGE for o in pos.orders(book)):
             return  # wait for the cancels / the working unwind to settle
@@ -247,15 +230,8 @@ class Hedging(EngineParts):
             if not pos.unwind_failed:
                 pos.unwind_failed = True
                 if pos.state == HedgeState.UNWINDING:
-                    pos.machine.fire(HedgeEvent.UNWIND_FAILED, self.now, f"{pos.unwind_attempts} attempts")
-                if self.engine.can(EngineEvent.UNWIND_FAILED):
-                    self.engine.fire(
-                        EngineEvent.UNWIND_FAILED, self.now, f"opportunity {pos.opp_id}: unwind failed"
-                    )
-                else:
-                    self.engine.fire(
-                        EngineEvent.OPERATOR_HALT, self.now, f"opportunity {pos.opp_id}: unwind failed"
-                    )
+                    fire_hedge(self, pos, HedgeEvent.UNWIND_FAILED, f"{pos.unwind_attempts} attempts")
+                fire_engine(self, EngineEvent.UNWIND_FAILED, f"opportunity {pos.opp_id}: unwind failed")
                 return
             # failed and halted, still exposed: a new round once an unwind window has passed and
             # a path can succeed (the venue is back, the funds are there)
@@ -279,12 +255,12 @@ class Hedging(EngineParts):
         if order is None:
             return  # no usable book or no order id left: counted as a failed attempt
         if self.engine.state == EngineState.PROTECTIVE:
-            self.engine.fire(EngineEvent.UNWIND_STARTED, self.now, f"unwind opportunity {pos.opp_id}")
+            fire_engine(self, EngineEvent.UNWIND_STARTED, f"unwind opportunity {pos.opp_id}")
         if pos.state == HedgeState.ISOLATED:
-            pos.machine.fire(HedgeEvent.UNWIND, self.now, f"flatten {abs(net):g} on {venue}")
+            fire_hedge(self, pos, HedgeEvent.UNWIND, f"flatten {abs(net):g} on {venue}")
             self.counters.unwinds += 1
         else:
-            pos.machine.fire(HedgeEvent.UNWIND, self.now, f"retry {pos.unwind_attempts}")
+            fire_hedge(self, pos, HedgeEvent.UNWIND, f"retry {pos.unwind_attempts}")
 
     def _unwind_path(self, leg: Leg, side: S.Side, qty: float, through_bps: float) -> tuple[str, str] | None:
         """Where to flatten `qty`: the venue of the over-filled leg when it takes orders; another
@@ -341,15 +317,11 @@ class Hedging(EngineParts):
             if p.state in (HedgeState.ASYMMETRIC, HedgeState.ISOLATED, HedgeState.UNWINDING)
         ]
         if st == EngineState.UNWINDING and not active:
-            self.engine.fire(EngineEvent.UNWIND_DONE, self.now, "every isolated position is flat")
-            self._request_reconcile()
+            fire_engine(self, EngineEvent.UNWIND_DONE, "every isolated position is flat")
         elif st == EngineState.PROTECTIVE and not active and self.market.vol_level_max() < 3:
-            self.engine.fire(
-                EngineEvent.EXPOSURE_RESOLVED,
-                self.now,
-                "no isolated position, volatility below protect level",
+            fire_engine(
+                self, EngineEvent.EXPOSURE_RESOLVED, "no isolated position, volatility below protect level"
             )
-            self._request_reconcile()
         elif st == EngineState.RECONCILING:
             if not self.reconcile_clean_since and not self.reconcile_requested:
                 self._request_reconcile()
@@ -361,24 +333,21 @@ class Hedging(EngineParts):
                 and self.board.all_healthy_for(self.now)
                 and self.market.vol_level_max() < 3
             ):
-                self.engine.fire(
+                fire_engine(
+                    self,
                     EngineEvent.POLICY_CHECKS_PASSED,
-                    self.now,
                     "flat, reconciliation clean, venues healthy for the window",
                 )
         # volatility levels: protect and halt
         level = self.market.vol_level_max()
         if level >= 4 and self.engine.can(EngineEvent.VOL_HALT) and self.engine.state != EngineState.HALTED:
-            self.engine.fire(EngineEvent.VOL_HALT, self.now, "volatility above halt level")
-            for o in self.orders.working():
-                if o.purpose == "entry":
-                    self._cancel(o)
+            fire_engine(self, EngineEvent.VOL_HALT, "volatility above halt level")
         elif level == 3 and self.engine.state in (
             EngineState.NORMAL,
             EngineState.DEGRADED,
             EngineState.RECONCILING,
         ):
-            self.engine.fire(EngineEvent.VOL_SPIKE, self.now, "volatility above protect level")
+            fire_engine(self, EngineEvent.VOL_SPIKE, "volatility above protect level")
 
     def _request_reconcile(self) -> None:
         self.reconcile_clean_since = 0

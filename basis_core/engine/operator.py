@@ -22,6 +22,7 @@ from typing import Any
 from .. import schema as S
 from ..config import LIMIT_FIELDS, limit_key, policy_limit
 from ..state.tables import EngineEvent, EngineState, HedgeEvent, HedgeState
+from .actions import fire_engine, fire_hedge
 from .parts import EngineParts
 
 #: positions that flatten isolates: legs still working or not matched
@@ -65,8 +66,8 @@ class Operator(EngineParts):
         """No new exposure; working entries cancelled. Hedges and unwinds go on."""
         if self.engine.state == EngineState.HALTED:
             return "accepted: already halted"
-        self.engine.fire(EngineEvent.OPERATOR_HALT, self.now, "operator halt")
-        n = self._cancel_working(lambda o: o.purpose == "entry")
+        n = sum(1 for o in self.orders.working() if o.purpose == "entry")
+        fire_engine(self, EngineEvent.OPERATOR_HALT, "operator halt")  # cancels them (cancel_entries)
         return f"accepted: halted, {n} working entr{'y' if n == 1 else 'ies'} cancelled"
 
     def _op_resume(self, c) -> str:
@@ -79,25 +80,19 @@ class Operator(EngineParts):
             return f"refused: opportunit{'y' if len(busy) == 1 else 'ies'} {busy[:5]} not yet flat or hedged"
         if not self.reconcile_clean_since:
             return "refused: the last reconciliation pass was not clean; resume once one is"
-        self.engine.fire(EngineEvent.OPERATOR_RESUME, self.now, "operator resume")
-        self._request_reconcile()
+        fire_engine(self, EngineEvent.OPERATOR_RESUME, "operator resume")
         return "accepted: RECONCILING; NORMAL after a clean reconciliation pass"
 
     def _op_flatten(self, c) -> str:
         """Halt, cancel every working entry, and isolate every position that is not hedged so
         that the unwind policy flattens it (aggressive IOCs, retries, funds checked)."""
-        if self.engine.state != EngineState.HALTED:
-            self.engine.fire(EngineEvent.OPERATOR_HALT, self.now, "operator flatten")
-        self._cancel_working(lambda o: o.purpose == "entry")
+        fire_engine(self, EngineEvent.OPERATOR_HALT, "operator flatten")  # halted or not: cancel_entries
         isolated = 0
         for pos in list(self.open_positions.values()):
             if pos.state in _UNHEDGED:
                 if pos.state != HedgeState.ASYMMETRIC:
-                    pos.machine.fire(HedgeEvent.BREACH, self.now, "operator flatten")
-                pos.machine.fire(HedgeEvent.ISOLATE, self.now, "operator flatten")
-                for o in pos.orders(self.orders.orders):
-                    if not o.terminal:
-                        self._cancel(o)
+                    fire_hedge(self, pos, HedgeEvent.BREACH, "operator flatten")
+                fire_hedge(self, pos, HedgeEvent.ISOLATE, "operator flatten")  # cancel_working_legs
                 isolated += 1
             elif pos.state in _UNWOUND and pos.unwind_failed:
                 pos.unwind_attempts, pos.unwind_failed = 0, False  # a new round of unwinds

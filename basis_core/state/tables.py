@@ -1,7 +1,11 @@
 """The four state machines (ARCHITECTURE.md, "State machines"), as data.
 
-Each row is `(state, event, next state, actions)`. Actions are names the orchestrator carries
-out; they are listed here so that a reader sees, in one place, what each transition does.
+Each row is `(state, event, next state, actions)`. Actions are what the engine does because of
+the transition: each table's vocabulary (`ENGINE_ACTIONS` ...) is declared beside it, and the
+engine performs each name through one dispatch table per machine (basis_core/engine/actions.py);
+tests/test_state_tables.py checks that every name a row carries is in its vocabulary and has a
+performer. What a state means by itself (no new exposure, no dispatch to a venue, orders in
+doubt asked about on a timer) is not an action: the state sets below say it, in one place.
 Rows that keep the state are written out too: every pair an event can meet is decided here,
 and anything else is an InvalidTransition.
 """
@@ -43,7 +47,7 @@ class EngineEvent(enum.Enum):
 
 _E, _V = EngineState, EngineEvent
 _ENGINE_ROWS: list[Row[EngineState]] = [
-    (_E.NORMAL, _V.RATE_LIMITED, _E.DEGRADED, ("lower_routing_rate", "hedges_first")),
+    (_E.NORMAL, _V.RATE_LIMITED, _E.DEGRADED, ("lower_routing_rate",)),
     (_E.DEGRADED, _V.RATE_LIMITED, _E.DEGRADED, ("lower_routing_rate",)),
     (_E.DEGRADED, _V.THROTTLE_CLEARED, _E.NORMAL, ("restore_routing_rate",)),
     (_E.NORMAL, _V.THROTTLE_CLEARED, _E.NORMAL, ()),
@@ -55,49 +59,61 @@ for _es in (_E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING, _E.HALTED):
     ]
 for _es in (_E.NORMAL, _E.DEGRADED):
     _ENGINE_ROWS += [
-        (_es, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ("freeze_new_exposure", "isolate_position")),
-        (_es, _V.VOL_SPIKE, _E.PROTECTIVE, ("freeze_new_exposure",)),
-        (_es, _V.RECONCILE_REQUESTED, _E.RECONCILING, ("freeze_new_exposure", "reconcile")),
-        (_es, _V.RECONCILE_MISMATCH, _E.RECONCILING, ("freeze_new_exposure", "reconcile")),
+        (_es, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ()),
+        (_es, _V.VOL_SPIKE, _E.PROTECTIVE, ()),
+        (_es, _V.RECONCILE_REQUESTED, _E.RECONCILING, ("reconcile",)),
+        (_es, _V.RECONCILE_MISMATCH, _E.RECONCILING, ()),
     ]
 _ENGINE_ROWS += [
-    (_E.PROTECTIVE, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ("isolate_position",)),
+    (_E.PROTECTIVE, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ()),
     (_E.PROTECTIVE, _V.VOL_SPIKE, _E.PROTECTIVE, ()),
-    (_E.PROTECTIVE, _V.UNWIND_STARTED, _E.UNWINDING, ("run_unwind",)),
+    (_E.PROTECTIVE, _V.UNWIND_STARTED, _E.UNWINDING, ()),
     (_E.PROTECTIVE, _V.EXPOSURE_RESOLVED, _E.RECONCILING, ("reconcile",)),
     (_E.PROTECTIVE, _V.RECONCILE_REQUESTED, _E.PROTECTIVE, ("reconcile",)),
-    (_E.PROTECTIVE, _V.RECONCILE_MISMATCH, _E.PROTECTIVE, ("reconcile",)),
-    (_E.UNWINDING, _V.SYMMETRY_BREACH, _E.UNWINDING, ("isolate_position",)),
+    (_E.PROTECTIVE, _V.RECONCILE_MISMATCH, _E.PROTECTIVE, ()),
+    (_E.UNWINDING, _V.SYMMETRY_BREACH, _E.UNWINDING, ()),
     (_E.UNWINDING, _V.VOL_SPIKE, _E.UNWINDING, ()),
-    (_E.UNWINDING, _V.UNWIND_STARTED, _E.UNWINDING, ("run_unwind",)),
+    (_E.UNWINDING, _V.UNWIND_STARTED, _E.UNWINDING, ()),
     (_E.UNWINDING, _V.UNWIND_DONE, _E.RECONCILING, ("reconcile",)),
-    (_E.UNWINDING, _V.UNWIND_FAILED, _E.HALTED, ("alert_operator",)),
-    (_E.UNWINDING, _V.RECONCILE_REQUESTED, _E.UNWINDING, ()),
+    (_E.UNWINDING, _V.UNWIND_FAILED, _E.HALTED, ()),
+    (_E.UNWINDING, _V.RECONCILE_REQUESTED, _E.UNWINDING, ("reconcile",)),
     (_E.UNWINDING, _V.RECONCILE_MISMATCH, _E.UNWINDING, ()),
-    (_E.RECONCILING, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ("freeze_new_exposure", "isolate_position")),
-    (_E.RECONCILING, _V.VOL_SPIKE, _E.PROTECTIVE, ("freeze_new_exposure",)),
+    (_E.RECONCILING, _V.SYMMETRY_BREACH, _E.PROTECTIVE, ()),
+    (_E.RECONCILING, _V.VOL_SPIKE, _E.PROTECTIVE, ()),
     (_E.RECONCILING, _V.RECONCILE_REQUESTED, _E.RECONCILING, ("reconcile",)),
-    (_E.RECONCILING, _V.RECONCILE_MISMATCH, _E.RECONCILING, ("reconcile",)),
-    (_E.RECONCILING, _V.POLICY_CHECKS_PASSED, _E.NORMAL, ("resume_dispatch",)),
+    (_E.RECONCILING, _V.RECONCILE_MISMATCH, _E.RECONCILING, ()),
+    (_E.RECONCILING, _V.POLICY_CHECKS_PASSED, _E.NORMAL, ()),
     (_E.RECONCILING, _V.EXPOSURE_RESOLVED, _E.RECONCILING, ()),
-    (_E.HALTED, _V.SYMMETRY_BREACH, _E.HALTED, ("isolate_position",)),
+    (_E.HALTED, _V.SYMMETRY_BREACH, _E.HALTED, ()),
     (_E.HALTED, _V.VOL_SPIKE, _E.HALTED, ()),
     (_E.HALTED, _V.VOL_HALT, _E.HALTED, ()),
     (_E.HALTED, _V.RECONCILE_REQUESTED, _E.HALTED, ("reconcile",)),
     (_E.HALTED, _V.RECONCILE_MISMATCH, _E.HALTED, ()),
-    (_E.HALTED, _V.OPERATOR_HALT, _E.HALTED, ()),
+    (_E.HALTED, _V.OPERATOR_HALT, _E.HALTED, ("cancel_entries",)),
     (_E.HALTED, _V.OPERATOR_RESUME, _E.RECONCILING, ("reconcile",)),
-    (_E.HALTED, _V.UNWIND_STARTED, _E.HALTED, ("run_unwind",)),
+    (_E.HALTED, _V.UNWIND_STARTED, _E.HALTED, ()),
     (_E.HALTED, _V.UNWIND_DONE, _E.HALTED, ()),
-    (_E.HALTED, _V.UNWIND_FAILED, _E.HALTED, ("alert_operator",)),
+    (_E.HALTED, _V.UNWIND_FAILED, _E.HALTED, ()),
 ]
 for _es in (_E.NORMAL, _E.DEGRADED, _E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING):
     _ENGINE_ROWS += [
-        (_es, _V.OPERATOR_HALT, _E.HALTED, ("freeze_new_exposure", "cancel_entries")),
-        (_es, _V.VOL_HALT, _E.HALTED, ("freeze_new_exposure", "cancel_entries")),
+        (_es, _V.OPERATOR_HALT, _E.HALTED, ("cancel_entries",)),
+        (_es, _V.VOL_HALT, _E.HALTED, ("cancel_entries",)),
     ]
+# an unwind that failed while the engine was not UNWINDING (none of its orders could be sent, or
+# the position reopened after the engine left UNWINDING): halted, working entries left alone
+for _es in (_E.NORMAL, _E.DEGRADED, _E.PROTECTIVE, _E.RECONCILING):
+    _ENGINE_ROWS.append((_es, _V.UNWIND_FAILED, _E.HALTED, ()))
 
 ENGINE = Table("engine", EngineState, EngineEvent, _ENGINE_ROWS)
+
+#: what the ENGINE table's rows ask the engine to do:
+#: lower_routing_rate / restore_routing_rate — ask the io side for the degraded / full rate;
+#: reconcile — ask for a reconciliation pass now; cancel_entries — cancel every working entry.
+#: Entering PROTECTIVE, UNWINDING, RECONCILING or HALTED freezes new exposure by the state itself
+#: (NO_NEW_EXPOSURE); RECONCILING asks for passes until one is clean; a breaching position is
+#: isolated and unwound by its own HEDGE machine; alerts follow the state changes (engine/alerts.py).
+ENGINE_ACTIONS = frozenset({"lower_routing_rate", "restore_routing_rate", "reconcile", "cancel_entries"})
 
 #: engine states in which no new exposure may be opened
 NO_NEW_EXPOSURE = frozenset({_E.PROTECTIVE, _E.UNWINDING, _E.RECONCILING, _E.HALTED})
@@ -133,18 +149,18 @@ _VENUE_ROWS: list[Row[VenueState]] = [
     (_S.UP, _W.VERIFIED, _S.UP, ()),
     (_S.UP, _W.MAINTENANCE_OVER, _S.UP, ()),
     (_S.UP, _W.RECONNECTED, _S.UP, ()),
-    (_S.UP, _W.RATE_LIMITED, _S.THROTTLED, ("slow_down",)),
+    (_S.UP, _W.RATE_LIMITED, _S.THROTTLED, ("back_off",)),
     (_S.THROTTLED, _W.OK, _S.THROTTLED, ()),
     (_S.THROTTLED, _W.RATE_LIMITED, _S.THROTTLED, ("back_off",)),
-    (_S.THROTTLED, _W.HEALTHY_WINDOW, _S.UP, ("restore_rate",)),
+    (_S.THROTTLED, _W.HEALTHY_WINDOW, _S.UP, ()),
     (_S.THROTTLED, _W.VERIFIED, _S.THROTTLED, ()),
     (_S.THROTTLED, _W.MAINTENANCE_OVER, _S.THROTTLED, ()),
     (_S.THROTTLED, _W.RECONNECTED, _S.THROTTLED, ()),
     (_S.SUSPECT, _W.OK, _S.SUSPECT, ()),
     (_S.SUSPECT, _W.RATE_LIMITED, _S.SUSPECT, ("back_off",)),
     (_S.SUSPECT, _W.TIMEOUT, _S.SUSPECT, ("verify_orders",)),
-    (_S.SUSPECT, _W.HEALTHY_WINDOW, _S.SUSPECT, ("verify_orders",)),
-    (_S.SUSPECT, _W.VERIFIED, _S.UP, ("resume_dispatch",)),
+    (_S.SUSPECT, _W.HEALTHY_WINDOW, _S.SUSPECT, ()),
+    (_S.SUSPECT, _W.VERIFIED, _S.UP, ()),
     (_S.SUSPECT, _W.MAINTENANCE_OVER, _S.SUSPECT, ()),
     (_S.SUSPECT, _W.RECONNECTED, _S.SUSPECT, ()),
     (_S.QUARANTINED, _W.MAINTENANCE_OVER, _S.SUSPECT, ("verify_orders",)),
@@ -152,19 +168,18 @@ _VENUE_ROWS: list[Row[VenueState]] = [
 ]
 for _vs in (_S.UP, _S.THROTTLED):
     _VENUE_ROWS += [
-        (_vs, _W.TIMEOUT, _S.SUSPECT, ("stop_dispatch", "verify_orders")),
-        (_vs, _W.MAINTENANCE, _S.QUARANTINED, ("stop_dispatch", "reroute_if_allowed")),
-        (_vs, _W.DISCONNECTED, _S.DOWN, ("stop_dispatch",)),
+        (_vs, _W.TIMEOUT, _S.SUSPECT, ("verify_orders",)),
+        (_vs, _W.MAINTENANCE, _S.QUARANTINED, ()),
+        (_vs, _W.DISCONNECTED, _S.DOWN, ()),
     ]
 _VENUE_ROWS += [
-    (_S.SUSPECT, _W.MAINTENANCE, _S.QUARANTINED, ("reroute_if_allowed",)),
+    (_S.SUSPECT, _W.MAINTENANCE, _S.QUARANTINED, ()),
     (_S.SUSPECT, _W.DISCONNECTED, _S.DOWN, ()),
     (_S.QUARANTINED, _W.DISCONNECTED, _S.DOWN, ()),
     (_S.DOWN, _W.MAINTENANCE, _S.QUARANTINED, ()),
 ]
 for _ve in (
     _W.OK,
-    _W.RATE_LIMITED,
     _W.TIMEOUT,
     _W.VERIFIED,
     _W.MAINTENANCE,
@@ -174,7 +189,6 @@ for _ve in (
     _VENUE_ROWS.append((_S.QUARANTINED, _ve, _S.QUARANTINED, ()))
 for _ve in (
     _W.OK,
-    _W.RATE_LIMITED,
     _W.TIMEOUT,
     _W.VERIFIED,
     _W.MAINTENANCE_OVER,
@@ -182,8 +196,17 @@ for _ve in (
     _W.DISCONNECTED,
 ):
     _VENUE_ROWS.append((_S.DOWN, _ve, _S.DOWN, ()))
+# a Retry-After holds new orders to the venue whatever its state
+_VENUE_ROWS += [(_vs, _W.RATE_LIMITED, _vs, ("back_off",)) for _vs in (_S.QUARANTINED, _S.DOWN)]
 
 VENUE = Table("venue", VenueState, VenueEvent, _VENUE_ROWS)
+
+#: what the VENUE table's rows ask the engine to do: back_off — hold new orders to the venue for
+#: the report's Retry-After; verify_orders — query every order working there by client order id
+#: (VERIFIED once none is in doubt). Leaving UP stops dispatch there by the state itself
+#: (NO_DISPATCH; unwinds reroute away from it only with reroute_on_maintenance), VERIFIED resumes
+#: it; the routing rate follows the ENGINE table (RATE_LIMITED, THROTTLE_CLEARED).
+VENUE_ACTIONS = frozenset({"back_off", "verify_orders"})
 
 #: venue states to which no order may be sent (cancels and verification queries excepted)
 NO_DISPATCH = frozenset({_S.SUSPECT, _S.QUARANTINED, _S.DOWN})
@@ -325,43 +348,51 @@ class HedgeEvent(enum.Enum):
 
 _H, _G = HedgeState, HedgeEvent
 _HEDGE_ROWS: list[Row[HedgeState]] = [
-    (_H.PENDING, _G.DISPATCHED, _H.LEG_WORKING, ("route_legs",)),
+    (_H.PENDING, _G.DISPATCHED, _H.LEG_WORKING, ()),
     (_H.PENDING, _G.NOTHING_FILLED, _H.CLOSED, ()),
-    (_H.LEG_WORKING, _G.DISPATCHED, _H.LEG_WORKING, ("route_legs",)),
+    (_H.LEG_WORKING, _G.DISPATCHED, _H.LEG_WORKING, ()),
     (_H.LEG_WORKING, _G.LEG_FILLED, _H.HEDGING, ("start_hedge_window",)),
     (_H.LEG_WORKING, _G.NOTHING_FILLED, _H.CLOSED, ()),
     (_H.HEDGING, _G.LEG_FILLED, _H.HEDGING, ()),
-    (_H.HEDGING, _G.DISPATCHED, _H.HEDGING, ("route_legs",)),
+    (_H.HEDGING, _G.DISPATCHED, _H.HEDGING, ()),
     (_H.ASYMMETRIC, _G.ISOLATE, _H.ISOLATED, ("cancel_working_legs",)),
     (_H.ASYMMETRIC, _G.LEG_FILLED, _H.ASYMMETRIC, ()),
     (_H.ASYMMETRIC, _G.BREACH, _H.ASYMMETRIC, ()),
     (_H.ASYMMETRIC, _G.DEGRADE, _H.ASYMMETRIC, ()),
-    (_H.ISOLATED, _G.UNWIND, _H.UNWINDING, ("flatten_residual",)),
+    (_H.ISOLATED, _G.UNWIND, _H.UNWINDING, ()),
     (_H.ISOLATED, _G.FLAT, _H.CLOSED, ()),
     (_H.ISOLATED, _G.LEG_FILLED, _H.ISOLATED, ()),
     (_H.ISOLATED, _G.BREACH, _H.ISOLATED, ()),
     (_H.ISOLATED, _G.DEGRADE, _H.ISOLATED, ()),
     (_H.UNWINDING, _G.LEG_FILLED, _H.UNWINDING, ()),
-    (_H.UNWINDING, _G.UNWIND, _H.UNWINDING, ("flatten_residual",)),
+    (_H.UNWINDING, _G.UNWIND, _H.UNWINDING, ()),
     (_H.UNWINDING, _G.FLAT, _H.CLOSED, ()),
-    (_H.UNWINDING, _G.UNWIND_FAILED, _H.ISOLATED, ("escalate",)),
+    (_H.UNWINDING, _G.UNWIND_FAILED, _H.ISOLATED, ()),
     (_H.UNWINDING, _G.BREACH, _H.UNWINDING, ()),
     (_H.UNWINDING, _G.DEGRADE, _H.UNWINDING, ()),
     (_H.COMPLETE, _G.LEG_FILLED, _H.COMPLETE, ()),
     (_H.COMPLETE, _G.RECONCILED, _H.RECONCILED, ()),
     # a fill that arrives after the position was closed (an order we had declared never placed,
     # a fill reported after its cancel) reopens it: isolated, then unwound like any breach
-    (_H.CLOSED, _G.LEG_FILLED, _H.ISOLATED, ("reopen", "isolate_position")),
-    (_H.RECONCILED, _G.LEG_FILLED, _H.ISOLATED, ("reopen", "isolate_position")),
+    (_H.CLOSED, _G.LEG_FILLED, _H.ISOLATED, ("reopen",)),
+    (_H.RECONCILED, _G.LEG_FILLED, _H.ISOLATED, ("reopen",)),
     (_H.CLOSED, _G.RECONCILED, _H.RECONCILED, ()),
 ]
 for _hs in (_H.LEG_WORKING, _H.HEDGING):
     _HEDGE_ROWS += [
         (_hs, _G.BOTH_FILLED, _H.COMPLETE, ()),
-        (_hs, _G.DEGRADE, _hs, ("escalate",)),
-        (_hs, _G.BREACH, _H.ASYMMETRIC, ("stop_routing_pair",)),
+        (_hs, _G.DEGRADE, _hs, ()),
+        (_hs, _G.BREACH, _H.ASYMMETRIC, ()),
     ]
 for _hs in (_H.ASYMMETRIC, _H.ISOLATED, _H.UNWINDING):
     _HEDGE_ROWS.append((_hs, _G.BOTH_FILLED, _H.COMPLETE, ()))
 
 HEDGE = Table("hedge", HedgeState, HedgeEvent, _HEDGE_ROWS, terminal=(_H.RECONCILED,))
+
+#: what the HEDGE table's rows ask the engine to do: start_hedge_window — the window in which the
+#: legs must match runs from the first fill; cancel_working_legs — cancel the isolated position's
+#: working orders; reopen — a closed position exposed again by a late fill is open again, a new
+#: asymmetric episode and a SYMMETRY_BREACH of the engine. DISPATCHED and UNWIND record orders
+#: already sent; an ISOLATED position is unwound by the state itself (the timed checks), and a
+#: pair stays busy while its position is not COMPLETE, CLOSED or RECONCILED.
+HEDGE_ACTIONS = frozenset({"start_hedge_window", "cancel_working_legs", "reopen"})
