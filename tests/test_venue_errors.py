@@ -19,7 +19,8 @@ from basis_core.errors import (
     VenueUnavailable,
 )
 from basis_core.registry import Registry
-from basis_core.venue import BookUpdate
+from basis_core.schema import Liquidity, OrderType, Side
+from basis_core.venue import BookUpdate, Fill, FillsPage, OrderStatus, VenueOrder, coid_to_wire
 from basis_core.venue_errors import ON_ERROR, Call, outcome_of, report_of
 
 V, INST, COID, T0 = "alpha", "BTC-USDT", 77, 1_000_000_000
@@ -232,3 +233,68 @@ def test_a_stream_that_fails_with_a_venue_error_reports_it_and_subscribes_again(
 def test_a_stream_that_fails_with_a_bug_stops_the_pump():
     with pytest.raises(ZeroDivisionError):
         _pump(FlakyStream(ZeroDivisionError("bug")))
+
+
+# -- fills a query implies ----------------------------------------------------------------------
+
+
+class PagedFills:
+    """A venue whose fill list holds `n` fills of other orders, then one of order COID."""
+
+    def __init__(self, n: int):
+        mine = Fill(
+            V, INST, coid_to_wire(COID), "t-mine", Side.BUY, 100.0, 0.5, 0.0, "USDT", Liquidity.TAKER, T0
+        )
+        others = [
+            Fill(
+                V,
+                INST,
+                coid_to_wire(COID + 1 + i),
+                f"t{i}",
+                Side.BUY,
+                100.0,
+                0.1,
+                0.0,
+                "USDT",
+                Liquidity.TAKER,
+                T0,
+            )
+            for i in range(n)
+        ]
+        self.all = [*others, mine]
+        self.pages = 0
+
+    async def fills(self, cursor=None, limit=1000):
+        self.pages += 1
+        start = int(cursor) if cursor else 0
+        page = self.all[start : start + limit]
+        return FillsPage(tuple(page), str(start + len(page)), start + len(page) < len(self.all))
+
+
+def _catch_up(venue, filled_qty: float) -> list:
+    reg = Registry()
+    reg.venues.add(V)
+    reg.instruments.add(INST)
+    out: list = []
+    view = VenueOrder(
+        coid_to_wire(COID), INST, Side.BUY, OrderType.IOC, 1.0, 100.0, OrderStatus.CANCELED, filled_qty
+    )
+
+    async def run():
+        io = VenueIO({V: venue}, reg, Clock(), out.append, {1: INST}, 5)
+        await io._catch_up_fills(V, COID, view)
+
+    asyncio.run(run())
+    events = [r.view(S.ORDER_EVENT) for r in out if int(r["kind"][0]) == S.Kind.ORDER_EVENT]
+    return [(int(e["coid"][0]), float(e["last_qty"][0])) for e in events]
+
+
+def test_a_fill_the_stream_missed_is_found_past_the_venues_first_page_of_fills():
+    venue = PagedFills(2_500)
+    assert _catch_up(venue, 0.5) == [(COID, 0.5)]
+    assert venue.pages == 3
+
+
+def test_an_order_whose_fills_are_all_booked_asks_the_venue_nothing():
+    venue = PagedFills(10)
+    assert _catch_up(venue, 0.0) == [] and venue.pages == 0

@@ -64,6 +64,8 @@ OK_EVERY_NS = 100_000_000
 #: a venue stream that failed with a venue error is subscribed again after this pause, doubling
 #: up to the second figure while it keeps failing (seconds)
 STREAM_RETRY_S = (0.5, 8.0)
+#: fills asked of a venue per page when looking for an order's missing fills
+FILLS_PAGE = 1000
 
 
 def stable_id(text: str) -> int:
@@ -113,6 +115,7 @@ class VenueIO:
         self.log: RunLog = NULL_LOG  # venue errors go to the run's log.jsonl
         self._wake: dict[int, asyncio.Event] = {}
         self._fill_no: dict[int, int] = {}
+        self._booked_qty: dict[int, float] = {}  # coid -> quantity of the fills booked for it
         self._trades: set[tuple[str, str]] = set()
         self._last_ok: dict[str, int] = {}
         self.calls = {"submit": 0, "cancel": 0, "query": 0}
@@ -205,6 +208,7 @@ class VenueIO:
             self.fill_hook(fill)
         n = self._fill_no.get(coid, 0) + 1
         self._fill_no[coid] = n
+        self._booked_qty[coid] = self._booked_qty.get(coid, 0.0) + fill.qty
         rec = self._new(S.Kind.ORDER_EVENT)
         rec["venue"] = self.reg.venue(fill.venue)
         rec["instrument"] = self.reg.instrument(fill.instrument)
@@ -420,16 +424,24 @@ class VenueIO:
             self.emit_view(name, view)
 
     async def _catch_up_fills(self, name: str, coid: int, view: VenueOrder) -> None:
-        """Before a query's answer is reported, book the fills it implies that we have not seen."""
-        if view.filled_qty <= 0:
+        """Before a query's answer is reported, book the fills it implies that we have not seen:
+        when the venue says the order filled more than the fills we booked for it, read the
+        venue's fill list, every page, for the missing ones (rare: a fill report was lost)."""
+        booked = self._booked_qty.get(coid, 0.0)
+        if view.filled_qty <= booked + 1e-9 * max(view.filled_qty, 1.0):
             return
+        cursor: str | None = None
         try:
-            page = await self.venues[name].fills(None, 1000)
+            while True:
+                page = await self.venues[name].fills(cursor, FILLS_PAGE)
+                for fill in page.fills:
+                    if fill.coid == view.coid:
+                        self.emit_fill(fill)
+                if not page.more or page.cursor in (None, cursor):
+                    return
+                cursor = page.cursor
         except VenueError:
             return  # the status record still carries the venue's cumulative quantity
-        for fill in page.fills:
-            if fill.coid == view.coid:
-                self.emit_fill(fill)
 
     def _on_error(
         self,
