@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import schema as S
-from ..state.tables import EngineEvent, HedgeEvent, VenueEvent
+from ..state.tables import EngineEvent, HedgeEvent, OrderEvent, VenueEvent
+from .orders import ManagedOrder
 from .parts import EngineParts
 from .positions import HedgedPosition
 
@@ -122,3 +123,19 @@ def fire_hedge(core: EngineParts, pos: HedgedPosition, event: HedgeEvent, cause:
     """Apply `event` to `pos`'s state and do what its row names."""
     for action in pos.machine.fire(event, core.now, cause):
         HEDGE[action](core, pos)
+
+
+# -- ORDER -------------------------------------------------------------------------------------
+
+#: ORDER action -> what the engine does for the order (the keys are tables.ORDER_ACTIONS)
+ORDER: dict[str, Callable[[EngineParts, ManagedOrder], None]] = {
+    "send": lambda core, order: core._send(order),
+    "send_cancel": lambda core, order: core._send_cancel(order),
+    "verify_order": lambda core, order: core._query(order),
+}
+
+
+def fire_order(core: EngineParts, order: ManagedOrder, event: OrderEvent, cause: str) -> None:
+    """Apply `event` to `order`'s state and do what its row names."""
+    for action in order.machine.fire(event, core.now, cause):
+        ORDER[action](core, order)

@@ -39,7 +39,7 @@ from ..state.tables import (
     VenueState,
 )
 from ..units import MS
-from .actions import fire_engine, fire_venue, venue_ok
+from .actions import fire_engine, fire_order, fire_venue, venue_ok
 from .decisions import Decisions
 from .hedging import Hedging
 from .market import MarketState
@@ -298,7 +298,7 @@ class EngineCore(Hedging, Decisions, Operator):
             self._book_inventory(order, px, qty, fee, int(r["aux"]))
             self._fee_charged(order, fee, fee_asset)
             event = OrderEvent.FILL if order.filled >= order.qty - 1e-12 else OrderEvent.PARTIAL_FILL
-            order.machine.fire(event, self.now, "fill")
+            fire_order(self, order, event, "fill")
         else:
             cum = float(r["last_qty"])
             if cum > order.filled_reported:
@@ -312,7 +312,7 @@ class EngineCore(Hedging, Decisions, Operator):
                 and (self.now - order.sent_ns >= self.policy.lost_after_ms * MS)
             ):
                 # sent long ago and the venue still does not know it: the request was lost
-                order.machine.fire(OrderEvent.TIMEOUT, self.now, "no answer and not at the venue")
+                fire_order(self, order, OrderEvent.LOST, "no answer and not at the venue")
             if (
                 event == OrderEvent.NOT_FOUND
                 and order.state == OrderState.UNKNOWN
@@ -320,8 +320,7 @@ class EngineCore(Hedging, Decisions, Operator):
             ):
                 event = OrderEvent.LOST
             if event == OrderEvent.TIMEOUT:
-                order.machine.fire(event, self.now, "request timed out")
-                self._query(order)
+                fire_order(self, order, event, "request timed out")  # verify_order
                 return
             if (
                 etype == S.OrderEventType.ACK
@@ -329,7 +328,7 @@ class EngineCore(Hedging, Decisions, Operator):
                 and order.state in (OrderState.SUBMITTED, OrderState.ACKED, OrderState.UNKNOWN)
             ):
                 event = OrderEvent.PARTIAL_FILL
-            order.machine.fire(event, self.now, etype.name.lower())
+            fire_order(self, order, event, etype.name.lower())
 
     def _book_inventory(self, order: ManagedOrder, px: float, qty: float, fee: float, fee_asset: int) -> None:
         r = self.rules[order.instrument]
@@ -406,10 +405,14 @@ class EngineCore(Hedging, Decisions, Operator):
             # state rebuilt from the journal: nothing new until the venues agree with it
             fire_engine(self, EngineEvent.RECONCILE_REQUESTED, "engine restarted from its journal")
             for o in self.orders.working():
+                # every order in flight is verified by client order id; one whose request may never
+                # have left (it died with the old engine) is unknown until then
                 if o.state in (OrderState.SUBMITTED, OrderState.PENDING_CANCEL):
-                    # the request may never have left (it died with the old engine): unknown
-                    o.machine.fire(OrderEvent.TIMEOUT, self.now, "engine restarted before an answer")
-                self._query(o)  # every order in flight is verified by client order id
+                    fire_order(
+                        self, o, OrderEvent.TIMEOUT, "engine restarted before an answer"
+                    )  # verify_order
+                else:
+                    self._query(o)
         elif cmd == S.ControlCommand.SHUTDOWN:
             self.stop_new = True  # the run is ending: let working orders settle, open nothing new
         elif cmd == S.ControlCommand.RECONCILE:
@@ -457,26 +460,29 @@ class EngineCore(Hedging, Decisions, Operator):
             depends_on=depends_on,
             purpose=purpose.name.lower(),
         )
-        order.machine.fire(OrderEvent.SUBMIT, self.now, purpose.name.lower())
+        fire_order(self, order, OrderEvent.SUBMIT, purpose.name.lower())  # send
+        self.counters.orders_submitted += 1
+        return order
+
+    def _send(self, order: ManagedOrder) -> None:
+        """The ORDER_NEW record of `order` (the ORDER table's `send`)."""
         order.sent_ns = self.now
         rec = self._tpl_new.copy().view(S.ORDER_NEW)  # copied as GENERIC: padding bytes included
         rec["ts_ns"] = self.now
-        rec["venue"], rec["instrument"] = self.reg.venue(venue), self.reg.instrument(instrument)
-        rec["sub"], rec["aux"] = int(side), int(otype) | (int(purpose) << 8)
-        rec["coid"], rec["price"], rec["qty"] = order.coid, price, qty
-        rec["depends_on"], rec["max_slip_bps"] = depends_on, slip_bps
+        rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)
+        purpose = S.Purpose[order.purpose.upper()]
+        rec["sub"], rec["aux"] = int(order.side), int(order.otype) | (int(purpose) << 8)
+        rec["coid"], rec["price"], rec["qty"] = order.coid, order.price, order.qty
+        rec["depends_on"], rec["max_slip_bps"] = order.depends_on, order.max_slip_bps
         self.out.append(rec.view(S.GENERIC))
-        self.counters.orders_submitted += 1
-        return order
 
     def _cancel(self, order: ManagedOrder) -> None:
         if order.state == OrderState.PENDING_CANCEL or order.terminal:
             return
-        actions = order.machine.fire(OrderEvent.CANCEL_REQUEST, self.now, "cancel")
-        if "send_cancel" not in actions:
-            if "verify_order" in actions:
-                self._query(order)
-            return
+        fire_order(self, order, OrderEvent.CANCEL_REQUEST, "cancel")  # send_cancel, or verify_order
+
+    def _send_cancel(self, order: ManagedOrder) -> None:
+        """The ORDER_CANCEL record of `order` (the ORDER table's `send_cancel`)."""
         rec = self._tpl_cancel.copy().view(S.ORDER_CANCEL)  # copied as GENERIC: padding bytes included
         rec["ts_ns"] = self.now
         rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)

@@ -15,7 +15,7 @@ from basis_core.venue import coid_to_wire
 
 from ..schema import OrderType, Side, make_coid, split_coid
 from ..state.fsm import Machine
-from ..state.tables import ORDER, OrderEvent, OrderState
+from ..state.tables import ORDER, OrderState
 
 
 @dataclass
@@ -153,9 +153,6 @@ class OrderManager:
 
     def get(self, coid: int) -> ManagedOrder | None:
         return self.orders.get(coid)
-
-    def fire(self, order: ManagedOrder, event: OrderEvent, now_ns: int, cause: str = "") -> tuple[str, ...]:
-        return order.machine.fire(event, now_ns, cause)
 
     def book_execution(
         self, order: ManagedOrder, trade_id: str, price: float, qty: float, fee: float, fee_asset: str

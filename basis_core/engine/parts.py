@@ -73,6 +73,12 @@ class EngineParts:
     def _cancel(self, order: ManagedOrder) -> None:
         raise NotImplementedError
 
+    def _send(self, order: ManagedOrder) -> None:
+        raise NotImplementedError
+
+    def _send_cancel(self, order: ManagedOrder) -> None:
+        raise NotImplementedError
+
     def _query(self, order: ManagedOrder) -> None:
         raise NotImplementedError
 

@@ -260,36 +260,38 @@ _ORDER_ROWS: list[Row[OrderState]] = [
     (_O.PARTIALLY_FILLED, _X.CANCEL_REQUEST, _O.PENDING_CANCEL, ("send_cancel",)),
     (_O.PENDING_CANCEL, _X.CANCEL_REQUEST, _O.PENDING_CANCEL, ("send_cancel",)),
     (_O.PENDING_CANCEL, _X.ACK, _O.PENDING_CANCEL, ()),
-    (_O.PENDING_CANCEL, _X.PARTIAL_FILL, _O.PENDING_CANCEL, ("book_fill",)),
-    (_O.PENDING_CANCEL, _X.REJECT, _O.UNKNOWN, ("verify_order",)),  # cancel refused: filled or gone?
-    (_O.PENDING_CANCEL, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),
+    (_O.PENDING_CANCEL, _X.PARTIAL_FILL, _O.PENDING_CANCEL, ()),
+    (_O.PENDING_CANCEL, _X.REJECT, _O.UNKNOWN, ()),  # cancel refused: filled or gone?
+    (_O.PENDING_CANCEL, _X.NOT_FOUND, _O.UNKNOWN, ()),
     (_O.UNKNOWN, _X.TIMEOUT, _O.UNKNOWN, ("verify_order",)),
     (_O.UNKNOWN, _X.CANCEL_REQUEST, _O.UNKNOWN, ("verify_order",)),
-    (_O.UNKNOWN, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),  # may still be in flight: ask again
-    (_O.UNKNOWN, _X.LOST, _O.REJECTED, ("declare_not_placed",)),
-    (_O.UNKNOWN, _X.ACK, _O.ACKED, ("adopt",)),
-    (_O.UNKNOWN, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ("adopt", "book_fill")),
+    (_O.UNKNOWN, _X.NOT_FOUND, _O.UNKNOWN, ()),  # may still be in flight: asked again on the timer
+    (_O.UNKNOWN, _X.LOST, _O.REJECTED, ()),  # it never reached the venue
+    (_O.UNKNOWN, _X.ACK, _O.ACKED, ()),
+    (_O.UNKNOWN, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ()),
     (_O.UNKNOWN, _X.REJECT, _O.REJECTED, ()),
 ]
 for _os in (_O.SUBMITTED, _O.ACKED, _O.PARTIALLY_FILLED, _O.PENDING_CANCEL):
     _ORDER_ROWS += [
-        (_os, _X.FILL, _O.FILLED, ("book_fill",)),
+        (_os, _X.FILL, _O.FILLED, ()),
         (_os, _X.CANCELED, _O.CANCELED, ()),
         (_os, _X.EXPIRED, _O.EXPIRED, ()),
-        (_os, _X.TIMEOUT, _O.UNKNOWN, ("stop_dispatch", "verify_order")),
+        (_os, _X.TIMEOUT, _O.UNKNOWN, ("verify_order",)),
     ]
 for _os in (_O.SUBMITTED, _O.ACKED, _O.PARTIALLY_FILLED):
-    _ORDER_ROWS += [(_os, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ("book_fill",))]
+    _ORDER_ROWS += [(_os, _X.PARTIAL_FILL, _O.PARTIALLY_FILLED, ())]
 _ORDER_ROWS += [
     (_O.SUBMITTED, _X.ACK, _O.ACKED, ()),
     (_O.SUBMITTED, _X.REJECT, _O.REJECTED, ()),
     (_O.ACKED, _X.ACK, _O.ACKED, ()),
-    (_O.ACKED, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),
+    (_O.ACKED, _X.NOT_FOUND, _O.UNKNOWN, ()),
     (_O.PARTIALLY_FILLED, _X.ACK, _O.PARTIALLY_FILLED, ()),
-    (_O.PARTIALLY_FILLED, _X.NOT_FOUND, _O.UNKNOWN, ("verify_order",)),
-    (_O.UNKNOWN, _X.FILL, _O.FILLED, ("adopt", "book_fill")),
-    (_O.UNKNOWN, _X.CANCELED, _O.CANCELED, ("adopt",)),
-    (_O.UNKNOWN, _X.EXPIRED, _O.EXPIRED, ("adopt",)),
+    (_O.PARTIALLY_FILLED, _X.NOT_FOUND, _O.UNKNOWN, ()),
+    (_O.UNKNOWN, _X.FILL, _O.FILLED, ()),
+    (_O.UNKNOWN, _X.CANCELED, _O.CANCELED, ()),
+    (_O.UNKNOWN, _X.EXPIRED, _O.EXPIRED, ()),
+    # sent long ago and still not at the venue: in doubt, then REJECTED if it stays unfound
+    (_O.SUBMITTED, _X.LOST, _O.UNKNOWN, ()),
 ]
 # terminal states: late news is booked (a fill that happened before the cancel is still a fill),
 # repeats are ignored, nothing reopens the order
@@ -299,7 +301,6 @@ for _os in (_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED):
         _X.CANCELED,
         _X.EXPIRED,
         _X.CANCEL_REQUEST,
-        _X.TIMEOUT,
         _X.NOT_FOUND,
         _X.REJECT,
         _X.LOST,
@@ -308,13 +309,21 @@ for _os in (_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED):
     # a fill is a fact even when it arrives late (or for an order declared not placed): it is
     # booked, so exposure counts it, and reconciliation compares it with the venue
     _ORDER_ROWS += [
-        (_os, _X.FILL, _os, ("book_late_fill",)),
-        (_os, _X.PARTIAL_FILL, _os, ("book_late_fill",)),
+        (_os, _X.FILL, _os, ()),
+        (_os, _X.PARTIAL_FILL, _os, ()),
+        (_os, _X.TIMEOUT, _os, ("verify_order",)),  # asked about all the same
     ]
 
 ORDER = Table(
     "order", OrderState, OrderEvent, _ORDER_ROWS, terminal=(_O.FILLED, _O.CANCELED, _O.EXPIRED, _O.REJECTED)
 )
+
+#: what the ORDER table's rows ask the engine to do: send — the ORDER_NEW record; send_cancel —
+#: the ORDER_CANCEL record; verify_order — an ORDER_QUERY by client order id now. Fills are booked
+#: by trade id before the machine hears of them (FILL or PARTIAL_FILL is chosen from the booked
+#: quantity), late ones too; an order UNKNOWN is asked about again on the verify interval by the
+#: state itself; leaving UNKNOWN (adopted, or REJECTED as never placed) is the state.
+ORDER_ACTIONS = frozenset({"send", "send_cancel", "verify_order"})
 
 
 # -- hedged position ---------------------------------------------------------------------------
