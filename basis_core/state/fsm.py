@@ -1,7 +1,7 @@
 """A generic table-driven state machine.
 
 A Table maps `(state, event)` to a Transition `(next_state, actions)`; actions are names the
-owner of the machine carries out (e.g. "stop_dispatch", "verify_orders"). A Machine holds one
+owner of the machine carries out (e.g. "back_off", "verify_orders"). A Machine holds one
 current state, applies events through its table and records every change with its cause and
 time, so the run's report can list the state timeline. A pair missing from the table raises
 InvalidTransition: nothing is ever decided by a default.
