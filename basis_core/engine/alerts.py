@@ -58,12 +58,22 @@ def webhook_url(cfg: AlertsConfig) -> str:
     return url
 
 
+def command_argv(cfg: AlertsConfig) -> list[str]:
+    """`cfg.command` split like a shell line, once ([] when none; one that cannot be split is a
+    ConfigError naming the key, not a delivery thread that dies on the first alert)."""
+    try:
+        return shlex.split(cfg.command)
+    except ValueError as exc:
+        raise ConfigError("alerts.command", f"cannot be split like a shell line: {exc}") from None
+
+
 class Alerts:
     """Watches one run and delivers its alerts (see module docstring)."""
 
     def __init__(self, cfg: AlertsConfig, run_name: str, core: Callable[[], Any], stats: Any, now_ns):
         self.cfg = cfg
         self.webhook = webhook_url(cfg)
+        self.argv = command_argv(cfg)
         self.run_name = run_name
         self._core = core  # the runner's engine core (a restart may replace the shadow)
         self._stats = stats  # the runner's RunStats (reconcile_mismatches by layer)
@@ -135,9 +145,9 @@ class Alerts:
         while (alert := self._queue.get()) is not None:
             body = orjson.dumps(alert)
             try:
-                if self.cfg.command:
+                if self.argv:
                     subprocess.run(
-                        shlex.split(self.cfg.command),
+                        self.argv,
                         input=body + b"\n",
                         capture_output=True,
                         timeout=DELIVERY_TIMEOUT_S,
@@ -150,6 +160,7 @@ class Alerts:
                     with urllib.request.urlopen(req, timeout=DELIVERY_TIMEOUT_S):
                         pass
                 self.delivered += 1
-            except (OSError, subprocess.SubprocessError) as exc:
-                # the reason, not the URL (it may hold a token)
+            except Exception as exc:  # any failure is counted; the thread lives on
+                # the reason, not the URL (it may hold a token); http.client.HTTPException and a
+                # ValueError are not OSErrors and would otherwise end the thread silently
                 self.failures = [*self.failures[-9:], f"{alert['kind']}: {type(exc).__name__}"]
