@@ -64,10 +64,11 @@ class Sampler:
     def _changes(self, core, now_ns: int) -> None:
         new = core.transitions[self._transitions :]
         self._transitions = len(core.transitions)
+        # only the open positions are kept: one entry per position ever opened would grow all run
+        seen, self._position_changes = self._position_changes, {}
         for pos in core.open_positions.values():
             hist = pos.machine.history
-            seen = self._position_changes.get(pos.opp_id, 0)
-            new.extend(hist[seen:])
+            new.extend(hist[seen.get(pos.opp_id, 0) :])
             self._position_changes[pos.opp_id] = len(hist)
         for c in sorted(new, key=lambda c: c.t_ns):
             machine = c.machine if not c.key or c.machine == "engine" else f"{c.machine}:{c.key}"
