@@ -668,8 +668,8 @@ class SimVenue(Venue):
         if len(self._balance_hist) > 4096:
             # keep the newest snapshot old enough for any lag (+60 s margin) and all after it
             cutoff = now - self._lag_ns() - 60 * 10**9
-            keep = max(0, max((i for i, (ts, _) in enumerate(self._balance_hist) if ts <= cutoff), default=0))
-            del self._balance_hist[:keep]
+            keep = bisect.bisect_right(self._balance_hist, cutoff, key=lambda snap: snap[0]) - 1
+            del self._balance_hist[: max(keep, 0)]
 
     def _lag_ns(self) -> int:
         extra = self.faults.window("balance_delay", self.name, self.clock.now_ns())
