@@ -8,7 +8,7 @@ exposure over the limit never outlasting the hedge and unwind windows.
 
 import numpy as np
 import pytest
-from orchestration import invariants, run, scenario, transitions
+from orchestration import assert_clean, invariants, run, scenario, transitions
 from soak import SOAK
 
 from basis_core import schema as S
@@ -16,14 +16,9 @@ from basis_core.config import FAULT_KINDS
 from basis_core.journal import JournalReader
 
 
-def _ok(found, runner):
-    problems = list(found) + invariants(runner)
-    assert not problems, "\n".join(problems)
-
-
 def test_default_scenario_trades_hedges_and_keeps_every_invariant(tmp_path):
     runner, world, found = run(scenario(duration_s=15.0), tmp_path)
-    _ok(found, runner)
+    assert_clean(found, runner)
     c = runner.core.counters
     assert c.orders_submitted > 0 and c.hedges_completed > 0
     assert runner.core.engine.state.name == "NORMAL"
@@ -41,7 +36,7 @@ def test_same_seed_gives_the_same_decisions_and_venue_events(tmp_path):
 def test_api_timeout_makes_the_venue_suspect_until_orders_are_verified(tmp_path):
     faults = [{"kind": "timeout", "venue": "alpha", "on": "submit", "nth": 1, "reached": "yes"}]
     runner, world, found = run(scenario(duration_s=12.0, faults=faults), tmp_path)
-    _ok(found, runner)
+    assert_clean(found, runner)
     venue = transitions(runner, "venue:alpha")
     assert ("UP", "SUSPECT", "alpha: timeout") in venue
     i = venue.index(("UP", "SUSPECT", "alpha: timeout"))
@@ -54,7 +49,7 @@ def test_rate_limit_degrades_routing_then_recovers(tmp_path):
         {"kind": "rate_limit", "venue": "beta", "start_s": 3.0, "duration_s": 2.0, "retry_after_s": 0.5}
     ]
     runner, world, found = run(scenario(duration_s=14.0, faults=faults), tmp_path)
-    _ok(found, runner)
+    assert_clean(found, runner)
     assert ("UP", "THROTTLED", "beta: rate_limited") in transitions(runner, "venue:beta")
     engine = transitions(runner, "engine")
     assert ("NORMAL", "DEGRADED", "beta rate limited") in engine
@@ -65,7 +60,7 @@ def test_rate_limit_degrades_routing_then_recovers(tmp_path):
 def test_maintenance_quarantines_the_venue_and_nothing_is_sent_there(tmp_path):
     faults = [{"kind": "maintenance", "venue": "gamma", "start_s": 3.0, "duration_s": 4.0}]
     runner, world, found = run(scenario(duration_s=14.0, faults=faults), tmp_path)
-    _ok(found, runner)  # includes: no order sent to gamma while QUARANTINED
+    assert_clean(found, runner)  # includes: no order sent to gamma while QUARANTINED
     venue = transitions(runner, "venue:gamma")
     assert any(dst == "QUARANTINED" for _, dst, _ in venue)
     assert ("QUARANTINED", "SUSPECT", "venue answers again") in venue
@@ -78,7 +73,7 @@ def test_volatility_spike_stops_new_exposure_until_it_calms(tmp_path):
         {"kind": "volatility_spike", "venue": "*", "start_s": 3.0, "duration_s": 3.0, "magnitude": 60.0}
     ]
     runner, world, found = run(scenario(duration_s=16.0, faults=faults), tmp_path)
-    _ok(found, runner)
+    assert_clean(found, runner)
     engine = transitions(runner, "engine")
     causes = [cause for _, dst, cause in engine if dst in ("PROTECTIVE", "HALTED")]
     assert any("volatility" in c for c in causes), engine
@@ -98,7 +93,7 @@ def test_hedge_rejected_breach_protective_unwind_reconcile_normal(tmp_path):
         }
     ]
     runner, world, found = run(scenario(duration_s=16.0, faults=faults), tmp_path)
-    _ok(found, runner)
+    assert_clean(found, runner)
     engine = [(a, b) for a, b, _ in transitions(runner, "engine")]
     assert ("NORMAL", "PROTECTIVE") in engine or ("DEGRADED", "PROTECTIVE") in engine
     i = engine.index(next(p for p in engine if p[1] == "PROTECTIVE"))
@@ -143,7 +138,7 @@ def test_transfer_delay_keeps_inventory_in_transit_undeployable_until_confirmed(
         return []
 
     runner, world, found = run(data, tmp_path, check=check, after_start=rebalance)
-    _ok(found, runner)
+    assert_clean(found, runner)
     c = runner.core.counters
     # while the BTC was in flight, strategies selling on alpha were blocked, not sized on it
     assert c.rejected.get("transfer_pending", 0) > 0, c.rejected
@@ -227,7 +222,7 @@ def test_external_signals_from_a_jsonl_file_are_rechecked_at_dispatch(tmp_path):
     data["signals"] = {"builtin": False, "file": str(tmp_path / "signals.jsonl")}
     data["limits"]["min_edge_bps"] = -60.0  # this test's alpha pays the spread: the path is what is tested
     runner, world, found = run(data, tmp_path)
-    _ok(found, runner)
+    assert_clean(found, runner)
     c = runner.core.counters
     assert c.signals_seen == 3
     assert c.rejected.get("stale") == 1
@@ -276,7 +271,7 @@ def test_primary_then_hedge_sends_the_hedge_for_what_the_primary_filled(tmp_path
     data = scenario(duration_s=15.0)
     data["policy"] = {"dispatch": "primary_then_hedge"}
     runner, world, found = run(data, tmp_path)
-    _ok(found, runner)
+    assert_clean(found, runner)
     book = runner.core.orders.orders
     hedged = [p for p in runner.core.positions.values() if p.sell.coid]
     assert hedged
@@ -317,7 +312,7 @@ def test_a_breach_at_the_end_is_unwound_while_the_run_settles(tmp_path):
     data = scenario(duration_s=duration, faults=faults, limits={"hedge_window_s": 4.0})
     data["market"]["dislocations_per_min"] = 30.0
     runner, world, found = run(data, tmp_path)
-    _ok(found, runner)
+    assert_clean(found, runner)
     start = runner.core.market.start_ns
     isolated = [p for p in runner.core.positions.values() if "ISOLATED" in [c.dst for c in p.machine.history]]
     assert isolated and all(p.first_fill_ns - start > (duration - 1.0) * 1e9 for p in isolated)
@@ -357,7 +352,7 @@ def test_an_unwind_the_legs_venue_cannot_fund_goes_to_a_venue_that_can(tmp_path)
     data["venues"]["alpha"]["balances"]["USDT"] = 1.0
     data["market"]["dislocations_per_min"] = 60.0
     runner, world, found = run(data, tmp_path)
-    _ok(found, runner)
+    assert_clean(found, runner)
     book = runner.core.orders.orders
     isolated = [p for p in runner.core.positions.values() if "ISOLATED" in [c.dst for c in p.machine.history]]
     assert isolated and isolated[0].sell.venue == "alpha" and book[isolated[0].sell.coid].filled > 0

@@ -10,17 +10,12 @@ exits with its own code.
 from pathlib import Path
 
 import pytest
-from orchestration import invariants, run, scenario
+from orchestration import assert_clean, invariants, run, scenario
 
 from basis_core.config import from_dict
 from basis_core.engine.report import write_run
 from basis_core.results.db import ResultsDB
 from basis_core.results.reportjson import read_report
-
-
-def _ok(found, runner):
-    problems = list(found) + invariants(runner)
-    assert not problems, "\n".join(problems)
 
 
 def test_an_opportunity_whose_legs_never_filled_is_booked_and_reported(tmp_path):
@@ -38,7 +33,7 @@ def test_an_opportunity_whose_legs_never_filled_is_booked_and_reported(tmp_path)
     ]
     data = scenario(duration_s=8.0, faults=faults)
     runner, world, found = run(data, tmp_path)
-    _ok(found, runner)
+    assert_clean(found, runner)
     book = runner.core.orders.orders
     unfilled = [p for p in runner.core.positions.values() if not any(o.filled for o in p.orders(book))]
     assert unfilled, "the scenario must leave an opportunity with no fill"
@@ -186,7 +181,7 @@ def test_a_late_answer_to_a_request_sent_before_maintenance_does_not_end_it(tmp_
         runner.io.tasks.append(asyncio.get_running_loop().create_task(ask()))
 
     runner, world, found = run(data, tmp_path, after_start=ask_just_before, setup=watch)
-    _ok(found, runner)
+    assert_clean(found, runner)
     assert [t for t in answered if begin["ns"] < t < begin["ns"] + 50_000_000], "no late answer"
     gamma = [t for t in runner.core.transitions_as_dicts() if t["machine"] == "venue:gamma"]
     assert gamma[0]["to"] == "QUARANTINED" and gamma[0]["t"] <= begin["ns"] + 1_000_000
@@ -201,7 +196,7 @@ def test_the_residual_limit_holds_while_the_hedge_venue_is_in_maintenance(tmp_pa
     the hedge window closes; it does not wait for gamma."""
     maintenance = {"kind": "maintenance", "venue": "gamma", "start_s": 12.867, "duration_s": 16.0}
     runner, world, found = run(scenario(duration_s=20.0, faults=[maintenance]), tmp_path)
-    _ok(found, runner)  # includes: residual over the limit never outlasts the hedge + unwind windows
+    assert_clean(found, runner)  # includes: residual over the limit never outlasts the hedge + unwind windows
     book = runner.core.orders.orders
     pos = next(p for p in runner.core.positions.values() if p.sell.venue == "gamma")
     assert book[pos.buy.coid].filled > 0 and book[pos.sell.coid].filled == 0
