@@ -22,6 +22,8 @@ from typing import IO, Any
 
 import orjson
 
+from .errors import redact
+
 LEVELS = ("debug", "info", "warning", "error")
 REDACTED = "***"
 
@@ -73,9 +75,7 @@ class RunLog:
         """One line in the file, and `msg` on the terminal."""
         self.event(component, event, level, msg=msg, **fields)
         if self.terminal is not None:
-            for s in self._secrets:
-                msg = msg.replace(s, REDACTED)
-            self.terminal(msg)
+            self.terminal(redact(msg, self._secrets))
 
     def progress(self, component: str) -> Callable[[str], None]:
         """A `progress(line)` callable for code that prints human lines: each goes to the terminal
