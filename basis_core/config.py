@@ -28,8 +28,9 @@ Sections (all optional except where noted; defaults are safe for the embedded si
                    above are set in [limits] only
     [signals]      builtin (the cross-venue spread / basis scanner), file (JSON lines of
                    external signals, relative to the scenario file)
-    [alerts]       command (run with the alert as JSON on stdin) or webhook (an http(s) URL the
-                   alert is POSTed to), min_interval_s (per kind of alert, on the run's clock)
+    [alerts]       command (run with the alert as JSON on stdin) or webhook_env (the environment
+                   variable holding the http(s) URL the alert is POSTed to), min_interval_s (per
+                   kind of alert, on the run's clock)
     [observe]      metrics_port (Prometheus text on 127.0.0.1, 0 = off), status_port (the live
                    status page on 127.0.0.1, 0 = off), sample_ms (how often the run is read)
 
