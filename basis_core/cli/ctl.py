@@ -57,6 +57,8 @@ def ask(run_dir: str, command: str, args: list[str], timeout_s: float = 30.0) ->
                 chunk = sock.recv(65536)
             except ConnectionResetError:
                 break  # closed with our command unread: what it answered before is all there is
+            except TimeoutError:
+                return {"ok": False, "error": f"the engine did not answer within {timeout_s:g} s"}
             if not chunk:
                 break
             line += chunk
