@@ -236,10 +236,11 @@ class RecordedMarket:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         plan: list[tuple[int, int, int, Recording]] = []  # (ts, books before trades, row, file)
+        grids = grids_of(venues)
         for rec in (self.books, self.trades):
             if rec is None:
                 continue
-            check(rec, grids_of(venues))
+            check(rec, grids)
             plan.extend(
                 (int(r["ts_ns"]), 0 if rec.kind == "books" else 1, i, rec) for i, r in enumerate(rec.rows)
             )
