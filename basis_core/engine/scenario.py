@@ -114,6 +114,9 @@ async def run_scenario(
         runner = Runner(journal=journal, checkpoints=checkpoints, **common)
     runner.log = log
     try:
+        if cfg.alerts.command or cfg.alerts.webhook_env:
+            # before anything starts: a webhook_env that is unset (a ConfigError) stops no world
+            alerts = Alerts(cfg.alerts, cfg.run.name, lambda: runner.core, runner.stats, runner.now_ns)
         observer.start()
         await world.start()
         for v in world.venues.values():  # every asset the venues hold has an id before
@@ -124,8 +127,7 @@ async def run_scenario(
         sampler = Sampler(runner, log)
         runner.watchers.append(sampler.watcher(int(cfg.observe.sample_ms * MS), observer.publish))
         control = await ControlServer(runner, socket_path(run_dir)).open()
-        if cfg.alerts.command or cfg.alerts.webhook_env:
-            alerts = Alerts(cfg.alerts, cfg.run.name, lambda: runner.core, runner.stats, runner.now_ns)
+        if alerts is not None:
             runner.watchers.append(alerts.watch)
         # the market goes on quoting while the run settles: hedges and unwinds started near
         # the end need live books to be priced
