@@ -54,6 +54,9 @@ from .runner import Runner
 
 MD_KINDS = (S.Kind.BOOK_LEVEL, S.Kind.TOP_OF_BOOK, S.Kind.TRADE, S.Kind.FUNDING)
 BATCH = 4096
+#: how often an idle engine loop checks that its io process is alive (a system call: not on
+#: every poll of a spinning engine)
+PARENT_CHECK_NS = 1_000_000
 # a ring end of this layout that found the ring full
 _RING_FULL = BackoffSleep(min_us=100, max_us=100)
 
@@ -112,7 +115,7 @@ def engine_main(spec: dict) -> None:
         buf_md, buf_ex = S.aligned_empty(BATCH), S.aligned_empty(BATCH)
         words_md, words_ex = buf_md.view(np.uint64).reshape(-1, 8), buf_ex.view(np.uint64).reshape(-1, 8)
         last = time.time_ns()
-        parent = os.getppid()
+        parent, parent_checked_ns = os.getppid(), 0
         exiting = False
         while not exiting:
             # read without releasing: a slot goes back to the io process only once its record
@@ -124,8 +127,10 @@ def engine_main(spec: dict) -> None:
             if n_ex + n_md == 0 and now - last < tick_ns:
                 empty_polls += 1
                 idle.idle(ex, empty_polls)
-                if os.getppid() != parent:
-                    break  # the io process is gone: nothing can carry our commands
+                if now - parent_checked_ns >= PARENT_CHECK_NS:
+                    parent_checked_ns = now
+                    if os.getppid() != parent:
+                        break  # the io process is gone: nothing can carry our commands
                 continue
             last, empty_polls = now, 0
             new_ex = buf_ex[:n_ex][buf_ex["seq"][:n_ex] > seen_ex]
