@@ -12,6 +12,8 @@ Sections (all optional except where noted; defaults are safe for the embedded si
                    funding_interval_s, balances (table asset = amount),
                    [venues.NAME.latency] request_ms, response_ms, jitter_ms, fill_ms, market_ms,
                    balance_lag_ms, timeout_ms
+                   [venues.NAME.ccxt] (kind "ccxt") exchange, base_url, credentials ...
+                   (adapters/ccxt/config.py)
     [instruments.NAME]  venue, symbol, base, quote, kind ("spot" | "perp"), tick, lot,
                    min_notional, max_qty (0 = none), leverage (perps)
     [limits]       max_order_usdt, max_position_usdt, max_residual_usdt, hedge_window_s,
@@ -44,7 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from .configio import build, load_toml, require
 from .engine.policy import PolicyConfig
@@ -151,8 +153,16 @@ class VenueConfig:
     funding_interval_s: float = 28_800.0
     balances: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    #: kind "ccxt": the `[venues.NAME.ccxt]` table (exchange, base_url, credentials ...), checked
+    #: by adapters/ccxt/config.py when the run builds the venue
+    ccxt: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def _validate(self, path):
+        require(
+            not self.ccxt or self.kind == "ccxt",
+            f"{path}.ccxt",
+            f"a venue of kind {self.kind!r} takes no ccxt table",
+        )
         require(0 <= self.taker_fee_bps < 1000, f"{path}.taker_fee_bps", "must be in [0, 1000)")
         require(-100 < self.maker_fee_bps < 1000, f"{path}.maker_fee_bps", "must be in (-100, 1000)")
         require(bool(self.fee_asset), f"{path}.fee_asset", "must be quote, received or an asset name")

@@ -2,6 +2,8 @@
 
 A config class is a frozen dataclass whose fields are scalars (bool, int, float, str), nested
 config dataclasses, `dict[str, X]` tables or `tuple[X, ...]` arrays. Unknown keys are errors.
+A field typed `Mapping[str, Any]` holds a table checked elsewhere (an adapter's own section),
+kept as read, frozen (tables as read-only mappings, arrays as tuples); `to_plain` gives it back.
 A dataclass may define `_validate(self, path)` for cross-field checks; it raises ConfigError.
 """
 
@@ -62,7 +64,18 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _frozen(value):
+    """A TOML value as read, made read-only: tables as mappings, arrays as tuples."""
+    if isinstance(value, dict):
+        return types.MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
 def _convert(tp, value, path):
+    if tp is typing.Any:  # checked by its owner (see the module docstring)
+        return _frozen(value)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
