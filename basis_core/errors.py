@@ -162,6 +162,11 @@ class EndedOutsidePolicy(BasisError):
     missing): everything it could write is written, and each open position is named with its cause."""
 
 
+class Interrupted(BasisError):
+    """A run stopped at once by a second SIGINT / SIGTERM: nothing settled, no report written; the
+    journal ends at its last whole record (`basis run` exits 130)."""
+
+
 class ChainRevert(VenueError):
     """An EVM call or transaction reverted. `error_name` is the decoded error ("Error" for a
     require string, "Panic" for a panic code, a contract's custom error name, or "unknown"),

@@ -6,8 +6,8 @@ status). The work itself lives in the engine, results and host modules; a comman
 parses, calls and prints. Adding a command is one module and one line in COMMANDS.
 
 A BasisError raised by a command is printed as `error: ...` and exits with its status in
-EXIT_STATUS (1; 3 for a run that ended outside policy); a bad argument is argparse's
-`basis NAME: error: argument ...` and exits 2.
+EXIT_STATUS (1; 3 for a run that ended outside policy; 130 for one stopped at once by a second
+signal); a bad argument is argparse's `basis NAME: error: argument ...` and exits 2.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from ..errors import BasisError, EndedOutsidePolicy
+from ..errors import BasisError, EndedOutsidePolicy, Interrupted
 from . import bench, check, ctl, hostcheck, replay, report, run, version
 
 #: the subcommands, in the order `basis --help` lists them
@@ -25,9 +25,11 @@ COMMANDS: tuple[ModuleType, ...] = (version, check, run, ctl, replay, report, be
 
 #: exit statuses, the same for every command (README.md lists them under `basis run`)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_OUTSIDE_POLICY = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a job its Ctrl-C ended
 #: the exit status of an error a command raises, by its type (the nearest along its MRO)
 EXIT_STATUS: dict[type[BasisError], int] = {
     EndedOutsidePolicy: EXIT_OUTSIDE_POLICY,
+    Interrupted: EXIT_INTERRUPTED,
     BasisError: EXIT_ERROR,
 }
 

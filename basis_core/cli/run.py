@@ -20,7 +20,7 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..errors import EndedOutsidePolicy
+from ..errors import EndedOutsidePolicy, Interrupted
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -93,7 +93,10 @@ def main(args: argparse.Namespace) -> int:
         f"basis run: scenario {cfg.run.name!r} from {path}; {cfg.run.duration_s:g} s on the "
         f"{cfg.run.clock} clock; run directory {run_dir}"
     )
-    report = run_simulated(cfg, run_dir, progress=lambda line: print(line, flush=True))
+    try:
+        report = run_simulated(cfg, run_dir, progress=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:  # before the run's loop handles the signals (kernels compiling)
+        raise Interrupted(f"interrupted before the run started; nothing ran in {run_dir}") from None
     print(summary_table(report))
     still_open = report["open_positions"]
     if still_open:

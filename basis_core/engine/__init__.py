@@ -20,6 +20,7 @@ alerts.py     the [alerts] hook: HALTED, PROTECTIVE, mismatches, venue DOWN, rat
 procs.py      the pinned io process + engine process (+ standby) joined by rings
 build.py      a config into the engine's policy, instrument rules and fixed marks
 scenario.py   what `basis run` does: a scenario's world, the runner, the run directory
+stopping.py   SIGINT / SIGTERM during `basis run`: settle and report, or a second one: stop at once
 replay.py     re-deciding a run from its journal
 checkpoint.py the engine's state on disk every N journaled records; a restart starts from it
 report.py     the end of a run: report.json, results.sqlite, report.html

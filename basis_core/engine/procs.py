@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -80,6 +81,7 @@ def engine_main(spec: dict) -> None:
     """Entry point of the engine process (multiprocessing 'spawn')."""
     from ..kernels.warmup import warm_up
 
+    _ignore_stop_signals()
     _PARENT[0] = os.getppid()
     placement = Placement("engine", spec["core"], spec.get("core_note", ""))
     print("  " + apply(placement, realtime=spec.get("realtime", False)), flush=True)
@@ -206,6 +208,7 @@ def standby_main(conn) -> None:
     engine's restart costs the journal replay, not a fresh interpreter and kernel load."""
     from ..kernels.warmup import warm_up
 
+    _ignore_stop_signals()
     warm_up()
     try:
         spec = conn.recv()
@@ -215,6 +218,14 @@ def standby_main(conn) -> None:
         conn.close()
     if spec is not None:
         engine_main(spec)
+
+
+def _ignore_stop_signals() -> None:
+    """The engine and standby processes leave SIGINT and SIGTERM to the io process, which stops
+    the run in order (a Ctrl-C reaches the whole process group): the engine exits on the EXIT
+    record it is sent, or by itself once its io process is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @njit(cache=True, nogil=True)
@@ -442,6 +453,15 @@ class ProcessRunner(Runner):
             start = end + 1
         self._pending = [pending[start:]] if start < len(pending) else []
 
+    def _ask_exit(self) -> bool:
+        """Put an EXIT record on the exec ring if it has room (never waits); whether it did."""
+        rec = S.control_record(self.now_ns(), S.ControlCommand.EXIT).copy()
+        rec["seq"] = self._ring_seq[self.ex.name] + 1
+        if self.ex.push_batch(rec) != 1:
+            return False
+        self._ring_seq[self.ex.name] += 1
+        return True
+
     def engine_alive(self) -> bool:
         return self.engine_proc is not None and self.engine_proc.is_alive()
 
@@ -450,7 +470,7 @@ class ProcessRunner(Runner):
 
     async def run_for(self, duration_s: float) -> None:
         t_end = self.now_ns() + int(duration_s * 1e9)
-        while self.now_ns() < t_end:
+        while self.now_ns() < t_end and not self._cut_short:
             if not self.engine_alive() and not self._exiting:
                 code = self.engine_proc.exitcode if self.engine_proc else None
                 if self.progress:
@@ -464,8 +484,9 @@ class ProcessRunner(Runner):
             await super().run_for(min(0.25, max(0.0, (t_end - self.now_ns()) / 1e9)))
 
     async def finish(self, settle_s: float = 2.0) -> None:
-        self._sink(S.control_record(self.now_ns(), S.ControlCommand.SHUTDOWN))
+        self._stop_entries()
         await self.settle(settle_s)
+        await self.cancel_leftovers(settle_s)
         await self.reconcile_pass()
         await asyncio.sleep(0.05)
         self._exiting = True
@@ -483,10 +504,14 @@ class ProcessRunner(Runner):
             self.core.counters.decision_ns = LatencyHistogram(np.frombuffer(lat.read_bytes(), dtype=np.int64))
         await self.io.stop()
 
-    def close(self) -> None:
+    def close(self, exit_wait_s: float = 3.0) -> None:
         self._retire(self._standby)
         self._standby = None
         proc = self.engine_proc
+        if proc is not None and proc.is_alive() and self._ask_exit():
+            # stopped without finishing (a second signal, an error): the engine ends its step
+            # and closes its journal at a whole record
+            proc.join(exit_wait_s)
         if proc is not None and proc.is_alive():
             proc.kill()
             proc.join(5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -136,6 +137,9 @@ class Runner:
         self._order_news: set[int] = set()  # orders named by order events since the last mirror
         #: the run's structured log (log.jsonl); the io side and reconciliation write to it too
         self.log: RunLog = NULL_LOG
+        #: why the run was asked to end before its duration (a signal's name, `request_stop`)
+        self.stop_requested = ""
+        self._cut_short = False  # `run_for` returns at once (until `finish` starts settling)
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -264,7 +268,7 @@ class Runner:
             self.next_progress_ns = self.now_ns() + self.progress_every_ns
         while True:
             now = self.now_ns()
-            if now >= t_end:
+            if now >= t_end or self._cut_short:
                 break
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=self.tick_ns / 1e9)
@@ -437,11 +441,50 @@ class Runner:
 
     async def finish(self, settle_s: float = 2.0) -> None:
         """Stop opening positions, let working orders settle, reconcile once more."""
-        self._sink(S.control_record(self.now_ns(), S.ControlCommand.SHUTDOWN))
+        self._stop_entries()
         await self.settle(settle_s)
+        await self.cancel_leftovers(settle_s)
         await self.reconcile_pass()
         self.pump()
         await self.io.stop()
+
+    def request_stop(self, reason: str) -> None:
+        """End the run's main phase now (`reason`: the signal): `run_for` returns at its next
+        wake and the run finishes as after its duration, with working entries cancelled."""
+        self.stop_requested = self.stop_requested or reason
+        self._cut_short = True
+        self.wake.set()
+
+    def _stop_entries(self) -> None:
+        """The run is ending: SHUTDOWN (open nothing new) into the engine; when it ends on a
+        request (a signal), also HALT, as `basis ctl halt` sends it: working entries cancelled,
+        hedges and unwinds go on. Journaled like any input, so a replay decides the same."""
+        self._cut_short = False
+        now = self.now_ns()
+        self._sink(S.control_record(now, S.ControlCommand.SHUTDOWN))
+        if self.stop_requested:
+            self._sink(S.control_record(now, S.ControlCommand.HALT, 0, os.getuid()))
+
+    def unsettled(self) -> tuple[int, int]:
+        """(positions still being hedged or unwound, working orders), from the engine's state."""
+        core = self.core
+        positions = sum(1 for p in core.open_positions.values() if p.state in _UNSETTLED_HEDGE)
+        return positions, len(core.orders.working())
+
+    async def cancel_leftovers(self, settle_s: float) -> None:
+        """After settling on a stop request: cancel every order still working (CANCEL_ALL, a
+        journaled input) and wait up to `settle_s` more for the venues to confirm."""
+        if not self.stop_requested or not self.core.orders.working():
+            return
+        n = len(self.core.orders.working())
+        if self.progress:
+            self.progress(f"stopping: cancelling {n} working order(s) still open after settling")
+        self._sink(S.control_record(self.now_ns(), S.ControlCommand.CANCEL_ALL, 0, os.getuid()))
+        deadline = self.now_ns() + int(settle_s * 1e9)
+        while self.now_ns() < deadline:
+            await self.run_for(0.1)
+            if not self.core.orders.working():
+                break
 
     def settled(self) -> bool:
         """No order in flight, no position left to hedge or unwind, and the engine out of its

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..cpu import apply, busy_warning, plan
-from ..errors import ConfigError
+from ..errors import ConfigError, Interrupted
 from ..journal import JournalWriter
 from ..observe.sample import Sampler
 from ..observe.server import Observer
@@ -35,6 +35,7 @@ from .control import ControlServer, socket_path
 from .replay import save_run_meta
 from .runner import Runner
 from .signals import load_signals
+from .stopping import StopSignals, signals_deferred
 
 if TYPE_CHECKING:
     from .procs import ProcessRunner
@@ -56,12 +57,14 @@ async def run_scenario(
     before_close=None,
     after_start=None,
     layout: str = "single",
+    stop: StopSignals | None = None,
 ) -> Runner:
     """Run one scenario on the running loop; returns the finished Runner.
 
     layout "single": the engine core runs in this process, on the event loop (what the
     virtual clock needs); "processes": the pinned engine process joined by rings (real time).
-    `after_start(runner)` and `before_close(runner)` are awaited with the venues open."""
+    `after_start(runner)` and `before_close(runner)` are awaited with the venues open. With
+    `stop`, SIGINT / SIGTERM stop the run early (stopping.py) while it runs here."""
     run_dir.mkdir(parents=True, exist_ok=True)
     # every progress line goes to the terminal (when `progress` is given) and to log.jsonl
     log = RunLog(run_dir / "log.jsonl", run_dir.name, terminal=progress)
@@ -113,6 +116,8 @@ async def run_scenario(
         )
         runner = Runner(journal=journal, checkpoints=checkpoints, **common)
     runner.log = log
+    if stop is not None:
+        stop.install(runner)
     try:
         if cfg.alerts.command or cfg.alerts.webhook_env:
             # before anything starts: a webhook_env that is unset (a ConfigError) stops no world
@@ -156,6 +161,10 @@ async def run_scenario(
             procs.close()
             os.sched_setaffinity(0, affinity)  # the caller gets its cores back
         await world.close()
+        if stop is not None:
+            stop.remove()
+            if stop.requested or stop.immediate:
+                log.event("runner", "stopped", "warning", signal=stop.requested, at_once=stop.immediate)
         log.event("runner", "end", decision_digest=runner.core.digest if hasattr(runner, "core") else "")
         log.close()
     return runner
@@ -213,7 +222,19 @@ def run_simulated(cfg: Config, run_dir: Path, progress=print) -> dict:
     world = SimWorld.from_config(cfg)
     wall0 = time.perf_counter()
     layout = "single" if cfg.run.clock == "virtual" else "processes"
-    coro = run_scenario(cfg, run_dir, world, progress=lambda line: progress("  " + line), layout=layout)
+    stop = StopSignals(lambda line: progress("  " + line))
+    coro = run_scenario(
+        cfg, run_dir, world, progress=lambda line: progress("  " + line), layout=layout, stop=stop
+    )
     clock = world.clock
-    runner = clock.run(coro) if isinstance(clock, VirtualClock) else asyncio.run(coro)
-    return write_run(runner, cfg, run_dir, time.perf_counter() - wall0, world.digest())
+    try:
+        runner = clock.run(coro) if isinstance(clock, VirtualClock) else asyncio.run(coro)
+    except asyncio.CancelledError:
+        if not stop.immediate:
+            raise
+        raise Interrupted(
+            f"stopped at once on a second {stop.immediate}: nothing was settled and no report was "
+            f"written; {run_dir}/journal ends at its last whole record (`basis replay {run_dir}`)"
+        ) from None
+    with signals_deferred():  # the results are written whole, a signal meanwhile or not
+        return write_run(runner, cfg, run_dir, time.perf_counter() - wall0, world.digest())
