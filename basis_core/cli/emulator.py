@@ -1,0 +1,88 @@
+"""Serve one ccxt venue of a config from a local exchange emulator on 127.0.0.1.
+
+The emulator lists the venue's instruments (the config's tick, lot and min_notional), charges
+the venue's maker and taker fees, funds our account with [venues.NAME].balances and plays the
+config's generated market on its books: other participants' depth and trades, by wall time, so
+two emulators of one config show the same market at the same moment. Fresh API credentials for
+our account are written to the --secrets-out file (TOML, mode 0600), which the venue's
+[venues.NAME.ccxt.credentials] secrets_file names. One line is printed once it listens:
+
+    emulator NAME KIND listening on http://127.0.0.1:PORT
+
+It runs until SIGINT or SIGTERM (exit 0). --kind spot speaks Binance spot REST; --kind usdm
+(USDⓈ-M futures) is refused until its emulator exists. A config or a venue it cannot serve is
+an error naming the key (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+NAME = "emulator"
+HELP = "serve a ccxt venue of a config from a local exchange emulator (loopback)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", default="spot", metavar="KIND", help="spot | usdm (default: spot)")
+    parser.add_argument(
+        "--port", type=int, default=0, metavar="PORT", help="TCP port (default 0: a free one)"
+    )
+    parser.add_argument(
+        "--config", required=True, metavar="CONFIG", help="the scenario TOML naming the venue"
+    )
+    parser.add_argument(
+        "--venue", required=True, metavar="NAME", help="the [venues.NAME] (kind ccxt) to serve"
+    )
+    parser.add_argument(
+        "--secrets-out",
+        required=True,
+        metavar="FILE",
+        help="write our account's API key and secret here (0600)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, metavar="N", help="the market's seed (default: run.seed of CONFIG)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from adapters.ccxt.emulate import serve_venue, write_secrets
+
+    from ..config import load
+    from ..errors import ConfigError
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError("--port", f"must be in 0..65535, got {args.port}")
+    served = serve_venue(load(args.config), args.venue, args.kind, args.seed)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await served.start("127.0.0.1", args.port)
+        try:
+            write_secrets(args.secrets_out, served.key, served.secret)
+            print(f"emulator {args.venue} {args.kind} listening on {served.url}", flush=True)
+            market = asyncio.create_task(served.run_market())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({market, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            market.cancel()
+            stopped.cancel()
+            results = await asyncio.gather(market, stopped, return_exceptions=True)
+            failure = next(
+                (
+                    r
+                    for r in results
+                    if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+                ),
+                None,
+            )
+            if failure is not None:
+                raise failure
+        finally:
+            await served.stop()
+
+    asyncio.run(serve())
+    return 0

@@ -1,0 +1,233 @@
+"""`basis run` on live ccxt venues: two exchange emulators started by the documented command
+(`basis emulator`), traded through real ccxt over loopback (examples/live-local.toml)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import select
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from adapters.ccxt.world import CcxtWorld, check_fees, check_rules
+from adapters.emulator.harness import binance_client
+from basis_core.config import load
+from basis_core.engine.scenario import simulated_only
+from basis_core.errors import ConfigError
+from basis_core.venue import InstrumentInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "live-local.toml"
+BASIS = [str(Path(sys.executable).with_name("basis"))]
+VENUES = ("alpha", "beta")
+
+
+def _start_emulator(config: Path, venue: str, kind: str = "spot") -> tuple[subprocess.Popen, str]:
+    """`basis emulator ...` as the README starts it; returns the process and its URL."""
+    proc = subprocess.Popen(
+        [*BASIS, "emulator", "--kind", kind, "--port", "0", "--config", str(config)]
+        + ["--venue", venue, "--secrets-out", str(config.parent / f"{venue}.secrets.toml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    line = proc.stdout.readline() if ready else ""
+    match = re.fullmatch(rf"emulator {venue} {kind} listening on (http://127\.0\.0\.1:\d+)\n", line)
+    if match is None:
+        proc.kill()
+        raise AssertionError(f"no listening line: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+    return proc, match.group(1)
+
+
+def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+@pytest.fixture
+def emulated(tmp_path):
+    """A copy of live-local.toml (short run) and two emulators serving its venues."""
+    config = tmp_path / "live.toml"
+    config.write_text(EXAMPLE.read_text().replace("duration_s = 60.0", "duration_s = 12.0"))
+    procs, urls = {}, {}
+    try:
+        for venue in VENUES:
+            procs[venue], urls[venue] = _start_emulator(config, venue)
+        text = config.read_text()
+        for venue, port in (("alpha", 8701), ("beta", 8702)):
+            text = text.replace(f"http://127.0.0.1:{port}", urls[venue])
+        config.write_text(text)
+        yield config, procs, urls
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+async def _venue_trades(urls: dict, secrets_dir: Path) -> dict[str, tuple[list, list]]:
+    """Our trades and open orders on each emulator, asked through ccxt with the written keys."""
+    out = {}
+    for venue, url in urls.items():
+        keys = tomllib.loads((secrets_dir / f"{venue}.secrets.toml").read_text())
+        ex = binance_client(url, keys["api_key"], keys["secret"], timeout_ms=5000)
+        try:
+            await ex.load_markets()
+            out[venue] = (
+                await ex.fetch_my_trades("BTC/USDT", params={"limit": 1000}),
+                await ex.fetch_open_orders("BTC/USDT"),
+            )
+        finally:
+            await ex.close()
+    return out
+
+
+def test_basis_run_trades_two_emulated_exchanges_and_ends_normal_and_reconciled(emulated):
+    config, procs, urls = emulated
+    for venue in VENUES:
+        mode = (config.parent / f"{venue}.secrets.toml").stat().st_mode
+        assert stat.S_IMODE(mode) == 0o600
+    run_dir = config.parent / "run"
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [*BASIS, "run", str(config), "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert time.monotonic() - t0 >= 12.0  # the real clock: the run took its duration
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["final_engine_state"] == "NORMAL", report["state_transitions"][-5:]
+    assert report["reconciliation"] == dict.fromkeys(("order", "position", "balance", "reporting"), 0)
+    assert report["open_positions"] == []
+    assert report["orders_submitted"] >= 2 and report["orders_filled"] >= 2
+    assert report["hedges_completed"] >= 1
+    # what the venues say: every fill the run booked is a trade on the emulator, and the other
+    # way round; nothing is left working there
+    db = sqlite3.connect(run_dir / "results.sqlite")
+    venue_side = asyncio.run(_venue_trades(urls, config.parent))
+    for venue, (trades, still_open) in venue_side.items():
+        booked = sorted(
+            (str(fid), round(qty, 8))
+            for fid, qty in db.execute("SELECT fill_id, qty FROM fills WHERE venue = ?", (venue,))
+        )
+        assert sorted((str(t["id"]), round(t["amount"], 8)) for t in trades) == booked
+        assert still_open == []
+    assert any(trades for trades, _ in venue_side.values())
+    for key in ("api_key", "secret"):  # the written credentials are in no file of the run
+        value = tomllib.loads((config.parent / "alpha.secrets.toml").read_text())[key]
+        for path in run_dir.rglob("*"):
+            if path.is_file() and path.suffix in (".json", ".jsonl", ".html", ".sqlite"):
+                assert value.encode() not in path.read_bytes(), path
+    for proc in procs.values():  # SIGTERM ends an emulator cleanly
+        assert _stop(proc) == 0
+
+
+def test_a_filter_the_venue_does_not_share_is_a_start_up_error_naming_the_key(emulated, capsys):
+    from basis_core.cli import main
+
+    config, procs, _ = emulated
+    config.write_text(
+        config.read_text().replace("tick = 0.01\nlot = 0.00001", "tick = 0.1\nlot = 0.00001", 1)
+    )
+    run_dir = config.parent / "run"
+    assert main(["run", str(config), "--run-dir", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "instruments.alpha-BTCUSDT.tick: venue says 0.01, config says 0.1" in err
+    assert not (run_dir / "report.json").exists()
+    assert _stop(procs["alpha"], signal.SIGINT) == 0  # so does SIGINT
+
+
+def test_the_venue_rules_and_fees_are_held_against_the_config():
+    cfg = load(EXAMPLE)
+    info = InstrumentInfo("alpha-BTCUSDT", "BTC/USDT", "BTC", "USDT", "spot", 0.01, 0.00001, 5.0, 9e6)
+    check_rules(cfg, "alpha", {"alpha-BTCUSDT": info})
+    for key, value, said in (("lot", 0.001, "0.001"), ("min_notional", 10.0, "10"), ("kind", "perp", "perp")):
+        with pytest.raises(
+            ConfigError, match=rf"instruments\.alpha-BTCUSDT\.{key}: venue says {said}, config"
+        ):
+            check_rules(cfg, "alpha", {"alpha-BTCUSDT": replace(info, **{key: value})})
+    with pytest.raises(ConfigError, match="alpha-BTCUSDT: venue 'alpha' did not list it"):
+        check_rules(cfg, "alpha", {})
+    check_fees(cfg, "alpha", {"alpha-BTCUSDT": (2.0, 10.0)})
+    with pytest.raises(ConfigError, match=r"venues\.alpha\.taker_fee_bps: venue says 7\.5 for alpha-BTCUSDT"):
+        check_fees(cfg, "alpha", {"alpha-BTCUSDT": (2.0, 7.5)})
+
+
+def test_a_live_world_needs_the_real_clock_a_ccxt_table_and_credentials(tmp_path):
+    (tmp_path / "live.toml").write_text(EXAMPLE.read_text())
+    cfg = load(tmp_path / "live.toml")
+    with pytest.raises(ConfigError, match="run.clock"):
+        simulated_only(replace(cfg, run=replace(cfg.run, clock="virtual")))
+    with pytest.raises(ConfigError, match="run.clock"):
+        CcxtWorld.from_config(replace(cfg, run=replace(cfg.run, clock="virtual")))
+    with pytest.raises(
+        ConfigError, match=r"venues\.alpha\.ccxt\.credentials\.secrets_file: secrets file not found"
+    ):
+        CcxtWorld.from_config(cfg)  # the emulators have not written them
+    venues = dict(cfg.venues)
+    venues["alpha"] = replace(venues["alpha"], ccxt={})
+    with pytest.raises(ConfigError, match=r"venues\.alpha\.ccxt: a ccxt venue needs its table"):
+        CcxtWorld.from_config(replace(cfg, venues=venues))
+    venues["alpha"] = replace(
+        cfg.venues["alpha"],
+        ccxt={"exchange": "binance", "credentials": {"api_key_env": "K_ALPHA", "secret_env": "S_ALPHA"}},
+    )
+    with pytest.raises(
+        ConfigError, match=r"credentials\.api_key_env: environment variable K_ALPHA is not set"
+    ):
+        CcxtWorld.from_config(replace(cfg, venues=venues), env={})
+    world = CcxtWorld.from_config(
+        replace(
+            cfg,
+            venues={"alpha": venues["alpha"]},
+            instruments={"alpha-BTCUSDT": cfg.instruments["alpha-BTCUSDT"]},
+        ),
+        env={"K_ALPHA": "key-value-1", "S_ALPHA": "secret-value-1"},
+    )
+    assert set(world.venues) == {"alpha"} and world.live["alpha"].config.instruments == {
+        "alpha-BTCUSDT": "BTC/USDT"
+    }
+    assert world.live["alpha"].config.max_attempts == 1 and not world.live["alpha"].config.verify_submits
+
+
+def test_basis_run_refuses_a_run_mixing_ccxt_and_web3_venues(tmp_path, capsys):
+    from basis_core.cli import main
+
+    config = tmp_path / "mixed.toml"
+    config.write_text('[run]\nclock = "real"\n[venues.cex]\nkind = "ccxt"\n[venues.dex]\nkind = "web3"\n')
+    assert main(["run", str(config), "--run-dir", str(tmp_path / "run")]) == 1
+    assert "venues.dex.kind: a run mixing ccxt and web3 venues is not run" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_emulator_command_refuses_what_it_cannot_serve(tmp_path, capsys):
+    from basis_core.cli import main
+
+    out = tmp_path / "s.toml"
+    base = ["emulator", "--config", str(EXAMPLE), "--secrets-out", str(out)]
+    assert main([*base, "--kind", "usdm", "--venue", "beta"]) == 1
+    assert "kind: usdm: the USDⓈ-M futures emulator is not built yet" in capsys.readouterr().err
+    assert main([*base, "--venue", "gamma"]) == 1
+    assert "venue: 'gamma' is not in [venues]" in capsys.readouterr().err
+    assert main([*base, "--kind", "coinm", "--venue", "alpha"]) == 1
+    assert "kind: must be one of spot, usdm" in capsys.readouterr().err
+    assert not out.exists()
