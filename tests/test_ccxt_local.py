@@ -41,6 +41,6 @@ def test_the_local_world_refuses_what_the_emulator_cannot_do():
     with pytest.raises(ConfigError, match="run.clock"):
         LocalCcxtWorld.from_config(replace(cfg, run=replace(cfg.run, clock="virtual")))
     inst = dict(cfg.instruments)
-    inst["east-BTCUSDT"] = replace(inst["east-BTCUSDT"], kind="perp")
-    with pytest.raises(ConfigError, match="spot instruments only"):
+    inst["east-BTCPERP"] = replace(inst["east-BTCUSDT"], kind="perp")  # one venue: spot or USDⓈ-M
+    with pytest.raises(ConfigError, match="mixes spot and perps"):
         LocalCcxtWorld.from_config(replace(cfg, instruments=inst))

@@ -6,6 +6,7 @@ auth.py       Credentials from environment variables or a 0600 secrets file; nev
 dispatch.py   Gate: asyncio face of the Cython router (priorities, throttle, sequence numbers)
 parsing.py    ccxt structures -> basis_core.venue types, with MalformedResponse on bad answers
 client.py     CcxtVenue: orders by our client ids, idempotent submit, cancel, queries, balances
+perps.py      perpetuals: leverage, positions, wallet balances, marks and funding payments
 local.py      a scenario's ccxt venues on loopback exchange emulators, fed by the market generator
 """
 

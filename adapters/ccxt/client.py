@@ -46,8 +46,10 @@ from basis_core.venue import (
     Balance,
     BookUpdate,
     FillsPage,
+    FundingUpdate,
     InstrumentInfo,
     OrderRequest,
+    Position,
     TransferInfo,
     Venue,
     VenueOrder,
@@ -56,7 +58,7 @@ from basis_core.venue import (
 from basis_core.venue_errors import report_of
 from basis_ext import router as R
 
-from . import parsing
+from . import parsing, perps
 from .auth import Credentials, RedactingFilter
 from .config import CcxtVenueConfig
 from .constants import ENDPOINT_NAMES, VENUE_MESSAGES, ErrorRule, rule_for
@@ -142,6 +144,7 @@ class CcxtVenue(Venue):
         self._orders: dict[str, tuple[str, OrderRequest | None]] = {}  # coid -> (instrument, request)
         self._coid_of: dict[tuple[str, str], str] = {}  # (instrument, venue id) -> coid
         self._last: dict[str, VenueOrder] = {}  # coid -> last view
+        self._perps: perps.Perps | None = None  # the perp side (positions, funding), see perps.py
         self._closed = asyncio.Event()
         self.log = logging.getLogger(f"basis.venue.{name}")
 
@@ -161,7 +164,7 @@ class CcxtVenue(Venue):
             "secret": self._cred.secret,
             "enableRateLimit": False,
             "timeout": cfg.timeout_ms,
-            "options": dict(_OPTIONS, recvWindow=cfg.recv_window_ms),
+            "options": perps.client_options(cfg.exchange, dict(_OPTIONS, recvWindow=cfg.recv_window_ms)),
             "logger": logger,
         }
         if self._cred.password:
@@ -174,6 +177,7 @@ class CcxtVenue(Venue):
         ws_url = cfg.ws_url or (("ws" + cfg.base_url[4:]).rstrip("/") + "/ws" if cfg.base_url else "")
         if cfg.market_data == "ws" and ws_url and isinstance(ex.urls["api"].get("ws"), dict):
             ex.urls["api"]["ws"] = dict(ex.urls["api"]["ws"], spot=ws_url)
+        perps.venue_errors_on(ex, cfg.base_url)
         self._ex = ex
         try:
             markets = await self._call(R.OP_MARKETS, "markets", R.QUERY, ex.load_markets)
@@ -188,6 +192,13 @@ class CcxtVenue(Venue):
                 )
             self._instruments[name] = parsing.instrument(self.name, name, markets[symbol])
             self._by_symbol[symbol] = name
+        try:
+            self._perps = perps.Perps.attach(self)
+            if self._perps is not None:
+                await self._perps.start()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         self._closed.set()
@@ -279,7 +290,9 @@ class CcxtVenue(Venue):
     def _wire(self, order: OrderRequest) -> tuple[str, float | None, dict]:
         """ccxt (type, price, params) for our order; a protected MARKET goes as a limit IOC at
         its bound (ccxt would turn a priced market order into a quote amount)."""
-        params = {"clientOrderId": order.coid}
+        params: dict = {"clientOrderId": order.coid}
+        if order.reduce_only and self._perps is not None and order.instrument in self._perps.perps:
+            params["reduceOnly"] = True
         if order.type == OrderType.LIMIT:
             return "limit", order.price, params
         if order.type == OrderType.IOC or (order.type == OrderType.MARKET and order.price is not None):
@@ -465,9 +478,14 @@ class CcxtVenue(Venue):
 
     async def balances(self) -> dict[str, Balance]:
         ex = self._ex_or_fail()
-        return parsing.balances(
-            self.name, await self._call(R.OP_BALANCES, "balances", R.QUERY, ex.fetch_balance)
-        )
+        raw = await self._call(R.OP_BALANCES, "balances", R.QUERY, ex.fetch_balance)
+        if self._perps is not None:
+            return self._perps.balances(raw)
+        return parsing.balances(self.name, raw)
+
+    async def positions(self) -> dict[str, Position]:
+        """Perp positions by instrument (none on a spot venue)."""
+        return await self._perps.positions() if self._perps is not None else {}
 
     async def transfer(self, asset: str, amount: float, to_venue: str) -> TransferInfo:
         raise VenueError(self.name, "not_supported", "withdrawals through ccxt are not implemented yet")
@@ -512,7 +530,9 @@ class CcxtVenue(Venue):
             update_id=int(raw.get("nonce") or 0),
         )
 
-    async def market_data(self, instruments: list[str] | None = None) -> AsyncIterator[BookUpdate]:
+    async def market_data(
+        self, instruments: list[str] | None = None
+    ) -> AsyncIterator[BookUpdate | FundingUpdate]:
         """Book snapshots of `instruments`: REST polls every `poll_s` ("rest"), or the book ccxt.pro
         keeps from the venue's websocket diffs, after each update ("ws"). Ends at `close`."""
         names = instruments or list(self._instruments)
@@ -520,15 +540,21 @@ class CcxtVenue(Venue):
             async for update in self._watch_books(names):
                 yield update
             return
+        next_marks = 0.0
         while not self._closed.is_set():
             for name in names:
                 yield await self.book(name)
+            if self._perps is not None and time.monotonic() >= next_marks:
+                next_marks = time.monotonic() + self.config.mark_poll_s
+                for update in await self._perps.funding_updates():
+                    if update.instrument in names:
+                        yield update
             try:
                 await asyncio.wait_for(self._closed.wait(), self.poll_s)
             except TimeoutError:
                 pass
 
-    async def _watch_books(self, names: list[str]) -> AsyncIterator[BookUpdate]:
+    async def _watch_books(self, names: list[str]) -> AsyncIterator[BookUpdate | FundingUpdate]:
         ex = self._ex_or_fail()
         queue: asyncio.Queue = asyncio.Queue()
 
@@ -552,7 +578,25 @@ class CcxtVenue(Venue):
                     )
                 )
 
+        async def marks():  # perps: mark, index and funding rate from the premium index
+            assert self._perps is not None  # started only for a venue with perps
+            while not self._closed.is_set():
+                try:
+                    updates = await self._perps.funding_updates()
+                except VenueError as err:
+                    await queue.put(err)
+                    return
+                for update in updates:
+                    if update.instrument in names:
+                        await queue.put(update)
+                try:
+                    await asyncio.wait_for(self._closed.wait(), self.config.mark_poll_s)
+                except TimeoutError:
+                    pass
+
         tasks = [asyncio.create_task(watch(n)) for n in names]
+        if self._perps is not None:
+            tasks.append(asyncio.create_task(marks()))
         closed = asyncio.create_task(self._closed.wait())
         try:
             while True:
@@ -584,6 +628,10 @@ class CcxtVenue(Venue):
             cursor = page.cursor
             for f in page.fills:
                 yield f
+            every_s = self.config.funding_poll_s
+            if self._perps is not None and self._perps.income_due(int(time.time() * 1000), every_s):
+                for pay in await self._perps.funding_payments(every_s):
+                    yield pay
 
 
 def _venue_message(text: str, exchange: str) -> str:

@@ -12,6 +12,11 @@ A `[venues.NAME.ccxt]`-shaped table (loaded with `basis_core.configio.build`):
     ws_url = ""                     # websocket base for "ws" (default: the venue's, or derived
                                     # from base_url as ws://HOST:PORT/ws)
     instruments = { BTCUSDT = "BTC/USDT" }   # our instrument name -> ccxt unified symbol
+                                    # (a perpetual: "BTC/USDT:USDT", exchange "binanceusdm")
+    leverage = { BTCPERP = 5 }      # perps: leverage set at start (default DEFAULT_LEVERAGE)
+    mark_poll_s = 1.0               # perps: premium index (mark, funding rate) read this often
+    funding_poll_s = 60.0           # perps: funding income read this often (and after each
+                                    # funding time the premium index announced)
     [credentials]                   # env variable NAMES, or a secrets file; never the values
     api_key_env = "BASIS_BINANCE_KEY"
     secret_env = "BASIS_BINANCE_SECRET"
@@ -94,6 +99,9 @@ class CcxtVenueConfig:
     market_data: Literal["rest", "ws"] = "rest"
     ws_url: str = ""
     instruments: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    leverage: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    mark_poll_s: float = 1.0
+    funding_poll_s: float = 60.0
     credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
     pools: Mapping[str, PoolConfig] = field(default_factory=_pools)
     endpoints: Mapping[str, Mapping[str, float]] = field(default_factory=_endpoints)
@@ -138,6 +146,17 @@ class CcxtVenueConfig:
                 f"{_at(path)}instruments.{name}",
                 f"{symbol!r} is not a ccxt unified symbol (BASE/QUOTE)",
             )
+        for name, lev in self.leverage.items():
+            require(
+                name in self.instruments, f"{_at(path)}leverage.{name}", "names no instrument of this venue"
+            )
+            require(
+                lev == int(lev) and 1 <= lev <= 125,
+                f"{_at(path)}leverage.{name}",
+                "must be a whole number in 1..125",
+            )
+        require(0 < self.mark_poll_s <= 3600, f"{_at(path)}mark_poll_s", "must be in (0, 3600]")
+        require(0 < self.funding_poll_s <= 86_400, f"{_at(path)}funding_poll_s", "must be in (0, 86400]")
         for name in ENDPOINT_NAMES:
             require(
                 name in self.endpoints,

@@ -10,8 +10,10 @@ The same shape as `adapters.sim.world.SimWorld` (venues, clock, start, start_mar
 digest), so the orchestrator runs unchanged over it. Each emulator gets fresh random credentials
 for our account (funded with `[venues.X].balances`) and the venue's fees; the generated market
 (`adapters.sim.market.MarketDriver`) sets the other participants' depth and sends their trades
-through the emulator's matching engine. The emulator is spot only: a perp instrument on a ccxt
-venue is a ConfigError here. Clock: real time only.
+through the emulator's matching engine. A venue whose instruments are all perps is a USDⓈ-M
+futures emulator (`adapters.emulator.futures`, ccxt `binanceusdm`, symbols BASE/QUOTE:QUOTE,
+each perp's leverage set at start, marks and funding from the generator); spot and perps on one
+ccxt venue is a ConfigError (Binance serves them as two venues). Clock: real time only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import secrets
 import socket
 
 from adapters.emulator import Emulator
+from adapters.emulator.futures import FuturesEmulator
 from adapters.sim.clock import RealClock
 from adapters.sim.faults import FaultSchedule
 from adapters.sim.market import Listing, MarketDriver
@@ -76,7 +79,10 @@ class EmulatorMarket:
             return result
 
     def update_funding(self, instrument: str, mark: float, index: float, rate: float) -> None:
-        raise ConfigError(f"instruments.{instrument}", "the exchange emulator has no perpetuals")
+        """New mark, index and funding rate of a perp (funding settles when its time passed)."""
+        if not isinstance(self.emu, FuturesEmulator):
+            raise ConfigError(f"instruments.{instrument}", "a spot exchange emulator has no perpetuals")
+        self.emu.update_funding(self.symbols[instrument], mark, index, rate)
 
     def mute_market(self, until_ns: int) -> None:
         """A price gap: the generator stops moving this venue's depth (nothing to mute on REST)."""
@@ -100,10 +106,12 @@ class LocalCcxtWorld:
                 continue
             insts = {n: i for n, i in cfg.instruments.items() if i.venue == vname}
             specs, symbols, unified = [], {}, {}
+            usdm = bool(insts) and all(i.kind == "perp" for i in insts.values())
             for iname, i in insts.items():
-                if i.kind != "spot":
+                if (i.kind == "perp") != usdm:
                     raise ConfigError(
-                        f"instruments.{iname}.kind", "the exchange emulator lists spot instruments only"
+                        f"instruments.{iname}.kind",
+                        f"venue {vname} mixes spot and perps: an emulated venue is spot or USDⓈ-M",
                     )
                 sym = f"{i.base}{i.quote}"
                 try:
@@ -112,14 +120,23 @@ class LocalCcxtWorld:
                     )
                 except ConfigError as exc:
                     raise ConfigError(f"instruments.{iname}", exc.message) from None
-                symbols[iname], unified[iname] = sym, f"{i.base}/{i.quote}"
+                symbols[iname] = sym
+                unified[iname] = f"{i.base}/{i.quote}:{i.quote}" if usdm else f"{i.base}/{i.quote}"
                 self.listings.append(Listing(vname, iname, i.kind, i.tick, i.lot))
             key, secret = secrets.token_hex(12), secrets.token_hex(24)
-            emu = Emulator(
-                specs,
-                {key: (secret, OWNER)},
-                name=vname,
-                fees=FeeSchedule(vcfg.maker_fee_bps, vcfg.taker_fee_bps),
+            fees = FeeSchedule(vcfg.maker_fee_bps, vcfg.taker_fee_bps)
+            leverage = {n: i.leverage for n, i in insts.items() if i.kind == "perp"}
+            emu = (
+                FuturesEmulator(
+                    specs,
+                    {key: (secret, OWNER)},
+                    name=vname,
+                    fees=fees,
+                    leverage={symbols[n]: lev for n, lev in leverage.items()},
+                    funding_interval_s=vcfg.funding_interval_s,
+                )
+                if usdm
+                else Emulator(specs, {key: (secret, OWNER)}, name=vname, fees=fees)
             )
             for asset, amount in vcfg.balances.items():
                 emu.deposit(OWNER, asset, amount)
@@ -127,9 +144,11 @@ class LocalCcxtWorld:
             # a thin pipe: the orchestrator retries, verifies (SUSPECT) and degrades by itself
             vc = from_dict(
                 {
+                    "exchange": "binanceusdm" if usdm else "binance",
                     "base_url": f"http://127.0.0.1:{port}",
                     "timeout_ms": timeout_ms,
                     "instruments": unified,
+                    "leverage": leverage,
                     "max_attempts": 1,
                     "verify_submits": False,
                 },

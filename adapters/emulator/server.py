@@ -210,13 +210,9 @@ class Emulator:
         body = (await request.text()) if request.can_read_body else ""
         params = dict(parse_qsl(query, keep_blank_values=True))
         params.update(parse_qsl(body, keep_blank_values=True))
-        weight = WEIGHTS.get((request.method, request.path), 1)
-        if request.path == "/api/v3/depth":
-            weight = depth_weight(int(params.get("limit", "100") or 100))
-        elif request.path == "/api/v3/openOrders" and "symbol" not in params:
-            weight = 80
+        weight, is_order = self._cost(request.method, request.path, params)
         with self.lock:
-            verdict = self.limiter.check(time.monotonic() - self._t0, weight, request.method == "POST")
+            verdict = self.limiter.check(time.monotonic() - self._t0, weight, is_order)
         if verdict.status:
             return self._json(
                 verdict.status,
@@ -238,6 +234,15 @@ class Emulator:
         if isinstance(out, web.StreamResponse):
             return out
         return self._json(200, out)
+
+    def _cost(self, method: str, path: str, params: dict) -> tuple[int, bool]:
+        """(request weight, whether it counts as a new order) of one request."""
+        weight = WEIGHTS.get((method, path), 1)
+        if path == "/api/v3/depth":
+            weight = depth_weight(int(params.get("limit", "100") or 100))
+        elif path == "/api/v3/openOrders" and "symbol" not in params:
+            weight = 80
+        return weight, method == "POST"
 
     def _json(self, status: int, body, extra: dict | None = None) -> web.Response:
         headers = self.limiter.headers()
