@@ -46,11 +46,11 @@ def test_basis_run_default_scenario_writes_the_run_and_replays_to_the_same_diges
     assert shown.returncode == 0 and "orders submitted" in shown.stdout
 
 
-def test_basis_run_refuses_a_venue_kind_it_does_not_drive_instead_of_skipping_it(tmp_path, capsys):
+def test_basis_run_refuses_a_live_venue_on_the_virtual_clock_instead_of_skipping_it(tmp_path, capsys):
     from basis_core.cli import main
 
     cfg = tmp_path / "ccxt.toml"
     cfg.write_text('[venues.live]\nkind = "ccxt"\n')
     assert main(["run", str(cfg), "--run-dir", str(tmp_path / "run")]) == 1
-    assert "venues.live.kind" in capsys.readouterr().err
+    assert "run.clock: venue live is a live exchange" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
