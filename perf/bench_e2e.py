@@ -1,91 +1,98 @@
-"""End to end: a feed process → md ring → engine process (decisions) → order ring → consumer.
+"""End to end through the product's engine process: io side → md ring → engine → order ring → io side.
 
-    feed (cpu0)               engine (cpu1, [cpu] engine core)           consumer (pyperf worker)
-    ┌──────────────┐ md ring  ┌───────────────────────────────┐ order    ┌──────────────────────┐
-    │ quote ticks, │ 4096     │ book → spread → sizing → 2 ×  │ ring     │ checks every order   │
-    │ seq + ingest │ ───────▶ │ ORDER_NEW (hotloop.run_batch, │ ───────▶ │ against the plain-   │
-    │ ts at publish│          │ or the plain-Python PyEngine) │ 65536    │ Python decisions     │
-    └──────────────┘          └───────────────────────────────┘          └──────────────────────┘
+    io side (this pyperf worker, core 0)                engine process (core [cpu] engine = 1)
+    ┌──────────────────────────────────────┐ md ring   ┌──────────────────────────────────────┐
+    │ feed: BOOK_LEVEL records, seq + ts_ns│ ────────▶ │ basis_core.engine.procs.engine_main: │
+    │ stamped (time.time_ns) at publish    │ exec ring │ the loop `basis run` runs with       │
+    │ venue answers: ACK + fill per order, │ ────────▶ │ run.clock = "real": peek the rings,  │
+    │ a clean RECONCILE pass every second  │           │ journal the batch, EngineCore.step   │
+    │ consumer: reads and keeps every      │ ◀──────── │ (full gate, hedge monitoring), the   │
+    │ command, answers it                  │ order ring│ commands journaled and pushed,       │
+    └──────────────────────────────────────┘           │ checkpoints every N journal records  │
+                                                       └──────────────────────────────────────┘
 
-Workload (basis_core.hotloop.workload): TOP_OF_BOOK quote ticks for two venues, one opportunity
-every EVERY_K ticks (so two ORDER_NEW records per EVERY_K md events), replayed from a
-PATTERN-record loop; the feed stamps seq and, once per published batch, the ingest timestamp
-(CLOCK_MONOTONIC, the clock the engine reads) right before the release store. Staleness is
-checked on every decision with max_age_ns large enough that a descheduled feed cannot make a
-book stale (the check still runs).
+The engine process is the product's own: the worker spawns `procs.engine_main` with the spec
+ProcessRunner.spawn_engine gives it (the default scenario's config with run.clock = "real" and
+[cpu] engine = 1, the registry, the three ring names), so the figures are those of the code
+`basis run` runs, journal and checkpoints on. The worker plays the io process: it publishes the
+starting balances (as Runner.start does), the market data, the venues' answers and a clean
+reconciliation pass every reconcile_interval_ms, as ProcessRunner would.
 
-Benchmarks (impl = numba: the compiled hot loop; python: the same decisions in plain Python):
+Workload (perf/workload.py BookMarket): the default scenario's three books (alpha, beta spot,
+gamma perp) as BOOK_LEVEL snapshots and level updates; in every block of EVERY_K records the
+perp's grid moves DISLOCATION_BPS up or down for half a block, a real cross-venue opportunity
+(after fees and min_edge) that the engine trades, fills coming back at once (VenueAnswers).
 
-  E2EThroughput[impl]                  unpaced: the feed publishes batches of 64 as fast as the
-                                       md ring takes them. pyperf value: seconds per md event
-                                       (events/s = 1 / value), from the worker's command to the
-                                       engine's "done" (every event applied, every order published).
-  TickToOrderLatency[impl,rate=R].pNN  the feed paces one record per 1/R s; per opportunity the
-                                       engine records (CLOCK_MONOTONIC right after the release
-                                       store of the two orders) - (the md record's ingest ts).
-                                       pyperf value: that percentile over the run.
+Benchmarks (impl = engine: the product's engine process):
 
-With --realtime (SCHED_FIFO for the feed and the engine) a run is fed in bursts of at most
-RT_BURST_S of feed time, each followed by RT_PAUSE_S with both processes blocked: a default
-kernel gives real-time tasks 0.95 s of every second (sched_rt_runtime_us) and stops them for
-the rest once they use it, which a spinning engine would, and every sample in that window would
-read the ~50 ms stop instead of the engine. A tuned host turns the throttle off for its isolated
-engine core; this VM has no isolated core, so the bench stays under the budget instead. The
-samples of all bursts together give the percentiles; throughput runs are shorter than a burst.
+  E2EThroughput[engine]                  unpaced: the feed publishes batches of FEED_BATCH as
+                                         fast as the md ring takes them; pyperf value: seconds
+                                         per md event (events/s = 1 / value), from the first
+                                         record published to the engine releasing the last one
+                                         (it releases a batch once journaled, then decides it).
+  TickToOrderLatency[engine,rate=R].pNN  the feed publishes one record per 1/R s; per ORDER_NEW
+                                         entry: (time the worker read it from the order ring) -
+                                         (ts_ns of the newest md record the engine had when it
+                                         decided, i.e. the last one published at or before the
+                                         order's ts_ns, the engine's batch time). pyperf value:
+                                         that percentile over the run.
 
-Before a value counts: the engine consumed exactly the events sent; the consumer received every
-order, contiguous in seq, and each one (venue, side, instrument, coid = make_coid(opp, leg),
-limit price, quantity, depends_on, type/purpose) equals the plain-Python reference's decision
-on the same pattern; decision and order counts equal the number of opportunities sent.
+Every pyperf value comes from a fresh engine process and run directory, and counts only after:
+the engine consumed exactly the md events sent and exited on EXIT; the commands the worker read
+from the order ring are the journal's commands, byte for byte and in order; `basis replay`'s
+function (engine/replay.py) re-decides the journal identically; orders were sent (more than one
+decision per 20 blocks) and each decision is two IOC legs of one opportunity (leg 0 buys, leg 1
+sells the same quantity, one leg on the perp and one on a spot book); every order was answered.
 
     .venv/bin/python perf/bench_e2e.py -o e2e.json [--fast] [--min-events N] [--realtime] [--only TEXT]
-    .venv/bin/python perf/bench_e2e.py -o e2e.json --debug-single-value --smoke --min-events 4000
+    .venv/bin/python perf/bench_e2e.py -o e2e.json --debug-single-value --smoke
     basis bench e2e [--fast]
 """
 
 from __future__ import annotations
 
-import atexit
 import multiprocessing as mp
-import os
+import shutil
+import sys
+import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
-import numba
 import numpy as np
 import pyperf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workload import EVERY_K, BookMarket, VenueAnswers, registry_of, scenario
+
 from basis_core import cpu as cpulayout
-from basis_core import schema
+from basis_core import schema as S
 from basis_core.config import CpuConfig
-from basis_core.hotloop import HotLoop, HotParams, PyEngine, orders_array, quote_ticks
-from basis_core.hotloop.loop import S_LAT_N, S_MD
+from basis_core.configio import to_plain
+from basis_core.engine.procs import engine_main
+from basis_core.engine.replay import replay, save_run_meta
+from basis_core.journal import JournalReader
 from basis_core.results.stats import percentile
 from basis_core.rings import CONSUMER, PRODUCER, Ring
-from basis_core.rings.atomics import cpu_relax, monotonic_ns
-from basis_core.rings.kernels import heartbeat, write_claim, write_publish
-from basis_core.rings.layout import OWN, RECORD_WORDS
-from basis_core.rings.wait import LIVENESS_SPINS, idle_poll
+from basis_core.units import MS
 
-EVERY_K = 100
-PATTERN = 100 * EVERY_K  # records in the replayed loop (a multiple of EVERY_K)
-MD_SLOTS = 4096
-ORDER_SLOTS = 1 << 16
 FEED_BATCH = 64
-ENGINE_BATCH = 256
-LAT_SAMPLES = 1 << 20
-#: paced latency runs: (impl, rate in md events/s, percentiles); the plain-Python engine is
-#: compared at a rate it sustains, the compiled one also at 1M/s
-LATENCY_RUNS = (
-    ("numba", 1_000_000, (50, 99, 99.9)),
-    ("numba", 20_000, (50, 99)),
-    ("python", 20_000, (50, 99)),
-)
-LOW_RATE_EVENTS = 20_000  # events per run at 20K/s: one second, 200 opportunities
-RT_BURST_S = 0.3  # --realtime: feed time per burst (see the module docstring)
-RT_PAUSE_S = 0.3  # --realtime: pause after a burst
-PARAMS = HotParams(max_age_ns=3_600 * 10**9)
-LAYOUT = CpuConfig(engine=1, io=-1, feeds=(0,))
+PATTERN_BLOCKS = 4  # blocks in the replayed pattern (unpaced runs)
+PACED_EVERY_K = 1000  # paced runs: one opportunity per this many records,
+PACED_HOLD = 100  # lasting this many records (10 ms at 10K/s)
+PACED_BLOCKS = 10
+#: paced latency runs: (rate in md events/s, percentiles)
+#: (20K/s is not sustained on the 2-core host with one record per batch: the engine falls
+#: behind, batches grow and the one-record opportunities are coalesced away)
+LATENCY_RUNS = ((10_000, (50, 99)),)
+LAYOUT = CpuConfig(engine=1, io=0)
 SPAWN = mp.get_context("spawn")
+READY_TIMEOUT_S = 300.0
+EXIT_TIMEOUT_S = 120.0
+LEG_MASK = (1 << S.LEG_BITS) - 1
+WARMUP_EVENTS = 3_000  # per run, paced at 10K/s before the timed part
+WARMUP_PACE_NS = 100_000
 
 
 def _label(rate: int) -> str:
@@ -96,331 +103,339 @@ def _placements() -> dict[str, cpulayout.Placement]:
     return {p.role: p for p in cpulayout.plan(LAYOUT)}
 
 
-def _parent_alive() -> bool:
-    return os.getppid() != 1
+class Run:
+    """One engine process (the product's engine_main) in a fresh run directory, and the io side
+    of it: feed, venue answers, consumer, checks."""
 
-
-# -- feed ---------------------------------------------------------------------------------
-
-
-@numba.njit(cache=True, nogil=True)
-def feed_nb(header, slots, local, pattern, first, n, batch, pace_ns, max_spins):
-    """Publish stream records first .. first+n-1 (record g = pattern[g % len(pattern)] with
-    seq = g + 1), `batch` per release store, ts_ns = CLOCK_MONOTONIC read just before that
-    store. pace_ns > 0: at most one batch per pace_ns (spinning on the clock). Returns how many
-    were published: fewer when waiting for room ran past max_spins polls."""
-    period = pattern.shape[0]
-    mask = slots.shape[0] - 1
-    done = 0
-    next_t = monotonic_ns()
-    while done < n:
-        want = batch if n - done > batch else n - done
-        if pace_ns > 0:
-            while monotonic_ns() < next_t:
-                cpu_relax()
-            next_t += pace_ns
-        k = write_claim(header, slots, local, want)
-        spins = 0
-        while k == 0:
-            spins += 1
-            if spins > max_spins:
-                heartbeat(header)
-                return done
-            idle_poll(spins)
-            k = write_claim(header, slots, local, want)
-        head = local[OWN]
-        g0 = first + done
-        for i in range(k):
-            s = (head + i) & mask
-            src = (g0 + i) % period
-            for w in range(RECORD_WORDS):
-                slots[s, w] = pattern[src, w]
-            slots[s, 0] = np.uint64(g0 + i + 1)
-        ts = np.uint64(monotonic_ns())
-        for i in range(k):
-            slots[(head + i) & mask, 1] = ts
-        write_publish(header, local, k)
-        done += k
-        if pace_ns > 0:
-            now = monotonic_ns()
-            if next_t < now - pace_ns:  # fell behind: do not burst to catch up
-                next_t = now
-    heartbeat(header)
-    return done
-
-
-def feed_main(md_name: str, conn, core, realtime: bool) -> None:
-    cpulayout.apply(cpulayout.Placement("feed0", core), realtime)
-    pattern = quote_ticks(PATTERN, EVERY_K).view(np.uint64).reshape(-1, RECORD_WORDS)
-    md = Ring.attach(md_name, PRODUCER)
-    feed_nb(md.header, md.slots, md.local, pattern, 0, 0, 1, 0, 1)
-    conn.send("ready")
-    while True:
-        cmd = conn.recv()
-        if cmd is None:
-            break
-        first, n, batch, pace_ns = cmd
-        done = 0
-        while done < n and _parent_alive():
-            done += int(
-                feed_nb(
-                    md.header,
-                    md.slots,
-                    md.local,
-                    pattern,
-                    first + done,
-                    n - done,
-                    batch,
-                    pace_ns,
-                    LIVENESS_SPINS,
-                )
-            )
-    md.close()
-
-
-# -- engine -------------------------------------------------------------------------------
-
-
-def engine_main(impl: str, md_name: str, od_name: str, conn, core, realtime: bool) -> None:
-    where = cpulayout.apply(cpulayout.Placement("engine", core), realtime)
-    md = Ring.attach(md_name, CONSUMER)
-    od = Ring.attach(od_name, PRODUCER)
-    if impl == "numba":
-        loop = HotLoop(PARAMS, md, od, latency_samples=LAT_SAMPLES)
-        loop.step(1, 0)
-    else:
-        py = PyEngine(PARAMS)
-        buf = schema.aligned_empty(ENGINE_BATCH)
-    conn.send(("ready", where))
-    while True:
-        target = conn.recv()
-        if target is None:
-            break
-        if impl == "numba":
-            loop.state[S_LAT_N] = 0
-            while loop.state[S_MD] < target and _parent_alive():
-                if loop.step(target - int(loop.state[S_MD]), LIVENESS_SPINS) == 0:
-                    md.check_producer()
-            s = loop.stats()
-            conn.send((s["md"], s["decisions"], s["orders"], s["rejects"], loop.latencies_ns()))
-        else:
-            lat: list[int] = []
-            idle = 0
-            while py.md < target and _parent_alive():
-                k = md.pop_batch(buf[: min(ENGINE_BATCH, target - py.md)])
-                if k == 0:
-                    idle += 1
-                    if idle % 100_000 == 0:
-                        md.check_producer()
-                    continue
-                orders = py.on_batch(buf[:k])
-                if orders:
-                    if od.push_wait(orders_array(orders)) != len(orders):
-                        raise RuntimeError("order ring consumer is gone")
-                    now = time.monotonic_ns()
-                    lat += [now - o[1] for o in orders[::2]]
-            conn.send((py.md, py.decisions, py.n_orders, dict(py.rejects), np.array(lat, np.int64)))
-    if impl == "numba":
-        loop.release()
-    od.close()
-    md.close()
-
-
-# -- worker side: the consumer, the checks, the clock -------------------------------------
-
-
-class Expected:
-    """The reference decisions on one lap of the pattern, as arrays indexed [decision, leg]."""
-
-    def __init__(self):
-        recs = quote_ticks(PATTERN, EVERY_K)
-        two = np.concatenate([recs, recs])
-        orders = PyEngine(PARAMS).on_batch(two)
-        arr = orders_array(orders)
-        d = len(orders) // 4
-        if len(orders) != 4 * (PATTERN // EVERY_K):
-            raise AssertionError(
-                f"reference: {len(orders)} orders on two laps, want {4 * (PATTERN // EVERY_K)}"
-            )
-        lap0, lap1 = arr[: 2 * d], arr[2 * d :]
-        for f in ("venue", "sub", "aux", "price", "qty"):
-            if not np.array_equal(lap0[f], lap1[f]):
-                raise AssertionError(f"reference: the pattern does not replay the same decisions ({f})")
-        self.per_lap = d
-        shape = (d, 2)
-        self.fields = {
-            f: lap0[f].reshape(shape)
-            for f in ("venue", "sub", "instrument", "aux", "price", "qty", "max_slip_bps")
-        }
-
-    def opportunities(self, first: int, n: int) -> int:
-        """Opportunities among stream records first .. first+n-1."""
-
-        def upto(g):  # records 0..g-1
-            return (g - (EVERY_K - 2) + EVERY_K - 1) // EVERY_K if g > EVERY_K - 2 else 0
-
-        return upto(first + n) - upto(first)
-
-    def check(self, recs: np.ndarray, next_seq: int) -> None:
-        """Raise AssertionError unless `recs` are orders next_seq, next_seq+1, ... as decided."""
-        o = recs.view(schema.ORDER_NEW)
-        n = o.shape[0]
-        seq = o["seq"].astype(np.int64)
-        want = np.arange(next_seq, next_seq + n, dtype=np.int64)
-        if not np.array_equal(seq, want):
-            bad = int(np.argmax(seq != want))
-            raise AssertionError(f"order seq {seq[bad]} where {want[bad]} was due (lost or reordered)")
-        m = (seq - 1) // 2
-        leg = (seq - 1) % 2
-        opp = m + 1
-        d = m % self.per_lap
-        checks = {
-            "kind": o["kind"] == int(schema.Kind.ORDER_NEW),
-            "coid": o["coid"].astype(np.int64) == (opp << schema.LEG_BITS) | leg,
-            "depends_on": o["depends_on"].astype(np.int64) == np.where(leg == 1, opp << schema.LEG_BITS, 0),
-            "ts_ns": o["ts_ns"] > 0,
-        }
-        for f, table in self.fields.items():
-            checks[f] = o[f] == table[d, leg]
-        for f, ok in checks.items():
-            if not ok.all():
-                bad = int(np.argmin(ok))
-                raise AssertionError(
-                    f"order seq {seq[bad]}: {f} = {o[f][bad]!r} differs from the reference decision"
-                )
-
-
-class Pipeline:
-    """Rings, feed and engine processes for one implementation; stopped at worker exit."""
-
-    def __init__(self, impl: str):
-        tag = f"bench-e2e-{impl}-{os.getpid()}"
-        self.impl = impl
-        self.md = Ring.create(tag + "-md", MD_SLOTS, CONSUMER)
-        self.od = Ring.create(tag + "-od", ORDER_SLOTS, CONSUMER)
+    def __init__(self, root: Path, realtime: bool, paced: bool):
         pl = _placements()
-        self.feed_conn, fc = SPAWN.Pipe()
-        self.engine_conn, ec = SPAWN.Pipe()
-        rt = _opts["realtime"]
-        self.feed = SPAWN.Process(
-            target=feed_main, args=(self.md.name, fc, pl["feed0"].core, rt), daemon=True
-        )
-        self.engine = SPAWN.Process(
-            target=engine_main,
-            daemon=True,
-            args=(impl, self.md.name, self.od.name, ec, pl["engine"].core, rt),
-        )
-        atexit.register(self.stop)
-        self.feed.start()
-        self.engine.start()
-        if not self.feed_conn.poll(180) or self.feed_conn.recv() != "ready":
-            raise RuntimeError("e2e feed process did not start")
-        if not self.engine_conn.poll(180):
-            raise RuntimeError("e2e engine process did not start")
-        _, self.engine_where = self.engine_conn.recv()
-        self.expected = Expected()
-        self.next_event = 0
-        self.next_order = 1
-        self.buf = np.zeros((ORDER_SLOTS, RECORD_WORDS), np.uint64)
+        eng, io = pl["engine"].core, pl["io"].core
+        self.cfg = scenario("real", -1 if eng is None else eng, -1 if io is None else io)
+        self.cfg = replace(self.cfg, cpu=replace(self.cfg.cpu, realtime=realtime))
+        cpulayout.apply(pl["io"])  # this process is the io side
+        self.reg = registry_of(self.cfg)
+        self.market = BookMarket(self.cfg, self.reg)
+        self.venue = VenueAnswers(self.cfg, self.reg)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="e2e-", dir=root))
+        save_run_meta(self.run_dir, self.cfg, self.reg)
+        r = self.cfg.rings
+        tag = f"bench-e2e-{Path(self.run_dir).name}"
+        self.md = Ring.create(tag + "-md", r.md_slots, PRODUCER)
+        self.ex = Ring.create(tag + "-ex", r.exec_slots, PRODUCER)
+        self.od = Ring.create(tag + "-od", r.order_slots, CONSUMER)
+        self.seq = {"md": 0, "ex": 0}
+        self.buf = S.aligned_empty(r.order_slots)
+        self.commands: list[np.ndarray] = []
+        self.pending = S.aligned_empty(0)  # answers not yet pushed (exec ring full)
+        self.sent_md = 0
+        self.next_reconcile = 0
+        self.published_ts: list[np.ndarray] = []  # ts_ns of every md record, in order
+        self.recv: list[tuple[int, int]] = []  # (order ts_ns, read at ns) per ORDER_NEW entry leg
+        # unpaced: the perp always dislocated (the engine takes thousands of records a batch);
+        # paced: one opportunity of PACED_HOLD records every PACED_EVERY_K records
+        if paced:
+            self.pattern, _ = self.market.pattern(PACED_BLOCKS, PACED_EVERY_K, hold=PACED_HOLD)
+        else:
+            self.pattern, _ = self.market.pattern(PATTERN_BLOCKS)
+        self.paced = paced
+        self.pos = 0
+        start = time.time_ns()
+        spec = {
+            "run_dir": str(self.run_dir),
+            "config": to_plain(self.cfg),
+            "registry": self.reg.as_dict(),
+            "md": self.md.name,
+            "exec": self.ex.name,
+            "orders": self.od.name,
+            "start_ns": start,
+            "resume": False,
+            "core": pl["engine"].core,
+            "core_note": pl["engine"].note,
+            "realtime": realtime,
+        }
+        self.proc = SPAWN.Process(target=engine_main, args=(spec,), name="basis-engine")
+        self.proc.start()
+        try:
+            self._start(start)
+        except BaseException:
+            self.close()
+            raise
 
-    def run(self, n: int, batch: int, pace_ns: int) -> tuple[float, np.ndarray]:
-        """Send n events, consume and check every order; returns (elapsed s, latencies ns)."""
-        first = self.next_event
-        t0 = time.perf_counter()
-        self.feed_conn.send((first, n, batch, pace_ns))
-        self.engine_conn.send(first + n)
-        while not self.engine_conn.poll(0):
-            if not self._drain():
-                if not (self.engine.is_alive() and self.feed.is_alive()):
-                    raise AssertionError("e2e: the feed or the engine process died")
-                time.sleep(0.0002)
-        elapsed = time.perf_counter() - t0
-        md, decisions, n_orders, rejects, lat = self.engine_conn.recv()
-        while self._drain():
-            pass
-        opp = self.expected.opportunities(first, n)
-        self.next_event = first + n
-        if md != first + n:
-            raise AssertionError(f"e2e[{self.impl}]: engine consumed {md} events, {first + n} were sent")
-        if rejects or decisions != (self.next_order - 1) // 2 or n_orders != self.next_order - 1:
-            raise AssertionError(
-                f"e2e[{self.impl}]: engine made {decisions} decisions, {n_orders} orders, "
-                f"rejects {rejects}; the consumer saw {self.next_order - 1} orders"
-            )
-        if lat.shape[0] != min(opp, LAT_SAMPLES):
-            raise AssertionError(f"e2e[{self.impl}]: {lat.shape[0]} latency samples for {opp} opportunities")
-        if (self.next_order - 1) // 2 != self.expected.opportunities(0, first + n):
-            raise AssertionError(
-                f"e2e[{self.impl}]: {(self.next_order - 1) // 2} opportunities sent as orders, "
-                f"{self.expected.opportunities(0, first + n)} in the stream"
-            )
-        if _opts["realtime"]:
-            time.sleep(RT_PAUSE_S)  # both processes blocked: under the real-time budget
-        return elapsed, lat
+    def _start(self, start: int) -> None:
+        """Wait for the engine's READY, then the run's first records and the warm-up."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        ready = False
+        while not ready:
+            n = self.od.pop_batch(self.buf)
+            if n:
+                got = self.buf[:n]
+                is_ready = (got["kind"] == S.Kind.CONTROL) & (got["sub"] == S.ControlCommand.READY)
+                ready = bool(is_ready.any())
+                self._commands(got[~is_ready].copy())
+                continue
+            if not self.proc.is_alive():
+                raise AssertionError(f"e2e: the engine process exited before READY ({self.proc.exitcode})")
+            if time.monotonic() > deadline:
+                raise AssertionError("e2e: the engine process was not READY in time")
+            time.sleep(0.001)
+        self._exec(self.market.initial_balances(start))
+        self._md(self.market.prologue())
+        # warm-up, untimed: the first decisions of a process take first-call paths (lazy
+        # imports, journal segment, first checkpoint state); their samples are dropped
+        self.feed(WARMUP_EVENTS, WARMUP_PACE_NS)
+        self.recv.clear()
 
-    def _drain(self) -> int:
-        k = self.od.pop_batch(self.buf)
+    # -- io side ---------------------------------------------------------------------------
+
+    def _exec(self, recs: np.ndarray) -> None:
+        recs = recs.copy()
+        recs["seq"] = np.arange(self.seq["ex"] + 1, self.seq["ex"] + 1 + len(recs))
+        self.seq["ex"] += len(recs)
+        self.pending = np.concatenate([self.pending, recs]).view(S.GENERIC)
+        self._flush_exec()
+
+    def _flush_exec(self) -> None:
+        if len(self.pending):
+            k = self.ex.push_batch(self.pending)
+            self.pending = self.pending[k:]
+
+    def _md(self, recs: np.ndarray) -> int:
+        """Publish as many of `recs` as fit (seq and ts_ns stamped now); returns how many."""
+        recs = recs.copy()
+        recs["seq"] = np.arange(self.seq["md"] + 1, self.seq["md"] + 1 + len(recs))
+        ts = time.time_ns()
+        recs["ts_ns"] = ts
+        k = self.md.push_batch(recs)
         if k:
-            self.expected.check(self.buf[:k].reshape(-1).view(schema.ORDER_NEW), self.next_order)
-            self.next_order += k
+            self.seq["md"] += k
+            self.sent_md += k
+            self.published_ts.append(np.full(k, ts, np.int64))
         return k
 
-    def stop(self) -> None:
-        for conn in (self.feed_conn, self.engine_conn):
-            try:
-                conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-        for p in (self.feed, self.engine):
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
-        self.md.close()
-        self.od.close()
+    def _next_records(self, n: int) -> np.ndarray:
+        """The next n records of the replayed pattern (n <= its length)."""
+        p = len(self.pattern)
+        a = self.pos % p
+        self.pos += n
+        if a + n <= p:
+            return self.pattern[a : a + n]
+        return np.concatenate([self.pattern[a:], self.pattern[: a + n - p]]).view(S.GENERIC)
+
+    def _commands(self, cmds: np.ndarray) -> None:
+        if len(cmds):
+            self.commands.append(cmds)
+            self._exec(self.venue.answer(cmds, time.time_ns()))
+
+    def poll(self) -> int:
+        """Read the order ring once: keep the commands, answer them; a reconcile pass when due."""
+        self._flush_exec()
+        n = self.od.pop_batch(self.buf)
+        now = time.time_ns()
+        if n:
+            cmds = self.buf[:n].copy()
+            new = cmds.view(S.ORDER_NEW)
+            entry = (
+                (cmds["kind"] == S.Kind.ORDER_NEW)
+                & ((new["coid"] & LEG_MASK) == 0)
+                & ((new["aux"] >> 8) == S.Purpose.ENTRY)
+            )
+            self.recv += [(int(t), now) for t in cmds["ts_ns"][entry]]
+            self._commands(cmds)
+        if now >= self.next_reconcile:
+            if self.next_reconcile:
+                self._exec(S.control_record(now, S.ControlCommand.RECONCILE, 0, 1))
+            self.next_reconcile = now + int(self.cfg.policy.reconcile_interval_ms * MS)
+        return n
+
+    def alive(self) -> None:
+        if not self.proc.is_alive():
+            raise AssertionError(f"e2e: the engine process died (exit code {self.proc.exitcode})")
+
+    def feed(self, n: int, pace_ns: int) -> float:
+        """Publish n md events (pace_ns = 0: as fast as the ring takes them) and wait until the
+        engine has taken them all; returns the seconds from the first publish to that."""
+        target = self.md.published + n
+        left = n
+        chunk = FEED_BATCH if pace_ns == 0 else 1
+        recs = self._next_records(min(chunk, left))
+        t0 = time.perf_counter()
+        next_t = time.perf_counter_ns()
+        polls = 0
+        while left:
+            if pace_ns:
+                while time.perf_counter_ns() < next_t:
+                    self.poll()
+                next_t += pace_ns
+            k = self._md(recs)
+            left -= k
+            if k == len(recs):
+                if left:
+                    recs = self._next_records(min(chunk, left))
+            else:
+                recs = recs[k:]
+            if not pace_ns:
+                self.poll()  # the io side answers between publishes (paced: while it waits)
+            polls += 1
+            if polls % 4096 == 0:
+                self.alive()
+        while self.md.consumed < target:
+            self.poll()
+            polls += 1
+            if polls % 4096 == 0:
+                self.alive()
+        # the engine releases a batch once journaled and then decides it: the clock stops when
+        # it has released one more exec record (a clean reconciliation pass, as the io side
+        # sends every second), which it reads only after deciding the last md batch
+        self._exec(S.control_record(time.time_ns(), S.ControlCommand.RECONCILE, 0, 1))
+        fence = self.ex.published
+        while self.ex.consumed < fence:
+            self.poll()
+            polls += 1
+            if polls % 4096 == 0:
+                self.alive()
+        return time.perf_counter() - t0
+
+    def finish(self) -> dict:
+        """EXIT the engine (once its order ring is quiet) and check everything; the figures'
+        companions (counts) as a dict."""
+        quiet_until = time.monotonic() + 0.2
+        while time.monotonic() < quiet_until:
+            if self.poll():
+                quiet_until = time.monotonic() + 0.2
+        self._exec(S.control_record(time.time_ns(), S.ControlCommand.EXIT))
+        deadline = time.monotonic() + EXIT_TIMEOUT_S
+        while self.proc.is_alive() and time.monotonic() < deadline:
+            if not self.poll():
+                time.sleep(0.0005)
+        while self.poll():
+            pass
+        self.proc.join(5)
+        if self.proc.is_alive() or self.proc.exitcode != 0:
+            raise AssertionError(f"e2e: the engine process did not exit cleanly ({self.proc.exitcode})")
+        return self.check()
+
+    def check(self) -> dict:
+        got = np.concatenate(self.commands).view(S.GENERIC) if self.commands else S.aligned_empty(0)
+        recs = np.concatenate([b for _, b in JournalReader(self.run_dir / "journal").batches(0)]).view(
+            S.GENERIC
+        )
+        journaled = recs[recs["source"] == S.Source.ENGINE]
+        # bytes 60-63 are the check field the journal seals (schema.seal); the rest is the command
+        words = 64 - 4
+        if not np.array_equal(
+            got.view(np.uint8).reshape(-1, 64)[:, :words], journaled.view(np.uint8).reshape(-1, 64)[:, :words]
+        ):
+            raise AssertionError(
+                f"e2e: the order ring carried {len(got)} commands, the journal holds {len(journaled)}, "
+                "not the same bytes"
+            )
+        md_in = int(np.isin(recs["kind"], (S.Kind.BOOK_LEVEL, S.Kind.TOP_OF_BOOK)).sum())
+        if md_in != self.sent_md:
+            raise AssertionError(f"e2e: the journal holds {md_in} md events, {self.sent_md} were sent")
+        res = replay(self.run_dir, log=lambda line: None)
+        if not res.identical or res.commands != len(journaled):
+            raise AssertionError(
+                f"e2e: replay re-decided {res.mismatched_batches} batches differently "
+                f"({res.commands} commands replayed, {len(journaled)} journaled)"
+            )
+        new = got[got["kind"] == S.Kind.ORDER_NEW].view(S.ORDER_NEW)
+        entries = new[(new["aux"] >> 8) == S.Purpose.ENTRY]
+        # paced: one opportunity per block, decided unless its pair is still busy; unpaced: at
+        # most one decision per engine batch (thousands of records)
+        want = self.sent_md // PACED_EVERY_K // 2 if self.paced else 1
+        if len(entries) < max(want, 1):
+            raise AssertionError(f"e2e: {len(entries)} decisions sent orders, at least {want} were due")
+        perp = self.market.books[self.market.perp][1]
+        by_opp: dict[int, list] = {}
+        for o in new:
+            by_opp.setdefault(int(o["coid"]) >> S.LEG_BITS, []).append(o)
+        for opp, legs in by_opp.items():
+            if (int(legs[0]["aux"]) >> 8) != S.Purpose.ENTRY:
+                continue
+            if len(legs) != 2:
+                raise AssertionError(f"e2e: opportunity {opp} has {len(legs)} legs")
+            buy, sell = sorted(legs, key=lambda o: int(o["coid"]))
+            if (int(buy["sub"]), int(sell["sub"])) != (S.Side.BUY, S.Side.SELL):
+                raise AssertionError(f"e2e: opportunity {opp}: leg 0 must buy and leg 1 sell")
+            if float(buy["qty"]) != float(sell["qty"]) or not float(buy["qty"]) > 0:
+                raise AssertionError(f"e2e: opportunity {opp}: legs of {buy['qty']} and {sell['qty']}")
+            if (int(buy["instrument"]) == perp) == (int(sell["instrument"]) == perp):
+                raise AssertionError(f"e2e: opportunity {opp} is not a spot/perp pair")
+        if self.venue.counts["new"] != len(new):
+            raise AssertionError(f"e2e: {self.venue.counts['new']} of {len(new)} orders answered")
+        return {
+            "md": self.sent_md,
+            "decisions": len(entries),
+            "orders": len(new),
+            "commands": len(got),
+            "journal_records": len(recs),
+            "checkpoints": len(list(self.run_dir.glob("checkpoint*"))),
+        }
+
+    def latencies(self) -> np.ndarray:
+        """Per entry order: read time - ts_ns of the newest md record at or before its ts_ns."""
+        if not self.recv:
+            return np.zeros(0, np.int64)
+        ts = np.concatenate(self.published_ts)
+        order_ts = np.array([t for t, _ in self.recv], np.int64)
+        read = np.array([r for _, r in self.recv], np.int64)
+        idx = np.searchsorted(ts, order_ts, side="right") - 1
+        ok = idx >= 0
+        return (read[ok] - ts[idx[ok]]).astype(np.int64)
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+        for ring in (self.md, self.ex, self.od):
+            ring.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-_pipes: dict[str, Pipeline] = {}
-_opts = {"realtime": False}
+_opts: dict = {"realtime": False, "root": None, "quiet": False}
 
 
-def _pipe(impl: str) -> Pipeline:
-    if impl not in _pipes:
-        _pipes[impl] = Pipeline(impl)
-    return _pipes[impl]
+def _root() -> Path:
+    if _opts["root"] is None:
+        _opts["root"] = Path(tempfile.mkdtemp(prefix="basis-bench-e2e-"))
+    return _opts["root"]
 
 
-def _events(impl: str, rate: int, min_events: int) -> int:
-    """md events per timed run (pyperf's inner loops). Throughput (rate 0): min_events, a
-    twentieth for the plain-Python engine (~20-100x slower); latency at 1M/s: a fifth (at
-    least 1000 opportunities, for a p99.9); at lower rates LOW_RATE_EVENTS."""
-    if rate == 0:
-        n = min_events if impl == "numba" else min_events // 20
-    elif rate >= 1_000_000:
-        n = max(min_events // 5, 1000 * EVERY_K)
-    else:
-        n = LOW_RATE_EVENTS
-    return max(n, 20 * EVERY_K)
+def _one_run(n: int, pace_ns: int) -> tuple[float, np.ndarray, dict]:
+    run = Run(_root(), _opts["realtime"], pace_ns > 0)
+    try:
+        elapsed = run.feed(n, pace_ns)
+        counts = run.finish()
+        return elapsed, run.latencies(), counts
+    finally:
+        run.close()
 
 
-def throughput(loops: int, impl: str, inner: int) -> float:
-    pipe, n = _pipe(impl), loops * inner
-    # with --realtime the consumer (this process) cannot run beside the two spinning SCHED_FIFO
-    # processes: a run must fit its orders in the order ring, or the engine waits on it until
-    # the kernel's real-time throttle lets this process drain
-    chunk = (ORDER_SLOTS // 2 - 1) * EVERY_K if _opts["realtime"] else n
-    return sum(pipe.run(min(chunk, n - start), FEED_BATCH, 0)[0] for start in range(0, n, chunk))
+def _say(what: str, elapsed: float, counts: dict, lat: np.ndarray | None = None) -> None:
+    """One line per checked value on stderr: what the figure rests on."""
+    line = (
+        f"e2e {what}: {counts['md']:,} md events in {elapsed:.3f} s, {counts['decisions']:,} decisions "
+        f"({counts['orders']:,} orders, {counts['commands']:,} commands) = journal = replay; "
+        f"{counts['journal_records']:,} journal records, {counts['checkpoints']} checkpoint(s)"
+    )
+    if lat is not None and lat.size:
+        p50, p99 = np.percentile(lat, [50, 99]) / 1e3
+        line += f"; tick-to-order p50 {p50:.0f} us, p99 {p99:.0f} us over {lat.size} orders"
+    if not _opts["quiet"]:
+        print(line, file=sys.stderr, flush=True)
 
 
-def latency(loops: int, impl: str, rate: int, pct: float, inner: int) -> float:
-    pipe, n = _pipe(impl), loops * inner
-    burst = max(EVERY_K, int(RT_BURST_S * rate) // EVERY_K * EVERY_K) if _opts["realtime"] else n
-    parts = []
-    for start in range(0, n, burst):
-        parts.append(pipe.run(min(burst, n - start), 1, 1_000_000_000 // rate)[1])
-    lat = np.concatenate(parts)
+def throughput(loops: int, inner: int) -> float:
+    elapsed, _, counts = _one_run(loops * inner, 0)
+    _say("throughput", elapsed, counts)
+    return elapsed
+
+
+def latency(loops: int, rate: int, pct: float, inner: int) -> float:
+    elapsed, lat, counts = _one_run(loops * inner, 1_000_000_000 // rate)
     if lat.size == 0:
-        raise AssertionError("no latency samples")
+        raise AssertionError("e2e: no latency samples")
+    _say(f"paced {_label(rate)}/s", elapsed, counts, lat)
     return percentile(lat, pct) * 1e-9 * loops * inner
 
 
@@ -440,53 +455,49 @@ def main() -> None:
         "--min-events",
         type=int,
         default=None,
-        help="md events per timed run at least (default 2,000,000; --fast 500,000)",
+        help="md events per timed run (default 200,000; --fast 100,000; --smoke 4,000)",
     )
     runner.argparser.add_argument(
-        "--smoke", action="store_true", help="the smallest form: both throughputs and one latency percentile"
+        "--smoke", action="store_true", help="the smallest form: throughput and one latency percentile"
     )
     runner.argparser.add_argument(
         "--realtime",
         action="store_true",
-        help="run the feed and the engine SCHED_FIFO when permitted (they then "
-        "take their cores from every other process while the suite runs)",
+        help="run the engine SCHED_FIFO when permitted ([cpu] realtime)",
     )
     runner.argparser.add_argument(
         "--only", default="", help="run only the benchmarks whose name contains this"
     )
     args = runner.parse_args()
     _opts["realtime"] = args.realtime
+    _opts["quiet"] = args.quiet
     if args.min_events is None:
-        args.min_events = 500_000 if args.fast else 2_000_000
+        args.min_events = 4_000 if args.smoke else 100_000 if args.fast else 200_000
     pl = _placements()
     runner.metadata["e2e_layout"] = "; ".join(
-        f"{p.role} core {p.core}" + (f" ({p.note})" if p.note else "")
-        for p in pl.values()
-        if p.role in ("engine", "feed0")
+        f"{p.role} core {p.core}" + (f" ({p.note})" if p.note else "") for p in pl.values()
     )
-    runner.metadata["e2e_realtime"] = (
-        "SCHED_FIFO requested for feed and engine" if args.realtime else "SCHED_OTHER"
+    runner.metadata["e2e_engine"] = (
+        "basis_core.engine.procs.engine_main (the real-clock engine process: journal, "
+        "EngineCore.step, checkpoints), default scenario policy"
     )
     runner.metadata["e2e_workload"] = (
-        f"TOP_OF_BOOK ticks, 2 venues, one opportunity (2 orders) every {EVERY_K} "
-        f"ticks; md ring {MD_SLOTS}, order ring {ORDER_SLOTS}"
+        "BOOK_LEVEL records on the default scenario's 3 books; unpaced: the perp always "
+        f"dislocated (direction flips every {EVERY_K // 2} records); paced: a dislocation of "
+        f"{PACED_HOLD} records every {PACED_EVERY_K} records; every order answered (ACK + fill)"
     )
-    for impl in ("numba", "python"):
-        inner = _events(impl, 0, args.min_events)
-        if args.only not in f"E2EThroughput[{impl}]":
-            continue
-        runner.bench_time_func(f"E2EThroughput[{impl}]", throughput, impl, inner, inner_loops=inner)
-    for impl, rate, pcts in LATENCY_RUNS:
-        if args.smoke and (impl, rate) != ("numba", 1_000_000):
-            continue
-        inner = _events(impl, rate, args.min_events)
-        if args.smoke:
-            inner = min(inner, args.min_events)
+    inner = args.min_events
+    if args.only in "E2EThroughput[engine]":
+        runner.bench_time_func("E2EThroughput[engine]", throughput, inner, inner_loops=inner)
+    for rate, pcts in LATENCY_RUNS[:1] if args.smoke else LATENCY_RUNS:
+        n = inner if args.smoke else max(inner // 4, rate * 3)
         for pct in (99,) if args.smoke else pcts:
-            name = f"TickToOrderLatency[{impl},rate={_label(rate)}].p{str(pct).replace('.', '')}"
+            name = f"TickToOrderLatency[engine,rate={_label(rate)}].p{str(pct).replace('.', '')}"
             if args.only not in name:
                 continue
-            runner.bench_time_func(name, latency, impl, rate, pct, inner, inner_loops=inner)
+            runner.bench_time_func(name, latency, rate, pct, n, inner_loops=n)
+    if _opts["root"] is not None:
+        shutil.rmtree(_opts["root"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from basis_core import schema
 from basis_core.bench import ROOT, SKIPPED, SUITES, load_medians, render, summarize
 from basis_core.rings import leftovers
 
@@ -45,15 +46,32 @@ def test_suites_point_at_scripts():
 
 
 def test_e2e_smallest_form(tmp_path):
+    """The product's engine process (procs.engine_main) fed unpaced and at 10K/s; each value is
+    checked (order ring = journal = replay) before it is written."""
     out = tmp_path / "e2e.json"
-    proc = run(SUITES["e2e"], ["--smoke", "--min-events", "4000"], out)
+    proc = run(SUITES["e2e"], ["--smoke", "--min-events", "4000"], out, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert names(out) == {
-        "E2EThroughput[numba]",
-        "E2EThroughput[python]",
-        "TickToOrderLatency[numba,rate=1M].p99",
+        "E2EThroughput[engine]",
+        "TickToOrderLatency[engine,rate=10K].p99",
     }
-    assert not [n for n in leftovers() if n.startswith("basis-bench-e2e-")]
+    assert not [n for n in leftovers() if n.startswith("bench-e2e-")]
+
+
+def test_peer_basis_side_decides_every_opportunity():
+    """The peer suite's basis side (EngineCore over the quote ticks, journal on) runs without
+    NautilusTrader; its own checks (a decision per opportunity, two orders each, all filled,
+    every hedge completed) hold on a short stream."""
+    spec = importlib.util.spec_from_file_location("bench_nautilus", ROOT / SUITES["peers"])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    side = mod.BasisSide(1000)
+    assert side.run() > 0
+    top = side.ticks.view(schema.TOP_OF_BOOK)
+    # the first opportunity taken out of the stream: its venue quotes what the other one does
+    top["bid_px"][98], top["ask_px"][98] = top["bid_px"][97], top["ask_px"][97]
+    with pytest.raises(AssertionError, match="9 decisions"):
+        side.run()
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None, reason="no C compiler")

@@ -14,7 +14,7 @@ producer equally fast.
 
 `STRATEGIES` maps the names of `[rings] wait` in the config (spin / yield / sleep) to them.
 
-Compiled loops that wait on a ring cursor (`seqcheck`, the hot loop, the ring and e2e benches)
+Compiled loops that wait on a ring cursor (`seqcheck`, the ring benches)
 call `idle_poll(polls)` after each empty poll: PAUSE for the first SPIN_BEFORE_YIELD polls, then
 sched_yield on every poll (on a host with more runnable threads than cores, a pure spin would
 burn the time slice the other end needs). They count the polls and return to Python after their

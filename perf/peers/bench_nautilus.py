@@ -1,21 +1,35 @@
-"""A peer in the same run: the end-to-end workload through NautilusTrader's backtest engine.
+"""A peer in the same run: one quote workload through NautilusTrader's backtest engine and
+through basis's own engine.
 
-The workload is basis_core.hotloop.workload.quote_ticks: N quote ticks alternating between two
-venues on one instrument, one opportunity every EVERY_K ticks. A NautilusTrader Strategy keeps
-the last quote per venue, runs the spread check on every tick (best bid of one venue over the
-best ask of the other by at least HotParams.trigger_bps) and, when it passes, submits two IOC
-market orders (buy where it is cheap, sell where it is dear) for the smaller top-of-book size.
-Both venues are simulated NautilusTrader venues (SIM_A, SIM_B) with L1 books fed by the ticks.
+The workload is perf/workload.py quote_ticks: N quote ticks alternating between two venues on
+one instrument, one opportunity every EVERY_K ticks (a bid ARB_BPS over the other venue's ask).
+
+NautilusTrader: a Strategy keeps the last quote per venue, runs the spread check on every tick
+(best bid of one venue over the best ask of the other by at least TRIGGER_BPS) and, when it
+passes, submits two IOC market orders (buy where it is cheap, sell where it is dear) for the
+smaller top-of-book size. Both venues are simulated NautilusTrader venues (SIM_A, SIM_B) with
+L1 books fed by the ticks.
+
+basis: the product's engine (EngineCore, the default scenario's policy: full dispatch-time gate,
+sizing, hedge monitoring and state machines), each tick one input batch closed by its TIMER as
+the engine process journals and decides them (the journal appended, `procs._emit`: EngineCore.step,
+the commands journaled). The ticks become alpha's and beta's BTC/USDT books (instrument = venue);
+alpha and beta hold enough inventory for the whole stream; every order is answered at once with
+an ACK and a fill (perp/workload.py VenueAnswers) in the next batch, as the io side would.
+Ticks are TICK_NS apart in record time (the engine reads no clock).
 
     PeerThroughput[nautilus]   pyperf value: seconds per quote tick of `BacktestEngine.run()`
                                over the tick stream, orders included (events/s = 1 / value).
                                The engine is built and the ticks are loaded outside the timed
                                part; each run resets the engine and replays the same ticks.
     PeerThroughput[nautilus,noorders]   the same stream with the spread check only.
+    PeerThroughput[basis]      seconds per quote tick through basis's engine (a fresh engine and
+                               journal per run, built outside the timed part), orders answered.
 
-Before a value counts, the strategy must have seen every tick and made exactly the number of
-decisions the workload holds (N // EVERY_K), and the venues must have produced a fill or a
-rejection event for every order submitted.
+Before a value counts, each side must have seen every tick and made exactly the number of
+decisions the workload holds (N // EVERY_K): NautilusTrader's venues must have produced a fill
+or a rejection event for every order submitted; basis's engine must have sent two orders per
+decision, all filled, every hedge completed.
 
 NautilusTrader is an optional extra (`pip install 'basis[peers]'`); without it this suite says
 so and exits with status 75 (`basis_core.bench.SKIPPED`: `basis bench` reports the suite as
@@ -26,9 +40,14 @@ skipped) and writes no JSON.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pyperf
 
 try:
@@ -45,12 +64,22 @@ try:
 except ImportError:  # optional extra not installed
     nautilus_trader = None
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workload import VenueAnswers, quote_ticks, registry_of, scenario
+
+from basis_core import schema as S
 from basis_core.bench import SKIPPED
-from basis_core.hotloop import HotParams, quote_ticks
+from basis_core.engine.build import fixed_marks_of, policy_of, rules_of
+from basis_core.engine.core import INITIAL_BALANCE, EngineCore
+from basis_core.engine.procs import _emit
+from basis_core.journal import JournalWriter
 
 EVERY_K = 100
-TRIGGER_BPS = HotParams().trigger_bps
+TRIGGER_BPS = 5.0
 SIZE_SCALE = 100_000  # quote_ticks sizes (coins, 3 decimals) -> whole units of the FX pair
+TICK_NS = 5_000_000  # basis side: record time between ticks
+T0 = 1_700_000_000_000_000_000
 
 
 if nautilus_trader is not None:
@@ -150,6 +179,89 @@ def build(n_ticks: int, send_orders: bool):
     return engine, strategy
 
 
+# -- basis's engine on the same ticks -------------------------------------------------------------
+
+
+class BasisSide:
+    """The quote ticks as engine input batches, and a fresh engine and journal per run."""
+
+    def __init__(self, n_ticks: int):
+        cfg = scenario("virtual")
+        venues = dict(cfg.venues)
+        for name in ("alpha", "beta"):  # inventory for the whole stream (it trades one way)
+            venues[name] = replace(venues[name], balances={**venues[name].balances, "BTC": 1e6, "USDT": 1e9})
+        self.cfg = replace(cfg, venues=venues)
+        self.reg = registry_of(self.cfg)
+        ticks = quote_ticks(n_ticks, EVERY_K).view(S.GENERIC).copy()
+        ticks["instrument"] = ticks["venue"]  # alpha-BTCUSDT is instrument 1 on venue 1, beta's 2 on 2
+        ticks["ts_ns"] = T0 + (np.arange(n_ticks) + 1) * TICK_NS
+        ticks["source"] = S.Source.VENUE
+        self.ticks = ticks
+        self.timers = [S.timer_record(int(t)) for t in ticks["ts_ns"]]
+
+    def engine(self, root: Path) -> tuple[EngineCore, JournalWriter, VenueAnswers]:
+        cfg, reg = self.cfg, self.reg
+        core = EngineCore(
+            reg,
+            rules_of(cfg),
+            policy_of(cfg),
+            {},
+            T0,
+            fixed_marks=fixed_marks_of(cfg),
+            builtin_signals=cfg.signals.builtin,
+        )
+        journal = JournalWriter(root / "journal", cfg.journal)
+        start = []
+        for venue, v in sorted(cfg.venues.items()):
+            for asset, amount in sorted(v.balances.items()):
+                rec = S.empty(S.Kind.BALANCE_UPDATE)
+                rec["ts_ns"], rec["source"], rec["sub"] = T0, S.Source.RUNNER, INITIAL_BALANCE
+                rec["venue"], rec["aux"], rec["free"] = reg.venue(venue), reg.asset(asset), amount
+                start.append(rec.view(S.GENERIC))
+        batch = np.concatenate([*start, S.timer_record(T0)]).view(S.GENERIC)
+        journal.append(batch)
+        _emit(core, batch, journal, None)
+        return core, journal, VenueAnswers(cfg, reg)
+
+    def run(self) -> float:
+        """Seconds to decide every tick (one batch each, journaled), answers fed back."""
+        root = Path(tempfile.mkdtemp(prefix="basis-peer-"))
+        try:
+            core, journal, venue = self.engine(root)
+            ticks, timers, n = self.ticks, self.timers, len(self.ticks)
+            answers = S.aligned_empty(0)
+            t0 = time.perf_counter()
+            for k in range(n):
+                batch = np.concatenate([answers, ticks[k : k + 1], timers[k]]).view(S.GENERIC)
+                journal.append(batch)
+                cmds = _emit(core, batch, journal, None)
+                answers = venue.answer(cmds, int(timers[k]["ts_ns"][0])) if len(cmds) else answers[:0]
+            elapsed = time.perf_counter() - t0
+            journal.close()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        c, want = core.counters, n // EVERY_K
+        if c.signals_seen != want or c.orders_submitted != 2 * want:
+            raise AssertionError(
+                f"basis peer: {c.signals_seen} decisions, {c.orders_submitted} orders "
+                f"(the workload holds {want} opportunities) rejected: {c.rejected}"
+            )
+        if c.orders_filled != 2 * want or c.hedges_completed != want:
+            raise AssertionError(
+                f"basis peer: {c.orders_filled} orders filled, {c.hedges_completed} hedges completed of {want}"
+            )
+        return elapsed
+
+
+_basis: dict[int, BasisSide] = {}
+
+
+def run_basis(loops: int) -> float:
+    n = _opts["ticks"]
+    side = _basis.setdefault(n, BasisSide(n))
+    return sum(side.run() for _ in range(loops))
+
+
 _engines: dict[bool, tuple] = {}
 _opts = {"ticks": 100_000}
 
@@ -203,8 +315,12 @@ def main() -> int:
     _opts["ticks"] = args.ticks
     runner.metadata["peer"] = f"nautilus_trader {nautilus_trader.__version__} BacktestEngine"
     runner.metadata["peer_workload"] = f"{args.ticks} quote ticks, 2 venues, one opportunity every {EVERY_K}"
+    runner.metadata["peer_basis"] = (
+        "EngineCore.step per tick (default scenario policy), journal on, procs._emit; orders answered"
+    )
     runner.bench_time_func("PeerThroughput[nautilus]", run, True, inner_loops=args.ticks)
     runner.bench_time_func("PeerThroughput[nautilus,noorders]", run, False, inner_loops=args.ticks)
+    runner.bench_time_func("PeerThroughput[basis]", run_basis, inner_loops=args.ticks)
     return 0
 
 
