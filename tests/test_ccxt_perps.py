@@ -219,3 +219,52 @@ def test_leverage_the_venue_cannot_take_is_a_config_error():
         )
     with pytest.raises(ConfigError, match=r"leverage\.OTHER"):
         from_dict({"instruments": {NAME: "BTC/USDT:USDT"}, "leverage": {"OTHER": 3}}, "venues.usdm")
+
+
+def test_basis_emulator_kind_usdm_serves_a_perp_venue_of_a_config(tmp_path):
+    from adapters.ccxt.emulate import serve_venue
+    from adapters.ccxt.world import venue_table
+
+    cfg = load(Path(__file__).resolve().parents[1] / "examples" / "live-local.toml")
+    inst = dict(cfg.instruments)
+    inst["beta-BTCUSDT"] = replace(inst["beta-BTCUSDT"], kind="perp", symbol="BTC/USDT:USDT", leverage=3.0)
+    cfg = replace(cfg, instruments=inst)
+    with pytest.raises(ConfigError, match=r"alpha-BTCUSDT\.kind: .*perp instruments only"):
+        serve_venue(cfg, "alpha", "usdm")
+    served = serve_venue(cfg, "beta", "usdm")
+    emu = served.emulator
+    assert isinstance(emu, FuturesEmulator) and emu.exchange.leverage["BTCUSDT"] == 3.0
+    table = venue_table(cfg, "beta")
+    assert table["instruments"] == {"beta-BTCUSDT": "BTC/USDT:USDT"} and table["leverage"] == {
+        "beta-BTCUSDT": 3.0
+    }
+
+    async def body():
+        await served.start()
+        venue = CcxtVenue(
+            "beta",
+            from_dict(
+                {
+                    "exchange": "binanceusdm",
+                    "base_url": served.url,
+                    "instruments": table["instruments"],
+                    "leverage": {"beta-BTCUSDT": 3},
+                },
+                "venues.beta.ccxt",
+            ),
+            Credentials(served.key, served.secret),
+        )
+        try:
+            await venue.start()
+            assert venue.instruments()["beta-BTCUSDT"].kind == "perp"
+            assert served.market is not None
+            served.market.publish_funding(0)  # the generator's mark and rate reach the venue
+            (update,) = await venue._perps.funding_updates()  # type: ignore[union-attr]
+            assert update.mark_price == pytest.approx(emu.mark("BTCUSDT")) and update.mark_price > 0
+            usdt = (await venue.balances())["USDT"]
+            assert usdt.total == cfg.venues["beta"].balances["USDT"]
+        finally:
+            await venue.close()
+            await served.stop()
+
+    asyncio.run(body())

@@ -225,7 +225,10 @@ def test_the_emulator_command_refuses_what_it_cannot_serve(tmp_path, capsys):
     out = tmp_path / "s.toml"
     base = ["emulator", "--config", str(EXAMPLE), "--secrets-out", str(out)]
     assert main([*base, "--kind", "usdm", "--venue", "beta"]) == 1
-    assert "kind: usdm: the USDⓈ-M futures emulator is not built yet" in capsys.readouterr().err
+    assert (
+        "instruments.beta-BTCUSDT.kind: the usdm emulator lists perp instruments only"
+        in capsys.readouterr().err
+    )
     assert main([*base, "--venue", "gamma"]) == 1
     assert "venue: 'gamma' is not in [venues]" in capsys.readouterr().err
     assert main([*base, "--kind", "coinm", "--venue", "alpha"]) == 1

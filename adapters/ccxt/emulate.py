@@ -20,8 +20,9 @@ participants' trades. After `horizon_s` the market starts over (a jump back to i
 price).
 
 The emulator kind is a factory (`KINDS`): "spot" is the Binance spot REST emulator
-(`adapters/emulator/server.py`); "usdm" (USDⓈ-M futures) is a ConfigError until its emulator
-exists.
+(`adapters/emulator/server.py`) for spot instruments; "usdm" the USDⓈ-M futures emulator
+(`adapters/emulator/futures.py`) for perpetuals, each at its config leverage, funding every
+`funding_interval_s`, marks and funding rates from the generated market.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Protocol
 import numpy as np
 
 from adapters.emulator import Emulator
+from adapters.emulator.futures import FuturesEmulator
 from adapters.sim.market import Listing, MarketDriver
 from adapters.sim.matching import FeeSchedule, Spec
 from basis_core.config import MAX_DURATION_S, MAX_MARKET_CELLS, Config
@@ -86,14 +88,15 @@ class Built:
     symbols: dict[str, str] = field(default_factory=dict)
 
 
-def _spot(cfg: Config, venue: str, keys: dict[str, tuple[str, str]]) -> Built:
-    vcfg = cfg.venues[venue]
+def _specs(cfg: Config, venue: str, kind: str) -> tuple[list[Spec], dict[str, str]]:
+    """Specs and wire symbols of `venue`'s instruments, all of `kind` ("spot" or "perp")."""
     specs, symbols = [], {}
     for iname, inst in cfg.instruments.items():
         if inst.venue != venue:
             continue
-        if inst.kind != "spot":
-            raise ConfigError(f"instruments.{iname}.kind", "the spot emulator lists spot instruments only")
+        if inst.kind != kind:
+            what = "the spot emulator lists spot" if kind == "spot" else "the usdm emulator lists perp"
+            raise ConfigError(f"instruments.{iname}.kind", f"{what} instruments only")
         sym = f"{inst.base}{inst.quote}"
         try:
             specs.append(
@@ -110,19 +113,38 @@ def _spot(cfg: Config, venue: str, keys: dict[str, tuple[str, str]]) -> Built:
         except ConfigError as exc:
             raise ConfigError(f"instruments.{iname}", exc.message) from None
         symbols[iname] = sym
-    fees = FeeSchedule(vcfg.maker_fee_bps, vcfg.taker_fee_bps)
-    emu = Emulator(specs, keys, name=venue, fees=fees)
-    for asset, amount in vcfg.balances.items():
+    return specs, symbols
+
+
+def _funded(emu: Emulator, cfg: Config, venue: str, symbols: dict[str, str]) -> Built:
+    for asset, amount in cfg.venues[venue].balances.items():
         emu.deposit(OWNER, asset, amount)
     return Built(emu, EmulatorMarket(emu, symbols, _WallClock()), symbols)
 
 
+def _spot(cfg: Config, venue: str, keys: dict[str, tuple[str, str]]) -> Built:
+    """Binance spot REST (ccxt `binance`)."""
+    vcfg = cfg.venues[venue]
+    specs, symbols = _specs(cfg, venue, "spot")
+    fees = FeeSchedule(vcfg.maker_fee_bps, vcfg.taker_fee_bps)
+    return _funded(Emulator(specs, keys, name=venue, fees=fees), cfg, venue, symbols)
+
+
 def _usdm(cfg: Config, venue: str, keys: dict[str, tuple[str, str]]) -> Built:
-    raise ConfigError(
-        "kind",
-        "usdm: the USDⓈ-M futures emulator is not built yet (adapters/emulator/futures.py); "
-        "--kind spot serves spot venues",
+    """Binance USDⓈ-M futures REST (ccxt `binanceusdm`): perps, each at its config leverage;
+    marks and funding come from the generator, funding settles every `funding_interval_s`."""
+    vcfg = cfg.venues[venue]
+    specs, symbols = _specs(cfg, venue, "perp")
+    leverage = {symbols[n]: i.leverage for n, i in cfg.instruments.items() if n in symbols}
+    emu = FuturesEmulator(
+        specs,
+        keys,
+        name=venue,
+        fees=FeeSchedule(vcfg.maker_fee_bps, vcfg.taker_fee_bps),
+        leverage=leverage,
+        funding_interval_s=vcfg.funding_interval_s,
     )
+    return _funded(emu, cfg, venue, symbols)
 
 
 #: emulator kinds: name -> builder(cfg, venue, keys). A new kind is one builder and one entry.

@@ -83,6 +83,9 @@ def venue_table(cfg: Config, name: str) -> dict:
                 raise ConfigError(f"{path}.instruments", f"has no ccxt symbol for instrument {iname!r}")
     else:
         table["instruments"] = {n: _symbol(i) for n, i in mine.items()}
+    perps = {n: i.leverage for n, i in mine.items() if i.kind == "perp"}
+    if perps and "leverage" not in table:  # the engine sizes perps at the config's leverage
+        table["leverage"] = perps
     cred = table.get("credentials")
     if isinstance(cred, dict) and isinstance(cred.get("secrets_file"), str) and cred["secrets_file"]:
         table["credentials"] = dict(cred, secrets_file=str(cfg.data_path(cred["secrets_file"])))

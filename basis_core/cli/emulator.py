@@ -9,9 +9,9 @@ our account are written to the --secrets-out file (TOML, mode 0600), which the v
 
     emulator NAME KIND listening on http://127.0.0.1:PORT
 
-It runs until SIGINT or SIGTERM (exit 0). --kind spot speaks Binance spot REST; --kind usdm
-(USDⓈ-M futures) is refused until its emulator exists. A config or a venue it cannot serve is
-an error naming the key (exit 1).
+It runs until SIGINT or SIGTERM (exit 0). --kind spot speaks Binance spot REST (spot
+instruments); --kind usdm Binance USDⓈ-M futures REST (perp instruments, ccxt binanceusdm).
+A config or a venue it cannot serve is an error naming the key (exit 1).
 """
 
 from __future__ import annotations
