@@ -14,6 +14,8 @@ Sections (all optional except where noted; defaults are safe for the embedded si
                    balance_lag_ms, timeout_ms
                    [venues.NAME.ccxt] (kind "ccxt") exchange, base_url, credentials ...
                    (adapters/ccxt/config.py)
+                   [venues.NAME.web3] (kind "web3") rpc_url, chain_id, pools, tokens, key_env ...
+                   (adapters/web3/config.py)
     [instruments.NAME]  venue, symbol, base, quote, kind ("spot" | "perp"), tick, lot,
                    min_notional, max_qty (0 = none), leverage (perps)
     [limits]       max_order_usdt, max_position_usdt, max_residual_usdt, hedge_window_s,
@@ -156,12 +158,20 @@ class VenueConfig:
     #: kind "ccxt": the `[venues.NAME.ccxt]` table (exchange, base_url, credentials ...), checked
     #: by adapters/ccxt/config.py when the run builds the venue
     ccxt: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: kind "web3": the `[venues.NAME.web3]` table (RPC URLs, chain id, pools, tokens, key source,
+    #: gas caps, confirmations), checked by adapters/web3/config.py when the run builds the venue
+    web3: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def _validate(self, path):
         require(
             not self.ccxt or self.kind == "ccxt",
             f"{path}.ccxt",
             f"a venue of kind {self.kind!r} takes no ccxt table",
+        )
+        require(
+            not self.web3 or self.kind == "web3",
+            f"{path}.web3",
+            f"a venue of kind {self.kind!r} takes no web3 table",
         )
         require(0 <= self.taker_fee_bps < 1000, f"{path}.taker_fee_bps", "must be in [0, 1000)")
         require(-100 < self.maker_fee_bps < 1000, f"{path}.maker_fee_bps", "must be in (-100, 1000)")

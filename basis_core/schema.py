@@ -155,6 +155,9 @@ class RejectReason(enum.IntEnum):
     TIMEOUT = 17
     SLIPPAGE = 18
     FEE_ASSET_EXHAUSTED = 19  # a leg's venue ran out of its fee asset (on_fee_asset_exhausted = "stop")
+    EXPIRED = 20  # an on-chain trade's deadline passed before it was mined
+    GAS_CAP = 21  # the gas or fee a transaction needs is above the configured cap: not sent
+    NONCE_CONFLICT = 22  # the node's account nonce contradicts ours: not sent
 
 
 class Liquidity(enum.IntEnum):

@@ -42,6 +42,7 @@ __all__ = [
     "Balance",
     "BalanceUpdate",
     "BookUpdate",
+    "Charge",
     "Fill",
     "FillsPage",
     "FundingPayment",
@@ -334,8 +335,22 @@ class FundingPayment:
     position_qty: float
 
 
+@dataclass(frozen=True)
+class Charge:
+    """A cost the venue took outside any fill: on a chain, the gas of a transaction that was
+    mined and reverted (no trade, but the fee is spent). `amount` > 0 of `asset`; `ref` is
+    unique per charge (the transaction hash); `coid` the order it was spent on, "" if none."""
+
+    venue: str
+    ts_ns: int
+    asset: str
+    amount: float
+    ref: str
+    coid: str = ""
+
+
 MarketEvent = BookUpdate | TradePrint | FundingUpdate | VenueStatus
-UserEvent = OrderUpdate | Fill | BalanceUpdate | TransferInfo | FundingPayment
+UserEvent = OrderUpdate | Fill | BalanceUpdate | TransferInfo | FundingPayment | Charge
 
 
 def require_finite(venue: str, what: str, value) -> float:

@@ -1,6 +1,6 @@
 """On-chain venues through web3: EVM JSON-RPC adapter, atomic multi-leg execution.
 
-config.py     frozen venue config
+config.py     frozen venue config; the run config's [venues.NAME.web3] table
 constants.py  selectors, refusal table, defaults
 compile.py    solc-js build of contracts/ (the Solidity sources) with a source-hash cache
 auth.py       keys from env or keystore, endpoint URLs; never shown
@@ -14,4 +14,5 @@ execution.py  simulate-then-send atomic trades through the executor
 arbitrage.py  DEX-DEX sizing with the AMM kernel
 venue.py      a pool behind the engine's Venue interface
 world.py      pools on an EVM node beside the simulated venues (mixed CEX-DEX runs)
+devchain.py   a local chain (anvil) with a config's tokens, pools and executor deployed
 """

@@ -79,6 +79,11 @@ class Signer:
                 "evm", "bad_input", f"cannot sign transaction: {type(exc).__name__}", reason="bad_input"
             ) from None
 
+    def keystore(self, password: str, iterations: int | None = None) -> dict:
+        """The key as eth_account keystore JSON encrypted with `password` (what `from_config`
+        reads back); `iterations` lowers the KDF's work (tests only)."""
+        return dict(Account.encrypt(self._account.key, password, iterations=iterations))
+
     def __repr__(self) -> str:
         return f"Signer(address={self.address})"
 

@@ -1,6 +1,9 @@
 """Config of one EVM venue: endpoint, chain, key source and fee caps (frozen, validated).
 
-Loaded with basis_core.configio.build from a TOML table such as
+`ChainTableConfig` (below) is the run config's `[venues.NAME.web3]` table: the venue's chain,
+its contracts and tokens; `client_config()` gives the client's `Web3VenueConfig` from it.
+
+Web3VenueConfig is loaded with basis_core.configio.build from a TOML table such as
 
     [venues.anvil]           # kind = "web3" in the run config
     rpc_url = "http://127.0.0.1:8545"
@@ -17,9 +20,13 @@ endpoint URL is left out of its repr, since hosted endpoints carry an API key in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
 
-from basis_core.configio import build, require
+from basis_core.configio import build, load_toml, require
+from basis_core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -78,3 +85,135 @@ class Web3VenueConfig:
 def load(data: dict, path: str = "") -> Web3VenueConfig:
     """Build a Web3VenueConfig from a TOML table (ConfigError names the bad key path)."""
     return build(Web3VenueConfig, data, path)
+
+
+# -- the run config's `[venues.NAME.web3]` table ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    """One ERC-20 of a web3 venue, named by its asset (`[venues.NAME.web3.tokens.BTC]`)."""
+
+    address: str
+    #: what the token's decimals() must answer (checked against the chain at start)
+    decimals: int = 18
+
+    def _validate(self, path):
+        require(0 <= self.decimals <= 36, f"{path}.decimals", "must be in [0, 36]")
+
+
+@dataclass(frozen=True)
+class ChainTableConfig:
+    """`[venues.NAME.web3]` of a `kind = "web3"` venue in the run config:
+
+        [venues.dex.web3]
+        chain_file = "local-chain.toml"   # optional: a fragment (`basis devchain` writes one)
+                                          # giving the keys below that this table leaves out
+        rpc_url = "http://127.0.0.1:8545"
+        ws_url = ""                       # optional; when set the venue's requests go through it
+        chain_id = 31337                  # checked against eth_chainId at start
+        executor = "0x..."                # the AtomicExecutor (optional: pool venues need none)
+        pools = { dex-BTCUSDT = "0x..." } # instrument -> its pool
+        tokens.BTC = { address = "0x...", decimals = 18 }   # asset -> ERC-20 (decimals checked)
+        key_env = "BASIS_WEB3_KEY"        # or keystore + keystore_password_env
+        max_fee_gwei = 200.0              # gas policy: hard fee cap and tip cap
+        max_priority_fee_gwei = 3.0
+        confirmations = 1                 # blocks a swap waits for before it is a fill
+
+    The key itself is never in the config: only the name of its environment variable, or a
+    keystore file and the variable holding its password.
+    """
+
+    chain_file: str = ""
+    rpc_url: str = field(default="", repr=False)
+    ws_url: str = field(default="", repr=False)
+    chain_id: int = 0
+    executor: str = ""
+    pools: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    tokens: Mapping[str, TokenConfig] = field(default_factory=lambda: MappingProxyType({}))
+    key_env: str = "BASIS_WEB3_KEY"
+    keystore: str = ""
+    keystore_password_env: str = "BASIS_WEB3_KEYSTORE_PASSWORD"
+    max_fee_gwei: float = 200.0
+    max_priority_fee_gwei: float = 3.0
+    default_priority_fee_gwei: float = 1.0
+    max_gas: int = 3_000_000
+    confirmations: int = 1
+    slippage_bps: int = 50
+    poll_ms: float = 50.0
+    request_timeout_s: float = 10.0
+    receipt_timeout_s: float = 30.0
+
+    def _validate(self, path):
+        p = f"{path}." if path else ""
+        require(bool(self.rpc_url), f"{p}rpc_url", "required (here or in chain_file)")
+        require(self.chain_id > 0, f"{p}chain_id", "required, > 0 (here or in chain_file)")
+        require(
+            not self.ws_url or self.ws_url.startswith(("ws://", "wss://")),
+            f"{p}ws_url",
+            "must be a ws(s):// URL",
+        )
+        require(1 <= self.confirmations <= 64, f"{p}confirmations", "must be in [1, 64]")
+        require(0 <= self.slippage_bps < 10_000, f"{p}slippage_bps", "must be in [0, 10000)")
+        require(self.poll_ms > 0, f"{p}poll_ms", "must be > 0")
+        for inst, pool in self.pools.items():
+            require(_is_address(pool), f"{p}pools.{inst}", "must be a 0x-prefixed 20-byte address")
+        for asset, tok in self.tokens.items():
+            require(_is_address(tok.address), f"{p}tokens.{asset}.address", "must be a 20-byte address")
+        require(not self.executor or _is_address(self.executor), f"{p}executor", "must be a 20-byte address")
+        self.client_config("check", path)  # the endpoint, key source and gas policy
+
+    def client_config(self, venue: str, path: str = "") -> Web3VenueConfig:
+        """The EVM client's config for venue `venue` (ConfigError paths under `path`)."""
+        data = {
+            "rpc_url": self.ws_url or self.rpc_url,
+            "chain_id": self.chain_id,
+            "name": venue,
+            "key_env": self.key_env,
+            "keystore": self.keystore,
+            "keystore_password_env": self.keystore_password_env,
+            "max_fee_gwei": self.max_fee_gwei,
+            "max_priority_fee_gwei": self.max_priority_fee_gwei,
+            "default_priority_fee_gwei": min(self.default_priority_fee_gwei, self.max_priority_fee_gwei),
+            "max_gas": self.max_gas,
+            "request_timeout_s": self.request_timeout_s,
+            "receipt_timeout_s": self.receipt_timeout_s,
+        }
+        return build(Web3VenueConfig, data, path)
+
+
+def _is_address(text: str) -> bool:
+    body = text[2:] if text[:2] in ("0x", "0X") else ""
+    return len(body) == 40 and all(c in "0123456789abcdefABCDEF" for c in body)
+
+
+def _plain(value):
+    """A table as read by the run config (read-only mappings, tuples) as TOML-shaped data."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def load_table(table, path: str, base_dir: str = "") -> ChainTableConfig:
+    """Build the `[venues.NAME.web3]` table `table` (found at key `path`). Its `chain_file`, a
+    TOML file relative to `base_dir`, gives the keys the table leaves out (the table's pools
+    and tokens are added to the file's). ConfigError names the key path (for a key from the
+    file, the file and the key)."""
+    data = _plain(table)
+    name = data.get("chain_file", "")
+    if name:
+        if not isinstance(name, str):
+            raise ConfigError(f"{path}.chain_file", f"expected a string, got {name!r}")
+        file = Path(name) if Path(name).is_absolute() or not base_dir else Path(base_dir) / name
+        try:
+            fragment = load_toml(file)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}.chain_file", exc.message) from None
+        merged = {**fragment, **data}
+        for key in ("pools", "tokens"):
+            if isinstance(fragment.get(key), dict) and isinstance(data.get(key), dict):
+                merged[key] = {**fragment[key], **data[key]}
+        data = merged
+    return build(ChainTableConfig, data, path)

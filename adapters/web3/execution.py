@@ -12,8 +12,9 @@
    undid every leg), its reason decoded from the node, its gas cost recorded.
 
 Each outcome can be written as a 64-byte ORDER_EVENT record (`to_record`) for the journal:
-FILLED -> FILL; NOT_SENT / REVERTED -> REJECT with a RejectReason (SLIPPAGE for a leg or
-profit bound, STALE for an expired deadline, EDGE_GONE for other simulation failures).
+FILLED -> FILL; NOT_SENT / REVERTED -> REJECT with a RejectReason (revert.refusal_reason:
+SLIPPAGE for a leg or profit bound, EXPIRED for the deadline, INSUFFICIENT_FUNDS for a token
+balance too small; EDGE_GONE for other simulation failures, VENUE_REJECT for other reverts).
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ from basis_core.errors import ChainRevert, MalformedResponse, SimulationFailed
 
 from .calldata import Leg, address, encode_execute, uint
 from .client import EvmClient, Receipt, SentTx
+from .revert import refusal_reason
 
 EXECUTED_TOPIC = "0x" + keccak(text="Executed(bytes32,address,uint256,uint256,uint256)").hex()
-
-_SLIPPAGE_ERRORS = {"LegBelowMin", "ProfitBelowMin", "InsufficientOutput"}
 
 
 class Outcome(enum.IntEnum):
@@ -109,16 +109,10 @@ class AtomicResult:
     def reject_reason(self) -> schema.RejectReason:
         if self.ok:
             return schema.RejectReason.NONE
-        name = self.reason.error_name if self.reason is not None else ""
-        if name in _SLIPPAGE_ERRORS:
-            return schema.RejectReason.SLIPPAGE
-        if name == "Expired":
-            return schema.RejectReason.STALE
-        return (
-            schema.RejectReason.EDGE_GONE
-            if self.outcome == Outcome.NOT_SENT
-            else schema.RejectReason.VENUE_REJECT
-        )
+        named = refusal_reason(self.reason) if self.reason is not None else "venue_reject"
+        if named == "venue_reject" and self.outcome == Outcome.NOT_SENT:
+            return schema.RejectReason.EDGE_GONE
+        return schema.RejectReason[named.upper()]
 
     def to_record(
         self, seq: int, venue_id: int, instrument_id: int = 0, coid: int = 0, scale: float = 1e-18

@@ -4,7 +4,8 @@ Solidity reverts carry ABI-encoded data: `Error(string)` for require/revert with
 `Panic(uint256)` for assert and checked arithmetic, or a contract's custom error (4-byte
 selector + ABI-encoded arguments). `RevertDecoder` knows every custom error in a set of ABIs
 and turns revert bytes into a ChainRevert with `error_name` and `revert_args`. Unknown data is
-kept as hex under the name "unknown", never dropped.
+kept as hex under the name "unknown", never dropped. `refusal_reason` says which RejectReason
+a revert is: a min-out or profit bound, an expired deadline, a token balance too small.
 """
 
 from __future__ import annotations
@@ -114,3 +115,45 @@ def _to_bytes(data) -> bytes:
         return bytes.fromhex(text)
     except ValueError:
         return text.encode()
+
+
+# -- why a trade was refused: a revert's decoded error to a RejectReason name ---------------------
+
+#: custom errors (this project's contracts, OpenZeppelin 5 ERC-20s) -> RejectReason name
+REFUSAL_OF_ERROR = {
+    "InsufficientOutput": "slippage",  # a pool's min-out
+    "LegBelowMin": "slippage",  # the executor's per-leg min-out
+    "ProfitBelowMin": "slippage",  # the executor's profit bound
+    "Expired": "expired",  # the executor's deadline
+    "ERC20InsufficientBalance": "insufficient_funds",
+    "ERC20InsufficientAllowance": "venue_reject",
+}
+
+#: `Error(string)` messages (lower case, matched as substrings) -> RejectReason name, in order
+REFUSAL_OF_MESSAGE = (
+    ("expired", "expired"),
+    ("deadline", "expired"),
+    ("insufficient_output", "slippage"),
+    ("insufficient output", "slippage"),
+    ("slippage", "slippage"),
+    ("allowance", "venue_reject"),
+    ("exceeds balance", "insufficient_funds"),
+    ("insufficient balance", "insufficient_funds"),
+    ("transfer amount exceeds", "insufficient_funds"),
+    ("testtoken: balance", "insufficient_funds"),
+)
+
+
+def refusal_reason(exc: ChainRevert) -> str:
+    """The RejectReason name (lower case) of a decoded revert: "slippage" for a min-out or
+    profit bound, "expired" for a deadline, "insufficient_funds" for a token balance too small,
+    "venue_reject" for anything else (a failed require we have no row for, a panic, no data)."""
+    named = REFUSAL_OF_ERROR.get(exc.error_name)
+    if named is not None:
+        return named
+    if exc.error_name == "Error" and exc.revert_args:
+        text = str(exc.revert_args[0]).lower()
+        for needle, reason in REFUSAL_OF_MESSAGE:
+            if needle in text:
+                return reason
+    return "venue_reject"

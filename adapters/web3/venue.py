@@ -12,9 +12,16 @@ is one swap, sent from our account straight to the pool, atomic by construction:
 
 Every order is simulated with eth_call first; a failing simulation is an OrderRejected and
 nothing is sent. A swap that reverts when mined (the pool moved) is an OrderRejected too, with
-reason "slippage" and no token exposure; its gas is spent. A swap whose receipt does not come
-in time raises RequestTimeout; `fetch_order` by client id then looks the transaction up.
-Fills carry the gas cost as their fee, in ETH; the pool fee is inside the price.
+no token exposure; its gas is spent and published as a `Charge` (the ledger books it as a fee).
+Each refusal says why, as a RejectReason name: the revert's (revert.refusal_reason: "slippage"
+for the pool's min-out, "insufficient_funds" for a token balance too small, "expired" for a
+deadline), "gas_cap" when the fee or gas is above the caps, "nonce_conflict" when the node's
+nonce contradicts ours, "insufficient_funds" when the node refuses for want of ETH. A swap
+whose receipt does not come in time raises RequestTimeout; `fetch_order` by client id then
+looks the transaction up. With `confirmations` > 1 a mined swap is a fill only once that many
+blocks hold it. Fills carry the gas cost as their fee, in ETH; the pool fee is inside the price.
+A market's `base_decimals` / `quote_decimals`, when given, are checked at start (ConfigError
+naming the config key that gave them).
 
 `market_data()` polls the pools once per `poll_s` and, when a new block has changed them,
 yields a snapshot `BookUpdate`: the pool's curve cut into `book_levels` price steps of
@@ -37,6 +44,9 @@ from eth_utils import keccak
 
 from basis_core.errors import (
     ChainRevert,
+    ConfigError,
+    GasCapExceeded,
+    NonceConflict,
     OrderNotFound,
     OrderRejected,
     RequestTimeout,
@@ -47,6 +57,7 @@ from basis_core.kernels import amm
 from basis_core.venue import (
     Balance,
     BookUpdate,
+    Charge,
     Fill,
     FillsPage,
     InstrumentInfo,
@@ -67,6 +78,7 @@ from basis_core.venue import (
 from .arbitrage import PoolState, read_pools
 from .calldata import address, encode_call
 from .client import EvmClient, SentTx
+from .revert import refusal_reason
 
 SWAP_TOPIC = "0x" + keccak(text="Swap(address,address,uint256,uint256,address)").hex()
 _SWAP_SIG = "swap(address,uint256,uint256,address)"
@@ -84,6 +96,10 @@ class PoolMarket:
     quote_token: str
     base: str
     quote: str
+    #: what each token's decimals() must answer, with the config key that says so (checked
+    #: at start); None: whatever the token says
+    base_decimals: tuple[int, str] | None = None
+    quote_decimals: tuple[int, str] | None = None
 
 
 def amount_in_for(amount_out: int, reserve_in: int, reserve_out: int) -> int:
@@ -107,6 +123,7 @@ class Web3Venue(Venue):
         poll_s: float = 0.2,
         book_levels: int = 10,
         book_step_bps: float = 10.0,
+        confirmations: int = 1,
     ):
         self.client = client
         self.name = client.venue
@@ -118,6 +135,7 @@ class Web3Venue(Venue):
         }
         self.slippage_bps, self.poll_s = slippage_bps, poll_s
         self.book_levels, self.book_step = book_levels, book_step_bps / 1e4
+        self.confirmations = confirmations
         self._io = asyncio.Lock()
         self._decimals: dict[str, int] = {}
         self._orders: dict[str, VenueOrder] = {}
@@ -143,10 +161,14 @@ class Web3Venue(Venue):
     def _prepare(self) -> None:
         c = self.client
         for m in self.markets.values():
-            for token in (m.base_token, m.quote_token):
+            for token, want in ((m.base_token, m.base_decimals), (m.quote_token, m.quote_decimals)):
                 if token not in self._decimals:
                     self._decimals[token] = int.from_bytes(
                         c.call(token, encode_call("decimals()", [], [])), "big"
+                    )
+                if want is not None and want[0] != self._decimals[token]:
+                    raise ConfigError(
+                        want[1], f"token {token} answers decimals() = {self._decimals[token]}, not {want[0]}"
                     )
                 allowed = int.from_bytes(
                     c.call(
@@ -206,7 +228,13 @@ class Web3Venue(Venue):
             c.call(m.pool, data)  # the gate: nothing sent if it fails
             sent = c.send(m.pool, data)
         except ChainRevert as exc:
-            self._reject(order, m, f"simulation: {exc.error_name}{exc.revert_args}")
+            self._reject(order, m, f"simulation: {exc.error_name}{exc.revert_args}", refusal_reason(exc))
+        except GasCapExceeded as exc:
+            self._reject(order, m, f"not sent: {exc}", "gas_cap")
+        except NonceConflict as exc:
+            self._reject(order, m, f"not sent: {exc}", "nonce_conflict")
+        except OrderRejected as exc:  # the node refused it (not enough ETH for the gas)
+            self._reject(order, m, f"not sent: {exc}", exc.reason)
         except RequestTimeout as exc:  # it may have reached the node
             if exc.tx_hash is None or exc.nonce is None:
                 raise
@@ -217,11 +245,23 @@ class Web3Venue(Venue):
         self._track(order, sent)
         try:
             rec = c.wait(sent)
+            self._confirm(rec)
         except RequestTimeout as exc:
             raise RequestTimeout(
                 self.name, exc.code, f"{order.coid}: swap {sent.tx_hash} not mined yet"
             ) from None
         return self._settle(order.coid, rec)
+
+    def _confirm(self, rec) -> None:
+        """Wait until `rec`'s block has `confirmations` blocks (itself included) on top of it;
+        RequestTimeout past the client's receipt timeout."""
+        if self.confirmations <= 1:
+            return
+        deadline = time.monotonic() + self.client.cfg.receipt_timeout_s
+        while self.client.block_number() < rec.block_number + self.confirmations - 1:
+            if time.monotonic() >= deadline:
+                raise RequestTimeout(self.name, "confirmations", f"{rec.tx_hash} not confirmed in time")
+            time.sleep(self.client.cfg.poll_interval_s)
 
     def _track(self, order: OrderRequest, sent: SentTx) -> None:
         """Record a swap that reached (or may have reached) the node: OPEN until its receipt."""
@@ -274,9 +314,18 @@ class Web3Venue(Venue):
     def _settle(self, coid: str, rec) -> VenueOrder:
         order, sent = self._pending.pop(coid)
         m = self.markets[order.instrument]
-        if not rec.ok:
+        if not rec.ok:  # mined and reverted: no trade, but its gas is spent
+            self._publish(
+                Charge(self.name, time.time_ns(), "ETH", rec.gas_cost_wei / 1e18, rec.tx_hash, coid)
+            )
             why = self.client.revert_reason(sent, rec)
-            self._reject(order, m, f"reverted on chain: {why.error_name}{why.revert_args}", sent.tx_hash)
+            self._reject(
+                order,
+                m,
+                f"reverted on chain: {why.error_name}{why.revert_args}",
+                refusal_reason(why),
+                sent.tx_hash,
+            )
         amount_in, amount_out = self._swap_amounts(rec, m.pool)
         bdec, qdec = self._decimals[m.base_token], self._decimals[m.quote_token]
         base, quote = (amount_in, amount_out) if order.side == Side.SELL else (amount_out, amount_in)
@@ -305,11 +354,15 @@ class Web3Venue(Venue):
         self._publish(fill)
         return view
 
-    def _reject(self, order: OrderRequest, m: PoolMarket, why: str, tx_hash: str = ""):
-        view = self._view(order, OrderStatus.REJECTED, reason=RejectReason.SLIPPAGE, venue_order_id=tx_hash)
+    def _reject(self, order: OrderRequest, m: PoolMarket, why: str, reason: str, tx_hash: str = ""):
+        """Refuse `order` for `reason` (a RejectReason name: revert.refusal_reason, gas_cap,
+        nonce_conflict ...): its view becomes REJECTED and OrderRejected is raised."""
+        view = self._view(
+            order, OrderStatus.REJECTED, reason=RejectReason[reason.upper()], venue_order_id=tx_hash
+        )
         self._orders[order.coid] = view
         self._publish(OrderUpdate(self.name, time.time_ns(), view))
-        raise OrderRejected(self.name, "slippage", f"{order.coid} on {m.name}: {why}", reason="slippage")
+        raise OrderRejected(self.name, reason, f"{order.coid} on {m.name}: {why}", reason=reason)
 
     def _view(
         self,

@@ -9,6 +9,13 @@ The simulated venues (`[venues.NAME] kind = "sim"`) come from `SimWorld`; every 
 instrument of that venue. The world has what `run_scenario` uses: `venues`, `clock`, `start()`,
 `close()`, `start_market()` (the simulated market; pools move only by swaps) and `digest()`.
 
+`ChainWorld.from_run_config(cfg)` is what `basis run` does: every web3 venue's
+`[venues.NAME.web3]` table (adapters/web3/config.py) gives its endpoint, chain id, key source,
+gas policy, pools and tokens; the client is made from it (the chain id checked against the
+node: a mismatch is a ConfigError naming `venues.NAME.web3.chain_id`), and each token's
+decimals are checked at start (`venues.NAME.web3.tokens.ASSET.decimals`). The key is read
+from its environment variable or keystore and held only by the client's signer.
+
 What the config must say, checked here (ConfigError with the key path otherwise):
 
 * `run.clock = "real"`: a chain node keeps real time, a virtual clock cannot drive it;
@@ -31,7 +38,10 @@ from adapters.sim.world import SimWorld
 from basis_core.config import Config
 from basis_core.errors import ConfigError
 
+from .auth import Signer
 from .client import EvmClient
+from .config import ChainTableConfig, load_table
+from .revert import RevertDecoder
 from .venue import PoolMarket, Web3Venue
 
 #: the asset a web3 venue's fills carry their gas cost in
@@ -45,6 +55,9 @@ class PoolAddresses:
     pool: str
     base_token: str
     quote_token: str
+    #: (decimals, config key) the tokens must answer at start; None: not checked
+    base_decimals: tuple[int, str] | None = None
+    quote_decimals: tuple[int, str] | None = None
 
 
 class ChainWorld:
@@ -66,6 +79,7 @@ class ChainWorld:
         pools: dict[str, PoolAddresses],
         poll_s: float = 0.05,
         slippage_bps: int = 50,
+        tables: dict[str, ChainTableConfig] | None = None,
     ) -> ChainWorld:
         if cfg.run.clock != "real":
             raise ConfigError(
@@ -102,11 +116,27 @@ class ChainWorld:
                         f"instruments.{iname}", "no pool addresses given for this web3 instrument"
                     )
                 markets.append(
-                    PoolMarket(iname, where.pool, where.base_token, where.quote_token, inst.base, inst.quote)
+                    PoolMarket(
+                        iname,
+                        where.pool,
+                        where.base_token,
+                        where.quote_token,
+                        inst.base,
+                        inst.quote,
+                        where.base_decimals,
+                        where.quote_decimals,
+                    )
                 )
             if not markets:
                 raise ConfigError(f"venues.{name}", "a web3 venue needs at least one instrument")
-            chain[name] = Web3Venue(client, markets, slippage_bps=slippage_bps, poll_s=poll_s)
+            table = (tables or {}).get(name)
+            chain[name] = Web3Venue(
+                client,
+                markets,
+                slippage_bps=table.slippage_bps if table else slippage_bps,
+                poll_s=table.poll_ms / 1e3 if table else poll_s,
+                confirmations=table.confirmations if table else 1,
+            )
         unknown = set(pools) - {i for i, c in cfg.instruments.items() if c.venue in chain}
         if unknown:
             raise ConfigError(
@@ -114,6 +144,45 @@ class ChainWorld:
                 f"pool addresses for {', '.join(sorted(unknown))}, which are not instruments of a web3 venue",
             )
         return cls(SimWorld.from_config(cfg), chain, cfg)
+
+    @classmethod
+    def from_run_config(cls, cfg: Config, env=None, abis=None) -> ChainWorld:
+        """The world `basis run` drives: every web3 venue built from its `[venues.NAME.web3]`
+        table (see the module docstring); `env` holds the key's variables (default: the
+        process environment); `abis` the contracts whose custom errors reverts are decoded
+        with (default: this package's contracts, when solc-js can build them)."""
+        if cfg.run.clock != "real":
+            raise ConfigError(
+                "run.clock", "a run with web3 venues needs the real clock (the chain keeps real time)"
+            )
+        if abis is None:
+            abis = _contract_abis()
+        tables, clients, pools = {}, {}, {}
+        for name, vcfg in cfg.venues.items():
+            if vcfg.kind != "web3":
+                continue
+            path = f"venues.{name}.web3"
+            if not vcfg.web3:
+                raise ConfigError(path, "a web3 venue needs its [venues.NAME.web3] table")
+            table = tables[name] = load_table(vcfg.web3, path, cfg.base_dir)
+            for iname, inst in cfg.instruments.items():
+                if inst.venue != name:
+                    continue
+                pool = table.pools.get(iname)
+                if pool is None:
+                    raise ConfigError(f"{path}.pools", f"no pool address for instrument {iname}")
+                ends = []
+                for asset in (inst.base, inst.quote):
+                    tok = table.tokens.get(asset)
+                    if tok is None:
+                        raise ConfigError(f"{path}.tokens", f"no token address for {asset} ({iname})")
+                    ends.append((tok.address, (tok.decimals, f"{path}.tokens.{asset}.decimals")))
+                pools[iname] = PoolAddresses(pool, ends[0][0], ends[1][0], ends[0][1], ends[1][1])
+            unknown = set(table.pools) - set(pools)
+            if unknown:
+                raise ConfigError(f"{path}.pools.{sorted(unknown)[0]}", f"not an instrument of venue {name}")
+            clients[name] = _client(table, name, path, env, abis)
+        return cls.from_config(cfg, clients, pools, tables=tables)
 
     # -- what run_scenario uses --------------------------------------------------------------
 
@@ -153,3 +222,29 @@ class ChainWorld:
     def digest(self) -> str:
         """The simulated venues' digest (a chain's events are not replayable by seed)."""
         return self.sim.digest()
+
+
+def _contract_abis() -> list:
+    """The ABIs of this package's contracts (their custom errors decode reverts); none when
+    solc-js is not installed (reverts are then shown as raw data, still typed)."""
+    from basis_core.errors import ToolMissing
+
+    from .compile import compile_contracts
+
+    try:
+        return [a.abi for a in compile_contracts().values()]
+    except ToolMissing:
+        return []
+
+
+def _client(table: ChainTableConfig, name: str, path: str, env, abis) -> EvmClient:
+    """An EvmClient for venue `name` from its table: key from the environment or keystore,
+    chain id checked against the node. Every ConfigError names its key under `path`; none
+    carries the key."""
+    try:
+        ccfg = table.client_config(name, path)
+        signer = Signer.from_config(ccfg, env)
+        return EvmClient(ccfg, signer, RevertDecoder(abis, name))
+    except ConfigError as exc:
+        key = exc.path if exc.path.startswith(path) else f"{path}.{exc.path}"
+        raise ConfigError(key, exc.message) from None

@@ -25,6 +25,7 @@ import numpy as np
 from basis_core.venue import (
     BalanceUpdate,
     BookUpdate,
+    Charge,
     Fill,
     FundingPayment,
     FundingUpdate,
@@ -112,6 +113,9 @@ class VenueIO:
         self.supervisor = supervisor or Supervisor()
         self._inflight: set[asyncio.Task] = set()
         self.fill_hook: Callable[[Fill], None] | None = None
+        #: a venue's charges outside fills (a reverted transaction's gas), once per (venue, ref)
+        self.charge_hook: Callable[[Charge], None] | None = None
+        self._charges: set[tuple[str, str]] = set()
         self.log: RunLog = NULL_LOG  # venue errors go to the run's log.jsonl
         self._wake: dict[int, asyncio.Event] = {}
         self._fill_no: dict[int, int] = {}
@@ -329,6 +333,10 @@ class VenueIO:
             self._emit(rec)
         elif isinstance(ev, FundingPayment) and on_funding is not None:
             on_funding(ev)
+        elif isinstance(ev, Charge) and (name, ev.ref) not in self._charges:
+            self._charges.add((name, ev.ref))
+            if self.charge_hook is not None:
+                self.charge_hook(ev)
 
     # -- commands in ----------------------------------------------------------------------------
 

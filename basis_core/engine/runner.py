@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from basis_core.venue import Fill, InstrumentInfo, OrderStatus, Venue, coid_from_wire
+from basis_core.venue import Charge, Fill, InstrumentInfo, OrderStatus, Venue, coid_from_wire
 
 from .. import schema as S
 from ..accounting.convert import ledger_fill
@@ -171,6 +171,18 @@ class Runner:
             # a mark is missing at this instant; the reconciliation pass books the fill later
             self.unbooked_fills.append(f"{fill.venue}:{fill.coid}:{fill.trade_id}: {exc}")
 
+    def _on_charge(self, ch: Charge) -> None:
+        """A venue's cost outside any fill (a reverted transaction's gas) into the ledger, as a
+        fee of the opportunity its order belongs to."""
+        num = coid_from_wire(ch.coid) if ch.coid else None
+        opp = S.opportunity_of(num) if num is not None else 0
+        try:
+            self.ledger.book_fee(
+                ch.venue, ch.asset, ch.amount, ch.ts_ns, f"charge:{ch.ref}", opportunity_id=opp
+            )
+        except BasisError as exc:
+            self.unbooked_fills.append(f"{ch.venue}:{ch.coid}:{ch.ref}: {exc}")
+
     def _on_funding(self, pay) -> None:
         try:
             self.ledger.book_funding(
@@ -217,6 +229,7 @@ class Runner:
             supervisor=self.supervisor,
         )
         self.io.fill_hook = self._on_fill
+        self.io.charge_hook = self._on_charge
         self.io.log = self.log
         window_ns = int((self.policy.hedge_window_ms + self.policy.unwind_window_ms) * MS)
         positions = PositionReconciler(

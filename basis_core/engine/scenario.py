@@ -191,10 +191,13 @@ def check_inputs(cfg: Config) -> list[str]:
 
 
 def simulated_only(cfg: Config) -> None:
-    """Refuse a config naming a venue that is not simulated: live ccxt/web3 accounts are
-    driven from code (adapters/ccxt/local.py, adapters/web3/world.py), never skipped silently."""
+    """Refuse a config naming a venue `basis run` cannot drive: live ccxt accounts are driven
+    from code (adapters/ccxt/local.py), never skipped silently. Web3 venues (adapters/web3/world.py)
+    run beside the simulated ones, on the real clock only."""
     for name, venue in cfg.venues.items():
-        if venue.kind != "sim":
+        if venue.kind == "web3" and cfg.run.clock != "real":
+            raise ConfigError("run.clock", f"venue {name} is on a chain: a web3 run needs clock = 'real'")
+        if venue.kind not in ("sim", "web3"):
             raise ConfigError(
                 f"venues.{name}.kind",
                 f"'{venue.kind}' venues are not run by `basis run` yet; it drives simulated venues",
@@ -219,7 +222,12 @@ def run_simulated(cfg: Config, run_dir: Path, progress=print) -> dict:
         + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in groups.items())
         + ")"
     )
-    world = SimWorld.from_config(cfg)
+    if any(v.kind == "web3" for v in cfg.venues.values()):  # pools on a chain beside them
+        from adapters.web3.world import ChainWorld
+
+        world: SimWorld | ChainWorld = ChainWorld.from_run_config(cfg)
+    else:
+        world = SimWorld.from_config(cfg)
     wall0 = time.perf_counter()
     layout = "single" if cfg.run.clock == "virtual" else "processes"
     stop = StopSignals(lambda line: progress("  " + line))

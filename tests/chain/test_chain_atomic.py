@@ -97,7 +97,7 @@ def test_expired_deadline_and_foreign_caller_fail_simulation_with_decoded_errors
     old = plan_path(plan.legs, plan.amount_in, 1, _now(owner) - 1)
     res = AtomicTrader(owner, world.executor).execute(old)
     assert res.outcome == Outcome.NOT_SENT and res.reason.error_name == "Expired"
-    assert res.reject_reason() == schema.RejectReason.STALE
+    assert res.reject_reason() == schema.RejectReason.EXPIRED
     res = AtomicTrader(other, world.executor).execute(plan)
     assert (
         res.outcome == Outcome.NOT_SENT

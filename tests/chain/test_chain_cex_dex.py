@@ -307,6 +307,11 @@ def test_swap_reverted_on_chain_sends_no_cex_order_and_closes_the_position(tmp_p
     assert client.erc20_balance(dex.btc, dex.trader) == 0
     assert client.erc20_balance(dex.usdt, dex.trader) == 30_000 * E18  # only gas was spent
     assert buy.wire not in fills
+    # the reverted swap's gas is in the ledger (a Charge, no fill): it agrees with the chain
+    eth = client.eth_balance(dex.trader) / 1e18
+    assert runner.ledger.balance("dex", "ETH") == pytest.approx(eth, rel=1e-12, abs=1e-15)
+    charges = [p for p in runner.ledger.postings if p.ref == f"charge:{reverted.tx_hash}"]
+    assert [p.delta for p in charges] == [pytest.approx(-reverted.gas_cost_wei / 1e18)]
 
 
 def test_world_refuses_a_config_it_cannot_run(dex, decoder):

@@ -142,10 +142,12 @@ def test_failing_simulation_is_rejected_and_recorded_without_a_transaction(world
     held = owner.erc20_balance(world.x, owner.address) / E18
     with pytest.raises(OrderRejected) as info:
         asyncio.run(venue.submit(_order("108", Side.SELL, held * 2, type_=OrderType.MARKET)))
-    assert "TestToken: balance" in str(info.value) and info.value.reason == "slippage"
+    # a token balance too small is said as such (not "slippage")
+    assert "TestToken: balance" in str(info.value) and info.value.reason == "insufficient_funds"
     assert owner.nonce_counts() == counts
     vo = asyncio.run(venue.fetch_order("108"))
     assert vo.status == OrderStatus.REJECTED and vo.venue_order_id == ""
+    assert vo.reason.name == "INSUFFICIENT_FUNDS"
 
 
 def test_swap_overtaken_in_its_block_reverts_on_chain_with_no_token_exposure(world, owner, other, venue):
