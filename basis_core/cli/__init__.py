@@ -17,10 +17,21 @@ import sys
 from types import ModuleType
 
 from ..errors import BasisError, EndedOutsidePolicy, Interrupted
-from . import bench, check, ctl, devchain, hostcheck, replay, report, run, version
+from . import bench, check, ctl, devchain, emulator, hostcheck, replay, report, run, version
 
 #: the subcommands, in the order `basis --help` lists them
-COMMANDS: tuple[ModuleType, ...] = (version, check, run, ctl, replay, report, bench, hostcheck, devchain)
+COMMANDS: tuple[ModuleType, ...] = (
+    version,
+    check,
+    run,
+    ctl,
+    replay,
+    report,
+    bench,
+    hostcheck,
+    emulator,
+    devchain,
+)
 
 
 #: exit statuses, the same for every command (README.md lists them under `basis run`)
