@@ -56,8 +56,13 @@ def _config_text(chain_file: Path, out_dir: Path, **web3) -> str:
     ):
         assert old in text, old
         text = text.replace(old, new)
-    extra = "".join(f"{k} = {_toml(v)}\n" for k, v in web3.items())
-    return text.replace("[venues.dex.web3]\n", "[venues.dex.web3]\n" + extra)
+    head, table = text.split("[venues.dex.web3]\n", 1)
+    for k, v in web3.items():  # a key the example sets is replaced, another one added
+        line = f"{k} = {_toml(v)}"
+        table, n = re.subn(rf"^{re.escape(k)} = .*$", line, table, count=1, flags=re.M)
+        if not n:
+            table = line + "\n" + table
+    return head + "[venues.dex.web3]\n" + table
 
 
 def _toml(value) -> str:
@@ -320,6 +325,38 @@ def test_config_checks_name_the_key(chain, tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:
         ChainWorld.from_run_config(load(p))
     assert err.value.path == "venues.dex.web3.chain_file"
+
+
+def test_a_swap_is_a_fill_only_once_its_block_has_the_confirmations(chain, tmp_path, monkeypatch):
+    cfg_path, frag, url, key_hex, _ = chain
+    monkeypatch.setenv("DEX_KEY", key_hex)
+    p = tmp_path / "confirm.toml"
+    p.write_text(_config_text(frag, tmp_path / "runs", keystore="", key_env="DEX_KEY", confirmations=2))
+    snap = rpc(url, "evm_snapshot")
+    try:
+        asyncio.run(_two_confirmations(load(p), url))
+    finally:
+        assert rpc(url, "evm_revert", [snap]) is True
+
+
+async def _two_confirmations(cfg, url: str) -> None:
+    venue = ChainWorld.from_run_config(cfg).chain["dex"]
+    await venue.start()
+    c = venue.client
+    mined0 = c.nonce_counts()[0]
+    swap = asyncio.create_task(venue.submit(_order("2001", Side.BUY, 0.01)))
+    for _ in range(400):  # anvil mines the swap at once; nothing mines the block after it
+        if c.nonce_counts()[0] > mined0:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.2)
+    assert not swap.done(), "a swap one block deep was reported before its second confirmation"
+    rpc(url, "evm_mine")
+    view = await asyncio.wait_for(swap, 5)
+    assert view.status.name == "FILLED" and view.filled_qty == pytest.approx(0.01)
+    rec = c.get_receipt(view.venue_order_id)
+    assert c.block_number() == rec.block_number + 1
+    await venue.close()
 
 
 @pytest.mark.parametrize(

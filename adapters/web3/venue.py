@@ -245,20 +245,25 @@ class Web3Venue(Venue):
         self._track(order, sent)
         try:
             rec = c.wait(sent)
-            self._confirm(rec)
+            if rec.ok:
+                self._confirm(rec)
         except RequestTimeout as exc:
             raise RequestTimeout(
-                self.name, exc.code, f"{order.coid}: swap {sent.tx_hash} not mined yet"
+                self.name, exc.code, f"{order.coid}: swap {sent.tx_hash} not mined or not confirmed yet"
             ) from None
         return self._settle(order.coid, rec)
+
+    def _deep_enough(self, rec) -> bool:
+        """Whether `rec`'s block has `confirmations` blocks (itself included) on top of it."""
+        return (
+            self.confirmations <= 1 or self.client.block_number() >= rec.block_number + self.confirmations - 1
+        )
 
     def _confirm(self, rec) -> None:
         """Wait until `rec`'s block has `confirmations` blocks (itself included) on top of it;
         RequestTimeout past the client's receipt timeout."""
-        if self.confirmations <= 1:
-            return
         deadline = time.monotonic() + self.client.cfg.receipt_timeout_s
-        while self.client.block_number() < rec.block_number + self.confirmations - 1:
+        while not self._deep_enough(rec):
             if time.monotonic() >= deadline:
                 raise RequestTimeout(self.name, "confirmations", f"{rec.tx_hash} not confirmed in time")
             time.sleep(self.client.cfg.poll_interval_s)
@@ -413,6 +418,8 @@ class Web3Venue(Venue):
         if coid in self._pending:
             _order, sent = self._pending[coid]
             rec = await self._run(self.client.get_receipt, sent.tx_hash)
+            if rec is not None and rec.ok and not await self._run(self._deep_enough, rec):
+                return self._orders[coid]  # mined, not yet confirmed: still OPEN
             if rec is not None:
                 try:
                     return await self._run(self._settle, coid, rec)
