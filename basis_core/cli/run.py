@@ -11,6 +11,12 @@ printed while it runs, then a summary ending with the decision digest. The run d
 holds journal/, results.sqlite, report.json, report.html, scenario.json and registry.json.
 A run that ends with a position neither flat nor hedged within limits prints each one with its
 cause, writes everything all the same and exits 3 (EXIT_OUTSIDE_POLICY); an error exits 1.
+
+SIGINT (Ctrl-C) or SIGTERM stops the run in order: no new entries, settle, cancel what still
+works, reconcile, write everything (exit 0, or 3); a second one stops at once (exit 130), the
+journal whole. With --paper (real clock) the ccxt venues are paper venues: their live public
+order books, read with no credentials, drive simulated venues that fill our orders with the
+configured fees and latencies; nothing is sent to the exchanges.
 """
 
 from __future__ import annotations
@@ -67,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="write the run directory here (default: OUT_DIR/NAME-TIMESTAMP, from [run])",
     )
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="paper trading: the ccxt venues' live public books (no keys read), our orders "
+        "filled by the simulated matching engine with the configured fees and latencies",
+    )
 
 
 def _with_run(cfg: Config, **changes) -> Config:
@@ -85,16 +97,17 @@ def main(args: argparse.Namespace) -> int:
 
     path = args.config or DEFAULT
     cfg = load(path)
-    simulated_only(cfg)
+    if not args.paper:  # a paper run checks its venues when it builds them
+        simulated_only(cfg)
     overrides = {"duration_s": args.duration, "out_dir": args.out}
     cfg = _with_run(cfg, **{k: v for k, v in overrides.items() if v is not None})
     run_dir = run_dir_for(cfg, args.run_dir)
     print(
         f"basis run: scenario {cfg.run.name!r} from {path}; {cfg.run.duration_s:g} s on the "
-        f"{cfg.run.clock} clock; run directory {run_dir}"
+        f"{cfg.run.clock} clock; run directory {run_dir}" + ("; paper trading" if args.paper else "")
     )
     try:
-        report = run_simulated(cfg, run_dir, progress=lambda line: print(line, flush=True))
+        report = run_simulated(cfg, run_dir, progress=lambda line: print(line, flush=True), paper=args.paper)
     except KeyboardInterrupt:  # before the run's loop handles the signals (kernels compiling)
         raise Interrupted(f"interrupted before the run started; nothing ran in {run_dir}") from None
     print(summary_table(report))

@@ -204,17 +204,19 @@ def simulated_only(cfg: Config) -> None:
             )
 
 
-def run_simulated(cfg: Config, run_dir: Path, progress=print) -> dict:
+def run_simulated(cfg: Config, run_dir: Path, progress=print, paper: bool = False) -> dict:
     """Run `cfg` on its simulated venues into `run_dir`; returns the run's report
     (what report.json holds). Raises ConfigError before anything runs if a venue is not
-    simulated."""
+    simulated. With `paper`, the ccxt venues are paper venues (adapters/paper/world.py): their
+    live public books drive simulated venues that fill our orders, and no credentials are read."""
     from adapters.sim.clock import VirtualClock
     from adapters.sim.world import SimWorld
 
     from ..kernels.warmup import IMPORT_S, warm_up
     from .report import write_run
 
-    simulated_only(cfg)
+    if not paper:  # a paper world checks its own venues (sim and ccxt, real clock)
+        simulated_only(cfg)
     t0 = time.perf_counter()
     groups = warm_up()  # compile or load every kernel now, not on the first live signal
     progress(
@@ -226,6 +228,11 @@ def run_simulated(cfg: Config, run_dir: Path, progress=print) -> dict:
         from adapters.web3.world import ChainWorld
 
         world: SimWorld | ChainWorld = ChainWorld.from_run_config(cfg)
+    else:
+        if paper:  # live public books, our orders on the simulated matching engine
+        from adapters.paper.world import PaperWorld
+
+        world: SimWorld = PaperWorld.from_config(cfg)
     else:
         world = SimWorld.from_config(cfg)
     wall0 = time.perf_counter()
