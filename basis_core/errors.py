@@ -84,6 +84,23 @@ class RateLimited(VenueError):
         self.retry_after_s = retry_after_s
 
 
+class IpBanned(RateLimited):
+    """The venue banned our address (HTTP 418, rate limits ignored): nothing may be sent to it
+    before `until_ns` (wall clock, `time.time_ns`); `retry_after_s` is the wait from the answer.
+    Unlike a 429 the venue is DOWN, not throttled, until then."""
+
+    def __init__(
+        self,
+        venue: str,
+        code: str,
+        message: str = "",
+        retry_after_s: float | None = None,
+        until_ns: int = 0,
+    ):
+        super().__init__(venue, code, message, retry_after_s)
+        self.until_ns = until_ns
+
+
 class VenueUnavailable(VenueError):
     """Maintenance or outage: the venue is not accepting requests."""
 

@@ -3,9 +3,9 @@
 A venue call that fails raises one of the `basis_core.errors.VenueError` types. `ON_ERROR` says,
 for each call (submit, cancel, query, status) and error type, what the io path reports: the
 VENUE_STATUS record (the engine turns its report into a venue event: TIMEOUT → SUSPECT,
-RATE_LIMITED → THROTTLED, MAINTENANCE → QUARANTINED), the ORDER_EVENT record, and whether a
-rate-limited submit may be sent again. Lookups walk the error's MRO, so the most specific row
-wins and each call's `VenueError` row is its last resort.
+RATE_LIMITED → THROTTLED, MAINTENANCE → QUARANTINED, DISCONNECTED (an IP ban) → DOWN), the
+ORDER_EVENT record, and whether a rate-limited submit may be sent again. Lookups walk the
+error's MRO, so the most specific row wins and each call's `VenueError` row is its last resort.
 
 `REPORT_OF_ERROR` is the health a failed request shows (also what a venue's own status check
 answers, `adapters.ccxt`); an error type it does not list leaves the outcome unknown: TIMEOUT.
@@ -18,13 +18,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import OrderNotFound, OrderRejected, RateLimited, RequestTimeout, VenueError, VenueUnavailable
+from .errors import (
+    IpBanned,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    RequestTimeout,
+    VenueError,
+    VenueUnavailable,
+)
 from .schema import OrderEventType, RejectReason, VenueReport
 
 T = TypeVar("T")
 
 #: error type → the venue's health a request that failed with it shows (looked up along the MRO)
 REPORT_OF_ERROR: dict[type[VenueError], VenueReport] = {
+    IpBanned: VenueReport.DISCONNECTED,  # a 418: DOWN until the ban ends, not THROTTLED
     RateLimited: VenueReport.RATE_LIMITED,
     RequestTimeout: VenueReport.TIMEOUT,
     VenueUnavailable: VenueReport.MAINTENANCE,
@@ -83,6 +92,8 @@ _C, _E = Call, OrderEventType
 #: (call, error type) → outcome. Looked up along the error's MRO (most specific first).
 ON_ERROR: dict[tuple[Call, type[VenueError]], Outcome] = {
     (_C.SUBMIT, RateLimited): Outcome(Status.FAILED, _E.REJECT, RejectReason.RATE_LIMITED, resend=True),
+    # refused before execution too, but the ban outlasts any resend window: a reject
+    (_C.SUBMIT, IpBanned): Outcome(Status.FAILED, _E.REJECT, RejectReason.RATE_LIMITED),
     (_C.SUBMIT, OrderRejected): Outcome(Status.NONE, _E.REJECT, None, after=Status.OK),
     (_C.SUBMIT, VenueError): Outcome(Status.FAILED, _E.TIMEOUT),  # the engine verifies by client order id
     (_C.CANCEL, OrderNotFound): Outcome(Status.NONE, _E.NOT_FOUND),

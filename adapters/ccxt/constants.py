@@ -5,7 +5,8 @@ fault class (`basis_ext.router.FAULT_*`, which decides retries) and the failure 
 a venue-state event (`VenueEvent`) and, for rate limits, the engine event that degrades routing.
 Lookup walks the exception's MRO, so the most specific row wins and every ccxt error has a row
 (`BaseError` is the last resort). Note that Binance's HTTP 429/418 raise `DDoSProtection`, a
-sibling of `RateLimitExceeded`: both rows exist.
+sibling of `RateLimitExceeded`: both rows exist. The client tells a 418 (an IP ban: `BAN_RULE`,
+`IpBanned`, the venue DOWN until the ban ends) from a 429 by the answer's HTTP status.
 
 `VENUE_MESSAGES` refines an order refusal by the venue's exact documented message (the body
 of the answer ccxt carries in its exception text), giving the `RejectReason` name.
@@ -13,12 +14,14 @@ of the answer ccxt carries in its exception text), giving the `RejectReason` nam
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import ccxt
 
 from basis_core.errors import (
     AuthenticationFailed,
+    IpBanned,
     MalformedResponse,
     OrderNotFound,
     OrderRejected,
@@ -54,7 +57,9 @@ ERRORS: dict[type, ErrorRule] = {
     ccxt.RequestTimeout: ErrorRule(RequestTimeout, "timeout", R.FAULT_TIMEOUT, _V.TIMEOUT),
     ccxt.NetworkError: ErrorRule(RequestTimeout, "network", R.FAULT_NETWORK, _V.TIMEOUT),
     ccxt.OperationFailed: ErrorRule(RequestTimeout, "unknown_outcome", R.FAULT_NETWORK, _V.TIMEOUT),
-    ccxt.InvalidNonce: ErrorRule(VenueError, "clock_skew", R.FAULT_NETWORK),
+    # a timestamp outside the venue's recvWindow that re-measuring the clock offset did not cure
+    # (the client re-syncs and sends once more first): nothing signed works, QUARANTINED
+    ccxt.InvalidNonce: ErrorRule(VenueUnavailable, "clock_skew", R.FAULT_REJECTED, _V.MAINTENANCE),
     ccxt.ChecksumError: ErrorRule(MalformedResponse, "checksum", R.FAULT_MALFORMED),
     # throttled: THROTTLED venue, DEGRADED engine (hedges keep priority)
     ccxt.DDoSProtection: ErrorRule(
@@ -124,8 +129,9 @@ ENDPOINT_NAMES = (
     "fetch_order",
     "cancel",
     "open_orders",
-    "open_orders_all",
     "fills",
+    "time",
+    "order_fills",
 )
 
 #: Binance spot limits at 90 %: pool -> (limit, window_s, burst)
@@ -143,9 +149,30 @@ BINANCE_ENDPOINTS = {
     "fetch_order": {"weight_1m": 4},
     "cancel": {"weight_1m": 1},
     "open_orders": {"weight_1m": 6},
-    "open_orders_all": {"weight_1m": 80},
     "fills": {"weight_1m": 20},
+    "time": {"weight_1m": 1},
+    "order_fills": {"weight_1m": 5},  # myTrades of one order (orderId given)
 }
+
+#: the share of a venue's published limit we allow ourselves (the defaults above are Binance's
+#: at this share); a published limit lower than a configured one replaces it at start
+LIMIT_SHARE = 0.9
+#: exchangeInfo `rateLimitType` -> the name prefix of the pools that count it (weight_1m ...)
+POOL_PREFIX = {"REQUEST_WEIGHT": "weight", "ORDERS": "orders", "RAW_REQUESTS": "raw"}
+#: exchangeInfo `interval` -> seconds; usage headers name it by its first letter (1M, 10S, 1D)
+INTERVAL_S = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86_400}
+#: usage header prefix (lower case) -> the rateLimitType it reports, e.g. X-MBX-USED-WEIGHT-1M:
+#: the request weight the venue counted for our address in its current 1-minute window
+USAGE_HEADERS = {"x-mbx-used-weight-": "REQUEST_WEIGHT", "x-mbx-order-count-": "ORDERS"}
+
+#: the HTTP status of an IP ban (Binance: after 429s were ignored), and where its end is written
+#: in the answer ("IP(1.2.3.4) banned until 1700000000000", venue time in ms)
+BAN_STATUS = 418
+BAN_UNTIL = re.compile(r"banned until (\d{12,})")
+#: how long a ban that names no end is waited out (Binance's shortest ban is 2 minutes)
+BAN_DEFAULT_S = 120.0
+#: the rule of a 418 (it raises ccxt's DDoSProtection, like a 429): DOWN, not THROTTLED
+BAN_RULE = ErrorRule(IpBanned, "ip_banned", R.FAULT_RATE_LIMITED, VenueEvent.DISCONNECTED)
 
 # -- orders ------------------------------------------------------------------------------------
 

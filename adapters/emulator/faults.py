@@ -31,8 +31,21 @@ class Faults:
     #: cancel/fill race: a DELETE /api/v3/order finds its order filled by another participant
     #: an instant before (the venue answers -2011 Unknown order sent.)
     fill_on_cancel: bool = False
-    #: server clock offset in ms (timestamp/recvWindow checks)
+    #: server clock offset in ms: its time endpoint, its rate-limit windows and its
+    #: timestamp/recvWindow checks all read the local clock plus this
     clock_skew_ms: int = 0
+    #: the time endpoint answers this much off the clock the timestamp checks use (a venue that
+    #: misreports its time: re-measuring cannot cure its -1021s)
+    time_endpoint_error_ms: int = 0
+    #: the order view lags behind the trade list: for an order that has fills, GET and DELETE
+    #: /api/v3/order answer from the view before them: "new" = as placed (NEW, nothing executed;
+    #: a DELETE cancels what is left and answers CANCELED with nothing executed), "unknown" =
+    #: -2013 / -2011 as if the order did not exist (a DELETE cancels nothing); myTrades is current
+    stale_order_view: str = ""
+    #: the next N depth diffs are never sent, their update ids used all the same (a sequence gap)
+    depth_skip: int = 0
+    #: while True no depth diff is sent; they wait, and go out in order once it is False again
+    depth_paused: bool = False
 
     def take(self, name: str) -> bool:
         """Consume one unit of counter `name`; True if the fault applies to this request."""
