@@ -20,7 +20,7 @@ from basis_core.accounting.ledger import Ledger
 from basis_core.config import load
 from basis_core.errors import ConfigError, OrderRejected
 from basis_core.schema import OrderType, Side
-from basis_core.venue import FundingPayment, FundingUpdate, OrderRequest, OrderStatus
+from basis_core.venue import BookUpdate, FundingPayment, FundingUpdate, OrderRequest, OrderStatus
 
 KEY, SECRET = "k-perps", "s-perps"
 SYM, NAME = "BTCUSDT", "BTCPERP"
@@ -268,3 +268,29 @@ def test_basis_emulator_kind_usdm_serves_a_perp_venue_of_a_config(tmp_path):
             await served.stop()
 
     asyncio.run(body())
+
+
+def test_websocket_books_and_premium_index_marks_on_the_market_stream():
+    async def go():
+        emu = emulator()
+        await emu.start()
+        venue = venue_on(emu, market_data="ws")
+        try:
+            await venue.start()
+            emu.update_funding(SYM, 50_000.05, 50_001.0, 0.0002)
+            seen: dict[type, object] = {}
+            stream = venue.market_data([NAME])
+            async for ev in stream:
+                seen.setdefault(type(ev), ev)
+                if len(seen) == 2:
+                    break
+            await stream.aclose()
+            return seen
+        finally:
+            await venue.close()
+            await emu.stop()
+
+    seen = asyncio.run(asyncio.wait_for(go(), 20))
+    book, fund = seen[BookUpdate], seen[FundingUpdate]
+    assert book.bids[0] == (50_000.0, 1.0) and book.asks[0] == (50_000.1, 1.0)  # type: ignore[attr-defined]
+    assert (fund.mark_price, fund.index_price, fund.rate) == (50_000.05, 50_001.0, 0.0002)  # type: ignore[attr-defined]

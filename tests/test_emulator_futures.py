@@ -172,7 +172,7 @@ def test_funding_is_paid_at_the_mark_and_listed_as_income():
         history = await ex.fetch_funding_history(PERP)
         assert [(h["amount"], h["code"]) for h in history] == [(pytest.approx(4.0), "USDT")]
         rates = await ex.fetch_funding_rate_history(PERP)
-        assert [(r["fundingRate"], r["info"]["markPrice"]) for r in rates] == [(0.0002, "50000.0")]
+        assert [(r["fundingRate"], r["info"]["markPrice"]) for r in rates] == [(0.0002, "50000.00000000")]
         # the market driver's updates settle funding once a funding time has passed
         assert emu.update_funding(SYM, 50_020.0, 50_010.0, -0.0001) == []
         fr = await ex.fetch_funding_rate(PERP)

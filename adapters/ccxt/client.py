@@ -177,7 +177,7 @@ class CcxtVenue(Venue):
         ws_url = cfg.ws_url or (("ws" + cfg.base_url[4:]).rstrip("/") + "/ws" if cfg.base_url else "")
         if cfg.market_data == "ws" and ws_url and isinstance(ex.urls["api"].get("ws"), dict):
             ex.urls["api"]["ws"] = dict(ex.urls["api"]["ws"], spot=ws_url)
-        perps.venue_errors_on(ex, cfg.base_url)
+        perps.stand_in(ex, cfg.exchange, cfg.base_url, ws_url if cfg.market_data == "ws" else "")
         self._ex = ex
         try:
             markets = await self._call(R.OP_MARKETS, "markets", R.QUERY, ex.load_markets)

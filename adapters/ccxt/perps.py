@@ -52,10 +52,14 @@ def client_options(exchange: str, options: dict) -> dict:
     return options
 
 
-def venue_errors_on(ex, base_url: str) -> None:
-    """Have ccxt map the answers of a `base_url` stand-in (a local emulator) with the error codes
-    of the venue it stands in for: ccxt applies the USDⓈ-M table (-2019 margin, -2022 reduce
-    only, ...) only to answers from the real futures host."""
+def stand_in(ex, exchange: str, base_url: str, ws_url: str = "") -> None:
+    """Point a linear-only exchange's futures streams at `ws_url` (ccxt derives its public and
+    market stream paths from it), and have ccxt map the answers of a `base_url` stand-in (a local
+    emulator) with the error codes of the venue it stands in for: ccxt applies the USDⓈ-M table
+    (-2019 margin, -2022 reduce only, ...) only to answers from the real futures host."""
+    streams = ex.urls["api"].get("ws")
+    if exchange in LINEAR_ONLY and ws_url and isinstance(streams, dict):
+        ex.urls["api"]["ws"] = dict(streams, linear=ws_url)
     if not base_url:
         return
     fapi = base_url.rstrip("/") + "/fapi/"

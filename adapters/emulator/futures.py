@@ -35,6 +35,8 @@ import dataclasses
 import math
 import time
 
+from aiohttp import web
+
 from adapters.sim.exchange import DEFAULT_LEVERAGE, Exchange  # the simulated exchange's default
 from adapters.sim.matching import MARKET, MatchFill, OrderView, Result, Spec
 from basis_core.errors import ConfigError
@@ -393,6 +395,13 @@ class FuturesEmulator(Emulator):
 
     # -- request pipeline -------------------------------------------------------------------------
 
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """USDⓈ-M's depth streams are under /public/ws and /market/ws (ccxt derives them from
+        the futures stream base); they are the emulator's depth stream."""
+        if request.path.split("/")[1:3] in (["public", "ws"], ["market", "ws"]):
+            return await self.streams.handle(request)
+        return await super()._handle(request)
+
     def _cost(self, method: str, path: str, params: dict) -> tuple[int, bool]:
         weight = FUTURES_WEIGHTS.get((method, path), 1)
         if path == "/fapi/v1/depth":
@@ -517,13 +526,12 @@ class FuturesEmulator(Emulator):
     def _premium(self, sym: str) -> dict:
         fund, ms = self._funding[sym], self.now_ms()
         mark = self.mark(sym)
-        fmt = self.formats[sym]
         nxt = fund.next_ms or (ms // self.funding_interval_ms + 1) * self.funding_interval_ms
         return {
             "symbol": sym,
-            "markPrice": fmt.px(mark),
-            "indexPrice": fmt.px(fund.index or mark),
-            "estimatedSettlePrice": fmt.px(fund.index or mark),
+            "markPrice": f"{mark:.8f}",
+            "indexPrice": f"{fund.index or mark:.8f}",
+            "estimatedSettlePrice": f"{fund.index or mark:.8f}",
             "lastFundingRate": f"{fund.rate:.8f}",
             "interestRate": "0.00010000",
             "nextFundingTime": nxt,
@@ -547,7 +555,7 @@ class FuturesEmulator(Emulator):
                     "symbol": s,
                     "fundingRate": f"{rate:.8f}",
                     "fundingTime": ms,
-                    "markPrice": self.formats[s].px(mark),
+                    "markPrice": f"{mark:.8f}",
                 }
                 for s in syms
                 for ms, rate, mark in self._rates[s]
