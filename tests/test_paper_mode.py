@@ -1,8 +1,8 @@
-"""`basis run --paper`: two Binance-spot exchange emulators on loopback play a moving market with
-dislocations between them; a paper run follows their public books (one venue by REST
-snapshots, the other through ccxt.pro's websocket book) with no credentials, and its orders
-fill in the simulated matching engine at the emulators' live prices. The emulators must see
-public requests only."""
+"""`basis run --paper`: two Binance-spot exchange emulators and a USDⓈ-M one on loopback play a
+moving market with dislocations between them; a paper run follows their public books (alpha by
+REST snapshots, beta and the perp venue gamma through ccxt.pro's websocket books, gamma's
+funding by its premium index) with no credentials, and its orders fill in the simulated
+matching engine at the emulators' live prices. The emulators must see public requests only."""
 
 from __future__ import annotations
 
@@ -17,10 +17,15 @@ import orjson
 import pytest
 
 from adapters.emulator import Emulator, EmulatorThread
+from adapters.emulator.futures import FuturesEmulator
 from adapters.emulator.harness import BTC
+from adapters.sim.matching import Spec
 from basis_core.errors import ConfigError
 
-PUBLIC = {"/api/v3/exchangeInfo", "/api/v3/depth", "/api/v3/ping", "/api/v3/time"}
+PUBLIC = {"/api/v3/exchangeInfo", "/api/v3/depth", "/api/v3/ping", "/api/v3/time"} | {
+    f"/fapi/v1/{p}" for p in ("exchangeInfo", "depth", "ping", "time", "premiumIndex", "fundingRate")
+}
+PERP = Spec("BTCUSDT", "BTC", "USDT", tick=0.1, lot=0.001, min_notional=5.0)
 
 CONFIG = """
 [run]
@@ -55,6 +60,26 @@ latency = {{ request_ms = 6.0, response_ms = 6.0, fill_ms = 2.0, balance_lag_ms 
 exchange = "binance"
 base_url = "http://127.0.0.1:{beta}"
 market_data = "ws"
+
+[venues.gamma]
+kind = "ccxt"
+taker_fee_bps = 5.0
+maker_fee_bps = 2.0
+balances = {{ USDT = 100000.0 }}
+latency = {{ request_ms = 5.0, response_ms = 5.0, fill_ms = 2.0, balance_lag_ms = 100.0 }}
+[venues.gamma.ccxt]
+exchange = "binanceusdm"
+base_url = "http://127.0.0.1:{gamma}"
+market_data = "ws"
+
+[instruments.gamma-BTCUSDT-PERP]
+venue = "gamma"
+symbol = "BTC/USDT:USDT"
+base = "BTC"
+kind = "perp"
+tick = 0.1
+lot = 0.001
+min_notional = 5.0
 
 [instruments.alpha-BTCUSDT]
 venue = "alpha"
@@ -100,12 +125,14 @@ class MovingMarket:
         self.mid += self._rng.gauss(0, 3.0)
         skew = (0.0, 0.004, -0.004)[(i // 15) % 3]
         for name, emu in self.emulators.items():
-            mid = self.mid * (1 + skew if name == "beta" else 1)
-            bid = round(mid - 0.5, 2)
-            bids = [(round(bid - k, 2), 0.2 + 0.1 * k) for k in range(5)]
-            asks = [(round(bid + 1 + k, 2), 0.2 + 0.1 * k) for k in range(5)]
+            mid = self.mid * (1 + {"beta": skew, "gamma": -skew / 2}.get(name, 0.0))
+            bid = round(mid - 0.5, 1)
+            bids = [(round(bid - k, 2), round(0.2 + 0.1 * k, 3)) for k in range(5)]
+            asks = [(round(bid + 1 + k, 2), round(0.2 + 0.1 * k, 3)) for k in range(5)]
             emu.set_book("BTCUSDT", bids, asks)
             self.quoted[name].update(p for p, _ in bids + asks)
+            if isinstance(emu, FuturesEmulator):
+                emu.update_funding("BTCUSDT", mid, self.mid, 0.0001)
 
     def _run(self) -> None:
         i = 1
@@ -125,6 +152,7 @@ class MovingMarket:
 @pytest.fixture
 def emulators():
     emus = {name: Emulator([BTC], {}, name=name) for name in ("alpha", "beta")}
+    emus["gamma"] = FuturesEmulator([PERP], {}, name="gamma")
     threads = {name: EmulatorThread(emu) for name, emu in emus.items()}
     ports = {name: t.start() for name, t in threads.items()}
     try:
@@ -171,7 +199,8 @@ def test_paper_run_fills_against_the_live_books_without_private_requests(tmp_pat
     # start the book, one from ccxt.pro to seed its websocket book, few or none after)
     depth = {name: sum(path == "/api/v3/depth" for _, path, _ in emu.log) for name, emu in emus.items()}
     assert depth["alpha"] > 10 and depth["beta"] <= 4, depth
-    assert any(v == "beta" for v, *_ in fills) and any(v == "alpha" for v, *_ in fills)
+    assert {v for v, *_ in fills} == {"alpha", "beta", "gamma"}, fills
+    assert any(path == "/fapi/v1/premiumIndex" for _, path, _ in emus["gamma"].log)  # funding
 
 
 def test_paper_mode_holds_the_config_against_the_venue_and_needs_the_real_clock(tmp_path, emulators):

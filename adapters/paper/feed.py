@@ -10,7 +10,8 @@
 The client is ccxt's own class for the exchange id (its ccxt.pro class with `market_data =
 "ws"`), given no API key or secret: only public endpoints are called (markets, depth, the
 depth stream, funding), so no request is ever signed. `base_url`, `ws_url` and `sandbox` move
-it as they move the trading client (a local emulator, a testnet). ccxt's own rate limiter is on:
+it as they move the trading client (a local emulator, a testnet; a USDⓈ-M venue's streams
+too, `adapters.ccxt.perps.stand_in`). ccxt's own rate limiter is on:
 this client's few public requests are the only ones it makes. Every ccxt failure leaves as a
 typed venue error (VenueUnavailable, RequestTimeout), its text naming the venue.
 """
@@ -28,6 +29,7 @@ import ccxt.pro as ccxt_pro
 from adapters.ccxt.client import rewrite_urls
 from adapters.ccxt.config import CcxtVenueConfig
 from adapters.ccxt.parsing import instrument as instrument_info
+from adapters.ccxt.perps import stand_in
 from basis_core.errors import ConfigError, MalformedResponse, RequestTimeout, VenueUnavailable
 from basis_core.venue import InstrumentInfo
 
@@ -74,6 +76,7 @@ class PublicFeed:
         ws_url = cfg.ws_url or (("ws" + cfg.base_url[4:]).rstrip("/") + "/ws" if cfg.base_url else "")
         if ws and ws_url and isinstance(ex.urls["api"].get("ws"), dict):
             ex.urls["api"]["ws"] = dict(ex.urls["api"]["ws"], spot=ws_url)
+        stand_in(ex, cfg.exchange, cfg.base_url, ws_url if ws else "")  # a USDⓈ-M venue's streams
         return ex
 
     async def start(self) -> dict[str, InstrumentInfo]:
