@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import select
@@ -12,6 +13,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import replace
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.ccxt.emulate import serve_venue, write_secrets
 from adapters.ccxt.world import CcxtWorld, check_fees, check_rules
 from adapters.emulator.harness import binance_client
 from basis_core.config import load
@@ -32,15 +35,19 @@ BASIS = [str(Path(sys.executable).with_name("basis"))]
 VENUES = ("alpha", "beta")
 
 
-def _start_emulator(config: Path, venue: str, kind: str = "spot") -> tuple[subprocess.Popen, str]:
-    """`basis emulator ...` as the README starts it; returns the process and its URL."""
-    proc = subprocess.Popen(
+def _start_emulator(config: Path, venue: str, kind: str = "spot") -> subprocess.Popen:
+    """`basis emulator ...` as the README starts it."""
+    return subprocess.Popen(
         [*BASIS, "emulator", "--kind", kind, "--port", "0", "--config", str(config)]
         + ["--venue", venue, "--secrets-out", str(config.parent / f"{venue}.secrets.toml")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _listening(proc: subprocess.Popen, venue: str, kind: str = "spot") -> str:
+    """The URL of the emulator's one line once it listens."""
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 60)
     line = proc.stdout.readline() if ready else ""
@@ -48,7 +55,25 @@ def _start_emulator(config: Path, venue: str, kind: str = "spot") -> tuple[subpr
     if match is None:
         proc.kill()
         raise AssertionError(f"no listening line: {line!r} {proc.stderr.read() if proc.stderr else ''}")
-    return proc, match.group(1)
+    return match.group(1)
+
+
+@contextlib.contextmanager
+def _served(cfg, venue: str, secrets_out: Path):
+    """The venue's emulator (what `basis emulator` runs) on a loop of its own thread."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    served = serve_venue(cfg, venue)
+    asyncio.run_coroutine_threadsafe(served.start(), loop).result(30)
+    write_secrets(secrets_out, served.key, served.secret)
+    try:
+        yield served
+    finally:
+        asyncio.run_coroutine_threadsafe(served.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
 
 
 def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> int:
@@ -68,8 +93,10 @@ def emulated(tmp_path):
     config.write_text(EXAMPLE.read_text().replace("duration_s = 60.0", "duration_s = 12.0"))
     procs, urls = {}, {}
     try:
+        for venue in VENUES:  # both start at once
+            procs[venue] = _start_emulator(config, venue)
         for venue in VENUES:
-            procs[venue], urls[venue] = _start_emulator(config, venue)
+            urls[venue] = _listening(procs[venue], venue)
         text = config.read_text()
         for venue, port in (("alpha", 8701), ("beta", 8702)):
             text = text.replace(f"http://127.0.0.1:{port}", urls[venue])
@@ -115,14 +142,15 @@ def test_basis_run_trades_two_emulated_exchanges_and_ends_normal_and_reconciled(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert time.monotonic() - t0 >= 12.0  # the real clock: the run took its duration
     report = json.loads((run_dir / "report.json").read_text())
+    db = sqlite3.connect(run_dir / "results.sqlite")
+    found = db.execute("SELECT layer, key, ours, theirs, cause FROM recon_exceptions").fetchall()
+    assert report["reconciliation"] == dict.fromkeys(("order", "position", "balance", "reporting"), 0), found
     assert report["final_engine_state"] == "NORMAL", report["state_transitions"][-5:]
-    assert report["reconciliation"] == dict.fromkeys(("order", "position", "balance", "reporting"), 0)
     assert report["open_positions"] == []
     assert report["orders_submitted"] >= 2 and report["orders_filled"] >= 2
     assert report["hedges_completed"] >= 1
     # what the venues say: every fill the run booked is a trade on the emulator, and the other
     # way round; nothing is left working there
-    db = sqlite3.connect(run_dir / "results.sqlite")
     venue_side = asyncio.run(_venue_trades(urls, config.parent))
     for venue, (trades, still_open) in venue_side.items():
         booked = sorted(
@@ -137,23 +165,26 @@ def test_basis_run_trades_two_emulated_exchanges_and_ends_normal_and_reconciled(
         for path in run_dir.rglob("*"):
             if path.is_file() and path.suffix in (".json", ".jsonl", ".html", ".sqlite"):
                 assert value.encode() not in path.read_bytes(), path
-    for proc in procs.values():  # SIGTERM ends an emulator cleanly
-        assert _stop(proc) == 0
+    assert _stop(procs["alpha"]) == 0  # SIGTERM ends an emulator cleanly, and so does SIGINT
+    assert _stop(procs["beta"], signal.SIGINT) == 0
 
 
-def test_a_filter_the_venue_does_not_share_is_a_start_up_error_naming_the_key(emulated, capsys):
+def test_a_filter_the_venue_does_not_share_is_a_start_up_error_naming_the_key(tmp_path, capsys):
     from basis_core.cli import main
 
-    config, procs, _ = emulated
-    config.write_text(
-        config.read_text().replace("tick = 0.01\nlot = 0.00001", "tick = 0.1\nlot = 0.00001", 1)
-    )
-    run_dir = config.parent / "run"
-    assert main(["run", str(config), "--run-dir", str(run_dir)]) == 1
+    served_cfg = tmp_path / "served.toml"
+    served_cfg.write_text(EXAMPLE.read_text())
+    with _served(load(served_cfg), "alpha", tmp_path / "alpha.secrets.toml") as alpha:
+        write_secrets(tmp_path / "beta.secrets.toml", "unused-key", "unused-secret")  # never reached
+        config = tmp_path / "live.toml"
+        text = EXAMPLE.read_text().replace("http://127.0.0.1:8701", alpha.url)
+        config.write_text(text.replace("tick = 0.01\nlot = 0.00001", "tick = 0.1\nlot = 0.00001", 1))
+        run_dir = tmp_path / "run"
+        assert main(["run", str(config), "--run-dir", str(run_dir)]) == 1
+        placed = list(alpha.emulator.placed)
     err = capsys.readouterr().err
     assert "instruments.alpha-BTCUSDT.tick: venue says 0.01, config says 0.1" in err
-    assert not (run_dir / "report.json").exists()
-    assert _stop(procs["alpha"], signal.SIGINT) == 0  # so does SIGINT
+    assert not (run_dir / "report.json").exists() and placed == []
 
 
 def test_the_venue_rules_and_fees_are_held_against_the_config():
@@ -234,3 +265,58 @@ def test_the_emulator_command_refuses_what_it_cannot_serve(tmp_path, capsys):
     assert main([*base, "--kind", "coinm", "--venue", "alpha"]) == 1
     assert "kind: must be one of spot, usdm" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _usdm_config(tmp_path: Path, taker_bps: float = 4.0):
+    """live-local.toml with beta as a USDⓈ-M venue (one BTCUSDT perp, 5x)."""
+    text = EXAMPLE.read_text()
+    text = text.replace(
+        "taker_fee_bps = 7.5\nmaker_fee_bps = 1.0\nbalances = { USDT = 200000.0, BTC = 4.0 }",
+        f"taker_fee_bps = {taker_bps}\nmaker_fee_bps = 2.0\nbalances = {{ USDT = 200000.0 }}",
+    )
+    text = text.replace(
+        '[venues.beta.ccxt]\nexchange = "binance"', '[venues.beta.ccxt]\nexchange = "binanceusdm"'
+    )
+    text = text.replace(
+        '[instruments.beta-BTCUSDT]\nvenue = "beta"\nsymbol = "BTC/USDT"',
+        '[instruments.beta-BTCUSDT]\nvenue = "beta"\nsymbol = "BTC/USDT:USDT"\nkind = "perp"\nleverage = 5.0',
+    )
+    path = tmp_path / f"usdm-{taker_bps:g}.toml"
+    path.write_text(text)
+    return load(path)
+
+
+def test_a_usdm_emulator_serves_the_perps_whose_rules_and_fees_a_live_world_checks(tmp_path):
+    async def scenario():
+        served = serve_venue(_usdm_config(tmp_path), "beta", "usdm")
+        await served.start()
+        try:
+            write_secrets(tmp_path / "beta.secrets.toml", served.key, served.secret)
+            for taker, error in (
+                (4.0, None),
+                (4.5, r"venues\.beta\.taker_fee_bps: venue says 4 for beta-BTCUSDT"),
+            ):
+                cfg = _usdm_config(tmp_path, taker)
+                cfg = replace(cfg, venues={"beta": cfg.venues["beta"]})
+                venues = dict(cfg.venues)
+                secrets = {"secrets_file": str(tmp_path / "beta.secrets.toml")}  # replace() drops base_dir
+                table = dict(venues["beta"].ccxt, base_url=served.url, credentials=secrets)
+                venues["beta"] = replace(venues["beta"], ccxt=table)
+                inst = {"beta-BTCUSDT": cfg.instruments["beta-BTCUSDT"]}
+                world = CcxtWorld.from_config(replace(cfg, venues=venues, instruments=inst))
+                try:
+                    if error is None:
+                        await world.start()
+                        info = world.venues["beta"].instruments()["beta-BTCUSDT"]
+                        assert (info.kind, info.tick, info.lot) == ("perp", 0.01, 0.00001)
+                        positions = await world.venues["beta"].positions()
+                        assert all(p.qty == 0 for p in positions.values())
+                    else:
+                        with pytest.raises(ConfigError, match=error):
+                            await world.start()
+                finally:
+                    await world.close()
+        finally:
+            await served.stop()
+
+    asyncio.run(scenario())
