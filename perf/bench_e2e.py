@@ -19,17 +19,23 @@ starting balances (as Runner.start does), the market data, the venues' answers a
 reconciliation pass every reconcile_interval_ms, as ProcessRunner would.
 
 Workload (perf/workload.py BookMarket): the default scenario's three books (alpha, beta spot,
-gamma perp) as BOOK_LEVEL snapshots and level updates; in every block of EVERY_K records the
-perp's grid moves DISLOCATION_BPS up or down for half a block, a real cross-venue opportunity
-(after fees and min_edge) that the engine trades, fills coming back at once (VenueAnswers).
+gamma perp) as BOOK_LEVEL snapshots and level updates (sizes change at every level, levels
+behind the touch come and go). Opportunities are real cross-venue dislocations after fees and
+min_edge: the perp's grid moves DISLOCATION_BPS (only the perp, so the BTC mark and the
+volatility levels stay put). Unpaced, the perp is always dislocated, its direction flipping
+every EVERY_K / 2 records, so an engine that takes thousands of records per batch still finds
+one in most batches (it decides at most once per batch); paced, a move lasts PACED_HOLD records
+every PACED_EVERY_K records. Fills come back at once (VenueAnswers), so positions complete and
+the pair is free again.
 
 Benchmarks (impl = engine: the product's engine process):
 
   E2EThroughput[engine]                  unpaced: the feed publishes batches of FEED_BATCH as
                                          fast as the md ring takes them; pyperf value: seconds
                                          per md event (events/s = 1 / value), from the first
-                                         record published to the engine releasing the last one
-                                         (it releases a batch once journaled, then decides it).
+                                         record published to the engine having decided the
+                                         last one (it has taken an exec record published after
+                                         it released the last md record).
   TickToOrderLatency[engine,rate=R].pNN  the feed publishes one record per 1/R s; per ORDER_NEW
                                          entry: (time the worker read it from the order ring) -
                                          (ts_ns of the newest md record the engine had when it
@@ -40,9 +46,11 @@ Benchmarks (impl = engine: the product's engine process):
 Every pyperf value comes from a fresh engine process and run directory, and counts only after:
 the engine consumed exactly the md events sent and exited on EXIT; the commands the worker read
 from the order ring are the journal's commands, byte for byte and in order; `basis replay`'s
-function (engine/replay.py) re-decides the journal identically; orders were sent (more than one
-decision per 20 blocks) and each decision is two IOC legs of one opportunity (leg 0 buys, leg 1
-sells the same quantity, one leg on the perp and one on a spot book); every order was answered.
+function (engine/replay.py) re-decides the journal identically; orders were sent (unpaced: at
+least one decision; paced: for at least one opportunity in ten) and each decision is two IOC
+legs of one opportunity (leg 0 buys, leg 1 sells the same quantity, one leg on the perp and one
+on a spot book); every order was answered. Each value's evidence (events, decisions, orders,
+journal records, checkpoints, percentiles) is printed on stderr, --quiet or not.
 
     .venv/bin/python perf/bench_e2e.py -o e2e.json [--fast] [--min-events N] [--realtime] [--only TEXT]
     .venv/bin/python perf/bench_e2e.py -o e2e.json --debug-single-value --smoke
@@ -51,6 +59,8 @@ sells the same quantity, one leg on the perp and one on a spot book); every orde
 
 from __future__ import annotations
 
+import atexit
+import functools
 import multiprocessing as mp
 import shutil
 import sys
@@ -99,7 +109,10 @@ def _label(rate: int) -> str:
     return f"{rate // 1_000_000}M" if rate % 1_000_000 == 0 else f"{rate // 1000}K"
 
 
+@functools.cache
 def _placements() -> dict[str, cpulayout.Placement]:
+    """Planned once per process, before the worker pins itself to the io core (the plan reads
+    the cores this process may use)."""
     return {p.role: p for p in cpulayout.plan(LAYOUT)}
 
 
@@ -340,9 +353,9 @@ class Run:
             )
         new = got[got["kind"] == S.Kind.ORDER_NEW].view(S.ORDER_NEW)
         entries = new[(new["aux"] >> 8) == S.Purpose.ENTRY]
-        # paced: one opportunity per block, decided unless its pair is still busy; unpaced: at
-        # most one decision per engine batch (thousands of records)
-        want = self.sent_md // PACED_EVERY_K // 2 if self.paced else 1
+        # orders must flow: paced, one opportunity per block (an engine starved by a loaded
+        # host coalesces some away); unpaced, at most one decision per engine batch
+        want = self.sent_md // PACED_EVERY_K // 10 if self.paced else 1
         if len(entries) < max(want, 1):
             raise AssertionError(f"e2e: {len(entries)} decisions sent orders, at least {want} were due")
         perp = self.market.books[self.market.perp][1]
@@ -392,12 +405,13 @@ class Run:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-_opts: dict = {"realtime": False, "root": None, "quiet": False}
+_opts: dict = {"realtime": False, "root": None}
 
 
 def _root() -> Path:
     if _opts["root"] is None:
         _opts["root"] = Path(tempfile.mkdtemp(prefix="basis-bench-e2e-"))
+        atexit.register(shutil.rmtree, _opts["root"], True)
     return _opts["root"]
 
 
@@ -421,8 +435,7 @@ def _say(what: str, elapsed: float, counts: dict, lat: np.ndarray | None = None)
     if lat is not None and lat.size:
         p50, p99 = np.percentile(lat, [50, 99]) / 1e3
         line += f"; tick-to-order p50 {p50:.0f} us, p99 {p99:.0f} us over {lat.size} orders"
-    if not _opts["quiet"]:
-        print(line, file=sys.stderr, flush=True)
+    print(line, file=sys.stderr, flush=True)
 
 
 def throughput(loops: int, inner: int) -> float:
@@ -469,8 +482,8 @@ def main() -> None:
         "--only", default="", help="run only the benchmarks whose name contains this"
     )
     args = runner.parse_args()
+    _placements()
     _opts["realtime"] = args.realtime
-    _opts["quiet"] = args.quiet
     if args.min_events is None:
         args.min_events = 4_000 if args.smoke else 100_000 if args.fast else 200_000
     pl = _placements()
@@ -496,8 +509,6 @@ def main() -> None:
             if args.only not in name:
                 continue
             runner.bench_time_func(name, latency, rate, pct, n, inner_loops=n)
-    if _opts["root"] is not None:
-        shutil.rmtree(_opts["root"], ignore_errors=True)
 
 
 if __name__ == "__main__":
