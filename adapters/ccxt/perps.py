@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 LINEAR_ONLY = frozenset({"binanceusdm"})
 #: newest income ids remembered to drop repeats (income is read from its last time on)
 _SEEN_KEEP = 1000
+#: how far a funding income's time may lie from its funding time (ms)
+_RATE_SLACK_MS = 60_000
 
 
 def client_options(exchange: str, options: dict) -> dict:
@@ -238,18 +240,33 @@ class Perps:
         return out
 
     async def _rate_at(self, name: str, ts_ms: int) -> tuple[float, float]:
-        """(funding rate, mark price) of the funding time at `ts_ms` (the venue's history)."""
+        """(funding rate, mark price) of the funding time nearest `ts_ms` within a minute (the
+        venue books the income at or just after its funding time); (0, 0) when it lists none."""
         v = self.venue
         ex = v._ex_or_fail()
         rows = await v._call(
-            R.OP_FILLS, "fills", R.QUERY, ex.fetch_funding_rate_history, self.perps[name].symbol, ts_ms, 1
+            R.OP_FILLS,
+            "fills",
+            R.QUERY,
+            ex.fetch_funding_rate_history,
+            self.perps[name].symbol,
+            ts_ms - _RATE_SLACK_MS,
+            10,
+            {"until": ts_ms + _RATE_SLACK_MS},
         )
+        best: tuple[int, float, float] | None = None
         for r in rows if isinstance(rows, list) else ():
+            if not isinstance(r, dict):
+                continue
             rate = require_finite(v.name, "funding rate", r.get("fundingRate"))
-            info = r.get("info") if isinstance(r.get("info"), dict) else {}
-            mark = require_finite(v.name, "funding mark", info.get("markPrice") or 0.0)
-            return rate, mark
-        return 0.0, 0.0
+            info = r.get("info")
+            mark = require_finite(
+                v.name, "funding mark", (info.get("markPrice") if isinstance(info, dict) else None) or 0.0
+            )
+            gap = abs(int(r.get("timestamp") or 0) - ts_ms)
+            if best is None or gap < best[0]:
+                best = (gap, rate, mark)
+        return (best[1], best[2]) if best is not None else (0.0, 0.0)
 
     def _remember(self, rid: str) -> None:
         self._seen[rid] = None

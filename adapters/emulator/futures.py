@@ -122,6 +122,14 @@ def _refuse(reason: RejectReason) -> _Refused:
     return _Refused(status, code, msg)
 
 
+def _keep(d: dict, key, value) -> None:
+    """d[key] = value, the oldest entries dropped past `HISTORY` * 10 (a trade's PnL and an
+    order's reduce-only flag are kept for that many of the newest)."""
+    d[key] = value
+    while len(d) > HISTORY * 10:
+        del d[next(iter(d))]
+
+
 def _money(x: float) -> str:
     return f"{x:.8f}"
 
@@ -286,8 +294,8 @@ class FuturesEmulator(Emulator):
         }
         self._income: dict[str, collections.deque] = {}
         self._tran_id = 0
-        self._reduce_only: set[tuple[str, str, str]] = set()  # (owner, symbol, coid)
-        self._pnl: dict[tuple[str, int], float] = {}  # (owner, trade id) -> realized PnL
+        self._reduce_only: dict[tuple[str, str, str], None] = {}  # (owner, symbol, coid), newest last
+        self._pnl: dict[tuple[str, int], float] = {}  # (owner, trade id) -> realized PnL, newest last
         self._routes = {
             ("GET", "/fapi/v1/ping"): (False, self._ping),
             ("GET", "/fapi/v1/time"): (False, self._time),
@@ -440,7 +448,7 @@ class FuturesEmulator(Emulator):
             oid = eng.query(f.owner, f.coid).oid
             pnl = acc.to_float(self.margin_asset, self._perp.take_pnl(f.owner, f.trade_id))
             self._trades.setdefault((f.owner, symbol), []).append((f, oid))
-            self._pnl[(f.owner, f.trade_id)] = pnl
+            _keep(self._pnl, (f.owner, f.trade_id), pnl)
             ms = f.ts_ns // 1_000_000
             self._add_income(f.owner, symbol, "REALIZED_PNL", pnl, ms, f.trade_id)
             self._add_income(f.owner, symbol, "COMMISSION", -self._commission(f), ms, f.trade_id)
@@ -811,7 +819,7 @@ class FuturesEmulator(Emulator):
             self.placed.append(Placed(sym, owner, coid, view.oid))
             reduce_only = p.get("reduceOnly", "").lower() == "true"
             if reduce_only:
-                self._reduce_only.add((owner, sym, coid))
+                _keep(self._reduce_only, (owner, sym, coid), None)
             self._absorb(sym, result)
             body = self._fmt[sym].futures_order(view, self.now_ms(), reduce_only)
         if p.get("newOrderRespType", "ACK") == "ACK":
