@@ -31,6 +31,7 @@ import ccxt.pro as ccxt_pro
 
 from basis_core.errors import (
     ConfigError,
+    IpBanned,
     MalformedResponse,
     OrderNotFound,
     OrderRejected,
@@ -49,11 +50,13 @@ from basis_core.venue import (
     FundingUpdate,
     InstrumentInfo,
     OrderRequest,
+    OrderStatus,
     Position,
     TransferInfo,
     Venue,
     VenueOrder,
     VenueStatus,
+    require_finite,
 )
 from basis_core.venue_errors import report_of
 from basis_ext import router as R
@@ -61,10 +64,20 @@ from basis_ext import router as R
 from . import parsing, perps
 from .auth import Credentials, RedactingFilter
 from .config import CcxtVenueConfig
-from .constants import ENDPOINT_NAMES, VENUE_MESSAGES, ErrorRule, rule_for
-from .dispatch import Gate, build_throttle
+from .constants import (
+    BAN_DEFAULT_S,
+    BAN_RULE,
+    BAN_STATUS,
+    BAN_UNTIL,
+    ENDPOINT_NAMES,
+    VENUE_MESSAGES,
+    ErrorRule,
+    rule_for,
+)
+from .dispatch import Gate, Limits, ban_end_ms, published_limits
 
 _headers: contextvars.ContextVar[dict | None] = contextvars.ContextVar("basis_ccxt_headers", default=None)
+_status: contextvars.ContextVar[int] = contextvars.ContextVar("basis_ccxt_status", default=0)
 _OPTIONS = {
     "fetchMarkets": {"types": ["spot"]},
     "fetchCurrencies": False,
@@ -76,8 +89,9 @@ Observer = Callable[[object, VenueError | None], None]
 
 def _client_class(exchange: str, websocket: bool = False):
     """ccxt's async class for `exchange` (its ccxt.pro class when `websocket`), extended to keep
-    each answer's headers for its caller (Retry-After) in a context variable: concurrent requests
-    never see each other's."""
+    each answer's headers (Retry-After, usage) and HTTP status (a 418 ban) for its caller in context
+    variables: concurrent requests never see each other's. An instance's `basis_on_response`, when
+    set, is handed (status, url, body) of every answer."""
     base = getattr(ccxt_pro, exchange, None) if websocket else getattr(ccxt_async, exchange, None)
     if base is None:
         raise ConfigError("exchange", f"ccxt has no exchange {exchange!r}")
@@ -86,6 +100,10 @@ def _client_class(exchange: str, websocket: bool = False):
         self, code, reason, url, method, response_headers, response_body, request_headers, request_body
     ):
         _headers.set(dict(response_headers or {}))
+        _status.set(int(code or 0))
+        hook = getattr(self, "basis_on_response", None)
+        if hook is not None:
+            hook(code, url, response_body)
         return base.on_rest_response(
             self, code, reason, url, method, response_headers, response_body, request_headers, request_body
         )
@@ -127,15 +145,20 @@ class CcxtVenue(Venue):
         self._secrets = credentials.secrets()
         self.observer = observer
         self.poll_s = poll_s
-        pools = {k: (p.limit, p.window_s, p.burst) for k, p in config.pools.items()}
+        limits = Limits.of(config.pools, config.endpoints, ENDPOINT_NAMES)  # ConfigError here, at start
         self.gate = Gate(
             venue_id,
-            build_throttle(pools, dict(config.endpoints), clock(), ENDPOINT_NAMES),
+            limits.throttle(clock()),
             router,
             clock,
             name=name,
             max_block_s=config.max_backoff_s,
+            limits=limits,
         )
+        self.clock_offset_ms = 0  # the venue's clock minus ours, measured at start and on -1021
+        self._synced_ns = 0  # time.monotonic_ns() of the last measurement
+        self._clock_bad = False  # a timestamp error outlived a re-measurement; status() re-checks
+        self._exchange_info: str | None = None  # the body of the exchangeInfo answer (its limits)
         self._ep = {n: i for i, n in enumerate(ENDPOINT_NAMES)}
         self.policy = R.RetryPolicy(config.max_attempts, config.backoff_s, config.max_backoff_s)
         self._ex = None
@@ -178,9 +201,12 @@ class CcxtVenue(Venue):
         if cfg.market_data == "ws" and ws_url and isinstance(ex.urls["api"].get("ws"), dict):
             ex.urls["api"]["ws"] = dict(ex.urls["api"]["ws"], spot=ws_url)
         perps.stand_in(ex, cfg.exchange, cfg.base_url, ws_url if cfg.market_data == "ws" else "")
+        ex.basis_on_response = self._on_response
         self._ex = ex
         try:
+            await self.sync_clock()
             markets = await self._call(R.OP_MARKETS, "markets", R.QUERY, ex.load_markets)
+            self._learn_limits()
         except BaseException:
             await self.close()
             raise
@@ -215,6 +241,72 @@ class CcxtVenue(Venue):
     def instruments(self) -> dict[str, InstrumentInfo]:
         return dict(self._instruments)
 
+    async def trading_fees(self) -> dict[str, tuple[float, float]]:
+        """Our (maker, taker) fees in bps per instrument, as the venue reports them (ccxt's
+        fetch_trading_fees); {} when the exchange has no such call. Typed errors only."""
+        ex = self._ex_or_fail()
+        if not ex.has.get("fetchTradingFees"):
+            return {}
+        fees = await self._call(R.OP_MARKETS, "markets", R.QUERY, ex.fetch_trading_fees)
+        out = {}
+        for name, info in self._instruments.items():
+            fee = fees.get(info.symbol) if isinstance(fees, dict) else None
+            if not fee or fee.get("maker") is None or fee.get("taker") is None:
+                continue
+            maker = require_finite(self.name, "maker fee", fee["maker"])
+            taker = require_finite(self.name, "taker fee", fee["taker"])
+            out[name] = (maker * 1e4, taker * 1e4)
+        return out
+
+    # -- the venue's clock and limits ------------------------------------------------------------
+
+    async def sync_clock(self) -> int:
+        """Measure the venue's clock against ours from its time endpoint (the middle of the round
+        trip) and sign every request on the venue's clock from now on (ccxt's `timeDifference`,
+        which its `nonce` subtracts). Returns the offset, venue minus local, in ms."""
+        ex = self._ex_or_fail()
+        if not ex.has.get("fetchTime"):
+            return self.clock_offset_ms
+        before = time.time_ns()
+        server = await self._call(R.OP_MARKETS, "time", R.QUERY, ex.fetch_time)
+        after = time.time_ns()
+        if not isinstance(server, int | float) or not math.isfinite(server) or server <= 0:
+            raise MalformedResponse(self.name, "malformed", f"server time {server!r}")
+        offset = int(server) - (before + after) // 2_000_000
+        if offset != self.clock_offset_ms:
+            self.log.info("%s: venue clock offset %+d ms (was %+d)", self.name, offset, self.clock_offset_ms)
+        self.clock_offset_ms = offset
+        ex.options["timeDifference"] = -offset
+        self._synced_ns = time.monotonic_ns()
+        return offset
+
+    def venue_now_ms(self) -> int:
+        """The venue's clock now, as last measured."""
+        return time.time_ns() // 1_000_000 + self.clock_offset_ms
+
+    def _on_response(self, code, url: str, body) -> None:
+        if code == 200 and isinstance(url, str) and url.split("?", 1)[0].endswith("/exchangeInfo"):
+            self._exchange_info = body if isinstance(body, str) else None
+
+    def _learn_limits(self) -> None:
+        """The limits the venue published with its markets replace higher configured ones; a
+        weight that no longer fits is a ConfigError now, at start."""
+        if not self._exchange_info:
+            return
+        try:
+            info = json.loads(self._exchange_info)
+        except ValueError:
+            raise MalformedResponse(self.name, "malformed", "exchangeInfo is not JSON") from None
+        published = published_limits(self.name, info)
+        self._exchange_info = None
+        if published and self.gate.limits is not None:
+            try:
+                self.gate.retune(self.gate.limits.learn(published))
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"venues.{self.name}.{exc.path}", f"{exc.message} (with the limits the venue publishes)"
+                ) from None
+
     # -- the request path ---------------------------------------------------------------------
 
     def _emit(self, event, error: VenueError | None) -> None:
@@ -226,6 +318,8 @@ class CcxtVenue(Venue):
         rule = rule_for(exc)
         assert rule is not None  # ERRORS has a rule for ccxt.BaseError itself
         text = redact(str(exc), self._secrets)
+        if rule.error is RateLimited and _status.get() == BAN_STATUS:
+            return self._banned(text), BAN_RULE
         code, reason = rule.code, rule.reason
         venue_msg = _venue_message(text, self.config.exchange)
         if venue_msg in VENUE_MESSAGES:
@@ -241,27 +335,53 @@ class CcxtVenue(Venue):
             err = rule.error(self.name, code, text)
         return err, rule
 
+    def _banned(self, text: str) -> IpBanned:
+        """The IpBanned of a 418 answer: its end from Retry-After, else from the venue-time end
+        the message names, else BAN_DEFAULT_S; the gate sends nothing until then."""
+        left = _retry_after(_headers.get())
+        if left is None:
+            end_ms = ban_end_ms(text, BAN_UNTIL)
+            left = max(0.0, (end_ms - self.venue_now_ms()) / 1000) if end_ms is not None else BAN_DEFAULT_S
+        err = IpBanned(
+            self.name, "ip_banned", text, retry_after_s=left, until_ns=time.time_ns() + int(left * 1e9)
+        )
+        self.gate.ban(err, left)
+        return err
+
     async def _call(self, op: int, endpoint: str, priority: int, fn, *args, **kwargs):
         """One logical request: admitted by the gate, retried per the policy (never a submit:
-        `submit` runs its own verification). Raises typed errors only."""
-        attempt = 0
+        `submit` runs its own verification). A timestamp the venue refuses (-1021) re-measures
+        the clock offset and is sent once more. Raises typed errors only."""
+        attempt, resynced = 0, False
+        ep = self._ep[endpoint]
         while True:
             attempt += 1
-            await self.gate.admit(self._ep[endpoint], priority)
+            sent_ns = time.monotonic_ns()
+            await self.gate.admit(ep, priority)
             _headers.set(None)
+            _status.set(0)
+            caught: ccxt.BaseError
             try:
                 return await fn(*args, **kwargs)
             except ccxt.BaseError as exc:
-                err, rule = self._translate(exc)
+                caught = exc
             except (
                 KeyError,
                 TypeError,
                 ValueError,
                 AttributeError,
             ) as exc:  # ccxt could not parse the answer
-                err, rule = self._translate(
-                    ccxt.BadResponse(f"{self.config.exchange} unreadable answer: {exc!r}")
-                )
+                caught = ccxt.BadResponse(f"{self.config.exchange} unreadable answer: {exc!r}")
+            finally:
+                self.gate.observe(ep, _headers.get(), self.venue_now_ms())
+            if isinstance(caught, ccxt.InvalidNonce) and not resynced and endpoint != "time":
+                resynced, attempt = True, attempt - 1
+                if self._synced_ns < sent_ns:  # nobody re-measured since this request left
+                    await self.sync_clock()
+                continue
+            err, rule = self._translate(caught)
+            if isinstance(caught, ccxt.InvalidNonce):
+                self._clock_bad = True
             if rule.venue_event is not None:
                 self._emit(rule.venue_event, err)
             if rule.engine_event is not None:
@@ -387,6 +507,10 @@ class CcxtVenue(Venue):
         return vo
 
     async def cancel(self, coid: str, instrument: str | None = None) -> VenueOrder:
+        """Cancel by client order id. The outcome is checked against the order's trades: a
+        cancel that lost the race with a fill is reported with the fill (FILLED, or the filled
+        quantity) even when the venue's order view lags behind its trade list (it answers
+        CANCELED, NEW or unknown)."""
         ex = self._ex_or_fail()
         instrument = self._instrument_of(coid, instrument)
         symbol = self._symbol(instrument)
@@ -394,9 +518,80 @@ class CcxtVenue(Venue):
             raw = await self._call(
                 R.OP_CANCEL, "cancel", R.CANCEL, ex.cancel_order, None, symbol, {"origClientOrderId": coid}
             )
-        except OrderNotFound:
-            return await self.fetch_order(coid, instrument, R.CANCEL)  # filled or gone first: tell which
-        return self._adopt(self._orders.get(coid, (None, None))[1], raw, instrument, coid)
+        except OrderNotFound as gone:  # filled or gone first: tell which
+            try:
+                vo = await self.fetch_order(coid, instrument, R.CANCEL)
+            except OrderNotFound:
+                last = self._last.get(coid)
+                if last is None:
+                    raise
+                vo = await self._with_trades(last, symbol)  # the view lags: the trades say
+                if vo is last:
+                    raise gone from None
+                return vo
+            return await self._with_trades(vo, symbol)
+        vo = self._adopt(self._orders.get(coid, (None, None))[1], raw, instrument, coid)
+        return await self._with_trades(vo, symbol)
+
+    async def _with_trades(self, vo: VenueOrder, symbol: str) -> VenueOrder:
+        """`vo` corrected by the venue's trades of the order when they show more filled than it
+        does: FILLED when they fill it, else its filled quantity (a canceled order keeps its
+        status; an open one is PARTIALLY_FILLED). `vo` itself when they show nothing more or
+        cannot be read (the fills stream books them later)."""
+        if vo.status == OrderStatus.FILLED or not vo.venue_order_id:
+            return vo
+        ex = self._ex_or_fail()
+        try:
+            rows = await self._call(
+                R.OP_FILLS,
+                "order_fills",
+                R.CANCEL,
+                ex.fetch_my_trades,
+                symbol,
+                None,
+                None,
+                {"orderId": vo.venue_order_id},
+            )
+            fills = [
+                parsing.fill(self.name, t, vo.instrument, vo.coid)
+                for t in rows
+                if str(t.get("order")) == vo.venue_order_id
+            ]
+        except VenueError as err:
+            self.log.warning("%s: trades of %s not read after its cancel: %s", self.name, vo.coid, err.code)
+            return vo
+        filled = sum(f.qty for f in fills)
+        if filled <= vo.filled_qty * (1 + 1e-9) + 1e-12:
+            return vo
+        status: OrderStatus = vo.status
+        if filled >= vo.qty * (1 - 1e-9):
+            status, filled = OrderStatus.FILLED, vo.qty
+        elif status not in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
+            status = OrderStatus.PARTIALLY_FILLED
+        assets = {f.fee_asset for f in fills}
+        fee, fee_asset = (
+            (sum(f.fee for f in fills), assets.pop()) if len(assets) == 1 else (vo.fee, vo.fee_asset)
+        )
+        out = dataclasses.replace(
+            vo,
+            status=status,
+            filled_qty=filled,
+            avg_price=sum(f.price * f.qty for f in fills) / sum(f.qty for f in fills),
+            fee=fee,
+            fee_asset=fee_asset,
+            updated_ns=max([vo.updated_ns] + [f.ts_ns for f in fills]),
+        )
+        self.log.info(
+            "%s: %s reported %s filled %g; its trades fill %g: %s",
+            self.name,
+            vo.coid,
+            vo.status.name,
+            vo.filled_qty,
+            filled,
+            status.name,
+        )
+        self._last[vo.coid] = out
+        return out
 
     async def fetch_order(
         self, coid: str, instrument: str | None = None, priority: int = R.QUERY
@@ -494,10 +689,17 @@ class CcxtVenue(Venue):
         raise VenueError(self.name, "not_supported", "transfer history through ccxt is not implemented yet")
 
     async def status(self) -> VenueStatus:
-        """What a light public request says: OK, RATE_LIMITED, TIMEOUT or MAINTENANCE."""
+        """What a light public request says: OK, RATE_LIMITED, TIMEOUT or MAINTENANCE; after a
+        timestamp error that persisted, the clock is measured again and a signed request must
+        pass too (MAINTENANCE clock_skew until one does)."""
         ex = self._ex_or_fail()
         try:
-            await self._call(R.OP_BOOK, "book", R.QUERY, ex.fetch_order_book, next(iter(self._by_symbol)), 5)
+            symbol = next(iter(self._by_symbol))
+            await self._call(R.OP_BOOK, "book", R.QUERY, ex.fetch_order_book, symbol, 5)
+            if self._clock_bad:
+                await self.sync_clock()
+                await self._call(R.OP_OPEN_ORDERS, "open_orders", R.QUERY, ex.fetch_open_orders, symbol)
+                self._clock_bad = False
         except VenueError as err:
             report = report_of(err)
             if report is None:

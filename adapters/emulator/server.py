@@ -20,6 +20,7 @@ Run it inside a test's event loop (`await emu.start()`), or on its own thread an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -148,7 +149,12 @@ class Emulator:
     def exhaust_weight(self, window_s: float | None = None) -> None:
         """Fill the request-weight window from now on (someone else on our address used it)."""
         with self.lock:
-            self.limiter.exhaust(time.monotonic() - self._t0, window_s)
+            self.limiter.exhaust(self.now_ms() / 1000, window_s)
+
+    def use_weight(self, weight: int) -> None:
+        """Someone else on our address spends `weight` of the current request-weight window."""
+        with self.lock:
+            self.limiter.use_weight(self.now_ms() / 1000, weight)
 
     def orders_of(self, owner: str) -> list[Placed]:
         with self.lock:
@@ -212,7 +218,7 @@ class Emulator:
         params.update(parse_qsl(body, keep_blank_values=True))
         weight, is_order = self._cost(request.method, request.path, params)
         with self.lock:
-            verdict = self.limiter.check(time.monotonic() - self._t0, weight, is_order)
+            verdict = self.limiter.check(self.now_ms() / 1000, weight, is_order)
         if verdict.status:
             return self._json(
                 verdict.status,
@@ -242,10 +248,12 @@ class Emulator:
             weight = depth_weight(int(params.get("limit", "100") or 100))
         elif path == "/api/v3/openOrders" and "symbol" not in params:
             weight = 80
+        elif path == "/api/v3/myTrades" and "orderId" in params:
+            weight = 5
         return weight, method == "POST"
 
     def _json(self, status: int, body, extra: dict | None = None) -> web.Response:
-        headers = self.limiter.headers()
+        headers = self.limiter.headers(self.now_ms() / 1000)
         if extra:
             headers.update(extra)
         return web.json_response(body, status=status, headers=headers)
@@ -317,26 +325,13 @@ class Emulator:
         return {}
 
     async def _time(self, owner, p):
-        return {"serverTime": self.now_ms()}
+        return {"serverTime": self.now_ms() + self.faults.time_endpoint_error_ms}
 
     async def _exchange_info(self, owner, p):
         return {
             "timezone": "UTC",
             "serverTime": self.now_ms(),
-            "rateLimits": [
-                {
-                    "rateLimitType": "REQUEST_WEIGHT",
-                    "interval": "MINUTE",
-                    "intervalNum": 1,
-                    "limit": self.limiter.config.weight_limit,
-                },
-                {
-                    "rateLimitType": "ORDERS",
-                    "interval": "SECOND",
-                    "intervalNum": 10,
-                    "limit": self.limiter.config.orders_limit,
-                },
-            ],
+            "rateLimits": self.limiter.published(),
             "exchangeFilters": [],
             "symbols": [f.symbol_info() for f in self.formats.values()],
         }
@@ -450,10 +445,22 @@ class Emulator:
             body = {k: body[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId", "transactTime")}
         return body
 
+    def _stale(self, view):
+        """The lagging view of an order with fills (`faults.stale_order_view`): as placed, or None
+        (unknown); `view` itself when the view does not lag or the order has no fills."""
+        lag = self.faults.stale_order_view
+        if not lag or view is None or view.filled_qty <= 0:
+            return view
+        if lag == "unknown":
+            return None
+        return dataclasses.replace(
+            view, status=OrderStatus.OPEN, filled_qty=0.0, avg_price=0.0, filled_lots=0
+        )
+
     async def _get_order(self, owner, p):
         sym = self._symbol(p)
         with self.lock:
-            view = self._find(owner, sym, p)
+            view = self._stale(self._find(owner, sym, p))
         if view is None:
             raise _Refused(400, -2013, "Order does not exist.")
         return self.formats[sym].order(view, self.now_ms())
@@ -464,6 +471,20 @@ class Emulator:
             view = self._find(owner, sym, p)
             if view is None:
                 raise _Refused(400, -2011, "Unknown order sent.")
+            stale = self._stale(view)
+            if stale is not view:  # answered from the lagging view
+                if stale is None:
+                    raise _Refused(400, -2011, "Unknown order sent.")
+                if not view.status.terminal:
+                    self.exchange.cancel(owner, sym, view.coid, time.time_ns())
+                self._auto_id += 1
+                body = self.formats[sym].order(
+                    dataclasses.replace(stale, status=OrderStatus.CANCELED),
+                    self.now_ms(),
+                    client_id=p.get("newClientOrderId") or f"emucancel{self._auto_id}",
+                )
+                body["origClientOrderId"] = view.coid
+                return body
             if self.faults.fill_on_cancel and not view.status.terminal:
                 opposite = Side.SELL if view.side == Side.BUY else Side.BUY
                 eng = self.exchange.engine(sym)
@@ -506,6 +527,7 @@ class Emulator:
         sym = self._symbol(p)
         limit = min(int(p.get("limit", "500") or 500), 1000)
         from_id = int(p["fromId"]) if p.get("fromId") else None
+        order_id = int(p["orderId"]) if p.get("orderId") else None
         start_ms = int(p["startTime"]) if p.get("startTime") else None
         fmt = self.formats[sym]
         with self.lock:
@@ -514,6 +536,7 @@ class Emulator:
             (f, oid)
             for f, oid in rows
             if (from_id is None or f.trade_id >= from_id)
+            and (order_id is None or oid == order_id)
             and (start_ms is None or f.ts_ns // 1_000_000 >= start_ms)
         ]
         return [fmt.trade(f, oid, self._commission(f)) for f, oid in rows[:limit]]
