@@ -1,7 +1,9 @@
 """Every `basis bench` suite script runs in its smallest form and writes a valid pyperf JSON
 with the benchmarks it promises (the figures themselves are not judged here: one value on a
-shared host means nothing). The end-to-end suite checks every order against the plain-Python
-decisions before it reports, so a passing smoke run is also a correctness run of the pipeline.
+shared host means nothing). The end-to-end suite runs the product's engine process and checks,
+before it reports, that the commands it read from the order ring are the journal's and that a
+replay of the journal decides them again, so a passing smoke run is also a correctness run of
+the pipeline.
 """
 
 from __future__ import annotations
