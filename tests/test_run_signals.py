@@ -80,6 +80,7 @@ def _engine_processes(pgid: int) -> list[str]:
 def _assert_stopped_in_order(run_dir: Path, code: int, out: str, sig: str) -> None:
     assert code == 0, out
     assert f"stopping ({sig}): no new entries, settling" in out, out
+    assert f"stopped ({sig}): 0 position(s) and 0 order(s) left unsettled; last reconciliation clean" in out
     report = orjson.loads((run_dir / "report.json").read_bytes())
     assert (run_dir / "results.sqlite").stat().st_size > 0 and (run_dir / "report.html").exists()
     assert report["orders_filled"] > 0, "the run was stopped before it traded"

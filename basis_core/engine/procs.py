@@ -487,7 +487,7 @@ class ProcessRunner(Runner):
         self._stop_entries()
         await self.settle(settle_s)
         await self.cancel_leftovers(settle_s)
-        await self.reconcile_pass()
+        await self.final_reconcile()
         await asyncio.sleep(0.05)
         self._exiting = True
         self._retire(self._standby)

@@ -457,7 +457,7 @@ class Runner:
         self._stop_entries()
         await self.settle(settle_s)
         await self.cancel_leftovers(settle_s)
-        await self.reconcile_pass()
+        await self.final_reconcile()
         self.pump()
         await self.io.stop()
 
@@ -483,6 +483,18 @@ class Runner:
         core = self.core
         positions = sum(1 for p in core.open_positions.values() if p.state in _UNSETTLED_HEDGE)
         return positions, len(core.orders.working())
+
+    async def final_reconcile(self) -> None:
+        """The run's last reconciliation pass; after a stop request, the terminal hears how the
+        run stopped."""
+        raised = await self.reconcile_pass()
+        if self.stop_requested and self.progress:
+            positions, orders = self.unsettled()
+            found = "clean" if raised == 0 else "failed" if raised < 0 else f"{raised} mismatch(es)"
+            self.progress(
+                f"stopped ({self.stop_requested}): {positions} position(s) and {orders} order(s) left "
+                f"unsettled; last reconciliation {found}; writing the results"
+            )
 
     async def cancel_leftovers(self, settle_s: float) -> None:
         """After settling on a stop request: cancel every order still working (CANCEL_ALL, a
