@@ -39,6 +39,7 @@ SUITES: dict[str, str] = {
     "peers": "perf/peers/bench_nautilus.py",
     "sim": "perf/bench_sim.py",
     "engine-step": "perf/bench_engine_step.py",
+    "md-ws": "perf/bench_md_ws.py",
 }
 
 #: suites whose pinned processes can ask for SCHED_FIFO (`basis bench --realtime`)

@@ -7,7 +7,10 @@ dispatch.py   Gate: asyncio face of the Cython router (priorities, throttle, seq
 parsing.py    ccxt structures -> basis_core.venue types, with MalformedResponse on bad answers
 client.py     CcxtVenue: orders by our client ids, idempotent submit, cancel, queries, balances
 perps.py      perpetuals: leverage, positions, wallet balances, marks and funding payments
+streams.py    websocket books (gap -> fresh snapshot, silence -> stale) and the user-data stream
 local.py      a scenario's ccxt venues on loopback exchange emulators, fed by the market generator
+world.py      CcxtWorld: `basis run`'s live ccxt venues from [venues.NAME.ccxt], rules checked at start
+emulate.py    one venue of a config served by a loopback emulator with its market (`basis emulator`)
 """
 
 from .auth import Credentials

@@ -61,7 +61,7 @@ from basis_core.venue import (
 from basis_core.venue_errors import report_of
 from basis_ext import router as R
 
-from . import parsing, perps
+from . import parsing, perps, streams
 from .auth import Credentials, RedactingFilter
 from .config import CcxtVenueConfig
 from .constants import (
@@ -91,7 +91,8 @@ def _client_class(exchange: str, websocket: bool = False):
     """ccxt's async class for `exchange` (its ccxt.pro class when `websocket`), extended to keep
     each answer's headers (Retry-After, usage) and HTTP status (a 418 ban) for its caller in context
     variables: concurrent requests never see each other's. An instance's `basis_on_response`, when
-    set, is handed (status, url, body) of every answer."""
+    set, is handed (status, url, body) of every answer; on a ccxt.pro class its `basis_on_message`,
+    when set, sees every websocket message before ccxt handles it."""
     base = getattr(ccxt_pro, exchange, None) if websocket else getattr(ccxt_async, exchange, None)
     if base is None:
         raise ConfigError("exchange", f"ccxt has no exchange {exchange!r}")
@@ -108,7 +109,17 @@ def _client_class(exchange: str, websocket: bool = False):
             self, code, reason, url, method, response_headers, response_body, request_headers, request_body
         )
 
-    return type(f"basis_{exchange}", (base,), {"on_rest_response": on_rest_response})
+    attrs: dict[str, object] = {"on_rest_response": on_rest_response}
+    if websocket:
+
+        def handle_message(self, client, message):
+            hook = getattr(self, "basis_on_message", None)  # the user stream's (streams.py)
+            if hook is not None:
+                hook(message)
+            return base.handle_message(self, client, message)
+
+        attrs["handle_message"] = handle_message
+    return type(f"basis_{exchange}", (base,), attrs)
 
 
 def rewrite_urls(urls: dict, base_url: str) -> dict:
@@ -167,6 +178,12 @@ class CcxtVenue(Venue):
         self._orders: dict[str, tuple[str, OrderRequest | None]] = {}  # coid -> (instrument, request)
         self._coid_of: dict[tuple[str, str], str] = {}  # (instrument, venue id) -> coid
         self._last: dict[str, VenueOrder] = {}  # coid -> last view
+        self._live: set[str] = set()  # orders not known to be finished (the user stream's backstop)
+        #: per instrument, ws books: sequence gaps repaired by a fresh snapshot; silences marked stale
+        self.book_resyncs: dict[str, int] = {}
+        self.book_stale: dict[str, int] = {}
+        #: user_data "ws": our order updates and fills pushed by the venue (streams.py)
+        self.user_stream = streams.UserStream(self) if config.user_data_mode == "ws" else None
         self._perps: perps.Perps | None = None  # the perp side (positions, funding), see perps.py
         self._closed = asyncio.Event()
         self.log = logging.getLogger(f"basis.venue.{name}")
@@ -192,7 +209,7 @@ class CcxtVenue(Venue):
         }
         if self._cred.password:
             params["password"] = self._cred.password
-        ex = _client_class(cfg.exchange, cfg.market_data == "ws")(params)
+        ex = _client_class(cfg.exchange, "ws" in (cfg.market_data, cfg.user_data_mode))(params)
         if cfg.sandbox:
             ex.set_sandbox_mode(True)
         if cfg.base_url:
@@ -200,6 +217,14 @@ class CcxtVenue(Venue):
         ws_url = cfg.ws_url or (("ws" + cfg.base_url[4:]).rstrip("/") + "/ws" if cfg.base_url else "")
         if cfg.market_data == "ws" and ws_url and isinstance(ex.urls["api"].get("ws"), dict):
             ex.urls["api"]["ws"] = dict(ex.urls["api"]["ws"], spot=ws_url)
+        if self.user_stream is not None:
+            ws_api = cfg.ws_api_url or (
+                ("ws" + cfg.base_url[4:]).rstrip("/") + "/ws-api/v3" if cfg.base_url else ""
+            )
+            urls_ws = ex.urls["api"].get("ws")
+            if ws_api and isinstance(urls_ws, dict):
+                urls_ws["ws-api"] = dict(urls_ws.get("ws-api") or {}, spot=ws_api)
+            ex.basis_on_message = self.user_stream.on_message
         perps.stand_in(ex, cfg.exchange, cfg.base_url, ws_url if cfg.market_data == "ws" else "")
         ex.basis_on_response = self._on_response
         self._ex = ex
@@ -445,6 +470,10 @@ class CcxtVenue(Venue):
         if not vo.fee_asset and last is not None and last.fee_asset:
             vo = dataclasses.replace(vo, fee=last.fee, fee_asset=last.fee_asset)  # a query reports no fees
         self._last[vo.coid] = vo
+        if vo.status.terminal:
+            self._live.discard(vo.coid)
+        else:
+            self._live.add(vo.coid)
         self._orders.setdefault(vo.coid, (instrument, order))
         self._coid_of[(instrument, vo.venue_order_id)] = vo.coid
         return vo
@@ -459,6 +488,7 @@ class CcxtVenue(Venue):
             except OrderNotFound:
                 pass  # it never got there: sending is safe
         self._orders[order.coid] = (order.instrument, order)
+        self._live.add(order.coid)
         otype, price, params = self._wire(order)
         side = "buy" if order.side == Side.BUY else "sell"
         sends = 0
@@ -757,28 +787,11 @@ class CcxtVenue(Venue):
                 pass
 
     async def _watch_books(self, names: list[str]) -> AsyncIterator[BookUpdate | FundingUpdate]:
-        ex = self._ex_or_fail()
+        self._ex_or_fail()
         queue: asyncio.Queue = asyncio.Queue()
 
-        async def watch(name: str):
-            symbol = self._symbol(name)
-            while not self._closed.is_set():
-                try:
-                    ob = await ex.watch_order_book(symbol)
-                except ccxt.BaseError as exc:
-                    await queue.put(self._translate(exc)[0])
-                    return
-                await queue.put(
-                    BookUpdate(
-                        self.name,
-                        name,
-                        time.time_ns(),
-                        tuple((float(p), float(q)) for p, q, *_ in ob["bids"]),
-                        tuple((float(p), float(q)) for p, q, *_ in ob["asks"]),
-                        snapshot=True,
-                        update_id=int(ob.get("nonce") or 0),
-                    )
-                )
+        async def watch(name: str):  # gaps -> a fresh snapshot, silence -> stale (streams.py)
+            await streams.watch_book(self, name, queue.put)
 
         async def marks():  # perps: mark, index and funding rate from the premium index
             assert self._perps is not None  # started only for a venue with perps
@@ -817,7 +830,13 @@ class CcxtVenue(Venue):
                 t.cancel()
 
     async def user_events(self) -> AsyncIterator:
-        """Our fills, polled every `poll_s` from the venue's trade history."""
+        """Our fills, polled every `poll_s` from the venue's trade history ("rest"); with
+        user_data "ws", our order updates, fills and balances as the venue pushes them, REST as
+        the backstop (streams.UserStream)."""
+        if self.user_stream is not None:
+            async for ev in self.user_stream.events():
+                yield ev
+            return
         page = await self.fills(None)
         cursor = page.cursor
         while not self._closed.is_set():

@@ -11,6 +11,12 @@ A `[venues.NAME.ccxt]`-shaped table (loaded with `basis_core.configio.build`):
     market_data = "rest"            # "rest": polled snapshots; "ws": ccxt.pro watch_order_book
     ws_url = ""                     # websocket base for "ws" (default: the venue's, or derived
                                     # from base_url as ws://HOST:PORT/ws)
+    book_stale_ms = 1000            # "ws": a book with no message for this long is marked stale
+    user_data = "auto"              # "ws": order updates and fills pushed on the venue's user
+                                    # stream, REST the backstop; "rest": fills polled; "auto":
+                                    # "ws" when market_data is "ws" on binance (spot), else "rest"
+    ws_api_url = ""                 # WebSocket API base for the user stream (default: the
+                                    # venue's, or ws://HOST:PORT/ws-api/v3 from base_url)
     instruments = { BTCUSDT = "BTC/USDT" }   # our instrument name -> ccxt unified symbol
                                     # (a perpetual: "BTC/USDT:USDT", exchange "binanceusdm")
     leverage = { BTCPERP = 5 }      # perps: leverage set at start (default DEFAULT_LEVERAGE)
@@ -98,6 +104,9 @@ class CcxtVenueConfig:
     recv_window_ms: int = 5000
     market_data: Literal["rest", "ws"] = "rest"
     ws_url: str = ""
+    book_stale_ms: int = 1000
+    user_data: Literal["auto", "rest", "ws"] = "auto"
+    ws_api_url: str = ""
     instruments: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     leverage: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     mark_poll_s: float = 1.0
@@ -131,6 +140,17 @@ class CcxtVenueConfig:
             not self.ws_url or self.ws_url.startswith(("ws://", "wss://")),
             f"{_at(path)}ws_url",
             "must start with ws:// or wss://",
+        )
+        require(
+            not self.ws_api_url or self.ws_api_url.startswith(("ws://", "wss://")),
+            f"{_at(path)}ws_api_url",
+            "must start with ws:// or wss://",
+        )
+        require(10 <= self.book_stale_ms <= 600_000, f"{_at(path)}book_stale_ms", "must be in [10, 600000]")
+        require(
+            self.user_data != "ws" or self.exchange in USER_STREAM_EXCHANGES,
+            f"{_at(path)}user_data",
+            f"not yet: the websocket user stream is implemented for {', '.join(USER_STREAM_EXCHANGES)}",
         )
         require(0 < self.recv_window_ms <= 60_000, f"{_at(path)}recv_window_ms", "must be in (0, 60000]")
         require(self.max_attempts >= 1, f"{_at(path)}max_attempts", "must be >= 1")
@@ -168,6 +188,17 @@ class CcxtVenueConfig:
             for pool, w in weights.items():
                 require(pool in self.pools, f"{_at(path)}endpoints.{name}.{pool}", "names an undeclared pool")
                 require(w > 0, f"{_at(path)}endpoints.{name}.{pool}", "must be > 0")
+
+    @property
+    def user_data_mode(self) -> str:
+        """The user-data path, "ws" or "rest": `user_data` with "auto" decided."""
+        if self.user_data != "auto":
+            return self.user_data
+        return "ws" if self.market_data == "ws" and self.exchange in USER_STREAM_EXCHANGES else "rest"
+
+
+#: exchanges whose websocket user stream the adapter follows (adapters/ccxt/streams.py)
+USER_STREAM_EXCHANGES = ("binance",)
 
 
 def from_dict(data: dict, path: str = "") -> CcxtVenueConfig:

@@ -7,6 +7,7 @@ simulated venues' matching engine: the test and demo counterpart of the ccxt ada
     faults.py   switchable faults (maintenance, slow answers, empty answers, races ...)
     wire.py     Binance JSON bodies from the engine's views
     stream.py   websocket depth diffs for ccxt.pro watch_order_book
+    userstream.py  the user-data stream: listen keys, WebSocket API, executionReport events
     futures.py  FuturesEmulator: Binance USDⓈ-M futures REST (positions, margin, marks, funding)
     harness.py  ready-made emulator set-ups for the tests and perf/bench_ccxt_emulator.py
 """

@@ -3,9 +3,12 @@
 The books, matching and balances are the simulated venue's own (`adapters.sim.exchange.Exchange`,
 `adapters.sim.matching.MatchingEngine`): the emulator adds only the wire. It serves the endpoints
 ccxt uses for Binance spot (exchangeInfo, depth, account, order POST/GET/DELETE, openOrders,
-myTrades, time, ping), verifies signatures and recvWindow (`auth`), counts request weights and
-escalates 429 → 418 (`limits`), and injects the faults of `faults.Faults`. A websocket depth
-stream for ccxt.pro's `watch_order_book` lives in `stream`.
+myTrades, time, ping; the wallet's tradeFee for our commission rates), verifies signatures and
+recvWindow (`auth`), counts request weights and escalates 429 → 418 (`limits`), and injects the
+faults of `faults.Faults`. A websocket depth
+stream for ccxt.pro's `watch_order_book` lives in `stream`; the user-data stream (listen keys
+on /api/v3/userDataStream, /ws/<listenKey>, and the WebSocket API's /ws-api/v3 subscription)
+in `userstream`, fed from every matching-engine result the emulator absorbs.
 
 Every API key belongs to one account holder (`keys`: api_key → (secret, owner)). Answers carry
 Binance's usage headers. Order ids are the engine's per-instrument ids; client order ids are
@@ -38,6 +41,7 @@ from . import auth, wire
 from .faults import Faults
 from .limits import WEIGHTS, RateLimiter, RateLimitsConfig, depth_weight
 from .stream import DepthStreams
+from .userstream import UserStreams
 
 #: the emulator's fee schedule unless one is given (a frozen value, shared safely)
 _DEFAULT_FEES = FeeSchedule(maker_bps=2.0, taker_bps=10.0)
@@ -76,6 +80,7 @@ class Emulator:
         limits: RateLimitsConfig | None = None,
     ):
         self.name = name
+        self.fees = fees
         self.exchange = Exchange(name, {s.symbol: (s, fees) for s in specs})
         self.formats = {s.symbol: wire.Formatter(s) for s in specs}
         self._secrets = {k: secret for k, (secret, _) in keys.items()}
@@ -86,6 +91,8 @@ class Emulator:
         self.placed: list[Placed] = []
         self.log: list[tuple[str, str, int]] = []  # (method, path, HTTP status) per request
         self.streams = DepthStreams(self)
+        #: the user-data stream (listen keys, WebSocket API); `users.key_ttl_s` sets key expiry
+        self.users = UserStreams(self._secrets, self._owners, self.now_ms)
         self._trades: dict[tuple[str, str], list[tuple[MatchFill, int]]] = {}
         self._auto_id = 0
         self._t0 = time.monotonic()
@@ -102,6 +109,7 @@ class Emulator:
             ("DELETE", "/api/v3/order"): (True, self._delete_order),
             ("GET", "/api/v3/openOrders"): (True, self._open_orders),
             ("GET", "/api/v3/myTrades"): (True, self._my_trades),
+            ("GET", "/sapi/v1/asset/tradeFee"): (True, self._trade_fee),
         }
 
     # -- set-up and inspection (any thread) ------------------------------------------------
@@ -165,7 +173,8 @@ class Emulator:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/ws", self.streams.handle)
-        app.router.add_get("/ws/{n}", self.streams.handle)
+        app.router.add_get("/ws/{n}", self._ws_path)
+        app.router.add_get("/ws-api/v3", self.users.handle_ws_api)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
 
@@ -178,7 +187,14 @@ class Emulator:
         self.port = self._runner.addresses[0][1]
         return self.port
 
+    async def _ws_path(self, request: web.Request) -> web.StreamResponse:
+        """`/ws/<n>`: a depth stream (n a stream number) or a listen key's user stream."""
+        if request.match_info["n"].isdigit():
+            return await self.streams.handle(request)
+        return await self.users.handle_listen_key(request)
+
     async def stop(self) -> None:
+        await self.users.close()
         await self.streams.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -208,6 +224,13 @@ class Emulator:
             )
         if f.maintenance:
             return self._json(503, wire.error(1, "System is under maintenance."))
+        if request.path == "/api/v3/userDataStream":  # listen keys: API key, no signature
+            body = (await request.text()) if request.can_read_body else ""
+            params = dict(parse_qsl(request.query_string, keep_blank_values=True))
+            params.update(parse_qsl(body, keep_blank_values=True))
+            with self.lock:
+                status, out = self.users.rest(request.method, request.headers.get("X-MBX-APIKEY"), params)
+            return self._json(status, out)
         route = self._routes.get((request.method, request.path))
         if route is None:
             return self._json(404, wire.error(-1000, f"unknown endpoint {request.method} {request.path}"))
@@ -286,6 +309,7 @@ class Emulator:
             if f.owner != MARKET:
                 oid = eng.query(f.owner, f.coid).oid
                 self._trades.setdefault((f.owner, symbol), []).append((f, oid))
+        self.users.publish_result(self, symbol, result)
 
     def _commission(self, f: MatchFill) -> float:
         return self.exchange.accounts.to_float(f.fee_asset, f.fee_atoms)
@@ -363,8 +387,8 @@ class Emulator:
                     }
                 )
         return {
-            "makerCommission": 2,
-            "takerCommission": 10,
+            "makerCommission": round(self.fees.maker_bps),
+            "takerCommission": round(self.fees.taker_bps),
             "canTrade": True,
             "canWithdraw": True,
             "canDeposit": True,
@@ -373,6 +397,12 @@ class Emulator:
             "balances": balances,
             "permissions": ["SPOT"],
         }
+
+    async def _trade_fee(self, owner, p):
+        """Our commission rates per symbol (fractions), as ccxt's fetch_trading_fees reads them."""
+        syms = [self._symbol(p)] if "symbol" in p else list(self.formats)
+        maker, taker = f"{self.fees.maker_bps * 1e-4:.8f}", f"{self.fees.taker_bps * 1e-4:.8f}"
+        return [{"symbol": s, "makerCommission": maker, "takerCommission": taker} for s in syms]
 
     def _order_type(self, p: dict) -> OrderType:
         wtype, tif = p.get("type"), p.get("timeInForce")
@@ -431,6 +461,7 @@ class Emulator:
                     raise _refuse(view.reason)
                 raise _Refused(400, -2010, "Duplicate order sent.")
             if view.status == OrderStatus.REJECTED:
+                self.users.publish_result(self, sym, result)
                 raise _refuse(view.reason)
             self.placed.append(Placed(sym, owner, coid, view.oid))
             self._absorb(sym, result)
@@ -509,6 +540,7 @@ class Emulator:
             result = self.exchange.cancel(owner, sym, view.coid, time.time_ns())
             self._auto_id += 1
             cancel_id = p.get("newClientOrderId") or f"emucancel{self._auto_id}"
+            self.users.publish_result(self, sym, result, cancel_id)
         assert result.order is not None  # a cancel's result always holds its order
         body = self.formats[sym].order(result.order, self.now_ms(), client_id=cancel_id)
         body["origClientOrderId"] = view.coid

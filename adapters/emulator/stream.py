@@ -59,6 +59,8 @@ class DepthStreams:
                 if bids or asks:
                     uid = self.update_id(symbol) + 1
                     self._ids[symbol] = uid
+                    if self.emu.faults.take("depth_skip"):
+                        subs = set()  # the id is used, the diff sent to no one: a gap
                     fmt = self.emu.formats[symbol]
                     msg = json.dumps(
                         {
@@ -92,7 +94,10 @@ class DepthStreams:
 
         async def pump():
             while True:
-                await ws.send_str(await queue.get())
+                msg = await queue.get()
+                while self.emu.faults.depth_paused:  # held, in order (a silent feed)
+                    await asyncio.sleep(0.005)
+                await ws.send_str(msg)
 
         writer = asyncio.create_task(pump())
         try:

@@ -1,0 +1,349 @@
+"""A ccxt venue's websocket side: order books kept from depth diffs, and the user-data stream.
+
+**Books** (`watch_book`, market_data = "ws"). ccxt.pro's `watch_order_book` keeps the book from
+the venue's diffs after a REST snapshot and checks each diff's first update id against the
+last one it applied. On a gap it raises `ChecksumError` and drops its book; watching again
+subscribes again, which takes a fresh snapshot. The venue's book is unknown meanwhile, so the
+engine is told at once: a *stale marker* — an empty snapshot `BookUpdate` (no levels: the
+engine's book is cleared and unusable until the next full snapshot) — then the fresh book. A
+feed silent for `book_stale_ms` gets the same marker (the engine also judges books by age,
+`policy.stale_book_ms`; the marker says it without waiting and whatever that policy is); the
+next diff brings the whole book back. More than `MAX_GAPS` gaps in a row, or any other ccxt
+error, end the stream with a typed error: the io side reports it as the venue's health and
+subscribes again with backoff.
+
+**User data** (`UserStream`, user_data = "ws"). The venue pushes our order changes and fills
+(Binance spot: `executionReport` and `outboundAccountPosition` on the WebSocket API's
+`userDataStream.subscribe.signature`; USDⓈ-M: `ORDER_TRADE_UPDATE` on a listen-key stream).
+ccxt.pro authenticates, subscribes and keeps the connection (`watch_orders`); the messages
+themselves are taken from the client's message hook as they arrive (ccxt's `watch_orders` /
+`watch_my_trades` would hand over an update that lands while their caller is busy only with
+the next one) and parsed with ccxt's own parsers. Each subscription starts with a REST
+backstop once the venue confirmed it: every order in flight (`CcxtVenue._live`) is queried by
+client order id and, when the venue counts more filled than the fills we passed on, its trades
+are read by order id — so a fill made while the stream was down is found. Fills are passed on
+once, by trade id, whichever path saw them first. A lost connection ends the iterator with
+`RequestTimeout` (the venue goes SUSPECT through the io side's usual path, which subscribes
+again with backoff and so runs the backstop again). Events wait in a queue of at most
+`QUEUE_MAX`; past that they are dropped and the backstop runs instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import ccxt
+
+from basis_core.errors import MalformedResponse, OrderNotFound, RequestTimeout, VenueError
+from basis_core.venue import (
+    Balance,
+    BalanceUpdate,
+    BookUpdate,
+    Fill,
+    OrderUpdate,
+    UserEvent,
+    require_finite,
+)
+from basis_ext import router as R
+
+from . import parsing
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import CcxtVenue
+
+#: sequence gaps in a row (no good book between them) before the stream gives up
+MAX_GAPS = 3
+#: pushed user events waiting for their consumer before the rest are dropped (backstop instead)
+QUEUE_MAX = 10_000
+#: trade ids remembered for duplicate suppression (oldest forgotten first)
+SEEN_MAX = 100_000
+#: user-data events ccxt's binance family pushes that carry our orders or balances
+USER_EVENTS = ("executionReport", "ORDER_TRADE_UPDATE", "outboundAccountPosition")
+
+
+def stale_marker(venue: str, instrument: str) -> BookUpdate:
+    """An empty snapshot: the venue's book of `instrument` is not known right now."""
+    return BookUpdate(venue, instrument, time.time_ns(), (), (), snapshot=True, update_id=0)
+
+
+def book_of(venue: str, instrument: str, ob: dict) -> BookUpdate:
+    """ccxt's order book as one full snapshot."""
+    return BookUpdate(
+        venue,
+        instrument,
+        time.time_ns(),
+        tuple((float(p), float(q)) for p, q, *_ in ob["bids"]),
+        tuple((float(p), float(q)) for p, q, *_ in ob["asks"]),
+        snapshot=True,
+        update_id=int(ob.get("nonce") or 0),
+    )
+
+
+def _ahead(ex, symbol: str, last: int | None) -> BookUpdate | None:
+    """ccxt's book of `symbol` when it is synced and newer than update id `last`. ccxt resolves a
+    watch only for a diff that arrives while someone waits on it: diffs that land while the book
+    before them is being passed on are in its book, but no watch returns until the next diff."""
+    if last is None:
+        return None
+    ob = ex.orderbooks.get(symbol)
+    nonce = ob.get("nonce") if ob is not None else None
+    if nonce is None or int(nonce) <= last:
+        return None
+    return book_of("", "", ob)
+
+
+async def watch_book(v: CcxtVenue, name: str, put: Callable[[object], Awaitable[None]]) -> None:
+    """Hand `put` every book of instrument `name` (see module docstring) until the venue closes;
+    the last thing put on a failure is the typed error."""
+    ex = v._ex_or_fail()
+    symbol = v._symbol(name)
+    stale_s = v.config.book_stale_ms / 1000.0
+    stale, gaps = False, 0
+    last: int | None = None  # the update id of the last book passed on
+    pending: asyncio.Future | None = None
+    try:
+        while not v._closed.is_set():
+            if pending is None:
+                ahead = _ahead(ex, symbol, last)
+                if ahead is not None:  # diffs applied while we were passing the last book on
+                    stale, gaps, last = False, 0, ahead.update_id
+                    await put(dataclasses.replace(ahead, venue=v.name, instrument=name))
+                    continue
+                pending = asyncio.ensure_future(ex.watch_order_book(symbol))
+            done, _ = await asyncio.wait({pending}, timeout=stale_s)
+            if not done:  # silent: keep waiting on the same watch, the book marked stale once
+                if not stale:
+                    stale = True
+                    v.book_stale[name] = v.book_stale.get(name, 0) + 1
+                    await put(stale_marker(v.name, name))
+                continue
+            task, pending = pending, None
+            try:
+                ob = task.result()
+            except ccxt.ChecksumError as exc:  # a sequence gap: ccxt dropped its book
+                gaps += 1
+                v.book_resyncs[name] = v.book_resyncs.get(name, 0) + 1
+                if not stale:
+                    stale = True
+                    await put(stale_marker(v.name, name))
+                if gaps > MAX_GAPS:
+                    await put(v._translate(exc)[0])
+                    return
+                continue  # watching again subscribes again: a fresh snapshot
+            except ccxt.BaseError as exc:
+                if not stale:
+                    await put(stale_marker(v.name, name))
+                await put(v._translate(exc)[0])
+                return
+            try:
+                update = book_of(v.name, name, ob)
+            except (KeyError, TypeError, ValueError):
+                await put(MalformedResponse(v.name, "malformed", f"{symbol}: order book without levels"))
+                return
+            stale, gaps, last = False, 0, update.update_id
+            await put(update)
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+class UserStream:
+    """The pushed user data of one `CcxtVenue` (see module docstring)."""
+
+    def __init__(self, venue: CcxtVenue):
+        self.v = venue
+        self._queue: asyncio.Queue | None = None
+        self._overflow = False
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._passed_qty: dict[str, float] = {}  # coid -> quantity of the fills passed on (live orders)
+        #: for tests and the status page: subscriptions made, fills found by the backstop
+        self.subscriptions = 0
+        self.backstop_fills = 0
+
+    # -- the ccxt client's message hook (synchronous, on ccxt's receive loop) -------------------
+
+    def on_message(self, message) -> None:
+        if self._queue is None or not isinstance(message, dict):
+            return
+        event = message.get("event", message)  # the WebSocket API wraps events
+        if not isinstance(event, dict) or event.get("e") not in USER_EVENTS:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self._overflow = True
+
+    # -- the subscription -----------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[UserEvent]:
+        """One subscription: the backstop's findings, then every pushed event, until the venue
+        closes (returns) or the connection is lost (RequestTimeout)."""
+        v = self.v
+        ex = v._ex_or_fail()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_MAX)
+        self._queue, self._overflow = queue, False
+        watcher: asyncio.Future | None = None
+        closed = asyncio.ensure_future(v._closed.wait())
+        try:
+            await self._subscribed(ex)
+            watcher = asyncio.ensure_future(self._keep(ex))
+            self.subscriptions += 1
+            for ev in await self._backstop():
+                yield ev
+            while True:
+                while not queue.empty():
+                    for ev in self._parse(ex, queue.get_nowait()):
+                        yield ev
+                if self._overflow:
+                    self._overflow = False
+                    for ev in await self._backstop():
+                        yield ev
+                get = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({get, watcher, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if get in done:
+                    for ev in self._parse(ex, get.result()):
+                        yield ev
+                    continue
+                get.cancel()
+                if closed in done:
+                    return
+                while not queue.empty():  # what arrived before the connection was lost
+                    for ev in self._parse(ex, queue.get_nowait()):
+                        yield ev
+                raise self._lost(watcher)
+        finally:
+            self._queue = None
+            if watcher is not None:
+                watcher.cancel()
+            closed.cancel()
+
+    async def _keep(self, ex) -> None:
+        """ccxt's watch_orders, again and again: it authenticates, subscribes and keeps the
+        connection; it fails when the connection is lost."""
+        while True:
+            await ex.watch_orders()
+
+    def _lost(self, watcher: asyncio.Future) -> VenueError:
+        exc = watcher.exception() if not watcher.cancelled() else None
+        if isinstance(exc, ccxt.BaseError):
+            err = self.v._translate(exc)[0]
+            if isinstance(err, RequestTimeout) or type(err) is VenueError:
+                return RequestTimeout(self.v.name, "user_stream", f"user data stream lost: {err}")
+            return err
+        return RequestTimeout(self.v.name, "user_stream", f"user data stream ended: {exc!r}")
+
+    async def _subscribed(self, ex) -> None:
+        """Subscribe and wait until the venue confirmed it (Binance spot: the WebSocket API's
+        answer to userDataStream.subscribe.signature). This call must lead: ccxt lets a second,
+        concurrent caller return before the answer, so `_keep` starts only after it."""
+        auth = asyncio.ensure_future(ex.authenticate({"type": "spot"}))
+        timeout_s = max(5.0, 3 * self.v.config.timeout_ms / 1000.0)
+        try:
+            done, _ = await asyncio.wait({auth}, timeout=timeout_s)
+        finally:
+            if not auth.done():
+                auth.cancel()
+        if auth not in done:
+            raise RequestTimeout(self.v.name, "user_stream", "user data subscription not confirmed")
+        exc = auth.exception()
+        if isinstance(exc, ccxt.BaseError):
+            raise self.v._translate(exc)[0]
+        if exc is not None:
+            raise RequestTimeout(self.v.name, "user_stream", f"user data subscription failed: {exc!r}")
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _first(self, fill: Fill) -> bool:
+        """True the first time this trade is seen (either path); remembers it."""
+        key = (fill.instrument, fill.trade_id)
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > SEEN_MAX:
+            self._seen.popitem(last=False)
+        self._passed_qty[fill.coid] = self._passed_qty.get(fill.coid, 0.0) + fill.qty
+        return True
+
+    def _parse(self, ex, msg: dict) -> list[UserEvent]:
+        v = self.v
+        now = time.time_ns()
+        if msg.get("e") == "outboundAccountPosition":
+            out: list[UserEvent] = []
+            for row in msg.get("B") or ():
+                asset = str(row.get("a", ""))
+                free = require_finite(v.name, f"{asset} free", row.get("f"))
+                locked = require_finite(v.name, f"{asset} locked", row.get("l"))
+                out.append(BalanceUpdate(v.name, now, Balance(asset, free, locked), int(msg.get("u") or 0)))
+            return out
+        raw = msg.get("o") if msg.get("e") == "ORDER_TRADE_UPDATE" else msg
+        if not isinstance(raw, dict):
+            raise MalformedResponse(v.name, "malformed", "order update without an order")
+        try:
+            order = ex.parse_ws_order(raw)
+            trade = ex.parse_ws_trade(raw) if raw.get("x") == "TRADE" else None
+        except (ccxt.BaseError, KeyError, TypeError, ValueError) as exc:
+            raise MalformedResponse(v.name, "malformed", f"unreadable order update: {exc!r}") from None
+        instrument = v._by_symbol.get(order.get("symbol"))
+        coid = order.get("clientOrderId")
+        if instrument is None or not coid:
+            return []  # not one of our instruments
+        out = []
+        last = v._last.get(coid)
+        if trade is not None and trade.get("fee") and last is not None and last.fee_asset:
+            fee = trade["fee"]
+            if fee.get("currency") == last.fee_asset:  # the order's total so far, not this trade's
+                order = dict(order, fee={"cost": float(fee["cost"]) + last.fee, "currency": last.fee_asset})
+        view = v._adopt(v._orders.get(coid, (None, None))[1], order, instrument, coid)
+        if trade is not None:
+            fill = parsing.fill(v.name, trade, instrument, view.coid)
+            if self._first(fill):
+                out.append(fill)
+        out.append(OrderUpdate(v.name, now, view))
+        if view.status.terminal:
+            self._passed_qty.pop(view.coid, None)
+        return out
+
+    async def _backstop(self) -> list[UserEvent]:
+        """Every order in flight asked for by client order id; the trades of those the venue
+        counts more filled than we passed on (see module docstring)."""
+        v = self.v
+        ex = v._ex_or_fail()
+        out: list[UserEvent] = []
+        for coid in sorted(v._live):
+            known = v._orders.get(coid)
+            if known is None:
+                v._live.discard(coid)
+                continue
+            instrument = known[0]
+            try:
+                view = await v.fetch_order(coid, instrument)
+            except OrderNotFound:
+                v._live.discard(coid)  # never reached the venue (or refused): the engine verifies
+                continue
+            passed = self._passed_qty.get(coid, 0.0)
+            if view.filled_qty > passed + 1e-9 * max(view.filled_qty, 1.0):
+                trades = await v._call(
+                    R.OP_FILLS,
+                    "fills",
+                    R.QUERY,
+                    ex.fetch_my_trades,
+                    v._symbol(instrument),
+                    None,
+                    None,
+                    {"orderId": view.venue_order_id},
+                )
+                mine = [t for t in trades if str(t.get("order")) == view.venue_order_id]
+                for t in sorted(mine, key=lambda t: int(t["id"]) if str(t.get("id")).isdigit() else 0):
+                    fill = parsing.fill(v.name, t, instrument, coid)
+                    if self._first(fill):
+                        self.backstop_fills += 1
+                        out.append(fill)
+            out.append(OrderUpdate(v.name, time.time_ns(), view))
+            if view.status.terminal:
+                self._passed_qty.pop(coid, None)
+        return out
