@@ -224,3 +224,22 @@ def test_listen_key_stream_pushes_execution_reports_and_expires():
             await emu.stop()
 
     run(body())
+
+
+def test_listen_keys_expire_and_the_usdm_form_addresses_the_callers_key():
+    from adapters.emulator.userstream import UserStreams
+
+    now = [0.0]
+    users = UserStreams({KEY: SECRET}, {KEY: "alice"}, lambda: 0, key_ttl_s=60.0, clock=lambda: now[0])
+    status, body = users.rest("POST", KEY, {})
+    key = body["listenKey"]
+    assert status == 200 and users.rest("POST", KEY, {})[1]["listenKey"] == key  # the live one again
+    assert users.rest("PUT", KEY, {})[0] == 400  # spot: the key must be named
+    now[0] = 50.0
+    assert users.rest("PUT", KEY, {}, key_required=False) == (200, {})  # USDⓈ-M: the caller's key
+    now[0] = 100.0
+    assert users.owner_of_key(key) == "alice"  # kept alive at 50 s: good until 110 s
+    now[0] = 111.0
+    assert users.owner_of_key(key) is None
+    assert users.rest("PUT", KEY, {"listenKey": key})[1]["code"] == -1125
+    assert users.rest("DELETE", "other-key", {"listenKey": key})[0] == 401

@@ -510,6 +510,7 @@ class CcxtVenue(Venue):
                 return self._adopt(order, raw, order.instrument, order.coid)
             except OrderRejected as err:
                 if err.code != "duplicate":
+                    self._live.discard(order.coid)  # refused: not in flight
                     raise
                 return await self._verify(order, priority, err)  # the venue has it: adopt it
             except (RequestTimeout, VenueUnavailable, MalformedResponse) as err:

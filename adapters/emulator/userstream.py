@@ -15,9 +15,10 @@ Two ways in, both Binance's:
   `{"e": "listenKeyExpired", ...}` and are closed, and the key is refused from then on.
 
 Events. `publish(owner, event)` sends one event dict to every subscriber of that account
-holder: this is the interface the futures emulator uses for `ORDER_TRADE_UPDATE` and
-`ACCOUNT_UPDATE` (its own listen-key REST path calls `create_key` / `keepalive` / `close_key`,
-its websocket route is `handle_listen_key`). For spot, `publish_result` turns one matching
+holder: this is the interface for the futures emulator's `ORDER_TRADE_UPDATE` and
+`ACCOUNT_UPDATE` (its `/fapi/v1/listenKey` is `rest(..., key_required=False)`, its
+`/private/ws?listenKey=` route `handle_listen_key`; it inherits `Emulator.users`, whose
+`publish_result` would send spot events, so it publishes its own instead). For spot, `publish_result` turns one matching
 engine `Result` into `executionReport` events (NEW, TRADE with the last fill's qty, price,
 commission and trade id, CANCELED with the cancel's client id in `c` and the order's in `C`,
 EXPIRED, REJECTED) followed by one `outboundAccountPosition` per account it touched. The
@@ -158,15 +159,19 @@ class UserStreams:
         for k in [k for k, r in self._keys.items() if r.expires <= now and not r.subs]:
             del self._keys[k]
 
-    def rest(self, method: str, api_key: str | None, params: dict) -> tuple[int, dict]:
-        """`/api/v3/userDataStream`: (HTTP status, body) for POST / PUT / DELETE."""
+    def rest(
+        self, method: str, api_key: str | None, params: dict, key_required: bool = True
+    ) -> tuple[int, dict]:
+        """`/api/v3/userDataStream`: (HTTP status, body) for POST / PUT / DELETE. With
+        `key_required` False (USDⓈ-M's `/fapi/v1/listenKey`) PUT and DELETE without a
+        `listenKey` address the caller's live key."""
         owner = self._owners.get(api_key or "")
         if owner is None:
             return 401, wire.error(-2015, "Invalid API-key, IP, or permissions for action.")
         if method == "POST":
             return 200, {"listenKey": self.create_key(owner)}
-        key = params.get("listenKey")
-        if not key:
+        key = params.get("listenKey") or None
+        if key is None and key_required:
             return 400, wire.error(
                 -1102, "Mandatory parameter 'listenKey' was not sent, was empty/null, or malformed."
             )
