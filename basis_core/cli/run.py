@@ -1,14 +1,17 @@
-"""Run the engine on a scenario of simulated venues and write its run directory.
+"""Run the engine on a scenario's venues and write its run directory.
 
 With no CONFIG the embedded default scenario runs: three simulated venues (two spot, one
 perp), a generated market with cross-venue and basis dislocations, and scheduled faults.
-Every venue of CONFIG must be simulated (kind = "sim"); a config naming any other venue kind
-is refused with that key path (exit 1) and nothing runs. The run goes on the scenario's
-clock (run.clock): "virtual" takes a fraction of the simulated duration and decides the same
-for the same seed; "real" takes the duration in wall time, with the engine in its own process
-placed on the cores of [cpu]. Progress lines are
-printed while it runs, then a summary ending with the decision digest. The run directory
-holds journal/, results.sqlite, report.json, report.html, scenario.json and registry.json.
+CONFIG's venues are simulated (kind = "sim") and, beside them on the real clock, live
+exchanges through ccxt (kind = "ccxt", each with its [venues.NAME.ccxt] table; `basis
+emulator` serves one on loopback) or pools on a chain (kind = "web3"). A config it cannot
+drive (live venues on the virtual clock, ccxt and web3 venues in one run, a venue whose
+markets or fees differ from the config) is refused with the key path (exit 1). The run goes
+on the scenario's clock (run.clock): "virtual" takes a fraction of the simulated duration and
+decides the same for the same seed; "real" takes the duration in wall time, with the engine in
+its own process placed on the cores of [cpu]. Progress lines are printed while it runs, then
+a summary ending with the decision digest. The run directory holds journal/, results.sqlite,
+report.json, report.html, scenario.json and registry.json.
 A run that ends with a position neither flat nor hedged within limits prints each one with its
 cause, writes everything all the same and exits 3 (EXIT_OUTSIDE_POLICY); an error exits 1.
 
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
     from ..config import Config
 
 NAME = "run"
-HELP = "run the engine on simulated venues (default: the embedded scenario)"
+HELP = "run the engine on a scenario's venues (default: the embedded simulated scenario)"
 
 
 def _seconds(text: str) -> float:

@@ -191,24 +191,36 @@ def check_inputs(cfg: Config) -> list[str]:
 
 
 def simulated_only(cfg: Config) -> None:
-    """Refuse a config naming a venue `basis run` cannot drive: live ccxt accounts are driven
-    from code (adapters/ccxt/local.py), never skipped silently. Web3 venues (adapters/web3/world.py)
-    run beside the simulated ones, on the real clock only."""
+    """Refuse a config naming a venue `basis run` cannot drive, never skipping it silently.
+    Web3 venues (adapters/web3/world.py) and live ccxt venues (adapters/ccxt/world.py) run
+    beside the simulated ones, on the real clock only; one run takes one of the two."""
     for name, venue in cfg.venues.items():
         if venue.kind == "web3" and cfg.run.clock != "real":
             raise ConfigError("run.clock", f"venue {name} is on a chain: a web3 run needs clock = 'real'")
-        if venue.kind not in ("sim", "web3"):
+        if venue.kind == "ccxt" and cfg.run.clock != "real":
+            raise ConfigError(
+                "run.clock", f"venue {name} is a live exchange: a ccxt run needs clock = 'real'"
+            )
+        if venue.kind not in ("sim", "web3", "ccxt"):
             raise ConfigError(
                 f"venues.{name}.kind",
                 f"'{venue.kind}' venues are not run by `basis run` yet; it drives simulated venues",
             )
+    kinds = {v.kind for v in cfg.venues.values()}
+    if {"ccxt", "web3"} <= kinds:
+        name = next(n for n, v in cfg.venues.items() if v.kind == "web3")
+        raise ConfigError(
+            f"venues.{name}.kind", "a run mixing ccxt and web3 venues is not run by `basis run` yet"
+        )
 
 
 def run_simulated(cfg: Config, run_dir: Path, progress=print, paper: bool = False) -> dict:
-    """Run `cfg` on its simulated venues into `run_dir`; returns the run's report
-    (what report.json holds). Raises ConfigError before anything runs if a venue is not
-    simulated. With `paper`, the ccxt venues are paper venues (adapters/paper/world.py): their
-    live public books drive simulated venues that fill our orders, and no credentials are read."""
+    """Run `cfg` on its venues into `run_dir`; returns the run's report (what report.json
+    holds). The world follows the venue kinds: simulated only, with web3 pools (ChainWorld) or
+    with live ccxt venues (CcxtWorld, whose digest is reported, never compared). Raises
+    ConfigError before anything runs for a venue it cannot drive (`simulated_only`). With
+    `paper`, the ccxt venues are paper venues (adapters/paper/world.py): their live public books
+    drive simulated venues that fill our orders, and no credentials are read."""
     from adapters.sim.clock import VirtualClock
     from adapters.sim.world import SimWorld
 
@@ -224,15 +236,18 @@ def run_simulated(cfg: Config, run_dir: Path, progress=print, paper: bool = Fals
         + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in groups.items())
         + ")"
     )
-    if any(v.kind == "web3" for v in cfg.venues.values()):  # pools on a chain beside them
-        from adapters.web3.world import ChainWorld
-
-        world: SimWorld | ChainWorld = ChainWorld.from_run_config(cfg)
-    else:
-        if paper:  # live public books, our orders on the simulated matching engine
+    if paper:  # live public books, our orders on the simulated matching engine
         from adapters.paper.world import PaperWorld
 
-        world: SimWorld = PaperWorld.from_config(cfg)
+        world: SimWorld | ChainWorld | CcxtWorld = PaperWorld.from_config(cfg)
+    elif any(v.kind == "web3" for v in cfg.venues.values()):  # pools on a chain beside them
+        from adapters.web3.world import ChainWorld
+
+        world = ChainWorld.from_run_config(cfg)
+    elif any(v.kind == "ccxt" for v in cfg.venues.values()):  # live exchanges beside them
+        from adapters.ccxt.world import CcxtWorld
+
+        world = CcxtWorld.from_config(cfg)
     else:
         world = SimWorld.from_config(cfg)
     wall0 = time.perf_counter()
