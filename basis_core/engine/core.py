@@ -217,6 +217,9 @@ class EngineCore(Hedging, Decisions, Operator):
         if not counts[change.src]:
             del counts[change.src]
         counts[change.dst] = counts.get(change.dst, 0) + 1
+        pos = self.positions.get(int(change.key))
+        if pos is not None:
+            self._note_end_mids(pos)
 
     # -- rare records -------------------------------------------------------------------------
 

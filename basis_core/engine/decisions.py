@@ -134,6 +134,8 @@ class Decisions(EngineParts):
             self.now,
             on_change=self._position_changed,
         )
+        pos.mid_buy, pos.mid_sell = self._mid(buy_name), self._mid(sell_name)
+        pos.end_mid_buy, pos.end_mid_sell = pos.mid_buy, pos.mid_sell
         self.positions[opp] = pos
         self.position_counts[pos.state.name] = self.position_counts.get(pos.state.name, 0) + 1
         self.open_positions[opp] = pos
@@ -148,6 +150,17 @@ class Decisions(EngineParts):
         fire_hedge(self, pos, HedgeEvent.DISPATCHED, f"{strategy} {buy_name}->{sell_name} {qty:g}")
         self.last_entry_ns = self.now
         self.counters.decision_ns.add(time.perf_counter_ns() - t0)
+
+    def _mid(self, instrument: str) -> float:
+        """The mid of `instrument`'s usable book now, else 0.0 (read only: no decision uses it)."""
+        top = self.market.top(self.reg.venue(self.rules[instrument].venue), self.reg.instrument(instrument))
+        return 0.0 if top is None else (top[0] + top[2]) / 2.0
+
+    def _note_end_mids(self, pos: HedgedPosition) -> None:
+        """A position changed state: its legs' mids now are its end mids (a leg whose book is not
+        usable now keeps the mid it had)."""
+        pos.end_mid_buy = self._mid(pos.buy.instrument) or pos.end_mid_buy
+        pos.end_mid_sell = self._mid(pos.sell.instrument) or pos.end_mid_sell
 
     def _gate(self, buy_name: str, sell_name: str, created_ns: int, ttl_us: int) -> S.RejectReason:
         bl, sl = self.rules[buy_name], self.rules[sell_name]

@@ -46,6 +46,18 @@ class HedgedPosition:
     degraded: bool = False
     hedge_price: float = 0.0  # the hedge leg's bound, fixed when the opportunity was sized
     hedge_slip: float = 0.0
+    # implementation shortfall (results/shortfall.py): each leg's book mid when the opportunity
+    # was decided, and when its position last changed state (its end); engine state, read from
+    # the engine's books, so a replay rebuilds the same figures. 0.0 = no book then.
+    mid_buy: float = 0.0
+    mid_sell: float = 0.0
+    end_mid_buy: float = 0.0
+    end_mid_sell: float = 0.0
+    #: `sliced` execution: the parent opportunity this position is a slice of (0: not a slice;
+    #: the parent's first slice has its own id), and on that first slice the parent's whole
+    #: planned quantity (0.0: `qty`)
+    parent: int = 0
+    planned_qty: float = 0.0
 
     @property
     def state(self) -> HedgeState:

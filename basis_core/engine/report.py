@@ -17,6 +17,7 @@ from ..results.record import (
 )
 from ..results.report import write_html
 from ..results.reportjson import write_report
+from ..results.shortfall import Fill, Plan, Shortfall, shortfall, totals
 from ..state.tables import OrderState, VenueState
 
 _STATUS = {
@@ -76,6 +77,42 @@ def open_positions(core) -> list[dict]:
     return out
 
 
+def shortfall_rows(core, ledger) -> list[Shortfall]:
+    """Implementation shortfall (results/shortfall.py) of every opportunity the engine decided,
+    from its positions (planned qty, mids at decision and at the end) and the ledger's fills. The
+    slices of a `sliced` opportunity count as one, under the parent's id, against the parent's
+    mids and planned quantity."""
+    groups: dict[int, list] = {}
+    for pos in core.positions.values():
+        groups.setdefault(pos.parent or pos.opp_id, []).append(pos)
+    owner = {pos.opp_id: key for key, members in groups.items() for pos in members}
+    fills: dict[int, list[Fill]] = {}
+    for f, fee_usdt in ledger.fills:
+        key = owner.get(f.opportunity_id)
+        if key is not None:
+            fills.setdefault(key, []).append(Fill(f.instrument, f.side, f.qty, f.price, fee_usdt))
+    rows = []
+    for key in sorted(groups):
+        members = sorted(groups[key], key=lambda p: p.opp_id)
+        first, last = core.positions.get(key, members[0]), members[-1]
+        if first.mid_buy <= 0 or first.mid_sell <= 0:
+            continue  # decided before mids were kept (an older checkpoint): nothing to measure against
+        plan = Plan(
+            key,
+            first.strategy,
+            first.planned_qty or first.qty,
+            first.buy.instrument,
+            first.sell.instrument,
+            first.mid_buy,
+            first.mid_sell,
+            last.end_mid_buy or first.mid_buy,
+            last.end_mid_sell or first.mid_sell,
+            slices=len(members),
+        )
+        rows.append(shortfall(plan, fills.get(key, ())))
+    return rows
+
+
 def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
     core = runner.core
     c = core.counters
@@ -102,6 +139,8 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         "realized_pnl_usdt": acct["realized_pnl_usdt"],
         "fees_usdt": acct["fees_usdt"],
         "slippage_usdt": acct["slippage_usdt"],
+        # per opportunity against the mids at decision (results/shortfall.py); rows in results.sqlite
+        "implementation_shortfall": totals(shortfall_rows(core, runner.ledger)),
         "decision_digest": core.digest,
         "venue_digest": world_digest,
         "wall_s": wall_s,
@@ -186,6 +225,8 @@ def _write_results(runner, cfg, run_dir: Path, transitions: list[dict]) -> None:
         db.replace_series(run_id, SERIES_RESIDUAL, core.residual_history)
         record_exceptions(db, run_id, runner.reconciler.log.entries)
         record_latency(db, run_id, core.counters.decision_ns or [0])
+        for row in shortfall_rows(core, runner.ledger):
+            db.record_shortfall(run_id, row.as_row())
         db.end_run(run_id, core.now)
         db.commit()
         db.seal()

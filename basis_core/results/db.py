@@ -11,6 +11,8 @@ Tables (every row carries its run_id, so several runs can share a file):
     recon_exceptions  reconciliation mismatches: layer, key, ours, theirs, cause, resolved_ns
     series          time series samples (name, t_ns, value): cumulative PnL, residual exposure
     histograms      binned distributions (name, lo, hi, count): decision latency
+    shortfall       implementation shortfall per opportunity (results/shortfall.py): planned
+                    qty, decision mids, VWAP per leg, execution / fees / unfilled cost, USDT and bps
 
 The file is opened in WAL mode with synchronous=NORMAL: a reader (`basis report`) can read
 while a run writes, and a crash loses at most the last uncommitted batch. Writers batch rows
@@ -67,9 +69,37 @@ CREATE TABLE IF NOT EXISTS recon_exceptions (
 CREATE TABLE IF NOT EXISTS series (
     run_id TEXT NOT NULL, name TEXT NOT NULL, t_ns INTEGER NOT NULL, value REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS series_by_name ON series (run_id, name, t_ns);
+CREATE TABLE IF NOT EXISTS shortfall (
+    run_id TEXT NOT NULL, opportunity_id INTEGER NOT NULL, strategy TEXT NOT NULL,
+    slices INTEGER NOT NULL, qty REAL NOT NULL, mid_buy REAL NOT NULL, mid_sell REAL NOT NULL,
+    bought REAL NOT NULL, sold REAL NOT NULL, vwap_buy REAL NOT NULL, vwap_sell REAL NOT NULL,
+    execution_usdt REAL NOT NULL, fees_usdt REAL NOT NULL, unfilled_usdt REAL NOT NULL,
+    shortfall_usdt REAL NOT NULL, shortfall_bps REAL NOT NULL, paper_notional_usdt REAL NOT NULL,
+    PRIMARY KEY (run_id, opportunity_id));
 CREATE TABLE IF NOT EXISTS histograms (
     run_id TEXT NOT NULL, name TEXT NOT NULL, lo REAL NOT NULL, hi REAL NOT NULL, count INTEGER NOT NULL);
 """
+
+
+_SHORTFALL_COLS = (
+    "run_id",
+    "opportunity_id",
+    "strategy",
+    "slices",
+    "qty",
+    "mid_buy",
+    "mid_sell",
+    "bought",
+    "sold",
+    "vwap_buy",
+    "vwap_sell",
+    "execution_usdt",
+    "fees_usdt",
+    "unfilled_usdt",
+    "shortfall_usdt",
+    "shortfall_bps",
+    "paper_notional_usdt",
+)
 
 
 def _json(value: Any) -> str:
@@ -244,6 +274,16 @@ class ResultsDB:
         )
         return cur.rowcount == 1
 
+    def record_shortfall(self, run_id: str, row: dict) -> None:
+        """Insert or replace one opportunity's shortfall (a results.shortfall.Shortfall.as_row())."""
+        cols = _SHORTFALL_COLS
+        values = [run_id, int(row["opportunity_id"]), str(row["strategy"]), int(row["slices"])]
+        values += [_num(c, row[c]) for c in cols[4:]]
+        self._db.execute(
+            f"INSERT OR REPLACE INTO shortfall ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            values,
+        )
+
     def record_transition(
         self, run_id: str, t_ns: int, machine: str, key: str, from_state: str, to_state: str, cause: str
     ) -> None:
@@ -342,6 +382,13 @@ class ResultsDB:
                 (run_id, name),
             )
         ]
+
+    def shortfall(self, run_id: str) -> list[dict]:
+        """The run's shortfall rows by opportunity; none from a file written before the table."""
+        try:
+            return self._rows("SELECT * FROM shortfall WHERE run_id=? ORDER BY opportunity_id", (run_id,))
+        except sqlite3.OperationalError:
+            return []
 
     def histogram(self, run_id: str, name: str) -> tuple[list[float], list[int]]:
         rows = self._db.execute(

@@ -63,6 +63,7 @@ class RunData:
         self.exceptions: list[dict] = []
         self.series: dict[str, list[tuple[int, float]]] = {}
         self.latency: tuple[list[float], list[int]] = ([], [])
+        self.shortfall: list[dict] = []
         db_path = self.run_dir / RESULTS_DB
         if db_path.is_file():
             with ResultsDB(db_path, readonly=True) as db:
@@ -78,6 +79,7 @@ class RunData:
                     for name in (SERIES_REALIZED, SERIES_FEES, SERIES_NET, SERIES_RESIDUAL):
                         self.series[name] = db.series(rid, name)
                     self.latency = db.histogram(rid, HIST_LATENCY)
+                    self.shortfall = db.shortfall(rid)
         if not self.transitions:
             self.transitions = [
                 {
@@ -211,6 +213,12 @@ def summary(data: RunData) -> str:
     rec = ", ".join(f"{k}={v}" for k, v in sorted(r["reconciliation"].items())) or "none"
     lines.append(f"  {'reconciliation mismatches':<32} {rec}")
     lines.append(f"  {'state transitions':<32} {len(r['state_transitions']):>18}")
+    sf = r.get("implementation_shortfall")
+    if sf:
+        lines.append(
+            f"  {'implementation shortfall':<32} {_n(sf['shortfall_usdt']):>18} USDT "
+            f"({sf['shortfall_bps']:.2f} bps over {sf['opportunities']} opportunities)"
+        )
     if data.opportunities:
         n = len(data.opportunities)
         full = sum(1 for o in data.opportunities if o["symmetry"] >= 0.999)
@@ -295,6 +303,7 @@ def render_html(data: RunData) -> str:
             ],
         )
     )
+    parts += _shortfall_html(data)
     if data.opportunities:
         parts.append("<h2>Opportunities</h2>")
         parts.append(
@@ -317,6 +326,64 @@ def render_html(data: RunData) -> str:
         )
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _shortfall_html(data: RunData) -> list[str]:
+    """Implementation shortfall: the run's totals (report.json) and the costliest opportunities."""
+    sf = data.report.get("implementation_shortfall")
+    if not sf:
+        return []
+    parts = [
+        "<h2>Implementation shortfall</h2>",
+        "<p>Against the mids of both legs' books at decision: execution (fills against the mid), "
+        "fees, and the unfilled quantity times the mids' move to the opportunity's end.</p>",
+        _table(
+            ["figure", "value"],
+            [
+                ["opportunities", sf["opportunities"]],
+                ["shortfall (USDT)", sf["shortfall_usdt"]],
+                ["shortfall (bps of paper notional)", sf["shortfall_bps"]],
+                ["execution (USDT)", sf["execution_usdt"]],
+                ["fees (USDT)", sf["fees_usdt"]],
+                ["unfilled (USDT)", sf["unfilled_usdt"]],
+                ["paper notional (USDT)", sf["paper_notional_usdt"]],
+            ],
+        ),
+    ]
+    rows = sorted(data.shortfall, key=lambda r: -r["shortfall_usdt"])[:20]
+    if rows:
+        parts.append(
+            _table(
+                [
+                    "id",
+                    "slices",
+                    "qty",
+                    "VWAP buy",
+                    "VWAP sell",
+                    "execution",
+                    "fees",
+                    "unfilled",
+                    "USDT",
+                    "bps",
+                ],
+                [
+                    [
+                        r["opportunity_id"],
+                        r["slices"],
+                        r["qty"],
+                        r["vwap_buy"],
+                        r["vwap_sell"],
+                        r["execution_usdt"],
+                        r["fees_usdt"],
+                        r["unfilled_usdt"],
+                        r["shortfall_usdt"],
+                        r["shortfall_bps"],
+                    ]
+                    for r in rows
+                ],
+            )
+        )
+    return parts
 
 
 def write_html(run: str | Path | RunData) -> Path:

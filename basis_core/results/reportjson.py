@@ -19,6 +19,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from ..errors import ResultsError
+from .shortfall import TOTAL_KEYS as SHORTFALL_KEYS
 
 _INT, _NUM, _NNUM = "count", "number", "non-negative number"
 _TRANSITION_KEYS = ("t", "machine", "from", "to", "cause")
@@ -43,6 +44,14 @@ FIELDS: dict[str, str] = {
     "realized_pnl_usdt": _NUM,
     "fees_usdt": _NNUM,
     "slippage_usdt": _NUM,
+}
+
+#: fields checked when present (a report written before they existed stays valid):
+#: "shortfall" = {opportunities: count, shortfall_usdt, shortfall_bps, execution_usdt,
+#: unfilled_usdt: finite numbers, fees_usdt, paper_notional_usdt: finite numbers >= 0}
+#: (results/shortfall.py)
+OPTIONAL_FIELDS: dict[str, str] = {
+    "implementation_shortfall": "shortfall",
 }
 
 
@@ -113,6 +122,16 @@ def _check(name: str, kind: str, v) -> str | None:
             if not _is_num(tr["t"]) or not all(isinstance(tr[k], str) for k in _TRANSITION_KEYS[1:]):
                 return f"{name}[{i}]: t must be a number and machine/from/to/cause strings"
         return None
+    if kind == "shortfall":
+        if not isinstance(v, dict):
+            return f"{name}: expected a table of shortfall figures, got {v!r}"
+        kinds = {"opportunities": _INT, "fees_usdt": _NNUM, "paper_notional_usdt": _NNUM}
+        bad = [
+            msg
+            for k in SHORTFALL_KEYS
+            if (msg := (f"{k}: missing" if k not in v else _check(f"{name}.{k}", kinds.get(k, _NUM), v[k])))
+        ]
+        return "; ".join(f"{name}.{b}" if b.endswith("missing") else b for b in bad) or None
     raise AssertionError(kind)
 
 
@@ -129,6 +148,9 @@ def validate(data: RunReport | dict) -> dict[str, Any]:
             continue
         msg = _check(name, kind, data[name])
         if msg:
+            problems.append(msg)
+    for name, kind in OPTIONAL_FIELDS.items():
+        if name in data and (msg := _check(name, kind, data[name])):
             problems.append(msg)
     if problems:
         raise ResultsError("report.json is incomplete: " + "; ".join(problems))
