@@ -145,3 +145,36 @@ def test_virtual_clock_run_stops_in_order_too(tmp_path, sig):
     report = orjson.loads((run_dir / "report.json").read_bytes())
     assert report["final_engine_state"] == "HALTED" and not report["open_positions"]
     assert replay(run_dir).digest == report["decision_digest"]
+
+
+def test_a_stop_request_while_the_run_settles_cancels_entries_without_cutting_the_settle_short(tmp_path):
+    """A signal after the duration, while the run settles: no busy loop, the settle goes on (on
+    the virtual clock a loop that never yields would never end), the entries are halted."""
+    import threading
+
+    from orchestration import run, scenario
+
+    outcome: dict = {}
+
+    async def after_start(runner):
+        settle = runner.settle
+
+        async def settle_after_a_stop_request(*args, **kw):
+            runner.request_stop("SIGTERM")
+            await settle(*args, **kw)
+
+        runner.settle = settle_after_a_stop_request
+
+    def go():
+        outcome["runner"], _, outcome["found"] = run(
+            scenario(duration_s=6.0), tmp_path, after_start=after_start
+        )
+
+    worker = threading.Thread(target=go, daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the run did not end: a stop request while settling hung it"
+    runner = outcome["runner"]
+    assert runner.stop_requested == "SIGTERM"
+    assert runner.core.engine.state.name == "HALTED" and runner.settled()
+    assert any(cmd == "halt" for _, cmd, _ in runner.core.operator_log)

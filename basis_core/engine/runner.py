@@ -140,6 +140,7 @@ class Runner:
         #: why the run was asked to end before its duration (a signal's name, `request_stop`)
         self.stop_requested = ""
         self._cut_short = False  # `run_for` returns at once (until `finish` starts settling)
+        self._finishing = False  # `finish` has begun: a stop request no longer cuts `run_for` short
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -464,15 +465,19 @@ class Runner:
     def request_stop(self, reason: str) -> None:
         """End the run's main phase now (`reason`: the signal): `run_for` returns at its next
         wake and the run finishes as after its duration, with working entries cancelled."""
+        first = not self.stop_requested
         self.stop_requested = self.stop_requested or reason
-        self._cut_short = True
+        if not self._finishing:
+            self._cut_short = True
+        elif first:  # already settling after the duration: only the entries still go
+            self._sink(S.control_record(self.now_ns(), S.ControlCommand.HALT, 0, os.getuid()))
         self.wake.set()
 
     def _stop_entries(self) -> None:
         """The run is ending: SHUTDOWN (open nothing new) into the engine; when it ends on a
         request (a signal), also HALT, as `basis ctl halt` sends it: working entries cancelled,
         hedges and unwinds go on. Journaled like any input, so a replay decides the same."""
-        self._cut_short = False
+        self._cut_short, self._finishing = False, True
         now = self.now_ns()
         self._sink(S.control_record(now, S.ControlCommand.SHUTDOWN))
         if self.stop_requested:
