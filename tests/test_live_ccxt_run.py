@@ -320,3 +320,18 @@ def test_a_usdm_emulator_serves_the_perps_whose_rules_and_fees_a_live_world_chec
             await served.stop()
 
     asyncio.run(scenario())
+
+
+def test_basis_check_checks_each_ccxt_table_as_a_run_builds_it(tmp_path, capsys):
+    from basis_core.cli import main
+
+    assert main(["check", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "venues.alpha.ccxt: binance at http://127.0.0.1:8701, 1 instrument(s), market data ws" in out
+    assert f"credentials from secrets file {EXAMPLE.parent / 'beta.secrets.toml'}" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        EXAMPLE.read_text().replace('base_url = "http://127.0.0.1:8702"', 'base_url = "127.0.0.1:8702"')
+    )
+    assert main(["check", str(bad)]) == 1
+    assert "venues.beta.ccxt.base_url: must start with http:// or https://" in capsys.readouterr().err

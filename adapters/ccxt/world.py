@@ -35,7 +35,6 @@ import asyncio
 import hashlib
 import math
 from collections.abc import Mapping
-from pathlib import Path
 
 from adapters.sim.clock import RealClock
 from adapters.sim.world import SimWorld
@@ -199,7 +198,24 @@ def check_fees(cfg: Config, venue: str, fees: dict[str, tuple[float, float]]) ->
                 )
 
 
-def secrets_path(cfg: Config, venue: str) -> Path | None:
-    """Where the secrets file of ccxt venue `venue` is read from (None: credentials by env)."""
-    cred = to_plain(cfg.venues[venue].ccxt).get("credentials") or {}
-    return cfg.data_path(cred["secrets_file"]) if cred.get("secrets_file") else None
+def describe_tables(cfg: Config) -> list[str]:
+    """Each ccxt venue's table checked as a run builds it (credentials named, not read: the
+    emulator or the key file may come later), one line per venue; ConfigError names a bad key."""
+    out = []
+    for name, vcfg in cfg.venues.items():
+        if vcfg.kind != "ccxt":
+            continue
+        vc = from_dict(venue_table(cfg, name), f"venues.{name}.ccxt")
+        cred = vc.credentials
+        if cred.secrets_file:
+            source = f"secrets file {cred.secrets_file}"
+        elif cred.api_key_env:
+            source = f"${cred.api_key_env} / ${cred.secret_env}"
+        else:
+            source = "nowhere (a run will refuse it)"
+        where = vc.base_url or ("its sandbox" if vc.sandbox else "its own endpoints")
+        out.append(
+            f"venues.{name}.ccxt: {vc.exchange} at {where}, {len(vc.instruments)} instrument(s), "
+            f"market data {vc.market_data}, credentials from {source}"
+        )
+    return out

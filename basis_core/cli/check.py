@@ -1,7 +1,9 @@
 """Validate a TOML config file and every file it names, without running it.
 
 The recorded books and trades ([market]) and the external signals ([signals] file) are opened
-and checked in full, as a run checks them before it starts. Prints one line per data file and
+and checked in full, as a run checks them before it starts, and each ccxt venue's
+[venues.NAME.ccxt] table is built as a run builds it (its credentials named, not read). Prints
+one line per data file and ccxt venue and
 `ok: CONFIG: N venue(s), M instrument(s)` and exits 0, or prints the first error (the key path,
 or the file, line and column) and exits 1.
 """

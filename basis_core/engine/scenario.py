@@ -187,6 +187,10 @@ def check_inputs(cfg: Config) -> list[str]:
         path = cfg.data_path(cfg.signals.file)
         signals = load_signals(path, cfg.registry(), set(cfg.instruments))
         out.append(f"signals.file: {path}: {len(signals):,} signals")
+    if any(v.kind == "ccxt" for v in cfg.venues.values()):  # each [venues.NAME.ccxt] table
+        from adapters.ccxt.world import describe_tables
+
+        out += describe_tables(cfg)
     return out
 
 
