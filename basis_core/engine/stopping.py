@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,10 @@ class StopSignals:
 
     def install(self, runner: Runner) -> None:
         """Handle the signals on the running loop (its own handlers, so the run's loop wakes for
-        them) for `runner`, run by the current task, until `remove`."""
+        them) for `runner`, run by the current task, until `remove`. Off the main thread, where
+        no signal handler can be set, nothing is installed."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         loop = asyncio.get_running_loop()
         self._runner, self._task = runner, asyncio.current_task()
         for sig in SIGNALS:
@@ -89,6 +93,9 @@ class StopSignals:
 def signals_deferred() -> Iterator[None]:
     """SIGINT and SIGTERM ignored inside the block (the run's results being written: they are
     written whole or the run was stopped at once before), their handling restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in SIGNALS}
     try:
         yield
