@@ -335,3 +335,44 @@ def test_basis_check_checks_each_ccxt_table_as_a_run_builds_it(tmp_path, capsys)
     )
     assert main(["check", str(bad)]) == 1
     assert "venues.beta.ccxt.base_url: must start with http:// or https://" in capsys.readouterr().err
+
+
+def test_an_order_basis_did_not_place_is_found_at_start_and_left_alone(tmp_path):
+    """Start-up reconciliation reads what the venue holds: a hand-placed order on the account is a
+    mismatch (foreign order), nothing new is sent while it stands, and it is not touched."""
+    from basis_core.cli import main
+
+    config = tmp_path / "live.toml"
+    config.write_text(EXAMPLE.read_text().replace("duration_s = 60.0", "duration_s = 4.0"))
+    cfg = load(config)
+    with (
+        _served(cfg, "alpha", tmp_path / "alpha.secrets.toml") as alpha,
+        _served(cfg, "beta", tmp_path / "beta.secrets.toml") as beta,
+    ):
+        text = config.read_text().replace("http://127.0.0.1:8701", alpha.url)
+        config.write_text(text.replace("http://127.0.0.1:8702", beta.url))
+
+        async def by_hand(action: str):
+            keys = tomllib.loads((tmp_path / "alpha.secrets.toml").read_text())
+            ex = binance_client(alpha.url, keys["api_key"], keys["secret"], timeout_ms=5000)
+            try:
+                await ex.load_markets()
+                if action == "place":
+                    return await ex.create_order(
+                        "BTC/USDT", "limit", "buy", 0.001, 40_000.0, {"clientOrderId": "byhand1"}
+                    )
+                return await ex.fetch_open_orders("BTC/USDT")
+            finally:
+                await ex.close()
+
+        asyncio.run(by_hand("place"))
+        assert main(["run", str(config), "--run-dir", str(tmp_path / "run")]) == 0
+        still_open = asyncio.run(by_hand("list"))
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["reconciliation"]["order"] == 1 and report["orders_submitted"] == 0
+    assert report["final_engine_state"] == "RECONCILING"  # never clean, so never NORMAL
+    found = sqlite3.connect(tmp_path / "run" / "results.sqlite").execute(
+        "SELECT key, cause FROM recon_exceptions"
+    )
+    assert found.fetchall() == [("alpha:byhand1", "foreign order at the venue (not placed by basis)")]
+    assert [o["clientOrderId"] for o in still_open] == ["byhand1"]
