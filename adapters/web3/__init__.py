@@ -12,6 +12,8 @@ transport.py  JSON-RPC over a WebSocket
 client.py     JSON-RPC and the transaction lifecycle
 execution.py  simulate-then-send atomic trades through the executor
 arbitrage.py  DEX-DEX sizing with the AMM kernel
+streams.py    new heads and the pools' Sync logs: eth_subscribe, or polled
+books.py      the pools' live reserves and books, stale on a silent node
 venue.py      a pool behind the engine's Venue interface
 world.py      pools on an EVM node beside the simulated venues (mixed CEX-DEX runs)
 devchain.py   a local chain (anvil) with a config's tokens, pools and executor deployed

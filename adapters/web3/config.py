@@ -110,7 +110,9 @@ class ChainTableConfig:
         chain_file = "local-chain.toml"   # optional: a fragment (`basis devchain` writes one)
                                           # giving the keys below that this table leaves out
         rpc_url = "http://127.0.0.1:8545"
-        ws_url = ""                       # optional; when set the venue's requests go through it
+        ws_url = ""                       # optional; when set the venue's requests go through it,
+                                          # and new heads and the pools' Sync logs come by
+                                          # eth_subscribe on it (otherwise polled every poll_ms)
         chain_id = 31337                  # checked against eth_chainId at start
         executor = "0x..."                # the AtomicExecutor (optional: pool venues need none)
         pools = { dex-BTCUSDT = "0x..." } # instrument -> its pool
@@ -119,6 +121,12 @@ class ChainTableConfig:
         max_fee_gwei = 200.0              # gas policy: hard fee cap and tip cap
         max_priority_fee_gwei = 3.0
         confirmations = 1                 # blocks a swap waits for before it is a fill
+        head_timeout_s = 0.0              # no new head for this long: the pools' books are
+                                          # stale (0: never; anvil mines only on a transaction,
+                                          # a real chain: a few block times, e.g. 60)
+        receipt_timeout_s = 30.0          # how long a submit waits for the swap's receipt
+        deadline_s = 60                   # a swap unmined this long after it was sent is
+                                          # replaced by a cancel at its nonce
 
     The key itself is never in the config: only the name of its environment variable, or a
     keystore file and the variable holding its password.
@@ -141,8 +149,10 @@ class ChainTableConfig:
     confirmations: int = 1
     slippage_bps: int = 50
     poll_ms: float = 50.0
+    head_timeout_s: float = 0.0
     request_timeout_s: float = 10.0
     receipt_timeout_s: float = 30.0
+    deadline_s: int = 60
 
     def _validate(self, path):
         p = f"{path}." if path else ""
@@ -156,6 +166,7 @@ class ChainTableConfig:
         require(1 <= self.confirmations <= 64, f"{p}confirmations", "must be in [1, 64]")
         require(0 <= self.slippage_bps < 10_000, f"{p}slippage_bps", "must be in [0, 10000)")
         require(self.poll_ms > 0, f"{p}poll_ms", "must be > 0")
+        require(self.head_timeout_s >= 0, f"{p}head_timeout_s", "must be >= 0 (0: never stale)")
         for inst, pool in self.pools.items():
             require(_is_address(pool), f"{p}pools.{inst}", "must be a 0x-prefixed 20-byte address")
         for asset, tok in self.tokens.items():
@@ -178,6 +189,7 @@ class ChainTableConfig:
             "max_gas": self.max_gas,
             "request_timeout_s": self.request_timeout_s,
             "receipt_timeout_s": self.receipt_timeout_s,
+            "deadline_s": self.deadline_s,
         }
         return build(Web3VenueConfig, data, path)
 

@@ -17,18 +17,32 @@ Each refusal says why, as a RejectReason name: the revert's (revert.refusal_reas
 for the pool's min-out, "insufficient_funds" for a token balance too small, "expired" for a
 deadline), "gas_cap" when the fee or gas is above the caps, "nonce_conflict" when the node's
 nonce contradicts ours, "insufficient_funds" when the node refuses for want of ETH. A swap
-whose receipt does not come in time raises RequestTimeout; `fetch_order` by client id then
-looks the transaction up. With `confirmations` > 1 a mined swap is a fill only once that many
+whose receipt does not come in time is replaced (below); when neither comes, RequestTimeout,
+and `fetch_order` by client id then looks both transactions up. With `confirmations` > 1 a mined swap is a fill only once that many
 blocks hold it. Fills carry the gas cost as their fee, in ETH; the pool fee is inside the price.
 A market's `base_decimals` / `quote_decimals`, when given, are checked at start (ConfigError
 naming the config key that gave them).
 
-`market_data()` polls the pools once per `poll_s` and, when a new block has changed them,
-yields a snapshot `BookUpdate`: the pool's curve cut into `book_levels` price steps of
-`book_step_bps` on each side (taker prices, pool fee included). Transfers are not supported
-by this venue yet (VenueError "not_supported").
+`market_data()` keeps the pools' books live (books.py, streams.py): with a `ws_url`, new heads
+and the pools' `Sync` logs through one `eth_subscribe` websocket, otherwise `eth_blockNumber`
+polled every `poll_s` and the pools read at each new block. Every pool's book is derived again
+on each new head and at once on each reserve change: the pool's curve cut into `book_levels`
+price steps of `book_step_bps` on each side (taker prices, pool fee included). Our own swap's
+reserve change (its receipt's `Sync` log) is handed to the market-data subscribers before its
+fill is published, so the engine prices its next decision on the pool the swap left. No new
+head for `head_timeout_s` (0: never) marks the books stale (empty, so unusable) and the venue
+DISCONNECTED until the next head. Transfers are not supported by this venue yet (VenueError
+"not_supported").
 
-All chain I/O runs in a worker thread, one call at a time (the client is not thread-safe).
+A swap still unmined `deadline_s` (the client's) after it was sent is past its deadline: the
+venue (waiting in `submit`, or asked by `fetch_order`) replaces it with a 0-value transfer to
+itself at the same nonce (higher fees) and reports whichever of the two is mined: the swap's
+fill, or the order EXPIRED with the cancel's gas as a `Charge`; the engine's `cancel` does the
+same at once for a swap still pending.
+
+Chain I/O runs in a worker thread, one request at a time (the client is not thread-safe), but
+no lock is held across a wait: waiting for a receipt or for confirmations is a series of short
+requests, so other orders, queries and the book feed go on meanwhile.
 """
 
 from __future__ import annotations
@@ -76,9 +90,11 @@ from basis_core.venue import (
 )
 
 from .arbitrage import PoolState, read_pools
+from .books import END, PoolBooks
 from .calldata import address, encode_call
-from .client import EvmClient, SentTx
+from .client import EvmClient, Receipt, SentTx
 from .revert import refusal_reason
+from .streams import Head, poll_events, sync_from_log, ws_events
 
 SWAP_TOPIC = "0x" + keccak(text="Swap(address,address,uint256,uint256,address)").hex()
 _SWAP_SIG = "swap(address,uint256,uint256,address)"
@@ -114,6 +130,22 @@ def to_units(qty: float, decimals: int) -> int:
     return int((Decimal(repr(float(qty))).scaleb(decimals)).to_integral_value(ROUND_FLOOR))
 
 
+@dataclass
+class _Pending:
+    """A swap that reached (or may have reached) the node, and the cancel that replaces it."""
+
+    order: OrderRequest
+    sent: SentTx
+    #: time.monotonic() past which the swap, still unmined, is replaced by a cancel
+    deadline: float
+    cancel: SentTx | None = None
+    #: set while one call turns its receipt into the order's outcome
+    settling: asyncio.Future | None = None
+
+    def txs(self) -> tuple[SentTx, ...]:
+        return (self.sent,) if self.cancel is None else (self.sent, self.cancel)
+
+
 class Web3Venue(Venue):
     def __init__(
         self,
@@ -124,6 +156,9 @@ class Web3Venue(Venue):
         book_levels: int = 10,
         book_step_bps: float = 10.0,
         confirmations: int = 1,
+        ws_url: str = "",
+        head_timeout_s: float = 0.0,
+        settle_wait_s: float = 0.5,
     ):
         self.client = client
         self.name = client.venue
@@ -134,25 +169,34 @@ class Web3Venue(Venue):
             for m in markets
         }
         self.slippage_bps, self.poll_s = slippage_bps, poll_s
-        self.book_levels, self.book_step = book_levels, book_step_bps / 1e4
         self.confirmations = confirmations
+        #: the head / log subscription's endpoint ("" : poll over the client's endpoint)
+        self.ws_url = ws_url
+        #: how long a fill waits for the book its swap left to be handed on (seconds)
+        self.settle_wait_s = settle_wait_s
         self._io = asyncio.Lock()
         self._decimals: dict[str, int] = {}
+        self.books = PoolBooks(
+            self.name, self.markets, self._decimals, book_levels, book_step_bps / 1e4, head_timeout_s
+        )
+        self._feed: asyncio.Task | None = None
         self._orders: dict[str, VenueOrder] = {}
-        self._pending: dict[str, tuple[OrderRequest, SentTx]] = {}
+        self._pending: dict[str, _Pending] = {}
         self._fills: list[Fill] = []
         self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
         self._closed = False
         self._started = False
 
     async def _run(self, fn, *args, **kw):
+        """`fn` in a worker thread, one chain request (or short series) at a time."""
         async with self._io:
             return await asyncio.to_thread(fn, *args, **kw)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Read token decimals and approve each pool for both its tokens (once). Idempotent."""
+        """Read token decimals, approve each pool for both its tokens (once), read the pools.
+        Idempotent."""
         if self._started:
             return
         await self._run(self._prepare)
@@ -181,9 +225,15 @@ class Web3Venue(Venue):
                 )
                 if allowed < _MAX // 2:
                     c.transact(token, "approve(address,uint256)", ["address", "uint256"], [m.pool, _MAX])
+        self.books.set_pools(read_pools(c, [m.pool for m in self.markets.values()]))
 
     async def close(self) -> None:
         self._closed = True
+        self.books.end()
+        if self._feed is not None:
+            self._feed.cancel()
+            await asyncio.gather(self._feed, return_exceptions=True)
+            self._feed = None
         self._publish(None)
 
     def instruments(self) -> dict[str, InstrumentInfo]:
@@ -217,9 +267,22 @@ class Web3Venue(Venue):
             )
         if not self._started:
             await self.start()
-        return await self._run(self._swap, order, m)
+        p = await self._run(self._send_swap, order, m)
+        rec = await self._receipt(p, self.client.cfg.receipt_timeout_s)
+        if rec is None:
+            replaced = " (replaced by a cancel past its deadline)" if p.cancel else ""
+            raise RequestTimeout(
+                self.name,
+                "receipt_timeout",
+                f"{order.coid}: swap {p.sent.tx_hash}{replaced} not mined in time",
+            )
+        if rec.ok and rec.tx_hash == p.sent.tx_hash:
+            await self._confirmed(order.coid, rec)
+        view = await self._settle(order.coid, rec)
+        return view if view is not None else self._known(order.coid)
 
-    def _swap(self, order: OrderRequest, m: PoolMarket) -> VenueOrder:
+    def _send_swap(self, order: OrderRequest, m: PoolMarket) -> _Pending:
+        """Size the swap at the latest reserves, simulate it, sign and send it (worker thread)."""
         c = self.client
         state = read_pools(c, [m.pool])[0]
         token_in, token_out, amount_in, min_out = self._size(order, m, state)
@@ -242,16 +305,44 @@ class Web3Venue(Venue):
             raise RequestTimeout(
                 self.name, exc.code, f"{order.coid}: swap {exc.tx_hash} sent, no answer"
             ) from None
-        self._track(order, sent)
+        return self._track(order, sent)
+
+    def _send_cancel(self, p: _Pending, checked: bool = False) -> None:
+        """Replace a pending swap by a 0-value transfer to ourselves at its nonce (worker
+        thread; `checked`: its receipt was just looked for). A refusal (the swap mined
+        meanwhile, fees past the caps) leaves the swap alone: its own receipt, or its absence,
+        still decides."""
+        if p.cancel is not None or (not checked and self._mined(p) is not None):
+            return
         try:
-            rec = c.wait(sent)
-            if rec.ok:
-                self._confirm(rec)
-        except RequestTimeout as exc:
-            raise RequestTimeout(
-                self.name, exc.code, f"{order.coid}: swap {sent.tx_hash} not mined or not confirmed yet"
-            ) from None
-        return self._settle(order.coid, rec)
+            p.cancel = self.client.cancel(p.sent)
+        except VenueError:
+            return
+
+    def _mined(self, p: _Pending) -> Receipt | None:
+        """The receipt of the swap or of its cancel (one nonce: at most one is mined). With
+        neither mined and the swap past its deadline, the cancel is sent."""
+        for tx in p.txs():
+            rec = self.client.get_receipt(tx.tx_hash)
+            if rec is not None:
+                self.client.nonces.mined(tx.nonce + 1)
+                return rec
+        if p.cancel is None and time.monotonic() >= p.deadline:
+            self._send_cancel(p, checked=True)
+        return None
+
+    async def _receipt(self, p: _Pending, timeout_s: float) -> Receipt | None:
+        """Poll for the receipt (first after 0.5 ms, doubling up to the client's poll interval),
+        one short request at a time: other calls to this venue go on meanwhile. None if nothing
+        is mined within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        delay = min(0.0005, self.client.cfg.poll_interval_s)
+        while True:
+            rec = await self._run(self._mined, p)
+            if rec is not None or time.monotonic() >= deadline:
+                return rec
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.client.cfg.poll_interval_s)
 
     def _deep_enough(self, rec) -> bool:
         """Whether `rec`'s block has `confirmations` blocks (itself included) on top of it."""
@@ -259,19 +350,31 @@ class Web3Venue(Venue):
             self.confirmations <= 1 or self.client.block_number() >= rec.block_number + self.confirmations - 1
         )
 
-    def _confirm(self, rec) -> None:
-        """Wait until `rec`'s block has `confirmations` blocks (itself included) on top of it;
-        RequestTimeout past the client's receipt timeout."""
+    async def _confirmed(self, coid: str, rec: Receipt) -> None:
+        """Wait until `rec`'s block has `confirmations` blocks on it (no lock held meanwhile);
+        RequestTimeout past the client's receipt timeout (the swap stays OPEN)."""
         deadline = time.monotonic() + self.client.cfg.receipt_timeout_s
-        while not self._deep_enough(rec):
+        while not await self._run(self._deep_enough, rec):
             if time.monotonic() >= deadline:
-                raise RequestTimeout(self.name, "confirmations", f"{rec.tx_hash} not confirmed in time")
-            time.sleep(self.client.cfg.poll_interval_s)
+                raise RequestTimeout(
+                    self.name, "confirmations", f"{coid}: swap {rec.tx_hash} mined, not confirmed in time"
+                )
+            await asyncio.sleep(self.client.cfg.poll_interval_s)
 
-    def _track(self, order: OrderRequest, sent: SentTx) -> None:
+    def _track(self, order: OrderRequest, sent: SentTx) -> _Pending:
         """Record a swap that reached (or may have reached) the node: OPEN until its receipt."""
         self._orders[order.coid] = self._view(order, OrderStatus.OPEN, venue_order_id=sent.tx_hash)
-        self._pending[order.coid] = (order, sent)
+        deadline = time.monotonic() + self.client.cfg.deadline_s
+        p = self._pending[order.coid] = _Pending(order, sent, deadline)
+        return p
+
+    def _known(self, coid: str) -> VenueOrder:
+        """The view of an order another call settled meanwhile (a refusal raised again)."""
+        view = self._orders[coid]
+        if view.status == OrderStatus.REJECTED:
+            reason = view.reason.name.lower()
+            raise OrderRejected(self.name, reason, f"{coid}: refused", reason=reason)
+        return view
 
     def _size(self, order: OrderRequest, m: PoolMarket, s: PoolState) -> tuple[str, str, int, int]:
         bdec, qdec = self._decimals[m.base_token], self._decimals[m.quote_token]
@@ -316,27 +419,48 @@ class Web3Venue(Venue):
             raise OrderRejected(self.name, "bad_input", f"{order.coid}: needs a price", reason="bad_input")
         return m.quote_token, m.base_token, need, qty
 
-    def _settle(self, coid: str, rec) -> VenueOrder:
-        order, sent = self._pending.pop(coid)
-        m = self.markets[order.instrument]
+    async def _settle(self, coid: str, rec: Receipt) -> VenueOrder | None:
+        """What a mined receipt makes of a pending swap: EXPIRED (its cancel was mined), REJECTED
+        (reverted: OrderRejected raised) or FILLED. None when another call settled it (a second
+        caller waits for the first to finish)."""
+        p = self._pending.get(coid)
+        if p is None:
+            return None
+        if p.settling is not None:
+            await asyncio.shield(p.settling)
+            return None
+        p.settling = asyncio.get_running_loop().create_future()
+        try:
+            return await self._conclude(p, rec)
+        finally:
+            self._pending.pop(coid, None)
+            p.settling.set_result(None)
+
+    async def _conclude(self, p: _Pending, rec: Receipt) -> VenueOrder:
+        coid = p.order.coid
+        order, m = p.order, self.markets[p.order.instrument]
+        now = time.time_ns()
+        if rec.tx_hash != p.sent.tx_hash:  # the cancel took the nonce: no trade, its gas spent
+            self._publish(Charge(self.name, now, "ETH", rec.gas_cost_wei / 1e18, rec.tx_hash, coid))
+            view = self._view(order, OrderStatus.EXPIRED, venue_order_id=rec.tx_hash)
+            self._orders[coid] = view
+            self._publish(OrderUpdate(self.name, now, view))
+            return view
         if not rec.ok:  # mined and reverted: no trade, but its gas is spent
-            self._publish(
-                Charge(self.name, time.time_ns(), "ETH", rec.gas_cost_wei / 1e18, rec.tx_hash, coid)
-            )
-            why = self.client.revert_reason(sent, rec)
+            self._publish(Charge(self.name, now, "ETH", rec.gas_cost_wei / 1e18, rec.tx_hash, coid))
+            why = await self._run(self.client.revert_reason, p.sent, rec)
             self._reject(
                 order,
                 m,
                 f"reverted on chain: {why.error_name}{why.revert_args}",
                 refusal_reason(why),
-                sent.tx_hash,
+                p.sent.tx_hash,
             )
         amount_in, amount_out = self._swap_amounts(rec, m.pool)
         bdec, qdec = self._decimals[m.base_token], self._decimals[m.quote_token]
         base, quote = (amount_in, amount_out) if order.side == Side.SELL else (amount_out, amount_in)
         qty_f, px = base / 10**bdec, (quote / 10**qdec) / (base / 10**bdec)
         fee = rec.gas_cost_wei / 1e18
-        now = time.time_ns()
         fill = Fill(
             self.name,
             order.instrument,
@@ -355,6 +479,14 @@ class Web3Venue(Venue):
         )
         self._orders[coid] = view
         self._fills.append(fill)
+        # the pool as the swap left it reaches the engine before the swap's fill does
+        seq = 0
+        for log in rec.logs:
+            sync = sync_from_log(log)
+            if sync is not None and sync.pool == m.pool.lower():
+                seq = self.books.apply(sync) or seq
+        if seq:
+            await self.books.delivered(seq, self.settle_wait_s)
         self._publish(OrderUpdate(self.name, now, view))
         self._publish(fill)
         return view
@@ -409,20 +541,24 @@ class Web3Venue(Venue):
         raise VenueError(pool, "malformed", f"{rec.tx_hash}: swap succeeded without a Swap event")
 
     async def cancel(self, coid: str, instrument: str | None = None) -> VenueOrder:
-        """Swaps are terminal once mined; a pending one is looked up, not replaced."""
+        """A mined swap is terminal; a pending one is replaced by a cancel at its nonce (then
+        whichever of the two is mined decides: fetch_order)."""
+        p = self._pending.get(coid)
+        if p is not None:
+            await self._run(self._send_cancel, p)
         return await self.fetch_order(coid, instrument)
 
     async def fetch_order(self, coid: str, instrument: str | None = None) -> VenueOrder:
         if coid not in self._orders:
             raise OrderNotFound(self.name, "unknown_order", coid)
-        if coid in self._pending:
-            _order, sent = self._pending[coid]
-            rec = await self._run(self.client.get_receipt, sent.tx_hash)
-            if rec is not None and rec.ok and not await self._run(self._deep_enough, rec):
-                return self._orders[coid]  # mined, not yet confirmed: still OPEN
+        p = self._pending.get(coid)
+        if p is not None:
+            rec = await self._run(self._mined, p)
             if rec is not None:
+                if rec.ok and rec.tx_hash == p.sent.tx_hash and not await self._run(self._deep_enough, rec):
+                    return self._orders[coid]  # mined, not yet confirmed: still OPEN
                 try:
-                    return await self._run(self._settle, coid, rec)
+                    await self._settle(coid, rec)
                 except OrderRejected:
                     pass
         return self._orders[coid]
@@ -463,6 +599,8 @@ class Web3Venue(Venue):
     # -- status and streams ---------------------------------------------------------------------
 
     async def status(self) -> VenueStatus:
+        if self.books.stale:
+            return VenueStatus(self.name, VenueReport.DISCONNECTED, message=self.books.silence())
         try:
             block = await self._run(self.client.block_number)
         except (VenueUnavailable, RequestTimeout) as exc:
@@ -470,38 +608,69 @@ class Web3Venue(Venue):
         return VenueStatus(self.name, VenueReport.OK, message=f"block {block}")
 
     def book(self, m: PoolMarket, s: PoolState, ts_ns: int) -> BookUpdate:
-        """The pool's curve as a ladder: level k spans marginal prices p0*(1±step)^(k-1..k);
-        its quantity is the base the pool gives (asks) or takes (bids) over that span; its price
-        is the far end, with the pool fee applied (what a taker pays or gets there)."""
-        bdec, qdec = self._decimals.get(m.base_token, 18), self._decimals.get(m.quote_token, 18)
-        rb, rq = s.reserves_for(m.base_token)
-        x0, k = rb / 10**bdec, (rb / 10**bdec) * (rq / 10**qdec)
-        p0 = (rq / 10**qdec) / x0
-        asks, bids = [], []
-        for i in range(1, self.book_levels + 1):
-            pa_prev, pa = p0 * (1 + self.book_step) ** (i - 1), p0 * (1 + self.book_step) ** i
-            pb_prev, pb = p0 * (1 - self.book_step) ** (i - 1), p0 * (1 - self.book_step) ** i
-            asks.append((pa / 0.997, math.sqrt(k / pa_prev) - math.sqrt(k / pa)))
-            bids.append((pb * 0.997, math.sqrt(k / pb) - math.sqrt(k / pb_prev)))
-        return BookUpdate(
-            self.name, m.name, ts_ns, tuple(bids), tuple(asks), snapshot=True, update_id=s.block_number
-        )
+        """The pool's book at state `s` (books.PoolBooks.book)."""
+        return self.books.book(m, s, ts_ns)
 
     async def market_data(self, instruments: list[str] | None = None):
-        names = instruments or list(self.markets)
-        ms = [self._market(n) for n in names]
+        """The pools' books, live (see the module docstring), until the venue closes. A failed
+        subscription raises its VenueError (the io side subscribes again)."""
+        names = set(instruments or self.markets)
+        for n in names:
+            self._market(n)
         if not self._started:
             await self.start()
-        last: dict[str, tuple[int, int]] = {}
-        while not self._closed:
-            states = await self._run(read_pools, self.client, [m.pool for m in ms])
-            now = time.time_ns()
-            for m, s in zip(ms, states):
-                key = (s.reserve0, s.reserve1)
-                if last.get(m.name) != key:
-                    last[m.name] = key
-                    yield self.book(m, s, now)
-            await asyncio.sleep(self.poll_s)
+        q = self.books.subscribe()
+        if self._feed is None or self._feed.done():
+            self._feed = asyncio.create_task(self._follow_chain())
+        else:  # the feed runs for another subscriber: this one starts from the books as they are
+            self.books.republish()
+        timeout = self.books.head_timeout_s
+        check_s = min(0.25, timeout / 4) if timeout else 0.25
+        try:
+            while not self._closed:
+                try:
+                    seq, item = await asyncio.wait_for(q.get(), check_s)
+                except TimeoutError:
+                    self.books.check_silence()
+                    continue
+                if item is END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if not isinstance(item, BookUpdate) or item.instrument in names:
+                    yield item
+                self.books.taken(q, seq)
+                self.books.check_silence()
+        finally:
+            self.books.unsubscribe(q)
+            if not self.books.subscribed and self._feed is not None:
+                self._feed.cancel()
+                self._feed = None
+
+    async def _follow_chain(self) -> None:
+        """Heads and reserve changes into the books, from the websocket or by polling; a failure
+        is handed to every subscriber."""
+        pools = [m.pool for m in self.markets.values()]
+
+        async def read(block: int | None) -> list[PoolState]:
+            return await self._run(read_pools, self.client, pools, "latest" if block is None else block)
+
+        async def block_number() -> int:
+            return await self._run(self.client.block_number)
+
+        self.books.started()
+        if self.ws_url:
+            events = ws_events(self.name, self.ws_url, pools, read, self.client.cfg.request_timeout_s)
+        else:
+            events = poll_events(block_number, read, self.poll_s)
+        try:
+            async for ev in events:
+                if isinstance(ev, Head):
+                    self.books.on_head(ev)
+                else:
+                    self.books.apply(ev)
+        except Exception as exc:  # a VenueError is reported and retried by the io side
+            self.books.fail(exc)
 
     async def user_events(self):
         q: asyncio.Queue = asyncio.Queue()

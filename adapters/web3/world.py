@@ -136,6 +136,8 @@ class ChainWorld:
                 slippage_bps=table.slippage_bps if table else slippage_bps,
                 poll_s=table.poll_ms / 1e3 if table else poll_s,
                 confirmations=table.confirmations if table else 1,
+                ws_url=table.ws_url if table else "",
+                head_timeout_s=table.head_timeout_s if table else 0.0,
             )
         unknown = set(pools) - {i for i, c in cfg.instruments.items() if c.venue in chain}
         if unknown:

@@ -1,0 +1,187 @@
+"""CEX-DEX failure cases on anvil: the chain leg reverting after the CEX leg filled, and a swap
+stuck past its deadline. (The CEX hedge refused after the swap mined, unwound on the pool, is
+tests/chain/test_chain_cex_dex.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+
+import pytest
+from orchestration import invariants, transitions, venue_agreement
+from web3_local import CEX_PX, E18, INSTRUMENT, cex_dex_data, local_chain, rpc, swap_data
+
+from adapters.web3.arbitrage import read_pool
+from adapters.web3.world import ChainWorld
+from basis_core.config import from_dict
+from basis_core.engine.scenario import run_scenario
+from basis_core.state.tables import HedgeState, OrderState
+from basis_core.venue import Charge, OrderRequest, OrderType, Side
+
+pytestmark = pytest.mark.chain
+
+
+@pytest.fixture(scope="module")
+def chain():
+    c = local_chain()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def fresh(chain):
+    snap = rpc(chain.url, "evm_snapshot")
+    yield chain
+    rpc(chain.url, "evm_setAutomine", [True])
+    assert rpc(chain.url, "evm_revert", [snap]) is True
+
+
+def _front_run(chain, mover, trader: str, seen: dict) -> None:
+    """Wait for our swap in the node's pool, then move the pool to the CEX price in a block
+    mined before it (a higher fee): our swap is mined reverted, by its own bound."""
+    try:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            pending = rpc(chain.url, "txpool_content")["pending"]
+            if trader.lower() in {a.lower() for a in pending}:
+                break
+            time.sleep(0.003)
+        else:
+            return
+        btc, usdt = chain.dev.tokens["BTC"], chain.dev.tokens["USDT"]
+        r_btc, r_usdt = read_pool(mover, chain.pool).reserves_for(btc)
+        target = math.isqrt(r_btc * r_usdt * int(CEX_PX * 1.002))  # a little over the CEX
+        amount_in = (target - r_usdt) * 1000 // 997
+        fees = mover.gas.bump(mover.gas.bump(mover.quote_fees()))
+        seen["mover"] = mover.send(
+            chain.pool, swap_data(usdt, amount_in, mover.address), gas=200_000, fees=fees
+        )
+        rpc(chain.url, "evm_mine")
+    finally:
+        rpc(chain.url, "evm_setAutomine", [True])
+
+
+def test_pool_leg_reverting_after_the_cex_leg_filled_unwinds_the_cex_leg(fresh, tmp_path):
+    chain = fresh
+    mover = chain.mover()
+    # no second try on the pool inside the hedge window (the policy may re-send the refused leg
+    # there, at the moved price): past the window the filled CEX leg is unwound
+    cfg = from_dict(cex_dex_data(2.5, dispatch="simultaneous", hedge_max_retries=0))
+    client = chain.client(receipt_timeout_s=5.0)
+    world = ChainWorld.from_config(
+        cfg,
+        {"dex": client},
+        {INSTRUMENT: chain.addresses()},
+        tables={"dex": chain.table(ws_url=chain.ws_url)},
+    )
+    seen: dict = {}
+    found: list[str] = []
+
+    async def after_start(runner):
+        rpc(chain.url, "evm_setAutomine", [False])
+        seen["thread"] = threading.Thread(target=_front_run, args=(chain, mover, client.address, seen))
+        seen["thread"].start()
+
+    async def before_close(runner):
+        found.extend(await venue_agreement(runner))
+
+    runner = asyncio.run(
+        run_scenario(
+            cfg,
+            tmp_path / "run",
+            world,
+            progress=None,
+            settle_s=1.0,
+            after_start=after_start,
+            before_close=before_close,
+        )
+    )
+    seen["thread"].join(5)
+    assert "mover" in seen, "the engine never sent a swap"
+    problems = found + invariants(runner)
+    assert not problems and not runner.stats.reconcile_mismatches, problems
+    book = runner.core.orders.orders
+    pos = next(iter(runner.core.positions.values()))
+    buy, sell = book[pos.buy.coid], book[pos.sell.coid]
+    # both legs went at once; the CEX sold, the pool's buy was mined reverted (its bound)
+    assert buy.venue == "dex" and buy.state == OrderState.REJECTED and buy.filled == 0
+    assert buy.reject_reason == "slippage"
+    assert sell.venue == "cex" and sell.state == OrderState.FILLED and sell.filled > 0
+    rec = client.get_receipt(seen["mover"].tx_hash)
+    assert rec.ok
+    # the CEX leg is bought back on the CEX, within the unwind window
+    unwinds = [book[c] for c in pos.unwind_coids]
+    assert unwinds and all(o.venue == "cex" and o.side.name == "BUY" for o in unwinds), unwinds
+    assert sum(o.filled for o in unwinds) == pytest.approx(sell.filled)
+    # decided once the pool leg was refused, and done within the unwind window
+    refused = buy.machine.since_ns
+    assert all(o.state == OrderState.FILLED and o.created_ns >= refused for o in unwinds)
+    done = max(o.machine.since_ns for o in unwinds)
+    assert done - refused < cfg.limits.unwind_window_s * 1e9, (done - refused) / 1e6
+    print(f"CEX leg unwound {(done - refused) / 1e6:.1f} ms after the pool leg was refused")
+    hedge = [dst for _, dst, _ in transitions(runner, f"hedge:{pos.opp_id}")]
+    assert "ASYMMETRIC" in hedge and "UNWINDING" in hedge, hedge
+    assert pos.net_qty(book) == pytest.approx(0.0, abs=1e-12)
+    assert pos.state in (HedgeState.CLOSED, HedgeState.RECONCILED)
+    assert abs(runner.core.residual_history[-1][1]) <= runner.policy.max_residual_usdt
+    assert runner.core.engine.state.name == "NORMAL"
+    # the chain holds what it held but for the reverted swap's gas, which the ledger booked
+    assert client.erc20_balance(chain.dev.tokens["BTC"], client.address) == 0
+    assert client.erc20_balance(chain.dev.tokens["USDT"], client.address) == 30_000 * E18
+    eth = client.eth_balance(client.address) / 1e18
+    assert runner.ledger.balance("dex", "ETH") == pytest.approx(eth, rel=1e-12, abs=1e-15)
+
+
+def test_a_swap_stuck_past_its_deadline_is_replaced_by_a_cancel(fresh):
+    asyncio.run(_stuck(fresh))
+
+
+async def _stuck(chain) -> None:
+    venue = chain.venue(ws=True, client_cfg={"receipt_timeout_s": 5.0, "deadline_s": 1})
+    await venue.start()
+    c = venue.client
+    events: list = []
+
+    async def collect():
+        async for ev in venue.user_events():
+            events.append(ev)
+
+    task = asyncio.create_task(collect())
+    before = (c.erc20_balance(chain.dev.tokens["USDT"], c.address), c.eth_balance(c.address))
+    rpc(chain.url, "evm_setAutomine", [False])
+    t0 = time.monotonic()
+    swap = asyncio.create_task(
+        venue.submit(OrderRequest("8001", INSTRUMENT, Side.BUY, OrderType.MARKET, 0.05, None))
+    )
+
+    def ours() -> list[dict]:
+        pending = rpc(chain.url, "txpool_content")["pending"]
+        return [tx for a, txs in pending.items() if a.lower() == c.address.lower() for tx in txs.values()]
+
+    while not ours() or ours()[0]["to"].lower() != c.address.lower():  # the swap, then its cancel
+        assert time.monotonic() - t0 < 4.0, "the stuck swap was never replaced"
+        await asyncio.sleep(0.01)
+    replaced_after = time.monotonic() - t0
+    assert 0.9 < replaced_after < 3.0, replaced_after
+    (cancel,) = ours()  # one transaction at our nonce: the cancel took the swap's place
+    assert int(cancel["value"], 16) == 0 and cancel["input"] in ("0x", "")
+    assert not swap.done()
+    rpc(chain.url, "evm_mine")
+    view = await asyncio.wait_for(swap, 5)
+    assert view.status.name == "EXPIRED" and view.filled_qty == 0
+    rec = c.get_receipt(view.venue_order_id)
+    assert rec.ok and rec.tx_hash == cancel["hash"]
+    # the position is what it was: no token moved, the cancel's gas is all it cost, and charged
+    assert c.erc20_balance(chain.dev.tokens["BTC"], c.address) == 0
+    assert c.erc20_balance(chain.dev.tokens["USDT"], c.address) == before[0]
+    assert before[1] - c.eth_balance(c.address) == rec.gas_cost_wei
+    await asyncio.sleep(0.05)
+    charges = [e for e in events if isinstance(e, Charge)]
+    assert [(ch.asset, ch.amount, ch.ref, ch.coid) for ch in charges] == [
+        ("ETH", rec.gas_cost_wei / 1e18, rec.tx_hash, "8001")
+    ]
+    assert (await venue.fetch_order("8001")).status.name == "EXPIRED" and await venue.open_orders() == []
+    await venue.close()
+    await task
