@@ -9,6 +9,7 @@ import json
 import re
 import select
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -240,13 +241,15 @@ def test_a_live_world_needs_the_real_clock_a_ccxt_table_and_credentials(tmp_path
     assert world.live["alpha"].config.max_attempts == 1 and not world.live["alpha"].config.verify_submits
 
 
-def test_basis_run_refuses_a_run_mixing_ccxt_and_web3_venues(tmp_path, capsys):
+def test_basis_run_builds_a_run_mixing_ccxt_and_web3_venues_from_their_tables(tmp_path, capsys):
+    """ccxt and web3 venues in one run (tests/test_cex_dex_failures.py runs one): each is built
+    from its table, so a missing one is named before anything runs."""
     from basis_core.cli import main
 
     config = tmp_path / "mixed.toml"
     config.write_text('[run]\nclock = "real"\n[venues.cex]\nkind = "ccxt"\n[venues.dex]\nkind = "web3"\n')
     assert main(["run", str(config), "--run-dir", str(tmp_path / "run")]) == 1
-    assert "venues.dex.kind: a run mixing ccxt and web3 venues is not run" in capsys.readouterr().err
+    assert "venues.cex.ccxt: a ccxt venue needs its table" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
@@ -264,7 +267,16 @@ def test_the_emulator_command_refuses_what_it_cannot_serve(tmp_path, capsys):
     assert "venue: 'gamma' is not in [venues]" in capsys.readouterr().err
     assert main([*base, "--kind", "coinm", "--venue", "alpha"]) == 1
     assert "kind: must be one of spot, usdm" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main([*base, "--venue", "alpha", "--port", port]) == 1
+    assert f"--port: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
     assert not out.exists()
+    nowhere = ["--secrets-out", str(tmp_path / "missing" / "s.toml")]
+    assert main(["emulator", "--config", str(EXAMPLE), "--venue", "alpha", *nowhere]) == 1
+    assert "--secrets-out: cannot write" in capsys.readouterr().err
 
 
 def _usdm_config(tmp_path: Path, taker_bps: float = 4.0):

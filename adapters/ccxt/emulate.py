@@ -51,6 +51,8 @@ from .local import OWNER, EmulatorMarket
 
 #: the generated market's length by default; it then starts over
 HORIZON_S = 3600.0
+#: requests the emulator's log keeps while it serves (it runs until stopped)
+LOG_KEEP = 10_000
 
 
 class _Elsewhere:
@@ -220,6 +222,9 @@ class ServedVenue:
                 market.publish_funding(step)
             self._trades(last_pos, pos)
             last_pos = pos
+            log = self.emulator.log  # the emulator's request log: its newest LOG_KEEP requests
+            if len(log) > 2 * LOG_KEEP:
+                del log[:-LOG_KEEP]
             await asyncio.sleep((step_ns - pos % step_ns) / 1e9)
 
     def _trades(self, since_ns: int, until_ns: int) -> None:

@@ -61,9 +61,19 @@ def main(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await served.start("127.0.0.1", args.port)
         try:
-            write_secrets(args.secrets_out, served.key, served.secret)
+            await served.start("127.0.0.1", args.port)
+        except OSError as exc:  # the port is taken, or not ours to bind
+            raise ConfigError(
+                "--port", f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}"
+            ) from None
+        try:
+            try:
+                write_secrets(args.secrets_out, served.key, served.secret)
+            except OSError as exc:
+                raise ConfigError(
+                    "--secrets-out", f"cannot write {args.secrets_out}: {exc.strerror or exc}"
+                ) from None
             print(f"emulator {args.venue} {args.kind} listening on {served.url}", flush=True)
             market = asyncio.create_task(served.run_market())
             stopped = asyncio.create_task(stop.wait())
