@@ -5,7 +5,10 @@ tests/chain/test_chain_cex_dex.py.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import math
+import sqlite3
 import threading
 import time
 
@@ -13,10 +16,13 @@ import pytest
 from orchestration import invariants, transitions, venue_agreement
 from web3_local import CEX_PX, E18, INSTRUMENT, cex_dex_data, local_chain, rpc, swap_data
 
+from adapters.ccxt.emulate import serve_venue, write_secrets
 from adapters.web3.arbitrage import read_pool
+from adapters.web3.devchain import write_keystore
 from adapters.web3.world import ChainWorld
-from basis_core.config import from_dict
-from basis_core.engine.scenario import run_scenario
+from basis_core.cli import main as cli_main
+from basis_core.config import from_dict, load
+from basis_core.engine.scenario import run_scenario, simulated_only
 from basis_core.state.tables import HedgeState, OrderState
 from basis_core.venue import Charge, OrderRequest, OrderType, Side
 
@@ -185,3 +191,83 @@ async def _stuck(chain) -> None:
     assert (await venue.fetch_order("8001")).status.name == "EXPIRED" and await venue.open_orders() == []
     await venue.close()
     await task
+
+
+@contextlib.contextmanager
+def _emulator(cfg, venue: str, secrets_out):
+    """The ccxt venue's loopback exchange emulator (what `basis emulator` serves), playing the
+    config's market, on a loop of its own thread."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    served = serve_venue(cfg, venue)
+    asyncio.run_coroutine_threadsafe(served.start(), loop).result(30)
+    market = asyncio.run_coroutine_threadsafe(served.run_market(), loop)
+    write_secrets(secrets_out, served.key, served.secret)
+    try:
+        yield served
+    finally:
+        market.cancel()
+        asyncio.run_coroutine_threadsafe(served.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
+def _mixed_text(chain_file, run_dir_parent, base_url: str) -> str:
+    data = cex_dex_data(3.0)
+    data["run"]["out_dir"] = str(run_dir_parent)
+    data["venues"]["alpha"] = {
+        "kind": "ccxt",
+        "taker_fee_bps": 10.0,
+        "maker_fee_bps": 2.0,
+        "balances": {"USDT": 200_000.0, "BTC": 4.0},
+        "ccxt": {
+            "exchange": "binance",
+            "base_url": base_url,
+            "timeout_ms": 2000,
+            "credentials": {"secrets_file": "alpha.secrets.toml"},
+        },
+    }
+    data["instruments"]["alpha-BTCUSDT"] = {"venue": "alpha", "symbol": "BTC/USDT", "base": "BTC"}
+    data["venues"]["dex"]["web3"] = {"chain_file": str(chain_file), "ws_url": ""}
+    return _toml(data)
+
+
+def _toml(data: dict, prefix: str = "") -> str:
+    """`data` as TOML: its plain keys, then a [section] per table."""
+    lines = [f"{k} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            name = f"{prefix}.{k}" if prefix else k
+            lines += ["", f"[{'.'.join(json.dumps(p) if '-' in p else p for p in name.split('.'))}]"]
+            lines.append(_toml(v, name))
+    return "\n".join(lines)
+
+
+def test_basis_run_drives_sim_ccxt_and_web3_venues_in_one_run(fresh, tmp_path, monkeypatch):
+    chain = fresh
+    monkeypatch.setenv("MIXED_KEYSTORE_PASSWORD", "mixed-local-password")
+    keystore = tmp_path / "dex.keystore.json"
+    write_keystore(chain.dev.signer, keystore, "mixed-local-password", iterations=2)
+    chain_file = tmp_path / "chain.toml"
+    chain_file.write_text(chain.dev.fragment(str(keystore), "MIXED_KEYSTORE_PASSWORD"))
+    config = tmp_path / "mixed.toml"
+    config.write_text(_mixed_text(chain_file, tmp_path, "http://127.0.0.1:1"))
+    with _emulator(load(config), "alpha", tmp_path / "alpha.secrets.toml") as served:
+        config.write_text(_mixed_text(chain_file, tmp_path, served.url))
+        cfg = load(config)
+        assert {v.kind for v in cfg.venues.values()} == {"sim", "ccxt", "web3"}
+        simulated_only(cfg)  # no longer refused
+        run_dir = tmp_path / "run"
+        code = cli_main(["run", str(config), "--run-dir", str(run_dir)])
+    report = json.loads((run_dir / "report.json").read_text())
+    assert code in (0, 3), report
+    db = sqlite3.connect(run_dir / "results.sqlite")
+    venues = {v for (v,) in db.execute("select distinct venue from fills")}
+    print("filled on", sorted(venues), "reconciliation", report["reconciliation"])
+    assert report["reconciliation"] == {"balance": 0, "order": 0, "position": 0, "reporting": 0}
+    assert report["final_engine_state"] == "NORMAL"
+    assert "dex" in venues and venues & {"cex", "alpha"}, venues  # the pool leg, hedged on a CEX
+    registry = json.loads((run_dir / "registry.json").read_text())
+    assert set(registry["venues"]) == {"cex", "alpha", "dex"}

@@ -113,9 +113,7 @@ class CcxtWorld:
         reg = cfg.registry()
         live = {}
         for name, vcfg in cfg.venues.items():
-            if vcfg.kind == "web3":
-                raise ConfigError(f"venues.{name}.kind", "web3 venues are not run by a ccxt world")
-            if vcfg.kind != "ccxt":
+            if vcfg.kind != "ccxt":  # sim: the SimWorld's; web3: a ChainWorld's over this one
                 continue
             path = f"venues.{name}.ccxt"
             vc = from_dict(venue_table(cfg, name), path)

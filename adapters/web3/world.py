@@ -4,8 +4,9 @@
                                    pools={"dex-BTCUSDT": PoolAddresses(pool, base_token, quote_token)})
     runner = asyncio.run(run_scenario(cfg, run_dir, world, layout="single"))
 
-The simulated venues (`[venues.NAME] kind = "sim"`) come from `SimWorld`; every venue of kind
-"web3" becomes a `Web3Venue` over the `EvmClient` given for it, with one `PoolMarket` per
+The simulated venues (`[venues.NAME] kind = "sim"`) come from `SimWorld`, or from the `base`
+world given (`basis run` passes its CcxtWorld when the config also has ccxt venues: sim, ccxt
+and web3 venues in one run); every venue of kind "web3" becomes a `Web3Venue` over the `EvmClient` given for it, with one `PoolMarket` per
 instrument of that venue. The world has what `run_scenario` uses: `venues`, `clock`, `start()`,
 `close()`, `start_market()` (the simulated market; pools move only by swaps) and `digest()`.
 
@@ -63,7 +64,9 @@ class PoolAddresses:
 class ChainWorld:
     """Simulated venues plus web3 pool venues, one world for `run_scenario` (see module docstring)."""
 
-    def __init__(self, sim: SimWorld, chain: dict[str, Web3Venue], cfg: Config):
+    def __init__(self, sim, chain: dict[str, Web3Venue], cfg: Config):
+        """`sim`: the world of every other venue (a SimWorld, or a CcxtWorld with its SimWorld):
+        venues, clock, start, close, start_market, digest."""
         clash = set(sim.venues) & set(chain)
         if clash:
             raise ConfigError("venues", f"{', '.join(sorted(clash))} built twice")
@@ -80,6 +83,7 @@ class ChainWorld:
         poll_s: float = 0.05,
         slippage_bps: int = 50,
         tables: dict[str, ChainTableConfig] | None = None,
+        base=None,
     ) -> ChainWorld:
         if cfg.run.clock != "real":
             raise ConfigError(
@@ -145,14 +149,15 @@ class ChainWorld:
                 "instruments",
                 f"pool addresses for {', '.join(sorted(unknown))}, which are not instruments of a web3 venue",
             )
-        return cls(SimWorld.from_config(cfg), chain, cfg)
+        return cls(base if base is not None else SimWorld.from_config(cfg), chain, cfg)
 
     @classmethod
-    def from_run_config(cls, cfg: Config, env=None, abis=None) -> ChainWorld:
+    def from_run_config(cls, cfg: Config, env=None, abis=None, base=None) -> ChainWorld:
         """The world `basis run` drives: every web3 venue built from its `[venues.NAME.web3]`
         table (see the module docstring); `env` holds the key's variables (default: the
         process environment); `abis` the contracts whose custom errors reverts are decoded
-        with (default: this package's contracts, when solc-js can build them)."""
+        with (default: this package's contracts, when solc-js can build them); `base` the
+        world of the other venues (default: the simulated ones)."""
         if cfg.run.clock != "real":
             raise ConfigError(
                 "run.clock", "a run with web3 venues needs the real clock (the chain keeps real time)"
@@ -184,7 +189,7 @@ class ChainWorld:
             if unknown:
                 raise ConfigError(f"{path}.pools.{sorted(unknown)[0]}", f"not an instrument of venue {name}")
             clients[name] = _client(table, name, path, env, abis)
-        return cls.from_config(cfg, clients, pools, tables=tables)
+        return cls.from_config(cfg, clients, pools, tables=tables, base=base)
 
     # -- what run_scenario uses --------------------------------------------------------------
 
@@ -222,7 +227,7 @@ class ChainWorld:
         return self.sim.start_market(hold=hold)
 
     def digest(self) -> str:
-        """The simulated venues' digest (a chain's events are not replayable by seed)."""
+        """The other venues' digest (a chain's events are not replayable by seed)."""
         return self.sim.digest()
 
 

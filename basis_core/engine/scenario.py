@@ -39,6 +39,7 @@ from .stopping import StopSignals, signals_deferred
 
 if TYPE_CHECKING:
     from .procs import ProcessRunner
+    from .resume import Resumed
 
 
 def run_dir_for(cfg: Config, override: str | None) -> Path:
@@ -58,20 +59,24 @@ async def run_scenario(
     after_start=None,
     layout: str = "single",
     stop: StopSignals | None = None,
+    resumed: Resumed | None = None,
+    duration_s: float | None = None,
 ) -> Runner:
     """Run one scenario on the running loop; returns the finished Runner.
 
     layout "single": the engine core runs in this process, on the event loop (what the
     virtual clock needs); "processes": the pinned engine process joined by rings (real time).
     `after_start(runner)` and `before_close(runner)` are awaited with the venues open. With
-    `stop`, SIGINT / SIGTERM stop the run early (stopping.py) while it runs here."""
+    `stop`, SIGINT / SIGTERM stop the run early (stopping.py) while it runs here. With
+    `resumed` (resume.py) the unfinished run in `run_dir` goes on, for `duration_s` (default:
+    run.duration_s)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     # every progress line goes to the terminal (when `progress` is given) and to log.jsonl
     log = RunLog(run_dir / "log.jsonl", run_dir.name, terminal=progress)
     log.event("runner", "start", scenario=cfg.run.name, clock=cfg.run.clock, layout=layout)
     # metrics and the status page, on 127.0.0.1 from their own thread ([observe]; off by default)
     observer = Observer(cfg.observe.metrics_port, cfg.observe.status_port, run_dir.name, log)
-    reg = cfg.registry()
+    reg = cfg.registry() if resumed is None else resumed.registry
     signals = None
     if cfg.signals.file:
         signals = load_signals(cfg.data_path(cfg.signals.file), reg, set(cfg.instruments))
@@ -116,6 +121,7 @@ async def run_scenario(
         )
         runner = Runner(journal=journal, checkpoints=checkpoints, **common)
     runner.log = log
+    runner.resumed = resumed
     if stop is not None:
         stop.install(runner)
     try:
@@ -139,7 +145,7 @@ async def run_scenario(
         market = runner.supervisor.watch(world.start_market(hold=True))
         if after_start is not None:
             await after_start(runner)
-        await runner.run_for(cfg.run.duration_s)
+        await runner.run_for(cfg.run.duration_s if duration_s is None else duration_s)
         await runner.finish(settle_s)
         observer.publish(sampler.sample())  # the run's final figures
         if not market.done():
@@ -197,7 +203,7 @@ def check_inputs(cfg: Config) -> list[str]:
 def simulated_only(cfg: Config) -> None:
     """Refuse a config naming a venue `basis run` cannot drive, never skipping it silently.
     Web3 venues (adapters/web3/world.py) and live ccxt venues (adapters/ccxt/world.py) run
-    beside the simulated ones, on the real clock only; one run takes one of the two."""
+    beside the simulated ones, on the real clock only; one run may hold all three kinds."""
     for name, venue in cfg.venues.items():
         if venue.kind == "web3" and cfg.run.clock != "real":
             raise ConfigError("run.clock", f"venue {name} is on a chain: a web3 run needs clock = 'real'")
@@ -210,21 +216,25 @@ def simulated_only(cfg: Config) -> None:
                 f"venues.{name}.kind",
                 f"'{venue.kind}' venues are not run by `basis run` yet; it drives simulated venues",
             )
-    kinds = {v.kind for v in cfg.venues.values()}
-    if {"ccxt", "web3"} <= kinds:
-        name = next(n for n, v in cfg.venues.items() if v.kind == "web3")
-        raise ConfigError(
-            f"venues.{name}.kind", "a run mixing ccxt and web3 venues is not run by `basis run` yet"
-        )
 
 
-def run_simulated(cfg: Config, run_dir: Path, progress=print, paper: bool = False) -> dict:
+def run_simulated(
+    cfg: Config,
+    run_dir: Path,
+    progress=print,
+    paper: bool = False,
+    resume: bool = False,
+    resume_for_s: float | None = None,
+) -> dict:
     """Run `cfg` on its venues into `run_dir`; returns the run's report (what report.json
-    holds). The world follows the venue kinds: simulated only, with web3 pools (ChainWorld) or
-    with live ccxt venues (CcxtWorld, whose digest is reported, never compared). Raises
+    holds). The world follows the venue kinds: simulated only, with web3 pools (ChainWorld),
+    with live ccxt venues (CcxtWorld, whose digest is reported, never compared), or both (a
+    ChainWorld over the CcxtWorld). Raises
     ConfigError before anything runs for a venue it cannot drive (`simulated_only`). With
     `paper`, the ccxt venues are paper venues (adapters/paper/world.py): their live public books
-    drive simulated venues that fill our orders, and no credentials are read."""
+    drive simulated venues that fill our orders, and no credentials are read. With `resume`,
+    the unfinished run in `run_dir` goes on (resume.py) for what is left of run.duration_s, or
+    for `resume_for_s` more seconds, and the report covers the whole run."""
     from adapters.sim.clock import VirtualClock
     from adapters.sim.world import SimWorld
 
@@ -233,6 +243,12 @@ def run_simulated(cfg: Config, run_dir: Path, progress=print, paper: bool = Fals
 
     if not paper:  # a paper world checks its own venues (sim and ccxt, real clock)
         simulated_only(cfg)
+    if resume:
+        from .resume import check_resumable
+
+        if paper:
+            raise ConfigError("--resume", "a paper run's orders lived in the run's simulated venues")
+        check_resumable(cfg, run_dir)
     t0 = time.perf_counter()
     groups = warm_up()  # compile or load every kernel now, not on the first live signal
     progress(
@@ -247,18 +263,41 @@ def run_simulated(cfg: Config, run_dir: Path, progress=print, paper: bool = Fals
     elif any(v.kind == "web3" for v in cfg.venues.values()):  # pools on a chain beside them
         from adapters.web3.world import ChainWorld
 
-        world = ChainWorld.from_run_config(cfg)
+        base = None
+        if any(v.kind == "ccxt" for v in cfg.venues.values()):  # and live exchanges
+            from adapters.ccxt.world import CcxtWorld
+
+            base = CcxtWorld.from_config(cfg)
+        world = ChainWorld.from_run_config(cfg, base=base)
     elif any(v.kind == "ccxt" for v in cfg.venues.values()):  # live exchanges beside them
         from adapters.ccxt.world import CcxtWorld
 
         world = CcxtWorld.from_config(cfg)
     else:
         world = SimWorld.from_config(cfg)
+    resumed, duration_s = None, None
+    if resume:  # the io side's state from the journal (the engine process rebuilds its own)
+        from .resume import prepare
+
+        resumed = prepare(run_dir, lambda line: progress("  resume: " + line))
+        duration_s = resumed.remaining_s(cfg.run.duration_s) if resume_for_s is None else resume_for_s
+        core = resumed.core
+        progress(
+            f"  resume: {resumed.elapsed_s:.1f} s of the run journaled; {len(core.orders.working())} "
+            f"order(s) working, {len(core.open_positions)} position(s) open; {duration_s:g} s to go"
+        )
     wall0 = time.perf_counter()
     layout = "single" if cfg.run.clock == "virtual" else "processes"
     stop = StopSignals(lambda line: progress("  " + line))
     coro = run_scenario(
-        cfg, run_dir, world, progress=lambda line: progress("  " + line), layout=layout, stop=stop
+        cfg,
+        run_dir,
+        world,
+        progress=lambda line: progress("  " + line),
+        layout=layout,
+        stop=stop,
+        resumed=resumed,
+        duration_s=duration_s,
     )
     clock = world.clock
     try:
