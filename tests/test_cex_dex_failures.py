@@ -69,13 +69,35 @@ def _front_run(chain, mover, trader: str, seen: dict) -> None:
         rpc(chain.url, "evm_setAutomine", [True])
 
 
-def test_pool_leg_reverting_after_the_cex_leg_filled_unwinds_the_cex_leg(fresh, tmp_path):
+def _stall(chain, mover, trader: str, seen: dict) -> None:
+    """Mine nothing while our swap waits in the node's pool, until it is replaced by a cancel
+    (0-value, to ourselves); then mine that."""
+    try:
+        deadline = time.monotonic() + 6.0
+        while time.monotonic() < deadline:
+            pending = rpc(chain.url, "txpool_content")["pending"]
+            ours = [tx for a, txs in pending.items() if a.lower() == trader.lower() for tx in txs.values()]
+            if ours and "swap" not in seen:
+                seen["swap"] = ours[0]["hash"]
+            if ours and ours[0]["to"].lower() == trader.lower():
+                seen["mover"] = seen["cancel"] = ours[0]["hash"]
+                rpc(chain.url, "evm_mine")
+                return
+            time.sleep(0.005)
+    finally:
+        rpc(chain.url, "evm_setAutomine", [True])
+
+
+@pytest.mark.parametrize("how", ["reverted", "stuck"])
+def test_pool_leg_failing_after_the_cex_leg_filled_unwinds_the_cex_leg(fresh, tmp_path, how):
+    """Simultaneous dispatch: the CEX sells while the pool's buy either is mined reverted (moved
+    past its bound by another trader first) or stays unmined until it is replaced by a cancel."""
     chain = fresh
     mover = chain.mover()
     # no second try on the pool inside the hedge window (the policy may re-send the refused leg
     # there, at the moved price): past the window the filled CEX leg is unwound
     cfg = from_dict(cex_dex_data(2.5, dispatch="simultaneous", hedge_max_retries=0))
-    client = chain.client(receipt_timeout_s=5.0)
+    client = chain.client(receipt_timeout_s=5.0, deadline_s=2)
     world = ChainWorld.from_config(
         cfg,
         {"dex": client},
@@ -87,7 +109,8 @@ def test_pool_leg_reverting_after_the_cex_leg_filled_unwinds_the_cex_leg(fresh, 
 
     async def after_start(runner):
         rpc(chain.url, "evm_setAutomine", [False])
-        seen["thread"] = threading.Thread(target=_front_run, args=(chain, mover, client.address, seen))
+        act = _front_run if how == "reverted" else _stall
+        seen["thread"] = threading.Thread(target=act, args=(chain, mover, client.address, seen))
         seen["thread"].start()
 
     async def before_close(runner):
@@ -111,12 +134,14 @@ def test_pool_leg_reverting_after_the_cex_leg_filled_unwinds_the_cex_leg(fresh, 
     book = runner.core.orders.orders
     pos = next(iter(runner.core.positions.values()))
     buy, sell = book[pos.buy.coid], book[pos.sell.coid]
-    # both legs went at once; the CEX sold, the pool's buy was mined reverted (its bound)
-    assert buy.venue == "dex" and buy.state == OrderState.REJECTED and buy.filled == 0
-    assert buy.reject_reason == "slippage"
     assert sell.venue == "cex" and sell.state == OrderState.FILLED and sell.filled > 0
-    rec = client.get_receipt(seen["mover"].tx_hash)
-    assert rec.ok
+    if how == "reverted":  # mined reverted by its own bound, after the other trader's swap
+        assert buy.venue == "dex" and buy.state == OrderState.REJECTED and buy.filled == 0
+        assert buy.reject_reason == "slippage"
+        assert client.get_receipt(seen["mover"].tx_hash).ok
+    else:  # never mined: replaced by a cancel at its nonce, which was mined instead
+        assert buy.venue == "dex" and buy.state == OrderState.EXPIRED and buy.filled == 0
+        assert client.get_receipt(seen["swap"]) is None and client.get_receipt(seen["cancel"]).ok
     # the CEX leg is bought back on the CEX, within the unwind window
     unwinds = [book[c] for c in pos.unwind_coids]
     assert unwinds and all(o.venue == "cex" and o.side.name == "BUY" for o in unwinds), unwinds
@@ -133,9 +158,13 @@ def test_pool_leg_reverting_after_the_cex_leg_filled_unwinds_the_cex_leg(fresh, 
     assert pos.state in (HedgeState.CLOSED, HedgeState.RECONCILED)
     assert abs(runner.core.residual_history[-1][1]) <= runner.policy.max_residual_usdt
     assert runner.core.engine.state.name == "NORMAL"
-    # the chain holds what it held but for the reverted swap's gas, which the ledger booked
-    assert client.erc20_balance(chain.dev.tokens["BTC"], client.address) == 0
-    assert client.erc20_balance(chain.dev.tokens["USDT"], client.address) == 30_000 * E18
+    # the chain holds what the pool's fills say (later opportunities may trade once the engine
+    # is back to NORMAL), and its ETH the gas booked: the fills' and the failed leg's
+    net_btc = sum(o.filled * (1 if o.side.name == "BUY" else -1) for o in book.values() if o.venue == "dex")
+    btc = client.erc20_balance(chain.dev.tokens["BTC"], client.address) / 1e18
+    assert btc == pytest.approx(net_btc, rel=1e-12, abs=1e-15)
+    if how == "reverted":  # the pool is now above the CEX: nothing more was bought there
+        assert client.erc20_balance(chain.dev.tokens["USDT"], client.address) == 30_000 * E18
     eth = client.eth_balance(client.address) / 1e18
     assert runner.ledger.balance("dex", "ETH") == pytest.approx(eth, rel=1e-12, abs=1e-15)
 
