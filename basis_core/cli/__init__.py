@@ -17,7 +17,7 @@ import sys
 from types import ModuleType
 
 from ..errors import BasisError, EndedOutsidePolicy, Interrupted
-from . import bench, check, ctl, devchain, emulator, hostcheck, replay, report, run, version
+from . import bench, check, ctl, devchain, emulator, hostcheck, replay, report, run, styles, version
 
 #: the subcommands, in the order `basis --help` lists them
 COMMANDS: tuple[ModuleType, ...] = (
@@ -27,6 +27,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     ctl,
     replay,
     report,
+    styles,
     bench,
     hostcheck,
     emulator,

@@ -24,4 +24,5 @@ stopping.py   SIGINT / SIGTERM during `basis run`: settle and report, or a secon
 replay.py     re-deciding a run from its journal
 checkpoint.py the engine's state on disk every N journaled records; a restart starts from it
 report.py     the end of a run: report.json, results.sqlite, report.html
+styles.py     one scenario under each execution style, side by side (`basis styles`)
 """

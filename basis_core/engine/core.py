@@ -46,7 +46,7 @@ from .market import MarketState
 from .operator import OPERATOR, Operator
 from .orders import ManagedOrder, OrderManager
 from .policy import PolicyConfig
-from .positions import HedgedPosition
+from .positions import HedgedPosition, SliceParent
 from .venues import VenueBoard
 
 #: BALANCE_UPDATE.sub of the inventory a run starts with (journaled first, so a replay has it)
@@ -173,6 +173,8 @@ class EngineCore(Hedging, Decisions, Operator):
         self.builtin_signals = builtin_signals
         self._digest = hashlib.blake2b(digest_size=16)
         self.residual_history: list[tuple[int, float]] = []
+        self.slicing: dict[int, SliceParent] = {}  # `sliced` execution: parents still working
+        self.slice_ends: dict[str, int] = {}
         self.fee_tokens = frozenset(fixed_marks or ())  # assets charged as fees only (BNB ...)
         self.fee_token_of: dict[str, str] = {}  # venue -> the fee asset it has charged
         self.fee_exhausted: set[str] = set()  # venues charging another asset since theirs ran out

@@ -16,7 +16,7 @@ from .actions import fire_hedge
 from .market import Sized
 from .orders import ManagedOrder
 from .parts import EngineParts
-from .positions import HedgedPosition, Leg, new_position
+from .positions import HedgedPosition, Leg, SliceParent, new_position
 
 
 class Decisions(EngineParts):
@@ -63,6 +63,9 @@ class Decisions(EngineParts):
         return hedge
 
     def _pair_busy(self, buy_name: str, sell_name: str) -> bool:
+        for parent in self.slicing.values():  # a sliced opportunity holds its pair between slices
+            if {parent.buy, parent.sell} & {buy_name, sell_name}:
+                return True
         for pos in self.open_positions.values():
             if pos.state not in (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE) and (
                 {pos.buy.instrument, pos.sell.instrument} & {buy_name, sell_name}
@@ -120,6 +123,20 @@ class Decisions(EngineParts):
             self.counters.reject(reason)
             self.counters.decision_ns.add(time.perf_counter_ns() - t0)
             return
+        if self.policy.execution == "sliced":
+            if not self._start_sliced(strategy, buy_name, sell_name, edge_bps, sized[0]):
+                self.counters.decision_ns.add(time.perf_counter_ns() - t0)
+                return
+        else:
+            self._open(strategy, buy_name, sell_name, edge_bps, sized)
+        self.last_entry_ns = self.now
+        self.counters.decision_ns.add(time.perf_counter_ns() - t0)
+
+    def _open(
+        self, strategy: str, buy_name: str, sell_name: str, edge_bps: float, sized: Sized, parent: int = 0
+    ) -> HedgedPosition:
+        """A position for one sized pair of IOC legs, its orders sent (the hedge leg with the
+        primary, or after it with primary_then_hedge)."""
         qty, buy_px, sell_px, buy_slip, sell_slip, touch_buy, touch_sell = sized
         bl, sl = self.rules[buy_name], self.rules[sell_name]
         opp = self.next_opp
@@ -136,6 +153,7 @@ class Decisions(EngineParts):
         )
         pos.mid_buy, pos.mid_sell = self._mid(buy_name), self._mid(sell_name)
         pos.end_mid_buy, pos.end_mid_sell = pos.mid_buy, pos.mid_sell
+        pos.parent = parent
         self.positions[opp] = pos
         self.position_counts[pos.state.name] = self.position_counts.get(pos.state.name, 0) + 1
         self.open_positions[opp] = pos
@@ -147,9 +165,88 @@ class Decisions(EngineParts):
         if self.policy.dispatch == "simultaneous":
             self._send_hedge(pos, qty)
         # primary_then_hedge: the hedge leaves when the primary is done, for what it filled
-        fire_hedge(self, pos, HedgeEvent.DISPATCHED, f"{strategy} {buy_name}->{sell_name} {qty:g}")
-        self.last_entry_ns = self.now
-        self.counters.decision_ns.add(time.perf_counter_ns() - t0)
+        what = f"slice {len(self.slicing[parent].slices) + 1} of {parent}: " if parent else ""
+        fire_hedge(self, pos, HedgeEvent.DISPATCHED, f"{what}{strategy} {buy_name}->{sell_name} {qty:g}")
+        return pos
+
+    # -- sliced execution ----------------------------------------------------------------------
+
+    def _start_sliced(
+        self, strategy: str, buy_name: str, sell_name: str, edge_bps: float, qty: float
+    ) -> bool:
+        """A `sliced` opportunity sized to `qty` as one taker pair: its first slice now, the rest
+        from `_advance_slices`. False (the reason counted) when not even one slice can be sent."""
+        parent = SliceParent(self.next_opp, strategy, buy_name, sell_name, qty, edge_bps)
+        self.slicing[parent.opp_id] = parent
+        reason = self._next_slice(parent)
+        if reason != S.RejectReason.NONE:
+            del self.slicing[parent.opp_id]
+            self.counters.reject(reason)
+            return False
+        self.positions[parent.opp_id].planned_qty = qty
+        return True
+
+    def _slice_qty_cap(self, buy_name: str, sell_name: str) -> float:
+        """The largest slice whose one leg, filled alone, keeps the residual within
+        slice_residual_fraction of max_residual_usdt: that fraction over the highest price the
+        exposure can be valued at now (the mark, the buy leg's bound, the sell leg's touch)."""
+        p = self.policy
+        bl, sl = self.rules[buy_name], self.rules[sell_name]
+        ref = self.market.mark(bl.base)
+        for name, r, side in ((buy_name, bl, 2), (sell_name, sl, 0)):
+            top = self.market.top(self.reg.venue(r.venue), self.reg.instrument(name))
+            if top is not None:
+                ref = max(ref, top[side] * (1 + p.max_slippage_bps / 1e4))
+        return p.slice_residual_fraction * p.max_residual_usdt / ref
+
+    def _next_slice(self, parent: SliceParent) -> S.RejectReason:
+        """Gate and size the parent's next slice on the live books (the sizing kernel: depth
+        inside the slippage cap, inventory, capital, the min edge), capped to the residual
+        limit and to what the parent still misses; send it, or say why not."""
+        remaining = parent.planned_qty - parent.matched(self.positions, self.orders.orders)
+        if remaining <= 0:
+            return S.RejectReason.NONE if not parent.slices else S.RejectReason.EDGE_GONE
+        reason = self._gate(parent.buy, parent.sell, self.now, 1)
+        if reason != S.RejectReason.NONE:
+            return reason
+        cap = min(remaining, self._slice_qty_cap(parent.buy, parent.sell))
+        sized, reason = self._size(parent.buy, parent.sell, cap)
+        if reason != S.RejectReason.NONE or sized is None:
+            return reason
+        pos = self._open(parent.strategy, parent.buy, parent.sell, parent.edge_bps, sized, parent.opp_id)
+        parent.slices.append(pos.opp_id)
+        return S.RejectReason.NONE
+
+    def _advance_slices(self) -> None:
+        """Each working parent: once its last slice is done (legs matched, or closed after an
+        unwind) and slice_interval_ms has passed since it was sent, the next slice; a parent
+        ends when it has its quantity, a slice went asymmetric, new exposure is not allowed, it
+        has max_slices, or the next slice cannot be sent (gate or sizing)."""
+        p = self.policy
+        book = self.orders.orders
+        for parent in list(self.slicing.values()):
+            last = self.positions[parent.slices[-1]]
+            if last.state not in (HedgeState.COMPLETE, HedgeState.CLOSED, HedgeState.RECONCILED):
+                continue
+            if any(not o.terminal for o in last.orders(book)):
+                continue
+            if self.now - last.created_ns < p.slice_interval_ms * MS:
+                continue
+            if last.asymmetric_episodes:
+                why = "a slice went asymmetric"
+            elif self.stop_new or self.engine.state in NO_NEW_EXPOSURE:
+                why = "no new exposure"
+            elif len(parent.slices) >= p.max_slices:
+                why = f"{p.max_slices} slices"
+            elif parent.matched(self.positions, book) >= parent.planned_qty - 1e-12:
+                why = "filled"
+            else:
+                reason = self._next_slice(parent)
+                if reason == S.RejectReason.NONE:
+                    continue
+                why = reason.name.lower()
+            del self.slicing[parent.opp_id]
+            self.slice_ends[why] = self.slice_ends.get(why, 0) + 1
 
     def _mid(self, instrument: str) -> float:
         """The mid of `instrument`'s usable book now, else 0.0 (read only: no decision uses it)."""

@@ -203,6 +203,8 @@ class Hedging(EngineParts):
                 due = False
             if due:
                 self._query(o)
+        if self.slicing:
+            self._advance_slices()
         self._record_residual()
 
     def _unwind(self, pos: HedgedPosition) -> None:

@@ -18,7 +18,7 @@ from ..state.tables import EngineState
 from .market import MarketState
 from .orders import ManagedOrder, OrderManager
 from .policy import PolicyConfig
-from .positions import HedgedPosition
+from .positions import HedgedPosition, SliceParent
 from .venues import VenueBoard
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class EngineParts:
     last_entry_ns: int
     stop_new: bool  # set at the end of a run: no new opportunities
     residual_history: list[tuple[int, float]]  # (ts, total residual USDT) at each change
+    slicing: dict[int, SliceParent]  # `sliced` opportunities still sending slices, by parent id
+    slice_ends: dict[str, int]  # sliced opportunities ended, by why
 
     # -- commands (core.py) -------------------------------------------------------------------
 
@@ -99,6 +101,12 @@ class EngineParts:
         raise NotImplementedError
 
     def _free_quote(self, venue: str, quote: str) -> float:
+        raise NotImplementedError
+
+    def _advance_slices(self) -> None:
+        raise NotImplementedError
+
+    def _note_end_mids(self, pos: HedgedPosition) -> None:
         raise NotImplementedError
 
     def _free_base(self, venue: str, instrument: str) -> float:

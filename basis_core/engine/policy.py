@@ -24,6 +24,15 @@ class PolicyConfig:
     max_exposure_usdt: float = 50_000.0  # per venue, gross
     # coordinated CEX execution
     dispatch: Literal["simultaneous", "primary_then_hedge"] = "simultaneous"
+    # execution style: "taker" sends an opportunity as one pair of IOC legs; "sliced" splits it
+    # into child slices, each completed (or unwound) before the next, each no larger than the
+    # residual limit allows in flight (slice_residual_fraction of max_residual_usdt over the
+    # leg's price) and than both books hold inside the slippage cap, slice_interval_ms apart
+    # (from one slice's dispatch to the next), at most max_slices per opportunity
+    execution: Literal["taker", "sliced"] = "taker"
+    slice_interval_ms: float = 100.0
+    slice_residual_fraction: float = 0.9
+    max_slices: int = 50
     hedge_window_ms: float = 1_500.0  # time from the first fill to a matched hedge
     fill_ratio_degrade: float = 0.95  # min(filled)/max(filled) below this: degrade
     fill_ratio_breach: float = 0.80  # below this at the end of the hedge window: breach
@@ -78,4 +87,7 @@ class PolicyConfig:
         ):
             require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
         require(self.unwind_max_retries >= 1, f"{path}.unwind_max_retries", "must be >= 1")
+        require(self.slice_interval_ms >= 0, f"{path}.slice_interval_ms", "must be >= 0")
+        require(0 < self.slice_residual_fraction <= 1, f"{path}.slice_residual_fraction", "must be in (0, 1]")
+        require(1 <= self.max_slices <= 10_000, f"{path}.max_slices", "must be in [1, 10000]")
         require(0 < self.degraded_rate_factor <= 1, f"{path}.degraded_rate_factor", "must be in (0, 1]")

@@ -87,6 +87,32 @@ class HedgedPosition:
         return 1.0 if hi <= 0 else min(bq, sq) / hi
 
 
+@dataclass
+class SliceParent:
+    """A `sliced` opportunity while it still sends slices: each slice is a HedgedPosition of its
+    own (its own id and orders, `parent` = this id, the id of its first slice). Dropped once it
+    ends, so the engine holds only the parents still working."""
+
+    opp_id: int
+    strategy: str
+    buy: str  # instruments
+    sell: str
+    planned_qty: float  # what the opportunity was sized to as one taker pair
+    edge_bps: float
+    slices: list[int] = field(default_factory=list)  # the slices' opportunity ids, in order
+
+    def matched(self, positions: dict[int, HedgedPosition], book: dict[int, ManagedOrder]) -> float:
+        """Quantity its slices bought and sold both (what an unwind took back is not in it)."""
+        total = 0.0
+        for sid in self.slices:
+            done = {Side.BUY: 0.0, Side.SELL: 0.0}
+            for o in positions[sid].orders(book):
+                if o.purpose != "unwind":
+                    done[o.side] += o.filled
+            total += min(done.values())
+        return total
+
+
 def new_position(
     opp_id: int, strategy: str, buy: Leg, sell: Leg, qty: float, edge_bps: float, now_ns: int, on_change=None
 ) -> HedgedPosition:

@@ -113,6 +113,18 @@ def shortfall_rows(core, ledger) -> list[Shortfall]:
     return rows
 
 
+def execution_summary(core) -> dict:
+    """The run's execution style and, for `sliced`, its parents, their slices and why they ended."""
+    slices = [p for p in core.positions.values() if p.parent]
+    return {
+        "style": core.policy.execution,
+        "dispatch": core.policy.dispatch,
+        "sliced_opportunities": len({p.parent for p in slices}),
+        "slices": len(slices),
+        "slicing_ended": dict(sorted(core.slice_ends.items())),
+    }
+
+
 def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
     core = runner.core
     c = core.counters
@@ -141,6 +153,7 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         "slippage_usdt": acct["slippage_usdt"],
         # per opportunity against the mids at decision (results/shortfall.py); rows in results.sqlite
         "implementation_shortfall": totals(shortfall_rows(core, runner.ledger)),
+        "execution": execution_summary(core),
         "decision_digest": core.digest,
         "venue_digest": world_digest,
         "wall_s": wall_s,
