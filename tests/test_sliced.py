@@ -79,6 +79,16 @@ def test_slices_are_sequential_capped_and_keep_their_parents_id(sliced):
         assert rows[parent_id].mid_buy == slices[0].mid_buy
 
 
+def test_primary_then_hedge_slices_keep_the_primary_within_the_limit(tmp_path):
+    data = scenario(duration_s=DURATION_S, policy={"execution": "sliced", "dispatch": "primary_then_hedge"})
+    runner, _, problems = run(data, tmp_path)
+    assert problems == [] and invariants(runner) == []
+    report = build_report(runner, 1.0)
+    assert report["execution"]["slices"] > report["execution"]["sliced_opportunities"] > 0
+    assert 0 < report["max_residual_exposure_usdt"] <= runner.core.policy.max_residual_usdt
+    assert report["open_positions"] == []
+
+
 def test_a_sliced_run_replays_to_the_same_decisions(sliced):
     runner, _, _, tmp = sliced
     res = replay(tmp / "run")

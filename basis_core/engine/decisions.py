@@ -204,12 +204,12 @@ class Decisions(EngineParts):
         inside the slippage cap, inventory, capital, the min edge), capped to the residual
         limit and to what the parent still misses; send it, or say why not."""
         remaining = parent.planned_qty - parent.matched(self.positions, self.orders.orders)
-        if remaining <= 0:
-            return S.RejectReason.NONE if not parent.slices else S.RejectReason.EDGE_GONE
         reason = self._gate(parent.buy, parent.sell, self.now, 1)
         if reason != S.RejectReason.NONE:
             return reason
         cap = min(remaining, self._slice_qty_cap(parent.buy, parent.sell))
+        if cap <= 0:  # (a qty hint of 0 would mean no cap at all)
+            return S.RejectReason.EXPOSURE_LIMIT
         sized, reason = self._size(parent.buy, parent.sell, cap)
         if reason != S.RejectReason.NONE or sized is None:
             return reason
@@ -230,7 +230,10 @@ class Decisions(EngineParts):
                 continue
             if any(not o.terminal for o in last.orders(book)):
                 continue
-            if self.now - last.created_ns < p.slice_interval_ms * MS:
+            interval_ms = p.slice_interval_ms
+            if self.engine.state == EngineState.DEGRADED:  # no faster than entries while rate limited
+                interval_ms = max(interval_ms, 50 / p.degraded_rate_factor)
+            if self.now - last.created_ns < interval_ms * MS:
                 continue
             if last.asymmetric_episodes:
                 why = "a slice went asymmetric"
