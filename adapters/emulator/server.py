@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -90,6 +91,9 @@ class Emulator:
         self.lock = threading.RLock()
         self.placed: list[Placed] = []
         self.log: list[tuple[str, str, int]] = []  # (method, path, HTTP status) per request
+        #: called with each order request (POST / DELETE of an order endpoint) once answered:
+        #: {"ts_ns", "method", "path", "coid", "status"} (`basis emulator --order-log`)
+        self.order_log: Callable[[dict], None] | None = None
         self.streams = DepthStreams(self)
         #: the user-data stream (listen keys, WebSocket API); `users.key_ttl_s` sets key expiry
         self.users = UserStreams(self._secrets, self._owners, self.now_ms)
@@ -212,6 +216,23 @@ class Emulator:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         resp = await self._answer(request)
         self.log.append((request.method, request.path, resp.status))
+        if (
+            self.order_log is not None
+            and request.method in ("POST", "DELETE")
+            and request.path.endswith("/order")
+        ):
+            params = dict(parse_qsl(request.query_string, keep_blank_values=True))
+            params.update(parse_qsl(await request.text(), keep_blank_values=True))  # (read: cached)
+            coid = params.get("newClientOrderId") or params.get("origClientOrderId") or ""
+            self.order_log(
+                {
+                    "ts_ns": time.time_ns(),
+                    "method": request.method,
+                    "path": request.path,
+                    "coid": coid,
+                    "status": resp.status,
+                }
+            )
         return resp
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:

@@ -9,7 +9,9 @@ our account are written to the --secrets-out file (TOML, mode 0600), which the v
 
     emulator NAME KIND listening on http://127.0.0.1:PORT
 
-It runs until SIGINT or SIGTERM (exit 0). --kind spot speaks Binance spot REST (spot
+With --order-log FILE every order request (a submit or a cancel) is appended to FILE as one
+JSON line, e.g. to check that no client order id was ever sent twice. It runs until SIGINT or
+SIGTERM (exit 0). --kind spot speaks Binance spot REST (spot
 instruments); --kind usdm Binance USDⓈ-M futures REST (perp instruments, ccxt binanceusdm).
 A config or a venue it cannot serve is an error naming the key (exit 1).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 
 NAME = "emulator"
@@ -42,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write our account's API key and secret here (0600)",
     )
     parser.add_argument(
+        "--order-log",
+        default=None,
+        metavar="FILE",
+        help="append one JSON line per order request (POST / DELETE): ts_ns, method, path, "
+        "coid (the client order id), HTTP status",
+    )
+    parser.add_argument(
         "--seed", type=int, default=None, metavar="N", help="the market's seed (default: run.seed of CONFIG)"
     )
 
@@ -55,6 +65,18 @@ def main(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError("--port", f"must be in 0..65535, got {args.port}")
     served = serve_venue(load(args.config), args.venue, args.kind, args.seed)
+    order_log = None
+    if args.order_log:
+        try:
+            order_log = open(args.order_log, "a", buffering=1)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise ConfigError("--order-log", f"cannot open {args.order_log}: {exc.strerror or exc}") from None
+        out = order_log
+
+        def log_order(entry: dict) -> None:
+            out.write(json.dumps(entry) + "\n")
+
+        served.emulator.order_log = log_order
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -94,5 +116,9 @@ def main(args: argparse.Namespace) -> int:
         finally:
             await served.stop()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        if order_log is not None:
+            order_log.close()
     return 0

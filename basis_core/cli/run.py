@@ -15,6 +15,12 @@ report.json, report.html, scenario.json and registry.json.
 A run that ends with a position neither flat nor hedged within limits prints each one with its
 cause, writes everything all the same and exits 3 (EXIT_OUTSIDE_POLICY); an error exits 1.
 
+A run directory that holds an unfinished run (a journal and no report.json: every process of
+its run died) is refused unless --resume is given: then the run is taken up where its journal
+ends (engine/resume.py; same CONFIG, venues that outlived it: ccxt or web3), with the venues'
+open orders and fills adopted, and goes on for the rest of its duration (--duration S: S more
+seconds). A directory holding a finished run is replaced by the new run.
+
 SIGINT (Ctrl-C) or SIGTERM stops the run in order: no new entries, settle, cancel what still
 works, reconcile, write everything (exit 0, or 3); a second one stops at once (exit 130), the
 journal whole. With --paper (real clock) the ccxt venues are paper venues: their live public
@@ -82,6 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="paper trading: the ccxt venues' live public books (no keys read), our orders "
         "filled by the simulated matching engine with the configured fees and latencies",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="take up the unfinished run in --run-dir (same CONFIG): the engine's state from its "
+        "checkpoints and journal, the venues' open orders and fills adopted, then the rest of "
+        "its duration (or --duration S more)",
+    )
 
 
 def _with_run(cfg: Config, **changes) -> Config:
@@ -95,6 +108,7 @@ def _with_run(cfg: Config, **changes) -> Config:
 
 def main(args: argparse.Namespace) -> int:
     from ..config import load
+    from ..engine.resume import UNFINISHED
     from ..engine.scenario import run_dir_for, run_simulated, simulated_only
     from ..scenarios import DEFAULT
 
@@ -102,15 +116,26 @@ def main(args: argparse.Namespace) -> int:
     cfg = load(path)
     if not args.paper:  # a paper run checks its venues when it builds them
         simulated_only(cfg)
-    overrides = {"duration_s": args.duration, "out_dir": args.out}
+    # resuming, --duration is how much longer to run: the run's own duration stays
+    overrides = {"duration_s": None if args.resume else args.duration, "out_dir": args.out}
     cfg = _with_run(cfg, **{k: v for k, v in overrides.items() if v is not None})
     run_dir = run_dir_for(cfg, args.run_dir)
+    state = _check_run_dir(run_dir, args.resume, args.run_dir)
     print(
         f"basis run: scenario {cfg.run.name!r} from {path}; {cfg.run.duration_s:g} s on the "
-        f"{cfg.run.clock} clock; run directory {run_dir}" + ("; paper trading" if args.paper else "")
+        f"{cfg.run.clock} clock; run directory {run_dir}"
+        + ("; paper trading" if args.paper else "")
+        + ("; resuming its unfinished run" if state == UNFINISHED else "")
     )
     try:
-        report = run_simulated(cfg, run_dir, progress=lambda line: print(line, flush=True), paper=args.paper)
+        report = run_simulated(
+            cfg,
+            run_dir,
+            progress=lambda line: print(line, flush=True),
+            paper=args.paper,
+            resume=args.resume,
+            resume_for_s=args.duration if args.resume else None,
+        )
     except KeyboardInterrupt:  # before the run's loop handles the signals (kernels compiling)
         raise Interrupted(f"interrupted before the run started; nothing ran in {run_dir}") from None
     print(summary_table(report))
@@ -127,6 +152,22 @@ def main(args: argparse.Namespace) -> int:
             f"everything is written to {run_dir}"
         )
     return 0
+
+
+def _check_run_dir(run_dir, resume: bool, named: str | None) -> str:
+    """The run directory's state (engine/resume.py): an unfinished run is refused without
+    --resume, --resume without one is refused; a finished run named again is replaced."""
+    from ..engine.resume import FINISHED, check_run_dir, clear_finished
+
+    if resume and not named:
+        from ..errors import ConfigError
+
+        raise ConfigError("--resume", "name the unfinished run's directory with --run-dir")
+    state = check_run_dir(run_dir, resume)
+    if state == FINISHED:
+        gone = clear_finished(run_dir)
+        print(f"basis run: {run_dir} held a finished run; replaced ({', '.join(gone)} removed)")
+    return state
 
 
 def summary_table(report: dict) -> str:

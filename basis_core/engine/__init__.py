@@ -22,6 +22,7 @@ build.py      a config into the engine's policy, instrument rules and fixed mark
 scenario.py   what `basis run` does: a scenario's world, the runner, the run directory
 stopping.py   SIGINT / SIGTERM during `basis run`: settle and report, or a second one: stop at once
 replay.py     re-deciding a run from its journal
+resume.py     `basis run --resume`: an unfinished run directory taken up after its processes died
 checkpoint.py the engine's state on disk every N journaled records; a restart starts from it
 report.py     the end of a run: report.json, results.sqlite, report.html
 styles.py     one scenario under each execution style, side by side (`basis styles`)

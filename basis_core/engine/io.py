@@ -226,6 +226,17 @@ class VenueIO:
         rec["fill_no"] = min(n, 65535)
         self._emit(rec)
 
+    def known_fill(self, fill: Fill, fill_no: int) -> None:
+        """A fill the engine already holds as fill `fill_no` of its order (a resumed run's
+        journal, resume.py): neither the stream nor a query's catch-up reports it again, and
+        the order's next fill is numbered after it."""
+        coid = coid_from_wire(fill.coid)
+        if coid is None or (fill.venue, fill.trade_id) in self._trades:
+            return
+        self._trades.add((fill.venue, fill.trade_id))
+        self._fill_no[coid] = max(self._fill_no.get(coid, 0), fill_no)
+        self._booked_qty[coid] = self._booked_qty.get(coid, 0.0) + fill.qty
+
     def book_records(self, ev: BookUpdate) -> np.ndarray:
         levels = []
         if ev.snapshot:

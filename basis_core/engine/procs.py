@@ -394,8 +394,12 @@ class ProcessRunner(Runner):
             proc.join(2)
 
     async def start(self, ready_timeout_s: float = 300.0) -> None:
+        if self.resumed is not None:  # a warm restart (resume.py): go on from the journal's end
+            self._follow_pos = self.resumed.position
+            self._pending = [self.resumed.pending] if len(self.resumed.pending) else []
+            self._ring_seq[self.md.name], self._ring_seq[self.ex.name] = self.resumed.seen
         await super().start()
-        self.spawn_engine(resume=False)
+        self.spawn_engine(resume=self.resumed is not None)
         # the run starts when the engine can take records (its kernels may be compiling)
         deadline = time.monotonic() + ready_timeout_s
         while not self.engine_ready:

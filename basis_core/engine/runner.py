@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from .io import VenueIO
 from .orders import ManagedOrder
 from .policy import PolicyConfig
 from .supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from .resume import Resumed
 
 _KNOWN_STATUS = {
     OrderState.NEW: None,
@@ -141,6 +145,8 @@ class Runner:
         self.stop_requested = ""
         self._cut_short = False  # `run_for` returns at once (until `finish` starts settling)
         self._finishing = False  # `finish` has begun: a stop request no longer cuts `run_for` short
+        #: set before `start` to take up an unfinished run (resume.py)
+        self.resumed: Resumed | None = None
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -202,15 +208,19 @@ class Runner:
             for asset, bal in (await v.balances()).items():
                 balances[(name, asset)] = bal.free + bal.locked
                 self.reg.assets.add(asset)
-        self.core = EngineCore(
-            self.reg,
-            self.rules,
-            self.policy,
-            {},
-            start,
-            fixed_marks=self.fixed_marks,
-            builtin_signals=self.builtin_signals,
-        )
+        if self.resumed is not None:  # a warm restart (resume.py): the journal's state goes on
+            self.core = self.resumed.core
+            balances = {}  # the run's starting balances are in its journal already
+        else:
+            self.core = EngineCore(
+                self.reg,
+                self.rules,
+                self.policy,
+                {},
+                start,
+                fixed_marks=self.fixed_marks,
+                builtin_signals=self.builtin_signals,
+            )
         # the starting inventory enters the engine as records, like everything else (replayable)
         for (venue, asset), amount in sorted(balances.items()):
             rec = S.empty(S.Kind.BALANCE_UPDATE)
@@ -246,6 +256,8 @@ class Runner:
             # venues settle in whole atoms, our ledger in floats
             balance_rel_tol=1e-8,
         )
+        if self.resumed is not None:  # the ledger and our orders' view, before any stream
+            await self.resumed.catch_up(self)
         self.io.start(on_funding=self._on_funding)
         if self.signals is not None and len(self.signals):
             self.io.tasks.append(self.supervisor.spawn(self._play_signals(start, self.signals), "signals"))

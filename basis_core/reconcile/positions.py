@@ -53,6 +53,9 @@ class PositionReconciler:
         self.fee_assets = frozenset(fee_assets)
         self.log = log if log is not None else ExceptionLog()
         self._over_since: dict[str, int] = {}
+        #: a hedge's window starts no earlier than this (a resumed run's restart: the time no
+        #: process ran is not counted against a hedge nothing could work on meanwhile)
+        self.window_from_ns = 0
         # hedge completion is checked for the opportunities the ledger changed since the last
         # check and those still incomplete then, not for every opportunity of the run each time
         self._ledger: Ledger | None = None
@@ -87,7 +90,7 @@ class PositionReconciler:
                 self.log.resolve(Layer.POSITION, f"opportunity:{opp.opportunity_id}", ts_ns, "hedged")
                 continue
             out.incomplete.append(opp.opportunity_id)
-            if ts_ns - opp.last_ts_ns > p.hedge_window_ns:
+            if ts_ns - max(opp.last_ts_ns, self.window_from_ns) > p.hedge_window_ns:
                 self._raise(
                     out,
                     Mismatch(
