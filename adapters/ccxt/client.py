@@ -149,10 +149,18 @@ class CcxtVenue(Venue):
         observer: Observer | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
         poll_s: float = 0.5,
+        coid_prefix: str = "",
     ):
         if not isinstance(credentials, Credentials):
             raise ConfigError(f"venues.{name}.credentials", "expected a Credentials object")
         self.name, self.config, self._cred = name, config, credentials
+        if coid_prefix and not (coid_prefix.isascii() and coid_prefix.isalnum() and len(coid_prefix) <= 12):
+            raise ConfigError(
+                f"venues.{name}", f"client order id prefix {coid_prefix!r} is not 1-12 letters/digits"
+            )
+        #: the run's mark on every client order id this venue sends (see `venue_coid`): a venue
+        #: remembers ids across runs, and an id of another run must never be read as one of ours
+        self.coid_prefix = coid_prefix
         self._secrets = credentials.secrets()
         self.observer = observer
         self.poll_s = poll_s
@@ -432,10 +440,26 @@ class CcxtVenue(Venue):
 
     # -- orders -------------------------------------------------------------------------------
 
+    def venue_coid(self, coid: str) -> str:
+        """The client order id the venue sees for our wire id `coid`: the run's prefix, then the
+        id (letters and digits only, at most 32 characters: Binance takes 36, OKX 32)."""
+        return self.coid_prefix + coid
+
+    def our_coid(self, venue_coid: str | None) -> str | None:
+        """Our wire id behind a venue's client order id. An id without this run's prefix (placed
+        by hand, by ccxt, or by another run of basis) is foreign: `coid_from_wire` must not read
+        it as ours, so one of bare digits comes back marked with "~" (others as they are). It is
+        reconciled as a foreign order, never adopted as one of this run's."""
+        if not venue_coid or not self.coid_prefix:
+            return venue_coid
+        if venue_coid.startswith(self.coid_prefix) and venue_coid[len(self.coid_prefix) :].isdigit():
+            return venue_coid[len(self.coid_prefix) :]
+        return "~" + venue_coid if venue_coid.isdigit() else venue_coid
+
     def _wire(self, order: OrderRequest) -> tuple[str, float | None, dict]:
         """ccxt (type, price, params) for our order; a protected MARKET goes as a limit IOC at
         its bound (ccxt would turn a priced market order into a quote amount)."""
-        params: dict = {"clientOrderId": order.coid}
+        params: dict = {"clientOrderId": self.venue_coid(order.coid)}
         if order.reduce_only and self._perps is not None and order.instrument in self._perps.perps:
             params["reduceOnly"] = True
         if order.type == OrderType.LIMIT:
@@ -465,6 +489,8 @@ class CcxtVenue(Venue):
 
     def _adopt(self, order: OrderRequest | None, raw, instrument: str, coid: str | None = None) -> VenueOrder:
         req_type = order.type if order is not None else None
+        if coid is None and isinstance(raw, dict):
+            coid = self.our_coid(raw.get("clientOrderId"))
         vo = parsing.order(self.name, raw, instrument, coid, req_type)
         last = self._last.get(vo.coid)
         if not vo.fee_asset and last is not None and last.fee_asset:
@@ -547,7 +573,13 @@ class CcxtVenue(Venue):
         symbol = self._symbol(instrument)
         try:
             raw = await self._call(
-                R.OP_CANCEL, "cancel", R.CANCEL, ex.cancel_order, None, symbol, {"origClientOrderId": coid}
+                R.OP_CANCEL,
+                "cancel",
+                R.CANCEL,
+                ex.cancel_order,
+                None,
+                symbol,
+                {"origClientOrderId": self.venue_coid(coid)},
             )
         except OrderNotFound as gone:  # filled or gone first: tell which
             try:
@@ -636,7 +668,7 @@ class CcxtVenue(Venue):
             ex.fetch_order,
             None,
             self._symbol(instrument),
-            {"origClientOrderId": coid},
+            {"origClientOrderId": self.venue_coid(coid)},
         )
         return self._adopt(self._orders.get(coid, (None, None))[1], raw, instrument, coid)
 
@@ -656,9 +688,8 @@ class CcxtVenue(Venue):
                 R.OP_OPEN_ORDERS, "open_orders", R.QUERY, ex.fetch_open_orders, self._symbol(name)
             )
             for raw in rows:
-                out.append(
-                    self._adopt(self._orders.get(raw.get("clientOrderId"), (None, None))[1], raw, name)
-                )
+                known = self._orders.get(self.our_coid(raw.get("clientOrderId")) or "")
+                out.append(self._adopt(known[1] if known else None, raw, name))
         return out
 
     async def fills(self, cursor: str | None = None, limit: int = 1000) -> FillsPage:

@@ -289,7 +289,7 @@ class UserStream:
         except (ccxt.BaseError, KeyError, TypeError, ValueError) as exc:
             raise MalformedResponse(v.name, "malformed", f"unreadable order update: {exc!r}") from None
         instrument = v._by_symbol.get(order.get("symbol"))
-        coid = order.get("clientOrderId")
+        coid = v.our_coid(order.get("clientOrderId"))
         if instrument is None or not coid:
             return []  # not one of our instruments
         out = []

@@ -103,9 +103,16 @@ class CcxtWorld:
         self.clock = sim.clock
 
     @classmethod
-    def from_config(cls, cfg: Config, env: Mapping[str, str] | None = None, poll_s: float = 0.1) -> CcxtWorld:
+    def from_config(
+        cls,
+        cfg: Config,
+        env: Mapping[str, str] | None = None,
+        poll_s: float = 0.1,
+        coid_prefix: str = "",
+    ) -> CcxtWorld:
         """Build every venue of `cfg` (kinds "sim" and "ccxt"); nothing connects yet.
-        `env` stands in for the process environment (credentials by variable name)."""
+        `env` stands in for the process environment (credentials by variable name);
+        `coid_prefix` marks the run's client order ids on the venues (scenario.coid_prefix)."""
         if cfg.run.clock != "real":
             raise ConfigError(
                 "run.clock", 'a run with ccxt venues needs clock = "real" (a venue keeps real time)'
@@ -118,7 +125,9 @@ class CcxtWorld:
             path = f"venues.{name}.ccxt"
             vc = from_dict(venue_table(cfg, name), path)
             cred = auth.load(vc.credentials, env, f"{path}.credentials")
-            live[name] = CcxtVenue(name, vc, cred, venue_id=reg.venue(name), poll_s=poll_s)
+            live[name] = CcxtVenue(
+                name, vc, cred, venue_id=reg.venue(name), poll_s=poll_s, coid_prefix=coid_prefix
+            )
         return cls(cfg, SimWorld(cfg, RealClock()), live)
 
     # -- what run_scenario uses --------------------------------------------------------------

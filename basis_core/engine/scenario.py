@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,6 +177,26 @@ async def run_scenario(
     return runner
 
 
+def coid_prefix(run_dir: Path) -> str:
+    """The run's mark on the client order ids its live venues see ("b" and 6 hex digits): the one
+    RUN_DIR/coid_prefix holds, or a new one (`keep_coid_prefix` writes it once the run starts). A
+    venue remembers client order ids across runs, so each run's ids differ from every other
+    run's, and a resumed run (the same directory) keeps its own."""
+    path = run_dir / "coid_prefix"
+    if path.exists():
+        text = path.read_text().strip()
+        if len(text) == 7 and text[0] == "b" and all(c in "0123456789abcdef" for c in text[1:]):
+            return text
+        raise ConfigError(str(path), f"not a client order id prefix: {text[:40]!r}")
+    return "b" + secrets.token_hex(3)
+
+
+def keep_coid_prefix(run_dir: Path, prefix: str) -> None:
+    """Write `prefix` to RUN_DIR/coid_prefix (a resumed run reads it back)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "coid_prefix").write_text(prefix + "\n")
+
+
 def check_inputs(cfg: Config) -> list[str]:
     """Open and fully check every file `cfg` names, as a run would before it starts: the recorded
     books and trades (every row against the scenario's instruments) and the external signals.
@@ -256,6 +277,8 @@ def run_simulated(
         + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in groups.items())
         + ")"
     )
+    # live venues mark this run's client order ids (a venue remembers ids across runs)
+    prefix = coid_prefix(run_dir) if any(v.kind == "ccxt" for v in cfg.venues.values()) else ""
     if paper:  # live public books, our orders on the simulated matching engine
         from adapters.paper.world import PaperWorld
 
@@ -267,14 +290,16 @@ def run_simulated(
         if any(v.kind == "ccxt" for v in cfg.venues.values()):  # and live exchanges
             from adapters.ccxt.world import CcxtWorld
 
-            base = CcxtWorld.from_config(cfg)
+            base = CcxtWorld.from_config(cfg, coid_prefix=prefix)
         world = ChainWorld.from_run_config(cfg, base=base)
     elif any(v.kind == "ccxt" for v in cfg.venues.values()):  # live exchanges beside them
         from adapters.ccxt.world import CcxtWorld
 
-        world = CcxtWorld.from_config(cfg)
+        world = CcxtWorld.from_config(cfg, coid_prefix=prefix)
     else:
         world = SimWorld.from_config(cfg)
+    if prefix and not paper:
+        keep_coid_prefix(run_dir, prefix)
     resumed, duration_s = None, None
     if resume:  # the io side's state from the journal (the engine process rebuilds its own)
         from .resume import prepare
