@@ -564,10 +564,11 @@ class Web3Venue(Venue):
         return self._orders[coid]
 
     async def open_orders(self, instrument: str | None = None) -> list[VenueOrder]:
+        """Swaps not mined yet (one whose receipt is being turned into its outcome is not open)."""
         return [
             self._orders[c]
-            for c in self._pending
-            if instrument is None or self._orders[c].instrument == instrument
+            for c, p in self._pending.items()
+            if p.settling is None and (instrument is None or self._orders[c].instrument == instrument)
         ]
 
     async def fills(self, cursor: str | None = None, limit: int = 1000) -> FillsPage:

@@ -284,6 +284,8 @@ _ORDER_ROWS += [
     (_O.SUBMITTED, _X.ACK, _O.ACKED, ()),
     (_O.SUBMITTED, _X.REJECT, _O.REJECTED, ()),
     (_O.ACKED, _X.ACK, _O.ACKED, ()),
+    # refused after it was seen working: a chain transaction seen pending, then mined reverted
+    (_O.ACKED, _X.REJECT, _O.REJECTED, ()),
     (_O.ACKED, _X.NOT_FOUND, _O.UNKNOWN, ()),
     (_O.PARTIALLY_FILLED, _X.ACK, _O.PARTIALLY_FILLED, ()),
     (_O.PARTIALLY_FILLED, _X.NOT_FOUND, _O.UNKNOWN, ()),
