@@ -115,3 +115,31 @@ def test_a_run_directory_keeps_its_prefix_and_runs_differ(tmp_path):
 def test_a_prefix_that_a_venue_would_refuse_is_a_config_error():
     with pytest.raises(ConfigError, match="prefix"):
         _venue("http://127.0.0.1:9", "b-1")
+
+
+def test_the_fill_sync_books_this_runs_fills_only():
+    """A trade another run (or a hand) made on the account is in the venue's fill list but is not
+    this run's: booking it would move the ledger's balances away from the venue's."""
+    from basis_core.accounting.ledger import Ledger
+    from basis_core.reconcile.fills import FillSync, sync_fills
+
+    async def body():
+        emu = standard_emulator({KEY: (SECRET, "carol")})
+        await emu.start()
+        earlier, this_run = _venue(emu.url, "b0a0a0a"), _venue(emu.url, "b1b1b1b")
+        try:
+            await earlier.start()
+            await this_run.start()
+            take = OrderType.IOC
+            await earlier.submit(OrderRequest("1", "BTCUSDT", Side.BUY, take, 0.01, 50_001.0))
+            await this_run.submit(OrderRequest("1", "BTCUSDT", Side.BUY, take, 0.02, 50_001.0))
+            ledger, state = Ledger(lambda asset, ts: 50_000.0), FillSync()
+            assert await sync_fills(this_run, ledger, state) == 1
+            assert state.foreign == 1
+            assert ledger.balance("emu", "BTC") == pytest.approx(0.02)
+        finally:
+            await earlier.close()
+            await this_run.close()
+            await emu.stop()
+
+    asyncio.run(body())

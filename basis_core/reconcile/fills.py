@@ -1,9 +1,11 @@
 """Catching the ledger up with a venue's fills.
 
-`sync_fills` pages through `Venue.fills(cursor)` and books every fill into the Ledger. The
-ledger ignores a fill it has already booked (same venue, client order id and fill id), so the
-cursor may start anywhere before the last booked fill (None after a crash) and nothing is
-counted twice; fills arriving both by stream and by this query are booked once.
+`sync_fills` pages through `Venue.fills(cursor)` and books every fill of an order basis placed
+(`coid_from_wire` reads its client order id) into the Ledger; other fills on the account are
+counted, never booked. The ledger ignores a fill it has already booked (same venue, client order
+id and fill id), so the cursor may start anywhere before the last booked fill (None after a
+crash) and nothing is counted twice; fills arriving both by stream and by this query are booked
+once.
 
 Fill ids: with `ordinal=False` the ledger's fill id is the venue's trade id. The journal's
 ORDER_EVENT record has no room for a trade id, only `fill_no`; a ledger rebuilt from the journal
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from basis_core.venue import Venue
+from basis_core.venue import Venue, coid_from_wire
 
 from ..accounting.convert import ledger_fill
 from ..accounting.ledger import Ledger
@@ -40,6 +42,7 @@ class FillSync:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     booked: int = 0
     repeated: int = 0
+    foreign: int = 0  # fills of orders basis did not place, never booked
 
 
 async def sync_fills(
@@ -53,6 +56,12 @@ async def sync_fills(
     for _ in range(MAX_PAGES):
         page = await venue.fills(state.cursor, limit)
         for f in page.fills:
+            if coid_from_wire(f.coid) is None:
+                # not ours (placed by hand or by another run on the account): its effect on the
+                # balances is the venue's, and a balance mismatch if it happened during the run;
+                # one from before the run is in the starting balances already
+                state.foreign += 1
+                continue
             fill_id = None
             if state.ordinal:
                 state.counts[f.coid] += 1
