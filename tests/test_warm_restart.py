@@ -62,7 +62,10 @@ def _emulator(config: Path, venue: str) -> tuple[subprocess.Popen, str]:
 
 
 def _posts(tmp: Path) -> list[tuple[str, str, int]]:
-    """(venue, client order id, HTTP status) of every order submitted to the emulators so far."""
+    """(venue, client order id, HTTP status) of every order submitted to the emulators so far;
+    the id as the engine writes it (without the run's prefix, RUN_DIR/coid_prefix, if any)."""
+    marker = tmp / "run" / "coid_prefix"
+    prefix = marker.read_text().strip() if marker.exists() else ""
     out = []
     for venue in VENUES:
         path = tmp / f"{venue}.orders.jsonl"
@@ -70,7 +73,10 @@ def _posts(tmp: Path) -> list[tuple[str, str, int]]:
             for line in path.read_text().splitlines():
                 row = json.loads(line)
                 if row["method"] == "POST":
-                    out.append((venue, row["coid"], row["status"]))
+                    coid = row["coid"]
+                    if prefix and coid.startswith(prefix):
+                        coid = coid[len(prefix) :]
+                    out.append((venue, coid, row["status"]))
     return out
 
 
@@ -98,7 +104,11 @@ def _opp(coid: str) -> int:
 
 def test_a_killed_run_resumes_without_sending_twice_or_flattening_what_was_hedged(tmp_path):
     config = tmp_path / "live.toml"
-    config.write_text(EXAMPLE.read_text().replace("duration_s = 60.0", "duration_s = 14.0"))
+    # a dislocation a second on average: orders within seconds of the start; the first life is
+    # killed long before its 60 s, the resumed one runs 5 s more (--duration)
+    config.write_text(
+        EXAMPLE.read_text().replace("dislocations_per_min = 30.0", "dislocations_per_min = 60.0")
+    )
     emulators, urls = {}, {}
     run = None
     try:
@@ -157,14 +167,14 @@ def test_a_killed_run_resumes_without_sending_twice_or_flattening_what_was_hedge
 
         t0 = time.monotonic()
         done = subprocess.run(
-            [*BASIS, "run", str(config), "--run-dir", str(run_dir), "--resume"],
+            [*BASIS, "run", str(config), "--run-dir", str(run_dir), "--resume", "--duration", "5"],
             capture_output=True,
             text=True,
             timeout=120,
         )
         (tmp_path / "run2.out").write_text(done.stdout + done.stderr)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert "resuming its unfinished run" in done.stdout
+        assert "resuming its unfinished run" in done.stdout and "5 s to go" in done.stdout
         print(
             f"resumed in {time.monotonic() - t0:.1f} s; {len(unanswered)} order(s) sent but unanswered "
             f"in the journal at the kill; {len(hedged)} hedged position(s)"

@@ -420,6 +420,8 @@ class ProcessRunner(Runner):
             ready = (cmds["kind"] == S.Kind.CONTROL) & (cmds["sub"] == S.ControlCommand.READY)
             if ready.any():
                 self.engine_ready = True
+                if self.resumed is not None:  # a warm restart's engine is up (resume.py)
+                    self.resumed.engine_ready(self)
                 cmds = cmds[~ready]
                 if self._down_since is not None:
                     down = self.now_ns() - self._down_since

@@ -58,6 +58,7 @@ from .. import schema as S
 from ..errors import BasisError, ConfigError, JournalError, VenueError
 from ..journal import JournalReader
 from ..state.tables import OrderState
+from ..units import MS
 from .core import INITIAL_BALANCE, EngineCore
 from .procs import _journaled_seqs, _unfinished_batch
 from .replay import load_run_meta, replay
@@ -145,7 +146,12 @@ def check_resumable(cfg: Config, run_dir: Path) -> None:
             )
     from ..configio import to_plain
 
-    saved = orjson.loads((Path(run_dir) / "scenario.json").read_bytes())
+    try:
+        saved = orjson.loads((Path(run_dir) / "scenario.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise JournalError(
+            f"{run_dir} is not a run directory: its scenario.json is unreadable ({exc})"
+        ) from None
     ours = orjson.loads(orjson.dumps(to_plain(cfg)))
     for d in (saved, ours):  # how long it runs and where new runs go may change
         d.get("run", {}).pop("duration_s", None)
@@ -193,9 +199,28 @@ class Resumed:
     fills_known: int = 0
     fills_new: int = 0
     notes: list[str] = field(default_factory=list)
+    #: our orders (wire ids) whose request may or may not have left before the run died
+    in_doubt: list[str] = field(default_factory=list)
+    ready_seen: bool = False
 
     def remaining_s(self, duration_s: float) -> float:
         return max(0.0, duration_s - self.elapsed_s)
+
+    def engine_ready(self, runner: Runner) -> None:
+        """The engine is up (called at the catch-up and again at the engine process's first
+        READY): an order in doubt gets reconciliation's grace window only after the engine's own
+        verification had its time (`lost_after_ms`), and a hedge left one-legged by the crash its
+        window from now: the time nothing ran does not count against them."""
+        if self.ready_seen:
+            return
+        self.ready_seen = True
+        now = runner.now_ns()
+        start = now + int(runner.policy.lost_after_ms * MS)
+        for wire in self.in_doubt:
+            known = runner.known.get(wire)
+            if known is not None:
+                known.submitted_ns = max(known.submitted_ns, start)
+        runner.reconciler.positions.window_from_ns = now
 
     async def catch_up(self, runner: Runner) -> None:
         """Rebuild the ledger and the io side's view of our orders and fills (module
@@ -210,15 +235,12 @@ class Resumed:
         # open an order we hold finished is a mismatch, not an adoption
         runner._was_working = set(core.orders.orders)
         runner._mirror_orders()
-        now = runner.now_ns()
-        for o in core.orders.working():
-            known = runner.known.get(o.wire)
-            if known is not None and o.state in _IN_DOUBT:
-                # its answer died with the run, and maybe its request: the engine verifies it by
-                # client order id (RECOVERED) and declares it never placed if the venue does not
-                # know it, within reconciliation's grace window from now
-                known.submitted_ns = now
-        runner.reconciler.positions.window_from_ns = now
+        # orders whose answer died with the run, and maybe their request: the engine verifies
+        # them by client order id (RECOVERED) and declares one the venue does not know never
+        # placed; reconciliation waits for that (`engine_ready`)
+        self.in_doubt = [o.wire for o in core.orders.working() if o.state in _IN_DOUBT]
+        self.engine_ready(runner)
+        self.ready_seen = False  # (again once the engine process says READY)
         io = runner.io
         for name, venue in runner.venues.items():
             try:
