@@ -206,3 +206,50 @@ async def _no_lock_held(chain) -> None:
         assert a.status.name == b.status.name == "FILLED"
         ra, rb = (venue.client.get_receipt(v.venue_order_id) for v in (a, b))
         assert ra.block_number == rb.block_number  # both in the one block mined
+
+
+def test_the_engine_sends_nothing_to_a_pool_whose_node_went_silent(fresh, tmp_path):
+    """Through the Runner: block production stops, the pool venue goes DOWN (its books empty);
+    no order is sent to it until a head comes again."""
+    from orchestration import transitions
+    from web3_local import cex_dex_data
+
+    from adapters.web3.world import ChainWorld
+    from basis_core.config import from_dict
+    from basis_core.engine.scenario import run_scenario
+
+    chain = fresh
+    rpc(chain.url, "evm_setIntervalMining", [1])
+    cfg = from_dict(cex_dex_data(3.0))
+    table = chain.table(ws_url=chain.ws_url, head_timeout_s=1.2)
+    world = ChainWorld.from_config(
+        cfg, {"dex": chain.client()}, {INSTRUMENT: chain.addresses()}, tables={"dex": table}
+    )
+    marks: dict = {}
+
+    async def after_start(runner):
+        async def stop_blocks():
+            await asyncio.sleep(0.8)  # trades first, on a chain making a block a second
+            rpc(chain.url, "evm_setIntervalMining", [0])
+            rpc(chain.url, "evm_setAutomine", [False])
+            marks["stopped_ns"] = time.time_ns()
+            await asyncio.sleep(2.0)
+            marks["resumed_ns"] = time.time_ns()
+            rpc(chain.url, "evm_mine")
+            rpc(chain.url, "evm_setIntervalMining", [1])  # blocks again, a second apart
+
+        marks["task"] = asyncio.create_task(stop_blocks())
+
+    runner = asyncio.run(
+        run_scenario(cfg, tmp_path / "run", world, progress=None, settle_s=1.5, after_start=after_start)
+    )
+    venue = [(a, b) for a, b, _ in transitions(runner, "venue:dex")]
+    assert ("UP", "DOWN") in venue, venue
+    down = next(
+        t for t in runner.core.transitions_as_dicts() if t["machine"] == "venue:dex" and t["to"] == "DOWN"
+    )
+    assert marks["stopped_ns"] < down["t"] < marks["resumed_ns"]
+    sent = [o.created_ns for o in runner.core.orders.orders.values() if o.venue == "dex"]
+    assert not [t for t in sent if down["t"] <= t <= marks["resumed_ns"]], "an order went to a silent node"
+    # back once heads came again (DOWN -> SUSPECT, its orders verified -> UP), and it stays so
+    assert venue[venue.index(("UP", "DOWN")) + 1 :] == [("DOWN", "SUSPECT"), ("SUSPECT", "UP")], venue
