@@ -158,10 +158,13 @@ def test_published_limits_lower_than_the_defaults_keep_a_concurrent_burst_under_
             raw = binance_client(emu.url, KEY, SECRET)  # the same burst unpaced is refused
             try:
                 await raw.load_markets()
+                t0 = time.monotonic()
                 unpaced = await asyncio.gather(
                     *[raw.fetch_order_book("BTC/USDT", 5) for _ in range(100)], return_exceptions=True
                 )
-                assert any(isinstance(r, ccxt.DDoSProtection) for r in unpaced)
+                # refused, unless a loaded machine spread the 100 requests over more than a window
+                refused = any(isinstance(r, ccxt.DDoSProtection) for r in unpaced)
+                assert refused or time.monotonic() - t0 > limits.weight_window_s
             finally:
                 await raw.close()
 

@@ -294,6 +294,24 @@ def test_exception_log_never_overwrites_and_counts_every_layer():
 
 # -- order diff over random books --------------------------------------------------------------
 
+
+def test_a_perp_position_differing_only_while_a_fill_is_in_flight_is_no_mismatch():
+    """The venue has applied a fill that is still on its way to us: within `lag_ns` the difference
+    is no mismatch; once the fill is booked it agrees; one that lasts past the lag is raised."""
+    led = Ledger(lambda a, t: 100.0)
+    rec = PositionReconciler(PositionPolicy(hedge_window_ns=3600 * S, max_residual_usdt=1e9, lag_ns=2 * S))
+    venue_side = {"gamma": {"PERP": Position("PERP", -0.1, 100.0, 100.0, 0.0)}}
+    assert rec.check(led, venue_side, 1 * S).raised == []  # the fill is in flight
+    led.book_fill(
+        fill("gamma", "sell", 0.1, 100.0, 1 * S, make_coid(1, 1), "t1", instrument="PERP", kind="perp")
+    )
+    assert rec.check(led, venue_side, 2 * S).raised == [] and rec.log.open() == []
+    venue_side = {"gamma": {"PERP": Position("PERP", -0.3, 100.0, 100.0, 0.0)}}  # never booked
+    assert rec.check(led, venue_side, 3 * S).raised == []
+    (m,) = rec.check(led, venue_side, 5 * S).raised
+    assert (m.key, m.cause) == ("gamma:PERP", "perp position differs")
+
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -244,7 +244,11 @@ class Runner:
         self.io.log = self.log
         window_ns = int((self.policy.hedge_window_ms + self.policy.unwind_window_ms) * MS)
         positions = PositionReconciler(
-            PositionPolicy(hedge_window_ns=window_ns, max_residual_usdt=self.policy.max_residual_usdt),
+            PositionPolicy(
+                hedge_window_ns=window_ns,
+                max_residual_usdt=self.policy.max_residual_usdt,
+                lag_ns=int(self.policy.balance_lag_ms * MS),  # fills in flight, as for balances
+            ),
             fee_assets=frozenset(self.fixed_marks),
         )
         self.reconciler = Reconciler(

@@ -3,7 +3,8 @@
 Three checks, each a Mismatch when it fails:
 
 * perp positions: the signed quantity our fills put on each (venue, instrument) against the
-  venue's `positions()`; they must agree within `qty_tol`;
+  venue's `positions()`; they must agree within `qty_tol`, or agree again within `lag_ns` (a
+  fill the venue applied may still be on its way to us);
 * hedge completion: an opportunity whose legs are not symmetric (`OpportunityResult.symmetry`
   below `min_symmetry`) longer than `hedge_window_ns` after its last fill;
 * residual exposure: the net exposure per asset (`Ledger.exposure_by_asset`, USDT at marks)
@@ -30,6 +31,9 @@ class PositionPolicy:
     min_symmetry: float = 0.95
     max_residual_usdt: float = 100.0
     qty_tol: float = 1e-9
+    #: a perp position that differs is a mismatch only once it has differed for this long: a
+    #: fill the venue has applied may still be on its way to us (0: at once)
+    lag_ns: int = 0
 
 
 @dataclass
@@ -53,6 +57,7 @@ class PositionReconciler:
         self.fee_assets = frozenset(fee_assets)
         self.log = log if log is not None else ExceptionLog()
         self._over_since: dict[str, int] = {}
+        self._differs_since: dict[str, int] = {}  # perp position key -> first check it differed
         #: a hedge's window starts no earlier than this (a resumed run's restart: the time no
         #: process ran is not counted against a hedge nothing could work on meanwhile)
         self.window_from_ns = 0
@@ -76,10 +81,13 @@ class PositionReconciler:
                 theirs = positions[inst].qty if inst in positions else 0.0
                 key = f"{venue}:{inst}"
                 if abs(mine - theirs) > p.qty_tol:
-                    self._raise(
-                        out, Mismatch(Layer.POSITION, key, mine, theirs, "perp position differs", ts_ns)
-                    )
+                    since = self._differs_since.setdefault(key, ts_ns)
+                    if ts_ns - since >= p.lag_ns:
+                        self._raise(
+                            out, Mismatch(Layer.POSITION, key, mine, theirs, "perp position differs", ts_ns)
+                        )
                 else:
+                    self._differs_since.pop(key, None)
                     self.log.resolve(Layer.POSITION, key, ts_ns, "perp position agrees")
         if ledger is not self._ledger:
             self._ledger, self._changed, self._incomplete = ledger, ledger.watch(), set()
