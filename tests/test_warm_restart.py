@@ -34,8 +34,76 @@ from basis_core.journal import JournalReader, JournalWriter
 from basis_core.state.tables import HedgeState
 from basis_core.venue import coid_from_wire
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "live-local.toml"
+#: two spot venues on `basis emulator`s, as examples/live-local.toml ran them before its beta became
+#: a USDⓈ-M venue; a dislocation a second on average, so orders come within seconds of the start
+CONFIG = """
+[run]
+name = "live-local"
+seed = 11
+duration_s = 60.0
+out_dir = "runs"
+clock = "real"
+
+[venues.alpha]
+kind = "ccxt"
+taker_fee_bps = 10.0
+maker_fee_bps = 2.0
+balances = { USDT = 200000.0, BTC = 4.0 }
+
+[venues.alpha.ccxt]
+exchange = "binance"
+base_url = "{alpha}"
+timeout_ms = 2000
+market_data = "ws"
+credentials = { secrets_file = "alpha.secrets.toml" }
+
+[venues.beta]
+kind = "ccxt"
+taker_fee_bps = 7.5
+maker_fee_bps = 1.0
+balances = { USDT = 200000.0, BTC = 4.0 }
+
+[venues.beta.ccxt]
+exchange = "binance"
+base_url = "{beta}"
+timeout_ms = 2000
+market_data = "ws"
+credentials = { secrets_file = "beta.secrets.toml" }
+
+[instruments.alpha-BTCUSDT]
+venue = "alpha"
+symbol = "BTC/USDT"
+base = "BTC"
+tick = 0.01
+lot = 0.00001
+min_notional = 5.0
+
+[instruments.beta-BTCUSDT]
+venue = "beta"
+symbol = "BTC/USDT"
+base = "BTC"
+tick = 0.01
+lot = 0.00001
+min_notional = 5.0
+
+[limits]
+max_order_usdt = 5000.0
+max_position_usdt = 20000.0
+max_residual_usdt = 2000.0
+hedge_window_s = 2.0
+unwind_window_s = 10.0
+max_slippage_bps = 10.0
+min_edge_bps = 5.0
+
+[policy]
+balance_lag_ms = 5000.0
+
+[market]
+source = "synthetic"
+start_price = 50000.0
+step_s = 0.2
+dislocations_per_min = 60.0
+"""
 BASIS = [str(Path(sys.executable).with_name("basis"))]
 VENUES = ("alpha", "beta")
 HEDGED = (HedgeState.COMPLETE, HedgeState.RECONCILED)
@@ -104,20 +172,14 @@ def _opp(coid: str) -> int:
 
 def test_a_killed_run_resumes_without_sending_twice_or_flattening_what_was_hedged(tmp_path):
     config = tmp_path / "live.toml"
-    # a dislocation a second on average: orders within seconds of the start; the first life is
-    # killed long before its 60 s, the resumed one runs 5 s more (--duration)
-    config.write_text(
-        EXAMPLE.read_text().replace("dislocations_per_min = 30.0", "dislocations_per_min = 60.0")
-    )
+    # the first life is killed long before its 60 s, the resumed one runs 5 s more (--duration)
+    config.write_text(CONFIG.replace("{alpha}", "http://127.0.0.1:1").replace("{beta}", "http://127.0.0.1:2"))
     emulators, urls = {}, {}
     run = None
     try:
         for venue in VENUES:
             emulators[venue], urls[venue] = _emulator(config, venue)
-        text = config.read_text()
-        for venue, port in (("alpha", 8701), ("beta", 8702)):
-            text = text.replace(f"http://127.0.0.1:{port}", urls[venue])
-        config.write_text(text)
+        config.write_text(CONFIG.replace("{alpha}", urls["alpha"]).replace("{beta}", urls["beta"]))
         run_dir = tmp_path / "run"
         out1 = (tmp_path / "run1.out").open("w")
         # its own process group: the io process, the engine and the standby die together
@@ -154,6 +216,12 @@ def test_a_killed_run_resumes_without_sending_twice_or_flattening_what_was_hedge
         unanswered = [
             c for _, c, _ in before if killed.core.orders.orders[coid_from_wire(c)].state.name == "SUBMITTED"
         ]
+        # journaled as decided, never reached a venue: the engine declares them not placed
+        never_sent = [
+            o.wire
+            for o in killed.core.orders.working()
+            if o.wire not in {c for _, c, _ in before} and o.state.name in ("NEW", "SUBMITTED")
+        ]
 
         # without --resume the unfinished run is refused and left as it is
         refused = subprocess.run(
@@ -176,8 +244,9 @@ def test_a_killed_run_resumes_without_sending_twice_or_flattening_what_was_hedge
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "resuming its unfinished run" in done.stdout and "5 s to go" in done.stdout
         print(
-            f"resumed in {time.monotonic() - t0:.1f} s; {len(unanswered)} order(s) sent but unanswered "
-            f"in the journal at the kill; {len(hedged)} hedged position(s)"
+            f"resumed in {time.monotonic() - t0:.1f} s; at the kill {len(unanswered)} order(s) sent but "
+            f"unanswered in the journal, {len(never_sent)} decided and never sent, "
+            f"{len(hedged)} hedged position(s)"
         )
 
         # nothing was sent twice, and nothing after the restart for what was already hedged
@@ -212,6 +281,7 @@ def test_a_killed_run_resumes_without_sending_twice_or_flattening_what_was_hedge
         # none working at the venue, and the ledger holds every venue trade once
         statuses = dict(db.execute("SELECT coid, status FROM orders").fetchall())
         assert all(statuses.get(c) in ("FILLED", "CANCELED", "EXPIRED", "REJECTED") for _, c, _ in before)
+        assert all(statuses.get(c) == "REJECTED" for c in never_sent), [statuses.get(c) for c in never_sent]
         venue_side = asyncio.run(_venue_trades(urls, tmp_path))
         for venue, (trades, still_open) in venue_side.items():
             booked = sorted(

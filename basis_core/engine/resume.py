@@ -73,6 +73,7 @@ NEW, FINISHED, UNFINISHED = "new", "finished", "unfinished"
 RUN_FILES = (
     "journal",
     "checkpoints",
+    "streams",
     "scenario.json",
     "registry.json",
     "report.json",
