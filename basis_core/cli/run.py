@@ -195,7 +195,7 @@ def summary_table(report: dict) -> str:
             "reconciliation mismatches",
             ", ".join(f"{k}={v}" for k, v in sorted(report["reconciliation"].items())) or "0",
         ),
-        ("state transitions", str(len(report["state_transitions"]))),
+        ("state transitions", str(report.get("state_transitions_total", len(report["state_transitions"])))),
         (
             "open positions at the end",
             f"{len(report['open_positions'])} "

@@ -16,7 +16,6 @@ repeated in an alert, a log line or an error.
 
 from __future__ import annotations
 
-import itertools
 import os
 import queue
 import shlex
@@ -84,6 +83,7 @@ class Alerts:
         self.queued = self.dropped = self.delivered = 0
         self.failures: list[str] = []  # the last few delivery failures
         self._seen_changes = 0
+        self.missed_changes = 0  # changes that left the core's window before a watch saw them
         self._seen_mismatches = 0
         self._queue: queue.Queue[dict | None] = queue.Queue(QUEUE_SIZE)
         self._thread = threading.Thread(target=self._deliver_all, name="basis-alerts", daemon=True)
@@ -92,15 +92,15 @@ class Alerts:
     def watch(self) -> None:
         """Queue an alert for what changed since the last call (called after each engine step)."""
         core = self._core()
-        changes = core.transitions
-        if len(changes) < self._seen_changes:
-            self._seen_changes = 0
-        for ch in itertools.islice(changes, self._seen_changes, None):
+        # a cursor into the run's changes (a replaced core with fewer starts over): right after
+        # the core dropped old ones from its window; changes it dropped unseen are counted
+        changes, missed, self._seen_changes = core.transitions.since(self._seen_changes)
+        self.missed_changes += missed
+        for ch in changes:
             kind = KINDS.get((ch.machine, ch.dst))
             if kind is not None:
                 who = ch.machine if ch.machine == "engine" else f"{ch.machine} {ch.key}"
                 self.fire(kind, ch.t_ns, f"{who}: {ch.src} -> {ch.dst} ({ch.cause})")
-        self._seen_changes = len(changes)
         by_layer = self._stats.reconcile_mismatches
         mismatches = sum(by_layer.values())
         if mismatches > self._seen_mismatches:

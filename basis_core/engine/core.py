@@ -26,7 +26,7 @@ import numpy as np
 from .. import schema as S
 from ..errors import InvalidTransition
 from ..registry import Registry
-from ..results.stats import LatencyHistogram
+from ..results.stats import LatencyHistogram, Spool
 from ..state.fsm import Change, Machine
 from ..state.tables import (
     ENGINE,
@@ -53,6 +53,12 @@ from .venues import VenueBoard
 INITIAL_BALANCE = 1
 #: what `step` returns for a batch that decided nothing (one shared, zero-length array)
 NO_COMMANDS = S.aligned_empty(0)
+#: the newest items the core holds of each stream a run only appends to (state transitions,
+#: residual exposure changes, anomalies; results/stats.py Spool): a run's report side streams
+#: every item to its run directory as it comes (engine/report.py), the core keeps these many
+TRANSITIONS_KEPT = 10_000
+RESIDUALS_KEPT = 10_000
+ANOMALIES_KEPT = 1_000
 
 
 def _template(kind: S.Kind) -> np.ndarray:
@@ -89,7 +95,8 @@ class Counters:
     unwinds: int = 0
     max_residual_usdt: float = 0.0
     decision_ns: LatencyHistogram = field(default_factory=LatencyHistogram)  # bounded: buckets, not samples
-    anomalies: list[str] = field(default_factory=list)
+    #: the newest ANOMALIES_KEPT; `anomalies.count` of the run, every one in the run directory
+    anomalies: Spool[str] = field(default_factory=lambda: Spool(ANOMALIES_KEPT))
     #: fills whose fee a venue charged in another asset than its fee asset, which had run out
     fee_asset_fallbacks: dict[str, int] = field(default_factory=dict)
 
@@ -138,7 +145,8 @@ class EngineCore(Hedging, Decisions, Operator):
         self.rules = rules
         self.rules_by_id = {registry.instrument(n): r for n, r in rules.items()}
         self.counters = Counters()
-        self.transitions: list[Change] = []
+        #: engine and venue changes: the newest TRANSITIONS_KEPT (positions keep their own)
+        self.transitions: Spool[Change] = Spool(TRANSITIONS_KEPT)
         self.now = start_ns
         record = self.transitions.append
         self.engine = Machine(ENGINE, EngineState.NORMAL, key="engine", on_change=record, since_ns=start_ns)
@@ -172,7 +180,7 @@ class EngineCore(Hedging, Decisions, Operator):
         self.stop_new = False  # set at the end of a run: no new opportunities
         self.builtin_signals = builtin_signals
         self._digest = hashlib.blake2b(digest_size=16)
-        self.residual_history: list[tuple[int, float]] = []
+        self.residual_history: Spool[tuple[int, float]] = Spool(RESIDUALS_KEPT)
         self.slicing: dict[int, SliceParent] = {}  # `sliced` execution: parents still working
         self.slice_ends: dict[str, int] = {}
         self.fee_tokens = frozenset(fixed_marks or ())  # assets charged as fees only (BNB ...)
@@ -511,17 +519,32 @@ class EngineCore(Hedging, Decisions, Operator):
     # -- report ---------------------------------------------------------------------------------
 
     def transitions_as_dicts(self) -> list[dict]:
-        changes = list(self.transitions)
-        for pos in self.positions.values():
-            changes += pos.machine.history
-        changes.sort(key=lambda c: c.t_ns)
-        return [
-            {
-                "t": c.t_ns,
-                "machine": c.machine if not c.key or c.machine == "engine" else f"{c.machine}:{c.key}",
-                "from": c.src,
-                "to": c.dst,
-                "cause": c.cause,
-            }
-            for c in changes
-        ]
+        """The engine and venue changes the core still holds (the newest TRANSITIONS_KEPT) and
+        every position's, by time. The whole run's: engine/report.py `all_transitions`."""
+        return [transition_dict(c) for c in merged_changes(self.transitions, self.positions.values())]
+
+    @property
+    def transitions_total(self) -> int:
+        """Every state change of the run: the engine's and venues' and the positions'."""
+        return self.transitions.count + sum(len(p.machine.history) for p in self.positions.values())
+
+
+def merged_changes(changes, positions) -> list[Change]:
+    """`changes` (in time order) and the histories of `positions`, by time; a stable order, so
+    the same changes give the same list."""
+    out = list(changes)
+    for pos in positions:
+        out += pos.machine.history
+    out.sort(key=lambda c: c.t_ns)
+    return out
+
+
+def transition_dict(c: Change) -> dict:
+    """A change as report.json's state_transitions lists it."""
+    return {
+        "t": c.t_ns,
+        "machine": c.machine if not c.key or c.machine == "engine" else f"{c.machine}:{c.key}",
+        "from": c.src,
+        "to": c.dst,
+        "cause": c.cause,
+    }

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .. import schema as S
 from ..registry import Registry
+from ..results.stats import Spool
 from ..state.fsm import Change, Machine
 from ..state.tables import EngineState
 from .market import MarketState
@@ -50,7 +51,7 @@ class EngineParts:
     reconcile_requested: bool
     last_entry_ns: int
     stop_new: bool  # set at the end of a run: no new opportunities
-    residual_history: list[tuple[int, float]]  # (ts, total residual USDT) at each change
+    residual_history: Spool[tuple[int, float]]  # (ts, total residual USDT) at each change, the newest
     slicing: dict[int, SliceParent]  # `sliced` opportunities still sending slices, by parent id
     slice_ends: dict[str, int]  # sliced opportunities ended, by why
 

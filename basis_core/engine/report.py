@@ -1,8 +1,21 @@
-"""The end of a run: report.json, results.sqlite and report.html in the run directory."""
+"""The end of a run: report.json, results.sqlite and report.html in the run directory.
+
+The streams a run only appends to (state transitions, residual exposure, anomalies) are not
+held whole in memory: the core keeps the newest of each (core.py TRANSITIONS_KEPT ...) and
+`StreamFiles`, attached by the runner to the core whose results it writes, appends every item
+to RUN_DIR/streams/NAME.jsonl as it comes. results.sqlite gets every one of them from there;
+report.json lists the newest (`state_transitions`, `anomalies`) beside the run's totals
+(`state_transitions_total`, `anomalies_total`).
+"""
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
 
 from basis_core.venue import OrderStatus
 
@@ -18,7 +31,12 @@ from ..results.record import (
 from ..results.report import write_html
 from ..results.reportjson import write_report
 from ..results.shortfall import Fill, Plan, Shortfall, shortfall, totals
+from ..results.stats import Spool
+from ..state.fsm import Change
 from ..state.tables import OrderState, VenueState
+from .core import merged_changes, transition_dict
+
+STREAMS_DIR = "streams"
 
 _STATUS = {
     OrderState.FILLED: OrderStatus.FILLED,
@@ -146,7 +164,9 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         "asymmetric_episodes": int(c.asymmetric_episodes),
         "unwinds": int(c.unwinds),
         "max_residual_exposure_usdt": float(c.max_residual_usdt),
+        # the newest the core holds (and every position's); all of them in results.sqlite
         "state_transitions": core.transitions_as_dicts(),
+        "state_transitions_total": core.transitions_total,
         "reconciliation": recon,
         "realized_pnl_usdt": acct["realized_pnl_usdt"],
         "fees_usdt": acct["fees_usdt"],
@@ -165,7 +185,8 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         # ended outside policy (`basis run` exits 3)
         "open_positions": open_positions(core),
         "late_fills": core.orders.late_fills,
-        "anomalies": list(core.counters.anomalies),
+        "anomalies": list(core.counters.anomalies),  # the newest ANOMALIES_KEPT
+        "anomalies_total": core.counters.anomalies.count,
         # fills charged in another asset after a venue's fee asset ran out, per venue
         "fee_asset_fallbacks": dict(core.counters.fee_asset_fallbacks),
         "fills_booked_late": len(runner.unbooked_fills),
@@ -204,7 +225,7 @@ def write_run(runner, cfg, run_dir: Path, wall_s: float, world_digest: str = "")
     run_dir = Path(run_dir)
     steps = (
         ("report.json", lambda: write_report(run_dir / "report.json", report)),
-        ("results.sqlite", lambda: _write_results(runner, cfg, run_dir, report["state_transitions"])),
+        ("results.sqlite", lambda: _write_results(runner, cfg, run_dir)),
         ("report.html", lambda: write_html(run_dir)),
     )
     failed: list[tuple[str, Exception]] = []
@@ -213,6 +234,8 @@ def write_run(runner, cfg, run_dir: Path, wall_s: float, world_digest: str = "")
             step()
         except Exception as exc:  # every output is attempted; the failures are raised below
             failed.append((name, exc))
+    if getattr(runner, "streams", None) is not None:
+        runner.streams.flush()
     if failed:
         raise ResultsError(
             f"{run_dir}: " + "; ".join(f"{name} not written: {exc}" for name, exc in failed)
@@ -220,13 +243,27 @@ def write_run(runner, cfg, run_dir: Path, wall_s: float, world_digest: str = "")
     return report
 
 
-def _write_results(runner, cfg, run_dir: Path, transitions: list[dict]) -> None:
+def all_transitions(runner) -> Iterator[dict]:
+    """Every state change of the run, by time, as report.json lists them: the engine's and
+    venues' from the run's stream file (the core's window when it has none), merged with
+    every position's."""
+    core, streams = runner.core, getattr(runner, "streams", None)
+    if streams is None:
+        yield from core.transitions_as_dicts()
+        return
+    positions = merged_changes((), core.positions.values())
+    for c in heapq.merge(streams.read("transitions"), positions, key=lambda c: c.t_ns):
+        yield transition_dict(c)
+
+
+def _write_results(runner, cfg, run_dir: Path) -> None:
     core = runner.core
+    streams = getattr(runner, "streams", None)
     run_id = run_dir.name
     runner.book_opportunities()
     with ResultsDB(run_dir / "results.sqlite") as db:
         db.start_run(run_id, cfg.run.name, cfg.run.seed, core.market.start_ns)
-        for t in transitions:
+        for t in all_transitions(runner):
             machine, _, key = t["machine"].partition(":")
             db.record_transition(run_id, t["t"], machine, key, t["from"], t["to"], t["cause"])
         for o in core.orders.orders.values():
@@ -235,7 +272,8 @@ def _write_results(runner, cfg, run_dir: Path, transitions: list[dict]) -> None:
             )
         outcomes = {p.opp_id: outcome_of(p, core.orders.orders) for p in core.positions.values()}
         record_ledger(db, run_id, runner.ledger, outcomes)
-        db.replace_series(run_id, SERIES_RESIDUAL, core.residual_history)
+        residuals = streams.read("residual") if streams is not None else core.residual_history
+        db.replace_series(run_id, SERIES_RESIDUAL, residuals)
         record_exceptions(db, run_id, runner.reconciler.log.entries)
         record_latency(db, run_id, core.counters.decision_ns or [0])
         for row in shortfall_rows(core, runner.ledger):
@@ -243,3 +281,88 @@ def _write_results(runner, cfg, run_dir: Path, transitions: list[dict]) -> None:
         db.end_run(run_id, core.now)
         db.commit()
         db.seal()
+
+
+# -- the run's append-only streams on disk --------------------------------------------------------
+
+
+def _streams_of(core) -> dict[str, tuple[Spool, Callable[[Any], Any], Callable[[Any], Any]]]:
+    """name -> (the core's spool, item -> JSON value, JSON value -> item)."""
+    return {
+        "transitions": (
+            core.transitions,
+            lambda c: [c.t_ns, c.machine, c.key, c.src, c.dst, c.event, c.cause],
+            lambda v: Change(*v),
+        ),
+        "residual": (core.residual_history, list, tuple),
+        "anomalies": (core.counters.anomalies, str, str),
+    }
+
+
+class StreamFiles:
+    """Every item of the core's spools, one JSON line each, in RUN_DIR/streams/NAME.jsonl.
+
+    Attaching keeps the file's first `spool.count` complete lines (a core restored from a
+    checkpoint and the journal after it has made exactly those; what a first life wrote past
+    them is made again) and adds the ones the file lacks from the window (a process that died
+    before writing its buffer). Items neither in the file nor in the window any more are
+    counted in `lost` (a restart that replayed more than a window since its last write)."""
+
+    def __init__(self, run_dir: Path, core):
+        self.dir = Path(run_dir) / STREAMS_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.lost: dict[str, int] = {}
+        self._files: dict[str, BinaryIO] = {}
+        self._decode: dict[str, Callable[[Any], Any]] = {}
+        self._spools: list[Spool] = []
+        for name, (spool, encode, decode) in _streams_of(core).items():
+            self._attach(name, spool, encode)
+            self._decode[name] = decode
+
+    def _attach(self, name: str, spool: Spool, encode: Callable[[Any], Any]) -> None:
+        path = self.dir / f"{name}.jsonl"
+        kept = end = 0
+        if path.exists():
+            with path.open("rb") as old:
+                for line in old:
+                    if kept == spool.count or not line.endswith(b"\n"):
+                        break
+                    kept += 1
+                    end += len(line)
+        f: BinaryIO = path.open("r+b" if path.exists() else "wb")
+        f.truncate(end)
+        f.seek(end)
+        items, lost, _ = spool.since(kept)
+        if lost:
+            self.lost[name] = lost
+
+        def write(item: Any) -> None:
+            f.write(orjson.dumps(encode(item)) + b"\n")
+
+        for item in items:
+            write(item)
+        self._files[name] = f
+        spool.sink = write
+        self._spools.append(spool)
+
+    def flush(self) -> None:
+        for f in self._files.values():
+            f.flush()
+
+    def read(self, name: str) -> Iterator[Any]:
+        """Every item of stream `name` so far, oldest first (read from its file)."""
+        f = self._files.get(name)
+        if f is not None:
+            f.flush()
+        decode = self._decode[name]
+        with (self.dir / f"{name}.jsonl").open("rb") as f:
+            for line in f:
+                yield decode(orjson.loads(line))
+
+    def close(self) -> None:
+        """Write what is buffered and stop (the spools keep their windows only from here on)."""
+        for spool in self._spools:
+            spool.sink = None
+        for f in self._files.values():
+            f.close()
+        self._files.clear()

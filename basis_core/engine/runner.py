@@ -39,6 +39,7 @@ from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
 from .io import VenueIO
 from .orders import ManagedOrder
 from .policy import PolicyConfig
+from .report import StreamFiles
 from .supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ class Runner:
         self.decisions = 0
         self.deposited = False
         self.unbooked_fills: list[str] = []
+        self.streams: StreamFiles | None = None  # made by `start` when the run has a directory
         self.opportunities_booked = 0  # the ledger knows every opportunity id up to this one
         self.next_reconcile_ns = 0
         self.next_progress_ns = 0
@@ -221,6 +223,11 @@ class Runner:
                 fixed_marks=self.fixed_marks,
                 builtin_signals=self.builtin_signals,
             )
+        # the core's append-only streams (transitions ...) go to the run directory as they come
+        run_dir = (
+            self.journal.directory.parent if self.journal is not None else getattr(self, "run_dir", None)
+        )
+        self.streams = StreamFiles(run_dir, self.core) if run_dir is not None else None
         # the starting inventory enters the engine as records, like everything else (replayable)
         for (venue, asset), amount in sorted(balances.items()):
             rec = S.empty(S.Kind.BALANCE_UPDATE)

@@ -62,8 +62,8 @@ class Sampler:
         self.samples = 0
 
     def _changes(self, core, now_ns: int) -> None:
-        new = core.transitions[self._transitions :]
-        self._transitions = len(core.transitions)
+        # a cursor into the run's changes: right after the core dropped old ones from its window
+        new, _, self._transitions = core.transitions.since(self._transitions)
         # only the open positions are kept: one entry per position ever opened would grow all run
         seen, self._position_changes = self._position_changes, {}
         for pos in core.open_positions.values():

@@ -321,7 +321,7 @@ class ResultsDB:
 
     def record_series(self, run_id: str, name: str, points: Iterable[tuple[int, float]]) -> None:
         self._db.executemany(
-            "INSERT INTO series VALUES (?,?,?,?)", [(run_id, name, int(t), _num(name, v)) for t, v in points]
+            "INSERT INTO series VALUES (?,?,?,?)", ((run_id, name, int(t), _num(name, v)) for t, v in points)
         )
 
     def replace_series(self, run_id: str, name: str, points: Iterable[tuple[int, float]]) -> None:

@@ -212,7 +212,8 @@ def summary(data: RunData) -> str:
     lines.append(f"  {'signals rejected':<32} {rej}")
     rec = ", ".join(f"{k}={v}" for k, v in sorted(r["reconciliation"].items())) or "none"
     lines.append(f"  {'reconciliation mismatches':<32} {rec}")
-    lines.append(f"  {'state transitions':<32} {len(r['state_transitions']):>18}")
+    n_transitions = r.get("state_transitions_total", len(r["state_transitions"]))  # the list: the newest
+    lines.append(f"  {'state transitions':<32} {n_transitions:>18}")
     sf = r.get("implementation_shortfall")
     if sf:
         lines.append(

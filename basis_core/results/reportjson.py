@@ -24,6 +24,10 @@ from .shortfall import TOTAL_KEYS as SHORTFALL_KEYS
 _INT, _NUM, _NNUM = "count", "number", "non-negative number"
 _TRANSITION_KEYS = ("t", "machine", "from", "to", "cause")
 
+#: `state_transitions` is what the engine still held at the end (its newest engine and venue
+#: changes, engine/core.py TRANSITIONS_KEPT, and every position's); a run writes beside it
+#: `state_transitions_total` (every change of the run, all of them in results.sqlite) and, for
+#: `anomalies` (the newest ANOMALIES_KEPT), `anomalies_total`.
 #: field -> kind. "count" = int >= 0; "number" = finite float; "non-negative number" = finite >= 0;
 #: "latency" = {p50, p99, p999} of non-negative numbers; "counts" = {str: count}; "transitions" =
 #: [{t, machine, from, to, cause}].

@@ -10,11 +10,17 @@ sample between 1 ns and 2**MAX_OCTAVE ns.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from ..errors import ResultsError
+
+T = TypeVar("T")
 
 #: the report's latency keys and their percentiles
 LATENCY_KEYS: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p99", 99.0), ("p999", 99.9))
@@ -100,3 +106,75 @@ class LatencyHistogram:
     def percentiles(self) -> dict[str, float]:
         """{p50, p99, p999} (all 0.0 for no samples)."""
         return {key: self.percentile(q) for key, q in LATENCY_KEYS}
+
+
+class Spool(Generic[T]):
+    """A stream a run only appends to (state transitions, residual exposure, anomalies), held
+    bounded: the newest `window` items in memory, `count` of all there were, and every item
+    handed to `sink` as it comes (engine/report.py attaches one that writes it to the run
+    directory; a core without one, like the engine process's or a replay's, keeps the window).
+
+    Iterating, `len` and indexing see the window. A reader that follows the stream keeps a
+    cursor (a `count` it has seen) and asks `since(cursor)`: positions count from the start
+    of the run, so a cursor stays right when the oldest items leave the window. The sink is
+    not pickled (a checkpoint holds the window and the count)."""
+
+    __slots__ = ("count", "sink", "window")
+
+    def __init__(self, window: int, items: Iterable[T] = ()):
+        if window < 1:
+            raise ResultsError(f"a spool's window must be >= 1, got {window}")
+        self.window: deque[T] = deque(maxlen=window)
+        self.count = 0
+        self.sink: Callable[[T], None] | None = None
+        for item in items:
+            self.append(item)
+
+    def append(self, item: T) -> None:
+        self.count += 1
+        self.window.append(item)
+        if self.sink is not None:
+            self.sink(item)
+
+    @property
+    def first(self) -> int:
+        """The run position of the oldest item still in the window."""
+        return self.count - len(self.window)
+
+    def since(self, cursor: int) -> tuple[list[T], int, int]:
+        """(the items from run position `cursor` on still held, how many after `cursor` left
+        the window unseen, the new cursor). A cursor past `count` (a reader of a core that was
+        replaced by a shorter one) starts over from the window."""
+        if cursor > self.count:
+            cursor = 0
+        first = self.first
+        start = max(cursor, first)
+        return list(itertools.islice(self.window, start - first, None)), start - cursor, self.count
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.window)
+
+    def __len__(self) -> int:
+        return len(self.window)
+
+    def __getitem__(self, i: int) -> T:
+        return self.window[i]
+
+    def __getstate__(self):
+        return (list(self.window), self.window.maxlen, self.count)
+
+    def __setstate__(self, state) -> None:
+        items, window, count = state
+        self.window = deque(items, maxlen=window)
+        self.count = count
+        self.sink = None
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Spool)
+            and self.count == other.count
+            and self.window.maxlen == other.window.maxlen
+            and list(self.window) == list(other.window)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
