@@ -363,3 +363,37 @@ def test_published_limits_no_request_could_fit_are_a_config_error_at_start():
         assert ei.value.path == "venues.emu.endpoints.markets"  # weighs 20 > 90 % of 22
 
     run(body())
+
+
+def test_the_rest_fill_poll_takes_a_quarter_of_the_weight_and_orders_are_not_kept_waiting():
+    """user_data "rest" polls the trade list (weight 20, a request per instrument) no faster than
+    a quarter of the weight pool refills: polled every poll_s (0.05 s here, 0.1 s in a run) it took
+    more than the venue's whole budget, and queries go before entries, so orders waited behind it
+    for seconds."""
+    limits = RateLimitsConfig(weight_limit=4800, weight_window_s=60.0)
+
+    async def body():
+        async with venue(limits=limits, user_data="rest") as (emu, v, _):
+            v.poll_s = 0.05
+            assert v.fill_poll_s() == pytest.approx(2 * 20 * 60 / (0.9 * 4800 * 0.25))  # 2.2 s
+            polled_from = len(statuses(emu, "/api/v3/myTrades"))
+
+            async def follow():
+                async for _ in v.user_events():
+                    pass
+
+            task = asyncio.create_task(follow())
+            try:
+                await asyncio.sleep(0.5)
+                t0 = time.monotonic()
+                placed = await v.submit(buy("7", price=40_000.0))
+                assert placed.status is OrderStatus.OPEN and time.monotonic() - t0 < 0.5
+                await asyncio.sleep(2.2)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            polls = len(statuses(emu, "/api/v3/myTrades")) - polled_from
+            assert 2 <= polls <= 4  # the first read and one poll (2 instruments), not 2 x 54
+
+    run(body())

@@ -70,6 +70,7 @@ from .constants import (
     BAN_STATUS,
     BAN_UNTIL,
     ENDPOINT_NAMES,
+    FILL_POLL_SHARE,
     VENUE_MESSAGES,
     ErrorRule,
     rule_for,
@@ -861,8 +862,16 @@ class CcxtVenue(Venue):
             for t in tasks:
                 t.cancel()
 
+    def fill_poll_s(self) -> float:
+        """The REST fill poll's period: `poll_s`, or longer where polling that often (one trade
+        list request per instrument) would take more than FILL_POLL_SHARE of a pool the trade
+        list draws (the limits learned at start)."""
+        limits = self.gate.limits
+        each = limits.period_s("fills", FILL_POLL_SHARE) if limits else 0.0
+        return max(self.poll_s, each * len(self._instruments))
+
     async def user_events(self) -> AsyncIterator:
-        """Our fills, polled every `poll_s` from the venue's trade history ("rest"); with
+        """Our fills, polled every `fill_poll_s()` from the venue's trade history ("rest"); with
         user_data "ws", our order updates, fills and balances as the venue pushes them, REST as
         the backstop (streams.UserStream)."""
         if self.user_stream is not None:
@@ -873,7 +882,7 @@ class CcxtVenue(Venue):
         cursor = page.cursor
         while not self._closed.is_set():
             try:
-                await asyncio.wait_for(self._closed.wait(), self.poll_s)
+                await asyncio.wait_for(self._closed.wait(), self.fill_poll_s())
                 return
             except TimeoutError:
                 pass

@@ -154,6 +154,10 @@ BINANCE_ENDPOINTS = {
     "order_fills": {"weight_1m": 5},  # myTrades of one order (orderId given)
 }
 
+#: the share of a pool's refill the REST fill poll (user_data "rest") may take: polled every
+#: `poll_s`, Binance spot's trade list (weight 20) would take twice the whole request weight at
+#: 0.1 s, and every order queued behind those polls (queries go first) would wait for seconds
+FILL_POLL_SHARE = 0.25
 #: the share of a venue's published limit we allow ourselves (the defaults above are Binance's
 #: at this share); a published limit lower than a configured one replaces it at start
 LIMIT_SHARE = 0.9

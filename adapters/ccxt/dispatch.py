@@ -160,6 +160,15 @@ class Limits:
             self.names,
         )
 
+    def period_s(self, endpoint: str, share: float) -> float:
+        """The shortest period at which a request through `endpoint`, repeated, takes no more than
+        `share` of the refill of any pool it draws (0 when it draws none)."""
+        weights = self.endpoints.get(endpoint, {})
+        return max(
+            (w * p.window_s / (p.limit * share) for n, w in weights.items() if (p := self.pools.get(n))),
+            default=0.0,
+        )
+
     def learn(self, published: Iterable[Published]) -> Limits:
         """These limits with the venue's published ones applied: a pool of the same kind and window
         is lowered to `share` of the published limit when that is lower; a published window no
