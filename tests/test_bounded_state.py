@@ -143,7 +143,7 @@ def test_stream_files_fill_what_a_dead_writer_lost_from_the_window_and_count_the
 # -- a whole run with small windows -------------------------------------------------------------
 
 
-def _cfg(tmp: Path):
+def _cfg():
     data = tomllib.loads(Path(DEFAULT).read_text())
     data["journal"]["checkpoint_every_records"] = 20_000
     data["journal"]["checkpoint_keep"] = 2
@@ -168,13 +168,13 @@ def runs(tmp_path_factory):
     it makes of each stream. (run dir, report) of each."""
     base = tmp_path_factory.mktemp("bounded")
     full = base / "full"
-    report_full = run_simulated(_cfg(base), full, progress=lambda line: None)
+    report_full = run_simulated(_cfg(), full, progress=lambda line: None)
     mp = pytest.MonkeyPatch()
     try:
         for name, n in SMALL.items():
             mp.setattr(core_mod, name, n)
         small = base / "small"
-        report_small = run_simulated(_cfg(base), small, progress=lambda line: None)
+        report_small = run_simulated(_cfg(), small, progress=lambda line: None)
     finally:
         mp.undo()
     return (full, report_full), (small, report_small)
@@ -197,6 +197,7 @@ def test_a_run_with_more_transitions_than_the_window_keeps_every_one_in_its_resu
     assert len(report["state_transitions"]) < report["state_transitions_total"]
     assert report["state_transitions"][-1] == rep_full["state_transitions"][-1]
     assert report["anomalies_total"] == len(report["anomalies"]) == 0
+    assert report["streams_incomplete"] == {}
 
 
 def test_checkpoints_and_replays_rebuild_the_trimmed_state(runs, monkeypatch):

@@ -187,6 +187,8 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         "late_fills": core.orders.late_fills,
         "anomalies": list(core.counters.anomalies),  # the newest ANOMALIES_KEPT
         "anomalies_total": core.counters.anomalies.count,
+        # items a restart could not write to RUN_DIR/streams (StreamFiles.lost), by stream: none
+        "streams_incomplete": dict(runner.streams.lost) if getattr(runner, "streams", None) else {},
         # fills charged in another asset after a venue's fee asset ran out, per venue
         "fee_asset_fallbacks": dict(core.counters.fee_asset_fallbacks),
         "fills_booked_late": len(runner.unbooked_fills),
