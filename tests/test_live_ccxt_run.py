@@ -1,5 +1,6 @@
 """`basis run` on live ccxt venues: two exchange emulators started by the documented command
-(`basis emulator`), traded through real ccxt over loopback (examples/live-local.toml)."""
+(`basis emulator`: alpha Binance spot, beta Binance USDⓈ-M), traded through real ccxt over
+loopback (examples/live-local.toml)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import ccxt.async_support as ccxt_async
 import pytest
 
+from adapters.ccxt.client import rewrite_urls
 from adapters.ccxt.emulate import serve_venue, write_secrets
 from adapters.ccxt.world import CcxtWorld, check_fees, check_rules
 from adapters.emulator.harness import binance_client
@@ -34,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "live-local.toml"
 BASIS = [str(Path(sys.executable).with_name("basis"))]
 VENUES = ("alpha", "beta")
+#: the example's venues: emulator kind, ccxt exchange id, unified symbol
+KINDS = {"alpha": ("spot", "binance", "BTC/USDT"), "beta": ("usdm", "binanceusdm", "BTC/USDT:USDT")}
 
 
 def _start_emulator(config: Path, venue: str, kind: str = "spot") -> subprocess.Popen:
@@ -65,7 +70,7 @@ def _served(cfg, venue: str, secrets_out: Path):
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    served = serve_venue(cfg, venue)
+    served = serve_venue(cfg, venue, KINDS[venue][0])
     asyncio.run_coroutine_threadsafe(served.start(), loop).result(30)
     write_secrets(secrets_out, served.key, served.secret)
     try:
@@ -89,15 +94,16 @@ def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> int:
 
 @pytest.fixture
 def emulated(tmp_path):
-    """A copy of live-local.toml (short run) and two emulators serving its venues."""
+    """A copy of live-local.toml (short run) and two emulators serving its venues: alpha spot,
+    beta USDⓈ-M."""
     config = tmp_path / "live.toml"
     config.write_text(EXAMPLE.read_text().replace("duration_s = 60.0", "duration_s = 12.0"))
     procs, urls = {}, {}
     try:
         for venue in VENUES:  # both start at once
-            procs[venue] = _start_emulator(config, venue)
+            procs[venue] = _start_emulator(config, venue, KINDS[venue][0])
         for venue in VENUES:
-            urls[venue] = _listening(procs[venue], venue)
+            urls[venue] = _listening(procs[venue], venue, KINDS[venue][0])
         text = config.read_text()
         for venue, port in (("alpha", 8701), ("beta", 8702)):
             text = text.replace(f"http://127.0.0.1:{port}", urls[venue])
@@ -110,24 +116,44 @@ def emulated(tmp_path):
                 proc.wait(10)
 
 
-async def _venue_trades(urls: dict, secrets_dir: Path) -> dict[str, tuple[list, list]]:
-    """Our trades and open orders on each emulator, asked through ccxt with the written keys."""
+def _client(venue: str, url: str, secrets_dir: Path):
+    """A real ccxt client of the venue's exchange on its emulator, with the written keys."""
+    keys = tomllib.loads((secrets_dir / f"{venue}.secrets.toml").read_text())
+    if KINDS[venue][1] == "binance":
+        return binance_client(url, keys["api_key"], keys["secret"], timeout_ms=5000)
+    options = {"fetchCurrencies": False, "fetchMargins": False}
+    ex = ccxt_async.binanceusdm(
+        {"apiKey": keys["api_key"], "secret": keys["secret"], "timeout": 5000, "options": options}
+    )
+    ex.urls["api"] = rewrite_urls(ex.urls["api"], url)
+    return ex
+
+
+async def _venue_side(urls: dict, secrets_dir: Path) -> dict[str, tuple[list, list, float]]:
+    """Our trades, open orders and perp position (0 on spot) on each emulator, through ccxt."""
     out = {}
     for venue, url in urls.items():
-        keys = tomllib.loads((secrets_dir / f"{venue}.secrets.toml").read_text())
-        ex = binance_client(url, keys["api_key"], keys["secret"], timeout_ms=5000)
+        symbol = KINDS[venue][2]
+        ex = _client(venue, url, secrets_dir)
         try:
             await ex.load_markets()
+            position = 0.0
+            if KINDS[venue][0] == "usdm":
+                for p in await ex.fetch_positions([symbol]):
+                    position += float(p["info"]["positionAmt"])
             out[venue] = (
-                await ex.fetch_my_trades("BTC/USDT", params={"limit": 1000}),
-                await ex.fetch_open_orders("BTC/USDT"),
+                await ex.fetch_my_trades(symbol, params={"limit": 1000}),
+                await ex.fetch_open_orders(symbol),
+                position,
             )
         finally:
             await ex.close()
     return out
 
 
-def test_basis_run_trades_two_emulated_exchanges_and_ends_normal_and_reconciled(emulated):
+def test_basis_run_trades_spot_against_a_perp_on_two_emulated_exchanges_ends_normal_and_reconciled(
+    emulated,
+):
     config, procs, urls = emulated
     for venue in VENUES:
         mode = (config.parent / f"{venue}.secrets.toml").stat().st_mode
@@ -150,17 +176,29 @@ def test_basis_run_trades_two_emulated_exchanges_and_ends_normal_and_reconciled(
     assert report["open_positions"] == []
     assert report["orders_submitted"] >= 2 and report["orders_filled"] >= 2
     assert report["hedges_completed"] >= 1
+    # basis trades: spot on alpha against the perp on beta, each one filled on both venues
+    traded = db.execute(
+        "SELECT o.opportunity_id FROM opportunities o WHERE o.strategy = 'basis' AND"
+        " (SELECT COUNT(DISTINCT f.venue) FROM fills f WHERE f.opportunity_id = o.opportunity_id) = 2"
+    ).fetchall()
+    assert traded, db.execute(
+        "SELECT strategy, outcome, COUNT(*) FROM opportunities GROUP BY 1, 2"
+    ).fetchall()
     # what the venues say: every fill the run booked is a trade on the emulator, and the other
-    # way round; nothing is left working there
-    venue_side = asyncio.run(_venue_trades(urls, config.parent))
-    for venue, (trades, still_open) in venue_side.items():
+    # way round; nothing is left working there; the perp position is the one the fills booked
+    venue_side = asyncio.run(_venue_side(urls, config.parent))
+    for venue, (trades, still_open, position) in venue_side.items():
         booked = sorted(
             (str(fid), round(qty, 8))
             for fid, qty in db.execute("SELECT fill_id, qty FROM fills WHERE venue = ?", (venue,))
         )
         assert sorted((str(t["id"]), round(t["amount"], 8)) for t in trades) == booked
         assert still_open == []
-    assert any(trades for trades, _ in venue_side.values())
+    ((ledger_perp,),) = db.execute(
+        "SELECT COALESCE(SUM(CASE WHEN LOWER(side) = 'buy' THEN qty ELSE -qty END), 0) FROM fills"
+        " WHERE venue = 'beta' AND instrument = 'beta-BTCUSDT'"
+    ).fetchall()
+    assert venue_side["beta"][2] == pytest.approx(ledger_perp, abs=1e-8)
     for key in ("api_key", "secret"):  # the written credentials are in no file of the run
         value = tomllib.loads((config.parent / "alpha.secrets.toml").read_text())[key]
         for path in run_dir.rglob("*"):
@@ -258,9 +296,14 @@ def test_the_emulator_command_refuses_what_it_cannot_serve(tmp_path, capsys):
 
     out = tmp_path / "s.toml"
     base = ["emulator", "--config", str(EXAMPLE), "--secrets-out", str(out)]
-    assert main([*base, "--kind", "usdm", "--venue", "beta"]) == 1
+    assert main([*base, "--kind", "usdm", "--venue", "alpha"]) == 1
     assert (
-        "instruments.beta-BTCUSDT.kind: the usdm emulator lists perp instruments only"
+        "instruments.alpha-BTCUSDT.kind: the usdm emulator lists perp instruments only"
+        in capsys.readouterr().err
+    )
+    assert main([*base, "--kind", "spot", "--venue", "beta"]) == 1
+    assert (
+        "instruments.beta-BTCUSDT.kind: the spot emulator lists spot instruments only"
         in capsys.readouterr().err
     )
     assert main([*base, "--venue", "gamma"]) == 1
@@ -280,19 +323,11 @@ def test_the_emulator_command_refuses_what_it_cannot_serve(tmp_path, capsys):
 
 
 def _usdm_config(tmp_path: Path, taker_bps: float = 4.0):
-    """live-local.toml with beta as a USDⓈ-M venue (one BTCUSDT perp, 5x)."""
+    """live-local.toml (beta a USDⓈ-M venue: one BTCUSDT perp, 5x) with beta's taker fee."""
     text = EXAMPLE.read_text()
-    text = text.replace(
-        "taker_fee_bps = 7.5\nmaker_fee_bps = 1.0\nbalances = { USDT = 200000.0, BTC = 4.0 }",
-        f"taker_fee_bps = {taker_bps}\nmaker_fee_bps = 2.0\nbalances = {{ USDT = 200000.0 }}",
-    )
-    text = text.replace(
-        '[venues.beta.ccxt]\nexchange = "binance"', '[venues.beta.ccxt]\nexchange = "binanceusdm"'
-    )
-    text = text.replace(
-        '[instruments.beta-BTCUSDT]\nvenue = "beta"\nsymbol = "BTC/USDT"',
-        '[instruments.beta-BTCUSDT]\nvenue = "beta"\nsymbol = "BTC/USDT:USDT"\nkind = "perp"\nleverage = 5.0',
-    )
+    old = "taker_fee_bps = 4.0\nmaker_fee_bps = 2.0"
+    assert text.count(old) == 1
+    text = text.replace(old, f"taker_fee_bps = {taker_bps}\nmaker_fee_bps = 2.0")
     path = tmp_path / f"usdm-{taker_bps:g}.toml"
     path.write_text(text)
     return load(path)
