@@ -423,3 +423,38 @@ def test_an_order_basis_did_not_place_is_found_at_start_and_left_alone(tmp_path)
     )
     assert found.fetchall() == [("alpha:byhand1", "foreign order at the venue (not placed by basis)")]
     assert [o["clientOrderId"] for o in still_open] == ["byhand1"]
+
+
+@pytest.mark.parametrize(
+    "exchange, host",
+    [
+        ("binance", "https://testnet.binance.vision/api/v3/"),
+        ("binanceusdm", "https://testnet.binancefuture.com/fapi/"),
+    ],
+)
+def test_sandbox_sends_every_request_to_the_binance_testnet(monkeypatch, exchange, host):
+    """`sandbox = true` applies ccxt's set_sandbox_mode before the first request: what the client
+    sends goes to the testnet (caught here before it leaves: this machine has no internet)."""
+    from adapters.ccxt import CcxtVenue, Credentials
+    from adapters.ccxt.config import from_dict
+    from basis_core.errors import VenueError
+
+    sent: list[str] = []
+
+    async def fetch(self, url, method="GET", headers=None, body=None):
+        sent.append(url)
+        raise ccxt_async.NetworkError(f"{self.id} {method} {url}: no network in this test")
+
+    monkeypatch.setattr(ccxt_async.Exchange, "fetch", fetch)
+    config = from_dict({"exchange": exchange, "sandbox": True, "instruments": {"X": "BTC/USDT"}})
+    venue = CcxtVenue("live", config, Credentials("key-for-the-testnet-1", "secret-for-the-testnet-1"))
+
+    async def start():
+        try:
+            with pytest.raises(VenueError):  # typed, as any failed call
+                await venue.start()
+        finally:
+            await venue.close()
+
+    asyncio.run(start())
+    assert sent and all(url.startswith(host) for url in sent), sent
