@@ -458,3 +458,33 @@ def test_sandbox_sends_every_request_to_the_binance_testnet(monkeypatch, exchang
 
     asyncio.run(start())
     assert sent and all(url.startswith(host) for url in sent), sent
+
+
+def test_on_the_spot_testnet_the_fees_are_not_checked_and_elsewhere_a_failed_fee_call_is_typed(monkeypatch):
+    """ccxt has no testnet URL for Binance spot's /sapi fee call: with `sandbox = true` the start
+    gets no fees to hold against the config (rather than stopping on ccxt's NotSupported); off
+    the testnet the call is made, and its failure is a typed venue error."""
+    from adapters.ccxt import CcxtVenue, Credentials
+    from adapters.ccxt.config import from_dict
+    from basis_core.errors import VenueError
+
+    async def fetch(self, url, method="GET", headers=None, body=None):
+        raise ccxt_async.NetworkError(f"{self.id} {method} {url}: no network in this test")
+
+    monkeypatch.setattr(ccxt_async.Exchange, "fetch", fetch)
+
+    async def fees(sandbox: bool):
+        cfg = from_dict({"exchange": "binance", "sandbox": sandbox, "instruments": {"X": "BTC/USDT"}})
+        venue = CcxtVenue("live", cfg, Credentials("key-for-the-testnet-1", "secret-for-the-testnet-1"))
+        ex = ccxt_async.binance({"apiKey": "key-for-the-testnet-1", "secret": "secret-for-the-testnet-1"})
+        ex.set_sandbox_mode(sandbox)
+        ex.set_markets([])  # start() loads them: not the call under test
+        venue._ex = ex  # the client start() builds, without its network calls
+        try:
+            return await venue.trading_fees()
+        finally:
+            await ex.close()
+
+    assert asyncio.run(fees(True)) == {}
+    with pytest.raises(VenueError):
+        asyncio.run(fees(False))

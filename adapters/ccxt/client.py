@@ -277,11 +277,18 @@ class CcxtVenue(Venue):
 
     async def trading_fees(self) -> dict[str, tuple[float, float]]:
         """Our (maker, taker) fees in bps per instrument, as the venue reports them (ccxt's
-        fetch_trading_fees); {} when the exchange has no such call. Typed errors only."""
+        fetch_trading_fees); {} when the exchange has no such call, or not on these endpoints
+        (Binance spot's testnet: ccxt has no sandbox URL for the /sapi fee call). Typed errors
+        only."""
         ex = self._ex_or_fail()
         if not ex.has.get("fetchTradingFees"):
             return {}
-        fees = await self._call(R.OP_MARKETS, "markets", R.QUERY, ex.fetch_trading_fees)
+        try:
+            fees = await self._call(R.OP_MARKETS, "markets", R.QUERY, ex.fetch_trading_fees)
+        except VenueError as exc:
+            if exc.code == "not_supported":
+                return {}
+            raise
         out = {}
         for name, info in self._instruments.items():
             fee = fees.get(info.symbol) if isinstance(fees, dict) else None
