@@ -234,7 +234,8 @@ class CcxtVenue(Venue):
             if ws_api and isinstance(urls_ws, dict):
                 urls_ws["ws-api"] = dict(urls_ws.get("ws-api") or {}, spot=ws_api)
             ex.basis_on_message = self.user_stream.on_message
-        perps.stand_in(ex, cfg.exchange, cfg.base_url, ws_url if cfg.market_data == "ws" else "")
+        streamed = "ws" in (cfg.market_data, cfg.user_data_mode)
+        perps.stand_in(ex, cfg.exchange, cfg.base_url, ws_url if streamed else "")
         ex.basis_on_response = self._on_response
         self._ex = ex
         try:

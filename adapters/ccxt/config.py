@@ -14,7 +14,7 @@ A `[venues.NAME.ccxt]`-shaped table (loaded with `basis_core.configio.build`):
     book_stale_ms = 1000            # "ws": a book with no message for this long is marked stale
     user_data = "auto"              # "ws": order updates and fills pushed on the venue's user
                                     # stream, REST the backstop; "rest": fills polled; "auto":
-                                    # "ws" when market_data is "ws" on binance (spot), else "rest"
+                                    # "ws" when market_data is "ws" on binance or binanceusdm, else "rest"
     ws_api_url = ""                 # WebSocket API base for the user stream (default: the
                                     # venue's, or ws://HOST:PORT/ws-api/v3 from base_url)
     instruments = { BTCUSDT = "BTC/USDT" }   # our instrument name -> ccxt unified symbol
@@ -198,7 +198,7 @@ class CcxtVenueConfig:
 
 
 #: exchanges whose websocket user stream the adapter follows (adapters/ccxt/streams.py)
-USER_STREAM_EXCHANGES = ("binance",)
+USER_STREAM_EXCHANGES = ("binance", "binanceusdm")
 
 
 def from_dict(data: dict, path: str = "") -> CcxtVenueConfig:

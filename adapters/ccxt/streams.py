@@ -14,7 +14,8 @@ subscribes again with backoff.
 
 **User data** (`UserStream`, user_data = "ws"). The venue pushes our order changes and fills
 (Binance spot: `executionReport` and `outboundAccountPosition` on the WebSocket API's
-`userDataStream.subscribe.signature`; USDⓈ-M: `ORDER_TRADE_UPDATE` on a listen-key stream).
+`userDataStream.subscribe.signature`; USDⓈ-M: `ORDER_TRADE_UPDATE` and `ACCOUNT_UPDATE` on a
+listen-key stream).
 ccxt.pro authenticates, subscribes and keeps the connection (`watch_orders`); the messages
 themselves are taken from the client's message hook as they arrive (ccxt's `watch_orders` /
 `watch_my_trades` would hand over an update that lands while their caller is busy only with
@@ -26,6 +27,18 @@ once, by trade id, whichever path saw them first. A lost connection ends the ite
 `RequestTimeout` (the venue goes SUSPECT through the io side's usual path, which subscribes
 again with backoff and so runs the backstop again). Events wait in a queue of at most
 `QUEUE_MAX`; past that they are dropped and the backstop runs instead.
+
+USDⓈ-M (`binanceusdm`, perps.LINEAR_ONLY): each subscription asks the venue for a listen key
+(`POST /fapi/v1/listenKey`, through the venue's gate like every request; the venue answers the
+live key when there is one, a fresh one after expiry) and hands it to ccxt.pro, whose
+`watch_orders` then connects to `<futures stream base>/private/ws?listenKey=`; the connection's
+opening is the venue's confirmation. The key is kept alive every `keepalive_s` (`PUT`); a
+refused keepalive or a `listenKeyExpired` event ends the subscription (RequestTimeout), and the
+next one takes a new key. Funding: an `ACCOUNT_UPDATE` with reason FUNDING_FEE makes the venue's
+income history be read at once (`Perps.funding_payments`, which passes each income on once by
+its id); the periodic read (`funding_poll_s`, and after each funding time) stays the backstop.
+Balances from `ACCOUNT_UPDATE` are not passed on: it carries the wallet but not what is
+available, so perp balances stay with `Perps.balances()`.
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ from basis_core.venue import (
 from basis_ext import router as R
 
 from . import parsing
+from .perps import LINEAR_ONLY
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import CcxtVenue
@@ -63,7 +77,17 @@ QUEUE_MAX = 10_000
 #: trade ids remembered for duplicate suppression (oldest forgotten first)
 SEEN_MAX = 100_000
 #: user-data events ccxt's binance family pushes that carry our orders or balances
-USER_EVENTS = ("executionReport", "ORDER_TRADE_UPDATE", "outboundAccountPosition")
+USER_EVENTS = (
+    "executionReport",
+    "ORDER_TRADE_UPDATE",
+    "outboundAccountPosition",
+    "ACCOUNT_UPDATE",
+    "listenKeyExpired",
+)
+#: a listen key is kept alive this often (Binance drops one left alone for 60 minutes)
+KEEPALIVE_S = 1200.0
+#: how often the perp funding backstop is considered while the stream is quiet
+FUNDING_CHECK_S = 1.0
 
 
 def stale_marker(venue: str, instrument: str) -> BookUpdate:
@@ -164,6 +188,11 @@ class UserStream:
         #: for tests and the status page: subscriptions made, fills found by the backstop
         self.subscriptions = 0
         self.backstop_fills = 0
+        #: USDⓈ-M: listen-key user stream (see module docstring)
+        self.linear = venue.config.exchange in LINEAR_ONLY
+        self.keepalive_s = KEEPALIVE_S
+        self.keepalives = 0
+        self._funding_now = False
 
     # -- the ccxt client's message hook (synchronous, on ccxt's receive loop) -------------------
 
@@ -190,11 +219,15 @@ class UserStream:
         watcher: asyncio.Future | None = None
         closed = asyncio.ensure_future(v._closed.wait())
         try:
-            await self._subscribed(ex)
-            watcher = asyncio.ensure_future(self._keep(ex))
+            if self.linear:
+                watcher = await self._subscribed_linear(ex)
+            else:
+                await self._subscribed(ex)
+                watcher = asyncio.ensure_future(self._keep(ex))
             self.subscriptions += 1
             for ev in await self._backstop():
                 yield ev
+            funding_s = FUNDING_CHECK_S if v._perps is not None else None
             while True:
                 while not queue.empty():
                     for ev in self._parse(ex, queue.get_nowait()):
@@ -203,13 +236,19 @@ class UserStream:
                     self._overflow = False
                     for ev in await self._backstop():
                         yield ev
+                for ev in await self._funding():
+                    yield ev
                 get = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({get, watcher, closed}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {get, watcher, closed}, timeout=funding_s, return_when=asyncio.FIRST_COMPLETED
+                )
                 if get in done:
                     for ev in self._parse(ex, get.result()):
                         yield ev
                     continue
                 get.cancel()
+                if not done:  # quiet: the funding backstop's turn
+                    continue
                 if closed in done:
                     return
                 while not queue.empty():  # what arrived before the connection was lost
@@ -228,8 +267,78 @@ class UserStream:
         while True:
             await ex.watch_orders()
 
+    async def _subscribed_linear(self, ex) -> asyncio.Future:
+        """USDⓈ-M: a listen key from the venue, handed to ccxt.pro, whose watch_orders connects
+        to its stream; returns the task that keeps the stream (and the key) once connected."""
+        v = self.v
+        got = await v._call(R.OP_MARKETS, "time", R.QUERY, ex.fapiPrivatePostListenKey)
+        key = got.get("listenKey") if isinstance(got, dict) else None
+        if not isinstance(key, str) or not key:
+            raise MalformedResponse(v.name, "malformed", "listen key answer without a listenKey")
+        # ccxt's authenticate takes this key as fresh and schedules no keepalive of its own
+        ex.options["linear"] = dict(
+            ex.safe_dict(ex.options, "linear", {}), listenKey=key, lastAuthenticatedTime=ex.milliseconds()
+        )
+        url = ex.get_private_ws_url("linear", key)
+        old = (ex.clients or {}).pop(url, None)  # the lost connection of an earlier subscription
+        if old is not None:
+            await old.close()
+        client = ex.client(url)
+        watcher = asyncio.ensure_future(self._keep_linear(ex, client))
+        timeout_s = max(5.0, 3 * v.config.timeout_ms / 1000.0)
+        connected = asyncio.ensure_future(asyncio.shield(client.connected))
+        done, _ = await asyncio.wait(
+            {connected, watcher}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        connected.cancel()
+        if connected in done and not connected.cancelled() and connected.exception() is None:
+            return watcher
+        if watcher in done:
+            raise self._lost(watcher)
+        watcher.cancel()
+        raise RequestTimeout(v.name, "user_stream", "user data stream not connected")
+
+    async def _keep_linear(self, ex, client) -> None:
+        """watch_orders again and again, and the listen key's keepalive beside it; a lost
+        connection or a keepalive the venue refuses ends it."""
+        keeper = asyncio.ensure_future(self._keepalive(ex))
+        try:
+            while True:
+                orders = asyncio.ensure_future(ex.watch_orders())
+                done, _ = await asyncio.wait({orders, keeper}, return_when=asyncio.FIRST_COMPLETED)
+                if keeper in done:
+                    orders.cancel()
+                    keeper.result()  # raises the keepalive's failure
+                orders.result()
+        finally:
+            keeper.cancel()
+
+    async def _keepalive(self, ex) -> None:
+        v = self.v
+        while True:
+            await asyncio.sleep(self.keepalive_s)
+            await v._call(R.OP_MARKETS, "time", R.QUERY, ex.fapiPrivatePutListenKey)
+            self.keepalives += 1
+            ex.options["linear"] = dict(
+                ex.safe_dict(ex.options, "linear", {}), lastAuthenticatedTime=ex.milliseconds()
+            )
+
+    async def _funding(self) -> list[UserEvent]:
+        """Perps: the funding payments booked since the last read, when a FUNDING_FEE update
+        arrived or the periodic read is due (`Perps.income_due`)."""
+        perps = self.v._perps
+        if perps is None:
+            return []
+        every_s = self.v.config.funding_poll_s
+        if not (self._funding_now or perps.income_due(int(time.time() * 1000), every_s)):
+            return []
+        self._funding_now = False
+        return list(await perps.funding_payments(every_s))
+
     def _lost(self, watcher: asyncio.Future) -> VenueError:
         exc = watcher.exception() if not watcher.cancelled() else None
+        if isinstance(exc, VenueError):  # the keepalive, refused
+            return RequestTimeout(self.v.name, "user_stream", f"listen key not kept alive: {exc}")
         if isinstance(exc, ccxt.BaseError):
             err = self.v._translate(exc)[0]
             if isinstance(err, RequestTimeout) or type(err) is VenueError:
@@ -272,6 +381,13 @@ class UserStream:
     def _parse(self, ex, msg: dict) -> list[UserEvent]:
         v = self.v
         now = time.time_ns()
+        if msg.get("e") == "listenKeyExpired":
+            raise RequestTimeout(v.name, "user_stream", "listen key expired")
+        if msg.get("e") == "ACCOUNT_UPDATE":
+            data = msg.get("a")
+            if isinstance(data, dict) and data.get("m") == "FUNDING_FEE":
+                self._funding_now = True
+            return []
         if msg.get("e") == "outboundAccountPosition":
             out: list[UserEvent] = []
             for row in msg.get("B") or ():

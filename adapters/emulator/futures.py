@@ -26,6 +26,15 @@ its funding model) set them; `apply_funding(symbol, rate, mark)` settles funding
 position at the mark (longs pay shorts when rate > 0), recorded as FUNDING_FEE income; funding
 is also settled by `update_funding` whenever a funding time (`funding_interval_s`) has passed.
 Histories (income, funding rates) keep their newest `HISTORY` entries.
+
+User data: `POST / PUT / DELETE /fapi/v1/listenKey` (API key, no signature; PUT and DELETE
+address the caller's live key) and the listen key's socket at `/private/ws?listenKey=k`, where
+ccxt.pro's binanceusdm connects (`userstream.UserStreams`). Every change of an order is one
+`ORDER_TRADE_UPDATE` (x NEW, TRADE with the last fill's qty, price, commission, trade id and
+realized profit, CANCELED, EXPIRED); a result with fills is followed by one `ACCOUNT_UPDATE`
+(reason ORDER: the margin asset's wallet, the traded symbol's position) per account holder it
+touched, and each funding payment by one `ACCOUNT_UPDATE` (reason FUNDING_FEE: the wallet and
+the payment as its balance change, no positions, as Binance sends it for cross margin).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import collections
 import dataclasses
 import math
 import time
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -46,6 +56,7 @@ from basis_core.venue import OrderStatus
 from . import wire
 from .limits import RateLimitsConfig
 from .server import Emulator, FeeSchedule, Placed, _Refused
+from .userstream import EXEC_TYPE
 
 #: Binance USDⓈ-M's fee tiers (VIP 0 .. 9) as (maker, taker) bps; an account's `feeTier` is the
 #: tier of its fees (0 when they are none of these), as /fapi/v1/accountConfig reports it
@@ -214,6 +225,57 @@ class FuturesFormatter(wire.Formatter):
             "updateTime": v.updated_ns // 1_000_000 or ms,
         }
 
+    def order_trade_update(
+        self,
+        v: OrderView,
+        x: str,
+        fill: MatchFill | None,
+        commission: float,
+        realized: float,
+        reduce_only: bool,
+        ms: int,
+    ) -> dict:
+        """The `o` of one ORDER_TRADE_UPDATE: one change `x` of order `v` (TRADE: `fill`)."""
+        otype, tif = TYPE[v.type]
+        last_qty = fill.qty if fill is not None else 0.0
+        last_px = fill.price if fill is not None else 0.0
+        return {
+            "s": self.spec.symbol,
+            "c": v.coid,
+            "S": wire.SIDE[v.side],
+            "o": otype,
+            "f": tif,
+            "q": self.qty(v.qty),
+            "p": self.px(v.price),
+            "ap": self.px(v.avg_price) if v.filled_qty else "0",
+            "sp": "0",
+            "x": x,
+            "X": STATUS[v.status],
+            "i": v.oid,
+            "l": self.qty(last_qty),
+            "z": self.qty(v.filled_qty),
+            "L": self.px(last_px),
+            "N": (fill.fee_asset or self.spec.quote) if fill is not None else self.spec.quote,
+            "n": _money(commission),
+            "T": (fill.ts_ns // 1_000_000) if fill is not None else (v.updated_ns // 1_000_000 or ms),
+            "t": fill.trade_id if fill is not None else 0,
+            "b": "0",
+            "a": "0",
+            "m": fill is not None and int(fill.liquidity) == 1,
+            "R": reduce_only,
+            "wt": "CONTRACT_PRICE",
+            "ot": otype,
+            "ps": "BOTH",
+            "cp": False,
+            "rp": _money(realized),
+            "pP": False,
+            "si": 0,
+            "ss": 0,
+            "V": "EXPIRE_MAKER",
+            "pm": "NONE",
+            "gtd": 0,
+        }
+
     def user_trade(self, f: MatchFill, oid: int, commission: float, realized: float) -> dict:
         return {
             "symbol": self.spec.symbol,
@@ -372,6 +434,7 @@ class FuturesEmulator(Emulator):
             for owner, atoms in self.exchange.apply_funding(symbol, mark, rate):
                 amount = -acc.to_float(self.margin_asset, atoms)
                 self._add_income(owner, symbol, "FUNDING_FEE", amount, now)
+                self._account_update(owner, "FUNDING_FEE", now, (), amount)
                 out.append((owner, amount))
             self._rates[symbol].append((now, rate, mark))
             return out
@@ -408,6 +471,18 @@ class FuturesEmulator(Emulator):
         the futures stream base); they are the emulator's depth stream."""
         if request.path.split("/")[1:3] in (["public", "ws"], ["market", "ws"]):
             return await self.streams.handle(request)
+        if request.path == "/private/ws":
+            return await self.users.handle_listen_key(request)
+        if request.path == "/fapi/v1/listenKey":  # API key, no signature
+            body = (await request.text()) if request.can_read_body else ""
+            params = dict(parse_qsl(request.query_string, keep_blank_values=True))
+            params.update(parse_qsl(body, keep_blank_values=True))
+            with self.lock:
+                status, out = self.users.rest(
+                    request.method, request.headers.get("X-MBX-APIKEY"), params, key_required=False
+                )
+            self.log.append((request.method, request.path, status))
+            return self._json(status, out)
         return await super()._handle(request)
 
     def _cost(self, method: str, path: str, params: dict) -> tuple[int, bool]:
@@ -452,6 +527,78 @@ class FuturesEmulator(Emulator):
             ms = f.ts_ns // 1_000_000
             self._add_income(f.owner, symbol, "REALIZED_PNL", pnl, ms, f.trade_id)
             self._add_income(f.owner, symbol, "COMMISSION", -self._commission(f), ms, f.trade_id)
+        self._publish(symbol, result)
+
+    # -- user data -------------------------------------------------------------------------------
+
+    def _publish(self, symbol: str, result: Result) -> None:
+        """The ORDER_TRADE_UPDATEs of one matching-engine result, then an ACCOUNT_UPDATE per
+        account holder it filled (under the lock; after `_absorb` kept each fill's PnL)."""
+        users = self.users
+        if not result.events or not users.has_subscribers():
+            return
+        fmt = self._fmt[symbol]
+        fills: dict[tuple[str, str], collections.deque[MatchFill]] = {}
+        for f in result.fills:
+            if f.owner != MARKET:
+                fills.setdefault((f.owner, f.coid), collections.deque()).append(f)
+        ms = self.now_ms()
+        filled: dict[str, None] = {}
+        for ev in result.events:
+            view = ev.order
+            x = EXEC_TYPE.get(ev.type)
+            if view.owner == MARKET or x is None or x == "REJECTED":
+                continue  # USDⓈ-M answers a refused order on the POST only
+            fill = None
+            if x == "TRADE":
+                queue = fills.get((view.owner, view.coid))
+                fill = queue.popleft() if queue else None
+                filled[view.owner] = None
+            reduce_only = (view.owner, symbol, view.coid) in self._reduce_only
+            pnl = self._pnl.get((view.owner, fill.trade_id), 0.0) if fill is not None else 0.0
+            commission = self._commission(fill) if fill is not None else 0.0
+            users.publish(
+                view.owner,
+                {
+                    "e": "ORDER_TRADE_UPDATE",
+                    "E": ms,
+                    "T": (fill.ts_ns if fill is not None else view.updated_ns) // 1_000_000 or ms,
+                    "o": fmt.order_trade_update(view, x, fill, commission, pnl, reduce_only, ms),
+                },
+            )
+        for owner in filled:
+            self._account_update(owner, "ORDER", ms, (symbol,))
+
+    def _account_update(
+        self, owner: str, reason: str, ms: int, symbols: tuple[str, ...], change: float = 0.0
+    ) -> None:
+        """One ACCOUNT_UPDATE of `owner` (under the lock): the margin asset's wallet, `change`
+        as its balance change (bc), and the positions of `symbols`."""
+        if not self.users.has_subscribers(owner):
+            return
+        wallet = _money(self._margin(owner)["wallet"])
+        positions = []
+        for sym in symbols:
+            qty, entry = self._position_nolock(owner, sym)
+            mark = self.mark(sym) or entry
+            positions.append(
+                {
+                    "s": sym,
+                    "pa": self.formats[sym].qty(qty),
+                    "ep": f"{entry:.8f}",
+                    "bep": f"{entry:.8f}",
+                    "cr": "0",
+                    "up": _money((mark - entry) * qty if qty else 0.0),
+                    "mt": "cross",
+                    "iw": "0",
+                    "ps": "BOTH",
+                }
+            )
+        balance = {"a": self.margin_asset, "wb": wallet, "cw": wallet, "bc": _money(change)}
+        self.users.publish(
+            owner,
+            {"e": "ACCOUNT_UPDATE", "E": ms, "T": ms, "a": {"m": reason, "B": [balance], "P": positions}},
+        )
 
     # -- margin --------------------------------------------------------------------------------
 
@@ -856,6 +1003,7 @@ class FuturesEmulator(Emulator):
                 raise _Refused(400, -2011, "Unknown order sent.")
             result = self.exchange.cancel(owner, sym, view.coid, time.time_ns())
             assert result.order is not None  # a cancel's result always holds its order
+            self._publish(sym, result)
             return self._view_body(owner, sym, result.order)
 
     async def _open_orders(self, owner, p):

@@ -17,8 +17,8 @@ Two ways in, both Binance's:
 Events. `publish(owner, event)` sends one event dict to every subscriber of that account
 holder: this is the interface for the futures emulator's `ORDER_TRADE_UPDATE` and
 `ACCOUNT_UPDATE` (its `/fapi/v1/listenKey` is `rest(..., key_required=False)`, its
-`/private/ws?listenKey=` route `handle_listen_key`; it inherits `Emulator.users`, whose
-`publish_result` would send spot events, so it publishes its own instead). For spot, `publish_result` turns one matching
+`/private/ws?listenKey=` route `handle_listen_key`; it publishes its own events and never calls
+`publish_result`, which sends spot's). For spot, `publish_result` turns one matching
 engine `Result` into `executionReport` events (NEW, TRADE with the last fill's qty, price,
 commission and trade id, CANCELED with the cancel's client id in `c` and the order's in `C`,
 EXPIRED, REJECTED) followed by one `outboundAccountPosition` per account it touched. The
@@ -56,7 +56,7 @@ MAX_QUEUED = 10_000
 #: Binance's listen key lifetime without a keepalive
 KEY_TTL_S = 3600.0
 
-_EXEC_TYPE = {
+EXEC_TYPE = {
     OrderEventType.ACK: "NEW",
     OrderEventType.PARTIAL_FILL: "TRADE",
     OrderEventType.FILL: "TRADE",
@@ -322,6 +322,12 @@ class UserStreams:
 
     # -- events ----------------------------------------------------------------------------------
 
+    def has_subscribers(self, owner: str | None = None) -> bool:
+        """Whether anyone (or `owner`) listens: publishers skip building events otherwise."""
+        if owner is None:
+            return any(self._subs.values())
+        return bool(self._subs.get(owner))
+
     def publish(self, owner: str, event: dict) -> None:
         """Send `event` to every subscriber of `owner` (any thread; under the emulator's lock)."""
         subs = self._subs.get(owner)
@@ -353,7 +359,7 @@ class UserStreams:
             view = ev.order
             if view.owner == MARKET or not self._subs.get(view.owner):
                 continue
-            x = _EXEC_TYPE.get(ev.type)
+            x = EXEC_TYPE.get(ev.type)
             if x is None:
                 continue
             fill = None
