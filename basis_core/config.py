@@ -10,6 +10,9 @@ Sections (all optional except where noted; defaults are safe for the embedded si
     [venues.NAME]  kind ("sim" | "ccxt" | "web3"), taker_fee_bps, maker_fee_bps,
                    fee_asset ("quote" | "received" | an asset such as "BNB"), fee_asset_price,
                    funding_interval_s, balances (table asset = amount),
+                   queue_model ("pro_rata" | "back": where other participants' cancels
+                   leave a price level's queue, ahead of our resting order or behind it;
+                   seeded by run.seed; adapters/sim/queue.py),
                    [venues.NAME.latency] request_ms, response_ms, jitter_ms, fill_ms, market_ms,
                    balance_lag_ms, timeout_ms
                    [venues.NAME.ccxt] (kind "ccxt") exchange, base_url, credentials ...
@@ -157,6 +160,13 @@ class VenueConfig:
     funding_interval_s: float = 28_800.0
     balances: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    #: simulated (and paper) venues: where other participants' cancels leave a price level that
+    #: holds our resting order (adapters/sim/queue.py). "pro_rata": each cancelled lot is any of
+    #: the level's other lots with equal probability (draws seeded by run.seed), so our place
+    #: improves by the share ahead of us on average; "back": cancels leave from the back of the
+    #: queue (behind us first). Either way we join the back, trades take the queue from the
+    #: front and growth joins behind us
+    queue_model: Literal["pro_rata", "back"] = "pro_rata"
     #: kind "ccxt": the `[venues.NAME.ccxt]` table (exchange, base_url, credentials ...), checked
     #: by adapters/ccxt/config.py when the run builds the venue
     ccxt: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))

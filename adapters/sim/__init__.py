@@ -2,6 +2,7 @@
 
     matching.py   one instrument's limit order book and matching (pure, synchronous)
     book.py       the order book's data structure: orders, FIFO queues per price
+    queue.py      where other participants' cancels leave a level's queue (back | pro_rata)
     accounts.py   balances with free/locked in integer atoms; reserve, release, settle
     exchange.py   one venue's books + ledger + fees + perp positions (synchronous)
     clock.py      virtual-time event loop and clocks that drive the async venue

@@ -28,6 +28,7 @@ from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason
 
 from .accounts import EXTERNAL, FEES, Accounts
 from .matching import MARKET, NOTHING, FeeSchedule, MatchFill, MatchingEngine, OrderView, Result, Spec
+from .queue import make
 
 _TERMINAL_EVENTS = (
     OrderEventType.FILL,
@@ -54,7 +55,11 @@ class Exchange:
         instruments: dict[str, tuple[Spec, FeeSchedule]],
         accounts: Accounts | None = None,
         leverage: dict[str, float] | None = None,
+        queue_model: str = "back",
+        queue_seed: int = 0,
     ):
+        """`queue_model` and `queue_seed`: where other participants' cancels leave a level's
+        queue (queue.py), one seeded model per instrument."""
         self.name = name
         self.accounts = accounts or Accounts()
         self.engines: dict[str, MatchingEngine] = {}
@@ -63,7 +68,9 @@ class Exchange:
             self.accounts.decimals.setdefault(spec.quote, spec.quote_decimals)
             if fees.asset not in ("quote", "received"):
                 self.accounts.decimals.setdefault(fees.asset, fees.asset_decimals)
-            self.engines[inst] = MatchingEngine(spec, fees, venue=name, can_pay=self._can_pay)
+            self.engines[inst] = MatchingEngine(
+                spec, fees, venue=name, can_pay=self._can_pay, queue=make(queue_model, queue_seed, name, inst)
+            )
         self.leverage = dict(leverage or {})
         self.positions: dict[tuple[str, str], PerpPosition] = {}
         self.marks: dict[str, float] = {}

@@ -26,6 +26,12 @@ owner lacks that asset (counting the fees the same match already charged it), th
 to the received asset. Fees round down to an atom;
 a negative maker fee is a rebate.
 
+Queues. Our resting order joins the back of its level: the volume ahead of it is the level's
+quantity at entry, trades take the queue from the front, so it fills only once that volume is
+gone, and growth of MARKET's depth joins behind it. When MARKET's depth at a level shrinks, the
+engine's queue model (queue.py; `queue`, None = `back`) says where the cancelled lots leave from:
+the back of the queue, or anywhere in it with equal probability per lot (`pro_rata`, seeded).
+
 Client order ids are unique per owner for the engine's lifetime: submitting a known id again
 returns the existing order with `duplicate=True` and changes nothing.
 """
@@ -44,6 +50,7 @@ from basis_core.schema import Liquidity, OrderEventType, OrderType, RejectReason
 from basis_core.venue import OrderStatus
 
 from .book import MARKET, BookSide, Order
+from .queue import ProRata
 
 _CACHE = 1 << 16
 
@@ -209,8 +216,11 @@ class MatchingEngine:
         fees: FeeSchedule = FeeSchedule(),
         venue: str = "sim",
         can_pay: Callable[[str, str, int], bool] | None = None,
+        queue: ProRata | None = None,
     ):
         self.spec, self.fees, self.venue, self.can_pay = spec, fees, venue, can_pay
+        #: where MARKET's cancelled lots leave a level that holds real orders (None: the back)
+        self.queue = queue
         self.bids, self.asks = BookSide(True), BookSide(False)
         self._orders: dict[tuple[str, str], Order] = {}
         self._next_oid = 1
@@ -430,7 +440,11 @@ class MatchingEngine:
                     continue
                 q = queues[px]
                 last = q[-1]
-                if last.owner == MARKET and (last.lots - last.filled > have - want if want else len(q) == 1):
+                if self.queue is not None and total[px] != have:  # real orders in the queue
+                    self._shrink(book, px, have - want)
+                elif last.owner == MARKET and (
+                    last.lots - last.filled > have - want if want else len(q) == 1
+                ):
                     if want:  # the back order absorbs the cut and stays
                         last.lots -= have - want
                         total[px] -= have - want
@@ -471,9 +485,12 @@ class MatchingEngine:
             book.add(Order(self._next_oid, MARKET, "", side, OrderType.LIMIT, px, lots - have, ts_ns))
             self._next_oid += 1
 
-    @staticmethod
-    def _shrink(book: BookSide, px: int, cut: int) -> None:
-        """`cut` of MARKET's lots at `px` leave, from the back of the queue."""
+    def _shrink(self, book: BookSide, px: int, cut: int) -> None:
+        """`cut` of MARKET's lots at `px` leave: from the back of the queue, or as the queue
+        model splits them when real orders rest there."""
+        if self.queue is not None and book.total[px] != book.market.get(px, 0):
+            self._shrink_split(book, px, cut, self.queue)
+            return
         q = book.levels[px]
         i = len(q) - 1
         while cut and i >= 0:
@@ -488,6 +505,37 @@ class MatchingEngine:
                     order.lots -= take
                 book.reduce(order, take)
             i -= 1
+        book.drop_if_empty(px)
+
+    @staticmethod
+    def _shrink_split(book: BookSide, px: int, cut: int, queue: ProRata) -> None:
+        """`cut` of MARKET's lots at `px` leave the segments of MARKET's lots between real
+        orders (front to back) as `queue` splits them; inside a segment, from its back."""
+        q = book.levels[px]
+        segments: list[list[Order]] = [[]]
+        sizes = [0]
+        for order in q:
+            if order.owner == MARKET:
+                segments[-1].append(order)
+                sizes[-1] += order.lots - order.filled
+            else:
+                segments.append([])
+                sizes.append(0)
+        gone = set()
+        for segment, take_here in zip(segments, queue.split(sizes, cut)):
+            for order in reversed(segment):
+                if not take_here:
+                    break
+                rest = order.lots - order.filled
+                take = rest if rest < take_here else take_here
+                take_here -= take
+                if take == rest:
+                    gone.add(id(order))
+                else:
+                    order.lots -= take
+                book.reduce(order, take)
+        if gone:
+            book.levels[px] = type(q)(o for o in q if id(o) not in gone)
         book.drop_if_empty(px)
 
     def sweep(

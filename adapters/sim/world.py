@@ -78,7 +78,14 @@ class SimWorld:
                 except ConfigError as exc:
                     raise ConfigError(f"instruments.{iname}", exc.message) from None
                 self.listings.append(Listing(vname, iname, icfg.kind, icfg.tick, icfg.lot))
-            ex = Exchange(vname, specs, Accounts(), leverage={n: i.leverage for n, i in insts.items()})
+            ex = Exchange(
+                vname,
+                specs,
+                Accounts(),
+                leverage={n: i.leverage for n, i in insts.items()},
+                queue_model=vcfg.queue_model,
+                queue_seed=cfg.run.seed,
+            )
             for asset, amount in vcfg.balances.items():
                 ex.accounts.deposit(OWNER, asset, ex.accounts.to_atoms(asset, amount))
             infos = {
