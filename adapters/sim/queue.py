@@ -19,6 +19,13 @@ generator (or a live book) shrinks a level, which of MARKET's lots were cancelle
   instrument (`seed_for`: the run's seed, venue and instrument), and are made only when the
   split is uncertain (lots in more than one segment and not the whole of them cut), so a
   run whose orders never rest draws nothing and the same seed gives the same queue.
+
+Which to choose. The market generator (market.py) redraws every level's size each step, and
+every shrink counts as cancels here: in a still market with no trades, an order joining the
+default market's best bid (about 48,650 lots ahead) had a median of 49 lots ahead after 5 s
+under `pro_rata` and 27,674 under `back` (20 seeds). So `pro_rata` on the generated market is
+the optimistic bound for a resting order and `back` the pessimistic one; a live book followed
+by a paper venue moves by real cancels, which `pro_rata` models.
 """
 
 from __future__ import annotations
