@@ -109,6 +109,31 @@ def test_perp_short_against_spot_long_is_flat_in_exposure_and_settles_realized_i
     assert led.unrealized_pnl_usdt(6) == pytest.approx(-10.0)
 
 
+def test_a_perp_position_held_at_the_start_is_opened_at_the_venues_entry_and_realizes_against_it():
+    marks = Marks(BTC=110.0)
+    led = Ledger(marks)
+    led.deposit("beta", "USDT", 1000.0, 1)  # the margin wallet: earlier PnL already in it
+    led.open_position("beta", "BTCUSDT@beta", "BTC", -2.0, 100.0, 1)
+    assert led.perp_positions() == {("beta", "BTCUSDT@beta"): -2.0}
+    assert led.opening_positions == {("beta", "BTCUSDT@beta"): (-2.0, 100.0)}
+    # no cash, no fee, no fill: the wallet is what was deposited; the exposure it adds is none
+    assert led.balance("beta", "USDT") == 1000.0 and led.fees_usdt == 0.0 and led.fills == []
+    assert led.exposure_by_asset(1) == {}
+    assert led.unrealized_pnl_usdt(1) == pytest.approx(-20.0)  # short from 100, mark 110
+    assert led.equity_usdt(1) - led.contributed_usdt == pytest.approx(
+        led.realized_pnl_usdt + led.unrealized_pnl_usdt(1) - led.fees_usdt
+    )
+    # covering half realizes against the venue's entry price, as the venue's wallet does
+    led.book_fill(fill("beta", "buy", 1.0, 95.0, coid=3, kind="perp", ts=6, instrument="BTCUSDT@beta"))
+    assert led.balance("beta", "USDT") == pytest.approx(1005.0)
+    assert led.perp_positions() == {("beta", "BTCUSDT@beta"): -1.0}
+    assert led.exposure_by_asset(6) == {"BTC": pytest.approx(110.0)}  # what the run's trade changed
+    with pytest.raises(AccountingError, match="already holds"):
+        led.open_position("beta", "BTCUSDT@beta", "BTC", 1.0, 100.0, 7)
+    with pytest.raises(AccountingError, match="entry price"):
+        led.open_position("gamma", "BTCUSDT@gamma", "BTC", 1.0, math.nan, 7)
+
+
 def test_funding_is_realized_pnl_per_opportunity_not_a_fee():
     led = Ledger(Marks(BTC=100.0))
     led.book_funding("beta", "USDT", 1.25, 3, "funding:1", opportunity_id=4)

@@ -21,6 +21,12 @@ and changes nothing. The identity tested on every sequence of entries:
 
 where equity values every balance (in transit included) at the marks plus perp unrealized PnL,
 and contributed is the USDT value of the deposits at their time.
+
+A perp position the venue already held when the run began is booked by `open_position` at the
+venue's entry price: no fill, no cash, nothing contributed. Closing it later realizes against
+that entry price, as the venue does in its wallet balance; its PnL before the run shows in the
+unrealized PnL. Like deposited inventory it is the run's starting point: `exposure_by_asset`
+counts only what trading changed since.
 """
 
 from __future__ import annotations
@@ -51,9 +57,9 @@ class Posting:
     """One change of one balance: `delta` units of `asset` at `venue` (venue "transit" = in flight)."""
 
     ts_ns: int
-    kind: str  # fill | fee | transfer | deposit | settle | funding
+    kind: str  # fill | fee | transfer | deposit | settle | funding | open
     venue: str
-    asset: str
+    asset: str  # for "open": the perp instrument (delta 0: a position, not a balance)
     delta: float
     usdt: float  # delta valued at the mark at ts_ns
     ref: str
@@ -119,6 +125,9 @@ class Ledger:
         self._inst_qty: dict[str, float] = defaultdict(float)
         self._inst_base: dict[str, str] = {}
         self._deposited: dict[str, float] = defaultdict(float)
+        #: perp positions held at the start (`open_position`): (venue, instrument) -> (qty, entry)
+        self.opening_positions: dict[tuple[str, str], tuple[float, float]] = {}
+        self._opened: dict[str, float] = defaultdict(float)  # base asset -> opening perp qty
         self._transfers: dict[str, Transfer] = {}
         self._opps: dict[int, OpportunityResult] = {}
         self.dirty: set[int] = set()  # opportunities changed since a recorder last took them
@@ -163,6 +172,41 @@ class Ledger:
         if asset != USDT:
             self._basis(self._pos, asset).trade(amount, m)
         self._post(ts_ns, "deposit", venue, asset, amount, m, ref)
+
+    def open_position(
+        self, venue: str, instrument: str, base: str, qty: float, entry_price: float, ts_ns: int
+    ) -> None:
+        """A perp position the venue holds at the start of the run (signed `qty`, long > 0) taken
+        over at the venue's `entry_price`: an opening posting, not a fill (no fee, no volume, no
+        opportunity). Booked once per (venue, instrument), before any fill of it."""
+        if not math.isfinite(qty) or qty == 0:
+            raise AccountingError(
+                f"opening position {venue}:{instrument}: qty must be finite and != 0, got {qty!r}"
+            )
+        if not math.isfinite(entry_price) or entry_price <= 0:
+            raise AccountingError(
+                f"opening position {venue}:{instrument}: entry price must be > 0, got {entry_price!r}"
+            )
+        key = f"perp:{venue}:{instrument}"
+        if (venue, instrument) in self.opening_positions or key in self._pos:
+            raise AccountingError(f"opening position {venue}:{instrument}: the ledger already holds it")
+        self._perp_base[key] = base
+        self._basis(self._pos, key).trade(qty, entry_price)
+        self.opening_positions[(venue, instrument)] = (float(qty), float(entry_price))
+        self._opened[base] += qty
+        self._inst_base[instrument] = base
+        self.postings.append(
+            Posting(
+                int(ts_ns),
+                "open",
+                venue,
+                instrument,
+                0.0,
+                0.0,
+                f"open:{venue}:{instrument}:{qty!r}@{entry_price!r}",
+            )
+        )
+        self._snapshot(ts_ns)
 
     def open_opportunity(
         self, opportunity_id: int, strategy: str, expected_edge_usdt: float, ts_ns: int = 0
@@ -346,6 +390,8 @@ class Ledger:
         for asset, q in self._deposited.items():
             if asset != USDT:
                 qty[asset] -= q
+        for asset, q in self._opened.items():  # perp positions held at the start
+            qty[asset] -= q
         for key, b in self._pos.items():
             if key in self._perp_base:
                 qty[self._perp_base[key]] += b.qty

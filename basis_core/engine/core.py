@@ -51,6 +51,9 @@ from .venues import VenueBoard
 
 #: BALANCE_UPDATE.sub of the inventory a run starts with (journaled first, so a replay has it)
 INITIAL_BALANCE = 1
+#: BALANCE_UPDATE.sub of a perp position a venue holds when the run starts (aux = instrument id,
+#: free = signed qty, locked = the venue's entry price), journaled with the starting balances
+INITIAL_POSITION = 2
 #: what `step` returns for a batch that decided nothing (one shared, zero-length array)
 NO_COMMANDS = S.aligned_empty(0)
 #: the newest items the core holds of each stream a run only appends to (state transitions,
@@ -241,6 +244,11 @@ class EngineCore(Hedging, Decisions, Operator):
             self._venue_status(rec.view(S.VENUE_STATUS)[0])
         elif kind == S.Kind.BALANCE_UPDATE:
             b = rec.view(S.BALANCE_UPDATE)[0]
+            if int(b["sub"]) == INITIAL_POSITION:  # (aux: an instrument) the perp held at start
+                r = self.rules[self.reg.instruments.name(int(b["aux"]))]
+                pkey = (r.venue, f"{r.base}-PERP")
+                self.inventory[pkey] = self.inventory.get(pkey, 0.0) + float(b["free"])
+                return
             key = (self.reg.venues.name(int(b["venue"])), self.reg.assets.name(int(b["aux"])))
             if int(b["sub"]) == INITIAL_BALANCE:
                 self.inventory[key] = float(b["free"]) + float(b["locked"])

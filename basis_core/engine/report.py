@@ -184,6 +184,9 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         # positions neither flat nor hedged within limits once the run settled: none, or the run
         # ended outside policy (`basis run` exits 3)
         "open_positions": open_positions(core),
+        # perp positions the venues held when the run began, taken over as its opening positions
+        # (never traded by the run): what each was and what the venue's position is at the end
+        "adopted_positions": adopted_positions(runner),
         "late_fills": core.orders.late_fills,
         "anomalies": list(core.counters.anomalies),  # the newest ANOMALIES_KEPT
         "anomalies_total": core.counters.anomalies.count,
@@ -196,6 +199,26 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         "inventory_booked": runner.deposited,
         "io_calls": dict(runner.io.calls),
     }
+
+
+def adopted_positions(runner) -> list[dict]:
+    """The perp positions the run took over at its start (`Runner._initial_positions`), each
+    with the ledger's position on that instrument at the end (the opening one plus the run's
+    own fills there)."""
+    ledger = getattr(runner, "ledger", None)
+    if ledger is None:
+        return []
+    now = ledger.perp_positions()
+    return [
+        {
+            "venue": venue,
+            "instrument": instrument,
+            "qty_at_start": qty,
+            "entry_price": entry,
+            "qty_at_end": float(now.get((venue, instrument), 0.0)),
+        }
+        for (venue, instrument), (qty, entry) in sorted(getattr(runner, "_initial_positions", {}).items())
+    ]
 
 
 def _count(items) -> dict[str, int]:

@@ -59,7 +59,7 @@ from ..errors import BasisError, ConfigError, JournalError, VenueError
 from ..journal import JournalReader
 from ..state.tables import OrderState
 from ..units import MS
-from .core import INITIAL_BALANCE, EngineCore
+from .core import INITIAL_BALANCE, INITIAL_POSITION, EngineCore
 from .procs import _journaled_seqs, _unfinished_batch
 from .replay import load_run_meta, replay
 
@@ -196,6 +196,8 @@ class Resumed:
     initial_balances: dict[tuple[str, str], float]
     #: run time the journal covers, in seconds (the engine's now less its start)
     elapsed_s: float
+    #: the perp positions the run took over at its start (its journal's INITIAL_POSITION records)
+    initial_positions: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     #: what the catch-up found: fills already journaled, fills new to the engine
     fills_known: int = 0
     fills_new: int = 0
@@ -228,6 +230,7 @@ class Resumed:
         docstring); called by `Runner.start` before the venues' streams start."""
         core = runner.core
         runner._initial_balances = dict(self.initial_balances)
+        runner._initial_positions = dict(self.initial_positions)
         if runner._marks_ready():
             runner.deposit_initial()
             runner.deposited = True
@@ -283,21 +286,42 @@ async def all_fills(venue) -> list[Fill]:
         cursor = page.cursor
 
 
-def initial_balances(run_dir: Path, registry: Registry) -> dict[tuple[str, str], float]:
-    """The starting balances of the run: the INITIAL_BALANCE records of its journal's first
-    batch (they are all in it: the runner puts them there before the first step)."""
+def _first_batch_starts(run_dir: Path) -> np.ndarray:
+    """The BALANCE_UPDATE records of the journal's first batch (the runner puts the starting
+    balances and positions there, before the first step)."""
     reader = JournalReader(Path(run_dir) / "journal")
-    out: dict[tuple[str, str], float] = {}
+    parts = []
     for _, recs in reader.batches(0):
         recs = recs.view(S.GENERIC)
         ends = S.batch_ends(recs)
         first = recs[: ends[0] + 1] if len(ends) else recs
-        bal = first[first["kind"] == S.Kind.BALANCE_UPDATE].view(S.BALANCE_UPDATE)
-        for b in bal[bal["sub"] == INITIAL_BALANCE]:
-            key = (registry.venues.name(int(b["venue"])), registry.assets.name(int(b["aux"])))
-            out[key] = float(b["free"]) + float(b["locked"])
+        parts.append(first[first["kind"] == S.Kind.BALANCE_UPDATE])
         if len(ends):
             break
+    if not parts:
+        return S.empty(S.Kind.BALANCE_UPDATE)[:0]
+    return np.concatenate(parts).view(S.BALANCE_UPDATE)
+
+
+def initial_balances(run_dir: Path, registry: Registry) -> dict[tuple[str, str], float]:
+    """The starting balances of the run: the INITIAL_BALANCE records of its journal's first
+    batch (they are all in it: the runner puts them there before the first step)."""
+    out: dict[tuple[str, str], float] = {}
+    bal = _first_batch_starts(run_dir)
+    for b in bal[bal["sub"] == INITIAL_BALANCE]:
+        key = (registry.venues.name(int(b["venue"])), registry.assets.name(int(b["aux"])))
+        out[key] = float(b["free"]) + float(b["locked"])
+    return out
+
+
+def initial_positions(run_dir: Path, registry: Registry) -> dict[tuple[str, str], tuple[float, float]]:
+    """The perp positions the run took over at its start: (venue, instrument) -> (qty, entry),
+    from the INITIAL_POSITION records of its journal's first batch."""
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    bal = _first_batch_starts(run_dir)
+    for b in bal[bal["sub"] == INITIAL_POSITION]:
+        key = (registry.venues.name(int(b["venue"])), registry.instruments.name(int(b["aux"])))
+        out[key] = (float(b["free"]), float(b["locked"]))
     return out
 
 
@@ -326,5 +350,6 @@ def prepare(run_dir: Path, log: Callable[[str], None]) -> Resumed:
         pending=_unfinished_batch(res.replayed),
         seen=_journaled_seqs(res.replayed, res.extra.get("seen", (0, 0))),
         initial_balances=initial_balances(run_dir, reg),
+        initial_positions=initial_positions(run_dir, reg),
         elapsed_s=max(0.0, (core.now - core.market.start_ns) / 1e9),
     )

@@ -25,7 +25,7 @@ from basis_core.venue import Charge, Fill, InstrumentInfo, OrderStatus, Venue, c
 from .. import schema as S
 from ..accounting.convert import ledger_fill
 from ..accounting.ledger import Ledger
-from ..errors import BasisError, VenueError
+from ..errors import BasisError, MalformedResponse, VenueError
 from ..journal import JournalWriter
 from ..reconcile.orders import KnownOrder
 from ..reconcile.positions import PositionPolicy, PositionReconciler
@@ -35,7 +35,7 @@ from ..runlog import NULL_LOG, RunLog
 from ..state.tables import EngineState, HedgeState, OrderState
 from ..units import MS
 from .checkpoint import Checkpointer
-from .core import INITIAL_BALANCE, EngineCore, InstrumentRules
+from .core import INITIAL_BALANCE, INITIAL_POSITION, EngineCore, InstrumentRules
 from .io import VenueIO
 from .orders import ManagedOrder
 from .policy import PolicyConfig
@@ -89,6 +89,8 @@ class Runner:
     ledger: Ledger
     reconciler: Reconciler
     _initial_balances: dict[tuple[str, str], float]
+    #: perp positions the venues held at the start, taken over: (venue, instrument) -> (qty, entry)
+    _initial_positions: dict[tuple[str, str], tuple[float, float]]
 
     def __init__(
         self,
@@ -149,6 +151,9 @@ class Runner:
         self._finishing = False  # `finish` has begun: a stop request no longer cuts `run_for` short
         #: set before `start` to take up an unfinished run (resume.py)
         self.resumed: Resumed | None = None
+        #: a new run takes over the perp positions its venues hold (live venues outlive a run;
+        #: a simulated world starts flat, and is not asked)
+        self.adopt_positions = False
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -210,6 +215,9 @@ class Runner:
             for asset, bal in (await v.balances()).items():
                 balances[(name, asset)] = bal.free + bal.locked
                 self.reg.assets.add(asset)
+        held: dict[tuple[str, str], tuple[float, float]] = {}
+        if self.adopt_positions and self.resumed is None:
+            held = await self._venue_positions()
         if self.resumed is not None:  # a warm restart (resume.py): the journal's state goes on
             self.core = self.resumed.core
             balances = {}  # the run's starting balances are in its journal already
@@ -234,8 +242,16 @@ class Runner:
             rec["ts_ns"], rec["source"], rec["sub"] = start, S.Source.RUNNER, INITIAL_BALANCE
             rec["venue"], rec["aux"], rec["free"] = self.reg.venue(venue), self.reg.asset(asset), amount
             self._sink(rec.view(S.GENERIC))
+        # and the perp positions the venues hold: the run's opening positions, not trades
+        for (venue, instrument), (qty, entry) in sorted(held.items()):
+            rec = S.empty(S.Kind.BALANCE_UPDATE)
+            rec["ts_ns"], rec["source"], rec["sub"] = start, S.Source.RUNNER, INITIAL_POSITION
+            rec["venue"], rec["aux"] = self.reg.venue(venue), self.reg.instrument(instrument)
+            rec["free"], rec["locked"] = qty, entry
+            self._sink(rec.view(S.GENERIC))
         self.ledger = Ledger(self._mark)
         self._initial_balances = balances
+        self._initial_positions = held
         instrument_of = {self.reg.instrument(n): n for n in self.rules}
         self.io = VenueIO(
             self.venues,
@@ -289,12 +305,51 @@ class Runner:
             rec["venue"], rec["sell_venue"] = self.reg.venue(buy.venue), self.reg.venue(sell.venue)
             self._sink(rec.view(S.GENERIC))
 
+    async def _venue_positions(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """The perp positions the venues hold now, on the instruments this run trades:
+        (venue, instrument) -> (signed qty, the venue's entry price)."""
+        out: dict[tuple[str, str], tuple[float, float]] = {}
+        for name, v in self.venues.items():
+            if not any(r.venue == name and r.kind == "perp" for r in self.rules.values()):
+                continue
+            for instrument, pos in (await v.positions()).items():
+                if instrument in self.rules and pos.qty:
+                    if not (
+                        math.isfinite(pos.qty) and math.isfinite(pos.entry_price) and pos.entry_price > 0
+                    ):
+                        raise MalformedResponse(
+                            name,
+                            "malformed",
+                            f"position {instrument}: {pos.qty!r} at entry {pos.entry_price!r}",
+                        )
+                    out[(name, instrument)] = (float(pos.qty), float(pos.entry_price))
+                    self.log.event(
+                        "start",
+                        "position_adopted",
+                        "warning",
+                        venue=name,
+                        instrument=instrument,
+                        qty=float(pos.qty),
+                        entry_price=float(pos.entry_price),
+                        mark_price=float(pos.mark_price),
+                    )
+                    if self.progress:
+                        self.progress(
+                            f"adopted: {name} holds {pos.qty:+g} {instrument} (entry {pos.entry_price:g}, "
+                            f"mark {pos.mark_price:g}): the run's opening position, not traded by it"
+                        )
+        return out
+
     def deposit_initial(self) -> None:
-        """Book the starting balances in the ledger once marks exist."""
+        """Book the starting balances and the perp positions taken over in the ledger once
+        marks exist."""
         ts = self.now_ns()
         for (venue, asset), amount in self._initial_balances.items():
             if amount > 0:
                 self.ledger.deposit(venue, asset, amount, ts)
+        for (venue, instrument), (qty, entry) in sorted(self._initial_positions.items()):
+            if (venue, instrument) not in self.ledger.opening_positions:
+                self.ledger.open_position(venue, instrument, self.rules[instrument].base, qty, entry, ts)
 
     # -- the loop --------------------------------------------------------------------------------
 
