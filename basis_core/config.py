@@ -42,6 +42,8 @@ Sections (all optional except where noted; defaults are safe for the embedded si
                    kind of alert, on the run's clock)
     [observe]      metrics_port (Prometheus text on 127.0.0.1, 0 = off), status_port (the live
                    status page on 127.0.0.1, 0 = off), sample_ms (how often the run is read)
+    [cluster]      not yet run: servers, engine_id, venues, instruments, credentials' variable
+                   names, bucket, lease_s (basis_core/cluster/config.py); `basis run` refuses it
 
 `basis check FILE` validates a file and prints each error with its key path.
 """
@@ -55,6 +57,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from .cluster.config import ClusterConfig
 from .configio import build, load_toml, require
 from .engine.policy import PolicyConfig
 from .errors import ConfigError
@@ -525,6 +528,8 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
+    #: several engines sharing limits through NATS (not yet run: `basis run` refuses it)
+    cluster: ClusterConfig | None = None
     #: directory of the file this config came from (relative data paths resolve against it)
     base_dir: str = field(default="", init=False, compare=False)
 
@@ -562,6 +567,8 @@ class Config:
                 f"faults[{i}].instrument",
                 f"names instrument {fault.instrument!r}, which is not in [instruments]",
             )
+        if self.cluster is not None:
+            self.cluster.check_shard(self.venues, self.instruments, "cluster")
 
     def registry(self) -> Registry:
         """Ids for this config's venues, instruments and assets, in file order."""

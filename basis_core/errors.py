@@ -232,3 +232,23 @@ class CompileError(BasisError):
 class AuthenticationFailed(VenueError):
     """The venue refused our credentials or signature (bad key, bad secret, revoked permission).
     Retrying cannot help; the message never carries the key or the secret."""
+
+
+class ClusterError(BasisError):
+    """A clustered engine's shared state (the NATS JetStream key-value bucket of global limits)
+    cannot do what was asked: too much contention, a table too large, a holder's lease still
+    live. `key` is the limit's key in the bucket ("" when none)."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class ClusterDegraded(ClusterError):
+    """The NATS server did not answer (down, restarting, JetStream not ready): no new reservation
+    is made. What an engine already holds stays its own to spend; it resumes when the server is back."""
+
+
+class NotReconciled(ClusterError):
+    """This engine id holds a reservation from an earlier incarnation (a crash, a restart): it
+    reserves nothing new until its reconciliation confirms what its positions still need."""
