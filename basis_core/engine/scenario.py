@@ -123,6 +123,8 @@ async def run_scenario(
         runner = Runner(journal=journal, checkpoints=checkpoints, **common)
     runner.log = log
     runner.resumed = resumed
+    # a live venue outlives a run: a new run takes over the perp positions it holds
+    runner.adopt_positions = cfg.run.clock == "real"
     if stop is not None:
         stop.install(runner)
     try:
@@ -262,6 +264,8 @@ def run_simulated(
     from ..kernels.warmup import IMPORT_S, warm_up
     from .report import write_run
 
+    if cfg.cluster is not None:  # basis_core/cluster/ holds the shared limits' store only
+        raise ConfigError("cluster", "not yet: clustered runs are not built (remove [cluster] to run alone)")
     if not paper:  # a paper world checks its own venues (sim and ccxt, real clock)
         simulated_only(cfg)
     if resume:
@@ -333,6 +337,11 @@ def run_simulated(
         raise Interrupted(
             f"stopped at once on a second {stop.immediate}: nothing was settled and no report was "
             f"written; {run_dir}/journal ends at its last whole record (`basis replay {run_dir}`)"
+            + (
+                f"; take the run up again with `basis run --resume --run-dir {run_dir}` (same CONFIG)"
+                if any(v.kind in ("ccxt", "web3") for v in cfg.venues.values()) and not paper
+                else ""
+            )
         ) from None
     with signals_deferred():  # the results are written whole, a signal meanwhile or not
         return write_run(runner, cfg, run_dir, time.perf_counter() - wall0, world.digest())
