@@ -149,15 +149,19 @@ class NatsServer:
 
     def start(self) -> None:
         cmd = [self.binary, "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port)]
+        ready = self._ready()
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-2000:]
-            if "Server is ready" in self.log.read_text().split("Starting nats-server")[-1]:
+            if self._ready() > ready:
                 return
             time.sleep(0.02)
         raise AssertionError("nats-server did not start: " + self.log.read_text()[-2000:])
+
+    def _ready(self) -> int:
+        return self.log.read_text().count("Server is ready") if self.log.exists() else 0
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -266,7 +270,7 @@ def test_three_engines_hammering_one_limit_never_hold_more_than_it(server):
         await _close(*engines, op)
         return first, writes, seen, final, stats, conflicts
 
-    first, writes, seen, final, stats, conflicts = asyncio.run(main())
+    first, writes, seen, final, stats, conflicts = asyncio.run(asyncio.wait_for(main(), 40))
     assert all(s["granted"] > 10 and s["refused"] > 0 for s in stats), stats
     assert conflicts > 0  # the engines raced and the losers retried
     # every write was made on the revision just before it: the recorded writes are every
@@ -318,7 +322,7 @@ def test_a_silent_engines_hold_is_kept_until_it_reconciles_or_an_operator_releas
         assert "quiet" not in (await op.read(KEY)).holds
         await _close(a, b, op)
 
-    asyncio.run(main())
+    asyncio.run(asyncio.wait_for(main(), 40))
 
 
 def test_a_server_restart_degrades_the_engines_and_they_resume(server):
@@ -331,21 +335,21 @@ def test_a_server_restart_degrades_the_engines_and_they_resume(server):
         for r in engines:
             assert await r.reserve(KEY, D(100)) == 100
         stats = [_stats() for _ in engines]
-        loop = asyncio.get_running_loop()
         window: dict = {}
 
         async def restart():
             await asyncio.sleep(1.0)
             window["held_before"] = {r.engine_id: r.held(KEY) for r in engines}
-            await loop.run_in_executor(None, server.stop)
+            server.stop()  # the loop waits with it: a few ms
             window["down"] = time.monotonic()
-            n_writes = len(writes)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.6)  # a request answered just before the server went is counted
+            n_writes = len(writes)  # (it was applied); past the request timeout none is in flight
+            await asyncio.sleep(0.8)
             # while it is down: no write succeeded, each engine still spends what it holds
             window["writes_while_down"] = len(writes) - n_writes
             window["spend_ok"] = [r.available(KEY) == 0 or r.spend(KEY, r.available(KEY)) for r in engines]
             window["up"] = time.monotonic()
-            await loop.run_in_executor(None, server.start)
+            server.start()
             window["n_at_up"] = len(writes)
 
         until = time.monotonic() + 5.0
@@ -359,7 +363,7 @@ def test_a_server_restart_degrades_the_engines_and_they_resume(server):
         await _close(*engines, op)
         return window, stats, writes, final, history
 
-    window, stats, writes, final, history = asyncio.run(main())
+    window, stats, writes, final, history = asyncio.run(asyncio.wait_for(main(), 40))
     assert window["writes_while_down"] == 0 and all(window["spend_ok"])
     for s in stats:  # each engine was told the cluster is degraded while it was down ...
         assert any(window["down"] <= t <= window["up"] + 0.1 for t in s["degraded_at"]), s
@@ -392,8 +396,16 @@ def test_reservations_per_second_against_the_local_server(server):
         await _close(r, op)
         return rate, spend_ns
 
-    rate, spend_ns = asyncio.run(main())
+    rate, spend_ns = asyncio.run(asyncio.wait_for(main(), 40))
     print(
         f"\nreservations per second (one engine, loopback nats-server): {rate:,.0f}; local spend {spend_ns:,.0f} ns"
     )
     assert rate > 50 and spend_ns < 50_000
+
+
+def test_no_server_to_connect_to_is_degraded_not_a_hang():
+    cc = _cluster(f"nats://127.0.0.1:{_free_port()}", "alone")
+    t0 = time.monotonic()
+    with pytest.raises(ClusterDegraded):
+        asyncio.run(connect(cc, {}))
+    assert time.monotonic() - t0 < 5

@@ -190,15 +190,20 @@ async def connect(
     async def quiet(*_args: Any) -> None:  # the client's own error log would print every retry
         return None
 
+    options = cfg.connect_options(environ)
     try:
-        return await nats.connect(
-            **cfg.connect_options(environ),
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=reconnect_wait_s,
-            error_cb=quiet,
-            disconnected_cb=quiet,
-            reconnected_cb=quiet,
+        # reconnecting for ever, the client would also retry its first connection for ever
+        return await asyncio.wait_for(
+            nats.connect(
+                **options,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=reconnect_wait_s,
+                error_cb=quiet,
+                disconnected_cb=quiet,
+                reconnected_cb=quiet,
+            ),
+            options["connect_timeout"] * 2,
         )
     except _UNREACHABLE as exc:
         raise ClusterDegraded("", f"cannot reach a NATS server ({type(exc).__name__})") from None
