@@ -48,7 +48,7 @@ REALTIME = {"e2e"}
 #: exit status of a suite script that cannot run on this host (an optional peer not installed)
 SKIPPED = 75
 #: per topology, the implementation the "vs" column divides by (default BASELINE)
-BASELINES = {"E2EThroughput": "python", "TickToOrderLatency": "python", "EngineStepThroughput": "python"}
+BASELINES = {"EngineStepThroughput": "python"}
 
 BASELINE = "queue"
 _NAME = re.compile(r"^(?P<topo>\w+)\[(?P<impl>[\w-]+)(?:,(?P<params>[^\]]*))?\](?:\.p(?P<pct>\d+))?$")
