@@ -7,6 +7,7 @@ stand for two runs of basis (each numbers its orders from 1)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -26,18 +27,29 @@ def _venue(url: str, prefix: str) -> CcxtVenue:
     return CcxtVenue("emu", config, Credentials(KEY, SECRET), venue_id=3, coid_prefix=prefix)
 
 
+@contextlib.asynccontextmanager
+async def _runs(*prefixes: str):
+    """One emulator and a started CcxtVenue per prefix on the same account (one per run)."""
+    emu = standard_emulator({KEY: (SECRET, "carol")})
+    await emu.start()
+    venues = [_venue(emu.url, p) for p in prefixes]
+    try:
+        for v in venues:
+            await v.start()
+        yield emu, *venues
+    finally:
+        for v in venues:
+            await v.close()
+        await emu.stop()
+
+
 def _resting_buy(coid: str, price: float) -> OrderRequest:
     return OrderRequest(coid, "BTCUSDT", Side.BUY, OrderType.LIMIT, 0.001, price)
 
 
 def test_two_runs_numbering_from_one_keep_their_orders_apart():
     async def body():
-        emu = standard_emulator({KEY: (SECRET, "carol")})
-        await emu.start()
-        first, second = _venue(emu.url, "b0a0a0a"), _venue(emu.url, "b1b1b1b")
-        try:
-            await first.start()
-            await second.start()
+        async with _runs("b0a0a0a", "b1b1b1b") as (emu, first, second):
             mine = await first.submit(_resting_buy("1", 40_000.0))
             theirs = await second.submit(_resting_buy("1", 39_000.0))  # the same number, no clash
             assert mine.coid == theirs.coid == "1" and mine.venue_order_id != theirs.venue_order_id
@@ -52,48 +64,26 @@ def test_two_runs_numbering_from_one_keep_their_orders_apart():
             cancelled = await second.cancel("1", "BTCUSDT")
             assert cancelled.status == OrderStatus.CANCELED
             assert (await first.fetch_order("1")).status == OrderStatus.OPEN  # untouched
-        finally:
-            await first.close()
-            await second.close()
-            await emu.stop()
 
     asyncio.run(body())
 
 
 def test_an_id_of_bare_digits_on_the_venue_is_never_read_as_ours():
     async def body():
-        emu = standard_emulator({KEY: (SECRET, "carol")})
-        await emu.start()
-        unmarked, marked = _venue(emu.url, ""), _venue(emu.url, "b1b1b1b")
-        try:
-            await unmarked.start()
-            await marked.start()
+        async with _runs("", "b1b1b1b") as (_, unmarked, marked):
             await unmarked.submit(_resting_buy("5", 40_000.0))  # e.g. placed by an older basis
             (seen,) = await marked.open_orders("BTCUSDT")
             assert seen.coid == "~5" and coid_from_wire(seen.coid) is None
-        finally:
-            await unmarked.close()
-            await marked.close()
-            await emu.stop()
 
     asyncio.run(body())
 
 
 def test_an_id_of_another_run_is_not_found_under_ours():
     async def body():
-        emu = standard_emulator({KEY: (SECRET, "carol")})
-        await emu.start()
-        first, second = _venue(emu.url, "b0a0a0a"), _venue(emu.url, "b1b1b1b")
-        try:
-            await first.start()
-            await second.start()
+        async with _runs("b0a0a0a", "b1b1b1b") as (_, first, second):
             await first.submit(_resting_buy("7", 40_000.0))
             with pytest.raises(OrderNotFound):
                 await second.fetch_order("7", "BTCUSDT")
-        finally:
-            await first.close()
-            await second.close()
-            await emu.stop()
 
     asyncio.run(body())
 
@@ -124,12 +114,7 @@ def test_the_fill_sync_books_this_runs_fills_only():
     from basis_core.reconcile.fills import FillSync, sync_fills
 
     async def body():
-        emu = standard_emulator({KEY: (SECRET, "carol")})
-        await emu.start()
-        earlier, this_run = _venue(emu.url, "b0a0a0a"), _venue(emu.url, "b1b1b1b")
-        try:
-            await earlier.start()
-            await this_run.start()
+        async with _runs("b0a0a0a", "b1b1b1b") as (_, earlier, this_run):
             take = OrderType.IOC
             await earlier.submit(OrderRequest("1", "BTCUSDT", Side.BUY, take, 0.01, 50_001.0))
             await this_run.submit(OrderRequest("1", "BTCUSDT", Side.BUY, take, 0.02, 50_001.0))
@@ -137,9 +122,5 @@ def test_the_fill_sync_books_this_runs_fills_only():
             assert await sync_fills(this_run, ledger, state) == 1
             assert state.foreign == 1
             assert ledger.balance("emu", "BTC") == pytest.approx(0.02)
-        finally:
-            await earlier.close()
-            await this_run.close()
-            await emu.stop()
 
     asyncio.run(body())

@@ -150,7 +150,6 @@ class FuturesFormatter(wire.Formatter):
 
     def symbol_info(self) -> dict:
         s = self.spec
-        max_qty = 9_000_000.0 if math.isinf(s.max_qty) else s.max_qty
         return {
             "symbol": s.symbol,
             "pair": s.symbol,
@@ -173,22 +172,11 @@ class FuturesFormatter(wire.Formatter):
             "orderTypes": ORDER_TYPES,
             "timeInForce": ["GTC", "IOC", "GTX"],
             "filters": [
-                {
-                    "filterType": "PRICE_FILTER",
-                    "minPrice": self.px(s.tick),
-                    "maxPrice": "10000000",
-                    "tickSize": self.px(s.tick),
-                },
-                {
-                    "filterType": "LOT_SIZE",
-                    "minQty": self.qty(s.lot),
-                    "maxQty": self.qty(max_qty),
-                    "stepSize": self.qty(s.lot),
-                },
+                *self.grid_filters(),
                 {
                     "filterType": "MARKET_LOT_SIZE",
                     "minQty": self.qty(s.lot),
-                    "maxQty": self.qty(max_qty),
+                    "maxQty": self.qty(self.max_qty),
                     "stepSize": self.qty(s.lot),
                 },
                 {"filterType": "MIN_NOTIONAL", "notional": f"{s.min_notional:g}"},

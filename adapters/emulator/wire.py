@@ -64,9 +64,32 @@ class Formatter:
     def quote(self, value: float) -> str:
         return f"{value:.{self.quote_dec}f}"
 
+    @property
+    def max_qty(self) -> float:
+        """The listing's largest quantity as the venue publishes it (a finite number)."""
+        return 9_000_000.0 if math.isinf(self.spec.max_qty) else self.spec.max_qty
+
+    def grid_filters(self) -> list[dict]:
+        """The PRICE_FILTER and LOT_SIZE filters: the tick and lot grid, as both of Binance's
+        exchangeInfo answers (spot and USDⓈ-M) publish it."""
+        s = self.spec
+        return [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": self.px(s.tick),
+                "maxPrice": "10000000",
+                "tickSize": self.px(s.tick),
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": self.qty(s.lot),
+                "maxQty": self.qty(self.max_qty),
+                "stepSize": self.qty(s.lot),
+            },
+        ]
+
     def symbol_info(self) -> dict:
         s = self.spec
-        max_qty = 9_000_000.0 if math.isinf(s.max_qty) else s.max_qty
         return {
             "symbol": s.symbol,
             "status": "TRADING",
@@ -80,18 +103,7 @@ class Formatter:
             "permissions": ["SPOT"],
             "permissionSets": [["SPOT"]],
             "filters": [
-                {
-                    "filterType": "PRICE_FILTER",
-                    "minPrice": self.px(s.tick),
-                    "maxPrice": "10000000",
-                    "tickSize": self.px(s.tick),
-                },
-                {
-                    "filterType": "LOT_SIZE",
-                    "minQty": self.qty(s.lot),
-                    "maxQty": self.qty(max_qty),
-                    "stepSize": self.qty(s.lot),
-                },
+                *self.grid_filters(),
                 {
                     "filterType": "NOTIONAL",
                     "minNotional": f"{s.min_notional:g}",
