@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import time
 
+from waiting import run_within, until
+
 from adapters.ccxt import CcxtVenue, Credentials
 from adapters.ccxt.config import from_dict
 from adapters.emulator.harness import standard_emulator
@@ -21,15 +23,7 @@ SYM = "BTCUSDT"
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
-
-
-async def until(cond, timeout_s: float = 5.0, what: str = "condition"):
-    end = asyncio.get_running_loop().time() + timeout_s
-    while not cond():
-        if asyncio.get_running_loop().time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+    return run_within(coro, 30)
 
 
 @contextlib.asynccontextmanager

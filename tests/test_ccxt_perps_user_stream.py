@@ -12,6 +12,7 @@ import time
 
 import aiohttp
 import pytest
+from waiting import run_within, until
 
 from adapters.ccxt import CcxtVenue, Credentials
 from adapters.ccxt.config import from_dict
@@ -39,15 +40,7 @@ def emulator() -> FuturesEmulator:
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 20))
-
-
-async def until(cond, timeout_s: float = 5.0, what: str = "condition"):
-    end = asyncio.get_running_loop().time() + timeout_s
-    while not cond():
-        if asyncio.get_running_loop().time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+    return run_within(coro, 20)
 
 
 @contextlib.asynccontextmanager

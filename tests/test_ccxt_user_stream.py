@@ -10,6 +10,7 @@ import json
 import time
 
 import aiohttp
+from waiting import run_within, until
 
 from adapters.ccxt import CcxtVenue, Credentials
 from adapters.ccxt.config import from_dict
@@ -27,15 +28,7 @@ BID = 49_999.0  # the book's second bid: 1.0 of the market's own rests there bef
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
-
-
-async def until(cond, timeout_s: float = 5.0, what: str = "condition"):
-    end = asyncio.get_running_loop().time() + timeout_s
-    while not cond():
-        if asyncio.get_running_loop().time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+    return run_within(coro, 30)
 
 
 @contextlib.asynccontextmanager
