@@ -12,6 +12,7 @@ import time
 
 import aiohttp
 import pytest
+from io_records import fills_of, order_events
 from waiting import run_within, until
 
 from adapters.ccxt import CcxtVenue, Credentials
@@ -79,27 +80,6 @@ def io_for(v: CcxtVenue) -> tuple[VenueIO, list]:
     reg.instruments.add(NAME)
     out: list = []
     return VenueIO({"usdm": v}, reg, time.time_ns, out.append, {1: NAME}), out
-
-
-def records(out: list, kind: S.Kind):
-    return [r for batch in out for r in batch if int(r["kind"]) == kind]
-
-
-def fills_of(out: list) -> list[tuple[float, float, int]]:
-    evs = [r.view(S.ORDER_EVENT) for r in records(out, S.Kind.ORDER_EVENT)]
-    return [
-        (float(e["last_qty"]), float(e["last_px"]), int(e["fill_no"]))
-        for e in evs
-        if int(e["sub"]) == S.OrderEventType.PARTIAL_FILL and int(e["fill_no"]) >= 1
-    ]
-
-
-def order_events(out: list) -> list[int]:
-    return [
-        int(r.view(S.ORDER_EVENT)["sub"])
-        for r in records(out, S.Kind.ORDER_EVENT)
-        if int(r.view(S.ORDER_EVENT)["fill_no"]) == 0
-    ]
 
 
 def polled(emu: FuturesEmulator, path: str) -> int:

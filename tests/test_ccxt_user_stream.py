@@ -10,6 +10,7 @@ import json
 import time
 
 import aiohttp
+from io_records import fills_of, order_events, records
 from waiting import run_within, until
 
 from adapters.ccxt import CcxtVenue, Credentials
@@ -57,27 +58,6 @@ def io_for(v: CcxtVenue) -> tuple[VenueIO, list]:
     reg.instruments.add("BTCUSDT")
     out: list = []
     return VenueIO({"emu": v}, reg, time.time_ns, out.append, {1: "BTCUSDT"}), out
-
-
-def records(out: list, kind: S.Kind):
-    return [r for batch in out for r in batch if int(r["kind"]) == kind]
-
-
-def fills_of(out: list) -> list[tuple[float, float, int]]:
-    evs = [r.view(S.ORDER_EVENT) for r in records(out, S.Kind.ORDER_EVENT)]
-    return [
-        (float(e["last_qty"]), float(e["last_px"]), int(e["fill_no"]))
-        for e in evs
-        if int(e["sub"]) == S.OrderEventType.PARTIAL_FILL and int(e["fill_no"]) >= 1
-    ]
-
-
-def order_events(out: list) -> list[int]:
-    return [
-        int(r.view(S.ORDER_EVENT)["sub"])
-        for r in records(out, S.Kind.ORDER_EVENT)
-        if int(r.view(S.ORDER_EVENT)["fill_no"]) == 0
-    ]
 
 
 def test_fills_pushed_on_the_user_stream_reach_the_io_side():
