@@ -231,6 +231,7 @@ class Resumed:
         core = runner.core
         runner._initial_balances = dict(self.initial_balances)
         runner._initial_positions = dict(self.initial_positions)
+        runner.book_opening_positions(runner.now_ns())
         if runner._marks_ready():
             runner.deposit_initial()
             runner.deposited = True

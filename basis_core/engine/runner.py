@@ -252,6 +252,7 @@ class Runner:
         self.ledger = Ledger(self._mark)
         self._initial_balances = balances
         self._initial_positions = held
+        self.book_opening_positions(start)
         instrument_of = {self.reg.instrument(n): n for n in self.rules}
         self.io = VenueIO(
             self.venues,
@@ -340,16 +341,23 @@ class Runner:
                         )
         return out
 
+    def book_opening_positions(self, ts_ns: int) -> None:
+        """Book the perp positions taken over at the start. They need no mark (only the venue's
+        entry price), so they are booked before anything else reaches the ledger: a fill of the
+        same instrument can arrive before every asset has a mark, and must land on top of the
+        position it changes, not before it."""
+        for (venue, instrument), (qty, entry) in sorted(self._initial_positions.items()):
+            if (venue, instrument) not in self.ledger.opening_positions:
+                self.ledger.open_position(venue, instrument, self.rules[instrument].base, qty, entry, ts_ns)
+
     def deposit_initial(self) -> None:
-        """Book the starting balances and the perp positions taken over in the ledger once
-        marks exist."""
+        """Book the starting balances in the ledger once marks exist (and the perp positions
+        taken over, when they were not booked at the start: a warm restart)."""
         ts = self.now_ns()
         for (venue, asset), amount in self._initial_balances.items():
             if amount > 0:
                 self.ledger.deposit(venue, asset, amount, ts)
-        for (venue, instrument), (qty, entry) in sorted(self._initial_positions.items()):
-            if (venue, instrument) not in self.ledger.opening_positions:
-                self.ledger.open_position(venue, instrument, self.rules[instrument].base, qty, entry, ts)
+        self.book_opening_positions(ts)
 
     # -- the loop --------------------------------------------------------------------------------
 
