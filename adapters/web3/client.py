@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 from eth_abi import encode as abi_encode
@@ -66,6 +66,9 @@ class SentTx:
     gas: int
     fees: Fees | None  # None for a send adopted after a timeout: its fees are not known here
     kind: str
+    #: the signed transaction (b"" when not known: a send adopted after a timeout); kept to
+    #: broadcast it again when a reorg drops it, or to hand it to a bundle relay
+    raw: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class Receipt:
     effective_gas_price: int
     contract_address: str | None
     logs: tuple
+    #: the hash of the block holding it: a reorg that replaces that block changes the hash at
+    #: `block_number` (venue.py re-checks the receipt then)
+    block_hash: str = ""
 
     @property
     def ok(self) -> bool:
@@ -302,6 +308,22 @@ class EvmClient:
         """Sign and broadcast. Without `gas` it is estimated (a reverting estimate raises
         ChainRevert and nothing is sent). Without `nonce` one is allocated. A RequestTimeout
         (the transaction may or may not have arrived) carries `.tx_hash` and `.nonce`."""
+        signed = self.sign(to, data, value, gas, fees, nonce, kind)
+        return self.broadcast(signed, own_nonce=nonce is None)
+
+    def sign(
+        self,
+        to: str | None,
+        data: bytes = b"",
+        value: int = 0,
+        gas: int | None = None,
+        fees: Fees | None = None,
+        nonce: int | None = None,
+        kind: str = "trade",
+    ) -> SentTx:
+        """Price (gas estimated when not given, fees under the caps) and sign a transaction
+        without sending it; without `nonce` one is allocated, and must be sent (`broadcast`)
+        or given back (`nonces.release`). The bundle path hands it to a relay instead."""
         signer = self.signer
         if signer is None:
             raise ConfigError("key_env", "this client has no signer")
@@ -312,7 +334,6 @@ class EvmClient:
         fees = fees or self.quote_fees()
         self.gas.check(fees)
         self._ensure_sync()
-        own_nonce = nonce is None
         n = self.nonces.allocate() if nonce is None else nonce
         tx = {
             "type": 2,
@@ -326,7 +347,12 @@ class EvmClient:
         if to is not None:
             tx["to"] = check_address(to)
         raw = signer.sign(tx)
-        tx_hash = "0x" + keccak(raw).hex()
+        return SentTx("0x" + keccak(raw).hex(), n, tx.get("to"), data, value, gas, fees, kind, raw)
+
+    def broadcast(self, tx: SentTx, own_nonce: bool = False) -> SentTx:
+        """eth_sendRawTransaction of a signed `tx` (`own_nonce`: its nonce was allocated for it
+        and goes back if the node refuses it). Typed errors as for `send`."""
+        n, tx_hash, raw, fees, kind = tx.nonce, tx.tx_hash, tx.raw, tx.fees, tx.kind
         try:
             self.rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
         except (RequestTimeout, VenueUnavailable) as exc:
@@ -341,7 +367,7 @@ class EvmClient:
             if code != "already_known":
                 self._refused(exc, code, n, own_nonce)
         self.nonces.sent(n, tx_hash, raw, fees, kind)
-        return SentTx(tx_hash, n, tx.get("to"), data, value, gas, fees, kind)
+        return tx
 
     def _refused(self, exc: VenueError, code: str, n: int, own_nonce: bool):
         """Raise the typed error for a refused send; an allocated nonce goes back first."""
@@ -370,6 +396,7 @@ class EvmClient:
             _int(r.get("effectiveGasPrice") or 0),
             r.get("contractAddress"),
             tuple(r.get("logs") or ()),
+            str(r.get("blockHash") or ""),
         )
 
     def wait(self, sent: SentTx | str, timeout_s: float | None = None) -> Receipt:

@@ -91,6 +91,12 @@ class NonceManager:
             if self._next is not None and self._next < self._latest:
                 self._next = self._latest
 
+    def unmined(self, nonce: int) -> None:
+        """A reorg took back the transaction at `nonce`: the node's mined count is below it
+        again (it is sent again, or its nonce filled, before any later one can be mined)."""
+        with self._lock:
+            self._latest = min(self._latest, nonce)
+
     def inflight(self) -> list[InFlight]:
         with self._lock:
             return [self._inflight[n] for n in sorted(self._inflight)]

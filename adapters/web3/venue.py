@@ -19,7 +19,14 @@ deadline), "gas_cap" when the fee or gas is above the caps, "nonce_conflict" whe
 nonce contradicts ours, "insufficient_funds" when the node refuses for want of ETH. A swap
 whose receipt does not come in time is replaced (below); when neither comes, RequestTimeout,
 and `fetch_order` by client id then looks both transactions up. With `confirmations` > 1 a mined swap is a fill only once that many
-blocks hold it. Fills carry the gas cost as their fee, in ETH; the pool fee is inside the price.
+blocks hold it, and until then it is watched for a reorg: when the block at its height is no
+longer the one that held it, the swap is looked up again; mined in another block, its
+confirmations count from there; mined nowhere, the same signed swap (same nonce, same bounds) is
+broadcast again, as a node returns a reorg's dropped transactions to its pool, and the order is
+in doubt (OPEN) until a receipt decides it. Nothing reached the engine or the ledger for it
+meanwhile, so exactly one fill (or refusal) is published, for the block that stays. Each such
+reorg is counted (`reorgs_total`, the newest in `reorgs`). A reverted swap and a mined cancel are
+settled at once, not watched; a reorg deeper than `confirmations` is outside this watch. Fills carry the gas cost as their fee, in ETH; the pool fee is inside the price.
 A market's `base_decimals` / `quote_decimals`, when given, are checked at start (ConfigError
 naming the config key that gave them).
 
@@ -50,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, Decimal
 
@@ -130,6 +138,28 @@ def to_units(qty: float, decimals: int) -> int:
     return int((Decimal(repr(float(qty))).scaleb(decimals)).to_integral_value(ROUND_FLOOR))
 
 
+#: the newest reorgs a venue keeps (`Web3Venue.reorgs`; `reorgs_total` counts them all)
+REORGS_KEPT = 64
+
+
+@dataclass(frozen=True)
+class Reorg:
+    """A block that held one of our swaps, replaced before the swap's fill was final.
+
+    `outcome`: "reincluded" (the swap is mined again, in block `new_block`: its confirmations
+    are counted from there), "dropped" (no block holds it any more: the same signed swap is
+    broadcast again and the order is in doubt until its receipt), "replaced" (the block now
+    holds our cancel at its nonce, or the swap reverted there)."""
+
+    coid: str
+    tx_hash: str
+    block_number: int
+    old_hash: str
+    outcome: str
+    new_block: int = 0
+    ts_ns: int = 0
+
+
 @dataclass
 class _Pending:
     """A swap that reached (or may have reached) the node, and the cancel that replaces it."""
@@ -186,6 +216,9 @@ class Web3Venue(Venue):
         self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
         self._closed = False
         self._started = False
+        #: the newest reorgs that touched our swaps before their fills were final (bounded)
+        self.reorgs: deque[Reorg] = deque(maxlen=REORGS_KEPT)
+        self.reorgs_total = 0
 
     async def _run(self, fn, *args, **kw):
         """`fn` in a worker thread, one chain request (or short series) at a time."""
@@ -268,16 +301,20 @@ class Web3Venue(Venue):
         if not self._started:
             await self.start()
         p = await self._run(self._send_swap, order, m)
-        rec = await self._receipt(p, self.client.cfg.receipt_timeout_s)
-        if rec is None:
-            replaced = " (replaced by a cancel past its deadline)" if p.cancel else ""
-            raise RequestTimeout(
-                self.name,
-                "receipt_timeout",
-                f"{order.coid}: swap {p.sent.tx_hash}{replaced} not mined in time",
-            )
-        if rec.ok and rec.tx_hash == p.sent.tx_hash:
-            await self._confirmed(order.coid, rec)
+        while True:
+            rec = await self._receipt(p, self.client.cfg.receipt_timeout_s)
+            if rec is None:
+                replaced = " (replaced by a cancel past its deadline)" if p.cancel else ""
+                raise RequestTimeout(
+                    self.name,
+                    "receipt_timeout",
+                    f"{order.coid}: swap {p.sent.tx_hash}{replaced} not mined in time",
+                )
+            if rec.ok and rec.tx_hash == p.sent.tx_hash:
+                rec = await self._confirmed(p, rec)
+                if rec is None:  # a reorg dropped it: sent again, its receipt awaited again
+                    continue
+            break
         view = await self._settle(order.coid, rec)
         return view if view is not None else self._known(order.coid)
 
@@ -344,20 +381,73 @@ class Web3Venue(Venue):
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.client.cfg.poll_interval_s)
 
-    def _deep_enough(self, rec) -> bool:
-        """Whether `rec`'s block has `confirmations` blocks (itself included) on top of it."""
-        return (
-            self.confirmations <= 1 or self.client.block_number() >= rec.block_number + self.confirmations - 1
+    def _verify(self, p: _Pending, rec: Receipt) -> tuple[Receipt | None, bool]:
+        """(receipt, final) for the swap's receipt `rec` on the chain as it is now (worker
+        thread): final once its block has `confirmations` blocks (itself included) on top.
+        When the block at its height is no longer the one that held it (a reorg), the swap and
+        its cancel are looked up again: mined again, that receipt (its depth counted from its
+        new block); mined nowhere, None: the same signed swap is broadcast again (what a node
+        does with a reorg's dropped transactions) and the order is in doubt until a receipt
+        comes. Each such reorg is counted in `reorgs`."""
+        head, block = self.client.rpc_batch(
+            [("eth_blockNumber", []), ("eth_getBlockByNumber", [hex(rec.block_number), False])]
         )
+        held = isinstance(block, dict) and (not rec.block_hash or block.get("hash") == rec.block_hash)
+        if held:
+            final = self.confirmations <= 1 or int(head, 16) >= rec.block_number + self.confirmations - 1
+            return rec, final
+        found = None
+        for tx in p.txs():
+            found = self.client.get_receipt(tx.tx_hash)
+            if found is not None:
+                break
+        if found is None:
+            outcome = "dropped"
+        elif found.ok and found.tx_hash == p.sent.tx_hash:
+            outcome = "reincluded"
+        else:
+            outcome = "replaced"
+        self.reorgs_total += 1
+        self.reorgs.append(
+            Reorg(
+                p.order.coid,
+                rec.tx_hash,
+                rec.block_number,
+                rec.block_hash,
+                outcome,
+                found.block_number if found is not None else 0,
+                time.time_ns(),
+            )
+        )
+        if found is not None:
+            return found, False
+        self.client.nonces.unmined(p.sent.nonce)
+        if p.sent.raw:
+            try:
+                self.client.broadcast(p.sent)
+            except VenueError:  # the nonce is taken or the node refuses it: the receipt decides
+                pass
+        return None, False
 
-    async def _confirmed(self, coid: str, rec: Receipt) -> None:
-        """Wait until `rec`'s block has `confirmations` blocks on it (no lock held meanwhile);
+    async def _confirmed(self, p: _Pending, rec: Receipt) -> Receipt | None:
+        """Wait until the swap's block has `confirmations` blocks on it (no lock held
+        meanwhile), watching for a reorg (`_verify`). The receipt that decides the order (the
+        swap's, or after a reorg its cancel's or a reverted one: settled at once), or None when
+        a reorg dropped the swap (broadcast again: its receipt is awaited again).
         RequestTimeout past the client's receipt timeout (the swap stays OPEN)."""
         deadline = time.monotonic() + self.client.cfg.receipt_timeout_s
-        while not await self._run(self._deep_enough, rec):
+        while True:
+            got, final = await self._run(self._verify, p, rec)
+            if got is None:
+                return None
+            if final or not (got.ok and got.tx_hash == p.sent.tx_hash):
+                return got
+            rec = got
             if time.monotonic() >= deadline:
                 raise RequestTimeout(
-                    self.name, "confirmations", f"{coid}: swap {rec.tx_hash} mined, not confirmed in time"
+                    self.name,
+                    "confirmations",
+                    f"{p.order.coid}: swap {rec.tx_hash} mined, not confirmed in time",
                 )
             await asyncio.sleep(self.client.cfg.poll_interval_s)
 
@@ -554,9 +644,12 @@ class Web3Venue(Venue):
         p = self._pending.get(coid)
         if p is not None:
             rec = await self._run(self._mined, p)
+            if rec is not None and rec.ok and rec.tx_hash == p.sent.tx_hash:
+                got, final = await self._run(self._verify, p, rec)
+                if got is None or (not final and got.ok and got.tx_hash == p.sent.tx_hash):
+                    return self._orders[coid]  # not final, or dropped by a reorg: still OPEN
+                rec = got
             if rec is not None:
-                if rec.ok and rec.tx_hash == p.sent.tx_hash and not await self._run(self._deep_enough, rec):
-                    return self._orders[coid]  # mined, not yet confirmed: still OPEN
                 try:
                     await self._settle(coid, rec)
                 except OrderRejected:
