@@ -10,6 +10,7 @@ nonce.py      nonce allocation: no gaps, no reuse
 gas.py        EIP-1559 fees under hard caps
 transport.py  JSON-RPC over a WebSocket
 client.py     JSON-RPC and the transaction lifecycle
+bundle.py     a bundle relay: eth_callBundle to simulate, eth_sendBundle for the next blocks
 execution.py  simulate-then-send atomic trades through the executor
 arbitrage.py  DEX-DEX sizing with the AMM kernel
 streams.py    new heads and the pools' Sync logs: eth_subscribe, or polled

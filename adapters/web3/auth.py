@@ -79,6 +79,13 @@ class Signer:
                 "evm", "bad_input", f"cannot sign transaction: {type(exc).__name__}", reason="bad_input"
             ) from None
 
+    def sign_text(self, text: str) -> str:
+        """An EIP-191 personal-message signature of `text` (hex): what a bundle relay's
+        `X-Flashbots-Signature` header carries."""
+        from eth_account.messages import encode_defunct
+
+        return "0x" + bytes(self._account.sign_message(encode_defunct(text=text)).signature).hex()
+
     def keystore(self, password: str, iterations: int | None = None) -> dict:
         """The key as eth_account keystore JSON encrypted with `password` (what `from_config`
         reads back); `iterations` lowers the KDF's work (tests only)."""

@@ -127,6 +127,11 @@ class ChainTableConfig:
         receipt_timeout_s = 30.0          # how long a submit waits for the swap's receipt
         deadline_s = 60                   # a swap unmined this long after it was sent is
                                           # replaced by a cancel at its nonce
+        relay_url = ""                    # optional: a bundle relay (http(s)); swaps are then
+                                          # simulated with eth_callBundle and sent with
+                                          # eth_sendBundle, never to the public mempool
+        bundle_blocks = 3                 # the next blocks each bundle is sent for; none
+                                          # including it: the order EXPIRED, its nonce reused
 
     The key itself is never in the config: only the name of its environment variable, or a
     keystore file and the variable holding its password.
@@ -153,10 +158,19 @@ class ChainTableConfig:
     request_timeout_s: float = 10.0
     receipt_timeout_s: float = 30.0
     deadline_s: int = 60
+    #: kept out of repr: hosted relays may carry a key in the URL
+    relay_url: str = field(default="", repr=False)
+    bundle_blocks: int = 3
 
     def _validate(self, path):
         p = f"{path}." if path else ""
         require(bool(self.rpc_url), f"{p}rpc_url", "required (here or in chain_file)")
+        require(
+            not self.relay_url or self.relay_url.startswith(("http://", "https://")),
+            f"{p}relay_url",
+            "must be an http(s):// URL",
+        )
+        require(1 <= self.bundle_blocks <= 25, f"{p}bundle_blocks", "must be in [1, 25]")
         require(self.chain_id > 0, f"{p}chain_id", "required, > 0 (here or in chain_file)")
         require(
             not self.ws_url or self.ws_url.startswith(("ws://", "wss://")),

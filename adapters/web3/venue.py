@@ -99,6 +99,7 @@ from basis_core.venue import (
 
 from .arbitrage import PoolState, read_pools
 from .books import END, PoolBooks
+from .bundle import BundleRelay
 from .calldata import address, encode_call
 from .client import EvmClient, Receipt, SentTx
 from .revert import refusal_reason
@@ -171,6 +172,10 @@ class _Pending:
     cancel: SentTx | None = None
     #: set while one call turns its receipt into the order's outcome
     settling: asyncio.Future | None = None
+    #: sent as a bundle: the last block it was sent for (0: through the public mempool)
+    until_block: int = 0
+    #: a bundle that no block up to `until_block` included
+    missed: bool = False
 
     def txs(self) -> tuple[SentTx, ...]:
         return (self.sent,) if self.cancel is None else (self.sent, self.cancel)
@@ -189,8 +194,13 @@ class Web3Venue(Venue):
         ws_url: str = "",
         head_timeout_s: float = 0.0,
         settle_wait_s: float = 0.5,
+        relay: BundleRelay | None = None,
+        bundle_blocks: int = 3,
     ):
         self.client = client
+        #: where swaps go as bundles instead of the public mempool (None: the mempool)
+        self.relay = relay
+        self.bundle_blocks = bundle_blocks
         self.name = client.venue
         self.markets = {
             m.name: replace(
@@ -303,6 +313,8 @@ class Web3Venue(Venue):
         p = await self._run(self._send_swap, order, m)
         while True:
             rec = await self._receipt(p, self.client.cfg.receipt_timeout_s)
+            if rec is None and p.missed:
+                return self._not_included(p)
             if rec is None:
                 replaced = " (replaced by a cancel past its deadline)" if p.cancel else ""
                 raise RequestTimeout(
@@ -324,6 +336,8 @@ class Web3Venue(Venue):
         state = read_pools(c, [m.pool])[0]
         token_in, token_out, amount_in, min_out = self._size(order, m, state)
         data = encode_call(_SWAP_SIG, _SWAP_TYPES, [token_in, amount_in, min_out, c.address])
+        if self.relay is not None:
+            return self._send_bundle(order, m, data)
         try:
             c.call(m.pool, data)  # the gate: nothing sent if it fails
             sent = c.send(m.pool, data)
@@ -344,6 +358,65 @@ class Web3Venue(Venue):
             ) from None
         return self._track(order, sent)
 
+    def _send_bundle(self, order: OrderRequest, m: PoolMarket, data: bytes) -> _Pending:
+        """The swap as a bundle (worker thread): signed, simulated by the relay's
+        eth_callBundle for the next block (its gas limit from the simulation's gas used), then
+        sent by eth_sendBundle for each of the next `bundle_blocks` blocks. A simulation that
+        reverts refuses the order (its decoded reason) with nothing sent and the nonce given
+        back; so does a relay that takes none of the sends."""
+        c, relay = self.client, self.relay
+        assert relay is not None
+        target = c.block_number() + 1
+        try:
+            probe = c.sign(m.pool, data, gas=c.gas.max_gas)
+        except GasCapExceeded as exc:
+            self._reject(order, m, f"not sent: {exc}", "gas_cap")
+        sent_for = 0
+        try:
+            sim = relay.simulate([probe.raw], target)
+            tx = c.sign(
+                m.pool, data, gas=c.gas.gas_limit(sim[0].gas_used), fees=probe.fees, nonce=probe.nonce
+            )
+            for block in range(target, target + self.bundle_blocks):
+                relay.send([tx.raw], range(block, block + 1))
+                sent_for = block
+        except ChainRevert as exc:
+            c.nonces.release(probe.nonce)
+            self._reject(
+                order, m, f"bundle simulation: {exc.error_name}{exc.revert_args}", refusal_reason(exc)
+            )
+        except GasCapExceeded as exc:
+            c.nonces.release(probe.nonce)
+            self._reject(order, m, f"not sent: {exc}", "gas_cap")
+        except VenueError as exc:
+            if not sent_for and not isinstance(exc, RequestTimeout):
+                c.nonces.release(probe.nonce)
+                raise
+            if not sent_for:  # it may have reached the relay: tracked for the first block
+                sent_for = target
+            p = self._track(order, tx)
+            p.until_block = sent_for
+            raise RequestTimeout(
+                self.name,
+                exc.code,
+                f"{order.coid}: bundle {tx.tx_hash} sent up to block {sent_for}, then {exc}",
+            ) from None
+        p = self._track(order, tx)
+        p.until_block = sent_for
+        return p
+
+    def _not_included(self, p: _Pending) -> VenueOrder:
+        """A bundle no block included up to its last block: the order EXPIRED, nothing traded,
+        no gas spent, the nonce given back."""
+        coid = p.order.coid
+        if self._pending.pop(coid, None) is None:
+            return self._orders[coid]
+        self.client.nonces.release(p.sent.nonce)
+        view = self._view(p.order, OrderStatus.EXPIRED, venue_order_id=p.sent.tx_hash)
+        self._orders[coid] = view
+        self._publish(OrderUpdate(self.name, time.time_ns(), view))
+        return view
+
     def _send_cancel(self, p: _Pending, checked: bool = False) -> None:
         """Replace a pending swap by a 0-value transfer to ourselves at its nonce (worker
         thread; `checked`: its receipt was just looked for). A refusal (the swap mined
@@ -358,12 +431,18 @@ class Web3Venue(Venue):
 
     def _mined(self, p: _Pending) -> Receipt | None:
         """The receipt of the swap or of its cancel (one nonce: at most one is mined). With
-        neither mined and the swap past its deadline, the cancel is sent."""
+        neither mined and the swap past its deadline, the cancel is sent. A bundle is not
+        cancelled by its deadline: with neither mined once the chain is past its last block, it
+        is `missed`."""
+        head = self.client.block_number() if p.until_block else 0
         for tx in p.txs():
             rec = self.client.get_receipt(tx.tx_hash)
             if rec is not None:
                 self.client.nonces.mined(tx.nonce + 1)
                 return rec
+        if p.until_block:
+            p.missed = head >= p.until_block  # its last block is built without it
+            return None
         if p.cancel is None and time.monotonic() >= p.deadline:
             self._send_cancel(p, checked=True)
         return None
@@ -376,7 +455,7 @@ class Web3Venue(Venue):
         delay = min(0.0005, self.client.cfg.poll_interval_s)
         while True:
             rec = await self._run(self._mined, p)
-            if rec is not None or time.monotonic() >= deadline:
+            if rec is not None or p.missed or time.monotonic() >= deadline:
                 return rec
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.client.cfg.poll_interval_s)
@@ -644,6 +723,8 @@ class Web3Venue(Venue):
         p = self._pending.get(coid)
         if p is not None:
             rec = await self._run(self._mined, p)
+            if rec is None and p.missed:
+                return self._not_included(p)
             if rec is not None and rec.ok and rec.tx_hash == p.sent.tx_hash:
                 got, final = await self._run(self._verify, p, rec)
                 if got is None or (not final and got.ok and got.tx_hash == p.sent.tx_hash):

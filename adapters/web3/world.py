@@ -39,7 +39,8 @@ from adapters.sim.world import SimWorld
 from basis_core.config import Config
 from basis_core.errors import ConfigError
 
-from .auth import Signer
+from .auth import Signer, safe_url
+from .bundle import BundleRelay
 from .client import EvmClient
 from .config import ChainTableConfig, load_table
 from .revert import RevertDecoder
@@ -142,6 +143,8 @@ class ChainWorld:
                 confirmations=table.confirmations if table else 1,
                 ws_url=table.ws_url if table else "",
                 head_timeout_s=table.head_timeout_s if table else 0.0,
+                relay=_relay(table, client),
+                bundle_blocks=table.bundle_blocks if table else 3,
             )
         unknown = set(pools) - {i for i, c in cfg.instruments.items() if c.venue in chain}
         if unknown:
@@ -242,6 +245,39 @@ def _contract_abis() -> list:
         return [a.abi for a in compile_contracts().values()]
     except ToolMissing:
         return []
+
+
+def describe_tables(cfg: Config) -> list[str]:
+    """Each web3 venue's `[venues.NAME.web3]` table checked as a run builds it (its chain_file
+    read; the node not asked, the key named, not read), one line per venue; ConfigError names
+    a bad key."""
+    out = []
+    for name, vcfg in cfg.venues.items():
+        if vcfg.kind != "web3":
+            continue
+        path = f"venues.{name}.web3"
+        if not vcfg.web3:
+            raise ConfigError(path, "a web3 venue needs its [venues.NAME.web3] table")
+        t = load_table(vcfg.web3, path, cfg.base_dir)
+        key = f"keystore {t.keystore}" if t.keystore else f"${t.key_env}"
+        route = (
+            f"bundles through {safe_url(t.relay_url)} for {t.bundle_blocks} block(s)"
+            if t.relay_url
+            else "the public mempool"
+        )
+        out.append(
+            f"{path}: chain {t.chain_id}, {len(t.pools)} pool(s), {t.confirmations} confirmation(s), "
+            f"swaps by {route}, key from {key}"
+        )
+    return out
+
+
+def _relay(table: ChainTableConfig | None, client: EvmClient) -> BundleRelay | None:
+    """The bundle relay a venue's table names (None: the public mempool), signed by its
+    account."""
+    if table is None or not table.relay_url or client.signer is None:
+        return None
+    return BundleRelay(table.relay_url, client.venue, client.signer, client.decoder, table.request_timeout_s)
 
 
 def _client(table: ChainTableConfig, name: str, path: str, env, abis) -> EvmClient:

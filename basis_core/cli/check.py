@@ -2,8 +2,10 @@
 
 The recorded books and trades ([market]) and the external signals ([signals] file) are opened
 and checked in full, as a run checks them before it starts, and each ccxt venue's
-[venues.NAME.ccxt] table is built as a run builds it (its credentials named, not read). Prints
-one line per data file and ccxt venue and
+[venues.NAME.ccxt] table is built as a run builds it (its credentials named, not read), as is
+each web3 venue's [venues.NAME.web3] table (its chain_file read, the node not asked, the key
+named; the route of its swaps: public mempool or bundle relay). Prints one line per data file,
+ccxt and web3 venue and
 `ok: CONFIG: N venue(s), M instrument(s)` and exits 0, or prints the first error (the key path,
 or the file, line and column) and exits 1.
 """

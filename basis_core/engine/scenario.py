@@ -220,6 +220,10 @@ def check_inputs(cfg: Config) -> list[str]:
         from adapters.ccxt.world import describe_tables
 
         out += describe_tables(cfg)
+    if any(v.kind == "web3" for v in cfg.venues.values()):  # each [venues.NAME.web3] table
+        from adapters.web3.world import describe_tables as describe_chains
+
+        out += describe_chains(cfg)
     return out
 
 
