@@ -1,6 +1,6 @@
-"""CEX-DEX failure cases on anvil: the chain leg reverting after the CEX leg filled, and a swap
-stuck past its deadline. (The CEX hedge refused after the swap mined, unwound on the pool, is
-tests/chain/test_chain_cex_dex.py.)"""
+"""CEX-DEX failure cases on anvil: the chain leg reverting after the CEX leg filled, a swap
+stuck past its deadline, and a reorg under a swap not yet final. (The CEX hedge refused after
+the swap mined, unwound on the pool, is tests/chain/test_chain_cex_dex.py.)"""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from adapters.web3.devchain import write_keystore
 from adapters.web3.world import ChainWorld
 from basis_core.cli import main as cli_main
 from basis_core.config import from_dict, load
+from basis_core.engine.report import build_report
 from basis_core.engine.scenario import run_scenario, simulated_only
 from basis_core.state.tables import HedgeState, OrderState
 from basis_core.venue import Charge, OrderRequest, OrderType, Side
@@ -303,3 +304,100 @@ def test_basis_run_drives_sim_ccxt_and_web3_venues_in_one_run(fresh, tmp_path, m
     assert venues and venues <= {"cex", "alpha", "dex"}, venues
     registry = json.loads((run_dir / "registry.json").read_text())
     assert set(registry["venues"]) == {"cex", "alpha", "dex"}
+
+
+def _reorg_first_swap(url: str, trader: str, start: int, seen: dict, stop: threading.Event) -> None:
+    """Find the first block after `start` holding a transaction of `trader`; once the venue has
+    seen it mined, replace it (and any block on it) with empty ones before it has 3
+    confirmations; then mine a block every 30 ms (anvil mines only when sent a transaction) so
+    swaps get their confirmations."""
+    try:
+        n, deadline = start + 1, time.monotonic() + 10
+        while "block" not in seen and time.monotonic() < deadline and not stop.is_set():
+            block = rpc(url, "eth_getBlockByNumber", [hex(n), True])
+            if block is None:
+                time.sleep(0.002)
+                continue
+            ours = [tx["hash"] for tx in block["transactions"] if tx["from"].lower() == trader.lower()]
+            if ours:
+                time.sleep(0.1)  # the venue has its receipt and waits for depth (nothing is mined)
+                head = int(rpc(url, "eth_blockNumber"), 16)
+                rpc(url, "anvil_reorg", [head - n + 1, []])
+                seen.update(block=n, tx=ours[0], old_hash=block["hash"])
+            n += 1
+        while not stop.wait(0.03):
+            rpc(url, "evm_mine")
+    except Exception as exc:  # reported by the test
+        seen["error"] = repr(exc)
+
+
+def test_a_reorg_under_a_provisional_swap_is_booked_once_and_reconciles(fresh, tmp_path):
+    """The pool venue waits for 3 confirmations; the block that holds the engine's first swap
+    is replaced by one without it (`anvil_reorg`) before then. The venue broadcasts the swap
+    again and books it once it is final in the block that stays: the run ends NORMAL with no
+    reconciliation mismatch, report.json counts the reorg, and the ledger holds what the chain
+    holds (BTC from the pool's fills, ETH less the gas of the swaps that stayed)."""
+    chain = fresh
+    cfg = from_dict(cex_dex_data(2.5))
+    client = chain.client(receipt_timeout_s=5.0)
+    world = ChainWorld.from_config(
+        cfg,
+        {"dex": client},
+        {INSTRUMENT: chain.addresses()},
+        tables={"dex": chain.table(ws_url=chain.ws_url, confirmations=3)},
+    )
+    seen: dict = {}
+    stop = threading.Event()
+    found: list[str] = []
+
+    async def after_start(runner):
+        start = int(rpc(chain.url, "eth_blockNumber"), 16)
+        seen["thread"] = threading.Thread(
+            target=_reorg_first_swap, args=(chain.url, client.address, start, seen, stop)
+        )
+        seen["thread"].start()
+
+    async def before_close(runner):
+        found.extend(await venue_agreement(runner))
+
+    try:
+        runner = asyncio.run(
+            run_scenario(
+                cfg,
+                tmp_path / "run",
+                world,
+                progress=None,
+                settle_s=1.5,
+                after_start=after_start,
+                before_close=before_close,
+            )
+        )
+    finally:
+        stop.set()
+        if "thread" in seen:
+            seen["thread"].join(5)
+    assert "error" not in seen, seen.get("error")
+    assert "block" in seen, "the engine never sent a swap"
+    venue = world.chain["dex"]
+    # the venue saw the block go and followed the swap: dropped, sent again, mined again
+    assert venue.reorgs_total >= 1
+    first = venue.reorgs[0]
+    assert (first.tx_hash, first.block_number, first.outcome) == (seen["tx"], seen["block"], "dropped")
+    again = client.get_receipt(seen["tx"])
+    assert again is not None and again.block_hash != seen["old_hash"]
+    report = build_report(runner, 1.0)
+    assert report["chain_reorgs"] == {"dex": venue.reorgs_total}
+    # booked once: the swap's order is filled, and the run reconciles with the chain
+    book = runner.core.orders.orders
+    coid = next(c for c, v in venue._orders.items() if v.venue_order_id == seen["tx"])
+    assert venue._orders[coid].status.name == "FILLED"
+    swap = next(o for o in book.values() if o.venue == "dex" and o.wire == coid)
+    assert swap.state.name == "FILLED" and swap.filled == venue._orders[coid].filled_qty
+    problems = found + invariants(runner)
+    assert not problems and not runner.stats.reconcile_mismatches, problems
+    assert runner.core.engine.state.name == "NORMAL"
+    net_btc = sum(o.filled * (1 if o.side.name == "BUY" else -1) for o in book.values() if o.venue == "dex")
+    btc = client.erc20_balance(chain.dev.tokens["BTC"], client.address) / 1e18
+    assert btc == pytest.approx(net_btc, rel=1e-12, abs=1e-15)
+    eth = client.eth_balance(client.address) / 1e18
+    assert runner.ledger.balance("dex", "ETH") == pytest.approx(eth, rel=1e-12, abs=1e-15)

@@ -25,8 +25,9 @@ confirmations count from there; mined nowhere, the same signed swap (same nonce,
 broadcast again, as a node returns a reorg's dropped transactions to its pool, and the order is
 in doubt (OPEN) until a receipt decides it. Nothing reached the engine or the ledger for it
 meanwhile, so exactly one fill (or refusal) is published, for the block that stays. Each such
-reorg is counted (`reorgs_total`, the newest in `reorgs`). A reverted swap and a mined cancel are
-settled at once, not watched; a reorg deeper than `confirmations` is outside this watch. Fills carry the gas cost as their fee, in ETH; the pool fee is inside the price.
+reorg is counted (`reorgs_total`, report.json `chain_reorgs`; the newest in `reorgs`). A
+reverted swap and a mined cancel are settled at once, not watched; a reorg deeper than
+`confirmations` is outside this watch. Fills carry the gas cost as their fee, in ETH; the pool fee is inside the price.
 A market's `base_decimals` / `quote_decimals`, when given, are checked at start (ConfigError
 naming the config key that gave them).
 

@@ -188,6 +188,11 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         # (never traded by the run): what each was and what the venue's position is at the end
         "adopted_positions": adopted_positions(runner),
         "late_fills": core.orders.late_fills,
+        # reorgs that replaced a block holding one of a chain venue's swaps before its fill was
+        # final, per venue (adapters/web3/venue.py: the swap followed to the block that stays)
+        "chain_reorgs": {
+            n: int(v.reorgs_total) for n, v in runner.venues.items() if hasattr(v, "reorgs_total")
+        },
         "anomalies": list(core.counters.anomalies),  # the newest ANOMALIES_KEPT
         "anomalies_total": core.counters.anomalies.count,
         # items a restart could not write to RUN_DIR/streams (StreamFiles.lost), by stream: none
