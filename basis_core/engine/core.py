@@ -40,6 +40,7 @@ from ..state.tables import (
 )
 from ..units import MS
 from .actions import fire_engine, fire_order, fire_venue, venue_ok
+from .decide import CompiledDecision, wanted
 from .decisions import Decisions
 from .hedging import Hedging
 from .market import MarketState
@@ -157,11 +158,15 @@ class EngineCore(Hedging, Decisions, Operator):
             list(registry.venues.by_id[1:]), start_ns, int(policy.healthy_window_ms * MS), record
         )
         self.orders = OrderManager(on_change=None)
+        self.orders.venue_ids = {n: registry.venue(n) for n in registry.venues.by_id[1:]}
+        self.orders.instrument_ids = {n: registry.instrument(n) for n in rules}
         self.positions: dict[int, HedgedPosition] = {}
         self.open_positions: dict[int, HedgedPosition] = {}  # not yet RECONCILED
         self.position_counts: dict[str, int] = {}  # positions per HEDGE state name, kept as they change
         self.market = MarketState(registry, rules, depth, policy, start_ns, fixed_marks)
         self.market.warm_up()
+        #: the compiled gate and sizing (engine/decide.py); None: the Python reference path
+        self.decider: CompiledDecision | None = None
         self.inventory = dict(balances)  # (venue, asset) -> free, from our own fills
         self.venue_balance: dict[tuple[str, str], tuple[float, int]] = {}  # as the venue last said
         self.in_transit: dict[tuple[str, str], float] = {}  # (to venue, asset) -> amount
@@ -189,6 +194,9 @@ class EngineCore(Hedging, Decisions, Operator):
         self.fee_tokens = frozenset(fixed_marks or ())  # assets charged as fees only (BNB ...)
         self.fee_token_of: dict[str, str] = {}  # venue -> the fee asset it has charged
         self.fee_exhausted: set[str] = set()  # venues charging another asset since theirs ran out
+        if wanted():  # last: it reads the state above
+            self.decider = CompiledDecision(self, fixed_marks or {})
+            self.decider.warm_up(self)
 
     # -- the step ---------------------------------------------------------------------------
 
@@ -233,6 +241,8 @@ class EngineCore(Hedging, Decisions, Operator):
         pos = self.positions.get(int(change.key))
         if pos is not None:
             self._note_end_mids(pos)
+        if self.decider is not None:  # the capital of open positions, as the compiled gate sees it
+            self.decider.positions.dirty = True
 
     # -- rare records -------------------------------------------------------------------------
 
@@ -323,7 +333,7 @@ class EngineCore(Hedging, Decisions, Operator):
         else:
             cum = float(r["last_qty"])
             if cum > order.filled_reported:
-                order.filled_reported = cum
+                self.orders.reported(order, cum)
             event = _ORDER_EVENT[etype]
             if event == OrderEvent.REJECT:
                 order.reject_reason = S.RejectReason(int(r["reason"])).name.lower()

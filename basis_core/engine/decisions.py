@@ -115,10 +115,7 @@ class Decisions(EngineParts):
     ) -> None:
         """Dispatch-time re-check, gate and sizing of one signal; orders or a counted reason."""
         t0 = time.perf_counter_ns()
-        reason = self._gate(buy_name, sell_name, created_ns, ttl_us)
-        sized = None
-        if reason == S.RejectReason.NONE:
-            sized, reason = self._size(buy_name, sell_name, qty_hint)
+        sized, reason = self._gate_size(buy_name, sell_name, created_ns, ttl_us, qty_hint)
         if reason != S.RejectReason.NONE or sized is None:
             self.counters.reject(reason)
             self.counters.decision_ns.add(time.perf_counter_ns() - t0)
@@ -261,6 +258,20 @@ class Decisions(EngineParts):
         usable now keeps the mid it had)."""
         pos.end_mid_buy = self._mid(pos.buy.instrument) or pos.end_mid_buy
         pos.end_mid_sell = self._mid(pos.sell.instrument) or pos.end_mid_sell
+
+    def _gate_size(
+        self, buy_name: str, sell_name: str, created_ns: int, ttl_us: int, qty_hint: float
+    ) -> tuple[Sized | None, S.RejectReason]:
+        """The gate, then headroom and sizing: one compiled call (engine/decide.py), or with no
+        decider (the reference path) `_gate` then `_size` below, which it equals bit for bit."""
+        if self.decider is not None:
+            done = self.decider.gate_size(self, buy_name, sell_name, created_ns, ttl_us, qty_hint)
+            if done is not None:
+                return done
+        reason = self._gate(buy_name, sell_name, created_ns, ttl_us)
+        if reason != S.RejectReason.NONE:
+            return None, reason
+        return self._size(buy_name, sell_name, qty_hint)
 
     def _gate(self, buy_name: str, sell_name: str, created_ns: int, ttl_us: int) -> S.RejectReason:
         bl, sl = self.rules[buy_name], self.rules[sell_name]

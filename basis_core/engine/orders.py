@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from basis_core.venue import coid_to_wire
 
+from ..kernels.decide import WorkingOrders
 from ..schema import OrderType, Side, make_coid, split_coid
 from ..state.fsm import Machine
 from ..state.tables import ORDER, OrderState
@@ -88,6 +89,10 @@ class OrderManager:
         self.late_fills = 0
         #: orders per (venue, state name), kept as they change: read without a scan of every order
         self.counts: dict[tuple[str, str], int] = {}
+        #: the working orders as arrays for the compiled gate (kernels/decide.py); ids by name
+        self.table = WorkingOrders()
+        self.venue_ids: dict[str, int] = {}
+        self.instrument_ids: dict[str, int] = {}
 
     def _count(self, venue: str, state: str, n: int) -> None:
         key = (venue, state)
@@ -104,6 +109,7 @@ class OrderManager:
             self._count(order.venue, change.dst, 1)
             if order.terminal:
                 self._working.pop(order.coid, None)
+                self.table.remove(order.coid)
         if self._on_change is not None:
             self._on_change(change)
 
@@ -148,6 +154,9 @@ class OrderManager:
         )
         self.orders[coid] = order
         self._working[coid] = order
+        self.table.add(
+            coid, self.venue_ids.get(venue, 0), self.instrument_ids.get(instrument, 0), int(side), qty, price
+        )
         self._count(venue, OrderState.NEW.name, 1)
         return order
 
@@ -163,11 +172,17 @@ class OrderManager:
         order.trade_ids.add(trade_id)
         order.filled_booked += qty
         order.notional_booked += qty * price
+        self.table.filled(order.coid, order.filled)
         if fee:
             order.fees.append((fee, fee_asset))
         if order.terminal:
             self.late_fills += 1
         return True
+
+    def reported(self, order: ManagedOrder, cum: float) -> None:
+        """The venue says `order` has filled `cum` in all (more than it said before)."""
+        order.filled_reported = cum
+        self.table.filled(order.coid, order.filled)
 
     def working(self, venue: str | None = None) -> list[ManagedOrder]:
         """Orders not yet in a terminal state (kept as an index: no scan of finished orders)."""

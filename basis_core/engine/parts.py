@@ -24,6 +24,7 @@ from .venues import VenueBoard
 
 if TYPE_CHECKING:
     from .core import Counters, InstrumentRules
+    from .decide import CompiledDecision
 
 
 class EngineParts:
@@ -40,6 +41,7 @@ class EngineParts:
     board: VenueBoard
     orders: OrderManager
     market: MarketState
+    decider: CompiledDecision | None  # the compiled gate and sizing; None: the Python reference
     positions: dict[int, HedgedPosition]  # every opportunity of the run, by id
     open_positions: dict[int, HedgedPosition]  # not yet RECONCILED
     position_counts: dict[str, int]  # positions per HEDGE state name, kept as they change

@@ -8,6 +8,7 @@ the parity tests (perf/bench_kernels.py times some references directly, not thro
 book.py       top-N books per (venue, instrument)
 scan.py       the engine's per-batch market step: books, marks, volatility, best pair
 gate.py       one decision: freshness, eligibility gate, sizing, risk, order records
+decide.py     the engine's dispatch-time gate, headroom and sizing in one call
 sizing.py     two-leg sizing: the largest common quantity every bound allows
 risk.py       EWMA volatility of mids and the risk level it sets
 symmetry.py   hedge symmetry: fill ratios, residual exposure, time in the hedge window
