@@ -131,6 +131,22 @@ def test_an_order_short_of_margin_is_a_typed_refusal():
     run(body)
 
 
+def test_a_post_only_order_that_would_take_is_refused_as_one():
+    """GTX on USDⓈ-M: a post-only buy at the ask is refused (-5022, which ccxt raises as
+    InvalidOrder) with the reason post_only_would_cross, so the engine reprices it as it does
+    on spot; one below the ask rests."""
+
+    async def body(emu, venue):
+        with pytest.raises(OrderRejected) as err:
+            await venue.submit(order("2101", Side.BUY, 0.1, 50_000.1, OrderType.POST_ONLY))
+        assert (err.value.code, err.value.reason) == ("post_only_would_cross", "post_only_would_cross")
+        rests = await venue.submit(order("2102", Side.BUY, 0.1, 50_000.0, OrderType.POST_ONLY))
+        assert rests.status == OrderStatus.OPEN and rests.filled_qty == 0.0
+        assert (await venue.cancel("2102")).status == OrderStatus.CANCELED
+
+    run(body)
+
+
 def test_funding_reaches_the_user_stream_and_the_ledger_books_it():
     async def body(emu, venue):
         ledger = Ledger(lambda asset, ts: {"USDT": 1.0, "BTC": 50_000.0}[asset])

@@ -65,6 +65,8 @@ from . import parsing, perps, streams
 from .auth import Credentials, RedactingFilter
 from .config import CcxtVenueConfig
 from .constants import (
+    ANSWER_SHAPES,
+    BALANCE_ROWS,
     BAN_DEFAULT_S,
     BAN_RULE,
     BAN_STATUS,
@@ -79,6 +81,8 @@ from .dispatch import Gate, Limits, ban_end_ms, published_limits
 
 _headers: contextvars.ContextVar[dict | None] = contextvars.ContextVar("basis_ccxt_headers", default=None)
 _status: contextvars.ContextVar[int] = contextvars.ContextVar("basis_ccxt_status", default=0)
+#: the JSON of each success answer of the current request, by path (what ccxt parsed it from)
+_answers: contextvars.ContextVar[dict | None] = contextvars.ContextVar("basis_ccxt_answers", default=None)
 _OPTIONS = {
     "fetchMarkets": {"types": ["spot"]},
     "fetchCurrencies": False,
@@ -106,6 +110,10 @@ def _client_class(exchange: str, websocket: bool = False):
         hook = getattr(self, "basis_on_response", None)
         if hook is not None:
             hook(code, url, response_body)
+        parsed = _require_json(self.id, code, url, response_body)
+        answers = _answers.get()
+        if parsed is not None and answers is not None:
+            answers[parsed[0]] = parsed[1]
         return base.on_rest_response(
             self, code, reason, url, method, response_headers, response_body, request_headers, request_body
         )
@@ -402,16 +410,18 @@ class CcxtVenue(Venue):
             await self.gate.admit(ep, priority)
             _headers.set(None)
             _status.set(0)
+            _answers.set({})
             caught: ccxt.BaseError
             try:
                 return await fn(*args, **kwargs)
             except ccxt.BaseError as exc:
                 caught = exc
             except (
-                KeyError,
+                LookupError,
                 TypeError,
                 ValueError,
                 AttributeError,
+                ArithmeticError,  # int(float("inf")) of a timestamp in ccxt's parsing
             ) as exc:  # ccxt could not parse the answer
                 caught = ccxt.BadResponse(f"{self.config.exchange} unreadable answer: {exc!r}")
             finally:
@@ -435,6 +445,12 @@ class CcxtVenue(Venue):
             if action != R.RETRY or (retry_after or 0) > self.config.max_backoff_s:
                 raise err
             await asyncio.sleep(self.policy.backoff_ns(attempt, 0) / 1e9)
+
+    @staticmethod
+    def answer(path: str):
+        """The JSON of the last success answer from `path` within the current request (`_call`),
+        None if there was none: what ccxt parsed its result from."""
+        return (_answers.get() or {}).get(path)
 
     def _ex_or_fail(self):
         if self._ex is None:
@@ -747,7 +763,7 @@ class CcxtVenue(Venue):
         raw = await self._call(R.OP_BALANCES, "balances", R.QUERY, ex.fetch_balance)
         if self._perps is not None:
             return self._perps.balances(raw)
-        return parsing.balances(self.name, raw)
+        return parsing.balances(self.name, raw, BALANCE_ROWS.get(self.config.exchange))
 
     async def positions(self) -> dict[str, Position]:
         """Perp positions by instrument (none on a spot venue)."""
@@ -902,6 +918,48 @@ class CcxtVenue(Venue):
             if self._perps is not None and self._perps.income_due(int(time.time() * 1000), every_s):
                 for pay in await self._perps.funding_payments(every_s):
                     yield pay
+
+
+def _require_json(exchange: str, code, url, body) -> tuple[str, object] | None:
+    """Every answer the venue means as a success is a JSON object or array, of the shape
+    `ANSWER_SHAPES` names for its path: ccxt would read an empty, cut-off or HTML body, a bare
+    JSON value or a missing list as an answer with nothing in it (no balances, no trades, an
+    empty book). Such an answer, and an HTTP status that is neither a success nor an error, is
+    ccxt's BadResponse (MalformedResponse through the error table)."""
+    status = int(code or 0)
+    if status >= 400:
+        return None  # an error: ccxt raises it from its status and body
+    if not 200 <= status < 300:
+        raise ccxt.BadResponse(f"{exchange} answered HTTP {status}")
+    try:
+        parsed = json.loads(body, parse_constant=_not_json) if isinstance(body, str | bytes) else None
+    except ValueError:  # (NaN and Infinity are not JSON: ccxt would read the answer as text)
+        parsed = None
+    if not isinstance(parsed, dict | list):
+        raise ccxt.BadResponse(f"{exchange} answered HTTP {status} without a JSON object or array")
+    path = "/" + url.split("?", 1)[0].split("://", 1)[-1].partition("/")[2] if isinstance(url, str) else ""
+    shape = ANSWER_SHAPES.get(exchange, {}).get(path)
+    if isinstance(shape, list):
+        if not isinstance(parsed, list):
+            raise ccxt.BadResponse(f"{exchange} {path}: the answer is not a list")
+        for row in parsed:
+            _require_fields(exchange, path, row, shape[0])
+    elif shape is not None:
+        _require_fields(exchange, path, parsed, shape)
+    return path, parsed
+
+
+def _require_fields(exchange: str, path: str, obj, fields: dict[str, type]) -> None:
+    if not isinstance(obj, dict):
+        raise ccxt.BadResponse(f"{exchange} {path}: {type(obj).__name__} where an object belongs")
+    for key, kind in fields.items():
+        value = obj.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ccxt.BadResponse(f"{exchange} {path}: {key} is {type(value).__name__}, not {kind.__name__}")
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _venue_message(text: str, exchange: str) -> str:

@@ -105,13 +105,18 @@ def rule_for(exc: BaseException) -> ErrorRule | None:
     return most_specific(exc, ERRORS)
 
 
-#: the venue's exact message -> (our code, RejectReason name). Binance spot.
+#: the venue's exact message -> (our code, RejectReason name). Binance spot and USDⓈ-M.
 VENUE_MESSAGES: dict[str, tuple[str, str]] = {
     "Filter failure: LOT_SIZE": ("lot_size", "lot_size"),
     "Filter failure: PRICE_FILTER": ("price_filter", "bad_input"),
     "Filter failure: NOTIONAL": ("min_notional", "min_notional"),
     "Filter failure: MIN_NOTIONAL": ("min_notional", "min_notional"),
     "Order would immediately match and take.": ("post_only_would_cross", "post_only_would_cross"),
+    # Binance USDⓈ-M (-5022): a GTX order that would take, which ccxt raises as InvalidOrder
+    "Due to the order could not be executed as maker, the Post Only order will be rejected.": (
+        "post_only_would_cross",
+        "post_only_would_cross",
+    ),
     "Account has insufficient balance for requested action.": ("insufficient_funds", "insufficient_funds"),
     "Duplicate order sent.": ("duplicate", "venue_reject"),
     "Unknown order sent.": ("unknown_order", "venue_reject"),
@@ -192,3 +197,80 @@ STATUS = {
     "PENDING_NEW": "open",
     "NEW": "open",
 }
+
+# -- balances ----------------------------------------------------------------------------------
+
+#: exchange -> (key of its raw balance answer holding one row per asset, the row's asset field,
+#: its free field, its locked field). Where an exchange has a row here, balances are read from
+#: these rows, each checked: ccxt's unified balance cannot tell an asset missing from the answer
+#: (or an answer without rows: an empty 200 reads as no balances) from one the account lacks
+BALANCE_ROWS = {"binance": ("balances", "asset", "free", "locked")}
+
+# -- answer shapes -----------------------------------------------------------------------------
+
+#: a JSON object: key -> the JSON type its value must have (str for Binance's decimal strings)
+Fields = dict[str, type]
+_ORDER: Fields = {
+    "orderId": int,
+    "clientOrderId": str,
+    "price": str,
+    "origQty": str,
+    "executedQty": str,
+    "status": str,
+    "side": str,
+    "type": str,
+}
+_TRADE: Fields = {
+    "id": int,
+    "orderId": int,
+    "price": str,
+    "qty": str,
+    "commission": str,
+    "commissionAsset": str,
+    "time": int,
+}
+_DEPTH: Fields = {"lastUpdateId": int, "bids": list, "asks": list}
+#: exchange -> {REST path: the shape of a success answer}: an object's fields (`Fields`), or a
+#: list of rows each with its fields (`[Fields]`). ccxt reads a missing key or a wrong type as
+#: nothing (an absent "bids" as an empty side, a missing price as a market order, a missing
+#: commission as no fee, a missing executedQty of a FILLED order as 0): an answer to one of these
+#: paths without its shape is BadResponse before ccxt reads it
+ANSWER_SHAPES: dict[str, dict[str, Fields | list[Fields]]] = {
+    "binance": {
+        "/api/v3/depth": _DEPTH,
+        "/api/v3/order": dict(_ORDER, cummulativeQuoteQty=str),
+        "/api/v3/openOrders": [dict(_ORDER, cummulativeQuoteQty=str)],
+        "/api/v3/myTrades": [_TRADE],
+        "/api/v3/account": {"balances": list},
+        "/api/v3/time": {"serverTime": int},
+    },
+    "binanceusdm": {
+        "/fapi/v1/depth": _DEPTH,
+        "/fapi/v1/order": dict(_ORDER, cumQuote=str, avgPrice=str),
+        "/fapi/v1/openOrders": [dict(_ORDER, cumQuote=str, avgPrice=str)],
+        "/fapi/v1/userTrades": [_TRADE],
+        "/fapi/v1/income": [
+            {"symbol": str, "incomeType": str, "income": str, "asset": str, "time": int, "tranId": int}
+        ],
+        "/fapi/v1/fundingRate": [{"symbol": str, "fundingRate": str, "fundingTime": int, "markPrice": str}],
+        "/fapi/v1/premiumIndex": {
+            "symbol": str,
+            "markPrice": str,
+            "indexPrice": str,
+            "lastFundingRate": str,
+            "nextFundingTime": int,
+            "time": int,
+        },
+        "/fapi/v3/positionRisk": [
+            {"symbol": str, "positionAmt": str, "entryPrice": str, "markPrice": str, "unRealizedProfit": str}
+        ],
+        "/fapi/v3/account": {"assets": list},
+        "/fapi/v1/leverageBracket": [{"symbol": str, "brackets": list}],
+        "/fapi/v1/time": {"serverTime": int},
+    },
+}
+
+#: exchange -> (REST path of its positions answer, a row's market id field, its signed size
+#: field): a row there with a size that ccxt's positions do not show (ccxt drops a row it cannot
+#: parse, and a perp with no row reads as flat) makes the answer malformed
+POSITION_ROWS = {"binanceusdm": ("/fapi/v3/positionRisk", "symbol", "positionAmt")}

@@ -31,6 +31,20 @@ def _num(venue: str, what: str, value, default: float | None = None) -> float:
     return out
 
 
+#: the latest time in ms a venue may stamp (ns in an int64 after the conversion)
+MAX_MS = (2**63 - 1) // 1_000_000
+
+
+def _ms(venue: str, what: str, value) -> int:
+    """A venue timestamp in ms: missing is 0 (not stamped), else a whole number in [0, MAX_MS]."""
+    if value is None:
+        return 0
+    out = require_finite(venue, what, value)
+    if not 0 <= out <= MAX_MS:
+        raise _bad(venue, f"{what} is out of range: {value!r}")
+    return int(out)
+
+
 def _fee(venue: str, o: dict) -> tuple[float, str]:
     """Total fee of an order or trade (ccxt's `fees` list or single `fee`) and its asset; fees in
     several assets keep the first asset's total (the venue charges one asset per order here)."""
@@ -39,11 +53,14 @@ def _fee(venue: str, o: dict) -> tuple[float, str]:
     for f in fees:
         if not isinstance(f, dict) or f.get("cost") is None:
             continue
+        cost = require_finite(venue, "fee", f["cost"])
         cur = f.get("currency") or ""
+        if not cur and cost:
+            raise _bad(venue, f"fee {f['cost']!r} without its asset")
         if asset and cur != asset:
             continue
         asset = cur
-        total += require_finite(venue, "fee", f["cost"])
+        total += cost
     return total, asset
 
 
@@ -79,18 +96,25 @@ def order(
     qty = _num(venue, "amount", o.get("amount"))
     if qty <= 0:
         raise _bad(venue, f"order {oid} has amount {qty}")
-    filled = _num(venue, "filled", o.get("filled"), 0.0)
+    filled = _num(venue, "filled", o.get("filled"))  # (missing: not known to be 0)
     if filled > qty * (1 + 1e-9):
         raise _bad(venue, f"order {oid} filled {filled} of {qty}")
+    if status == OrderStatus.FILLED.value and filled < qty * (1 - 1e-9):
+        raise _bad(venue, f"order {oid} is filled with {filled} of {qty} executed")
+    cost = o.get("cost")
+    if not filled and cost is not None and _num(venue, "cost", cost) > 0:
+        raise _bad(venue, f"order {oid} cost {cost} with nothing executed")
     price = o.get("price")
     price = _num(venue, "price", price) if price not in (None, 0, 0.0) else None
-    avg = _num(venue, "average", o.get("average"), 0.0) if filled else 0.0
+    avg = _num(venue, "average", o.get("average")) if filled else 0.0
+    if filled and avg <= 0:
+        raise _bad(venue, f"order {oid} filled {filled} at average price {avg}")
     fee, fee_asset = _fee(venue, o)
     st = OrderStatus(status)
     if st == OrderStatus.OPEN and filled > 0:
         st = OrderStatus.PARTIALLY_FILLED
-    ts = o.get("timestamp") or 0
-    upd = o.get("lastUpdateTimestamp") or o.get("lastTradeTimestamp") or ts
+    ts = _ms(venue, "order time", o.get("timestamp"))
+    upd = _ms(venue, "order update time", o.get("lastUpdateTimestamp") or o.get("lastTradeTimestamp")) or ts
     return VenueOrder(
         coid=str(cid),
         instrument=instrument,
@@ -104,8 +128,8 @@ def order(
         fee=fee,
         fee_asset=fee_asset,
         venue_order_id=str(oid),
-        created_ns=int(ts) * 1_000_000,
-        updated_ns=int(upd) * 1_000_000,
+        created_ns=ts * 1_000_000,
+        updated_ns=upd * 1_000_000,
     )
 
 
@@ -134,14 +158,17 @@ def fill(venue: str, t, instrument: str, coid: str) -> Fill:
         fee=fee,
         fee_asset=asset,
         liquidity=liq,
-        ts_ns=int(t.get("timestamp") or 0) * 1_000_000,
+        ts_ns=_ms(venue, f"trade {t['id']} time", t.get("timestamp")) * 1_000_000,
     )
 
 
-def balances(venue: str, b) -> dict[str, Balance]:
-    """Balances by asset from ccxt's fetch_balance (free and used per currency)."""
+def balances(venue: str, b, rows: tuple[str, str, str, str] | None = None) -> dict[str, Balance]:
+    """Balances by asset from ccxt's fetch_balance (free and used per currency); with `rows`
+    (`constants.BALANCE_ROWS` of the exchange) from the venue's own rows in the answer."""
     if not isinstance(b, dict) or not isinstance(b.get("free"), dict):
         raise _bad(venue, "balance answer without free amounts")
+    if rows is not None:
+        return _balance_rows(venue, b.get("info"), *rows)
     used = b.get("used") or {}
     out = {}
     for asset, free in b["free"].items():
@@ -149,6 +176,27 @@ def balances(venue: str, b) -> dict[str, Balance]:
             continue
         out[asset] = Balance(
             asset, _num(venue, f"{asset} free", free), _num(venue, f"{asset} used", used.get(asset), 0.0)
+        )
+    return out
+
+
+def _balance_rows(venue: str, info, key: str, asset_key: str, free_key: str, locked_key: str):
+    """One Balance per row of `info[key]`: every row names its asset once, with a finite,
+    non-negative free and locked amount."""
+    listed = info.get(key) if isinstance(info, dict) else None
+    if not isinstance(listed, list):
+        raise _bad(venue, f"balance answer without its {key!r} list")
+    out: dict[str, Balance] = {}
+    for row in listed:
+        asset = row.get(asset_key) if isinstance(row, dict) else None
+        if not isinstance(asset, str) or not asset:
+            raise _bad(venue, f"balance row without an asset: {row!r}")
+        if asset in out:
+            raise _bad(venue, f"balance of {asset} listed twice")
+        out[asset] = Balance(
+            asset,
+            _num(venue, f"{asset} free", row.get(free_key)),
+            _num(venue, f"{asset} locked", row.get(locked_key)),
         )
     return out
 

@@ -36,6 +36,8 @@ from basis_core.errors import ConfigError, MalformedResponse
 from basis_core.venue import Balance, FundingPayment, FundingUpdate, InstrumentInfo, Position, require_finite
 from basis_ext import router as R
 
+from .constants import POSITION_ROWS
+
 if TYPE_CHECKING:  # pragma: no cover
     from .client import CcxtVenue
 
@@ -135,6 +137,10 @@ class Perps:
         )
         if not isinstance(rows, list):
             raise MalformedResponse(v.name, "malformed", "positions answer is not a list")
+        self._check_rows(
+            rows,
+            v.answer(POSITION_ROWS[v.config.exchange][0]) if v.config.exchange in POSITION_ROWS else None,
+        )
         out = {n: Position(n, 0.0, 0.0, 0.0, 0.0, self.funding_paid[n]) for n in self.perps}
         for p in rows:
             name = by_symbol.get(str(p.get("symbol"))) if isinstance(p, dict) else None
@@ -149,6 +155,35 @@ class Perps:
             upnl = require_finite(v.name, "unrealized PnL", p.get("unrealizedPnl") or 0.0)
             out[name] = Position(name, size, entry, mark, upnl, self.funding_paid[name])
         return out
+
+    def _check_rows(self, rows: list, raw) -> None:
+        """Every position the venue's own answer `raw` lists for one of our perps with a size is
+        among ccxt's `rows` (with the same size)."""
+        v = self.venue
+        if raw is None:
+            return
+        _, id_key, size_key = POSITION_ROWS[v.config.exchange]
+        ex = v._ex_or_fail()
+        ids = {ex.market(i.symbol)["id"]: i.symbol for i in self.perps.values()}
+        sizes = {
+            str(p.get("symbol")): abs(float(p.get("contracts") or 0.0)) * float(p.get("contractSize") or 1.0)
+            for p in rows
+            if isinstance(p, dict)
+        }
+        for r in raw if isinstance(raw, list) else ():
+            market_id = r.get(id_key) if isinstance(r, dict) else None
+            if not isinstance(market_id, str) or market_id not in ex.markets_by_id:
+                raise MalformedResponse(v.name, "malformed", f"position row of no market: {market_id!r}")
+            symbol = ids.get(market_id)
+            if symbol is None:
+                continue  # another market's position: not ours to read
+            size = abs(require_finite(v.name, "position size", r.get(size_key)))
+            if size and abs(sizes.get(symbol, 0.0) - size) > 1e-9 * size:
+                raise MalformedResponse(
+                    v.name,
+                    "malformed",
+                    f"{r.get(id_key)}: position {r.get(size_key)!r} not read from the answer",
+                )
 
     def balances(self, raw) -> dict[str, Balance]:
         """Wallet balances from ccxt's fetch_balance of a USDⓈ-M account (its `info.assets`)."""

@@ -6,7 +6,12 @@ the next N order placements and count down; flags stay on until turned off.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+#: `Faults.mutate`: (method, path, HTTP status, the parsed JSON body) -> None to send the answer
+#: as it is, or (status, body bytes, content type) to send instead
+Mutator = Callable[[str, str, int, object], "tuple[int, bytes, str] | None"]
 
 
 @dataclass
@@ -46,6 +51,11 @@ class Faults:
     depth_skip: int = 0
     #: while True no depth diff is sent; they wait, and go out in order once it is False again
     depth_paused: bool = False
+
+    #: test-only, off by default: every JSON answer of the REST endpoints is handed to this
+    #: function after it is made (the order placed, the state changed), and what it returns is
+    #: sent instead; the fuzz of the ccxt adapter's parsing (tests/test_fuzz_venue.py) uses it
+    mutate: Mutator | None = None
 
     def take(self, name: str) -> bool:
         """Consume one unit of counter `name`; True if the fault applies to this request."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -215,6 +216,8 @@ class Emulator:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         resp = await self._answer(request)
+        if self.faults.mutate is not None:
+            resp = self._mutated(request, resp)
         self.log.append((request.method, request.path, resp.status))
         if (
             self.order_log is not None
@@ -284,6 +287,21 @@ class Emulator:
         if isinstance(out, web.StreamResponse):
             return out
         return self._json(200, out)
+
+    def _mutated(self, request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+        """`resp` as `faults.mutate` rewrites it (JSON answers only; the usage headers kept)."""
+        mutate = self.faults.mutate
+        if mutate is None or not isinstance(resp, web.Response) or resp.content_type != "application/json":
+            return resp
+        assert isinstance(resp.body, bytes)  # json_response's text, encoded
+        out = mutate(request.method, request.path, resp.status, json.loads(resp.body))
+        if out is None:
+            return resp
+        status, body, content_type = out
+        headers = {
+            k: v for k, v in resp.headers.items() if k.lower() not in ("content-type", "content-length")
+        }
+        return web.Response(status=status, body=body, content_type=content_type, headers=headers)
 
     def _cost(self, method: str, path: str, params: dict) -> tuple[int, bool]:
         """(request weight, whether it counts as a new order) of one request."""
