@@ -15,8 +15,8 @@ A builder thread looks at the chain's head every few ms. A held bundle whose tar
 block is simulated again on the latest state and, when every transaction in it succeeds, its
 transactions are broadcast to anvil (which, automining, mines them at once); a bundle that
 would revert is left out, as builders do. Bundles for blocks already past are dropped, and a
-transaction already built is not built again (the copies for later blocks), so a bundle is
-included at most once. `include = False` stands for a relay whose bundles are outbid at every block: it accepts
+transaction already on chain is not built again (the copies for later blocks), so a bundle is
+included at most once (again after a reorg took it out). `include = False` stands for a relay whose bundles are outbid at every block: it accepts
 and holds them, and builds nothing.
 """
 
@@ -69,7 +69,6 @@ class LocalRelay:
         #: (target block, tx list) of the bundles held
         self.held: list[tuple[int, list[str]]] = []
         self.calls: list[str] = []  # the methods asked for, in order
-        self.sent: set[str] = set()  # the transactions built into a block
         self.signers: set[str] = set()  # the addresses that signed requests
         self.included: list[tuple[int, str]] = []  # (block it was built into, bundle hash)
         self._stop = threading.Event()
@@ -127,6 +126,9 @@ class LocalRelay:
             raise ValueError("missing or invalid X-Flashbots-Signature")
         self.signers.add(who)
 
+    def mined(self, raw: str) -> bool:
+        return self.node("eth_getTransactionReceipt", ["0x" + keccak(hexstr=raw).hex()]) is not None
+
     @staticmethod
     def bundle_hash(txs: list[str]) -> str:
         return "0x" + keccak(b"".join(keccak(hexstr=t) for t in txs)).hex()
@@ -175,10 +177,9 @@ class LocalRelay:
             due = [b for b in self.held if b[0] == nxt]
             self.held = [b for b in self.held if b[0] > nxt]
         for _target, txs in due:
-            if any(t in self.sent for t in txs) or any("error" in r for r in self.simulate(txs)):
-                continue  # already built (a copy for another block), or it would revert: left out
+            if any(self.mined(t) for t in txs) or any("error" in r for r in self.simulate(txs)):
+                continue  # already on chain (a copy for another block), or it would revert: left out
             for raw in txs:
-                self.sent.add(raw)
                 self.node("eth_sendRawTransaction", [raw])
             self.included.append((nxt, self.bundle_hash(txs)))
 

@@ -364,7 +364,10 @@ class Web3Venue(Venue):
         eth_callBundle for the next block (its gas limit from the simulation's gas used), then
         sent by eth_sendBundle for each of the next `bundle_blocks` blocks. A simulation that
         reverts refuses the order (its decoded reason) with nothing sent and the nonce given
-        back; so does a relay that takes none of the sends."""
+        back. A relay error before any bundle reached it (unreachable, refused) is raised,
+        nothing tracked and the nonce given back; a timeout on the first send may have reached
+        it (tracked for that block, RequestTimeout raised: `fetch_order` decides); an error on a
+        later block's send stops the sends there (the bundle stands for the blocks sent)."""
         c, relay = self.client, self.relay
         assert relay is not None
         target = c.block_number() + 1
@@ -372,15 +375,11 @@ class Web3Venue(Venue):
             probe = c.sign(m.pool, data, gas=c.gas.max_gas)
         except GasCapExceeded as exc:
             self._reject(order, m, f"not sent: {exc}", "gas_cap")
-        sent_for = 0
         try:
             sim = relay.simulate([probe.raw], target)
             tx = c.sign(
                 m.pool, data, gas=c.gas.gas_limit(sim[0].gas_used), fees=probe.fees, nonce=probe.nonce
             )
-            for block in range(target, target + self.bundle_blocks):
-                relay.send([tx.raw], range(block, block + 1))
-                sent_for = block
         except ChainRevert as exc:
             c.nonces.release(probe.nonce)
             self._reject(
@@ -389,19 +388,24 @@ class Web3Venue(Venue):
         except GasCapExceeded as exc:
             c.nonces.release(probe.nonce)
             self._reject(order, m, f"not sent: {exc}", "gas_cap")
-        except VenueError as exc:
-            if not sent_for and not isinstance(exc, RequestTimeout):
-                c.nonces.release(probe.nonce)
-                raise
-            if not sent_for:  # it may have reached the relay: tracked for the first block
-                sent_for = target
-            p = self._track(order, tx)
-            p.until_block = sent_for
-            raise RequestTimeout(
-                self.name,
-                exc.code,
-                f"{order.coid}: bundle {tx.tx_hash} sent up to block {sent_for}, then {exc}",
-            ) from None
+        except BaseException:
+            c.nonces.release(probe.nonce)
+            raise
+        sent_for = 0
+        for block in range(target, target + self.bundle_blocks):
+            try:
+                relay.send([tx.raw], range(block, block + 1))
+            except VenueError as exc:
+                if sent_for:
+                    break  # it stands for the blocks it was sent for
+                if not isinstance(exc, RequestTimeout):
+                    c.nonces.release(probe.nonce)
+                    raise
+                self._track(order, tx).until_block = target  # it may have reached the relay
+                raise RequestTimeout(
+                    self.name, exc.code, f"{order.coid}: bundle {tx.tx_hash} sent, no answer"
+                ) from None
+            sent_for = block
         p = self._track(order, tx)
         p.until_block = sent_for
         return p
@@ -467,8 +471,8 @@ class Web3Venue(Venue):
         When the block at its height is no longer the one that held it (a reorg), the swap and
         its cancel are looked up again: mined again, that receipt (its depth counted from its
         new block); mined nowhere, None: the same signed swap is broadcast again (what a node
-        does with a reorg's dropped transactions) and the order is in doubt until a receipt
-        comes. Each such reorg is counted in `reorgs`."""
+        does with a reorg's dropped transactions; a bundled swap goes to the relay again, for
+        the next `bundle_blocks` blocks) and the order is in doubt until a receipt comes. Each such reorg is counted in `reorgs`."""
         head, block = self.client.rpc_batch(
             [("eth_blockNumber", []), ("eth_getBlockByNumber", [hex(rec.block_number), False])]
         )
@@ -502,11 +506,15 @@ class Web3Venue(Venue):
         if found is not None:
             return found, False
         self.client.nonces.unmined(p.sent.nonce)
-        if p.sent.raw:
-            try:
+        try:
+            if p.until_block and self.relay is not None:  # sent privately again, as a bundle
+                nxt = int(head, 16) + 1
+                self.relay.send([p.sent.raw], range(nxt, nxt + self.bundle_blocks))
+                p.until_block, p.missed = nxt + self.bundle_blocks - 1, False
+            elif p.sent.raw:
                 self.client.broadcast(p.sent)
-            except VenueError:  # the nonce is taken or the node refuses it: the receipt decides
-                pass
+        except VenueError:  # the nonce is taken, or the node or relay refuses: the receipt decides
+            pass
         return None, False
 
     async def _confirmed(self, p: _Pending, rec: Receipt) -> Receipt | None:

@@ -181,3 +181,63 @@ def test_an_unreachable_relay_is_a_typed_error_that_does_not_show_its_key(owner)
     with pytest.raises(VenueUnavailable) as info:
         r.simulate([b"\x02"], 1)
     assert info.value.code == "relay_unreachable" and "s3cret" not in str(info.value)
+
+
+def test_a_relay_that_cannot_be_reached_refuses_nothing_silently_and_keeps_no_nonce(world, owner, relay):
+    from adapters.web3.bundle import BundleRelay
+    from basis_core.errors import OrderNotFound, VenueUnavailable
+
+    market = PoolMarket("WETH/TUSD", world.pool_a, world.x, world.y, "WETH", "TUSD")
+    dead = Web3Venue(
+        owner, [market], relay=BundleRelay("http://127.0.0.1:1", "anvil", owner.signer, owner.decoder)
+    )
+    counts = owner.nonce_counts()
+    with pytest.raises(VenueUnavailable):
+        asyncio.run(dead.submit(_sell("37")))
+    with pytest.raises(OrderNotFound):  # nothing tracked: the order was not placed
+        asyncio.run(dead.fetch_order("37"))
+    # its nonce went back: a swap through a working relay takes it
+    view = asyncio.run(_venue(owner, world, relay).submit(_sell("38")))
+    assert view.status == OrderStatus.FILLED
+    assert int(rpc(world.url, "eth_getTransactionByHash", [view.venue_order_id])["nonce"], 16) == counts[0]
+
+
+def test_a_bundled_swap_dropped_by_a_reorg_goes_to_the_relay_again(world, owner, relay):
+    market = PoolMarket("WETH/TUSD", world.pool_a, world.x, world.y, "WETH", "TUSD")
+    client = BundleRelay(relay.url, "anvil", owner.signer, owner.decoder)
+    venue = Web3Venue(owner, [market], poll_s=0.01, confirmations=3, relay=client, bundle_blocks=BLOCKS)
+    asyncio.run(venue.start())
+    x0 = owner.erc20_balance(world.x, owner.address)
+
+    async def receipt(tx_hash: str, not_in: str = "") -> dict:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rec = await asyncio.to_thread(rpc, world.url, "eth_getTransactionReceipt", [tx_hash])
+            if rec is not None and rec["blockHash"] != not_in:
+                return rec
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"{tx_hash} not mined")
+
+    async def go():
+        task = asyncio.ensure_future(venue.submit(_sell("39")))
+        while "39" not in venue._pending:
+            await asyncio.sleep(0.002)
+        tx_hash = venue._pending["39"].sent.tx_hash
+        first = await receipt(tx_hash)
+        await asyncio.sleep(0.05)  # the venue waits for depth
+        await asyncio.to_thread(rpc, world.url, "anvil_reorg", [1, []])
+        second = await receipt(tx_hash, first["blockHash"])
+        for _ in range(2):
+            await asyncio.sleep(0.05)
+            assert not task.done()
+            await asyncio.to_thread(rpc, world.url, "evm_mine")
+        return await asyncio.wait_for(task, 10), first, second
+
+    view, first, second = asyncio.run(go())
+    assert view.status == OrderStatus.FILLED
+    assert [(r.outcome, r.tx_hash) for r in venue.reorgs] == [("dropped", first["transactionHash"])]
+    # sent to the relay again, never to the public mempool; built once before and once after
+    assert relay.calls == ["eth_callBundle"] + ["eth_sendBundle"] * (2 * BLOCKS)
+    assert len(relay.included) == 2
+    assert x0 - owner.erc20_balance(world.x, owner.address) == E18
+    asyncio.run(venue.close())
