@@ -18,6 +18,7 @@ from basis_core.engine.core import EngineCore
 from basis_core.engine.replay import replay
 from basis_core.errors import ConfigError
 from basis_core.kernels.decide import FALLBACK, WorkingOrders
+from basis_core.schema import RejectReason
 
 
 def _fault(rng: random.Random, kind: str) -> dict:
@@ -116,6 +117,11 @@ def test_every_pair_at_every_batch_of_a_faulted_run_gets_the_python_paths_answer
     monkeypatch.setattr(EngineCore, "step", step)
     res = replay(tmp_path / "run", log=lambda line: None)
     assert res.identical
+    # a signal created at an absurd time: Python's unbounded ints decide it (stale), not int64
+    core, (buy, sell) = res.core, names[:2]
+    assert core.decider is not None
+    assert core.decider.gate_size(core, buy, sell, -(2**63) + 1, 2**32 - 1, 0.0) is None
+    assert core._gate_size(buy, sell, -(2**63) + 1, 2**32 - 1, 0.0) == (None, RejectReason.STALE)
     assert checked["sized"] > 50 and checked["rejected"] > 50, checked
 
 
@@ -140,6 +146,4 @@ def test_an_unknown_decision_path_is_a_config_error_naming_the_variable(monkeypa
 
 
 def test_fallback_code_is_not_a_reject_reason():
-    from basis_core.schema import RejectReason
-
     assert FALLBACK not in {int(r) for r in RejectReason}

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 PATH_ENV = "BASIS_DECISION_PATH"
 _SETTLED = (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE)
 _REASONS = {int(r): r for r in S.RejectReason}
+#: a creation time farther from zero than this takes the Python path (its ints do not overflow)
+_SAFE_NS = 1 << 62
 
 
 def wanted() -> bool:
@@ -114,8 +116,11 @@ class CompiledDecision:
         qty_hint: float,
     ) -> tuple[Sized | None, S.RejectReason] | None:
         """(sized, reason) as `_gate` then `_size` give them; None: take the Python path (an
-        asset with no mark, which that path reports; a clustered run's allowance)."""
+        asset with no mark, which that path reports; a clustered run's allowance; a signal
+        created at an absurd time, whose staleness needs Python's unbounded ints)."""
         if getattr(core, "allowance", None) is not None:  # a clustered run's limits: not compiled yet
+            return None
+        if not -_SAFE_NS < created_ns < _SAFE_NS:  # (a SIGNAL's own time): `now - created` fits int64
             return None
         if core.policy is not self._policy:
             self._refresh_policy(core)
