@@ -25,9 +25,11 @@ confirmations count from there; mined nowhere, the same signed swap (same nonce,
 broadcast again, as a node returns a reorg's dropped transactions to its pool, and the order is
 in doubt (OPEN) until a receipt decides it. Nothing reached the engine or the ledger for it
 meanwhile, so exactly one fill (or refusal) is published, for the block that stays. Each such
-reorg is counted (`reorgs_total`, report.json `chain_reorgs`; the newest in `reorgs`). A
-reverted swap and a mined cancel are settled at once, not watched; a reorg deeper than
-`confirmations` is outside this watch. Fills carry the gas cost as their fee, in ETH; the pool fee is inside the price.
+reorg is counted (`reorgs_total`, report.json `chain_reorgs`; the newest in `reorgs`). A reorg
+after the order was settled (deeper than `confirmations`, or under a reverted swap or a mined
+cancel, settled at once) is found by `status()`, which checks every settled transaction of the
+last `REORG_WINDOW` blocks: counted too, a dropped transaction sent again and followed, but
+what was published for the order stands (reconciliation compares it with the chain). Fills carry the gas cost as their fee, in ETH; the pool fee is inside the price.
 A market's `base_decimals` / `quote_decimals`, when given, are checked at start (ConfigError
 naming the config key that gave them).
 
@@ -142,6 +144,10 @@ def to_units(qty: float, decimals: int) -> int:
 
 #: the newest reorgs a venue keeps (`Web3Venue.reorgs`; `reorgs_total` counts them all)
 REORGS_KEPT = 64
+#: a settled swap (or its cancel) is watched for a reorg until this many blocks lie on its own
+REORG_WINDOW = 64
+#: at most this many settled transactions are watched (the oldest are let go first)
+SETTLED_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,9 @@ class Reorg:
     `outcome`: "reincluded" (the swap is mined again, in block `new_block`: its confirmations
     are counted from there), "dropped" (no block holds it any more: the same signed swap is
     broadcast again and the order is in doubt until its receipt), "replaced" (the block now
-    holds our cancel at its nonce, or the swap reverted there)."""
+    holds our cancel at its nonce, or the swap reverted there). After the order was settled
+    (a reorg deeper than `confirmations`): "final_reincluded" or "final_dropped" (sent again;
+    what was booked stands, reconciliation compares it with the chain)."""
 
     coid: str
     tx_hash: str
@@ -230,6 +238,13 @@ class Web3Venue(Venue):
         #: the newest reorgs that touched our swaps before their fills were final (bounded)
         self.reorgs: deque[Reorg] = deque(maxlen=REORGS_KEPT)
         self.reorgs_total = 0
+        #: settled orders' deciding receipts, watched for a reorg (`_watch_settled`, in the
+        #: worker thread only); `_just_settled` hands them over from the loop (a deque's append
+        #: and popleft are thread-safe)
+        self._settled: deque[tuple[_Pending, Receipt]] = deque(maxlen=SETTLED_KEPT)
+        self._just_settled: deque[tuple[_Pending, Receipt]] = deque(maxlen=SETTLED_KEPT)
+        #: settled transactions a reorg dropped and that were sent again: (order, tx, give-up block)
+        self._resent: deque[tuple[_Pending, SentTx, int]] = deque(maxlen=SETTLED_KEPT)
 
     async def _run(self, fn, *args, **kw):
         """`fn` in a worker thread, one chain request (or short series) at a time."""
@@ -491,6 +506,13 @@ class Web3Venue(Venue):
             outcome = "reincluded"
         else:
             outcome = "replaced"
+        self._count(p, rec, outcome, found)
+        if found is not None:
+            return found, False
+        self._send_again(p, p.sent, int(head, 16))
+        return None, False
+
+    def _count(self, p: _Pending, rec: Receipt, outcome: str, found: Receipt | None) -> None:
         self.reorgs_total += 1
         self.reorgs.append(
             Reorg(
@@ -503,19 +525,62 @@ class Web3Venue(Venue):
                 time.time_ns(),
             )
         )
-        if found is not None:
-            return found, False
-        self.client.nonces.unmined(p.sent.nonce)
+
+    def _send_again(self, p: _Pending, tx: SentTx, head: int) -> None:
+        """A transaction of ours a reorg dropped, sent again (worker thread): a bundled swap
+        to the relay for the next `bundle_blocks` blocks, anything else to the node."""
+        self.client.nonces.unmined(tx.nonce)
         try:
-            if p.until_block and self.relay is not None:  # sent privately again, as a bundle
-                nxt = int(head, 16) + 1
-                self.relay.send([p.sent.raw], range(nxt, nxt + self.bundle_blocks))
+            if p.until_block and self.relay is not None and tx is p.sent:
+                nxt = head + 1
+                self.relay.send([tx.raw], range(nxt, nxt + self.bundle_blocks))
                 p.until_block, p.missed = nxt + self.bundle_blocks - 1, False
-            elif p.sent.raw:
-                self.client.broadcast(p.sent)
+            elif tx.raw:
+                self.client.broadcast(tx)
         except VenueError:  # the nonce is taken, or the node or relay refuses: the receipt decides
             pass
-        return None, False
+
+    def _watch_settled(self) -> int:
+        """The head, and every settled order's deciding receipt of the last `REORG_WINDOW`
+        blocks checked against the block now at its height (worker thread; one batch request).
+        A replaced block is a reorg deeper than `confirmations`: counted ("final_reincluded",
+        or "final_dropped" and the transaction sent again, then followed until mined again).
+        What was booked for the order stands; reconciliation compares it with the chain."""
+        c = self.client
+        while self._just_settled:
+            self._settled.append(self._just_settled.popleft())
+        if not self._settled and not self._resent:
+            return c.block_number()
+        numbers = sorted({rec.block_number for _, rec in self._settled})
+        answers = c.rpc_batch(
+            [("eth_blockNumber", [])] + [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
+        )
+        head = int(answers[0], 16)
+        at = {n: b.get("hash") if isinstance(b, dict) else None for n, b in zip(numbers, answers[1:])}
+        watched: deque[tuple[_Pending, Receipt]] = deque(maxlen=SETTLED_KEPT)
+        for p, rec in self._settled:
+            if rec.block_number < head - REORG_WINDOW:
+                continue  # deep enough: let go
+            if not rec.block_hash or at.get(rec.block_number) == rec.block_hash:
+                watched.append((p, rec))
+                continue
+            found = c.get_receipt(rec.tx_hash)
+            self._count(p, rec, "final_reincluded" if found is not None else "final_dropped", found)
+            if found is not None:
+                watched.append((p, found))
+            else:
+                tx = next((t for t in p.txs() if t.tx_hash == rec.tx_hash), p.sent)
+                self._send_again(p, tx, head)
+                self._resent.append((p, tx, head + REORG_WINDOW))
+        resent: deque[tuple[_Pending, SentTx, int]] = deque(maxlen=SETTLED_KEPT)
+        for p, tx, until in self._resent:
+            found = c.get_receipt(tx.tx_hash)
+            if found is not None:
+                watched.append((p, found))
+            elif head <= until:
+                resent.append((p, tx, until))
+        self._settled, self._resent = watched, resent
+        return head
 
     async def _confirmed(self, p: _Pending, rec: Receipt) -> Receipt | None:
         """Wait until the swap's block has `confirmations` blocks on it (no lock held
@@ -612,6 +677,7 @@ class Web3Venue(Venue):
             return await self._conclude(p, rec)
         finally:
             self._pending.pop(coid, None)
+            self._just_settled.append((p, rec))
             p.settling.set_result(None)
 
     async def _conclude(self, p: _Pending, rec: Receipt) -> VenueOrder:
@@ -786,7 +852,7 @@ class Web3Venue(Venue):
         if self.books.stale:
             return VenueStatus(self.name, VenueReport.DISCONNECTED, message=self.books.silence())
         try:
-            block = await self._run(self.client.block_number)
+            block = await self._run(self._watch_settled)
         except (VenueUnavailable, RequestTimeout) as exc:
             return VenueStatus(self.name, VenueReport.DISCONNECTED, message=exc.code)
         return VenueStatus(self.name, VenueReport.OK, message=f"block {block}")

@@ -125,3 +125,38 @@ def test_a_reorg_that_leaves_the_block_alone_is_not_counted(world, owner):
     view, first, second, got = asyncio.run(_trade(venue, world.url, no_reorg))
     assert view.status == OrderStatus.FILLED and first == second
     assert venue.reorgs_total == 0 and not venue.reorgs
+
+
+@pytest.mark.parametrize("how", ["final_dropped", "final_reincluded"])
+def test_a_reorg_under_a_final_fill_is_counted_and_the_swap_sent_again(world, owner, how):
+    """With `confirmations` = 1 a mined swap is final at once; a reorg after that is deeper
+    than the policy. The venue's status check sees the block go: the swap is counted, sent
+    again when no block holds it, and followed until mined again; its one fill stands."""
+    market = PoolMarket("WETH/TUSD", world.pool_a, world.x, world.y, "WETH", "TUSD")
+    venue = Web3Venue(owner, [market], poll_s=0.01, confirmations=1)
+    asyncio.run(venue.start())
+    x0 = owner.erc20_balance(world.x, owner.address)
+    view = asyncio.run(venue.submit(OrderRequest("8", "WETH/TUSD", Side.SELL, OrderType.IOC, 1.0, 1800.0)))
+    assert view.status == OrderStatus.FILLED
+    tx = view.venue_order_id
+    first = rpc(world.url, "eth_getTransactionReceipt", [tx])
+    asyncio.run(venue.status())  # watched: nothing to see yet
+    assert venue.reorgs_total == 0
+    if how == "final_dropped":
+        rpc(world.url, "anvil_reorg", [1, []])
+    else:
+        raw = rpc(world.url, "eth_getRawTransactionByHash", [tx])
+        rpc(world.url, "evm_mine")
+        rpc(world.url, "anvil_reorg", [2, [[raw, 1]]])
+    asyncio.run(venue.status())
+    assert venue.reorgs_total == 1
+    (r,) = venue.reorgs
+    assert (r.coid, r.tx_hash, r.outcome, r.old_hash) == ("8", tx, how, first["blockHash"])
+    again = rpc(world.url, "eth_getTransactionReceipt", [tx])  # mined again (sent again if dropped)
+    assert again is not None and again["blockHash"] != first["blockHash"]
+    for _ in range(2):  # followed in its new block: no second count
+        asyncio.run(venue.status())
+    assert venue.reorgs_total == 1
+    assert x0 - owner.erc20_balance(world.x, owner.address) == E18  # executed once
+    assert len(asyncio.run(venue.fills()).fills) == 1
+    asyncio.run(venue.close())
