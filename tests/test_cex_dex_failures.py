@@ -401,3 +401,47 @@ def test_a_reorg_under_a_provisional_swap_is_booked_once_and_reconciles(fresh, t
     assert btc == pytest.approx(net_btc, rel=1e-12, abs=1e-15)
     eth = client.eth_balance(client.address) / 1e18
     assert runner.ledger.balance("dex", "ETH") == pytest.approx(eth, rel=1e-12, abs=1e-15)
+
+
+def test_a_cex_dex_run_through_a_bundle_relay_reconciles(fresh, tmp_path):
+    """The pool venue's table names a relay: every swap of the run is simulated by
+    eth_callBundle and reaches the chain only as a bundle the relay built; the run ends NORMAL
+    with no reconciliation mismatch and the ledger holds what the chain holds."""
+    from bundle_relay import LocalRelay
+
+    chain = fresh
+    cfg = from_dict(cex_dex_data(2.0))
+    client = chain.client(receipt_timeout_s=5.0)
+    found: list[str] = []
+
+    async def before_close(runner):
+        found.extend(await venue_agreement(runner))
+
+    with LocalRelay(chain.url) as relay:
+        world = ChainWorld.from_config(
+            cfg,
+            {"dex": client},
+            {INSTRUMENT: chain.addresses()},
+            tables={"dex": chain.table(ws_url=chain.ws_url, relay_url=relay.url, bundle_blocks=2)},
+        )
+        runner = asyncio.run(
+            run_scenario(cfg, tmp_path / "run", world, progress=None, settle_s=1.0, before_close=before_close)
+        )
+    problems = found + invariants(runner)
+    assert not problems and not runner.stats.reconcile_mismatches, problems
+    assert runner.core.engine.state.name == "NORMAL"
+    venue = world.chain["dex"]
+    swaps = {v.venue_order_id for v in venue._orders.values() if v.status.name == "FILLED"}
+    assert swaps, "no swap filled"
+    # each filled swap is a transaction the relay built into a block (never the public mempool)
+    built = {
+        rpc(chain.url, "eth_getBlockByNumber", [hex(b), False])["transactions"][0] for b, _ in relay.included
+    }
+    assert swaps <= built, (swaps, built)
+    assert relay.calls[0] == "eth_callBundle" and relay.calls.count("eth_callBundle") >= len(swaps)
+    book = runner.core.orders.orders
+    net_btc = sum(o.filled * (1 if o.side.name == "BUY" else -1) for o in book.values() if o.venue == "dex")
+    btc = client.erc20_balance(chain.dev.tokens["BTC"], client.address) / 1e18
+    assert btc == pytest.approx(net_btc, rel=1e-12, abs=1e-15)
+    eth = client.eth_balance(client.address) / 1e18
+    assert runner.ledger.balance("dex", "ETH") == pytest.approx(eth, rel=1e-12, abs=1e-15)
