@@ -30,8 +30,9 @@ Sections (all optional except where noted; defaults are safe for the embedded si
     [[faults]]     kind, venue, instrument, start_s, duration_s, on, nth, count, probability,
                    retry_after_s, reached, reason, delay_s, magnitude (see FaultConfig)
     [policy]       the rest of the execution policy (basis_core/engine/policy.py): dispatch
-                   ("simultaneous" | "primary_then_hedge"), execution ("taker" | "sliced",
-                   with slice_interval_ms, slice_residual_fraction, max_slices),
+                   ("simultaneous" | "primary_then_hedge"), execution ("taker" | "sliced" |
+                   "maker_taker", with slice_interval_ms, slice_residual_fraction, max_slices;
+                   maker_ttl_ms, maker_reprice_bps, maker_max_quotes, maker_max_rejects),
                    fill_ratio_degrade/breach, volatility
                    levels, verification and reconciliation intervals ...; the seven limits
                    above are set in [limits] only

@@ -1,12 +1,11 @@
 """Run one scenario under each execution style and print them side by side.
 
-CONFIG (default: the embedded default scenario) runs once per built style, `taker` and
-`sliced`, with only `[policy] execution` changed (same seed, market and faults), each through
+CONFIG (default: the embedded default scenario) runs once per style, `taker`, `sliced` and
+`maker_taker`, with only `[policy] execution` changed (same seed, market and faults), each through
 the code path of `basis run` into OUT/STYLE (a full run directory: journal, report.json,
 results.sqlite, report.html). The table gives each style's implementation shortfall (USDT and
 bps of the paper notional), realized PnL, fees, max residual exposure (OVER when above
-max_residual_usdt), asymmetric episodes and positions left open. `maker_taker` is listed as
-not built.
+max_residual_usdt), asymmetric episodes and positions left open.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         default=None,
         metavar="DIR",
-        help="the runs go to DIR/taker, DIR/sliced (default: a temp dir)",
+        help="the runs go to DIR/taker, DIR/sliced, DIR/maker_taker (default: a temp dir)",
     )
 
 

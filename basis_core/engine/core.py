@@ -43,11 +43,12 @@ from .actions import fire_engine, fire_order, fire_venue, venue_ok
 from .decide import CompiledDecision, wanted
 from .decisions import Decisions
 from .hedging import Hedging
+from .maker import Maker
 from .market import MarketState
 from .operator import OPERATOR, Operator
 from .orders import ManagedOrder, OrderManager
 from .policy import PolicyConfig
-from .positions import HedgedPosition, SliceParent
+from .positions import HedgedPosition, MakerParent, SliceParent
 from .venues import VenueBoard
 
 #: BALANCE_UPDATE.sub of the inventory a run starts with (journaled first, so a replay has it)
@@ -129,7 +130,7 @@ _VENUE_EVENT = {
 }
 
 
-class EngineCore(Hedging, Decisions, Operator):
+class EngineCore(Hedging, Decisions, Maker, Operator):
     """Record-driven decisions (see module docstring)."""
 
     def __init__(
@@ -191,6 +192,8 @@ class EngineCore(Hedging, Decisions, Operator):
         self.residual_history: Spool[tuple[int, float]] = Spool(RESIDUALS_KEPT)
         self.slicing: dict[int, SliceParent] = {}  # `sliced` execution: parents still working
         self.slice_ends: dict[str, int] = {}
+        self.making: dict[int, MakerParent] = {}  # `maker_taker` execution: opportunities still quoting
+        self.maker_ends: dict[str, int] = {}
         self.fee_tokens = frozenset(fixed_marks or ())  # assets charged as fees only (BNB ...)
         self.fee_token_of: dict[str, str] = {}  # venue -> the fee asset it has charged
         self.fee_exhausted: set[str] = set()  # venues charging another asset since theirs ran out

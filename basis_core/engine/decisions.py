@@ -63,7 +63,7 @@ class Decisions(EngineParts):
         return hedge
 
     def _pair_busy(self, buy_name: str, sell_name: str) -> bool:
-        for parent in self.slicing.values():  # a sliced opportunity holds its pair between slices
+        for parent in (*self.slicing.values(), *self.making.values()):  # held between slices / quotes
             if {parent.buy, parent.sell} & {buy_name, sell_name}:
                 return True
         for pos in self.open_positions.values():
@@ -122,6 +122,10 @@ class Decisions(EngineParts):
             return
         if self.policy.execution == "sliced":
             if not self._start_sliced(strategy, buy_name, sell_name, edge_bps, sized[0]):
+                self.counters.decision_ns.add(time.perf_counter_ns() - t0)
+                return
+        elif self.policy.execution == "maker_taker":
+            if not self._start_maker(strategy, buy_name, sell_name, edge_bps, sized[0]):
                 self.counters.decision_ns.add(time.perf_counter_ns() - t0)
                 return
         else:

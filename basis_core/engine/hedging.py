@@ -32,6 +32,8 @@ class Hedging(EngineParts):
         flat = residual_usdt <= self.policy.residual_tolerance_usdt
         legs_done = all(o is not None and o.terminal for o in (buy, sell))
         st = pos.state
+        if pos.maker and self._hedge_maker_fills(pos, net, flat):
+            return  # a maker_taker quote's fills are hedged as they come (engine/maker.py)
         if st in (HedgeState.CLOSED, HedgeState.RECONCILED, HedgeState.COMPLETE):
             if not flat and legs_done:
                 # late news left exposure behind a position we had closed: treat it as a breach
@@ -205,6 +207,8 @@ class Hedging(EngineParts):
                 self._query(o)
         if self.slicing:
             self._advance_slices()
+        if self.making:
+            self._advance_makers()
         self._record_residual()
 
     def _unwind(self, pos: HedgedPosition) -> None:

@@ -19,7 +19,7 @@ from ..state.tables import EngineState
 from .market import MarketState
 from .orders import ManagedOrder, OrderManager
 from .policy import PolicyConfig
-from .positions import HedgedPosition, SliceParent
+from .positions import HedgedPosition, MakerParent, SliceParent
 from .venues import VenueBoard
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class EngineParts:
     residual_history: Spool[tuple[int, float]]  # (ts, total residual USDT) at each change, the newest
     slicing: dict[int, SliceParent]  # `sliced` opportunities still sending slices, by parent id
     slice_ends: dict[str, int]  # sliced opportunities ended, by why
+    making: dict[int, MakerParent]  # `maker_taker` opportunities still quoting, by parent id
+    maker_ends: dict[str, int]  # maker_taker opportunities ended, by why
 
     # -- commands (core.py) -------------------------------------------------------------------
 
@@ -107,6 +109,43 @@ class EngineParts:
         raise NotImplementedError
 
     def _advance_slices(self) -> None:
+        raise NotImplementedError
+
+    def _slice_qty_cap(self, buy_name: str, sell_name: str) -> float:
+        raise NotImplementedError
+
+    def _gate(self, buy_name: str, sell_name: str, created_ns: int, ttl_us: int) -> S.RejectReason:
+        raise NotImplementedError
+
+    def _mid(self, instrument: str) -> float:
+        raise NotImplementedError
+
+    def _venue_exposure(self, venue: str) -> float:
+        raise NotImplementedError
+
+    # -- maker_taker (maker.py) -----------------------------------------------------------------
+
+    def _start_maker(self, strategy: str, buy_name: str, sell_name: str, edge_bps: float, qty: float) -> bool:
+        raise NotImplementedError
+
+    def _advance_makers(self) -> None:
+        raise NotImplementedError
+
+    def _hedge_maker_fills(self, pos: HedgedPosition, net: float, flat: bool) -> bool:
+        raise NotImplementedError
+
+    # -- hedging (hedging.py) -------------------------------------------------------------------
+
+    def _aggressive(
+        self,
+        pos: HedgedPosition,
+        venue: str,
+        instrument: str,
+        side: S.Side,
+        qty: float,
+        purpose: S.Purpose,
+        through_bps: float,
+    ) -> ManagedOrder | None:
         raise NotImplementedError
 
     def _note_end_mids(self, pos: HedgedPosition) -> None:

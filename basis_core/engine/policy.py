@@ -29,10 +29,21 @@ class PolicyConfig:
     # residual limit allows in flight (slice_residual_fraction of max_residual_usdt over the
     # leg's price) and than both books hold inside the slippage cap, slice_interval_ms apart
     # (from one slice's dispatch to the next), at most max_slices per opportunity
-    execution: Literal["taker", "sliced"] = "taker"
+    # "maker_taker" rests a post-only primary (the buy leg) at the best price that keeps
+    # min_edge_bps after the hedge leg's taker fee and slippage cap, sized like a slice, and
+    # hedges each of its fills at once with a taker IOC on the other venue; the quote is
+    # repriced (cancelled, then a new one) when that price falls below it or rises
+    # maker_reprice_bps above it, and the opportunity ends when the price would sit behind the
+    # best bid, after maker_ttl_ms, maker_max_quotes quotes or maker_max_rejects post-only
+    # rejects in a row (engine/maker.py)
+    execution: Literal["taker", "sliced", "maker_taker"] = "taker"
     slice_interval_ms: float = 100.0
     slice_residual_fraction: float = 0.9
     max_slices: int = 50
+    maker_ttl_ms: float = 5_000.0
+    maker_reprice_bps: float = 2.0
+    maker_max_quotes: int = 50
+    maker_max_rejects: int = 3
     hedge_window_ms: float = 1_500.0  # time from the first fill to a matched hedge
     fill_ratio_degrade: float = 0.95  # min(filled)/max(filled) below this: degrade
     fill_ratio_breach: float = 0.80  # below this at the end of the hedge window: breach
@@ -90,4 +101,8 @@ class PolicyConfig:
         require(self.slice_interval_ms >= 0, f"{path}.slice_interval_ms", "must be >= 0")
         require(0 < self.slice_residual_fraction <= 1, f"{path}.slice_residual_fraction", "must be in (0, 1]")
         require(1 <= self.max_slices <= 10_000, f"{path}.max_slices", "must be in [1, 10000]")
+        require(self.maker_ttl_ms > 0, f"{path}.maker_ttl_ms", "must be > 0")
+        require(self.maker_reprice_bps > 0, f"{path}.maker_reprice_bps", "must be > 0")
+        require(1 <= self.maker_max_quotes <= 10_000, f"{path}.maker_max_quotes", "must be in [1, 10000]")
+        require(self.maker_max_rejects >= 1, f"{path}.maker_max_rejects", "must be >= 1")
         require(0 < self.degraded_rate_factor <= 1, f"{path}.degraded_rate_factor", "must be in (0, 1]")

@@ -58,6 +58,9 @@ class HedgedPosition:
     #: planned quantity (0.0: `qty`)
     parent: int = 0
     planned_qty: float = 0.0
+    #: `maker_taker` execution: the primary (the buy leg) is a post-only quote whose fills are
+    #: hedged as they come (engine/maker.py), late ones included
+    maker: bool = False
 
     @property
     def state(self) -> HedgeState:
@@ -111,6 +114,17 @@ class SliceParent:
                     done[o.side] += o.filled
             total += min(done.values())
         return total
+
+
+@dataclass
+class MakerParent(SliceParent):
+    """A `maker_taker` opportunity while it still quotes: each quote (one post-only primary and
+    the hedges of its fills) is a HedgedPosition of its own, as a slice is; a reprice is the
+    next quote, sent once the last one's primary is terminal and its fills hedged."""
+
+    started_ns: int = 0  # its first quote: the opportunity quotes for maker_ttl_ms from here
+    rejects: int = 0  # post-only rejects in a row
+    ending: str = ""  # why it ends once the quote being cancelled is done ("": a reprice)
 
 
 def new_position(

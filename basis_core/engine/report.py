@@ -132,14 +132,19 @@ def shortfall_rows(core, ledger) -> list[Shortfall]:
 
 
 def execution_summary(core) -> dict:
-    """The run's execution style and, for `sliced`, its parents, their slices and why they ended."""
-    slices = [p for p in core.positions.values() if p.parent]
+    """The run's execution style and, for `sliced`, its parents, their slices and why they
+    ended; for `maker_taker`, its opportunities, their quotes and why they ended."""
+    slices = [p for p in core.positions.values() if p.parent and not p.maker]
+    quotes = [p for p in core.positions.values() if p.maker]
     return {
         "style": core.policy.execution,
         "dispatch": core.policy.dispatch,
         "sliced_opportunities": len({p.parent for p in slices}),
         "slices": len(slices),
         "slicing_ended": dict(sorted(core.slice_ends.items())),
+        "maker_opportunities": len({p.parent for p in quotes}),
+        "quotes": len(quotes),
+        "maker_ended": dict(sorted(getattr(core, "maker_ends", {}).items())),
     }
 
 
