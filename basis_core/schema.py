@@ -115,6 +115,7 @@ class Purpose(enum.IntEnum):
     ENTRY = 0
     HEDGE = 1
     UNWIND = 2
+    RESTORE = 3  # buys back base a venue kept as fees (engine/fees.py)
 
 
 class OrderEventType(enum.IntEnum):
@@ -158,6 +159,7 @@ class RejectReason(enum.IntEnum):
     EXPIRED = 20  # an on-chain trade's deadline passed before it was mined
     GAS_CAP = 21  # the gas or fee a transaction needs is above the configured cap: not sent
     NONCE_CONFLICT = 22  # the node's account nonce contradicts ours: not sent
+    CLUSTER_RESERVE = 23  # a clustered engine holds too little of a shared limit (engine/allowance.py)
 
 
 class Liquidity(enum.IntEnum):
@@ -203,6 +205,9 @@ class ControlCommand(enum.IntEnum):
     PAUSE_VENUE = 10  # venue = the venue: no new order goes there (cancels and queries still do)
     RESUME_VENUE = 11  # venue = the venue: new orders may go there again
     SET_LIMIT = 12  # aux = the [limits] key's index (config.LIMIT_FIELDS order), value = new value
+    # io -> engine in a clustered run (engine/allowance.py): what this engine holds of one shared
+    # limit; operator = the limit's kind, venue / aux (asset) / instrument name it, value = the total
+    CLUSTER_GRANT = 13
 
 
 #: the CONTROL commands an operator may send (`basis ctl`); the others come from the io side

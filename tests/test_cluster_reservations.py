@@ -1,12 +1,11 @@
-"""Global limits shared through NATS JetStream (basis_core/cluster/, issue #20; not yet part of a
-run): the `[cluster]` table, and reservations against a real nats-server with JetStream on
+"""Global limits shared through NATS JetStream (basis_core/cluster/, issue #20; `basis run` with
+them: tests/test_cluster_run.py): the `[cluster]` table, and reservations against a real nats-server with JetStream on
 loopback, started here: three engines hammering one limit, a silent engine's hold kept, the
 server restarted mid-run."""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import random
 import shutil
 import socket
@@ -14,7 +13,6 @@ import subprocess
 import sys
 import sysconfig
 import time
-from contextlib import redirect_stderr
 from decimal import Decimal
 from pathlib import Path
 
@@ -99,20 +97,15 @@ def test_credentials_come_from_the_environment_and_never_appear_in_errors():
     assert err.value.path == "cluster.password_env" and "bob" not in str(err.value)
 
 
-def test_basis_run_refuses_a_cluster_config_as_not_yet(tmp_path):
-    from basis_core.cli import main
+def test_what_a_clustered_run_cannot_do_yet_is_refused_as_not_yet():
+    from basis_core.engine.clustered import check_clusterable
 
-    toml = Path(DEFAULT).read_text() + (
-        '\n[cluster]\nservers = ["nats://127.0.0.1:4222"]\nengine_id = "e1"\nvenues = ["alpha"]\n'
-    )
-    path = tmp_path / "c.toml"
-    path.write_text(toml)
-    err = io.StringIO()
-    with redirect_stderr(err):
-        rc = main(["run", str(path), "--run-dir", str(tmp_path / "run")])
-    assert rc != 0
-    assert "cluster: not yet: clustered runs are not built" in err.getvalue()
-    assert not (tmp_path / "run" / "journal").exists()
+    cfg = _config({"servers": ["nats://127.0.0.1:4222"], "engine_id": "e1", "venues": ["alpha"]})
+    check_clusterable(cfg, resume=False, paper=False)
+    for resume, paper, key in ((True, False, "--resume"), (False, True, "cluster")):
+        with pytest.raises(ConfigError) as exc:
+            check_clusterable(cfg, resume=resume, paper=paper)
+        assert exc.value.path == key and "not yet" in str(exc.value)
 
 
 # --- a real nats-server -----------------------------------------------------------------------

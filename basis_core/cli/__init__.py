@@ -17,7 +17,7 @@ import sys
 from types import ModuleType
 
 from ..errors import BasisError, EndedOutsidePolicy, Interrupted
-from . import bench, check, ctl, devchain, emulator, hostcheck, replay, report, run, styles, version
+from . import bench, check, cluster, ctl, devchain, emulator, hostcheck, replay, report, run, styles, version
 
 #: the subcommands, in the order `basis --help` lists them
 COMMANDS: tuple[ModuleType, ...] = (
@@ -25,6 +25,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     check,
     run,
     ctl,
+    cluster,
     replay,
     report,
     styles,

@@ -12,8 +12,10 @@
     bucket = "basis_limits"          # the JetStream key-value bucket holding the global limits
     lease_s = 10.0                   # a holder not heard from for this long is listed as silent
     request_timeout_s = 1.0          # a request unanswered this long: the cluster is degraded
+    chunk_fraction = 0.05            # each reservation: this fraction of the limit, ahead of need
+    on_halted = "alone"              # or "halt_all": this engine going HALTED halts the cluster
 
-Not yet part of a run: `basis run` refuses a config holding this table (see the package).
+`basis run` with this table reserves the run's shared limits (`limits.py`) through `link.py`.
 Credentials are read from the environment when connecting (`connect_options`); a missing
 variable is a ConfigError naming the key that names it, never the value.
 """
@@ -51,6 +53,8 @@ class ClusterConfig:
     bucket: str = "basis_limits"
     lease_s: float = 10.0
     request_timeout_s: float = 1.0
+    chunk_fraction: float = 0.05
+    on_halted: str = "alone"
 
     def _validate(self, path: str) -> None:
         require(0 < len(self.servers) <= MAX_SERVERS, f"{path}.servers", f"name 1 to {MAX_SERVERS} NATS URLs")
@@ -91,6 +95,12 @@ class ClusterConfig:
             f"{path}.request_timeout_s",
             "must be in [0.01, 60] s",
         )
+        require(
+            math.isfinite(self.chunk_fraction) and 0.001 <= self.chunk_fraction <= 1.0,
+            f"{path}.chunk_fraction",
+            "must be in [0.001, 1] (the share of a limit one reservation takes)",
+        )
+        require(self.on_halted in ("alone", "halt_all"), f"{path}.on_halted", "must be 'alone' or 'halt_all'")
 
     def check_shard(self, venues: Mapping[str, Any], instruments: Mapping[str, Any], path: str) -> None:
         """The shard against the run config: every venue in [venues], every instrument in

@@ -63,6 +63,7 @@ MAX_HOLDERS = 256  # engines holding one limit: a table stays small (one KV valu
 MAX_ATTEMPTS = 500  # compare-and-set rounds before a call gives up (ClusterError)
 HISTORY = 8  # revisions the bucket keeps per key
 RESIDUAL_KEY = "residual"
+HALT_KEY = "halt"  # the cluster-wide halt: who, why, when (JSON); deleted by an operator to lift it
 ZERO = Decimal(0)
 
 #: what the nats client raises when the server is not there to answer
@@ -257,6 +258,44 @@ class LimitsBucket:
             raise ClusterError(key, "no such limit (an operator sets it first)") from None
         return Table.decode(key, entry.value or b"", entry.revision or 0)
 
+    async def find(self, key: str) -> Table | None:
+        """The table of `key`, or None when no operator has set that limit."""
+        check_key(key)
+        try:
+            entry = await self._io(key, self.kv.get(key))
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return Table.decode(key, entry.value or b"", entry.revision or 0)
+
+    async def halt(self, by: str, reason: str, now_ns: int | None = None) -> str:
+        """Halt every engine of the cluster (they read HALT_KEY); the halt's id."""
+        at = time.time_ns() if now_ns is None else now_ns
+        doc = {"v": VERSION, "id": f"{by}:{at}", "by": by, "reason": reason[:200], "at_ns": at}
+        await self._io(HALT_KEY, self.kv.put(HALT_KEY, orjson.dumps(doc)))
+        return str(doc["id"])
+
+    async def read_halt(self) -> dict | None:
+        """The cluster-wide halt in force, or None."""
+        try:
+            entry = await self._io(HALT_KEY, self.kv.get(HALT_KEY))
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        if not entry.value:
+            return None
+        try:
+            doc = orjson.loads(entry.value)
+            return {"id": str(doc["id"]), "by": str(doc["by"]), "reason": str(doc["reason"])}
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise ClusterError(HALT_KEY, f"revision {entry.revision} is not a halt") from None
+
+    async def lift_halt(self) -> None:
+        """An operator lifts the cluster-wide halt (each engine is resumed on its own: `basis ctl
+        RUN_DIR resume`)."""
+        try:
+            await self._io(HALT_KEY, self.kv.delete(HALT_KEY))
+        except nats.js.errors.KeyNotFoundError:
+            pass
+
     async def change(self, key: str, step: Callable[[Table], Table | None]) -> Table:
         """Apply `step` to the table by compare-and-set until a write wins. `step` returns the
         new table (checked: holds within the limit), or None to write nothing (the read table
@@ -358,6 +397,11 @@ class Reserver:
             return False
         self._used[key] = self.used(key) + amount
         return True
+
+    def note_used(self, key: str, amount: Decimal) -> None:
+        """What this engine's positions use of `key` now, as its own decision path counts it
+        (a clustered run's engine core keeps the figure; the io side copies it here)."""
+        self._used[key] = max(_amount(amount, key, "used"), ZERO)
 
     def unspend(self, key: str, amount: Decimal) -> None:
         """A position closed: `amount` is free again locally (still held of the cluster)."""

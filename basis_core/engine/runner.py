@@ -140,6 +140,8 @@ class Runner:
         self.next_progress_ns = 0
         #: called after every engine step, on the io side (alerts.py): they must not block
         self.watchers: list[Callable[[], None]] = []
+        #: called with each operator CONTROL record as it is sent in (clustered.py: a cluster halt)
+        self.control_hooks: list[Callable[[np.ndarray], None]] = []
         # what `_mirror_orders` looks at besides the working orders (no scan of every order)
         self._was_working: set[int] = set()  # orders working at the last mirror
         self._order_news: set[int] = set()  # orders named by order events since the last mirror
@@ -164,6 +166,8 @@ class Runner:
     def send_control(self, rec: np.ndarray) -> None:
         """An operator's CONTROL record (control.py) into the engine, journaled first like
         every input."""
+        for hook in self.control_hooks:
+            hook(rec)
         self._sink(rec)
 
     def _mark(self, asset: str, ts_ns: int) -> float:

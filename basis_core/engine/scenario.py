@@ -39,6 +39,7 @@ from .signals import load_signals
 from .stopping import StopSignals, signals_deferred
 
 if TYPE_CHECKING:
+    from .clustered import Clustered
     from .procs import ProcessRunner
     from .resume import Resumed
 
@@ -98,6 +99,7 @@ async def run_scenario(
     affinity = os.sched_getaffinity(0)
     control: ControlServer | None = None  # the operator's socket (`basis ctl`), once running
     alerts: Alerts | None = None  # the [alerts] hook, when configured
+    clustered: Clustered | None = None  # the [cluster] link, when configured
     if layout == "processes":
         from .procs import ProcessRunner
 
@@ -138,6 +140,12 @@ async def run_scenario(
                 reg.assets.add(asset)
         save_run_meta(run_dir, cfg, reg)
         await runner.start()
+        if cfg.cluster is not None:  # the shared limits reserved before the first batch
+            from .clustered import Clustered
+
+            clustered = Clustered(runner, cfg, log, run_dir)
+            clustered.open()
+            runner.watchers.append(clustered.watch)
         sampler = Sampler(runner, log)
         runner.watchers.append(sampler.watcher(int(cfg.observe.sample_ms * MS), observer.publish))
         control = await ControlServer(runner, socket_path(run_dir)).open()
@@ -150,6 +158,9 @@ async def run_scenario(
             await after_start(runner)
         await runner.run_for(cfg.run.duration_s if duration_s is None else duration_s)
         await runner.finish(settle_s)
+        if clustered is not None:  # what the positions do not use goes back to the cluster
+            clustered.close()
+            clustered = None
         observer.publish(sampler.sample())  # the run's final figures
         if not market.done():
             market.cancel()
@@ -160,6 +171,8 @@ async def run_scenario(
             await before_close(runner)
     finally:
         observer.stop()
+        if clustered is not None:  # the run failed: nothing is returned (holds kept until released)
+            clustered.link.abort()
         if control is not None:
             control.close()
         if alerts is not None:
@@ -268,8 +281,10 @@ def run_simulated(
     from ..kernels.warmup import IMPORT_S, warm_up
     from .report import write_run
 
-    if cfg.cluster is not None:  # basis_core/cluster/ holds the shared limits' store only
-        raise ConfigError("cluster", "not yet: clustered runs are not built (remove [cluster] to run alone)")
+    if cfg.cluster is not None:  # shared limits through NATS (engine/clustered.py)
+        from .clustered import check_clusterable
+
+        check_clusterable(cfg, resume, paper)
     if not paper:  # a paper world checks its own venues (sim and ccxt, real clock)
         simulated_only(cfg)
     if resume:
