@@ -97,7 +97,7 @@ def _client_class(exchange: str, websocket: bool = False):
     each answer's headers (Retry-After, usage) and HTTP status (a 418 ban) for its caller in context
     variables: concurrent requests never see each other's. An instance's `basis_on_response`, when
     set, is handed (status, url, body) of every answer; on a ccxt.pro class its `basis_on_message`,
-    when set, sees every websocket message before ccxt handles it."""
+    when set, sees every websocket message (and its connection's URL) before ccxt handles it."""
     base = getattr(ccxt_pro, exchange, None) if websocket else getattr(ccxt_async, exchange, None)
     if base is None:
         raise ConfigError("exchange", f"ccxt has no exchange {exchange!r}")
@@ -124,7 +124,7 @@ def _client_class(exchange: str, websocket: bool = False):
         def handle_message(self, client, message):
             hook = getattr(self, "basis_on_message", None)  # the user stream's (streams.py)
             if hook is not None:
-                hook(message)
+                hook(message, getattr(client, "url", ""))
             return base.handle_message(self, client, message)
 
         attrs["handle_message"] = handle_message
@@ -802,13 +802,10 @@ class CcxtVenue(Venue):
         raw = await self._call(
             R.OP_BOOK, "book", R.QUERY, ex.fetch_order_book, self._symbol(instrument), depth
         )
-        try:
-            bids = tuple((float(p), float(q)) for p, q, *_ in raw["bids"])
-            asks = tuple((float(p), float(q)) for p, q, *_ in raw["asks"])
-        except (KeyError, TypeError, ValueError):
-            raise MalformedResponse(self.name, "malformed", "order book without bids/asks") from None
-        if not all(math.isfinite(x) and x >= 0 for lv in bids + asks for x in lv):
-            raise MalformedResponse(self.name, "malformed", "order book with a non-finite or negative level")
+        if not isinstance(raw, dict):
+            raise MalformedResponse(self.name, "malformed", "order book without bids/asks")
+        bids = parsing.levels(self.name, "bids", raw.get("bids"))
+        asks = parsing.levels(self.name, "asks", raw.get("asks"))
         return BookUpdate(
             self.name,
             instrument,
@@ -950,12 +947,9 @@ def _require_json(exchange: str, code, url, body) -> tuple[str, object] | None:
 
 
 def _require_fields(exchange: str, path: str, obj, fields: dict[str, type]) -> None:
-    if not isinstance(obj, dict):
-        raise ccxt.BadResponse(f"{exchange} {path}: {type(obj).__name__} where an object belongs")
-    for key, kind in fields.items():
-        value = obj.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ccxt.BadResponse(f"{exchange} {path}: {key} is {type(value).__name__}, not {kind.__name__}")
+    problem = parsing.shape_error(obj, fields)
+    if problem is not None:
+        raise ccxt.BadResponse(f"{exchange} {path}: {problem}")
 
 
 def _not_json(constant: str):

@@ -229,6 +229,8 @@ _TRADE: Fields = {
     "commissionAsset": str,
     "time": int,
 }
+#: (Binance spot names a trade's side isBuyer and its side of the book isMaker, USDⓈ-M buyer
+#: and maker)
 _DEPTH: Fields = {"lastUpdateId": int, "bids": list, "asks": list}
 #: exchange -> {REST path: the shape of a success answer}: an object's fields (`Fields`), or a
 #: list of rows each with its fields (`[Fields]`). ccxt reads a missing key or a wrong type as
@@ -240,7 +242,7 @@ ANSWER_SHAPES: dict[str, dict[str, Fields | list[Fields]]] = {
         "/api/v3/depth": _DEPTH,
         "/api/v3/order": dict(_ORDER, cummulativeQuoteQty=str),
         "/api/v3/openOrders": [dict(_ORDER, cummulativeQuoteQty=str)],
-        "/api/v3/myTrades": [_TRADE],
+        "/api/v3/myTrades": [dict(_TRADE, isBuyer=bool, isMaker=bool)],
         "/api/v3/account": {"balances": list},
         "/api/v3/time": {"serverTime": int},
     },
@@ -248,7 +250,7 @@ ANSWER_SHAPES: dict[str, dict[str, Fields | list[Fields]]] = {
         "/fapi/v1/depth": _DEPTH,
         "/fapi/v1/order": dict(_ORDER, cumQuote=str, avgPrice=str),
         "/fapi/v1/openOrders": [dict(_ORDER, cumQuote=str, avgPrice=str)],
-        "/fapi/v1/userTrades": [_TRADE],
+        "/fapi/v1/userTrades": [dict(_TRADE, side=str, buyer=bool, maker=bool)],
         "/fapi/v1/income": [
             {"symbol": str, "incomeType": str, "income": str, "asset": str, "time": int, "tranId": int}
         ],
@@ -274,3 +276,33 @@ ANSWER_SHAPES: dict[str, dict[str, Fields | list[Fields]]] = {
 #: field): a row there with a size that ccxt's positions do not show (ccxt drops a row it cannot
 #: parse, and a perp with no row reads as flat) makes the answer malformed
 POSITION_ROWS = {"binanceusdm": ("/fapi/v3/positionRisk", "symbol", "positionAmt")}
+
+#: user-data event type -> the fields its order (an executionReport itself; an
+#: ORDER_TRADE_UPDATE's "o") must have, with their JSON types; a TRADE ("x") also its
+#: commission asset ("N"). ccxt.pro reads a wrong type as a value (an order id "nan", a missing
+#: executed quantity as 0)
+_EVENT_ORDER: Fields = {
+    "s": str,
+    "c": str,
+    "S": str,
+    "o": str,
+    "x": str,
+    "X": str,
+    "i": int,
+    "q": str,
+    "p": str,
+    "l": str,
+    "z": str,
+    "L": str,
+    "n": str,
+    "T": int,
+    "t": int,
+    "m": bool,
+}
+EVENT_SHAPES: dict[str, Fields] = {
+    "executionReport": dict(_EVENT_ORDER, Z=str),
+    "ORDER_TRADE_UPDATE": dict(_EVENT_ORDER, ap=str),
+}
+TRADE_EVENT_FIELDS: Fields = {"N": str}
+#: an outboundAccountPosition: its update time and its balance rows
+BALANCE_EVENT_FIELDS: Fields = {"u": int, "B": list}

@@ -22,12 +22,59 @@ def _bad(venue: str, message: str) -> MalformedResponse:
     return MalformedResponse(venue, "malformed", message)
 
 
+#: no price, quantity, balance or amount a venue reports is this large: one beyond is garbled
+MAX_AMOUNT = 1e18
+
+
+def number(venue: str, what: str, value, *, signed: bool = False) -> float:
+    """`value` as a float: finite, within MAX_AMOUNT, non-negative unless `signed`; a JSON true
+    or false is not a number. Else MalformedResponse naming `what`."""
+    if isinstance(value, bool):
+        raise _bad(venue, f"{what} is not a number: {value!r}")
+    out = require_finite(venue, what, value)
+    if abs(out) > MAX_AMOUNT:
+        raise _bad(venue, f"{what} is out of range: {value!r}")
+    if out < 0 and not signed:
+        raise _bad(venue, f"{what} is negative: {value!r}")
+    return out
+
+
 def _num(venue: str, what: str, value, default: float | None = None) -> float:
     if value is None and default is not None:
         return default
-    out = require_finite(venue, what, value)
-    if out < 0:
-        raise _bad(venue, f"{what} is negative: {value!r}")
+    return number(venue, what, value)
+
+
+def shape_error(obj, fields: dict[str, type]) -> str | None:
+    """What keeps `obj` from being a JSON object holding each of `fields` with its JSON type
+    (a bool is no number, a string is not empty); None when nothing does."""
+    if not isinstance(obj, dict):
+        return f"{type(obj).__name__} where an object belongs"
+    for key, kind in fields.items():
+        value = obj.get(key)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            return f"{key} is {type(value).__name__}, not {kind.__name__}"
+        if kind is str and not value:
+            return f"{key} is empty"
+    return None
+
+
+def require_fields(venue: str, what: str, obj, fields: dict[str, type]) -> None:
+    """`obj` has `fields` (`shape_error`), else MalformedResponse naming `what` and the field."""
+    problem = shape_error(obj, fields)
+    if problem is not None:
+        raise _bad(venue, f"{what}: {problem}")
+
+
+def levels(venue: str, what: str, rows) -> tuple[tuple[float, float], ...]:
+    """(price, quantity) levels of a book snapshot, each price and quantity > 0."""
+    try:
+        pairs = [(p, q) for p, q, *_ in rows]
+    except (TypeError, ValueError):
+        raise _bad(venue, f"{what} of the book are not [price, quantity] levels") from None
+    out = tuple((number(venue, f"{what} price", p), number(venue, f"{what} quantity", q)) for p, q in pairs)
+    if not all(p > 0 and q > 0 for p, q in out):
+        raise _bad(venue, f"{what} of the book hold a level with a zero price or quantity")
     return out
 
 
@@ -35,7 +82,7 @@ def _num(venue: str, what: str, value, default: float | None = None) -> float:
 MAX_MS = (2**63 - 1) // 1_000_000
 
 
-def _ms(venue: str, what: str, value) -> int:
+def time_ms(venue: str, what: str, value) -> int:
     """A venue timestamp in ms: missing is 0 (not stamped), else a whole number in [0, MAX_MS]."""
     if value is None:
         return 0
@@ -113,8 +160,10 @@ def order(
     st = OrderStatus(status)
     if st == OrderStatus.OPEN and filled > 0:
         st = OrderStatus.PARTIALLY_FILLED
-    ts = _ms(venue, "order time", o.get("timestamp"))
-    upd = _ms(venue, "order update time", o.get("lastUpdateTimestamp") or o.get("lastTradeTimestamp")) or ts
+    ts = time_ms(venue, "order time", o.get("timestamp"))
+    upd = (
+        time_ms(venue, "order update time", o.get("lastUpdateTimestamp") or o.get("lastTradeTimestamp")) or ts
+    )
     return VenueOrder(
         coid=str(cid),
         instrument=instrument,
@@ -158,7 +207,7 @@ def fill(venue: str, t, instrument: str, coid: str) -> Fill:
         fee=fee,
         fee_asset=asset,
         liquidity=liq,
-        ts_ns=_ms(venue, f"trade {t['id']} time", t.get("timestamp")) * 1_000_000,
+        ts_ns=time_ms(venue, f"trade {t['id']} time", t.get("timestamp")) * 1_000_000,
     )
 
 

@@ -37,6 +37,7 @@ from basis_core.venue import Balance, FundingPayment, FundingUpdate, InstrumentI
 from basis_ext import router as R
 
 from .constants import POSITION_ROWS
+from .parsing import number, time_ms
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import CcxtVenue
@@ -146,13 +147,13 @@ class Perps:
             name = by_symbol.get(str(p.get("symbol"))) if isinstance(p, dict) else None
             if name is None:
                 continue
-            size = require_finite(v.name, "position contracts", p.get("contracts") or 0.0)
+            size = number(v.name, "position contracts", p.get("contracts") or 0.0, signed=True)
             size *= float(p.get("contractSize") or 1.0)
             if p.get("side") == "short":
                 size = -abs(size)
-            entry = require_finite(v.name, "entry price", p.get("entryPrice") or 0.0)
-            mark = require_finite(v.name, "mark price", p.get("markPrice") or 0.0)
-            upnl = require_finite(v.name, "unrealized PnL", p.get("unrealizedPnl") or 0.0)
+            entry = number(v.name, "entry price", p.get("entryPrice") or 0.0)
+            mark = number(v.name, "mark price", p.get("markPrice") or 0.0)
+            upnl = number(v.name, "unrealized PnL", p.get("unrealizedPnl") or 0.0, signed=True)
             out[name] = Position(name, size, entry, mark, upnl, self.funding_paid[name])
         return out
 
@@ -177,7 +178,7 @@ class Perps:
             symbol = ids.get(market_id)
             if symbol is None:
                 continue  # another market's position: not ours to read
-            size = abs(require_finite(v.name, "position size", r.get(size_key)))
+            size = abs(number(v.name, "position size", r.get(size_key), signed=True))
             if size and abs(sizes.get(symbol, 0.0) - size) > 1e-9 * size:
                 raise MalformedResponse(
                     v.name,
@@ -197,8 +198,8 @@ class Perps:
             if not isinstance(a, dict) or not a.get("asset"):
                 raise MalformedResponse(name, "malformed", f"futures balance row without asset: {a!r}")
             asset = str(a["asset"])
-            wallet = require_finite(name, f"{asset} wallet balance", a.get("walletBalance"))
-            avail = require_finite(name, f"{asset} available balance", a.get("availableBalance", wallet))
+            wallet = number(name, f"{asset} wallet balance", a.get("walletBalance"), signed=True)
+            avail = number(name, f"{asset} available balance", a.get("availableBalance", wallet), signed=True)
             if wallet < 0:
                 raise MalformedResponse(name, "malformed", f"{asset} wallet balance is negative: {wallet}")
             free = min(max(avail, 0.0), wallet) if a.get("marginAvailable", True) else wallet
@@ -216,12 +217,12 @@ class Perps:
             fr = await v._call(R.OP_BOOK, "book", R.QUERY, ex.fetch_funding_rate, info.symbol)
             if not isinstance(fr, dict):
                 raise MalformedResponse(v.name, "malformed", "funding rate answer is not an object")
-            mark = require_finite(v.name, "mark price", fr.get("markPrice"))
-            index = require_finite(v.name, "index price", fr.get("indexPrice") or mark)
-            rate = require_finite(v.name, "funding rate", fr.get("fundingRate") or 0.0)
-            next_ms = int(require_finite(v.name, "next funding time", fr.get("fundingTimestamp") or 0))
+            mark = number(v.name, "mark price", fr.get("markPrice"))
+            index = number(v.name, "index price", fr.get("indexPrice") or mark)
+            rate = number(v.name, "funding rate", fr.get("fundingRate") or 0.0, signed=True)
+            next_ms = time_ms(v.name, "next funding time", fr.get("fundingTimestamp"))
             self._next_funding_ms[name] = next_ms
-            ts = int(fr.get("timestamp") or time.time() * 1000)
+            ts = time_ms(v.name, "premium index time", fr.get("timestamp")) or int(time.time() * 1000)
             out.append(FundingUpdate(v.name, name, ts * 1_000_000, mark, index, rate, next_ms * 1_000_000))
         return out
 
@@ -254,15 +255,17 @@ class Perps:
         )
         out = []
         for r in rows if isinstance(rows, list) else ():
+            if not isinstance(r, dict):
+                raise MalformedResponse(v.name, "malformed", f"funding income row is not an object: {r!r}")
             rid = str(r.get("id") or "")
             name = by_symbol.get(str(r.get("symbol")))
             if not rid or rid in self._seen or name is None:
                 continue
-            self._remember(rid)
-            amount = require_finite(v.name, "funding amount", r.get("amount"))
-            ts_ms = int(require_finite(v.name, "funding time", r.get("timestamp")))
-            self._since_ms = max(self._since_ms, ts_ms)
+            amount = number(v.name, "funding amount", r.get("amount"), signed=True)
+            ts_ms = time_ms(v.name, "funding time", r.get("timestamp"))
             rate, mark = await self._rate_at(name, ts_ms)
+            self._remember(rid)  # (only once read whole: a garbled read leaves it for the next)
+            self._since_ms = max(self._since_ms, ts_ms)
             qty = -amount / (mark * rate) if rate and mark else 0.0
             lot = self.perps[name].lot
             qty = round(qty / lot) * lot if math.isfinite(qty) else 0.0
@@ -293,12 +296,12 @@ class Perps:
         for r in rows if isinstance(rows, list) else ():
             if not isinstance(r, dict):
                 continue
-            rate = require_finite(v.name, "funding rate", r.get("fundingRate"))
+            rate = number(v.name, "funding rate", r.get("fundingRate"), signed=True)
             info = r.get("info")
-            mark = require_finite(
+            mark = number(
                 v.name, "funding mark", (info.get("markPrice") if isinstance(info, dict) else None) or 0.0
             )
-            gap = abs(int(r.get("timestamp") or 0) - ts_ms)
+            gap = abs(time_ms(v.name, "funding rate time", r.get("timestamp")) - ts_ms)
             if best is None or gap < best[0]:
                 best = (gap, rate, mark)
         return (best[1], best[2]) if best is not None else (0.0, 0.0)

@@ -60,11 +60,11 @@ from basis_core.venue import (
     Fill,
     OrderUpdate,
     UserEvent,
-    require_finite,
 )
 from basis_ext import router as R
 
 from . import parsing
+from .constants import BALANCE_EVENT_FIELDS, EVENT_SHAPES, TRADE_EVENT_FIELDS
 from .perps import LINEAR_ONLY
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,10 +84,18 @@ USER_EVENTS = (
     "ACCOUNT_UPDATE",
     "listenKeyExpired",
 )
+#: what the URL of a user-data connection holds (a listen key's stream, the WebSocket API):
+#: every message there is an event of ours or an answer to a request
+USER_CONNECTIONS = ("listenKey=", "/ws-api/")
 #: a listen key is kept alive this often (Binance drops one left alone for 60 minutes)
 KEEPALIVE_S = 1200.0
 #: how often the perp funding backstop is considered while the stream is quiet
 FUNDING_CHECK_S = 1.0
+
+
+def _is_answer(message) -> bool:
+    """A reply to a request on the stream (`{"result": ..., "id": ...}`), not an event."""
+    return isinstance(message, dict) and "id" in message and "e" not in message and "event" not in message
 
 
 def stale_marker(venue: str, instrument: str) -> BookUpdate:
@@ -101,8 +109,8 @@ def book_of(venue: str, instrument: str, ob: dict) -> BookUpdate:
         venue,
         instrument,
         time.time_ns(),
-        tuple((float(p), float(q)) for p, q, *_ in ob["bids"]),
-        tuple((float(p), float(q)) for p, q, *_ in ob["asks"]),
+        parsing.levels(venue, "bids", ob["bids"]),
+        parsing.levels(venue, "asks", ob["asks"]),
         snapshot=True,
         update_id=int(ob.get("nonce") or 0),
     )
@@ -167,7 +175,12 @@ async def watch_book(v: CcxtVenue, name: str, put: Callable[[object], Awaitable[
             try:
                 update = book_of(v.name, name, ob)
             except (KeyError, TypeError, ValueError):
+                await put(stale_marker(v.name, name))
                 await put(MalformedResponse(v.name, "malformed", f"{symbol}: order book without levels"))
+                return
+            except MalformedResponse as err:  # a level that cannot be: the book is not known
+                await put(stale_marker(v.name, name))
+                await put(err)
                 return
             stale, gaps, last = False, 0, update.update_id
             await put(update)
@@ -193,14 +206,23 @@ class UserStream:
         self.keepalive_s = KEEPALIVE_S
         self.keepalives = 0
         self._funding_now = False
+        self._garbled = 0  # user-data messages that could not be read, this subscription
 
     # -- the ccxt client's message hook (synchronous, on ccxt's receive loop) -------------------
 
-    def on_message(self, message) -> None:
-        if self._queue is None or not isinstance(message, dict):
+    def on_message(self, message, url: str = "") -> None:
+        """Queue a user-data event. A message that should be one and cannot be read (the
+        WebSocket API's event wrapper, or anything on a listen key's own stream, without a known
+        event type) is counted: the subscription ends with MalformedResponse and the next one's
+        REST backstop finds what it carried."""
+        if self._queue is None:
             return
-        event = message.get("event", message)  # the WebSocket API wraps events
+        wrapped = isinstance(message, dict) and "event" in message  # the WebSocket API wraps events
+        event = message.get("event") if wrapped else message
         if not isinstance(event, dict) or event.get("e") not in USER_EVENTS:
+            on_user_data = isinstance(url, str) and any(m in url for m in USER_CONNECTIONS)
+            if wrapped or (on_user_data and not _is_answer(message)):
+                self._garbled += 1
             return
         try:
             self._queue.put_nowait(event)
@@ -215,7 +237,7 @@ class UserStream:
         v = self.v
         ex = v._ex_or_fail()
         queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_MAX)
-        self._queue, self._overflow = queue, False
+        self._queue, self._overflow, self._garbled = queue, False, 0
         watcher: asyncio.Future | None = None
         closed = asyncio.ensure_future(v._closed.wait())
         try:
@@ -232,6 +254,8 @@ class UserStream:
                 while not queue.empty():
                     for ev in self._parse(ex, queue.get_nowait()):
                         yield ev
+                if self._garbled:
+                    raise MalformedResponse(v.name, "malformed", "an unreadable user data event")
                 if self._overflow:
                     self._overflow = False
                     for ev in await self._backstop():
@@ -246,6 +270,8 @@ class UserStream:
                     for ev in self._parse(ex, get.result()):
                         yield ev
                     continue
+                if self._garbled:
+                    continue  # (raised at the top of the loop)
                 get.cancel()
                 if not done:  # quiet: the funding backstop's turn
                     continue
@@ -390,24 +416,45 @@ class UserStream:
             return []
         if msg.get("e") == "outboundAccountPosition":
             out: list[UserEvent] = []
-            for row in msg.get("B") or ():
-                asset = str(row.get("a", ""))
-                free = require_finite(v.name, f"{asset} free", row.get("f"))
-                locked = require_finite(v.name, f"{asset} locked", row.get("l"))
-                out.append(BalanceUpdate(v.name, now, Balance(asset, free, locked), int(msg.get("u") or 0)))
+            parsing.require_fields(v.name, "account update", msg, BALANCE_EVENT_FIELDS)
+            rows = msg["B"]
+            updated = parsing.time_ms(v.name, "account update time", msg["u"])
+            for row in rows:
+                asset = row.get("a") if isinstance(row, dict) else None
+                if not isinstance(asset, str) or not asset:
+                    raise MalformedResponse(
+                        v.name, "malformed", f"account update row without an asset: {row!r}"
+                    )
+                free = parsing.number(v.name, f"{asset} free", row.get("f"))
+                locked = parsing.number(v.name, f"{asset} locked", row.get("l"))
+                out.append(BalanceUpdate(v.name, now, Balance(asset, free, locked), updated))
             return out
         raw = msg.get("o") if msg.get("e") == "ORDER_TRADE_UPDATE" else msg
         if not isinstance(raw, dict):
             raise MalformedResponse(v.name, "malformed", "order update without an order")
+        shape = EVENT_SHAPES.get(str(msg.get("e")))
+        if shape is not None:
+            parsing.require_fields(v.name, f"{msg.get('e')} order", raw, shape)
+            if raw.get("x") == "TRADE":
+                parsing.require_fields(v.name, f"{msg.get('e')} trade", raw, TRADE_EVENT_FIELDS)
+        if msg.get("e") == "executionReport" and raw.get("x") == "CANCELED":
+            original = raw.get("C")  # the order's own client id ("c" is the cancel request's)
+            if not isinstance(original, str) or not original:
+                raise MalformedResponse(v.name, "malformed", "cancel report without the order's client id")
         try:
             order = ex.parse_ws_order(raw)
             trade = ex.parse_ws_trade(raw) if raw.get("x") == "TRADE" else None
         except (ccxt.BaseError, KeyError, TypeError, ValueError) as exc:
             raise MalformedResponse(v.name, "malformed", f"unreadable order update: {exc!r}") from None
-        instrument = v._by_symbol.get(order.get("symbol"))
-        coid = v.our_coid(order.get("clientOrderId"))
+        symbol, venue_coid = order.get("symbol"), order.get("clientOrderId")
+        if not isinstance(symbol, str) or symbol not in ex.markets or not venue_coid:
+            # an update of no market, or of an order without its client id, cannot be told
+            # apart from one of ours: never dropped, the REST backstop reads our orders
+            raise MalformedResponse(v.name, "malformed", f"order update of {symbol!r} / {venue_coid!r}")
+        instrument = v._by_symbol.get(symbol)
+        coid = v.our_coid(venue_coid)
         if instrument is None or not coid:
-            return []  # not one of our instruments
+            return []  # another market's order: not ours
         out = []
         last = v._last.get(coid)
         if trade is not None and trade.get("fee") and last is not None and last.fee_asset:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import decimal
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,17 +109,44 @@ def load_parquet(path: str | Path, kind: str) -> Recording:
         raise DataFileError(
             str(path), "reading Parquet needs pyarrow (pip install pyarrow), or convert the file to CSV"
         ) from None
-    table = pq.read_table(str(path))
-    missing = [c for c in COLUMNS if c not in table.column_names]
-    if missing:
-        raise DataFileError(str(path), f"missing column(s) {', '.join(missing)}")
-    data = {c: table.column(c).to_pylist() for c in COLUMNS}
+    import pyarrow as pa
+
+    p = str(path)
+    try:
+        table = pq.read_table(p)
+        missing = [c for c in COLUMNS if c not in table.column_names]
+        if missing:
+            raise DataFileError(p, f"missing column(s) {', '.join(missing)}")
+        data = {c: table.column(c).to_pylist() for c in COLUMNS}
+    except (pa.ArrowException, OSError, ValueError) as exc:  # not Parquet, cut off, unreadable
+        raise DataFileError(p, f"not a readable Parquet file: {type(exc).__name__}") from None
     cols = {c: i for i, c in enumerate(COLUMNS)}
     records = [
-        _parse_row(str(path), kind, i + 2, [str(data[c][i]) for c in COLUMNS], cols, len(COLUMNS))
+        _parse_row(p, kind, i + 2, [_cell(p, i + 2, c, data[c][i]) for c in COLUMNS], cols, len(COLUMNS))
         for i in range(table.num_rows)
     ]
-    return _recording(str(path), kind, records)
+    return _recording(p, kind, records)
+
+
+def _cell(p: str, line: int, column: str, value) -> str:
+    """One Parquet cell as the CSV's text: a name column holds text, a number column a number
+    (int, float, or text); a null, or a true/false, is a DataFileError at its row and column.
+    (`line` counts as the CSV's would: the first row is line 2.)"""
+    if value is None:
+        raise DataFileError(p, f"{column} is null", row=line, column=column)
+    if column in ("venue", "instrument", "side"):
+        if not isinstance(value, str):
+            raise DataFileError(
+                p, f"{column} must be text, got {type(value).__name__}", row=line, column=column
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | str | decimal.Decimal):
+        raise DataFileError(
+            p, f"{column} must be a number, got {type(value).__name__}", row=line, column=column
+        )
+    if column == "ts_ns" and isinstance(value, float):
+        raise DataFileError(p, f"ts_ns must be an integer, got {value!r}", row=line, column=column)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def load(path: str | Path, kind: str) -> Recording:
