@@ -23,7 +23,7 @@ def _little_bnb(**policy) -> dict:
 
 
 def test_a_fee_asset_that_runs_out_is_an_event_and_the_venues_end_equal_to_the_ledger(tmp_path):
-    data = _little_bnb()
+    data = _little_bnb(on_fee_asset_exhausted="fallback")  # "restore": tests/test_fee_restore.py
     runner, world, found = run(data, tmp_path)
     problems = found + invariants(runner) + balance_agreement(runner, world)
     assert not problems, "\n".join(problems)

@@ -4,6 +4,7 @@ core.py       EngineCore: records in, commands out; reads no clock and no venue
 decisions.py  its signals: built-in scanner, external signals, dispatch-time gate, sizing
 decide.py     the gate and sizing as one compiled call; the Python path of decisions.py the reference
 hedging.py    its hedged positions: symmetry, completion, isolation, unwind, timed checks
+fees.py       base a venue kept as fees once its fee asset ran out, bought back by policy
 maker.py      the maker_taker style: post-only quotes repriced with the books, each fill hedged at once
 operator.py   its operator commands (halt, resume, flatten, cancel-all, pause a venue, set a limit)
 parts.py      what core.py and its two mixins share through `self`, declared once

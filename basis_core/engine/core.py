@@ -42,6 +42,7 @@ from ..units import MS
 from .actions import fire_engine, fire_order, fire_venue, venue_ok
 from .decide import CompiledDecision, wanted
 from .decisions import Decisions
+from .fees import FeeDrift
 from .hedging import Hedging
 from .maker import Maker
 from .market import MarketState
@@ -130,7 +131,7 @@ _VENUE_EVENT = {
 }
 
 
-class EngineCore(Hedging, Decisions, Maker, Operator):
+class EngineCore(Hedging, Decisions, Maker, FeeDrift, Operator):
     """Record-driven decisions (see module docstring)."""
 
     def __init__(
@@ -197,6 +198,7 @@ class EngineCore(Hedging, Decisions, Maker, Operator):
         self.fee_tokens = frozenset(fixed_marks or ())  # assets charged as fees only (BNB ...)
         self.fee_token_of: dict[str, str] = {}  # venue -> the fee asset it has charged
         self.fee_exhausted: set[str] = set()  # venues charging another asset since theirs ran out
+        self._init_fee_drift()  # base kept as fees and bought back (engine/fees.py)
         if wanted():  # last: it reads the state above
             self.decider = CompiledDecision(self, fixed_marks or {})
             self.decider.warm_up(self)
@@ -331,6 +333,8 @@ class EngineCore(Hedging, Decisions, Maker, Operator):
                 return
             self._book_inventory(order, px, qty, fee, int(r["aux"]))
             self._fee_charged(order, fee, fee_asset)
+            if order.purpose == "restore":
+                self._restore_filled(order, qty, fee, fee_asset)
             event = OrderEvent.FILL if order.filled >= order.qty - 1e-12 else OrderEvent.PARTIAL_FILL
             fire_order(self, order, event, "fill")
         else:

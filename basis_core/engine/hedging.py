@@ -150,7 +150,7 @@ class Hedging(EngineParts):
             price = np.floor(bid * (1 - through_bps / 1e4) / r.tick + 1e-9) * r.tick
         if price <= 0 or qty * price < r.min_notional:
             return None
-        leg_no = 2 + len(pos.unwind_coids)
+        leg_no = 2 + len(pos.unwind_coids) + len(pos.restore_coids)
         if leg_no > S.MAX_LEG:
             return None
         order = self._new_order(
@@ -192,6 +192,7 @@ class Hedging(EngineParts):
             ):
                 fire_hedge(self, pos, HedgeEvent.RECONCILED, "legs terminal, residual within tolerance")
                 del self.open_positions[pos.opp_id]
+                self._carry_fee_drift(pos)  # a short its base-asset fees left (engine/fees.py)
         self._engine_checks()
         # orders in doubt: ask again on the verify interval; an order with no answer at all for
         # several intervals (a lost acknowledgement) is asked about too
@@ -209,6 +210,8 @@ class Hedging(EngineParts):
             self._advance_slices()
         if self.making:
             self._advance_makers()
+        if self.fee_drift:
+            self._restore_fee_drift()
         self._record_residual()
 
     def _unwind(self, pos: HedgedPosition) -> None:
@@ -367,6 +370,8 @@ class Hedging(EngineParts):
                 net = pos.net_qty(self.orders.orders)
                 if net:
                     total += abs(net) * self.market.mark(self.rules[pos.buy.instrument].base)
+        if self.fee_drift:
+            total += self.fee_drift_usdt()  # base kept as fees by venues, not yet bought back
         if not self.residual_history or self.residual_history[-1][1] != total:
             self.residual_history.append((self.now, total))
         self.counters.max_residual_usdt = max(self.counters.max_residual_usdt, total)

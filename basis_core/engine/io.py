@@ -60,7 +60,12 @@ _STATUS_EVENT = {
     OrderStatus.REJECTED: S.OrderEventType.REJECT,
 }
 _REASON = {r.name.lower(): r for r in S.RejectReason}
-_PRIORITY = {S.Purpose.ENTRY: ENTRY, S.Purpose.HEDGE: HEDGE, S.Purpose.UNWIND: HEDGE}
+_PRIORITY = {
+    S.Purpose.ENTRY: ENTRY,
+    S.Purpose.HEDGE: HEDGE,
+    S.Purpose.UNWIND: HEDGE,
+    S.Purpose.RESTORE: HEDGE,
+}
 OK_EVERY_NS = 100_000_000
 #: a venue stream that failed with a venue error is subscribed again after this pause, doubling
 #: up to the second figure while it keeps failing (seconds)

@@ -30,7 +30,7 @@ class ManagedOrder:
     price: float | None  # the bound
     max_slip_bps: float
     depends_on: int = 0  # coid of the leg this one hedges (0: primary)
-    purpose: str = "entry"  # entry | hedge | unwind
+    purpose: str = "entry"  # entry | hedge | unwind | restore
     machine: Machine[OrderState] = field(kw_only=True)
     filled_booked: float = 0.0
     filled_reported: float = 0.0

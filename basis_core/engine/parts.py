@@ -48,6 +48,7 @@ class EngineParts:
     inventory: dict[tuple[str, str], float]  # (venue, asset) -> free, from our own fills
     in_transit: dict[tuple[str, str], float]  # (to venue, asset) -> amount
     fee_exhausted: set[str]  # venues whose fee asset ran out (their fees fall back to another asset)
+    fee_drift: dict[str, float]  # base asset -> what venues kept as fees, owed back (fees.py)
     next_opp: int
     reconcile_clean_since: int
     reconcile_requested: bool
@@ -132,6 +133,17 @@ class EngineParts:
         raise NotImplementedError
 
     def _hedge_maker_fills(self, pos: HedgedPosition, net: float, flat: bool) -> bool:
+        raise NotImplementedError
+
+    # -- base-asset fee drift (fees.py) ------------------------------------------------------------
+
+    def _carry_fee_drift(self, pos: HedgedPosition) -> None:
+        raise NotImplementedError
+
+    def _restore_fee_drift(self) -> None:
+        raise NotImplementedError
+
+    def fee_drift_usdt(self) -> float:
         raise NotImplementedError
 
     # -- hedging (hedging.py) -------------------------------------------------------------------

@@ -37,11 +37,6 @@ class PolicyConfig:
     # best bid, after maker_ttl_ms, maker_max_quotes quotes or maker_max_rejects post-only
     # rejects in a row (engine/maker.py)
     execution: Literal["taker", "sliced", "maker_taker"] = "taker"
-    # "taker" with taker_residual_cap: each opportunity is sized no larger than a slice (one leg
-    # filled alone, valued at the highest price it can be valued at now, stays within
-    # slice_residual_fraction of max_residual_usdt, less what open positions already put in
-    # flight), so the residual limit holds by construction; off: sized to max_order_usdt
-    taker_residual_cap: bool = False
     slice_interval_ms: float = 100.0
     slice_residual_fraction: float = 0.9
     max_slices: int = 50
@@ -62,9 +57,11 @@ class PolicyConfig:
     healthy_window_ms: float = 2_000.0  # venue must be healthy this long before normal
     degraded_rate_factor: float = 0.25  # routing frequency while rate limited
     reroute_on_maintenance: bool = False
-    # a venue's fee asset (BNB ...) ran out and its fees fall back to another asset: keep trading
-    # (fees in the fallback asset, a base-asset fee counted as exposure) or stop new entries there
-    on_fee_asset_exhausted: Literal["fallback", "stop"] = "fallback"
+    # a venue's fee asset (BNB ...) ran out and its fees fall back to another asset: "restore"
+    # trades on and buys back the base the venue kept as fees once it is a lot and the min
+    # notional (engine/fees.py); "fallback" trades on and leaves that base short (counted as
+    # exposure); "stop" refuses new entries there
+    on_fee_asset_exhausted: Literal["restore", "fallback", "stop"] = "restore"
     verify_interval_ms: float = 250.0  # how often an UNKNOWN order is queried
     lost_after_ms: float = 3_000.0  # not found for this long after a timeout: never placed
     # volatility

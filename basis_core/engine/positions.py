@@ -61,6 +61,10 @@ class HedgedPosition:
     #: `maker_taker` execution: the primary (the buy leg) is a post-only quote whose fills are
     #: hedged as they come (engine/maker.py), late ones included
     maker: bool = False
+    #: fee restores (engine/fees.py) that took one of this position's client order ids: not
+    #: part of its net (they buy back base that earlier positions' fees left short)
+    restore_coids: list[int] = field(default_factory=list)
+    fee_carried: float = 0.0  # of its base-asset fees, what went into the fee drift (reconciled)
 
     @property
     def state(self) -> HedgeState:

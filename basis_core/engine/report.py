@@ -204,10 +204,39 @@ def build_report(runner, wall_s: float, world_digest: str = "") -> dict:
         "streams_incomplete": dict(runner.streams.lost) if getattr(runner, "streams", None) else {},
         # fills charged in another asset after a venue's fee asset ran out, per venue
         "fee_asset_fallbacks": dict(core.counters.fee_asset_fallbacks),
+        # base a venue kept as fees, bought back by policy (engine/fees.py): per base asset the
+        # drift still owed and what restores brought; the newest restore orders with their reason
+        "fee_restores": fee_restores(core),
         "fills_booked_late": len(runner.unbooked_fills),
         "engine_restarts": getattr(runner, "restarts", 0),
         "inventory_booked": runner.deposited,
         "io_calls": dict(runner.io.calls),
+    }
+
+
+def fee_restores(core) -> dict:
+    restores = getattr(core, "fee_restores", None)
+    if restores is None:
+        return {}
+    book = core.orders.orders
+    return {
+        "policy": core.policy.on_fee_asset_exhausted,
+        "drift_owed": {a: round(d, 12) for a, d in sorted(core.fee_drift.items())},
+        "restored": {a: round(q, 12) for a, q in sorted(core.fee_restored.items())},
+        "orders_total": restores.count,
+        "orders": [
+            {
+                "coid": r.coid,
+                "venue": r.venue,
+                "instrument": r.instrument,
+                "qty": r.qty,
+                "filled": book[r.coid].filled if r.coid in book else 0.0,
+                "state": book[r.coid].state.name if r.coid in book else "",
+                "t": r.decided_ns,
+                "reason": r.reason,
+            }
+            for r in restores
+        ],
     }
 
 
