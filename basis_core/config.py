@@ -43,8 +43,9 @@ Sections (all optional except where noted; defaults are safe for the embedded si
                    kind of alert, on the run's clock)
     [observe]      metrics_port (Prometheus text on 127.0.0.1, 0 = off), status_port (the live
                    status page on 127.0.0.1, 0 = off), sample_ms (how often the run is read)
-    [cluster]      not yet run: servers, engine_id, venues, instruments, credentials' variable
-                   names, bucket, lease_s (basis_core/cluster/config.py); `basis run` refuses it
+    [cluster]      shared limits through NATS JetStream: servers, engine_id, venues, instruments,
+                   credentials' variable names, bucket, lease_s, chunk_fraction, on_halted
+                   (basis_core/cluster/config.py)
 
 `basis check FILE` validates a file and prints each error with its key path.
 """

@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import shutil
+import struct
 import time
 import tomllib
 import zlib
@@ -152,10 +153,11 @@ def _truncate(path: Path) -> None:
 def _unpicklable(path: Path) -> None:
     """Garbage with a valid checksum: only unpickling can tell."""
     data = path.read_bytes()
-    header, payload = bytearray(data[:80]), b"\x80\x05not a pickle" + bytes(len(data) - 80 - 14)
-    h = hashlib.blake2b(bytes(header[:48]), digest_size=32)
+    size = C._HEADER.size
+    header, payload = bytearray(data[:size]), b"\x80\x05not a pickle" + bytes(len(data) - size - 14)
+    h = hashlib.blake2b(bytes(header[: C._CHECKED]), digest_size=32)
     h.update(payload)
-    header[48:80] = h.digest()
+    header[C._CHECKED : size] = h.digest()
     path.write_bytes(bytes(header) + payload)
 
 
@@ -198,6 +200,92 @@ def test_with_every_checkpoint_damaged_the_whole_journal_is_replayed(default_run
     assert part.start == 0 and part.identical and part.digest == DIGEST
     assert len(lines) == 4 and "replaying the whole journal" in lines[-1]
     assert fingerprint(part.core) == fingerprint(replay(default_run[0]).core)
+
+
+# -- a checkpoint of another version of the engine is passed over -----------------------------------
+
+_V1_HEADER = struct.Struct("<8sHHIQQ16s32s")  # format 1: no code fingerprint, 80 bytes
+
+
+def _as_version_1(path: Path, reader: JournalReader) -> None:
+    """Rewrite a checkpoint as the engine before the compiled decision path wrote it: format 1
+    (80-byte header, checksum over its first 48 bytes) and a core without that engine's
+    `decider` and its order manager's `table` (what an older core unpickles to)."""
+    restored = C.load(path, reader)
+    core = restored.core
+    del core.decider
+    del core.orders.table
+    payload = C._dumps({"core": core, "extra": restored.extra})
+    old = C._HEADER.unpack_from(path.read_bytes())
+    fields = _V1_HEADER.pack(C.MAGIC, 1, 0, old[3], old[4], len(payload), old[6], b"")[:48]
+    h = hashlib.blake2b(fields, digest_size=32)
+    h.update(payload)
+    path.write_bytes(fields + h.digest() + payload)
+
+
+def test_a_checkpoint_of_the_previous_format_is_reported_and_passed_over(default_run, tmp_path):
+    """A checkpoint written before this engine's layout (no decider, no order table) would
+    unpickle into a core that crashes at its first accepted signal: it is never loaded."""
+    run_dir = _copy(default_run[0], tmp_path)
+    files = C.checkpoint_files(run_dir)
+    reader = JournalReader(run_dir / "journal")
+    _as_version_1(files[0], reader)
+    _as_version_1(files[1], reader)
+    lines: list[str] = []
+    part = replay(run_dir, from_checkpoint=True, log=lines.append)
+    assert part.start == int(files[2].stem)
+    assert len(lines) == 2, lines
+    for path, line in zip(files, lines, strict=False):
+        assert path.name in line and "format version 1, this engine reads 2" in line, line
+        assert "written by another version of the engine" in line and "trying the previous one" in line
+    assert part.identical and part.digest == DIGEST
+    assert fingerprint(part.core) == fingerprint(replay(default_run[0]).core)
+
+
+def test_a_checkpoint_of_other_code_is_reported_and_passed_over(default_run, tmp_path, monkeypatch):
+    """Same format, written by an engine of other source (another code fingerprint)."""
+    run_dir = _copy(default_run[0], tmp_path)
+    files = C.checkpoint_files(run_dir)
+    restored = C.load(files[0], JournalReader(run_dir / "journal"))
+    last_check = C._HEADER.unpack_from(files[0].read_bytes())[3]
+    files[0].unlink()
+    ours = C.CODE_FINGERPRINT
+    monkeypatch.setattr(C, "CODE_FINGERPRINT", bytes(16))
+    assert C.write(run_dir / C.DIR_NAME, restored.core, restored.position, last_check, {}) == files[0]
+    monkeypatch.setattr(C, "CODE_FINGERPRINT", ours)
+    lines: list[str] = []
+    part = replay(run_dir, from_checkpoint=True, log=lines.append)
+    assert part.start == int(files[1].stem)
+    assert len(lines) == 1 and files[0].name in lines[0], lines
+    assert f"code fingerprint {bytes(16).hex()}, this engine's is {ours.hex()}" in lines[0]
+    assert "written by another version of the engine" in lines[0]
+    assert part.identical and part.digest == DIGEST
+    # the same checkpoint written with this engine's fingerprint is used
+    files[0].unlink()
+    C.write(run_dir / C.DIR_NAME, restored.core, restored.position, last_check, {})
+    assert replay(run_dir, from_checkpoint=True, log=pytest.fail).start == int(files[0].stem)
+
+
+def test_the_code_fingerprint_follows_the_source_a_checkpoint_depends_on(tmp_path):
+    root = tmp_path / "basis_core"
+    for name in C._CODE:
+        src = Path(C.__file__).resolve().parent.parent / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, root / name)
+    (root / "cli").mkdir()
+    (root / "cli" / "run.py").write_text("x = 1\n")
+    base = C.code_fingerprint(root)
+    assert base == C.code_fingerprint()  # the copy is the source this engine runs
+    (root / "cli" / "run.py").write_text("x = 2\n")  # not a module a checkpoint holds
+    assert C.code_fingerprint(root) == base
+    orders = root / "engine" / "orders.py"
+    orders.write_text(orders.read_text() + "\n# another version\n")
+    changed = C.code_fingerprint(root)
+    assert changed != base
+    (root / "state" / "new_part.py").write_text("")  # a module added
+    assert C.code_fingerprint(root) not in (base, changed)
 
 
 def test_a_checkpoint_past_the_end_of_a_shortened_journal_is_not_used(default_run, tmp_path):

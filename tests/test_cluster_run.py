@@ -117,6 +117,36 @@ class Watcher:
         await nc.close()
 
 
+async def _results(url: str) -> list[tuple[str, str, bytes]]:
+    """Every message of the results stream: (subject, Nats-Msg-Id, data), in stream order."""
+    nc = await connect(_cluster(url, "reader"), {}, reconnect_wait_s=0.05)
+    js = nc.jetstream()
+    info = await js.stream_info("basis_results")
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        m = await js.get_msg("basis_results", seq)
+        out.append((m.subject, (m.headers or {}).get("Nats-Msg-Id", ""), m.data or b""))
+    await nc.close()
+    return out
+
+
+def _streamed_once(msgs: list[tuple[str, str, bytes]], engine: str, run_dir: Path, whole: bool = True) -> int:
+    """The results stream holds each line of each of the run's stream files once, in order, with
+    its id (all of them when `whole`, else the first ones: an engine killed mid-run)."""
+    assert len({m[1] for m in msgs}) == len(msgs)  # no id twice
+    n = 0
+    for path in sorted((run_dir / "streams").glob("*.jsonl")):
+        lines = path.read_bytes().splitlines()
+        got = [(i, d) for subj, i, d in msgs if subj == f"basis.results.{engine}.{path.stem}"]
+        assert [d for _, d in got] == (lines if whole else lines[: len(got)]), path.stem
+        assert [i for i, _ in got] == [
+            f"{engine}/{run_dir.name}/{path.stem}/{k}" for k in range(1, len(got) + 1)
+        ]
+        n += len(got)
+    assert n > 0
+    return n
+
+
 def _run(cfg: Path, run_dir: Path) -> subprocess.Popen:
     log = (run_dir.parent / f"{run_dir.name}.log").open("wb")
     return subprocess.Popen([*BASIS, "run", str(cfg), "--run-dir", str(run_dir)], stdout=log, stderr=log)
@@ -164,6 +194,10 @@ def test_one_engine_spends_only_what_it_reserved_returns_the_rest_and_replays(se
     tables = asyncio.run(_tables(server.url))
     for key, t in tables.items():
         assert t.holds["e1"].amount == Decimal(s["kept"][key]) if key in s["kept"] else "e1" not in t.holds
+    # the results streamed, NATS restart and all: each line of each stream file once, in order
+    msgs = asyncio.run(_results(server.url))
+    assert len(msgs) == s["results_published"]
+    _streamed_once(msgs, "e1", run_dir)
     show = subprocess.run([*BASIS, "cluster", str(cfg), "show"], capture_output=True, text=True).stdout
     assert "halt: none" in show and "residual: limit 300" in show, show
     # the grants are journaled inputs: a replay decides the same
@@ -240,5 +274,8 @@ def test_three_engines_share_the_limits_a_paused_one_keeps_its_hold_a_killed_one
         if not s["kept"]:
             assert all(e not in h for h in holds.values()), holds
     assert orders > 0
+    msgs = asyncio.run(_results(server.url))
+    for e in ("e1", "e3"):
+        assert _streamed_once(msgs, e, runs[e]) == _summary(runs[e])["results_published"]
     assert not (runs["e2"] / "cluster.json").exists()
     assert _summary(runs["e1"])["halts_sent"] == 1 and _summary(runs["e3"])["halts_obeyed"] == ["e1"]

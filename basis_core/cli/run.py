@@ -6,8 +6,9 @@ CONFIG's venues are simulated (kind = "sim") and, beside them on the real clock,
 exchanges through ccxt (kind = "ccxt", each with its [venues.NAME.ccxt] table; `basis
 emulator` serves one on loopback) or pools on a chain (kind = "web3"). A config it cannot
 drive (live venues on the virtual clock, a venue whose markets or fees differ from the
-config, a [cluster] table) is refused with the key path (exit 1); sim, ccxt and web3 venues
-may be mixed in one run. The run goes
+config) is refused with the key path (exit 1); sim, ccxt and web3 venues may be mixed in one
+run. With a [cluster] table the engine shares limits with other engines through NATS
+JetStream (README, "Run a cluster"). The run goes
 on the scenario's clock (run.clock): "virtual" takes a fraction of the simulated duration and
 decides the same for the same seed; "real" takes the duration in wall time, with the engine in
 its own process placed on the cores of [cpu]. Progress lines are printed while it runs, then

@@ -35,15 +35,24 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+
+import nats.js.errors
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from ..errors import ClusterDegraded, ClusterError
 from .config import ClusterConfig
 from .limits import LimitId
-from .reservations import LimitsBucket, Reserver, connect
+from .reservations import _UNREACHABLE, LimitsBucket, Reserver, connect
 
 #: what `drain` hands over, at most (a run that stopped reading does not grow it without bound)
 MAX_PENDING = 4096
+#: the JetStream stream every engine's results go to, subjects RESULTS_SUBJECT.ENGINE.STREAM
+RESULTS_STREAM, RESULTS_SUBJECT = "basis_results", "basis.results"
+RESULTS_MAX_BYTES = 1 << 30  # the stream drops its oldest messages beyond this
+DEDUP_WINDOW_S = 600.0  # a message id seen within this window is stored once
+READ_CHUNK = 1 << 20  # bytes of a results file read per tick
 ZERO = Decimal(0)
 
 
@@ -86,6 +95,8 @@ class ClusterLink:
         limits: list[LimitId],
         environ: Mapping[str, str] | None = None,
         interval_s: float = 0.02,
+        results_dir: Path | None = None,
+        run_id: str = "",
     ):
         self.cfg, self.limits, self.environ, self.interval_s = cfg, list(limits), environ, interval_s
         self._lock = threading.Lock()
@@ -107,6 +118,10 @@ class ClusterLink:
         self.returned: dict[str, Decimal] = {}  # key -> given back at close
         self.kept: dict[str, Decimal] = {}  # key -> still held after close (positions, or unreachable)
         self._nc: Any = None
+        #: results: RUN_DIR/streams/*.jsonl published line by line, id RUN_ID/STREAM/LINE
+        self.results_dir, self.run_id = results_dir, run_id
+        self._sent: dict[str, tuple[int, int]] = {}  # stream -> (bytes acknowledged, lines acknowledged)
+        self.published = 0
         self._ready = False  # limits looked up and first chunks reserved
         self._keep = False  # abort: return nothing at the end
 
@@ -185,6 +200,7 @@ class ClusterLink:
                 else:
                     await self._halt_io()
                     await self._top_up()
+                    await self._publish_results()
                     if time.monotonic() >= next_beat:
                         assert self.reserver is not None
                         await self.reserver.heartbeat()
@@ -197,6 +213,11 @@ class ClusterLink:
             await asyncio.sleep(self.interval_s)
         if not self._keep:
             await self._give_back()
+            try:
+                if self._ready:
+                    await self._publish_results()  # what the run wrote last
+            except ClusterError:
+                pass  # unpublished: the files are whole in the run directory
         if self._nc is not None:
             try:
                 await asyncio.wait_for(self._nc.close(), self.cfg.request_timeout_s)
@@ -237,6 +258,8 @@ class ClusterLink:
             self.limited[key] = table.limit
             await self._reserve(limit, self._chunk(key), first=True)
         await self._halt_io()  # a halt in force before this run: obeyed from its first batch
+        if self.results_dir is not None:
+            await self._results_stream()
         self._ready = True
 
     async def _halt_io(self) -> None:
@@ -253,6 +276,52 @@ class ClusterLink:
         if halt is not None and halt["id"] != self._halt_seen:
             self._halt_seen = halt["id"]
             self._post(Halt(halt["id"], halt["by"], halt["reason"]))
+
+    async def _results_stream(self) -> None:
+        """The results stream, made when missing (file storage, bounded, deduplicating)."""
+        js = self._nc.jetstream(timeout=self.cfg.request_timeout_s)
+        try:
+            try:
+                await js.stream_info(RESULTS_STREAM)
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(
+                    StreamConfig(
+                        name=RESULTS_STREAM,
+                        subjects=[f"{RESULTS_SUBJECT}.>"],
+                        storage=StorageType.FILE,
+                        max_bytes=RESULTS_MAX_BYTES,
+                        discard=DiscardPolicy.OLD,
+                        duplicate_window=DEDUP_WINDOW_S,
+                    )
+                )
+        except _UNREACHABLE as exc:
+            raise ClusterDegraded("", f"the NATS server did not answer ({type(exc).__name__})") from None
+
+    async def _publish_results(self) -> None:
+        """Each whole line the run added to RUN_DIR/streams/NAME.jsonl, in order, as one message
+        with Nats-Msg-Id RUN_ID/NAME/LINE: a line is counted sent only once acknowledged, and
+        sent again after an outage under the same id, which the stream stores once."""
+        if self.results_dir is None or not self.results_dir.is_dir():
+            return
+        js = self._nc.jetstream(timeout=self.cfg.request_timeout_s)
+        for path in sorted(self.results_dir.glob("*.jsonl")):
+            name = path.stem
+            offset, line_no = self._sent.get(name, (0, 0))
+            with path.open("rb") as f:
+                f.seek(offset)
+                data = f.read(READ_CHUNK)
+            subject = f"{RESULTS_SUBJECT}.{self.cfg.engine_id}.{name}"
+            for line in data.split(b"\n")[:-1]:  # whole lines only
+                msg_id = f"{self.run_id}/{name}/{line_no + 1}"
+                try:
+                    await js.publish(subject, line, headers={"Nats-Msg-Id": msg_id})
+                except _UNREACHABLE as exc:
+                    raise ClusterDegraded(
+                        "", f"the NATS server did not answer ({type(exc).__name__})"
+                    ) from None
+                offset, line_no = offset + len(line) + 1, line_no + 1
+                self._sent[name] = (offset, line_no)
+                self.published += 1
 
     def _chunk(self, key: str) -> Decimal:
         return self.limited[key] * Decimal(repr(self.cfg.chunk_fraction))

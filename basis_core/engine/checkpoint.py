@@ -6,7 +6,7 @@ replays only the journal after the newest one instead of the whole run.
 A checkpoint is written between two batches, after the commands of the last one are journaled:
 at position P it holds the EngineCore that has stepped over journal records [0, P) and
 whatever the writer adds (the engine process: the last md / exec ring sequence it journaled).
-File layout: an 80-byte header, then the payload (a pickle of {"core": ..., "extra": ...}).
+File layout: a 96-byte header, then the payload (a pickle of {"core": ..., "extra": ...}).
 
     0   8  magic       b"BASISCKP"
     8   2  version     FORMAT_VERSION
@@ -15,7 +15,18 @@ File layout: an 80-byte header, then the payload (a pickle of {"core": ..., "ext
    16   8  position    P
    24   8  size        payload bytes
    32  16  decisions   the decision digest (EngineCore.digest) at P, 16 raw bytes
-   48  32  checksum    blake2b-256 of the header's first 48 bytes and the payload
+   48  16  code        CODE_FINGERPRINT of the engine that wrote it
+   64  32  checksum    blake2b-256 of the header's first 64 bytes and the payload
+
+A checkpoint is a pickle of the engine's objects, so only the code that wrote it can read it
+right: one from another version of the engine (a field added, a table compiled differently) may
+unpickle into a core that crashes or decides otherwise. FORMAT_VERSION changes with the file
+layout (version 1, before the code field, had an 80-byte header); CODE_FINGERPRINT is a hash of
+the source of every module whose objects a checkpoint holds (the engine, state, kernels,
+accounting, cluster and results packages, schema, registry, config) and of Python's and numpy's
+versions. A checkpoint of another format or fingerprint is reported ("written by another
+version of the engine") and passed over like a damaged one: the previous one, or the whole
+journal, is used.
 
 The decision digest is a running hashlib object, which does not pickle: it is stored as its
 value and rebuilt on load by hashing the command records of journal [0, P) (what the engine
@@ -25,7 +36,7 @@ fsync of the directory); the newest `keep` are kept, older ones removed. The sta
 tables are named, not copied: a restored machine uses the running engine's table.
 
 Loading tries the newest first; a checkpoint that fails any check (magic, version, size,
-checksum, the journal record before its position missing or different, unpickling, the
+checksum, code fingerprint, the journal record before its position missing or different, unpickling, the
 rebuilt digest) is reported through `log` with the reason, and the previous one is tried; with
 none usable the caller replays the whole journal. A bad checkpoint is never used.
 """
@@ -37,6 +48,7 @@ import io
 import os
 import pickle
 import struct
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,12 +67,45 @@ from .core import EngineCore
 DIR_NAME = "checkpoints"
 SUFFIX = ".ckpt"
 MAGIC = b"BASISCKP"
-FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8sHHIQQ16s32s")
+FORMAT_VERSION = 2
+_HEADER = struct.Struct("<8sHHIQQ16s16s32s")
 _CHECKED = _HEADER.size - 32  # the header bytes the checksum covers (all but itself)
 #: the running digest's type (hashlib.blake2b), stood in for in the pickle
 _DIGEST_TYPE = type(hashlib.blake2b(digest_size=16))
 _DIGEST_ID = "decision-digest"
+#: where the code a checkpoint's pickle depends on lives (CODE_FINGERPRINT), under basis_core
+_CODE = (
+    "engine",
+    "state",
+    "kernels",
+    "accounting",
+    "cluster",
+    "results",
+    "schema.py",
+    "registry.py",
+    "config.py",
+)
+
+
+def code_fingerprint(root: Path | None = None) -> bytes:
+    """16 bytes that differ between two engines whose checkpoints may not read each other: a
+    blake2b of FORMAT_VERSION, Python's and numpy's versions and the source (path and bytes) of
+    the modules under `root` (basis_core) that _CODE names."""
+    root = Path(__file__).resolve().parent.parent if root is None else root
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{FORMAT_VERSION}|{sys.version_info[:2]}|{np.__version__}".encode())
+    for name in _CODE:
+        path = root / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            h.update(b"\0" + f.relative_to(root).as_posix().encode() + b"\0")
+            h.update(f.read_bytes())
+    return h.digest()
+
+
+#: this engine's code fingerprint, taken once when the module is imported (so one process
+#: writes and reads with one value even if the files change under it)
+CODE_FINGERPRINT = code_fingerprint()
 
 
 class UnusableCheckpoint(Exception):
@@ -133,7 +178,15 @@ def write(directory: Path, core: EngineCore, position: int, last_check: int, ext
     """Write one checkpoint atomically; returns its path."""
     payload = _dumps({"core": core, "extra": extra})
     fields = _HEADER.pack(
-        MAGIC, FORMAT_VERSION, 0, last_check, position, len(payload), bytes.fromhex(core.digest), b""
+        MAGIC,
+        FORMAT_VERSION,
+        0,
+        last_check,
+        position,
+        len(payload),
+        bytes.fromhex(core.digest),
+        CODE_FINGERPRINT,
+        b"",
     )[:_CHECKED]
     header = fields + _checksum(fields, payload)
     path = directory / f"{position:016d}{SUFFIX}"
@@ -170,18 +223,28 @@ def load(path: Path, reader: JournalReader) -> Restored:
         data = path.read_bytes()
     except OSError as exc:
         raise UnusableCheckpoint(f"cannot read it: {exc}") from None
-    if len(data) < _HEADER.size:
+    if len(data) < 10:
         raise UnusableCheckpoint(f"{len(data)} bytes, shorter than its header")
-    magic, version, _, last_check, position, size, decisions, checksum = _HEADER.unpack_from(data)
+    magic, version = struct.unpack_from("<8sH", data)
     if magic != MAGIC:
         raise UnusableCheckpoint(f"bad magic {magic!r}")
     if version != FORMAT_VERSION:
-        raise UnusableCheckpoint(f"format version {version}, this engine reads {FORMAT_VERSION}")
+        raise UnusableCheckpoint(
+            f"format version {version}, this engine reads {FORMAT_VERSION}: written by another version of the engine"
+        )
+    if len(data) < _HEADER.size:
+        raise UnusableCheckpoint(f"{len(data)} bytes, shorter than its header")
+    _, _, _, last_check, position, size, decisions, code, checksum = _HEADER.unpack_from(data)
     payload = data[_HEADER.size :]
     if len(payload) != size:
         raise UnusableCheckpoint(f"payload of {len(payload)} bytes, the header says {size} (truncated?)")
     if _checksum(data[:_CHECKED], payload) != checksum:
         raise UnusableCheckpoint("checksum mismatch")
+    if code != CODE_FINGERPRINT:
+        raise UnusableCheckpoint(
+            f"code fingerprint {code.hex()}, this engine's is {CODE_FINGERPRINT.hex()}: "
+            "written by another version of the engine"
+        )
     digest, check = _replayed_digest(reader, position)
     if check != last_check:
         raise UnusableCheckpoint(

@@ -27,8 +27,11 @@ from ..errors import ClusterError, ConfigError
 from ..runlog import RunLog
 from ..state.tables import EngineState
 from .allowance import grant_record
+from .report import STREAMS_DIR
 from .runner import Runner
 
+#: how often the run's result files are flushed for the link to publish (wall seconds)
+FLUSH_EVERY_S = 0.25
 #: CONTROL HALT `aux` of the halt a cluster-wide halt puts into this engine
 FROM_CLUSTER = 1
 
@@ -54,7 +57,13 @@ class Clustered:
         self.runner, self.log, self.run_dir = runner, log, run_dir
         self.cluster = cfg.cluster
         self.say = log.progress("cluster")
-        self.link = ClusterLink(cfg.cluster, run_limits(runner.rules))
+        self.link = ClusterLink(
+            cfg.cluster,
+            run_limits(runner.rules),
+            results_dir=run_dir / STREAMS_DIR,
+            run_id=f"{cfg.cluster.engine_id}/{run_dir.name}",
+        )
+        self._next_flush = 0.0
         self.grants = 0
         self.halts_obeyed: list[str] = []  # who halted the cluster, as this engine obeyed
         self.halts_sent = 0
@@ -107,6 +116,9 @@ class Clustered:
                 self.degraded_notices += item.event == "degraded"
                 self.log.event("cluster", item.event, item.level, **item.fields)
                 self.say(item.line)
+        if runner.streams is not None and time.monotonic() >= self._next_flush:
+            runner.streams.flush()  # the results the link publishes are the files' whole lines
+            self._next_flush = time.monotonic() + FLUSH_EVERY_S
         halted = runner.core.engine.state == EngineState.HALTED
         if halted and not self._was_halted:
             if not self._announced and self.cluster.on_halted == "halt_all":
@@ -124,6 +136,8 @@ class Clustered:
     def close(self) -> dict:
         """After the run settled: give back what is unused, say what stays held, write cluster.json."""
         used = self._used()
+        if self.runner.streams is not None:
+            self.runner.streams.flush()
         self.link.close(used)
         self.watch()
         a = self.runner.core.allowance
@@ -142,6 +156,7 @@ class Clustered:
             "opened_beyond_held": a.over if a else 0,
             "degraded_notices": self.degraded_notices,
             "rejected_cluster_reserve": self.runner.core.counters.rejected.get("cluster_reserve", 0),
+            "results_published": self.link.published,
             "halts_sent": self.halts_sent,
             "halts_obeyed": self.halts_obeyed,
         }

@@ -115,6 +115,13 @@ class Decisions(EngineParts):
     ) -> None:
         """Dispatch-time re-check, gate and sizing of one signal; orders or a counted reason."""
         t0 = time.perf_counter_ns()
+        if self.policy.taker_residual_cap and self.policy.execution == "taker":
+            cap = self._taker_qty_cap(buy_name, sell_name)
+            if cap <= 0:  # (a qty hint of 0 would mean no cap at all)
+                self.counters.reject(S.RejectReason.EXPOSURE_LIMIT)
+                self.counters.decision_ns.add(time.perf_counter_ns() - t0)
+                return
+            qty_hint = min(qty_hint, cap) if qty_hint > 0 else cap
         sized, reason = self._gate_size(buy_name, sell_name, created_ns, ttl_us, qty_hint)
         if reason != S.RejectReason.NONE or sized is None:
             self.counters.reject(reason)
@@ -199,6 +206,28 @@ class Decisions(EngineParts):
             if top is not None:
                 ref = max(ref, top[side] * (1 + p.max_slippage_bps / 1e4))
         return p.slice_residual_fraction * p.max_residual_usdt / ref
+
+    def _taker_qty_cap(self, buy_name: str, sell_name: str) -> float:
+        """`taker_residual_cap`: the largest taker pair whose one leg, filled alone, keeps what
+        is in flight within slice_residual_fraction of max_residual_usdt: that fraction less the
+        quantity every unsettled position could still leave unhedged (its size, at its base's
+        mark), over the highest price the new exposure can be valued at now; 0.0 when none."""
+        p = self.policy
+        bl, sl = self.rules[buy_name], self.rules[sell_name]
+        ref = self.market.mark(bl.base)
+        for name, r, side in ((buy_name, bl, 2), (sell_name, sl, 0)):
+            top = self.market.top(self.reg.venue(r.venue), self.reg.instrument(name))
+            if top is not None:
+                ref = max(ref, top[side] * (1 + p.max_slippage_bps / 1e4))
+        if not ref > 0:
+            return 0.0
+        book = self.orders.orders
+        in_flight = 0.0
+        for pos in self.open_positions.values():
+            if pos.state not in (HedgeState.RECONCILED, HedgeState.CLOSED, HedgeState.COMPLETE):
+                exposed = max(pos.qty, abs(pos.net_qty(book)))
+                in_flight += exposed * self.market.mark(self.rules[pos.buy.instrument].base)
+        return max(0.0, p.slice_residual_fraction * p.max_residual_usdt - in_flight) / ref
 
     def _next_slice(self, parent: SliceParent) -> S.RejectReason:
         """Gate and size the parent's next slice on the live books (the sizing kernel: depth

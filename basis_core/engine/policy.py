@@ -37,6 +37,11 @@ class PolicyConfig:
     # best bid, after maker_ttl_ms, maker_max_quotes quotes or maker_max_rejects post-only
     # rejects in a row (engine/maker.py)
     execution: Literal["taker", "sliced", "maker_taker"] = "taker"
+    # "taker" with taker_residual_cap: each opportunity is sized no larger than a slice (one leg
+    # filled alone, valued at the highest price it can be valued at now, stays within
+    # slice_residual_fraction of max_residual_usdt, less what open positions already put in
+    # flight), so the residual limit holds by construction; off: sized to max_order_usdt
+    taker_residual_cap: bool = False
     slice_interval_ms: float = 100.0
     slice_residual_fraction: float = 0.9
     max_slices: int = 50
