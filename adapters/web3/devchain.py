@@ -14,6 +14,12 @@ one web3 venue:
   venue's ETH balance (10 ETH when the config gives none), so the chain holds what the config
   says the venue holds.
 
+Two-pool configs (the venue has two or more instruments on one base/quote pair, e.g.
+examples/two-pool-local.toml): the pools of that pair are seeded alternately at `offset_bps`
+and `-offset_bps` (one sells below the market, the next above: an opportunity between them),
+and half of the venue's quote balance is minted to the executor instead of the account (the
+executor trades out of its own inventory; the venue counts both as its balance).
+
 `DevChain.fragment()` is the TOML the venue's `[venues.NAME.web3] chain_file` names: RPC URL,
 chain id, executor, pools, tokens (with decimals) and the keystore file holding the account's
 key, encrypted with the password in an environment variable (`write_keystore`). The key is
@@ -177,8 +183,10 @@ def deploy(url: str, cfg: Config, pool_base: float = 100.0, offset_bps: float = 
                 out.tokens[asset] = client.deploy(
                     arts["TestToken"], ["string", "string"], [f"Test {asset}", asset]
                 )
-    price = cfg.market.start_price * (1 + offset_bps / 1e4)
+    seen: dict[tuple[str, str], int] = {}  # (base, quote) -> pools seeded for it so far
     for name, inst in insts.items():
+        k = seen[(inst.base, inst.quote)] = seen.get((inst.base, inst.quote), -1) + 1
+        price = cfg.market.start_price * (1 + (offset_bps if k % 2 == 0 else -offset_bps) / 1e4)
         base, quote = out.tokens[inst.base], out.tokens[inst.quote]
         pool = client.deploy(arts["ConstantProductPool"], ["address", "address"], [base, quote])
         amount_b, amount_q = int(pool_base * E18), int(pool_base * price * E18)
@@ -188,13 +196,31 @@ def deploy(url: str, cfg: Config, pool_base: float = 100.0, offset_bps: float = 
         _tx(client, pool, "addLiquidity(uint256,uint256)", ["uint256", "uint256"], [amount_b, amount_q])
         out.pools[name] = pool
     out.executor = client.deploy(arts["AtomicExecutor"])
+    two_pool = {quote for (_, quote), n in seen.items() if n >= 1}  # quotes of two-pool pairs
     for asset, token in out.tokens.items():
         amount = round(vcfg.balances.get(asset, 0.0) * 1e6) * 10**12  # whole micro-units
-        if amount:
-            _tx(client, token, "mint(address,uint256)", ["address", "uint256"], [signer.address, amount])
+        held = amount // 2 if asset in two_pool else 0  # the executor's inventory
+        if amount - held:
+            _tx(
+                client,
+                token,
+                "mint(address,uint256)",
+                ["address", "uint256"],
+                [signer.address, amount - held],
+            )
+        if held:
+            _tx(client, token, "mint(address,uint256)", ["address", "uint256"], [out.executor, held])
     eth = vcfg.balances.get("ETH", 10.0)
     rpc(url, "anvil_setBalance", [signer.address, hex(round(eth * 1e6) * 10**12)])
     return out
+
+
+def mine_every(url: str, seconds: int) -> None:
+    """From now on the node at `url` builds a block every `seconds` (holding the transactions
+    sent meanwhile, as a chain does) instead of one per transaction at once."""
+    if seconds < 1:
+        raise ConfigError("block_time", f"must be >= 1 second, got {seconds}")
+    rpc(url, "evm_setIntervalMining", [int(seconds)])
 
 
 def _tx(client: EvmClient, to: str, sig: str, types: list[str], args: list) -> None:

@@ -50,6 +50,19 @@ itself at the same nonce (higher fees) and reports whichever of the two is mined
 fill, or the order EXPIRED with the cancel's gas as a `Charge`; the engine's `cancel` does the
 same at once for a swap still pending.
 
+**The two-pool atomic path.** With an `executor` (an AtomicExecutor the account owns) and two
+or more instruments on one base/quote pair (two pools), a BUY on one pool and a SELL of the
+same quantity on another pool of that pair, submitted within `pair_window_s` of each other
+(the engine's `dispatch = "simultaneous"` sends both legs of an opportunity at once), are
+traded as ONE executor call: the quote token into the buy pool for at least the BUY's quantity
+(its min-out), all of that base into the sell pool for at least the SELL's bound (its min-out),
+reverting unless the quote comes back with a profit. Both legs are sized at one block's
+reserves, their price bounds checked, the call simulated with eth_call (a revert refuses both
+legs, nothing sent) and sent; the one receipt gives both legs' fills (each pool's Swap log;
+the gas is the BUY leg's fee) or refuses both (a mined revert: its gas published as a
+`Charge`). An order left without a partner after `pair_window_s` is a single swap as above.
+The executor trades out of its own token inventory, which the venue's balances include.
+
 Chain I/O runs in a worker thread, one request at a time (the client is not thread-safe), but
 no lock is held across a wait: waiting for a receipt or for confirmations is a series of short
 requests, so other orders, queries and the book feed go on meanwhile.
@@ -75,6 +88,7 @@ from basis_core.errors import (
     OrderNotFound,
     OrderRejected,
     RequestTimeout,
+    SimulationFailed,
     VenueError,
     VenueUnavailable,
 )
@@ -103,8 +117,9 @@ from basis_core.venue import (
 from .arbitrage import PoolState, read_pools
 from .books import END, PoolBooks
 from .bundle import BundleRelay
-from .calldata import address, encode_call
+from .calldata import Leg, address, encode_call
 from .client import EvmClient, Receipt, SentTx
+from .execution import AtomicTrader, TradePlan, plan_path
 from .revert import refusal_reason
 from .streams import Head, poll_events, sync_from_log, ws_events
 
@@ -205,6 +220,8 @@ class Web3Venue(Venue):
         settle_wait_s: float = 0.5,
         relay: BundleRelay | None = None,
         bundle_blocks: int = 3,
+        executor: str = "",
+        pair_window_s: float = 0.05,
     ):
         self.client = client
         #: where swaps go as bundles instead of the public mempool (None: the mempool)
@@ -218,6 +235,25 @@ class Web3Venue(Venue):
             for m in markets
         }
         self.slippage_bps, self.poll_s = slippage_bps, poll_s
+        #: instrument -> the other instruments on its base/quote pair (two-pool path, with an executor)
+        self.twins: dict[str, tuple[str, ...]] = {}
+        if executor:
+            for m in self.markets.values():
+                twins = tuple(
+                    o.name
+                    for o in self.markets.values()
+                    if o.name != m.name and (o.base_token, o.quote_token) == (m.base_token, m.quote_token)
+                )
+                if twins:
+                    self.twins[m.name] = twins
+        #: the executor of the two-pool path (None: every order is a single swap)
+        self.trader = AtomicTrader(client, executor) if self.twins else None
+        self.pair_window_s = pair_window_s
+        #: legs waiting for their partner (each for at most pair_window_s): coid -> (order, outcome)
+        self._waiting: dict[str, tuple[OrderRequest, asyncio.Future]] = {}
+        #: executor calls sent, and those refused by their simulation (nothing sent)
+        self.pairs_sent = 0
+        self.pairs_refused = 0
         self.confirmations = confirmations
         #: the head / log subscription's endpoint ("" : poll over the client's endpoint)
         self.ws_url = ws_url
@@ -326,6 +362,10 @@ class Web3Venue(Venue):
             )
         if not self._started:
             await self.start()
+        if self.trader is not None and order.instrument in self.twins:
+            paired = await self._pair(order)
+            if paired is not None:
+                return paired
         p = await self._run(self._send_swap, order, m)
         while True:
             rec = await self._receipt(p, self.client.cfg.receipt_timeout_s)
@@ -345,6 +385,220 @@ class Web3Venue(Venue):
             break
         view = await self._settle(order.coid, rec)
         return view if view is not None else self._known(order.coid)
+
+    # -- the two-pool atomic path ----------------------------------------------------------------
+
+    async def _pair(self, order: OrderRequest) -> VenueOrder | None:
+        """`order` traded with its partner leg in one executor call (see the module docstring),
+        or None when no partner came within `pair_window_s` (a single swap then)."""
+        dec = self._decimals[self.markets[order.instrument].base_token]
+        units = to_units(order.qty, dec)
+        for coid, (other, fut) in list(self._waiting.items()):
+            if (
+                other.side != order.side
+                and other.instrument in self.twins[order.instrument]
+                and to_units(other.qty, dec) == units
+                and not fut.done()
+            ):
+                del self._waiting[coid]
+                buy, sell = (order, other) if order.side == Side.BUY else (other, order)
+                try:
+                    out = await self._atomic(buy, sell)
+                except BaseException as exc:
+                    fut.set_exception(exc)
+                    raise
+                fut.set_result(out[other.coid])
+                return self._outcome(out[order.coid])
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[order.coid] = (order, fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.pair_window_s)
+        except TimeoutError:
+            if self._waiting.pop(order.coid, None) is not None:
+                return None  # no partner: a single swap
+        except Exception:
+            pass  # the partner's call raised: the same error is ours (below)
+        return self._outcome(await fut)
+
+    @staticmethod
+    def _outcome(got: VenueOrder | BaseException) -> VenueOrder:
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    async def _atomic(self, buy: OrderRequest, sell: OrderRequest) -> dict[str, VenueOrder | BaseException]:
+        """Both legs in one executor call: each leg's view, or the OrderRejected it gets."""
+        try:
+            p = await self._run(self._send_pair, buy, sell)
+        except OrderRejected as exc:
+            return self._refused(buy, sell, str(exc), exc.reason)
+        while True:
+            rec = await self._receipt(p, self.client.cfg.receipt_timeout_s)
+            if rec is None:
+                raise RequestTimeout(
+                    self.name,
+                    "receipt_timeout",
+                    f"{buy.coid}+{sell.coid}: executor call {p.sent.tx_hash} not mined in time",
+                )
+            if rec.ok and rec.tx_hash == p.sent.tx_hash:
+                rec = await self._confirmed(p, rec)
+                if rec is None:  # a reorg dropped it: sent again, its receipt awaited again
+                    continue
+            break
+        self._just_settled.append((p, rec))
+        return await self._conclude_pair(p, buy, sell, rec)
+
+    def _refused(self, buy: OrderRequest, sell: OrderRequest, why: str, reason: str, tx_hash: str = ""):
+        """Both legs REJECTED for `reason` (a RejectReason name), published; their errors."""
+        out: dict[str, VenueOrder | BaseException] = {}
+        for o in (buy, sell):
+            view = self._view(
+                o, OrderStatus.REJECTED, reason=RejectReason[reason.upper()], venue_order_id=tx_hash
+            )
+            self._orders[o.coid] = view
+            self._publish(OrderUpdate(self.name, time.time_ns(), view))
+            out[o.coid] = OrderRejected(self.name, reason, f"{o.coid} (two-pool): {why}", reason=reason)
+        return out
+
+    def _plan_pair(self, buy: OrderRequest, sell: OrderRequest) -> TradePlan:
+        """Size both legs at one block's reserves and check their bounds (worker thread):
+        quote into the buy pool for at least the BUY's quantity, all of it into the sell pool
+        for at least the SELL's bound; OrderRejected ("slippage", "lot_size", "edge_gone")."""
+        c, ma, mb = self.client, self.markets[buy.instrument], self.markets[sell.instrument]
+        a, b = read_pools(c, [ma.pool, mb.pool])
+        bdec, qdec = self._decimals[ma.base_token], self._decimals[ma.quote_token]
+        scale = Decimal(10) ** (bdec - qdec)
+        qty = to_units(buy.qty, bdec)
+        ra_in, ra_out = a.reserves_for(ma.quote_token)
+        if not 0 < qty < ra_out:
+            raise OrderRejected(
+                self.name, "lot_size", f"{qty} base units vs pool {ma.pool}", reason="lot_size"
+            )
+        x = amount_in_for(qty, ra_in, ra_out)
+        y = amm.amount_out(x, ra_in, ra_out)
+        z = amm.amount_out(y, *b.reserves_for(mb.base_token))
+        if buy.price is not None and x > math.floor(Decimal(repr(buy.price)) * Decimal(qty) / scale):
+            raise OrderRejected(self.name, "price_bound", f"buy costs {x} quote units", reason="slippage")
+        if sell.price is not None:
+            min_out = math.ceil(Decimal(repr(sell.price)) * Decimal(y) / scale)
+        else:
+            min_out = amm.min_out_with_slippage(z, self.slippage_bps)
+        if z < min_out:
+            raise OrderRejected(
+                self.name, "price_bound", f"sell pays {z} < bound {min_out}", reason="slippage"
+            )
+        if z <= x:
+            raise OrderRejected(self.name, "no_profit", f"the path pays {z} for {x}", reason="edge_gone")
+        deadline = int(c.latest_block()["timestamp"], 16) + c.cfg.deadline_s
+        tag = int.from_bytes(keccak(text=f"{buy.coid}+{sell.coid}"), "big")
+        legs = (Leg(ma.pool, ma.quote_token, qty), Leg(mb.pool, mb.base_token, min_out))
+        return plan_path(legs, x, 1, deadline, tag)
+
+    def _send_pair(self, buy: OrderRequest, sell: OrderRequest) -> _Pending:
+        """Plan, simulate (eth_call: a revert refuses both legs, nothing sent), sign and send
+        the executor call (worker thread). Both legs OPEN until its receipt."""
+        trader = self.trader
+        assert trader is not None
+        plan = self._plan_pair(buy, sell)
+        try:
+            trader.simulate(plan)  # the gate: nothing sent if it fails
+        except SimulationFailed as exc:
+            self.pairs_refused += 1
+            cause = exc.cause
+            raise OrderRejected(
+                self.name,
+                "simulation",
+                f"simulation: {cause.error_name}{cause.revert_args}",
+                reason=refusal_reason(cause),
+            ) from None
+        try:
+            sent = trader.dispatch(plan)
+        except ChainRevert as exc:  # the gas estimate reverted: the state moved since
+            raise OrderRejected(
+                self.name,
+                "simulation",
+                f"estimate: {exc.error_name}{exc.revert_args}",
+                reason=refusal_reason(exc),
+            ) from None
+        except GasCapExceeded as exc:
+            raise OrderRejected(self.name, "gas_cap", f"not sent: {exc}", reason="gas_cap") from None
+        except NonceConflict as exc:
+            raise OrderRejected(
+                self.name, "nonce_conflict", f"not sent: {exc}", reason="nonce_conflict"
+            ) from None
+        self.pairs_sent += 1
+        for o in (buy, sell):
+            self._orders[o.coid] = self._view(o, OrderStatus.OPEN, venue_order_id=sent.tx_hash)
+        return _Pending(buy, sent, time.monotonic() + self.client.cfg.deadline_s)
+
+    async def _conclude_pair(
+        self, p: _Pending, buy: OrderRequest, sell: OrderRequest, rec: Receipt
+    ) -> dict[str, VenueOrder | BaseException]:
+        """Both legs' outcome from the executor call's receipt: two fills (the gas the BUY's
+        fee), or both refused (a mined revert, or the cancel took the nonce) with the gas
+        published as a Charge."""
+        now = time.time_ns()
+        if rec.tx_hash != p.sent.tx_hash or not rec.ok:
+            self._publish(Charge(self.name, now, "ETH", rec.gas_cost_wei / 1e18, rec.tx_hash, buy.coid))
+            if rec.tx_hash != p.sent.tx_hash:
+                out: dict[str, VenueOrder | BaseException] = {}
+                for o in (buy, sell):
+                    view = self._orders[o.coid] = self._view(
+                        o, OrderStatus.EXPIRED, venue_order_id=rec.tx_hash
+                    )
+                    self._publish(OrderUpdate(self.name, now, view))
+                    out[o.coid] = view
+                return out
+            why = await self._run(self.client.revert_reason, p.sent, rec)
+            return self._refused(
+                buy,
+                sell,
+                f"reverted on chain: {why.error_name}{why.revert_args}",
+                refusal_reason(why),
+                rec.tx_hash,
+            )
+        fills = []
+        for k, o in enumerate((buy, sell)):
+            m = self.markets[o.instrument]
+            amount_in, amount_out = self._swap_amounts(rec, m.pool)
+            base, quote = (amount_in, amount_out) if o.side == Side.SELL else (amount_out, amount_in)
+            bdec, qdec = self._decimals[m.base_token], self._decimals[m.quote_token]
+            qty_f, px = base / 10**bdec, (quote / 10**qdec) / (base / 10**bdec)
+            fee = rec.gas_cost_wei / 1e18 if k == 0 else 0.0
+            fill = Fill(
+                self.name,
+                o.instrument,
+                o.coid,
+                f"{rec.tx_hash}:{k}",
+                o.side,
+                px,
+                qty_f,
+                fee,
+                "ETH",
+                Liquidity.TAKER,
+                now,
+            )
+            view = self._view(
+                o, OrderStatus.FILLED, filled=qty_f, avg=px, fee=fee, venue_order_id=rec.tx_hash
+            )
+            self._orders[o.coid] = view
+            fills.append((view, fill))
+        # the pools as the call left them reach the engine before its fills do
+        seq, pools = (
+            0,
+            {self.markets[buy.instrument].pool.lower(), self.markets[sell.instrument].pool.lower()},
+        )
+        for log in rec.logs:
+            sync = sync_from_log(log)
+            if sync is not None and sync.pool in pools:
+                seq = self.books.apply(sync) or seq
+        if seq:
+            await self.books.delivered(seq, self.settle_wait_s)
+        for view, fill in fills:
+            self._fills.append(fill)
+            self._publish(OrderUpdate(self.name, now, view))
+            self._publish(fill)
+        return {buy.coid: fills[0][0], sell.coid: fills[1][0]}
 
     def _send_swap(self, order: OrderRequest, m: PoolMarket) -> _Pending:
         """Size the swap at the latest reserves, simulate it, sign and send it (worker thread)."""
@@ -836,7 +1090,10 @@ class Web3Venue(Venue):
         for m in self.markets.values():
             for token, asset in ((m.base_token, m.base), (m.quote_token, m.quote)):
                 dec = self._decimals.get(token, 18)
-                out[asset] = Balance(asset, c.erc20_balance(token, c.address) / 10**dec)
+                held = c.erc20_balance(token, c.address)
+                if self.trader is not None:  # the two-pool path trades the executor's inventory
+                    held += c.erc20_balance(token, self.trader.executor)
+                out[asset] = Balance(asset, held / 10**dec)
         out["ETH"] = Balance("ETH", c.eth_balance(c.address) / 1e18)
         return out
 

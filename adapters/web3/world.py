@@ -24,6 +24,9 @@ What the config must say, checked here (ConfigError with the key path otherwise)
   ETH (`fee_asset = "ETH"`, `fee_asset_price` > 0): a swap's fee is the gas it burned, and the
   ledger values it at that price; the pool's own fee is inside its prices, so `taker_fee_bps`
   is what the engine adds on top (0 for the pool alone);
+* with the table's `executor` and two pools on one base/quote pair, a BUY on one and a SELL
+  on the other sent together (`[policy] dispatch = "simultaneous"`) are one executor call
+  (the two-pool atomic path, venue.py);
 * each of its instruments is spot and has pool addresses; once the venue has read its tokens'
   decimals (`start()`), the instrument's lot must be a whole number of base-token units, its
   tick at least the venue's, its min_notional at least the venue's.
@@ -145,6 +148,7 @@ class ChainWorld:
                 head_timeout_s=table.head_timeout_s if table else 0.0,
                 relay=_relay(table, client),
                 bundle_blocks=table.bundle_blocks if table else 3,
+                executor=table.executor if table else "",
             )
         unknown = set(pools) - {i for i, c in cfg.instruments.items() if c.venue in chain}
         if unknown:

@@ -7,7 +7,8 @@ its base at market.start_price moved by --offset-bps) and an atomic executor, an
 account with the venue's balances. FILE gets a TOML fragment (RPC URL, chain id, executor,
 pools, tokens) for the venue's `[venues.NAME.web3] chain_file`; FILE.keystore.json the
 account's key, encrypted with the password in the environment variable --password-env (the key
-is never printed). The node runs until interrupted (Ctrl-C) or for --for seconds; then
+is never printed). --block-time S mines a block every S seconds (a pool's book is derived again
+at each head: the two-pool example needs heads to see its pools again after a trade). The node runs until interrupted (Ctrl-C) or for --for seconds; then
 `basis run CONFIG` in another terminal trades against it.
 """
 
@@ -32,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--offset-bps", type=float, default=-80.0, help="pool price vs market.start_price (-80)"
     )
     parser.add_argument(
+        "--block-time",
+        type=int,
+        default=0,
+        metavar="S",
+        help="a block every S seconds, as a real chain (0: one block per transaction, at once)",
+    )
+    parser.add_argument(
         "--password-env",
         default="BASIS_WEB3_KEYSTORE_PASSWORD",
         metavar="VAR",
@@ -43,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from adapters.web3.devchain import deploy, start_anvil, write_keystore
+    from adapters.web3.devchain import deploy, mine_every, start_anvil, write_keystore
 
     from ..config import load
     from ..errors import ConfigError
@@ -59,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
         chain = deploy(node.url, cfg, pool_base=args.pool_base, offset_bps=args.offset_bps)
         assert chain.signer is not None
         write_keystore(chain.signer, keystore, password)
+        if args.block_time > 0:  # deployed at once; from now on, a block every S seconds
+            mine_every(node.url, args.block_time)
         out.write_text(chain.fragment(str(keystore.resolve()), args.password_env))
         print(f"anvil at {node.url} (chain 31337), account {chain.account}")
         for inst, pool in chain.pools.items():
