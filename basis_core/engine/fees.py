@@ -66,6 +66,7 @@ class FeeDrift(EngineParts):
     fee_restore_working: dict[str, int]  # base asset -> its restore order in flight
     fee_restore_failed_ns: dict[str, int]  # base asset -> when its last restore filled nothing
     fee_restores: Spool[FeeRestore]
+    fee_restore_floor: dict[str, tuple[float, float]]  # base asset -> smallest (lot, min notional)
 
     def _init_fee_drift(self) -> None:
         self.fee_drift = {}
@@ -75,6 +76,7 @@ class FeeDrift(EngineParts):
         self.fee_restore_working = {}
         self.fee_restore_failed_ns = {}
         self.fee_restores = Spool(RESTORES_KEPT)
+        self.fee_restore_floor = {}
 
     def _carry_fee_drift(self, pos: HedgedPosition) -> None:
         """`pos` is reconciled: the short its base-asset fees left (at most those fees, at most
@@ -124,16 +126,20 @@ class FeeDrift(EngineParts):
                     )
             if p.on_fee_asset_exhausted != "restore" or drift <= 0 or base not in self.fee_restore_owner:
                 continue
+            opp_id, room = self.fee_restore_owner[base]
+            want = min(drift, room)  # what the position lending its id can take
+            lot, notional = self._restore_floor(base)
+            if want < lot or want * self.market.mark(base) < notional:
+                continue  # too little for any listing yet (most steps: decided without a book)
             failed = self.fee_restore_failed_ns.get(base)
             if failed is not None and self.now - failed < p.unwind_window_ms * MS:
                 continue
             home = self.fee_restore_home[base]
-            opp_id, room = self.fee_restore_owner[base]
             pos = self.positions.get(opp_id)
             leg = 2 + len(pos.unwind_coids) + len(pos.restore_coids) if pos is not None else S.MAX_LEG + 1
             if pos is None or leg > S.MAX_LEG:
                 continue  # the next position carried here lends its id
-            found = self._restore_listing(home, min(drift, room))
+            found = self._restore_listing(home, want)
             if found is None:
                 continue  # no listing can take it now, or its owner has too little room left
             inst, qty, price = found
@@ -160,6 +166,15 @@ class FeeDrift(EngineParts):
                 f"fee drift {drift:.8f} {base} (fees charged in {base} on {self.rules[home].venue}{where})"
             )
             self.fee_restores.append(FeeRestore(order.coid, r.venue, inst, qty, drift, self.now, reason))
+
+    def _restore_floor(self, base: str) -> tuple[float, float]:
+        """The smallest lot and min notional of the spot listings of `base`."""
+        floor = self.fee_restore_floor.get(base)
+        if floor is None:
+            spot = [r for r in self.rules.values() if r.base == base and r.kind == "spot"]
+            floor = min((r.lot for r in spot), default=0.0), min((r.min_notional for r in spot), default=0.0)
+            self.fee_restore_floor[base] = floor
+        return floor
 
     def _restore_listing(self, home: str, drift: float) -> tuple[str, float, float] | None:
         """Where to buy `drift` of `home`'s base: `home` first, then the other spot listings of
