@@ -6,6 +6,7 @@ decide.py     the gate and sizing as one compiled call; the Python path of decis
 hedging.py    its hedged positions: symmetry, completion, isolation, unwind, timed checks
 fees.py       base a venue kept as fees once its fee asset ran out, bought back by policy
 maker.py      the maker_taker style: post-only quotes repriced with the books, each fill hedged at once
+allowance.py  a clustered engine's share of the shared limits, spent on the decision path
 operator.py   its operator commands (halt, resume, flatten, cancel-all, pause a venue, set a limit)
 parts.py      what core.py and its two mixins share through `self`, declared once
 actions.py    what the engine does for each action a state table names: one dispatch per machine
@@ -20,6 +21,7 @@ runner.py     one run in one process: io, core, journal, ledger, reconciliation
 supervisor.py the run's tasks, watched: the first to fail stops the run with its error
 control.py    the operator's control socket (RUN_DIR/ctl.sock) that `basis ctl` talks to
 alerts.py     the [alerts] hook: HALTED, PROTECTIVE, mismatches, venue DOWN, rate-limited
+clustered.py  `basis run` with [cluster]: the run's side of the NATS link (basis_core/cluster/)
 procs.py      the pinned io process + engine process (+ standby) joined by rings
 build.py      a config into the engine's policy, instrument rules and fixed marks
 scenario.py   what `basis run` does: a scenario's world, the runner, the run directory

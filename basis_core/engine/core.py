@@ -40,6 +40,7 @@ from ..state.tables import (
 )
 from ..units import MS
 from .actions import fire_engine, fire_order, fire_venue, venue_ok
+from .allowance import Allowance
 from .decide import CompiledDecision, wanted
 from .decisions import Decisions
 from .fees import FeeDrift
@@ -198,6 +199,7 @@ class EngineCore(Hedging, Decisions, Maker, FeeDrift, Operator):
         self.fee_tokens = frozenset(fixed_marks or ())  # assets charged as fees only (BNB ...)
         self.fee_token_of: dict[str, str] = {}  # venue -> the fee asset it has charged
         self.fee_exhausted: set[str] = set()  # venues charging another asset since theirs ran out
+        self.allowance: Allowance | None = None  # a clustered run's shared limits (engine/allowance.py)
         self._init_fee_drift()  # base kept as fees and bought back (engine/fees.py)
         if wanted():  # last: it reads the state above
             self.decider = CompiledDecision(self, fixed_marks or {})
@@ -451,6 +453,10 @@ class EngineCore(Hedging, Decisions, Maker, FeeDrift, Operator):
                     )  # verify_order
                 else:
                     self._query(o)
+        elif cmd == S.ControlCommand.CLUSTER_GRANT:  # what the io side reserved of a shared limit
+            if self.allowance is None:
+                self.allowance = Allowance()
+            self.allowance.take_grant(self.reg, c)
         elif cmd == S.ControlCommand.SHUTDOWN:
             self.stop_new = True  # the run is ending: let working orders settle, open nothing new
         elif cmd == S.ControlCommand.RECONCILE:

@@ -18,6 +18,16 @@ from .orders import ManagedOrder
 from .parts import EngineParts
 from .positions import HedgedPosition, Leg, SliceParent, new_position
 
+#: what the sizing kernel says when a clustered engine's cap left too little for an entry
+_SHORT = frozenset(
+    {
+        S.RejectReason.MIN_NOTIONAL,
+        S.RejectReason.LOT_SIZE,
+        S.RejectReason.CAPITAL,
+        S.RejectReason.NO_INVENTORY,
+    }
+)
+
 
 class Decisions(EngineParts):
     # -- signals -----------------------------------------------------------------------------------
@@ -163,6 +173,8 @@ class Decisions(EngineParts):
         pos.end_mid_buy, pos.end_mid_sell = pos.mid_buy, pos.mid_sell
         pos.parent = parent
         self.positions[opp] = pos
+        if self.allowance is not None:  # it backs what it uses of the shared limits until hedged
+            self.allowance.back_position(self, opp, buy_name, sell_name, qty)
         self.position_counts[pos.state.name] = self.position_counts.get(pos.state.name, 0) + 1
         self.open_positions[opp] = pos
         primary = self._new_order(
@@ -348,13 +360,19 @@ class Decisions(EngineParts):
             base_avail /= 2.0  # reduce
         if qty_hint > 0:
             base_avail = min(base_avail, qty_hint)
+        short = False  # a clustered engine spends only what it holds of the shared limits
+        if self.allowance is not None:
+            cap = self.allowance.entry_cap(self, buy_name, sell_name)
+            if cap <= 0:
+                return None, S.RejectReason.CLUSTER_RESERVE
+            short, base_avail = cap < base_avail, min(base_avail, cap)
         capital_free = p.strategy_budget_usdt - self._capital_used()
         notional_cap = min(
             p.max_order_notional_usdt,
             p.max_exposure_usdt - self._venue_exposure(bl.venue),
             p.max_exposure_usdt - self._venue_exposure(sl.venue),
         )
-        return self.market.size_pair(
+        sized, reason = self.market.size_pair(
             buy_name,
             sell_name,
             slip_bps=slip,
@@ -364,6 +382,9 @@ class Decisions(EngineParts):
             capital_free=capital_free,
             notional_cap=notional_cap,
         )
+        if short and reason in _SHORT:
+            reason = S.RejectReason.CLUSTER_RESERVE  # too little held here for an entry that size
+        return sized, reason
 
     def _free_quote(self, venue: str, quote: str) -> float:
         """Our `quote` on `venue` not yet committed to working buys there."""

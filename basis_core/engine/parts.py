@@ -23,6 +23,7 @@ from .positions import HedgedPosition, MakerParent, SliceParent
 from .venues import VenueBoard
 
 if TYPE_CHECKING:
+    from .allowance import Allowance
     from .core import Counters, InstrumentRules
     from .decide import CompiledDecision
 
@@ -48,6 +49,7 @@ class EngineParts:
     inventory: dict[tuple[str, str], float]  # (venue, asset) -> free, from our own fills
     in_transit: dict[tuple[str, str], float]  # (to venue, asset) -> amount
     fee_exhausted: set[str]  # venues whose fee asset ran out (their fees fall back to another asset)
+    allowance: Allowance | None  # a clustered run's shared limits held here (allowance.py), else None
     fee_drift: dict[str, float]  # base asset -> what venues kept as fees, owed back (fees.py)
     next_opp: int
     reconcile_clean_since: int
