@@ -43,6 +43,7 @@ from test_fuzz_venue import (
 )
 from test_fuzz_venue import apply as apply_recipe
 
+from adapters.ccxt import streams
 from adapters.emulator.harness import standard_emulator
 from basis_core.schema import OrderType, Side
 from basis_core.venue import BalanceUpdate, Fill, OrderRequest, OrderUpdate
@@ -199,3 +200,117 @@ def test_any_spot_user_event_is_read_right_or_is_a_typed_error(spot_user, pick, 
 @given(pick=st.integers(0, 1000), recipe=mutations())
 def test_any_usdm_user_event_is_read_right_or_is_a_typed_error(perp_user, pick, recipe):
     user_case(perp_user, pick, recipe)
+
+
+# -- depth diffs ------------------------------------------------------------------------------------
+
+
+class Books:
+    """A spot venue keeping BTCUSDT's book from the emulator's depth diffs (`watch_book`, as the
+    venue's market stream runs it, started again after a typed error as the io side does), and
+    the emulator's book at each update id."""
+
+    def __init__(self, bench):
+        self.b, self.got, self.errors, self.truth = bench, [], [], {}
+        self.task: asyncio.Future | None = None
+
+    def __repr__(self) -> str:
+        return f"Books({len(self.got)} books, {len(self.errors)} errors)"
+
+    def start(self) -> None:
+        async def put(item):
+            (self.errors if isinstance(item, Exception) else self.got).append(item)
+
+        async def loop():
+            while True:
+                await streams.watch_book(self.b.venue, "BTCUSDT", put)
+                await asyncio.sleep(0.01)
+
+        self.task = asyncio.ensure_future(loop(), loop=self.b.loop)
+
+    def record(self) -> int:
+        emu = self.b.emu
+        with emu.lock:
+            fmt = emu.formats["BTCUSDT"]
+            bids, asks = emu.exchange.engine("BTCUSDT").book(1000)
+            uid = emu.streams.update_id("BTCUSDT")
+            side = lambda rows: tuple((float(fmt.px(p)), float(fmt.qty(q))) for p, q in rows)
+            self.truth[uid] = (side(bids), side(asks))
+        return uid
+
+
+@pytest.fixture(scope="module")
+def books():
+    b = _bench(
+        lambda: standard_emulator({KEY: (SECRET, "alice")}, limits=NO_LIMITS),
+        {
+            "instruments": {"BTCUSDT": "BTC/USDT"},
+            "market_data": "ws",
+            "user_data": "rest",
+            "book_stale_ms": 300,
+        },
+        "emu",
+    )
+    bk = Books(b)
+    bk.record()
+    bk.start()
+    yield bk
+    bk.task.cancel()
+    b.run(asyncio.sleep(0.05))
+    _close(b)
+
+
+def _change(bk: Books, step: int) -> int:
+    """Move BTCUSDT's book one step (a level's quantity, a level added or taken); its new id."""
+    q = 0.1 + 0.01 * (step % 37)
+    bids = [(50_000.00, q), (49_999.00, 1.0)] + ([(49_998.00, 0.2)] if step % 3 else [])
+    asks = [(50_000.01, 0.3), (50_001.00, round(1.0 + q, 5))]
+    bk.b.emu.set_book("BTCUSDT", bids, asks)
+    return bk.record()
+
+
+def depth_case(bk: Books, recipe, frames: int, persistent: bool) -> None:
+    b = bk.b
+    done = [0]
+
+    def mutate(frame):
+        if done[0] >= frames and not persistent:
+            return None
+        done[0] += 1
+        return apply_recipe(recipe, 200, frame)[1].decode()
+
+    start = len(bk.got)
+    b.emu.faults.mutate_frame = mutate
+    try:
+        for _ in range(frames):
+            _change(bk, len(bk.truth))
+            b.run(asyncio.sleep(0.001))
+    finally:
+        b.emu.faults.mutate_frame = None
+    last = _change(bk, len(bk.truth))  # clean diffs: the book must come back
+
+    async def settled():  # (a book resynced after a gap is passed on with the next diff)
+        for i in range(1500):
+            if bk.got and len(bk.got) > start and bk.got[-1].update_id >= last and bk.got[-1].bids:
+                return
+            if i % 25 == 24:
+                _change(bk, len(bk.truth))
+            await asyncio.sleep(0.002)
+
+    b.run(settled())
+    for err in bk.errors:
+        check_error(err, "emu")
+    bk.errors.clear()
+    for book in bk.got[start:]:
+        if not book.bids and not book.asks:
+            continue  # marked stale
+        assert book.update_id in bk.truth, book
+        assert (book.bids, book.asks) == bk.truth[book.update_id], book.update_id
+    latest = bk.got[-1]
+    assert latest.update_id >= last and (latest.bids, latest.asks) == bk.truth[latest.update_id]
+
+
+@FUZZ
+@given(recipe=mutations(), frames=st.integers(1, 3), persistent=st.booleans())
+def test_any_depth_diff_keeps_the_book_right_or_marks_it_stale(books, recipe, frames, persistent):
+    depth_case(books, recipe, frames, persistent)

@@ -140,6 +140,8 @@ def apply(recipe, status: int, body) -> tuple[int, bytes, str]:
             continue  # an empty list is a valid answer (no trades, no orders, an empty side)
         if op[0] == "set" and key in NAMES and isinstance(op[2], str) and op[2]:
             continue  # another name is another asset or order, not a malformed answer
+        if op[0] == "set" and isinstance(op[2], bool) and isinstance(parent[key], bool):
+            continue  # the other truth value is a valid (different) answer
         if op[0] == "set" and key in SIGNED and op[2] in ("-1", "-0.001", -1):
             continue  # a signed field: a negative value is a valid (different) answer
         if op[0] == "drop" and isinstance(parent, dict):

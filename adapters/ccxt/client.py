@@ -73,6 +73,7 @@ from .constants import (
     BAN_UNTIL,
     ENDPOINT_NAMES,
     FILL_POLL_SHARE,
+    FRAME_SHAPES,
     VENUE_MESSAGES,
     ErrorRule,
     rule_for,
@@ -125,10 +126,45 @@ def _client_class(exchange: str, websocket: bool = False):
             hook = getattr(self, "basis_on_message", None)  # the user stream's (streams.py)
             if hook is not None:
                 hook(message, getattr(client, "url", ""))
+            fields = (
+                FRAME_SHAPES.get(self.id, {}).get(str(message.get("e")))
+                if isinstance(message, dict)
+                else None
+            )
+            if fields is not None:
+                problem = parsing.shape_error(message, fields) or parsing.diff_error(message)
+                if problem is not None:
+                    client.on_error(ccxt.BadResponse(f"{self.id} {message.get('e')}: {problem}"))
+                    return None
             return base.handle_message(self, client, message)
 
+        def client(self, url):
+            """ccxt.pro's connection to `url`, which ends with BadResponse (every watch on it
+            fails, the next one connects again) on a message it cannot read: ccxt would log the
+            error from its receive loop and read nothing more, the watches waiting for ever."""
+            conn = base.client(self, url)
+            if not getattr(conn, "basis_guarded", False):
+                conn.basis_guarded = True
+                conn.handle_text_or_binary_message = _guarded(
+                    self.id, conn, conn.handle_text_or_binary_message
+                )
+            return conn
+
         attrs["handle_message"] = handle_message
+        attrs["client"] = client
     return type(f"basis_{exchange}", (base,), attrs)
+
+
+def _guarded(exchange: str, conn, handle):
+    def guarded(data):
+        try:
+            return handle(data)
+        except Exception as exc:
+            conn.on_error(
+                ccxt.BadResponse(f"{exchange} websocket message not readable: {type(exc).__name__}")
+            )
+
+    return guarded
 
 
 def rewrite_urls(urls: dict, base_url: str) -> dict:

@@ -300,9 +300,19 @@ _EVENT_ORDER: Fields = {
     "m": bool,
 }
 EVENT_SHAPES: dict[str, Fields] = {
-    "executionReport": dict(_EVENT_ORDER, Z=str),
+    "executionReport": dict(_EVENT_ORDER, Z=str, O=int),
     "ORDER_TRADE_UPDATE": dict(_EVENT_ORDER, ap=str),
 }
 TRADE_EVENT_FIELDS: Fields = {"N": str}
 #: an outboundAccountPosition: its update time and its balance rows
 BALANCE_EVENT_FIELDS: Fields = {"u": int, "B": list}
+
+#: exchange -> {websocket event type: its fields}: a message of that type without them ends its
+#: connection (BadResponse: every watch on it fails, the book is marked stale and a fresh
+#: snapshot taken); ccxt.pro would skip it or apply it in part, the book wrong from then on.
+#: A depth diff's levels are also checked: [price, quantity] strings, price > 0, quantity >= 0
+_DEPTH_FRAME: Fields = {"E": int, "s": str, "U": int, "u": int, "b": list, "a": list}
+FRAME_SHAPES: dict[str, dict[str, Fields]] = {
+    "binance": {"depthUpdate": _DEPTH_FRAME},
+    "binanceusdm": {"depthUpdate": _DEPTH_FRAME},
+}

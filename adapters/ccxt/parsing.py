@@ -66,6 +66,31 @@ def require_fields(venue: str, what: str, obj, fields: dict[str, type]) -> None:
         raise _bad(venue, f"{what}: {problem}")
 
 
+def diff_error(frame: dict) -> str | None:
+    """What makes a depth diff's levels unusable: a level that is not [price, quantity] strings
+    of numbers, a price <= 0 or a quantity < 0 (0 takes the level out); None when nothing."""
+    for side in ("b", "a"):
+        for level in frame.get(side) or ():
+            if (
+                not isinstance(level, list)
+                or len(level) < 2
+                or not all(isinstance(x, str) for x in level[:2])
+            ):
+                return f"{side} level {level!r}"
+            try:
+                price, qty = float(level[0]), float(level[1])
+            except ValueError:
+                return f"{side} level {level!r}"
+            if not (
+                math.isfinite(price)
+                and math.isfinite(qty)
+                and 0 < price <= MAX_AMOUNT
+                and 0 <= qty <= MAX_AMOUNT
+            ):
+                return f"{side} level {level!r}"
+    return None
+
+
 def levels(venue: str, what: str, rows) -> tuple[tuple[float, float], ...]:
     """(price, quantity) levels of a book snapshot, each price and quantity > 0."""
     try:
@@ -100,7 +125,7 @@ def _fee(venue: str, o: dict) -> tuple[float, str]:
     for f in fees:
         if not isinstance(f, dict) or f.get("cost") is None:
             continue
-        cost = require_finite(venue, "fee", f["cost"])
+        cost = number(venue, "fee", f["cost"], signed=True)  # (negative: a rebate)
         cur = f.get("currency") or ""
         if not cur and cost:
             raise _bad(venue, f"fee {f['cost']!r} without its asset")

@@ -56,6 +56,9 @@ class Faults:
     #: function after it is made (the order placed, the state changed), and what it returns is
     #: sent instead; the fuzz of the ccxt adapter's parsing (tests/test_fuzz_venue.py) uses it
     mutate: Mutator | None = None
+    #: test-only, off by default: each depth diff (as a dict) is handed to this function before
+    #: it is sent; a string it returns is sent instead (tests/test_fuzz_streams.py)
+    mutate_frame: Callable[[dict], str | None] | None = None
 
     def take(self, name: str) -> bool:
         """Consume one unit of counter `name`; True if the fault applies to this request."""

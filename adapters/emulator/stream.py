@@ -62,17 +62,19 @@ class DepthStreams:
                     if self.emu.faults.take("depth_skip"):
                         subs = set()  # the id is used, the diff sent to no one: a gap
                     fmt = self.emu.formats[symbol]
-                    msg = json.dumps(
-                        {
-                            "e": "depthUpdate",
-                            "E": time.time_ns() // 1_000_000,
-                            "s": symbol,
-                            "U": uid,
-                            "u": uid,
-                            "b": [[fmt.px(eng.price(p)), fmt.qty(eng.qty(q))] for p, q in bids],
-                            "a": [[fmt.px(eng.price(p)), fmt.qty(eng.qty(q))] for p, q in asks],
-                        }
-                    )
+                    frame = {
+                        "e": "depthUpdate",
+                        "E": time.time_ns() // 1_000_000,
+                        "s": symbol,
+                        "U": uid,
+                        "u": uid,
+                        "b": [[fmt.px(eng.price(p)), fmt.qty(eng.qty(q))] for p, q in bids],
+                        "a": [[fmt.px(eng.price(p)), fmt.qty(eng.qty(q))] for p, q in asks],
+                    }
+                    msg = json.dumps(frame)
+                    mutate = self.emu.faults.mutate_frame
+                    if mutate is not None:
+                        msg = mutate(frame) or msg
                     for loop, queue in list(subs):
                         loop.call_soon_threadsafe(queue.put_nowait, msg)
 
