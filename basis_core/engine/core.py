@@ -19,6 +19,7 @@ inventory, capital) and sized by the kernels.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +75,47 @@ def _template(kind: S.Kind) -> np.ndarray:
     rec = S.empty(kind)
     rec["source"] = S.Source.ENGINE
     return rec.view(S.GENERIC)
+
+
+#: an order's purpose (ManagedOrder.purpose) -> its schema.Purpose code
+_PURPOSE = {p.name.lower(): int(p) for p in S.Purpose}
+#: an ORDER_NEW record as one pack: seq, ts_ns, kind, source, venue, sub (side), instrument,
+#: aux (order type | purpose << 8), coid, price, qty, depends_on, max_slip_bps, check (0)
+_ORDER_NEW = struct.Struct("<QqBBBBHHQddQfI")
+assert _ORDER_NEW.size == S.RECORD_SIZE
+
+
+def order_new_record(
+    ts_ns: int,
+    venue: int,
+    instrument: int,
+    side: int,
+    aux: int,
+    coid: int,
+    price: float | None,
+    qty: float,
+    depends_on: int,
+    max_slip_bps: float,
+) -> np.ndarray:
+    """One ORDER_NEW command record (GENERIC, every byte set: seq and check 0, source ENGINE),
+    packed at once instead of field by field (`price` None: NaN, as numpy stores it)."""
+    raw = _ORDER_NEW.pack(
+        0,
+        ts_ns,
+        S.Kind.ORDER_NEW,
+        S.Source.ENGINE,
+        venue,
+        side,
+        instrument,
+        aux,
+        coid,
+        float("nan") if price is None else price,
+        qty,
+        depends_on,
+        max_slip_bps,
+        0,
+    )
+    return np.frombuffer(raw, dtype=S.GENERIC)
 
 
 @dataclass(frozen=True)
@@ -176,11 +218,7 @@ class EngineCore(Hedging, Decisions, Maker, FeeDrift, Operator):
         self._transfer_states: dict[int, S.TransferState] = {}
         self.next_opp = 1
         self.out: list[np.ndarray] = []
-        self._tpl_new, self._tpl_cancel, self._tpl_query = (
-            _template(S.Kind.ORDER_NEW),
-            _template(S.Kind.ORDER_CANCEL),
-            _template(S.Kind.ORDER_QUERY),
-        )
+        self._tpl_cancel, self._tpl_query = _template(S.Kind.ORDER_CANCEL), _template(S.Kind.ORDER_QUERY)
         self._tpl_control = _template(S.Kind.CONTROL)
         self.halted_reason = ""
         #: operator commands as decided: (ts, command, "accepted ..." or "refused: why")
@@ -510,15 +548,21 @@ class EngineCore(Hedging, Decisions, Maker, FeeDrift, Operator):
 
     def _send(self, order: ManagedOrder) -> None:
         """The ORDER_NEW record of `order` (the ORDER table's `send`)."""
-        order.sent_ns = self.now
-        rec = self._tpl_new.copy().view(S.ORDER_NEW)  # copied as GENERIC: padding bytes included
-        rec["ts_ns"] = self.now
-        rec["venue"], rec["instrument"] = self.reg.venue(order.venue), self.reg.instrument(order.instrument)
-        purpose = S.Purpose[order.purpose.upper()]
-        rec["sub"], rec["aux"] = int(order.side), int(order.otype) | (int(purpose) << 8)
-        rec["coid"], rec["price"], rec["qty"] = order.coid, order.price, order.qty
-        rec["depends_on"], rec["max_slip_bps"] = order.depends_on, order.max_slip_bps
-        self.out.append(rec.view(S.GENERIC))
+        now = order.sent_ns = self.now
+        self.out.append(
+            order_new_record(
+                now,
+                self.reg.venue(order.venue),
+                self.reg.instrument(order.instrument),
+                int(order.side),
+                int(order.otype) | (_PURPOSE[order.purpose] << 8),
+                order.coid,
+                order.price,
+                order.qty,
+                order.depends_on,
+                order.max_slip_bps,
+            )
+        )
 
     def _cancel(self, order: ManagedOrder) -> None:
         if order.state == OrderState.PENDING_CANCEL or order.terminal:

@@ -169,8 +169,6 @@ class Decisions(EngineParts):
             self.now,
             on_change=self._position_changed,
         )
-        pos.mid_buy, pos.mid_sell = self._mid(buy_name), self._mid(sell_name)
-        pos.end_mid_buy, pos.end_mid_sell = pos.mid_buy, pos.mid_sell
         pos.parent = parent
         self.positions[opp] = pos
         if self.allowance is not None:  # it backs what it uses of the shared limits until hedged
@@ -187,6 +185,9 @@ class Decisions(EngineParts):
         # primary_then_hedge: the hedge leaves when the primary is done, for what it filled
         what = f"slice {len(self.slicing[parent].slices) + 1} of {parent}: " if parent else ""
         fire_hedge(self, pos, HedgeEvent.DISPATCHED, f"{what}{strategy} {buy_name}->{sell_name} {qty:g}")
+        # PENDING -> LEG_WORKING noted the legs' mids now as its end mids (_note_end_mids, 0.0
+        # for a book not usable): they are its mids at entry too, read once
+        pos.mid_buy, pos.mid_sell = pos.end_mid_buy, pos.end_mid_sell
         return pos
 
     # -- sliced execution ----------------------------------------------------------------------

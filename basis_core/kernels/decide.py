@@ -247,8 +247,9 @@ class WorkingOrders:
         if n == len(self.wi):
             self.wi = np.concatenate([self.wi, np.zeros_like(self.wi)])
             self.wf = np.concatenate([self.wf, np.zeros_like(self.wf)])
-        self.wi[n] = (venue, instrument, side)
-        self.wf[n] = (qty, price or 0.0, 0.0)
+        wi, wf = self.wi, self.wf  # element by element: a tuple into a row costs ~1 µs more
+        wi[n, WI_VENUE], wi[n, WI_INST], wi[n, WI_SIDE] = venue, instrument, side
+        wf[n, WF_QTY], wf[n, WF_PRICE], wf[n, WF_FILLED] = qty, price or 0.0, 0.0
         self.coids.append(coid)
 
     def filled(self, coid: int, filled: float) -> None:
