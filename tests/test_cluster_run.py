@@ -9,6 +9,8 @@ Three engines sharing the limits: a watcher reading every revision of the limits
 holds within the limit each time; one engine SIGSTOPped past its lease keeps its hold (listed
 silent) and the others do not take it; one SIGKILLed mid-run keeps its hold after the others have
 returned theirs; `basis ctl halt` on one halts the others. BASIS_SOAK=full runs them longer.
+The halt's rules on a stub run: an engine going HALTED halts the cluster only with on_halted =
+"halt_all", an obeyed halt is not published back, an operator's halt is published once.
 """
 
 from __future__ import annotations
@@ -280,3 +282,83 @@ def test_three_engines_share_the_limits_a_paused_one_keeps_its_hold_a_killed_one
         assert _streamed_once(msgs, e, runs[e]) == _summary(runs[e])["results_published"]
     assert not (runs["e2"] / "cluster.json").exists()
     assert _summary(runs["e1"])["halts_sent"] == 1 and _summary(runs["e3"])["halts_obeyed"] == ["e1"]
+
+
+class _StubLink:
+    """The link's run-facing side, recorded (no thread, no server)."""
+
+    def __init__(self) -> None:
+        self.halts: list[str] = []
+        self.items: list = []
+
+    def publish_halt(self, reason: str) -> None:
+        self.halts.append(reason)
+
+    def drain(self) -> list:
+        out, self.items = self.items, []
+        return out
+
+    def note_usage(self, used, granted=None) -> None:
+        pass
+
+
+def _stub_run(tmp_path: Path, on_halted: str):
+    from types import SimpleNamespace
+
+    from basis_core.config import from_dict
+    from basis_core.configio import load_toml
+    from basis_core.engine.build import rules_of
+    from basis_core.engine.clustered import Clustered
+    from basis_core.runlog import NULL_LOG
+    from basis_core.state.tables import EngineState
+
+    data = load_toml(DEFAULT)
+    data["cluster"] = {"servers": ["nats://127.0.0.1:1"], "engine_id": "e1", "venues": ["alpha"]}
+    data["cluster"]["on_halted"] = on_halted
+    cfg = from_dict(data)
+    sent: list = []
+    core = SimpleNamespace(engine=SimpleNamespace(state=EngineState.NORMAL), allowance=None)
+    runner = SimpleNamespace(
+        rules=rules_of(cfg),
+        control_hooks=[],
+        core=core,
+        streams=None,
+        reg=cfg.registry(),
+        now_ns=lambda: 1,
+        send_control=sent.append,
+        stats=SimpleNamespace(batches=0),
+    )
+    c = Clustered(runner, cfg, NULL_LOG, tmp_path)  # type: ignore[arg-type]
+    c.link = _StubLink()  # type: ignore[assignment]
+    return c, core, sent
+
+
+def test_an_engine_going_halted_halts_the_cluster_only_with_halt_all_and_an_obeyed_halt_is_not_echoed(
+    tmp_path,
+):
+    from basis_core import schema as S
+    from basis_core.cluster.link import Halt
+    from basis_core.state.tables import EngineState
+
+    for on_halted, published in (("halt_all", ["engine HALTED (on_halted = halt_all)"]), ("alone", [])):
+        c, core, sent = _stub_run(tmp_path, on_halted)
+        c.watch()
+        core.engine.state = EngineState.HALTED  # a risk check halted it
+        c.watch()
+        c.watch()
+        assert c.link.halts == published, on_halted
+    # another engine's halt: obeyed (a HALT control into the engine), not published again
+    c, core, sent = _stub_run(tmp_path, "halt_all")
+    c.link.items = [Halt("e2:1", "e2", "operator halt (basis ctl)")]
+    c.watch()
+    assert [int(r.view(S.CONTROL)["sub"][0]) for r in sent] == [S.ControlCommand.HALT]
+    core.engine.state = EngineState.HALTED
+    c.watch()
+    assert c.link.halts == [] and c.halts_obeyed == ["e2"]
+    # an operator's halt through this engine's control socket: published once, not twice
+    c, core, sent = _stub_run(tmp_path, "halt_all")
+    for hook in c.runner.control_hooks:
+        hook(S.control_record(1, S.ControlCommand.HALT, 0, 1000))
+    core.engine.state = EngineState.HALTED
+    c.watch()
+    assert c.link.halts == ["operator halt (basis ctl)"]
