@@ -49,6 +49,10 @@ class PolicyConfig:
     maker_reprice_bps: float = 2.0
     maker_max_quotes: int = 50
     maker_max_rejects: int = 3
+    # the leg a maker_taker quote rests on: "buy" (a post-only buy, hedged by selling), "sell"
+    # (a post-only sell, hedged by buying on the buy leg's venue) or "best" (per opportunity,
+    # the side whose quote keeps more edge after both fees at its price; the buy on a tie)
+    maker_side: Literal["buy", "sell", "best"] = "buy"
     hedge_window_ms: float = 1_500.0  # time from the first fill to a matched hedge
     fill_ratio_degrade: float = 0.95  # min(filled)/max(filled) below this: degrade
     fill_ratio_breach: float = 0.80  # below this at the end of the hedge window: breach

@@ -61,6 +61,9 @@ class HedgedPosition:
     #: `maker_taker` execution: the primary (the buy leg) is a post-only quote whose fills are
     #: hedged as they come (engine/maker.py), late ones included
     maker: bool = False
+    #: ... and the quote rests on the sell leg (`maker_side`): the sell is the post-only primary,
+    #: the buys on the buy leg's venue its hedges
+    maker_sell: bool = False
     #: fee restores (engine/fees.py) that took one of this position's client order ids: not
     #: part of its net (they buy back base that earlier positions' fees left short)
     restore_coids: list[int] = field(default_factory=list)
@@ -129,6 +132,7 @@ class MakerParent(SliceParent):
     started_ns: int = 0  # its first quote: the opportunity quotes for maker_ttl_ms from here
     rejects: int = 0  # post-only rejects in a row
     ending: str = ""  # why it ends once the quote being cancelled is done ("": a reprice)
+    quote_side: Side = Side.BUY  # the leg its quotes rest on (`maker_side`), fixed at its start
 
 
 def new_position(
