@@ -8,7 +8,8 @@ the end, and `basis replay` decides the same from its journal (the grants are jo
 Three engines sharing the limits: a watcher reading every revision of the limits' keys finds the
 holds within the limit each time; one engine SIGSTOPped past its lease keeps its hold (listed
 silent) and the others do not take it; one SIGKILLed mid-run keeps its hold after the others have
-returned theirs; `basis ctl halt` on one halts the others. BASIS_SOAK=full runs them longer.
+returned theirs; a second engine under a running one's id is refused; `basis ctl halt` on one
+halts the others. BASIS_SOAK=full runs them longer.
 The halt's rules on a stub run: an engine going HALTED halts the cluster only with on_halted =
 "halt_all", an obeyed halt is not published back, an operator's halt is published once.
 """
@@ -234,6 +235,8 @@ def test_three_engines_share_the_limits_a_paused_one_keeps_its_hold_a_killed_one
     }
     try:
         _wait_holding(server.url, engines, RESIDUAL)
+        # a second engine under e1's id is refused while e1's lease is live
+        twin = _run(runs["e1"].parent / "e1.toml", tmp_path / "twin")
         # e3 paused past its lease: still holding, listed silent, its hold unchanged
         os.kill(procs["e3"].pid, signal.SIGSTOP)
         before = _holds(server.url)[RESIDUAL]["e3"]
@@ -247,6 +250,9 @@ def test_three_engines_share_the_limits_a_paused_one_keeps_its_hold_a_killed_one
         killed = _holds(server.url)[RESIDUAL]["e2"]
         os.kill(procs["e2"].pid, signal.SIGKILL)
         procs["e2"].wait(10)
+        assert twin.wait(120) == 1
+        err = (tmp_path / "twin.log").read_text()
+        assert "holds" in err and "with a live lease: another engine runs under this id" in err, err[-2000:]
         # an operator halts e1: every engine halts (e3, still running, obeys)
         ctl = subprocess.run(
             [*BASIS, "ctl", str(runs["e1"]), "halt"], capture_output=True, text=True, timeout=30

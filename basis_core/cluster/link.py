@@ -124,6 +124,8 @@ class ClusterLink:
         self.published = 0
         self._ready = False  # limits looked up and first chunks reserved
         self._keep = False  # abort: return nothing at the end
+        self._failed: ClusterError | None = None  # why the link could not start
+        self._last_error = ""
 
     # -- the run's side ------------------------------------------------------------------------
 
@@ -135,6 +137,9 @@ class ClusterLink:
         wait = timeout_s if timeout_s is not None else self.cfg.request_timeout_s * 8 + 5.0
         if not self._opened.wait(wait):
             raise ClusterError("", f"the cluster link did not start within {wait:g} s")
+        if self._failed is not None:
+            self._thread.join(wait)
+            raise self._failed
 
     def note_usage(self, used: Mapping[str, float], granted: Mapping[str, float] | None = None) -> None:
         """What the engine's positions use now, and what the engine has been granted (the grants
@@ -190,6 +195,12 @@ class ClusterLink:
             self._set_degraded(True, str(exc))
             for limit in self.limits:  # nothing known: no exposure until the server answers
                 self._post(Grant(limit, 0.0))
+        except ClusterError as exc:  # the run does not start
+            self._failed = exc
+            self._opened.set()
+            if self._nc is not None:
+                await self._nc.close()
+            return
         self._opened.set()
         beat_every = self.cfg.lease_s / 3.0
         next_beat = time.monotonic() + beat_every
@@ -209,7 +220,9 @@ class ClusterLink:
             except ClusterDegraded as exc:
                 self._set_degraded(True, str(exc))
             except ClusterError as exc:
-                self._post(Notice("error", "cluster_error", f"cluster: {exc}", {"key": exc.key}))
+                if str(exc) != self._last_error:  # said once, not on every tick
+                    self._last_error = str(exc)
+                    self._post(Notice("error", "cluster_error", f"cluster: {exc}", {"key": exc.key}))
             await asyncio.sleep(self.interval_s)
         if not self._keep:
             await self._give_back()
@@ -245,6 +258,17 @@ class ClusterLink:
                     )
                 )
                 continue
+            held = table.holds.get(cfg.engine_id)
+            if (
+                held is not None
+                and held.incarnation != r.incarnation
+                and held.lease_until_ns >= time.time_ns()
+            ):
+                raise ClusterError(
+                    key,
+                    f"engine id {cfg.engine_id} holds {held.amount} with a live lease: another engine runs "
+                    f"under this id, or this one stopped less than lease_s ago (wait for it to lapse)",
+                )
             freed = await r.reconcile(key, ZERO)  # a new run starts flat: an earlier hold is returned
             if freed > 0:
                 self._post(
