@@ -14,6 +14,11 @@ are hedged by buys there (`HedgedPosition.maker_sell`). It is no larger than a s
 valued at now, the quote's own price included), so what it can leave unhedged stays within the
 residual limit.
 
+An iceberg (`maker_display_fraction` < 1): each quote shows only that fraction of the size it
+could have; once it has filled and its fills are hedged, the next quote (the next display part)
+is a new order priced on the books then, which the venue's queue puts at the back of its
+level. So what rests visibly, and what can be unhedged, is one display part at a time.
+
 While a quote works, every batch looks at the books: a price that fell below the quote (the
 hedge venue's book took the edge away) or rose `maker_reprice_bps` above it cancels the quote
 for a new one; a price that would sit behind the best bid, `maker_ttl_ms` since the first
@@ -156,7 +161,9 @@ class Maker(EngineParts):
         """The next quote's size: what the opportunity still misses, capped by the residual
         limit (a slice's cap; a sell quote's own price too), the funds on both venues, the order
         and exposure limits; whole lots of both instruments (the coarser lot); 0.0 when below
-        either minimum notional. `buy_px`: a sell quote's hedge bound (the buy's price)."""
+        either minimum notional. `buy_px`: a sell quote's hedge bound (the buy's price). With
+        maker_display_fraction < 1 only that fraction of it (the iceberg's display part, whole
+        lots, raised to the minimum notional): the rest is the next quotes' to show."""
         p = self.policy
         bl, sl = self.rules[parent.buy], self.rules[parent.sell]
         remaining = parent.planned_qty - parent.matched(self.positions, self.orders.orders)
@@ -183,9 +190,15 @@ class Maker(EngineParts):
             base_avail,
             notional / px,
         )
-        qty = _floor_to(max(qty, 0.0), max(bl.lot, sl.lot))
-        if qty * px < max(bl.min_notional, sl.min_notional):
+        lot, least = max(bl.lot, sl.lot), max(bl.min_notional, sl.min_notional)
+        qty = _floor_to(max(qty, 0.0), lot)
+        if qty * px < least:
             return 0.0
+        if p.maker_display_fraction < 1.0:  # an iceberg: only its display part is posted
+            shown = _floor_to(qty * p.maker_display_fraction, lot)
+            if shown * px < least:
+                shown = min(qty, _ceil_to(least / px, lot))
+            qty = shown
         return qty
 
     def _next_quote(self, parent: MakerParent) -> S.RejectReason:

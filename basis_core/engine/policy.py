@@ -53,6 +53,10 @@ class PolicyConfig:
     # (a post-only sell, hedged by buying on the buy leg's venue) or "best" (per opportunity,
     # the side whose quote keeps more edge after both fees at its price; the buy on a tie)
     maker_side: Literal["buy", "sell", "best"] = "buy"
+    # iceberg: a maker_taker quote shows only this fraction of its size (whole lots, at least
+    # the venues' minimum notional); once that display part has filled and been hedged, the next
+    # one is posted as a new order, at the back of its price level's queue (1.0: no iceberg)
+    maker_display_fraction: float = 1.0
     hedge_window_ms: float = 1_500.0  # time from the first fill to a matched hedge
     fill_ratio_degrade: float = 0.95  # min(filled)/max(filled) below this: degrade
     fill_ratio_breach: float = 0.80  # below this at the end of the hedge window: breach
@@ -116,4 +120,7 @@ class PolicyConfig:
         require(self.maker_reprice_bps > 0, f"{path}.maker_reprice_bps", "must be > 0")
         require(1 <= self.maker_max_quotes <= 10_000, f"{path}.maker_max_quotes", "must be in [1, 10000]")
         require(self.maker_max_rejects >= 1, f"{path}.maker_max_rejects", "must be >= 1")
+        require(
+            0 < self.maker_display_fraction <= 1, f"{path}.maker_display_fraction", "must be in (0, 1]"
+        )
         require(0 < self.degraded_rate_factor <= 1, f"{path}.degraded_rate_factor", "must be in (0, 1]")
