@@ -120,7 +120,5 @@ class PolicyConfig:
         require(self.maker_reprice_bps > 0, f"{path}.maker_reprice_bps", "must be > 0")
         require(1 <= self.maker_max_quotes <= 10_000, f"{path}.maker_max_quotes", "must be in [1, 10000]")
         require(self.maker_max_rejects >= 1, f"{path}.maker_max_rejects", "must be >= 1")
-        require(
-            0 < self.maker_display_fraction <= 1, f"{path}.maker_display_fraction", "must be in (0, 1]"
-        )
+        require(0 < self.maker_display_fraction <= 1, f"{path}.maker_display_fraction", "must be in (0, 1]")
         require(0 < self.degraded_rate_factor <= 1, f"{path}.degraded_rate_factor", "must be in (0, 1]")
