@@ -93,6 +93,10 @@ KEEPALIVE_S = 1200.0
 FUNDING_CHECK_S = 1.0
 
 
+#: queued in place of a user-data message that could not be read (see `UserStream.on_message`)
+_GARBLED: dict = {"e": "basis.unreadable"}
+
+
 def _is_answer(message) -> bool:
     """A reply to a request on the stream (`{"result": ..., "id": ...}`), not an event."""
     return isinstance(message, dict) and "id" in message and "e" not in message and "event" not in message
@@ -223,6 +227,10 @@ class UserStream:
             on_user_data = isinstance(url, str) and any(m in url for m in USER_CONNECTIONS)
             if wrapped or (on_user_data and not _is_answer(message)):
                 self._garbled += 1
+                try:  # in its place among the events: `_parse` raises there
+                    self._queue.put_nowait(_GARBLED)
+                except asyncio.QueueFull:
+                    self._overflow = True
             return
         try:
             self._queue.put_nowait(event)
@@ -254,8 +262,6 @@ class UserStream:
                 while not queue.empty():
                     for ev in self._parse(ex, queue.get_nowait()):
                         yield ev
-                if self._garbled:
-                    raise MalformedResponse(v.name, "malformed", "an unreadable user data event")
                 if self._overflow:
                     self._overflow = False
                     for ev in await self._backstop():
@@ -270,8 +276,6 @@ class UserStream:
                     for ev in self._parse(ex, get.result()):
                         yield ev
                     continue
-                if self._garbled:
-                    continue  # (raised at the top of the loop)
                 get.cancel()
                 if not done:  # quiet: the funding backstop's turn
                     continue
@@ -407,6 +411,8 @@ class UserStream:
     def _parse(self, ex, msg: dict) -> list[UserEvent]:
         v = self.v
         now = time.time_ns()
+        if msg is _GARBLED:
+            raise MalformedResponse(v.name, "malformed", "an unreadable user data event")
         if msg.get("e") == "listenKeyExpired":
             raise RequestTimeout(v.name, "user_stream", "listen key expired")
         if msg.get("e") == "ACCOUNT_UPDATE":
@@ -437,10 +443,12 @@ class UserStream:
             parsing.require_fields(v.name, f"{msg.get('e')} order", raw, shape)
             if raw.get("x") == "TRADE":
                 parsing.require_fields(v.name, f"{msg.get('e')} trade", raw, TRADE_EVENT_FIELDS)
-        if msg.get("e") == "executionReport" and raw.get("x") == "CANCELED":
-            original = raw.get("C")  # the order's own client id ("c" is the cancel request's)
-            if not isinstance(original, str) or not original:
-                raise MalformedResponse(v.name, "malformed", "cancel report without the order's client id")
+        if msg.get("e") == "executionReport":
+            original = raw.get("C")  # a cancel's: the order's own client id ("c" is the request's)
+            if not isinstance(original, str) or (raw.get("x") == "CANCELED" and not original):
+                raise MalformedResponse(
+                    v.name, "malformed", f"executionReport {raw.get('x')}: C is {original!r}"
+                )
         try:
             order = ex.parse_ws_order(raw)
             trade = ex.parse_ws_trade(raw) if raw.get("x") == "TRADE" else None
