@@ -45,6 +45,7 @@ from test_fuzz_venue import apply as apply_recipe
 
 from adapters.ccxt import streams
 from adapters.emulator.harness import standard_emulator
+from basis_core.errors import MalformedResponse
 from basis_core.schema import OrderType, Side
 from basis_core.venue import BalanceUpdate, Fill, OrderRequest, OrderUpdate
 
@@ -318,3 +319,46 @@ def depth_case(bk: Books, recipe, frames: int, persistent: bool) -> None:
 @given(recipe=mutations(), frames=st.integers(1, 3), persistent=st.booleans())
 def test_any_depth_diff_keeps_the_book_right_or_marks_it_stale(books, recipe, frames, persistent):
     depth_case(books, recipe, frames, persistent)
+
+
+def test_a_garbled_user_event_ends_the_subscription_and_the_next_one_finds_the_fill():
+    """End to end on the wire: an executionReport the venue cannot read ends the subscription
+    with MalformedResponse (the io side reports it and subscribes again); a fill made meanwhile
+    is found by the next subscription's REST backstop, once."""
+    b = _bench(
+        lambda: standard_emulator({KEY: (SECRET, "alice")}, limits=NO_LIMITS),
+        {"instruments": {"BTCUSDT": "BTC/USDT"}, "user_data": "ws"},
+        "emu",
+    )
+    v, emu = b.venue, b.emu
+
+    async def body():
+        first = v.user_events()
+        nxt = asyncio.ensure_future(first.__anext__())
+        for _ in range(500):
+            if v.user_stream.subscriptions:
+                break
+            await asyncio.sleep(0.01)
+        await v.submit(OrderRequest("8101", "BTCUSDT", Side.BUY, OrderType.LIMIT, 0.001, 49_999.00))
+        while not nxt.done():  # the order's NEW, pushed
+            await asyncio.sleep(0.01)
+        assert isinstance(nxt.result(), OrderUpdate)
+        with emu.lock:
+            emu.users.publish("alice", {"e": "executionReport", "s": "BTCUSDT", "c": "8101", "i": "nan"})
+        with pytest.raises(MalformedResponse):
+            while True:
+                await asyncio.wait_for(first.__anext__(), 5)
+        emu.trade_against("BTCUSDT", Side.SELL, 1.501)  # 0.5 at 50,000, the 1.0 before ours, ours
+        second = v.user_events()
+        fills = []
+        while not fills:
+            ev = await asyncio.wait_for(second.__anext__(), 5)
+            fills += [ev] if isinstance(ev, Fill) else []
+        await second.aclose()
+        return fills
+
+    try:
+        fills = b.run(body(), 30)
+        assert [(f.coid, f.qty, f.price) for f in fills] == [("8101", 0.001, 49_999.0)]
+    finally:
+        _close(b)

@@ -241,7 +241,8 @@ class UserStream:
 
     async def events(self) -> AsyncIterator[UserEvent]:
         """One subscription: the backstop's findings, then every pushed event, until the venue
-        closes (returns) or the connection is lost (RequestTimeout)."""
+        closes (returns), the connection is lost (RequestTimeout) or an event cannot be read
+        (MalformedResponse; its connection is closed)."""
         v = self.v
         ex = v._ex_or_fail()
         queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_MAX)
@@ -285,11 +286,22 @@ class UserStream:
                     for ev in self._parse(ex, queue.get_nowait()):
                         yield ev
                 raise self._lost(watcher)
+        except MalformedResponse:  # an event we cannot read: the next subscription starts afresh
+            await self._disconnect(ex)
+            raise
         finally:
             self._queue = None
             if watcher is not None:
                 watcher.cancel()
             closed.cancel()
+
+    @staticmethod
+    async def _disconnect(ex) -> None:
+        """Close ccxt.pro's user-data connections (its subscription state goes with them)."""
+        for url, client in list((ex.clients or {}).items()):
+            if isinstance(url, str) and any(m in url for m in USER_CONNECTIONS):
+                ex.clients.pop(url, None)
+                await client.close()
 
     async def _keep(self, ex) -> None:
         """ccxt's watch_orders, again and again: it authenticates, subscribes and keeps the
