@@ -12,7 +12,8 @@ Benchmark names follow `Topology[impl,params]` or `Topology[impl].pNN`. A `...Th
 benchmark's value is seconds per message (shown as msgs/s); a `...Latency[...].pNN` benchmark's
 value is that percentile of one-way latency. "vs queue" divides the `queue` baseline of the
 same topology and params by the benchmark (higher = faster than the baseline). Other names are
-shown as their median time per loop. `--compare-to OLD.json` runs pyperf's compare_to between
+shown as their median time per loop; a `...Share[...]` benchmark's value is a fraction (shown
+as a percentage). `--compare-to OLD.json` runs pyperf's compare_to between
 OLD and the new file of each suite.
 """
 
@@ -40,6 +41,7 @@ SUITES: dict[str, str] = {
     "sim": "perf/bench_sim.py",
     "engine-step": "perf/bench_engine_step.py",
     "md-ws": "perf/bench_md_ws.py",
+    "chain": "perf/bench_chain.py",
 }
 
 #: suites whose pinned processes can ask for SCHED_FIFO (`basis bench --realtime`)
@@ -81,6 +83,9 @@ def summarize(medians: dict[str, float]) -> list[tuple[str, str, str, str, str]]
         m = _NAME.match(name)
         if not m:
             other.append((name, f"{_fmt_time(value)}/loop", "-", "-", "-"))
+            continue
+        if m["topo"].endswith("Share"):  # a fraction, not a time
+            other.append((name, f"{value:.1%} of orders", "-", "-", "-"))
             continue
         key = (m["topo"], m["impl"], m["params"] or "")
         row = rows.setdefault(key, {})

@@ -254,6 +254,12 @@ class Web3Venue(Venue):
         #: executor calls sent, and those refused by their simulation (nothing sent)
         self.pairs_sent = 0
         self.pairs_refused = 0
+        #: executor calls whose receipt did not come in time: each leg's coid -> (call, buy, sell)
+        #: until fetch_order finds the receipt (at most two entries per call in flight)
+        self._pair_pending: dict[str, tuple[_Pending, OrderRequest, OrderRequest]] = {}
+        #: pre-trade eth_call simulations of single swaps, and those that refused the swap
+        self.simulations = 0
+        self.simulations_refused = 0
         self.confirmations = confirmations
         #: the head / log subscription's endpoint ("" : poll over the client's endpoint)
         self.ws_url = ws_url
@@ -434,7 +440,8 @@ class Web3Venue(Venue):
             return self._refused(buy, sell, str(exc), exc.reason)
         while True:
             rec = await self._receipt(p, self.client.cfg.receipt_timeout_s)
-            if rec is None:
+            if rec is None:  # both legs OPEN: fetch_order looks for the receipt again
+                self._pair_pending[buy.coid] = self._pair_pending[sell.coid] = (p, buy, sell)
                 raise RequestTimeout(
                     self.name,
                     "receipt_timeout",
@@ -609,7 +616,12 @@ class Web3Venue(Venue):
         if self.relay is not None:
             return self._send_bundle(order, m, data)
         try:
-            c.call(m.pool, data)  # the gate: nothing sent if it fails
+            self.simulations += 1
+            try:
+                c.call(m.pool, data)  # the gate: nothing sent if it fails
+            except ChainRevert:
+                self.simulations_refused += 1
+                raise
             sent = c.send(m.pool, data)
         except ChainRevert as exc:
             self._reject(order, m, f"simulation: {exc.error_name}{exc.revert_args}", refusal_reason(exc))
@@ -1049,6 +1061,15 @@ class Web3Venue(Venue):
     async def fetch_order(self, coid: str, instrument: str | None = None) -> VenueOrder:
         if coid not in self._orders:
             raise OrderNotFound(self.name, "unknown_order", coid)
+        pair = self._pair_pending.get(coid)
+        if pair is not None:  # an executor call not mined in time: its receipt decides both legs
+            call, buy, sell = pair
+            rec = await self._run(self._mined, call)
+            if rec is not None and self._pair_pending.pop(buy.coid, None) is not None:
+                self._pair_pending.pop(sell.coid, None)
+                self._just_settled.append((call, rec))
+                await self._conclude_pair(call, buy, sell, rec)
+            return self._orders[coid]
         p = self._pending.get(coid)
         if p is not None:
             rec = await self._run(self._mined, p)
