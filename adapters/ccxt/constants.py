@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 import ccxt
 
@@ -208,14 +209,15 @@ BALANCE_ROWS = {"binance": ("balances", "asset", "free", "locked")}
 
 # -- answer shapes -----------------------------------------------------------------------------
 
-#: a JSON object: key -> the JSON type its value must have (str for Binance's decimal strings)
+#: a JSON object: key -> the JSON type its value must have; Decimal: a string holding a finite
+#: number (Binance writes prices, quantities and amounts as decimal strings)
 Fields = dict[str, type]
 _ORDER: Fields = {
     "orderId": int,
     "clientOrderId": str,
-    "price": str,
-    "origQty": str,
-    "executedQty": str,
+    "price": Decimal,
+    "origQty": Decimal,
+    "executedQty": Decimal,
     "status": str,
     "side": str,
     "type": str,
@@ -223,9 +225,9 @@ _ORDER: Fields = {
 _TRADE: Fields = {
     "id": int,
     "orderId": int,
-    "price": str,
-    "qty": str,
-    "commission": str,
+    "price": Decimal,
+    "qty": Decimal,
+    "commission": Decimal,
     "commissionAsset": str,
     "time": int,
 }
@@ -240,31 +242,39 @@ _DEPTH: Fields = {"lastUpdateId": int, "bids": list, "asks": list}
 ANSWER_SHAPES: dict[str, dict[str, Fields | list[Fields]]] = {
     "binance": {
         "/api/v3/depth": _DEPTH,
-        "/api/v3/order": dict(_ORDER, cummulativeQuoteQty=str),
-        "/api/v3/openOrders": [dict(_ORDER, cummulativeQuoteQty=str)],
+        "/api/v3/order": dict(_ORDER, cummulativeQuoteQty=Decimal),
+        "/api/v3/openOrders": [dict(_ORDER, cummulativeQuoteQty=Decimal)],
         "/api/v3/myTrades": [dict(_TRADE, isBuyer=bool, isMaker=bool)],
         "/api/v3/account": {"balances": list},
         "/api/v3/time": {"serverTime": int},
     },
     "binanceusdm": {
         "/fapi/v1/depth": _DEPTH,
-        "/fapi/v1/order": dict(_ORDER, cumQuote=str, avgPrice=str),
-        "/fapi/v1/openOrders": [dict(_ORDER, cumQuote=str, avgPrice=str)],
+        "/fapi/v1/order": dict(_ORDER, cumQuote=Decimal, avgPrice=Decimal),
+        "/fapi/v1/openOrders": [dict(_ORDER, cumQuote=Decimal, avgPrice=Decimal)],
         "/fapi/v1/userTrades": [dict(_TRADE, side=str, buyer=bool, maker=bool)],
         "/fapi/v1/income": [
-            {"symbol": str, "incomeType": str, "income": str, "asset": str, "time": int, "tranId": int}
+            {"symbol": str, "incomeType": str, "income": Decimal, "asset": str, "time": int, "tranId": int}
         ],
-        "/fapi/v1/fundingRate": [{"symbol": str, "fundingRate": str, "fundingTime": int, "markPrice": str}],
+        "/fapi/v1/fundingRate": [
+            {"symbol": str, "fundingRate": Decimal, "fundingTime": int, "markPrice": Decimal}
+        ],
         "/fapi/v1/premiumIndex": {
             "symbol": str,
-            "markPrice": str,
-            "indexPrice": str,
-            "lastFundingRate": str,
+            "markPrice": Decimal,
+            "indexPrice": Decimal,
+            "lastFundingRate": Decimal,
             "nextFundingTime": int,
             "time": int,
         },
         "/fapi/v3/positionRisk": [
-            {"symbol": str, "positionAmt": str, "entryPrice": str, "markPrice": str, "unRealizedProfit": str}
+            {
+                "symbol": str,
+                "positionAmt": Decimal,
+                "entryPrice": Decimal,
+                "markPrice": Decimal,
+                "unRealizedProfit": Decimal,
+            }
         ],
         "/fapi/v3/account": {"assets": list},
         "/fapi/v1/leverageBracket": [{"symbol": str, "brackets": list}],
@@ -289,19 +299,19 @@ _EVENT_ORDER: Fields = {
     "x": str,
     "X": str,
     "i": int,
-    "q": str,
-    "p": str,
-    "l": str,
-    "z": str,
-    "L": str,
-    "n": str,
+    "q": Decimal,
+    "p": Decimal,
+    "l": Decimal,
+    "z": Decimal,
+    "L": Decimal,
+    "n": Decimal,
     "T": int,
     "t": int,
     "m": bool,
 }
 EVENT_SHAPES: dict[str, Fields] = {
-    "executionReport": dict(_EVENT_ORDER, Z=str, O=int),
-    "ORDER_TRADE_UPDATE": dict(_EVENT_ORDER, ap=str),
+    "executionReport": dict(_EVENT_ORDER, Z=Decimal, O=int),
+    "ORDER_TRADE_UPDATE": dict(_EVENT_ORDER, ap=Decimal),
 }
 TRADE_EVENT_FIELDS: Fields = {"N": str}
 #: an outboundAccountPosition: its update time and its balance rows

@@ -8,6 +8,7 @@ venue's HTTP 200 `{}` into an order whose id and status are None; `order` refuse
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 from basis_core.errors import MalformedResponse
 from basis_core.schema import Liquidity, OrderType, Side
@@ -52,6 +53,13 @@ def shape_error(obj, fields: dict[str, type]) -> str | None:
         return f"{type(obj).__name__} where an object belongs"
     for key, kind in fields.items():
         value = obj.get(key)
+        if kind is Decimal:  # a decimal string
+            try:
+                if not isinstance(value, str) or not math.isfinite(float(value)):
+                    raise ValueError
+            except ValueError:
+                return f"{key} is {value!r}, not a decimal number"
+            continue
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             return f"{key} is {type(value).__name__}, not {kind.__name__}"
         if kind is str and not value:
