@@ -486,6 +486,7 @@ def perp_case(b: Bench, call: str, mutator: Mutator) -> None:
 
 
 @example(call="fills", recipe=([("set", [0, 1], "")], None), persistent=False)  # commission "": no fee
+@example(call="fills", recipe=([("set", [0, 1], "abc")], None), persistent=False)  # "abc": no fee
 @example(  # a position row of no market (and a garbled leverage bracket): read as flat
     call="positions", recipe=([("set", [0, 0], None), ("set", [0, 17], "")], None), persistent=False
 )
