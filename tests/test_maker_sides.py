@@ -132,3 +132,22 @@ def test_best_side_quotes_either_leg_by_the_edge_it_keeps(tmp_path):
 def test_maker_side_is_checked(tmp_path):
     err = config_error(tmp_path, '[policy]\nmaker_side = "ask"\n')
     assert "policy.maker_side" in str(err)
+
+
+def test_a_sell_quote_filled_while_reconciliation_asks_the_venue_is_no_mismatch(tmp_path):
+    """The default scenario (its faults kept) quoting the sell leg for 60 s: a quote filled while
+    the venue's open-order answer was travelling raised 'we count more filled than the venue'
+    and held the engine in RECONCILING to the end; the round now judges the answer against the
+    book as it was when the venue was asked (reconcile/orders.py)."""
+    import tomllib
+    from pathlib import Path
+
+    from tests.orchestration import DEFAULT
+
+    data = tomllib.loads(Path(DEFAULT).read_text())
+    data.setdefault("policy", {}).update(execution="maker_taker", maker_side="sell")
+    runner, _, problems = run(data, tmp_path)
+    report = build_report(runner, 1.0)
+    assert problems == [] and invariants(runner) == []
+    assert report["reconciliation"] == dict.fromkeys(("order", "position", "balance", "reporting"), 0)
+    assert report["final_engine_state"] == "NORMAL", report["state_transitions"][-3:]

@@ -417,3 +417,58 @@ def test_rounds_with_an_order_index_find_what_rounds_over_every_order_find():
         assert {c for c in on_venue if indexed[c].working} <= index.working <= on_venue
     assert full == indexed and len(full) > 100
     assert len(index.working) < 0.8 * len(on_venue)
+
+
+def test_a_round_judges_the_venue_answer_against_the_book_as_it_was_when_the_venue_was_asked():
+    """Our book moves while a request is out: a fill the venue made after it answered, or an
+    order we sent meanwhile, is neither a contradiction, nor undone, nor adopted."""
+    import asyncio
+
+    from basis_core.reconcile.orders import OrderIndex, reconcile_orders
+
+    class Venue:
+        """Answers with what it held when asked; our book moves on before the answer arrives."""
+
+        name = "alpha"
+
+        def __init__(self, ours, held):
+            self.ours, self.held = ours, held
+
+        async def open_orders(self):
+            answer = list(self.held)
+            # while the answer travels: C1 fills here (our stream is ahead of that answer) and C2
+            # is sent, already known to the venue when it answered
+            self.ours[C1].filled_qty, self.ours[C1].status = 1.0, OrderStatus.FILLED
+            self.ours[C2] = ko(C2, None)
+            await asyncio.sleep(0)
+            return answer
+
+        async def fetch_order(self, coid, instrument=None):
+            raise AssertionError("nothing is missing from the open list")
+
+    for index in (None, OrderIndex()):
+        ours = {C1: ko(C1)}
+        if index is not None:
+            index.candidates(ours)  # C1 was working at the last round
+        venue = Venue(ours, [vo(C1), vo(C2, OrderStatus.PARTIALLY_FILLED, 0.25)])
+        rnd = asyncio.run(reconcile_orders(venue, ours, 10, index=index))
+        assert rnd.mismatches == [], [m.cause for m in rnd.mismatches]  # was: "we count more filled"
+        apply(ours, "alpha", rnd)
+        # the fill that came after the answer stands; the order sent meanwhile stays ours
+        assert (ours[C1].status, ours[C1].filled_qty) == (OrderStatus.FILLED, 1.0)
+        assert ours[C2].origin == "ours" and ours[C2].status is None
+    # an answer that is newer than our unchanged view is still taken (the venue is the truth)
+    ours = {C1: ko(C1)}
+    rnd = asyncio.run(reconcile_orders(VenueAhead(), ours, 10))
+    apply(ours, "alpha", rnd)
+    assert (ours[C1].status, ours[C1].filled_qty) == (OrderStatus.PARTIALLY_FILLED, 0.5)
+
+
+class VenueAhead:
+    name = "alpha"
+
+    async def open_orders(self):
+        return [vo(C1, OrderStatus.PARTIALLY_FILLED, 0.5)]
+
+    async def fetch_order(self, coid, instrument=None):
+        raise AssertionError("not asked")

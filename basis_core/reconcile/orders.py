@@ -14,6 +14,11 @@ Rules:
 * where both know the order, the venue's status and fill progress are the truth. Catching up
   (we were behind) is a correction; a contradiction (we count more filled than the venue, or
   the venue shows open an order we hold terminal, or side/qty differ) is a Mismatch.
+* the venue's answer is compared with our book **as it was when the venue was asked**: our view
+  moves on while a request is out (a fill or an ack arrives, a new order is sent), and the
+  venue's older answer says nothing about what happened after it. An order whose state changed
+  while the venue was asked is not updated from that answer (the next round compares again), and
+  an order we sent meanwhile is never adopted as if it were unknown.
 
 `diff_orders` is the pure comparison; `reconcile_orders` is the async round against a Venue;
 `apply` folds a round's outcome into our order book. With an `OrderIndex` a round looks at the
@@ -93,6 +98,8 @@ class OrderRound(OrderDiff):
 
     lost: list[str] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
+    #: our (status, filled qty) of each order looked at, as it was when the venue was asked
+    asked: dict[str, tuple[OrderStatus | None, float]] = field(default_factory=dict)
 
     @property
     def settled(self) -> bool:
@@ -222,18 +229,29 @@ async def reconcile_orders(
     the venue SUSPECT and tries again); errors of single targeted queries leave that order
     unresolved instead.
     """
+    # copies: the book is updated in place while the request is out (module docstring)
     if index is None:
-        mine = {c: o for c, o in ours.items() if o.venue == venue.name}
+        mine = {c: replace(o) for c, o in ours.items() if o.venue == venue.name}
         venue_open = await venue.open_orders()
     else:
         candidates = index.candidates(ours)
+        frozen = {c: replace(ours[c]) for c in candidates if ours[c].venue == venue.name}
         venue_open = await venue.open_orders()
-        mine = index.mine(ours, venue.name, candidates, [vo.coid for vo in venue_open])
-        index.working = {c for c, o in mine.items() if o.working}
+        # (an order listed open that was not a candidate is one we hold terminal: it does not move)
+        mine = {
+            c: frozen.get(c) or replace(o)
+            for c, o in index.mine(ours, venue.name, candidates, [vo.coid for vo in venue_open]).items()
+        }
+        index.working = {c for c in mine if ours[c].working}  # (as the book is now)
     d = diff_orders(venue.name, mine, venue_open, ts_ns)
+    # one that ended here while the venue was asked is not open there either: nothing to ask
+    d.to_query = [c for c in d.to_query if ours[c].working]
     rnd = OrderRound(d.adopt, d.to_query, d.updates, d.mismatches)
+    rnd.asked = {c: (o.status, o.filled_qty) for c, o in mine.items()}
     for coid in d.to_query:
         await _query(venue, mine[coid], ts_ns, grace_ns, rnd)
+    # an answer our book has already caught up with while it travelled changes nothing
+    rnd.updates = [vo for vo in rnd.updates if not _agrees(ours[vo.coid], vo)]
     if index is not None:  # the venue's word (adopted, updated) may make an order work again
         index.working.update(vo.coid for vo in (*rnd.adopt, *rnd.updates))
     return rnd
@@ -328,11 +346,27 @@ async def _query(venue: Venue, known: KnownOrder, ts_ns: int, grace_ns: int, rnd
         rnd.updates.append(vo)
 
 
+def _agrees(known: KnownOrder, vo: VenueOrder) -> bool:
+    return known.status == vo.status and abs(known.filled_qty - vo.filled_qty) <= QTY_TOL
+
+
 def apply(ours: dict[str, KnownOrder], venue: str, rnd: OrderDiff) -> None:
-    """Fold a round into our book: adopt, take the venue's status and fills, mark the lost."""
+    """Fold a round into our book: adopt, take the venue's status and fills, mark the lost.
+    What changed here while the venue was asked is left to the next round (module docstring)."""
+    asked = getattr(rnd, "asked", {})
+
+    def moved(coid: str) -> bool:
+        was = asked.get(coid)
+        now = ours[coid]
+        return was is not None and (was[0] != now.status or abs(was[1] - now.filled_qty) > QTY_TOL)
+
     for vo in rnd.adopt:
-        ours[vo.coid] = KnownOrder.adopted(venue, vo)
+        held = ours.get(vo.coid)
+        if held is None or held.venue != venue:  # (one we sent while it was asked is ours already)
+            ours[vo.coid] = KnownOrder.adopted(venue, vo)
     for vo in rnd.updates:
+        if moved(vo.coid):
+            continue
         known = ours[vo.coid]
         ours[vo.coid] = replace(
             known,
@@ -341,4 +375,5 @@ def apply(ours: dict[str, KnownOrder], venue: str, rnd: OrderDiff) -> None:
             avg_price=vo.avg_price if math.isfinite(vo.avg_price) else known.avg_price,
         )
     for coid in getattr(rnd, "lost", ()):
-        ours[coid] = replace(ours[coid], lost=True)
+        if not moved(coid):
+            ours[coid] = replace(ours[coid], lost=True)
