@@ -209,3 +209,37 @@ async def _revert_case(cfg_path: Path, url: str, key_hex: str) -> None:
     assert after["BTC"] == before["BTC"] and after["USDT"] == before["USDT"]
     assert before["ETH"] - after["ETH"] == round(charges[0].amount * 1e18) == rec.gas_cost_wei
     await venue.close()
+
+
+def test_a_leg_without_a_partner_is_a_single_swap_after_the_pair_window(chain, monkeypatch):
+    cfg_path, frag, url, key_hex = chain
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    snap = rpc(url, "evm_snapshot")
+    try:
+        asyncio.run(_lone_leg(cfg_path, url))
+    finally:
+        assert rpc(url, "evm_revert", [snap]) is True
+
+
+async def _lone_leg(cfg_path: Path, url: str) -> None:
+    world = ChainWorld.from_run_config(load(cfg_path))
+    venue = world.chain["dex"]
+    await venue.start()
+    assert venue.trader is not None and venue.twins == {A: (B,), B: (A,)}
+    nonce0 = int(rpc(url, "eth_getTransactionCount", [venue.client.address, "latest"]), 16)
+    t0 = time.monotonic()
+    view = await venue.submit(OrderRequest("lone1", A, Side.BUY, OrderType.IOC, 0.01, 50_000.0))
+    assert time.monotonic() - t0 >= venue.pair_window_s
+    assert view.status == OrderStatus.FILLED and view.filled_qty == pytest.approx(0.01, rel=1e-12)
+    assert venue.pairs_sent == 0 and venue.simulations == 1
+    rec = venue.client.get_receipt(view.venue_order_id)
+    tx = rpc(url, "eth_getTransactionByHash", [view.venue_order_id])
+    assert rec is not None and rec.ok and tx["to"].lower() == venue.markets[A].pool.lower()
+    assert int(rpc(url, "eth_getTransactionCount", [venue.client.address, "latest"]), 16) == nonce0 + 1
+    # two legs of different quantities are not a pair either: each its own swap
+    legs = await asyncio.gather(
+        venue.submit(OrderRequest("lone2", A, Side.BUY, OrderType.IOC, 0.01, 50_000.0)),
+        venue.submit(OrderRequest("lone3", B, Side.SELL, OrderType.IOC, 0.02, 49_000.0)),
+    )
+    assert [v.status for v in legs] == [OrderStatus.FILLED, OrderStatus.FILLED] and venue.pairs_sent == 0
+    await venue.close()
