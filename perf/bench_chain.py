@@ -231,8 +231,14 @@ def refused_share(loops: int, which: str) -> float:
     return total
 
 
+def _worker_args(cmd: list[str], args) -> None:
+    if args.fast:
+        cmd.append("--fast")
+
+
 def main() -> None:
-    runner = pyperf.Runner(processes=1, values=3, loops=1)  # a value is one sample: no calibration
+    # a value is one sample: no calibration; --fast reaches the worker processes too
+    runner = pyperf.Runner(processes=1, values=3, loops=1, add_cmdline_args=_worker_args)
     runner.metadata["chain_path"] = (
         "Web3Venue.submit -> read_pools -> size -> eth_call simulation -> EvmClient.send "
         "(nonce, fees, estimate, sign, eth_sendRawTransaction) on anvil over loopback HTTP"
