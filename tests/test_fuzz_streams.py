@@ -315,6 +315,7 @@ def depth_case(bk: Books, recipe, frames: int, persistent: bool) -> None:
 # stopped; a diff without its event time: skipped, and the book stopped advancing)
 @example(recipe=([], ("truncate", 0.5)), frames=1, persistent=False)
 @example(recipe=([("drop", [0])], None), frames=1, persistent=False)
+@example(recipe=([("nest", [], "dict"), ("drop", [0, 2])], None), frames=1, persistent=False)  # wrapped
 @FUZZ
 @given(recipe=mutations(), frames=st.integers(1, 3), persistent=st.booleans())
 def test_any_depth_diff_keeps_the_book_right_or_marks_it_stale(books, recipe, frames, persistent):

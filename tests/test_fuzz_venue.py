@@ -367,6 +367,7 @@ def spot_case(b: Bench, call: str, mutator: Mutator) -> None:
 @example(call="book", recipe=([("set", [0, 0], float("nan"))], None), persistent=False)  # NaN literal
 @example(call="book", recipe=([("set", [0, 0, 0], "0")], None), persistent=False)  # a level at price 0
 @example(call="fetch_order", recipe=([("set", [1], "1e300")], None), persistent=False)  # average 5e302
+@example(call="book", recipe=([("set", [8], -1)], None), persistent=False)  # update id -1
 @example(call="cancel", recipe=([("set", [14], "-1")], None), persistent=False)  # time -1 ms
 @example(call="cancel", recipe=([("set", [14], "inf")], None), persistent=False)  # OverflowError
 @example(call="fetch_order", recipe=([("drop", [1])], None), persistent=False)  # no cost: average 0
@@ -487,6 +488,10 @@ def perp_case(b: Bench, call: str, mutator: Mutator) -> None:
 
 @example(call="fills", recipe=([("set", [0, 1], "")], None), persistent=False)  # commission "": no fee
 @example(call="fills", recipe=([("set", [0, 1], "abc")], None), persistent=False)  # "abc": no fee
+@example(call="submit", recipe=([("set", [32], 2**64)], None), persistent=False)  # order id 2**64
+@example(  # a notional of -1: ccxt read the long position as short
+    call="positions", recipe=([("set", [0, 0], None), ("set", [0, 12], "-1")], None), persistent=False
+)
 @example(  # a position row of no market (and a garbled leverage bracket): read as flat
     call="positions", recipe=([("set", [0, 0], None), ("set", [0, 17], "")], None), persistent=False
 )

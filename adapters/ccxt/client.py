@@ -126,13 +126,12 @@ def _client_class(exchange: str, websocket: bool = False):
             hook = getattr(self, "basis_on_message", None)  # the user stream's (streams.py)
             if hook is not None:
                 hook(message, getattr(client, "url", ""))
+            frame = message.get("data", message) if isinstance(message, dict) else None  # (combined streams)
             fields = (
-                FRAME_SHAPES.get(self.id, {}).get(str(message.get("e")))
-                if isinstance(message, dict)
-                else None
+                FRAME_SHAPES.get(self.id, {}).get(str(frame.get("e"))) if isinstance(frame, dict) else None
             )
             if fields is not None:
-                problem = parsing.shape_error(message, fields) or parsing.diff_error(message)
+                problem = parsing.shape_error(frame, fields) or parsing.diff_error(frame)
                 if problem is not None:
                     client.on_error(ccxt.BadResponse(f"{self.id} {message.get('e')}: {problem}"))
                     return None
@@ -849,7 +848,7 @@ class CcxtVenue(Venue):
             bids,
             asks,
             snapshot=True,
-            update_id=int(raw.get("nonce") or 0),
+            update_id=parsing.time_ms(self.name, "book update id", raw.get("nonce")),
         )
 
     async def market_data(

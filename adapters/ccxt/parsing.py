@@ -62,6 +62,8 @@ def shape_error(obj, fields: dict[str, type]) -> str | None:
             continue
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             return f"{key} is {type(value).__name__}, not {kind.__name__}"
+        if isinstance(value, int) and not -1 <= value < 2**63:  # ids and times: int64s (-1: none)
+            return f"{key} is {value}, out of range"
         if kind is str and not value:
             return f"{key} is empty"
     return None
@@ -74,7 +76,7 @@ def require_fields(venue: str, what: str, obj, fields: dict[str, type]) -> None:
         raise _bad(venue, f"{what}: {problem}")
 
 
-def diff_error(frame: dict) -> str | None:
+def diff_error(frame) -> str | None:
     """What makes a depth diff's levels unusable: a level that is not [price, quantity] strings
     of numbers, a price <= 0 or a quantity < 0 (0 takes the level out); None when nothing."""
     for side in ("b", "a"):
@@ -116,7 +118,8 @@ MAX_MS = (2**63 - 1) // 1_000_000
 
 
 def time_ms(venue: str, what: str, value) -> int:
-    """A venue timestamp in ms: missing is 0 (not stamped), else a whole number in [0, MAX_MS]."""
+    """A venue timestamp in ms (or another count that must fit: an update id): missing is 0
+    (not stamped), else a whole number in [0, MAX_MS]."""
     if value is None:
         return 0
     out = require_finite(venue, what, value)

@@ -159,15 +159,17 @@ class Perps:
 
     def _check_rows(self, rows: list, raw) -> None:
         """Every position the venue's own answer `raw` lists for one of our perps with a size is
-        among ccxt's `rows` (with the same size)."""
+        among ccxt's `rows` with the same signed size (ccxt takes the side from the notional)."""
         v = self.venue
         if raw is None:
             return
         _, id_key, size_key = POSITION_ROWS[v.config.exchange]
         ex = v._ex_or_fail()
         ids = {ex.market(i.symbol)["id"]: i.symbol for i in self.perps.values()}
-        sizes = {
-            str(p.get("symbol")): abs(float(p.get("contracts") or 0.0)) * float(p.get("contractSize") or 1.0)
+        sizes = {  # signed, as positions() reads them
+            str(p.get("symbol")): abs(float(p.get("contracts") or 0.0))
+            * float(p.get("contractSize") or 1.0)
+            * (-1.0 if p.get("side") == "short" else 1.0)
             for p in rows
             if isinstance(p, dict)
         }
@@ -178,8 +180,8 @@ class Perps:
             symbol = ids.get(market_id)
             if symbol is None:
                 continue  # another market's position: not ours to read
-            size = abs(number(v.name, "position size", r.get(size_key), signed=True))
-            if size and abs(sizes.get(symbol, 0.0) - size) > 1e-9 * size:
+            size = number(v.name, "position size", r.get(size_key), signed=True)
+            if size and abs(sizes.get(symbol, 0.0) - size) > 1e-9 * abs(size):
                 raise MalformedResponse(
                     v.name,
                     "malformed",
