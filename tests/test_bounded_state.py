@@ -28,7 +28,7 @@ from basis_core.results.stats import Spool
 from basis_core.scenarios import DEFAULT
 from basis_core.state.fsm import Change
 
-DIGEST = "a880541d00e9eb371ffaf142953a5167"
+DIGEST = "76cfd906f0325be0bdded5ece8509a77"
 SMALL = {"TRANSITIONS_KEPT": 4, "RESIDUALS_KEPT": 8, "ANOMALIES_KEPT": 2}
 
 

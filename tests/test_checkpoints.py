@@ -28,7 +28,7 @@ from basis_core.scenarios import DEFAULT
 
 EVERY = 4000
 KEEP = 3
-DIGEST = "a880541d00e9eb371ffaf142953a5167"
+DIGEST = "76cfd906f0325be0bdded5ece8509a77"
 
 
 def _default(duration_s: float, every: int, keep: int = KEEP) -> dict:

@@ -15,7 +15,9 @@ DURATION_S = 15.0
 
 @pytest.fixture(scope="module")
 def taker(tmp_path_factory):
-    return run(scenario(duration_s=DURATION_S), tmp_path_factory.mktemp("taker"))
+    """The taker style without its residual cap (taker_residual_cap = false)."""
+    policy = {"taker_residual_cap": False}
+    return run(scenario(duration_s=DURATION_S, policy=policy), tmp_path_factory.mktemp("taker"))
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def sliced(tmp_path_factory):
     return runner, world, problems, tmp
 
 
-def test_taker_puts_more_than_the_residual_limit_in_flight(taker):
+def test_uncapped_taker_puts_more_than_the_residual_limit_in_flight(taker):
     runner, _, problems = taker
     assert problems == []
     limit = runner.core.policy.max_residual_usdt

@@ -41,7 +41,7 @@ class PolicyConfig:
     # filled alone, valued at the highest price it can be valued at now, stays within
     # slice_residual_fraction of max_residual_usdt, less what open positions already put in
     # flight), so the residual limit holds by construction; off: sized to max_order_usdt
-    taker_residual_cap: bool = False
+    taker_residual_cap: bool = True
     slice_interval_ms: float = 100.0
     slice_residual_fraction: float = 0.9
     max_slices: int = 50
