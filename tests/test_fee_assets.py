@@ -17,6 +17,8 @@ def _little_bnb(**policy) -> dict:
     """The default scenario with enough BNB on beta for a couple of fills only."""
     data = scenario(duration_s=20.0)
     data["venues"]["beta"]["balances"]["BNB"] = 0.05
+    # entries sized to max_order_usdt, not capped by the residual limit: BNB runs out in seconds
+    data.setdefault("policy", {})["taker_residual_cap"] = False
     if policy:
         data.setdefault("policy", {}).update(policy)
     return data

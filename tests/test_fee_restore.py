@@ -29,6 +29,9 @@ def _little_bnb(policy: str) -> dict:
     data["venues"]["beta"]["balances"]["BNB"] = 0.05
     data.setdefault("policy", {})["on_fee_asset_exhausted"] = policy
     data["limits"]["max_residual_usdt"] = 25.0  # the run's BTC fees come to about 45 USDT
+    # entries sized to max_order_usdt (not capped to that small a residual limit): the fee
+    # asset runs out in seconds
+    data["policy"]["taker_residual_cap"] = False
     return data
 
 
