@@ -163,6 +163,7 @@ class PythonScanCore(EngineCore):
         super().__init__(registry, rules, policy, balances, start_ns, **kwargs)
         self.market = PythonMarket(registry, rules, 10, policy, start_ns, kwargs.get("fixed_marks"))
         self.market.warm_up()
+        self.decider = None  # the gate and sizing in Python too (the compiled call reads the kernel's arrays)
 
     def step(self, batch: np.ndarray) -> np.ndarray:
         gen = batch.view(S.GENERIC)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from basis_core import schema as S
@@ -66,6 +66,7 @@ class Pos:
         max_size=30,
     ),
 )
+@example(grants=[2.225073858507e-311], steps=[("a-spot", "a-spot", 99999.0, 1.0, False)])  # subnormal
 def test_entries_capped_to_the_allowance_never_use_more_than_was_granted(grants, steps):
     a = Allowance()
     positions: dict[int, Pos] = {}

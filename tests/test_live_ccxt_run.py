@@ -174,7 +174,7 @@ def test_basis_run_trades_spot_against_a_perp_on_two_emulated_exchanges_ends_nor
     assert report["reconciliation"] == dict.fromkeys(("order", "position", "balance", "reporting"), 0), found
     assert report["final_engine_state"] == "NORMAL", report["state_transitions"][-5:]
     assert report["open_positions"] == []
-    assert report["orders_submitted"] >= 2 and report["orders_filled"] >= 2
+    assert report["orders_submitted"] >= 2 and report["orders_filled"] >= 2, report.get("signals_rejected")
     assert report["hedges_completed"] >= 1
     # basis trades: spot on alpha against the perp on beta, each one filled on both venues
     traded = db.execute(

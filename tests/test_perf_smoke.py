@@ -97,7 +97,11 @@ def test_peer_smallest_form_or_a_clear_skip(tmp_path):
         assert proc.returncode == SKIPPED and "not installed" in proc.stderr and not out.exists()
         return
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert names(out) == {"PeerThroughput[nautilus]", "PeerThroughput[nautilus,noorders]"}
+    assert names(out) == {
+        "PeerThroughput[basis]",
+        "PeerThroughput[nautilus]",
+        "PeerThroughput[nautilus,noorders]",
+    }
 
 
 @pytest.mark.parametrize("suite", ["router", "journal"])

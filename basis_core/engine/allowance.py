@@ -29,6 +29,10 @@ RELEASED = frozenset({HedgeState.COMPLETE, HedgeState.CLOSED, HedgeState.RECONCI
 MARGIN = 1e-9
 
 
+#: amounts below this are nothing (a limit is USDT or base: far below any lot)
+TOO_SMALL = 1e-12
+
+
 class Allowance:
     """What this engine holds of each shared limit (`granted`, the io side's word) and what its
     positions use of it (`used`); plain data, pickled with the core in a checkpoint."""
@@ -44,7 +48,10 @@ class Allowance:
         self.over = 0
 
     def grant(self, key: str, total: float) -> None:
-        self.granted[key] = max(float(total), 0.0)
+        # (a grant too small to trade on is none: subnormal amounts lose the precision the cap
+        # and its check rely on)
+        total = float(total)
+        self.granted[key] = total if total >= TOO_SMALL else 0.0
         self.peak[key] = max(self.peak.get(key, 0.0), self.granted[key])
         self.grants += 1
 
