@@ -375,22 +375,16 @@ class Web3Venue(Venue):
             if paired is not None:
                 return paired
         p = await self._run(self._send_swap, order, m)
-        while True:
-            rec = await self._receipt(p, self.client.cfg.receipt_timeout_s)
-            if rec is None and p.missed:
-                return self._not_included(p)
-            if rec is None:
-                replaced = " (replaced by a cancel past its deadline)" if p.cancel else ""
-                raise RequestTimeout(
-                    self.name,
-                    "receipt_timeout",
-                    f"{order.coid}: swap {p.sent.tx_hash}{replaced} not mined in time",
-                )
-            if rec.ok and rec.tx_hash == p.sent.tx_hash:
-                rec = await self._confirmed(p, rec)
-                if rec is None:  # a reorg dropped it: sent again, its receipt awaited again
-                    continue
-            break
+        rec = await self._final_receipt(p)
+        if rec is None and p.missed:
+            return self._not_included(p)
+        if rec is None:
+            replaced = " (replaced by a cancel past its deadline)" if p.cancel else ""
+            raise RequestTimeout(
+                self.name,
+                "receipt_timeout",
+                f"{order.coid}: swap {p.sent.tx_hash}{replaced} not mined in time",
+            )
         view = await self._settle(order.coid, rec)
         return view if view is not None else self._known(order.coid)
 
@@ -440,20 +434,14 @@ class Web3Venue(Venue):
             p = await self._run(self._send_pair, buy, sell)
         except OrderRejected as exc:
             return self._refused(buy, sell, str(exc), exc.reason)
-        while True:
-            rec = await self._receipt(p, self.client.cfg.receipt_timeout_s)
-            if rec is None:  # both legs OPEN: fetch_order looks for the receipt again
-                self._pair_pending[buy.coid] = self._pair_pending[sell.coid] = (p, buy, sell)
-                raise RequestTimeout(
-                    self.name,
-                    "receipt_timeout",
-                    f"{buy.coid}+{sell.coid}: executor call {p.sent.tx_hash} not mined in time",
-                )
-            if rec.ok and rec.tx_hash == p.sent.tx_hash:
-                rec = await self._confirmed(p, rec)
-                if rec is None:  # a reorg dropped it: sent again, its receipt awaited again
-                    continue
-            break
+        rec = await self._final_receipt(p)
+        if rec is None:  # both legs OPEN: fetch_order looks for the receipt again
+            self._pair_pending[buy.coid] = self._pair_pending[sell.coid] = (p, buy, sell)
+            raise RequestTimeout(
+                self.name,
+                "receipt_timeout",
+                f"{buy.coid}+{sell.coid}: executor call {p.sent.tx_hash} not mined in time",
+            )
         self._just_settled.append((p, rec))
         return await self._conclude_pair(p, buy, sell, rec)
 
@@ -849,6 +837,17 @@ class Web3Venue(Venue):
                 resent.append((p, tx, until))
         self._settled, self._resent = watched, resent
         return head
+
+    async def _final_receipt(self, p: _Pending) -> Receipt | None:
+        """The receipt that decides `p` (None: none came in time): a mined swap of ours once it
+        has its confirmations; when a reorg drops it, it is sent again and awaited again."""
+        while True:
+            rec = await self._receipt(p, self.client.cfg.receipt_timeout_s)
+            if rec is None or not (rec.ok and rec.tx_hash == p.sent.tx_hash):
+                return rec
+            confirmed = await self._confirmed(p, rec)
+            if confirmed is not None:
+                return confirmed
 
     async def _confirmed(self, p: _Pending, rec: Receipt) -> Receipt | None:
         """Wait until the swap's block has `confirmations` blocks on it (no lock held
